@@ -1,0 +1,49 @@
+"""Fixtures shared by the suite: configs and a started Initiator."""
+
+from __future__ import annotations
+
+import os
+import textwrap
+from typing import Any
+
+import pytest
+import pytest_twisted
+
+from turberfield_twisted.config import parse_config
+from turberfield_twisted.testing.procs import children_of, wait_gone
+
+
+def initiator_config(low: int = 49200, high: int = 49299, extra: str = "", **own: Any) -> Any:
+    """A config with an initiator section ``init`` and the demo module's section."""
+    keys = {"listen_addr": "127.0.0.1", "listen_port": "0", "child_port_min": str(low),
+            "child_port_max": str(high), "ready_timeout": "15", "stop_timeout": "5", **own}
+    body = "\n".join(f"{k} = {v}" for k, v in keys.items())
+    text = f"[init]\n{body}\n\n" + textwrap.dedent("""
+        [turberfield_twisted.demo.hello]
+        greeting = hello
+        secret = s3cr3t-demo-value
+        overridable = greeting
+        """) + textwrap.dedent(extra)
+    return parse_config(text)
+
+
+@pytest.fixture
+def reactor() -> Any:
+    """The installed (asyncio) reactor."""
+    from twisted.internet import reactor as installed
+
+    return installed
+
+
+@pytest_twisted.async_yield_fixture
+async def initiator(reactor: Any) -> Any:
+    """A started Initiator on the real reactor; stopped and checked for leftovers after."""
+    from turberfield_twisted import Initiator
+
+    init = Initiator(None, guid="init", cfg=initiator_config(), reactor=reactor)
+    init.startService()
+    yield init
+    pids = [job.pid for job in init.workers.values() if job.pid]
+    await init.stopService()
+    await wait_gone(reactor, pids)
+    assert children_of(os.getpid()) == []

@@ -1,0 +1,72 @@
+"""The core API end to end: real worker processes, real ports, real HTTP."""
+
+import json
+import os
+
+import pytest_twisted
+import treq
+from twisted.internet import defer
+
+from turberfield_twisted.testing.procs import children_of, pid_alive, wait_gone
+
+DEMO = "turberfield_twisted.demo.hello"
+
+
+async def get_json(reactor, url):
+    response = await treq.get(url, timeout=5, reactor=reactor)
+    assert response.code == 200
+    return json.loads(await response.content())
+
+
+@pytest_twisted.ensureDeferred
+async def test_launch_ready_and_answer(initiator, reactor):
+    """A launched demo worker becomes ready and answers with its guid and config."""
+    guid = await initiator.launch(DEMO, session="sess-42")
+    job = await initiator.ready(guid, timeout=15)
+    assert job.state == "ready"
+    body = await get_json(reactor, f"http://127.0.0.1:{job.port}/")
+    assert body["guid"] == guid
+    assert body["session"] == "sess-42"
+    assert body["config"]["greeting"] == "hello"
+    assert body["config"]["listen_port"] == str(job.port)
+    assert "token" not in body["config"] and "secret" not in body["config"]
+    status = await initiator.stop(guid, timeout=5)
+    assert status.code == 0
+    assert not pid_alive(job.process.pid or 0)
+
+
+@pytest_twisted.ensureDeferred
+async def test_secret_reaches_worker_but_not_cmdline_or_environ(initiator, reactor):
+    """A secret in the job's section and its token are on stdin only."""
+    guid = await initiator.launch(DEMO, config={"api_key": "k-9f8e7d6c5b4a"})
+    job = await initiator.ready(guid, timeout=15)
+    with open(f"/proc/{job.pid}/cmdline", "rb") as f:
+        cmdline = f.read()
+    with open(f"/proc/{job.pid}/environ", "rb") as f:
+        environ = f.read()
+    assert cmdline.split(b"\0")[1:4] == [b"-P", b"-m", DEMO.encode()]
+    for secret in (b"k-9f8e7d6c5b4a", b"s3cr3t-demo-value", job.token.encode()):
+        assert secret not in cmdline
+        assert secret not in environ
+    body = await get_json(reactor, f"http://127.0.0.1:{job.port}/")
+    assert body["config"]["api_key"] == "k-9f8e7d6c5b4a"
+    await initiator.stop(guid)
+
+
+@pytest_twisted.ensureDeferred
+async def test_five_at_once_get_distinct_ports_and_all_stop(initiator, reactor):
+    """Five launches at once: five guids, five ports, five answers; after stop, no process."""
+    guids = await defer.gatherResults(
+        [defer.Deferred.fromCoroutine(initiator.launch(DEMO)) for _ in range(5)]
+    )
+    jobs = await defer.gatherResults([initiator.ready(g, timeout=30) for g in guids])
+    assert len(set(guids)) == 5
+    assert len({j.port for j in jobs}) == 5
+    pids = [j.pid for j in jobs]
+    for job in jobs:
+        body = await get_json(reactor, f"http://127.0.0.1:{job.port}/")
+        assert body["guid"] == job.guid
+    statuses = await defer.gatherResults([initiator.stop(g) for g in guids])
+    assert [s.code for s in statuses] == [0] * 5
+    await wait_gone(reactor, pids, timeout=5)
+    assert children_of(os.getpid()) == []

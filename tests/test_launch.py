@@ -1,0 +1,182 @@
+"""Launch bookkeeping on a fake process reactor: no process is started."""
+
+import pytest
+import pytest_twisted
+from conftest import initiator_config
+
+from turberfield_twisted import (
+    BadGuid,
+    Initiator,
+    LocalLauncher,
+    NoFreePort,
+    SpawnFailed,
+    UnknownModule,
+)
+from turberfield_twisted.config import parse_config
+from turberfield_twisted.testing.fakes import FakeProcessReactor
+
+DEMO = "turberfield_twisted.demo.hello"
+
+
+class _Http:
+    """Health checks never answer: jobs stay ``starting``."""
+
+    def get(self, *args, **kwargs):
+        from twisted.internet.defer import Deferred
+
+        return Deferred()
+
+
+def make(low=50000, high=50009, **own):
+    reactor = FakeProcessReactor()
+    launcher = LocalLauncher(reactor, python="/py", setsid=None, process_groups=False)
+    init = Initiator(None, guid="init", cfg=initiator_config(low, high, **own), reactor=reactor,
+                     launcher=launcher, http=_Http())
+    return reactor, init
+
+
+@pytest_twisted.ensureDeferred
+async def test_launch_records_the_worker_and_spawns_the_module():
+    """launch returns a guid; the Worker is recorded; argv is python -P -m MODULE --guid --port."""
+    reactor, init = make()
+    guid = await init.launch(DEMO, session="s-1")
+    job = init.workers[guid]
+    assert isinstance(job, Initiator.Worker)
+    assert (job.guid, job.port, job.session, job.module) == (guid, 50000, "s-1", DEMO)
+    [proc] = reactor.spawned
+    assert job.process is proc
+    assert proc.args == ["/py", "-P", "-m", DEMO, "--guid", guid, "--port", "50000"]
+    assert job.state == "starting"
+
+
+@pytest_twisted.ensureDeferred
+async def test_config_goes_to_stdin_and_stdin_is_closed():
+    """The job's section (module keys, port, parent, token, session) is written, then EOF."""
+    reactor, init = make()
+    guid = await init.launch(DEMO, session="s-1")
+    [proc] = reactor.spawned
+    assert proc.stdin_closed
+    seen = parse_config(b"".join(proc.written).decode())
+    assert seen.sections() == [guid]
+    section = seen[guid]
+    assert section["greeting"] == "hello"
+    assert section["listen_port"] == "50000"
+    assert section["session"] == "s-1"
+    assert section["parent_addr"] == "127.0.0.1"
+    assert section["token"] == init.workers[guid].token
+    assert "init" not in seen
+
+
+@pytest_twisted.ensureDeferred
+async def test_token_is_in_no_argv_or_environment():
+    """The job token travels on stdin only."""
+    reactor, init = make()
+    guid = await init.launch(DEMO)
+    token = init.workers[guid].token
+    [proc] = reactor.spawned
+    assert token not in " ".join(proc.args)
+    assert token not in " ".join(f"{k}={v}" for k, v in proc.env.items())
+    assert set(proc.env) <= {"PATH", "LANG", "PYTHONUNBUFFERED", "PYTHONPATH"}
+    assert token not in repr(init.workers[guid])
+
+
+@pytest_twisted.ensureDeferred
+async def test_ports_are_distinct_per_job():
+    """Each job gets the next free port of the range."""
+    _, init = make()
+    guids = [await init.launch(DEMO) for _ in range(3)]
+    assert [init.workers[g].port for g in guids] == [50000, 50001, 50002]
+
+
+@pytest.mark.parametrize("module", ["no.such.module", "os; rm", "init", "json"])
+@pytest_twisted.ensureDeferred
+async def test_unknown_or_unlisted_module_leaves_nothing(module):
+    """No section, a bad name or a module that isn't there: UnknownModule, no trace."""
+    reactor, init = make()
+    sections = init.cfg.sections()
+    with pytest.raises(UnknownModule):
+        await init.launch(module)
+    assert reactor.spawned == []
+    assert init.workers == {}
+    assert init.cfg.sections() == sections
+
+
+@pytest_twisted.ensureDeferred
+async def test_module_with_a_section_that_does_not_exist():
+    """A section alone is not enough: the module must be found."""
+    reactor = FakeProcessReactor()
+    cfg = initiator_config(extra="[no_such_pkg.worker]\nkey = 1\n")
+    init = Initiator(None, guid="init", cfg=cfg, reactor=reactor, http=_Http(),
+                     launcher=LocalLauncher(reactor, setsid=None, process_groups=False))
+    with pytest.raises(UnknownModule, match=r"no_such_pkg\.worker"):
+        await init.launch("no_such_pkg.worker")
+    assert init.workers == {} and not cfg.has_section("no_such_pkg.worker-job")
+
+
+@pytest_twisted.ensureDeferred
+async def test_failed_spawn_leaves_nothing():
+    """An OS error from spawnProcess is SpawnFailed; no section, no record."""
+    reactor, init = make()
+    reactor.fail_spawn = OSError(2, "No such file or directory")
+    sections = init.cfg.sections()
+    with pytest.raises(SpawnFailed, match="No such file"):
+        await init.launch(DEMO)
+    assert init.workers == {}
+    assert init.cfg.sections() == sections
+
+
+@pytest_twisted.ensureDeferred
+async def test_exhausted_range_on_launch():
+    """With every port taken by running jobs, launch raises NoFreePort."""
+    _, init = make(low=50000, high=50001)
+    await init.launch(DEMO)
+    await init.launch(DEMO)
+    with pytest.raises(NoFreePort):
+        await init.launch(DEMO)
+    assert len(init.workers) == 2
+
+
+@pytest_twisted.ensureDeferred
+async def test_given_guid_is_used_and_checked():
+    """A supplied guid is kept; a malformed or taken one is refused."""
+    _, init = make()
+    assert await init.launch(DEMO, guid="job-1") == "job-1"
+    with pytest.raises(BadGuid):
+        await init.launch(DEMO, guid="job-1")
+    with pytest.raises(BadGuid):
+        await init.launch(DEMO, guid="../etc")
+    with pytest.raises(BadGuid):
+        await init.launch(DEMO, guid="x" * 10000)
+
+
+@pytest_twisted.ensureDeferred
+async def test_stop_sends_term_then_kill_after_timeout():
+    """stop: TERM at once, KILL after stop_timeout, fires with the exit status."""
+    reactor, init = make(stop_timeout="5")
+    guid = await init.launch(DEMO)
+    [proc] = reactor.spawned
+    done = init.stop(guid)
+    assert proc.signals == ["TERM"]
+    assert init.workers[guid].state == "stopping"
+    reactor.advance(4.9)
+    assert proc.signals == ["TERM"]
+    reactor.advance(0.2)
+    assert proc.signals == ["TERM", "KILL"]
+    proc.exit(signal=9)
+    status = await done
+    assert (status.code, status.signal) == (None, 9)
+    assert init.workers[guid].state == "exited"
+    assert not init.cfg.has_section(guid)
+
+
+@pytest_twisted.ensureDeferred
+async def test_second_stop_is_harmless():
+    """A stop while stopping sends nothing more and fires with the same status."""
+    reactor, init = make()
+    guid = await init.launch(DEMO)
+    [proc] = reactor.spawned
+    first, second = init.stop(guid), init.stop(guid)
+    assert proc.signals == ["TERM"]
+    proc.exit(0)
+    assert (await first) == (await second)
+    assert reactor.getDelayedCalls() == []

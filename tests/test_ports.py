@@ -1,0 +1,61 @@
+"""next_port: the lowest free port of the initiator's child range."""
+
+import socket
+
+import pytest
+from conftest import initiator_config
+
+from turberfield_twisted import Initiator, NoFreePort
+from turberfield_twisted.ports import next_port, port_in_use
+
+
+def test_lowest_port_of_range():
+    """With nothing taken, the first port of the range is chosen."""
+    cfg = initiator_config(low=50000, high=50009)
+    assert Initiator.next_port(cfg, "init") == 50000
+
+
+def test_listen_ports_of_every_section_are_skipped():
+    """A port that any section listens on is never handed out."""
+    cfg = initiator_config(low=50000, high=50009, extra="""
+        [job-a]
+        listen_port = 50000
+        [job-b]
+        listen_port = 50001
+        """)
+    assert Initiator.next_port(cfg, "init") == 50002
+
+
+def test_busy_ports_are_skipped():
+    """Ports named in ``busy`` are skipped."""
+    cfg = initiator_config(low=50000, high=50009)
+    assert Initiator.next_port(cfg, "init", busy={50000, 50001, 50003}) == 50002
+
+
+def test_exhausted_range_raises():
+    """When every port is taken, NoFreePort says which range, never None."""
+    cfg = initiator_config(low=50000, high=50001, extra="""
+        [job-a]
+        listen_port = 50000
+        """)
+    with pytest.raises(NoFreePort, match="50000-50001"):
+        Initiator.next_port(cfg, "init", busy={50001})
+
+
+def test_default_busy_is_not_shared_between_calls():
+    """The default ``busy`` is never mutated, so calls don't leak into each other."""
+    cfg = initiator_config(low=50000, high=50009)
+    assert Initiator.next_port(cfg, "init") == 50000
+    assert Initiator.next_port(cfg, "init") == 50000
+
+
+def test_port_held_by_another_socket_is_skipped():
+    """With a probe, a port some other socket holds on the host is skipped."""
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        port = held.getsockname()[1]
+        assert port_in_use("127.0.0.1", port)
+        cfg = initiator_config(low=port, high=port + 1)
+        chosen = next_port(cfg, "init", in_use=lambda p: port_in_use("127.0.0.1", p))
+    assert chosen == port + 1

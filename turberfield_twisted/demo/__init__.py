@@ -1,0 +1,1 @@
+"""Example worker modules and the ``make run`` demo."""

@@ -1,0 +1,189 @@
+"""
+The worker's ProcessProtocol: the config goes to stdin, output lines go to
+the log under the job's guid, the exit is a Deferred. Also the line
+splitter that keeps a flooding child from hurting the daemon.
+"""
+
+from __future__ import annotations
+
+import collections
+from collections.abc import Callable
+from typing import Any
+
+import attrs
+from twisted.internet.defer import Deferred, succeed
+from twisted.internet.error import ProcessDone, ProcessTerminated
+from twisted.internet.interfaces import IProcessTransport
+from twisted.internet.protocol import ProcessProtocol
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+__all__ = [
+    "LIFELINE_FD",
+    "MAX_LINE",
+    "ExitStatus",
+    "LineSplitter",
+    "OutputTail",
+    "WorkerProtocol",
+]
+
+#: The child's fd that the initiator holds open and never writes.
+LIFELINE_FD = 3
+#: Longest piece of one output line that is logged as one event.
+MAX_LINE = 64 * 1024
+
+
+@attrs.frozen
+class ExitStatus:
+    """How a process ended: an exit ``code`` or a ``signal`` (one is None)."""
+
+    code: int | None
+    signal: int | None
+
+    @classmethod
+    def from_reason(cls, reason: Failure) -> ExitStatus:
+        """Read a :class:`ProcessDone`/``ProcessTerminated`` failure."""
+        value = reason.value
+        if isinstance(value, ProcessDone):
+            return cls(0, None)
+        if isinstance(value, ProcessTerminated):
+            return cls(value.exitCode, value.signal)
+        return cls(None, None)
+
+    def describe(self) -> str:
+        """'exit 1', 'signal 9' or 'unknown'."""
+        if self.signal is not None:
+            return f"signal {self.signal}"
+        if self.code is not None:
+            return f"exit {self.code}"
+        return "unknown"
+
+
+class LineSplitter:
+    """
+    Split a byte stream into lines for ``emit(text)``: a line longer than
+    ``max_line`` bytes goes out in pieces of that size, bytes that are not
+    UTF-8 are replaced, and nothing is held beyond ``max_line`` bytes.
+    """
+
+    def __init__(self, emit: Callable[[str], None], max_line: int = MAX_LINE):
+        self._emit = emit
+        self._max = max_line
+        self._buf = b""
+
+    def _out(self, raw: bytes) -> None:
+        self._emit(raw.decode("utf-8", errors="replace").rstrip("\r"))
+
+    def feed(self, data: bytes) -> None:
+        """Take another chunk of output."""
+        buf = self._buf + data
+        start = 0
+        while True:
+            end = buf.find(b"\n", start, start + self._max + 1)
+            if end == -1:
+                if len(buf) - start > self._max:
+                    self._out(buf[start : start + self._max])
+                    start += self._max
+                    continue
+                break
+            self._out(buf[start:end])
+            start = end + 1
+        self._buf = buf[start:]
+
+    def flush(self) -> None:
+        """Emit whatever is left without its newline."""
+        if self._buf:
+            self._out(self._buf)
+            self._buf = b""
+
+
+class OutputTail:
+    """The last ``max_lines`` lines (and at most ``max_bytes``) of a job's output."""
+
+    def __init__(self, max_lines: int = 200, max_bytes: int = 256 * 1024):
+        self._lines: collections.deque[tuple[float, str, str]] = collections.deque()
+        self._max_lines = max_lines
+        self._max_bytes = max_bytes
+        self._bytes = 0
+
+    def append(self, when: float, stream: str, line: str) -> None:
+        """Keep one line, dropping the oldest past either bound."""
+        line = line[: self._max_bytes]
+        self._lines.append((when, stream, line))
+        self._bytes += len(line)
+        while len(self._lines) > self._max_lines or self._bytes > self._max_bytes:
+            self._bytes -= len(self._lines.popleft()[2])
+
+    def lines(self, stream: str | None = None) -> list[dict[str, Any]]:
+        """The kept lines as ``{"time", "stream", "line"}`` records, oldest first."""
+        return [
+            {"time": t, "stream": s, "line": line}
+            for t, s, line in self._lines
+            if stream is None or s == stream
+        ]
+
+    def last(self, count: int) -> list[str]:
+        """The text of the last ``count`` lines."""
+        return [line for _, _, line in list(self._lines)[-count:]]
+
+
+class WorkerProtocol(ProcessProtocol):
+    """
+    Write ``config`` to the child's stdin and close it; split stdout and
+    stderr into lines for ``on_line(stream, text)``; fire :meth:`exited`
+    waiters with an :class:`ExitStatus` once the process is reaped.
+
+    ``exited`` fires on reaping, not when every pipe has closed, so a
+    grandchild that keeps stdout open does not hold up supervision.
+    """
+
+    log = Logger()
+
+    def __init__(self, guid: str, config: bytes, on_line: Callable[[str, str], None]):
+        self.guid = guid
+        self._config = config
+        self._on_line = on_line
+        self._splitters = {
+            1: LineSplitter(lambda text: on_line("stdout", text)),
+            2: LineSplitter(lambda text: on_line("stderr", text)),
+        }
+        self.status: ExitStatus | None = None
+        self._exit_waiters: list[Deferred[ExitStatus]] = []
+        self.transport: IProcessTransport | None = None
+
+    @property
+    def pid(self) -> int | None:
+        """The child's pid while it runs."""
+        return getattr(self.transport, "pid", None)
+
+    def connectionMade(self) -> None:
+        assert self.transport is not None
+        self.transport.write(self._config)
+        self.transport.closeStdin()
+        self._config = b""
+
+    def childDataReceived(self, childFD: int, data: bytes) -> None:
+        splitter = self._splitters.get(childFD)
+        if splitter is not None:
+            splitter.feed(data)
+
+    def childConnectionLost(self, childFD: int) -> None:
+        splitter = self._splitters.get(childFD)
+        if splitter is not None:
+            splitter.flush()
+
+    def processExited(self, reason: Failure) -> None:
+        for splitter in self._splitters.values():
+            splitter.flush()
+        self.status = ExitStatus.from_reason(reason)
+        waiters, self._exit_waiters = self._exit_waiters, []
+        for d in waiters:
+            d.callback(self.status)
+
+    def exited(self) -> Deferred[ExitStatus]:
+        """A Deferred that fires with the :class:`ExitStatus` once reaped."""
+        if self.status is not None:
+            return succeed(self.status)
+        d: Deferred[ExitStatus] = Deferred()
+        self._exit_waiters.append(d)
+        return d

@@ -1,0 +1,132 @@
+"""
+Restart policy: when a job that ended unasked is started again, after how
+long, and when it is given up as ``failed``.
+
+Pure logic over timestamps: no reactor, no processes. The Initiator feeds it
+what happened and schedules what it says on its own reactor.
+"""
+
+from __future__ import annotations
+
+import configparser
+import random
+from collections import deque
+from collections.abc import Callable
+from enum import StrEnum
+
+import attrs
+
+__all__ = ["Restart", "RestartPolicy", "RestartTracker"]
+
+
+class Restart(StrEnum):
+    """When to restart a job that ended without being asked to stop."""
+
+    ON_FAILURE = "on-failure"
+    ALWAYS = "always"
+    NEVER = "never"
+
+
+def _positive(instance: object, attribute: attrs.Attribute[float], value: float) -> None:
+    if value < 0:
+        raise ValueError(f"{attribute.name} must not be negative")
+
+
+@attrs.frozen
+class RestartPolicy:
+    """
+    The restart keys of a module section, with their defaults.
+
+    A failure is an exit with a non-zero code or a signal, or a start that
+    never became ready. Backoff starts at ``backoff_initial`` seconds, grows
+    by ``backoff_factor`` up to ``backoff_cap``, and each delay is drawn
+    uniformly from ``[d * (1 - jitter), d]``. More than ``max_restarts``
+    restarts within ``restart_window`` seconds gives the job up. After
+    ``reset_after`` seconds of steady running the backoff starts over.
+    """
+
+    restart: Restart = Restart.ON_FAILURE
+    backoff_initial: float = attrs.field(default=1.0, validator=_positive)
+    backoff_factor: float = attrs.field(default=2.0, validator=_positive)
+    backoff_cap: float = attrs.field(default=60.0, validator=_positive)
+    jitter: float = attrs.field(default=0.2, validator=_positive)
+    max_restarts: int = 5
+    restart_window: float = attrs.field(default=60.0, validator=_positive)
+    reset_after: float = attrs.field(default=30.0, validator=_positive)
+
+    @classmethod
+    def from_section(cls, section: configparser.SectionProxy) -> RestartPolicy:
+        """Read the policy keys of ``section``; missing keys take the defaults."""
+        default = cls()
+        try:
+            return cls(
+                restart=Restart(section.get("restart", default.restart.value).strip()),
+                backoff_initial=section.getfloat("backoff_initial", default.backoff_initial),
+                backoff_factor=section.getfloat("backoff_factor", default.backoff_factor),
+                backoff_cap=section.getfloat("backoff_cap", default.backoff_cap),
+                jitter=min(section.getfloat("jitter", default.jitter), 1.0),
+                max_restarts=section.getint("max_restarts", default.max_restarts),
+                restart_window=section.getfloat("restart_window", default.restart_window),
+                reset_after=section.getfloat("reset_after", default.reset_after),
+            )
+        except ValueError as exc:
+            raise ValueError(f"[{section.name}] restart policy: {exc}") from None
+
+    def wants_restart(self, failed: bool) -> bool:
+        """Whether a job that ended unasked (``failed`` or not) should run again."""
+        if self.restart is Restart.ALWAYS:
+            return True
+        if self.restart is Restart.ON_FAILURE:
+            return failed
+        return False
+
+
+@attrs.define
+class RestartTracker:
+    """
+    One job's restart history under a :class:`RestartPolicy`.
+
+    ``random`` draws the jitter; tests pass a fixed one.
+    """
+
+    policy: RestartPolicy
+    random: Callable[[], float] = random.random
+    attempt: int = 0
+    restarts: deque[float] = attrs.field(factory=deque)
+    ready_since: float | None = None
+
+    def ready(self, now: float) -> None:
+        """The job answered its health check at ``now``."""
+        self.ready_since = now
+
+    def delay(self, attempt: int) -> float:
+        """The backoff before restart number ``attempt`` (0-based), jitter included."""
+        p = self.policy
+        base = min(p.backoff_initial * p.backoff_factor**attempt, p.backoff_cap)
+        return base * (1.0 - p.jitter * self.random())
+
+    def next_restart(self, now: float, failed: bool) -> float | None:
+        """
+        The job ended unasked at ``now``. Return the delay before it starts
+        again, or None if it stays down (policy says so, or it is flapping).
+        """
+        p = self.policy
+        if self.ready_since is not None and now - self.ready_since >= p.reset_after:
+            self.attempt = 0
+        self.ready_since = None
+        if not p.wants_restart(failed):
+            return None
+        while self.restarts and now - self.restarts[0] > p.restart_window:
+            self.restarts.popleft()
+        if len(self.restarts) >= p.max_restarts:
+            return None
+        self.restarts.append(now)
+        delay = self.delay(self.attempt)
+        self.attempt += 1
+        return delay
+
+    def clear(self) -> None:
+        """Forget the history: the job was asked to start afresh."""
+        self.attempt = 0
+        self.restarts.clear()
+        self.ready_since = None

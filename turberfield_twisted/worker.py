@@ -1,0 +1,264 @@
+"""
+The worker runtime: what turns a module holding a Klein app into a worker.
+
+Importing this module installs the asyncio reactor (if no reactor is
+installed yet), so a worker module takes ``Klein`` from here rather than
+from ``klein``, which would install the default reactor first. It defines
+its routes on a class that takes a :class:`WorkerContext` and hands the
+class to :func:`run_worker`::
+
+    from turberfield_twisted.worker import Klein, WorkerContext, run_worker
+
+    class Hello:
+        app = Klein()
+
+        def __init__(self, ctx: WorkerContext):
+            self.ctx = ctx
+
+        @app.route("/")
+        def hello(self, request):
+            return self.ctx.guid
+
+    if __name__ == "__main__":
+        run_worker(Hello)
+
+The runtime reads ``--guid`` and ``--port``, reads the config from stdin,
+serves the app on the section's ``listen_addr`` (default 127.0.0.1) and
+port, adds ``GET /health``, exits on SIGTERM, and exits when its lifeline
+(fd 3, held by the initiator) reaches EOF.
+
+Exit codes: 0 stopped (SIGTERM or lifeline lost); 64 bad arguments; 65
+malformed config or no section for the guid; 66 no config on stdin in time;
+70 the app could not be built; 75 the port could not be bound.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import stat
+import sys
+from collections.abc import Callable
+from typing import Any, NoReturn
+
+if "twisted.internet.reactor" not in sys.modules:  # pragma: no branch
+    from twisted.internet import asyncioreactor
+
+    _loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(_loop)
+    asyncioreactor.install(_loop)
+
+import attrs
+from klein import Klein
+from twisted.internet import endpoints
+from twisted.internet.defer import Deferred
+from twisted.internet.error import CannotListenError
+from twisted.logger import Logger, globalLogBeginner, textFileLogObserver
+from twisted.web.server import Site
+
+from .config import ConfigError, redact, section_items
+from .proactor import EXIT_PORT_IN_USE, Proactor
+from .process import LIFELINE_FD
+
+__all__ = [
+    "EXIT_APP",
+    "EXIT_CONFIG",
+    "EXIT_NO_CONFIG",
+    "EXIT_PORT_IN_USE",
+    "EXIT_USAGE",
+    "Klein",
+    "WorkerContext",
+    "run_worker",
+]
+
+EXIT_USAGE = 64
+EXIT_CONFIG = 65
+EXIT_NO_CONFIG = 66
+EXIT_APP = 70
+
+log = Logger(namespace="turberfield_twisted.worker")
+
+
+@attrs.define
+class WorkerContext:
+    """What a worker's app knows: its guid, port, reactor and config."""
+
+    guid: str
+    port: int
+    reactor: Any
+    proactor: Proactor
+    _token: str = attrs.field(default="", repr=False, alias="token")
+
+    @property
+    def config(self) -> Any:
+        """The ConfigParser read from stdin: DEFAULT and this job's section."""
+        return self.proactor.cfg
+
+    @property
+    def section(self) -> dict[str, str]:
+        """This job's own keys, less secrets."""
+        return redact(section_items(self.config, self.guid))
+
+    @property
+    def session(self) -> str | None:
+        """The job's session, if the launch gave one."""
+        return self.config.get(self.guid, "session", fallback="") or None
+
+
+class _Args(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        sys.stderr.write(f"{self.prog}: {message}\n")
+        raise SystemExit(EXIT_USAGE)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """Parse ``--guid G --port P`` (exit 64 on anything else)."""
+    parser = _Args(description="A turberfield-twisted worker.")
+    parser.add_argument("--guid", required=True, help="the job's guid: its config section")
+    parser.add_argument("--port", required=True, type=int, help="the TCP port to serve on")
+    return parser.parse_args(argv)
+
+
+class _Runtime:
+    """Serves ``/health`` and hands every other path to the module's app."""
+
+    app = Klein()
+
+    def __init__(self, reactor: Any, args: argparse.Namespace, factory: Callable[..., Any],
+                 config_timeout: float):
+        self.reactor = reactor
+        self.args = args
+        self.factory = factory
+        self.config_timeout = config_timeout
+        self.exit_code = 0
+        self.proactor = Proactor(args, reactor=reactor)
+        self.user: Any = None
+        self.user_resource: Any = None
+
+    @app.route("/health", methods=["GET"])
+    def health(self, request: Any) -> bytes:
+        request.setHeader("Content-Type", "application/json")
+        return json.dumps({"status": "ok", "guid": self.args.guid}).encode()
+
+    @app.route("/", branch=True)
+    def delegate(self, request: Any) -> Any:
+        return self.user_resource
+
+    def fail(self, code: int, message: str, **fields: Any) -> None:
+        log.error(message, guid=self.args.guid, **fields)
+        self.exit_code = code
+        if self.reactor.running:
+            self.reactor.stop()
+
+    def start(self) -> Deferred[None]:
+        self._watch_lifeline()
+        future = asyncio.ensure_future(
+            self.proactor.read_config(sys.stdin, self.config_timeout), loop=self.proactor.loop
+        )
+        return Deferred.fromCoroutine(self._serve(Deferred.fromFuture(future)))
+
+    async def _serve(self, config: Deferred[Any]) -> None:
+        guid = self.args.guid
+        try:
+            cfg = await config
+        except TimeoutError:
+            return self.fail(EXIT_NO_CONFIG, "job {guid}: no config on stdin within {timeout}s",
+                             timeout=self.config_timeout)
+        except ConfigError as exc:
+            return self.fail(EXIT_CONFIG, "job {guid}: bad config: {reason}", reason=str(exc))
+        if not cfg.has_section(guid):
+            return self.fail(EXIT_CONFIG, "job {guid}: the config has no section for this job")
+        ctx = WorkerContext(guid, self.args.port, self.reactor, self.proactor,
+                            token=cfg.get(guid, "token", fallback=""))
+        try:
+            self.user = self.factory(ctx)
+            app = self.user if isinstance(self.user, Klein) else self.user.app
+            self.user_resource = app.resource()
+        except Exception:
+            log.failure("job {guid}: the app could not be built", guid=guid)
+            self.exit_code = EXIT_APP
+            self.reactor.stop()
+            return None
+        addr = cfg.get(guid, "listen_addr", fallback="127.0.0.1")
+        kind = endpoints.TCP6ServerEndpoint if ":" in addr else endpoints.TCP4ServerEndpoint
+        site = Site(self.app.resource())
+        site.noisy = False
+        site.log = lambda request: None  # type: ignore[method-assign]
+        try:
+            await kind(self.reactor, self.args.port, interface=addr).listen(site)
+        except CannotListenError as exc:
+            return self.fail(EXIT_PORT_IN_USE, "job {guid}: cannot listen on {addr}:{port}: {why}",
+                             addr=addr, port=self.args.port, why=str(exc.socketError))
+        log.info("job {guid} listening on {addr}:{port}", guid=guid, addr=addr,
+                 port=self.args.port)
+        return None
+
+    def _watch_lifeline(self) -> None:
+        try:
+            mode = os.fstat(LIFELINE_FD).st_mode
+        except OSError:
+            return
+        if not stat.S_ISFIFO(mode):
+            return
+        os.set_inheritable(LIFELINE_FD, False)
+        loop = self.proactor.loop
+        assert loop is not None
+
+        def readable() -> None:
+            try:
+                data = os.read(LIFELINE_FD, 1)
+            except BlockingIOError:
+                return
+            except OSError:
+                data = b""
+            if not data:
+                loop.remove_reader(LIFELINE_FD)
+                log.warn("job {guid}: lifeline lost, the initiator is gone; exiting",
+                         guid=self.args.guid)
+                self.exit_code = 0
+                if self.reactor.running:
+                    self.reactor.stop()
+
+        os.set_blocking(LIFELINE_FD, False)
+        loop.add_reader(LIFELINE_FD, readable)
+
+
+def _become_group_leader() -> None:
+    """Lead a process group of our own if the launcher did not see to it."""
+    try:
+        if os.getpgid(0) != os.getpid():
+            os.setsid()
+    except OSError:
+        pass
+
+
+def run_worker(
+    factory: Callable[[WorkerContext], Any] | Klein,
+    argv: list[str] | None = None,
+    config_timeout: float = 3,
+) -> NoReturn:
+    """
+    Run a worker to the end and exit. ``factory(ctx)`` returns an object
+    whose ``app`` is a Klein app (or a Klein app itself); a Klein app may be
+    passed directly instead of a factory.
+    """
+    args = parse_args(argv)
+    from twisted.internet import reactor as installed
+    from twisted.internet.asyncioreactor import AsyncioSelectorReactor
+
+    reactor: Any = installed
+
+    if not isinstance(reactor, AsyncioSelectorReactor):
+        sys.stderr.write("turberfield_twisted.worker must be imported before klein or treq\n")
+        raise SystemExit(EXIT_APP)
+    observer: Any = textFileLogObserver(sys.stderr)
+    globalLogBeginner.beginLoggingTo([observer], redirectStandardIO=False)
+    _become_group_leader()
+    build = (lambda ctx: factory) if isinstance(factory, Klein) else factory
+    runtime = _Runtime(reactor, args, build, config_timeout)
+    reactor.callWhenRunning(runtime.start)
+    reactor.run()
+    raise SystemExit(runtime.exit_code)
