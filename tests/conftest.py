@@ -22,7 +22,7 @@ def initiator_config(low: int = 49200, high: int = 49299, extra: str = "", **own
         [turberfield_twisted.demo.hello]
         greeting = hello
         secret = s3cr3t-demo-value
-        overridable = greeting
+        overridable = greeting, api_key
         """) + textwrap.dedent(extra)
     return parse_config(text)
 

@@ -180,3 +180,34 @@ async def test_second_stop_is_harmless():
     proc.exit(0)
     assert (await first) == (await second)
     assert reactor.getDelayedCalls() == []
+
+
+@pytest.mark.parametrize(
+    ("config", "error"),
+    [
+        ({"token": "mine"}, "OverrideNotAllowed"),
+        ({"listen_port": "80"}, "OverrideNotAllowed"),
+        ({"parent_addr": "10.0.0.1"}, "OverrideNotAllowed"),
+        ({"unlisted": "x"}, "OverrideNotAllowed"),
+        ({"greeting": ["a"]}, "TypeError"),
+        ({"greeting": "two\nlines"}, "TypeError"),
+        (["greeting"], "TypeError"),
+    ],
+)
+@pytest_twisted.ensureDeferred
+async def test_overrides_are_checked_against_the_allow_list(config, error):
+    """Only keys listed in ``overridable`` may be set, never token, ports or addresses."""
+    reactor, init = make()
+    with pytest.raises(Exception) as caught:
+        await init.launch(DEMO, config=config)
+    assert type(caught.value).__name__ == error
+    assert reactor.spawned == [] and init.workers == {}
+
+
+@pytest_twisted.ensureDeferred
+async def test_allowed_override_reaches_the_section():
+    """An allowed override replaces the module's default in the job's section."""
+    reactor, init = make()
+    guid = await init.launch(DEMO, config={"greeting": "bonjour"})
+    [proc] = reactor.spawned
+    assert parse_config(b"".join(proc.written).decode())[guid]["greeting"] == "bonjour"

@@ -5,7 +5,7 @@ configure them on stdin, and talk to them by RESTful web-hooks.
 
 from typing import Any
 
-from .config import ConfigError
+from .config import ConfigError, OverrideNotAllowed
 from .launcher import ILauncher, LocalLauncher, SpawnFailed, UnknownModule
 from .ports import NoFreePort
 from .proactor import BadGuid, Initiator, JobExited, NotReady, Proactor, UnknownJob, Worker
@@ -22,6 +22,7 @@ __all__ = [
     "LocalLauncher",
     "NoFreePort",
     "NotReady",
+    "OverrideNotAllowed",
     "Proactor",
     "RestartPolicy",
     "SpawnFailed",

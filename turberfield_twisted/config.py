@@ -11,13 +11,17 @@ import asyncio
 import configparser
 import io
 import os
+import re
 import stat
 from collections.abc import Iterable, Mapping
 from typing import IO, Any
 
 __all__ = [
+    "RESERVED_KEYS",
     "SECRET_KEYS",
     "ConfigError",
+    "OverrideNotAllowed",
+    "check_overrides",
     "job_config_text",
     "make_config",
     "parse_config",
@@ -28,6 +32,17 @@ __all__ = [
 
 #: Keys whose values are never shown in logs or API output.
 SECRET_KEYS = frozenset({"token", "admin_token", "secret"})
+#: Keys the initiator writes into a job's section: never set by an override.
+RESERVED_KEYS = frozenset({
+    "token", "admin_token", "listen_port", "listen_addr", "parent_addr", "parent_port",
+    "session", "module", "overridable",
+})
+_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,63}$")
+MAX_VALUE = 4096
+
+
+class OverrideNotAllowed(ValueError):
+    """A per-job override names a key its module section does not allow."""
 
 
 class ConfigError(ValueError):
@@ -126,6 +141,39 @@ def job_config_text(
     buf = io.StringIO()
     out.write(buf)
     return buf.getvalue()
+
+
+def check_overrides(
+    cfg: configparser.ConfigParser, module: str, overrides: Any
+) -> dict[str, str]:
+    """
+    Validate per-job overrides for ``module``: a mapping of key to a string,
+    number or boolean, each key listed in the section's ``overridable``
+    (comma or space separated) and none of :data:`RESERVED_KEYS`.
+
+    Return them as strings. Raise :class:`TypeError` for a malformed
+    mapping, :class:`OverrideNotAllowed` for a key that may not be set.
+    """
+    if overrides is None:
+        return {}
+    if not isinstance(overrides, dict):
+        raise TypeError("config must be an object of key: value")
+    allowed = set(cfg.get(module, "overridable", fallback="").replace(",", " ").split())
+    out: dict[str, str] = {}
+    for key, value in overrides.items():
+        if not isinstance(key, str) or not _KEY.match(key):
+            raise TypeError("config keys must be short names of letters, digits, _ . -")
+        if isinstance(value, bool):
+            value = "true" if value else "false"
+        if not isinstance(value, str | int | float):
+            raise TypeError(f"config value of {key!r} must be a string, number or boolean")
+        text = str(value)
+        if len(text) > MAX_VALUE or "\n" in text or "\r" in text:
+            raise TypeError(f"config value of {key!r} must be one line of at most {MAX_VALUE}")
+        if key in RESERVED_KEYS or key not in allowed:
+            raise OverrideNotAllowed(f"{module} does not allow {key!r} to be set")
+        out[key] = text
+    return out
 
 
 def redact(items: Mapping[str, Any]) -> dict[str, Any]:

@@ -5,6 +5,7 @@ Proactor and Initiator: the job table, launch, readiness, stop and restart.
 from __future__ import annotations
 
 import asyncio
+import random
 import re
 import secrets
 import signal
@@ -18,7 +19,15 @@ from twisted.internet.defer import CancelledError, Deferred, DeferredList, succe
 from twisted.internet.interfaces import IDelayedCall, IProcessTransport
 from twisted.logger import Logger
 
-from .config import ConfigError, job_config_text, make_config, read_stream, redact, section_items
+from .config import (
+    ConfigError,
+    check_overrides,
+    job_config_text,
+    make_config,
+    read_stream,
+    redact,
+    section_items,
+)
 from .launcher import ILauncher, LocalLauncher, SpawnFailed, UnknownModule
 from .ports import NoFreePort, next_port, port_in_use
 from .process import ExitStatus, OutputTail, WorkerProtocol
@@ -40,11 +49,6 @@ EXIT_PORT_IN_USE = 75
 STATES = ("starting", "ready", "stopping", "exited", "backoff", "failed")
 
 _GUID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-#: Keys the initiator writes into a job's section; never set by overrides.
-RESERVED_KEYS = frozenset(
-    {"token", "listen_port", "listen_addr", "parent_addr", "parent_port", "session", "module",
-     "overridable"}
-)
 
 
 class UnknownJob(KeyError):
@@ -226,12 +230,17 @@ class Initiator(Proactor, MultiService):
         """
         Start ``module`` as a job and return its guid.
 
+        ``config`` holds per-job overrides of the module section's keys;
+        only keys listed in its ``overridable`` key may be set.
+
         Raise :class:`UnknownModule` (bad name, no config section, not
-        found), :class:`BadGuid`, :class:`NoFreePort` or
+        found), :class:`OverrideNotAllowed` or :class:`TypeError` (bad
+        overrides), :class:`BadGuid`, :class:`NoFreePort` or
         :class:`SpawnFailed`; in every case nothing is left behind.
         """
         if not self.cfg.has_section(module) or module == self.guid:
             raise UnknownModule(module, "no config section allows it")
+        overrides = check_overrides(self.cfg, module, config)
         self.launcher.check(module)
         if guid is None:
             guid = uuid.uuid4().hex
@@ -245,7 +254,7 @@ class Initiator(Proactor, MultiService):
             module=module,
             process=None,
             token=secrets.token_urlsafe(32),
-            overrides=dict(config or {}),
+            overrides=overrides,
             tracker=RestartTracker(policy, self._random or random.random),
         )
         self._spawn(job)
@@ -342,8 +351,18 @@ class Initiator(Proactor, MultiService):
 
     # -- internals ---------------------------------------------------------
 
-    def _emit(self, job: Worker, event: str, **fields: Any) -> None:
-        record = {"event": event, "guid": job.guid, "module": job.module,
+    def worker_event(self, guid: str, name: str, data: Any = None) -> None:
+        """Pass on an event that the job's worker posted (``kind`` "worker")."""
+        job = self.job(guid)
+        self.log.info("job {guid} event {name}", guid=guid, name=name)
+        self._emit(job, "worker", name, data=data)
+
+    def _emit(self, job: Worker, kind: str, event: str, **fields: Any) -> None:
+        """
+        Tell observers: ``{"kind": "state"|"worker", "event": <state or
+        worker event name>, "guid", "module", "time", ...}``.
+        """
+        record = {"kind": kind, "event": event, "guid": job.guid, "module": job.module,
                   "time": self.reactor.seconds(), **fields}
         for observer in list(self._observers):
             try:
@@ -358,7 +377,7 @@ class Initiator(Proactor, MultiService):
         job.state = state
         self.log.info("job {guid} ({module}) {state}", guid=job.guid, module=job.module,
                       state=state, port=job.port, pid=job.pid)
-        self._emit(job, "state", state=state, port=job.port, pid=job.pid,
+        self._emit(job, "state", state, port=job.port, pid=job.pid, restarts=job.restarts,
                    last_error=job.last_error)
         for d in job._waiters.pop(state, []):
             d.callback(job.status if state == "exited" else job)
