@@ -3,6 +3,7 @@
 import pytest
 import pytest_twisted
 from conftest import initiator_config
+from twisted.internet.defer import TimeoutError as DeferredTimeout
 
 from turberfield_twisted import (
     BadGuid,
@@ -211,3 +212,20 @@ async def test_allowed_override_reaches_the_section():
     guid = await init.launch(DEMO, config={"greeting": "bonjour"})
     [proc] = reactor.spawned
     assert parse_config(b"".join(proc.written).decode())[guid]["greeting"] == "bonjour"
+
+
+@pytest_twisted.ensureDeferred
+async def test_wait_for_state_fires_on_the_state_or_times_out():
+    """wait_for_state fires with the job on entering a wanted state, else TimeoutError."""
+    reactor, init = make()
+    guid = await init.launch(DEMO)
+    assert (await init.wait_for_state(guid, ["starting"], 1)).guid == guid
+    waiting = init.wait_for_state(guid, ["exited", "failed"], 10)
+    too_slow = init.wait_for_state(guid, ["ready"], 1)
+    reactor.advance(1.5)
+    with pytest.raises(DeferredTimeout):
+        await too_slow
+    init.stop(guid)
+    reactor.spawned[0].exit(0)
+    assert (await waiting).state == "exited"
+    assert init._observers == []

@@ -16,6 +16,7 @@ from typing import IO, Any
 import attrs
 from twisted.application.service import MultiService
 from twisted.internet.defer import CancelledError, Deferred, DeferredList, succeed
+from twisted.internet.defer import TimeoutError as DeferredTimeout
 from twisted.internet.interfaces import IDelayedCall, IProcessTransport
 from twisted.logger import Logger
 
@@ -274,7 +275,32 @@ class Initiator(Proactor, MultiService):
     def subscribe(self, observer: Callable[[dict[str, Any]], None]) -> Callable[[], None]:
         """Call ``observer(event)`` on every job event; return an unsubscriber."""
         self._observers.append(observer)
-        return lambda: self._observers.remove(observer)
+
+        def unsubscribe() -> None:
+            if observer in self._observers:
+                self._observers.remove(observer)
+
+        return unsubscribe
+
+    def wait_for_state(self, guid: str, states: Iterable[str], timeout: float) -> Deferred[Worker]:
+        """
+        Fire with the job once it is in one of ``states`` (at once if it is
+        already); fail with ``twisted.internet.defer.TimeoutError`` after
+        ``timeout`` seconds.
+        """
+        job = self.job(guid)
+        wanted = set(states)
+        if job.state in wanted:
+            return succeed(job)
+
+        def observe(record: dict[str, Any]) -> None:
+            if record["guid"] == guid and record["kind"] == "state" and record["event"] in wanted:
+                unsubscribe()
+                d.callback(job)
+
+        d: Deferred[Worker] = Deferred(lambda _: unsubscribe())
+        unsubscribe = self.subscribe(observe)
+        return d.addTimeout(timeout, self.reactor)
 
     def ready(self, guid: str, timeout: float | None = None) -> Deferred[Worker]:
         """
@@ -292,7 +318,7 @@ class Initiator(Proactor, MultiService):
         return d.addErrback(self._explain_timeout, guid)
 
     def _explain_timeout(self, failure: Any, guid: str) -> Any:
-        if failure.check(CancelledError, TimeoutError):
+        if failure.check(CancelledError, DeferredTimeout):
             raise NotReady(f"job {guid} not ready in time")
         return failure
 
