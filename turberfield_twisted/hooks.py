@@ -1,0 +1,422 @@
+"""
+Web-hooks: tell subscribers about job events by signed HTTP POSTs.
+
+A :class:`HookDispatcher` holds the subscriptions. Pass its
+:meth:`~HookDispatcher.publish` to ``Initiator.subscribe``; each hook whose
+events match a record queues it, and delivers its queue strictly in order,
+one request at a time, retrying with exponential backoff. Subscribers check
+``X-Signature`` with :func:`verify_signature`.
+"""
+
+from __future__ import annotations
+
+import builtins
+import hashlib
+import hmac
+import ipaddress
+import json
+import random as _random
+import re
+import secrets
+from collections import deque
+from collections.abc import Callable, Iterable
+from typing import Any
+from urllib.parse import urlsplit
+
+import attrs
+from twisted.internet.defer import Deferred, fail, succeed
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+__all__ = [
+    "HookDispatcher",
+    "HookNotAllowed",
+    "HookRejected",
+    "UnknownHook",
+    "parse_networks",
+    "sign",
+    "verify_signature",
+]
+
+#: An event filter: ``*``, a kind, a state name or a worker event name.
+_EVENT = re.compile(r"^(\*|[A-Za-z0-9][A-Za-z0-9_.:-]{0,63})$")
+_MAX_EVENTS = 32
+_MAX_URL = 2048
+_JITTER = 0.2
+_LOOPBACK = (ipaddress.ip_address("127.0.0.1"), ipaddress.ip_address("::1"))
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+Address = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+class HookRejected(ValueError):
+    """A subscription request is malformed (bad URL, bad events)."""
+
+
+class HookNotAllowed(HookRejected):
+    """A hook's URL points at an address outside the allow list."""
+
+
+class UnknownHook(KeyError):
+    """No hook has that id."""
+
+    def __init__(self, hook_id: str):
+        self.hook_id = hook_id
+        super().__init__(hook_id)
+
+    def __str__(self) -> str:
+        return f"no hook {self.hook_id[:80]!r}"
+
+
+def sign(secret: str, body: bytes) -> str:
+    """The ``X-Signature`` value of ``body``: ``sha256=<hex HMAC-SHA256>``."""
+    digest = hmac.new(secret.encode("utf-8"), body, hashlib.sha256).hexdigest()
+    return f"sha256={digest}"
+
+
+def verify_signature(secret: str, body: bytes, header: str | bytes | None) -> bool:
+    """Whether ``header`` is the right ``X-Signature`` of ``body`` (constant time)."""
+    if header is None:
+        return False
+    if isinstance(header, bytes):
+        header = header.decode("latin-1")
+    given = header.strip().encode("utf-8", "replace")
+    return hmac.compare_digest(sign(secret, body).encode("ascii"), given)
+
+
+def parse_networks(allow: str | Iterable[str]) -> tuple[Network, ...]:
+    """Networks from a comma or space separated list (or an iterable of them)."""
+    items = re.split(r"[,\s]+", allow) if isinstance(allow, str) else builtins.list(allow)
+    networks = tuple(ipaddress.ip_network(item.strip(), strict=False)
+                     for item in items if item.strip())
+    if not networks:
+        raise ValueError("the hook allow list is empty")
+    return networks
+
+
+@attrs.frozen
+class _Delivery:
+    """One queued record: its sequence number and the exact bytes to send."""
+
+    seq: int
+    event: str
+    body: bytes
+    signature: str = attrs.field(repr=False)
+
+
+@attrs.define(eq=False)
+class _Hook:
+    """One subscription and its delivery state."""
+
+    id: str
+    url: str
+    events: tuple[str, ...]
+    secret: str = attrs.field(repr=False)
+    queue: deque[_Delivery] = attrs.field(factory=deque, repr=False)
+    current: _Delivery | None = None
+    attempts: int = 0
+    seq: int = 0
+    delivered: int = 0
+    dropped: int = 0
+    failed_attempts: int = 0
+    removed: bool = False
+    pumping: bool = False
+    request: Deferred[Any] | None = attrs.field(default=None, repr=False)
+    retry: IDelayedCall | None = attrs.field(default=None, repr=False)
+
+    def wants(self, record: dict[str, Any]) -> bool:
+        """Whether this hook subscribed to ``record``."""
+        return ("*" in self.events or record.get("event") in self.events
+                or record.get("kind") in self.events)
+
+    def as_json(self) -> dict[str, Any]:
+        """The public view of this hook: no secret."""
+        return {
+            "id": self.id,
+            "url": self.url,
+            "events": builtins.list(self.events),
+            "queued": len(self.queue) + (self.current is not None),
+            "delivered": self.delivered,
+            "dropped": self.dropped,
+            "failed_attempts": self.failed_attempts,
+        }
+
+
+def _header_text(value: Any) -> str:
+    """A short printable-ASCII rendering of ``value`` for a header."""
+    return re.sub(r"[^\x21-\x7e]", "_", str(value))[:128] or "_"
+
+
+class HookDispatcher:
+    """
+    Web-hook subscriptions and their delivery.
+
+    ``reactor`` times retries; ``http`` is a treq-like client (its ``post``
+    takes ``data``, ``headers``, ``timeout``, ``reactor`` and
+    ``allow_redirects``). Hook URLs must name an IP literal inside one of
+    the ``allow`` networks, or ``localhost``. Each hook queues at most
+    ``max_queue`` records besides the one being sent; a request gets
+    ``timeout`` seconds; retries wait ``backoff_initial * backoff_factor **
+    n`` seconds, capped at ``backoff_cap``, less up to 20% jitter drawn
+    with ``random``. At most ``max_hooks`` hooks may exist at once.
+    """
+
+    log = Logger()
+
+    def __init__(
+        self,
+        reactor: IReactorTime,
+        http: Any,
+        allow: str | Iterable[str] = "127.0.0.0/8, ::1",
+        max_queue: int = 1000,
+        timeout: float = 5.0,
+        backoff_initial: float = 0.5,
+        backoff_factor: float = 2.0,
+        backoff_cap: float = 30.0,
+        random: Callable[[], float] = _random.random,
+        max_hooks: int = 100,
+    ):
+        if max_queue < 1 or max_hooks < 1:
+            raise ValueError("max_queue and max_hooks must be at least 1")
+        if timeout <= 0 or backoff_initial < 0 or backoff_factor < 1 or backoff_cap < 0:
+            raise ValueError("timeout must be positive, backoff values not negative "
+                             "and backoff_factor at least 1")
+        self._reactor = reactor
+        self._http = http
+        self.allow = parse_networks(allow)
+        self.max_queue = max_queue
+        self.timeout = timeout
+        self.backoff_initial = backoff_initial
+        self.backoff_factor = backoff_factor
+        self.backoff_cap = backoff_cap
+        self.max_hooks = max_hooks
+        self._random = random
+        self._hooks: dict[str, _Hook] = {}
+        self._closed = False
+
+    # -- subscriptions -----------------------------------------------------
+
+    def add(self, url: str, events: builtins.list[str]) -> dict[str, Any]:
+        """
+        Subscribe ``url`` to ``events`` and return ``{"id", "url", "events",
+        "secret"}``: the only time the secret is shown.
+
+        Raise :class:`HookNotAllowed` for an address outside the allow list,
+        :class:`HookRejected` for any other bad input.
+        """
+        if self._closed:
+            raise RuntimeError("the hook dispatcher is closed")
+        url = self._check_url(url)
+        events = self._check_events(events)
+        if len(self._hooks) >= self.max_hooks:
+            raise HookRejected(f"at most {self.max_hooks} hooks may be registered")
+        hook_id = secrets.token_hex(6)
+        while hook_id in self._hooks:
+            hook_id = secrets.token_hex(6)
+        secret = secrets.token_urlsafe(32)
+        self._hooks[hook_id] = _Hook(id=hook_id, url=url, events=tuple(events), secret=secret)
+        self.log.info("hook {hook_id} added for {events} to {url}", hook_id=hook_id,
+                      events=",".join(events), url=url)
+        return {"id": hook_id, "url": url, "events": builtins.list(events), "secret": secret}
+
+    def remove(self, hook_id: str) -> None:
+        """Forget a hook: drop its queue, cancel its request and retry.
+
+        Raise :class:`UnknownHook` if there is none with ``hook_id``.
+        """
+        hook = self._hooks.pop(hook_id, None)
+        if hook is None:
+            raise UnknownHook(hook_id)
+        self._stop(hook)
+        self.log.info("hook {hook_id} removed", hook_id=hook_id)
+
+    def close(self) -> Deferred[None]:
+        """Stop every hook's request and retry; later records are ignored."""
+        self._closed = True
+        for hook in builtins.list(self._hooks.values()):
+            self._stop(hook)
+        self._hooks.clear()
+        return succeed(None)
+
+    def list(self) -> builtins.list[dict[str, Any]]:
+        """Each hook's ``id, url, events, queued, delivered, dropped, failed_attempts``."""
+        return [hook.as_json() for hook in self._hooks.values()]
+
+    # -- publishing ----------------------------------------------------------
+
+    def publish(self, record: dict[str, Any]) -> None:
+        """Queue ``record`` for every hook that wants it; never raises."""
+        if self._closed:
+            return
+        for hook in builtins.list(self._hooks.values()):
+            try:
+                if hook.wants(record):
+                    self._enqueue(hook, record)
+            except Exception:
+                self.log.failure("hook {hook_id} could not queue an event", hook_id=hook.id)
+
+    def _enqueue(self, hook: _Hook, record: dict[str, Any]) -> None:
+        hook.seq += 1
+        body = json.dumps({**record, "seq": hook.seq}, separators=(",", ":"),
+                          default=str).encode("utf-8")
+        item = _Delivery(hook.seq, _header_text(record.get("event")), body,
+                         sign(hook.secret, body))
+        if len(hook.queue) >= self.max_queue:
+            old = hook.queue.popleft()
+            hook.dropped += 1
+            self.log.warn("hook {hook_id} queue full: dropped delivery {seq}",
+                          hook_id=hook.id, seq=old.seq, event=old.event)
+        hook.queue.append(item)
+        self._pump(hook)
+
+    # -- delivery ------------------------------------------------------------
+
+    def _pump(self, hook: _Hook) -> None:
+        """Send the next record if nothing is in flight or waiting to retry."""
+        if hook.pumping:
+            return  # a send completed synchronously: the loop below goes on
+        hook.pumping = True
+        try:
+            while not hook.removed and hook.request is None and hook.retry is None:
+                if hook.current is None:
+                    if not hook.queue:
+                        break
+                    hook.current = hook.queue.popleft()
+                    hook.attempts = 0
+                self._send(hook, hook.current)
+        finally:
+            hook.pumping = False
+
+    def _send(self, hook: _Hook, item: _Delivery) -> None:
+        headers = {
+            "Content-Type": "application/json",
+            "X-Signature": item.signature,
+            "X-Hook-Id": hook.id,
+            "X-Event": item.event,
+            "X-Delivery": str(item.seq),
+        }
+        try:
+            d: Deferred[Any] = self._http.post(
+                hook.url, data=item.body, headers=headers, timeout=self.timeout,
+                reactor=self._reactor, allow_redirects=False,
+            )
+        except Exception:
+            d = fail()
+        hook.request = d
+        d.addCallback(self._drain)
+        d.addBoth(self._done, hook, item)
+
+    def _drain(self, response: Any) -> Any:
+        """Read (and discard) the response body within ``timeout``; give the code."""
+        code = int(response.code)
+        content = getattr(response, "content", None)
+        if content is None:
+            return code
+        body: Deferred[Any] = content()
+        body.addTimeout(self.timeout, self._reactor)
+        return body.addBoth(lambda _: code)
+
+    def _done(self, result: int | Failure, hook: _Hook, item: _Delivery) -> None:
+        hook.request = None
+        if hook.removed or hook.current is not item:
+            return
+        if isinstance(result, Failure):
+            name = result.type.__name__ if result.type is not None else "error"
+            reason = f"{name}: {result.getErrorMessage()}"[:200]
+            self._failed(hook, item, reason)
+        elif 200 <= result < 300:
+            hook.delivered += 1
+            hook.current = None
+            self.log.debug("hook {hook_id} delivered {seq}", hook_id=hook.id, seq=item.seq)
+        elif result in (408, 429) or result >= 500:
+            self._failed(hook, item, f"HTTP {result}")
+        else:
+            hook.dropped += 1
+            hook.current = None
+            self.log.warn("hook {hook_id} dropped delivery {seq} ({event}): HTTP {code}",
+                          hook_id=hook.id, seq=item.seq, event=item.event, code=result)
+        self._pump(hook)
+
+    def _failed(self, hook: _Hook, item: _Delivery, reason: str) -> None:
+        hook.failed_attempts += 1
+        delay = self.backoff(hook.attempts)
+        hook.attempts += 1
+        hook.retry = self._reactor.callLater(delay, self._retry, hook)
+        self.log.info(
+            "hook {hook_id} delivery {seq} failed ({reason}): retry in {delay:.2f}s",
+            hook_id=hook.id, seq=item.seq, reason=reason, delay=delay,
+            attempts=hook.attempts, failed_attempts=hook.failed_attempts,
+        )
+
+    def _retry(self, hook: _Hook) -> None:
+        hook.retry = None
+        self._pump(hook)
+
+    def backoff(self, attempt: int) -> float:
+        """The delay before retry number ``attempt`` (from 0), jitter included."""
+        ceiling = min(self.backoff_cap, self.backoff_initial * self.backoff_factor ** min(
+            attempt, 64))
+        return float(ceiling * (1 - _JITTER * self._random()))
+
+    def _stop(self, hook: _Hook) -> None:
+        hook.removed = True
+        hook.queue.clear()
+        hook.current = None
+        if hook.retry is not None:
+            if hook.retry.active():
+                hook.retry.cancel()
+            hook.retry = None
+        if hook.request is not None:
+            request, hook.request = hook.request, None
+            request.cancel()
+
+    # -- validation ----------------------------------------------------------
+
+    def _check_url(self, url: Any) -> str:
+        if not isinstance(url, str) or not url.strip():
+            raise HookRejected("url must be a non-empty string")
+        url = url.strip()
+        if len(url) > _MAX_URL or any(ord(c) < 0x21 or ord(c) == 0x7F for c in url):
+            raise HookRejected("url is too long or holds spaces or control characters")
+        try:
+            parts = urlsplit(url)
+            host = parts.hostname
+            parts.port  # noqa: B018 (raises ValueError on a bad port)
+        except ValueError:
+            raise HookRejected("url is malformed") from None
+        if parts.scheme.lower() not in ("http", "https"):
+            raise HookRejected("url must be http or https")
+        if parts.username is not None or parts.password is not None:
+            raise HookRejected("url must not hold credentials")
+        if not host:
+            raise HookRejected("url has no host")
+        if host == "localhost":
+            if not any(self._allowed(address) for address in _LOOPBACK):
+                raise HookNotAllowed("localhost is not in the hook allow list")
+            return url
+        try:
+            address = ipaddress.ip_address(host)
+        except ValueError:
+            raise HookRejected("url host must be an IP address or localhost") from None
+        if not self._allowed(address):
+            raise HookNotAllowed(f"address {address} is not in the hook allow list")
+        return url
+
+    def _allowed(self, address: Address) -> bool:
+        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+            address = address.ipv4_mapped
+        if address.is_unspecified or address.is_multicast:
+            return False
+        return any(address in network for network in self.allow)
+
+    def _check_events(self, events: Any) -> builtins.list[str]:
+        if not isinstance(events, builtins.list | tuple) or not events:
+            raise HookRejected("events must be a non-empty list of event names")
+        if len(events) > _MAX_EVENTS:
+            raise HookRejected(f"at most {_MAX_EVENTS} events per hook")
+        for event in events:
+            if not isinstance(event, str) or not _EVENT.match(event):
+                raise HookRejected("each event must be '*', a kind, a state or an event "
+                                   "name of up to 64 letters, digits and _.:-")
+        return builtins.list(dict.fromkeys(events))
