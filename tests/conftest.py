@@ -13,7 +13,7 @@ from turberfield_twisted.config import parse_config
 from turberfield_twisted.testing.procs import children_of, wait_gone
 
 
-def initiator_config(low: int = 49200, high: int = 49299, extra: str = "", **own: Any) -> Any:
+def initiator_config(low: int = 21200, high: int = 21299, extra: str = "", **own: Any) -> Any:
     """A config with an initiator section ``init`` and the demo module's section."""
     keys = {"listen_addr": "127.0.0.1", "listen_port": "0", "child_port_min": str(low),
             "child_port_max": str(high), "ready_timeout": "15", "stop_timeout": "5", **own}

@@ -28,11 +28,14 @@ class _Http:
         return Deferred()
 
 
-def make(low=50000, high=50009, **own):
+def make(low=23000, high=23009, extra_module="", **own):
     reactor = FakeProcessReactor()
     launcher = LocalLauncher(reactor, python="/py", setsid=None, process_groups=False)
-    init = Initiator(None, guid="init", cfg=initiator_config(low, high, **own), reactor=reactor,
-                     launcher=launcher, http=_Http())
+    cfg = initiator_config(low, high, **own)
+    for line in extra_module.splitlines():
+        key, value = line.split(" = ")
+        cfg.set(DEMO, key, value)
+    init = Initiator(None, guid="init", cfg=cfg, reactor=reactor, launcher=launcher, http=_Http())
     return reactor, init
 
 
@@ -43,10 +46,10 @@ async def test_launch_records_the_worker_and_spawns_the_module():
     guid = await init.launch(DEMO, session="s-1")
     job = init.workers[guid]
     assert isinstance(job, Initiator.Worker)
-    assert (job.guid, job.port, job.session, job.module) == (guid, 50000, "s-1", DEMO)
+    assert (job.guid, job.port, job.session, job.module) == (guid, 23000, "s-1", DEMO)
     [proc] = reactor.spawned
     assert job.process is proc
-    assert proc.args == ["/py", "-P", "-m", DEMO, "--guid", guid, "--port", "50000"]
+    assert proc.args == ["/py", "-P", "-m", DEMO, "--guid", guid, "--port", "23000"]
     assert job.state == "starting"
 
 
@@ -61,7 +64,7 @@ async def test_config_goes_to_stdin_and_stdin_is_closed():
     assert seen.sections() == [guid]
     section = seen[guid]
     assert section["greeting"] == "hello"
-    assert section["listen_port"] == "50000"
+    assert section["listen_port"] == "23000"
     assert section["session"] == "s-1"
     assert section["parent_addr"] == "127.0.0.1"
     assert section["token"] == init.workers[guid].token
@@ -86,7 +89,7 @@ async def test_ports_are_distinct_per_job():
     """Each job gets the next free port of the range."""
     _, init = make()
     guids = [await init.launch(DEMO) for _ in range(3)]
-    assert [init.workers[g].port for g in guids] == [50000, 50001, 50002]
+    assert [init.workers[g].port for g in guids] == [23000, 23001, 23002]
 
 
 @pytest.mark.parametrize("module", ["no.such.module", "os; rm", "init", "json"])
@@ -129,7 +132,7 @@ async def test_failed_spawn_leaves_nothing():
 @pytest_twisted.ensureDeferred
 async def test_exhausted_range_on_launch():
     """With every port taken by running jobs, launch raises NoFreePort."""
-    _, init = make(low=50000, high=50001)
+    _, init = make(low=23000, high=23001)
     await init.launch(DEMO)
     await init.launch(DEMO)
     with pytest.raises(NoFreePort):
@@ -229,3 +232,15 @@ async def test_wait_for_state_fires_on_the_state_or_times_out():
     reactor.spawned[0].exit(0)
     assert (await waiting).state == "exited"
     assert init._observers == []
+
+
+@pytest.mark.parametrize("session", ["a$b", "${turberfield_twisted.demo.hello:secret}", "5$$"])
+@pytest_twisted.ensureDeferred
+async def test_session_and_values_are_never_interpolated(session):
+    """A session (or value) with `$` reaches the job literally: no other section leaks in."""
+    reactor, init = make(extra_module="cost = 5$$\n")
+    guid = await init.launch(DEMO, session=session)
+    [proc] = reactor.spawned
+    section = parse_config(b"".join(proc.written).decode())[guid]
+    assert section["session"] == session
+    assert section["cost"] == "5$"

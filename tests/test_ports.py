@@ -11,42 +11,42 @@ from turberfield_twisted.ports import next_port, port_in_use
 
 def test_lowest_port_of_range():
     """With nothing taken, the first port of the range is chosen."""
-    cfg = initiator_config(low=50000, high=50009)
-    assert Initiator.next_port(cfg, "init") == 50000
+    cfg = initiator_config(low=23000, high=23009)
+    assert Initiator.next_port(cfg, "init") == 23000
 
 
 def test_listen_ports_of_every_section_are_skipped():
     """A port that any section listens on is never handed out."""
-    cfg = initiator_config(low=50000, high=50009, extra="""
+    cfg = initiator_config(low=23000, high=23009, extra="""
         [job-a]
-        listen_port = 50000
+        listen_port = 23000
         [job-b]
-        listen_port = 50001
+        listen_port = 23001
         """)
-    assert Initiator.next_port(cfg, "init") == 50002
+    assert Initiator.next_port(cfg, "init") == 23002
 
 
 def test_busy_ports_are_skipped():
     """Ports named in ``busy`` are skipped."""
-    cfg = initiator_config(low=50000, high=50009)
-    assert Initiator.next_port(cfg, "init", busy={50000, 50001, 50003}) == 50002
+    cfg = initiator_config(low=23000, high=23009)
+    assert Initiator.next_port(cfg, "init", busy={23000, 23001, 23003}) == 23002
 
 
 def test_exhausted_range_raises():
     """When every port is taken, NoFreePort says which range, never None."""
-    cfg = initiator_config(low=50000, high=50001, extra="""
+    cfg = initiator_config(low=23000, high=23001, extra="""
         [job-a]
-        listen_port = 50000
+        listen_port = 23000
         """)
-    with pytest.raises(NoFreePort, match="50000-50001"):
-        Initiator.next_port(cfg, "init", busy={50001})
+    with pytest.raises(NoFreePort, match="23000-23001"):
+        Initiator.next_port(cfg, "init", busy={23001})
 
 
 def test_default_busy_is_not_shared_between_calls():
     """The default ``busy`` is never mutated, so calls don't leak into each other."""
-    cfg = initiator_config(low=50000, high=50009)
-    assert Initiator.next_port(cfg, "init") == 50000
-    assert Initiator.next_port(cfg, "init") == 50000
+    cfg = initiator_config(low=23000, high=23009)
+    assert Initiator.next_port(cfg, "init") == 23000
+    assert Initiator.next_port(cfg, "init") == 23000
 
 
 def test_port_held_by_another_socket_is_skipped():

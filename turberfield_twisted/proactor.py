@@ -5,6 +5,7 @@ Proactor and Initiator: the job table, launch, readiness, stop and restart.
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 import re
 import secrets
@@ -20,6 +21,7 @@ from twisted.internet.defer import TimeoutError as DeferredTimeout
 from twisted.internet.interfaces import IDelayedCall, IProcessTransport
 from twisted.logger import Logger
 
+from .client import make_http, push_config
 from .config import (
     ConfigError,
     check_overrides,
@@ -205,7 +207,7 @@ class Initiator(Proactor, MultiService):
         )
         self._pool: Any = None
         if http is None:
-            http, self._pool = _make_http(self.reactor)
+            http, self._pool = make_http(self.reactor)
         self.http = http
         self.workers: dict[str, Worker] = {}
         self._observers: list[Callable[[dict[str, Any]], None]] = []
@@ -356,13 +358,33 @@ class Initiator(Proactor, MultiService):
         if job.process is not None and job.pid is not None:
             self.launcher.signal(job.process, sig, job.pid)
 
+    def restart(self, guid: str) -> Worker:
+        """
+        Start an ended (``exited`` or ``failed``) job again: same guid,
+        session, token, overrides and (where it can) port, its restart
+        history cleared. This is how a job given up as ``failed`` is asked
+        back up. Raise :class:`RuntimeError` if it has not ended,
+        :class:`UnknownModule`, :class:`NoFreePort` or :class:`SpawnFailed`
+        (it then stays as it was).
+        """
+        job = self.job(guid)
+        if job.state not in ("exited", "failed"):
+            raise RuntimeError(f"job {guid} is {job.state}: only an ended job can be restarted")
+        self.launcher.check(job.module)
+        self._spawn(job)
+        if job.tracker is not None:
+            job.tracker.clear()
+        job.busy_ports.clear()
+        return job
+
     # -- service -----------------------------------------------------------
 
     def stopService(self) -> Deferred[None]:
         """Stop every job (TERM, then KILL after ``stop_timeout``), then the pool."""
         MultiService.stopService(self)
         running = [
-            self.stop(guid) for guid, job in self.workers.items() if job.protocol is not None
+            self.stop(guid) for guid, job in list(self.workers.items())
+            if job.protocol is not None or job.state == "backoff"  # backoff: to "exited"
         ]
         for job in self.workers.values():
             self._cancel(job, "restart")
@@ -376,6 +398,37 @@ class Initiator(Proactor, MultiService):
         return d.addBoth(close)
 
     # -- internals ---------------------------------------------------------
+
+    def update_config(self, guid: str, changes: Any, timeout: float = 10.0) -> Deferred[Worker]:
+        """
+        Change a job's overridable keys (checked as at launch), now and for
+        its restarts. A ``ready`` job's worker is sent its new config
+        (``POST /_proactor/config``, where its app's ``on_config`` runs); a
+        job in any other state takes it at its next start.
+        Fire with the job; fail with :class:`UnknownJob`,
+        :class:`OverrideNotAllowed` or :class:`TypeError` before anything
+        changes, or :class:`~.client.ConfigPushFailed` if the worker did not
+        take it (the change is kept, and applies from the job's next start).
+        """
+
+        async def apply() -> Worker:
+            job = self.job(guid)
+            checked = check_overrides(self.cfg, job.module, changes)
+            job.overrides.update(checked)
+            if self.cfg.has_section(guid):
+                for key, value in checked.items():
+                    self.cfg.set(guid, key, value.replace("$", "$$"))
+            self.log.info("job {guid} config changed: {keys}", guid=guid, keys=sorted(checked))
+            if job.state != "ready" or job.protocol is None:
+                return job
+            addr = self.cfg.get(guid, "listen_addr", fallback="127.0.0.1")
+            await push_config(self.http, self.reactor, guid,
+                              f"http://{addr}:{job.port}/_proactor/config", job.token,
+                              job_config_text(self.cfg, guid), timeout)
+            self.log.info("job {guid} took its new config", guid=guid)
+            return job
+
+        return Deferred.fromCoroutine(apply())
 
     def worker_event(self, guid: str, name: str, data: Any = None) -> None:
         """Pass on an event that the job's worker posted (``kind`` "worker")."""
@@ -448,23 +501,31 @@ class Initiator(Proactor, MultiService):
         if self.cfg.has_section(job.guid):
             self.cfg.remove_section(job.guid)
         self.cfg.add_section(job.guid)
+        # Every value is already resolved (or literal): escape it so that it
+        # is never interpolated again, e.g. a session of "${other:secret}".
         for key, value in section.items():
-            self.cfg.set(job.guid, key, value.replace("$", "$$") if key in job.overrides
-                         else value)
+            self.cfg.set(job.guid, key, value.replace("$", "$$"))
 
     def _spawn(self, job: Worker) -> None:
         """Allocate a port, write the job's section, start its process."""
         if self.cfg.has_section(job.guid):
             self.cfg.remove_section(job.guid)  # its own port is free for it again
         addr = self.cfg.get(job.module, "listen_addr", fallback="127.0.0.1")
-        busy = job.busy_ports | {p.port for p in self.workers.values()
-                                 if p is not job and p.protocol is not None}
-        job.port = next_port(self.cfg, self.guid, busy, lambda port: port_in_use(addr, port))
+        # A job waiting to restart keeps its port from newcomers.
+        busy = job.busy_ports | {p.port for p in self.workers.values() if p is not job
+                                 and (p.protocol is not None or p.state == "backoff")}
+
+        def in_use(port: int) -> bool:
+            return port_in_use(addr, port)
+
+        if not self._may_keep_port(job, busy, in_use):  # a restart keeps it where it can
+            job.port = next_port(self.cfg, self.guid, busy, in_use)
         self._write_section(job)
         protocol = WorkerProtocol(
             job.guid,
             job_config_text(self.cfg, job.guid).encode("utf-8"),
             lambda stream, line: self._on_line(job, stream, line),
+            reactor=self.reactor,
         )
         try:
             job.process = self.launcher.spawn(protocol, job.module, job.guid, job.port)
@@ -487,6 +548,16 @@ class Initiator(Proactor, MultiService):
         )
         Deferred.fromCoroutine(self._probe(job, protocol))
 
+    def _may_keep_port(self, job: Worker, busy: set[int], in_use: Callable[[int], bool]) -> bool:
+        """Whether ``job.port`` (its last port, 0 at first) is still free for it."""
+        port = job.port
+        low = self.cfg.getint(self.guid, "child_port_min")
+        high = self.cfg.getint(self.guid, "child_port_max")
+        if not low <= port <= high or port in busy:
+            return False
+        listed = {self.cfg.get(s, "listen_port", fallback="").strip() for s in self.cfg.sections()}
+        return str(port) not in listed and not in_use(port)
+
     async def _probe(self, job: Worker, protocol: WorkerProtocol) -> None:
         """Poll ``GET /health`` until it answers 200, the job ends, or time is up."""
         from twisted.internet.task import deferLater
@@ -497,8 +568,9 @@ class Initiator(Proactor, MultiService):
         while job.protocol is protocol and job.state == "starting":
             try:
                 response = await self.http.get(url, timeout=1.0, reactor=self.reactor)
-                await response.content()
-                code = response.code
+                body = await response.content()
+                # Another initiator's worker may hold the port this one thought free.
+                code = response.code if _answer_is_from(job.guid, body) else None
             except Exception:  # not listening yet; the probe goes on
                 code = None
             if code == 200:
@@ -507,6 +579,8 @@ class Initiator(Proactor, MultiService):
             delay = min(delay * 1.5, 0.25)
         else:
             return
+        if job.protocol is not protocol or job.state != "starting":
+            return  # it ended, or was asked to stop, while the answer came
         self._cancel(job, "ready_timeout")
         if job.tracker is not None:
             job.tracker.ready(self.reactor.seconds())
@@ -547,10 +621,20 @@ class Initiator(Proactor, MultiService):
         if failed:
             cause = f"not ready within {self.ready_timeout:g}s" if job.timed_out else (
                 status.describe())
-            tail = " | ".join(line[:500] for line in job.tail.last(3))
+            # The reason is in this run's last stderr lines (else its stdout).
+            lines = (job.tail.last(3, since=job.started, stream="stderr")
+                     or job.tail.last(3, since=job.started))
+            tail = " | ".join(line[:500] for line in lines)
             job.last_error = f"{cause}: {tail}" if tail else cause
         delay = job.tracker.next_restart(self.reactor.seconds(), failed) if job.tracker else None
         if delay is None:
+            if job.tracker is not None and job.tracker.gave_up:
+                policy = job.tracker.policy
+                job.last_error = (f"gave up after {policy.max_restarts} restarts within"
+                                  f" {policy.restart_window:g}s; last: "
+                                  f"{job.last_error if failed else status.describe()}")
+                self._set_state(job, "failed")
+                return
             self._set_state(job, "failed" if failed else "exited")
             return
         self.log.info("job {guid} restarts in {delay:.2f}s", guid=job.guid, delay=delay)
@@ -579,23 +663,20 @@ class Initiator(Proactor, MultiService):
 Initiator.Worker = Worker  # type: ignore[attr-defined]
 
 
+def _answer_is_from(guid: str, body: bytes) -> bool:
+    """
+    Whether a health answer may be from job ``guid``: false only if it is
+    JSON naming another guid (the worker runtime names its own).
+    """
+    try:
+        named = json.loads(body).get("guid", guid)
+    except (ValueError, AttributeError):
+        return True
+    return bool(named == guid)
+
+
 def _failed(exc: Exception) -> Deferred[Any]:
     d: Deferred[Any] = Deferred()
     d.errback(exc)
     return d
-
-
-def _make_http(reactor: Any) -> tuple[Any, Any]:
-    """A treq client on one persistent pool of this reactor."""
-    from treq.client import HTTPClient
-    from twisted.web.client import Agent, HTTPConnectionPool, _HTTP11ClientFactory
-
-    class _QuietFactory(_HTTP11ClientFactory):
-        noisy = False
-
-    pool = HTTPConnectionPool(reactor, persistent=True)
-    pool._factory = _QuietFactory
-    pool.maxPersistentPerHost = 4
-    pool.retryAutomatically = False
-    return HTTPClient(Agent(reactor, pool=pool)), pool
 

@@ -13,7 +13,7 @@ from typing import Any
 import attrs
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.error import ProcessDone, ProcessTerminated
-from twisted.internet.interfaces import IProcessTransport
+from twisted.internet.interfaces import IDelayedCall, IProcessTransport, IReactorTime
 from twisted.internet.protocol import ProcessProtocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -21,6 +21,7 @@ from twisted.python.failure import Failure
 __all__ = [
     "LIFELINE_FD",
     "MAX_LINE",
+    "OUTPUT_GRACE",
     "ExitStatus",
     "LineSplitter",
     "OutputTail",
@@ -31,6 +32,9 @@ __all__ = [
 LIFELINE_FD = 3
 #: Longest piece of one output line that is logged as one event.
 MAX_LINE = 64 * 1024
+#: How long a reaped child's stdout and stderr may stay open (held by a
+#: grandchild) before its exit is reported anyway.
+OUTPUT_GRACE = 0.5
 
 
 @attrs.frozen
@@ -59,6 +63,20 @@ class ExitStatus:
         return "unknown"
 
 
+def _char_boundary(buf: bytes, start: int, cut: int) -> int:
+    """
+    ``cut``, moved back (by at most 3 bytes, never to ``start``) so that it
+    does not fall inside a UTF-8 sequence: a long line is split between
+    characters, not through one.
+    """
+    for back in range(4):
+        if cut - back <= start:
+            break
+        if buf[cut - back] & 0xC0 != 0x80:  # not a continuation byte
+            return cut - back
+    return cut
+
+
 class LineSplitter:
     """
     Split a byte stream into lines for ``emit(text)``: a line longer than
@@ -82,8 +100,9 @@ class LineSplitter:
             end = buf.find(b"\n", start, start + self._max + 1)
             if end == -1:
                 if len(buf) - start > self._max:
-                    self._out(buf[start : start + self._max])
-                    start += self._max
+                    cut = _char_boundary(buf, start, start + self._max)
+                    self._out(buf[start:cut])
+                    start = cut
                     continue
                 break
             self._out(buf[start:end])
@@ -122,24 +141,43 @@ class OutputTail:
             if stream is None or s == stream
         ]
 
-    def last(self, count: int) -> list[str]:
-        """The text of the last ``count`` lines."""
-        return [line for _, _, line in list(self._lines)[-count:]]
+    def last(self, count: int, since: float | None = None, stream: str | None = None) -> list[str]:
+        """
+        The text of the last ``count`` lines, only those kept at ``since``
+        or later and of ``stream`` if given.
+        """
+        found = [
+            line
+            for t, s, line in self._lines
+            if (since is None or t >= since) and (stream is None or s == stream)
+        ]
+        return found[-count:] if count > 0 else []
 
 
 class WorkerProtocol(ProcessProtocol):
     """
     Write ``config`` to the child's stdin and close it; split stdout and
     stderr into lines for ``on_line(stream, text)``; fire :meth:`exited`
-    waiters with an :class:`ExitStatus` once the process is reaped.
+    waiters with an :class:`ExitStatus` once the process is reaped and its
+    output read.
 
-    ``exited`` fires on reaping, not when every pipe has closed, so a
-    grandchild that keeps stdout open does not hold up supervision.
+    The child can be reaped before the last of its output has been read
+    (the reactor may see SIGCHLD first), so ``exited`` waits for stdout and
+    stderr to close, but for at most ``grace`` seconds on ``reactor``: a
+    grandchild that keeps them open does not hold up supervision. Without
+    a ``reactor``, ``exited`` fires as soon as the child is reaped.
     """
 
     log = Logger()
 
-    def __init__(self, guid: str, config: bytes, on_line: Callable[[str, str], None]):
+    def __init__(
+        self,
+        guid: str,
+        config: bytes,
+        on_line: Callable[[str, str], None],
+        reactor: IReactorTime | None = None,
+        grace: float = OUTPUT_GRACE,
+    ):
         self.guid = guid
         self._config = config
         self._on_line = on_line
@@ -147,6 +185,11 @@ class WorkerProtocol(ProcessProtocol):
             1: LineSplitter(lambda text: on_line("stdout", text)),
             2: LineSplitter(lambda text: on_line("stderr", text)),
         }
+        self._open = set(self._splitters)
+        self._reactor = reactor
+        self._grace = grace
+        self._grace_call: IDelayedCall | None = None
+        self._reaped: ExitStatus | None = None
         self.status: ExitStatus | None = None
         self._exit_waiters: list[Deferred[ExitStatus]] = []
         self.transport: IProcessTransport | None = None
@@ -171,11 +214,32 @@ class WorkerProtocol(ProcessProtocol):
         splitter = self._splitters.get(childFD)
         if splitter is not None:
             splitter.flush()
+            self._open.discard(childFD)
+            if self._reaped is not None and not self._open:
+                self._done()
 
     def processExited(self, reason: Failure) -> None:
+        self._reaped = ExitStatus.from_reason(reason)
+        if not self._open or self._reactor is None:
+            self._done()
+        elif self._grace_call is None:
+            self._grace_call = self._reactor.callLater(self._grace, self._done)
+
+    def processEnded(self, reason: Failure) -> None:
+        if self._reaped is None:
+            self._reaped = ExitStatus.from_reason(reason)
+        self._done()
+
+    def _done(self) -> None:
+        """The child is reaped and its output read (or the grace is over)."""
+        if self._grace_call is not None and self._grace_call.active():
+            self._grace_call.cancel()
+        self._grace_call = None
+        if self.status is not None or self._reaped is None:
+            return
         for splitter in self._splitters.values():
             splitter.flush()
-        self.status = ExitStatus.from_reason(reason)
+        self.status = self._reaped
         waiters, self._exit_waiters = self._exit_waiters, []
         for d in waiters:
             d.callback(self.status)

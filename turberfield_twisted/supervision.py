@@ -86,7 +86,10 @@ class RestartTracker:
     """
     One job's restart history under a :class:`RestartPolicy`.
 
-    ``random`` draws the jitter; tests pass a fixed one.
+    ``random`` draws the jitter; tests pass a fixed one. ``gave_up`` says
+    whether the last :meth:`next_restart` refused because the job was
+    flapping (more than ``max_restarts``, when some are allowed), as
+    opposed to the policy not wanting a restart.
     """
 
     policy: RestartPolicy
@@ -94,6 +97,7 @@ class RestartTracker:
     attempt: int = 0
     restarts: deque[float] = attrs.field(factory=deque)
     ready_since: float | None = None
+    gave_up: bool = False
 
     def ready(self, now: float) -> None:
         """The job answered its health check at ``now``."""
@@ -111,6 +115,7 @@ class RestartTracker:
         again, or None if it stays down (policy says so, or it is flapping).
         """
         p = self.policy
+        self.gave_up = False
         if self.ready_since is not None and now - self.ready_since >= p.reset_after:
             self.attempt = 0
         self.ready_since = None
@@ -119,6 +124,7 @@ class RestartTracker:
         while self.restarts and now - self.restarts[0] > p.restart_window:
             self.restarts.popleft()
         if len(self.restarts) >= p.max_restarts:
+            self.gave_up = p.max_restarts > 0  # with none allowed, none was refused
             return None
         self.restarts.append(now)
         delay = self.delay(self.attempt)
@@ -130,3 +136,4 @@ class RestartTracker:
         self.attempt = 0
         self.restarts.clear()
         self.ready_since = None
+        self.gave_up = False

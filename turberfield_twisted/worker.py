@@ -27,6 +27,12 @@ serves the app on the section's ``listen_addr`` (default 127.0.0.1) and
 port, adds ``GET /health``, exits on SIGTERM, and exits when its lifeline
 (fd 3, held by the initiator) reaches EOF.
 
+``ctx.parent`` (a :class:`~.client.ParentClient`) posts events to the
+initiator and fetches this job's config from it. The initiator sends a
+changed config to ``POST /_proactor/config`` (with the job's token); the
+runtime takes it and calls the app object's ``on_config(section)`` if it
+has one (``section`` as ``ctx.section``: this job's keys, less secrets).
+
 Exit codes: 0 stopped (SIGTERM or lifeline lost); 64 bad arguments; 65
 malformed config or no section for the guid; 66 no config on stdin in time;
 70 the app could not be built; 75 the port could not be bound.
@@ -36,6 +42,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import hmac
+import inspect
 import json
 import os
 import stat
@@ -58,7 +66,8 @@ from twisted.internet.error import CannotListenError
 from twisted.logger import Logger, globalLogBeginner, textFileLogObserver
 from twisted.web.server import Site
 
-from .config import ConfigError, redact, section_items
+from .client import ParentClient, make_http
+from .config import ConfigError, parse_config, redact, section_items
 from .proactor import EXIT_PORT_IN_USE, Proactor
 from .process import LIFELINE_FD
 
@@ -77,19 +86,25 @@ EXIT_USAGE = 64
 EXIT_CONFIG = 65
 EXIT_NO_CONFIG = 66
 EXIT_APP = 70
+#: Largest config body ``POST /_proactor/config`` takes.
+MAX_CONFIG = 1024 * 1024
 
 log = Logger(namespace="turberfield_twisted.worker")
 
 
 @attrs.define
 class WorkerContext:
-    """What a worker's app knows: its guid, port, reactor and config."""
+    """
+    What a worker's app knows: its guid, port, reactor and config, and
+    ``parent``, its client of the initiator (None if it has no address).
+    """
 
     guid: str
     port: int
     reactor: Any
     proactor: Proactor
     _token: str = attrs.field(default="", repr=False, alias="token")
+    parent: ParentClient | None = attrs.field(default=None, repr=False)
 
     @property
     def config(self) -> Any:
@@ -137,11 +152,47 @@ class _Runtime:
         self.proactor = Proactor(args, reactor=reactor)
         self.user: Any = None
         self.user_resource: Any = None
+        self.ctx: WorkerContext | None = None
 
     @app.route("/health", methods=["GET"])
     def health(self, request: Any) -> bytes:
         request.setHeader("Content-Type", "application/json")
         return json.dumps({"status": "ok", "guid": self.args.guid}).encode()
+
+    @app.route("/_proactor/config", methods=["POST"])
+    async def refresh_config(self, request: Any) -> bytes:
+        """Take a new config (this job's section only) from the initiator."""
+        request.setHeader("Content-Type", "application/json")
+        ctx, guid = self.ctx, self.args.guid
+        if ctx is None:
+            return _error(request, 503, "not serving yet")
+        given = request.getHeader(b"authorization") or b""
+        expected = b"Bearer " + ctx._token.encode("utf-8")
+        if not ctx._token or not hmac.compare_digest(given, expected):
+            return _error(request, 401, "this job's token is needed")
+        raw = request.content.read(MAX_CONFIG + 1)
+        if len(raw) > MAX_CONFIG:
+            return _error(request, 413, "the config is too large")
+        try:
+            cfg = parse_config(raw.decode("utf-8"), source="<refresh>")
+        except UnicodeDecodeError:
+            return _error(request, 400, "the config is not UTF-8")
+        except ConfigError as exc:
+            return _error(request, 400, str(exc))
+        if cfg.sections() != [guid]:
+            return _error(request, 400, "the config must hold this job's section and no other")
+        self.proactor.cfg = cfg
+        log.info("job {guid}: config refreshed", guid=guid)
+        on_config = getattr(self.user, "on_config", None)
+        if callable(on_config):
+            try:
+                result = on_config(ctx.section)
+                if inspect.isawaitable(result):
+                    await result
+            except Exception:
+                log.failure("job {guid}: on_config failed", guid=guid)
+                return _error(request, 500, "on_config failed")
+        return json.dumps({"applied": True}).encode()
 
     @app.route("/", branch=True)
     def delegate(self, request: Any) -> Any:
@@ -171,8 +222,10 @@ class _Runtime:
             return self.fail(EXIT_CONFIG, "job {guid}: bad config: {reason}", reason=str(exc))
         if not cfg.has_section(guid):
             return self.fail(EXIT_CONFIG, "job {guid}: the config has no section for this job")
-        ctx = WorkerContext(guid, self.args.port, self.reactor, self.proactor,
-                            token=cfg.get(guid, "token", fallback=""))
+        token = cfg.get(guid, "token", fallback="")
+        ctx = WorkerContext(guid, self.args.port, self.reactor, self.proactor, token=token,
+                            parent=self._parent_client(cfg, token))
+        self.ctx = ctx
         try:
             self.user = self.factory(ctx)
             app = self.user if isinstance(self.user, Klein) else self.user.app
@@ -195,6 +248,22 @@ class _Runtime:
         log.info("job {guid} listening on {addr}:{port}", guid=guid, addr=addr,
                  port=self.args.port)
         return None
+
+    def _parent_client(self, cfg: Any, token: str) -> ParentClient | None:
+        """A client of the initiator at ``parent_addr``:``parent_port`` (None if port 0)."""
+        guid = self.args.guid
+        try:
+            port = cfg.getint(guid, "parent_port", fallback=0)
+        except ValueError:
+            port = 0
+        if not port:
+            return None
+        addr = cfg.get(guid, "parent_addr", fallback="") or "127.0.0.1"
+        addr = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(addr, addr)  # noqa: S104
+        host = f"[{addr}]" if ":" in addr else addr
+        http, pool = make_http(self.reactor)
+        self.reactor.addSystemEventTrigger("before", "shutdown", pool.closeCachedConnections)
+        return ParentClient(http, f"http://{host}:{port}", guid, token, self.reactor)
 
     def _watch_lifeline(self) -> None:
         try:
@@ -224,6 +293,11 @@ class _Runtime:
 
         os.set_blocking(LIFELINE_FD, False)
         loop.add_reader(LIFELINE_FD, readable)
+
+
+def _error(request: Any, code: int, message: str) -> bytes:
+    request.setResponseCode(code)
+    return json.dumps({"error": message}).encode()
 
 
 def _become_group_leader() -> None:

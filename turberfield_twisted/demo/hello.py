@@ -1,12 +1,20 @@
 """
 A demo worker: ``GET /`` answers with its guid, session and the non-secret
-keys of its own config section; ``POST /echo`` echoes a JSON body.
+keys of its own config section (as last sent by the initiator);
+``POST /echo`` echoes a JSON body; ``POST /notify`` posts the JSON body to
+the initiator as a ``notified`` event.
 """
 
 import json
 from typing import Any
 
+from turberfield_twisted.client import ApiError, TransportError
 from turberfield_twisted.worker import Klein, WorkerContext, run_worker
+
+
+def _error(request: Any, code: int, message: str) -> bytes:
+    request.setResponseCode(code)
+    return json.dumps({"error": message}).encode()
 
 
 class Hello:
@@ -16,12 +24,17 @@ class Hello:
 
     def __init__(self, ctx: WorkerContext):
         self.ctx = ctx
+        self.section = ctx.section
+
+    def on_config(self, section: dict[str, str]) -> None:
+        """Keep the section of a config the initiator sent."""
+        self.section = section
 
     @app.route("/", methods=["GET"])
     def hello(self, request: Any) -> bytes:
         """Who this worker is and what it was told."""
         request.setHeader("Content-Type", "application/json")
-        body = {"guid": self.ctx.guid, "session": self.ctx.session, "config": self.ctx.section}
+        body = {"guid": self.ctx.guid, "session": self.ctx.session, "config": self.section}
         return json.dumps(body).encode()
 
     @app.route("/echo", methods=["POST"])
@@ -31,9 +44,25 @@ class Hello:
         try:
             body = json.loads(request.content.read() or b"null")
         except ValueError:
-            request.setResponseCode(400)
-            return json.dumps({"error": "the body is not JSON"}).encode()
+            return _error(request, 400, "the body is not JSON")
         return json.dumps({"guid": self.ctx.guid, "echo": body}).encode()
+
+    @app.route("/notify", methods=["POST"])
+    async def notify(self, request: Any) -> bytes:
+        """Post the JSON body to the initiator as event ``notified``; 202."""
+        request.setHeader("Content-Type", "application/json")
+        try:
+            body = json.loads(request.content.read() or b"null")
+        except ValueError:
+            return _error(request, 400, "the body is not JSON")
+        if self.ctx.parent is None:
+            return _error(request, 503, "no initiator to notify")
+        try:
+            await self.ctx.parent.post_event("notified", body)
+        except (ApiError, TransportError) as exc:
+            return _error(request, 502, str(exc))
+        request.setResponseCode(202)
+        return json.dumps({"notified": True}).encode()
 
 
 if __name__ == "__main__":
