@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/python -P -m turberfield_twisted.demo.run
+	$(BIN)/twistd --pidfile= -n proactor $(ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

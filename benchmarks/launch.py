@@ -49,8 +49,8 @@ CONFIG = f"""
 [bench]
 listen_addr = 127.0.0.1
 listen_port = 0
-child_port_min = 49500
-child_port_max = 49599
+child_port_min = 22500
+child_port_max = 22599
 ready_timeout = 15
 stop_timeout = 5
 

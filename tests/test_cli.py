@@ -1,0 +1,234 @@
+"""
+The ``proactor`` command line: parsing and formatting in this process; the
+commands as real ``proactor`` processes against a ControlAPI that this test
+process serves on 127.0.0.1, with real demo workers behind it.
+"""
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import pytest
+import pytest_twisted
+from conftest import initiator_config
+from twisted.internet.defer import Deferred
+from twisted.internet.protocol import ProcessProtocol
+
+from turberfield_twisted import Initiator
+from turberfield_twisted.cli import build_parser, format_job, format_table, main
+from turberfield_twisted.hooks import HookDispatcher
+from turberfield_twisted.process import ExitStatus
+from turberfield_twisted.state import API_FILE, TOKEN_FILE, write_private
+from turberfield_twisted.testing.procs import children_of, wait_gone
+
+DEMO = "turberfield_twisted.demo.hello"
+TOKEN = "admin-token-for-cli-tests"
+PROACTOR = str(Path(sys.executable).parent / "proactor")
+
+# -- in this process ------------------------------------------------------------
+
+
+def test_table_is_aligned_and_shows_none_as_a_dash():
+    """Columns line up on the widest cell; None and empty show as '-'."""
+    table = format_table(["GUID", "PORT", "PID"], [["abc", 8080, None], ["a", "", 12]])
+    assert table.splitlines() == [
+        "GUID  PORT  PID",
+        "abc   8080  -",
+        "a     -     12",
+    ]
+
+
+def test_job_shows_every_field_and_config_key():
+    """show: one aligned line a field, config keys as config.KEY, no config dict."""
+    text = format_job({"guid": "g1", "state": "ready", "pid": None, "started": None,
+                       "config": {"greeting": "hej"}})
+    assert text.splitlines() == [
+        "guid             g1",
+        "state            ready",
+        "pid              -",
+        "started          -",
+        "config.greeting  hej",
+    ]
+
+
+def test_parser_reads_commands_and_options():
+    """Global options go before the command; --set pairs and send's --json body parse."""
+    args = build_parser().parse_args(
+        ["--json", "--timeout", "2.5", "launch", DEMO, "--set", "a=1", "--set", "b=x=y"])
+    assert (args.command, args.json, args.timeout) == ("launch", True, 2.5)
+    assert args.config == [("a", "1"), ("b", "x=y")]
+    args = build_parser().parse_args(["send", "g", "POST", "/echo", "--json", '{"n": 1}'])
+    assert (args.json, args.body) == (False, {"n": 1})
+    args = build_parser().parse_args(["hooks", "add", "http://127.0.0.1:9/", "ready", "exited"])
+    assert (args.action, args.hook_url, args.events) == ("add", "http://127.0.0.1:9/",
+                                                         ["ready", "exited"])
+
+
+@pytest.mark.parametrize("argv", [
+    [], ["launch"], ["launch", DEMO, "--set", "novalue"], ["send", "g", "GET"],
+    ["send", "g", "POST", "/x", "--json", "{"], ["logs", "g", "--lines", "0"],
+    ["--timeout", "-1", "ls"], ["hooks"], ["frobnicate"],
+])
+def test_usage_errors_are_one_line_and_exit_2(argv, capsys):
+    """Bad usage: exit 2, nothing on stdout, one line on stderr."""
+    assert main(argv) == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert len(err.splitlines()) == 1 and err.startswith("proactor: error: ")
+
+
+def test_no_state_dir_is_one_line_and_exit_1(tmp_path, capsys):
+    """No daemon state to read: exit 1, one line saying where it looked."""
+    assert main(["--state-dir", str(tmp_path / "none"), "ls"]) == 1
+    out, err = capsys.readouterr()
+    assert out == "" and len(err.splitlines()) == 1
+    assert str(tmp_path / "none" / API_FILE) in err
+
+
+def test_help_exits_0(capsys):
+    """--help prints the commands and exits 0."""
+    assert main(["--help"]) == 0
+    assert "launch" in capsys.readouterr().out
+
+
+# -- as processes, against a served API ----------------------------------------------
+
+
+@pytest_twisted.async_yield_fixture
+async def daemon(reactor, tmp_path):
+    """
+    An Initiator and its ControlAPI on 127.0.0.1:0 in this process; the state
+    directory (``tmp_path / "state"``) says where and holds the admin token.
+    """
+    from twisted.internet.endpoints import TCP4ServerEndpoint
+
+    from turberfield_twisted.api import ControlAPI
+
+    init = Initiator(None, guid="init", cfg=initiator_config(21450, 21499), reactor=reactor)
+    hooks = HookDispatcher(reactor, init.http)
+    port = await TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1").listen(
+        ControlAPI(init, TOKEN, reactor, hooks=hooks).site())
+    init.listen_port = port.getHost().port
+    state = tmp_path / "state"
+    write_private(state / API_FILE, f"http://127.0.0.1:{init.listen_port}\n")
+    write_private(state / TOKEN_FILE, TOKEN + "\n")
+    init.startService()
+    try:
+        yield init, state
+    finally:
+        pids = [job.pid for job in init.workers.values() if job.pid]
+        await init.stopService()
+        await wait_gone(reactor, pids)
+        await port.stopListening()
+        await hooks.close()
+        assert children_of(os.getpid()) == []
+
+
+class _Run(ProcessProtocol):
+    def __init__(self):
+        self.out, self.err = [], []
+        self.ended: Deferred = Deferred()
+
+    def childDataReceived(self, fd, data):
+        (self.out if fd == 1 else self.err).append(data)
+
+    def processEnded(self, reason):
+        self.ended.callback(ExitStatus.from_reason(reason))
+
+
+async def proactor(reactor, *argv, timeout=20.0):
+    """Run ``proactor ARGV``; its exit code, stdout and stderr (killed after ``timeout``)."""
+    run = _Run()
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8",
+           "HOME": "/nonexistent"}
+    transport = reactor.spawnProcess(run, PROACTOR, [PROACTOR, *argv], env=env)
+    killer = reactor.callLater(timeout, transport.signalProcess, "KILL")
+    status = await run.ended
+    assert killer.active(), f"proactor {argv} did not end within {timeout}s"
+    killer.cancel()
+    return status.code, b"".join(run.out).decode(), b"".join(run.err).decode()
+
+
+@pytest_twisted.ensureDeferred
+async def test_launch_ls_show_send_logs_stop(daemon, reactor):
+    """The job commands, as a user runs them: each exits 0 and prints what it did."""
+    init, state = daemon
+    at = ["--state-dir", str(state)]
+    code, out, err = await proactor(reactor, *at, "launch", DEMO, "--session", "s-1",
+                                    "--set", "greeting=hej")
+    assert (code, err) == (0, "")
+    guid = out.strip()
+    job = await init.ready(guid, timeout=15)
+
+    code, out, _ = await proactor(reactor, *at, "ls")
+    header, row = out.splitlines()
+    assert header.split() == ["GUID", "MODULE", "STATE", "PORT", "PID", "RESTARTS"]
+    assert row.split() == [guid, DEMO, "ready", str(job.port), str(job.pid), "0"]
+    assert code == 0
+
+    code, out, _ = await proactor(reactor, *at, "show", guid)
+    assert code == 0
+    assert "config.greeting  hej" in out and f"guid             {guid}" in out
+
+    code, out, _ = await proactor(reactor, *at, "send", guid, "POST", "/echo", "--json",
+                                  '{"n": [1, 2]}')
+    assert code == 0 and json.loads(out) == {"guid": guid, "echo": {"n": [1, 2]}}
+
+    code, out, _ = await proactor(reactor, *at, "--json", "logs", guid, "--lines", "5")
+    assert code == 0
+    assert any("listening" in e["line"] for e in json.loads(out)["lines"])
+
+    code, out, _ = await proactor(reactor, *at, "stop", guid)
+    assert (code, out) == (0, f"{guid} stopping\n")
+    await init.wait_for_state(guid, ["exited"], 10)
+    code, out, _ = await proactor(reactor, *at, "--json", "ls")
+    assert code == 0 and [j["state"] for j in json.loads(out)["jobs"]] == ["exited"]
+
+
+@pytest_twisted.ensureDeferred
+async def test_hooks_add_ls_rm(daemon, reactor):
+    """hooks add prints the hook (and its secret, once); ls lists it; rm drops it."""
+    _, state = daemon
+    at = ["--state-dir", str(state)]
+    code, out, _ = await proactor(reactor, *at, "--json", "hooks", "add",
+                                  "http://127.0.0.1:9/hook", "ready", "notified")
+    assert code == 0
+    hook = json.loads(out)
+    assert hook["events"] == ["ready", "notified"] and hook["secret"]
+    code, out, _ = await proactor(reactor, *at, "hooks", "ls")
+    assert code == 0
+    assert out.splitlines()[1].split() == [hook["id"], "http://127.0.0.1:9/hook",
+                                           "ready,notified"]
+    code, out, _ = await proactor(reactor, *at, "hooks", "rm", hook["id"])
+    assert (code, out) == (0, "")
+    code, _, err = await proactor(reactor, *at, "hooks", "rm", hook["id"])
+    assert code == 1 and err.count("\n") == 1
+
+
+@pytest_twisted.ensureDeferred
+async def test_failures_are_one_line_on_stderr_and_exit_1(daemon, reactor, tmp_path):
+    """A wrong token, an unknown job, a refused launch, a worker's 404: exit 1, one line."""
+    init, state = daemon
+    wrong = tmp_path / "wrong.token"
+    wrong.write_text("not-the-token\n")
+    url = f"http://127.0.0.1:{init.listen_port}"
+    code, out, err = await proactor(reactor, "--url", url, "--token-file", str(wrong), "ls")
+    assert (code, out, err) == (1, "", "proactor: error: unauthorized (HTTP 401)\n")
+
+    at = ["--state-dir", str(state)]
+    guid = await init.launch(DEMO)
+    await init.ready(guid, timeout=15)
+    errors = [err]
+    for argv, message in [
+        (["show", "nope"], "no job 'nope' (HTTP 404)"),
+        (["launch", "no.such.module"], "(HTTP 404)"),
+        (["launch", DEMO, "--set", "token=mine"], "(HTTP 403)"),
+        (["send", guid, "GET", "/no/such/route"], "(HTTP 404)"),
+    ]:
+        code, out, err = await proactor(reactor, *at, *argv)
+        assert (code, out) == (1, ""), argv
+        assert err.startswith("proactor: error: ") and err.endswith(f"{message}\n"), err
+        assert err.count("\n") == 1
+        errors.append(err)
+    assert TOKEN not in "".join(errors)

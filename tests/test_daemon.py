@@ -1,0 +1,189 @@
+"""``twistd -n proactor`` end to end: a real daemon, real workers, real HTTP."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import stat
+from pathlib import Path
+from typing import Any
+
+import pytest
+import pytest_twisted
+import treq
+from twisted.internet import defer
+
+from turberfield_twisted.testing.daemon import Daemon
+from turberfield_twisted.testing.procs import children_of, wait_gone
+
+DEMO = "turberfield_twisted.demo.hello"
+TOKENISH = re.compile(rb"[A-Za-z0-9_-]{43}")
+
+CONFIG = """
+[proactor]
+listen_port = 0
+child_port_min = 21600
+child_port_max = 21699
+"""
+
+
+@pytest_twisted.async_yield_fixture
+async def daemon(reactor: Any, tmp_path: Path) -> Any:
+    """A running daemon on a free loopback port; afterwards, it and its jobs are gone."""
+    config = tmp_path / "proactor.cfg"
+    config.write_text(CONFIG)
+    d = Daemon.start(reactor, tmp_path / "state", config=config, cwd=tmp_path)
+    await d.listening.addTimeout(30, reactor)
+    yield d
+    pids = [int(p) for p in children_of(d.pid or 0)]
+    d.signal(signal.SIGTERM)
+    await d.ended.addTimeout(30, reactor)
+    await wait_gone(reactor, pids, timeout=10)
+    assert children_of(os.getpid()) == []
+
+
+async def call(reactor: Any, daemon: Daemon, method: str, path: str, body: Any = None,
+               token: str | None = None) -> tuple[int, Any]:
+    headers = {b"Authorization": [f"Bearer {token or daemon.token}".encode()]}
+    kwargs: dict[str, Any] = {}
+    if body is not None:
+        kwargs["data"] = json.dumps(body).encode()
+        headers[b"Content-Type"] = [b"application/json"]
+    response = await treq.request(method, daemon.url + path, headers=headers, timeout=30,
+                                  reactor=reactor, **kwargs)
+    content = await response.content()
+    return response.code, json.loads(content) if content else None
+
+
+def proc_text(pid: int, name: str) -> bytes:
+    try:
+        with open(f"/proc/{pid}/{name}", "rb") as f:
+            return f.read()
+    except FileNotFoundError:
+        return b""
+
+
+@pytest_twisted.ensureDeferred
+async def test_launch_reach_list_and_stop_a_worker(daemon, reactor, tmp_path):
+    """POST /jobs launches, the worker answers, GET /jobs lists it, DELETE stops it."""
+    token_file = tmp_path / "state" / "admin.token"
+    assert stat.S_IMODE(token_file.stat().st_mode) == 0o600
+    code, job = await call(reactor, daemon, "POST", "/jobs", {"module": DEMO, "session": "s1"})
+    assert code == 201, job
+    guid = job["guid"]
+    code, job = await call(reactor, daemon, "GET", f"/jobs/{guid}?wait=ready&timeout=20")
+    assert (code, job["state"]) == (200, "ready"), job
+    response = await treq.get(f"http://127.0.0.1:{job['port']}/", timeout=10, reactor=reactor)
+    assert json.loads(await response.content())["guid"] == guid
+    code, listing = await call(reactor, daemon, "GET", "/jobs")
+    assert [j["guid"] for j in listing["jobs"]] == [guid]
+    code, _ = await call(reactor, daemon, "DELETE", f"/jobs/{guid}")
+    assert code == 202
+    await wait_gone(reactor, [job["pid"]], timeout=15)
+    code, job = await call(reactor, daemon, "GET", f"/jobs/{guid}?wait=exited&timeout=20")
+    assert job["state"] == "exited"
+
+
+@pytest_twisted.ensureDeferred
+async def test_sigterm_stops_every_job_and_exits_cleanly(reactor, tmp_path):
+    """SIGTERM with two jobs running: both end, then the daemon exits cleanly."""
+    config = tmp_path / "proactor.cfg"
+    config.write_text(CONFIG)
+    daemon = Daemon.start(reactor, tmp_path / "state", config=config, cwd=tmp_path)
+    await daemon.listening.addTimeout(30, reactor)
+    guids = []
+    for _ in range(2):
+        code, job = await call(reactor, daemon, "POST", "/jobs", {"module": DEMO})
+        assert code == 201
+        guids.append(job["guid"])
+    pids = []
+    for guid in guids:
+        code, job = await call(reactor, daemon, "GET", f"/jobs/{guid}?wait=ready&timeout=20")
+        assert job["state"] == "ready"
+        pids.append(job["pid"])
+    daemon.signal(signal.SIGTERM)
+    status = await daemon.ended.addTimeout(30, reactor)
+    assert status.code == 0 or status.signal == signal.SIGTERM, status
+    await wait_gone(reactor, pids, timeout=5)
+    log = "\n".join(daemon.lines)
+    assert all(f"job {g} (turberfield_twisted.demo.hello) exited" in log for g in guids)
+    assert children_of(os.getpid()) == []
+
+
+@pytest_twisted.ensureDeferred
+async def test_no_token_in_argv_environ_responses_or_log(daemon, reactor):
+    """Tokens live on stdin and in headers only: not in /proc, API output or the log."""
+    code, job = await call(reactor, daemon, "POST", "/jobs", {"module": DEMO})
+    assert code == 201
+    code, job = await call(reactor, daemon, "GET", f"/jobs/{job['guid']}?wait=ready&timeout=20")
+    assert job["state"] == "ready"
+    bodies = [json.dumps(job)]
+    for path in ("/jobs", f"/jobs/{job['guid']}", f"/jobs/{job['guid']}/logs", "/health"):
+        bodies.append(json.dumps((await call(reactor, daemon, "GET", path))[1]))
+    assert not any(daemon.token in b for b in bodies)
+    for pid in (daemon.pid, job["pid"]):
+        for name in ("cmdline", "environ"):
+            text = proc_text(pid, name)
+            assert text, (pid, name)
+            assert daemon.token.encode() not in text
+            assert not TOKENISH.search(text), (pid, name)
+    assert daemon.token not in "\n".join(daemon.lines)
+
+
+@pytest_twisted.ensureDeferred
+async def test_api_listens_on_loopback_only_by_default(daemon, reactor):
+    """With no --listen, the API binds 127.0.0.1 (the default config), nothing else."""
+    inodes = set()
+    for fd in os.listdir(f"/proc/{daemon.pid}/fd"):
+        try:
+            target = os.readlink(f"/proc/{daemon.pid}/fd/{fd}")
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            inodes.add(target[8:-1])
+    listening = []
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with open(table) as f:
+            for row in f.readlines()[1:]:
+                fields = row.split()
+                if fields[3] == "0A" and fields[9] in inodes:  # LISTEN
+                    listening.append(fields[1].split(":")[0])
+    assert listening and set(listening) == {"0100007F"}, listening
+    assert daemon.url.startswith("http://127.0.0.1:")
+
+
+@pytest_twisted.ensureDeferred
+async def test_bad_config_file_exits_with_file_and_line(reactor, tmp_path):
+    """A malformed --config stops the daemon at start with file, line and reason, no value."""
+    config = tmp_path / "bad.cfg"
+    config.write_text("[proactor]\nlisten_port = 0\nadmin_token hunter2-secret\n")
+    daemon = Daemon.start(reactor, tmp_path / "state", config=config, cwd=tmp_path)
+    with pytest.raises(RuntimeError):
+        await daemon.listening.addTimeout(30, reactor)
+    status = await daemon.ended.addTimeout(30, reactor)
+    assert status.code not in (0, None)
+    log = "\n".join(daemon.lines)
+    assert f"{config}, line 3" in log
+    assert "hunter2" not in log
+
+
+@pytest_twisted.ensureDeferred
+async def test_other_reactor_gets_one_line_saying_how(reactor, tmp_path):
+    """Chosen with another reactor, twistd proactor exits non-zero and says how to run it."""
+    from turberfield_twisted.testing.daemon import twistd_argv
+
+    argv = twistd_argv(tmp_path)
+    argv.insert(1, "--reactor=poll")
+    out = defer.Deferred()
+
+    class Collect(Daemon):
+        def processEnded(self, reason: Any) -> None:
+            out.callback(("\n".join(self.lines), reason.value.exitCode))
+
+    env = {"PATH": os.environ.get("PATH", ""), "LANG": "C.UTF-8"}
+    reactor.spawnProcess(Collect(), argv[0], argv, env=env, path=str(tmp_path))
+    text, code = await out.addTimeout(30, reactor)
+    assert code != 0
+    assert "twistd --reactor=asyncio -n proactor" in text

@@ -1,0 +1,116 @@
+"""Supervision through a real daemon: no orphans, and fifty jobs at once."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+from pathlib import Path
+from typing import Any
+
+import pytest_twisted
+from treq.client import HTTPClient
+from twisted.internet import defer
+from twisted.web.client import Agent, HTTPConnectionPool
+
+from turberfield_twisted.testing.daemon import Daemon
+from turberfield_twisted.testing.procs import children_of, pid_alive, wait_gone
+
+DEMO = "turberfield_twisted.demo.hello"
+
+
+def write_config(tmp_path: Path, low: int, high: int) -> Path:
+    config = tmp_path / "proactor.cfg"
+    config.write_text(f"[proactor]\nlisten_port = 0\nchild_port_min = {low}\n"
+                      f"child_port_max = {high}\nready_timeout = 60\n")
+    return config
+
+
+class Api:
+    """A client of one daemon that keeps no connection open between calls."""
+
+    def __init__(self, reactor: Any, daemon: Daemon):
+        self.reactor = reactor
+        self.daemon = daemon
+        self.http = HTTPClient(Agent(reactor, pool=HTTPConnectionPool(reactor, persistent=False)))
+
+    async def __call__(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+        headers = {b"Authorization": [f"Bearer {self.daemon.token}".encode()]}
+        data = json.dumps(body).encode() if body is not None else None
+        response = await self.http.request(method, self.daemon.url + path, headers=headers,
+                                           data=data, timeout=90, reactor=self.reactor)
+        content = await response.content()
+        return response.code, json.loads(content) if content else None
+
+    async def launch_ready(self) -> dict[str, Any]:
+        code, job = await self("POST", "/jobs", {"module": DEMO})
+        assert code == 201, job
+        code, job = await self("GET", f"/jobs/{job['guid']}?wait=ready&timeout=60")
+        assert job["state"] == "ready", job
+        return job  # type: ignore[no-any-return]
+
+
+def open_fds(pid: int) -> set[str]:
+    return set(os.listdir(f"/proc/{pid}/fd"))
+
+
+@pytest_twisted.ensureDeferred
+async def test_sigkilled_daemon_leaves_no_worker(reactor, tmp_path):
+    """SIGKILL the daemon with five ready workers: each sees its lifeline end and exits."""
+    daemon = Daemon.start(reactor, tmp_path / "state", config=write_config(tmp_path, 21800, 21849),
+                          cwd=tmp_path)
+    await daemon.listening.addTimeout(30, reactor)
+    api = Api(reactor, daemon)
+    jobs = await defer.gatherResults(
+        [defer.Deferred.fromCoroutine(api.launch_ready()) for _ in range(5)])
+    pids = [job["pid"] for job in jobs]
+    assert all(pid_alive(pid) for pid in pids)
+    daemon.signal(signal.SIGKILL)
+    status = await daemon.ended.addTimeout(30, reactor)
+    assert status.signal == signal.SIGKILL
+    await wait_gone(reactor, pids, timeout=10)
+    assert not any(pid_alive(pid) for pid in pids)
+    assert children_of(os.getpid()) == []
+
+
+@pytest_twisted.ensureDeferred
+async def test_fifty_jobs_at_once_all_ready_all_stopped_nothing_left(reactor, tmp_path):
+    """Fifty launches (ten at a time) all get ready and all stop: no process, port or fd left."""
+    daemon = Daemon.start(reactor, tmp_path / "state", config=write_config(tmp_path, 21850, 21949),
+                          cwd=tmp_path)
+    await daemon.listening.addTimeout(30, reactor)
+    api = Api(reactor, daemon)
+    assert daemon.pid is not None
+
+    async def stop(guid: str) -> dict[str, Any]:
+        code, _ = await api("DELETE", f"/jobs/{guid}")
+        assert code == 202
+        code, job = await api("GET", f"/jobs/{guid}?wait=exited&timeout=60")
+        return job  # type: ignore[no-any-return]
+
+    # One job first, so that what the daemon makes lazily exists before counting.
+    warm = await api.launch_ready()
+    assert (await stop(warm["guid"]))["state"] == "exited"
+    fds_before = open_fds(daemon.pid)
+
+    gate = defer.DeferredSemaphore(10)
+    jobs = await defer.gatherResults([
+        gate.run(lambda: defer.Deferred.fromCoroutine(api.launch_ready())) for _ in range(50)
+    ])
+    assert len({j["guid"] for j in jobs}) == 50
+    assert len({j["port"] for j in jobs}) == 50
+    pids = [j["pid"] for j in jobs]
+    stopped = await defer.gatherResults([
+        gate.run(lambda g=j["guid"]: defer.Deferred.fromCoroutine(stop(g))) for j in jobs
+    ])
+    assert {j["state"] for j in stopped} == {"exited"}
+    await wait_gone(reactor, pids, timeout=30)
+    assert children_of(daemon.pid) == []
+    code, health = await api("GET", "/health")
+    assert code == 200
+    assert health["jobs"] == 0
+    leaked = open_fds(daemon.pid) - fds_before
+    assert not leaked, {fd: os.readlink(f"/proc/{daemon.pid}/fd/{fd}") for fd in leaked}
+    daemon.signal(signal.SIGTERM)
+    status = await daemon.ended.addTimeout(30, reactor)
+    assert status.code == 0 or status.signal == signal.SIGTERM

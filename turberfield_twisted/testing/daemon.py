@@ -1,0 +1,97 @@
+"""
+Run ``twistd -n proactor`` as a child process for end-to-end tests, and
+know when it listens (from its log line, not by polling) and when it ends.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+from twisted.internet.defer import Deferred
+from twisted.internet.protocol import ProcessProtocol
+
+from ..process import ExitStatus, LineSplitter
+from ..state import TOKEN_FILE
+
+__all__ = ["Daemon", "twistd_argv"]
+
+_LISTENING = re.compile(r"control API listening on (http://\S+)")
+
+
+def twistd_argv(state_dir: Path, config: Path | None = None,
+                listen: str = "tcp:0:interface=127.0.0.1") -> list[str]:
+    """The command line of a foreground daemon on a free loopback port."""
+    twistd = str(Path(sys.executable).parent / "twistd")
+    argv = [twistd, "--pidfile=", "-n", "proactor", "--listen", listen,
+            "--state-dir", str(state_dir)]
+    if config is not None:
+        argv += ["--config", str(config)]
+    return argv
+
+
+class Daemon(ProcessProtocol):
+    """
+    A ``twistd -n proactor`` child. ``listening`` fires with the API's URL,
+    ``ended`` with its :class:`ExitStatus`; ``lines`` is all it logged.
+    """
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+        self.listening: Deferred[str] = Deferred()
+        self.ended: Deferred[ExitStatus] = Deferred()
+        self.url = ""
+        self.token = ""
+        self.pid: int | None = None
+        self._state_dir: Path | None = None
+        split = LineSplitter(self._line)
+        self._splitters = {1: split, 2: split}
+
+    @classmethod
+    def start(cls, reactor: Any, state_dir: Path, config: Path | None = None,
+              cwd: Path | None = None, **kwargs: Any) -> Daemon:
+        """Spawn the daemon; await ``listening`` before talking to it."""
+        daemon = cls()
+        daemon._state_dir = state_dir
+        argv = twistd_argv(state_dir, config, **kwargs)
+        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8"}
+        transport = reactor.spawnProcess(daemon, argv[0], argv, env=env,
+                                         path=str(cwd or state_dir))
+        daemon.pid = transport.pid
+        return daemon
+
+    def _line(self, line: str) -> None:
+        self.lines.append(line)
+        match = _LISTENING.search(line)
+        if match and not self.listening.called:
+            self.url = match.group(1)
+            assert self._state_dir is not None
+            self.token = (self._state_dir / TOKEN_FILE).read_text().strip()
+            self.listening.callback(self.url)
+
+    def childDataReceived(self, childFD: int, data: bytes) -> None:
+        splitter = self._splitters.get(childFD)
+        if splitter is not None:
+            splitter.feed(data)
+
+    def processEnded(self, reason: Any) -> None:
+        self._splitters[1].flush()
+        status = ExitStatus.from_reason(reason)
+        if not self.listening.called:
+            self.listening.errback(RuntimeError(
+                f"the daemon ended ({status.describe()}) before listening:\n"
+                + "\n".join(self.lines[-20:])))
+        self.ended.callback(status)
+
+    def signal(self, sig: int = signal.SIGTERM) -> None:
+        """Signal the daemon (by its pid)."""
+        if self.pid is not None and not self.ended.called:
+            os.kill(self.pid, sig)
+
+    def headers(self) -> dict[bytes, list[bytes]]:
+        """The admin Authorization header."""
+        return {b"Authorization": [f"Bearer {self.token}".encode()]}
