@@ -9,6 +9,7 @@ import attrs
 import pytest
 import pytest_twisted
 from conftest import initiator_config
+from klein import Klein
 from treq.testing import StubTreq
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.error import ConnectionRefusedError
@@ -245,11 +246,26 @@ async def test_worker_events_need_the_jobs_own_token():
 # -- config changes -------------------------------------------------------------
 
 
+class _ReadyWorker:
+    """Answers health at once and takes config pushes: jobs become ``ready``."""
+
+    app = Klein()
+
+    @app.route("/health")
+    def health(self, request: Any) -> bytes:
+        return b"{}"
+
+    @app.route("/_proactor/config", methods=["POST"])
+    def config(self, request: Any) -> bytes:
+        return b'{"applied": true}'
+
+
 @pytest_twisted.ensureDeferred
 async def test_patch_config_with_the_initiators_update_config():
     """PATCH /jobs/{guid}/config: 200 and the job; a key not allowed 403, a bad value 400."""
-    t = make()
+    t = make(http=StubTreq(_ReadyWorker().app.resource()))
     guid = await t.launch()
+    assert t.init.job(guid).state == "ready"
     response, body = await t.call("PATCH", f"/jobs/{guid}/config", {"greeting": "hi"})
     assert (response.code, body["guid"], body["config"]) == (200, guid, {"greeting": "hi"})
     assert t.init.cfg[guid]["greeting"] == "hi"

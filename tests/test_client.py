@@ -182,9 +182,13 @@ async def test_update_config_changes_a_starting_job(world):
     world.initiator.http = StubTreq(Down())  # never healthy: the job stays starting
     guid = (await world.client.launch(DEMO))["guid"]
     assert world.initiator.job(guid).state == "starting"
-    job = await world.client.update_config(guid, {"greeting": "hej"})
+    patched = Deferred.fromCoroutine(world.client.update_config(guid, {"greeting": "hej"}))
+    assert not patched.called  # it waits for the job to be ready to push the change...
+    world.reactor.spawned[-1].exit(1)  # ...and gives up waiting when the job ends
+    world.http.flush()
+    job = await patched
     assert job["config"] == {"greeting": "hej"}
-    assert world.initiator.cfg[guid]["greeting"] == "hej"
+    assert world.initiator.job(guid).overrides == {"greeting": "hej"}  # for its next start
     with pytest.raises(ApiError) as caught:
         await world.client.update_config(guid, {"listen_port": "1"})
     assert caught.value.status == 403

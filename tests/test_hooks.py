@@ -10,7 +10,6 @@ from typing import Any
 import attrs
 import pytest
 import pytest_twisted
-from klein import Klein
 from treq.testing import StubTreq
 from twisted.internet import endpoints
 from twisted.internet.defer import CancelledError, Deferred, succeed
@@ -26,10 +25,9 @@ from turberfield_twisted.hooks import (
     UnknownHook,
     verify_signature,
 )
+from turberfield_twisted.testing.subscriber import Subscriber
 
 URL = "http://127.0.0.1:9999/hook"
-HEADERS = ("Content-Type", "X-Signature", "X-Hook-Id", "X-Event", "X-Delivery")
-
 
 # -- fakes -------------------------------------------------------------------
 
@@ -446,45 +444,6 @@ def test_secret_shown_once_never_listed_or_logged() -> None:
 
 
 # -- with treq's real client ---------------------------------------------------------
-
-
-class Subscriber:
-    """A web-hook receiver: records each POST and fires waiters as they arrive."""
-
-    app = Klein()
-
-    def __init__(self) -> None:
-        self.received: list[tuple[bytes, dict[str, str | None]]] = []
-        self._waiters: list[tuple[int, Deferred[None]]] = []
-
-    def arrived(self, count: int) -> Deferred[None]:
-        """Fire once ``count`` POSTs have arrived."""
-        d: Deferred[None] = Deferred()
-        self._waiters.append((count, d))
-        self._wake()
-        return d
-
-    def _wake(self) -> None:
-        for item in list(self._waiters):
-            if len(self.received) >= item[0]:
-                self._waiters.remove(item)
-                item[1].callback(None)
-
-    @app.route("/hook", methods=["POST"])
-    def hook(self, request: Any) -> bytes:
-        body = request.content.read()
-        self.received.append((body, {name: request.getHeader(name) for name in HEADERS}))
-        request.setResponseCode(204)
-        request.notifyFinish().addBoth(lambda _: self._wake())
-        return b""
-
-    def events(self) -> list[tuple[int, str]]:
-        return [(json.loads(body)["seq"], json.loads(body)["event"])
-                for body, _ in self.received]
-
-    def all_signed(self, secret: str) -> bool:
-        return all(verify_signature(secret, body, headers["X-Signature"])
-                   for body, headers in self.received)
 
 
 def test_stub_treq_delivery() -> None:

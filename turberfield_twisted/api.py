@@ -41,7 +41,8 @@ from .relay import Relay, RelayError
 __all__ = ["ControlAPI"]
 
 #: Paths under ``/jobs/{guid}/`` that belong to the control API, not the worker.
-OWN_PATHS = {"logs": ("GET", "HEAD"), "events": ("POST",), "config": ("PATCH",)}
+OWN_PATHS = {"logs": ("GET", "HEAD"), "events": ("POST",), "config": ("PATCH",),
+             "restart": ("POST",)}
 #: Job states after which nothing more happens unless asked.
 ENDED = ("exited", "failed")
 #: The longest ``GET /jobs/{guid}?wait=`` may wait, in seconds.
@@ -393,6 +394,24 @@ class ControlAPI:
             lambda failure: self.log.failure("job {guid} did not stop cleanly",
                                              failure=failure, guid=guid)
         )
+        return _json(request, 202, job.as_json())
+
+    @app.route("/jobs/<guid>/restart", methods=["POST"])
+    def restart_job(self, request: Any, guid: str) -> bytes:
+        """Start an ended job again (a ``failed`` job stays down until this); 202."""
+        self._admin(request)
+        try:
+            job = self.initiator.restart(guid)
+        except RuntimeError as exc:
+            raise ApiError(409, str(exc)) from None
+        except UnknownModule as exc:
+            raise ApiError(404, str(exc)) from None
+        except NoFreePort:
+            raise ApiError(503, "no free port for the job; try again later") from None
+        except SpawnFailed as exc:
+            self.log.error("job {guid} could not restart: {error}", guid=guid, error=str(exc))
+            raise ApiError(500, "the worker process could not be started") from None
+        self.log.info("job {guid} restart asked by the control API", guid=guid)
         return _json(request, 202, job.as_json())
 
     @app.route("/jobs/<guid>/logs", methods=["GET"])

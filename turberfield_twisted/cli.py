@@ -86,7 +86,10 @@ def build_parser() -> argparse.ArgumentParser:
     launch.add_argument("--session")
     launch.add_argument("--set", dest="config", type=_key_value, action="append", default=[],
                         metavar="KEY=VALUE", help="a per-job config override (repeatable)")
-    for name, text in (("show", "show a job"), ("stop", "stop a job")):
+    launch.add_argument("--wait", action="store_true",
+                        help="wait (up to --timeout, at most 60 s) until the job is ready")
+    for name, text in (("show", "show a job"), ("stop", "stop a job"),
+                       ("restart", "start an ended job again")):
         commands.add_parser(name, help=text).add_argument("guid")
     logs = commands.add_parser("logs", help="a job's recent output")
     logs.add_argument("guid")
@@ -169,7 +172,16 @@ async def _ls(client: ControlClient, args: argparse.Namespace) -> Any:
 
 async def _launch(client: ControlClient, args: argparse.Namespace) -> Any:
     job = await client.launch(args.module, session=args.session, config=dict(args.config))
+    if args.wait:
+        job = await client.wait(job["guid"], "ready", min(args.timeout, 60.0))
+        if job["state"] != "ready":
+            raise CliError(f"job {job['guid']} is {job['state']}: {job.get('last_error') or ''}")
     return job if args.json else job["guid"]
+
+
+async def _restart(client: ControlClient, args: argparse.Namespace) -> Any:
+    job = await client.restart(args.guid)
+    return job if args.json else f"{job['guid']} {job['state']}"
 
 
 async def _show(client: ControlClient, args: argparse.Namespace) -> Any:
@@ -211,7 +223,8 @@ async def _hooks(client: ControlClient, args: argparse.Namespace) -> Any:
 
 
 COMMANDS: dict[str, Command] = {
-    "ls": _ls, "launch": _launch, "show": _show, "stop": _stop, "logs": _logs,
+    "ls": _ls, "launch": _launch, "show": _show, "stop": _stop, "restart": _restart,
+    "logs": _logs,
     "send": _send, "hooks": _hooks,
 }
 

@@ -219,6 +219,15 @@ class ControlClient(_Base):
         """Ask a job to stop; the job as it is (``stopping``)."""
         return await self._json("DELETE", f"/jobs/{_quote(guid)}")
 
+    async def restart(self, guid: str) -> dict[str, Any]:
+        """Start an ended (``exited`` or ``failed``) job again; the job (``starting``)."""
+        return await self._json("POST", f"/jobs/{_quote(guid)}/restart")
+
+    async def wait(self, guid: str, state: str, timeout: float) -> dict[str, Any]:
+        """The job once it is ``state`` or has ended, or after ``timeout`` (up to 60) s."""
+        return await self._json("GET", f"/jobs/{_quote(guid)}",
+                                params={"wait": state, "timeout": f"{timeout:g}"})
+
     async def update_config(self, guid: str, changes: dict[str, Any]) -> dict[str, Any]:
         """Change a job's overridable keys (pushed to it if it runs); the job."""
         return await self._json("PATCH", f"/jobs/{_quote(guid)}/config", json=changes)

@@ -404,7 +404,9 @@ class Initiator(Proactor, MultiService):
         Change a job's overridable keys (checked as at launch), now and for
         its restarts. A ``ready`` job's worker is sent its new config
         (``POST /_proactor/config``, where its app's ``on_config`` runs); a
-        job in any other state takes it at its next start.
+        ``starting`` one (it read its config already) once it is ready,
+        waiting at most ``timeout``; a job in any other state takes it at
+        its next start.
         Fire with the job; fail with :class:`UnknownJob`,
         :class:`OverrideNotAllowed` or :class:`TypeError` before anything
         changes, or :class:`~.client.ConfigPushFailed` if the worker did not
@@ -419,6 +421,14 @@ class Initiator(Proactor, MultiService):
                 for key, value in checked.items():
                     self.cfg.set(guid, key, value.replace("$", "$$"))
             self.log.info("job {guid} config changed: {keys}", guid=guid, keys=sorted(checked))
+            if job.state == "starting":
+                try:
+                    await self.wait_for_state(guid, {"ready", "stopping", "exited", "backoff",
+                                                     "failed"}, timeout)
+                except DeferredTimeout:
+                    self.log.warn("job {guid} not ready in {timeout}s: it takes its new config"
+                                  " at its next start", guid=guid, timeout=timeout)
+                    return job
             if job.state != "ready" or job.protocol is None:
                 return job
             addr = self.cfg.get(guid, "listen_addr", fallback="127.0.0.1")

@@ -47,7 +47,7 @@ class Daemon(ProcessProtocol):
         self.url = ""
         self.token = ""
         self.pid: int | None = None
-        self._state_dir: Path | None = None
+        self.state_dir: Path | None = None
         split = LineSplitter(self._line)
         self._splitters = {1: split, 2: split}
 
@@ -56,7 +56,7 @@ class Daemon(ProcessProtocol):
               cwd: Path | None = None, **kwargs: Any) -> Daemon:
         """Spawn the daemon; await ``listening`` before talking to it."""
         daemon = cls()
-        daemon._state_dir = state_dir
+        daemon.state_dir = state_dir
         argv = twistd_argv(state_dir, config, **kwargs)
         env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8"}
         transport = reactor.spawnProcess(daemon, argv[0], argv, env=env,
@@ -69,8 +69,8 @@ class Daemon(ProcessProtocol):
         match = _LISTENING.search(line)
         if match and not self.listening.called:
             self.url = match.group(1)
-            assert self._state_dir is not None
-            self.token = (self._state_dir / TOKEN_FILE).read_text().strip()
+            assert self.state_dir is not None
+            self.token = (self.state_dir / TOKEN_FILE).read_text().strip()
             self.listening.callback(self.url)
 
     def childDataReceived(self, childFD: int, data: bytes) -> None:
