@@ -51,6 +51,8 @@ EXIT_PORT_IN_USE = 75
 #: Job states, in the order a job passes through them.
 STATES = ("starting", "ready", "stopping", "exited", "backoff", "failed")
 
+#: States from which a job does not become ready unless it is started again.
+_ENDING = ("stopping", "exited", "failed")
 _GUID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 
@@ -149,7 +151,6 @@ class Worker:
     timed_out: bool = False
     pid: int | None = None
     _calls: dict[str, IDelayedCall] = attrs.field(factory=dict, repr=False)
-    _waiters: dict[str, list[Deferred[Any]]] = attrs.field(factory=dict, repr=False)
 
     def as_json(self) -> dict[str, Any]:
         """The public view of this job: no token, no process object."""
@@ -284,11 +285,13 @@ class Initiator(Proactor, MultiService):
 
         return unsubscribe
 
-    def wait_for_state(self, guid: str, states: Iterable[str], timeout: float) -> Deferred[Worker]:
+    def wait_for_state(
+        self, guid: str, states: Iterable[str], timeout: float | None = None
+    ) -> Deferred[Worker]:
         """
         Fire with the job once it is in one of ``states`` (at once if it is
         already); fail with ``twisted.internet.defer.TimeoutError`` after
-        ``timeout`` seconds.
+        ``timeout`` seconds, if one is given.
         """
         job = self.job(guid)
         wanted = set(states)
@@ -302,7 +305,7 @@ class Initiator(Proactor, MultiService):
 
         d: Deferred[Worker] = Deferred(lambda _: unsubscribe())
         unsubscribe = self.subscribe(observe)
-        return d.addTimeout(timeout, self.reactor)
+        return d if timeout is None else d.addTimeout(timeout, self.reactor)
 
     def ready(self, guid: str, timeout: float | None = None) -> Deferred[Worker]:
         """
@@ -313,16 +316,19 @@ class Initiator(Proactor, MultiService):
         job = self.job(guid)
         if job.state == "ready":
             return succeed(job)
-        if job.state in ("exited", "failed", "stopping"):
-            return _failed(JobExited(guid, job.status, job.last_error))
-        d: Deferred[Worker] = self._wait(job, "ready")
-        d.addTimeout(timeout or self.ready_timeout, self.reactor)
-        return d.addErrback(self._explain_timeout, guid)
 
-    def _explain_timeout(self, failure: Any, guid: str) -> Any:
-        if failure.check(CancelledError, DeferredTimeout):
-            raise NotReady(f"job {guid} not ready in time")
-        return failure
+        def check(job: Worker) -> Worker:
+            if job.state != "ready":
+                raise JobExited(guid, job.status, job.last_error)
+            return job
+
+        def explain(failure: Any) -> Any:
+            if failure.check(CancelledError, DeferredTimeout):
+                raise NotReady(f"job {guid} not ready in time")
+            return failure
+
+        d = self.wait_for_state(guid, ("ready", *_ENDING), timeout or self.ready_timeout)
+        return d.addCallbacks(check, explain)
 
     # -- stopping ----------------------------------------------------------
 
@@ -340,7 +346,7 @@ class Initiator(Proactor, MultiService):
             if job.state == "backoff":
                 self._set_state(job, "exited")
             return succeed(job.status)
-        d: Deferred[ExitStatus | None] = self._wait(job, "exited")
+        d = self.wait_for_state(guid, ("exited", "failed")).addCallback(lambda job: job.status)
         if job.state != "stopping":
             self._set_state(job, "stopping")
             self._signal(job, signal.SIGTERM)
@@ -468,26 +474,6 @@ class Initiator(Proactor, MultiService):
                       state=state, port=job.port, pid=job.pid)
         self._emit(job, "state", state, port=job.port, pid=job.pid, restarts=job.restarts,
                    last_error=job.last_error)
-        for d in job._waiters.pop(state, []):
-            d.callback(job.status if state == "exited" else job)
-        if state in ("exited", "failed"):
-            for key in ("ready", "exited"):
-                for d in job._waiters.pop(key, []):
-                    if key == "exited":
-                        d.callback(job.status)
-                    else:
-                        d.errback(JobExited(job.guid, job.status, job.last_error))
-
-    def _wait(self, job: Worker, state: str) -> Deferred[Any]:
-        waiters = job._waiters.setdefault(state, [])
-
-        def cancel(d: Deferred[Any]) -> None:
-            if d in waiters:
-                waiters.remove(d)
-
-        d: Deferred[Any] = Deferred(cancel)
-        waiters.append(d)
-        return d
 
     def _cancel(self, job: Worker, name: str) -> None:
         call = job._calls.pop(name, None)
@@ -683,10 +669,3 @@ def _answer_is_from(guid: str, body: bytes) -> bool:
     except (ValueError, AttributeError):
         return True
     return bool(named == guid)
-
-
-def _failed(exc: Exception) -> Deferred[Any]:
-    d: Deferred[Any] = Deferred()
-    d.errback(exc)
-    return d
-
