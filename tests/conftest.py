@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import textwrap
 from typing import Any
 
@@ -46,4 +47,37 @@ async def initiator(reactor: Any) -> Any:
     pids = [job.pid for job in init.workers.values() if job.pid]
     await init.stopService()
     await wait_gone(reactor, pids)
+    assert children_of(os.getpid()) == []
+
+
+@pytest_twisted.async_yield_fixture
+async def daemons(reactor: Any, tmp_path: Any) -> Any:
+    """
+    ``await daemons(low, high, extra="")`` starts a ``twistd -n proactor``
+    on a free loopback port with that child port range (``extra`` more
+    lines for its ``[proactor]`` section) and returns it listening. After
+    the test, however it ended, every daemon and every worker it started
+    is gone.
+    """
+    from turberfield_twisted.testing.daemon import Daemon
+
+    started: list[Daemon] = []
+
+    async def start(low: int, high: int, extra: str = "", listen: bool = True) -> Daemon:
+        n = len(started)
+        config = tmp_path / f"proactor-{n}.cfg"
+        config.write_text(f"[proactor]\nlisten_port = 0\nchild_port_min = {low}\n"
+                          f"child_port_max = {high}\n{extra}")
+        daemon = Daemon.start(reactor, tmp_path / f"state-{n}", config=config, cwd=tmp_path)
+        started.append(daemon)
+        if listen:
+            await daemon.listening.addTimeout(30, reactor)
+        return daemon
+
+    yield start
+    for daemon in started:
+        workers = children_of(daemon.pid or 0)
+        daemon.signal(signal.SIGTERM)
+        await daemon.ended.addTimeout(30, reactor)
+        await wait_gone(reactor, workers)
     assert children_of(os.getpid()) == []

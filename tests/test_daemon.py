@@ -7,7 +7,6 @@ import os
 import re
 import signal
 import stat
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -29,19 +28,10 @@ child_port_max = 21699
 """
 
 
-@pytest_twisted.async_yield_fixture
-async def daemon(reactor: Any, tmp_path: Path) -> Any:
-    """A running daemon on a free loopback port; afterwards, it and its jobs are gone."""
-    config = tmp_path / "proactor.cfg"
-    config.write_text(CONFIG)
-    d = Daemon.start(reactor, tmp_path / "state", config=config, cwd=tmp_path)
-    await d.listening.addTimeout(30, reactor)
-    yield d
-    pids = [int(p) for p in children_of(d.pid or 0)]
-    d.signal(signal.SIGTERM)
-    await d.ended.addTimeout(30, reactor)
-    await wait_gone(reactor, pids, timeout=10)
-    assert children_of(os.getpid()) == []
+@pytest_twisted.async_fixture
+async def daemon(daemons: Any) -> Any:
+    """A running daemon on a free loopback port (stopped by ``daemons`` after)."""
+    return await daemons(21600, 21699)
 
 
 async def call(reactor: Any, daemon: Daemon, method: str, path: str, body: Any = None,
@@ -68,7 +58,8 @@ def proc_text(pid: int, name: str) -> bytes:
 @pytest_twisted.ensureDeferred
 async def test_launch_reach_list_and_stop_a_worker(daemon, reactor, tmp_path):
     """POST /jobs launches, the worker answers, GET /jobs lists it, DELETE stops it."""
-    token_file = tmp_path / "state" / "admin.token"
+    assert daemon.state_dir is not None
+    token_file = daemon.state_dir / "admin.token"
     assert stat.S_IMODE(token_file.stat().st_mode) == 0o600
     code, job = await call(reactor, daemon, "POST", "/jobs", {"module": DEMO, "session": "s1"})
     assert code == 201, job
@@ -87,12 +78,9 @@ async def test_launch_reach_list_and_stop_a_worker(daemon, reactor, tmp_path):
 
 
 @pytest_twisted.ensureDeferred
-async def test_sigterm_stops_every_job_and_exits_cleanly(reactor, tmp_path):
+async def test_sigterm_stops_every_job_and_exits_cleanly(daemons, reactor):
     """SIGTERM with two jobs running: both end, then the daemon exits cleanly."""
-    config = tmp_path / "proactor.cfg"
-    config.write_text(CONFIG)
-    daemon = Daemon.start(reactor, tmp_path / "state", config=config, cwd=tmp_path)
-    await daemon.listening.addTimeout(30, reactor)
+    daemon = await daemons(21600, 21699)
     guids = []
     for _ in range(2):
         code, job = await call(reactor, daemon, "POST", "/jobs", {"module": DEMO})

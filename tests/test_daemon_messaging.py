@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -15,28 +14,16 @@ from twisted.internet.utils import getProcessOutputAndValue
 from twisted.web.server import Site
 
 from turberfield_twisted.testing.daemon import Daemon
-from turberfield_twisted.testing.procs import children_of, wait_gone
 from turberfield_twisted.testing.subscriber import Subscriber
 
 DEMO = "turberfield_twisted.demo.hello"
 PROACTOR = str(Path(sys.executable).parent / "proactor")
 
 
-@pytest_twisted.async_yield_fixture
-async def daemon(reactor: Any, tmp_path: Path) -> Any:
-    """A running daemon; afterwards it, and every job it ran, is gone."""
-    config = tmp_path / "proactor.cfg"
-    config.write_text("[proactor]\nlisten_port = 0\nchild_port_min = 21950\n"
-                      "child_port_max = 21999\n")
-    d = Daemon.start(reactor, tmp_path / "state", config=config, cwd=tmp_path)
-    await d.listening.addTimeout(30, reactor)
-    yield d
-    pids = children_of(d.pid or 0)
-    d.signal(signal.SIGTERM)
-    status = await d.ended.addTimeout(30, reactor)
-    assert status.code == 0 or status.signal == signal.SIGTERM
-    await wait_gone(reactor, pids, timeout=10)
-    assert children_of(os.getpid()) == []
+@pytest_twisted.async_fixture
+async def daemon(daemons: Any) -> Any:
+    """A running daemon on a free loopback port (stopped by ``daemons`` after)."""
+    return await daemons(21950, 21999)
 
 
 async def call(reactor: Any, daemon: Daemon, method: str, path: str, body: Any = None) -> Any:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-from pathlib import Path
 from typing import Any
 
 import pytest_twisted
@@ -19,20 +18,28 @@ from turberfield_twisted.testing.procs import children_of, pid_alive, wait_gone
 DEMO = "turberfield_twisted.demo.hello"
 
 
-def write_config(tmp_path: Path, low: int, high: int) -> Path:
-    config = tmp_path / "proactor.cfg"
-    config.write_text(f"[proactor]\nlisten_port = 0\nchild_port_min = {low}\n"
-                      f"child_port_max = {high}\nready_timeout = 60\n")
-    return config
-
-
 class Api:
-    """A client of one daemon that keeps no connection open between calls."""
+    """A client of one daemon, on a pool of at most one idle connection."""
 
     def __init__(self, reactor: Any, daemon: Daemon):
         self.reactor = reactor
         self.daemon = daemon
-        self.http = HTTPClient(Agent(reactor, pool=HTTPConnectionPool(reactor, persistent=False)))
+        self.pool = HTTPConnectionPool(reactor, persistent=True)
+        self.pool.maxPersistentPerHost = 1
+        self.http = HTTPClient(Agent(reactor, pool=self.pool))
+
+    async def settled_fds(self) -> set[str]:
+        """
+        The daemon's open fds with exactly one connection of ours open: close
+        ours, then make two requests in turn on one new connection (by the
+        second, the daemon has seen the old ones close).
+        """
+        await self.pool.closeCachedConnections()
+        for _ in range(2):
+            code, _ = await self("GET", "/health")
+            assert code == 200
+        assert self.daemon.pid is not None
+        return set(os.listdir(f"/proc/{self.daemon.pid}/fd"))
 
     async def __call__(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
         headers = {b"Authorization": [f"Bearer {self.daemon.token}".encode()]}
@@ -50,16 +57,10 @@ class Api:
         return job  # type: ignore[no-any-return]
 
 
-def open_fds(pid: int) -> set[str]:
-    return set(os.listdir(f"/proc/{pid}/fd"))
-
-
 @pytest_twisted.ensureDeferred
-async def test_sigkilled_daemon_leaves_no_worker(reactor, tmp_path):
+async def test_sigkilled_daemon_leaves_no_worker(daemons, reactor):
     """SIGKILL the daemon with five ready workers: each sees its lifeline end and exits."""
-    daemon = Daemon.start(reactor, tmp_path / "state", config=write_config(tmp_path, 21800, 21849),
-                          cwd=tmp_path)
-    await daemon.listening.addTimeout(30, reactor)
+    daemon = await daemons(21800, 21849, "ready_timeout = 60\n")
     api = Api(reactor, daemon)
     jobs = await defer.gatherResults(
         [defer.Deferred.fromCoroutine(api.launch_ready()) for _ in range(5)])
@@ -68,17 +69,16 @@ async def test_sigkilled_daemon_leaves_no_worker(reactor, tmp_path):
     daemon.signal(signal.SIGKILL)
     status = await daemon.ended.addTimeout(30, reactor)
     assert status.signal == signal.SIGKILL
+    await api.pool.closeCachedConnections()
     await wait_gone(reactor, pids, timeout=10)
     assert not any(pid_alive(pid) for pid in pids)
     assert children_of(os.getpid()) == []
 
 
 @pytest_twisted.ensureDeferred
-async def test_fifty_jobs_at_once_all_ready_all_stopped_nothing_left(reactor, tmp_path):
+async def test_fifty_jobs_at_once_all_ready_all_stopped_nothing_left(daemons, reactor):
     """Fifty launches (ten at a time) all get ready and all stop: no process, port or fd left."""
-    daemon = Daemon.start(reactor, tmp_path / "state", config=write_config(tmp_path, 21850, 21949),
-                          cwd=tmp_path)
-    await daemon.listening.addTimeout(30, reactor)
+    daemon = await daemons(21850, 21949, "ready_timeout = 60\n")
     api = Api(reactor, daemon)
     assert daemon.pid is not None
 
@@ -91,7 +91,7 @@ async def test_fifty_jobs_at_once_all_ready_all_stopped_nothing_left(reactor, tm
     # One job first, so that what the daemon makes lazily exists before counting.
     warm = await api.launch_ready()
     assert (await stop(warm["guid"]))["state"] == "exited"
-    fds_before = open_fds(daemon.pid)
+    fds_before = await api.settled_fds()
 
     gate = defer.DeferredSemaphore(10)
     jobs = await defer.gatherResults([
@@ -107,10 +107,12 @@ async def test_fifty_jobs_at_once_all_ready_all_stopped_nothing_left(reactor, tm
     await wait_gone(reactor, pids, timeout=30)
     assert children_of(daemon.pid) == []
     code, health = await api("GET", "/health")
-    assert code == 200
-    assert health["jobs"] == 0
-    leaked = open_fds(daemon.pid) - fds_before
-    assert not leaked, {fd: os.readlink(f"/proc/{daemon.pid}/fd/{fd}") for fd in leaked}
+    assert (code, health["jobs"]) == (200, 0)
+    fds_after = await api.settled_fds()
+    assert fds_after == fds_before, {
+        fd: os.readlink(f"/proc/{daemon.pid}/fd/{fd}") for fd in fds_after ^ fds_before
+        if os.path.lexists(f"/proc/{daemon.pid}/fd/{fd}")}
+    await api.pool.closeCachedConnections()
     daemon.signal(signal.SIGTERM)
     status = await daemon.ended.addTimeout(30, reactor)
     assert status.code == 0 or status.signal == signal.SIGTERM
