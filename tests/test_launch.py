@@ -4,6 +4,7 @@ import pytest
 import pytest_twisted
 from conftest import initiator_config
 from twisted.internet.defer import TimeoutError as DeferredTimeout
+from twisted.logger import capturedLogs, formatEvent
 
 from turberfield_twisted import (
     BadGuid,
@@ -119,12 +120,14 @@ async def test_module_with_a_section_that_does_not_exist():
 
 @pytest_twisted.ensureDeferred
 async def test_failed_spawn_leaves_nothing():
-    """An OS error from spawnProcess is SpawnFailed; no section, no record."""
+    """An OS error from spawnProcess is SpawnFailed, logged under the guid; nothing is left."""
     reactor, init = make()
     reactor.fail_spawn = OSError(2, "No such file or directory")
     sections = init.cfg.sections()
-    with pytest.raises(SpawnFailed, match="No such file"):
-        await init.launch(DEMO)
+    with capturedLogs() as events, pytest.raises(SpawnFailed, match="No such file"):
+        await init.launch(DEMO, guid="job-x")
+    assert any(e.get("guid") == "job-x" and "could not be spawned: could not start"
+               in formatEvent(e) for e in events)
     assert init.workers == {}
     assert init.cfg.sections() == sections
 

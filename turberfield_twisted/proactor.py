@@ -525,8 +525,10 @@ class Initiator(Proactor, MultiService):
         )
         try:
             job.process = self.launcher.spawn(protocol, job.module, job.guid, job.port)
-        except SpawnFailed:
+        except SpawnFailed as exc:
             self.cfg.remove_section(job.guid)
+            self.log.error("job {guid} ({module}) could not be spawned: {error}",
+                           guid=job.guid, module=job.module, error=str(exc))
             raise
         job.protocol = protocol
         job.pid = protocol.pid or getattr(job.process, "pid", None)
