@@ -172,7 +172,9 @@ class ControlAPI:
     ``hooks`` (optional) manages web-hook subscriptions; request bodies
     over ``max_body`` bytes are refused (413); ``relay`` passes other
     requests under a job to its worker, giving each ``relay_timeout``
-    seconds for its whole answer.
+    seconds for its whole answer; ``metrics`` (optional, a
+    :class:`~.metrics.Metrics`) is served as Prometheus text on ``GET
+    /metrics``.
     """
 
     app = _JsonKlein()
@@ -186,6 +188,7 @@ class ControlAPI:
         hooks: Any = None,
         max_body: int = 1024 * 1024,
         relay_timeout: float = 30.0,
+        metrics: Any = None,
     ):
         if not admin_token:
             raise ValueError("the admin token must not be empty")
@@ -197,6 +200,7 @@ class ControlAPI:
         self.hooks = hooks
         self.max_body = max_body
         self.relay_timeout = relay_timeout
+        self.metrics = metrics
         self.relay = Relay(initiator.http, reactor, relay_timeout)
 
     def __repr__(self) -> str:
@@ -307,6 +311,17 @@ class ControlAPI:
         """Liveness, and how many jobs have not ended."""
         live = sum(1 for job in self.initiator.workers.values() if job.state not in ENDED)
         return _json(request, 200, {"status": "ok", "jobs": live})
+
+    @app.route("/metrics", methods=["GET"])
+    def scrape(self, request: Any) -> bytes:
+        """Prometheus text (admin token, as Prometheus' ``credentials_file``)."""
+        self._admin(request)
+        if self.metrics is None:
+            raise ApiError(404, "metrics are not enabled")
+        body, content_type = self.metrics.render()
+        request.setResponseCode(200)
+        request.setHeader(b"Content-Type", content_type.encode("ascii"))
+        return bytes(body)
 
     # -- jobs --------------------------------------------------------------
 

@@ -151,6 +151,7 @@ def makeService(options: Options) -> IService:
     reactor = _asyncio_reactor()
     from .api import ControlAPI
     from .hooks import HookDispatcher
+    from .metrics import Metrics
     from .proactor import Initiator
 
     cfg = options["cfg"]
@@ -167,6 +168,7 @@ def makeService(options: Options) -> IService:
         initiator, token, reactor, hooks=hooks,
         max_body=own.getint("max_body", 1024 * 1024),
         relay_timeout=own.getfloat("relay_timeout", 30.0),
+        metrics=Metrics(initiator, hooks),
     )
     # Stopped in reverse: the API stops listening, then every job is
     # stopped (their last events still go out), then the hooks close.
