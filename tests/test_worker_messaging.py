@@ -285,3 +285,15 @@ async def test_a_worker_may_read_only_its_own_config(served, reactor):
 
 if __name__ == "__main__":
     run_worker(Asker)
+
+
+@pytest.mark.parametrize(
+    ("given", "used"),
+    [("0.0.0.0", "127.0.0.1"), ("::", "::1"), ("127.0.0.5", "127.0.0.5"), ("::1", "::1"),
+     ("localhost", "localhost")],
+)
+def test_parent_address_on_every_interface_is_reached_on_loopback(given, used):
+    """A daemon listening on all interfaces is reached by its workers on loopback."""
+    from turberfield_twisted.worker import _reachable
+
+    assert _reachable(given) == used

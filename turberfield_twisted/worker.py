@@ -44,6 +44,7 @@ import argparse
 import asyncio
 import hmac
 import inspect
+import ipaddress
 import json
 import os
 import stat
@@ -259,7 +260,7 @@ class _Runtime:
         if not port:
             return None
         addr = cfg.get(guid, "parent_addr", fallback="") or "127.0.0.1"
-        addr = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(addr, addr)  # noqa: S104
+        addr = _reachable(addr)
         host = f"[{addr}]" if ":" in addr else addr
         http, pool = make_http(self.reactor)
         self.reactor.addSystemEventTrigger("before", "shutdown", pool.closeCachedConnections)
@@ -298,6 +299,17 @@ class _Runtime:
 def _error(request: Any, code: int, message: str) -> bytes:
     request.setResponseCode(code)
     return json.dumps({"error": message}).encode()
+
+
+def _reachable(addr: str) -> str:
+    """An address to connect to: loopback in place of an unspecified (all-interfaces) one."""
+    try:
+        ip = ipaddress.ip_address(addr)
+    except ValueError:
+        return addr  # a host name
+    if ip.is_unspecified:
+        return "::1" if ip.version == 6 else "127.0.0.1"
+    return addr
 
 
 def _become_group_leader() -> None:
