@@ -59,3 +59,16 @@ def test_port_held_by_another_socket_is_skipped():
         cfg = initiator_config(low=port, high=port + 1)
         chosen = next_port(cfg, "init", in_use=lambda p: port_in_use("127.0.0.1", p))
     assert chosen == port + 1
+
+
+def test_preferred_port_comes_first_when_free():
+    """``prefer`` (a restart's last port) wins over lower ports, but only if free and in range."""
+    cfg = initiator_config(low=23000, high=23009, extra="""
+        [job-a]
+        listen_port = 23005
+        """)
+    assert next_port(cfg, "init", prefer=23004) == 23004
+    assert next_port(cfg, "init", prefer=23005) == 23000
+    assert next_port(cfg, "init", busy={23004}, prefer=23004) == 23000
+    assert next_port(cfg, "init", prefer=24000) == 23000
+    assert next_port(cfg, "init", in_use=lambda p: p == 23004, prefer=23004) == 23000

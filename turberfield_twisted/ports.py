@@ -36,18 +36,21 @@ def next_port(
     guid: str,
     busy: Iterable[int] = frozenset(),
     in_use: Callable[[int], bool] | None = None,
+    prefer: int | None = None,
 ) -> int:
     """
     The lowest port in ``[child_port_min, child_port_max]`` of section
     ``guid`` that is no section's ``listen_port``, not in ``busy``, and (when
-    ``in_use`` is given) for which ``in_use(port)`` is false.
+    ``in_use`` is given) for which ``in_use(port)`` is false. ``prefer`` (a
+    restarting job's last port) is taken first if it passes the same tests.
 
     Raise :class:`NoFreePort` when none is left.
     """
     low = cfg.getint(guid, "child_port_min")
     high = cfg.getint(guid, "child_port_max")
     taken = _listen_ports(cfg) | set(busy)
-    for port in range(low, high + 1):
+    first = [prefer] if prefer is not None and low <= prefer <= high else []
+    for port in [*first, *range(low, high + 1)]:
         if port in taken:
             continue
         if in_use is not None and in_use(port):

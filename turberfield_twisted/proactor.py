@@ -514,8 +514,8 @@ class Initiator(Proactor, MultiService):
         def in_use(port: int) -> bool:
             return port_in_use(addr, port)
 
-        if not self._may_keep_port(job, busy, in_use):  # a restart keeps it where it can
-            job.port = next_port(self.cfg, self.guid, busy, in_use)
+        # A restart keeps its last port where it can (job.port is 0 at first).
+        job.port = next_port(self.cfg, self.guid, busy, in_use, prefer=job.port or None)
         self._write_section(job)
         protocol = WorkerProtocol(
             job.guid,
@@ -545,16 +545,6 @@ class Initiator(Proactor, MultiService):
             self.ready_timeout, self._ready_timed_out, job, protocol
         )
         Deferred.fromCoroutine(self._probe(job, protocol))
-
-    def _may_keep_port(self, job: Worker, busy: set[int], in_use: Callable[[int], bool]) -> bool:
-        """Whether ``job.port`` (its last port, 0 at first) is still free for it."""
-        port = job.port
-        low = self.cfg.getint(self.guid, "child_port_min")
-        high = self.cfg.getint(self.guid, "child_port_max")
-        if not low <= port <= high or port in busy:
-            return False
-        listed = {self.cfg.get(s, "listen_port", fallback="").strip() for s in self.cfg.sections()}
-        return str(port) not in listed and not in_use(port)
 
     async def _probe(self, job: Worker, protocol: WorkerProtocol) -> None:
         """Poll ``GET /health`` until it answers 200, the job ends, or time is up."""
