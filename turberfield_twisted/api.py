@@ -35,7 +35,7 @@ from .config import OverrideNotAllowed, redact, section_items
 from .hooks import HookNotAllowed
 from .launcher import SpawnFailed, UnknownModule
 from .ports import NoFreePort
-from .proactor import STATES, BadGuid, UnknownJob, Worker
+from .proactor import ENDED, STATES, BadGuid, UnknownJob, Worker
 from .relay import Relay, RelayError
 
 __all__ = ["ControlAPI"]
@@ -43,8 +43,6 @@ __all__ = ["ControlAPI"]
 #: Paths under ``/jobs/{guid}/`` that belong to the control API, not the worker.
 OWN_PATHS = {"logs": ("GET", "HEAD"), "events": ("POST",), "config": ("PATCH",),
              "restart": ("POST",)}
-#: Job states after which nothing more happens unless asked.
-ENDED = ("exited", "failed")
 #: The longest ``GET /jobs/{guid}?wait=`` may wait, in seconds.
 MAX_WAIT = 60.0
 

@@ -51,8 +51,10 @@ EXIT_PORT_IN_USE = 75
 #: Job states, in the order a job passes through them.
 STATES = ("starting", "ready", "stopping", "exited", "backoff", "failed")
 
+#: States in which a job stays until it is asked to start again.
+ENDED = ("exited", "failed")
 #: States from which a job does not become ready unless it is started again.
-_ENDING = ("stopping", "exited", "failed")
+_ENDING = ("stopping", *ENDED)
 _GUID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 
@@ -342,11 +344,11 @@ class Initiator(Proactor, MultiService):
         job = self.job(guid)
         job.asked_to_stop = True
         self._cancel(job, "restart")
-        if job.state in ("exited", "failed", "backoff") or job.protocol is None:
+        if job.state in (*ENDED, "backoff") or job.protocol is None:
             if job.state == "backoff":
                 self._set_state(job, "exited")
             return succeed(job.status)
-        d = self.wait_for_state(guid, ("exited", "failed")).addCallback(lambda job: job.status)
+        d = self.wait_for_state(guid, ENDED).addCallback(lambda job: job.status)
         if job.state != "stopping":
             self._set_state(job, "stopping")
             self._signal(job, signal.SIGTERM)
@@ -374,7 +376,7 @@ class Initiator(Proactor, MultiService):
         (it then stays as it was).
         """
         job = self.job(guid)
-        if job.state not in ("exited", "failed"):
+        if job.state not in ENDED:
             raise RuntimeError(f"job {guid} is {job.state}: only an ended job can be restarted")
         self.launcher.check(job.module)
         self._spawn(job)
@@ -642,7 +644,7 @@ class Initiator(Proactor, MultiService):
             self._set_state(job, "failed")
 
     def _forget_old(self) -> None:
-        ended = [g for g, j in self.workers.items() if j.state in ("exited", "failed")]
+        ended = [g for g, j in self.workers.items() if j.state in ENDED]
         for guid in ended[: max(0, len(ended) - self.max_exited)]:
             del self.workers[guid]
 
