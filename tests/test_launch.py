@@ -247,3 +247,14 @@ async def test_session_and_values_are_never_interpolated(session):
     section = parse_config(b"".join(proc.written).decode())[guid]
     assert section["session"] == session
     assert section["cost"] == "5$"
+
+
+@pytest_twisted.ensureDeferred
+async def test_worker_url_uses_the_modules_address_bracketing_ipv6():
+    """Health checks, config pushes and the relay reach a worker at one URL."""
+    _, init = make()
+    guid = await init.launch(DEMO)
+    job = init.workers[guid]
+    assert init.worker_url(job, "/health") == f"http://127.0.0.1:{job.port}/health"
+    init.cfg.set(DEMO, "listen_addr", "::1")
+    assert init.worker_url(job) == f"http://[::1]:{job.port}"

@@ -549,7 +549,5 @@ class ControlAPI:
         self._admin(request)
         job = self.initiator.job(guid)
         body = self._raw_body(request)
-        addr = self.initiator.cfg.get(guid, "listen_addr", fallback=None) or (
-            self.initiator.cfg.get(job.module, "listen_addr", fallback="127.0.0.1"))
-        return await self.relay.forward(request, job, addr, body)
+        return await self.relay.forward(request, job, self.initiator.worker_url(job), body)
 

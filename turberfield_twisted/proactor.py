@@ -277,6 +277,15 @@ class Initiator(Proactor, MultiService):
         except KeyError:
             raise UnknownJob(guid) from None
 
+    def worker_url(self, job: Worker, path: str = "") -> str:
+        """
+        ``http://ADDR:PORT`` + ``path``: where a job's worker listens (its
+        module's ``listen_addr``, default 127.0.0.1, and its port).
+        """
+        addr = self.cfg.get(job.module, "listen_addr", fallback="127.0.0.1")
+        host = f"[{addr}]" if ":" in addr else addr
+        return f"http://{host}:{job.port}{path}"
+
     def subscribe(self, observer: Callable[[dict[str, Any]], None]) -> Callable[[], None]:
         """Call ``observer(event)`` on every job event; return an unsubscriber."""
         self._observers.append(observer)
@@ -439,9 +448,8 @@ class Initiator(Proactor, MultiService):
                     return job
             if job.state != "ready" or job.protocol is None:
                 return job
-            addr = self.cfg.get(guid, "listen_addr", fallback="127.0.0.1")
             await push_config(self.http, self.reactor, guid,
-                              f"http://{addr}:{job.port}/_proactor/config", job.token,
+                              self.worker_url(job, "/_proactor/config"), job.token,
                               job_config_text(self.cfg, guid), timeout)
             self.log.info("job {guid} took its new config", guid=guid)
             return job
@@ -552,8 +560,7 @@ class Initiator(Proactor, MultiService):
         """Poll ``GET /health`` until it answers 200, the job ends, or time is up."""
         from twisted.internet.task import deferLater
 
-        addr = self.cfg.get(job.guid, "listen_addr", fallback="127.0.0.1")
-        url = f"http://{addr}:{job.port}/health"
+        url = self.worker_url(job, "/health")
         delay = 0.02
         while job.protocol is protocol and job.state == "starting":
             try:

@@ -141,18 +141,18 @@ class Relay:
         self.timeout = timeout
         self.max_response = max_response
 
-    async def forward(self, request: Any, job: Any, addr: str, body: bytes) -> bytes:
+    async def forward(self, request: Any, job: Any, base: str, body: bytes) -> bytes:
         """
         Send ``request`` (its method, path under the job, query, headers and
-        ``body``) to ``job``'s worker at ``addr`` and write its answer into
-        ``request``; raise :class:`RelayError` (400, 502, 504) if it can't.
+        ``body``) to ``job``'s worker at ``base`` (``http://ADDR:PORT``) and
+        write its answer into ``request``; raise :class:`RelayError` (400,
+        502, 504) if it can't.
         """
         guid = job.guid
         target = upstream_path(request)
         if job.state not in RELAY_STATES:
             raise RelayError(502, f"job {guid} is {job.state}, not running")
-        host = f"[{addr}]" if ":" in addr else addr
-        url = f"http://{host}:{job.port}".encode("ascii") + target
+        url = base.encode("ascii") + target
         method = request.method.decode("ascii")
         started = self.reactor.seconds()
         try:
