@@ -104,3 +104,75 @@ def test_job_sees_only_default_and_its_own_section():
     assert seen.get("job", "path") == "/srv/x"
     assert seen.get("job", "cost") == "5$"
     assert "theirs" not in text and "other" not in text and "nope" not in text
+
+
+ORIGINS = (
+    "# a comment\n"
+    "[DEFAULT]\n"
+    "base = /srv\n"
+    "\n"
+    "[init]\n"
+    "; another comment\n"
+    "listen_port = 8080\n"
+    "motd = first line\n"
+    "    second = line, not a key\n"
+    "\n"
+    "    after a blank line\n"
+    "ready_timeout: 10\n"
+)
+
+
+def test_origin_names_the_line_of_each_key_and_header():
+    """Keys and section headers have the line they were read from; comments and
+    continuation lines are not keys."""
+    cfg = parse_config(ORIGINS, source="init.cfg")
+    assert cfg.origin("init") == ("init.cfg", 5)
+    assert cfg.origin("DEFAULT", "base") == ("init.cfg", 3)
+    assert cfg.origin("init", "listen_port") == ("init.cfg", 7)
+    assert cfg.origin("init", "motd") == ("init.cfg", 8)
+    assert cfg.origin("init", "ready_timeout") == ("init.cfg", 12)
+    assert not cfg.has_option("init", "second")
+
+
+def test_origin_of_an_inherited_key_is_its_default_line():
+    """A key a section inherits from DEFAULT has DEFAULT's origin."""
+    cfg = parse_config(ORIGINS, source="init.cfg")
+    assert cfg.origin("init", "base") == ("init.cfg", 3)
+
+
+def test_text_read_later_gives_the_later_origin():
+    """A key read again from another source takes that source and line."""
+    cfg = parse_config(ORIGINS, source="default.cfg")
+    parse_config("[init]\n\nlisten_port = 9090\n", source="user.cfg", into=cfg)
+    assert cfg.origin("init", "listen_port") == ("user.cfg", 3)
+    assert cfg.origin("init") == ("user.cfg", 1)
+    assert cfg.origin("init", "motd") == ("default.cfg", 8)
+
+
+def test_keys_set_by_code_have_no_line():
+    """A key set, or a section added, by code has no line; nor has an unknown key."""
+    cfg = parse_config(ORIGINS, source="init.cfg")
+    cfg.set("init", "listen_port", "0")
+    cfg["extra"] = {"key": "1"}
+    assert cfg.origin("init", "listen_port") == ("<config>", None)
+    assert cfg.origin("extra", "key") == ("<config>", None)
+    assert cfg.origin("extra") == ("<config>", None)
+    assert cfg.origin("nowhere", "nothing") == ("<config>", None)
+
+
+def test_a_removed_section_forgets_its_origins():
+    """A section removed and added again by code has no line."""
+    cfg = parse_config(ORIGINS, source="init.cfg")
+    cfg.remove_section("init")
+    cfg.add_section("init")
+    cfg.set("init", "motd", "x")
+    assert cfg.origin("init") == ("<config>", None)
+    assert cfg.origin("init", "motd") == ("<config>", None)
+
+
+def test_bad_interpolation_names_the_line_of_the_key():
+    """A reference to a missing key is reported at the referring key's line."""
+    with pytest.raises(ConfigError) as caught:
+        parse_config("[job]\nok = 1\nkey = ${missing:value}\n", source="job.cfg")
+    assert caught.value.line == 3
+    assert str(caught.value).startswith("job.cfg, line 3: ")
