@@ -1,6 +1,8 @@
 """check_config: the whole config checked at start, by file, line and key."""
 
 import ipaddress
+import subprocess
+import sys
 import traceback
 from importlib import resources
 
@@ -230,3 +232,13 @@ def test_the_modules_mapping_is_read_only():
     settings = check_config(_default_config(), "proactor")
     with pytest.raises(TypeError):
         settings.modules["x"] = ModuleSettings(name="x")  # type: ignore[index]
+
+
+def test_importing_settings_starts_no_reactor_nor_web_library():
+    """The daemon imports settings before installing its reactor: nothing here imports
+    the reactor, klein or treq."""
+    code = ("import sys, turberfield_twisted.settings; "
+            "print(sorted({'klein', 'treq', 'twisted.internet.reactor'} & set(sys.modules)))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=True, timeout=60)
+    assert done.stdout.strip() == "[]"
