@@ -23,7 +23,7 @@ from twisted.web.resource import Resource
 from twisted.web.server import Site
 from twisted.web.test.requesthelper import DummyChannel
 
-from turberfield_twisted import Initiator, LocalLauncher, UnknownJob
+from turberfield_twisted import Initiator, JobEvent, LocalLauncher, UnknownJob
 from turberfield_twisted.api import ControlAPI, _LimitedRequest
 from turberfield_twisted.client import ConfigPushFailed
 from turberfield_twisted.hooks import HookDispatcher, HookNotAllowed, HookRejected, UnknownHook
@@ -227,13 +227,13 @@ async def test_worker_events_need_the_jobs_own_token():
     """POST /jobs/{guid}/events with the job's token passes the event on (202)."""
     t = make()
     guid, other = await t.launch(), await t.launch()
-    seen: list[dict[str, Any]] = []
+    seen: list[JobEvent] = []
     t.init.subscribe(seen.append)
     token = t.init.job(guid).token
     response, body = await t.call("POST", f"/jobs/{guid}/events",
                                   {"event": "progress", "data": {"done": 3}}, token=token)
     assert (response.code, body) == (202, {"accepted": True})
-    assert [(r["kind"], r["event"], r["guid"], r["data"]) for r in seen] == [
+    assert [(r.kind, r.name, r.guid, r.data) for r in seen] == [
         ("worker", "progress", guid, {"done": 3})]
     for bad in (TOKEN, t.init.job(other).token, None):
         is_error(*await t.call("POST", f"/jobs/{guid}/events", {"event": "x"}, token=bad), 401)
@@ -501,7 +501,9 @@ async def test_bad_requests_get_a_json_error_and_leave_the_api_working():
     spawn_logs = [e for e in events if e.get("error", "").startswith("could not start")]
     assert spawn_logs and "No such file" in spawn_logs[0]["error"]
     assert all(t.init.workers[g] is j for g, j in jobs.items())
-    assert all(j.state == "exited" for g, j in t.init.workers.items() if g not in jobs)
+    # each request that made a job either stopped it or could not spawn it
+    assert all(j.state == ("failed" if j.last_error else "exited")
+               for g, j in t.init.workers.items() if g not in jobs)
     response, body = await t.call("GET", "/health", token=None)
     assert (response.code, body["status"]) == (200, "ok")
     response, body = await t.call("GET", f"/jobs/{guid}")

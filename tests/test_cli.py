@@ -109,9 +109,9 @@ async def daemon(reactor, tmp_path):
     hooks = HookDispatcher(reactor, init.http)
     port = await TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1").listen(
         ControlAPI(init, TOKEN, reactor, hooks=hooks).site())
-    init.listen_port = port.getHost().port
+    init.listening("127.0.0.1", port.getHost().port)
     state = tmp_path / "state"
-    write_private(state / API_FILE, f"http://127.0.0.1:{init.listen_port}\n")
+    write_private(state / API_FILE, f"http://127.0.0.1:{init.api_address[1]}\n")
     write_private(state / TOKEN_FILE, TOKEN + "\n")
     init.startService()
     try:
@@ -212,7 +212,7 @@ async def test_failures_are_one_line_on_stderr_and_exit_1(daemon, reactor, tmp_p
     init, state = daemon
     wrong = tmp_path / "wrong.token"
     wrong.write_text("not-the-token\n")
-    url = f"http://127.0.0.1:{init.listen_port}"
+    url = f"http://127.0.0.1:{init.api_address[1]}"
     code, out, err = await proactor(reactor, "--url", url, "--token-file", str(wrong), "ls")
     assert (code, out, err) == (1, "", "proactor: error: unauthorized (HTTP 401)\n")
 

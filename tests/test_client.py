@@ -219,8 +219,8 @@ async def test_parent_client_posts_events_and_fetches_its_config(world):
     token = world.initiator.job(guid).token
     parent = world.parent(guid, token)
     await parent.post_event("notified", {"n": 1})
-    [event] = [e for e in world.events if e["kind"] == "worker"]
-    assert (event["guid"], event["event"], event["data"]) == (guid, "notified", {"n": 1})
+    [event] = [e for e in world.events if e.kind == "worker"]
+    assert (event.guid, event.name, event.data) == (guid, "notified", {"n": 1})
     config = await parent.fetch_config()
     assert config["guid"] == guid
     assert config["section"]["greeting"] == "hi"

@@ -67,13 +67,13 @@ async def test_subscriber_gets_a_jobs_states_and_events_in_order_signed(daemon, 
         code, answer = await call(reactor, daemon, "POST", f"/jobs/{guid}/notify", {"n": 7})
         assert code == 202, answer
         code, _ = await call(reactor, daemon, "DELETE", f"/jobs/{guid}")
-        await subscriber.arrived(5).addTimeout(30, reactor)
+        await subscriber.arrived(6).addTimeout(30, reactor)
         bodies = [json.loads(body) for body, _ in subscriber.received]
         assert [(b["guid"], b["event"]) for b in bodies] == [
-            (guid, "starting"), (guid, "ready"), (guid, "notified"), (guid, "stopping"),
-            (guid, "exited")]
-        assert bodies[2]["data"] == {"n": 7}
-        assert [b["seq"] for b in bodies] == [1, 2, 3, 4, 5]
+            (guid, "waiting"), (guid, "starting"), (guid, "ready"), (guid, "notified"),
+            (guid, "stopping"), (guid, "exited")]
+        assert bodies[3]["data"] == {"n": 7}
+        assert [b["seq"] for b in bodies] == [1, 2, 3, 4, 5, 6]
         assert subscriber.all_signed(hook["secret"])
     finally:
         await listening.stopListening()

@@ -30,9 +30,10 @@ async def test_launch_ready_and_answer(initiator, reactor):
     assert body["config"]["greeting"] == "hello"
     assert body["config"]["listen_port"] == str(job.port)
     assert "token" not in body["config"] and "secret" not in body["config"]
+    pid = job.pid
     status = await initiator.stop(guid, timeout=5)
     assert status.code == 0
-    assert not pid_alive(job.process.pid or 0)
+    assert job.process is None and not pid_alive(pid)
 
 
 @pytest_twisted.ensureDeferred

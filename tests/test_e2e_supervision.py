@@ -66,7 +66,7 @@ async def make_initiator(reactor):
     def make(extra="", **own):
         cfg = initiator_config(LOW, HIGH, extra=FAULTS + textwrap.dedent(extra), **own)
         init = Initiator(None, guid="init", cfg=cfg, reactor=reactor)
-        init.subscribe(lambda event: event.get("pid") and pids.add(event["pid"]))
+        init.subscribe(lambda event: event.pid and pids.add(event.pid))
         init.startService()
         made.append(init)
         return init
@@ -81,7 +81,7 @@ async def make_initiator(reactor):
 def record_states(init, guid):
     """The list of states ``guid`` passes through from now on."""
     seen = []
-    init.subscribe(lambda e: e["guid"] == guid and e["kind"] == "state" and seen.append(e["event"]))
+    init.subscribe(lambda e: e.guid == guid and e.kind == "state" and seen.append(e.name))
     return seen
 
 
@@ -113,7 +113,8 @@ async def test_crashing_worker_backs_off_then_fails(make_initiator):
     guid = await init.launch(T + "crash")
     states = record_states(init, guid)
     job = await init.wait_for_state(guid, ["failed"], 30)
-    assert states == ["backoff", "starting", "backoff", "starting", "failed"]
+    assert states == ["backoff", "waiting", "starting", "backoff", "waiting", "starting",
+                      "failed"]
     view = job.as_json()
     assert (view["state"], view["exit_code"], view["restarts"]) == ("failed", 1, 2)
     assert view["last_error"].startswith("gave up after 2 restarts within 60s; last: exit 1")
@@ -216,10 +217,10 @@ async def test_port_taken_after_allocation_relaunches_on_the_next(make_initiator
     taken = []
 
     def take_the_port(event):
-        if event["guid"] == "racer" and event["event"] == "starting" and not taken:
-            holder.bind(("127.0.0.1", event["port"]))  # before the worker has even started
+        if event.guid == "racer" and event.name == "starting" and not taken:
+            holder.bind(("127.0.0.1", event.port))  # before the worker has even started
             holder.listen()
-            taken.append(event["port"])
+            taken.append(event.port)
 
     init.subscribe(take_the_port)
     with holder_socket() as holder:
@@ -227,8 +228,9 @@ async def test_port_taken_after_allocation_relaunches_on_the_next(make_initiator
         await init.launch(DEMO, guid="racer")
         job = await init.ready("racer", timeout=30)
         assert len(taken) == 1
-        assert states == ["starting", "starting", "ready"]  # exit 75: no backoff between
-        assert job.port > taken[0] and job.restarts == 1 and job.busy_ports == set(taken)
+        # exit 75: no backoff between, and no restart counted
+        assert states == ["waiting", "starting", "waiting", "starting", "ready"]
+        assert job.port > taken[0] and job.restarts == 0 and job.busy_ports == set(taken)
         assert any("cannot listen" in line for line in job.tail.last(20, stream="stderr"))
         code, _ = await get(reactor, f"http://127.0.0.1:{job.port}/")
         assert code == 200

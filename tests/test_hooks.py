@@ -25,6 +25,7 @@ from turberfield_twisted.hooks import (
     UnknownHook,
     verify_signature,
 )
+from turberfield_twisted.job import EventKind, JobEvent, JobState
 from turberfield_twisted.testing.subscriber import Subscriber
 
 URL = "http://127.0.0.1:9999/hook"
@@ -87,8 +88,11 @@ class ImmediateHTTP:
         return succeed(FakeResponse(204))
 
 
-def record(event: str = "ready", kind: str = "state", guid: str = "g1") -> dict[str, Any]:
-    return {"kind": kind, "event": event, "guid": guid, "module": "demo", "time": 1.5}
+def record(event: str = "ready", kind: str = "state", guid: str = "g1",
+           data: Any = None) -> JobEvent:
+    state = JobState(event) if event in set(JobState) else JobState.READY
+    return JobEvent(kind=EventKind(kind), name=event, guid=guid, module="demo", time=1.5,
+                    state=state, data=data)
 
 
 def make(**kwargs: Any) -> tuple[HookDispatcher, FakeHTTP, Clock]:
@@ -126,7 +130,7 @@ def test_signature_headers_and_request_arguments() -> None:
     hooks.publish(record("ready"))
     (call,) = http.calls
     assert call.url == URL
-    assert call.body == {**record("ready"), "seq": 1}
+    assert call.body == {**record("ready").as_json(), "seq": 1}
     expected = hmac.new(hook["secret"].encode(), call.data, hashlib.sha256).hexdigest()
     assert call.headers["X-Signature"] == f"sha256={expected}"
     assert call.headers["Content-Type"] == "application/json"
@@ -253,7 +257,7 @@ def test_publish_never_raises() -> None:
     clock = Clock()
     hooks = HookDispatcher(clock, Broken())
     hooks.add(URL, ["*"])
-    hooks.publish({**record(), "data": {1, 2}, "when": object()})
+    hooks.publish(record("odd", kind="worker", data={"set": {1, 2}, "when": object()}))
     assert hooks.list()[0]["failed_attempts"] == 1
     assert len(clock.getDelayedCalls()) == 1
     hooks.close()

@@ -49,7 +49,7 @@ async def test_launch_records_the_worker_and_spawns_the_module():
     assert isinstance(job, Initiator.Worker)
     assert (job.guid, job.port, job.session, job.module) == (guid, 23000, "s-1", DEMO)
     [proc] = reactor.spawned
-    assert job.process is proc
+    assert job.process.transport is proc and job.pid == proc.pid
     assert proc.args == ["/py", "-P", "-m", DEMO, "--guid", guid, "--port", "23000"]
     assert job.state == "starting"
 
@@ -119,8 +119,11 @@ async def test_module_with_a_section_that_does_not_exist():
 
 
 @pytest_twisted.ensureDeferred
-async def test_failed_spawn_leaves_nothing():
-    """An OS error from spawnProcess is SpawnFailed, logged under the guid; nothing is left."""
+async def test_failed_spawn_leaves_a_failed_job_and_nothing_else():
+    """
+    An OS error from spawnProcess is SpawnFailed, logged under the guid; the job is
+    failed, saying why, and holds no port, section or timer.
+    """
     reactor, init = make()
     reactor.fail_spawn = OSError(2, "No such file or directory")
     sections = init.cfg.sections()
@@ -128,7 +131,9 @@ async def test_failed_spawn_leaves_nothing():
         await init.launch(DEMO, guid="job-x")
     assert any(e.get("guid") == "job-x" and "could not be spawned: could not start"
                in formatEvent(e) for e in events)
-    assert init.workers == {}
+    job = init.job("job-x")
+    assert job.state == "failed" and "No such file" in job.last_error
+    assert init.lifecycle.held == {} and reactor.getDelayedCalls() == []
     assert init.cfg.sections() == sections
 
 
@@ -196,9 +201,9 @@ async def test_second_stop_is_harmless():
         ({"listen_port": "80"}, "OverrideNotAllowed"),
         ({"parent_addr": "10.0.0.1"}, "OverrideNotAllowed"),
         ({"unlisted": "x"}, "OverrideNotAllowed"),
-        ({"greeting": ["a"]}, "TypeError"),
-        ({"greeting": "two\nlines"}, "TypeError"),
-        (["greeting"], "TypeError"),
+        ({"greeting": ["a"]}, "BadOverride"),
+        ({"greeting": "two\nlines"}, "BadOverride"),
+        (["greeting"], "BadOverride"),
     ],
 )
 @pytest_twisted.ensureDeferred
@@ -234,7 +239,7 @@ async def test_wait_for_state_fires_on_the_state_or_times_out():
     init.stop(guid)
     reactor.spawned[0].exit(0)
     assert (await waiting).state == "exited"
-    assert init._observers == []
+    assert len(init._observers) == 0
 
 
 @pytest.mark.parametrize("session", ["a$b", "${turberfield_twisted.demo.hello:secret}", "5$$"])
@@ -256,5 +261,6 @@ async def test_worker_url_uses_the_modules_address_bracketing_ipv6():
     guid = await init.launch(DEMO)
     job = init.workers[guid]
     assert init.worker_url(job, "/health") == f"http://127.0.0.1:{job.port}/health"
-    init.cfg.set(DEMO, "listen_addr", "::1")
+    _, init = make(extra_module="listen_addr = ::1")
+    job = init.workers[await init.launch(DEMO)]
     assert init.worker_url(job) == f"http://[::1]:{job.port}"

@@ -19,9 +19,11 @@ from twisted.internet.defer import Deferred, succeed
 from turberfield_twisted import Initiator, LocalLauncher, __version__
 from turberfield_twisted.api import ControlAPI
 from turberfield_twisted.hooks import HookDispatcher
+from turberfield_twisted.job import JobState
 from turberfield_twisted.metrics import Metrics
-from turberfield_twisted.proactor import STATES
 from turberfield_twisted.testing.fakes import FakeProcessReactor
+
+STATES = [state.value for state in JobState]
 
 DEMO = "turberfield_twisted.demo.hello"
 TOKEN = "admin-token-0123456789-abcdefghijklmnopqrstuvwxyz"
@@ -111,12 +113,12 @@ async def test_jobs_by_module_and_state_and_their_transitions():
     t.reactor.spawned[0].exit(0)
     samples = await t.scrape()
     jobs = {state: value(samples, "proactor_jobs", module=DEMO, state=state) for state in STATES}
-    assert jobs == {"starting": 0, "ready": 1, "stopping": 0, "exited": 1, "backoff": 0,
-                    "failed": 0}
+    assert jobs == {"waiting": 0, "starting": 0, "ready": 1, "stopping": 0, "exited": 1,
+                    "backoff": 0, "failed": 0}
     moves = {state: value(samples, "proactor_job_transitions_total", module=DEMO, state=state)
              for state in STATES}
-    assert moves == {"starting": 2, "ready": 2, "stopping": 1, "exited": 1, "backoff": 0,
-                     "failed": 0}
+    assert moves == {"waiting": 2, "starting": 2, "ready": 2, "stopping": 1, "exited": 1,
+                     "backoff": 0, "failed": 0}
     assert value(samples, "proactor_job_restarts", module=DEMO) == 0
     assert value(samples, "proactor_info", version=__version__) == 1
     _, body = await t.get()
@@ -201,12 +203,12 @@ async def test_hook_numbers_are_summed_over_a_real_dispatcher():
     t.init.subscribe(hooks.publish)
     for path in ("ok", "bad", "gone"):
         hooks.add(f"http://127.0.0.1:9/{path}", ["*"])
-    await t.init.launch(DEMO)  # two records: starting, ready
+    await t.init.launch(DEMO)  # three records: waiting, starting, ready
     samples = await t.scrape()
     assert value(samples, "proactor_hooks") == 3
-    assert value(samples, "proactor_hook_delivered") == 2  # /ok
-    assert value(samples, "proactor_hook_dropped") == 2  # /gone
-    assert value(samples, "proactor_hook_queued") == 2  # /bad: one retrying, one waiting
+    assert value(samples, "proactor_hook_delivered") == 3  # /ok
+    assert value(samples, "proactor_hook_dropped") == 3  # /gone
+    assert value(samples, "proactor_hook_queued") == 3  # /bad: one retrying, two waiting
     assert value(samples, "proactor_hook_failed_attempts") == 1
     _, body = await t.get()
     for hook in hooks.list():

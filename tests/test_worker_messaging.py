@@ -21,7 +21,13 @@ from conftest import initiator_config
 from treq.testing import StubTreq
 from twisted.internet.defer import Deferred
 
-from turberfield_twisted import Initiator, LocalLauncher, OverrideNotAllowed, UnknownJob
+from turberfield_twisted import (
+    BadOverride,
+    Initiator,
+    LocalLauncher,
+    OverrideNotAllowed,
+    UnknownJob,
+)
 from turberfield_twisted.client import ApiError, ConfigPushFailed, ParentClient, make_http
 from turberfield_twisted.config import job_config_text, parse_config
 from turberfield_twisted.demo.hello import Hello
@@ -194,7 +200,7 @@ async def test_bad_changes_change_nothing_and_push_nothing():
     guid = await init.launch(DEMO, config={"greeting": "bonjour"})
     with pytest.raises(OverrideNotAllowed):
         await init.update_config(guid, {"greeting": "x", "token": "mine"})
-    with pytest.raises(TypeError):
+    with pytest.raises(BadOverride):
         await init.update_config(guid, {"greeting": ["x"]})
     with pytest.raises(UnknownJob):
         await init.update_config("nope", {"greeting": "x"})
@@ -218,7 +224,7 @@ async def served(reactor):
     init = Initiator(None, guid="init", cfg=cfg, reactor=reactor)
     port = await TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1").listen(
         ControlAPI(init, TOKEN, reactor).site())
-    init.listen_port = port.getHost().port
+    init.listening("127.0.0.1", port.getHost().port)
     init.startService()
     http, pool = make_http(reactor)
     try:
@@ -245,7 +251,7 @@ async def test_notify_reaches_an_observer(served, reactor):
     job = await init.ready(guid, timeout=15)
     seen: Deferred = Deferred()
     unsubscribe = init.subscribe(
-        lambda e: e["kind"] == "worker" and not seen.called and seen.callback(e))
+        lambda e: e.kind == "worker" and not seen.called and seen.callback(e))
     try:
         code, body = await call(http, reactor, "POST", f"http://127.0.0.1:{job.port}/notify",
                                 {"n": 1})
@@ -253,7 +259,7 @@ async def test_notify_reaches_an_observer(served, reactor):
         event = await seen.addTimeout(10, reactor)
     finally:
         unsubscribe()
-    assert (event["guid"], event["event"], event["data"]) == (guid, "notified", {"n": 1})
+    assert (event.guid, event.name, event.data) == (guid, "notified", {"n": 1})
 
 
 @pytest_twisted.ensureDeferred

@@ -31,11 +31,19 @@ from werkzeug.exceptions import HTTPException, MethodNotAllowed
 from werkzeug.routing import BaseConverter, RequestRedirect
 
 from .client import ConfigPushFailed
-from .config import OverrideNotAllowed, redact, section_items
+from .config import redact, section_items
+from .errors import (
+    BadGuid,
+    BadOverride,
+    NoFreePort,
+    NotEnded,
+    OverrideNotAllowed,
+    SpawnFailed,
+    UnknownJob,
+    UnknownModule,
+)
 from .hooks import HookNotAllowed
-from .launcher import SpawnFailed, UnknownModule
-from .ports import NoFreePort
-from .proactor import ENDED, STATES, BadGuid, UnknownJob, Worker
+from .job import ENDED, Job, JobState
 from .relay import Relay, RelayError
 
 __all__ = ["ControlAPI"]
@@ -266,7 +274,7 @@ class ControlAPI:
         if not hmac.compare_digest(self._bearer(request), self._admin_token):
             raise _unauthorized()
 
-    def _job_caller(self, request: Any, guid: str) -> Worker:
+    def _job_caller(self, request: Any, guid: str) -> Job:
         """The job, if the request carries that job's own token."""
         given = self._bearer(request)
         job = self.initiator.workers.get(guid)
@@ -353,7 +361,7 @@ class ControlAPI:
             raise ApiError(404, f"module {module[:200]!r} is not allowed or not found") from None
         except OverrideNotAllowed as exc:
             raise ApiError(403, str(exc)) from None
-        except (TypeError, BadGuid) as exc:
+        except (BadOverride, BadGuid) as exc:
             raise ApiError(400, str(exc)) from None
         except NoFreePort:
             self.log.warn("no free port to launch {module}", module=module)
@@ -376,8 +384,8 @@ class ControlAPI:
         job = self.initiator.job(guid)
         wanted = _arg(request, b"wait")
         if wanted is not None:
-            if wanted not in STATES:
-                raise ApiError(400, f"wait must be one of: {', '.join(STATES)}")
+            if wanted not in set(JobState):
+                raise ApiError(400, f"wait must be one of: {', '.join(JobState)}")
             given = _arg(request, b"timeout")
             try:
                 timeout = 10.0 if given is None else float(given)
@@ -388,7 +396,7 @@ class ControlAPI:
             await self._until(job, wanted, timeout)
         return _json(request, 200, job.as_json())
 
-    async def _until(self, job: Worker, wanted: str, timeout: float) -> None:
+    async def _until(self, job: Job, wanted: str, timeout: float) -> None:
         """Return once ``job`` is ``wanted`` or has ended, or after ``timeout``."""
         if timeout <= 0:
             return
@@ -415,7 +423,7 @@ class ControlAPI:
         self._admin(request)
         try:
             job = self.initiator.restart(guid)
-        except RuntimeError as exc:
+        except NotEnded as exc:
             raise ApiError(409, str(exc)) from None
         except UnknownModule as exc:
             raise ApiError(404, str(exc)) from None
@@ -459,12 +467,12 @@ class ControlAPI:
                 result = await result
         except OverrideNotAllowed as exc:
             raise ApiError(403, str(exc)) from None
-        except TypeError as exc:
+        except BadOverride as exc:
             raise ApiError(400, str(exc)) from None
         except ConfigPushFailed as exc:
             self.log.warn("job {guid}: {error}", guid=guid, error=str(exc))
             raise ApiError(502, f"the change is kept, but {str(exc)[:300]}") from None
-        job = result if isinstance(result, Worker) else self.initiator.job(guid)
+        job = result if isinstance(result, Job) else self.initiator.job(guid)
         self.log.info("job {guid} config changed by the control API: {keys}", guid=guid,
                       keys=sorted(changes))
         return _json(request, 200, job.as_json())

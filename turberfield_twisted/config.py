@@ -17,9 +17,12 @@ import stat
 from collections.abc import Iterable, Mapping
 from typing import IO, Any
 
+from .errors import BadOverride, OverrideNotAllowed
+
 __all__ = [
     "RESERVED_KEYS",
     "SECRET_KEYS",
+    "BadOverride",
     "Config",
     "ConfigError",
     "OverrideNotAllowed",
@@ -31,6 +34,7 @@ __all__ = [
     "read_stream",
     "redact",
     "section_items",
+    "write_job_section",
 ]
 
 #: Keys whose values are never shown in logs or API output.
@@ -42,10 +46,6 @@ RESERVED_KEYS = frozenset({
 })
 _KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,63}$")
 MAX_VALUE = 4096
-
-
-class OverrideNotAllowed(ValueError):
-    """A per-job override names a key its module section does not allow."""
 
 
 class ConfigError(ValueError):
@@ -242,6 +242,23 @@ def job_config_text(
     return buf.getvalue()
 
 
+def write_job_section(
+    cfg: configparser.ConfigParser, guid: str, module: str, items: Mapping[str, str]
+) -> None:
+    """
+    (Re)write job ``guid``'s section: its module section's own keys, then
+    ``items`` (overrides and what the initiator sets) over them. Every
+    value is stored resolved and escaped, so that it is never interpolated
+    again (a session of ``${other:secret}`` stays those characters).
+    """
+    section = {**section_items(cfg, module), **items}
+    if cfg.has_section(guid):
+        cfg.remove_section(guid)
+    cfg.add_section(guid)
+    for key, value in section.items():
+        cfg.set(guid, key, _escape(value))
+
+
 def check_overrides(
     cfg: configparser.ConfigParser, module: str, overrides: Any
 ) -> dict[str, str]:
@@ -250,25 +267,25 @@ def check_overrides(
     number or boolean, each key listed in the section's ``overridable``
     (comma or space separated) and none of :data:`RESERVED_KEYS`.
 
-    Return them as strings. Raise :class:`TypeError` for a malformed
+    Return them as strings. Raise :class:`BadOverride` for a malformed
     mapping, :class:`OverrideNotAllowed` for a key that may not be set.
     """
     if overrides is None:
         return {}
     if not isinstance(overrides, dict):
-        raise TypeError("config must be an object of key: value")
+        raise BadOverride("config must be an object of key: value")
     allowed = set(cfg.get(module, "overridable", fallback="").replace(",", " ").split())
     out: dict[str, str] = {}
     for key, value in overrides.items():
         if not isinstance(key, str) or not _KEY.match(key):
-            raise TypeError("config keys must be short names of letters, digits, _ . -")
+            raise BadOverride("config keys must be short names of letters, digits, _ . -")
         if isinstance(value, bool):
             value = "true" if value else "false"
         if not isinstance(value, str | int | float):
-            raise TypeError(f"config value of {key!r} must be a string, number or boolean")
+            raise BadOverride(f"config value of {key!r} must be a string, number or boolean")
         text = str(value)
         if len(text) > MAX_VALUE or "\n" in text or "\r" in text:
-            raise TypeError(f"config value of {key!r} must be one line of at most {MAX_VALUE}")
+            raise BadOverride(f"config value of {key!r} must be one line of at most {MAX_VALUE}")
         if key in RESERVED_KEYS or key not in allowed:
             raise OverrideNotAllowed(f"{module} does not allow {key!r} to be set")
         out[key] = text

@@ -29,6 +29,9 @@ from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from .job import JobEvent
+from .supervision import backoff
+
 __all__ = [
     "HookDispatcher",
     "HookNotAllowed",
@@ -125,10 +128,9 @@ class _Hook:
     request: Deferred[Any] | None = attrs.field(default=None, repr=False)
     retry: IDelayedCall | None = attrs.field(default=None, repr=False)
 
-    def wants(self, record: dict[str, Any]) -> bool:
-        """Whether this hook subscribed to ``record``."""
-        return ("*" in self.events or record.get("event") in self.events
-                or record.get("kind") in self.events)
+    def wants(self, event: JobEvent) -> bool:
+        """Whether this hook subscribed to ``event``."""
+        return "*" in self.events or event.name in self.events or event.kind in self.events
 
     def as_json(self) -> dict[str, Any]:
         """The public view of this hook: no secret."""
@@ -245,22 +247,22 @@ class HookDispatcher:
 
     # -- publishing ----------------------------------------------------------
 
-    def publish(self, record: dict[str, Any]) -> None:
-        """Queue ``record`` for every hook that wants it; never raises."""
+    def publish(self, event: JobEvent) -> None:
+        """Queue ``event`` for every hook that wants it; never raises."""
         if self._closed:
             return
         for hook in builtins.list(self._hooks.values()):
             try:
-                if hook.wants(record):
-                    self._enqueue(hook, record)
+                if hook.wants(event):
+                    self._enqueue(hook, event)
             except Exception:
                 self.log.failure("hook {hook_id} could not queue an event", hook_id=hook.id)
 
-    def _enqueue(self, hook: _Hook, record: dict[str, Any]) -> None:
+    def _enqueue(self, hook: _Hook, event: JobEvent) -> None:
         hook.seq += 1
-        body = json.dumps({**record, "seq": hook.seq}, separators=(",", ":"),
+        body = json.dumps({**event.as_json(), "seq": hook.seq}, separators=(",", ":"),
                           default=str).encode("utf-8")
-        item = _Delivery(hook.seq, _header_text(record.get("event")), body,
+        item = _Delivery(hook.seq, _header_text(event.name), body,
                          sign(hook.secret, body))
         if len(hook.queue) >= self.max_queue:
             old = hook.queue.popleft()
@@ -355,9 +357,8 @@ class HookDispatcher:
 
     def backoff(self, attempt: int) -> float:
         """The delay before retry number ``attempt`` (from 0), jitter included."""
-        ceiling = min(self.backoff_cap, self.backoff_initial * self.backoff_factor ** min(
-            attempt, 64))
-        return float(ceiling * (1 - _JITTER * self._random()))
+        return backoff(attempt, self.backoff_initial, self.backoff_factor, self.backoff_cap,
+                       _JITTER, self._random)
 
     def _stop(self, hook: _Hook) -> None:
         hook.removed = True

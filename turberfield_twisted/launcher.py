@@ -1,39 +1,55 @@
 """
-Where a worker process is started. Local ``spawnProcess`` is the provider
-here; a cluster launcher (e.g. ``srun``) would provide the same interface.
+Where a worker runs: the launcher seam.
+
+An :class:`ILauncher` holds everything that differs between places a
+worker can run: whether a module can run there, choosing (and probing) a
+port, the address the worker is reached at, spawning it with its config on
+stdin, and signalling it. What it spawns is an :class:`IWorkerProcess`,
+whose ``exited()`` tells the lifecycle that the process ended.
+
+:class:`LocalLauncher` runs workers on this host with
+``reactor.spawnProcess``. A launcher that forks from a preloaded template,
+or that submits to a cluster, provides the same two interfaces; the
+lifecycle and the Initiator do not change.
 """
 
 from __future__ import annotations
 
 import importlib.util
+import ipaddress
 import os
 import re
 import shutil
 import signal
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Container, Mapping
+from typing import Any
 
+from twisted.internet.defer import Deferred
 from twisted.internet.error import ProcessExitedAlready
-from twisted.internet.interfaces import IProcessProtocol, IProcessTransport, IReactorProcess
-from zope.interface import Interface, implementer
+from twisted.internet.interfaces import IProcessTransport, IReactorProcess
+from zope.interface import Attribute, Interface, implementer
 
-from .process import LIFELINE_FD
+from .contract import LIFELINE_FD
+from .errors import SpawnFailed, UnknownModule
+from .ports import free_port, port_in_use
+from .process import ExitStatus, WorkerProtocol
 
-__all__ = ["ILauncher", "LocalLauncher", "SpawnFailed", "UnknownModule", "worker_argv"]
+__all__ = [
+    "ILauncher",
+    "IWorkerProcess",
+    "LocalLauncher",
+    "LocalProcess",
+    "SpawnFailed",
+    "UnknownModule",
+    "reachable",
+    "worker_argv",
+]
 
 _MODULE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
 
-
-class UnknownModule(LookupError):
-    """The module named for a job can't be found or isn't a valid name."""
-
-    def __init__(self, module: str, reason: str = "no such module"):
-        self.module = module
-        super().__init__(f"module {module[:200]!r}: {reason}")
-
-
-class SpawnFailed(RuntimeError):
-    """The operating system refused to start the worker process."""
+#: ``on_line(stream, text)``: one line of a worker's output ("stdout" or "stderr").
+LineSink = Callable[[str, str], None]
 
 
 def worker_argv(python: str, module: str, guid: str, port: int) -> list[str]:
@@ -41,36 +57,111 @@ def worker_argv(python: str, module: str, guid: str, port: int) -> list[str]:
     return [python, "-P", "-m", module, "--guid", guid, "--port", str(port)]
 
 
+def reachable(addr: str) -> str:
+    """An address to connect to a worker bound to ``addr``: loopback for an unspecified one."""
+    try:
+        ip = ipaddress.ip_address(addr)
+    except ValueError:
+        return addr  # a host name
+    if ip.is_unspecified:
+        return "::1" if ip.version == 6 else "127.0.0.1"
+    return addr
+
+
+class IWorkerProcess(Interface):
+    """One running worker, as its launcher started it."""
+
+    pid = Attribute("The worker's pid (None once it is gone, or if it has none here).")
+
+    def exited() -> Deferred[ExitStatus]:
+        """Fire with how the worker ended, once it is reaped and its output read."""
+
+    def signal(sig: int) -> None:
+        """
+        Send ``sig`` to the worker and whatever it started (its process
+        group), even once the worker itself has been reaped.
+        """
+
+
 class ILauncher(Interface):
-    """Starts worker processes for an Initiator."""
+    """Starts, reaches and signals worker processes for an Initiator."""
 
     def check(module: str) -> None:
-        """Raise :class:`UnknownModule` if ``module`` can't be run."""
+        """Raise :class:`UnknownModule` if ``module`` can't be run here."""
 
-    def signal(process: IProcessTransport, sig: int, pid: int) -> None:
+    def choose_port(
+        ports: range, listen_addr: str, prefer: int | None, taken: Container[int]
+    ) -> int:
         """
-        Send ``sig`` to the worker (started as ``pid``) and whatever it
-        started, even once the worker itself has been reaped.
+        A port of ``ports`` for a worker that binds ``listen_addr``:
+        ``prefer`` if it is usable, else the lowest usable one; never one in
+        ``taken``. Raise
+        :class:`~turberfield_twisted.errors.NoFreePort` if none is left.
         """
+
+    def address(listen_addr: str) -> str:
+        """The host to connect to a worker that binds ``listen_addr``."""
 
     def spawn(
-        protocol: IProcessProtocol, module: str, guid: str, port: int
-    ) -> IProcessTransport:
+        module: str, guid: str, port: int, config: bytes, on_line: LineSink
+    ) -> IWorkerProcess:
         """
-        Start ``python -P -m module --guid guid --port port`` in a new
-        session, stdin a pipe from ``protocol``, stdout and stderr pipes to
-        it, and fd 3 the lifeline. Raise :class:`SpawnFailed` if it can't.
+        Start ``python -P -m module --guid guid --port port`` in a session
+        of its own, ``config`` written to its stdin, each output line given
+        to ``on_line``. Raise :class:`SpawnFailed` if it can't.
         """
 
 
-def _minimal_env(extra: Mapping[str, str]) -> dict[str, str]:
-    env = {
+def minimal_env(extra: Mapping[str, str] = {}) -> dict[str, str]:
+    """A worker's environment: PATH, LANG, PYTHONUNBUFFERED, and ``extra``."""
+    return {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
         "LANG": "C.UTF-8",
         "PYTHONUNBUFFERED": "1",
+        **extra,
     }
-    env.update(extra)
-    return env
+
+
+@implementer(IWorkerProcess)
+class LocalProcess:
+    """
+    A worker spawned on this host: its :class:`WorkerProtocol` and
+    transport. ``process_groups`` signals its whole group (it leads one);
+    without it only the process itself is signalled (fakes in tests).
+    """
+
+    def __init__(self, protocol: WorkerProtocol, transport: IProcessTransport,
+                 process_groups: bool = True):
+        self.protocol = protocol
+        self.transport = transport
+        self.process_groups = process_groups
+        self._group: int | None = protocol.pid or getattr(transport, "pid", None)
+
+    @property
+    def pid(self) -> int | None:
+        """The worker's pid until it is reaped."""
+        return None if self.protocol.status is not None else self._group
+
+    def exited(self) -> Deferred[ExitStatus]:
+        """See :meth:`IWorkerProcess.exited`."""
+        return self.protocol.exited()
+
+    def signal(self, sig: int) -> None:
+        """See :meth:`IWorkerProcess.signal`."""
+        if self._group is None:
+            return
+        if self.process_groups:
+            try:
+                os.killpg(self._group, sig)
+                return
+            except ProcessLookupError:
+                return
+            except PermissionError:
+                pass  # not a group leader (yet): signal the process alone
+        try:
+            self.transport.signalProcess(signal.Signals(sig).name[3:])
+        except ProcessExitedAlready:
+            pass
 
 
 @implementer(ILauncher)
@@ -82,8 +173,8 @@ class LocalLauncher:
     current interpreter and a minimal environment: ``PATH``, ``LANG``,
     ``PYTHONUNBUFFERED`` and ``PYTHONPATH`` if ``pythonpath`` is given.
 
-    ``process_groups`` signals a worker's whole group; without it (for
-    fake processes in tests) only the process itself is signalled.
+    A port is probed with ``in_use(listen_addr, port)`` before it is
+    handed out.
     """
 
     def __init__(
@@ -93,15 +184,18 @@ class LocalLauncher:
         pythonpath: str = "",
         setsid: str | None = shutil.which("setsid"),
         process_groups: bool = True,
+        in_use: Callable[[str, int], bool] = port_in_use,
     ):
-        self._reactor = reactor
+        self._reactor: Any = reactor
         self.python = python
         self.pythonpath = pythonpath
         self.setsid = setsid
         self.process_groups = process_groups
-        self.env = _minimal_env({"PYTHONPATH": pythonpath} if pythonpath else {})
+        self._in_use = in_use
+        self.env = minimal_env({"PYTHONPATH": pythonpath} if pythonpath else {})
 
     def check(self, module: str) -> None:
+        """See :meth:`ILauncher.check`: the module is found on ``pythonpath`` or ``sys.path``."""
         if not _MODULE.match(module):
             raise UnknownModule(module, "not a dotted module name")
         paths = [p for p in self.pythonpath.split(os.pathsep) if p]
@@ -116,34 +210,34 @@ class LocalLauncher:
         if spec is None:
             raise UnknownModule(module)
 
-    def signal(self, process: IProcessTransport, sig: int, pid: int) -> None:
-        if self.process_groups:
-            try:
-                os.killpg(pid, sig)
-                return
-            except ProcessLookupError:
-                return
-            except PermissionError:
-                pass  # not a group leader (yet): signal the process alone
-        try:
-            process.signalProcess(signal.Signals(sig).name[3:])
-        except ProcessExitedAlready:
-            pass
+    def choose_port(
+        self, ports: range, listen_addr: str, prefer: int | None, taken: Container[int]
+    ) -> int:
+        """See :meth:`ILauncher.choose_port`: a bind probe on ``listen_addr`` tells free ports."""
+
+        def unusable(port: int) -> bool:
+            return port in taken or self._in_use(listen_addr, port)
+
+        return free_port(ports, unusable, prefer)
+
+    def address(self, listen_addr: str) -> str:
+        """See :meth:`ILauncher.address`."""
+        return reachable(listen_addr)
 
     def spawn(
-        self, protocol: IProcessProtocol, module: str, guid: str, port: int
-    ) -> IProcessTransport:
+        self, module: str, guid: str, port: int, config: bytes, on_line: LineSink
+    ) -> LocalProcess:
+        """See :meth:`ILauncher.spawn`: fd 3 of the worker is its lifeline."""
+        protocol = WorkerProtocol(guid, config, on_line, reactor=self._reactor)
         args = worker_argv(self.python, module, guid, port)
         executable = self.python
         if self.setsid:
             executable, args = self.setsid, ["setsid", *args]
         try:
-            return self._reactor.spawnProcess(
-                protocol,
-                executable,
-                args,
-                env=self.env,
+            transport = self._reactor.spawnProcess(
+                protocol, executable, args, env=self.env,
                 childFDs={0: "w", 1: "r", 2: "r", LIFELINE_FD: "w"},
             )
         except OSError as exc:
             raise SpawnFailed(f"could not start {module}: {exc.strerror or exc}") from None
+        return LocalProcess(protocol, transport, self.process_groups)

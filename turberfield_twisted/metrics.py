@@ -24,7 +24,7 @@ from prometheus_client.core import (
 from twisted.logger import Logger
 
 from . import __version__
-from .proactor import STATES
+from .job import EventKind, JobEvent, JobState
 
 __all__ = ["HOOK_FIELDS", "Metrics"]
 
@@ -51,7 +51,7 @@ class Metrics:
         self.initiator = initiator
         self.hooks = hooks
         self.version = __version__
-        self.transitions: Counter[tuple[str, str]] = Counter()
+        self.transitions: Counter[tuple[str, JobState]] = Counter()
         self.worker_events: Counter[str] = Counter()
         self._modules: set[str] = set()
         self.registry = CollectorRegistry()
@@ -66,17 +66,12 @@ class Metrics:
         """The Prometheus text of every metric, and its content type."""
         return generate_latest(self.registry), CONTENT_TYPE_LATEST
 
-    def _observe(self, record: dict[str, Any]) -> None:
-        module = record.get("module")
-        if not isinstance(module, str):
-            return
-        kind, event = record.get("kind"), record.get("event")
-        if kind == "state" and event in STATES:
-            self._modules.add(module)
-            self.transitions[(module, event)] += 1
-        elif kind == "worker":
-            self._modules.add(module)
-            self.worker_events[module] += 1
+    def _observe(self, event: JobEvent) -> None:
+        self._modules.add(event.module)
+        if event.kind is EventKind.STATE:
+            self.transitions[(event.module, event.state)] += 1
+        else:
+            self.worker_events[event.module] += 1
 
     def collect(self) -> Iterator[Metric]:
         """Every family, read now (``CollectorRegistry`` calls this on each scrape)."""
@@ -98,8 +93,8 @@ class Metrics:
         for job in workers:
             restart_sums[job.module] += job.restarts
         for module in modules:
-            for state in STATES:
-                jobs.add_metric([module, state], by_state[(module, state)])
+            for state in JobState:
+                jobs.add_metric([module, state.value], by_state[(module, state)])
             restarts.add_metric([module], restart_sums[module])
         yield jobs
         yield restarts
@@ -111,8 +106,8 @@ class Metrics:
             "proactor_worker_events", "Events posted by workers, by module.",
             labels=["module"])
         for module in modules:
-            for state in STATES:
-                transitions.add_metric([module, state], self.transitions[(module, state)])
+            for state in JobState:
+                transitions.add_metric([module, state.value], self.transitions[(module, state)])
             events.add_metric([module], self.worker_events[module])
         yield transitions
         yield events

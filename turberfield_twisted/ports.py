@@ -9,17 +9,9 @@ import errno
 import socket
 from collections.abc import Callable, Iterable
 
-__all__ = ["NoFreePort", "next_port", "port_in_use"]
+from .errors import NoFreePort
 
-
-class NoFreePort(RuntimeError):
-    """Every port of the child range is taken."""
-
-    def __init__(self, guid: str, low: int, high: int):
-        self.guid = guid
-        self.low = low
-        self.high = high
-        super().__init__(f"no free port left in {low}-{high} (initiator {guid})")
+__all__ = ["NoFreePort", "free_port", "next_port", "port_in_use"]
 
 
 def _listen_ports(cfg: configparser.ConfigParser) -> set[int]:
@@ -49,14 +41,29 @@ def next_port(
     low = cfg.getint(guid, "child_port_min")
     high = cfg.getint(guid, "child_port_max")
     taken = _listen_ports(cfg) | set(busy)
-    first = [prefer] if prefer is not None and low <= prefer <= high else []
-    for port in [*first, *range(low, high + 1)]:
-        if port in taken:
-            continue
-        if in_use is not None and in_use(port):
-            continue
-        return port
-    raise NoFreePort(guid, low, high)
+
+    def unusable(port: int) -> bool:
+        return port in taken or (in_use is not None and in_use(port))
+
+    return free_port(range(low, high + 1), unusable, prefer, owner=guid)
+
+
+def free_port(
+    ports: range,
+    unusable: Callable[[int], bool],
+    prefer: int | None = None,
+    owner: str = "proactor",
+) -> int:
+    """
+    ``prefer`` if it is one of ``ports`` and not ``unusable``, else the
+    lowest of ``ports`` that is not. Raise :class:`NoFreePort` (naming
+    ``owner``) when none is left.
+    """
+    first = [prefer] if prefer is not None and prefer in ports else []
+    for port in [*first, *ports]:
+        if not unusable(port):
+            return port
+    raise NoFreePort(owner, ports.start, ports.stop - 1)
 
 
 def port_in_use(addr: str, port: int) -> bool:

@@ -19,7 +19,6 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 __all__ = [
-    "LIFELINE_FD",
     "MAX_LINE",
     "OUTPUT_GRACE",
     "ExitStatus",
@@ -28,8 +27,6 @@ __all__ = [
     "WorkerProtocol",
 ]
 
-#: The child's fd that the initiator holds open and never writes.
-LIFELINE_FD = 3
 #: Longest piece of one output line that is logged as one event.
 MAX_LINE = 64 * 1024
 #: How long a reaped child's stdout and stderr may stay open (held by a

@@ -22,6 +22,8 @@ from twisted.web.http import PotentialDataLoss
 from twisted.web.http_headers import Headers
 from twisted.web.iweb import UNKNOWN_LENGTH
 
+from .job import JobState
+
 __all__ = ["NOT_RELAYED", "RELAY_STATES", "Relay", "RelayError"]
 
 #: Request headers never relayed to a worker (lower case): hop-by-hop ones, the
@@ -32,7 +34,7 @@ NOT_RELAYED = frozenset({
     b"host", b"authorization", b"content-length", b"expect", b"accept-encoding",
 })
 #: Job states in which a worker may answer a relayed request.
-RELAY_STATES = ("starting", "ready")
+RELAY_STATES = frozenset({JobState.STARTING, JobState.READY})
 
 
 class RelayError(Exception):
@@ -151,7 +153,7 @@ class Relay:
         guid = job.guid
         target = upstream_path(request)
         if job.state not in RELAY_STATES:
-            raise RelayError(502, f"job {guid} is {job.state}, not running")
+            raise RelayError(502, f"job {guid} is {job.state.value}, not running")
         url = base.encode("ascii") + target
         method = request.method.decode("ascii")
         started = self.reactor.seconds()

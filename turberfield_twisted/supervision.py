@@ -8,7 +8,6 @@ what happened and schedules what it says on its own reactor.
 
 from __future__ import annotations
 
-import configparser
 import random
 from collections import deque
 from collections.abc import Callable
@@ -16,7 +15,25 @@ from enum import StrEnum
 
 import attrs
 
-__all__ = ["Restart", "RestartPolicy", "RestartTracker"]
+__all__ = ["Restart", "RestartPolicy", "RestartTracker", "backoff"]
+
+
+def backoff(
+    attempt: int,
+    initial: float,
+    factor: float,
+    cap: float,
+    jitter: float,
+    draw: Callable[[], float],
+) -> float:
+    """
+    The delay before try number ``attempt`` (from 0): ``initial *
+    factor**attempt``, at most ``cap``, less up to ``jitter`` of it as
+    ``draw()`` (uniform in [0, 1)) says. Restarts and web-hook retries
+    both wait this long.
+    """
+    base = min(initial * factor ** min(attempt, 64), cap)
+    return float(base * (1.0 - jitter * draw()))
 
 
 class Restart(StrEnum):
@@ -54,24 +71,6 @@ class RestartPolicy:
     restart_window: float = attrs.field(default=60.0, validator=_positive)
     reset_after: float = attrs.field(default=30.0, validator=_positive)
 
-    @classmethod
-    def from_section(cls, section: configparser.SectionProxy) -> RestartPolicy:
-        """Read the policy keys of ``section``; missing keys take the defaults."""
-        default = cls()
-        try:
-            return cls(
-                restart=Restart(section.get("restart", default.restart.value).strip()),
-                backoff_initial=section.getfloat("backoff_initial", default.backoff_initial),
-                backoff_factor=section.getfloat("backoff_factor", default.backoff_factor),
-                backoff_cap=section.getfloat("backoff_cap", default.backoff_cap),
-                jitter=min(section.getfloat("jitter", default.jitter), 1.0),
-                max_restarts=section.getint("max_restarts", default.max_restarts),
-                restart_window=section.getfloat("restart_window", default.restart_window),
-                reset_after=section.getfloat("reset_after", default.reset_after),
-            )
-        except ValueError as exc:
-            raise ValueError(f"[{section.name}] restart policy: {exc}") from None
-
     def wants_restart(self, failed: bool) -> bool:
         """Whether a job that ended unasked (``failed`` or not) should run again."""
         if self.restart is Restart.ALWAYS:
@@ -106,8 +105,8 @@ class RestartTracker:
     def delay(self, attempt: int) -> float:
         """The backoff before restart number ``attempt`` (0-based), jitter included."""
         p = self.policy
-        base = min(p.backoff_initial * p.backoff_factor**attempt, p.backoff_cap)
-        return base * (1.0 - p.jitter * self.random())
+        return backoff(attempt, p.backoff_initial, p.backoff_factor, p.backoff_cap, p.jitter,
+                       self.random)
 
     def next_restart(self, now: float, failed: bool) -> float | None:
         """

@@ -18,6 +18,7 @@ from twisted.logger import Logger
 from twisted.python import usage
 
 from .config import ConfigError, make_config, parse_config
+from .settings import check_config
 from .state import API_FILE, TOKEN_FILE, default_state_dir, write_private
 
 __all__ = ["Options", "makeService"]
@@ -62,16 +63,14 @@ class Options(usage.Options):
     def postOptions(self) -> None:
         try:
             self["cfg"] = load_config(self["config"])
+            self["settings"] = check_config(self["cfg"], self["guid"])
         except ConfigError as exc:
             raise usage.UsageError(f"bad config: {exc}") from None
-        if not self["cfg"].has_section(self["guid"]):
-            raise usage.UsageError(f"the config has no [{self['guid']}] section")
-        own = self["cfg"][self["guid"]]
+        own = self["settings"].initiator
         if self["listen"] is None:
-            self["listen"] = (
-                f"tcp:{own.getint('listen_port', 8080)}:"
-                f"interface={own.get('listen_addr', '127.0.0.1')}"
-            )
+            kind = "tcp6" if ":" in own.listen_addr else "tcp"
+            host = own.listen_addr.replace(":", "\\:")  # endpoint strings escape colons
+            self["listen"] = f"{kind}:{own.listen_port}:interface={host}"
         self["state-dir"] = Path(self["state-dir"] or default_state_dir())
 
 
@@ -106,8 +105,7 @@ class _ControlService(Service):
         host = port.getHost()
         addr = f"[{host.host}]" if ":" in host.host else host.host
         url = f"http://{addr}:{host.port}"
-        self._initiator.listen_addr = host.host
-        self._initiator.listen_port = host.port
+        self._initiator.listening(host.host, host.port)
         write_private(self._state_dir / API_FILE, url + "\n")
         self.log.info("control API listening on {url}", url=url)
 
@@ -151,25 +149,21 @@ def makeService(options: Options) -> IService:
     reactor = _asyncio_reactor()
     from .api import ControlAPI
     from .hooks import HookDispatcher
+    from .initiator import Initiator
     from .metrics import Metrics
-    from .proactor import Initiator
 
     cfg = options["cfg"]
     guid = options["guid"]
-    own = cfg[guid]
+    own = options["settings"].initiator
     initiator = Initiator(options, cfg=cfg, guid=guid, reactor=reactor)
-    token = own.get("admin_token", "") or secrets.token_urlsafe(32)
+    token = cfg.get(guid, "admin_token", fallback="") or secrets.token_urlsafe(32)
     state_dir: Path = options["state-dir"]
     write_private(state_dir / TOKEN_FILE, token + "\n")
     Logger().info("admin token written to {path}", path=str(state_dir / TOKEN_FILE))
-    hooks = HookDispatcher(reactor, initiator.http, allow=own.get("hook_allow", "127.0.0.0/8, ::1"))
+    hooks = HookDispatcher(reactor, initiator.http, allow=[str(n) for n in own.hook_allow])
     initiator.subscribe(hooks.publish)
-    api = ControlAPI(
-        initiator, token, reactor, hooks=hooks,
-        max_body=own.getint("max_body", 1024 * 1024),
-        relay_timeout=own.getfloat("relay_timeout", 30.0),
-        metrics=Metrics(initiator, hooks),
-    )
+    api = ControlAPI(initiator, token, reactor, hooks=hooks, max_body=own.max_body,
+                     relay_timeout=own.relay_timeout, metrics=Metrics(initiator, hooks))
     # Stopped in reverse: the API stops listening, then every job is
     # stopped (their last events still go out), then the hooks close.
     top = MultiService()

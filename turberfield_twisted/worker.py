@@ -69,8 +69,15 @@ from twisted.web.server import Site
 
 from .client import ParentClient, make_http
 from .config import ConfigError, parse_config, redact, section_items
-from .proactor import EXIT_PORT_IN_USE, Proactor
-from .process import LIFELINE_FD
+from .contract import (
+    EXIT_APP,
+    EXIT_CONFIG,
+    EXIT_NO_CONFIG,
+    EXIT_PORT_IN_USE,
+    EXIT_USAGE,
+    LIFELINE_FD,
+)
+from .proactor import Proactor
 
 __all__ = [
     "EXIT_APP",
@@ -83,10 +90,6 @@ __all__ = [
     "run_worker",
 ]
 
-EXIT_USAGE = 64
-EXIT_CONFIG = 65
-EXIT_NO_CONFIG = 66
-EXIT_APP = 70
 #: Largest config body ``POST /_proactor/config`` takes.
 MAX_CONFIG = 1024 * 1024
 

@@ -9,7 +9,7 @@ is left behind by no initiator.
 import os
 import signal
 
-from turberfield_twisted.process import LIFELINE_FD
+from turberfield_twisted.contract import LIFELINE_FD
 
 
 def block() -> None:

@@ -1,17 +1,23 @@
 """
-Fakes for unit tests of timing and bookkeeping: a Clock-driven reactor
-whose ``spawnProcess`` records each call and hands back a transport that
-records writes and signals, and a launcher on top of it. No process is
-ever started.
+Fakes for unit tests of timing and bookkeeping; no process is ever started.
+
+- :class:`FakeProcessReactor`: a Clock-driven reactor whose
+  ``spawnProcess`` records each call and hands back a :class:`FakeProcess`
+  transport that records writes and signals (for the real
+  :class:`~turberfield_twisted.launcher.LocalLauncher`).
+- :class:`FakeLauncher`: an :class:`~turberfield_twisted.launcher.ILauncher`
+  whose workers are :class:`FakeWorker` records that a test ends by hand.
 """
 
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterable
+import signal
+from collections.abc import Callable, Container, Iterable
 from typing import Any
 
 import attrs
+from twisted.internet.defer import Deferred, succeed
 from twisted.internet.error import ProcessDone, ProcessExitedAlready, ProcessTerminated
 from twisted.internet.interfaces import IProcessTransport, IReactorProcess
 from twisted.internet.task import Clock
@@ -20,7 +26,12 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 from zope.interface.verify import verifyClass
 
-__all__ = ["FakeProcess", "FakeProcessReactor"]
+from ..errors import SpawnFailed, UnknownModule
+from ..launcher import ILauncher, IWorkerProcess, reachable
+from ..ports import free_port
+from ..process import ExitStatus
+
+__all__ = ["FakeLauncher", "FakeProcess", "FakeProcessReactor", "FakeWorker"]
 
 _pids = itertools.count(100001)
 
@@ -107,6 +118,99 @@ class FakeProcessReactor(MemoryReactor, Clock):
         return proc
 
 
+@implementer(IWorkerProcess)
+@attrs.define(eq=False)
+class FakeWorker:
+    """
+    A worker process that exists only as this record: what it was started
+    with, the signals it got (``signals``). It ends when the test calls
+    :meth:`exit`, or at once on a signal listed in ``dies_on``.
+    """
+
+    module: str
+    guid: str
+    port: int
+    config: bytes = attrs.field(repr=False)
+    on_line: Callable[[str, str], None] = attrs.field(repr=False)
+    pid: int | None = attrs.field(factory=lambda: next(_pids))
+    signals: list[int] = attrs.field(factory=list)
+    dies_on: frozenset[int] = frozenset({signal.SIGTERM, signal.SIGKILL})
+    status: ExitStatus | None = None
+    _waiters: list[Deferred[ExitStatus]] = attrs.field(factory=list, repr=False)
+
+    def exited(self) -> Deferred[ExitStatus]:
+        """Fire with its :class:`ExitStatus` once it ends."""
+        if self.status is not None:
+            return succeed(self.status)
+        d: Deferred[ExitStatus] = Deferred()
+        self._waiters.append(d)
+        return d
+
+    def signal(self, sig: int) -> None:
+        """Record ``sig``; end by it if it is one of ``dies_on``."""
+        self.signals.append(sig)
+        if self.status is None and sig in self.dies_on:
+            self.exit(signal=sig)
+
+    def say(self, text: str, stream: str = "stdout") -> None:
+        """Print a line, as the worker would."""
+        self.on_line(stream, text)
+
+    def exit(self, code: int | None = 0, signal: int | None = None) -> None:
+        """End it with exit ``code`` (or by ``signal``)."""
+        if self.status is not None:
+            return
+        self.status = ExitStatus(None if signal is not None else code, signal)
+        self.pid = None
+        waiters, self._waiters = self._waiters, []
+        for d in waiters:
+            d.callback(self.status)
+
+
+@implementer(ILauncher)
+class FakeLauncher:
+    """
+    A launcher that starts :class:`FakeWorker` records (``spawned``, in
+    order). Modules in ``unknown`` can't run; ports in ``in_use`` are held
+    by strangers; ``fail_spawn`` (an exception) makes the next spawns fail.
+    """
+
+    def __init__(self) -> None:
+        self.spawned: list[FakeWorker] = []
+        self.unknown: set[str] = set()
+        self.in_use: set[int] = set()
+        self.fail_spawn: Exception | None = None
+
+    def check(self, module: str) -> None:
+        """See :meth:`ILauncher.check`."""
+        if module in self.unknown:
+            raise UnknownModule(module)
+
+    def choose_port(self, ports: range, listen_addr: str, prefer: int | None,
+                    taken: Container[int]) -> int:
+        """See :meth:`ILauncher.choose_port`."""
+        return free_port(ports, lambda port: port in taken or port in self.in_use, prefer)
+
+    def address(self, listen_addr: str) -> str:
+        """See :meth:`ILauncher.address`."""
+        return reachable(listen_addr)
+
+    def spawn(self, module: str, guid: str, port: int, config: bytes,
+              on_line: Callable[[str, str], None]) -> FakeWorker:
+        """See :meth:`ILauncher.spawn`."""
+        if self.fail_spawn is not None:
+            raise SpawnFailed(f"could not start {module}: {self.fail_spawn}")
+        worker = FakeWorker(module, guid, port, config, on_line)
+        self.spawned.append(worker)
+        return worker
+
+    def latest(self, guid: str) -> FakeWorker:
+        """The last worker spawned for job ``guid``."""
+        return [w for w in self.spawned if w.guid == guid][-1]
+
+
 verifyClass(IReactorProcess, FakeProcessReactor)
 verifyClass(IProcessTransport, FakeProcess)
+verifyClass(ILauncher, FakeLauncher)
+verifyClass(IWorkerProcess, FakeWorker)
 

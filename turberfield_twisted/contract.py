@@ -1,0 +1,92 @@
+"""
+What the daemon and its workers agree on: exit codes, the file
+descriptors a worker inherits, the paths each side serves, and how a
+bearer token is carried and compared.
+
+Both sides import this module; it imports nothing of Twisted, so the
+worker runtime never loads the daemon's code through it.
+"""
+
+from __future__ import annotations
+
+import hmac
+from urllib.parse import quote
+
+__all__ = [
+    "CONFIG_PATH",
+    "EXIT_APP",
+    "EXIT_CONFIG",
+    "EXIT_NO_CONFIG",
+    "EXIT_OK",
+    "EXIT_PORT_IN_USE",
+    "EXIT_USAGE",
+    "HEALTH_PATH",
+    "LIFELINE_FD",
+    "bearer",
+    "bearer_header",
+    "config_path",
+    "events_path",
+    "token_matches",
+]
+
+#: The worker stopped as asked (SIGTERM), or its lifeline was lost.
+EXIT_OK = 0
+#: Bad command line (EX_USAGE).
+EXIT_USAGE = 64
+#: Malformed config, or none for this job's guid (EX_DATAERR).
+EXIT_CONFIG = 65
+#: No config arrived on stdin (EX_NOINPUT).
+EXIT_NO_CONFIG = 66
+#: The worker's app could not be built (EX_SOFTWARE).
+EXIT_APP = 70
+#: The worker could not bind its port (EX_TEMPFAIL): the daemon tries the next one.
+EXIT_PORT_IN_USE = 75
+
+#: The worker's fd that the daemon holds open and never writes: EOF means
+#: the daemon is gone.
+LIFELINE_FD = 3
+
+#: Served by every worker: ``{"status": "ok", "guid": G}``.
+HEALTH_PATH = "/health"
+#: Where a worker takes a new config from the daemon (job token needed).
+CONFIG_PATH = "/_proactor/config"
+
+
+def events_path(guid: str) -> str:
+    """The daemon's path where job ``guid`` posts its events."""
+    return f"/jobs/{quote(guid, safe='')}/events"
+
+
+def config_path(guid: str) -> str:
+    """The daemon's path where job ``guid`` fetches its config."""
+    return f"/config/{quote(guid, safe='')}"
+
+
+def bearer(header: bytes | str | None) -> bytes:
+    """The token of an ``Authorization: Bearer <token>`` value (empty if none)."""
+    if header is None:
+        return b""
+    if isinstance(header, str):
+        header = header.encode("utf-8", "replace")
+    scheme, _, token = header.partition(b" ")
+    if scheme.lower() != b"bearer":
+        return b""
+    return token.strip()
+
+
+def bearer_header(token: str) -> dict[bytes, list[bytes]]:
+    """Request headers carrying ``token`` as a bearer token."""
+    return {b"Authorization": [b"Bearer " + token.encode("utf-8")]}
+
+
+def token_matches(given: bytes, expected: bytes | str) -> bool:
+    """
+    Whether ``given`` is ``expected``, compared in constant time. An empty
+    ``expected`` (no token set) matches nothing.
+    """
+    if isinstance(expected, str):
+        expected = expected.encode("utf-8")
+    if not expected:
+        hmac.compare_digest(given, b"\0" * 43)  # the same work either way
+        return False
+    return hmac.compare_digest(given, expected)

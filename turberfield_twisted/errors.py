@@ -1,0 +1,98 @@
+"""
+What can go wrong with a job, as exceptions that say what happened.
+
+The control API maps each to one HTTP status in one table
+(:data:`turberfield_twisted.web.STATUSES`); only :class:`Invalid` and its
+kind are the caller's fault (400). No message here ever quotes a config
+value or a token.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = [
+    "BadGuid",
+    "BadOverride",
+    "Invalid",
+    "JobExited",
+    "NoFreePort",
+    "NotEnded",
+    "NotReady",
+    "OverrideNotAllowed",
+    "SpawnFailed",
+    "UnknownJob",
+    "UnknownModule",
+]
+
+
+class Invalid(ValueError):
+    """The caller's input is malformed: a validation error."""
+
+
+class BadGuid(Invalid):
+    """A guid given for a new job is malformed, taken, or names a config section."""
+
+
+class BadOverride(Invalid):
+    """A per-job override is malformed (not a mapping of short keys to one-line values)."""
+
+
+class OverrideNotAllowed(ValueError):
+    """A per-job override names a key its module section does not allow."""
+
+
+class UnknownJob(KeyError):
+    """No job has that guid."""
+
+    def __init__(self, guid: str):
+        self.guid = guid
+        super().__init__(guid)
+
+    def __str__(self) -> str:
+        return f"no job {self.guid[:80]!r}"
+
+
+class UnknownModule(LookupError):
+    """The module named for a job can't be found, isn't allowed, or isn't a valid name."""
+
+    def __init__(self, module: str, reason: str = "no such module"):
+        self.module = module
+        self.reason = reason
+        super().__init__(f"module {module[:200]!r}: {reason}")
+
+
+class NotEnded(Exception):
+    """An operation that needs an ended job was asked of one that runs."""
+
+    def __init__(self, guid: str, state: str):
+        self.guid = guid
+        self.state = state
+        super().__init__(f"job {guid} is {state}: only an ended job can be restarted")
+
+
+class NoFreePort(Exception):
+    """Every port of the child range is taken."""
+
+    def __init__(self, guid: str, low: int, high: int):
+        self.guid = guid
+        self.low = low
+        self.high = high
+        super().__init__(f"no free port left in {low}-{high} (initiator {guid})")
+
+
+class SpawnFailed(Exception):
+    """The operating system refused to start the worker process."""
+
+
+class NotReady(Exception):
+    """A job did not answer its health check in time."""
+
+
+class JobExited(Exception):
+    """A job ended while something waited for it to become ready."""
+
+    def __init__(self, guid: str, status: Any, last_error: str | None):
+        self.guid = guid
+        self.status = status
+        super().__init__(f"job {guid} ended ({last_error or 'no reason given'})")

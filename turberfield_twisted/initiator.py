@@ -1,0 +1,318 @@
+"""
+The Initiator: a Service holding the job table, the seed API
+(``launch``, ``next_port``, ``read_config``) and the observers of job
+events. Each job's life (ports, admission, spawn, readiness, exits,
+restarts, stop) is :class:`~turberfield_twisted.lifecycle.Lifecycle`'s
+work; where a worker runs is its :class:`~turberfield_twisted.launcher.ILauncher`'s.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import re
+import secrets
+import uuid
+from collections.abc import Callable, Iterable
+from configparser import DEFAULTSECT
+from typing import IO, Any
+
+from twisted.application.service import Service
+from twisted.internet.defer import CancelledError, Deferred, DeferredList, succeed
+from twisted.internet.defer import TimeoutError as DeferredTimeout
+from twisted.logger import Logger
+
+from .client import make_http
+from .config import ConfigError, check_overrides, job_config_text, write_job_section
+from .contract import HEALTH_PATH
+from .errors import BadGuid, JobExited, NotEnded, NotReady, UnknownJob, UnknownModule
+from .job import ENDED, EventKind, Job, JobEvent, JobState
+from .launcher import ILauncher, LocalLauncher
+from .lifecycle import Lifecycle
+from .live_config import update_config
+from .observers import Observer, Observers
+from .ports import next_port
+from .proactor import Proactor
+from .process import ExitStatus
+from .readiness import HealthProbe
+from .settings import Settings, check_config
+from .supervision import RestartTracker
+
+__all__ = ["Initiator"]
+
+_GUID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+
+class Initiator(Proactor, Service):
+    """
+    Launch modules as worker processes and look after them.
+
+    Its config (``cfg=``, or read later with :meth:`read_config`) holds the
+    initiator's own section, named by its ``guid`` (``guid=`` or
+    ``options.guid``), and one section per module that may be launched;
+    it is checked whole (:func:`~turberfield_twisted.settings.check_config`)
+    when the service starts or the first job is launched.
+
+    Keyword arguments: ``reactor``, ``cfg``, ``guid``, ``launcher`` (an
+    :class:`ILauncher`; default a :class:`LocalLauncher`), ``http`` (a
+    treq-like client for health checks and config pushes), ``random``
+    (draws restart jitter).
+    """
+
+    log = Logger()
+    #: The seed API's name for a job record.
+    Worker = Job
+
+    def __init__(self, options: Any, loop: asyncio.AbstractEventLoop | None = None, **kwargs: Any):
+        guid = kwargs.pop("guid", None) or getattr(options, "guid", None)
+        self._launcher: ILauncher | None = kwargs.pop("launcher", None)
+        http = kwargs.pop("http", None)
+        self._random: Callable[[], float] = kwargs.pop("random", None) or random.random
+        Proactor.__init__(self, options, loop, **kwargs)
+        self.guid: str | None = guid
+        self._pool: Any = None
+        if http is None:
+            http, self._pool = make_http(self.reactor)
+        self.http = http
+        #: Every job, by guid (ended ones too, up to ``max_exited``).
+        self.workers: dict[str, Job] = {}
+        #: Where the control API listens, once it does: what workers call back.
+        self.api_address: tuple[str, int] | None = None
+        self._observers = Observers()
+        self._settings: Settings | None = None
+        self._lifecycle: Lifecycle | None = None
+
+    # -- config ------------------------------------------------------------
+
+    async def read_config(self, fObj: IO[Any], timeout: float = 3) -> Any:
+        """Read the config from ``fObj`` (see :meth:`Proactor.read_config`); checked when used."""
+        cfg = await Proactor.read_config(self, fObj, timeout)
+        self._settings = None
+        return cfg
+
+    @property
+    def settings(self) -> Settings:
+        """The checked config; raise :class:`ConfigError` saying what is missing or wrong."""
+        if self._settings is None:
+            if not self.guid:
+                raise ConfigError("the initiator has no guid: pass guid= or options.guid")
+            self._settings = check_config(self.cfg, self.guid)
+        return self._settings
+
+    def check_config(self) -> Settings:
+        """Check the config again now (after changing ``cfg``); it applies from then on."""
+        self._settings = None
+        return self.settings
+
+    @property
+    def launcher(self) -> ILauncher:
+        """Where workers run (a :class:`LocalLauncher` unless one was given)."""
+        if self._launcher is None:
+            self._launcher = LocalLauncher(self.reactor,
+                                           pythonpath=self.settings.initiator.pythonpath)
+        return self._launcher
+
+    @property
+    def lifecycle(self) -> Lifecycle:
+        """The machine that drives every job."""
+        if self._lifecycle is None:
+            probe = HealthProbe(self.http, self.reactor)
+            self._lifecycle = Lifecycle(
+                self.reactor, self.launcher, lambda: self.settings,
+                probe=lambda job: probe.wait(job.guid, job.url(HEALTH_PATH)),
+                render=self._render, emit=self._emit)
+        return self._lifecycle
+
+    def listening(self, host: str, port: int) -> None:
+        """The control API listens at ``host``:``port``: workers call back there."""
+        self.api_address = (host, port)
+        self.lifecycle.reserved.add(port)
+
+    def _render(self, job: Job) -> bytes:
+        """Write ``job``'s section; the config its worker reads on stdin."""
+        own = self.settings.initiator
+        addr, port = self.api_address or (own.listen_addr, own.listen_port)
+        write_job_section(self.cfg, job.guid, job.module, {
+            **job.overrides, "module": job.module, "listen_port": str(job.port),
+            "session": job.session or "", "parent_addr": addr, "parent_port": str(port),
+            "token": job.token})
+        return job_config_text(self.cfg, job.guid).encode("utf-8")
+
+    # -- the seed API ------------------------------------------------------
+
+    @staticmethod
+    def next_port(cfg: Any, guid: str, busy: Iterable[int] = frozenset()) -> int:
+        """
+        The lowest port in the child range of section ``guid`` that is no
+        section's ``listen_port`` and not in ``busy``; raise
+        :class:`NoFreePort` when none is left.
+        """
+        return next_port(cfg, guid, busy)
+
+    async def launch(self, module: str, guid: str | None = None, session: str | None = None,
+                     config: dict[str, Any] | None = None) -> str:
+        """
+        Start ``module`` as a job and return its guid. ``config`` holds
+        per-job overrides of keys its module section lists as
+        ``overridable``. The job waits for a starting slot if
+        ``max_starting`` jobs are starting.
+
+        Raise :class:`UnknownModule`, :class:`OverrideNotAllowed`,
+        :class:`BadOverride`, :class:`BadGuid` or :class:`NoFreePort` (no
+        job is made), or :class:`SpawnFailed` (the job is ``failed``).
+        """
+        found = self.settings.module(module)
+        if found is None:
+            raise UnknownModule(module, "no config section allows it")
+        overrides = check_overrides(self.cfg, module, config)
+        self.launcher.check(module)
+        guid = self._new_guid(guid)
+        job = Job(guid=guid, port=0, session=session, module=module,
+                  token=secrets.token_urlsafe(32), overrides=overrides,
+                  tracker=RestartTracker(found.policy, self._random))
+        self.workers[guid] = job
+        try:
+            self.lifecycle.start(job, new=True)
+        except BaseException:
+            if job.state is JobState.WAITING:
+                del self.workers[guid]  # it never started: it never was
+            raise
+        finally:
+            self._forget_old()
+        return guid
+
+    def _new_guid(self, guid: str | None) -> str:
+        if guid is None:
+            return uuid.uuid4().hex
+        if (not isinstance(guid, str) or not _GUID.match(guid) or guid in self.workers
+                or guid == DEFAULTSECT or self.cfg.has_section(guid)):
+            raise BadGuid(f"guid {str(guid)[:80]!r} is malformed, taken or names a config section")
+        return guid
+
+    # -- queries -----------------------------------------------------------
+
+    def job(self, guid: str) -> Job:
+        """The job with ``guid``; raise :class:`UnknownJob`."""
+        try:
+            return self.workers[guid]
+        except KeyError:
+            raise UnknownJob(guid) from None
+
+    def worker_url(self, job: Job, path: str = "") -> str:
+        """``http://HOST:PORT`` + ``path``: where ``job``'s worker listens."""
+        return job.url(path)
+
+    def subscribe(self, observer: Observer) -> Callable[[], None]:
+        """Call ``observer(event)`` on every :class:`JobEvent`; return an unsubscriber."""
+        return self._observers.subscribe(observer)
+
+    def wait_for_state(self, guid: str, states: Iterable[JobState | str],
+                       timeout: float | None = None) -> Deferred[Job]:
+        """
+        Fire with the job once it is in one of ``states`` (at once if it is
+        already); fail with ``twisted.internet.defer.TimeoutError`` after
+        ``timeout`` seconds, if one is given.
+        """
+        job = self.job(guid)
+        wanted = {JobState(state) for state in states}
+        if job.state in wanted:
+            return succeed(job)
+        d = self._observers.entered(guid, wanted).addCallback(lambda _: job)
+        return d if timeout is None else d.addTimeout(timeout, self.reactor)
+
+    def ready(self, guid: str, timeout: float | None = None) -> Deferred[Job]:
+        """
+        Fire with the job once it is ``ready``; fail with :class:`JobExited`
+        if it stops or ends first, :class:`NotReady` after ``timeout``
+        seconds (default: ``ready_timeout``).
+        """
+
+        def check(job: Job) -> Job:
+            if job.state is not JobState.READY:
+                raise JobExited(guid, job.status, job.last_error)
+            return job
+
+        def explain(failure: Any) -> Any:
+            if failure.check(CancelledError, DeferredTimeout):
+                raise NotReady(f"job {guid} not ready in time")
+            return failure
+
+        wait = timeout or self.settings.initiator.ready_timeout
+        ending = (JobState.READY, JobState.STOPPING, *ENDED)
+        return self.wait_for_state(guid, ending, wait).addCallbacks(check, explain)
+
+    # -- asking jobs -------------------------------------------------------
+
+    def stop(self, guid: str, timeout: float | None = None) -> Deferred[ExitStatus | None]:
+        """
+        Stop a job: SIGTERM to its process group, SIGKILL after ``timeout``
+        (default ``stop_timeout``); one waiting or in backoff just ends.
+        Fire with its :class:`ExitStatus` (None if it had no process).
+        """
+        job = self.job(guid)
+        d = self.wait_for_state(guid, ENDED).addCallback(lambda job: job.status)
+        self.lifecycle.stop(job, timeout)
+        return d
+
+    def restart(self, guid: str) -> Job:
+        """
+        Start an ended (``exited`` or ``failed``) job again: same guid,
+        session, token and overrides, its port again where it can, its
+        restart history cleared. Raise :class:`NotEnded` if it runs,
+        :class:`UnknownModule` or :class:`NoFreePort` (it stays as it was),
+        or :class:`SpawnFailed` (it is ``failed``).
+        """
+        job = self.job(guid)
+        if job.state not in ENDED:
+            raise NotEnded(guid, job.state.value)
+        found = self.settings.module(job.module)
+        if found is None:
+            raise UnknownModule(job.module, "no config section allows it")
+        self.launcher.check(job.module)
+        job.tracker = RestartTracker(found.policy, self._random)
+        job.busy_ports.clear()
+        self.lifecycle.start(job)
+        return job
+
+    def worker_event(self, guid: str, name: str, data: Any = None) -> None:
+        """Pass on an event that the job's worker posted (kind ``worker``)."""
+        job = self.job(guid)
+        self.log.info("job {guid} event {name}", guid=guid, name=name)
+        self._emit(job.event(self.reactor.seconds(), EventKind.WORKER, name, data))
+
+    def update_config(self, guid: str, changes: Any, timeout: float = 10.0) -> Deferred[Job]:
+        """Change a job's overridable keys, live: see :func:`.live_config.update_config`."""
+        return Deferred.fromCoroutine(update_config(self, guid, changes, timeout))
+
+    def _emit(self, event: JobEvent) -> None:
+        if event.kind is EventKind.STATE and event.state in ENDED:
+            self.cfg.remove_section(event.guid)
+        self._observers.emit(event)
+
+    def _forget_old(self) -> None:
+        ended = [guid for guid, job in self.workers.items() if job.state in ENDED]
+        for guid in ended[: max(0, len(ended) - self.settings.initiator.max_exited)]:
+            del self.workers[guid]
+
+    # -- service -----------------------------------------------------------
+
+    def startService(self) -> None:
+        """Check the config (raise :class:`ConfigError`), then run."""
+        self.lifecycle  # noqa: B018 (builds it, checking the config)
+        Service.startService(self)
+
+    def stopService(self) -> Deferred[None]:
+        """Stop every job (TERM, then KILL after ``stop_timeout``), then the pool."""
+        Service.stopService(self)
+        stops = []
+        if self._lifecycle is not None:
+            self._lifecycle.admission.closed = True  # nothing new starts from now on
+            stops = [self.stop(guid) for guid, job in list(self.workers.items())
+                     if job.state not in ENDED]
+
+        def close(_: Any) -> Any:
+            if self._pool is not None:
+                return self._pool.closeCachedConnections()
+            return None
+
+        return DeferredList(stops, consumeErrors=True).addBoth(close)

@@ -1,0 +1,159 @@
+"""
+A job's record, its states and its events.
+
+:class:`JobState` names every state once; :class:`JobEvent` is the one
+record observers, web-hooks, metrics and the API get for each transition
+(and for each event a worker posts). The transitions themselves are
+declared in :mod:`turberfield_twisted.lifecycle`.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any
+
+import attrs
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IDelayedCall
+
+from .config import redact
+from .process import ExitStatus, OutputTail
+from .supervision import RestartTracker
+
+__all__ = ["ENDED", "RUNNING", "EventKind", "Job", "JobEvent", "JobState", "Worker"]
+
+
+class JobState(StrEnum):
+    """Where a job is in its life; the value is the name the API shows."""
+
+    #: Asked to start; waits for one of ``max_starting`` starting slots.
+    WAITING = "waiting"
+    #: Spawned, config written; not yet answering its health check.
+    STARTING = "starting"
+    #: Answered its health check.
+    READY = "ready"
+    #: Asked to stop: SIGTERM sent, SIGKILL after ``stop_timeout``.
+    STOPPING = "stopping"
+    #: Ended, as asked or cleanly; stays so until started again.
+    EXITED = "exited"
+    #: Ended unasked; starts again after a delay.
+    BACKOFF = "backoff"
+    #: Ended unasked and given up (or could not be started); stays down.
+    FAILED = "failed"
+
+
+#: States a job stays in until it is asked to start again.
+ENDED = frozenset({JobState.EXITED, JobState.FAILED})
+#: States in which the job has a process.
+RUNNING = frozenset({JobState.STARTING, JobState.READY, JobState.STOPPING})
+
+
+class EventKind(StrEnum):
+    """What a :class:`JobEvent` reports."""
+
+    #: The job entered a state (``name`` is the state's value).
+    STATE = "state"
+    #: The job's worker posted an event (``name`` is the worker's name for it).
+    WORKER = "worker"
+
+
+@attrs.frozen
+class JobEvent:
+    """
+    One thing that happened to a job: it entered ``state`` (``kind``
+    STATE), or its worker posted event ``name`` with ``data`` (``kind``
+    WORKER). The other fields are the job as it was then.
+    """
+
+    kind: EventKind
+    name: str
+    guid: str
+    module: str
+    time: float
+    state: JobState
+    port: int = 0
+    pid: int | None = None
+    restarts: int = 0
+    last_error: str | None = None
+    data: Any = None
+
+    def as_json(self) -> dict[str, Any]:
+        """The event as web-hooks and the event stream send it."""
+        out: dict[str, Any] = {"kind": self.kind.value, "event": self.name, "guid": self.guid,
+                               "module": self.module, "time": self.time}
+        if self.kind is EventKind.STATE:
+            out.update(port=self.port, pid=self.pid, restarts=self.restarts,
+                       last_error=self.last_error)
+        else:
+            out["data"] = self.data
+        return out
+
+
+@attrs.define(eq=False)
+class Job:
+    """
+    One job: ``guid``, ``port``, ``session``, ``module`` and ``process``
+    (its worker process, while it has one) as in the seed API's
+    ``Initiator.Worker``, plus what its lifecycle keeps: state, timers and
+    restart history. Only :class:`~turberfield_twisted.lifecycle.Lifecycle`
+    changes ``state``.
+    """
+
+    guid: str
+    port: int
+    session: str | None
+    module: str
+    process: Any = None
+    token: str = attrs.field(default="", repr=False)
+    host: str = "127.0.0.1"
+    state: JobState = JobState.WAITING
+    overrides: dict[str, str] = attrs.field(factory=dict)
+    started: float | None = None
+    status: ExitStatus | None = None
+    restarts: int = 0
+    last_error: str | None = None
+    tail: OutputTail = attrs.field(factory=OutputTail, repr=False)
+    tracker: RestartTracker | None = attrs.field(default=None, repr=False)
+    busy_ports: set[int] = attrs.field(factory=set, repr=False)
+    timed_out: bool = False
+    calls: dict[str, IDelayedCall] = attrs.field(factory=dict, repr=False)
+    readiness: Deferred[None] | None = attrs.field(default=None, repr=False)
+
+    def url(self, path: str = "") -> str:
+        """``http://HOST:PORT`` + ``path``: where this job's worker listens (IPv6 bracketed)."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}{path}"
+
+    @property
+    def pid(self) -> int | None:
+        """The worker's pid while it has a process."""
+        return getattr(self.process, "pid", None)
+
+    def event(self, time: float, kind: EventKind = EventKind.STATE, name: str | None = None,
+              data: Any = None) -> JobEvent:
+        """A :class:`JobEvent` of this job as it is now."""
+        return JobEvent(kind=kind, name=self.state.value if name is None else name,
+                        guid=self.guid, module=self.module, time=time, state=self.state,
+                        port=self.port, pid=self.pid, restarts=self.restarts,
+                        last_error=self.last_error, data=data)
+
+    def as_json(self) -> dict[str, Any]:
+        """The public view of this job: no token, no process object."""
+        return {
+            "guid": self.guid,
+            "module": self.module,
+            "port": self.port,
+            "session": self.session,
+            "state": self.state.value,
+            "pid": self.pid,
+            "started": self.started,
+            "exit_code": self.status.code if self.status else None,
+            "exit_signal": self.status.signal if self.status else None,
+            "restarts": self.restarts,
+            "last_error": self.last_error,
+            "config": redact(self.overrides),
+        }
+
+
+#: The seed API's name for a job record.
+Worker = Job

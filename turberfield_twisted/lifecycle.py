@@ -1,0 +1,397 @@
+"""
+One state machine per job: every transition declared in
+:data:`TRANSITIONS`, every timer on the injected reactor, and admission of
+starts (at most ``max_starting`` jobs in ``starting`` at once).
+
+::
+
+        launch / queue          spawn              healthy
+    ------------------> waiting ------> starting ---------> ready
+                         |  ^  |           |  |               |  |
+                   stop  |  |  | give_up   |  | port_taken    |  | finish
+                         v  |  v           |  +--> waiting    |  +------> exited
+                    exited  | failed       |                  |
+                            |              | stop             | stop
+                      queue |              v                  v
+                            |           stopping <------------+
+                            |              | exit
+                            |              v
+           exited, failed --+           exited
+           backoff ---------+
+
+    starting, ready --crash--> backoff --(delay)--> queue --> waiting
+    starting, ready --give_up--> failed      backoff --stop--> exited
+                                             backoff --give_up--> failed
+
+A job that ends unasked goes to ``backoff`` (its restart policy says when
+it starts again) or ``failed`` (given up). Each transition emits one
+:class:`~turberfield_twisted.job.JobEvent`; an input with no transition
+from the job's state is refused and logged, and changes nothing.
+"""
+
+from __future__ import annotations
+
+import signal
+from collections.abc import Callable, Mapping
+from enum import StrEnum
+from types import MappingProxyType
+from typing import Any
+
+from twisted.internet.defer import CancelledError, Deferred
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from .admission import Admission
+from .contract import EXIT_PORT_IN_USE
+from .errors import NoFreePort, SpawnFailed
+from .job import ENDED, Job, JobEvent, JobState
+from .launcher import ILauncher, IWorkerProcess
+from .process import ExitStatus
+from .settings import Settings
+
+__all__ = ["TRANSITIONS", "Input", "Lifecycle"]
+
+#: How many times a starting job moves on to the next port after exit 75.
+MAX_PORT_RETRIES = 10
+
+
+class Input(StrEnum):
+    """What can happen to a job."""
+
+    LAUNCH = "launch"  #: a new job asks to start
+    QUEUE = "queue"  #: an ended or backed-off job asks to start again
+    SPAWN = "spawn"  #: it was admitted and its process started
+    HEALTHY = "healthy"  #: its health check answered
+    STOP = "stop"  #: it was asked to stop
+    EXIT = "exit"  #: its process ended after it was asked to stop
+    CRASH = "crash"  #: its process ended unasked; it starts again after a delay
+    PORT_TAKEN = "port_taken"  #: it exited 75 while starting: it starts again on another port
+    GIVE_UP = "give_up"  #: it ended unasked for good, or could not be started
+    FINISH = "finish"  #: it ended unasked, cleanly, and its policy leaves it down
+
+
+_W, _S, _R, _P = JobState.WAITING, JobState.STARTING, JobState.READY, JobState.STOPPING
+_E, _B, _F = JobState.EXITED, JobState.BACKOFF, JobState.FAILED
+
+#: Every transition: (state, input) -> next state. Nothing else sets a state.
+TRANSITIONS: Mapping[tuple[JobState, Input], JobState] = MappingProxyType({
+    (_W, Input.LAUNCH): _W,
+    (_E, Input.QUEUE): _W,
+    (_F, Input.QUEUE): _W,
+    (_B, Input.QUEUE): _W,
+    (_W, Input.SPAWN): _S,
+    (_W, Input.STOP): _E,
+    (_W, Input.GIVE_UP): _F,
+    (_S, Input.HEALTHY): _R,
+    (_S, Input.STOP): _P,
+    (_S, Input.CRASH): _B,
+    (_S, Input.GIVE_UP): _F,
+    (_S, Input.PORT_TAKEN): _W,
+    (_R, Input.STOP): _P,
+    (_R, Input.CRASH): _B,
+    (_R, Input.GIVE_UP): _F,
+    (_R, Input.FINISH): _E,
+    (_P, Input.EXIT): _E,
+    (_B, Input.STOP): _E,
+    (_B, Input.GIVE_UP): _F,
+})
+
+
+class Lifecycle:
+    """
+    Drive jobs through :data:`TRANSITIONS` on ``reactor``: ports and
+    processes come from ``launcher``; ``probe(job)`` fires once a new
+    worker answers; ``render(job)`` gives the config bytes for its stdin;
+    ``emit`` gets every :class:`JobEvent`.
+
+    ``settings()`` gives the config in force: ``ready_timeout`` runs from
+    a job's spawn, ``stop_timeout`` from its SIGTERM, at most
+    ``max_starting`` jobs are starting at once, ports come from
+    ``child_port_min``..``child_port_max`` (never one of ``reserved``) and
+    a module's workers bind its ``listen_addr``.
+    """
+
+    log = Logger()
+
+    def __init__(
+        self,
+        reactor: Any,
+        launcher: ILauncher,
+        settings: Callable[[], Settings],
+        probe: Callable[[Job], Deferred[None]],
+        render: Callable[[Job], bytes],
+        emit: Callable[[JobEvent], None],
+    ):
+        self._reactor = reactor
+        self.launcher = launcher
+        self._settings = settings
+        self._probe = probe
+        self._render = render
+        self._emit = emit
+        self.admission = Admission(lambda: self._settings().initiator.max_starting)
+        #: Ports never handed out (the control API's own, once it listens).
+        self.reserved: set[int] = set()
+        #: Which job holds each port handed out.
+        self.held: dict[int, Job] = {}
+        self._draining = False
+
+    # -- the machine -------------------------------------------------------
+
+    def fire(self, job: Job, event: Input) -> bool:
+        """
+        Take ``job`` through the transition for ``event``: its state, the
+        port and slot it holds, one log line and one :class:`JobEvent`.
+        Refuse (log, change nothing, return False) if none is declared.
+        """
+        source = job.state
+        target = TRANSITIONS.get((source, event))
+        if target is None:
+            self.log.warn("job {guid}: {input} refused while {state}", guid=job.guid,
+                          input=event.value, state=source.value)
+            return False
+        job.state = target
+        if target in ENDED:
+            self._release_port(job)
+        frees_slot = source is not target and source in (_S, _W) and target is not _S
+        if frees_slot:
+            self.admission.leave(job)
+        self.log.info("job {guid} ({module}) {state}", guid=job.guid, module=job.module,
+                      state=target.value, port=job.port, pid=job.pid)
+        self._emit(job.event(self._reactor.seconds()))
+        if frees_slot:
+            self._drain()
+        return True
+
+    # -- asked from outside ------------------------------------------------
+
+    def start(self, job: Job, new: bool = False) -> None:
+        """
+        Start ``job``: a ``new`` one, or one that ended or is in backoff.
+        It holds a port, waits for a starting slot and is spawned. Raise
+        :class:`NoFreePort` (nothing changed) or :class:`SpawnFailed` (it
+        is ``failed``, its ``last_error`` says why).
+        """
+        self._hold_port(job)
+        self.fire(job, Input.LAUNCH if new else Input.QUEUE)
+        if self.admission.request(job):
+            self._spawn(job)
+
+    def stop(self, job: Job, timeout: float | None = None) -> None:
+        """
+        Ask ``job`` to stop: a waiting or backed-off one ends at once; a
+        running one gets SIGTERM to its group, then SIGKILL after
+        ``timeout`` (default ``stop_timeout``). Stopping a stopping or
+        ended job changes nothing.
+        """
+        self._cancel(job, "restart")
+        if job.state in (_W, _B):
+            self.fire(job, Input.STOP)
+            return
+        process = job.process
+        if job.state not in (_S, _R) or process is None:
+            return
+        self._cancel(job, "ready_timeout")
+        self._cancel_probe(job)
+        self.fire(job, Input.STOP)
+        wait = self._settings().initiator.stop_timeout if timeout is None else timeout
+        job.calls["kill"] = self._reactor.callLater(wait, self._kill, job, process)
+        process.signal(signal.SIGTERM)
+
+    def line(self, job: Job, stream: str, text: str) -> None:
+        """Keep one line of ``job``'s output and log it under its guid."""
+        job.tail.append(self._reactor.seconds(), stream, text)
+        self.log.info("job {guid} {stream}: {line}", guid=job.guid, stream=stream, line=text)
+
+    # -- ports and slots ---------------------------------------------------
+
+    def _listen_addr(self, module: str) -> str:
+        found = self._settings().module(module)
+        return found.listen_addr if found is not None else "127.0.0.1"
+
+    def _hold_port(self, job: Job) -> None:
+        """Give ``job`` a port (its own again where it can); NoFreePort changes nothing."""
+        own = self._settings().initiator
+        taken = {port for port, holder in self.held.items() if holder is not job}
+        port = self.launcher.choose_port(
+            range(own.child_port_min, own.child_port_max + 1), self._listen_addr(job.module),
+            job.port or None, taken | job.busy_ports | self.reserved | {own.listen_port})
+        self._release_port(job)
+        job.port = port
+        self.held[port] = job
+
+    def _release_port(self, job: Job) -> None:
+        if self.held.get(job.port) is job:
+            del self.held[job.port]
+
+    def _drain(self) -> None:
+        """Spawn waiting jobs while starting slots are free."""
+        if self._draining:
+            return
+        self._draining = True
+        try:
+            while (job := self.admission.next()) is not None:
+                try:
+                    self._spawn(job)
+                except SpawnFailed:
+                    pass  # it is failed, and logged
+        finally:
+            self._draining = False
+
+    # -- a process's life --------------------------------------------------
+
+    def _spawn(self, job: Job) -> None:
+        addr = self._listen_addr(job.module)
+        try:
+            config = self._render(job)
+            process = self.launcher.spawn(job.module, job.guid, job.port, config,
+                                          lambda stream, text: self.line(job, stream, text))
+        except SpawnFailed as exc:
+            job.last_error = str(exc)
+            self.log.error("job {guid} ({module}) could not be spawned: {error}",
+                           guid=job.guid, module=job.module, error=str(exc))
+            self.fire(job, Input.GIVE_UP)
+            raise
+        job.process = process
+        job.host = self.launcher.address(addr)
+        job.started = self._reactor.seconds()
+        job.status = None
+        job.timed_out = False
+        self.log.info("job {guid} spawned {module} pid {pid} port {port}", guid=job.guid,
+                      module=job.module, pid=job.pid, port=job.port)
+        self.fire(job, Input.SPAWN)
+        process.exited().addCallback(self._exited, job, process)
+        if job.process is not process or job.state is not _S:
+            return  # an observer of "starting" stopped it, or it is gone already
+        job.calls["ready_timeout"] = self._reactor.callLater(
+            self._settings().initiator.ready_timeout, self._ready_timed_out, job, process)
+        probe = self._probe(job)
+        job.readiness = probe
+        probe.addCallbacks(self._healthy, self._probe_failed, callbackArgs=(job, process),
+                           errbackArgs=(job,))
+
+    def _healthy(self, _: object, job: Job, process: IWorkerProcess) -> None:
+        job.readiness = None
+        if job.process is not process:
+            return  # an answer from a run that has ended
+        if self.fire(job, Input.HEALTHY):
+            self._cancel(job, "ready_timeout")
+            if job.tracker is not None:
+                job.tracker.ready(self._reactor.seconds())
+
+    def _probe_failed(self, failure: Failure, job: Job) -> None:
+        job.readiness = None
+        if not failure.check(CancelledError):
+            self.log.failure("job {guid}: the readiness check failed", failure=failure,
+                             guid=job.guid)
+
+    def _ready_timed_out(self, job: Job, process: IWorkerProcess) -> None:
+        job.calls.pop("ready_timeout", None)
+        if job.process is process and job.state is _S:
+            job.timed_out = True
+            self.log.warn("job {guid} not ready within {timeout}s: SIGKILL", guid=job.guid,
+                          timeout=self._settings().initiator.ready_timeout)
+            process.signal(signal.SIGKILL)
+
+    def _kill(self, job: Job, process: IWorkerProcess) -> None:
+        job.calls.pop("kill", None)
+        if job.process is process:
+            self.log.warn("job {guid} did not stop in time: SIGKILL", guid=job.guid)
+            process.signal(signal.SIGKILL)
+
+    def _exited(self, status: ExitStatus, job: Job, process: IWorkerProcess) -> None:
+        if job.process is not process:
+            return
+        process.signal(signal.SIGKILL)  # whatever is left of its process group
+        for name in ("kill", "ready_timeout"):
+            self._cancel(job, name)
+        self._cancel_probe(job)
+        job.process = None
+        job.status = status
+        self.log.info("job {guid} ended: {status}", guid=job.guid, status=status.describe())
+        if job.state is _P:
+            self.fire(job, Input.EXIT)
+        elif (status.code == EXIT_PORT_IN_USE and job.state is _S
+              and len(job.busy_ports) < MAX_PORT_RETRIES):
+            self._next_port(job)
+        else:
+            self._unasked(job, status)
+
+    def _next_port(self, job: Job) -> None:
+        """A starting job could not bind its port: start it again on the next one."""
+        job.busy_ports.add(job.port)
+        job.last_error = f"port {job.port} in use"
+        self.log.warn("job {guid} could not bind port {port}: trying the next",
+                      guid=job.guid, port=job.port)
+        try:
+            self._hold_port(job)
+        except NoFreePort as exc:
+            job.last_error = str(exc)
+            self.fire(job, Input.GIVE_UP)
+            return
+        self.fire(job, Input.PORT_TAKEN)
+        if self.admission.request(job):
+            try:
+                self._spawn(job)
+            except SpawnFailed:
+                pass  # it is failed, and logged
+
+    def _unasked(self, job: Job, status: ExitStatus) -> None:
+        """An exit nobody asked for: back off and start again, or give up."""
+        failed = status.code != 0 or job.state is _S
+        if failed:
+            job.last_error = self._cause(job, status)
+        tracker = job.tracker
+        now = self._reactor.seconds()
+        delay = tracker.next_restart(now, failed) if tracker is not None else None
+        if delay is not None:
+            self.log.info("job {guid} restarts in {delay:.2f}s", guid=job.guid, delay=delay)
+            self.fire(job, Input.CRASH)
+            job.calls["restart"] = self._reactor.callLater(delay, self._restart_due, job)
+            return
+        if tracker is not None and tracker.gave_up:
+            policy = tracker.policy
+            job.last_error = (f"gave up after {policy.max_restarts} restarts within"
+                              f" {policy.restart_window:g}s; last: "
+                              f"{job.last_error if failed else status.describe()}")
+        failed = failed or (tracker is not None and tracker.gave_up)
+        self.fire(job, Input.GIVE_UP if failed else Input.FINISH)
+
+    def _cause(self, job: Job, status: ExitStatus) -> str:
+        """Why a run failed, with this run's last stderr lines (else its stdout)."""
+        timeout = self._settings().initiator.ready_timeout
+        cause = f"not ready within {timeout:g}s" if job.timed_out else status.describe()
+        lines = (job.tail.last(3, since=job.started, stream="stderr")
+                 or job.tail.last(3, since=job.started))
+        tail = " | ".join(line[:500] for line in lines)
+        return f"{cause}: {tail}" if tail else cause
+
+    def _restart_due(self, job: Job) -> None:
+        job.calls.pop("restart", None)
+        job.restarts += 1
+        try:
+            self.start(job)
+        except NoFreePort as exc:
+            job.last_error = str(exc)
+            self.log.error("job {guid} could not restart: {error}", guid=job.guid,
+                           error=str(exc))
+            self.fire(job, Input.GIVE_UP)
+        except SpawnFailed:
+            pass  # it is failed, and logged
+
+    # -- timers ------------------------------------------------------------
+
+    def _cancel(self, job: Job, name: str) -> None:
+        call = job.calls.pop(name, None)
+        if call is not None and call.active():
+            call.cancel()
+
+    def _cancel_probe(self, job: Job) -> None:
+        probe, job.readiness = job.readiness, None
+        if probe is not None:
+            probe.cancel()
+
+    def cancel_all(self, job: Job) -> None:
+        """Cancel every timer and check of ``job`` (the daemon is stopping)."""
+        for name in list(job.calls):
+            self._cancel(job, name)
+        self._cancel_probe(job)

@@ -1,0 +1,72 @@
+"""
+Readiness: how the daemon learns that a new worker answers.
+
+:class:`HealthProbe` asks a worker's ``GET /health`` until it answers 200
+in its own name; the lifecycle cancels the wait when the job ends or is
+asked to stop.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from twisted.internet.defer import CancelledError, Deferred
+from twisted.internet.task import deferLater
+from twisted.logger import Logger
+
+__all__ = ["HealthProbe", "answer_is_from"]
+
+
+def answer_is_from(guid: str, body: bytes) -> bool:
+    """
+    Whether a health answer may be from job ``guid``: false only if it is
+    JSON naming another guid (the worker runtime names its own). Another
+    initiator's worker may hold the port this one thought free.
+    """
+    try:
+        named = json.loads(body).get("guid", guid)
+    except (ValueError, AttributeError):
+        return True
+    return bool(named == guid)
+
+
+class HealthProbe:
+    """
+    Poll ``GET /health`` through ``http`` (a treq-like client) on
+    ``reactor``: first at once, then after ``first`` seconds, each pause
+    ``growth`` times the last, at most ``cap``; each try gets ``timeout``.
+    """
+
+    log = Logger()
+
+    def __init__(self, http: Any, reactor: Any, first: float = 0.02, growth: float = 1.5,
+                 cap: float = 0.25, timeout: float = 1.0):
+        self.http = http
+        self._reactor = reactor
+        self.first = first
+        self.growth = growth
+        self.cap = cap
+        self.timeout = timeout
+
+    def wait(self, guid: str, url: str) -> Deferred[None]:
+        """Fire once the worker at ``url`` answers 200 as ``guid``; cancel to give up."""
+        return Deferred.fromCoroutine(self._poll(guid, url))
+
+    async def _poll(self, guid: str, url: str) -> None:
+        delay = self.first
+        while True:
+            if await self._answers(guid, url):
+                return
+            await deferLater(self._reactor, delay, lambda: None)
+            delay = min(delay * self.growth, self.cap)
+
+    async def _answers(self, guid: str, url: str) -> bool:
+        try:
+            response = await self.http.get(url, timeout=self.timeout, reactor=self._reactor)
+            body = await response.content()
+        except CancelledError:
+            raise  # the wait was given up
+        except Exception:  # not listening yet: the probe goes on
+            return False
+        return bool(response.code == 200 and answer_is_from(guid, body))
