@@ -13,7 +13,9 @@ import pytest
 import pytest_twisted
 import treq
 from twisted.internet import defer
+from twisted.python import usage
 
+from turberfield_twisted.tap import Options
 from turberfield_twisted.testing.daemon import Daemon
 from turberfield_twisted.testing.procs import children_of, wait_gone
 
@@ -142,19 +144,55 @@ async def test_api_listens_on_loopback_only_by_default(daemon, reactor):
     assert daemon.url.startswith("http://127.0.0.1:")
 
 
+@pytest.mark.parametrize(("text", "line", "key"), [
+    ("admin_token hunter2-secret\n", 3, None),  # not key = value
+    ("ready_timeout = hunter2-secret\n", 3, "ready_timeout"),
+])
 @pytest_twisted.ensureDeferred
-async def test_bad_config_file_exits_with_file_and_line(reactor, tmp_path):
-    """A malformed --config stops the daemon at start with file, line and reason, no value."""
+async def test_bad_config_file_exits_with_file_and_line(reactor, tmp_path, text, line, key):
+    """A malformed or bad --config stops the daemon at start: file, line, key; no value."""
     config = tmp_path / "bad.cfg"
-    config.write_text("[proactor]\nlisten_port = 0\nadmin_token hunter2-secret\n")
+    config.write_text(f"[proactor]\nlisten_port = 0\n{text}")
     daemon = Daemon.start(reactor, tmp_path / "state", config=config, cwd=tmp_path)
     with pytest.raises(RuntimeError):
         await daemon.listening.addTimeout(30, reactor)
     status = await daemon.ended.addTimeout(30, reactor)
     assert status.code not in (0, None)
     log = "\n".join(daemon.lines)
-    assert f"{config}, line 3" in log
+    assert f"{config}, line {line}" in log
+    assert key is None or f"'{key}'" in log
     assert "hunter2" not in log
+    assert not (tmp_path / "state").exists()  # nothing written before the config is known good
+
+
+BAD_VALUES = [
+    ("[proactor]", "ready_timeout = soon-s3cr3t", "ready_timeout"),
+    ("[proactor]", "ready_timeout = 0", "ready_timeout"),
+    ("[proactor]", "stop_timeout = -1", "stop_timeout"),
+    ("[proactor]", "hook_allow = everywhere-s3cr3t", "hook_allow"),
+    ("[proactor]", "child_port_min = abc-s3cr3t", "child_port_min"),
+    ("[proactor]", "child_port_min = 30000", "child_port_min"),  # above child_port_max
+    ("[proactor]", "max_body = -5", "max_body"),
+    ("[proactor]", "max_starting = 0", "max_starting"),
+    ("[proactor]", "readytimeout = 5", "readytimeout"),  # a typo is not ignored
+    ("[turberfield_twisted.demo.hello]", "restart = sometimes-s3cr3t", "restart"),
+    ("[turberfield_twisted.demo.hello]", "backoff_cap = soon-s3cr3t", "backoff_cap"),
+    ("[turberfield_twisted.demo.hello]", "max_restarts = 1.5", "max_restarts"),
+]
+
+
+@pytest.mark.parametrize(("section", "line", "key"), BAD_VALUES)
+def test_every_bad_value_stops_the_daemon_before_it_starts(tmp_path, section, line, key):
+    """twistd proactor's options refuse each bad value: file, line, section, key; no value."""
+    config = tmp_path / "my.cfg"
+    config.write_text(f"{section}\n{line}\n")
+    with pytest.raises(usage.UsageError) as caught:
+        Options().parseOptions(["--config", str(config), "--state-dir", str(tmp_path / "s")])
+    message = str(caught.value)
+    assert f"{config}, line 2" in message, message
+    assert key in message and section.strip("[]") in message, message
+    assert "s3cr3t" not in message
+    assert not (tmp_path / "s").exists()
 
 
 @pytest_twisted.ensureDeferred

@@ -116,3 +116,35 @@ async def test_fifty_jobs_at_once_all_ready_all_stopped_nothing_left(daemons, re
     daemon.signal(signal.SIGTERM)
     status = await daemon.ended.addTimeout(30, reactor)
     assert status.code == 0 or status.signal == signal.SIGTERM
+
+
+@pytest_twisted.ensureDeferred
+async def test_hundred_launches_at_once_on_the_default_config_all_get_ready(daemons, reactor):
+    """
+    A hundred launches at once on the default ready_timeout and max_starting: every job
+    gets ready with no restart and no failed start (admission, not a restart storm).
+    """
+    daemon = await daemons(22000, 22127)
+    api = Api(reactor, daemon)
+    launched = await defer.gatherResults([
+        defer.Deferred.fromCoroutine(api("POST", "/jobs", {"module": DEMO}))
+        for _ in range(100)])
+    assert {code for code, _ in launched} == {201}
+    guids = [job["guid"] for _, job in launched]
+
+    async def ready(guid: str) -> dict[str, Any]:
+        for _ in range(5):  # each wait is at most 60 s; the burst may take longer on 2 cores
+            _, job = await api("GET", f"/jobs/{guid}?wait=ready&timeout=60")
+            if job["state"] not in ("waiting", "starting"):
+                break
+        return job  # type: ignore[no-any-return]
+
+    jobs = await defer.gatherResults([defer.Deferred.fromCoroutine(ready(g)) for g in guids])
+    assert {job["state"] for job in jobs} == {"ready"}
+    assert {job["restarts"] for job in jobs} == {0}
+    pids = [job["pid"] for job in jobs]
+    await api.pool.closeCachedConnections()
+    daemon.signal(signal.SIGTERM)
+    await daemon.ended.addTimeout(60, reactor)
+    await wait_gone(reactor, pids, timeout=30)
+    assert children_of(os.getpid()) == []

@@ -3,6 +3,7 @@
 import json
 import os
 
+import pytest
 import pytest_twisted
 import treq
 from twisted.internet import defer
@@ -70,4 +71,47 @@ async def test_five_at_once_get_distinct_ports_and_all_stop(initiator, reactor):
     statuses = await defer.gatherResults([initiator.stop(g) for g in guids])
     assert [s.code for s in statuses] == [0] * 5
     await wait_gone(reactor, pids, timeout=5)
+    assert children_of(os.getpid()) == []
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_seed_pattern_reads_its_config_from_a_stream_then_launches(reactor):
+    """
+    Initiator(options, loop=loop), then read_config(stream), then launch(module): as the
+    seed API is used. No config is needed to build it; a missing section is named.
+    """
+    import argparse
+    import textwrap
+
+    from turberfield_twisted import ConfigError, Initiator
+
+    loop = reactor._asyncioEventloop
+    init = Initiator(argparse.Namespace(guid="seed"), loop=loop)
+    with pytest.raises(ConfigError, match=r"no \[seed\] section"):
+        await init.launch(DEMO)
+    text = textwrap.dedent("""
+        [seed]
+        listen_port = 0
+        child_port_min = 21720
+        child_port_max = 21729
+
+        [turberfield_twisted.demo.hello]
+        greeting = from the seed
+        """).encode()
+    read, write = os.pipe()
+    with os.fdopen(read, "rb") as stream:
+        reading = defer.Deferred.fromFuture(loop.create_task(init.read_config(stream)))
+        os.write(write, text)
+        os.close(write)
+        await reading
+    init.startService()
+    try:
+        guid = await init.launch(DEMO)
+        job = await init.ready(guid, timeout=15)
+        body = await get_json(reactor, f"http://127.0.0.1:{job.port}/")
+        assert (body["guid"], body["config"]["greeting"]) == (guid, "from the seed")
+        pid = job.pid
+    finally:
+        await init.stopService()
+    await wait_gone(reactor, [pid])
     assert children_of(os.getpid()) == []

@@ -18,14 +18,13 @@ from configparser import DEFAULTSECT
 from typing import IO, Any
 
 from twisted.application.service import Service
-from twisted.internet.defer import CancelledError, Deferred, DeferredList, succeed
-from twisted.internet.defer import TimeoutError as DeferredTimeout
+from twisted.internet.defer import Deferred, DeferredList, succeed
 from twisted.logger import Logger
 
 from .client import make_http
 from .config import ConfigError, check_overrides, job_config_text, write_job_section
 from .contract import HEALTH_PATH
-from .errors import BadGuid, JobExited, NotEnded, NotReady, UnknownJob, UnknownModule
+from .errors import BadGuid, NotEnded, UnknownJob, UnknownModule
 from .job import ENDED, EventKind, Job, JobEvent, JobState
 from .launcher import ILauncher, LocalLauncher
 from .lifecycle import Lifecycle
@@ -34,7 +33,7 @@ from .observers import Observer, Observers
 from .ports import next_port
 from .proactor import Proactor
 from .process import ExitStatus
-from .readiness import HealthProbe
+from .readiness import HealthProbe, only_ready
 from .settings import Settings, check_config
 from .supervision import RestartTracker
 
@@ -99,11 +98,6 @@ class Initiator(Proactor, Service):
             self._settings = check_config(self.cfg, self.guid)
         return self._settings
 
-    def check_config(self) -> Settings:
-        """Check the config again now (after changing ``cfg``); it applies from then on."""
-        self._settings = None
-        return self.settings
-
     @property
     def launcher(self) -> ILauncher:
         """Where workers run (a :class:`LocalLauncher` unless one was given)."""
@@ -142,11 +136,7 @@ class Initiator(Proactor, Service):
 
     @staticmethod
     def next_port(cfg: Any, guid: str, busy: Iterable[int] = frozenset()) -> int:
-        """
-        The lowest port in the child range of section ``guid`` that is no
-        section's ``listen_port`` and not in ``busy``; raise
-        :class:`NoFreePort` when none is left.
-        """
+        """The seed API's port choice: see :func:`turberfield_twisted.ports.next_port`."""
         return next_port(cfg, guid, busy)
 
     async def launch(self, module: str, guid: str | None = None, session: str | None = None,
@@ -161,15 +151,11 @@ class Initiator(Proactor, Service):
         :class:`BadOverride`, :class:`BadGuid` or :class:`NoFreePort` (no
         job is made), or :class:`SpawnFailed` (the job is ``failed``).
         """
-        found = self.settings.module(module)
-        if found is None:
-            raise UnknownModule(module, "no config section allows it")
+        tracker = self._runnable(module)
         overrides = check_overrides(self.cfg, module, config)
-        self.launcher.check(module)
         guid = self._new_guid(guid)
         job = Job(guid=guid, port=0, session=session, module=module,
-                  token=secrets.token_urlsafe(32), overrides=overrides,
-                  tracker=RestartTracker(found.policy, self._random))
+                  token=secrets.token_urlsafe(32), overrides=overrides, tracker=tracker)
         self.workers[guid] = job
         try:
             self.lifecycle.start(job, new=True)
@@ -180,6 +166,14 @@ class Initiator(Proactor, Service):
         finally:
             self._forget_old()
         return guid
+
+    def _runnable(self, module: str) -> RestartTracker:
+        """A new restart history for a job of ``module``; UnknownModule if it can't run."""
+        found = self.settings.module(module)
+        if found is None:
+            raise UnknownModule(module, "no config section allows it")
+        self.launcher.check(module)
+        return RestartTracker(found.policy, self._random)
 
     def _new_guid(self, guid: str | None) -> str:
         if guid is None:
@@ -226,20 +220,9 @@ class Initiator(Proactor, Service):
         if it stops or ends first, :class:`NotReady` after ``timeout``
         seconds (default: ``ready_timeout``).
         """
-
-        def check(job: Job) -> Job:
-            if job.state is not JobState.READY:
-                raise JobExited(guid, job.status, job.last_error)
-            return job
-
-        def explain(failure: Any) -> Any:
-            if failure.check(CancelledError, DeferredTimeout):
-                raise NotReady(f"job {guid} not ready in time")
-            return failure
-
         wait = timeout or self.settings.initiator.ready_timeout
         ending = (JobState.READY, JobState.STOPPING, *ENDED)
-        return self.wait_for_state(guid, ending, wait).addCallbacks(check, explain)
+        return only_ready(guid, self.wait_for_state(guid, ending, wait))
 
     # -- asking jobs -------------------------------------------------------
 
@@ -265,11 +248,7 @@ class Initiator(Proactor, Service):
         job = self.job(guid)
         if job.state not in ENDED:
             raise NotEnded(guid, job.state.value)
-        found = self.settings.module(job.module)
-        if found is None:
-            raise UnknownModule(job.module, "no config section allows it")
-        self.launcher.check(job.module)
-        job.tracker = RestartTracker(found.policy, self._random)
+        job.tracker = self._runnable(job.module)
         job.busy_ports.clear()
         self.lifecycle.start(job)
         return job

@@ -12,10 +12,15 @@ import json
 from typing import Any
 
 from twisted.internet.defer import CancelledError, Deferred
+from twisted.internet.defer import TimeoutError as DeferredTimeout
 from twisted.internet.task import deferLater
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
-__all__ = ["HealthProbe", "answer_is_from"]
+from .errors import JobExited, NotReady
+from .job import Job, JobState
+
+__all__ = ["HealthProbe", "answer_is_from", "only_ready"]
 
 
 def answer_is_from(guid: str, body: bytes) -> bool:
@@ -70,3 +75,23 @@ class HealthProbe:
         except Exception:  # not listening yet: the probe goes on
             return False
         return bool(response.code == 200 and answer_is_from(guid, body))
+
+
+def only_ready(guid: str, waiting: Deferred[Job]) -> Deferred[Job]:
+    """
+    ``waiting`` (for job ``guid`` to be ready or to end), as a Deferred that
+    fires with the job only if it is ``ready``: else it fails with
+    :class:`JobExited`, or :class:`NotReady` if the wait timed out.
+    """
+
+    def check(job: Job) -> Job:
+        if job.state is not JobState.READY:
+            raise JobExited(guid, job.status, job.last_error)
+        return job
+
+    def explain(failure: Failure) -> Failure:
+        if failure.check(CancelledError, DeferredTimeout):
+            raise NotReady(f"job {guid} not ready in time")
+        return failure
+
+    return waiting.addCallbacks(check, explain)
