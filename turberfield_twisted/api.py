@@ -6,7 +6,8 @@ Every error is ``{"error": "<message>"}`` with the status that
 reaches a client. Admin calls need ``Authorization: Bearer <admin
 token>``; a job's own calls (``GET /config/{guid}``, ``POST
 /jobs/{guid}/events``) need that job's token. Any other request under
-``/jobs/{guid}/...`` is relayed to the job's worker.
+``/jobs/{guid}/...`` is relayed to the job's worker; ``/hooks`` is
+:class:`~turberfield_twisted.hooks_api.HooksAPI`.
 
 ``import klein`` imports the reactor: import this module only once the
 asyncio reactor is installed (``tap.makeService`` does so lazily).
@@ -19,6 +20,7 @@ import re
 from configparser import DEFAULTSECT
 from typing import Any
 
+from klein.resource import KleinResource
 from twisted.internet import defer
 from twisted.logger import Logger
 from twisted.web.server import Site
@@ -26,6 +28,7 @@ from werkzeug.exceptions import MethodNotAllowed
 
 from .config import redact, section_items
 from .errors import Invalid
+from .hooks_api import HooksAPI
 from .job import ENDED, Job, JobState
 from .relay import Relay
 from .web import (
@@ -88,11 +91,21 @@ class ControlAPI:
         self.max_body = max_body
         self.relay_timeout = relay_timeout
         self.metrics = metrics
-        self.hooks = hooks
         self.relay = Relay(initiator.http, reactor, relay_timeout)
+        #: The ``/hooks`` routes.
+        self.hooks_api = HooksAPI(hooks, admin_token, max_body)
 
     def __repr__(self) -> str:
         return f"<ControlAPI of {getattr(self.initiator, 'guid', '?')}>"
+
+    @property
+    def hooks(self) -> Any:
+        """The web-hook dispatcher behind ``/hooks`` (None: web-hooks are off)."""
+        return self.hooks_api.hooks
+
+    @hooks.setter
+    def hooks(self, hooks: Any) -> None:
+        self.hooks_api.hooks = hooks
 
     def site(self) -> Site:
         """A Site for this API: quiet, no tracebacks, bodies bounded early."""
@@ -273,46 +286,14 @@ class ControlAPI:
         self.initiator.worker_event(guid, event, body.get("data"))
         return json_response(request, 202, {"accepted": True})
 
-    # -- web-hooks ---------------------------------------------------------
+    # -- composition -------------------------------------------------------
 
-    def _hooks(self, request: Any) -> Any:
-        self._admin(request)
-        if self.hooks is None:
-            raise ApiError(404, "web-hooks are not enabled")
-        return self.hooks
-
-    @app.route("/hooks", methods=["GET"])
-    def list_hooks(self, request: Any) -> bytes:
-        """Every subscription, without its secret."""
-        hooks = self._hooks(request)
-        return json_response(request, 200, {"hooks": [redact(hook) for hook in hooks.list()]})
-
-    @app.route("/hooks", methods=["POST"])
-    async def add_hook(self, request: Any) -> bytes:
-        """``{"url", "events"?: [name, ...]}`` (default ``["*"]``): subscribe; secret shown once."""
-        hooks = self._hooks(request)
-        body = read_object(request, self.max_body, frozenset({"url", "events"}))
-        url, events = body.get("url"), body.get("events")
-        if not isinstance(url, str) or not url:
-            raise Invalid("url must be a non-empty string")
-        if events is not None and not (
-            isinstance(events, list) and all(isinstance(e, str) for e in events)
-        ):
-            raise Invalid("events must be a list of names")
-        hook = hooks.add(url, ["*"] if events is None else events)
-        if inspect.isawaitable(hook):
-            hook = await hook
-        self.log.info("web-hook {hook_id} added by the control API", hook_id=hook.get("id"))
-        return json_response(request, 201, hook)
-
-    @app.route("/hooks/<hook_id>", methods=["DELETE"])
-    def remove_hook(self, request: Any, hook_id: str) -> bytes:
-        """Unsubscribe; 204."""
-        hooks = self._hooks(request)
-        hooks.remove(hook_id)
-        self.log.info("web-hook {hook_id} removed by the control API", hook_id=hook_id[:64])
-        request.setResponseCode(204)
-        return b""
+    @app.route("/hooks", branch=True)
+    def hooks_routes(self, request: Any) -> KleinResource:
+        """``/hooks`` and below: the web-hook routes, answered by :class:`HooksAPI`."""
+        if not request.postpath:
+            request.postpath = [b""]  # ``/hooks`` itself is the mounted app's ``/``
+        return self.hooks_api.app.resource()
 
     # -- the relay ---------------------------------------------------------
 
