@@ -78,9 +78,11 @@ class Api:
 
 
 def make(low: int = 23000, high: int = 23009, hooks: Any = None, http: Any = None,
-         **kwargs: Any) -> Api:
+         in_use: Any = None, **kwargs: Any) -> Api:
+    """An API on a fake process reactor; ``in_use(addr, port)`` replaces the bind probe."""
     reactor = FakeProcessReactor()
-    launcher = LocalLauncher(reactor, python="/py", setsid=None, process_groups=False)
+    probe = {} if in_use is None else {"in_use": in_use}
+    launcher = LocalLauncher(reactor, python="/py", setsid=None, process_groups=False, **probe)
     init = Initiator(None, guid="init", cfg=initiator_config(low, high), reactor=reactor,
                      launcher=launcher, http=http or _Health())
     api = ControlAPI(init, TOKEN, reactor, hooks=hooks, **kwargs)
@@ -402,6 +404,101 @@ async def test_admin_routes_refuse_no_wrong_or_job_token_alike():
     response, _ = await t.call("GET", "/jobs", headers={b"Authorization": [
         b"bearer  " + TOKEN.encode()]}, token=None)
     assert response.code == 200
+
+
+# -- errors answered by the one table ---------------------------------------------------
+
+
+def _one_port() -> Api:
+    """An API whose child range is one port, free whatever else runs on this machine."""
+    return make(low=23000, high=23000, in_use=lambda addr, port: False)
+
+
+async def _ended(t: Api) -> str:
+    """A job that ran on the only port and exited."""
+    guid = await t.launch()
+    t.init.stop(guid)
+    t.reactor.spawned[-1].exit(0)
+    assert t.init.job(guid).state == "exited"
+    return guid
+
+
+@pytest_twisted.ensureDeferred
+async def test_restart_with_no_free_port_is_503():
+    """Restart when another job holds the only port: 503, the job stays exited."""
+    t = _one_port()
+    first = await _ended(t)
+    second = await t.launch()
+    response, body = await t.call("POST", f"/jobs/{first}/restart")
+    is_error(response, body, 503)
+    assert "23000" not in body["error"]
+    assert t.init.job(first).state == "exited" and t.init.job(second).state == "starting"
+    assert len(t.reactor.spawned) == 2
+
+
+@pytest_twisted.ensureDeferred
+async def test_restart_when_the_spawn_fails_is_500_without_the_os_text():
+    """A spawn the OS refuses: 500 with a fixed message; the cause is logged under the guid."""
+    t = _one_port()
+    guid = await _ended(t)
+    t.reactor.fail_spawn = OSError(2, "No such file or directory")
+    with capturedLogs() as events:
+        response, body = await t.call("POST", f"/jobs/{guid}/restart")
+    assert (response.code, body) == (500, {"error": "the worker process could not be started"})
+    assert b"No such file" not in t.bodies[-1]
+    logged = [e for e in events if "No such file" in e.get("error", "")]
+    assert logged and all(e["guid"] == guid for e in logged)
+    assert t.init.job(guid).state == "failed"
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_guid_that_names_a_config_section_is_400_before_a_port_is_taken():
+    """guid DEFAULT (or the initiator's or a module's section): 400, even with no free port."""
+    t = _one_port()
+    for guid in ("DEFAULT", "init", DEMO):
+        is_error(*await t.call("POST", "/jobs", {"module": DEMO, "guid": guid}), 400)
+    assert t.reactor.spawned == [] and t.init.workers == {}
+    taken = await t.launch()
+    response, body = await t.call("POST", "/jobs", {"module": DEMO, "guid": "DEFAULT"})
+    is_error(response, body, 400)
+    assert list(t.init.workers) == [taken] and len(t.reactor.spawned) == 1
+    assert not t.init.cfg.has_option("DEFAULT", "listen_port")
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_type_error_in_a_route_is_500_not_400(monkeypatch):
+    """A TypeError is a bug, not the caller's fault: 500 "internal error", logged."""
+    t = make(hooks=FakeHooks())
+    guid = await t.launch()
+
+    def broken(*args: Any) -> None:
+        raise TypeError("restart() got an unexpected keyword argument")
+
+    monkeypatch.setattr(t.init, "restart", broken)
+    monkeypatch.setattr(t.api.hooks, "add", broken)
+    with capturedLogs() as events:
+        response, body = await t.call("POST", f"/jobs/{guid}/restart")
+        assert (response.code, body) == (500, {"error": "internal error"})
+        response, body = await t.call("POST", "/hooks", {"url": "http://127.0.0.1:9/h"})
+        assert (response.code, body) == (500, {"error": "internal error"})
+    failed = [e for e in events if "log_failure" in e]
+    assert [e["log_failure"].type for e in failed] == [TypeError, TypeError]
+    assert failed[0]["guid"] == guid
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_hooks_app_answers_from_the_same_table():
+    """/hooks is its own app, mounted: its 405, 413, 404 and 401 are the same JSON errors."""
+    t = make(hooks=FakeHooks(), max_body=100)
+    response, body = await t.call("PUT", "/hooks")
+    is_error(response, body, 405)
+    assert sorted(response.headers.getRawHeaders(b"allow")[0].decode().split(", ")) == [
+        "GET", "HEAD", "POST"]
+    is_error(*await t.call("POST", "/hooks", raw=b"x" * 101), 413)
+    is_error(*await t.call("GET", "/hooks/h1/more"), 404)
+    response, body = await t.call("GET", "/hooks", token="wrong")
+    assert (response.code, body) == (401, {"error": "unauthorized"})
+    assert response.headers.getRawHeaders(b"www-authenticate") == [b"Bearer"]
 
 
 # -- bad requests ---------------------------------------------------------------------

@@ -29,6 +29,7 @@ from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from .errors import Invalid
 from .job import JobEvent
 from .supervision import backoff
 
@@ -53,8 +54,8 @@ Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
-class HookRejected(ValueError):
-    """A subscription request is malformed (bad URL, bad events)."""
+class HookRejected(Invalid):
+    """A subscription request is malformed (bad URL, bad events): a validation error."""
 
 
 class HookNotAllowed(HookRejected):
