@@ -288,3 +288,23 @@ def test_make_http_uses_one_quiet_pool(reactor):
     assert pool.persistent is False and pool._factory.noisy is False
     http, pool = make_http(reactor)
     assert pool.persistent is True and pool.retryAutomatically is False
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_client_given_no_http_builds_its_own_on_first_use(reactor):
+    """http=None: make_http runs on first use, once; close() closes that pool."""
+    client = ParentClient(None, URL, "job-1", "t", reactor)
+    assert client._pool is None
+    assert await client.close() is None  # nothing built: nothing to close
+    http = client.http
+    assert client.http is http and http._agent._pool is client._pool
+    assert client._pool.persistent is True and client._pool._factory.noisy is False
+    assert await client.close() is None
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_client_given_http_closes_nothing(world):
+    """A client given its http object leaves its pool to whoever made it."""
+    client = world.parent("job-1", "t")
+    assert client.http is world.http
+    assert await client.close() is None and client._pool is None

@@ -105,6 +105,23 @@ async def test_config_route_needs_the_jobs_own_token(reactor, token):
     assert runtime.proactor.cfg["job-1"]["greeting"] == "hello"
 
 
+@pytest.mark.parametrize(("header", "code"), [
+    (f"bearer {JOB_TOKEN}", 200),
+    (f"BEARER  {JOB_TOKEN} ", 200),
+    (f"Basic {JOB_TOKEN}", 401),
+    (JOB_TOKEN, 401),
+])
+@pytest_twisted.ensureDeferred
+async def test_config_route_reads_the_bearer_scheme_in_any_case(reactor, header, code):
+    """The token counts only after ``Bearer`` (any case, spaces around it ignored)."""
+    _, http = make_runtime(reactor)
+    response = await http.post("http://127.0.0.1:1/_proactor/config",
+                               data=b"[job-1]\ngreeting = hej\n",
+                               headers={b"Authorization": [header.encode()]},
+                               timeout=5, reactor=None)
+    assert response.code == code
+
+
 @pytest.mark.parametrize("text", [
     "greeting = no section\n",
     "[job-1]\ngreeting = ${nowhere:key}\n",

@@ -27,11 +27,13 @@ serves the app on the section's ``listen_addr`` (default 127.0.0.1) and
 port, adds ``GET /health``, exits on SIGTERM, and exits when its lifeline
 (fd 3, held by the initiator) reaches EOF.
 
-``ctx.parent`` (a :class:`~.client.ParentClient`) posts events to the
-initiator and fetches this job's config from it. The initiator sends a
-changed config to ``POST /_proactor/config`` (with the job's token); the
-runtime takes it and calls the app object's ``on_config(section)`` if it
-has one (``section`` as ``ctx.section``: this job's keys, less secrets).
+``ctx.parent`` (a :class:`~.parent.ParentClient`) posts events to the
+initiator and fetches this job's config from it; its HTTP client (treq) is
+loaded on its first request, so a worker that never calls it never loads
+it. The initiator sends a changed config to ``POST /_proactor/config``
+(with the job's token); the runtime takes it and calls the app object's
+``on_config(section)`` if it has one (``section`` as ``ctx.section``: this
+job's keys, less secrets).
 
 Exit codes: 0 stopped (SIGTERM or lifeline lost); 64 bad arguments; 65
 malformed config or no section for the guid; 66 no config on stdin in time;
@@ -42,7 +44,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import hmac
 import inspect
 import ipaddress
 import json
@@ -67,16 +68,20 @@ from twisted.internet.error import CannotListenError
 from twisted.logger import Logger, globalLogBeginner, textFileLogObserver
 from twisted.web.server import Site
 
-from .client import ParentClient, make_http
 from .config import ConfigError, parse_config, redact, section_items
 from .contract import (
+    CONFIG_PATH,
     EXIT_APP,
     EXIT_CONFIG,
     EXIT_NO_CONFIG,
     EXIT_PORT_IN_USE,
     EXIT_USAGE,
+    HEALTH_PATH,
     LIFELINE_FD,
+    bearer,
+    token_matches,
 )
+from .parent import ParentClient
 from .proactor import Proactor
 
 __all__ = [
@@ -158,21 +163,19 @@ class _Runtime:
         self.user_resource: Any = None
         self.ctx: WorkerContext | None = None
 
-    @app.route("/health", methods=["GET"])
+    @app.route(HEALTH_PATH, methods=["GET"])
     def health(self, request: Any) -> bytes:
         request.setHeader("Content-Type", "application/json")
         return json.dumps({"status": "ok", "guid": self.args.guid}).encode()
 
-    @app.route("/_proactor/config", methods=["POST"])
+    @app.route(CONFIG_PATH, methods=["POST"])
     async def refresh_config(self, request: Any) -> bytes:
         """Take a new config (this job's section only) from the initiator."""
         request.setHeader("Content-Type", "application/json")
         ctx, guid = self.ctx, self.args.guid
         if ctx is None:
             return _error(request, 503, "not serving yet")
-        given = request.getHeader(b"authorization") or b""
-        expected = b"Bearer " + ctx._token.encode("utf-8")
-        if not ctx._token or not hmac.compare_digest(given, expected):
+        if not token_matches(bearer(request.getHeader(b"authorization")), ctx._token):
             return _error(request, 401, "this job's token is needed")
         raw = request.content.read(MAX_CONFIG + 1)
         if len(raw) > MAX_CONFIG:
@@ -265,9 +268,11 @@ class _Runtime:
         addr = cfg.get(guid, "parent_addr", fallback="") or "127.0.0.1"
         addr = _reachable(addr)
         host = f"[{addr}]" if ":" in addr else addr
-        http, pool = make_http(self.reactor)
-        self.reactor.addSystemEventTrigger("before", "shutdown", pool.closeCachedConnections)
-        return ParentClient(http, f"http://{host}:{port}", guid, token, self.reactor)
+        # No http object: the client builds its own on its first request, so
+        # only a worker that calls its initiator loads treq.
+        parent = ParentClient(None, f"http://{host}:{port}", guid, token, self.reactor)
+        self.reactor.addSystemEventTrigger("before", "shutdown", parent.close)
+        return parent
 
     def _watch_lifeline(self) -> None:
         try:

@@ -8,7 +8,7 @@ the initiator as a ``notified`` event.
 import json
 from typing import Any
 
-from turberfield_twisted.client import ApiError, TransportError
+from turberfield_twisted.parent import ApiError, TransportError
 from turberfield_twisted.worker import Klein, WorkerContext, run_worker
 
 

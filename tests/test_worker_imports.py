@@ -1,0 +1,88 @@
+"""
+What a worker process loads. The worker runtime, the demo and the fault
+workers import none of the daemon's modules, and neither treq nor
+``twisted.web.client`` until the app first calls its initiator through
+``ctx.parent``. Each check runs a fresh ``python -P``, as a launched job is.
+"""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+#: Every turberfield_twisted module the worker runtime loads, and no other.
+WORKER_SIDE = {
+    "turberfield_twisted",
+    "turberfield_twisted.config",
+    "turberfield_twisted.contract",
+    "turberfield_twisted.errors",
+    "turberfield_twisted.parent",
+    "turberfield_twisted.proactor",
+    "turberfield_twisted.worker",
+}
+HTTP_CLIENT = ["treq", "twisted.web.client"]
+
+#: Prints what a fresh interpreter loaded: our modules, then HTTP client modules.
+REPORT = """
+import json, sys
+print(json.dumps([
+    sorted(m for m in sys.modules if m.split(".")[0] == "turberfield_twisted"),
+    sorted(m for m in sys.modules if m in {http!r}),
+]))
+"""
+
+
+def loaded(code: str) -> tuple[set[str], list[str]]:
+    """Run ``code`` in ``python -P`` and return what it loaded, as :data:`REPORT` says."""
+    script = code + REPORT.format(http=set(HTTP_CLIENT))
+    done = subprocess.run([sys.executable, "-P", "-c", script], capture_output=True,
+                          text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    ours, http = json.loads(done.stdout.splitlines()[-1])
+    return set(ours), http
+
+
+@pytest.mark.parametrize(("module", "extra"), [
+    ("turberfield_twisted.worker", set()),
+    ("turberfield_twisted.demo.hello",
+     {"turberfield_twisted.demo", "turberfield_twisted.demo.hello"}),
+    ("turberfield_twisted.testing.flood",
+     {"turberfield_twisted.testing", "turberfield_twisted.testing.flood"}),
+    ("turberfield_twisted.testing.hang",
+     {"turberfield_twisted.testing", "turberfield_twisted.testing.hang"}),
+    ("turberfield_twisted.testing.spawner",
+     {"turberfield_twisted.testing", "turberfield_twisted.testing.spawner"}),
+])
+def test_a_worker_module_loads_only_the_worker_side(module, extra):
+    """Importing a worker module loads the runtime's own modules and no HTTP client."""
+    ours, http = loaded(f"import {module}\n")
+    assert ours == WORKER_SIDE | extra
+    assert http == []
+
+
+def test_the_deaf_worker_loads_only_the_contract():
+    """The deaf fault worker needs the lifeline's fd and nothing else of ours."""
+    ours, http = loaded("import turberfield_twisted.testing.deaf\n")
+    assert ours == {"turberfield_twisted", "turberfield_twisted.contract",
+                    "turberfield_twisted.testing", "turberfield_twisted.testing.deaf"}
+    assert http == []
+
+
+def test_ctx_parent_loads_treq_on_first_use_only():
+    """The runtime builds ctx.parent without treq; its first use of ``http`` loads it."""
+    ours, http = loaded("""
+import argparse
+import sys
+from turberfield_twisted.config import parse_config
+from turberfield_twisted.worker import _Runtime
+from twisted.internet import reactor
+
+runtime = _Runtime(reactor, argparse.Namespace(guid="g", port=1), None, 1)
+parent = runtime._parent_client(parse_config("[g]\\nparent_port = 8080\\n"), "t")
+assert parent is not None and parent.url == "http://127.0.0.1:8080", parent
+assert not {"treq", "twisted.web.client"} & set(sys.modules), "loaded too soon"
+parent.http
+""")
+    assert ours == WORKER_SIDE
+    assert http == HTTP_CLIENT

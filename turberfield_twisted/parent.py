@@ -1,0 +1,215 @@
+"""
+A worker's line back to its initiator: :class:`ParentClient` posts events
+and fetches the job's config; :class:`ApiError` and :class:`TransportError`
+are what it raises.
+
+The daemon's clients (:mod:`turberfield_twisted.client`) are built on the
+same pieces: :class:`JsonClient`, :func:`exchange`, :func:`error_message`
+and :func:`make_http`. The worker runtime imports this module, so it
+imports neither treq nor ``twisted.web.client``: :func:`make_http` and
+:func:`exchange` import them when called, and a client given no ``http``
+object builds one (with :func:`make_http`) on its first request.
+
+Every call is bounded by ``timeout``; nothing here imports the reactor, and
+no token is ever logged or put in an error message.
+"""
+
+from __future__ import annotations
+
+import json as _json
+from typing import Any
+
+from twisted.internet.defer import CancelledError, Deferred, succeed
+from twisted.internet.defer import TimeoutError as DeferredTimeout
+from twisted.internet.error import ConnectError, ConnectionLost
+from twisted.logger import Logger
+
+from .contract import bearer_header, config_path, events_path
+
+__all__ = [
+    "MAX_MESSAGE",
+    "ApiError",
+    "JsonClient",
+    "ParentClient",
+    "TransportError",
+    "error_message",
+    "exchange",
+    "make_http",
+]
+
+#: Longest piece of a non-JSON error body kept in a message.
+MAX_MESSAGE = 200
+
+
+class ApiError(Exception):
+    """The server answered with an error: ``status`` and ``message``."""
+
+    def __init__(self, status: int, message: str):
+        self.status = status
+        self.message = message
+        suffix = f"HTTP {status}"
+        super().__init__(message if message == suffix else f"{message} ({suffix})")
+
+
+class TransportError(Exception):
+    """The server could not be reached, or did not answer in time."""
+
+
+def make_http(reactor: Any, persistent: bool = True) -> tuple[Any, Any]:
+    """
+    A treq ``HTTPClient`` on one ``HTTPConnectionPool`` of ``reactor``,
+    whose connection factory does not log each connection, and with a
+    cookie jar that keeps nothing: the relay shares this client between
+    callers, so a cookie one worker sets must never go out again. Return
+    the client and the pool (close it with ``closeCachedConnections``).
+    """
+    from http.cookiejar import CookieJar, DefaultCookiePolicy
+
+    from treq.client import HTTPClient
+    from twisted.web.client import Agent, HTTPConnectionPool, _HTTP11ClientFactory
+
+    class _QuietFactory(_HTTP11ClientFactory):
+        noisy = False
+
+    pool = HTTPConnectionPool(reactor, persistent=persistent)
+    pool._factory = _QuietFactory
+    pool.maxPersistentPerHost = 4
+    pool.retryAutomatically = False
+    jar: Any = CookieJar(policy=DefaultCookiePolicy(allowed_domains=[]))
+    return HTTPClient(Agent(reactor, pool=pool), cookiejar=jar), pool
+
+
+def error_message(body: bytes, status: int) -> str:
+    """The ``error`` of a JSON error body, else a short piece of its text."""
+    try:
+        parsed = _json.loads(body)
+    except ValueError:
+        parsed = None
+    if isinstance(parsed, dict) and isinstance(parsed.get("error"), str):
+        return parsed["error"]
+    text = body.decode("utf-8", errors="replace").strip().splitlines()
+    return text[0][:MAX_MESSAGE] if text and text[0] else f"HTTP {status}"
+
+
+async def exchange(
+    http: Any, reactor: Any, timeout: float, method: str, url: str, **kwargs: Any
+) -> tuple[int, str, bytes]:
+    """
+    One request and its whole body within ``timeout`` seconds: ``(status,
+    content type, body)``. Raise :class:`TransportError` if it fails.
+    """
+    # Only a real request needs these, and ``http`` (treq) has loaded them.
+    from twisted.web.client import RequestTransmissionFailed, ResponseFailed
+
+    async def fetch() -> tuple[int, str, bytes]:
+        response = await http.request(method, url, timeout=timeout, reactor=reactor, **kwargs)
+        body = await response.content()
+        ctype = response.headers.getRawHeaders(b"content-type", [b""])[0]
+        return response.code, ctype.decode("latin-1"), body
+
+    d = Deferred.fromCoroutine(fetch()).addTimeout(timeout, reactor)
+    try:
+        return await d
+    except (CancelledError, DeferredTimeout, TimeoutError):
+        raise TransportError(f"no answer from {_origin(url)} within {timeout:g}s") from None
+    except (ConnectError, ConnectionLost, ResponseFailed, RequestTransmissionFailed,
+            OSError) as exc:
+        raise TransportError(f"cannot reach {_origin(url)}: {_describe(exc)}") from None
+
+
+def _origin(url: str) -> str:
+    scheme, _, rest = url.partition("://")
+    return f"{scheme}://{rest.split('/', 1)[0]}"
+
+
+def _describe(exc: Exception) -> str:
+    reasons = getattr(exc, "reasons", None)  # ResponseFailed and its kind hold failures
+    if reasons:
+        return "; ".join(sorted({r.getErrorMessage() for r in reasons})) or type(exc).__name__
+    return str(exc) or type(exc).__name__
+
+
+class JsonClient:
+    """
+    A JSON API at ``url`` called with ``token``: what every client here
+    shares. ``http`` is a treq-like object; None builds one with
+    :func:`make_http` on first use, whose connections :meth:`close` closes.
+    """
+
+    log = Logger()
+
+    def __init__(self, http: Any, url: str, token: str, reactor: Any, timeout: float = 10.0):
+        self._http = http
+        self._pool: Any = None
+        self.url = url.rstrip("/")
+        self._token = token
+        self.reactor = reactor
+        self.timeout = timeout
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.url}>"
+
+    @property
+    def http(self) -> Any:
+        """The treq-like client: the one given, or one built now on first use."""
+        if self._http is None:
+            self._http, self._pool = make_http(self.reactor)
+        return self._http
+
+    def close(self) -> Deferred[None]:
+        """Close the cached connections of a client built here (none for one given)."""
+        if self._pool is None:
+            return succeed(None)
+        return self._pool.closeCachedConnections()
+
+    async def _raw(
+        self,
+        method: str,
+        path: str,
+        json: Any = None,
+        params: Any = None,
+        auth: bool = True,
+    ) -> tuple[int, str, bytes]:
+        kwargs: dict[str, Any] = {"headers": bearer_header(self._token) if auth else {}}
+        if json is not None:
+            kwargs["json"] = json
+        if params:
+            kwargs["params"] = params
+        return await exchange(self.http, self.reactor, self.timeout, method,
+                              self.url + path, **kwargs)
+
+    async def _json(
+        self, method: str, path: str, json: Any = None, params: Any = None,
+        auth: bool = True,
+    ) -> Any:
+        """The JSON answer (None for an empty one); raise :class:`ApiError` for 4xx/5xx."""
+        status, _, body = await self._raw(method, path, json, params, auth)
+        if status >= 400:
+            raise ApiError(status, error_message(body, status))
+        if not body.strip():
+            return None
+        try:
+            return _json.loads(body)
+        except ValueError:
+            raise ApiError(status, "the answer is not JSON") from None
+
+
+class ParentClient(JsonClient):
+    """
+    A worker's client of its initiator at ``url``, called with the job's
+    own ``token``. Errors are :class:`ApiError` (the initiator said no) or
+    :class:`TransportError` (no answer).
+    """
+
+    def __init__(self, http: Any, url: str, guid: str, token: str, reactor: Any,
+                 timeout: float = 10.0):
+        super().__init__(http, url, token, reactor, timeout)
+        self.guid = guid
+
+    async def post_event(self, name: str, data: Any = None) -> None:
+        """Tell the initiator of event ``name`` (with JSON ``data``)."""
+        await self._json("POST", events_path(self.guid), json={"event": name, "data": data})
+
+    async def fetch_config(self) -> dict[str, Any]:
+        """This job's config as the initiator has it: ``{"guid", "default", "section"}``."""
+        return await self._json("GET", config_path(self.guid))
