@@ -317,6 +317,6 @@ if __name__ == "__main__":
 )
 def test_parent_address_on_every_interface_is_reached_on_loopback(given, used):
     """A daemon listening on all interfaces is reached by its workers on loopback."""
-    from turberfield_twisted.worker import _reachable
+    from turberfield_twisted.contract import reachable
 
-    assert _reachable(given) == used
+    assert reachable(given) == used

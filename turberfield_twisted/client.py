@@ -21,6 +21,7 @@ from typing import Any
 from urllib.parse import quote
 
 from .contract import bearer_header
+from .errors import ConfigPushFailed
 from .parent import (
     ApiError,
     JsonClient,
@@ -43,15 +44,6 @@ __all__ = [
 ]
 
 _PCHAR = "-._~!$&'()*+,;=:@"
-
-
-class ConfigPushFailed(RuntimeError):
-    """A worker did not take its new config; ``status`` is None if it was not reached."""
-
-    def __init__(self, guid: str, reason: str, status: int | None = None):
-        self.guid = guid
-        self.status = status
-        super().__init__(f"job {guid} did not take its new config: {reason}")
 
 
 def _quote(part: str) -> str:

@@ -10,6 +10,7 @@ worker runtime never loads the daemon's code through it.
 from __future__ import annotations
 
 import hmac
+import ipaddress
 from urllib.parse import quote
 
 __all__ = [
@@ -26,6 +27,7 @@ __all__ = [
     "bearer_header",
     "config_path",
     "events_path",
+    "reachable",
     "token_matches",
 ]
 
@@ -90,3 +92,14 @@ def token_matches(given: bytes, expected: bytes | str) -> bool:
         hmac.compare_digest(given, b"\0" * 43)  # the same work either way
         return False
     return hmac.compare_digest(given, expected)
+
+
+def reachable(addr: str) -> str:
+    """An address to connect to a server bound to ``addr``: loopback for an unspecified one."""
+    try:
+        ip = ipaddress.ip_address(addr)
+    except ValueError:
+        return addr  # a host name
+    if ip.is_unspecified:
+        return "::1" if ip.version == 6 else "127.0.0.1"
+    return addr

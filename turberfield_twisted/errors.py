@@ -14,6 +14,7 @@ from typing import Any
 __all__ = [
     "BadGuid",
     "BadOverride",
+    "ConfigPushFailed",
     "Invalid",
     "JobExited",
     "NoFreePort",
@@ -21,6 +22,8 @@ __all__ = [
     "NotReady",
     "OverrideNotAllowed",
     "SpawnFailed",
+    "Unknown",
+    "UnknownHook",
     "UnknownJob",
     "UnknownModule",
 ]
@@ -42,15 +45,39 @@ class OverrideNotAllowed(ValueError):
     """A per-job override names a key its module section does not allow."""
 
 
-class UnknownJob(KeyError):
-    """No job has that guid."""
+class Unknown(KeyError):
+    """Nothing of this kind has that name; ``what`` says the kind."""
 
-    def __init__(self, guid: str):
-        self.guid = guid
-        super().__init__(guid)
+    what = "thing"
+
+    def __init__(self, name: str):
+        self.name = name
+        super().__init__(name)
 
     def __str__(self) -> str:
-        return f"no job {self.guid[:80]!r}"
+        return f"no {self.what} {self.name[:80]!r}"
+
+
+class UnknownJob(Unknown):
+    """No job has that guid."""
+
+    what = "job"
+
+    @property
+    def guid(self) -> str:
+        """The guid asked for."""
+        return self.name
+
+
+class UnknownHook(Unknown):
+    """No web-hook has that id."""
+
+    what = "hook"
+
+    @property
+    def hook_id(self) -> str:
+        """The id asked for."""
+        return self.name
 
 
 class UnknownModule(LookupError):
@@ -96,3 +123,12 @@ class JobExited(Exception):
         self.guid = guid
         self.status = status
         super().__init__(f"job {guid} ended ({last_error or 'no reason given'})")
+
+
+class ConfigPushFailed(Exception):
+    """A worker did not take its new config; ``status`` is None if it was not reached."""
+
+    def __init__(self, guid: str, reason: str, status: int | None = None):
+        self.guid = guid
+        self.status = status
+        super().__init__(f"job {guid} did not take its new config: {reason}")

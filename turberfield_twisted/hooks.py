@@ -29,7 +29,7 @@ from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from .errors import Invalid
+from .errors import Invalid, UnknownHook
 from .job import JobEvent
 from .supervision import backoff
 
@@ -60,17 +60,6 @@ class HookRejected(Invalid):
 
 class HookNotAllowed(HookRejected):
     """A hook's URL points at an address outside the allow list."""
-
-
-class UnknownHook(KeyError):
-    """No hook has that id."""
-
-    def __init__(self, hook_id: str):
-        self.hook_id = hook_id
-        super().__init__(hook_id)
-
-    def __str__(self) -> str:
-        return f"no hook {self.hook_id[:80]!r}"
 
 
 def sign(secret: str, body: bytes) -> str:

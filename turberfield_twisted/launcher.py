@@ -16,7 +16,6 @@ lifecycle and the Initiator do not change.
 from __future__ import annotations
 
 import importlib.util
-import ipaddress
 import os
 import re
 import shutil
@@ -30,7 +29,7 @@ from twisted.internet.error import ProcessExitedAlready
 from twisted.internet.interfaces import IProcessTransport, IReactorProcess
 from zope.interface import Attribute, Interface, implementer
 
-from .contract import LIFELINE_FD
+from .contract import LIFELINE_FD, reachable
 from .errors import SpawnFailed, UnknownModule
 from .ports import free_port, port_in_use
 from .process import ExitStatus, WorkerProtocol
@@ -55,17 +54,6 @@ LineSink = Callable[[str, str], None]
 def worker_argv(python: str, module: str, guid: str, port: int) -> list[str]:
     """The worker command line: ``python -P -m MODULE --guid G --port P``."""
     return [python, "-P", "-m", module, "--guid", guid, "--port", str(port)]
-
-
-def reachable(addr: str) -> str:
-    """An address to connect to a worker bound to ``addr``: loopback for an unspecified one."""
-    try:
-        ip = ipaddress.ip_address(addr)
-    except ValueError:
-        return addr  # a host name
-    if ip.is_unspecified:
-        return "::1" if ip.version == 6 else "127.0.0.1"
-    return addr
 
 
 class IWorkerProcess(Interface):

@@ -37,6 +37,7 @@ from enum import StrEnum
 from types import MappingProxyType
 from typing import Any
 
+import attrs
 from twisted.internet.defer import CancelledError, Deferred
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -97,6 +98,7 @@ TRANSITIONS: Mapping[tuple[JobState, Input], JobState] = MappingProxyType({
 })
 
 
+@attrs.define(eq=False)
 class Lifecycle:
     """
     Drive jobs through :data:`TRANSITIONS` on ``reactor``: ports and
@@ -113,27 +115,22 @@ class Lifecycle:
 
     log = Logger()
 
-    def __init__(
-        self,
-        reactor: Any,
-        launcher: ILauncher,
-        settings: Callable[[], Settings],
-        probe: Callable[[Job], Deferred[None]],
-        render: Callable[[Job], bytes],
-        emit: Callable[[JobEvent], None],
-    ):
-        self._reactor = reactor
-        self.launcher = launcher
-        self._settings = settings
-        self._probe = probe
-        self._render = render
-        self._emit = emit
+    _reactor: Any = attrs.field(alias="reactor")
+    launcher: ILauncher
+    _settings: Callable[[], Settings] = attrs.field(alias="settings")
+    _probe: Callable[[Job], Deferred[None]] = attrs.field(alias="probe")
+    _render: Callable[[Job], bytes] = attrs.field(alias="render")
+    _emit: Callable[[JobEvent], None] = attrs.field(alias="emit")
+    #: Starting slots, and the jobs waiting for one.
+    admission: Admission = attrs.field(init=False)
+    #: Ports never handed out (the control API's own, once it listens).
+    reserved: set[int] = attrs.field(init=False, factory=set)
+    #: Which job holds each port handed out.
+    held: dict[int, Job] = attrs.field(init=False, factory=dict)
+    _draining: bool = attrs.field(init=False, default=False)
+
+    def __attrs_post_init__(self) -> None:
         self.admission = Admission(lambda: self._settings().initiator.max_starting)
-        #: Ports never handed out (the control API's own, once it listens).
-        self.reserved: set[int] = set()
-        #: Which job holds each port handed out.
-        self.held: dict[int, Job] = {}
-        self._draining = False
 
     # -- the machine -------------------------------------------------------
 

@@ -22,6 +22,7 @@ __all__ = [
     "MAX_LINE",
     "OUTPUT_GRACE",
     "ExitStatus",
+    "ExitWaiters",
     "LineSplitter",
     "OutputTail",
     "WorkerProtocol",
@@ -58,6 +59,31 @@ class ExitStatus:
         if self.code is not None:
             return f"exit {self.code}"
         return "unknown"
+
+
+class ExitWaiters:
+    """Deferreds waiting for how a process ended: each fires once it is known."""
+
+    def __init__(self) -> None:
+        self.status: ExitStatus | None = None
+        self._waiting: list[Deferred[ExitStatus]] = []
+
+    def wait(self) -> Deferred[ExitStatus]:
+        """Fire with the :class:`ExitStatus` (at once if it is known)."""
+        if self.status is not None:
+            return succeed(self.status)
+        d: Deferred[ExitStatus] = Deferred()
+        self._waiting.append(d)
+        return d
+
+    def fire(self, status: ExitStatus) -> None:
+        """The process ended with ``status``: tell every waiter, once."""
+        if self.status is not None:
+            return
+        self.status = status
+        waiting, self._waiting = self._waiting, []
+        for d in waiting:
+            d.callback(status)
 
 
 def _char_boundary(buf: bytes, start: int, cut: int) -> int:
@@ -187,8 +213,7 @@ class WorkerProtocol(ProcessProtocol):
         self._grace = grace
         self._grace_call: IDelayedCall | None = None
         self._reaped: ExitStatus | None = None
-        self.status: ExitStatus | None = None
-        self._exit_waiters: list[Deferred[ExitStatus]] = []
+        self._exit = ExitWaiters()
         self.transport: IProcessTransport | None = None
 
     @property
@@ -232,19 +257,17 @@ class WorkerProtocol(ProcessProtocol):
         if self._grace_call is not None and self._grace_call.active():
             self._grace_call.cancel()
         self._grace_call = None
-        if self.status is not None or self._reaped is None:
+        if self._exit.status is not None or self._reaped is None:
             return
         for splitter in self._splitters.values():
             splitter.flush()
-        self.status = self._reaped
-        waiters, self._exit_waiters = self._exit_waiters, []
-        for d in waiters:
-            d.callback(self.status)
+        self._exit.fire(self._reaped)
+
+    @property
+    def status(self) -> ExitStatus | None:
+        """How the child ended, once it is reaped and its output read."""
+        return self._exit.status
 
     def exited(self) -> Deferred[ExitStatus]:
         """A Deferred that fires with the :class:`ExitStatus` once reaped."""
-        if self.status is not None:
-            return succeed(self.status)
-        d: Deferred[ExitStatus] = Deferred()
-        self._exit_waiters.append(d)
-        return d
+        return self._exit.wait()

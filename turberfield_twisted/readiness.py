@@ -11,10 +11,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import attrs
 from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.defer import TimeoutError as DeferredTimeout
 from twisted.internet.task import deferLater
-from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from .errors import JobExited, NotReady
@@ -36,6 +36,7 @@ def answer_is_from(guid: str, body: bytes) -> bool:
     return bool(named == guid)
 
 
+@attrs.frozen
 class HealthProbe:
     """
     Poll ``GET /health`` through ``http`` (a treq-like client) on
@@ -43,16 +44,12 @@ class HealthProbe:
     ``growth`` times the last, at most ``cap``; each try gets ``timeout``.
     """
 
-    log = Logger()
-
-    def __init__(self, http: Any, reactor: Any, first: float = 0.02, growth: float = 1.5,
-                 cap: float = 0.25, timeout: float = 1.0):
-        self.http = http
-        self._reactor = reactor
-        self.first = first
-        self.growth = growth
-        self.cap = cap
-        self.timeout = timeout
+    http: Any
+    reactor: Any
+    first: float = 0.02
+    growth: float = 1.5
+    cap: float = 0.25
+    timeout: float = 1.0
 
     def wait(self, guid: str, url: str) -> Deferred[None]:
         """Fire once the worker at ``url`` answers 200 as ``guid``; cancel to give up."""
@@ -63,12 +60,12 @@ class HealthProbe:
         while True:
             if await self._answers(guid, url):
                 return
-            await deferLater(self._reactor, delay, lambda: None)
+            await deferLater(self.reactor, delay, lambda: None)
             delay = min(delay * self.growth, self.cap)
 
     async def _answers(self, guid: str, url: str) -> bool:
         try:
-            response = await self.http.get(url, timeout=self.timeout, reactor=self._reactor)
+            response = await self.http.get(url, timeout=self.timeout, reactor=self.reactor)
             body = await response.content()
         except CancelledError:
             raise  # the wait was given up

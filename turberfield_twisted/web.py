@@ -30,9 +30,9 @@ from twisted.web.server import Request
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
 from werkzeug.routing import BaseConverter, RequestRedirect
 
-from .client import ConfigPushFailed
 from .contract import bearer, token_matches
 from .errors import (
+    ConfigPushFailed,
     Invalid,
     NoFreePort,
     NotEnded,
@@ -200,16 +200,17 @@ _log = Logger()
 
 
 def _log_error(log: Logger, request: Any, failure: Failure) -> None:
-    """Log what the caller is not told: a failed spawn, no free port, a bug."""
+    """
+    Log what the caller is not told: no free port, a refused config, a bug.
+    (A failed spawn is logged where it happens, under the job's guid.)
+    """
     exc = failure.value
     assert exc is not None
     guid = exc.guid if isinstance(exc, ConfigPushFailed) else guid_of(request)
     method = (request.method or b"?").decode("ascii", "replace")
     path = (getattr(request, "path", b"") or b"").decode("ascii", "replace")[:200]
     head = "{method} {path}" if guid is None else "job {guid}: {method} {path}"
-    if isinstance(exc, SpawnFailed):
-        log.error(head + ": {error}", error=str(exc), guid=guid, method=method, path=path)
-    elif isinstance(exc, NoFreePort | ConfigPushFailed):
+    if isinstance(exc, NoFreePort | ConfigPushFailed):
         log.warn(head + ": {error}", error=str(exc), guid=guid, method=method, path=path)
     elif _entry(exc) is Exception:
         log.failure(head + ": control API request failed", failure=failure, guid=guid,

@@ -45,7 +45,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import inspect
-import ipaddress
 import json
 import os
 import stat
@@ -79,6 +78,7 @@ from .contract import (
     HEALTH_PATH,
     LIFELINE_FD,
     bearer,
+    reachable,
     token_matches,
 )
 from .parent import ParentClient
@@ -266,7 +266,7 @@ class _Runtime:
         if not port:
             return None
         addr = cfg.get(guid, "parent_addr", fallback="") or "127.0.0.1"
-        addr = _reachable(addr)
+        addr = reachable(addr)
         host = f"[{addr}]" if ":" in addr else addr
         # No http object: the client builds its own on its first request, so
         # only a worker that calls its initiator loads treq.
@@ -307,17 +307,6 @@ class _Runtime:
 def _error(request: Any, code: int, message: str) -> bytes:
     request.setResponseCode(code)
     return json.dumps({"error": message}).encode()
-
-
-def _reachable(addr: str) -> str:
-    """An address to connect to: loopback in place of an unspecified (all-interfaces) one."""
-    try:
-        ip = ipaddress.ip_address(addr)
-    except ValueError:
-        return addr  # a host name
-    if ip.is_unspecified:
-        return "::1" if ip.version == 6 else "127.0.0.1"
-    return addr
 
 
 def _become_group_leader() -> None:

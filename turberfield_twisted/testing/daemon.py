@@ -15,6 +15,7 @@ from typing import Any
 from twisted.internet.defer import Deferred
 from twisted.internet.protocol import ProcessProtocol
 
+from ..contract import bearer_header
 from ..process import ExitStatus, LineSplitter
 from ..state import TOKEN_FILE
 
@@ -94,4 +95,4 @@ class Daemon(ProcessProtocol):
 
     def headers(self) -> dict[bytes, list[bytes]]:
         """The admin Authorization header."""
-        return {b"Authorization": [f"Bearer {self.token}".encode()]}
+        return bearer_header(self.token)

@@ -17,7 +17,7 @@ from collections.abc import Callable, Container, Iterable
 from typing import Any
 
 import attrs
-from twisted.internet.defer import Deferred, succeed
+from twisted.internet.defer import Deferred
 from twisted.internet.error import ProcessDone, ProcessExitedAlready, ProcessTerminated
 from twisted.internet.interfaces import IProcessTransport, IReactorProcess
 from twisted.internet.task import Clock
@@ -29,7 +29,7 @@ from zope.interface.verify import verifyClass
 from ..errors import SpawnFailed, UnknownModule
 from ..launcher import ILauncher, IWorkerProcess, reachable
 from ..ports import free_port
-from ..process import ExitStatus
+from ..process import ExitStatus, ExitWaiters
 
 __all__ = ["FakeLauncher", "FakeProcess", "FakeProcessReactor", "FakeWorker"]
 
@@ -135,16 +135,16 @@ class FakeWorker:
     pid: int | None = attrs.field(factory=lambda: next(_pids))
     signals: list[int] = attrs.field(factory=list)
     dies_on: frozenset[int] = frozenset({signal.SIGTERM, signal.SIGKILL})
-    status: ExitStatus | None = None
-    _waiters: list[Deferred[ExitStatus]] = attrs.field(factory=list, repr=False)
+    _exit: ExitWaiters = attrs.field(factory=ExitWaiters, repr=False)
+
+    @property
+    def status(self) -> ExitStatus | None:
+        """How it ended, once it has."""
+        return self._exit.status
 
     def exited(self) -> Deferred[ExitStatus]:
         """Fire with its :class:`ExitStatus` once it ends."""
-        if self.status is not None:
-            return succeed(self.status)
-        d: Deferred[ExitStatus] = Deferred()
-        self._waiters.append(d)
-        return d
+        return self._exit.wait()
 
     def signal(self, sig: int) -> None:
         """Record ``sig``; end by it if it is one of ``dies_on``."""
@@ -158,13 +158,9 @@ class FakeWorker:
 
     def exit(self, code: int | None = 0, signal: int | None = None) -> None:
         """End it with exit ``code`` (or by ``signal``)."""
-        if self.status is not None:
-            return
-        self.status = ExitStatus(None if signal is not None else code, signal)
-        self.pid = None
-        waiters, self._waiters = self._waiters, []
-        for d in waiters:
-            d.callback(self.status)
+        if self.status is None:
+            self.pid = None
+            self._exit.fire(ExitStatus(None if signal is not None else code, signal))
 
 
 @implementer(ILauncher)

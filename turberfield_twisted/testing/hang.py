@@ -15,22 +15,21 @@ from turberfield_twisted.worker import Klein, WorkerContext, run_worker
 IGNORED = "hang: SIGTERM ignored"
 
 
-class Hang:
-    """Serves ``GET /`` with its guid; shrugs off SIGTERM."""
+def _ignore(signum: int, frame: Any) -> None:
+    os.write(1, f"{IGNORED}\n".encode())
 
+
+def hang(ctx: WorkerContext) -> Klein:
+    """A Klein app (built per worker, as a factory may) that serves ``GET /`` with the guid."""
+    signal.signal(signal.SIGTERM, _ignore)
     app = Klein()
 
-    def __init__(self, ctx: WorkerContext):
-        self.ctx = ctx
-        signal.signal(signal.SIGTERM, self.ignore)
-
-    def ignore(self, signum: int, frame: Any) -> None:
-        os.write(1, f"{IGNORED}\n".encode())
-
     @app.route("/", methods=["GET"])
-    def guid(self, request: Any) -> str:
-        return self.ctx.guid
+    def guid(request: Any) -> str:
+        return ctx.guid
+
+    return app
 
 
 if __name__ == "__main__":
-    run_worker(Hang)
+    run_worker(hang)
