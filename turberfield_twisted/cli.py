@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from .client import ApiError, ControlClient, TransportError, error_message, make_http
+from .job import JobState
 from .state import API_FILE, TOKEN_FILE, default_state_dir
 
 __all__ = ["build_parser", "format_job", "format_logs", "format_table", "main"]
@@ -173,8 +174,8 @@ async def _ls(client: ControlClient, args: argparse.Namespace) -> Any:
 async def _launch(client: ControlClient, args: argparse.Namespace) -> Any:
     job = await client.launch(args.module, session=args.session, config=dict(args.config))
     if args.wait:
-        job = await client.wait(job["guid"], "ready", min(args.timeout, 60.0))
-        if job["state"] != "ready":
+        job = await client.wait(job["guid"], JobState.READY, min(args.timeout, 60.0))
+        if job["state"] != JobState.READY:
             raise CliError(f"job {job['guid']} is {job['state']}: {job.get('last_error') or ''}")
     return job if args.json else job["guid"]
 
