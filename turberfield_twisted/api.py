@@ -22,12 +22,14 @@ from typing import Any
 
 from klein.resource import KleinResource
 from twisted.internet import defer
+from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 from twisted.web.server import Site
 from werkzeug.exceptions import MethodNotAllowed
 
 from .config import redact, section_items
 from .errors import Invalid
+from .events import Entry, EventStream, Journal, parse_event_id
 from .hooks_api import HooksAPI
 from .job import ENDED, Job, JobState
 from .relay import Relay
@@ -94,6 +96,10 @@ class ControlAPI:
         self.relay = Relay(initiator.http, reactor, relay_timeout)
         #: The ``/hooks`` routes.
         self.hooks_api = HooksAPI(hooks, admin_token, max_body)
+        #: Recent job events and output lines, for ``GET /events``.
+        self.journal = Journal()
+        initiator.subscribe(self.journal.event)
+        initiator.subscribe_output(self.journal.line)
 
     def __repr__(self) -> str:
         return f"<ControlAPI of {getattr(self.initiator, 'guid', '?')}>"
@@ -146,6 +152,25 @@ class ControlAPI:
         request.setResponseCode(200)
         request.setHeader(b"Content-Type", content_type.encode("ascii"))
         return bytes(body)
+
+    @app.route("/events", methods=["GET"])
+    def events(self, request: Any) -> Deferred[bytes]:
+        """
+        Every job event, and with ``?logs=GUID`` that job's output lines, as
+        Server-Sent Events; ``Last-Event-ID`` (or ``?last_event_id=``) resumes.
+        """
+        self._admin(request)
+        logs = query_arg(request, b"logs")
+        if logs is not None:
+            self.initiator.job(logs)
+        given = request.getHeader(b"last-event-id")
+        text = given.decode("latin-1") if given else query_arg(request, b"last_event_id")
+        last = parse_event_id(text) if text else None
+
+        def wanted(entry: Entry) -> bool:
+            return entry.event != "log" or entry.guid == logs
+
+        return EventStream(self.journal, request, self.reactor, wanted).start(last)
 
     # -- jobs --------------------------------------------------------------
 

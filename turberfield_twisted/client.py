@@ -17,8 +17,15 @@ error message.
 
 from __future__ import annotations
 
+import json as _json
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote
+
+import attrs
+from twisted.internet.defer import Deferred
+from twisted.internet.protocol import Protocol, connectionDone
+from twisted.python.failure import Failure
 
 from .contract import bearer_header
 from .errors import ConfigPushFailed
@@ -37,6 +44,7 @@ __all__ = [
     "ConfigPushFailed",
     "ControlClient",
     "ParentClient",
+    "ServerEvent",
     "TransportError",
     "error_message",
     "make_http",
@@ -48,6 +56,63 @@ _PCHAR = "-._~!$&'()*+,;=:@"
 
 def _quote(part: str) -> str:
     return quote(part, safe="")
+
+
+@attrs.frozen
+class ServerEvent:
+    """One Server-Sent Event: its ``id`` (or None), ``event`` name and JSON ``data``."""
+
+    id: str | None
+    event: str
+    data: Any
+
+
+class _EventReader(Protocol):
+    """Parse a ``text/event-stream`` body, calling ``on_event`` per event; ``done`` at its end."""
+
+    def __init__(self, on_event: Callable[[ServerEvent], None], max_line: int = 1 << 20):
+        self._on_event = on_event
+        self._max_line = max_line
+        self._buffer = b""
+        self._fields: dict[bytes, bytes] = {}
+        self.done: Deferred[None] = Deferred(lambda _: self._abort())
+
+    def _abort(self) -> None:
+        if self.transport is not None:
+            self.transport.stopProducing()  # type: ignore[attr-defined]
+
+    def dataReceived(self, data: bytes) -> None:
+        self._buffer += data
+        *lines, self._buffer = self._buffer.split(b"\n")
+        if len(self._buffer) > self._max_line:
+            self._abort()
+        for line in lines:
+            self._line(line.rstrip(b"\r"))
+
+    def _line(self, line: bytes) -> None:
+        if not line:
+            fields, self._fields = self._fields, {}
+            if b"data" in fields:
+                try:
+                    data = _json.loads(fields[b"data"])
+                except ValueError:
+                    data = fields[b"data"].decode("utf-8", "replace")
+                event_id = fields.get(b"id")
+                self._on_event(ServerEvent(event_id.decode("ascii", "replace") if event_id
+                                           else None,
+                                           fields.get(b"event", b"message").decode("ascii"),
+                                           data))
+            return
+        if line.startswith(b":"):
+            return  # a comment: keepalive
+        name, _, value = line.partition(b":")
+        value = value[1:] if value.startswith(b" ") else value
+        self._fields[name] = (self._fields[name] + b"\n" + value
+                              if name == b"data" and name in self._fields else value)
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        if not self.done.called:
+            self.done.callback(None)
 
 
 class ControlClient(JsonClient):
@@ -113,6 +178,32 @@ class ControlClient(JsonClient):
         """
         path = "/".join(quote(p, safe=_PCHAR) for p in path.lstrip("/").split("/"))
         return await self._raw(method.upper(), f"/jobs/{_quote(guid)}/{path}", json, params)
+
+    async def events(self, on_event: Callable[[ServerEvent], None], logs: str | None = None,
+                     last_id: str | None = None) -> None:
+        """
+        Follow ``GET /events``: call ``on_event`` for each job event (and each
+        output line of job ``logs``, if given) until the stream ends; resume
+        after event ``last_id``. Only the answer's start is bounded by
+        ``timeout``; raise :class:`ApiError` or :class:`TransportError`.
+        """
+        headers = bearer_header(self._token)
+        if last_id is not None:
+            headers[b"Last-Event-ID"] = [last_id.encode("ascii")]
+        params = {"logs": logs} if logs is not None else None
+        try:
+            response = await self.http.request(
+                "GET", self.url + "/events", headers=headers, params=params, unbuffered=True,
+                timeout=self.timeout, reactor=self.reactor)
+        except Exception as exc:
+            raise TransportError(f"cannot follow {self.url}/events: {type(exc).__name__}"
+                                 ) from None
+        if response.code >= 400:
+            body = await response.content()
+            raise ApiError(response.code, error_message(body, response.code))
+        reader = _EventReader(on_event)
+        response.deliverBody(reader)
+        await reader.done
 
     async def hooks(self) -> list[dict[str, Any]]:
         """The web-hook subscriptions."""

@@ -25,7 +25,7 @@ from .client import make_http
 from .config import ConfigError, check_overrides, job_config_text, write_job_section
 from .contract import HEALTH_PATH
 from .errors import BadGuid, NotEnded, UnknownJob, UnknownModule
-from .job import ENDED, EventKind, Job, JobEvent, JobState
+from .job import ENDED, EventKind, Job, JobEvent, JobState, OutputLine
 from .launcher import ILauncher, LocalLauncher
 from .lifecycle import Lifecycle
 from .live_config import update_config
@@ -77,7 +77,8 @@ class Initiator(Proactor, Service):
         self.workers: dict[str, Job] = {}
         #: Where the control API listens, once it does: what workers call back.
         self.api_address: tuple[str, int] | None = None
-        self._observers = Observers()
+        self._observers: Observers[JobEvent] = Observers()
+        self._output: Observers[OutputLine] = Observers()
         self._settings: Settings | None = None
         self._lifecycle: Lifecycle | None = None
 
@@ -114,7 +115,7 @@ class Initiator(Proactor, Service):
             self._lifecycle = Lifecycle(
                 self.reactor, self.launcher, lambda: self.settings,
                 probe=lambda job: probe.wait(job.guid, job.url(HEALTH_PATH)),
-                render=self._render, emit=self._emit)
+                render=self._render, emit=self._emit, output=self._output.emit)
         return self._lifecycle
 
     def listening(self, host: str, port: int) -> None:
@@ -199,6 +200,10 @@ class Initiator(Proactor, Service):
     def subscribe(self, observer: Observer) -> Callable[[], None]:
         """Call ``observer(event)`` on every :class:`JobEvent`; return an unsubscriber."""
         return self._observers.subscribe(observer)
+
+    def subscribe_output(self, observer: Callable[[OutputLine], None]) -> Callable[[], None]:
+        """Call ``observer(line)`` on every line any job's worker writes; return an unsubscriber."""
+        return self._output.subscribe(observer)
 
     def wait_for_state(self, guid: str, states: Iterable[JobState | str],
                        timeout: float | None = None) -> Deferred[Job]:

@@ -20,7 +20,16 @@ from .config import redact
 from .process import ExitStatus, OutputTail
 from .supervision import RestartTracker
 
-__all__ = ["ENDED", "RUNNING", "EventKind", "Job", "JobEvent", "JobState", "Worker"]
+__all__ = [
+    "ENDED",
+    "RUNNING",
+    "EventKind",
+    "Job",
+    "JobEvent",
+    "JobState",
+    "OutputLine",
+    "Worker",
+]
 
 
 class JobState(StrEnum):
@@ -87,6 +96,20 @@ class JobEvent:
         else:
             out["data"] = self.data
         return out
+
+
+@attrs.frozen
+class OutputLine:
+    """One line a job's worker wrote to ``stream`` ("stdout" or "stderr") at ``time``."""
+
+    guid: str
+    time: float
+    stream: str
+    line: str
+
+    def as_json(self) -> dict[str, Any]:
+        """The line as the event stream sends it."""
+        return {"guid": self.guid, "time": self.time, "stream": self.stream, "line": self.line}
 
 
 @attrs.define(eq=False)

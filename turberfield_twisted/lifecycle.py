@@ -45,7 +45,7 @@ from twisted.python.failure import Failure
 from .admission import Admission
 from .contract import EXIT_PORT_IN_USE
 from .errors import NoFreePort, SpawnFailed
-from .job import ENDED, Job, JobEvent, JobState
+from .job import ENDED, Job, JobEvent, JobState, OutputLine
 from .launcher import ILauncher, IWorkerProcess
 from .process import ExitStatus
 from .settings import Settings
@@ -104,7 +104,8 @@ class Lifecycle:
     Drive jobs through :data:`TRANSITIONS` on ``reactor``: ports and
     processes come from ``launcher``; ``probe(job)`` fires once a new
     worker answers; ``render(job)`` gives the config bytes for its stdin;
-    ``emit`` gets every :class:`JobEvent`.
+    ``emit`` gets every :class:`JobEvent`, ``output`` every line a worker
+    writes (an :class:`OutputLine`).
 
     ``settings()`` gives the config in force: ``ready_timeout`` runs from
     a job's spawn, ``stop_timeout`` from its SIGTERM, at most
@@ -121,6 +122,7 @@ class Lifecycle:
     _probe: Callable[[Job], Deferred[None]] = attrs.field(alias="probe")
     _render: Callable[[Job], bytes] = attrs.field(alias="render")
     _emit: Callable[[JobEvent], None] = attrs.field(alias="emit")
+    _output: Callable[[OutputLine], None] = attrs.field(alias="output", default=lambda line: None)
     #: Starting slots, and the jobs waiting for one.
     admission: Admission = attrs.field(init=False)
     #: Ports never handed out (the control API's own, once it listens).
@@ -195,9 +197,11 @@ class Lifecycle:
         process.signal(signal.SIGTERM)
 
     def line(self, job: Job, stream: str, text: str) -> None:
-        """Keep one line of ``job``'s output and log it under its guid."""
-        job.tail.append(self._reactor.seconds(), stream, text)
+        """Keep one line of ``job``'s output, log it under its guid and pass it on."""
+        now = self._reactor.seconds()
+        job.tail.append(now, stream, text)
         self.log.info("job {guid} {stream}: {line}", guid=job.guid, stream=stream, line=text)
+        self._output(OutputLine(job.guid, now, stream, text))
 
     # -- ports and slots ---------------------------------------------------
 

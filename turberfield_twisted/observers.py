@@ -1,38 +1,41 @@
 """
-Who hears of job events: a list of observers, each told of every
-:class:`~turberfield_twisted.job.JobEvent`, and a Deferred way to wait for
-one job to reach a state.
+Who hears of what happens to jobs: lists of observers, each told of every
+:class:`~turberfield_twisted.job.JobEvent` (or every
+:class:`~turberfield_twisted.job.OutputLine`), and a Deferred way to wait
+for one job to reach a state.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Collection
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
-from .job import EventKind, JobEvent, JobState
+from .job import EventKind, JobEvent, JobState, OutputLine
 
 __all__ = ["Observer", "Observers"]
 
+#: What observers are told of: a job event, or a line of a job's output.
+T = TypeVar("T", JobEvent, OutputLine)
 #: ``observer(event)``: told of every job event.
 Observer = Callable[[JobEvent], None]
 
 
-class Observers:
-    """Observers of job events; one that raises is logged and the others still hear."""
+class Observers(Generic[T]):
+    """Observers of job events or output; one that raises is logged, the others still hear."""
 
     log = Logger()
 
     def __init__(self) -> None:
-        self._observers: list[Observer] = []
+        self._observers: list[Callable[[T], None]] = []
 
     def __len__(self) -> int:
         return len(self._observers)
 
-    def subscribe(self, observer: Observer) -> Callable[[], None]:
-        """Call ``observer(event)`` on every event; return an unsubscriber."""
+    def subscribe(self, observer: Callable[[T], None]) -> Callable[[], None]:
+        """Call ``observer(item)`` on every item; return an unsubscriber."""
         self._observers.append(observer)
 
         def unsubscribe() -> None:
@@ -41,16 +44,17 @@ class Observers:
 
         return unsubscribe
 
-    def emit(self, event: JobEvent) -> None:
-        """Tell every observer of ``event``, in the order they subscribed."""
+    def emit(self, item: T) -> None:
+        """Tell every observer of ``item``, in the order they subscribed."""
         for observer in list(self._observers):
             try:
-                observer(event)
+                observer(item)
             except Exception:
-                self.log.failure("observer failed on {event} of job {guid}",
-                                 event=event.name, guid=event.guid)
+                self.log.failure("observer failed on {what} of job {guid}",
+                                 what=type(item).__name__, guid=item.guid)
 
-    def entered(self, guid: str, states: Collection[JobState]) -> Deferred[JobEvent]:
+    def entered(self: Observers[JobEvent], guid: str,
+                states: Collection[JobState]) -> Deferred[JobEvent]:
         """
         Fire with the next event of job ``guid`` entering one of ``states``;
         cancel it to stop waiting.
@@ -65,5 +69,5 @@ class Observers:
             unsubscribe()
 
         d: Deferred[JobEvent] = Deferred(cancel)
-        unsubscribe = self.subscribe(observe)
+        unsubscribe: Callable[[], None] = self.subscribe(observe)
         return d
