@@ -114,6 +114,10 @@ class ControlClient(JsonClient):
         path = "/".join(quote(p, safe=_PCHAR) for p in path.lstrip("/").split("/"))
         return await self._raw(method.upper(), f"/jobs/{_quote(guid)}/{path}", json, params)
 
+    async def reload(self) -> dict[str, list[str]]:
+        """Make the daemon read its config again: what started, stopped, restarted..."""
+        return await self._json("POST", "/reload")
+
     async def hooks(self) -> list[dict[str, Any]]:
         """The web-hook subscriptions."""
         return (await self._json("GET", "/hooks"))["hooks"]
