@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import pytest_twisted
+from test_api import DEMO, is_error, make
 from twisted.logger import capturedLogs, formatEvent
 
 from turberfield_twisted.config import ConfigError
 from turberfield_twisted.durability import Keeper
 from turberfield_twisted.errors import StoreFailed
 from turberfield_twisted.reconcile import Reloaded
-
-from test_api import DEMO, is_error, make
 
 
 @pytest_twisted.ensureDeferred

@@ -9,6 +9,7 @@ import json
 from typing import Any
 
 import pytest
+from test_hooks import URL, FakeHTTP, record
 from twisted.internet.task import Clock
 from twisted.logger import capturedLogs, formatEvent
 
@@ -17,8 +18,6 @@ from turberfield_twisted.hook_rules import verify_signature
 from turberfield_twisted.hooks import HookDispatcher
 from turberfield_twisted.state import StateDir
 from turberfield_twisted.store import Store
-
-from test_hooks import URL, FakeHTTP, record
 
 
 @pytest.fixture
