@@ -6,10 +6,9 @@ import pytest_twisted
 from test_api import DEMO, is_error, make
 from twisted.logger import capturedLogs, formatEvent
 
-from turberfield_twisted.config import ConfigError
 from turberfield_twisted.durability import Keeper
 from turberfield_twisted.errors import StoreFailed
-from turberfield_twisted.reconcile import Reloaded
+from turberfield_twisted.reconcile import ConfigRefused, Reloaded
 
 
 @pytest_twisted.ensureDeferred
@@ -37,8 +36,8 @@ async def test_a_bad_file_is_a_400_naming_file_line_and_key():
     """The ConfigError's text (file, line, key; never a value) is the answer, and logged."""
 
     def bad() -> Reloaded:
-        raise ConfigError("key 'requires' in [job:x] lists a job that no [job:NAME] section"
-                          " declares", "my.cfg", 7)
+        raise ConfigRefused("key 'requires' in [job:x] lists a job that no [job:NAME] section"
+                            " declares", "my.cfg", 7)
 
     t = make(reload=bad)
     with capturedLogs() as events:

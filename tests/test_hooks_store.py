@@ -20,14 +20,6 @@ from turberfield_twisted.state import StateDir
 from turberfield_twisted.store import Store
 
 
-@pytest.fixture
-def state(tmp_path):
-    state = StateDir.open(tmp_path / "state")
-    state.lock()
-    yield state
-    state.close()
-
-
 def dispatcher(state: StateDir, **kwargs: Any) -> tuple[HookDispatcher, FakeHTTP, Store]:
     store = Store.open(state)
     http = FakeHTTP()

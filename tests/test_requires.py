@@ -23,6 +23,13 @@ class Ordered(World):
     def gate(self, job):
         return all(self.jobs[name].state is JobState.READY for name in job.requires)
 
+    def chain(self, length):
+        """``length`` jobs, each requiring the one before it, started in that order."""
+        jobs = [self.make()]
+        for _ in range(length - 1):
+            jobs.append(self.make(requires=[jobs[-1].guid]))
+        return jobs
+
     def make(self, requires=(), start=True):
         job = self.new(start=False)
         job.requires = tuple(requires)
@@ -39,8 +46,7 @@ def spawned(w):
 def test_a_job_is_spawned_only_once_what_it_requires_is_ready():
     """b requires a: b waits while a starts, and is spawned when a is ready."""
     w = Ordered()
-    a = w.make()
-    b = w.make(requires=[a.guid])
+    a, b = w.chain(2)
     assert (a.state, b.state) == (JobState.STARTING, JobState.WAITING)
     assert spawned(w) == [a.guid]
     w.clock.advance(2)
@@ -68,9 +74,7 @@ def test_a_blocked_job_holds_no_slot_and_blocks_no_one():
 def test_a_chain_starts_in_order():
     """c requires b requires a: each is spawned after the one before is ready."""
     w = Ordered()
-    a = w.make()
-    b = w.make(requires=[a.guid])
-    c = w.make(requires=[b.guid])
+    a, b, c = w.chain(3)
     w.healthy(a)
     assert spawned(w) == [a.guid, b.guid] and c.state is JobState.WAITING
     w.healthy(b)
@@ -80,8 +84,7 @@ def test_a_chain_starts_in_order():
 def test_a_blocked_job_can_be_stopped():
     """Stopping a job that waits for another ends it; it is never spawned."""
     w = Ordered()
-    a = w.make()
-    b = w.make(requires=[a.guid])
+    a, b = w.chain(2)
     w.lifecycle.stop(b)
     assert b.state is JobState.EXITED and w.lifecycle.admission.blocked == []
     w.healthy(a)
@@ -92,8 +95,7 @@ def test_requires_orders_starts_only():
     """Once started, a job keeps running if what it requires crashes; when it restarts,
     it waits again for its requirements."""
     w = Ordered()
-    a = w.make()
-    b = w.make(requires=[a.guid])
+    a, b = w.chain(2)
     w.healthy(a)
     w.healthy(b)
     w.worker(a).exit(1)

@@ -17,14 +17,6 @@ from turberfield_twisted.store import HookRecord, JobRecord, QueuedRecord, Store
 
 
 @pytest.fixture
-def state(tmp_path):
-    state = StateDir.open(tmp_path / "state")
-    state.lock()
-    yield state
-    state.close()
-
-
-@pytest.fixture
 def store(state):
     store = Store.open(state)
     yield store

@@ -3,25 +3,8 @@ One state machine per job: every transition declared in
 :data:`TRANSITIONS`, every timer on the injected reactor, and admission of
 starts (at most ``max_starting`` jobs in ``starting`` at once).
 
-::
-
-        launch / queue          spawn              healthy
-    ------------------> waiting ------> starting ---------> ready
-                         |  ^  |           |  |               |  |
-                   stop  |  |  | give_up   |  | port_taken    |  | finish
-                         v  |  v           |  +--> waiting    |  +------> exited
-                    exited  | failed       |                  |
-                            |              | stop             | stop
-                      queue |              v                  v
-                            |           stopping <------------+
-                            |              | exit
-                            |              v
-           exited, failed --+           exited
-           backoff ---------+
-
-    starting, ready --crash--> backoff --(delay)--> queue --> waiting
-    starting, ready --give_up--> failed      backoff --stop--> exited
-                                             backoff --give_up--> failed
+The states and every transition between them are drawn and declared in
+:mod:`turberfield_twisted.transitions`.
 
 A job that ends unasked goes to ``backoff`` (its restart policy says when
 it starts again) or ``failed`` (given up). Each transition emits one

@@ -25,6 +25,7 @@ from twisted.logger import Logger
 from .config import ConfigError, check_overrides, own_keys
 from .errors import (
     BadOverride,
+    Invalid,
     NoFreePort,
     OverrideNotAllowed,
     SpawnFailed,
@@ -36,7 +37,7 @@ from .settings import JOB_PREFIX, DeclaredJob, Settings, check_config
 from .store import JobRecord
 from .transitions import Input
 
-__all__ = ["RESTART_KEYS", "Reconciler", "Reloaded"]
+__all__ = ["RESTART_KEYS", "ConfigRefused", "Reconciler", "Reloaded"]
 
 #: Initiator keys a reload cannot apply: the daemon must restart for them.
 RESTART_KEYS = ("listen_addr", "listen_port", "max_body", "relay_timeout", "hook_allow",
@@ -44,6 +45,10 @@ RESTART_KEYS = ("listen_addr", "listen_port", "max_body", "relay_timeout", "hook
 #: Errors that keep a job from starting, logged under its guid.
 _CANNOT_START = (UnknownModule, OverrideNotAllowed, BadOverride, NoFreePort, SpawnFailed,
                  StoreFailed)
+
+
+class ConfigRefused(ConfigError, Invalid):
+    """A reload found the config files bad (file, line, key): nothing was changed."""
 
 
 @attrs.frozen
@@ -165,17 +170,20 @@ class Reconciler(Service):
     def reload(self) -> Reloaded:
         """
         Read the config files again and reconcile the declared jobs with
-        them. Raise :class:`ConfigError` (file, line, key; never a value)
+        them. Raise :class:`ConfigRefused` (file, line, key; never a value)
         and change nothing if they are bad.
         """
         init = self._initiator
         if self._load is None:
-            raise ConfigError("this initiator has no config files to read again")
+            raise ConfigRefused("this initiator has no config files to read again")
         if not init.running:
-            raise ConfigError("the daemon is stopping: not reloaded")
-        cfg = self._load()
-        settings = check_config(cfg, init.guid)
-        self._check_against_jobs(cfg, settings)
+            raise ConfigRefused("the daemon is stopping: not reloaded")
+        try:
+            cfg = self._load()
+            settings = check_config(cfg, init.guid)
+            self._check_against_jobs(cfg, settings)
+        except ConfigError as exc:
+            raise ConfigRefused(exc.reason, exc.source, exc.line) from None
         old, old_cfg = init.settings, init.cfg
         for guid in init.workers:  # the sections the initiator wrote for its jobs
             if old_cfg.has_section(guid) and not cfg.has_section(guid):

@@ -101,7 +101,6 @@ class BodyTooLarge(Exception):
 #: status; their entry here is used only if theirs is not an error status.
 STATUSES: Mapping[type[Exception], int] = MappingProxyType({
     Invalid: 400,  # BadGuid, BadOverride, HookRejected, a route's own checks
-    ConfigError: 400,  # a reload of a bad file: file, line, key, never the value
     Unauthorized: 401,
     OverrideNotAllowed: 403,
     HookNotAllowed: 403,

@@ -16,18 +16,19 @@ from turberfield_twisted.worker import Klein, WorkerContext, run_worker
 READY_DELAY = 2.0
 
 
-def slow(ctx: WorkerContext) -> Klein:
-    """A Klein app, built ``ready_delay`` seconds late."""
-    delay = float(ctx.section.get("ready_delay", READY_DELAY))
-    time.sleep(delay)
+class Slow:
+    """The app, built ``ready_delay`` seconds late."""
+
     app = Klein()
 
-    @app.route("/", methods=["GET"])
-    def guid(request: Any) -> str:
-        return ctx.guid
+    def __init__(self, ctx: WorkerContext):
+        self.guid = ctx.guid
+        time.sleep(float(ctx.section.get("ready_delay", READY_DELAY)))
 
-    return app
+    @app.route("/", methods=["GET"])
+    def who(self, request: Any) -> str:
+        return self.guid
 
 
 if __name__ == "__main__":
-    run_worker(slow)
+    run_worker(Slow)
