@@ -188,3 +188,37 @@ async def test_a_world_writable_state_dir_is_refused_with_one_line(reactor, tmp_
     assert daemon.lines == [f"proactor: the state directory {state} is group- or"
                             f" world-writable (mode 0777): chmod 700 it, or choose another"]
     assert list(state.iterdir()) == []
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_clean_stop_keeps_the_last_events_for_the_next_start(reactor, tmp_path):
+    """SIGTERM while a hook's receiver is down: every job's stopping and exited are kept
+    and delivered, in order, once a new daemon starts and the receiver is back."""
+    config = write_config(tmp_path / "proactor.cfg", 24000)
+    state = tmp_path / "state"
+    subscriber = Subscriber()
+    first = Daemon.start(reactor, state, config=config, cwd=tmp_path)
+    second = None
+    try:
+        await first.listening.addTimeout(30, reactor)
+        code, _ = await call(reactor, first, "POST", "/hooks",
+                             {"url": f"http://127.0.0.1:{RECEIVER}/hook",
+                              "events": ["stopping", "exited"]})
+        assert code == 201
+        code, job = await call(reactor, first, "POST", "/jobs", {"module": DEMO})
+        code, job = await call(reactor, first, "GET", f"/jobs/{job['guid']}?wait=ready&timeout=30")
+        assert job["state"] == "ready"
+        await end(reactor, first)  # the receiver is not listening at all
+        receiver = await listen(reactor, subscriber, RECEIVER)
+        try:
+            second = Daemon.start(reactor, state, config=config, cwd=tmp_path)
+            await second.listening.addTimeout(30, reactor)
+            await subscriber.arrived(2).addTimeout(30, reactor)
+        finally:
+            await receiver.down()
+        assert subscriber.events()[:2] == [(1, "stopping"), (2, "exited")]
+        assert all(json.loads(body)["guid"] == job["guid"] for body, _ in subscriber.received)
+    finally:
+        if second is not None:
+            await end(reactor, second)
+    assert children_of(os.getpid()) == []

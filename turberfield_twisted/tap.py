@@ -19,9 +19,10 @@ from pathlib import Path
 from typing import Any
 
 from twisted.application.service import IService, MultiService, Service
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, succeed
 from twisted.logger import Logger
 from twisted.python import usage
+from twisted.python.failure import Failure
 
 from .config import ConfigError, make_config, parse_config
 from .errors import StoreFailed
@@ -128,6 +129,28 @@ class _ControlService(Service):
         return None
 
 
+class _InOrder(MultiService):
+    """
+    A MultiService that stops its services one at a time, the last started
+    first, each once the one before it has stopped (MultiService stops them
+    all at once): jobs' last events are kept before the store closes.
+    """
+
+    def stopService(self) -> Deferred[None]:
+        Service.stopService(self)
+        d: Deferred[Any] = succeed(None)
+        for service in reversed(list(self)):
+            d.addBoth(_then_stop, service)
+        return d.addBoth(_then_stop, None)
+
+
+def _then_stop(result: Any, service: IService | None) -> Any:
+    """Stop ``service`` once the one before it has stopped, however that went."""
+    if isinstance(result, Failure):
+        Logger().failure("a service did not stop cleanly", failure=result)
+    return service.stopService() if service is not None else None
+
+
 class _Kept(Service):
     """
     The state dir, its store and the web-hooks: the hooks kept are restored
@@ -164,9 +187,12 @@ class _Signals(Service):
         self._reactor = reactor
         self._reconciler = reconciler
 
+    def privilegedStartService(self) -> None:
+        Service.privilegedStartService(self)
+        signal.signal(signal.SIGHUP, self._hangup)  # before the reactor runs
+
     def startService(self) -> None:
         Service.startService(self)
-        signal.signal(signal.SIGHUP, self._hangup)
         self._reconciler.settled().addCallback(self._ready)
 
     def _ready(self, _: Any) -> None:
@@ -249,10 +275,10 @@ def makeService(options: Options) -> IService:
                      relay_timeout=own.relay_timeout, metrics=Metrics(initiator, hooks),
                      reload=reconciler.reload)
     # Started in this order (the API listens first, before any of them
-    # starts); stopped in reverse: systemd hears STOPPING=1, the API stops
-    # listening, every job is stopped (their last events are still queued
-    # and kept), then the hooks close and the store with them.
-    top = MultiService()
+    # starts); stopped in reverse, one after another: systemd hears
+    # STOPPING=1, the API stops listening, every job is stopped (their last
+    # events are queued and kept), then the hooks close and the store.
+    top = _InOrder()
     _Kept(state, store, hooks).setServiceParent(top)
     initiator.setServiceParent(top)
     _ControlService(reactor, options["listen"], api, initiator, state).setServiceParent(top)
