@@ -309,6 +309,20 @@ def test_reload_starts_new_stops_removed_restarts_changed_and_keeps_unchanged(de
     assert declared.init.job("extra").declared is False
 
 
+def test_a_changed_module_section_applies_from_each_jobs_next_start(declared):
+    """Reload with a module's keys changed: its jobs keep running; their next start takes
+    the new keys and policy."""
+    declared.start()
+    worker = declared.launcher.latest("web")
+    declared.text = DECLARED.replace("backoff_initial = 1", "backoff_initial = 7\ncolour = red")
+    assert declared.reconciler.reload().unchanged == ("cache", "web")
+    assert declared.launcher.latest("web") is worker
+    assert declared.init.job("web").tracker.policy.backoff_initial == 7
+    worker.exit(1)
+    declared.clock.advance(7)
+    assert b"colour = red" in declared.launcher.latest("web").config
+
+
 def test_a_bad_file_changes_nothing(declared):
     """A reload of a bad file raises ConfigError (file, line, key) and the old config runs on."""
     declared.start()

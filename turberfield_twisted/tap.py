@@ -221,17 +221,28 @@ class _Signals(Service):
 
 
 def _open_state(path: Path, sync: str) -> tuple[StateDir, Store]:
-    """The state dir, locked, and its store: SystemExit with one line if either can't be had."""
+    """
+    The state dir, locked, and its store, readable: SystemExit with one line
+    if either can't be had (a daemon that would lose its kept jobs does not
+    start).
+    """
     try:
         state = StateDir.open(path)
     except StateDirError as exc:
         raise SystemExit(f"proactor: {exc}") from None
     try:
         state.lock()
-        return state, Store.open(state, sync)
+        store = Store.open(state, sync)
     except (StateDirError, StoreFailed) as exc:
         state.close()
         raise SystemExit(f"proactor: {exc}") from None
+    try:
+        store.jobs(), store.hooks()  # what start will restore can be read
+    except StoreFailed as exc:
+        store.close()
+        state.close()
+        raise SystemExit(f"proactor: {exc} (move it away to start without it)") from None
+    return state, store
 
 
 def _asyncio_reactor() -> Any:
