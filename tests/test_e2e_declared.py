@@ -104,7 +104,8 @@ async def test_declared_jobs_start_in_order_and_sighup_reconciles_them(reactor, 
     second requires first, whose module takes two seconds to get ready: second is
     spawned only once first is ready, and systemd hears READY=1 after both. A third
     section and SIGHUP start it, the others keep their pids; removing it and SIGHUP
-    stop it. A bad file changes nothing; ``proactor reload`` reports what it did.
+    stop it. A bad file changes nothing (POST /reload answers 400, SIGHUP logs why);
+    ``proactor reload`` reports what it did.
     """
     config = tmp_path / "proactor.cfg"
     config.write_text(CONFIG)
@@ -157,6 +158,11 @@ async def test_declared_jobs_start_in_order_and_sighup_reconciles_them(reactor, 
         assert code == 400, answer
         assert f"{config}, line 16: key 'requires' in [job:second]" in answer["error"]
         assert "s3cr3t" not in answer["error"]
+        seen = len(daemon.lines)
+        daemon.signal(signal.SIGHUP)
+        line = await logged(daemon, r"SIGHUP: the config is not reloaded: ", after=seen)
+        assert f"{config}, line 16: key 'requires'" in daemon.lines[line]
+        assert "s3cr3t" not in "\n".join(daemon.lines)
         found = await jobs(reactor, daemon)
         assert {guid: found[guid]["pid"] for guid in pids} == pids
 
