@@ -29,6 +29,17 @@ def initiator_config(low: int = 21200, high: int = 21299, extra: str = "", **own
 
 
 @pytest.fixture
+def state(tmp_path: Any) -> Any:
+    """A state dir, locked, closed after the test."""
+    from turberfield_twisted.state import StateDir
+
+    opened = StateDir.open(tmp_path / "state")
+    opened.lock()
+    yield opened
+    opened.close()
+
+
+@pytest.fixture
 def reactor() -> Any:
     """The installed (asyncio) reactor."""
     from twisted.internet import reactor as installed

@@ -1,6 +1,8 @@
 """check_config: the whole config checked at start, by file, line and key."""
 
 import ipaddress
+import os
+import resource
 import subprocess
 import sys
 import traceback
@@ -9,7 +11,9 @@ from importlib import resources
 import pytest
 
 from turberfield_twisted.config import ConfigError, parse_config
+from turberfield_twisted.limits import Limits
 from turberfield_twisted.settings import (
+    DeclaredJob,
     InitiatorSettings,
     ModuleSettings,
     Settings,
@@ -76,6 +80,20 @@ BAD_VALUES = [
     (HELLO, "listen_addr", SECRET, "must be an IP address or localhost"),
     (HELLO, "overridable", "greeting, token", "lists 'token', which the initiator sets"),
     ("my.module", "reset_after", SECRET, "must be a number of seconds of 0 or more"),
+    ("proactor", "store_sync", SECRET, "must be one of normal, full"),
+    ("proactor", "limit_interval", "0.000", "must be a number of seconds above 0"),
+    (HELLO, "max_memory", SECRET, "must be a number of bytes above 0"),
+    (HELLO, "max_memory", "00", "must be a number of bytes above 0"),
+    (HELLO, "max_memory", "12X", "must be a number of bytes above 0"),
+    (HELLO, "max_open_files", SECRET, "must be a whole number of 1 or more"),
+    (HELLO, "max_cpu_seconds", "1.5", "must be a whole number of 1 or more"),
+    ("job:cache", "module", SECRET, "names a module that has no config section"),
+    ("job:cache", "session", "a\x7f" + SECRET, "must be at most 256 characters"),
+    ("job:cache", "max_memory", SECRET, "must be a number of bytes above 0"),
+    ("job:cache", "requires", SECRET, "lists a job that no [job:NAME] section declares"),
+    ("job:cache", "colour", SECRET, "is not one its module lists as overridable"),
+    ("job:cache", "token", SECRET, "is one the initiator sets"),
+    ("job:cache", "greeting", "x" * 5000 + SECRET, "one-line value of at most 4096"),
 ]
 
 
@@ -85,7 +103,10 @@ def test_a_bad_value_names_file_line_section_and_key_never_the_value(
 ):
     """Each bad value is a ConfigError at the user file's line, naming the
     section and key and saying why, without the value anywhere."""
-    cfg = _user_config(f"# user settings\n[{section}]\npythonpath = /srv/lib\n{key} = {value}\n")
+    first = f"module = {HELLO}" if section.startswith("job:") else "pythonpath = /srv/lib"
+    if section.startswith("job:") and key == "module":
+        first = "session = s1"
+    cfg = _user_config(f"# user settings\n[{section}]\n{first}\n{key} = {value}\n")
     with pytest.raises(ConfigError) as caught:
         check_config(cfg, "proactor")
     exc = caught.value
@@ -197,11 +218,108 @@ def test_the_admin_token_is_allowed_but_not_kept():
     assert SECRET not in repr(settings)
 
 
-def test_declared_job_sections_are_skipped():
-    """[job:NAME] sections are not module sections and are not checked here."""
-    cfg = _user_config(f"[job:nightly]\nmodule = {HELLO}\nrestart = {SECRET}\n")
+DECLARED = f"""
+[{HELLO}]
+overridable = greeting
+max_memory = 64M
+max_open_files = 256
+
+[job:cache]
+module = {HELLO}
+session = s1
+greeting = hi
+max_memory = 100000
+
+[job:web]
+module = {HELLO}
+requires = cache, cache
+max_cpu_seconds = 30
+"""
+
+
+def test_declared_jobs_are_read_as_records():
+    """[job:NAME] sections are declared jobs (not modules): module, session, overrides,
+    requires and limits, and where each header is."""
+    cfg = _user_config(DECLARED)
     settings = check_config(cfg, "proactor")
     assert set(settings.modules) == {HELLO}
+    cache, web = settings.declared["cache"], settings.declared["web"]
+    assert cache == DeclaredJob(name="cache", module=HELLO, session="s1",
+                                overrides={"greeting": "hi"}, limits=Limits(max_memory=100000))
+    assert (cache.source, cache.line) == ("user.cfg", 7)
+    assert web == DeclaredJob(name="web", module=HELLO, requires=("cache",),
+                              limits=Limits(max_cpu_seconds=30))
+    assert settings.limits_for(HELLO) == Limits(max_memory=64 * 1024 ** 2, max_open_files=256)
+    assert settings.limits_for(HELLO, "cache") == Limits(max_memory=100000, max_open_files=256)
+    assert settings.limits_for(HELLO, "web") == Limits(max_memory=64 * 1024 ** 2,
+                                                       max_open_files=256, max_cpu_seconds=30)
+    assert settings.limits_for("no.such.module") == Limits()
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("1", 1), ("100000", 100000), ("64K", 65536), ("64 KiB", 65536), ("2m", 2 * 1024 ** 2),
+    ("1G", 1024 ** 3), ("1GB", 1024 ** 3), ("3T", 3 * 1024 ** 4),
+])
+def test_max_memory_takes_bytes_or_a_unit(text, expected):
+    """max_memory is bytes, or a number with K, M, G or T (powers of 1024)."""
+    cfg = parse_config(f"[p]\n[m]\nmax_memory = {text}\n")
+    assert check_config(cfg, "p").module("m").limits == Limits(max_memory=expected)
+
+
+def test_a_cycle_of_requires_names_file_line_and_the_cycle():
+    """a -> b -> c -> a is refused at a requires line, the cycle spelled out."""
+    cfg = parse_config("[p]\n[m]\n[job:a]\nmodule = m\nrequires = b\n[job:b]\nmodule = m\n"
+                       "requires = c\n[job:c]\nmodule = m\nrequires = a\n", source="f.cfg")
+    with pytest.raises(ConfigError) as caught:
+        check_config(cfg, "p")
+    assert (caught.value.source, caught.value.line) == ("f.cfg", 11)
+    assert "makes a cycle: a -> b -> c -> a" in str(caught.value)
+
+
+def test_a_job_that_requires_itself_is_a_cycle():
+    """requires = self is a cycle of one."""
+    cfg = parse_config("[p]\n[m]\n[job:a]\nmodule = m\nrequires = a\n", source="f.cfg")
+    with pytest.raises(ConfigError, match=r"f.cfg, line 5: .*\[job:a\] makes a cycle: a -> a"):
+        check_config(cfg, "p")
+
+
+@pytest.mark.parametrize(("header", "reason"), [
+    ("job:bad name", "names a job whose guid is not 1 to 64"),
+    ("job:", "names a job whose guid is not 1 to 64"),
+    ("job:p", "names a job whose guid is the name of section [p]"),
+    ("job:m", "names a job whose guid is the name of section [m]"),
+])
+def test_a_bad_job_name_is_refused_at_its_header(header, reason):
+    """A declared job's name is a guid that is no other section's name."""
+    cfg = parse_config(f"[p]\n[m]\n\n[{header}]\nmodule = m\n", source="f.cfg")
+    with pytest.raises(ConfigError) as caught:
+        check_config(cfg, "p")
+    assert (caught.value.line, reason in str(caught.value)) == (4, True), str(caught.value)
+
+
+def test_a_job_without_a_module_is_refused_at_its_header():
+    """module is the one key a job section must have."""
+    cfg = parse_config("[p]\n[m]\n[job:a]\nsession = s\n", source="f.cfg")
+    with pytest.raises(ConfigError, match=r"f.cfg, line 3: \[job:a\] has no 'module' key"):
+        check_config(cfg, "p")
+
+
+def test_sections_to_skip_are_not_modules():
+    """The sections the initiator writes for its jobs (skip=) are not read as modules."""
+    cfg = parse_config(f"[p]\n[m]\n[job:a]\nmodule = m\n[a]\nrestart = {SECRET}\n")
+    settings = check_config(cfg, "p", skip={"a"})
+    assert set(settings.modules) == {"m"} and set(settings.declared) == {"a"}
+
+
+def test_max_open_files_above_the_daemons_own_hard_limit_is_refused(monkeypatch):
+    """A user who may not raise limits can't give a worker more open files than it has."""
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
+    monkeypatch.setattr(resource, "getrlimit", lambda which: (1024, 4096))
+    cfg = parse_config("[p]\n[m]\nmax_open_files = 4097\n", source="f.cfg")
+    with pytest.raises(ConfigError, match=r"line 3: .*above the daemon's own hard limit \(4096\)"):
+        check_config(cfg, "p")
+    cfg = parse_config("[p]\n[m]\nmax_open_files = 4096\n", source="f.cfg")
+    assert check_config(cfg, "p").module("m").limits.max_open_files == 4096
 
 
 def test_default_keys_are_not_initiator_keys():

@@ -2,6 +2,10 @@
 Admission of starts: at most ``max_starting`` jobs are starting at once,
 so that a burst of launches does not starve every start of CPU until
 each times out; the others wait their turn, first come first served.
+
+A job may also have to wait for others: one whose ``gate`` is shut (a
+declared job whose ``requires`` are not all ready) waits, holding no
+slot and blocking no one, until the gate opens.
 """
 
 from __future__ import annotations
@@ -14,18 +18,25 @@ from .job import Job
 __all__ = ["Admission"]
 
 
+def _open(job: Job) -> bool:
+    return True
+
+
 class Admission:
     """
     Starting slots: at most ``slots()`` jobs hold one at once; the others
-    wait in a queue, first come first served. Once ``closed``, no slot is
-    given any more.
+    wait in a queue, first come first served. A job for which ``gate(job)``
+    is false waits apart (``blocked``) until it is true. Once ``closed``,
+    no slot is given any more.
     """
 
-    def __init__(self, slots: Callable[[], int]):
+    def __init__(self, slots: Callable[[], int], gate: Callable[[Job], bool] = _open):
         self._slots = slots
+        self._gate = gate
         self.closed = False
         self.starting: set[str] = set()
         self.waiting: deque[Job] = deque()
+        self.blocked: list[Job] = []
 
     @property
     def slots(self) -> int:
@@ -33,12 +44,16 @@ class Admission:
         return 0 if self.closed else self._slots()
 
     def request(self, job: Job) -> bool:
-        """Give ``job`` a slot if one is free (True); else queue it."""
+        """Give ``job`` a slot if its gate is open and a slot is free (True); else queue it."""
+        if job in self.waiting or job in self.blocked:
+            return False
+        if not self._gate(job):
+            self.blocked.append(job)
+            return False
         if len(self.starting) < self.slots and not self.waiting:
             self.starting.add(job.guid)
             return True
-        if job not in self.waiting:
-            self.waiting.append(job)
+        self.waiting.append(job)
         return False
 
     def leave(self, job: Job) -> None:
@@ -46,9 +61,15 @@ class Admission:
         self.starting.discard(job.guid)
         if job in self.waiting:
             self.waiting.remove(job)
+        if job in self.blocked:
+            self.blocked.remove(job)
 
     def next(self) -> Job | None:
         """The first waiting job, now given a slot, if a slot is free."""
+        opened = [job for job in self.blocked if self._gate(job)]
+        for job in opened:
+            self.blocked.remove(job)
+            self.waiting.append(job)
         if self.waiting and len(self.starting) < self.slots:
             job = self.waiting.popleft()
             self.starting.add(job.guid)

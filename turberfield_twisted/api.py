@@ -27,7 +27,7 @@ from twisted.logger import Logger
 from twisted.web.server import Site
 from werkzeug.exceptions import MethodNotAllowed
 
-from .config import redact, section_items
+from .config import SESSION, redact, section_items
 from .errors import Invalid
 from .events import Entry, EventStream, Journal, parse_event_id
 from .hooks_api import HooksAPI
@@ -54,7 +54,6 @@ OWN_PATHS = {"logs": ("GET", "HEAD"), "events": ("POST",), "config": ("PATCH",),
 MAX_WAIT = 60.0
 
 _EVENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")
-_SESSION = re.compile(r"^[^\x00-\x1f\x7f$]{0,256}$")
 _LAUNCH_KEYS = frozenset({"module", "session", "config", "guid"})
 _EVENT_KEYS = frozenset({"event", "data"})
 
@@ -67,7 +66,8 @@ class ControlAPI:
     requests under a job to its worker, giving each ``relay_timeout``
     seconds for its whole answer; ``metrics`` (optional, a
     :class:`~.metrics.Metrics`) is served as Prometheus text on ``GET
-    /metrics``.
+    /metrics``; ``reload`` (optional, a
+    :meth:`~.reconcile.Reconciler.reload`) answers ``POST /reload``.
     """
 
     app = JsonKlein()
@@ -82,6 +82,7 @@ class ControlAPI:
         max_body: int = 1024 * 1024,
         relay_timeout: float = 30.0,
         metrics: Any = None,
+        reload: Any = None,
     ):
         if not admin_token:
             raise ValueError("the admin token must not be empty")
@@ -93,6 +94,7 @@ class ControlAPI:
         self.max_body = max_body
         self.relay_timeout = relay_timeout
         self.metrics = metrics
+        self.reload = reload
         self.relay = Relay(initiator.http, reactor, relay_timeout)
         #: The ``/hooks`` routes.
         self.hooks_api = HooksAPI(hooks, admin_token, max_body)
@@ -172,6 +174,19 @@ class ControlAPI:
 
         return EventStream(self.journal, request, self.reactor, wanted).start(last)
 
+    @app.route("/reload", methods=["POST"])
+    def reload_config(self, request: Any) -> bytes:
+        """
+        Read the config files again and reconcile the declared jobs: what
+        started, stopped, restarted or is unchanged, and the keys that need
+        a restart; 400 (file, line, key) and nothing changed if they are bad.
+        """
+        self._admin(request)
+        if self.reload is None:
+            raise ApiError(404, "this initiator cannot reload its config")
+        self.log.info("config reload asked by the control API")
+        return json_response(request, 200, self.reload().as_json())
+
     # -- jobs --------------------------------------------------------------
 
     @app.route("/jobs", methods=["GET"])
@@ -190,7 +205,7 @@ class ControlAPI:
         config, guid = body.get("config"), body.get("guid")
         if not isinstance(module, str) or not module:
             raise Invalid("module must be a non-empty string")
-        if session is not None and not (isinstance(session, str) and _SESSION.match(session)):
+        if session is not None and not (isinstance(session, str) and SESSION.match(session)):
             raise Invalid("session must be null or a string of at most 256 characters,"
                           " without control characters or '$'")
         if config is not None and not isinstance(config, dict):

@@ -82,6 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="seconds to wait for each answer (default: 10)")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     commands.add_parser("ls", help="list jobs")
+    commands.add_parser("reload", help="make the daemon read its config files again")
     launch = commands.add_parser("launch", help="launch a module as a job")
     launch.add_argument("module")
     launch.add_argument("--session")
@@ -209,6 +210,17 @@ async def _send(client: ControlClient, args: argparse.Namespace) -> Any:
     return None
 
 
+RELOADED = ("started", "stopped", "restarted", "unchanged", "restart_needed")
+
+
+async def _reload(client: ControlClient, args: argparse.Namespace) -> Any:
+    done = await client.reload()
+    if args.json:
+        return done
+    return format_table(["", ""], [[f"{key}:", done.get(key) or "-"] for key in RELOADED]
+                        ).split("\n", 1)[1]
+
+
 async def _hooks(client: ControlClient, args: argparse.Namespace) -> Any:
     if args.action == "add":
         hook = await client.add_hook(args.hook_url, args.events)
@@ -225,7 +237,7 @@ async def _hooks(client: ControlClient, args: argparse.Namespace) -> Any:
 
 COMMANDS: dict[str, Command] = {
     "ls": _ls, "launch": _launch, "show": _show, "stop": _stop, "restart": _restart,
-    "logs": _logs,
+    "logs": _logs, "reload": _reload,
     "send": _send, "hooks": _hooks,
 }
 

@@ -205,6 +205,10 @@ class ControlClient(JsonClient):
         response.deliverBody(reader)
         await reader.done
 
+    async def reload(self) -> dict[str, list[str]]:
+        """Make the daemon read its config again: what started, stopped, restarted..."""
+        return await self._json("POST", "/reload")
+
     async def hooks(self) -> list[dict[str, Any]]:
         """The web-hook subscriptions."""
         return (await self._json("GET", "/hooks"))["hooks"]

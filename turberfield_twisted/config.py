@@ -20,8 +20,10 @@ from typing import IO, Any
 from .errors import BadOverride, OverrideNotAllowed
 
 __all__ = [
+    "GUID",
     "RESERVED_KEYS",
     "SECRET_KEYS",
+    "SESSION",
     "BadOverride",
     "Config",
     "ConfigError",
@@ -45,6 +47,10 @@ RESERVED_KEYS = frozenset({
     "session", "module", "overridable",
 })
 _KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,63}$")
+#: A job's guid: given at launch, or a declared job's name.
+GUID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+#: A job's session: at most 256 characters, no control characters nor ``$``.
+SESSION = re.compile(r"^[^\x00-\x1f\x7f$]{0,256}$")
 MAX_VALUE = 4096
 
 

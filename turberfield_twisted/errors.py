@@ -22,6 +22,7 @@ __all__ = [
     "NotReady",
     "OverrideNotAllowed",
     "SpawnFailed",
+    "StoreFailed",
     "Unknown",
     "UnknownHook",
     "UnknownJob",
@@ -132,3 +133,7 @@ class ConfigPushFailed(Exception):
         self.guid = guid
         self.status = status
         super().__init__(f"job {guid} did not take its new config: {reason}")
+
+
+class StoreFailed(Exception):
+    """The durable store could not be read or written; the message says which and why."""

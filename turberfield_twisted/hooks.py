@@ -6,14 +6,19 @@ A :class:`HookDispatcher` holds the subscriptions. Pass its
 events match a record queues it, and delivers its queue strictly in order,
 one request at a time, retrying with exponential backoff. Subscribers check
 ``X-Signature`` with :func:`verify_signature`.
+
+Given a :class:`~turberfield_twisted.store.Store`, the dispatcher keeps in
+it every subscription (with its secret and its last ``seq``) and every
+record until it is delivered or dropped. :meth:`~HookDispatcher.restore`
+takes them back after a restart: undelivered records are sent again, in
+order, so each is delivered at least once (one that was in flight may
+arrive twice: subscribers drop a ``seq`` they have seen), and each hook's
+``seq`` goes on from where it was.
 """
 
 from __future__ import annotations
 
 import builtins
-import hashlib
-import hmac
-import ipaddress
 import json
 import random as _random
 import re
@@ -21,7 +26,6 @@ import secrets
 from collections import deque
 from collections.abc import Callable, Iterable
 from typing import Any
-from urllib.parse import urlsplit
 
 import attrs
 from twisted.internet.defer import Deferred, fail, succeed
@@ -29,8 +33,18 @@ from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from .errors import Invalid, UnknownHook
+from .errors import StoreFailed, UnknownHook
+from .hook_rules import (
+    HookNotAllowed,
+    HookRejected,
+    check_events,
+    check_url,
+    parse_networks,
+    sign,
+    verify_signature,
+)
 from .job import JobEvent
+from .store import HookRecord, QueuedRecord, Store
 from .supervision import backoff
 
 __all__ = [
@@ -43,49 +57,7 @@ __all__ = [
     "verify_signature",
 ]
 
-#: An event filter: ``*``, a kind, a state name or a worker event name.
-_EVENT = re.compile(r"^(\*|[A-Za-z0-9][A-Za-z0-9_.:-]{0,63})$")
-_MAX_EVENTS = 32
-_MAX_URL = 2048
 _JITTER = 0.2
-_LOOPBACK = (ipaddress.ip_address("127.0.0.1"), ipaddress.ip_address("::1"))
-
-Network = ipaddress.IPv4Network | ipaddress.IPv6Network
-Address = ipaddress.IPv4Address | ipaddress.IPv6Address
-
-
-class HookRejected(Invalid):
-    """A subscription request is malformed (bad URL, bad events): a validation error."""
-
-
-class HookNotAllowed(HookRejected):
-    """A hook's URL points at an address outside the allow list."""
-
-
-def sign(secret: str, body: bytes) -> str:
-    """The ``X-Signature`` value of ``body``: ``sha256=<hex HMAC-SHA256>``."""
-    digest = hmac.new(secret.encode("utf-8"), body, hashlib.sha256).hexdigest()
-    return f"sha256={digest}"
-
-
-def verify_signature(secret: str, body: bytes, header: str | bytes | None) -> bool:
-    """Whether ``header`` is the right ``X-Signature`` of ``body`` (constant time)."""
-    if header is None:
-        return False
-    if isinstance(header, bytes):
-        header = header.decode("latin-1")
-    given = header.strip().encode("utf-8", "replace")
-    return hmac.compare_digest(sign(secret, body).encode("ascii"), given)
-
-
-def parse_networks(allow: str | Iterable[str]) -> tuple[Network, ...]:
-    """Networks from a comma or space separated list (or an iterable of them)."""
-    items = re.split(r"[,\s]+", allow) if isinstance(allow, str) else builtins.list(allow)
-    networks = tuple(ipaddress.ip_network(item.strip(), strict=False)
-                     for item in items if item.strip())
-    if not networks:
-        raise ValueError("the hook allow list is empty")
-    return networks
 
 
 @attrs.frozen
@@ -152,6 +124,7 @@ class HookDispatcher:
     ``timeout`` seconds; retries wait ``backoff_initial * backoff_factor **
     n`` seconds, capped at ``backoff_cap``, less up to 20% jitter drawn
     with ``random``. At most ``max_hooks`` hooks may exist at once.
+    ``store`` (optional) keeps subscriptions and undelivered records.
     """
 
     log = Logger()
@@ -168,6 +141,7 @@ class HookDispatcher:
         backoff_cap: float = 30.0,
         random: Callable[[], float] = _random.random,
         max_hooks: int = 100,
+        store: Store | None = None,
     ):
         if max_queue < 1 or max_hooks < 1:
             raise ValueError("max_queue and max_hooks must be at least 1")
@@ -186,6 +160,7 @@ class HookDispatcher:
         self._random = random
         self._hooks: dict[str, _Hook] = {}
         self._closed = False
+        self._store = store
 
     # -- subscriptions -----------------------------------------------------
 
@@ -195,18 +170,21 @@ class HookDispatcher:
         "secret"}``: the only time the secret is shown.
 
         Raise :class:`HookNotAllowed` for an address outside the allow list,
-        :class:`HookRejected` for any other bad input.
+        :class:`HookRejected` for any other bad input, :class:`StoreFailed`
+        if it could not be kept (it is not added).
         """
         if self._closed:
             raise RuntimeError("the hook dispatcher is closed")
-        url = self._check_url(url)
-        events = self._check_events(events)
+        url = check_url(url, self.allow)
+        events = check_events(events)
         if len(self._hooks) >= self.max_hooks:
             raise HookRejected(f"at most {self.max_hooks} hooks may be registered")
         hook_id = secrets.token_hex(6)
         while hook_id in self._hooks:
             hook_id = secrets.token_hex(6)
         secret = secrets.token_urlsafe(32)
+        if self._store is not None:
+            self._store.add_hook(HookRecord(hook_id, url, tuple(events), secret))
         self._hooks[hook_id] = _Hook(id=hook_id, url=url, events=tuple(events), secret=secret)
         self.log.info("hook {hook_id} added for {events} to {url}", hook_id=hook_id,
                       events=",".join(events), url=url)
@@ -217,11 +195,52 @@ class HookDispatcher:
 
         Raise :class:`UnknownHook` if there is none with ``hook_id``.
         """
-        hook = self._hooks.pop(hook_id, None)
+        hook = self._hooks.get(hook_id)
         if hook is None:
             raise UnknownHook(hook_id)
+        if self._store is not None:
+            self._store.remove_hook(hook_id)
+        del self._hooks[hook_id]
         self._stop(hook)
         self.log.info("hook {hook_id} removed", hook_id=hook_id)
+
+    def restore(self) -> None:
+        """
+        Take back the subscriptions the store keeps, with their secrets and
+        ``seq``, and send their undelivered records again, in order. One
+        whose URL the allow list no longer allows is forgotten (logged).
+        """
+        if self._store is None or self._closed:
+            return
+        for record in self._store.hooks():
+            try:
+                url = check_url(record.url, self.allow)
+            except HookRejected as exc:
+                self.log.error("hook {hook_id} is forgotten, not restored: {error}",
+                               hook_id=record.id, error=str(exc))
+                self._keep(self._store.remove_hook, record.id)
+                continue
+            hook = _Hook(id=record.id, url=url, events=record.events, secret=record.secret,
+                         seq=record.seq)
+            # As at run time: one record in flight and max_queue behind it.
+            excess = record.queued[: max(0, len(record.queued) - self.max_queue - 1)]
+            for old in excess:
+                hook.dropped += 1
+                self._keep(self._store.done, hook.id, old.seq)
+            for queued in record.queued[len(excess):]:
+                hook.queue.append(_Delivery(queued.seq, queued.event, queued.body,
+                                            sign(hook.secret, queued.body)))
+            self._hooks[hook.id] = hook
+            self.log.info("hook {hook_id} restored: {queued} records to send, seq {seq}",
+                          hook_id=hook.id, queued=len(hook.queue), seq=hook.seq)
+            self._pump(hook)
+
+    def _keep(self, write: Callable[..., None], *args: Any) -> None:
+        """Write to the store; a failure is logged, and delivery goes on in memory."""
+        try:
+            write(*args)
+        except StoreFailed as exc:
+            self.log.error("web-hooks: {error}", error=str(exc))
 
     def close(self) -> Deferred[None]:
         """Stop every hook's request and retry; later records are ignored."""
@@ -254,11 +273,16 @@ class HookDispatcher:
                           default=str).encode("utf-8")
         item = _Delivery(hook.seq, _header_text(event.name), body,
                          sign(hook.secret, body))
+        dropped = None
         if len(hook.queue) >= self.max_queue:
             old = hook.queue.popleft()
             hook.dropped += 1
+            dropped = old.seq
             self.log.warn("hook {hook_id} queue full: dropped delivery {seq}",
                           hook_id=hook.id, seq=old.seq, event=old.event)
+        if self._store is not None:
+            self._keep(self._store.queue, hook.id, QueuedRecord(item.seq, item.event, body),
+                       dropped)
         hook.queue.append(item)
         self._pump(hook)
 
@@ -319,16 +343,22 @@ class HookDispatcher:
             self._failed(hook, item, reason)
         elif 200 <= result < 300:
             hook.delivered += 1
-            hook.current = None
+            self._done_with(hook, item)
             self.log.debug("hook {hook_id} delivered {seq}", hook_id=hook.id, seq=item.seq)
         elif result in (408, 429) or result >= 500:
             self._failed(hook, item, f"HTTP {result}")
         else:
             hook.dropped += 1
-            hook.current = None
+            self._done_with(hook, item)
             self.log.warn("hook {hook_id} dropped delivery {seq} ({event}): HTTP {code}",
                           hook_id=hook.id, seq=item.seq, event=item.event, code=result)
         self._pump(hook)
+
+    def _done_with(self, hook: _Hook, item: _Delivery) -> None:
+        """``item`` was delivered or dropped: the next one may go."""
+        hook.current = None
+        if self._store is not None:
+            self._keep(self._store.done, hook.id, item.seq)
 
     def _failed(self, hook: _Hook, item: _Delivery, reason: str) -> None:
         hook.failed_attempts += 1
@@ -361,53 +391,3 @@ class HookDispatcher:
         if hook.request is not None:
             request, hook.request = hook.request, None
             request.cancel()
-
-    # -- validation ----------------------------------------------------------
-
-    def _check_url(self, url: Any) -> str:
-        if not isinstance(url, str) or not url.strip():
-            raise HookRejected("url must be a non-empty string")
-        url = url.strip()
-        if len(url) > _MAX_URL or any(ord(c) < 0x21 or ord(c) == 0x7F for c in url):
-            raise HookRejected("url is too long or holds spaces or control characters")
-        try:
-            parts = urlsplit(url)
-            host = parts.hostname
-            parts.port  # noqa: B018 (raises ValueError on a bad port)
-        except ValueError:
-            raise HookRejected("url is malformed") from None
-        if parts.scheme.lower() not in ("http", "https"):
-            raise HookRejected("url must be http or https")
-        if parts.username is not None or parts.password is not None:
-            raise HookRejected("url must not hold credentials")
-        if not host:
-            raise HookRejected("url has no host")
-        if host == "localhost":
-            if not any(self._allowed(address) for address in _LOOPBACK):
-                raise HookNotAllowed("localhost is not in the hook allow list")
-            return url
-        try:
-            address = ipaddress.ip_address(host)
-        except ValueError:
-            raise HookRejected("url host must be an IP address or localhost") from None
-        if not self._allowed(address):
-            raise HookNotAllowed(f"address {address} is not in the hook allow list")
-        return url
-
-    def _allowed(self, address: Address) -> bool:
-        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-            address = address.ipv4_mapped
-        if address.is_unspecified or address.is_multicast:
-            return False
-        return any(address in network for network in self.allow)
-
-    def _check_events(self, events: Any) -> builtins.list[str]:
-        if not isinstance(events, builtins.list | tuple) or not events:
-            raise HookRejected("events must be a non-empty list of event names")
-        if len(events) > _MAX_EVENTS:
-            raise HookRejected(f"at most {_MAX_EVENTS} events per hook")
-        for event in events:
-            if not isinstance(event, str) or not _EVENT.match(event):
-                raise HookRejected("each event must be '*', a kind, a state or an event "
-                                   "name of up to 64 letters, digits and _.:-")
-        return builtins.list(dict.fromkeys(events))

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import random
-import re
 import secrets
 import uuid
 from collections.abc import Callable, Iterable
@@ -18,18 +17,20 @@ from configparser import DEFAULTSECT
 from typing import IO, Any
 
 from twisted.application.service import Service
-from twisted.internet.defer import Deferred, DeferredList, succeed
+from twisted.internet.defer import Deferred, DeferredList
 from twisted.logger import Logger
 
 from .client import make_http
-from .config import ConfigError, check_overrides, job_config_text, write_job_section
+from .config import GUID, ConfigError, check_overrides, job_config_text, write_job_section
 from .contract import HEALTH_PATH
-from .errors import BadGuid, NotEnded, UnknownJob, UnknownModule
-from .job import ENDED, EventKind, Job, JobEvent, JobState, OutputLine
+from .durability import Keeper
+from .errors import BadGuid, NotEnded, StoreFailed, UnknownModule
+from .job import ENDED, EventKind, Job, JobEvent, JobState, Wanted
+from .jobtable import JobTable
 from .launcher import ILauncher, LocalLauncher
 from .lifecycle import Lifecycle
+from .limits import MemoryWatch
 from .live_config import update_config
-from .observers import Observer, Observers
 from .ports import next_port
 from .proactor import Proactor
 from .process import ExitStatus
@@ -39,10 +40,7 @@ from .supervision import RestartTracker
 
 __all__ = ["Initiator"]
 
-_GUID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-
-
-class Initiator(Proactor, Service):
+class Initiator(JobTable, Proactor, Service):
     """
     Launch modules as worker processes and look after them.
 
@@ -55,7 +53,9 @@ class Initiator(Proactor, Service):
     Keyword arguments: ``reactor``, ``cfg``, ``guid``, ``launcher`` (an
     :class:`ILauncher`; default a :class:`LocalLauncher`), ``http`` (a
     treq-like client for health checks and config pushes), ``random``
-    (draws restart jitter).
+    (draws restart jitter), ``store`` (a :class:`~.store.Store`: each job
+    and what its operator wants of it is kept there before a launch, stop,
+    restart or config change returns).
     """
 
     log = Logger()
@@ -67,20 +67,22 @@ class Initiator(Proactor, Service):
         self._launcher: ILauncher | None = kwargs.pop("launcher", None)
         http = kwargs.pop("http", None)
         self._random: Callable[[], float] = kwargs.pop("random", None) or random.random
+        #: Keeps what the operator wants of each job in the store (if one is given).
+        self.keeper = Keeper(kwargs.pop("store", None))
         Proactor.__init__(self, options, loop, **kwargs)
+        JobTable.__init__(self)
         self.guid: str | None = guid
         self._pool: Any = None
         if http is None:
             http, self._pool = make_http(self.reactor)
         self.http = http
-        #: Every job, by guid (ended ones too, up to ``max_exited``).
-        self.workers: dict[str, Job] = {}
         #: Where the control API listens, once it does: what workers call back.
         self.api_address: tuple[str, int] | None = None
-        self._observers: Observers[JobEvent] = Observers()
-        self._output: Observers[OutputLine] = Observers()
         self._settings: Settings | None = None
         self._lifecycle: Lifecycle | None = None
+        self._watch = MemoryWatch(self.reactor, self.workers.values,
+                                  lambda job, why: self.lifecycle.over_limit(job, why),
+                                  lambda: self.settings.initiator.limit_interval)
 
     # -- config ------------------------------------------------------------
 
@@ -96,8 +98,12 @@ class Initiator(Proactor, Service):
         if self._settings is None:
             if not self.guid:
                 raise ConfigError("the initiator has no guid: pass guid= or options.guid")
-            self._settings = check_config(self.cfg, self.guid)
+            self._settings = check_config(self.cfg, self.guid, skip=self.workers)
         return self._settings
+
+    def reconfigure(self, cfg: Any, settings: Settings) -> None:
+        """Run on ``cfg`` (checked as ``settings``) from now on: a reload."""
+        self.cfg, self._settings = cfg, settings
 
     @property
     def launcher(self) -> ILauncher:
@@ -115,7 +121,8 @@ class Initiator(Proactor, Service):
             self._lifecycle = Lifecycle(
                 self.reactor, self.launcher, lambda: self.settings,
                 probe=lambda job: probe.wait(job.guid, job.url(HEALTH_PATH)),
-                render=self._render, emit=self._emit, output=self._output.emit)
+                render=self._render, emit=self._emit, gate=self.required_ready,
+                output=self._output.emit)
         return self._lifecycle
 
     def listening(self, host: str, port: int) -> None:
@@ -152,23 +159,36 @@ class Initiator(Proactor, Service):
         :class:`BadOverride`, :class:`BadGuid` or :class:`NoFreePort` (no
         job is made), or :class:`SpawnFailed` (the job is ``failed``).
         """
-        tracker = self._runnable(module)
+        tracker = self.runnable(module)
         overrides = check_overrides(self.cfg, module, config)
-        guid = self._new_guid(guid)
-        job = Job(guid=guid, port=0, session=session, module=module,
+        job = Job(guid=self._new_guid(guid), port=0, session=session, module=module,
                   token=secrets.token_urlsafe(32), overrides=overrides, tracker=tracker)
-        self.workers[guid] = job
+        return self.add(job).guid
+
+    def add(self, job: Job, start: bool = True) -> Job:
+        """
+        Put ``job`` (new, declared or restored) in the table, ``start`` it if
+        it is wanted running and waiting, and keep it in the store; raise as
+        :meth:`launch` does, or :class:`StoreFailed` (it is stopped).
+        """
+        self.workers[job.guid] = job
         try:
-            self.lifecycle.start(job, new=True)
+            if start and job.wanted is Wanted.RUNNING and job.state is JobState.WAITING:
+                self.lifecycle.start(job, new=True)
         except BaseException:
             if job.state is JobState.WAITING:
-                del self.workers[guid]  # it never started: it never was
+                del self.workers[job.guid]  # it never started: it never was
             raise
         finally:
             self._forget_old()
-        return guid
+        try:
+            self.keeper.keep(job)
+        except StoreFailed:
+            self.lifecycle.stop(job)
+            raise
+        return job
 
-    def _runnable(self, module: str) -> RestartTracker:
+    def runnable(self, module: str) -> RestartTracker:
         """A new restart history for a job of ``module``; UnknownModule if it can't run."""
         found = self.settings.module(module)
         if found is None:
@@ -179,45 +199,12 @@ class Initiator(Proactor, Service):
     def _new_guid(self, guid: str | None) -> str:
         if guid is None:
             return uuid.uuid4().hex
-        if (not isinstance(guid, str) or not _GUID.match(guid) or guid in self.workers
+        if (not isinstance(guid, str) or not GUID.match(guid) or guid in self.workers
                 or guid == DEFAULTSECT or self.cfg.has_section(guid)):
             raise BadGuid(f"guid {str(guid)[:80]!r} is malformed, taken or names a config section")
         return guid
 
-    # -- queries -----------------------------------------------------------
-
-    def job(self, guid: str) -> Job:
-        """The job with ``guid``; raise :class:`UnknownJob`."""
-        try:
-            return self.workers[guid]
-        except KeyError:
-            raise UnknownJob(guid) from None
-
-    def worker_url(self, job: Job, path: str = "") -> str:
-        """``http://HOST:PORT`` + ``path``: where ``job``'s worker listens."""
-        return job.url(path)
-
-    def subscribe(self, observer: Observer) -> Callable[[], None]:
-        """Call ``observer(event)`` on every :class:`JobEvent`; return an unsubscriber."""
-        return self._observers.subscribe(observer)
-
-    def subscribe_output(self, observer: Callable[[OutputLine], None]) -> Callable[[], None]:
-        """Call ``observer(line)`` on every line any job's worker writes; return an unsubscriber."""
-        return self._output.subscribe(observer)
-
-    def wait_for_state(self, guid: str, states: Iterable[JobState | str],
-                       timeout: float | None = None) -> Deferred[Job]:
-        """
-        Fire with the job once it is in one of ``states`` (at once if it is
-        already); fail with ``twisted.internet.defer.TimeoutError`` after
-        ``timeout`` seconds, if one is given.
-        """
-        job = self.job(guid)
-        wanted = {JobState(state) for state in states}
-        if job.state in wanted:
-            return succeed(job)
-        d = self._observers.entered(guid, wanted).addCallback(lambda _: job)
-        return d if timeout is None else d.addTimeout(timeout, self.reactor)
+    # -- queries (see JobTable) ----------------------------------------------
 
     def ready(self, guid: str, timeout: float | None = None) -> Deferred[Job]:
         """
@@ -231,13 +218,18 @@ class Initiator(Proactor, Service):
 
     # -- asking jobs -------------------------------------------------------
 
-    def stop(self, guid: str, timeout: float | None = None) -> Deferred[ExitStatus | None]:
+    def stop(self, guid: str, timeout: float | None = None,
+             operator: bool = True) -> Deferred[ExitStatus | None]:
         """
         Stop a job: SIGTERM to its process group, SIGKILL after ``timeout``
         (default ``stop_timeout``); one waiting or in backoff just ends.
-        Fire with its :class:`ExitStatus` (None if it had no process).
+        Fire with its :class:`ExitStatus` (None if it had no process). The
+        ``operator`` asks it: it stays stopped when the daemon restarts
+        (kept first: :class:`StoreFailed` and it runs on).
         """
         job = self.job(guid)
+        if operator:
+            self.keeper.want(job, Wanted.STOPPED)
         d = self.wait_for_state(guid, ENDED).addCallback(lambda job: job.status)
         self.lifecycle.stop(job, timeout)
         return d
@@ -253,7 +245,8 @@ class Initiator(Proactor, Service):
         job = self.job(guid)
         if job.state not in ENDED:
             raise NotEnded(guid, job.state.value)
-        job.tracker = self._runnable(job.module)
+        job.tracker = self.runnable(job.module)
+        self.keeper.want(job, Wanted.RUNNING)
         job.busy_ports.clear()
         self.lifecycle.start(job)
         return job
@@ -266,7 +259,7 @@ class Initiator(Proactor, Service):
 
     def update_config(self, guid: str, changes: Any, timeout: float = 10.0) -> Deferred[Job]:
         """Change a job's overridable keys, live: see :func:`.live_config.update_config`."""
-        return Deferred.fromCoroutine(update_config(self, guid, changes, timeout))
+        return Deferred.fromCoroutine(update_config(self, guid, changes, timeout, self.keeper.keep))
 
     def _emit(self, event: JobEvent) -> None:
         if event.kind is EventKind.STATE and event.state in ENDED:
@@ -274,9 +267,11 @@ class Initiator(Proactor, Service):
         self._observers.emit(event)
 
     def _forget_old(self) -> None:
-        ended = [guid for guid, job in self.workers.items() if job.state in ENDED]
+        ended = [guid for guid, job in self.workers.items()
+                 if job.state in ENDED and not job.declared]
         for guid in ended[: max(0, len(ended) - self.settings.initiator.max_exited)]:
             del self.workers[guid]
+            self.keeper.forget(guid)
 
     # -- service -----------------------------------------------------------
 
@@ -284,14 +279,16 @@ class Initiator(Proactor, Service):
         """Check the config (raise :class:`ConfigError`), then run."""
         self.lifecycle  # noqa: B018 (builds it, checking the config)
         Service.startService(self)
+        self._watch.start()
 
     def stopService(self) -> Deferred[None]:
         """Stop every job (TERM, then KILL after ``stop_timeout``), then the pool."""
         Service.stopService(self)
+        self._watch.stop()
         stops = []
         if self._lifecycle is not None:
             self._lifecycle.admission.closed = True  # nothing new starts from now on
-            stops = [self.stop(guid) for guid, job in list(self.workers.items())
+            stops = [self.stop(guid, operator=False) for guid, job in list(self.workers.items())
                      if job.state not in ENDED]
 
         def close(_: Any) -> Any:

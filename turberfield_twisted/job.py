@@ -17,6 +17,7 @@ from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IDelayedCall
 
 from .config import redact
+from .limits import Limits
 from .process import ExitStatus, OutputTail
 from .supervision import RestartTracker
 
@@ -28,6 +29,7 @@ __all__ = [
     "JobEvent",
     "JobState",
     "OutputLine",
+    "Wanted",
     "Worker",
 ]
 
@@ -55,6 +57,15 @@ class JobState(StrEnum):
 ENDED = frozenset({JobState.EXITED, JobState.FAILED})
 #: States in which the job has a process.
 RUNNING = frozenset({JobState.STARTING, JobState.READY, JobState.STOPPING})
+
+
+class Wanted(StrEnum):
+    """What the operator last asked of a job: a restarted daemon restores it so."""
+
+    #: Launched or restarted: it should run.
+    RUNNING = "running"
+    #: Stopped: it stays down until it is restarted.
+    STOPPED = "stopped"
 
 
 class EventKind(StrEnum):
@@ -141,6 +152,11 @@ class Job:
     timed_out: bool = False
     calls: dict[str, IDelayedCall] = attrs.field(factory=dict, repr=False)
     readiness: Deferred[None] | None = attrs.field(default=None, repr=False)
+    wanted: Wanted = Wanted.RUNNING
+    declared: bool = False
+    requires: tuple[str, ...] = ()
+    limits: Limits | None = attrs.field(default=None, repr=False)
+    limit_hit: str | None = None
 
     def url(self, path: str = "") -> str:
         """``http://HOST:PORT`` + ``path``: where this job's worker listens (IPv6 bracketed)."""
@@ -175,6 +191,9 @@ class Job:
             "restarts": self.restarts,
             "last_error": self.last_error,
             "config": redact(self.overrides),
+            "wanted": self.wanted.value,
+            "declared": self.declared,
+            "requires": list(self.requires),
         }
 
 

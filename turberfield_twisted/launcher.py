@@ -36,6 +36,7 @@ from .process import ExitStatus, WorkerProtocol
 
 __all__ = [
     "ILauncher",
+    "ILocalProcess",
     "IWorkerProcess",
     "LocalLauncher",
     "LocalProcess",
@@ -69,6 +70,14 @@ class IWorkerProcess(Interface):
         Send ``sig`` to the worker and whatever it started (its process
         group), even once the worker itself has been reaped.
         """
+
+
+class ILocalProcess(IWorkerProcess):
+    """
+    A worker running on this host: its ``pid`` is a local process that
+    leads the worker's process group, so that the daemon may set its
+    resource limits and read its memory and CPU time from ``/proc``.
+    """
 
 
 class ILauncher(Interface):
@@ -110,7 +119,7 @@ def minimal_env(extra: Mapping[str, str] = {}) -> dict[str, str]:
     }
 
 
-@implementer(IWorkerProcess)
+@implementer(ILocalProcess)
 class LocalProcess:
     """
     A worker spawned on this host: its :class:`WorkerProtocol` and

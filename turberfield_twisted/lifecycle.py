@@ -3,25 +3,8 @@ One state machine per job: every transition declared in
 :data:`TRANSITIONS`, every timer on the injected reactor, and admission of
 starts (at most ``max_starting`` jobs in ``starting`` at once).
 
-::
-
-        launch / queue          spawn              healthy
-    ------------------> waiting ------> starting ---------> ready
-                         |  ^  |           |  |               |  |
-                   stop  |  |  | give_up   |  | port_taken    |  | finish
-                         v  |  v           |  +--> waiting    |  +------> exited
-                    exited  | failed       |                  |
-                            |              | stop             | stop
-                      queue |              v                  v
-                            |           stopping <------------+
-                            |              | exit
-                            |              v
-           exited, failed --+           exited
-           backoff ---------+
-
-    starting, ready --crash--> backoff --(delay)--> queue --> waiting
-    starting, ready --give_up--> failed      backoff --stop--> exited
-                                             backoff --give_up--> failed
+The states and every transition between them are drawn and declared in
+:mod:`turberfield_twisted.transitions`.
 
 A job that ends unasked goes to ``backoff`` (its restart policy says when
 it starts again) or ``failed`` (given up). Each transition emits one
@@ -32,9 +15,7 @@ from the job's state is refused and logged, and changes nothing.
 from __future__ import annotations
 
 import signal
-from collections.abc import Callable, Mapping
-from enum import StrEnum
-from types import MappingProxyType
+from collections.abc import Callable
 from typing import Any
 
 import attrs
@@ -47,55 +28,18 @@ from .contract import EXIT_PORT_IN_USE
 from .errors import NoFreePort, SpawnFailed
 from .job import ENDED, Job, JobEvent, JobState, OutputLine
 from .launcher import ILauncher, IWorkerProcess
+from .limits import apply_rlimits, explain_exit
 from .process import ExitStatus
 from .settings import Settings
+from .transitions import TRANSITIONS, Input
 
 __all__ = ["TRANSITIONS", "Input", "Lifecycle"]
 
 #: How many times a starting job moves on to the next port after exit 75.
 MAX_PORT_RETRIES = 10
 
-
-class Input(StrEnum):
-    """What can happen to a job."""
-
-    LAUNCH = "launch"  #: a new job asks to start
-    QUEUE = "queue"  #: an ended or backed-off job asks to start again
-    SPAWN = "spawn"  #: it was admitted and its process started
-    HEALTHY = "healthy"  #: its health check answered
-    STOP = "stop"  #: it was asked to stop
-    EXIT = "exit"  #: its process ended after it was asked to stop
-    CRASH = "crash"  #: its process ended unasked; it starts again after a delay
-    PORT_TAKEN = "port_taken"  #: it exited 75 while starting: it starts again on another port
-    GIVE_UP = "give_up"  #: it ended unasked for good, or could not be started
-    FINISH = "finish"  #: it ended unasked, cleanly, and its policy leaves it down
-
-
 _W, _S, _R, _P = JobState.WAITING, JobState.STARTING, JobState.READY, JobState.STOPPING
 _E, _B, _F = JobState.EXITED, JobState.BACKOFF, JobState.FAILED
-
-#: Every transition: (state, input) -> next state. Nothing else sets a state.
-TRANSITIONS: Mapping[tuple[JobState, Input], JobState] = MappingProxyType({
-    (_W, Input.LAUNCH): _W,
-    (_E, Input.QUEUE): _W,
-    (_F, Input.QUEUE): _W,
-    (_B, Input.QUEUE): _W,
-    (_W, Input.SPAWN): _S,
-    (_W, Input.STOP): _E,
-    (_W, Input.GIVE_UP): _F,
-    (_S, Input.HEALTHY): _R,
-    (_S, Input.STOP): _P,
-    (_S, Input.CRASH): _B,
-    (_S, Input.GIVE_UP): _F,
-    (_S, Input.PORT_TAKEN): _W,
-    (_R, Input.STOP): _P,
-    (_R, Input.CRASH): _B,
-    (_R, Input.GIVE_UP): _F,
-    (_R, Input.FINISH): _E,
-    (_P, Input.EXIT): _E,
-    (_B, Input.STOP): _E,
-    (_B, Input.GIVE_UP): _F,
-})
 
 
 @attrs.define(eq=False)
@@ -111,7 +55,9 @@ class Lifecycle:
     a job's spawn, ``stop_timeout`` from its SIGTERM, at most
     ``max_starting`` jobs are starting at once, ports come from
     ``child_port_min``..``child_port_max`` (never one of ``reserved``) and
-    a module's workers bind its ``listen_addr``.
+    a module's workers bind its ``listen_addr``. A job is spawned only
+    once ``gate(job)`` is true (its required jobs are ready); its limits
+    (``max_open_files``, ``max_cpu_seconds``) are set as it is spawned.
     """
 
     log = Logger()
@@ -123,6 +69,7 @@ class Lifecycle:
     _render: Callable[[Job], bytes] = attrs.field(alias="render")
     _emit: Callable[[JobEvent], None] = attrs.field(alias="emit")
     _output: Callable[[OutputLine], None] = attrs.field(alias="output", default=lambda line: None)
+    _gate: Callable[[Job], bool] = attrs.field(alias="gate", default=lambda job: True)
     #: Starting slots, and the jobs waiting for one.
     admission: Admission = attrs.field(init=False)
     #: Ports never handed out (the control API's own, once it listens).
@@ -132,7 +79,8 @@ class Lifecycle:
     _draining: bool = attrs.field(init=False, default=False)
 
     def __attrs_post_init__(self) -> None:
-        self.admission = Admission(lambda: self._settings().initiator.max_starting)
+        self.admission = Admission(lambda: self._settings().initiator.max_starting,
+                                   self._gate)
 
     # -- the machine -------------------------------------------------------
 
@@ -196,6 +144,23 @@ class Lifecycle:
         job.calls["kill"] = self._reactor.callLater(wait, self._kill, job, process)
         process.signal(signal.SIGTERM)
 
+    def over_limit(self, job: Job, reason: str) -> None:
+        """
+        ``job``'s worker went over one of its limits (``reason`` says which):
+        SIGTERM to its group, SIGKILL after ``stop_timeout``; its exit then
+        counts as a failure, restarted as its policy says, ``last_error``
+        giving ``reason``.
+        """
+        process = job.process
+        if process is None or job.state not in (_S, _R) or job.limit_hit is not None:
+            return
+        job.limit_hit = reason
+        self.log.warn("job {guid} is {reason}: stopping it to restart it", guid=job.guid,
+                      reason=reason)
+        job.calls["kill"] = self._reactor.callLater(
+            self._settings().initiator.stop_timeout, self._kill, job, process)
+        process.signal(signal.SIGTERM)
+
     def line(self, job: Job, stream: str, text: str) -> None:
         """Keep one line of ``job``'s output, log it under its guid and pass it on."""
         now = self._reactor.seconds()
@@ -242,6 +207,7 @@ class Lifecycle:
 
     def _spawn(self, job: Job) -> None:
         addr = self._listen_addr(job.module)
+        limits = self._settings().limits_for(job.module, job.guid if job.declared else None)
         try:
             config = self._render(job)
             process = self.launcher.spawn(job.module, job.guid, job.port, config,
@@ -257,6 +223,10 @@ class Lifecycle:
         job.started = self._reactor.seconds()
         job.status = None
         job.timed_out = False
+        job.limits, job.limit_hit = limits, apply_rlimits(process, limits)
+        if job.limit_hit is not None:
+            self.log.error("job {guid}: {error}: SIGKILL", guid=job.guid, error=job.limit_hit)
+            process.signal(signal.SIGKILL)
         self.log.info("job {guid} spawned {module} pid {pid} port {port}", guid=job.guid,
                       module=job.module, pid=job.pid, port=job.port)
         self.fire(job, Input.SPAWN)
@@ -338,7 +308,7 @@ class Lifecycle:
 
     def _unasked(self, job: Job, status: ExitStatus) -> None:
         """An exit nobody asked for: back off and start again, or give up."""
-        failed = status.code != 0 or job.state is _S
+        failed = status.code != 0 or job.state is _S or job.limit_hit is not None
         if failed:
             job.last_error = self._cause(job, status)
         tracker = job.tracker
@@ -360,7 +330,8 @@ class Lifecycle:
     def _cause(self, job: Job, status: ExitStatus) -> str:
         """Why a run failed, with this run's last stderr lines (else its stdout)."""
         timeout = self._settings().initiator.ready_timeout
-        cause = f"not ready within {timeout:g}s" if job.timed_out else status.describe()
+        cause = (job.limit_hit or (f"not ready within {timeout:g}s" if job.timed_out else
+                 status.describe() + explain_exit(status.signal, job.limits)))
         lines = (job.tail.last(3, since=job.started, stream="stderr")
                  or job.tail.last(3, since=job.started))
         tail = " | ".join(line[:500] for line in lines)

@@ -5,6 +5,7 @@ worker the new config.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from twisted.internet.defer import TimeoutError as DeferredTimeout
@@ -24,22 +25,33 @@ log = Logger(namespace="turberfield_twisted.live_config")
 
 
 async def update_config(initiator: Initiator, guid: str, changes: Any,
-                        timeout: float = 10.0) -> Job:
+                        timeout: float = 10.0,
+                        keep: Callable[[Job], None] | None = None) -> Job:
     """
     Change job ``guid``'s overridable keys (checked as at launch), now and
-    for its restarts. A ``ready`` job's worker is sent its new config
+    for its restarts; ``keep(job)`` keeps the change (in the durable
+    store) before anything else is done. A ``ready`` job's worker is sent its new config
     (``POST /_proactor/config``, where its app's ``on_config`` runs); a
     ``waiting`` or ``starting`` one once it is ready, waiting at most
     ``timeout``; a job in any other state takes it at its next start.
 
-    Return the job; raise :class:`UnknownJob`, :class:`OverrideNotAllowed`
-    or :class:`BadOverride` before anything changes, or
+    Return the job; raise :class:`UnknownJob`, :class:`OverrideNotAllowed`,
+    :class:`BadOverride` or :class:`~.errors.StoreFailed` before anything
+    changes, or
     :class:`~.client.ConfigPushFailed` if the worker did not take it (the
     change is kept, and applies from the job's next start).
     """
     job = initiator.job(guid)
     checked = check_overrides(initiator.cfg, job.module, changes)
+    before = dict(job.overrides)
     job.overrides.update(checked)
+    if keep is not None:
+        try:
+            keep(job)
+        except BaseException:
+            job.overrides.clear()
+            job.overrides.update(before)
+            raise
     cfg = initiator.cfg
     if cfg.has_section(guid):
         for key, value in checked.items():

@@ -1,39 +1,66 @@
 """
-Settings: the whole config checked once at start, as typed records.
+Settings: the whole config checked once at start (and at each reload), as
+typed records.
 
-:func:`check_config` reads the initiator's own section and every module
-section. A bad value raises :class:`~turberfield_twisted.config.ConfigError`
-naming its file, line, section and key, and never the value, which may be a
-secret. No reactor here: the daemon imports this before it starts one.
+:func:`check_config` reads the initiator's own section, every module
+section and every declared job (``[job:NAME]``). A bad value raises
+:class:`~turberfield_twisted.config.ConfigError` naming its file, line,
+section and key, and never the value, which may be a secret. No reactor
+here: the daemon imports this before it starts one.
 """
 
 from __future__ import annotations
 
 import configparser
 import ipaddress
-import math
 import os
-import re
-from collections.abc import Callable, Mapping
+import resource
+from collections.abc import Collection, Mapping
 from types import MappingProxyType
-from typing import Any, TypeVar
+from typing import Any
 
 import attrs
 
-from .config import RESERVED_KEYS, Config, ConfigError, own_keys
-from .supervision import Restart, RestartPolicy
+from .config import GUID, RESERVED_KEYS, SESSION, ConfigError, check_overrides
+from .errors import BadOverride, OverrideNotAllowed
+from .limits import LIMIT_KEYS, Limits
+from .readers import (
+    DELAY,
+    PORT,
+    SECONDS,
+    BadValue,
+    Network,
+    Reader,
+    Section,
+    address,
+    choice,
+    names,
+    networks,
+    number,
+    overridable,
+    restart,
+    size,
+    whole,
+)
+from .store import SYNC_MODES
+from .supervision import RestartPolicy
 
-__all__ = ["InitiatorSettings", "ModuleSettings", "Settings", "check_config"]
-
-_Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+__all__ = [
+    "JOB_PREFIX",
+    "DeclaredJob",
+    "InitiatorSettings",
+    "ModuleSettings",
+    "Settings",
+    "check_config",
+]
 
 #: Where web-hook subscribers may be when the config says nothing.
-_LOOPBACK: tuple[_Network, ...] = (
+_LOOPBACK: tuple[Network, ...] = (
     ipaddress.ip_network("127.0.0.0/8"),
     ipaddress.ip_network("::1/128"),
 )
-#: The prefix of a declared job's section, which is not a module section.
-_JOB_PREFIX = "job:"
+#: The prefix of a declared job's section: ``[job:NAME]``.
+JOB_PREFIX = "job:"
 
 
 def _cpu_count() -> int:
@@ -56,220 +83,126 @@ class InitiatorSettings:
     max_exited: int = 1000
     max_body: int = 1048576
     relay_timeout: float = 30.0
-    hook_allow: tuple[_Network, ...] = _LOOPBACK
+    hook_allow: tuple[Network, ...] = _LOOPBACK
     pythonpath: str = ""
     max_starting: int = attrs.field(factory=_cpu_count)
+    store_sync: str = "normal"
+    limit_interval: float = 1.0
 
 
 @attrs.frozen
 class ModuleSettings:
     """
     What the initiator reads from a module's section: its restart policy,
-    the address its workers listen on and the keys a launch may override.
-    The section's other keys are the worker's own.
+    the address its workers listen on, the keys a launch may override and
+    its workers' limits. The section's other keys are the worker's own.
     """
 
     name: str
     policy: RestartPolicy = attrs.field(factory=RestartPolicy)
     listen_addr: str = "127.0.0.1"
     overridable: frozenset[str] = frozenset()
+    limits: Limits = attrs.field(factory=Limits)
 
 
-def _read_only(modules: Mapping[str, ModuleSettings]) -> Mapping[str, ModuleSettings]:
-    return MappingProxyType(dict(modules))
+def _frozen(items: Mapping[str, Any]) -> Mapping[str, Any]:
+    return MappingProxyType(dict(items))
+
+
+@attrs.frozen
+class DeclaredJob:
+    """
+    A ``[job:NAME]`` section: a job started with the daemon, whose guid is
+    ``name``. ``overrides`` are its other keys (each one its module lists as
+    ``overridable``); ``limits`` only those the section sets. ``source``
+    and ``line`` say where its header is (they are not compared).
+    """
+
+    name: str
+    module: str
+    session: str | None = None
+    overrides: Mapping[str, str] = attrs.field(factory=dict, converter=_frozen)
+    requires: tuple[str, ...] = ()
+    limits: Limits = attrs.field(factory=Limits)
+    source: str = attrs.field(default="<config>", eq=False)
+    line: int | None = attrs.field(default=None, eq=False)
 
 
 @attrs.frozen
 class Settings:
-    """The checked config: the initiator's settings and each module's, by name."""
+    """The checked config: the initiator's settings, each module's and each declared job."""
 
     initiator: InitiatorSettings
-    modules: Mapping[str, ModuleSettings] = attrs.field(
-        factory=dict, converter=_read_only
-    )
+    modules: Mapping[str, ModuleSettings] = attrs.field(factory=dict, converter=_frozen)
+    declared: Mapping[str, DeclaredJob] = attrs.field(factory=dict, converter=_frozen)
 
     def module(self, name: str) -> ModuleSettings | None:
         """The settings of module ``name``, or None if it has no section."""
         return self.modules.get(name)
 
-
-class _Invalid(ValueError):
-    """A value does not suit its key. The message never quotes the value."""
-
-
-# Readers turn a value's text into what its key holds or raise _Invalid.
-_Reader = Callable[[str], Any]
-_T = TypeVar("_T")
+    def limits_for(self, module: str, declared: str | None = None) -> Limits:
+        """The limits of a job of ``module`` (declared as ``declared``: its own win)."""
+        found = self.modules.get(module)
+        base = found.limits if found is not None else Limits()
+        job = self.declared.get(declared) if declared is not None else None
+        return job.limits.over(base) if job is not None else base
 
 
-def _parse(convert: Callable[[str], _T], text: str) -> _T | None:
-    """``convert(text)``, or None: its ValueError (which may quote the text) is dropped."""
-    try:
-        return convert(text)
-    except ValueError:
-        return None
+def _open_files(text: str) -> int:
+    value: int = whole(1)(text)
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    if os.geteuid() != 0 and hard != resource.RLIM_INFINITY and value > hard:
+        raise BadValue(f"must not be above the daemon's own hard limit ({hard})")
+    return value
 
 
-def _number(reason: str, low: float, high: float = math.inf, *, above: bool = False) -> _Reader:
-    """A reader of a finite number from ``low`` (or above it) to ``high``."""
-
-    def read(text: str) -> float:
-        value = _parse(float, text)
-        if value is None or not (math.isfinite(value) and low <= value <= high) or (
-            above and value == low
-        ):
-            raise _Invalid(reason)
-        return value
-
-    return read
-
-
-def _whole(low: int, high: int | None = None) -> _Reader:
-    """A reader of a whole number from ``low`` to ``high`` (or without end)."""
-    reason = (f"must be a whole number of {low} or more" if high is None
-              else f"must be a whole number from {low} to {high}")
-
-    def read(text: str) -> int:
-        value = _parse(int, text)
-        if value is None or value < low or (high is not None and value > high):
-            raise _Invalid(reason)
-        return value
-
-    return read
-
-
-def _address(text: str) -> str:
-    if text != "localhost" and _parse(ipaddress.ip_address, text) is None:
-        raise _Invalid("must be an IP address or localhost")
-    return text
-
-
-def _network(text: str) -> _Network:
-    return ipaddress.ip_network(text, strict=False)
-
-
-def _networks(text: str) -> tuple[_Network, ...]:
-    """A comma or space separated list of networks, at least one."""
-    networks = [_parse(_network, item) for item in re.split(r"[,\s]+", text) if item]
-    if not networks or None in networks:
-        raise _Invalid("is not a list of IP networks")
-    return tuple(network for network in networks if network is not None)
-
-
-def _restart(text: str) -> Restart:
-    allowed = [member.value for member in Restart]
-    if text not in allowed:
-        raise _Invalid(f"must be one of {', '.join(allowed)}")
-    return Restart(text)
-
-
-def _overridable(text: str) -> frozenset[str]:
-    """Comma or space separated key names, none of them reserved."""
-    names = frozenset(name for name in re.split(r"[,\s]+", text) if name)
-    reserved = sorted(names & RESERVED_KEYS)
-    if reserved:
-        raise _Invalid(f"lists {', '.join(map(repr, reserved))}, which the initiator sets")
-    return names
-
-
-_SECONDS = _number("must be a number of seconds above 0", 0, above=True)
-_DELAY = _number("must be a number of seconds of 0 or more", 0)
-_PORT = _whole(1, 65535)
-
-_INITIATOR_READERS: Mapping[str, _Reader] = {
-    "listen_addr": _address,
-    "listen_port": _whole(0, 65535),
-    "child_port_min": _PORT,
-    "child_port_max": _PORT,
-    "ready_timeout": _SECONDS,
-    "stop_timeout": _SECONDS,
-    "max_exited": _whole(0),
-    "max_body": _whole(1),
-    "relay_timeout": _SECONDS,
-    "hook_allow": _networks,
+_INITIATOR_READERS: Mapping[str, Reader] = {
+    "listen_addr": address,
+    "listen_port": whole(0, 65535),
+    "child_port_min": PORT,
+    "child_port_max": PORT,
+    "ready_timeout": SECONDS,
+    "stop_timeout": SECONDS,
+    "max_exited": whole(0),
+    "max_body": whole(1),
+    "relay_timeout": SECONDS,
+    "hook_allow": networks,
     "pythonpath": str,
-    "max_starting": _whole(1),
+    "max_starting": whole(1),
+    "store_sync": choice(*SYNC_MODES),
+    "limit_interval": SECONDS,
 }
 #: Keys the initiator's section may hold that are not kept in its settings.
 _INITIATOR_SECRETS = frozenset({"admin_token"})
 
-_POLICY_READERS: Mapping[str, _Reader] = {
-    "restart": _restart,
-    "backoff_initial": _DELAY,
-    "backoff_factor": _number("must be a number of 0 or more", 0),
-    "backoff_cap": _DELAY,
-    "jitter": _number("must be a number from 0 to 1", 0, 1),
-    "max_restarts": _whole(0),
-    "restart_window": _DELAY,
-    "reset_after": _DELAY,
+_POLICY_READERS: Mapping[str, Reader] = {
+    "restart": restart,
+    "backoff_initial": DELAY,
+    "backoff_factor": number("must be a number of 0 or more", 0),
+    "backoff_cap": DELAY,
+    "jitter": number("must be a number from 0 to 1", 0, 1),
+    "max_restarts": whole(0),
+    "restart_window": DELAY,
+    "reset_after": DELAY,
 }
-_MODULE_READERS: Mapping[str, _Reader] = {
-    "listen_addr": _address,
-    "overridable": _overridable,
+_MODULE_READERS: Mapping[str, Reader] = {
+    "listen_addr": address,
+    "overridable": overridable,
 }
-
-
-@attrs.frozen
-class _Section:
-    """One section of ``cfg`` being checked; ``inherit`` reads DEFAULT's keys too."""
-
-    cfg: configparser.ConfigParser
-    name: str
-    inherit: bool
-    own: frozenset[str]
-
-    @classmethod
-    def of(cls, cfg: configparser.ConfigParser, name: str, inherit: bool) -> _Section:
-        return cls(cfg, name, inherit, frozenset(own_keys(cfg, name)))
-
-    def inherited(self, key: str) -> bool:
-        return key not in self.own and key in self.cfg.defaults()
-
-    def has(self, key: str) -> bool:
-        return key in self.own or (self.inherit and self.inherited(key))
-
-    def origin(self, key: str) -> tuple[str, int | None]:
-        if isinstance(self.cfg, Config):
-            return self.cfg.origin(self.name, key)
-        return ("<config>", None)
-
-    def where(self, key: str) -> str:
-        """Where ``key`` is set, in words, or that it takes its default."""
-        if not self.has(key):
-            return "its default"
-        source, line = self.origin(key)
-        return source if line is None else f"{source}, line {line}"
-
-    def error(self, key: str, reason: str) -> ConfigError:
-        from_default = " (from [DEFAULT])" if self.inherited(key) else ""
-        return ConfigError(f"key {key!r} in [{self.name}]{from_default} {reason}",
-                           *self.origin(key))
-
-    def text(self, key: str) -> str:
-        try:
-            return self.cfg.get(self.name, key)
-        except configparser.InterpolationError:
-            pass  # raised outside: its message quotes the raw value
-        raise self.error(key, "refers to a missing or bad value")
-
-    def read(self, readers: Mapping[str, _Reader]) -> dict[str, Any]:
-        """The keys of ``readers`` that this section sets, read and checked."""
-        values = {}
-        for key, reader in readers.items():
-            if not self.has(key):
-                continue
-            text = self.text(key)
-            try:
-                values[key] = reader(text)
-            except _Invalid as exc:
-                raise self.error(key, str(exc)) from None
-        return values
+_LIMIT_READERS: Mapping[str, Reader] = {
+    "max_memory": size,
+    "max_open_files": _open_files,
+    "max_cpu_seconds": whole(1),
+}
+assert tuple(_LIMIT_READERS) == LIMIT_KEYS
+#: The keys of a ``[job:NAME]`` section that are not overrides.
+_JOB_KEYS = frozenset({"module", "session", "requires", *LIMIT_KEYS})
 
 
 def _check_initiator(cfg: configparser.ConfigParser, guid: str) -> InitiatorSettings:
     if not cfg.has_section(guid):
         raise ConfigError(f"there is no [{guid}] section for the initiator")
-    section = _Section.of(cfg, guid, inherit=False)
+    section = Section.of(cfg, guid, inherit=False)
     unknown = sorted(section.own - set(_INITIATOR_READERS) - _INITIATOR_SECRETS)
     if unknown:
         raise ConfigError(f"unknown key {unknown[0]!r} in [{guid}]", *section.origin(unknown[0]))
@@ -286,19 +219,86 @@ def _check_initiator(cfg: configparser.ConfigParser, guid: str) -> InitiatorSett
 
 
 def _check_module(cfg: configparser.ConfigParser, name: str) -> ModuleSettings:
-    section = _Section.of(cfg, name, inherit=True)
+    section = Section.of(cfg, name, inherit=True)
     policy = RestartPolicy(**section.read(_POLICY_READERS))
-    return ModuleSettings(name=name, policy=policy, **section.read(_MODULE_READERS))
+    return ModuleSettings(name=name, policy=policy, limits=Limits(**section.read(_LIMIT_READERS)),
+                          **section.read(_MODULE_READERS))
 
 
-def check_config(cfg: configparser.ConfigParser, guid: str) -> Settings:
+def _check_declared(cfg: configparser.ConfigParser, header: str, guid: str,
+                    modules: Mapping[str, ModuleSettings], skip: Collection[str]) -> DeclaredJob:
+    """A ``[job:NAME]`` section, checked as a launch of its module would be."""
+    section = Section.of(cfg, header, inherit=False)
+    name = header[len(JOB_PREFIX):]
+    if not GUID.match(name):
+        raise section.error(None, "names a job whose guid is not 1 to 64 letters, digits,"
+                                  " '_', '.' or '-' (starting with a letter or digit)")
+    if name == guid or (cfg.has_section(name) and name not in skip):
+        raise section.error(None, f"names a job whose guid is the name of section [{name}]")
+    if not section.has("module"):
+        raise section.error(None, "has no 'module' key")
+    module = section.text("module")
+    if module not in modules:
+        raise section.error("module", "names a module that has no config section")
+    session = section.text("session") if section.has("session") else None
+    if session is not None and not SESSION.match(session):
+        raise section.error("session", "must be at most 256 characters, without control"
+                                       " characters or '$'")
+    overrides = {}
+    for key in sorted(section.own - _JOB_KEYS):
+        try:
+            overrides.update(check_overrides(cfg, module, {key: section.text(key)}))
+        except OverrideNotAllowed:
+            reason = ("is one the initiator sets" if key in RESERVED_KEYS else
+                      "is not one its module lists as overridable (nor module, session,"
+                      " requires or a limit)")
+            raise section.error(key, reason) from None
+        except BadOverride:
+            raise section.error(key, "must be a short key name with a one-line value of at"
+                                     " most 4096 characters") from None
+    requires = names(section.text("requires")) if section.has("requires") else ()
+    return DeclaredJob(name=name, module=module, session=session, overrides=overrides,
+                       requires=requires, limits=Limits(**section.read(_LIMIT_READERS)),
+                       source=section.origin()[0], line=section.origin()[1])
+
+
+def _check_requires(cfg: configparser.ConfigParser, declared: Mapping[str, DeclaredJob]) -> None:
+    """Every job a declared job requires is declared; no job requires itself, however far."""
+
+    def section(name: str) -> Section:
+        return Section.of(cfg, JOB_PREFIX + name, inherit=False)
+
+    for name, job in declared.items():
+        if any(other not in declared for other in job.requires):
+            raise section(name).error("requires", "lists a job that no [job:NAME] section"
+                                                  " declares")
+    done: set[str] = set()
+
+    def visit(name: str, path: list[str]) -> None:
+        for other in declared[name].requires:
+            if other in path:
+                cycle = " -> ".join([*path[path.index(other):], other])
+                raise section(name).error("requires", f"makes a cycle: {cycle}")
+            if other not in done:
+                visit(other, [*path, other])
+        done.add(name)
+
+    for name in declared:
+        if name not in done:
+            visit(name, [name])
+
+
+def check_config(cfg: configparser.ConfigParser, guid: str,
+                 skip: Collection[str] = ()) -> Settings:
     """
-    Check ``cfg`` as read at start and return its settings.
+    Check ``cfg`` and return its settings.
 
     ``[guid]`` is the initiator's section: only its own keys count (not
-    DEFAULT's), and each must be known. Every other section is a module's,
-    except ``[job:NAME]`` (declared jobs); there only the restart policy,
-    ``listen_addr`` and ``overridable`` are checked, DEFAULT's included.
+    DEFAULT's), and each must be known. ``[job:NAME]`` sections declare
+    jobs (see :class:`DeclaredJob`); sections named in ``skip`` (the ones
+    the initiator writes for its jobs) are passed over; every other
+    section is a module's, where the restart policy, ``listen_addr``,
+    ``overridable`` and the limits are checked, DEFAULT's included.
     Raise :class:`ConfigError` naming the file, line, section and key of
     the first bad value, never the value itself.
     """
@@ -306,6 +306,12 @@ def check_config(cfg: configparser.ConfigParser, guid: str) -> Settings:
     modules = {
         name: _check_module(cfg, name)
         for name in cfg.sections()
-        if name != guid and not name.startswith(_JOB_PREFIX)
+        if name != guid and not name.startswith(JOB_PREFIX) and name not in skip
     }
-    return Settings(initiator=initiator, modules=modules)
+    declared = {
+        job.name: job
+        for job in (_check_declared(cfg, name, guid, modules, skip)
+                    for name in cfg.sections() if name.startswith(JOB_PREFIX))
+    }
+    _check_requires(cfg, declared)
+    return Settings(initiator=initiator, modules=modules, declared=declared)

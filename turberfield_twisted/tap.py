@@ -2,24 +2,34 @@
 ``twistd proactor``: Options and makeService.
 
 Run it as ``twistd -n proactor``: the asyncio reactor is installed here if
-twistd has not installed one yet.
+twistd has not installed one yet. Before anything is written to the state
+directory its lock is taken: a second daemon on it exits 1 at once, naming
+the pid of the one that holds it. SIGHUP reloads the config; under
+systemd (``NOTIFY_SOCKET``) the daemon says READY=1 once its API listens
+and its declared jobs have started.
 """
 
 from __future__ import annotations
 
+import signal
 import sys
+import time
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from twisted.application.service import IService, MultiService, Service
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, succeed
 from twisted.logger import Logger
 from twisted.python import usage
+from twisted.python.failure import Failure
 
 from .config import ConfigError, make_config, parse_config
+from .errors import StoreFailed
+from .notify import sd_notify
 from .settings import check_config
-from .state import API_FILE, TOKEN_FILE, default_state_dir, write_private
+from .state import API_FILE, TOKEN_FILE, StateDir, StateDirError, default_state_dir
+from .store import Store
 
 __all__ = ["Options", "makeService"]
 
@@ -48,15 +58,17 @@ class Options(usage.Options):
     longdesc = (
         "Start the initiator: a JSON control API (loopback only by default) that launches "
         "Python modules as HTTP worker processes and supervises them. The admin token is "
-        "written to <state-dir>/admin.token (mode 0600)."
+        "written to <state-dir>/admin.token (mode 0600); jobs, web-hooks and undelivered "
+        "events are kept in <state-dir>/proactor.db. One daemon per state dir. SIGHUP "
+        "reloads the config."
     )
     optParameters = [
         ["config", "c", None, "A config file read over the embedded default."],
         ["listen", "l", None,
          "Endpoint of the control API (default: tcp:<listen_port>:interface=<listen_addr> "
          "from the initiator's section, i.e. tcp:8080:interface=127.0.0.1)."],
-        ["state-dir", "s", None, f"Where admin.token and api.url go (default: "
-                                 f"{default_state_dir()})."],
+        ["state-dir", "s", None, f"Where admin.token, api.url and the store go (default: "
+                                 f"{default_state_dir()}; created 0700)."],
         ["guid", "g", "proactor", "The initiator's section in the config."],
     ]
 
@@ -80,7 +92,7 @@ class _ControlService(Service):
     log = Logger()
 
     def __init__(self, reactor: Any, endpoint_text: str, api: Any, initiator: Any,
-                 state_dir: Path):
+                 state: StateDir):
         from twisted.internet.endpoints import serverFromString
 
         self._reactor = reactor
@@ -88,7 +100,7 @@ class _ControlService(Service):
         self._endpoint = serverFromString(reactor, endpoint_text)
         self._api = api
         self._initiator = initiator
-        self._state_dir = state_dir
+        self._state = state
         self._port: Any = None
 
     def privilegedStartService(self) -> None:
@@ -106,7 +118,7 @@ class _ControlService(Service):
         addr = f"[{host.host}]" if ":" in host.host else host.host
         url = f"http://{addr}:{host.port}"
         self._initiator.listening(host.host, host.port)
-        write_private(self._state_dir / API_FILE, url + "\n")
+        self._state.write_private(API_FILE, url + "\n")
         self.log.info("control API listening on {url}", url=url)
 
     def stopService(self) -> Deferred[None] | None:
@@ -117,15 +129,120 @@ class _ControlService(Service):
         return None
 
 
-class _Closing(Service):
-    """Calls ``close`` when stopped."""
+class _InOrder(MultiService):
+    """
+    A MultiService that stops its services one at a time, the last started
+    first, each once the one before it has stopped (MultiService stops them
+    all at once): jobs' last events are kept before the store closes.
+    """
 
-    def __init__(self, close: Any):
-        self._close = close
+    def stopService(self) -> Deferred[None]:
+        Service.stopService(self)
+        d: Deferred[Any] = succeed(None)
+        for service in reversed(list(self)):
+            d.addBoth(_then_stop, service)
+        return d.addBoth(_then_stop, None)
+
+
+def _then_stop(result: Any, service: IService | None) -> Any:
+    """Stop ``service`` once the one before it has stopped, however that went."""
+    if isinstance(result, Failure):
+        Logger().failure("a service did not stop cleanly", failure=result)
+    return service.stopService() if service is not None else None
+
+
+class _Kept(Service):
+    """
+    The state dir, its store and the web-hooks: the hooks kept are restored
+    first thing (before any job event), and closed last, then the store.
+    """
+
+    def __init__(self, state: StateDir, store: Store, hooks: Any):
+        self._state = state
+        self._store = store
+        self._hooks = hooks
+
+    def startService(self) -> None:
+        Service.startService(self)
+        self._state.note_pid()  # twistd may have forked since the lock was taken
+        self._hooks.restore()
 
     def stopService(self) -> Any:
         Service.stopService(self)
-        return self._close()
+        d = self._hooks.close()
+        d.addBoth(lambda _: self._store.close())
+        return d
+
+
+class _Signals(Service):
+    """
+    SIGHUP reloads the config (logged; a bad file changes nothing); systemd
+    is told READY=1 once the declared jobs have started, RELOADING=1 and
+    READY=1 around a reload, STOPPING=1 as the daemon stops.
+    """
+
+    log = Logger()
+
+    def __init__(self, reactor: Any, reconciler: Any):
+        self._reactor = reactor
+        self._reconciler = reconciler
+
+    def privilegedStartService(self) -> None:
+        Service.privilegedStartService(self)
+        signal.signal(signal.SIGHUP, self._hangup)  # before the reactor runs
+
+    def startService(self) -> None:
+        Service.startService(self)
+        self._reconciler.settled().addCallback(self._ready)
+
+    def _ready(self, _: Any) -> None:
+        self.log.info("ready: the control API listens and the declared jobs have started")
+        sd_notify("READY=1\nSTATUS=ready")
+
+    def _hangup(self, signum: int, frame: Any) -> None:
+        self._reactor.callFromThread(self.reload)
+
+    def reload(self) -> None:
+        """Reload the config as SIGHUP asks; log what changed, or why nothing did."""
+        self.log.info("SIGHUP: reloading the config")
+        sd_notify(f"RELOADING=1\nMONOTONIC_USEC={time.monotonic_ns() // 1000}")
+        try:
+            self._reconciler.reload()
+        except ConfigError as exc:
+            self.log.error("SIGHUP: the config is not reloaded: {error}", error=str(exc))
+        except Exception:
+            self.log.failure("SIGHUP: the config is not reloaded")
+        sd_notify("READY=1")
+
+    def stopService(self) -> Any:
+        Service.stopService(self)
+        sd_notify("STOPPING=1")
+        return None
+
+
+def _open_state(path: Path, sync: str) -> tuple[StateDir, Store]:
+    """
+    The state dir, locked, and its store, readable: SystemExit with one line
+    if either can't be had (a daemon that would lose its kept jobs does not
+    start).
+    """
+    try:
+        state = StateDir.open(path)
+    except StateDirError as exc:
+        raise SystemExit(f"proactor: {exc}") from None
+    try:
+        state.lock()
+        store = Store.open(state, sync)
+    except (StateDirError, StoreFailed) as exc:
+        state.close()
+        raise SystemExit(f"proactor: {exc}") from None
+    try:
+        store.jobs(), store.hooks()  # what start will restore can be read
+    except StoreFailed as exc:
+        store.close()
+        state.close()
+        raise SystemExit(f"proactor: {exc} (move it away to start without it)") from None
+    return state, store
 
 
 def _asyncio_reactor() -> Any:
@@ -151,23 +268,31 @@ def makeService(options: Options) -> IService:
     from .hooks import HookDispatcher
     from .initiator import Initiator
     from .metrics import Metrics
+    from .reconcile import Reconciler
 
     cfg = options["cfg"]
     guid = options["guid"]
     own = options["settings"].initiator
-    initiator = Initiator(options, cfg=cfg, guid=guid, reactor=reactor)
+    state, store = _open_state(options["state-dir"], own.store_sync)
+    initiator = Initiator(options, cfg=cfg, guid=guid, reactor=reactor, store=store)
     token = cfg.get(guid, "admin_token", fallback="") or secrets.token_urlsafe(32)
-    state_dir: Path = options["state-dir"]
-    write_private(state_dir / TOKEN_FILE, token + "\n")
-    Logger().info("admin token written to {path}", path=str(state_dir / TOKEN_FILE))
-    hooks = HookDispatcher(reactor, initiator.http, allow=[str(n) for n in own.hook_allow])
+    state.write_private(TOKEN_FILE, token + "\n")
+    Logger().info("admin token written to {path}", path=str(state.path / TOKEN_FILE))
+    hooks = HookDispatcher(reactor, initiator.http, allow=[str(n) for n in own.hook_allow],
+                           store=store)
     initiator.subscribe(hooks.publish)
+    reconciler = Reconciler(initiator, lambda: load_config(options["config"]))
     api = ControlAPI(initiator, token, reactor, hooks=hooks, max_body=own.max_body,
-                     relay_timeout=own.relay_timeout, metrics=Metrics(initiator, hooks))
-    # Stopped in reverse: the API stops listening, then every job is
-    # stopped (their last events still go out), then the hooks close.
-    top = MultiService()
-    _Closing(hooks.close).setServiceParent(top)
+                     relay_timeout=own.relay_timeout, metrics=Metrics(initiator, hooks),
+                     reload=reconciler.reload)
+    # Started in this order (the API listens first, before any of them
+    # starts); stopped in reverse, one after another: systemd hears
+    # STOPPING=1, the API stops listening, every job is stopped (their last
+    # events are queued and kept), then the hooks close and the store.
+    top = _InOrder()
+    _Kept(state, store, hooks).setServiceParent(top)
     initiator.setServiceParent(top)
-    _ControlService(reactor, options["listen"], api, initiator, state_dir).setServiceParent(top)
+    _ControlService(reactor, options["listen"], api, initiator, state).setServiceParent(top)
+    reconciler.setServiceParent(top)
+    _Signals(reactor, reconciler).setServiceParent(top)
     return top

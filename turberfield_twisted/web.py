@@ -30,6 +30,7 @@ from twisted.web.server import Request
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
 from werkzeug.routing import BaseConverter, RequestRedirect
 
+from .config import ConfigError
 from .contract import bearer, token_matches
 from .errors import (
     ConfigPushFailed,
@@ -38,6 +39,7 @@ from .errors import (
     NotEnded,
     OverrideNotAllowed,
     SpawnFailed,
+    StoreFailed,
     UnknownJob,
     UnknownModule,
 )
@@ -114,6 +116,7 @@ STATUSES: Mapping[type[Exception], int] = MappingProxyType({
     ConfigPushFailed: 502,
     RelayError: 502,
     NoFreePort: 503,
+    StoreFailed: 503,
     ApiError: 500,
     HTTPException: 500,
     Exception: 500,
@@ -124,6 +127,7 @@ STATUSES: Mapping[type[Exception], int] = MappingProxyType({
 MESSAGES: Mapping[type[Exception], str] = MappingProxyType({
     SpawnFailed: "the worker process could not be started",
     NoFreePort: "no free port for the job; try again later",
+    StoreFailed: "the daemon could not keep this in its state store; see its log",
     ConfigPushFailed: "the change is kept, but the job did not take its new config",
     NotFound: "not found",
     RequestRedirect: "not found",
@@ -201,7 +205,8 @@ _log = Logger()
 
 def _log_error(log: Logger, request: Any, failure: Failure) -> None:
     """
-    Log what the caller is not told: no free port, a refused config, a bug.
+    Log what the caller is not told: no free port, a refused config, a
+    store that can't be written, a bug; and a config that can't be reloaded.
     (A failed spawn is logged where it happens, under the job's guid.)
     """
     exc = failure.value
@@ -210,8 +215,10 @@ def _log_error(log: Logger, request: Any, failure: Failure) -> None:
     method = (request.method or b"?").decode("ascii", "replace")
     path = (getattr(request, "path", b"") or b"").decode("ascii", "replace")[:200]
     head = "{method} {path}" if guid is None else "job {guid}: {method} {path}"
-    if isinstance(exc, NoFreePort | ConfigPushFailed):
+    if isinstance(exc, NoFreePort | ConfigPushFailed | ConfigError):
         log.warn(head + ": {error}", error=str(exc), guid=guid, method=method, path=path)
+    elif isinstance(exc, StoreFailed):
+        log.error(head + ": {error}", error=str(exc), guid=guid, method=method, path=path)
     elif _entry(exc) is Exception:
         log.failure(head + ": control API request failed", failure=failure, guid=guid,
                     method=method, path=path)

@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.protocol import ProcessProtocol
 
 from ..contract import bearer_header
@@ -38,7 +38,8 @@ def twistd_argv(state_dir: Path, config: Path | None = None,
 class Daemon(ProcessProtocol):
     """
     A ``twistd -n proactor`` child. ``listening`` fires with the API's URL,
-    ``ended`` with its :class:`ExitStatus`; ``lines`` is all it logged.
+    ``ended`` with its :class:`ExitStatus`; ``lines`` is all it logged, and
+    :meth:`logged` waits for a line.
     """
 
     def __init__(self) -> None:
@@ -51,22 +52,46 @@ class Daemon(ProcessProtocol):
         self.state_dir: Path | None = None
         split = LineSplitter(self._line)
         self._splitters = {1: split, 2: split}
+        self._waiting: list[tuple[re.Pattern[str], int, Deferred[int]]] = []
 
     @classmethod
     def start(cls, reactor: Any, state_dir: Path, config: Path | None = None,
-              cwd: Path | None = None, **kwargs: Any) -> Daemon:
-        """Spawn the daemon; await ``listening`` before talking to it."""
+              cwd: Path | None = None, env: dict[str, str] | None = None,
+              **kwargs: Any) -> Daemon:
+        """Spawn the daemon (``env`` added to its environment); await ``listening``."""
         daemon = cls()
         daemon.state_dir = state_dir
         argv = twistd_argv(state_dir, config, **kwargs)
-        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8"}
+        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8", **(env or {})}
         transport = reactor.spawnProcess(daemon, argv[0], argv, env=env,
                                          path=str(cwd or state_dir))
         daemon.pid = transport.pid
         return daemon
 
+    def logged(self, pattern: str, after: int = 0) -> Deferred[int]:
+        """
+        Fire with the index in ``lines`` of the first line from index
+        ``after`` on that ``pattern`` (a regular expression) matches, at
+        once if there is one; fail if the daemon ends first.
+        """
+        wanted = re.compile(pattern)
+        for index in range(after, len(self.lines)):
+            if wanted.search(self.lines[index]):
+                return succeed(index)
+        if self.ended.called:
+            return fail(RuntimeError(f"the daemon ended without logging {pattern!r}"))
+        d: Deferred[int] = Deferred()
+        self._waiting.append((wanted, after, d))
+        return d
+
     def _line(self, line: str) -> None:
         self.lines.append(line)
+        index = len(self.lines) - 1
+        for item in list(self._waiting):
+            wanted, after, d = item
+            if index >= after and wanted.search(line):
+                self._waiting.remove(item)
+                d.callback(index)
         match = _LISTENING.search(line)
         if match and not self.listening.called:
             self.url = match.group(1)
@@ -82,6 +107,9 @@ class Daemon(ProcessProtocol):
     def processEnded(self, reason: Any) -> None:
         self._splitters[1].flush()
         status = ExitStatus.from_reason(reason)
+        waiting, self._waiting = self._waiting, []
+        for wanted, _, d in waiting:
+            d.errback(RuntimeError(f"the daemon ended without logging {wanted.pattern!r}"))
         if not self.listening.called:
             self.listening.errback(RuntimeError(
                 f"the daemon ended ({status.describe()}) before listening:\n"

@@ -1,6 +1,8 @@
 """
 A web-hook subscriber for tests: a Klein app that records each POST it gets
-and fires waiters as they arrive.
+and fires waiters as they arrive; :func:`listen` serves it on a loopback
+port, and :meth:`Listening.down` takes it down as a crashed receiver goes
+(its port closed, its open connections cut).
 """
 
 from __future__ import annotations
@@ -9,11 +11,14 @@ import json
 from typing import Any
 
 from klein import Klein
-from twisted.internet.defer import Deferred
+from twisted.internet import endpoints
+from twisted.internet.defer import Deferred, maybeDeferred
+from twisted.protocols.policies import WrappingFactory
+from twisted.web.server import Site
 
 from ..hooks import verify_signature
 
-__all__ = ["HEADERS", "Subscriber"]
+__all__ = ["HEADERS", "Listening", "Subscriber", "listen"]
 
 #: The headers a delivery carries, as recorded.
 HEADERS = ("Content-Type", "X-Signature", "X-Hook-Id", "X-Event", "X-Delivery")
@@ -58,3 +63,24 @@ class Subscriber:
         """Whether every delivery carries a valid signature for ``secret``."""
         return all(verify_signature(secret, body, headers["X-Signature"])
                    for body, headers in self.received)
+
+
+class Listening:
+    """A subscriber served on a port; :meth:`down` takes it down."""
+
+    def __init__(self, port: Any, factory: WrappingFactory):
+        self.port = port
+        self._factory = factory
+
+    async def down(self) -> None:
+        """Stop listening and cut every open connection: the receiver is gone."""
+        await maybeDeferred(self.port.stopListening)
+        for protocol in list(self._factory.protocols):
+            protocol.transport.abortConnection()
+
+
+async def listen(reactor: Any, subscriber: Subscriber, port: int = 0) -> Listening:
+    """Serve ``subscriber`` on ``127.0.0.1:port`` (0: any free port)."""
+    factory = WrappingFactory(Site(subscriber.app.resource()))
+    endpoint = endpoints.TCP4ServerEndpoint(reactor, port, interface="127.0.0.1")
+    return Listening(await endpoint.listen(factory), factory)

@@ -1,0 +1,228 @@
+"""
+Per-job limits: rlimits set on a real process as it is spawned, a process
+group's RSS read from /proc, the memory watch on a Clock, and what the
+lifecycle does with a job over its limit.
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import signal
+import subprocess
+import sys
+import textwrap
+
+import pytest
+from test_lifecycle import World
+from twisted.internet.task import Clock
+from zope.interface import implementer
+
+from turberfield_twisted.job import Job, JobState
+from turberfield_twisted.launcher import ILocalProcess
+from turberfield_twisted.limits import Limits, MemoryWatch, apply_rlimits, explain_exit
+from turberfield_twisted.procstat import group_stats
+from turberfield_twisted.testing.fakes import FakeWorker
+
+MB = 1024 * 1024
+
+
+@implementer(ILocalProcess)
+class Local:
+    """A local process by pid, as a launcher's process would say it is."""
+
+    def __init__(self, pid: int):
+        self.pid = pid
+
+    def exited(self):  # pragma: no cover (not used here)
+        raise NotImplementedError
+
+    def signal(self, sig: int) -> None:  # pragma: no cover
+        os.kill(self.pid, sig)
+
+
+def limits_of(pid: int) -> dict[str, tuple[str, str]]:
+    rows = {}
+    with open(f"/proc/{pid}/limits") as f:
+        for line in f.readlines()[1:]:
+            name, soft, hard = line[:26].strip(), *line[26:].split()[:2]
+            rows[name] = (soft, hard)
+    return rows
+
+
+@pytest.fixture
+def sleeper():
+    """A child in a session of its own that sleeps until killed."""
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"],
+                            start_new_session=True)
+    yield proc
+    proc.kill()
+    proc.wait(10)
+
+
+def test_limits_over_a_base_take_its_values_where_they_set_none():
+    """A declared job's own limits win; the module's fill in the rest."""
+    mine = Limits(max_memory=1, max_cpu_seconds=None)
+    assert mine.over(Limits(max_memory=5, max_cpu_seconds=7)) == Limits(1, None, 7)
+    assert Limits(max_open_files=64).rlimits() == {resource.RLIMIT_NOFILE: 64}
+    assert Limits(max_memory=10).rlimits() == {}
+
+
+def test_rlimits_are_set_on_a_local_process(sleeper):
+    """max_open_files and max_cpu_seconds become the process's soft and hard limits."""
+    assert apply_rlimits(Local(sleeper.pid), Limits(max_open_files=64, max_cpu_seconds=30)) is None
+    rows = limits_of(sleeper.pid)
+    assert rows["Max open files"] == ("64", "64")
+    assert rows["Max cpu time"] == ("30", "30")
+
+
+def test_rlimits_are_not_set_on_a_process_that_is_not_local(sleeper):
+    """A worker that does not say it is a local process (a fake, a remote one) is left alone."""
+    worker = FakeWorker("m", "g", 1, b"", lambda *_: None, pid=sleeper.pid)
+    assert apply_rlimits(worker, Limits(max_open_files=64)) is None
+    assert limits_of(sleeper.pid)["Max open files"] != ("64", "64")
+
+
+def test_an_rlimit_that_cannot_be_set_says_which(monkeypatch, sleeper):
+    """A refused prlimit is reported by key, not raised."""
+
+    def refuse(*args):
+        raise PermissionError(1, "Operation not permitted")
+
+    monkeypatch.setattr(resource, "prlimit", refuse)
+    assert apply_rlimits(Local(sleeper.pid), Limits(max_open_files=64)) == (
+        "could not set its max_open_files (Operation not permitted)")
+
+
+def test_a_kill_under_a_cpu_limit_is_explained():
+    """An unasked SIGKILL of a job with max_cpu_seconds says it may be the kernel's limit."""
+    assert "max_cpu_seconds is 5" in explain_exit(signal.SIGKILL, Limits(max_cpu_seconds=5))
+    assert explain_exit(signal.SIGKILL, Limits()) == ""
+    assert explain_exit(signal.SIGTERM, Limits(max_cpu_seconds=5)) == ""
+
+
+GROUP = textwrap.dedent("""
+    import os, subprocess, sys, time
+    block = bytearray(40 * 1024 * 1024)
+    for i in range(0, len(block), 4096):
+        block[i] = 1
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    print(child.pid, flush=True)
+    time.sleep(60)
+    """)
+
+
+def test_a_groups_rss_is_summed_over_its_members():
+    """group_stats reads every live member of the group a pid leads, once through /proc."""
+    proc = subprocess.Popen([sys.executable, "-c", GROUP], stdout=subprocess.PIPE,
+                            start_new_session=True, text=True)
+    try:
+        child = int(proc.stdout.readline())
+        stats = group_stats([proc.pid, child, 2 ** 22 + 12345])
+        assert stats[proc.pid].pids == tuple(sorted((proc.pid, child)))
+        assert stats[proc.pid].rss > 40 * MB
+        assert stats[proc.pid].cpu_seconds >= 0
+        assert stats[child].pids == (child,)  # not a leader: itself alone
+        assert stats[child].rss < stats[proc.pid].rss
+        assert 2 ** 22 + 12345 not in stats
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(10)
+
+
+# -- the watch, on a Clock ----------------------------------------------------------
+
+
+def watched(state: JobState, max_memory: int | None = 100, pid: int = 4242) -> Job:
+    return Job(guid=f"g{pid}", port=1, session=None, module="m", process=Local(pid), state=state,
+               limits=Limits(max_memory=max_memory))
+
+
+def test_the_watch_samples_every_interval_and_reports_a_job_over_its_limit():
+    """Each interval, only starting or ready local jobs with a max_memory are sampled."""
+    clock = Clock()
+    jobs = [watched(JobState.READY, pid=1), watched(JobState.STARTING, pid=2),
+            watched(JobState.STOPPING, pid=3), watched(JobState.READY, None, pid=4)]
+    asked, over = [], []
+
+    def sample(pids):
+        asked.append(sorted(pids))
+        return {1: 101, 2: 100}
+
+    watch = MemoryWatch(clock, lambda: jobs, lambda job, why: over.append((job.guid, why)),
+                        lambda: 2.0, sample)
+    watch.start()
+    clock.advance(1.9)
+    assert asked == []
+    clock.advance(0.1)
+    assert asked == [[1, 2]]
+    assert over == [("g1", "over its max_memory: RSS 101 bytes, limit 100")]
+    watch.stop()
+    clock.advance(10)
+    assert len(asked) == 1 and clock.getDelayedCalls() == []
+
+
+def test_the_watch_leaves_a_job_alone_once_it_went_over():
+    """A job already stopping for its limit (limit_hit) is not reported again."""
+    job = watched(JobState.READY, pid=1)
+    job.limit_hit = "over its max_memory"
+    over = []
+    watch = MemoryWatch(Clock(), lambda: [job], lambda *a: over.append(a), lambda: 1.0,
+                        lambda pids: {1: 10 ** 9})
+    watch.check()
+    assert over == []
+
+
+# -- the lifecycle -----------------------------------------------------------------
+
+
+def test_a_job_over_its_limit_is_stopped_and_restarted_saying_why():
+    """over_limit: SIGTERM, still ready; its exit (even 0) is a failure: backoff, then a new run."""
+    w = World(restart="on-failure")
+    job = w.new()
+    w.healthy(job)
+    worker = w.worker(job)
+    worker.dies_on = frozenset({signal.SIGKILL})
+    w.lifecycle.over_limit(job, "over its max_memory: RSS 2 bytes, limit 1")
+    assert worker.signals == [signal.SIGTERM] and job.state is JobState.READY
+    w.lifecycle.over_limit(job, "again")  # once is enough
+    assert worker.signals == [signal.SIGTERM]
+    worker.exit(0)
+    assert job.state is JobState.BACKOFF
+    assert job.last_error == "over its max_memory: RSS 2 bytes, limit 1"
+    w.clock.advance(1)
+    assert job.state is JobState.STARTING and job.limit_hit is None
+    assert w.worker(job) is not worker
+
+
+def test_a_job_that_ignores_sigterm_at_its_limit_is_killed_after_stop_timeout():
+    """The limit's SIGTERM is followed by SIGKILL after stop_timeout, as a stop is."""
+    w = World()
+    job = w.new()
+    w.healthy(job)
+    worker = w.worker(job)
+    worker.dies_on = frozenset({signal.SIGKILL})
+    w.lifecycle.over_limit(job, "over its max_memory")
+    w.clock.advance(5)
+    assert worker.signals[:2] == [signal.SIGTERM, signal.SIGKILL]
+    assert job.state is JobState.BACKOFF
+
+
+def test_with_restart_never_a_job_over_its_limit_fails_saying_why():
+    """Its policy decides: restart = never leaves it failed, last_error the limit."""
+    w = World(restart="never")
+    job = w.new()
+    w.healthy(job)
+    w.lifecycle.over_limit(job, "over its max_memory")
+    assert job.state is JobState.FAILED and job.last_error == "over its max_memory"
+
+
+def test_a_job_whose_rlimits_cannot_be_set_is_killed_at_once(monkeypatch):
+    """If its limits can't be set, a worker does not run without them."""
+    import turberfield_twisted.lifecycle as lifecycle
+
+    monkeypatch.setattr(lifecycle, "apply_rlimits", lambda process, limits: "could not set it")
+    w = World()
+    job = w.new()
+    assert w.worker(job).signals[0] == signal.SIGKILL
+    assert job.state is JobState.BACKOFF and job.last_error == "could not set it"

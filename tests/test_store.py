@@ -1,0 +1,149 @@
+"""The durable store: what it keeps, how the file is made, and what it refuses."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import stat
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from turberfield_twisted.errors import StoreFailed
+from turberfield_twisted.state import STORE_FILE, StateDir
+from turberfield_twisted.store import HookRecord, JobRecord, QueuedRecord, Store
+
+
+@pytest.fixture
+def store(state):
+    store = Store.open(state)
+    yield store
+    store.close()
+
+
+def test_the_file_is_0600_in_wal_mode(state, store):
+    """The store is created 0600, in WAL mode, with synchronous NORMAL by default."""
+    path = state.path / STORE_FILE
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert store._db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert store._db.execute("PRAGMA synchronous").fetchone()[0] == 1  # NORMAL
+    store.put_job(JobRecord("g", "m", None, {}))
+    for suffix in ("-wal", "-shm"):
+        extra = state.path / (STORE_FILE + suffix)
+        assert stat.S_IMODE(extra.stat().st_mode) & 0o077 == 0, suffix
+
+
+def test_full_sync_is_chosen_by_name(state):
+    """store_sync = full sets synchronous FULL."""
+    store = Store.open(state, sync="full")
+    try:
+        assert store._db.execute("PRAGMA synchronous").fetchone()[0] == 2
+    finally:
+        store.close()
+
+
+def test_jobs_are_kept_in_order_and_replaced_in_place(store):
+    """put_job inserts or replaces (keeping the first place); forget_job deletes."""
+    store.put_job(JobRecord("a", "m.one", "s1", {"greeting": "hi"}, port=24001))
+    store.put_job(JobRecord("b", "m.two", None, {}, declared=True))
+    store.put_job(JobRecord("a", "m.one", "s1", {"greeting": "ho"}, wanted="stopped"))
+    assert store.jobs() == [
+        JobRecord("a", "m.one", "s1", {"greeting": "ho"}, wanted="stopped"),
+        JobRecord("b", "m.two", None, {}, declared=True),
+    ]
+    store.forget_job("a")
+    store.forget_job("never-there")
+    assert [job.guid for job in store.jobs()] == ["b"]
+
+
+def test_hooks_keep_their_secret_seq_and_queue_in_order(store):
+    """A hook's records come back in seq order; done and dropped ones are gone."""
+    store.add_hook(HookRecord("h1", "http://127.0.0.1:1/x", ("ready", "*"), "sekrit"))
+    store.add_hook(HookRecord("h2", "http://127.0.0.1:2/y", ("*",), "other"))
+    for seq in (1, 2, 3, 4):
+        store.queue("h1", QueuedRecord(seq, "ready", f'{{"seq":{seq}}}'.encode()))
+    store.done("h1", 1)
+    store.queue("h1", QueuedRecord(5, "exited", b"{}"), dropped=2)
+    h1, h2 = store.hooks()
+    assert (h1.id, h1.url, h1.events, h1.secret, h1.seq) == (
+        "h1", "http://127.0.0.1:1/x", ("ready", "*"), "sekrit", 5)
+    assert [(q.seq, q.event) for q in h1.queued] == [(3, "ready"), (4, "ready"), (5, "exited")]
+    assert h1.queued[0].body == b'{"seq":3}'
+    assert (h2.seq, h2.queued) == (0, ())
+    store.remove_hook("h1")
+    assert [hook.id for hook in store.hooks()] == ["h2"]
+    assert store._db.execute("SELECT count(*) FROM deliveries").fetchone()[0] == 0
+
+
+def test_a_secret_is_not_in_a_records_repr():
+    """Hook secrets and job overrides stay out of reprs (and so out of logs)."""
+    assert "sekrit" not in repr(HookRecord("h", "u", ("*",), "sekrit"))
+    assert "api-key-value" not in repr(JobRecord("g", "m", None, {"api_key": "api-key-value"}))
+
+
+def test_it_comes_back_after_the_process_is_killed(tmp_path):
+    """A commit survives SIGKILL of the writer the instant after: a child writes, then dies."""
+    path = tmp_path / "state"
+    code = textwrap.dedent(f"""
+        import os, signal
+        from turberfield_twisted.state import StateDir
+        from turberfield_twisted.store import JobRecord, Store
+        state = StateDir.open({str(path)!r})
+        state.lock()
+        store = Store.open(state)
+        store.put_job(JobRecord("g1", "m", "s", {{"k": "v"}}))
+        store.put_job(JobRecord("g1", "m", "s", {{"k": "v"}}, wanted="stopped"))
+        os.kill(os.getpid(), signal.SIGKILL)
+        """)
+    done = subprocess.run([sys.executable, "-c", code], timeout=60, check=False)
+    assert done.returncode == -9
+    state = StateDir.open(path)
+    state.lock()  # the dead writer's lock went with it
+    store = Store.open(state)
+    try:
+        assert store.jobs() == [JobRecord("g1", "m", "s", {"k": "v"}, wanted="stopped")]
+    finally:
+        store.close()
+        state.close()
+
+
+def test_a_symlink_at_the_store_is_refused(state, tmp_path):
+    """A link planted at proactor.db (or its WAL) is never followed."""
+    victim = tmp_path / "victim"
+    victim.write_bytes(b"")
+    os.symlink(victim, state.path / STORE_FILE)
+    with pytest.raises(StoreFailed, match="symbolic link"):
+        Store.open(state)
+    os.unlink(state.path / STORE_FILE)
+    os.symlink(victim, state.path / (STORE_FILE + "-wal"))
+    with pytest.raises(StoreFailed, match="-wal is not a regular file"):
+        Store.open(state)
+    assert victim.read_bytes() == b""
+
+
+def test_a_newer_schema_is_refused(state):
+    """A store written by a newer version is not read (nor changed)."""
+    Store.open(state).close()
+    db = sqlite3.connect(state.path / STORE_FILE)
+    db.execute("PRAGMA user_version = 99")
+    db.commit()
+    db.close()
+    with pytest.raises(StoreFailed, match="newer version"):
+        Store.open(state)
+
+
+def test_a_file_that_is_not_a_database_is_refused_by_name(state):
+    """Garbage in the file: a StoreFailed naming the file, not a traceback."""
+    (state.path / STORE_FILE).write_bytes(b"not a database at all" * 100)
+    with pytest.raises(StoreFailed) as caught:
+        Store.open(state)
+    assert str(state.path / STORE_FILE) in str(caught.value)
+
+
+def test_a_write_that_fails_is_a_store_failure(store):
+    """An SQLite error while writing is a StoreFailed saying what could not be done."""
+    store.close()
+    with pytest.raises(StoreFailed, match="could not keep a job"):
+        store.put_job(JobRecord("g", "m", None, {}))

@@ -1,0 +1,135 @@
+"""
+What a web-hook subscription may be, and how its deliveries are signed:
+URLs inside the allow list (IP literals or ``localhost``, no
+credentials), event filters, and ``X-Signature`` (HMAC-SHA256 of the
+body with the hook's secret).
+"""
+
+from __future__ import annotations
+
+import builtins
+import hashlib
+import hmac
+import ipaddress
+import re
+from collections.abc import Iterable
+from typing import Any
+from urllib.parse import urlsplit
+
+from .errors import Invalid
+
+__all__ = [
+    "Address",
+    "HookNotAllowed",
+    "HookRejected",
+    "Network",
+    "allowed",
+    "check_events",
+    "check_url",
+    "parse_networks",
+    "sign",
+    "verify_signature",
+]
+
+#: An event filter: ``*``, a kind, a state name or a worker event name.
+_EVENT = re.compile(r"^(\*|[A-Za-z0-9][A-Za-z0-9_.:-]{0,63})$")
+_MAX_EVENTS = 32
+_MAX_URL = 2048
+_LOOPBACK = (ipaddress.ip_address("127.0.0.1"), ipaddress.ip_address("::1"))
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+Address = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+class HookRejected(Invalid):
+    """A subscription request is malformed (bad URL, bad events): a validation error."""
+
+
+class HookNotAllowed(HookRejected):
+    """A hook's URL points at an address outside the allow list."""
+
+
+def sign(secret: str, body: bytes) -> str:
+    """The ``X-Signature`` value of ``body``: ``sha256=<hex HMAC-SHA256>``."""
+    digest = hmac.new(secret.encode("utf-8"), body, hashlib.sha256).hexdigest()
+    return f"sha256={digest}"
+
+
+def verify_signature(secret: str, body: bytes, header: str | bytes | None) -> bool:
+    """Whether ``header`` is the right ``X-Signature`` of ``body`` (constant time)."""
+    if header is None:
+        return False
+    if isinstance(header, bytes):
+        header = header.decode("latin-1")
+    given = header.strip().encode("utf-8", "replace")
+    return hmac.compare_digest(sign(secret, body).encode("ascii"), given)
+
+
+def parse_networks(allow: str | Iterable[str]) -> tuple[Network, ...]:
+    """Networks from a comma or space separated list (or an iterable of them)."""
+    items = re.split(r"[,\s]+", allow) if isinstance(allow, str) else builtins.list(allow)
+    networks = tuple(ipaddress.ip_network(item.strip(), strict=False)
+                     for item in items if item.strip())
+    if not networks:
+        raise ValueError("the hook allow list is empty")
+    return networks
+
+
+def allowed(address: Address, allow: Iterable[Network]) -> bool:
+    """Whether ``address`` is inside one of the ``allow`` networks (never 0.0.0.0 or multicast)."""
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    if address.is_unspecified or address.is_multicast:
+        return False
+    return any(address in network for network in allow)
+
+
+def check_url(url: Any, allow: Iterable[Network]) -> str:
+    """
+    ``url``, stripped, if it is an http(s) URL without credentials whose
+    host is an IP literal inside ``allow``, or ``localhost`` (if loopback
+    is allowed). Raise :class:`HookNotAllowed` for an address outside
+    ``allow``, :class:`HookRejected` for anything else wrong.
+    """
+    allow = tuple(allow)
+    if not isinstance(url, str) or not url.strip():
+        raise HookRejected("url must be a non-empty string")
+    url = url.strip()
+    if len(url) > _MAX_URL or any(ord(c) < 0x21 or ord(c) == 0x7F for c in url):
+        raise HookRejected("url is too long or holds spaces or control characters")
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname
+        parts.port  # noqa: B018 (raises ValueError on a bad port)
+    except ValueError:
+        raise HookRejected("url is malformed") from None
+    if parts.scheme.lower() not in ("http", "https"):
+        raise HookRejected("url must be http or https")
+    if parts.username is not None or parts.password is not None:
+        raise HookRejected("url must not hold credentials")
+    if not host:
+        raise HookRejected("url has no host")
+    if host == "localhost":
+        if not any(allowed(address, allow) for address in _LOOPBACK):
+            raise HookNotAllowed("localhost is not in the hook allow list")
+        return url
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        raise HookRejected("url host must be an IP address or localhost") from None
+    if not allowed(address, allow):
+        raise HookNotAllowed(f"address {address} is not in the hook allow list")
+    return url
+
+
+def check_events(events: Any) -> builtins.list[str]:
+    """``events`` without repeats, if it is a list of up to 32 event filters; else HookRejected."""
+    if not isinstance(events, builtins.list | tuple) or not events:
+        raise HookRejected("events must be a non-empty list of event names")
+    if len(events) > _MAX_EVENTS:
+        raise HookRejected(f"at most {_MAX_EVENTS} events per hook")
+    for event in events:
+        if not isinstance(event, str) or not _EVENT.match(event):
+            raise HookRejected("each event must be '*', a kind, a state or an event "
+                               "name of up to 64 letters, digits and _.:-")
+    return builtins.list(dict.fromkeys(events))

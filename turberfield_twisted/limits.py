@@ -1,0 +1,148 @@
+"""
+Per-job limits, from a module's section or a declared job's:
+
+``max_memory``
+    Bytes of resident memory (RSS) of the worker's process group. The
+    daemon samples it every ``limit_interval`` seconds (a
+    :class:`MemoryWatch`); a worker over it is stopped (SIGTERM, then
+    SIGKILL after ``stop_timeout``) and restarted under its restart policy,
+    its ``last_error`` saying why, as PM2's ``max_memory_restart`` does.
+``max_open_files``, ``max_cpu_seconds``
+    ``RLIMIT_NOFILE`` and ``RLIMIT_CPU`` (soft and hard alike), set on the
+    worker's process with ``prlimit(2)`` as it is spawned, before its
+    interpreter has started: the kernel refuses more open files
+    (``EMFILE``) and kills it (SIGKILL) once it has used that much CPU time.
+
+No reactor is imported here: :mod:`~turberfield_twisted.settings` reads
+:class:`Limits` before the daemon starts one.
+"""
+
+from __future__ import annotations
+
+import resource
+import signal
+from collections.abc import Callable, Collection, Iterable
+from typing import TYPE_CHECKING, Any
+
+import attrs
+from twisted.internet.task import LoopingCall
+from twisted.logger import Logger
+
+from .launcher import ILocalProcess
+from .procstat import group_stats
+
+if TYPE_CHECKING:
+    from .job import Job
+
+__all__ = ["LIMIT_KEYS", "Limits", "MemoryWatch", "apply_rlimits", "explain_exit"]
+
+#: The keys of a module or job section that set limits.
+LIMIT_KEYS = ("max_memory", "max_open_files", "max_cpu_seconds")
+
+
+@attrs.frozen
+class Limits:
+    """A job's limits; None is no limit."""
+
+    max_memory: int | None = None
+    max_open_files: int | None = None
+    max_cpu_seconds: int | None = None
+
+    def over(self, base: Limits) -> Limits:
+        """These limits, taking ``base``'s where these set none."""
+        return Limits(*(mine if mine is not None else theirs
+                        for mine, theirs in zip(attrs.astuple(self), attrs.astuple(base),
+                                                strict=True)))
+
+    def rlimits(self) -> dict[int, int]:
+        """The ``resource`` limits to set on a worker's process, by resource."""
+        wanted = {resource.RLIMIT_NOFILE: self.max_open_files,
+                  resource.RLIMIT_CPU: self.max_cpu_seconds}
+        return {which: value for which, value in wanted.items() if value is not None}
+
+
+def apply_rlimits(process: Any, limits: Limits) -> str | None:
+    """
+    Set ``limits``' rlimits on a just-spawned local worker ``process`` (an
+    :class:`~.launcher.ILocalProcess`; others are left alone). Return None,
+    or why they could not be set.
+    """
+    wanted = limits.rlimits()
+    pid = getattr(process, "pid", None)
+    if not wanted or pid is None or not ILocalProcess.providedBy(process):
+        return None
+    for which, value in wanted.items():
+        try:
+            resource.prlimit(pid, which, (value, value))
+        except (OSError, ValueError) as exc:
+            name = "max_open_files" if which == resource.RLIMIT_NOFILE else "max_cpu_seconds"
+            reason = getattr(exc, "strerror", None) or type(exc).__name__
+            return f"could not set its {name} ({reason})"
+    return None
+
+
+def explain_exit(signal_number: int | None, limits: Limits | None) -> str:
+    """What an unasked exit by ``signal_number`` may owe to ``limits`` ('' if nothing)."""
+    if signal_number == signal.SIGKILL and limits is not None and limits.max_cpu_seconds:
+        return (f" (max_cpu_seconds is {limits.max_cpu_seconds}: the kernel kills a worker"
+                " that has used that much CPU time)")
+    return ""
+
+
+def _rss(pids: Collection[int]) -> dict[int, int]:
+    return {pid: stats.rss for pid, stats in group_stats(pids).items()}
+
+
+class MemoryWatch:
+    """
+    Every ``interval()`` seconds on ``reactor``, read the RSS of the
+    process group of each of ``jobs()`` that is starting or ready, runs on
+    this host and has a ``max_memory``; call ``over(job, reason)`` for one
+    over its limit. ``sample(pids)`` reads the RSS of each pid's group.
+    """
+
+    log = Logger()
+
+    def __init__(self, reactor: Any, jobs: Callable[[], Iterable[Job]],
+                 over: Callable[[Job, str], None], interval: Callable[[], float],
+                 sample: Callable[[Collection[int]], dict[int, int]] = _rss):
+        self._jobs = jobs
+        self._over = over
+        self._interval = interval
+        self._sample = sample
+        self._reactor = reactor
+        self._loop: LoopingCall | None = None
+
+    def start(self) -> None:
+        """Sample every ``interval()`` seconds from now on."""
+        if self._loop is None:
+            self._loop = LoopingCall(self.check)
+            self._loop.clock = self._reactor
+            self._loop.start(self._interval(), now=False).addErrback(
+                lambda failure: self.log.failure("the memory watch stopped", failure=failure))
+
+    def stop(self) -> None:
+        """Stop sampling."""
+        loop, self._loop = self._loop, None
+        if loop is not None and loop.running:
+            loop.stop()
+
+    def check(self) -> None:
+        """Sample once: every job over its ``max_memory`` is told to ``over``."""
+        from .job import JobState
+
+        watched = {}
+        for job in self._jobs():
+            limits, pid = job.limits, job.pid
+            if (limits is None or not limits.max_memory or pid is None or job.limit_hit
+                    or job.state not in (JobState.STARTING, JobState.READY)
+                    or not ILocalProcess.providedBy(job.process)):
+                continue
+            watched[pid] = (job, limits.max_memory)
+        if watched:
+            for pid, rss in self._sample(list(watched)).items():
+                job, limit = watched[pid]
+                if rss > limit and job.pid == pid:
+                    self._over(job, f"over its max_memory: RSS {rss} bytes, limit {limit}")
+        if self._loop is not None:
+            self._loop.interval = self._interval()  # a reload may have changed it
