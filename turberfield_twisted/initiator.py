@@ -33,7 +33,7 @@ from .observers import Observer, Observers
 from .ports import next_port
 from .proactor import Proactor
 from .process import ExitStatus
-from .readiness import HealthProbe, only_ready
+from .readiness import HealthProbe, only_ready, probe_http
 from .settings import Settings, check_config
 from .supervision import RestartTracker
 
@@ -70,8 +70,11 @@ class Initiator(Proactor, Service):
         Proactor.__init__(self, options, loop, **kwargs)
         self.guid: str | None = guid
         self._pool: Any = None
+        self._probe_pool: Any = None
+        self._probe_http: Any = None  # health checks go through http when one is given
         if http is None:
             http, self._pool = make_http(self.reactor)
+            self._probe_http, self._probe_pool = probe_http(self.reactor)
         self.http = http
         #: Every job, by guid (ended ones too, up to ``max_exited``).
         self.workers: dict[str, Job] = {}
@@ -83,7 +86,7 @@ class Initiator(Proactor, Service):
 
     # -- config ------------------------------------------------------------
 
-    async def read_config(self, fObj: IO[Any], timeout: float = 3) -> Any:
+    async def read_config(self, fObj: IO[Any], timeout: float | None = 3) -> Any:
         """Read the config from ``fObj`` (see :meth:`Proactor.read_config`); checked when used."""
         cfg = await Proactor.read_config(self, fObj, timeout)
         self._settings = None
@@ -110,10 +113,11 @@ class Initiator(Proactor, Service):
     def lifecycle(self) -> Lifecycle:
         """The machine that drives every job."""
         if self._lifecycle is None:
-            probe = HealthProbe(self.http, self.reactor)
+            probe = HealthProbe(self._probe_http or self.http, self.reactor)
             self._lifecycle = Lifecycle(
                 self.reactor, self.launcher, lambda: self.settings,
-                probe=lambda job: probe.wait(job.guid, job.url(HEALTH_PATH)),
+                probe=lambda job: probe.wait(job.guid, job.url(HEALTH_PATH),
+                                             job.process.listening()),
                 render=self._render, emit=self._emit)
         return self._lifecycle
 
@@ -290,8 +294,7 @@ class Initiator(Proactor, Service):
                      if job.state not in ENDED]
 
         def close(_: Any) -> Any:
-            if self._pool is not None:
-                return self._pool.closeCachedConnections()
-            return None
+            pools = [pool for pool in (self._pool, self._probe_pool) if pool is not None]
+            return DeferredList([pool.closeCachedConnections() for pool in pools])
 
         return DeferredList(stops, consumeErrors=True).addBoth(close)

@@ -29,7 +29,7 @@ from twisted.internet.error import ProcessExitedAlready
 from twisted.internet.interfaces import IProcessTransport, IReactorProcess
 from zope.interface import Attribute, Interface, implementer
 
-from .contract import LIFELINE_FD, reachable
+from .contract import LIFELINE_FD, READY_FD, reachable
 from .errors import SpawnFailed, UnknownModule
 from .ports import free_port, port_in_use
 from .process import ExitStatus, WorkerProtocol
@@ -63,6 +63,13 @@ class IWorkerProcess(Interface):
 
     def exited() -> Deferred[ExitStatus]:
         """Fire with how the worker ended, once it is reaped and its output read."""
+
+    def listening() -> Deferred[None]:
+        """
+        Fire once the worker says it listens (the runtime writes a line on
+        :data:`~turberfield_twisted.contract.READY_FD`); never, if it
+        does not say so. Cancel to stop waiting.
+        """
 
     def signal(sig: int) -> None:
         """
@@ -133,6 +140,10 @@ class LocalProcess:
     def exited(self) -> Deferred[ExitStatus]:
         """See :meth:`IWorkerProcess.exited`."""
         return self.protocol.exited()
+
+    def listening(self) -> Deferred[None]:
+        """See :meth:`IWorkerProcess.listening`."""
+        return self.protocol.listening()
 
     def signal(self, sig: int) -> None:
         """See :meth:`IWorkerProcess.signal`."""
@@ -215,7 +226,10 @@ class LocalLauncher:
     def spawn(
         self, module: str, guid: str, port: int, config: bytes, on_line: LineSink
     ) -> LocalProcess:
-        """See :meth:`ILauncher.spawn`: fd 3 of the worker is its lifeline."""
+        """
+        See :meth:`ILauncher.spawn`: fd 3 of the worker is its lifeline, fd
+        4 the pipe where it says it listens.
+        """
         protocol = WorkerProtocol(guid, config, on_line, reactor=self._reactor)
         args = worker_argv(self.python, module, guid, port)
         executable = self.python
@@ -224,7 +238,7 @@ class LocalLauncher:
         try:
             transport = self._reactor.spawnProcess(
                 protocol, executable, args, env=self.env,
-                childFDs={0: "w", 1: "r", 2: "r", LIFELINE_FD: "w"},
+                childFDs={0: "w", 1: "r", 2: "r", LIFELINE_FD: "w", READY_FD: "r"},
             )
         except OSError as exc:
             raise SpawnFailed(f"could not start {module}: {exc.strerror or exc}") from None
