@@ -145,13 +145,23 @@ async def test_restarts_and_worker_events_are_counted_by_module():
     assert value(samples, "proactor_job_transitions_total", module=DEMO, state="starting") == 2
     assert value(samples, "proactor_job_transitions_total", module=DEMO, state="backoff") == 1
     assert value(samples, "proactor_worker_events_total", module=DEMO) == 2
+    # two spawns, each ready: the launch -> ready histogram counted both
+    assert value(samples, "proactor_job_ready_seconds_count", module=DEMO) == 2
+    assert value(samples, "proactor_job_ready_seconds_bucket", module=DEMO, le="+Inf") == 2
 
 
 @pytest_twisted.ensureDeferred
 async def test_no_jobs_yet_is_only_the_info():
-    """Before any job, no module is known: just the info, and no hook gauges without hooks."""
+    """
+    Before any job, no module is known: the info, the relay's counts at 0,
+    and no hook gauges without hooks.
+    """
     samples = await make().scrape()
-    assert samples == {("proactor_info", frozenset({("version", __version__)})): 1.0}
+    relay = {key: v for key, v in samples.items() if key[0].startswith("proactor_relay")}
+    assert {key: v for key, v in samples.items() if key not in relay} == {
+        ("proactor_info", frozenset({("version", __version__)})): 1.0}
+    assert set(relay.values()) == {0.0}
+    assert value(samples, "proactor_relay_requests_total", code="2xx") == 0
 
 
 # -- auth and absence ------------------------------------------------------------

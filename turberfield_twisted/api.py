@@ -36,9 +36,9 @@ from .web import (
     JsonKlein,
     Unauthorized,
     _LimitedRequest,
+    check_body,
     json_response,
     query_arg,
-    read_body,
     read_object,
     require_token,
 )
@@ -62,7 +62,9 @@ class ControlAPI:
     The control API of ``initiator``: ``admin_token`` guards admin calls;
     ``hooks`` (optional) manages web-hook subscriptions; request bodies
     over ``max_body`` bytes are refused (413); ``relay`` passes other
-    requests under a job to its worker, giving each ``relay_timeout``
+    requests under a job to its worker (through ``relay_agent``, an
+    ``IAgent``, if given; :meth:`close` closes the relay's own
+    connections otherwise), giving each ``relay_timeout``
     seconds for its whole answer; ``metrics`` (optional, a
     :class:`~.metrics.Metrics`) is served as Prometheus text on ``GET
     /metrics``.
@@ -80,6 +82,7 @@ class ControlAPI:
         max_body: int = 1024 * 1024,
         relay_timeout: float = 30.0,
         metrics: Any = None,
+        relay_agent: Any = None,
     ):
         if not admin_token:
             raise ValueError("the admin token must not be empty")
@@ -91,7 +94,8 @@ class ControlAPI:
         self.max_body = max_body
         self.relay_timeout = relay_timeout
         self.metrics = metrics
-        self.relay = Relay(initiator.http, reactor, relay_timeout)
+        self.relay = Relay(reactor, relay_timeout, agent=relay_agent,
+                           observe=getattr(metrics, "relayed", None))
         #: The ``/hooks`` routes.
         self.hooks_api = HooksAPI(hooks, admin_token, max_body)
 
@@ -106,6 +110,10 @@ class ControlAPI:
     @hooks.setter
     def hooks(self, hooks: Any) -> None:
         self.hooks_api.hooks = hooks
+
+    def close(self) -> defer.Deferred[None]:
+        """Close the relay's idle connections to workers."""
+        return self.relay.close()
 
     def site(self) -> Site:
         """A Site for this API: quiet, no tracebacks, bodies bounded early."""
@@ -305,5 +313,5 @@ class ControlAPI:
             raise MethodNotAllowed(valid_methods=list(own))
         self._admin(request)
         job = self.initiator.job(guid)
-        body = read_body(request, self.max_body)
-        return await self.relay.forward(request, job, self.initiator.worker_url(job), body)
+        check_body(request, self.max_body)
+        return await self.relay.forward(request, job, self.initiator.worker_url(job))

@@ -168,6 +168,7 @@ def makeService(options: Options) -> IService:
     # stopped (their last events still go out), then the hooks close.
     top = MultiService()
     _Closing(hooks.close).setServiceParent(top)
+    _Closing(api.close).setServiceParent(top)
     initiator.setServiceParent(top)
     _ControlService(reactor, options["listen"], api, initiator, state_dir).setServiceParent(top)
     return top

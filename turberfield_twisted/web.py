@@ -52,6 +52,7 @@ __all__ = [
     "JsonKlein",
     "Unauthorized",
     "answer_error",
+    "check_body",
     "guid_of",
     "json_errors",
     "json_response",
@@ -322,6 +323,19 @@ def query_arg(request: Any, name: bytes) -> str | None:
     """The last value of query argument ``name``, if given."""
     values = (request.args or {}).get(name)
     return values[-1].decode("utf-8", "replace") if values else None
+
+
+def check_body(request: Any, max_body: int) -> None:
+    """Raise :class:`BodyTooLarge` if the request's body is over ``max_body`` bytes."""
+    if getattr(request, "too_large", False):
+        raise BodyTooLarge()
+    content = request.content
+    if content is not None:
+        content.seek(0, 2)
+        size = content.tell()
+        content.seek(0)
+        if size > max_body:
+            raise BodyTooLarge()
 
 
 def read_body(request: Any, max_body: int) -> bytes:
