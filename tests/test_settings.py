@@ -68,6 +68,7 @@ BAD_VALUES = [
     ("proactor", "ready_timout", SECRET, "unknown key 'ready_timout' in [proactor]"),
     (HELLO, "restart", "sometimes", "must be one of on-failure, always, never"),
     (HELLO, "restart", SECRET, "must be one of on-failure, always, never"),
+    (HELLO, "warm", SECRET, "must be true or false"),
     (HELLO, "backoff_initial", SECRET, "must be a number of seconds of 0 or more"),
     (HELLO, "backoff_cap", "-60", "must be a number of seconds of 0 or more"),
     (HELLO, "max_restarts", "1.5", "must be a whole number of 0 or more"),

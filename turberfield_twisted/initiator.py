@@ -36,6 +36,7 @@ from .process import ExitStatus
 from .readiness import HealthProbe, only_ready, probe_http
 from .settings import Settings, check_config
 from .supervision import RestartTracker
+from .warm import WarmLauncher, is_warm_module
 
 __all__ = ["Initiator"]
 
@@ -103,10 +104,15 @@ class Initiator(Proactor, Service):
 
     @property
     def launcher(self) -> ILauncher:
-        """Where workers run (a :class:`LocalLauncher` unless one was given)."""
+        """
+        Where workers run: unless one was given, a :class:`WarmLauncher`
+        (modules whose section says ``warm = true`` fork from a template)
+        over a :class:`LocalLauncher`.
+        """
         if self._launcher is None:
-            self._launcher = LocalLauncher(self.reactor,
-                                           pythonpath=self.settings.initiator.pythonpath)
+            cold = LocalLauncher(self.reactor, pythonpath=self.settings.initiator.pythonpath)
+            self._launcher = WarmLauncher(self.reactor, cold,
+                                          is_warm_module(lambda: self.settings))
         return self._launcher
 
     @property
@@ -280,8 +286,11 @@ class Initiator(Proactor, Service):
     # -- service -----------------------------------------------------------
 
     def startService(self) -> None:
-        """Check the config (raise :class:`ConfigError`), then run."""
+        """Check the config (raise :class:`ConfigError`), start warm templates, then run."""
         self.lifecycle  # noqa: B018 (builds it, checking the config)
+        prepare = getattr(self.launcher, "prepare", None)
+        if prepare is not None:
+            prepare(list(self.settings.modules))
         Service.startService(self)
 
     def stopService(self) -> Deferred[None]:
@@ -295,6 +304,10 @@ class Initiator(Proactor, Service):
 
         def close(_: Any) -> Any:
             pools = [pool for pool in (self._pool, self._probe_pool) if pool is not None]
-            return DeferredList([pool.closeCachedConnections() for pool in pools])
+            closing = [pool.closeCachedConnections() for pool in pools]
+            templates = getattr(self._launcher, "close", None)
+            if templates is not None:
+                closing.append(templates())
+            return DeferredList(closing)
 
         return DeferredList(stops, consumeErrors=True).addBoth(close)

@@ -73,6 +73,8 @@ class ModuleSettings:
     policy: RestartPolicy = attrs.field(factory=RestartPolicy)
     listen_addr: str = "127.0.0.1"
     overridable: frozenset[str] = frozenset()
+    #: Fork its workers from a preloaded template (:mod:`turberfield_twisted.warm`).
+    warm: bool = False
 
 
 def _read_only(modules: Mapping[str, ModuleSettings]) -> Mapping[str, ModuleSettings]:
@@ -156,6 +158,14 @@ def _networks(text: str) -> tuple[_Network, ...]:
     return tuple(network for network in networks if network is not None)
 
 
+def _boolean(text: str) -> bool:
+    """configparser's booleans: true/false, yes/no, on/off, 1/0 (any case)."""
+    found = configparser.ConfigParser.BOOLEAN_STATES.get(text.strip().lower())
+    if found is None:
+        raise _Invalid("must be true or false")
+    return found
+
+
 def _restart(text: str) -> Restart:
     allowed = [member.value for member in Restart]
     if text not in allowed:
@@ -206,6 +216,7 @@ _POLICY_READERS: Mapping[str, _Reader] = {
 _MODULE_READERS: Mapping[str, _Reader] = {
     "listen_addr": _address,
     "overridable": _overridable,
+    "warm": _boolean,
 }
 
 
