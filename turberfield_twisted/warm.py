@@ -27,7 +27,7 @@ import socket
 from collections.abc import Callable, Container
 from typing import Any
 
-from twisted.internet.defer import Deferred, succeed
+from twisted.internet.defer import Deferred
 from twisted.internet.error import ConnectionDone, ProcessDone, ProcessTerminated
 from twisted.internet.interfaces import IReadDescriptor
 from twisted.internet.process import ProcessReader, ProcessWriter
@@ -225,7 +225,7 @@ class Template:
         self._ids = 0
         self._waiting: dict[int, WarmProcess] = {}
         self._workers: dict[int, WarmProcess] = {}
-        self._ended: Deferred[None] = Deferred()
+        self._ended = Once[None]()
         self._settled = Once[str]()
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         self._sock = ours
@@ -266,6 +266,10 @@ class Template:
     def settled(self) -> Deferred[str]:
         """Fire with its state once it is no longer ``starting`` (ready, refused or dead)."""
         return self._settled.wait()
+
+    def gone(self) -> Deferred[None]:
+        """Fire once its process has ended."""
+        return self._ended.wait()
 
     def _heard(self, message: dict[str, Any]) -> None:
         if "ready" in message:
@@ -333,9 +337,7 @@ class Template:
             self._reactor.removeReader(self._control)
             self._control = None  # type: ignore[assignment]
             self._sock.close()
-        if self.state != "dead" and self._ended.called is False and self._process.pid:
-            return self._ended
-        return succeed(None)
+        return self._ended.wait()
 
     def ended(self, status: ExitStatus) -> None:
         """The template process ended: its workers are orphans now."""
@@ -352,8 +354,7 @@ class Template:
             process.orphaned()
         self._waiting.clear()
         self._workers.clear()
-        if not self._ended.called:
-            self._ended.callback(None)
+        self._ended.fire(None)
         self._settled.fire(self.state)
         self.on_end(self)
 
@@ -385,6 +386,7 @@ class WarmLauncher:
         self.templates: dict[str, Template] = {}
         self._retired: set[Template] = set()
         self._restarts: dict[str, Any] = {}
+        self._awaited: dict[str, list[Deferred[Template]]] = {}
         self._closed = False
 
     # -- ILauncher ---------------------------------------------------------
@@ -426,7 +428,15 @@ class WarmLauncher:
                 return None  # it starts again after a delay
             found = self.templates[module] = Template(self._reactor, module, self.cold,
                                                       self._template_ended)
+            for waiting in self._awaited.pop(module, []):
+                waiting.callback(found)
         return found
+
+    def next_template(self, module: str) -> Deferred[Template]:
+        """Fire with the next template started for ``module``."""
+        d: Deferred[Template] = Deferred()
+        self._awaited.setdefault(module, []).append(d)
+        return d
 
     def prepare(self, modules: list[str]) -> None:
         """Start the templates of ``modules`` (the warm ones) now, before any launch."""
