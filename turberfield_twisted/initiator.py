@@ -18,7 +18,7 @@ from configparser import DEFAULTSECT
 from typing import IO, Any
 
 from twisted.application.service import Service
-from twisted.internet.defer import Deferred, DeferredList, succeed
+from twisted.internet.defer import Deferred, DeferredList, maybeDeferred, succeed
 from twisted.logger import Logger
 
 from .client import make_http
@@ -26,17 +26,17 @@ from .config import ConfigError, check_overrides, job_config_text, write_job_sec
 from .contract import HEALTH_PATH
 from .errors import BadGuid, NotEnded, UnknownJob, UnknownModule
 from .job import ENDED, EventKind, Job, JobEvent, JobState
-from .launcher import ILauncher, LocalLauncher
+from .launcher import ILauncher
 from .lifecycle import Lifecycle
 from .live_config import update_config
 from .observers import Observer, Observers
 from .ports import next_port
 from .proactor import Proactor
 from .process import ExitStatus
-from .readiness import HealthProbe, only_ready, probe_http
+from .readiness import make_probe, only_ready
 from .settings import Settings, check_config
 from .supervision import RestartTracker
-from .warm import WarmLauncher, is_warm_module
+from .warm import default_launcher
 
 __all__ = ["Initiator"]
 
@@ -72,10 +72,8 @@ class Initiator(Proactor, Service):
         self.guid: str | None = guid
         self._pool: Any = None
         self._probe_pool: Any = None
-        self._probe_http: Any = None  # health checks go through http when one is given
         if http is None:
             http, self._pool = make_http(self.reactor)
-            self._probe_http, self._probe_pool = probe_http(self.reactor)
         self.http = http
         #: Every job, by guid (ended ones too, up to ``max_exited``).
         self.workers: dict[str, Job] = {}
@@ -104,22 +102,17 @@ class Initiator(Proactor, Service):
 
     @property
     def launcher(self) -> ILauncher:
-        """
-        Where workers run: unless one was given, a :class:`WarmLauncher`
-        (modules whose section says ``warm = true`` fork from a template)
-        over a :class:`LocalLauncher`.
-        """
+        """Where workers run: unless one was given, :func:`.warm.default_launcher`'s."""
         if self._launcher is None:
-            cold = LocalLauncher(self.reactor, pythonpath=self.settings.initiator.pythonpath)
-            self._launcher = WarmLauncher(self.reactor, cold,
-                                          is_warm_module(lambda: self.settings))
+            self._launcher = default_launcher(self.reactor, lambda: self.settings)
         return self._launcher
 
     @property
     def lifecycle(self) -> Lifecycle:
         """The machine that drives every job."""
         if self._lifecycle is None:
-            probe = HealthProbe(self._probe_http or self.http, self.reactor)
+            given = None if self._pool is not None else self.http
+            probe, self._probe_pool = make_probe(self.reactor, given)
             self._lifecycle = Lifecycle(
                 self.reactor, self.launcher, lambda: self.settings,
                 probe=lambda job: probe.wait(job.guid, job.url(HEALTH_PATH),
@@ -288,13 +281,11 @@ class Initiator(Proactor, Service):
     def startService(self) -> None:
         """Check the config (raise :class:`ConfigError`), start warm templates, then run."""
         self.lifecycle  # noqa: B018 (builds it, checking the config)
-        prepare = getattr(self.launcher, "prepare", None)
-        if prepare is not None:
-            prepare(list(self.settings.modules))
+        getattr(self.launcher, "prepare", lambda _: None)(list(self.settings.modules))
         Service.startService(self)
 
     def stopService(self) -> Deferred[None]:
-        """Stop every job (TERM, then KILL after ``stop_timeout``), then the pool."""
+        """Stop every job (TERM, then KILL after ``stop_timeout``), then the pools."""
         Service.stopService(self)
         stops = []
         if self._lifecycle is not None:
@@ -302,12 +293,9 @@ class Initiator(Proactor, Service):
             stops = [self.stop(guid) for guid, job in list(self.workers.items())
                      if job.state not in ENDED]
 
-        def close(_: Any) -> Any:
-            pools = [pool for pool in (self._pool, self._probe_pool) if pool is not None]
-            closing = [pool.closeCachedConnections() for pool in pools]
-            templates = getattr(self._launcher, "close", None)
-            if templates is not None:
-                closing.append(templates())
-            return DeferredList(closing)
+        def close(_: Any) -> Any:  # the pools, and the launcher's templates
+            return DeferredList([maybeDeferred(getattr(self._launcher, "close", lambda: None)),
+                                 *(pool.closeCachedConnections()
+                                   for pool in (self._pool, self._probe_pool) if pool)])
 
         return DeferredList(stops, consumeErrors=True).addBoth(close)

@@ -24,7 +24,7 @@ from twisted.python.failure import Failure
 from .errors import JobExited, NotReady
 from .job import Job, JobState
 
-__all__ = ["HealthProbe", "answer_is_from", "only_ready", "probe_http"]
+__all__ = ["HealthProbe", "answer_is_from", "make_probe", "only_ready", "probe_http"]
 
 
 def answer_is_from(guid: str, body: bytes) -> bool:
@@ -128,6 +128,17 @@ class HealthProbe:
         except Exception:  # not listening yet: the probe goes on
             return False
         return bool(response.code == 200 and answer_is_from(guid, body))
+
+
+def make_probe(reactor: Any, http: Any = None) -> tuple[HealthProbe, Any]:
+    """
+    A :class:`HealthProbe` through ``http`` if given, else through
+    :func:`probe_http`'s client; and that client's pool (None if given).
+    """
+    pool = None
+    if http is None:
+        http, pool = probe_http(reactor)
+    return HealthProbe(http, reactor), pool
 
 
 def only_ready(guid: str, waiting: Deferred[Job]) -> Deferred[Job]:

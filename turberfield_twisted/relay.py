@@ -273,7 +273,7 @@ class Relay:
         self._sized(origin, +1)
         status = 502
         try:
-            status = await self._exchange(request, guid, origin + target, started)
+            status = await self._exchange(request, guid, origin + target)
         except RelayError as exc:
             status = exc.status
             raise
@@ -283,18 +283,25 @@ class Relay:
                 self.observe(self.reactor.seconds() - started, status)
         return b""
 
-    async def _exchange(self, request: Any, guid: str, url: bytes, started: float) -> int:
+    async def _exchange(self, request: Any, guid: str, url: bytes) -> int:
         method = request.method
         answer: _Answer | None = None
+        waiting: list[Deferred[Any]] = []
+
+        def too_late() -> None:  # one timer for the whole answer, whatever it waits for
+            if waiting:
+                waiting[-1].cancel()
+
+        timer = self.reactor.callLater(self.timeout, too_late)
         try:
-            response = await self.agent.request(
-                method, url, relay_headers(request), self.body(request),
-            ).addTimeout(self.timeout, self.reactor)
+            waiting.append(self.agent.request(method, url, relay_headers(request),
+                                              self.body(request)))
+            response = await waiting[-1]
             answer = _Answer(request, self.max_response, HOLD, response.length,
                              lambda: self._head(request, response))
             response.deliverBody(answer)
-            left = max(0.001, self.timeout - (self.reactor.seconds() - started))
-            await answer.done.addTimeout(left, self.reactor)
+            waiting.append(answer.done)
+            await answer.done
         except Exception as exc:
             verb = method.decode("ascii", "replace")
             if answer is not None and answer.committed:
@@ -314,6 +321,9 @@ class Relay:
             self.log.warn("job {guid}: relayed {method} failed: {why}", guid=guid, method=verb,
                           why=type(exc).__name__)
             raise RelayError(502, f"job {guid} could not be reached") from None
+        finally:
+            if timer.active():
+                timer.cancel()
         if not answer.committed:
             self._head(request, response)
             for chunk in answer.held:

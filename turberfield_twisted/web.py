@@ -56,6 +56,7 @@ __all__ = [
     "guid_of",
     "json_errors",
     "json_response",
+    "log_error",
     "query_arg",
     "read_body",
     "read_object",
@@ -200,7 +201,7 @@ def guid_of(request: Any) -> str | None:
 _log = Logger()
 
 
-def _log_error(log: Logger, request: Any, failure: Failure) -> None:
+def log_error(log: Logger, request: Any, failure: Failure) -> None:
     """
     Log what the caller is not told: no free port, a refused config, a bug.
     (A failed spawn is logged where it happens, under the job's guid.)
@@ -230,7 +231,7 @@ def json_errors(app: Klein) -> None:
         request, failure = args[-2:]
         owner = args[0] if len(args) == 3 else None
         log = getattr(owner, "log", None)
-        _log_error(log if isinstance(log, Logger) else _log, request, failure)
+        log_error(log if isinstance(log, Logger) else _log, request, failure)
         return answer_error(request, failure.value)
 
     app.handle_errors(Exception)(cast(KleinErrorHandler, answer))
