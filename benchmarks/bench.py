@@ -92,11 +92,11 @@ def _bare_pid(port: int) -> int:
     return pid
 
 
-def restart_one(manager: Manager, samples: Samples, key: str) -> None:
+def restart_one(manager: Manager, samples: Samples, key: str, module: str | None = None) -> None:
     """One worker up for over a second; kill -9; time until it answers again."""
     port = ONE
     if isinstance(manager, Proactor):
-        [port] = manager.launch([0])
+        [port] = manager.launch([0], module)
     else:
         manager.launch([port])
     wait_answering([port], 60, 0.005)
@@ -194,6 +194,7 @@ def run(options: argparse.Namespace) -> dict[str, Any]:
                 step()
             restarts: list[Callable[[], None]] = [
                 lambda: restart_one(ours, samples, "restart proactor"),
+                lambda: restart_one(ours, samples, "restart proactor warm", WARM),
                 lambda: restart_one(procmon, samples, "restart procmon"),
                 lambda: restart_one(circus, samples, "restart circus"),
                 lambda: restart_one(supervisor, samples, "restart supervisord"),
@@ -260,6 +261,8 @@ ROWS: list[tuple[str, str, str | None, str, str, float | None, str]] = [
      "ratio", "ms", None, "max"),
     ("kill -9 -> answering again vs procmon", "restart proactor", "restart procmon", "ratio",
      "ms", 1.05, "max"),
+    ("kill -9 -> answering again, warm, vs procmon", "restart proactor warm",
+     "restart procmon", "ratio", "ms", None, "max"),
     ("kill -9 -> answering again: circus vs procmon", "restart circus", "restart procmon",
      "ratio", "ms", None, "max"),
     ("kill -9 -> answering again: supervisord vs procmon", "restart supervisord",

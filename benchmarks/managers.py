@@ -39,6 +39,21 @@ def _bare(port: int) -> list[str]:
     return [PYTHON, "-P", BARE, "--port", str(port)]
 
 
+def _daemon(argv: list[str], work: Path, up: Any) -> subprocess.Popen[bytes]:
+    """Start ``argv`` quietly in ``work``; return once ``up()`` is true (30 s at most)."""
+    process = subprocess.Popen(argv, env=_env(), stdin=subprocess.DEVNULL,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=work)
+    deadline = time.perf_counter() + 30
+    while True:
+        try:
+            if up():
+                return process
+        except Exception:
+            if time.perf_counter() > deadline or process.poll() is not None:
+                raise
+        time.sleep(0.1)
+
+
 class Manager:
     """One process manager: ``name``; ``pid`` of its daemon once started."""
 
@@ -169,20 +184,25 @@ class Proactor(Manager):
             self.process.wait(60)
 
 
-class Circus(Manager):
-    """circusd with one watcher per port (started by name), check_delay 0.1."""
-
-    name = "circus"
+class _Peer(Manager):
+    """A peer daemon configured with one worker per port of ``ports``, controlled on
+    ``control``, its files in ``work``."""
 
     def __init__(self, work: Path, ports: list[int], control: int):
         self.work = work
         self.ports = ports
         self.control = control
         self.process: subprocess.Popen[bytes] | None = None
-        self.client: Any = None
+        work.mkdir(parents=True, exist_ok=True)
+
+
+class Circus(_Peer):
+    """circusd with one watcher per port (started by name), check_delay 0.1."""
+
+    name = "circus"
+    client: Any = None
 
     def start(self) -> None:
-        self.work.mkdir(parents=True, exist_ok=True)
         lines = [
             "[circus]", f"endpoint = tcp://127.0.0.1:{self.control}",
             f"pubsub_endpoint = tcp://127.0.0.1:{self.control + 1}",
@@ -194,23 +214,13 @@ class Circus(Manager):
                       "graceful_timeout = 5", ""]
         config = self.work / "circus.ini"
         config.write_text("\n".join(lines))
-        circusd = str(Path(PYTHON).parent / "circusd")
-        self.process = subprocess.Popen([circusd, str(config)], env=_env(),
-                                        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                        stderr=subprocess.DEVNULL, cwd=self.work)
-        self.pid = self.process.pid
         from circus.client import CircusClient
 
         self.client = CircusClient(endpoint=f"tcp://127.0.0.1:{self.control}", timeout=60)
-        deadline = time.perf_counter() + 30
-        while True:
-            try:
-                if self.client.call({"command": "list", "properties": {}}).get("status") == "ok":
-                    return
-            except Exception:
-                if time.perf_counter() > deadline:
-                    raise
-            time.sleep(0.1)
+        self.process = _daemon(
+            [str(Path(PYTHON).parent / "circusd"), str(config)], self.work,
+            lambda: self.client.call({"command": "list", "properties": {}})["status"] == "ok")
+        self.pid = self.process.pid
 
     def _call(self, command: str, **properties: Any) -> None:
         """One command; asked again while circus is busy with the last one (bounded)."""
@@ -245,20 +255,13 @@ class Circus(Manager):
             self.client.stop()
 
 
-class Supervisor(Manager):
+class Supervisor(_Peer):
     """supervisord with one program per port (autostart off), over XML-RPC."""
 
     name = "supervisord"
-
-    def __init__(self, work: Path, ports: list[int], control: int):
-        self.work = work
-        self.ports = ports
-        self.control = control
-        self.process: subprocess.Popen[bytes] | None = None
-        self.rpc: Any = None
+    rpc: Any = None
 
     def start(self) -> None:
-        self.work.mkdir(parents=True, exist_ok=True)
         lines = [
             "[supervisord]", "nodaemon = true", f"logfile = {self.work / 'supervisord.log'}",
             f"pidfile = {self.work / 'supervisord.pid'}", f"childlogdir = {self.work}",
@@ -272,21 +275,11 @@ class Supervisor(Manager):
                       "stopwaitsecs = 5", "stdout_logfile = NONE", "stderr_logfile = NONE"]
         config = self.work / "supervisord.conf"
         config.write_text("\n".join(lines) + "\n")
-        supervisord = str(Path(PYTHON).parent / "supervisord")
-        self.process = subprocess.Popen([supervisord, "-c", str(config)], env=_env(),
-                                        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                        stderr=subprocess.DEVNULL, cwd=self.work)
-        self.pid = self.process.pid
         self.rpc = xmlrpc.client.ServerProxy(f"http://127.0.0.1:{self.control}/RPC2")
-        deadline = time.perf_counter() + 30
-        while True:
-            try:
-                if self.rpc.supervisor.getState()["statename"] == "RUNNING":
-                    return
-            except OSError:
-                if time.perf_counter() > deadline:
-                    raise
-            time.sleep(0.1)
+        self.process = _daemon(
+            [str(Path(PYTHON).parent / "supervisord"), "-c", str(config)], self.work,
+            lambda: self.rpc.supervisor.getState()["statename"] == "RUNNING")
+        self.pid = self.process.pid
 
     def launch(self, ports: list[int]) -> list[int]:
         for port in ports:

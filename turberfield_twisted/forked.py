@@ -13,7 +13,6 @@ import os
 from collections.abc import Callable
 from typing import Any
 
-from twisted.internet.defer import Deferred
 from twisted.internet.error import ConnectionDone, ProcessDone, ProcessTerminated
 from twisted.internet.interfaces import IReadDescriptor
 from twisted.internet.process import ProcessReader, ProcessWriter
@@ -22,7 +21,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from .contract import READY_FD
-from .launcher import IWorkerProcess, LineSink
+from .launcher import IWorkerProcess, LineSink, ProtocolProcess
 from .process import ExitStatus, WorkerProtocol
 
 __all__ = ["Reader", "WarmProcess"]
@@ -51,7 +50,7 @@ class Reader:
 
 
 @implementer(IWorkerProcess)
-class WarmProcess:
+class WarmProcess(ProtocolProcess):
     """
     A worker forked by a template: its :class:`WorkerProtocol` sees it as
     a spawned process (config to stdin, output lines, ready fd, exit).
@@ -95,12 +94,7 @@ class WarmProcess:
             os.close(pipe.fileno())
         self.protocol.childConnectionLost(fd)
 
-    # -- IWorkerProcess ---------------------------------------------------
-
-    @property
-    def pid(self) -> int | None:
-        """The worker's pid, once forked and until it is reaped."""
-        return None if self.protocol.status is not None else self._group
+    # -- IWorkerProcess (pid, exited and listening are ProtocolProcess's) ---
 
     def forked(self, pid: int) -> None:
         """The template forked it as ``pid``: send it what was asked meanwhile."""
@@ -140,30 +134,12 @@ class WarmProcess:
         self.ended(ExitStatus(None, None))
         return True
 
-    def exited(self) -> Deferred[ExitStatus]:
-        """See :meth:`IWorkerProcess.exited`."""
-        return self.protocol.exited()
-
-    def listening(self) -> Deferred[None]:
-        """See :meth:`IWorkerProcess.listening`."""
-        return self.protocol.listening()
-
     def signal(self, sig: int) -> None:
         """See :meth:`IWorkerProcess.signal`: its session's group, once it has a pid."""
         if self._group is None:
             self._pending.append(sig)
-            return
-        try:
-            os.killpg(self._group, sig)
-        except ProcessLookupError:
-            pass
-        except PermissionError:
+        elif not self._signal_group(sig):
             try:
                 os.kill(self._group, sig)
             except ProcessLookupError:
                 pass
-
-    def close(self) -> None:
-        """Close the daemon's ends of the pipes (the spawn failed)."""
-        for pipe in list(self._pipes.values()):
-            pipe.loseConnection()

@@ -39,6 +39,7 @@ __all__ = [
     "IWorkerProcess",
     "LocalLauncher",
     "LocalProcess",
+    "ProtocolProcess",
     "SpawnFailed",
     "UnknownModule",
     "reachable",
@@ -117,20 +118,16 @@ def minimal_env(extra: Mapping[str, str] = {}) -> dict[str, str]:
     }
 
 
-@implementer(IWorkerProcess)
-class LocalProcess:
+class ProtocolProcess:
     """
-    A worker spawned on this host: its :class:`WorkerProtocol` and
-    transport. ``process_groups`` signals its whole group (it leads one);
-    without it only the process itself is signalled (fakes in tests).
+    What a worker whose :class:`WorkerProtocol` is ``protocol`` shares,
+    however it was started: its pid (``_group``, the session it leads)
+    until it is reaped, its end, its word that it listens, and signals to
+    its process group.
     """
 
-    def __init__(self, protocol: WorkerProtocol, transport: IProcessTransport,
-                 process_groups: bool = True):
-        self.protocol = protocol
-        self.transport = transport
-        self.process_groups = process_groups
-        self._group: int | None = protocol.pid or getattr(transport, "pid", None)
+    protocol: WorkerProtocol
+    _group: int | None
 
     @property
     def pid(self) -> int | None:
@@ -145,18 +142,38 @@ class LocalProcess:
         """See :meth:`IWorkerProcess.listening`."""
         return self.protocol.listening()
 
+    def _signal_group(self, sig: int) -> bool:
+        """Send ``sig`` to its group; False if there is no such group (yet)."""
+        try:
+            os.killpg(self._group or 0, sig)
+        except ProcessLookupError:
+            pass  # gone, group and all
+        except PermissionError:
+            return False  # not a group leader (yet)
+        return True
+
+
+@implementer(IWorkerProcess)
+class LocalProcess(ProtocolProcess):
+    """
+    A worker spawned on this host: its :class:`WorkerProtocol` and
+    transport. ``process_groups`` signals its whole group (it leads one);
+    without it only the process itself is signalled (fakes in tests).
+    """
+
+    def __init__(self, protocol: WorkerProtocol, transport: IProcessTransport,
+                 process_groups: bool = True):
+        self.protocol = protocol
+        self.transport = transport
+        self.process_groups = process_groups
+        self._group = protocol.pid or getattr(transport, "pid", None)
+
     def signal(self, sig: int) -> None:
         """See :meth:`IWorkerProcess.signal`."""
         if self._group is None:
             return
-        if self.process_groups:
-            try:
-                os.killpg(self._group, sig)
-                return
-            except ProcessLookupError:
-                return
-            except PermissionError:
-                pass  # not a group leader (yet): signal the process alone
+        if self.process_groups and self._signal_group(sig):
+            return
         try:
             self.transport.signalProcess(signal.Signals(sig).name[3:])
         except ProcessExitedAlready:

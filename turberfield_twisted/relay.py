@@ -71,7 +71,7 @@ class _TooLarge(Exception):
 
 @implementer(IBodyProducer)
 class _Bytes:
-    """A request body already in memory, written at once."""
+    """A request body already in memory, written whole at once (nothing to pause)."""
 
     def __init__(self, data: bytes):
         self._data = data
@@ -81,14 +81,10 @@ class _Bytes:
         consumer.write(self._data)
         return succeed(None)
 
-    def pauseProducing(self) -> None:
-        pass
+    def _idle(self) -> None:
+        """Written whole already: pausing, resuming or stopping changes nothing."""
 
-    def resumeProducing(self) -> None:
-        pass
-
-    def stopProducing(self) -> None:
-        pass
+    pauseProducing = resumeProducing = stopProducing = _idle
 
 
 class _Answer(Protocol):
