@@ -48,6 +48,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import inspect
 import json
 import os
@@ -63,7 +64,6 @@ if "twisted.internet.reactor" not in sys.modules:  # pragma: no branch
     asyncio.set_event_loop(_loop)
     asyncioreactor.install(_loop)
 
-import attrs
 from klein import Klein
 from twisted.internet import endpoints
 from twisted.internet.defer import Deferred
@@ -107,19 +107,28 @@ MAX_CONFIG = 1024 * 1024
 log = Logger(namespace="turberfield_twisted.worker")
 
 
-@attrs.define
 class WorkerContext:
     """
     What a worker's app knows: its guid, port, reactor and config, and
     ``parent``, its client of the initiator (None if it has no address).
+
+    A plain class, not an attrs record: attrs compiles its methods when
+    the class is made, which every worker would pay for at import.
     """
 
-    guid: str
-    port: int
-    reactor: Any
-    proactor: Proactor
-    _token: str = attrs.field(default="", repr=False, alias="token")
-    parent: ParentClient | None = attrs.field(default=None, repr=False)
+    __slots__ = ("_token", "guid", "parent", "port", "proactor", "reactor")
+
+    def __init__(self, guid: str, port: int, reactor: Any, proactor: Proactor,
+                 token: str = "", parent: ParentClient | None = None):
+        self.guid = guid
+        self.port = port
+        self.reactor = reactor
+        self.proactor = proactor
+        self._token = token
+        self.parent = parent
+
+    def __repr__(self) -> str:
+        return f"WorkerContext(guid={self.guid!r}, port={self.port!r})"
 
     @property
     def config(self) -> Any:
@@ -368,6 +377,10 @@ def run_worker(
         os.set_inheritable(READY_FD, False)  # what the app spawns does not hold it
     build = (lambda ctx: factory) if isinstance(factory, Klein) else factory
     runtime = _Runtime(reactor, args, build, config_timeout)
+    # Everything imported so far lives as long as the worker: keep it out of
+    # the collector's reach, so that no full collection over hundreds of
+    # modules' objects falls between listening and the first answer.
+    gc.freeze()
     reactor.callWhenRunning(runtime.start)
     reactor.run()
     raise SystemExit(runtime.exit_code)
