@@ -134,6 +134,38 @@ async def test_a_worker_without_the_runtime_is_found_ready_by_polling(reactor):
     assert children_of(os.getpid()) == []
 
 
+def _established_to(port: int) -> int:
+    """How many ESTABLISHED loopback TCP connections have ``port`` as their far end."""
+    count = 0
+    with open("/proc/net/tcp") as f:
+        next(f)
+        for line in f:
+            fields = line.split()
+            if fields[3] == "01" and int(fields[2].rsplit(":", 1)[1], 16) == port:
+                count += 1
+    return count
+
+
+@pytest_twisted.ensureDeferred
+async def test_no_connection_is_kept_to_a_ready_worker(reactor):
+    """Once its health check has answered, the daemon holds no connection to the worker."""
+    init = Initiator(None, guid="init", cfg=initiator_config(25130, 25139), reactor=reactor)
+    init.startService()
+    try:
+        guid = await init.launch(DEMO)
+        job = await init.ready(guid, timeout=15)
+        pid = job.pid
+        for _ in range(200):  # the check's own connection closes within a few reactor turns
+            if _established_to(job.port) == 0:
+                break
+            await deferLater(reactor, 0.01, lambda: None)
+        assert _established_to(job.port) == 0
+        await init.stop(guid)
+        await wait_gone(reactor, [pid])
+    finally:
+        await init.stopService()
+
+
 class _Watch(ProcessProtocol):
     def __init__(self) -> None:
         self.ready: Deferred[None] = Deferred()
