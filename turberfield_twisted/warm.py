@@ -36,7 +36,7 @@ from zope.interface import implementer
 from .forked import Reader, WarmProcess
 from .forkserver import MAX_MESSAGE, send
 from .launcher import ILauncher, IWorkerProcess, LineSink, LocalLauncher
-from .process import ExitStatus, Once
+from .process import ExitStatus, LineSplitter, Once
 
 __all__ = ["Template", "WarmLauncher", "WarmProcess", "default_launcher"]
 
@@ -45,17 +45,23 @@ RESTART_DELAY = 1.0
 
 
 class _TemplateProtocol(ProcessProtocol):
-    """The template process's output goes to the log; its end to ``ended``."""
+    """The template process's output goes to the log, line by line; its end to ``ended``."""
 
     def __init__(self, template: Template):
         self.template = template
+        self._lines = {fd: LineSplitter(self._say) for fd in (1, 2)}
+
+    def _say(self, line: str) -> None:
+        self.template.log.info("template of {module}: {line}", module=self.template.module,
+                               line=line)
 
     def childDataReceived(self, childFD: int, data: bytes) -> None:
-        for line in data.decode("utf-8", "replace").splitlines():
-            self.template.log.info("template of {module}: {line}",
-                                   module=self.template.module, line=line)
+        if childFD in self._lines:
+            self._lines[childFD].feed(data)
 
     def processEnded(self, reason: Failure) -> None:
+        for lines in self._lines.values():
+            lines.flush()
         self.template.ended(ExitStatus.from_reason(reason))
 
 
