@@ -320,10 +320,12 @@ class Relay:
         finally:
             if timer.active():
                 timer.cancel()
-        if not answer.committed:
+        if not answer.committed:  # whole: one write, its length known (no chunked framing)
             self._head(request, response)
-            for chunk in answer.held:
-                request.write(chunk)
+            body = b"".join(answer.held)
+            if request.method != b"HEAD" and response.code not in (204, 304):
+                request.setHeader(b"Content-Length", b"%d" % len(body))
+            request.write(body)
         return int(response.code)
 
     @staticmethod
