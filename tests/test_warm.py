@@ -200,3 +200,36 @@ def test_warm_reads_configparser_booleans(flag):
 
     cfg = parse_config(f"[init]\n[{DEMO}]\nwarm = {flag}\n")
     assert check_config(cfg, "init").module(DEMO).warm is (flag in ("yes", "True"))
+
+
+def test_spawns_are_cold_while_the_template_is_not_ready_or_cannot_start():
+    """No ready template: a warm module's workers start cold; a template that can't be
+    spawned is logged, and its module's workers start cold too."""
+    from twisted.logger import capturedLogs
+
+    from turberfield_twisted.launcher import LocalLauncher, LocalProcess
+    from turberfield_twisted.testing.fakes import FakeProcessReactor
+    from turberfield_twisted.warm import WarmLauncher
+
+    reactor = FakeProcessReactor()
+    cold = LocalLauncher(reactor, python="/py", setsid=None, process_groups=False)
+    launcher = WarmLauncher(reactor, cold, lambda module: True)
+    process = launcher.spawn(DEMO, "g1", 25140, b"[g1]\n", lambda *_: None)
+    assert isinstance(process, LocalProcess)
+    assert launcher.templates[DEMO].state == "starting"
+    assert [p.args[2:4] for p in reactor.spawned] == [
+        ["-m", "turberfield_twisted.forkserver"], ["-m", DEMO]]
+
+    spawn = reactor.spawnProcess
+
+    def no_templates(protocol: Any, executable: Any, args: Any = (), **kwargs: Any) -> Any:
+        if "turberfield_twisted.forkserver" in args:
+            raise OSError("no such file")
+        return spawn(protocol, executable, args, **kwargs)
+
+    reactor.spawnProcess = no_templates  # type: ignore[method-assign]
+    launcher = WarmLauncher(reactor, cold, lambda module: True)
+    with capturedLogs() as events:
+        process = launcher.spawn(DEMO, "g2", 25141, b"[g2]\n", lambda *_: None)
+    assert isinstance(process, LocalProcess) and launcher.templates == {}
+    assert any("could not be started" in event["log_format"] for event in events)

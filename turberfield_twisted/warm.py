@@ -100,6 +100,9 @@ class Template:
             self._process = reactor.spawnProcess(
                 _TemplateProtocol(self), executable, args, env=cold.env,
                 childFDs={0: "w", 1: "r", 2: "r", 3: theirs.fileno()})
+        except OSError:
+            ours.close()
+            raise
         finally:
             theirs.close()
         self._process.closeStdin()
@@ -281,15 +284,23 @@ class WarmLauncher:
     # -- templates ---------------------------------------------------------
 
     def template(self, module: str) -> Template | None:
-        """``module``'s template, started now if it has none (None once closed)."""
+        """
+        ``module``'s template, started now if it has none (None once closed,
+        while it waits to start again, or if it could not be started).
+        """
         if self._closed:
             return None
         found = self.templates.get(module)
         if found is None or found.state == "dead":
             if module in self._restarts:
                 return None  # it starts again after a delay
-            found = self.templates[module] = Template(self._reactor, module, self.cold,
-                                                      self._template_ended)
+            try:
+                found = Template(self._reactor, module, self.cold, self._template_ended)
+            except OSError as exc:
+                self.log.error("the template of {module} could not be started ({why}); its"
+                               " workers start cold", module=module, why=str(exc))
+                return None
+            self.templates[module] = found
             for waiting in self._awaited.pop(module, []):
                 waiting.callback(found)
         return found
