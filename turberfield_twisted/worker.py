@@ -120,12 +120,9 @@ class WorkerContext:
 
     def __init__(self, guid: str, port: int, reactor: Any, proactor: Proactor,
                  token: str = "", parent: ParentClient | None = None):
-        self.guid = guid
-        self.port = port
-        self.reactor = reactor
-        self.proactor = proactor
+        self.guid, self.port, self.reactor = guid, port, reactor
+        self.proactor, self.parent = proactor, parent
         self._token = token
-        self.parent = parent
 
     def __repr__(self) -> str:
         return f"WorkerContext(guid={self.guid!r}, port={self.port!r})"
