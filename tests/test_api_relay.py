@@ -7,12 +7,13 @@ import re
 from collections.abc import Callable
 from typing import Any
 
+import pytest
 import pytest_twisted
 from treq.client import HTTPClient
 from twisted.internet import endpoints
-from twisted.internet.defer import Deferred, succeed
+from twisted.internet.defer import Deferred, gatherResults, succeed
 from twisted.internet.protocol import Factory, Protocol
-from twisted.web.client import Agent, HTTPConnectionPool
+from twisted.web.client import Agent, HTTPConnectionPool, ResponseFailed
 from twisted.web.iweb import UNKNOWN_LENGTH, IBodyProducer
 from zope.interface import implementer
 
@@ -27,6 +28,8 @@ AUTH = {b"Authorization": [b"Bearer " + TOKEN.encode()]}
 
 class Client:
     """Real treq on a pool that keeps no connection open."""
+
+    api: Any = None
 
     def __init__(self, reactor: Any, base: str):
         self.reactor = reactor
@@ -47,19 +50,28 @@ class Client:
 
 @pytest_twisted.async_yield_fixture
 async def serve(initiator: Any, reactor: Any) -> Any:
-    """``serve(**kwargs)``: a ControlAPI on 127.0.0.1:0 and a Client of it; ports stopped after."""
+    """
+    ``serve(**kwargs)``: a ControlAPI on 127.0.0.1:0 and a Client of it (its
+    ``api`` too); ports and the relay's connections closed after.
+    """
     ports: list[Any] = []
+    apis: list[ControlAPI] = []
 
     async def start(**kwargs: Any) -> Client:
         api = ControlAPI(initiator, TOKEN, reactor, **kwargs)
+        apis.append(api)
         port = await endpoints.TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1").listen(
             api.site())
         ports.append(port)
-        return Client(reactor, f"http://127.0.0.1:{port.getHost().port}")
+        client = Client(reactor, f"http://127.0.0.1:{port.getHost().port}")
+        client.api = api
+        return client
 
     yield start
     for port in ports:
         await port.stopListening()
+    for api in apis:
+        await api.close()
 
 
 class Recorder(Protocol):
@@ -69,6 +81,7 @@ class Recorder(Protocol):
 
     def connectionMade(self) -> None:
         self.buffer = b""
+        self.factory.connections += 1
 
     def dataReceived(self, data: bytes) -> None:
         self.buffer += data
@@ -95,6 +108,7 @@ async def stand_in(reactor: Any, answer: bytes | None) -> tuple[Any, Any]:
     """A Recorder factory listening on 127.0.0.1:0, and its port."""
     factory = Factory.forProtocol(Recorder)
     factory.requests, factory.answer, factory.lost, factory.waiting = [], answer, 0, []
+    factory.connections = 0
     port = await endpoints.TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1").listen(factory)
     return factory, port
 
@@ -273,3 +287,72 @@ async def test_unknown_guid_no_token_and_big_bodies(serve, initiator, reactor):
     assert status == 413 and json.loads(body)["error"]  # before any route runs
     status, _, body = await client.call("GET", "/health", headers={})
     assert (status, json.loads(body)["status"]) == (200, "ok")
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_long_answer_and_a_long_body_stream_through_whole(serve, initiator, reactor):
+    """
+    A 3 MiB answer (past what the relay holds) comes back whole and in order;
+    a 2 MiB request body goes up whole.
+    """
+    body = bytes(range(256)) * (3 * 1024 * 4)
+    answer = (b"HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\n"
+              b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+    factory, port = await stand_in(reactor, answer)
+    remove = fake_job(initiator, "stand-in", port.getHost().port)
+    try:
+        client = await serve(max_body=4 * 1024 * 1024)
+        upload = b"u" * (2 * 1024 * 1024)
+        status, ctype, got = await client.call("POST", "/jobs/stand-in/blob", upload,
+                                               timeout=20)
+        assert (status, ctype) == (200, b"application/octet-stream")
+        assert got == body
+        [(_, sent)] = factory.requests
+        assert sent == upload
+    finally:
+        remove()
+        await port.stopListening()
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_streamed_answer_past_the_bound_is_cut_off(serve, initiator, reactor):
+    """An answer of no stated length that passes max_response once streaming: the caller's
+    connection is cut (it can't become a 502 any more); the relay goes on serving."""
+    answer = (b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nConnection: close\r\n\r\n"
+              + b"x" * (300 * 1024))
+    _, port = await stand_in(reactor, answer)
+    remove = fake_job(initiator, "stand-in", port.getHost().port)
+    try:
+        client = await serve()
+        client.api.relay.max_response = 200 * 1024
+        with pytest.raises(ResponseFailed):
+            await client.call("GET", "/jobs/stand-in/big", timeout=10)
+        client.api.relay.max_response = 10
+        status, _, body = await client.call("GET", "/jobs/stand-in/big", timeout=10)
+        assert status == 502 and json.loads(body)["error"] == "the worker's answer is too large"
+    finally:
+        remove()
+        await port.stopListening()
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_pool_grows_to_the_concurrency_seen(serve, initiator, reactor):
+    """Ten requests in flight to one worker at once: the relay keeps up to ten idle
+    connections to it, so the next ten need no new connection."""
+    answer = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+    factory, port = await stand_in(reactor, answer)
+    remove = fake_job(initiator, "stand-in", port.getHost().port)
+    try:
+        client = await serve()
+        assert client.api.relay.pool.maxPersistentPerHost == 4
+        for _ in range(2):
+            results = await gatherResults([
+                Deferred.fromCoroutine(client.call("GET", f"/jobs/stand-in/{n}"))
+                for n in range(10)])
+            assert [status for status, _, _ in results] == [200] * 10
+        assert client.api.relay.peak == 10
+        assert client.api.relay.pool.maxPersistentPerHost == 10
+        assert factory.connections <= 12  # the second round reused the first's
+    finally:
+        remove()
+        await port.stopListening()

@@ -23,7 +23,9 @@ from typing import Any
 from klein.resource import KleinResource
 from twisted.internet import defer
 from twisted.logger import Logger
-from twisted.web.server import Site
+from twisted.python.failure import Failure
+from twisted.web.resource import Resource
+from twisted.web.server import NOT_DONE_YET, Site
 from werkzeug.exceptions import MethodNotAllowed
 
 from .config import SESSION, redact, section_items
@@ -36,9 +38,11 @@ from .web import (
     JsonKlein,
     Unauthorized,
     _LimitedRequest,
+    answer_error,
+    check_body,
     json_response,
+    log_error,
     query_arg,
-    read_body,
     read_object,
     require_token,
 )
@@ -61,7 +65,9 @@ class ControlAPI:
     The control API of ``initiator``: ``admin_token`` guards admin calls;
     ``hooks`` (optional) manages web-hook subscriptions; request bodies
     over ``max_body`` bytes are refused (413); ``relay`` passes other
-    requests under a job to its worker, giving each ``relay_timeout``
+    requests under a job to its worker (through ``relay_agent``, an
+    ``IAgent``, if given; :meth:`close` closes the relay's own
+    connections otherwise), giving each ``relay_timeout``
     seconds for its whole answer; ``metrics`` (optional, a
     :class:`~.metrics.Metrics`) is served as Prometheus text on ``GET
     /metrics``; ``reload`` (optional, a
@@ -81,6 +87,7 @@ class ControlAPI:
         relay_timeout: float = 30.0,
         metrics: Any = None,
         reload: Any = None,
+        relay_agent: Any = None,
     ):
         if not admin_token:
             raise ValueError("the admin token must not be empty")
@@ -93,7 +100,8 @@ class ControlAPI:
         self.relay_timeout = relay_timeout
         self.metrics = metrics
         self.reload = reload
-        self.relay = Relay(initiator.http, reactor, relay_timeout)
+        self.relay = Relay(reactor, relay_timeout, agent=relay_agent,
+                           observe=getattr(metrics, "relayed", None))
         #: The ``/hooks`` routes.
         self.hooks_api = HooksAPI(hooks, admin_token, max_body)
 
@@ -109,9 +117,17 @@ class ControlAPI:
     def hooks(self, hooks: Any) -> None:
         self.hooks_api.hooks = hooks
 
+    def close(self) -> defer.Deferred[None]:
+        """Close the relay's idle connections to workers."""
+        return self.relay.close()
+
     def site(self) -> Site:
-        """A Site for this API: quiet, no tracebacks, bodies bounded early."""
-        site = Site(self.app.resource(), requestFactory=_LimitedRequest)
+        """
+        A Site for this API: quiet, no tracebacks, bodies bounded early;
+        relayed requests take a short way past the router and are not in
+        the access log (the relay's metrics count them).
+        """
+        site = _ApiSite(_RelayFirst(self, self.app.resource()), requestFactory=_LimitedRequest)
         site.max_body = self.max_body  # type: ignore[attr-defined]
         site.noisy = False
         site.displayTracebacks = False
@@ -318,7 +334,66 @@ class ControlAPI:
         own = OWN_PATHS.get(rest)
         if own is not None:
             raise MethodNotAllowed(valid_methods=list(own))
+        return await self.relayed(request, guid)
+
+    async def relayed(self, request: Any, guid: str) -> bytes:
+        """Relay ``request`` to job ``guid``'s worker (admin token, body bound checked)."""
         self._admin(request)
         job = self.initiator.job(guid)
-        body = read_body(request, self.max_body)
-        return await self.relay.forward(request, job, self.initiator.worker_url(job), body)
+        check_body(request, self.max_body)
+        request.relayed = True
+        return await self.relay.forward(request, job, self.initiator.worker_url(job))
+
+
+#: A relayed path that can skip the router: a plain guid, then anything.
+_RELAYED = re.compile(rb"^/jobs/([A-Za-z0-9][A-Za-z0-9_.-]{0,63})/([^?]*)")
+
+
+class _RelayFirst(Resource):
+    """
+    The API's root: a request for a worker (``/jobs/{guid}/...``, not one
+    of :data:`OWN_PATHS`) goes straight to :meth:`ControlAPI.relayed`;
+    everything else to the Klein app, which would route it there too.
+    """
+
+    isLeaf = True
+
+    def __init__(self, api: ControlAPI, routes: Resource):
+        super().__init__()
+        self.api = api
+        self.routes = routes
+
+    def render(self, request: Any) -> Any:
+        match = _RELAYED.match(request.path)
+        if (match is None or match.group(2).decode("latin-1") in OWN_PATHS
+                or getattr(request, "too_large", False)):
+            return self.routes.render(request)
+        d = defer.Deferred.fromCoroutine(self.api.relayed(request, match.group(1).decode()))
+        d.addErrback(lambda failure: _answered_error(self.api, request, failure))
+        d.addCallback(lambda body: _finish(request, body))
+        request.notifyFinish().addErrback(lambda _: d.cancel())
+        return NOT_DONE_YET
+
+
+def _answered_error(api: ControlAPI, request: Any, failure: Failure) -> bytes:
+    if failure.check(defer.CancelledError):
+        return b""  # the caller went away
+    log_error(api.log, request, failure)
+    assert failure.value is not None
+    return answer_error(request, failure.value)
+
+
+def _finish(request: Any, body: bytes) -> None:
+    if request.finished or request._disconnected:
+        return
+    if body:
+        request.write(body)
+    request.finish()
+
+
+class _ApiSite(Site):
+    """A Site whose access log leaves out relayed requests."""
+
+    def log(self, request: Any) -> None:
+        if not getattr(request, "relayed", False):
+            super().log(request)

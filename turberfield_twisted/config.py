@@ -342,7 +342,8 @@ async def _read_fd(loop: asyncio.AbstractEventLoop, fd: int) -> bytes:
 
 
 async def read_stream(
-    fObj: IO[Any], timeout: float, loop: asyncio.AbstractEventLoop, source: str = "<stdin>"
+    fObj: IO[Any], timeout: float | None, loop: asyncio.AbstractEventLoop,
+    source: str = "<stdin>"
 ) -> configparser.ConfigParser:
     """
     Read a whole config from ``fObj`` up to EOF and parse it.

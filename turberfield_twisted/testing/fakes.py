@@ -29,7 +29,7 @@ from zope.interface.verify import verifyClass
 from ..errors import SpawnFailed, UnknownModule
 from ..launcher import ILauncher, IWorkerProcess, reachable
 from ..ports import free_port
-from ..process import ExitStatus, ExitWaiters
+from ..process import ExitStatus, ExitWaiters, Once
 
 __all__ = ["FakeLauncher", "FakeProcess", "FakeProcessReactor", "FakeWorker"]
 
@@ -136,6 +136,7 @@ class FakeWorker:
     signals: list[int] = attrs.field(factory=list)
     dies_on: frozenset[int] = frozenset({signal.SIGTERM, signal.SIGKILL})
     _exit: ExitWaiters = attrs.field(factory=ExitWaiters, repr=False)
+    _ready: Once[None] = attrs.field(factory=Once, repr=False)
 
     @property
     def status(self) -> ExitStatus | None:
@@ -145,6 +146,14 @@ class FakeWorker:
     def exited(self) -> Deferred[ExitStatus]:
         """Fire with its :class:`ExitStatus` once it ends."""
         return self._exit.wait()
+
+    def listening(self) -> Deferred[None]:
+        """Fire once the test calls :meth:`listen`."""
+        return self._ready.wait()
+
+    def listen(self) -> None:
+        """Say it listens, as the runtime does on its ready fd."""
+        self._ready.fire(None)
 
     def signal(self, sig: int) -> None:
         """Record ``sig``; end by it if it is one of ``dies_on``."""
