@@ -27,6 +27,7 @@ __all__ = [
     "ExitWaiters",
     "LineSplitter",
     "Once",
+    "Outcomes",
     "OutputTail",
     "WorkerProtocol",
 ]
@@ -100,6 +101,30 @@ class ExitWaiters(Once[ExitStatus]):
     def status(self) -> ExitStatus | None:
         """How the process ended, once it has."""
         return self.value
+
+
+class Outcomes:
+    """
+    What a worker process will make known once: that it listens
+    (``listening()``) and how it ended (``exited()``, ``status``). Those
+    who say so fire ``_ready`` and ``_exit``.
+    """
+
+    _exit: ExitWaiters
+    _ready: Once[None]
+
+    @property
+    def status(self) -> ExitStatus | None:
+        """How it ended, once that is known."""
+        return self._exit.status
+
+    def exited(self) -> Deferred[ExitStatus]:
+        """A Deferred that fires with the :class:`ExitStatus` once it ended."""
+        return self._exit.wait()
+
+    def listening(self) -> Deferred[None]:
+        """Fire once it says it listens (never, if it does not say so)."""
+        return self._ready.wait()
 
 
 def _char_boundary(buf: bytes, start: int, cut: int) -> int:
@@ -193,7 +218,7 @@ class OutputTail:
         return found[-count:] if count > 0 else []
 
 
-class WorkerProtocol(ProcessProtocol):
+class WorkerProtocol(Outcomes, ProcessProtocol):
     """
     Write ``config`` to the child's stdin and close it; split stdout and
     stderr into lines for ``on_line(stream, text)``; fire :meth:`listening`
@@ -287,15 +312,3 @@ class WorkerProtocol(ProcessProtocol):
             splitter.flush()
         self._exit.fire(self._reaped)
 
-    @property
-    def status(self) -> ExitStatus | None:
-        """How the child ended, once it is reaped and its output read."""
-        return self._exit.status
-
-    def exited(self) -> Deferred[ExitStatus]:
-        """A Deferred that fires with the :class:`ExitStatus` once reaped."""
-        return self._exit.wait()
-
-    def listening(self) -> Deferred[None]:
-        """Fire once the child says it listens (never, if it does not say so)."""
-        return self._ready.wait()
