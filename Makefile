@@ -22,8 +22,16 @@ lint: $(STAMP)
 test: lint
 	$(BIN)/python -m pytest -q
 
-bench: $(STAMP)
-	$(BIN)/python -P benchmarks/launch.py
+BENCH_STAMP := $(VENV)/.bench-installed
+
+$(BENCH_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[test,bench]' --config-settings editable_mode=compat
+	touch $(BENCH_STAMP)
+
+# Side by side with circus, supervisord and procmon: prints one table, writes
+# benchmarks/results.json. Under 10 minutes; pass ARGS="--rounds 1" for a quick look.
+bench: $(BENCH_STAMP)
+	$(BIN)/python -P benchmarks/bench.py $(ARGS)
 
 clean:
 	rm -rf $(VENV) build *.egg-info twisted/plugins/dropin.cache

@@ -376,8 +376,8 @@ async def test_hooks_with_the_real_dispatcher_and_without_one():
 ADMIN_ROUTES = [
     ("GET", "/jobs"), ("POST", "/jobs"), ("GET", "/jobs/{guid}"), ("DELETE", "/jobs/{guid}"),
     ("GET", "/jobs/{guid}/logs"), ("PATCH", "/jobs/{guid}/config"), ("GET", "/hooks"),
-    ("POST", "/hooks"), ("DELETE", "/hooks/h1"), ("GET", "/jobs/{guid}/anything"),
-    ("POST", "/jobs/{guid}/echo"),
+    ("POST", "/hooks"), ("DELETE", "/hooks/h1"), ("GET", "/jobs/{guid}/proxy/anything"),
+    ("POST", "/jobs/{guid}/proxy/echo"),
 ]
 
 
@@ -549,15 +549,15 @@ BAD_REQUESTS: list[tuple[str, str, str, Any, int]] = [
     ("10 MiB body", "POST", "/jobs", b" " * (10 * 1024 * 1024), 413),
     ("unknown guid", "GET", "/jobs/no-such-job", None, 404),
     ("unknown guid, delete", "DELETE", "/jobs/no-such-job", None, 404),
-    ("unknown guid, logs", "GET", "/jobs/no-such-job/logs", None, 404),
-    ("unknown guid, relay", "GET", "/jobs/no-such-job/x", None, 404),
+    ("unknown guid, logs", "GET", "/jobs/no-such-job/proxy/logs", None, 404),
+    ("unknown guid, relay", "GET", "/jobs/no-such-job/proxy/x", None, 404),
     ("10,000-char guid", "GET", f"/jobs/{LONG}", None, 404),
     ("10,000-char guid, relay", "POST", f"/jobs/{LONG}/echo", {}, 404),
     ("dot-dot", "GET", "/jobs/../../etc/passwd", None, 404),
     ("dot-dot at the top", "GET", "/../etc/passwd", None, 404),
     ("encoded dot-dot", "GET", "/jobs/%2e%2e/%2e%2e/etc/passwd", None, 404),
-    ("dot-dot in a relay", "GET", "/jobs/{guid}/../../etc/passwd", None, 400),
-    ("encoded dot-dot in a relay", "GET", "/jobs/{guid}/%2e%2e/%2E%2E/x", None, 400),
+    ("dot-dot in a relay", "GET", "/jobs/{guid}/proxy/../../etc/passwd", None, 400),
+    ("encoded dot-dot in a relay", "GET", "/jobs/{guid}/proxy/%2e%2e/%2E%2E/x", None, 400),
     ("non-UTF-8 URL", "GET", "/jobs/%ff%fe", None, 400),
     ("unknown route", "GET", "/nothing/here", None, 404),
     ("wrong method, /jobs", "PUT", "/jobs", None, 405),
@@ -701,24 +701,39 @@ class FakeResponse:
 
 
 @attrs.define
-class FakeHttp:
-    """Records relayed requests; answers with ``answer`` (a response, exception or None)."""
+class FakeAgent:
+    """
+    An ``IAgent`` that records relayed requests (their body read from its
+    producer) and answers with ``answer``: a response, an exception, or
+    None for never (the relay's own timeout gives up on it).
+    """
 
     answer: Any = None
     calls: list[dict[str, Any]] = attrs.field(factory=list)
 
-    def get(self, *args: Any, **kwargs: Any) -> Deferred[Any]:
-        return Deferred()  # health checks: never answered
-
-    def request(self, method: str, url: bytes, **kwargs: Any) -> Deferred[Any]:
-        self.calls.append({"method": method, "url": url, **kwargs})
+    def request(self, method: bytes, uri: bytes, headers: Headers | None = None,
+                bodyProducer: Any = None) -> Deferred[Any]:
+        written: list[bytes] = []
+        data = None
+        if bodyProducer is not None:
+            sink = _Sink(written)
+            bodyProducer.startProducing(sink)
+            data = b"".join(written)
+        self.calls.append({"method": method.decode(), "url": uri, "headers": headers,
+                           "data": data})
         if isinstance(self.answer, Exception):
             return fail(self.answer)
-        if self.answer is None:  # never answers, but honours its timeout like treq
-            d: Deferred[Any] = Deferred()
-            kwargs["reactor"].callLater(kwargs["timeout"], d.cancel)
-            return d
+        if self.answer is None:
+            return Deferred()
         return succeed(self.answer)
+
+
+@attrs.define
+class _Sink:
+    written: list[bytes]
+
+    def write(self, data: bytes) -> None:
+        self.written.append(data)
 
 
 def answer(code: int = 200, body: bytes = b'{"ok": true}', ctype: bytes = b"application/json",
@@ -730,8 +745,8 @@ def answer(code: int = 200, body: bytes = b'{"ok": true}', ctype: bytes = b"appl
 @pytest_twisted.ensureDeferred
 async def test_relay_forwards_method_path_query_body_and_safe_headers():
     """The request goes to the job's port with its path, query, body and non-hop headers."""
-    http = FakeHttp(answer(201, b'{"made": 1}', b"application/json; charset=utf-8"))
-    t = make(http=http, relay_timeout=7.5)
+    http = FakeAgent(answer(201, b'{"made": 1}', b"application/json; charset=utf-8"))
+    t = make(relay_agent=http, relay_timeout=7.5)
     guid = await t.launch()
     port = t.init.job(guid).port
     headers = {
@@ -740,7 +755,7 @@ async def test_relay_forwards_method_path_query_body_and_safe_headers():
         b"Keep-Alive": [b"timeout=5"], b"Proxy-Authorization": [b"Basic eA=="],
         b"TE": [b"trailers"], b"Upgrade": [b"websocket"], b"Cookie": [b"sid=1"],
     }
-    response, body = await t.call("POST", f"/jobs/{guid}/items/a%20b/?x=1&y=%2F", {"n": 1},
+    response, body = await t.call("POST", f"/jobs/{guid}/proxy/items/a%20b/?x=1&y=%2F", {"n": 1},
                                   headers=headers)
     assert (response.code, body) == (201, {"made": 1})
     assert response.headers.getRawHeaders(b"content-type") == [
@@ -749,15 +764,13 @@ async def test_relay_forwards_method_path_query_body_and_safe_headers():
     assert call["method"] == "POST"
     assert call["url"] == f"http://127.0.0.1:{port}/items/a%20b/?x=1&y=%2F".encode()
     assert call["data"] == b'{"n": 1}'
-    assert (call["timeout"], call["reactor"]) == (7.5, t.reactor)
-    assert call["allow_redirects"] is False
     sent = {name.lower(): values for name, values in call["headers"].getAllRawHeaders()}
     assert sent[b"x-custom"] == [b"kept"] and sent[b"cookie"] == [b"sid=1"]
     assert sent[b"content-type"] == [b"application/json"]
     for dropped in (b"authorization", b"host", b"connection", b"keep-alive", b"x-drop-me",
                     b"proxy-authorization", b"te", b"upgrade", b"content-length"):
         assert dropped not in sent, dropped
-    await t.call("GET", f"/jobs/{guid}/")
+    await t.call("GET", f"/jobs/{guid}/proxy/")
     assert http.calls[-1]["url"] == f"http://127.0.0.1:{port}/".encode()
     assert http.calls[-1]["data"] is None
 
@@ -765,19 +778,19 @@ async def test_relay_forwards_method_path_query_body_and_safe_headers():
 @pytest_twisted.ensureDeferred
 async def test_relay_passes_worker_errors_and_redirects_back_as_they_are():
     """A worker's 4xx/5xx or 3xx comes back with its body and content type."""
-    http = FakeHttp(answer(418, b"teapot", b"text/plain"))
-    t = make(http=http)
+    http = FakeAgent(answer(418, b"teapot", b"text/plain"))
+    t = make(relay_agent=http)
     guid = await t.launch()
-    response = await t.stub.get(f"{BASE}/jobs/{guid}/tea", headers={
+    response = await t.stub.get(f"{BASE}/jobs/{guid}/proxy/tea", headers={
         b"Authorization": [b"Bearer " + TOKEN.encode()]}, timeout=5, reactor=t.reactor)
     assert response.code == 418
     assert await response.content() == b"teapot"
     assert response.headers.getRawHeaders(b"content-type") == [b"text/plain"]
-    for location, seen in [(b"/elsewhere?a=1", f"/jobs/{guid}/elsewhere?a=1".encode()),
+    for location, seen in [(b"/elsewhere?a=1", f"/jobs/{guid}/proxy/elsewhere?a=1".encode()),
                            (b"https://example.org/x", b"https://example.org/x")]:
         http.answer = answer(302, b"", b"")
         http.answer.headers.setRawHeaders(b"Location", [location])
-        response = await t.stub.get(f"{BASE}/jobs/{guid}/moved", headers={
+        response = await t.stub.get(f"{BASE}/jobs/{guid}/proxy/moved", headers={
             b"Authorization": [b"Bearer " + TOKEN.encode()]}, allow_redirects=False,
             timeout=5, reactor=t.reactor)
         assert response.code == 302
@@ -787,13 +800,13 @@ async def test_relay_passes_worker_errors_and_redirects_back_as_they_are():
 @pytest_twisted.ensureDeferred
 async def test_relay_errors():
     """Refused: 502; no answer in time: 504; over-long answer: 502; job ended: 502."""
-    http = FakeHttp(ConnectionRefusedError())
-    t = make(http=http, relay_timeout=3)
+    http = FakeAgent(ConnectionRefusedError())
+    t = make(relay_agent=http, relay_timeout=3)
     guid = await t.launch()
-    is_error(*await t.call("GET", f"/jobs/{guid}/x"), 502)
+    is_error(*await t.call("GET", f"/jobs/{guid}/proxy/x"), 502)
 
     http.answer = None
-    done = Deferred.fromCoroutine(t.call("GET", f"/jobs/{guid}/slow"))
+    done = Deferred.fromCoroutine(t.call("GET", f"/jobs/{guid}/proxy/slow"))
     t.reactor.advance(2.9)
     t.stub.flush()
     assert not done.called
@@ -802,7 +815,7 @@ async def test_relay_errors():
     is_error(*await done, 504)
 
     http.answer = answer(200, b"partial", finish=False)
-    done = Deferred.fromCoroutine(t.call("GET", f"/jobs/{guid}/trickle"))
+    done = Deferred.fromCoroutine(t.call("GET", f"/jobs/{guid}/proxy/trickle"))
     t.reactor.advance(3.1)
     t.stub.flush()
     is_error(*await done, 504)
@@ -810,15 +823,15 @@ async def test_relay_errors():
 
     t.api.relay.max_response = 10
     http.answer = answer(200, b"x" * 11)
-    is_error(*await t.call("GET", f"/jobs/{guid}/big"), 502)
+    is_error(*await t.call("GET", f"/jobs/{guid}/proxy/big"), 502)
     assert http.answer.transport.stopped
     http.answer = answer(200, b"", length=11)
-    is_error(*await t.call("GET", f"/jobs/{guid}/big"), 502)
+    is_error(*await t.call("GET", f"/jobs/{guid}/proxy/big"), 502)
 
     t.init.stop(guid)
     t.reactor.spawned[0].exit(0)
     calls = len(http.calls)
-    response, body = await t.call("GET", f"/jobs/{guid}/x")
+    response, body = await t.call("GET", f"/jobs/{guid}/proxy/x")
     is_error(response, body, 502)
     assert "exited" in body["error"] and len(http.calls) == calls
 
@@ -826,15 +839,15 @@ async def test_relay_errors():
 @pytest_twisted.ensureDeferred
 async def test_relay_checks_come_before_the_worker_is_called():
     """Unknown job 404, no token 401, too big 413, dot segments 400: nothing is sent."""
-    http = FakeHttp(answer())
-    t = make(http=http, max_body=100)
+    http = FakeAgent(answer())
+    t = make(relay_agent=http, max_body=100)
     guid = await t.launch()
     is_error(*await t.call("POST", "/jobs/nope/x", {}), 404)
-    is_error(*await t.call("POST", f"/jobs/{guid}/x", {}, token=None), 401)
-    is_error(*await t.call("POST", f"/jobs/{guid}/x", raw=b"x" * 101), 413)
-    is_error(*await t.call("GET", f"/jobs/{guid}/a/%2E/b"), 400)
+    is_error(*await t.call("POST", f"/jobs/{guid}/proxy/x", {}, token=None), 401)
+    is_error(*await t.call("POST", f"/jobs/{guid}/proxy/x", raw=b"x" * 101), 413)
+    is_error(*await t.call("GET", f"/jobs/{guid}/proxy/a/%2E/b"), 400)
     assert http.calls == []
-    await t.call("POST", f"/jobs/{guid}/x", raw=b"x" * 100)
+    await t.call("POST", f"/jobs/{guid}/proxy/x", raw=b"x" * 100)
     assert http.calls[-1]["data"] == b"x" * 100
 
 

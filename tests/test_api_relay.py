@@ -7,12 +7,13 @@ import re
 from collections.abc import Callable
 from typing import Any
 
+import pytest
 import pytest_twisted
 from treq.client import HTTPClient
 from twisted.internet import endpoints
-from twisted.internet.defer import Deferred, succeed
+from twisted.internet.defer import Deferred, gatherResults, succeed
 from twisted.internet.protocol import Factory, Protocol
-from twisted.web.client import Agent, HTTPConnectionPool
+from twisted.web.client import Agent, HTTPConnectionPool, ResponseFailed
 from twisted.web.iweb import UNKNOWN_LENGTH, IBodyProducer
 from zope.interface import implementer
 
@@ -27,6 +28,8 @@ AUTH = {b"Authorization": [b"Bearer " + TOKEN.encode()]}
 
 class Client:
     """Real treq on a pool that keeps no connection open."""
+
+    api: Any = None
 
     def __init__(self, reactor: Any, base: str):
         self.reactor = reactor
@@ -47,19 +50,28 @@ class Client:
 
 @pytest_twisted.async_yield_fixture
 async def serve(initiator: Any, reactor: Any) -> Any:
-    """``serve(**kwargs)``: a ControlAPI on 127.0.0.1:0 and a Client of it; ports stopped after."""
+    """
+    ``serve(**kwargs)``: a ControlAPI on 127.0.0.1:0 and a Client of it (its
+    ``api`` too); ports and the relay's connections closed after.
+    """
     ports: list[Any] = []
+    apis: list[ControlAPI] = []
 
     async def start(**kwargs: Any) -> Client:
         api = ControlAPI(initiator, TOKEN, reactor, **kwargs)
+        apis.append(api)
         port = await endpoints.TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1").listen(
             api.site())
         ports.append(port)
-        return Client(reactor, f"http://127.0.0.1:{port.getHost().port}")
+        client = Client(reactor, f"http://127.0.0.1:{port.getHost().port}")
+        client.api = api
+        return client
 
     yield start
     for port in ports:
         await port.stopListening()
+    for api in apis:
+        await api.close()
 
 
 class Recorder(Protocol):
@@ -69,6 +81,7 @@ class Recorder(Protocol):
 
     def connectionMade(self) -> None:
         self.buffer = b""
+        self.factory.connections += 1
 
     def dataReceived(self, data: bytes) -> None:
         self.buffer += data
@@ -95,6 +108,7 @@ async def stand_in(reactor: Any, answer: bytes | None) -> tuple[Any, Any]:
     """A Recorder factory listening on 127.0.0.1:0, and its port."""
     factory = Factory.forProtocol(Recorder)
     factory.requests, factory.answer, factory.lost, factory.waiting = [], answer, 0, []
+    factory.connections = 0
     port = await endpoints.TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1").listen(factory)
     return factory, port
 
@@ -142,19 +156,19 @@ async def test_relay_to_a_real_worker_and_back(serve, initiator, reactor):
     assert json.loads(body)["state"] == "ready"
     sent = {"greeting": ["hi", 1, None], "nested": {"k": "v"}}
     status, ctype, body = await client.call(
-        "POST", f"/jobs/{guid}/echo?x=1&y=a%20b", json.dumps(sent).encode(),
+        "POST", f"/jobs/{guid}/proxy/echo?x=1&y=a%20b", json.dumps(sent).encode(),
         headers={**AUTH, b"Content-Type": [b"application/json"]})
     assert (status, ctype) == (200, b"application/json")
     assert json.loads(body) == {"guid": guid, "echo": sent}
-    status, _, body = await client.call("GET", f"/jobs/{guid}/?q=1")
+    status, _, body = await client.call("GET", f"/jobs/{guid}/proxy/?q=1")
     assert status == 200
     hello = json.loads(body)
     assert hello["guid"] == guid and hello["config"]["greeting"] == "hello"
     assert initiator.job(guid).token.encode() not in body
-    status, ctype, body = await client.call("POST", f"/jobs/{guid}/echo", b"not json {")
+    status, ctype, body = await client.call("POST", f"/jobs/{guid}/proxy/echo", b"not json {")
     assert (status, ctype) == (400, b"application/json")
     assert json.loads(body) == {"error": "the body is not JSON"}
-    status, _, body = await client.call("GET", f"/jobs/{guid}/no/such/route")
+    status, _, body = await client.call("GET", f"/jobs/{guid}/proxy/no/such/route")
     assert status == 404
     pid = initiator.job(guid).pid
     await initiator.stop(guid)
@@ -174,12 +188,12 @@ async def test_a_stopped_worker_is_502(serve, initiator, reactor):
                                         timeout=15)
     assert json.loads(body)["state"] == "exited"
     await wait_gone(reactor, [pid])
-    status, ctype, body = await client.call("POST", f"/jobs/{guid}/echo", b"{}")
+    status, ctype, body = await client.call("POST", f"/jobs/{guid}/proxy/echo", b"{}")
     assert (status, ctype) == (502, b"application/json")
     assert "exited" in json.loads(body)["error"]
     job.state = "ready"  # as if the record were stale: the port itself refuses
     try:
-        status, _, body = await client.call("POST", f"/jobs/{guid}/echo", b"{}")
+        status, _, body = await client.call("POST", f"/jobs/{guid}/proxy/echo", b"{}")
     finally:
         job.state = "exited"
     assert status == 502 and json.loads(body)["error"]
@@ -198,7 +212,7 @@ async def test_the_worker_sees_the_request_less_hop_and_auth_headers(serve, init
                    b"Connection": [b"keep-alive, X-Drop"], b"X-Drop": [b"1"],
                    b"Proxy-Authorization": [b"Basic eA=="], b"Upgrade": [b"h2c"]}
         status, ctype, body = await client.call(
-            "PUT", "/jobs/stand-in/items/a%20b/?x=1&y=%2F", b'{"n": 1}', headers=headers)
+            "PUT", "/jobs/stand-in/proxy/items/a%20b/?x=1&y=%2F", b'{"n": 1}', headers=headers)
         assert (status, ctype, body) == (201, b"text/plain", b"ok")
         [(head, sent)] = factory.requests
         lines = head.decode("latin-1").split("\r\n")
@@ -225,8 +239,8 @@ async def test_a_workers_cookie_is_not_sent_on_for_another_client(serve, initiat
     remove = fake_job(initiator, "stand-in", port.getHost().port)
     try:
         client = await serve()
-        await client.call("GET", "/jobs/stand-in/a")
-        await client.call("GET", "/jobs/stand-in/b")
+        await client.call("GET", "/jobs/stand-in/proxy/a")
+        await client.call("GET", "/jobs/stand-in/proxy/b")
         assert len(factory.requests) == 2
         assert b"from-worker" not in factory.requests[-1][0]
     finally:
@@ -244,7 +258,7 @@ async def test_a_worker_that_never_answers_is_504(serve, initiator, reactor):
         closed: Deferred[None] = Deferred()
         factory.waiting.append(closed)
         started = reactor.seconds()
-        status, ctype, body = await client.call("GET", "/jobs/silent/anything", timeout=5)
+        status, ctype, body = await client.call("GET", "/jobs/silent/proxy/anything", timeout=5)
         assert (status, ctype) == (504, b"application/json")
         assert json.loads(body)["error"]
         assert 0.25 <= reactor.seconds() - started < 3
@@ -259,9 +273,9 @@ async def test_a_worker_that_never_answers_is_504(serve, initiator, reactor):
 async def test_unknown_guid_no_token_and_big_bodies(serve, initiator, reactor):
     """Unknown job 404, no token 401, a body over max_body 413 (declared or chunked)."""
     client = await serve(max_body=1024 * 1024)
-    status, ctype, body = await client.call("GET", "/jobs/no-such-job/x")
+    status, ctype, body = await client.call("GET", "/jobs/no-such-job/proxy/x")
     assert (status, ctype) == (404, b"application/json") and json.loads(body)["error"]
-    status, _, body = await client.call("GET", "/jobs/no-such-job/x", headers={})
+    status, _, body = await client.call("GET", "/jobs/no-such-job/proxy/x", headers={})
     assert (status, json.loads(body)) == (401, {"error": "unauthorized"})
     big = b" " * (2 * 1024 * 1024)
     status, _, body = await client.call("POST", "/jobs", big)
@@ -273,3 +287,72 @@ async def test_unknown_guid_no_token_and_big_bodies(serve, initiator, reactor):
     assert status == 413 and json.loads(body)["error"]  # before any route runs
     status, _, body = await client.call("GET", "/health", headers={})
     assert (status, json.loads(body)["status"]) == (200, "ok")
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_long_answer_and_a_long_body_stream_through_whole(serve, initiator, reactor):
+    """
+    A 3 MiB answer (past what the relay holds) comes back whole and in order;
+    a 2 MiB request body goes up whole.
+    """
+    body = bytes(range(256)) * (3 * 1024 * 4)
+    answer = (b"HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\n"
+              b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+    factory, port = await stand_in(reactor, answer)
+    remove = fake_job(initiator, "stand-in", port.getHost().port)
+    try:
+        client = await serve(max_body=4 * 1024 * 1024)
+        upload = b"u" * (2 * 1024 * 1024)
+        status, ctype, got = await client.call("POST", "/jobs/stand-in/proxy/blob", upload,
+                                               timeout=20)
+        assert (status, ctype) == (200, b"application/octet-stream")
+        assert got == body
+        [(_, sent)] = factory.requests
+        assert sent == upload
+    finally:
+        remove()
+        await port.stopListening()
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_streamed_answer_past_the_bound_is_cut_off(serve, initiator, reactor):
+    """An answer of no stated length that passes max_response once streaming: the caller's
+    connection is cut (it can't become a 502 any more); the relay goes on serving."""
+    answer = (b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nConnection: close\r\n\r\n"
+              + b"x" * (300 * 1024))
+    _, port = await stand_in(reactor, answer)
+    remove = fake_job(initiator, "stand-in", port.getHost().port)
+    try:
+        client = await serve()
+        client.api.relay.max_response = 200 * 1024
+        with pytest.raises(ResponseFailed):
+            await client.call("GET", "/jobs/stand-in/proxy/big", timeout=10)
+        client.api.relay.max_response = 10
+        status, _, body = await client.call("GET", "/jobs/stand-in/proxy/big", timeout=10)
+        assert status == 502 and json.loads(body)["error"] == "the worker's answer is too large"
+    finally:
+        remove()
+        await port.stopListening()
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_pool_grows_to_the_concurrency_seen(serve, initiator, reactor):
+    """Ten requests in flight to one worker at once: the relay keeps up to ten idle
+    connections to it, so the next ten need no new connection."""
+    answer = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+    factory, port = await stand_in(reactor, answer)
+    remove = fake_job(initiator, "stand-in", port.getHost().port)
+    try:
+        client = await serve()
+        assert client.api.relay.pool.maxPersistentPerHost == 4
+        for _ in range(2):
+            results = await gatherResults([
+                Deferred.fromCoroutine(client.call("GET", f"/jobs/stand-in/proxy/{n}"))
+                for n in range(10)])
+            assert [status for status, _, _ in results] == [200] * 10
+        assert client.api.relay.peak == 10
+        assert client.api.relay.pool.maxPersistentPerHost == 10
+        assert factory.connections <= 12  # the second round reused the first's
+    finally:
+        remove()
+        await port.stopListening()

@@ -9,7 +9,7 @@ import pytest
 import pytest_twisted
 from conftest import initiator_config
 from klein import Klein
-from treq.testing import StubTreq
+from treq.testing import RequestTraversalAgent, StubTreq
 from twisted.internet.defer import Deferred
 from twisted.web.resource import Resource
 
@@ -74,7 +74,8 @@ class World:
         self.initiator = Initiator(None, guid="init", cfg=initiator_config(23000, 23009),
                                    reactor=self.reactor, launcher=launcher, http=worker_http)
         self.hooks = HookDispatcher(self.reactor, worker_http)
-        self.api = ControlAPI(self.initiator, TOKEN, self.reactor, hooks=self.hooks)
+        self.api = ControlAPI(self.initiator, TOKEN, self.reactor, hooks=self.hooks,
+                              relay_agent=RequestTraversalAgent(FakeWorker().app.resource()))
         self.http = StubTreq(self.api.app.resource())
         self.client = self.make_client(TOKEN)
         self.events = []

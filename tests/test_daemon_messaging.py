@@ -61,10 +61,10 @@ async def test_subscriber_gets_a_jobs_states_and_events_in_order_signed(daemon, 
         assert code == 200
         code, job = await call(reactor, daemon, "GET", f"/jobs/{guid}?wait=ready&timeout=30")
         assert job["state"] == "ready"
-        code, seen = await call(reactor, daemon, "GET", f"/jobs/{guid}/")
+        code, seen = await call(reactor, daemon, "GET", f"/jobs/{guid}/proxy/")
         assert (code, seen["config"]["greeting"]) == (200, "bonjour")
         # The worker posts an event to the daemon, which hands it to the hook.
-        code, answer = await call(reactor, daemon, "POST", f"/jobs/{guid}/notify", {"n": 7})
+        code, answer = await call(reactor, daemon, "POST", f"/jobs/{guid}/proxy/notify", {"n": 7})
         assert code == 202, answer
         code, _ = await call(reactor, daemon, "DELETE", f"/jobs/{guid}")
         await subscriber.arrived(6).addTimeout(30, reactor)

@@ -65,7 +65,7 @@ async def test_a_worker_over_its_max_memory_is_restarted_saying_so(daemons, reac
     job = await launch(reactor, daemon)
     guid, first_pid = job["guid"], job["pid"]
     seen = len(daemon.lines)
-    code, _ = await call(reactor, daemon, "POST", f"/jobs/{guid}/allocate?mb=200")
+    code, _ = await call(reactor, daemon, "POST", f"/jobs/{guid}/proxy/allocate?mb=200")
     assert code in (200, 502)  # its answer may not make it before the SIGTERM
     over = await logged(reactor, daemon, rf"job {guid} is over its max_memory: RSS \d+ bytes,"
                         rf" limit {150 * 1024 * 1024}: stopping it to restart it", seen)

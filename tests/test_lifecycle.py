@@ -140,14 +140,16 @@ def test_launch_waits_spawns_and_becomes_ready():
 
 
 def test_a_starting_job_is_killed_at_its_ready_timeout_and_backs_off():
-    """Not ready within ready_timeout: SIGKILL, a failure saying so, then backoff."""
+    """Not ready within ready_timeout: SIGKILL, a failure saying so, then a restart at once."""
     w = World()
     job = w.new()
+    worker = w.worker(job)
     w.clock.advance(9.9)
-    assert w.worker(job).signals == []
+    assert worker.signals == []
     w.clock.advance(0.1)
-    assert w.worker(job).signals[0] == signal.SIGKILL
-    assert job.state is JobState.BACKOFF and job.last_error == "not ready within 10s"
+    assert worker.signals[0] == signal.SIGKILL
+    assert job.last_error == "not ready within 10s"
+    assert w.states(job)[-3:] == ["backoff", "waiting", "starting"] and job.restarts == 1
 
 
 def test_admission_lets_max_starting_jobs_start_and_times_each_from_its_spawn():
@@ -159,10 +161,11 @@ def test_admission_lets_max_starting_jobs_start_and_times_each_from_its_spawn():
     w.clock.advance(9)
     w.healthy(first)
     assert second.state is JobState.STARTING and second.started == 9
+    worker = w.worker(second)
     w.clock.advance(9.9)
-    assert second.state is JobState.STARTING and w.worker(second).signals == []
+    assert second.state is JobState.STARTING and worker.signals == []
     w.clock.advance(0.1)
-    assert w.worker(second).signals[0] == signal.SIGKILL
+    assert worker.signals[0] == signal.SIGKILL
 
 
 def test_hundred_launches_at_once_never_have_more_than_max_starting_starting():
@@ -240,18 +243,24 @@ def test_stopping_a_starting_job_cancels_its_readiness_check():
 
 
 def test_a_crash_backs_off_and_starts_again_through_waiting():
-    """An unasked exit: backoff for backoff_initial, then waiting, starting, ready."""
+    """
+    An unasked exit: backoff, the first restart at once, then waiting, starting,
+    ready; the second waits backoff_initial.
+    """
     w = World()
     job = w.new()
     w.healthy(job)
     w.worker(job).exit(1)
     assert job.state is JobState.BACKOFF and w.pending() == ["_restart_due"]
-    w.clock.advance(0.999)
-    assert job.state is JobState.BACKOFF
-    w.clock.advance(0.001)
+    w.clock.advance(0)
     w.healthy(job)
     assert w.states(job)[-5:] == ["ready", "backoff", "waiting", "starting", "ready"]
     assert job.restarts == 1 and job.port == LOW
+    w.worker(job).exit(1)
+    w.clock.advance(0.999)
+    assert job.state is JobState.BACKOFF
+    w.clock.advance(0.001)
+    assert job.state is JobState.STARTING and job.restarts == 2
 
 
 def test_stop_during_backoff_cancels_the_restart():

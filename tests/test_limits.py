@@ -205,7 +205,9 @@ def test_a_job_that_ignores_sigterm_at_its_limit_is_killed_after_stop_timeout():
     w.lifecycle.over_limit(job, "over its max_memory")
     w.clock.advance(5)
     assert worker.signals[:2] == [signal.SIGTERM, signal.SIGKILL]
-    assert job.state is JobState.BACKOFF
+    # its exit counts as a failure, and the first restart is at once
+    assert w.states(job)[-4:] == ["ready", "backoff", "waiting", "starting"]
+    assert job.restarts == 1 and w.worker(job) is not worker
 
 
 def test_with_restart_never_a_job_over_its_limit_fails_saying_why():

@@ -13,7 +13,7 @@ from conftest import initiator_config
 from klein import Klein
 from prometheus_client import CONTENT_TYPE_LATEST
 from prometheus_client.parser import text_string_to_metric_families
-from treq.testing import StubTreq
+from treq.testing import RequestTraversalAgent, StubTreq
 from twisted.internet.defer import Deferred, succeed
 
 from turberfield_twisted import Initiator, LocalLauncher, __version__
@@ -89,7 +89,8 @@ def make(hooks: Any = None, metrics: bool = True) -> Scraper:
     init = Initiator(None, guid="init", cfg=initiator_config(23000, 23009), reactor=reactor,
                      launcher=launcher, http=StubTreq(_ReadyWorker().app.resource()))
     api = ControlAPI(init, TOKEN, reactor, hooks=hooks,
-                     metrics=Metrics(init, hooks) if metrics else None)
+                     metrics=Metrics(init, hooks) if metrics else None,
+                     relay_agent=RequestTraversalAgent(_ReadyWorker().app.resource()))
     return Scraper(reactor, init, api, StubTreq(api.app.resource()))
 
 
@@ -145,13 +146,38 @@ async def test_restarts_and_worker_events_are_counted_by_module():
     assert value(samples, "proactor_job_transitions_total", module=DEMO, state="starting") == 2
     assert value(samples, "proactor_job_transitions_total", module=DEMO, state="backoff") == 1
     assert value(samples, "proactor_worker_events_total", module=DEMO) == 2
+    # two spawns, each ready: the launch -> ready histogram counted both
+    assert value(samples, "proactor_job_ready_seconds_count", module=DEMO) == 2
+    assert value(samples, "proactor_job_ready_seconds_bucket", module=DEMO, le="+Inf") == 2
 
 
 @pytest_twisted.ensureDeferred
 async def test_no_jobs_yet_is_only_the_info():
-    """Before any job, no module is known: just the info, and no hook gauges without hooks."""
+    """
+    Before any job, no module is known: the info, the relay's counts at 0,
+    and no hook gauges without hooks.
+    """
     samples = await make().scrape()
-    assert samples == {("proactor_info", frozenset({("version", __version__)})): 1.0}
+    relay = {key: v for key, v in samples.items() if key[0].startswith("proactor_relay")}
+    assert {key: v for key, v in samples.items() if key not in relay} == {
+        ("proactor_info", frozenset({("version", __version__)})): 1.0}
+    assert set(relay.values()) == {0.0}
+    assert value(samples, "proactor_relay_requests_total", code="2xx") == 0
+
+
+@pytest_twisted.ensureDeferred
+async def test_relayed_requests_are_counted_by_status_class_and_timed():
+    """Each relayed answer: one count under its status class, one latency observation."""
+    t = make()
+    guid = await t.init.launch(DEMO)
+    for path in ("health", "health", "missing"):
+        response, _ = await t.get(f"/jobs/{guid}/proxy/{path}")
+        assert response.code in (200, 404)
+    samples = await t.scrape()
+    assert value(samples, "proactor_relay_requests_total", code="2xx") == 2
+    assert value(samples, "proactor_relay_requests_total", code="4xx") == 1
+    assert value(samples, "proactor_relay_seconds_count") == 3
+    assert value(samples, "proactor_relay_seconds_bucket", le="+Inf") == 3
 
 
 # -- auth and absence ------------------------------------------------------------

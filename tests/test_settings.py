@@ -72,6 +72,7 @@ BAD_VALUES = [
     ("proactor", "ready_timout", SECRET, "unknown key 'ready_timout' in [proactor]"),
     (HELLO, "restart", "sometimes", "must be one of on-failure, always, never"),
     (HELLO, "restart", SECRET, "must be one of on-failure, always, never"),
+    (HELLO, "warm", SECRET, "must be true or false"),
     (HELLO, "backoff_initial", SECRET, "must be a number of seconds of 0 or more"),
     (HELLO, "backoff_cap", "-60", "must be a number of seconds of 0 or more"),
     (HELLO, "max_restarts", "1.5", "must be a whole number of 0 or more"),
@@ -360,3 +361,17 @@ def test_importing_settings_starts_no_reactor_nor_web_library():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           check=True, timeout=60)
     assert done.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize("section", ["[turberfield_twisted.demo.hello]",
+                                     "[job:one]\nmodule = turberfield_twisted.demo.hello"])
+def test_rlimits_on_a_warm_module_are_refused_at_their_line(section):
+    """A warm worker is forked by its template, not spawned: its rlimits can't be set."""
+    text = ("[turberfield_twisted.demo.hello]\nwarm = true\n"
+            + (f"{section}\n" if section.startswith("[job:") else "")
+            + "max_open_files = 64\n")
+    with pytest.raises(ConfigError) as caught:
+        check_config(_user_config(text), "proactor")
+    line = 5 if section.startswith("[job:") else 3
+    assert f"user.cfg, line {line}" in str(caught.value)
+    assert "max_open_files" in str(caught.value) and "warm" in str(caught.value)

@@ -73,22 +73,23 @@ def crash(reactor, code=1, signal=None):
 # -- the tracker alone --------------------------------------------------------
 
 
-def test_tracker_backoff_grows_by_the_factor_up_to_the_cap():
-    """Delays are initial * factor**n, capped; with no jitter drawn they are exact."""
+def test_tracker_restarts_at_once_then_backs_off_by_the_factor_up_to_the_cap():
+    """The first restart is at once; then initial * factor**n, capped (exact with no jitter)."""
     policy = RestartPolicy(backoff_initial=0.5, backoff_factor=3, backoff_cap=10, max_restarts=99,
                            restart_window=1e9)
     tracker = RestartTracker(policy, random=lambda: 0.0)
-    delays = [tracker.next_restart(float(t), failed=True) for t in range(6)]
-    assert delays == [0.5, 1.5, 4.5, 10, 10, 10]
+    delays = [tracker.next_restart(float(t), failed=True) for t in range(7)]
+    assert delays == [0, 0.5, 1.5, 4.5, 10, 10, 10]
 
 
 def test_tracker_jitter_stays_within_its_bounds():
     """Each delay is drawn from [d * (1 - jitter), d]: random 0 gives d, random 1 the low end."""
     policy = RestartPolicy(backoff_initial=2, backoff_factor=1, jitter=0.25)
-    assert RestartTracker(policy, random=lambda: 0.0).delay(0) == 2
-    assert RestartTracker(policy, random=lambda: 1.0).delay(0) == 1.5
-    assert RestartTracker(policy, random=lambda: 0.5).delay(0) == 1.75
-    drawn = [RestartTracker(policy).delay(n) for n in range(500)]
+    assert RestartTracker(policy, random=lambda: 0.0).delay(1) == 2
+    assert RestartTracker(policy, random=lambda: 1.0).delay(1) == 1.5
+    assert RestartTracker(policy, random=lambda: 0.5).delay(1) == 1.75
+    assert RestartTracker(policy, random=lambda: 0.5).delay(0) == 0  # the first: at once
+    drawn = [RestartTracker(policy).delay(n) for n in range(1, 501)]
     assert all(1.5 <= d <= 2 for d in drawn)
     assert len(set(drawn)) > 1
 
@@ -108,7 +109,7 @@ def test_tracker_window_slides():
 
 @pytest_twisted.ensureDeferred
 async def test_backoff_sequence_on_the_clock():
-    """Each unasked failure restarts after the next backoff delay: 1, 2, 4, 5 (capped), 5."""
+    """The first unasked failure restarts at once, then after each backoff: 1, 2, 4, 5 (capped)."""
     reactor, init = make()
     guid = await init.launch(MOD)
     assert init.job(guid).state == "ready"
@@ -118,12 +119,13 @@ async def test_backoff_sequence_on_the_clock():
         assert init.job(guid).state == "backoff"
         delays.append(delay)
         spawned = len(reactor.spawned)
-        reactor.advance(delay - 0.001)
-        assert len(reactor.spawned) == spawned
+        if delay:
+            reactor.advance(delay - 0.001)
+            assert len(reactor.spawned) == spawned
         reactor.advance(0.002)
         assert len(reactor.spawned) == spawned + 1
         assert init.job(guid).state == "ready"
-    assert delays == pytest.approx([1, 2, 4, 5, 5])
+    assert delays == pytest.approx([0, 1, 2, 4, 5])
     assert init.job(guid).restarts == 5
 
 
@@ -132,6 +134,7 @@ async def test_jitter_shortens_the_delay_by_at_most_its_fraction():
     """With jitter 0.5 and random() at its top, the delay is half the backoff."""
     reactor, init = make(random=lambda: 0.999999)
     await init.launch(MOD)
+    reactor.advance(crash(reactor))  # the first: at once
     assert crash(reactor) == pytest.approx(0.5, abs=1e-5)
 
 
@@ -140,14 +143,14 @@ async def test_backoff_resets_after_steady_running():
     """Ready for reset_after seconds: the next failure starts the backoff over; shorter: not."""
     reactor, init = make()
     await init.launch(MOD)
+    reactor.advance(crash(reactor))  # at once
     reactor.advance(crash(reactor))  # 1
-    reactor.advance(crash(reactor))  # 2
     reactor.advance(29)  # ready, but not for long enough
     delay = crash(reactor)
-    assert delay == pytest.approx(4)
+    assert delay == pytest.approx(2)
     reactor.advance(delay)
     reactor.advance(30)  # ready for reset_after
-    assert crash(reactor) == pytest.approx(1)
+    assert crash(reactor) == 0
 
 
 @pytest_twisted.ensureDeferred
@@ -180,7 +183,7 @@ async def test_a_failed_job_comes_back_only_when_asked():
     job = init.restart(guid)
     assert (job.state, job.guid, job.session, job.port) == ("ready", guid, "s", port)
     assert len(reactor.spawned) == 3
-    assert crash(reactor) == pytest.approx(1)  # the backoff starts over, and so does the window
+    assert crash(reactor) == 0  # the backoff starts over, and so does the window
 
 
 @pytest_twisted.ensureDeferred
@@ -335,8 +338,8 @@ async def test_restart_always_restarts_a_clean_exit():
     """restart = always: even exit 0 restarts; on-failure leaves a clean exit down."""
     reactor, init = make(restart="always")
     guid = await init.launch(MOD)
-    assert crash(reactor, code=0) == pytest.approx(1)
-    reactor.advance(1)
+    assert crash(reactor, code=0) == 0
+    reactor.advance(0)
     assert init.job(guid).state == "ready" and len(reactor.spawned) == 2
     reactor, init = make(restart="on-failure")
     guid = await init.launch(MOD)
@@ -410,6 +413,7 @@ async def test_last_error_is_this_runs_stderr():
     proto = reactor.spawned[-1].protocol
     proto.childDataReceived(1, b"chatter on stdout\n")
     proto.childDataReceived(2, b"Traceback\nValueError: first reason\n")
+    reactor.advance(0.1)  # the restart is at once: the next run starts later than these lines
     reactor.advance(crash(reactor))
     assert init.job(guid).last_error == "exit 1: Traceback | ValueError: first reason"
     reactor.advance(0.5)

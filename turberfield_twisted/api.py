@@ -5,8 +5,9 @@ Every error is ``{"error": "<message>"}`` with the status that
 :data:`turberfield_twisted.web.STATUSES` gives it; no traceback ever
 reaches a client. Admin calls need ``Authorization: Bearer <admin
 token>``; a job's own calls (``GET /config/{guid}``, ``POST
-/jobs/{guid}/events``) need that job's token. Any other request under
-``/jobs/{guid}/...`` is relayed to the job's worker; ``/hooks`` is
+/jobs/{guid}/events``) need that job's token. A request under
+``/jobs/{guid}/proxy/`` is relayed to the job's worker (so no worker path
+is shadowed by the API's own); ``/hooks`` is
 :class:`~turberfield_twisted.hooks_api.HooksAPI`.
 
 ``import klein`` imports the reactor: import this module only once the
@@ -24,8 +25,9 @@ from klein.resource import KleinResource
 from twisted.internet import defer
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
-from twisted.web.server import Site
-from werkzeug.exceptions import MethodNotAllowed
+from twisted.python.failure import Failure
+from twisted.web.resource import Resource
+from twisted.web.server import NOT_DONE_YET, Site
 
 from .config import SESSION, redact, section_items
 from .errors import Invalid
@@ -38,18 +40,17 @@ from .web import (
     JsonKlein,
     Unauthorized,
     _LimitedRequest,
+    answer_error,
+    check_body,
     json_response,
+    log_error,
     query_arg,
-    read_body,
     read_object,
     require_token,
 )
 
 __all__ = ["ControlAPI"]
 
-#: Paths under ``/jobs/{guid}/`` that belong to the control API, not the worker.
-OWN_PATHS = {"logs": ("GET", "HEAD"), "events": ("POST",), "config": ("PATCH",),
-             "restart": ("POST",)}
 #: The longest ``GET /jobs/{guid}?wait=`` may wait, in seconds.
 MAX_WAIT = 60.0
 
@@ -63,7 +64,9 @@ class ControlAPI:
     The control API of ``initiator``: ``admin_token`` guards admin calls;
     ``hooks`` (optional) manages web-hook subscriptions; request bodies
     over ``max_body`` bytes are refused (413); ``relay`` passes other
-    requests under a job to its worker, giving each ``relay_timeout``
+    requests under a job to its worker (through ``relay_agent``, an
+    ``IAgent``, if given; :meth:`close` closes the relay's own
+    connections otherwise), giving each ``relay_timeout``
     seconds for its whole answer; ``metrics`` (optional, a
     :class:`~.metrics.Metrics`) is served as Prometheus text on ``GET
     /metrics``; ``reload`` (optional, a
@@ -83,6 +86,7 @@ class ControlAPI:
         relay_timeout: float = 30.0,
         metrics: Any = None,
         reload: Any = None,
+        relay_agent: Any = None,
     ):
         if not admin_token:
             raise ValueError("the admin token must not be empty")
@@ -95,7 +99,8 @@ class ControlAPI:
         self.relay_timeout = relay_timeout
         self.metrics = metrics
         self.reload = reload
-        self.relay = Relay(initiator.http, reactor, relay_timeout)
+        self.relay = Relay(reactor, relay_timeout, agent=relay_agent,
+                           observe=getattr(metrics, "relayed", None))
         #: The ``/hooks`` routes.
         self.hooks_api = HooksAPI(hooks, admin_token, max_body)
         #: Recent job events and output lines, for ``GET /events``.
@@ -115,9 +120,17 @@ class ControlAPI:
     def hooks(self, hooks: Any) -> None:
         self.hooks_api.hooks = hooks
 
+    def close(self) -> defer.Deferred[None]:
+        """Close the relay's idle connections to workers."""
+        return self.relay.close()
+
     def site(self) -> Site:
-        """A Site for this API: quiet, no tracebacks, bodies bounded early."""
-        site = Site(self.app.resource(), requestFactory=_LimitedRequest)
+        """
+        A Site for this API: quiet, no tracebacks, bodies bounded early;
+        relayed requests take a short way past the router and are not in
+        the access log (the relay's metrics count them).
+        """
+        site = _ApiSite(_RelayFirst(self, self.app.resource()), requestFactory=_LimitedRequest)
         site.max_body = self.max_body  # type: ignore[attr-defined]
         site.noisy = False
         site.displayTracebacks = False
@@ -337,13 +350,69 @@ class ControlAPI:
 
     # -- the relay ---------------------------------------------------------
 
-    @app.route("/jobs/<guid>/<rest:rest>")
-    async def relay_request(self, request: Any, guid: str, rest: str) -> bytes:
-        """Any other request under a job: passed to its worker and back."""
-        own = OWN_PATHS.get(rest)
-        if own is not None:
-            raise MethodNotAllowed(valid_methods=list(own))
+    @app.route("/jobs/<guid>/proxy")
+    @app.route("/jobs/<guid>/proxy/<rest:path>")
+    async def relay_request(self, request: Any, guid: str, path: str = "") -> bytes:
+        """``/jobs/{guid}/proxy/{path}``: passed to the worker's ``/{path}`` and back."""
+        return await self.relayed(request, guid)
+
+    async def relayed(self, request: Any, guid: str) -> bytes:
+        """Relay ``request`` to job ``guid``'s worker (admin token, body bound checked)."""
         self._admin(request)
         job = self.initiator.job(guid)
-        body = read_body(request, self.max_body)
-        return await self.relay.forward(request, job, self.initiator.worker_url(job), body)
+        check_body(request, self.max_body)
+        request.relayed = True
+        return await self.relay.forward(request, job, self.initiator.worker_url(job))
+
+
+#: A relayed path that can skip the router: a plain guid, the proxy prefix, anything.
+_RELAYED = re.compile(rb"^/jobs/([A-Za-z0-9][A-Za-z0-9_.-]{0,63})/proxy(?:/|$)")
+
+
+class _RelayFirst(Resource):
+    """
+    The API's root: a request for a worker (``/jobs/{guid}/proxy/...``)
+    goes straight to :meth:`ControlAPI.relayed`; everything else to the
+    Klein app, which would route it there too.
+    """
+
+    isLeaf = True
+
+    def __init__(self, api: ControlAPI, routes: Resource):
+        super().__init__()
+        self.api = api
+        self.routes = routes
+
+    def render(self, request: Any) -> Any:
+        match = _RELAYED.match(request.path)
+        if match is None or getattr(request, "too_large", False):
+            return self.routes.render(request)
+        d = defer.Deferred.fromCoroutine(self.api.relayed(request, match.group(1).decode()))
+        d.addErrback(lambda failure: _answered_error(self.api, request, failure))
+        d.addCallback(lambda body: _finish(request, body))
+        request.notifyFinish().addErrback(lambda _: d.cancel())
+        return NOT_DONE_YET
+
+
+def _answered_error(api: ControlAPI, request: Any, failure: Failure) -> bytes:
+    if failure.check(defer.CancelledError):
+        return b""  # the caller went away
+    log_error(api.log, request, failure)
+    assert failure.value is not None
+    return answer_error(request, failure.value)
+
+
+def _finish(request: Any, body: bytes) -> None:
+    if request.finished or request._disconnected:
+        return
+    if body:
+        request.write(body)
+    request.finish()
+
+
+class _ApiSite(Site):
+    """A Site whose access log leaves out relayed requests."""
+
+    def log(self, request: Any) -> None:
+        if not getattr(request, "relayed", False):
+            super().log(request)

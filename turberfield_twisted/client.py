@@ -177,7 +177,8 @@ class ControlClient(JsonClient):
         API's error if it could not relay).
         """
         path = "/".join(quote(p, safe=_PCHAR) for p in path.lstrip("/").split("/"))
-        return await self._raw(method.upper(), f"/jobs/{_quote(guid)}/{path}", json, params)
+        return await self._raw(method.upper(), f"/jobs/{_quote(guid)}/proxy/{path}", json,
+                               params)
 
     async def events(self, on_event: Callable[[ServerEvent], None], logs: str | None = None,
                      last_id: str | None = None) -> None:

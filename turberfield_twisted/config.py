@@ -27,6 +27,7 @@ __all__ = [
     "BadOverride",
     "Config",
     "ConfigError",
+    "NoConfigStream",
     "OverrideNotAllowed",
     "check_overrides",
     "job_config_text",
@@ -303,12 +304,20 @@ def redact(items: Mapping[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in items.items() if k not in SECRET_KEYS}
 
 
-def _is_pollable(fObj: IO[Any]) -> bool:
+class NoConfigStream(Exception):
+    """The stream cannot hold a config: a terminal, say (the config comes on a pipe or a file)."""
+
+
+def _kind(fObj: IO[Any]) -> str:
+    """'pipe' (a FIFO or socket: polled), 'terminal', or 'file' (read at once)."""
     try:
-        mode = os.fstat(fObj.fileno()).st_mode
+        fd = fObj.fileno()
+        mode = os.fstat(fd).st_mode
     except (AttributeError, OSError, ValueError, io.UnsupportedOperation):
-        return False
-    return stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode) or stat.S_ISCHR(mode)
+        return "file"
+    if stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode):
+        return "pipe"
+    return "terminal" if os.isatty(fd) else "file"  # /dev/null is a file here
 
 
 async def _read_fd(loop: asyncio.AbstractEventLoop, fd: int) -> bytes:
@@ -342,20 +351,25 @@ async def _read_fd(loop: asyncio.AbstractEventLoop, fd: int) -> bytes:
 
 
 async def read_stream(
-    fObj: IO[Any], timeout: float, loop: asyncio.AbstractEventLoop, source: str = "<stdin>"
+    fObj: IO[Any], timeout: float | None, loop: asyncio.AbstractEventLoop,
+    source: str = "<stdin>"
 ) -> configparser.ConfigParser:
     """
     Read a whole config from ``fObj`` up to EOF and parse it.
 
-    Pipes, sockets and terminals are polled by ``loop``; other objects
-    (files, ``io.StringIO``) are read directly. Raise
-    :class:`asyncio.TimeoutError` if EOF is not seen within ``timeout``
-    seconds, :class:`ConfigError` if the text is malformed.
+    Pipes and sockets are polled by ``loop``; files, ``/dev/null`` and
+    in-memory streams are read at once. Raise :class:`asyncio.TimeoutError`
+    if EOF is not seen within ``timeout`` seconds, :class:`NoConfigStream`
+    for a terminal (nobody types a config), :class:`ConfigError` if the
+    text is malformed.
     """
-    if _is_pollable(fObj):
+    kind = _kind(fObj)
+    if kind == "terminal":
+        raise NoConfigStream(f"{source} is a terminal")
+    if kind == "pipe":
         raw: bytes | str = await asyncio.wait_for(_read_fd(loop, fObj.fileno()), timeout)
     else:
-        raw = fObj.read()
+        raw = getattr(fObj, "buffer", fObj).read()
     try:
         text = raw.decode("utf-8") if isinstance(raw, bytes) else raw
     except UnicodeDecodeError as exc:

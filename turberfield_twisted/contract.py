@@ -23,6 +23,8 @@ __all__ = [
     "EXIT_USAGE",
     "HEALTH_PATH",
     "LIFELINE_FD",
+    "READY_FD",
+    "READY_LINE",
     "bearer",
     "bearer_header",
     "config_path",
@@ -47,6 +49,13 @@ EXIT_PORT_IN_USE = 75
 #: The worker's fd that the daemon holds open and never writes: EOF means
 #: the daemon is gone.
 LIFELINE_FD = 3
+#: The worker's fd (a pipe the daemon reads) where the runtime writes
+#: :data:`READY_LINE` once it listens, then closes it: the daemon then
+#: confirms with one health check instead of polling (as s6's
+#: notification-fd). A worker that never writes it is polled.
+READY_FD = 4
+#: What the runtime writes on :data:`READY_FD` once it listens.
+READY_LINE = b"READY=1\n"
 
 #: Served by every worker: ``{"status": "ok", "guid": G}``.
 HEALTH_PATH = "/health"

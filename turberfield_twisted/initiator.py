@@ -17,7 +17,7 @@ from configparser import DEFAULTSECT
 from typing import IO, Any
 
 from twisted.application.service import Service
-from twisted.internet.defer import Deferred, DeferredList
+from twisted.internet.defer import Deferred, DeferredList, maybeDeferred
 from twisted.logger import Logger
 
 from .client import make_http
@@ -27,35 +27,33 @@ from .durability import Keeper
 from .errors import BadGuid, NotEnded, StoreFailed, UnknownModule
 from .job import ENDED, EventKind, Job, JobEvent, JobState, Wanted
 from .jobtable import JobTable
-from .launcher import ILauncher, LocalLauncher
+from .launcher import ILauncher
 from .lifecycle import Lifecycle
 from .limits import MemoryWatch
 from .live_config import update_config
 from .ports import next_port
 from .proactor import Proactor
 from .process import ExitStatus
-from .readiness import HealthProbe, only_ready
+from .readiness import make_probe, only_ready
 from .settings import Settings, check_config
 from .supervision import RestartTracker
+from .warm import default_launcher
 
 __all__ = ["Initiator"]
+
 
 class Initiator(JobTable, Proactor, Service):
     """
     Launch modules as worker processes and look after them.
 
-    Its config (``cfg=``, or read later with :meth:`read_config`) holds the
-    initiator's own section, named by its ``guid`` (``guid=`` or
-    ``options.guid``), and one section per module that may be launched;
-    it is checked whole (:func:`~turberfield_twisted.settings.check_config`)
-    when the service starts or the first job is launched.
-
-    Keyword arguments: ``reactor``, ``cfg``, ``guid``, ``launcher`` (an
-    :class:`ILauncher`; default a :class:`LocalLauncher`), ``http`` (a
-    treq-like client for health checks and config pushes), ``random``
-    (draws restart jitter), ``store`` (a :class:`~.store.Store`: each job
-    and what its operator wants of it is kept there before a launch, stop,
-    restart or config change returns).
+    Its config (``cfg=``, or :meth:`read_config`) holds its own section,
+    named by its ``guid`` (``guid=`` or ``options.guid``), and one section
+    per module that may be launched; it is checked whole when the service
+    starts or the first job is launched. Keyword arguments: ``reactor``,
+    ``cfg``, ``guid``, ``launcher`` (an :class:`ILauncher`), ``http`` (a
+    treq-like client), ``random`` (draws restart jitter), ``store`` (a
+    :class:`~.store.Store`, where what the operator wants of each job is
+    kept before a launch, stop, restart or config change returns).
     """
 
     log = Logger()
@@ -73,6 +71,7 @@ class Initiator(JobTable, Proactor, Service):
         JobTable.__init__(self)
         self.guid: str | None = guid
         self._pool: Any = None
+        self._probe_pool: Any = None
         if http is None:
             http, self._pool = make_http(self.reactor)
         self.http = http
@@ -86,7 +85,7 @@ class Initiator(JobTable, Proactor, Service):
 
     # -- config ------------------------------------------------------------
 
-    async def read_config(self, fObj: IO[Any], timeout: float = 3) -> Any:
+    async def read_config(self, fObj: IO[Any], timeout: float | None = 3) -> Any:
         """Read the config from ``fObj`` (see :meth:`Proactor.read_config`); checked when used."""
         cfg = await Proactor.read_config(self, fObj, timeout)
         self._settings = None
@@ -107,20 +106,21 @@ class Initiator(JobTable, Proactor, Service):
 
     @property
     def launcher(self) -> ILauncher:
-        """Where workers run (a :class:`LocalLauncher` unless one was given)."""
+        """Where workers run: unless one was given, :func:`.warm.default_launcher`'s."""
         if self._launcher is None:
-            self._launcher = LocalLauncher(self.reactor,
-                                           pythonpath=self.settings.initiator.pythonpath)
+            self._launcher = default_launcher(self.reactor, lambda: self.settings)
         return self._launcher
 
     @property
     def lifecycle(self) -> Lifecycle:
         """The machine that drives every job."""
         if self._lifecycle is None:
-            probe = HealthProbe(self.http, self.reactor)
+            given = None if self._pool is not None else self.http
+            probe, self._probe_pool = make_probe(self.reactor, given)
             self._lifecycle = Lifecycle(
                 self.reactor, self.launcher, lambda: self.settings,
-                probe=lambda job: probe.wait(job.guid, job.url(HEALTH_PATH)),
+                probe=lambda job: probe.wait(job.guid, job.url(HEALTH_PATH),
+                                             job.process.listening()),
                 render=self._render, emit=self._emit, gate=self.required_ready,
                 output=self._output.emit)
         return self._lifecycle
@@ -276,13 +276,14 @@ class Initiator(JobTable, Proactor, Service):
     # -- service -----------------------------------------------------------
 
     def startService(self) -> None:
-        """Check the config (raise :class:`ConfigError`), then run."""
+        """Check the config (raise :class:`ConfigError`), start warm templates, then run."""
         self.lifecycle  # noqa: B018 (builds it, checking the config)
+        getattr(self.launcher, "prepare", lambda _: None)(list(self.settings.modules))
         Service.startService(self)
         self._watch.start()
 
     def stopService(self) -> Deferred[None]:
-        """Stop every job (TERM, then KILL after ``stop_timeout``), then the pool."""
+        """Stop every job (TERM, then KILL after ``stop_timeout``), then the pools."""
         Service.stopService(self)
         self._watch.stop()
         stops = []
@@ -291,9 +292,9 @@ class Initiator(JobTable, Proactor, Service):
             stops = [self.stop(guid, operator=False) for guid, job in list(self.workers.items())
                      if job.state not in ENDED]
 
-        def close(_: Any) -> Any:
-            if self._pool is not None:
-                return self._pool.closeCachedConnections()
-            return None
+        def close(_: Any) -> Any:  # the pools, and the launcher's templates
+            return DeferredList([maybeDeferred(getattr(self._launcher, "close", lambda: None)),
+                                 *(pool.closeCachedConnections()
+                                   for pool in (self._pool, self._probe_pool) if pool)])
 
         return DeferredList(stops, consumeErrors=True).addBoth(close)

@@ -29,7 +29,7 @@ from twisted.internet.error import ProcessExitedAlready
 from twisted.internet.interfaces import IProcessTransport, IReactorProcess
 from zope.interface import Attribute, Interface, implementer
 
-from .contract import LIFELINE_FD, reachable
+from .contract import LIFELINE_FD, READY_FD, reachable
 from .errors import SpawnFailed, UnknownModule
 from .ports import free_port, port_in_use
 from .process import ExitStatus, WorkerProtocol
@@ -40,6 +40,7 @@ __all__ = [
     "IWorkerProcess",
     "LocalLauncher",
     "LocalProcess",
+    "ProtocolProcess",
     "SpawnFailed",
     "UnknownModule",
     "reachable",
@@ -64,6 +65,13 @@ class IWorkerProcess(Interface):
 
     def exited() -> Deferred[ExitStatus]:
         """Fire with how the worker ended, once it is reaped and its output read."""
+
+    def listening() -> Deferred[None]:
+        """
+        Fire once the worker says it listens (the runtime writes a line on
+        :data:`~turberfield_twisted.contract.READY_FD`); never, if it
+        does not say so. Cancel to stop waiting.
+        """
 
     def signal(sig: int) -> None:
         """
@@ -119,8 +127,43 @@ def minimal_env(extra: Mapping[str, str] = {}) -> dict[str, str]:
     }
 
 
+class ProtocolProcess:
+    """
+    What a worker whose :class:`WorkerProtocol` is ``protocol`` shares,
+    however it was started: its pid (``_group``, the session it leads)
+    until it is reaped, its end, its word that it listens, and signals to
+    its process group.
+    """
+
+    protocol: WorkerProtocol
+    _group: int | None
+
+    @property
+    def pid(self) -> int | None:
+        """The worker's pid until it is reaped."""
+        return None if self.protocol.status is not None else self._group
+
+    def exited(self) -> Deferred[ExitStatus]:
+        """See :meth:`IWorkerProcess.exited`."""
+        return self.protocol.exited()
+
+    def listening(self) -> Deferred[None]:
+        """See :meth:`IWorkerProcess.listening`."""
+        return self.protocol.listening()
+
+    def _signal_group(self, sig: int) -> bool:
+        """Send ``sig`` to its group; False if there is no such group (yet)."""
+        try:
+            os.killpg(self._group or 0, sig)
+        except ProcessLookupError:
+            pass  # gone, group and all
+        except PermissionError:
+            return False  # not a group leader (yet)
+        return True
+
+
 @implementer(ILocalProcess)
-class LocalProcess:
+class LocalProcess(ProtocolProcess):
     """
     A worker spawned on this host: its :class:`WorkerProtocol` and
     transport. ``process_groups`` signals its whole group (it leads one);
@@ -132,29 +175,14 @@ class LocalProcess:
         self.protocol = protocol
         self.transport = transport
         self.process_groups = process_groups
-        self._group: int | None = protocol.pid or getattr(transport, "pid", None)
-
-    @property
-    def pid(self) -> int | None:
-        """The worker's pid until it is reaped."""
-        return None if self.protocol.status is not None else self._group
-
-    def exited(self) -> Deferred[ExitStatus]:
-        """See :meth:`IWorkerProcess.exited`."""
-        return self.protocol.exited()
+        self._group = protocol.pid or getattr(transport, "pid", None)
 
     def signal(self, sig: int) -> None:
         """See :meth:`IWorkerProcess.signal`."""
         if self._group is None:
             return
-        if self.process_groups:
-            try:
-                os.killpg(self._group, sig)
-                return
-            except ProcessLookupError:
-                return
-            except PermissionError:
-                pass  # not a group leader (yet): signal the process alone
+        if self.process_groups and self._signal_group(sig):
+            return
         try:
             self.transport.signalProcess(signal.Signals(sig).name[3:])
         except ProcessExitedAlready:
@@ -224,7 +252,10 @@ class LocalLauncher:
     def spawn(
         self, module: str, guid: str, port: int, config: bytes, on_line: LineSink
     ) -> LocalProcess:
-        """See :meth:`ILauncher.spawn`: fd 3 of the worker is its lifeline."""
+        """
+        See :meth:`ILauncher.spawn`: fd 3 of the worker is its lifeline, fd
+        4 the pipe where it says it listens.
+        """
         protocol = WorkerProtocol(guid, config, on_line, reactor=self._reactor)
         args = worker_argv(self.python, module, guid, port)
         executable = self.python
@@ -233,7 +264,7 @@ class LocalLauncher:
         try:
             transport = self._reactor.spawnProcess(
                 protocol, executable, args, env=self.env,
-                childFDs={0: "w", 1: "r", 2: "r", LIFELINE_FD: "w"},
+                childFDs={0: "w", 1: "r", 2: "r", LIFELINE_FD: "w", READY_FD: "r"},
             )
         except OSError as exc:
             raise SpawnFailed(f"could not start {module}: {exc.strerror or exc}") from None

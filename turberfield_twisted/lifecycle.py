@@ -29,6 +29,7 @@ from .errors import NoFreePort, SpawnFailed
 from .job import ENDED, Job, JobEvent, JobState, OutputLine
 from .launcher import ILauncher, IWorkerProcess
 from .limits import apply_rlimits, explain_exit
+from .ports import TakenPorts
 from .process import ExitStatus
 from .settings import Settings
 from .transitions import TRANSITIONS, Input
@@ -177,10 +178,10 @@ class Lifecycle:
     def _hold_port(self, job: Job) -> None:
         """Give ``job`` a port (its own again where it can); NoFreePort changes nothing."""
         own = self._settings().initiator
-        taken = {port for port, holder in self.held.items() if holder is not job}
         port = self.launcher.choose_port(
             range(own.child_port_min, own.child_port_max + 1), self._listen_addr(job.module),
-            job.port or None, taken | job.busy_ports | self.reserved | {own.listen_port})
+            job.port or None,
+            TakenPorts(self.held, job, job.busy_ports, self.reserved, own.listen_port))
         self._release_port(job)
         job.port = port
         self.held[port] = job

@@ -24,8 +24,8 @@ __all__ = ["OPERATIONS", "SCHEMAS", "UndocumentedRoute", "document", "routes"]
 _JSON = "application/json"
 _TEXT_EVENTS = "text/event-stream"
 _PROMETHEUS = "text/plain"
-_ADMIN = [{"admin": []}]
-_JOB_TOKEN = [{"job": []}]
+_ADMIN: list[dict[str, list[str]]] = [{"admin": []}]
+_JOB_TOKEN: list[dict[str, list[str]]] = [{"job": []}]
 _NAME = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$"
 
 

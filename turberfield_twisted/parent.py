@@ -58,25 +58,21 @@ class TransportError(Exception):
 def make_http(reactor: Any, persistent: bool = True) -> tuple[Any, Any]:
     """
     A treq ``HTTPClient`` on one ``HTTPConnectionPool`` of ``reactor``,
-    whose connection factory does not log each connection, and with a
-    cookie jar that keeps nothing: the relay shares this client between
+    whose connection factory does not log each connection, that reaches
+    an IP address straight over TCP (:mod:`.agent`), and with a cookie
+    jar that keeps nothing: the daemon shares this client between
     callers, so a cookie one worker sets must never go out again. Return
     the client and the pool (close it with ``closeCachedConnections``).
     """
     from http.cookiejar import CookieJar, DefaultCookiePolicy
 
     from treq.client import HTTPClient
-    from twisted.web.client import Agent, HTTPConnectionPool, _HTTP11ClientFactory
 
-    class _QuietFactory(_HTTP11ClientFactory):
-        noisy = False
+    from .agent import make_agent, quiet_pool
 
-    pool = HTTPConnectionPool(reactor, persistent=persistent)
-    pool._factory = _QuietFactory
-    pool.maxPersistentPerHost = 4
-    pool.retryAutomatically = False
+    pool = quiet_pool(reactor, persistent)
     jar: Any = CookieJar(policy=DefaultCookiePolicy(allowed_domains=[]))
-    return HTTPClient(Agent(reactor, pool=pool), cookiejar=jar), pool
+    return HTTPClient(make_agent(reactor, pool), cookiejar=jar), pool
 
 
 def error_message(body: bytes, status: int) -> str:

@@ -7,11 +7,36 @@ from __future__ import annotations
 import configparser
 import errno
 import socket
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Container, Iterable, Mapping
+
+import attrs
 
 from .errors import NoFreePort
 
-__all__ = ["NoFreePort", "free_port", "next_port", "port_in_use"]
+__all__ = ["NoFreePort", "TakenPorts", "free_port", "next_port", "port_in_use"]
+
+
+@attrs.frozen
+class TakenPorts:
+    """
+    The ports ``holder`` may not have, as a view (nothing is copied, so a
+    port choice costs the same however many jobs hold ports): those held
+    by another, those it found ``busy``, the ``reserved`` ones and the
+    control API's ``listen_port``.
+    """
+
+    held: Mapping[int, object]
+    holder: object
+    busy: Container[int]
+    reserved: Container[int]
+    listen_port: int
+
+    def __contains__(self, port: object) -> bool:
+        if not isinstance(port, int):
+            return False
+        other = self.held.get(port)
+        return ((other is not None and other is not self.holder) or port in self.busy
+                or port in self.reserved or port == self.listen_port)
 
 
 def _listen_ports(cfg: configparser.ConfigParser) -> set[int]:

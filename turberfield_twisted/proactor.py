@@ -47,13 +47,14 @@ class Proactor:
         if kwargs:
             raise TypeError(f"unexpected keyword arguments: {', '.join(sorted(kwargs))}")
 
-    async def read_config(self, fObj: IO[Any], timeout: float = 3) -> Any:
+    async def read_config(self, fObj: IO[Any], timeout: float | None = 3) -> Any:
         """
         Read this object's config from ``fObj`` (e.g. stdin) up to EOF on the
         event loop, store it as ``cfg`` and return it.
 
         Raise :class:`asyncio.TimeoutError` if no complete config is seen
-        within ``timeout`` seconds, :class:`ConfigError` if it is malformed.
+        within ``timeout`` seconds (None: wait for EOF however long it
+        takes), :class:`ConfigError` if it is malformed.
         """
         if self.loop is None:
             raise RuntimeError("read_config needs an asyncio loop (use the asyncio reactor)")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import collections
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import attrs
 from twisted.internet.defer import Deferred, succeed
@@ -18,12 +18,16 @@ from twisted.internet.protocol import ProcessProtocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from .contract import READY_FD
+
 __all__ = [
     "MAX_LINE",
     "OUTPUT_GRACE",
     "ExitStatus",
     "ExitWaiters",
     "LineSplitter",
+    "Once",
+    "Outcomes",
     "OutputTail",
     "WorkerProtocol",
 ]
@@ -61,29 +65,66 @@ class ExitStatus:
         return "unknown"
 
 
-class ExitWaiters:
-    """Deferreds waiting for how a process ended: each fires once it is known."""
+_T = TypeVar("_T")
+
+
+class Once(Generic[_T]):
+    """Deferreds waiting for a value that comes once: each fires when it is known."""
 
     def __init__(self) -> None:
-        self.status: ExitStatus | None = None
-        self._waiting: list[Deferred[ExitStatus]] = []
+        self.value: _T | None = None
+        self.fired = False
+        self._waiting: list[Deferred[_T]] = []
 
-    def wait(self) -> Deferred[ExitStatus]:
-        """Fire with the :class:`ExitStatus` (at once if it is known)."""
-        if self.status is not None:
-            return succeed(self.status)
-        d: Deferred[ExitStatus] = Deferred()
+    def wait(self) -> Deferred[_T]:
+        """Fire with the value (at once if it is known)."""
+        if self.fired:
+            return succeed(self.value)  # type: ignore[arg-type]
+        d: Deferred[_T] = Deferred(self._waiting.remove)
         self._waiting.append(d)
         return d
 
-    def fire(self, status: ExitStatus) -> None:
-        """The process ended with ``status``: tell every waiter, once."""
-        if self.status is not None:
+    def fire(self, value: _T) -> None:
+        """The value is known: tell every waiter, once."""
+        if self.fired:
             return
-        self.status = status
+        self.fired, self.value = True, value
         waiting, self._waiting = self._waiting, []
         for d in waiting:
-            d.callback(status)
+            d.callback(value)
+
+
+class ExitWaiters(Once[ExitStatus]):
+    """Deferreds waiting for how a process ended: each fires once it is known."""
+
+    @property
+    def status(self) -> ExitStatus | None:
+        """How the process ended, once it has."""
+        return self.value
+
+
+class Outcomes:
+    """
+    What a worker process will make known once: that it listens
+    (``listening()``) and how it ended (``exited()``, ``status``). Those
+    who say so fire ``_ready`` and ``_exit``.
+    """
+
+    _exit: ExitWaiters
+    _ready: Once[None]
+
+    @property
+    def status(self) -> ExitStatus | None:
+        """How it ended, once that is known."""
+        return self._exit.status
+
+    def exited(self) -> Deferred[ExitStatus]:
+        """A Deferred that fires with the :class:`ExitStatus` once it ended."""
+        return self._exit.wait()
+
+    def listening(self) -> Deferred[None]:
+        """Fire once it says it listens (never, if it does not say so)."""
+        return self._ready.wait()
 
 
 def _char_boundary(buf: bytes, start: int, cut: int) -> int:
@@ -177,12 +218,13 @@ class OutputTail:
         return found[-count:] if count > 0 else []
 
 
-class WorkerProtocol(ProcessProtocol):
+class WorkerProtocol(Outcomes, ProcessProtocol):
     """
     Write ``config`` to the child's stdin and close it; split stdout and
-    stderr into lines for ``on_line(stream, text)``; fire :meth:`exited`
-    waiters with an :class:`ExitStatus` once the process is reaped and its
-    output read.
+    stderr into lines for ``on_line(stream, text)``; fire :meth:`listening`
+    waiters once the child writes a line on ``ready_fd`` (the runtime does
+    once it listens); fire :meth:`exited` waiters with an
+    :class:`ExitStatus` once the process is reaped and its output read.
 
     The child can be reaped before the last of its output has been read
     (the reactor may see SIGCHLD first), so ``exited`` waits for stdout and
@@ -200,6 +242,7 @@ class WorkerProtocol(ProcessProtocol):
         on_line: Callable[[str, str], None],
         reactor: IReactorTime | None = None,
         grace: float = OUTPUT_GRACE,
+        ready_fd: int = READY_FD,
     ):
         self.guid = guid
         self._config = config
@@ -214,6 +257,8 @@ class WorkerProtocol(ProcessProtocol):
         self._grace_call: IDelayedCall | None = None
         self._reaped: ExitStatus | None = None
         self._exit = ExitWaiters()
+        self._ready_fd = ready_fd
+        self._ready = Once[None]()
         self.transport: IProcessTransport | None = None
 
     @property
@@ -228,6 +273,10 @@ class WorkerProtocol(ProcessProtocol):
         self._config = b""
 
     def childDataReceived(self, childFD: int, data: bytes) -> None:
+        if childFD == self._ready_fd:
+            if b"\n" in data:
+                self._ready.fire(None)
+            return
         splitter = self._splitters.get(childFD)
         if splitter is not None:
             splitter.feed(data)
@@ -263,11 +312,3 @@ class WorkerProtocol(ProcessProtocol):
             splitter.flush()
         self._exit.fire(self._reaped)
 
-    @property
-    def status(self) -> ExitStatus | None:
-        """How the child ended, once it is reaped and its output read."""
-        return self._exit.status
-
-    def exited(self) -> Deferred[ExitStatus]:
-        """A Deferred that fires with the :class:`ExitStatus` once reaped."""
-        return self._exit.wait()

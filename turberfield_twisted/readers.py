@@ -29,6 +29,7 @@ __all__ = [
     "Reader",
     "Section",
     "address",
+    "boolean",
     "choice",
     "names",
     "networks",
@@ -127,6 +128,14 @@ def choice(*allowed: str) -> Reader:
         return text
 
     return read
+
+
+def boolean(text: str) -> bool:
+    """configparser's booleans: true/false, yes/no, on/off, 1/0 (any case)."""
+    found = configparser.ConfigParser.BOOLEAN_STATES.get(text.strip().lower())
+    if found is None:
+        raise BadValue("must be true or false")
+    return found
 
 
 def restart(text: str) -> Restart:

@@ -33,6 +33,7 @@ from .readers import (
     Reader,
     Section,
     address,
+    boolean,
     choice,
     names,
     networks,
@@ -103,6 +104,8 @@ class ModuleSettings:
     listen_addr: str = "127.0.0.1"
     overridable: frozenset[str] = frozenset()
     limits: Limits = attrs.field(factory=Limits)
+    #: Fork its workers from a preloaded template (:mod:`turberfield_twisted.warm`).
+    warm: bool = False
 
 
 def _frozen(items: Mapping[str, Any]) -> Mapping[str, Any]:
@@ -188,6 +191,7 @@ _POLICY_READERS: Mapping[str, Reader] = {
 _MODULE_READERS: Mapping[str, Reader] = {
     "listen_addr": address,
     "overridable": overridable,
+    "warm": boolean,
 }
 _LIMIT_READERS: Mapping[str, Reader] = {
     "max_memory": size,
@@ -221,8 +225,19 @@ def _check_initiator(cfg: configparser.ConfigParser, guid: str) -> InitiatorSett
 def _check_module(cfg: configparser.ConfigParser, name: str) -> ModuleSettings:
     section = Section.of(cfg, name, inherit=True)
     policy = RestartPolicy(**section.read(_POLICY_READERS))
-    return ModuleSettings(name=name, policy=policy, limits=Limits(**section.read(_LIMIT_READERS)),
-                          **section.read(_MODULE_READERS))
+    found = ModuleSettings(name=name, policy=policy,
+                           limits=Limits(**section.read(_LIMIT_READERS)),
+                           **section.read(_MODULE_READERS))
+    _no_rlimits_if_warm(section, found.warm, found.limits)
+    return found
+
+
+def _no_rlimits_if_warm(section: Section, warm: bool, limits: Limits) -> None:
+    """A warm worker is forked by its template, after any spawn: its rlimits can't be set."""
+    if warm and limits.rlimits():
+        key = "max_open_files" if limits.max_open_files is not None else "max_cpu_seconds"
+        raise section.error(key, "can't be set on the workers of a warm module (forked by"
+                                 " their template, not spawned): set warm = false")
 
 
 def _check_declared(cfg: configparser.ConfigParser, header: str, guid: str,
@@ -257,8 +272,10 @@ def _check_declared(cfg: configparser.ConfigParser, header: str, guid: str,
             raise section.error(key, "must be a short key name with a one-line value of at"
                                      " most 4096 characters") from None
     requires = names(section.text("requires")) if section.has("requires") else ()
+    limits = Limits(**section.read(_LIMIT_READERS))
+    _no_rlimits_if_warm(section, modules[module].warm, limits)
     return DeclaredJob(name=name, module=module, session=session, overrides=overrides,
-                       requires=requires, limits=Limits(**section.read(_LIMIT_READERS)),
+                       requires=requires, limits=limits,
                        source=section.origin()[0], line=section.origin()[1])
 
 

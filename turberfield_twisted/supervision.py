@@ -55,9 +55,11 @@ class RestartPolicy:
     The restart keys of a module section, with their defaults.
 
     A failure is an exit with a non-zero code or a signal, or a start that
-    never became ready. Backoff starts at ``backoff_initial`` seconds, grows
-    by ``backoff_factor`` up to ``backoff_cap``, and each delay is drawn
-    uniformly from ``[d * (1 - jitter), d]``. More than ``max_restarts``
+    never became ready. The first restart (after a steady run, or ever)
+    happens at once; from the second on, the delay starts at
+    ``backoff_initial`` seconds, grows by ``backoff_factor`` up to
+    ``backoff_cap``, and each is drawn uniformly from ``[d * (1 - jitter),
+    d]``. More than ``max_restarts``
     restarts within ``restart_window`` seconds gives the job up. After
     ``reset_after`` seconds of steady running the backoff starts over.
     """
@@ -103,10 +105,15 @@ class RestartTracker:
         self.ready_since = now
 
     def delay(self, attempt: int) -> float:
-        """The backoff before restart number ``attempt`` (0-based), jitter included."""
+        """
+        The delay before restart number ``attempt`` (0-based): none for the
+        first, then the backoff from ``backoff_initial``, jitter included.
+        """
+        if attempt <= 0:
+            return 0.0
         p = self.policy
-        return backoff(attempt, p.backoff_initial, p.backoff_factor, p.backoff_cap, p.jitter,
-                       self.random)
+        return backoff(attempt - 1, p.backoff_initial, p.backoff_factor, p.backoff_cap,
+                       p.jitter, self.random)
 
     def next_restart(self, now: float, failed: bool) -> float | None:
         """

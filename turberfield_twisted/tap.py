@@ -129,6 +129,17 @@ class _ControlService(Service):
         return None
 
 
+class _Closing(Service):
+    """Calls ``close`` when stopped."""
+
+    def __init__(self, close: Any):
+        self._close = close
+
+    def stopService(self) -> Any:
+        Service.stopService(self)
+        return self._close()
+
+
 class _InOrder(MultiService):
     """
     A MultiService that stops its services one at a time, the last started
@@ -291,6 +302,7 @@ def makeService(options: Options) -> IService:
     # events are queued and kept), then the hooks close and the store.
     top = _InOrder()
     _Kept(state, store, hooks).setServiceParent(top)
+    _Closing(api.close).setServiceParent(top)
     initiator.setServiceParent(top)
     _ControlService(reactor, options["listen"], api, initiator, state).setServiceParent(top)
     reconciler.setServiceParent(top)

@@ -54,9 +54,11 @@ __all__ = [
     "JsonKlein",
     "Unauthorized",
     "answer_error",
+    "check_body",
     "guid_of",
     "json_errors",
     "json_response",
+    "log_error",
     "query_arg",
     "read_body",
     "read_object",
@@ -203,7 +205,7 @@ def guid_of(request: Any) -> str | None:
 _log = Logger()
 
 
-def _log_error(log: Logger, request: Any, failure: Failure) -> None:
+def log_error(log: Logger, request: Any, failure: Failure) -> None:
     """
     Log what the caller is not told: no free port, a refused config, a
     store that can't be written, a bug; and a config that can't be reloaded.
@@ -236,7 +238,7 @@ def json_errors(app: Klein) -> None:
         request, failure = args[-2:]
         owner = args[0] if len(args) == 3 else None
         log = getattr(owner, "log", None)
-        _log_error(log if isinstance(log, Logger) else _log, request, failure)
+        log_error(log if isinstance(log, Logger) else _log, request, failure)
         return answer_error(request, failure.value)
 
     app.handle_errors(Exception)(cast(KleinErrorHandler, answer))
@@ -329,6 +331,19 @@ def query_arg(request: Any, name: bytes) -> str | None:
     """The last value of query argument ``name``, if given."""
     values = (request.args or {}).get(name)
     return values[-1].decode("utf-8", "replace") if values else None
+
+
+def check_body(request: Any, max_body: int) -> None:
+    """Raise :class:`BodyTooLarge` if the request's body is over ``max_body`` bytes."""
+    if getattr(request, "too_large", False):
+        raise BodyTooLarge()
+    content = request.content
+    if content is not None:
+        content.seek(0, 2)
+        size = content.tell()
+        content.seek(0)
+        if size > max_body:
+            raise BodyTooLarge()
 
 
 def read_body(request: Any, max_body: int) -> bytes:

@@ -24,8 +24,12 @@ class to :func:`run_worker`::
 
 The runtime reads ``--guid`` and ``--port``, reads the config from stdin,
 serves the app on the section's ``listen_addr`` (default 127.0.0.1) and
-port, adds ``GET /health``, exits on SIGTERM, and exits when its lifeline
-(fd 3, held by the initiator) reaches EOF.
+port, adds ``GET /health``, tells the initiator it listens (a line on fd
+4, if that is a pipe), exits on SIGTERM, and exits when its lifeline (fd
+3, held by the initiator) reaches EOF. While it has a lifeline it waits
+for its config as long as it takes (the initiator writes it at spawn, and
+a dead initiator ends the lifeline); without one (run by hand) it gives
+its stdin ``config_timeout`` seconds.
 
 ``ctx.parent`` (a :class:`~.parent.ParentClient`) posts events to the
 initiator and fetches this job's config from it; its HTTP client (treq) is
@@ -44,6 +48,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import inspect
 import json
 import os
@@ -59,7 +64,6 @@ if "twisted.internet.reactor" not in sys.modules:  # pragma: no branch
     asyncio.set_event_loop(_loop)
     asyncioreactor.install(_loop)
 
-import attrs
 from klein import Klein
 from twisted.internet import endpoints
 from twisted.internet.defer import Deferred
@@ -67,7 +71,7 @@ from twisted.internet.error import CannotListenError
 from twisted.logger import Logger, globalLogBeginner, textFileLogObserver
 from twisted.web.server import Site
 
-from .config import ConfigError, parse_config, redact, section_items
+from .config import ConfigError, NoConfigStream, parse_config, redact, section_items
 from .contract import (
     CONFIG_PATH,
     EXIT_APP,
@@ -77,6 +81,8 @@ from .contract import (
     EXIT_USAGE,
     HEALTH_PATH,
     LIFELINE_FD,
+    READY_FD,
+    READY_LINE,
     bearer,
     reachable,
     token_matches,
@@ -101,19 +107,25 @@ MAX_CONFIG = 1024 * 1024
 log = Logger(namespace="turberfield_twisted.worker")
 
 
-@attrs.define
 class WorkerContext:
     """
     What a worker's app knows: its guid, port, reactor and config, and
     ``parent``, its client of the initiator (None if it has no address).
+
+    A plain class, not an attrs record: attrs compiles its methods when
+    the class is made, which every worker would pay for at import.
     """
 
-    guid: str
-    port: int
-    reactor: Any
-    proactor: Proactor
-    _token: str = attrs.field(default="", repr=False, alias="token")
-    parent: ParentClient | None = attrs.field(default=None, repr=False)
+    __slots__ = ("_token", "guid", "parent", "port", "proactor", "reactor")
+
+    def __init__(self, guid: str, port: int, reactor: Any, proactor: Proactor,
+                 token: str = "", parent: ParentClient | None = None):
+        self.guid, self.port, self.reactor = guid, port, reactor
+        self.proactor, self.parent = proactor, parent
+        self._token = token
+
+    def __repr__(self) -> str:
+        return f"WorkerContext(guid={self.guid!r}, port={self.port!r})"
 
     @property
     def config(self) -> Any:
@@ -212,9 +224,9 @@ class _Runtime:
             self.reactor.stop()
 
     def start(self) -> Deferred[None]:
-        self._watch_lifeline()
+        timeout = None if self._watch_lifeline() else self.config_timeout
         future = asyncio.ensure_future(
-            self.proactor.read_config(sys.stdin, self.config_timeout), loop=self.proactor.loop
+            self.proactor.read_config(sys.stdin, timeout), loop=self.proactor.loop
         )
         return Deferred.fromCoroutine(self._serve(Deferred.fromFuture(future)))
 
@@ -225,8 +237,14 @@ class _Runtime:
         except TimeoutError:
             return self.fail(EXIT_NO_CONFIG, "job {guid}: no config on stdin within {timeout}s",
                              timeout=self.config_timeout)
+        except NoConfigStream as exc:
+            return self.fail(EXIT_NO_CONFIG, "job {guid}: {why}: the config must come on stdin,"
+                                             " from a pipe or a file", why=str(exc))
         except ConfigError as exc:
             return self.fail(EXIT_CONFIG, "job {guid}: bad config: {reason}", reason=str(exc))
+        if not cfg.sections() and not cfg.defaults():
+            return self.fail(EXIT_NO_CONFIG, "job {guid}: stdin held no config: the config must"
+                                             " come on stdin, from a pipe or a file")
         if not cfg.has_section(guid):
             return self.fail(EXIT_CONFIG, "job {guid}: the config has no section for this job")
         token = cfg.get(guid, "token", fallback="")
@@ -254,6 +272,7 @@ class _Runtime:
                              addr=addr, port=self.args.port, why=str(exc.socketError))
         log.info("job {guid} listening on {addr}:{port}", guid=guid, addr=addr,
                  port=self.args.port)
+        _say_ready()
         return None
 
     def _parent_client(self, cfg: Any, token: str) -> ParentClient | None:
@@ -274,13 +293,10 @@ class _Runtime:
         self.reactor.addSystemEventTrigger("before", "shutdown", parent.close)
         return parent
 
-    def _watch_lifeline(self) -> None:
-        try:
-            mode = os.fstat(LIFELINE_FD).st_mode
-        except OSError:
-            return
-        if not stat.S_ISFIFO(mode):
-            return
+    def _watch_lifeline(self) -> bool:
+        """Exit when the lifeline reaches EOF; False if there is none."""
+        if not _is_pipe(LIFELINE_FD):
+            return False
         os.set_inheritable(LIFELINE_FD, False)
         loop = self.proactor.loop
         assert loop is not None
@@ -302,6 +318,26 @@ class _Runtime:
 
         os.set_blocking(LIFELINE_FD, False)
         loop.add_reader(LIFELINE_FD, readable)
+        return True
+
+
+def _is_pipe(fd: int) -> bool:
+    try:
+        return stat.S_ISFIFO(os.fstat(fd).st_mode)
+    except OSError:
+        return False
+
+
+def _say_ready() -> None:
+    """Tell the initiator this worker listens: one line on the ready fd, then close it."""
+    if not _is_pipe(READY_FD):
+        return
+    try:
+        os.write(READY_FD, READY_LINE)
+    except OSError:
+        pass  # the initiator polls instead
+    finally:
+        os.close(READY_FD)
 
 
 def _error(request: Any, code: int, message: str) -> bytes:
@@ -340,8 +376,14 @@ def run_worker(
     observer: Any = textFileLogObserver(sys.stderr)
     globalLogBeginner.beginLoggingTo([observer], redirectStandardIO=False)
     _become_group_leader()
+    if _is_pipe(READY_FD):
+        os.set_inheritable(READY_FD, False)  # what the app spawns does not hold it
     build = (lambda ctx: factory) if isinstance(factory, Klein) else factory
     runtime = _Runtime(reactor, args, build, config_timeout)
+    # Everything imported so far lives as long as the worker: keep it out of
+    # the collector's reach, so that no full collection over hundreds of
+    # modules' objects falls between listening and the first answer.
+    gc.freeze()
     reactor.callWhenRunning(runtime.start)
     reactor.run()
     raise SystemExit(runtime.exit_code)

@@ -17,7 +17,6 @@ from collections.abc import Callable, Container, Iterable
 from typing import Any
 
 import attrs
-from twisted.internet.defer import Deferred
 from twisted.internet.error import ProcessDone, ProcessExitedAlready, ProcessTerminated
 from twisted.internet.interfaces import IProcessTransport, IReactorProcess
 from twisted.internet.task import Clock
@@ -29,7 +28,7 @@ from zope.interface.verify import verifyClass
 from ..errors import SpawnFailed, UnknownModule
 from ..launcher import ILauncher, IWorkerProcess, reachable
 from ..ports import free_port
-from ..process import ExitStatus, ExitWaiters
+from ..process import ExitStatus, ExitWaiters, Once, Outcomes
 
 __all__ = ["FakeLauncher", "FakeProcess", "FakeProcessReactor", "FakeWorker"]
 
@@ -120,7 +119,7 @@ class FakeProcessReactor(MemoryReactor, Clock):
 
 @implementer(IWorkerProcess)
 @attrs.define(eq=False)
-class FakeWorker:
+class FakeWorker(Outcomes):
     """
     A worker process that exists only as this record: what it was started
     with, the signals it got (``signals``). It ends when the test calls
@@ -136,15 +135,11 @@ class FakeWorker:
     signals: list[int] = attrs.field(factory=list)
     dies_on: frozenset[int] = frozenset({signal.SIGTERM, signal.SIGKILL})
     _exit: ExitWaiters = attrs.field(factory=ExitWaiters, repr=False)
+    _ready: Once[None] = attrs.field(factory=Once, repr=False)
 
-    @property
-    def status(self) -> ExitStatus | None:
-        """How it ended, once it has."""
-        return self._exit.status
-
-    def exited(self) -> Deferred[ExitStatus]:
-        """Fire with its :class:`ExitStatus` once it ends."""
-        return self._exit.wait()
+    def listen(self) -> None:
+        """Say it listens, as the runtime does on its ready fd."""
+        self._ready.fire(None)
 
     def signal(self, sig: int) -> None:
         """Record ``sig``; end by it if it is one of ``dies_on``."""

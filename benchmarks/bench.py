@@ -1,0 +1,395 @@
+"""
+``make bench``: this daemon side by side with circus, supervisord and
+Twisted's procmon, in interleaved rounds of one run, as ratios to a
+baseline measured in the same run.
+
+Run from the repository root (``make bench`` installs the ``bench`` extra)::
+
+    .venv/bin/python -P benchmarks/bench.py [--rounds N] [--fanout N] [--json PATH]
+
+Every figure is a median over rounds, and every ratio divides two medians
+taken in the same run, so that a noisy shared machine slows both alike.
+Loopback only, ports 22500-22999; every load loop is bounded in count and
+time, and no round starts that might end after ``--budget`` seconds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from managers import (
+    COLD,
+    WARM,
+    Circus,
+    Floor,
+    Manager,
+    Proactor,
+    Procmon,
+    Supervisor,
+)
+from probe import answers, rss_kib, uss_kib, wait_answering
+
+HERE = Path(__file__).resolve().parent
+API = 22500
+OURS = (22600, 22799)
+PEERS = list(range(22800, 22900))
+ONE = 22950  # the single worker of the launch and restart rows
+CIRCUS_CONTROL, SUPERVISOR_CONTROL = 22990, 22995
+RUNTIME = "turberfield_twisted.worker"
+
+Samples = dict[str, list[float]]
+
+
+def _now() -> float:
+    return time.perf_counter()
+
+
+def time_import(module: str) -> float:
+    """
+    Seconds for a fresh ``python -P`` to start and ``import module`` (it then
+    leaves at once: tearing the interpreter down is no part of an import).
+    """
+    start = _now()
+    subprocess.run([sys.executable, "-P", "-c", f"import {module}, os; os._exit(0)"],
+                   check=True, timeout=60, stdin=subprocess.DEVNULL)
+    return _now() - start
+
+
+def launch_one(manager: Manager, samples: Samples, key: str, port: int,
+               module: str | None = None) -> None:
+    """Launch one worker; time until it answers; note its USS; stop it."""
+    start = _now()
+    if isinstance(manager, Proactor):
+        [port] = manager.launch([0], module)
+    else:
+        manager.launch([port])
+    answered = wait_answering([port], 60, 0.001)[port]
+    samples[key].append(answered - start)
+    pid = manager.pid_on(port) if isinstance(manager, Proactor) else _bare_pid(port)
+    samples[f"uss {key}"].append(uss_kib(pid))
+    manager.stop([port])
+
+
+def _bare_pid(port: int) -> int:
+    import http.client
+
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    conn.request("GET", "/pid")
+    pid = int(conn.getresponse().read())
+    conn.close()
+    return pid
+
+
+def restart_one(manager: Manager, samples: Samples, key: str, module: str | None = None) -> None:
+    """One worker up for over a second; kill -9; time until it answers again."""
+    port = ONE
+    if isinstance(manager, Proactor):
+        [port] = manager.launch([0], module)
+    else:
+        manager.launch([port])
+    wait_answering([port], 60, 0.005)
+    time.sleep(1.1)  # past procmon's threshold: every manager restarts at once
+    pid = manager.pid_on(port) if isinstance(manager, Proactor) else _bare_pid(port)
+    start = _now()
+    os.kill(pid, signal.SIGKILL)  # no code of it runs again: any answer now is a new worker's
+    answered = wait_answering([port], 60, 0.001)[port]
+    samples[key].append(answered - start)
+    manager.stop([port])
+
+
+def fan_out(manager: Manager, samples: Samples, key: str, count: int,
+            module: str | None = None) -> None:
+    """``count`` workers asked for at once; time until all answer; daemon RSS before/after."""
+    if manager.pid:
+        samples[f"rss0 {key}"].append(rss_kib(manager.pid))
+    start = _now()
+    if isinstance(manager, Proactor):
+        ports = manager.launch([0] * count, module)
+    else:
+        ports = manager.launch(PEERS[:count])
+    seen = wait_answering(ports, 180, 0.02)
+    samples[key].append(max(seen.values()) - start)
+    if manager.pid:
+        samples[f"rss {key}"].append(rss_kib(manager.pid))
+    if isinstance(manager, Proactor) and module == WARM:
+        samples["uss warm worker, at fan-out"].append(uss_kib(manager.pid_on(ports[-1])))
+    manager.stop(ports)
+
+
+def relay(ours: Proactor, samples: Samples, guid: str, port: int, connections: int,
+          seconds: float) -> None:
+    """Requests per second through the relay and directly, interleaved."""
+    urls = {"direct": (f"http://127.0.0.1:{port}/", []),
+            "relay": (f"http://127.0.0.1:{API}/jobs/{guid}/",
+                      [f"Authorization: Bearer {ours.token}"])}
+    for kind in (["direct", "relay"] if len(samples[f"direct {connections}"]) % 2 == 0
+                 else ["relay", "direct"]):
+        url, headers = urls[kind]
+        done = subprocess.run(
+            [sys.executable, "-P", str(HERE / "load.py"), url, str(connections),
+             str(seconds), "200000", *headers],
+            capture_output=True, text=True, timeout=seconds + 60, check=True)
+        result = json.loads(done.stdout)
+        if result["errors"]:
+            raise RuntimeError(f"{kind} load: {result}")
+        samples[f"{kind} {connections}"].append(result["requests"] / result["seconds"])
+
+
+def run(options: argparse.Namespace) -> dict[str, Any]:
+    """Every measurement, in rounds; the samples and what the run was."""
+    work = Path(tempfile.mkdtemp(prefix="proactor-bench-"))
+    samples: Samples = defaultdict(list)
+    ours = Proactor(work / "proactor", API, *OURS)
+    circus = Circus(work / "circus", [*PEERS, ONE], CIRCUS_CONTROL)
+    supervisor = Supervisor(work / "supervisor", [*PEERS, ONE], SUPERVISOR_CONTROL)
+    procmon, floor = Procmon(), Floor()
+    managers: list[Manager] = [ours, circus, supervisor, procmon, floor]
+    began = _now()
+    try:
+        for manager in managers:
+            manager.start()
+        samples["rss idle proactor"].append(rss_kib(ours.pid or 0))
+        samples["rss idle circus"].append(rss_kib(circus.pid or 0))
+        samples["rss idle supervisord"].append(rss_kib(supervisor.pid or 0))
+        # warm-up: every path once, not counted
+        scratch: Samples = defaultdict(list)
+        launch_one(floor, scratch, "x", ONE)
+        launch_one(ours, scratch, "x", 0, COLD)
+        launch_one(ours, scratch, "x", 0, WARM)
+        [relay_port] = ours.launch([0])
+        wait_answering([relay_port], 60, 0.01)
+        relay_guid = ours.jobs[relay_port]
+        assert answers(relay_port)
+        fan_rounds = {i * options.rounds // max(1, options.fanout_rounds)
+                      for i in range(min(options.fanout_rounds, options.rounds))}
+        longest = 0.0
+        for number in range(options.rounds):
+            if _now() - began + longest > options.budget:
+                print(f"budget of {options.budget:g}s reached after {number} rounds",
+                      file=sys.stderr)
+                break
+            started = _now()
+            rotate = number % 3
+            for pair in range(4):  # back to back, so that both see the same machine
+                first, second = ("klein", RUNTIME) if (pair + rotate) % 2 else (RUNTIME, "klein")
+                took = {first: time_import(first), second: time_import(second)}
+                for module, seconds in took.items():
+                    samples[f"import {module}"].append(seconds)
+                samples["import diff"].append(took[RUNTIME] - took["klein"])
+            singles: list[Callable[[], None]] = [
+                lambda: launch_one(floor, samples, "launch bare", ONE),
+                lambda: launch_one(ours, samples, "launch proactor", 0, COLD),
+                lambda: launch_one(ours, samples, "launch proactor warm", 0, WARM),
+            ]
+            for step in (singles[rotate:] + singles[:rotate]) * 2:
+                step()
+            restarts: list[Callable[[], None]] = [
+                lambda: restart_one(ours, samples, "restart proactor"),
+                lambda: restart_one(ours, samples, "restart proactor warm", WARM),
+                lambda: restart_one(procmon, samples, "restart procmon"),
+                lambda: restart_one(circus, samples, "restart circus"),
+                lambda: restart_one(supervisor, samples, "restart supervisord"),
+            ]
+            for step in restarts[rotate:] + restarts[:rotate]:
+                step()
+            for connections in (1, 10):
+                relay(ours, samples, relay_guid, relay_port, connections, options.load_seconds)
+            if number in fan_rounds:
+                fans: list[Callable[[], None]] = [
+                    lambda: fan_out(ours, samples, "fan-out proactor", options.fanout, COLD),
+                    lambda: fan_out(ours, samples, "fan-out proactor warm", options.fanout,
+                                    WARM),
+                    lambda: fan_out(circus, samples, "fan-out circus", options.fanout),
+                    lambda: fan_out(supervisor, samples, "fan-out supervisord", options.fanout),
+                    lambda: fan_out(procmon, samples, "fan-out procmon", options.fanout),
+                ]
+                for step in fans[rotate:] + fans[:rotate]:
+                    step()
+            longest = max(longest, _now() - started)
+            print(f"round {number + 1} done in {_now() - started:.0f}s", file=sys.stderr)
+        ours.stop([relay_port])
+        done = subprocess.run([sys.executable, "-P", str(HERE / "inprocess.py")],
+                              capture_output=True, text=True, timeout=300, check=True)
+        samples.update(json.loads(done.stdout))
+    finally:
+        for manager in managers:
+            try:
+                manager.close()
+            except Exception as exc:  # the others must still be closed
+                print(f"closing {manager.name}: {exc!r}", file=sys.stderr)
+        shutil.rmtree(work, ignore_errors=True)
+    return {
+        "date": time.strftime("%Y-%m-%d"),
+        "machine": f"{os.cpu_count()} CPUs, {platform.machine()}, "
+                   f"{platform.system()} {platform.release()}, Python {platform.python_version()}",
+        "seconds": round(_now() - began, 1),
+        "options": vars(options),
+        "samples": {key: values for key, values in samples.items()},
+    }
+
+
+def _median(samples: Samples, key: str) -> float | None:
+    values = samples.get(key)
+    return statistics.median(values) if values else None
+
+
+#: (label, ours key, baseline key or None, how ours compares: "ratio", "diff" or "value",
+#:  unit, target (a bound), "max" or "min": the bound is an upper or a lower one)
+ROWS: list[tuple[str, str, str | None, str, str, float | None, str]] = [
+    ("launch -> answering, one job (p50)", "launch proactor", "launch bare", "ratio", "ms",
+     1.05, "max"),
+    ("warm launch -> answering, one job (p50)", "launch proactor warm", "launch bare",
+     "ratio", "ms", 0.10, "max"),
+    ("import of the runtime - import klein (paired)", "import diff", None, "value", "ms",
+     10.0, "max"),
+    ("N at once, all answering: cold vs circus", "fan-out proactor", "fan-out circus",
+     "ratio", "ms", 0.90, "max"),
+    ("N at once, all answering: warm vs circus", "fan-out proactor warm", "fan-out circus",
+     "ratio", "ms", 0.15, "max"),
+    ("N at once: supervisord vs circus", "fan-out supervisord", "fan-out circus", "ratio",
+     "ms", None, "max"),
+    ("N at once: procmon (from its start) vs circus", "fan-out procmon", "fan-out circus",
+     "ratio", "ms", None, "max"),
+    ("kill -9 -> answering again vs procmon", "restart proactor", "restart procmon", "ratio",
+     "ms", 1.05, "max"),
+    ("kill -9 -> answering again, warm, vs procmon", "restart proactor warm",
+     "restart procmon", "ratio", "ms", None, "max"),
+    ("kill -9 -> answering again: circus vs procmon", "restart circus", "restart procmon",
+     "ratio", "ms", None, "max"),
+    ("kill -9 -> answering again: supervisord vs procmon", "restart supervisord",
+     "restart procmon", "ratio", "ms", None, "max"),
+    ("relay GET req/s, 1 connection, vs direct", "relay 1", "direct 1", "ratio", "req/s",
+     0.70, "min"),
+    ("relay GET req/s, 10 connections, vs direct", "relay 10", "direct 10", "ratio", "req/s",
+     0.70, "min"),
+    ("daemon RSS with N jobs vs circus", "rss fan-out proactor", "rss fan-out circus",
+     "ratio", "KiB", 1.0, "max"),
+    ("daemon RSS with N jobs: supervisord vs circus", "rss fan-out supervisord",
+     "rss fan-out circus", "ratio", "KiB", None, "max"),
+    ("daemon RSS growth per job (KiB)", "growth proactor", None, "value", "KiB", 50.0, "max"),
+    ("warm worker USS (MiB)", "uss launch proactor warm", None, "value", "MiB", 10.0, "max"),
+    ("cold worker USS vs bare worker", "uss launch proactor", "uss launch bare", "ratio",
+     "KiB", None, "max"),
+    ("daemon CPU per launch with N jobs vs with none", "launch cost at N", "launch cost at 0",
+     "ratio", "us", 1.2, "max"),
+    ("spawn() blocks the reactor, p90 under fan-out (ms)", "spawn p90", None, "value", "ms",
+     10.0, "max"),
+]
+
+
+#: Samples are seconds; a unit of time shows them so.
+_SCALE = {"ms": 1e3, "us": 1e6}
+
+
+def summarize(result: dict[str, Any]) -> list[dict[str, Any]]:
+    """One record per row: medians, the comparison, its target and whether it is met."""
+    samples: Samples = result["samples"]
+    if samples.get("rss fan-out proactor") and samples.get("rss0 fan-out proactor"):
+        count = result["options"]["fanout"]
+        samples["growth proactor"] = [
+            (after - before) / count for before, after in
+            zip(samples["rss0 fan-out proactor"], samples["rss fan-out proactor"], strict=False)]
+    rows = []
+    for label, key, base, how, unit, target, bound in ROWS:
+        ours, other = _median(samples, key), _median(samples, base) if base else None
+        if ours is None or (base and other is None):
+            rows.append({"measure": label, "missing": True})
+            continue
+        scale = _SCALE.get(unit, 1.0)
+        if unit == "MiB":
+            ours = ours / 1024
+        if how == "ratio":
+            value = ours / other if other else float("nan")
+        elif how == "diff":
+            value = (ours - other) * scale
+        else:
+            value = ours * scale
+        met = None if target is None else (value <= target if bound == "max" else value >= target)
+        rows.append({"measure": label, "ours": ours, "baseline": other, "unit": unit,
+                     "n": len(samples[key]), "value": value, "how": how,
+                     "target": target, "bound": bound, "met": met})
+    return rows
+
+
+def _show(x: float | None, unit: str) -> str:
+    if x is None:
+        return "-"
+    if unit == "MiB":
+        return f"{x:,.2f} MiB"
+    return f"{x * _SCALE.get(unit, 1.0):,.1f} {unit}"
+
+
+def table(result: dict[str, Any], rows: list[dict[str, Any]]) -> str:
+    """The rows as one plain-text table."""
+    header = ("measure", "n", "this daemon", "baseline", "ratio/value", "target", "met")
+    lines = []
+    for row in rows:
+        if row.get("missing"):
+            lines.append((row["measure"], "0", "-", "-", "-", "-", "-"))
+            continue
+        unit = row["unit"]
+        ours, base = _show(row["ours"], unit), _show(row["baseline"], unit)
+        target = "-" if row["target"] is None else (
+            ("<= " if row["bound"] == "max" else ">= ") + f"{row['target']:g}")
+        met = {None: "", True: "yes", False: "NO"}[row["met"]]
+        lines.append((row["measure"], str(row["n"]), ours, base, f"{row['value']:.2f}",
+                      target, met))
+    widths = [max(len(r[i]) for r in [header, *lines]) for i in range(len(header))]
+
+    def render(r: tuple[str, ...]) -> str:
+        return "  ".join([r[0].ljust(widths[0]),
+                          *(c.rjust(w) for c, w in zip(r[1:], widths[1:], strict=True))])
+
+    title = (f"turberfield-twisted benchmark: {result['date']}, {result['machine']}, "
+             f"{result['seconds']:.0f}s, N = {result['options']['fanout']}")
+    return "\n".join([title, "", render(header), "  ".join("-" * w for w in widths),
+                      *map(render, lines)])
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0].strip())
+    parser.add_argument("--rounds", type=int, default=3, help="rounds (default 3)")
+    parser.add_argument("--fanout", type=int, default=100,
+                        help="workers asked for at once (default 100)")
+    parser.add_argument("--fanout-rounds", type=int, default=2,
+                        help="how many rounds include the fan-outs (default 2)")
+    parser.add_argument("--load-seconds", type=float, default=1.5,
+                        help="seconds of each relay load run (default 1.5)")
+    parser.add_argument("--budget", type=float, default=480.0,
+                        help="no round starts that might end after this (default 480 s)")
+    parser.add_argument("--json", default="benchmarks/results.json",
+                        help="where the samples and the table go as JSON")
+    options = parser.parse_args(argv)
+    if not 1 <= options.fanout <= 100 or not 1 <= options.rounds <= 20:
+        parser.error("--fanout is 1..100 and --rounds 1..20")
+    return options
+
+
+def main() -> None:
+    options = parse_args()
+    result = run(options)
+    rows = summarize(result)
+    result["rows"] = rows
+    Path(options.json).write_text(json.dumps(result, indent=1))
+    print(table(result, rows))
+    print(f"\n(samples and rows in {options.json})")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,112 @@
+"""
+What the benchmark looks at from outside: which loopback ports listen, whether
+a worker answers, and how much memory a process holds.
+"""
+
+from __future__ import annotations
+
+import http.client
+import time
+from collections.abc import Iterable
+
+__all__ = ["answers", "listening_ports", "rss_kib", "uss_kib", "wait_answering",
+           "wait_closed", "wait_gone"]
+
+
+def listening_ports() -> set[int]:
+    """Every TCP port in LISTEN on this host (from /proc/net/tcp and tcp6)."""
+    ports = set()
+    for name in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(name) as f:
+                next(f)
+                for line in f:
+                    fields = line.split(None, 4)
+                    if fields[3] == "0A":
+                        ports.add(int(fields[1].rsplit(":", 1)[1], 16))
+        except FileNotFoundError:
+            pass
+    return ports
+
+
+def answers(port: int, path: str = "/health", timeout: float = 2.0) -> bool:
+    """Whether ``GET path`` on 127.0.0.1:port answers 200."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        conn.request("GET", path)
+        response = conn.getresponse()
+        response.read()
+        return response.status == 200
+    except OSError:
+        return False
+    finally:
+        conn.close()
+
+
+def wait_answering(ports: Iterable[int], timeout: float, interval: float) -> dict[int, float]:
+    """
+    When (``perf_counter``) each port first answered ``GET /health`` 200;
+    raise TimeoutError after ``timeout`` seconds. A port is asked only once
+    it listens, and listening is checked every ``interval`` seconds.
+    """
+    pending = set(ports)
+    seen: dict[int, float] = {}
+    deadline = time.perf_counter() + timeout
+    while pending:
+        for port in sorted(pending & listening_ports()):
+            if answers(port):
+                seen[port] = time.perf_counter()
+                pending.discard(port)
+        if not pending:
+            break
+        if time.perf_counter() > deadline:
+            raise TimeoutError(f"{len(pending)} of {len(seen) + len(pending)} never answered")
+        time.sleep(interval)
+    return seen
+
+
+def wait_closed(ports: Iterable[int], timeout: float = 30.0) -> None:
+    """Return once none of ``ports`` listens; TimeoutError after ``timeout`` seconds."""
+    wanted = set(ports)
+    deadline = time.perf_counter() + timeout
+    while wanted & listening_ports():
+        if time.perf_counter() > deadline:
+            raise TimeoutError(f"ports still listening: {sorted(wanted & listening_ports())}")
+        time.sleep(0.02)
+
+
+def wait_gone(pids: Iterable[int], timeout: float = 30.0) -> None:
+    """Return once none of ``pids`` runs (zombies count as gone)."""
+    deadline = time.perf_counter() + timeout
+    for pid in pids:
+        while _alive(pid):
+            if time.perf_counter() > deadline:
+                raise TimeoutError(f"pid {pid} still runs")
+            time.sleep(0.02)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+
+
+def _field(path: str, names: tuple[str, ...]) -> float:
+    total = 0
+    with open(path) as f:
+        for line in f:
+            if line.startswith(names):
+                total += int(line.split()[1])
+    return float(total)
+
+
+def rss_kib(pid: int) -> float:
+    """Resident set size of ``pid`` in KiB."""
+    return _field(f"/proc/{pid}/status", ("VmRSS:",))
+
+
+def uss_kib(pid: int) -> float:
+    """Unique set size (private clean + dirty pages) of ``pid`` in KiB."""
+    return _field(f"/proc/{pid}/smaps_rollup", ("Private_Clean:", "Private_Dirty:"))

@@ -1,0 +1,211 @@
+"""
+Readiness: the worker says it listens (a line on fd 4) and one health check
+confirms it; a worker that never says so is polled at most 50 ms apart.
+Probe timing on a Clock; the ready fd, the config wait and a worker without
+the runtime through real processes on loopback ports 25100-25199.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any
+
+import pytest
+import pytest_twisted
+import treq
+from conftest import initiator_config
+from twisted.internet.defer import CancelledError, Deferred, fail, succeed
+from twisted.internet.protocol import ProcessProtocol
+from twisted.internet.task import Clock, deferLater
+
+from turberfield_twisted import Initiator, JobState
+from turberfield_twisted.contract import EXIT_NO_CONFIG, LIFELINE_FD, READY_FD, READY_LINE
+from turberfield_twisted.launcher import LocalLauncher
+from turberfield_twisted.process import WorkerProtocol
+from turberfield_twisted.readiness import HealthProbe
+from turberfield_twisted.testing.procs import children_of, wait_gone
+
+DEMO = "turberfield_twisted.demo.hello"
+PLAIN = "turberfield_twisted.testing.plain"
+
+
+class _Ok:
+    code = 200
+
+    def content(self) -> Deferred[bytes]:
+        return succeed(b'{"status": "ok", "guid": "g"}')
+
+
+class _Http:
+    """Refuses until ``up``; records when each check came (on the clock)."""
+
+    def __init__(self, clock: Clock):
+        self.clock = clock
+        self.up = False
+        self.asked: list[float] = []
+
+    def get(self, url: str, timeout: float, reactor: Any) -> Deferred[Any]:
+        self.asked.append(self.clock.seconds())
+        return succeed(_Ok()) if self.up else fail(ConnectionRefusedError())
+
+
+def test_a_worker_that_says_it_listens_is_checked_at_once():
+    """The signal wakes the probe: one check at that instant, and it is ready."""
+    clock = Clock()
+    http = _Http(clock)
+    listening: Deferred[None] = Deferred()
+    done = HealthProbe(http, clock).wait("g", "http://127.0.0.1:1/health", listening)
+    clock.advance(0.003)
+    assert http.asked == [0.0] and not done.called
+    http.up = True
+    listening.callback(None)
+    assert done.called and http.asked == [0.0, 0.003]
+    assert clock.getDelayedCalls() == []
+
+
+def test_a_worker_that_never_says_so_is_polled_at_most_50_ms_apart():
+    """No signal: checks at 0, then pauses growing from 10 ms by 1.5 to a cap of 50 ms."""
+    clock = Clock()
+    http = _Http(clock)
+    listening: Deferred[None] = Deferred()
+    done = HealthProbe(http, clock).wait("g", "http://127.0.0.1:1/health", listening)
+    clock.pump([0.00125] * 400)  # the clock's steps blur each time by up to one step
+    pauses = [b - a for a, b in zip(http.asked, http.asked[1:], strict=False)]
+    assert pauses[:6] == pytest.approx([0.01, 0.015, 0.0225, 0.03375, 0.05, 0.05], abs=0.0013)
+    assert len(pauses) > 10 and max(pauses) <= 0.05 + 0.0013
+    done.addErrback(lambda failure: failure.trap(CancelledError))
+    done.cancel()
+    assert listening.called  # the wait gave up on the signal too
+    assert clock.getDelayedCalls() == []
+
+
+def test_the_ready_line_on_fd_4_fires_listening():
+    """WorkerProtocol: a line on the ready fd fires listening(); output fds are unaffected."""
+    lines: list[tuple[str, str]] = []
+    protocol = WorkerProtocol("g", b"", lambda stream, text: lines.append((stream, text)))
+    heard = protocol.listening()
+    protocol.childDataReceived(READY_FD, b"READY")
+    assert not heard.called
+    protocol.childDataReceived(READY_FD, b"=1\n")
+    assert heard.called and protocol.listening().called and lines == []
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_spawned_worker_says_it_listens_then_answers(reactor):
+    """A real demo worker writes its ready line once it listens; its /health answers then."""
+    launcher = LocalLauncher(reactor)
+    cfg = initiator_config(25100, 25109)
+    cfg.add_section("rdy")
+    cfg.set("rdy", "listen_port", "25100")
+    from turberfield_twisted.config import job_config_text
+
+    process = launcher.spawn(DEMO, "rdy", 25100, job_config_text(cfg, "rdy").encode(),
+                             lambda stream, text: None)
+    try:
+        await process.listening().addTimeout(15, reactor)
+        response = await treq.get("http://127.0.0.1:25100/health", timeout=5, reactor=reactor,
+                                  persistent=False)
+        assert response.code == 200
+        await response.content()
+    finally:
+        pid = process.pid
+        process.signal(15)
+        await process.exited().addTimeout(15, reactor)
+        await wait_gone(reactor, [pid])
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_worker_without_the_runtime_is_found_ready_by_polling(reactor):
+    """A module that never writes the ready fd still gets ready (polled), answers, stops."""
+    extra = f"\n[{PLAIN}]\n"
+    init = Initiator(None, guid="init", cfg=initiator_config(25110, 25119, extra=extra),
+                     reactor=reactor)
+    init.startService()
+    try:
+        guid = await init.launch(PLAIN)
+        job = await init.ready(guid, timeout=15)
+        assert job.state is JobState.READY
+        pid = job.pid
+        await init.stop(guid)
+        await wait_gone(reactor, [pid])
+    finally:
+        await init.stopService()
+    assert children_of(os.getpid()) == []
+
+
+def _established_to(port: int) -> int:
+    """How many ESTABLISHED loopback TCP connections have ``port`` as their far end."""
+    count = 0
+    with open("/proc/net/tcp") as f:
+        next(f)
+        for line in f:
+            fields = line.split()
+            if fields[3] == "01" and int(fields[2].rsplit(":", 1)[1], 16) == port:
+                count += 1
+    return count
+
+
+@pytest_twisted.ensureDeferred
+async def test_no_connection_is_kept_to_a_ready_worker(reactor):
+    """Once its health check has answered, the daemon holds no connection to the worker."""
+    init = Initiator(None, guid="init", cfg=initiator_config(25130, 25139), reactor=reactor)
+    init.startService()
+    try:
+        guid = await init.launch(DEMO)
+        job = await init.ready(guid, timeout=15)
+        pid = job.pid
+        for _ in range(200):  # the check's own connection closes within a few reactor turns
+            if _established_to(job.port) == 0:
+                break
+            await deferLater(reactor, 0.01, lambda: None)
+        assert _established_to(job.port) == 0
+        await init.stop(guid)
+        await wait_gone(reactor, [pid])
+    finally:
+        await init.stopService()
+
+
+class _Watch(ProcessProtocol):
+    def __init__(self) -> None:
+        self.ready: Deferred[None] = Deferred()
+        self.ended: Deferred[Any] = Deferred()
+
+    def childDataReceived(self, fd: int, data: bytes) -> None:
+        if fd == READY_FD and READY_LINE in data and not self.ready.called:
+            self.ready.callback(None)
+
+    def processEnded(self, reason: Any) -> None:
+        self.ended.callback(reason.value)
+
+
+RUN = ("from turberfield_twisted.worker import Klein, run_worker;"
+       " run_worker(Klein(), config_timeout=0.3)")
+
+
+@pytest_twisted.ensureDeferred
+async def test_with_a_lifeline_the_config_may_come_late(reactor):
+    """Past config_timeout, a worker whose lifeline is open still waits for its config."""
+    watch = _Watch()
+    args = [sys.executable, "-P", "-c", RUN, "--guid", "late", "--port", "25120"]
+    process = reactor.spawnProcess(watch, sys.executable, args, env=None,
+                                   childFDs={0: "w", 1: "r", 2: "r", LIFELINE_FD: "w",
+                                             READY_FD: "r"})
+    await deferLater(reactor, 1.5, lambda: None)  # five timeouts' worth
+    assert not watch.ended.called
+    process.write(b"[late]\nlisten_port = 25120\n")
+    process.closeStdin()
+    await watch.ready.addTimeout(15, reactor)
+    process.signalProcess("TERM")
+    await watch.ended.addTimeout(15, reactor)
+
+
+@pytest_twisted.ensureDeferred
+async def test_without_a_lifeline_no_config_in_time_is_exit_66(reactor):
+    """Run by hand (no lifeline), a worker whose stdin stays open exits 66 after its timeout."""
+    watch = _Watch()
+    args = [sys.executable, "-P", "-c", RUN, "--guid", "byhand", "--port", "25121"]
+    reactor.spawnProcess(watch, sys.executable, args, env=None,
+                         childFDs={0: "w", 1: "r", 2: "r"})
+    reason = await watch.ended.addTimeout(15, reactor)
+    assert reason.exitCode == EXIT_NO_CONFIG
