@@ -23,7 +23,7 @@ from twisted.web.resource import Resource
 from twisted.web.server import Site
 from twisted.web.test.requesthelper import DummyChannel
 
-from turberfield_twisted import Initiator, JobEvent, LocalLauncher, UnknownJob
+from turberfield_twisted import ChangeRefused, Initiator, JobEvent, LocalLauncher, UnknownJob
 from turberfield_twisted.api import ControlAPI, _LimitedRequest
 from turberfield_twisted.client import ConfigPushFailed
 from turberfield_twisted.hooks import HookDispatcher, HookNotAllowed, HookRejected, UnknownHook
@@ -280,7 +280,10 @@ async def test_patch_config_with_the_initiators_update_config():
 
 @pytest_twisted.ensureDeferred
 async def test_patch_config_maps_a_push_failure_and_a_missing_method(monkeypatch):
-    """A worker that did not take its config: 502 (change kept); no update_config: 501."""
+    """
+    Not reached: 502, nothing changed; refused: 422 with the worker's reason; no
+    update_config: 501.
+    """
     t = make()
     guid = await t.launch()
     calls: list[tuple[str, dict[str, Any]]] = []
@@ -292,7 +295,12 @@ async def test_patch_config_maps_a_push_failure_and_a_missing_method(monkeypatch
     monkeypatch.setattr(t.init, "update_config", update_config)
     response, body = await t.call("PATCH", f"/jobs/{guid}/config", {"greeting": "x"})
     is_error(response, body, 502)
-    assert "kept" in body["error"] and calls == [(guid, {"greeting": "x"})]
+    assert "nothing was changed" in body["error"] and calls == [(guid, {"greeting": "x"})]
+    monkeypatch.setattr(t.init, "update_config",
+                        lambda guid, changes: fail(ChangeRefused(guid, "ValueError: not x")))
+    response, body = await t.call("PATCH", f"/jobs/{guid}/config", {"greeting": "x"})
+    is_error(response, body, 422)
+    assert body["error"] == f"job {guid} refused the change: ValueError: not x"
     monkeypatch.setattr(t.init, "update_config", None)
     is_error(*await t.call("PATCH", f"/jobs/{guid}/config", {"greeting": "x"}), 501)
 

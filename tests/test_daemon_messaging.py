@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
 from pathlib import Path
 from typing import Any
 
 import pytest_twisted
 from twisted.internet import endpoints
+from twisted.internet.defer import Deferred
 from twisted.internet.utils import getProcessOutputAndValue
 from twisted.web.server import Site
 
+from turberfield_twisted.client import ControlClient, ServerEvent, make_http
 from turberfield_twisted.testing.daemon import Daemon
 from turberfield_twisted.testing.subscriber import Subscriber
 
@@ -142,3 +145,47 @@ async def test_cli_against_a_real_daemon(daemon, reactor, tmp_path):
     assert code == 1
     assert err.splitlines() == ["proactor: error: unauthorized (HTTP 401)"]
     assert "not-the-token" not in out + err
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_live_change_the_worker_refuses_is_undone_whole(daemon, reactor):
+    """
+    PATCH a greeting the demo's on_config refuses: 422 with its reason; the job, its
+    worker and its next start all keep the config it had.
+    """
+    code, job = await call(reactor, daemon, "POST", "/jobs",
+                           {"module": DEMO, "config": {"greeting": "bonjour"}})
+    guid = job["guid"]
+    code, job = await call(reactor, daemon, "GET", f"/jobs/{guid}?wait=ready&timeout=30")
+    code, answer = await call(reactor, daemon, "PATCH", f"/jobs/{guid}/config",
+                              {"greeting": ""})
+    assert (code, answer) == (422, {"error": f"job {guid} refused the change: ValueError:"
+                                             " greeting must be 1 to 80 characters"})
+    code, job = await call(reactor, daemon, "GET", f"/jobs/{guid}")
+    assert job["config"] == {"greeting": "bonjour"}
+    code, seen = await call(reactor, daemon, "GET", f"/jobs/{guid}/proxy/")
+    assert seen["config"]["greeting"] == "bonjour"
+    # Its next start reads what was kept: kill it, and follow the events to its new run.
+    http, pool = make_http(reactor)
+    client = ControlClient(http, daemon.url, daemon.token, reactor)
+    opened, back = Deferred(), Deferred()
+
+    def seen_event(event: ServerEvent) -> None:
+        if event.event == "open" and not opened.called:
+            opened.callback(None)
+        elif (event.event == "state" and event.data["guid"] == guid and not back.called
+              and event.data["event"] == "ready" and event.data["pid"] != job["pid"]):
+            back.callback(event)
+
+    following = Deferred.fromCoroutine(client.events(seen_event))
+    try:
+        await opened.addTimeout(30, reactor)
+        os.kill(job["pid"], signal.SIGKILL)
+        await back.addTimeout(30, reactor)
+    finally:
+        following.cancel()
+        await pool.closeCachedConnections()
+    code, seen = await call(reactor, daemon, "GET", f"/jobs/{guid}/proxy/")
+    assert seen["config"]["greeting"] == "bonjour"
+    await call(reactor, daemon, "DELETE", f"/jobs/{guid}")
+    await call(reactor, daemon, "GET", f"/jobs/{guid}?wait=exited&timeout=30")

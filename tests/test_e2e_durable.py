@@ -90,7 +90,7 @@ async def test_sigkill_then_restart_loses_no_job_hook_or_event(reactor, tmp_path
 
         # The receiver is down: two worker events are queued, kept before each 202.
         for n in (1, 2):
-            code, answer = await call(reactor, first, "POST", f"/jobs/{guids['a']}/notify",
+            code, answer = await call(reactor, first, "POST", f"/jobs/{guids['a']}/proxy/notify",
                                       {"n": n})
             assert code == 202, answer
         code, hooks = await call(reactor, first, "GET", "/hooks")
@@ -108,7 +108,7 @@ async def test_sigkill_then_restart_loses_no_job_hook_or_event(reactor, tmp_path
             code, job = await call(reactor, second, "GET",
                                    f"/jobs/{guids[name]}?wait=ready&timeout=30")
             assert job["state"] == "ready", job
-        code, a = await call(reactor, second, "GET", f"/jobs/{guids['a']}/")
+        code, a = await call(reactor, second, "GET", f"/jobs/{guids['a']}/proxy/")
         assert (a["guid"], a["session"], a["config"]["greeting"]) == (guids["a"], "s1",
                                                                       "bonjour")
         code, b = await call(reactor, second, "GET", f"/jobs/{guids['b']}")

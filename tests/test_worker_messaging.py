@@ -23,6 +23,7 @@ from twisted.internet.defer import Deferred
 
 from turberfield_twisted import (
     BadOverride,
+    ChangeRefused,
     Initiator,
     LocalLauncher,
     OverrideNotAllowed,
@@ -138,16 +139,17 @@ async def test_config_route_takes_only_this_jobs_section(reactor, text):
 
 
 @pytest_twisted.ensureDeferred
-async def test_a_failing_on_config_is_a_500(reactor):
-    """on_config raising: 500 with no detail (the failure is logged)."""
+async def test_a_refusing_on_config_is_a_422_and_the_worker_keeps_its_config(reactor):
+    """on_config raising: 422 with its reason; the worker's config is the one it had."""
 
-    class Broken(Hello):
+    class Refuses(Hello):
         def on_config(self, section):
-            raise RuntimeError("no")
+            raise ValueError("greeting must not be x")
 
-    _, http = make_runtime(reactor, Broken)
+    runtime, http = make_runtime(reactor, Refuses)
     assert await post_config(http, "[job-1]\ngreeting = x\n") == (
-        500, {"error": "on_config failed"})
+        422, {"error": "ValueError: greeting must not be x"})
+    assert runtime.proactor.cfg.get("job-1", "greeting") == "hello"
 
 
 # -- Initiator.update_config, on a fake reactor -------------------------------
@@ -200,14 +202,27 @@ async def test_update_config_pushes_the_jobs_config_to_a_ready_job():
 
 
 @pytest_twisted.ensureDeferred
-async def test_a_refused_push_is_config_push_failed():
-    """A worker that refuses: ConfigPushFailed with its status; the change is kept."""
+async def test_a_failed_push_changes_nothing():
+    """A worker that answers an error: ConfigPushFailed with its status; nothing is kept."""
     init, worker = fake_initiator()
-    guid = await init.launch(DEMO)
+    guid = await init.launch(DEMO, config={"greeting": "bonjour"})
     worker.answer = 401
     with pytest.raises(ConfigPushFailed, match=r"did not take its new config: nope \(HTTP 401\)"):
         await init.update_config(guid, {"greeting": "hej"})
-    assert init.job(guid).overrides == {"greeting": "hej"}
+    assert init.job(guid).overrides == {"greeting": "bonjour"}
+    assert init.cfg[guid]["greeting"] == "bonjour"
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_refused_change_is_rolled_back_whole():
+    """The worker refuses (422): ChangeRefused with its reason; no key of the change is kept."""
+    init, worker = fake_initiator()
+    guid = await init.launch(DEMO)
+    worker.answer = 422
+    with pytest.raises(ChangeRefused, match="refused the change: nope"):
+        await init.update_config(guid, {"greeting": "hej", "api_key": "k"})
+    assert init.job(guid).overrides == {}
+    assert init.cfg[guid]["greeting"] == "hello" and not init.cfg.has_option(guid, "api_key")
 
 
 @pytest_twisted.ensureDeferred

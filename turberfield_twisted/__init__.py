@@ -18,6 +18,7 @@ __version__ = "0.1.0"
 _WHERE = {
     "BadGuid": "errors",
     "BadOverride": "errors",
+    "ChangeRefused": "errors",
     "JobExited": "errors",
     "NoFreePort": "errors",
     "NotEnded": "errors",
@@ -44,6 +45,7 @@ _WHERE = {
 __all__ = [
     "BadGuid",
     "BadOverride",
+    "ChangeRefused",
     "ConfigError",
     "EventKind",
     "ILauncher",
@@ -73,6 +75,7 @@ if TYPE_CHECKING:
     from .errors import (
         BadGuid,
         BadOverride,
+        ChangeRefused,
         JobExited,
         NoFreePort,
         NotEnded,

@@ -28,7 +28,7 @@ from twisted.internet.protocol import Protocol, connectionDone
 from twisted.python.failure import Failure
 
 from .contract import bearer_header
-from .errors import ConfigPushFailed
+from .errors import ChangeRefused, ConfigPushFailed
 from .parent import (
     ApiError,
     JsonClient,
@@ -228,8 +228,9 @@ async def push_config(
 ) -> None:
     """
     POST config ``text`` to a worker's ``url`` (its ``/_proactor/config``)
-    with the job's ``token``. Raise :class:`ConfigPushFailed` unless it
-    answers 200.
+    with the job's ``token``. Raise :class:`ChangeRefused` if its app
+    refused it (422), :class:`ConfigPushFailed` for any other answer but 200
+    or none.
     """
     try:
         status, _, body = await exchange(
@@ -239,5 +240,7 @@ async def push_config(
         )
     except TransportError as exc:
         raise ConfigPushFailed(guid, str(exc)) from None
+    if status == 422:
+        raise ChangeRefused(guid, error_message(body, status))
     if status != 200:
         raise ConfigPushFailed(guid, str(ApiError(status, error_message(body, status))), status)

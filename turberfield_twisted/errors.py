@@ -14,6 +14,7 @@ from typing import Any
 __all__ = [
     "BadGuid",
     "BadOverride",
+    "ChangeRefused",
     "ConfigPushFailed",
     "Invalid",
     "JobExited",
@@ -127,12 +128,21 @@ class JobExited(Exception):
 
 
 class ConfigPushFailed(Exception):
-    """A worker did not take its new config; ``status`` is None if it was not reached."""
+    """A worker could not be sent its new config; ``status`` is None if it was not reached."""
 
     def __init__(self, guid: str, reason: str, status: int | None = None):
         self.guid = guid
         self.status = status
         super().__init__(f"job {guid} did not take its new config: {reason}")
+
+
+class ChangeRefused(Exception):
+    """A job's worker refused a live config change (its ``on_config`` raised): ``reason``."""
+
+    def __init__(self, guid: str, reason: str):
+        self.guid = guid
+        self.reason = reason[:300]
+        super().__init__(f"job {guid} refused the change: {self.reason}")
 
 
 class StoreFailed(Exception):

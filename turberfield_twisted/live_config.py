@@ -5,7 +5,7 @@ worker the new config.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from twisted.internet.defer import TimeoutError as DeferredTimeout
@@ -14,6 +14,7 @@ from twisted.logger import Logger
 from .client import push_config
 from .config import check_overrides, job_config_text
 from .contract import CONFIG_PATH
+from .errors import NotReady
 from .job import ENDED, Job, JobState
 
 if TYPE_CHECKING:
@@ -28,46 +29,61 @@ async def update_config(initiator: Initiator, guid: str, changes: Any,
                         timeout: float = 10.0,
                         keep: Callable[[Job], None] | None = None) -> Job:
     """
-    Change job ``guid``'s overridable keys (checked as at launch), now and
-    for its restarts; ``keep(job)`` keeps the change (in the durable
-    store) before anything else is done. A ``ready`` job's worker is sent its new config
-    (``POST /_proactor/config``, where its app's ``on_config`` runs); a
-    ``waiting`` or ``starting`` one once it is ready, waiting at most
-    ``timeout``; a job in any other state takes it at its next start.
+    Change job ``guid``'s overridable keys (checked as at launch), all or
+    nothing. A ``ready`` job's worker is sent its new config first (``POST
+    /_proactor/config``, where its app's ``on_config`` runs); a
+    ``starting`` one once it is ready, waiting at most ``timeout``; a job
+    that is not running takes it at its next start. Only once the worker
+    took it (or there is none to ask) is the change made and kept
+    (``keep(job)``, the durable store).
 
-    Return the job; raise :class:`UnknownJob`, :class:`OverrideNotAllowed`,
-    :class:`BadOverride` or :class:`~.errors.StoreFailed` before anything
-    changes, or
-    :class:`~.client.ConfigPushFailed` if the worker did not take it (the
-    change is kept, and applies from the job's next start).
+    Return the job. Raise :class:`UnknownJob`, :class:`OverrideNotAllowed`
+    or :class:`BadOverride` (a bad change); :class:`ChangeRefused` (its
+    worker refused it), :class:`ConfigPushFailed` (its worker could not be
+    reached) or :class:`NotReady` (a starting job did not get ready in
+    time); or :class:`~.errors.StoreFailed`. In each of these cases nothing
+    is changed, so nothing is kept that would break its next start.
     """
     job = initiator.job(guid)
     checked = check_overrides(initiator.cfg, job.module, changes)
-    before = dict(job.overrides)
-    job.overrides.update(checked)
-    if keep is not None:
-        try:
-            keep(job)
-        except BaseException:
-            job.overrides.clear()
-            job.overrides.update(before)
-            raise
-    cfg = initiator.cfg
-    if cfg.has_section(guid):
-        for key, value in checked.items():
-            cfg.set(guid, key, value.replace("$", "$$"))
-    log.info("job {guid} config changed: {keys}", guid=guid, keys=sorted(checked))
-    if job.state in (JobState.WAITING, JobState.STARTING):
+    if job.state is JobState.STARTING:
         try:
             await initiator.wait_for_state(guid, (JobState.READY, JobState.STOPPING,
                                                   JobState.BACKOFF, *ENDED), timeout)
         except DeferredTimeout:
-            log.warn("job {guid} not ready in {timeout}s: it takes its new config at its"
-                     " next start", guid=guid, timeout=timeout)
-            return job
-    if job.state is not JobState.READY:
-        return job
-    await push_config(initiator.http, initiator.reactor, guid, job.url(CONFIG_PATH),
-                      job.token, job_config_text(cfg, guid), timeout)
-    log.info("job {guid} took its new config", guid=guid)
+            raise NotReady(f"job {guid} not ready in {timeout:g}s: nothing changed") from None
+    cfg = initiator.cfg
+    before = dict(job.overrides)
+    section: dict[str, str | None] = {
+        key: cfg.get(guid, key, raw=True, fallback=None) for key in checked
+    } if cfg.has_section(guid) else {}
+    _apply(cfg, guid, checked)
+    job.overrides.update(checked)
+    try:
+        if job.state is JobState.READY:
+            await push_config(initiator.http, initiator.reactor, guid, job.url(CONFIG_PATH),
+                              job.token, job_config_text(cfg, guid), timeout)
+        if keep is not None:
+            keep(job)
+    except BaseException:
+        job.overrides.clear()
+        job.overrides.update(before)
+        _apply(cfg, guid, section, raw=True)
+        log.warn("job {guid}: config change not made: {keys}", guid=guid, keys=sorted(checked))
+        raise
+    log.info("job {guid} config changed: {keys}", guid=guid, keys=sorted(checked))
     return job
+
+
+def _apply(cfg: Any, guid: str, values: Mapping[str, str | None], raw: bool = False) -> None:
+    """
+    Set ``values`` in job ``guid``'s section, if it has one (escaped, unless
+    ``raw``: as read back from it); a None value removes its key.
+    """
+    if not cfg.has_section(guid):
+        return
+    for key, value in values.items():
+        if value is None:
+            cfg.remove_option(guid, key)
+        else:
+            cfg.set(guid, key, value if raw else value.replace("$", "$$"))

@@ -33,10 +33,12 @@ from werkzeug.routing import BaseConverter, RequestRedirect
 from .config import ConfigError
 from .contract import bearer, token_matches
 from .errors import (
+    ChangeRefused,
     ConfigPushFailed,
     Invalid,
     NoFreePort,
     NotEnded,
+    NotReady,
     OverrideNotAllowed,
     SpawnFailed,
     StoreFailed,
@@ -113,8 +115,10 @@ STATUSES: Mapping[type[Exception], int] = MappingProxyType({
     RequestRedirect: 404,  # werkzeug's slash redirect: no such route here
     MethodNotAllowed: 405,
     NotEnded: 409,
+    NotReady: 409,
     BodyTooLarge: 413,
     SpawnFailed: 500,
+    ChangeRefused: 422,
     ConfigPushFailed: 502,
     RelayError: 502,
     NoFreePort: 503,
@@ -130,7 +134,8 @@ MESSAGES: Mapping[type[Exception], str] = MappingProxyType({
     SpawnFailed: "the worker process could not be started",
     NoFreePort: "no free port for the job; try again later",
     StoreFailed: "the daemon could not keep this in its state store; see its log",
-    ConfigPushFailed: "the change is kept, but the job did not take its new config",
+    ConfigPushFailed: "the job's worker could not be reached: nothing was changed",
+    NotReady: "the job did not get ready in time: nothing was changed",
     NotFound: "not found",
     RequestRedirect: "not found",
     MethodNotAllowed: "method not allowed",

@@ -200,17 +200,18 @@ class _Runtime:
             return _error(request, 400, str(exc))
         if cfg.sections() != [guid]:
             return _error(request, 400, "the config must hold this job's section and no other")
-        self.proactor.cfg = cfg
-        log.info("job {guid}: config refreshed", guid=guid)
+        before, self.proactor.cfg = self.proactor.cfg, cfg
         on_config = getattr(self.user, "on_config", None)
         if callable(on_config):
             try:
                 result = on_config(ctx.section)
                 if inspect.isawaitable(result):
                     await result
-            except Exception:
-                log.failure("job {guid}: on_config failed", guid=guid)
-                return _error(request, 500, "on_config failed")
+            except Exception as exc:
+                self.proactor.cfg = before  # all or nothing: the worker keeps its old config
+                log.failure("job {guid}: on_config refused the change", guid=guid)
+                return _error(request, 422, f"{type(exc).__name__}: {exc}"[:300])
+        log.info("job {guid}: config refreshed", guid=guid)
         return json.dumps({"applied": True}).encode()
 
     @app.route("/", branch=True)

@@ -27,7 +27,13 @@ class Hello:
         self.section = ctx.section
 
     def on_config(self, section: dict[str, str]) -> None:
-        """Keep the section of a config the initiator sent."""
+        """
+        Keep the section of a config the initiator sent; refuse (raise) a
+        greeting that is empty or over 80 characters: the change is then
+        undone whole, and the caller told why.
+        """
+        if not 0 < len(section.get("greeting", "hello")) <= 80:
+            raise ValueError("greeting must be 1 to 80 characters")
         self.section = section
 
     @app.route("/", methods=["GET"])
