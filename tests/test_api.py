@@ -862,3 +862,25 @@ async def test_relay_checks_come_before_the_worker_is_called():
 def test_unknown_job_message_is_short():
     """UnknownJob's message never holds a long guid whole."""
     assert len(str(UnknownJob("g" * 10_000))) < 100
+
+
+@pytest_twisted.ensureDeferred
+async def test_hook_events_are_checked_and_a_repeat_returns_the_existing_hook():
+    """
+    An event that can never happen is a 400 listing what is allowed; subscribing the
+    same URL and events again is 200 with the existing hook, its secret not shown again.
+    """
+    t = make(hooks=HookDispatcher(FakeProcessReactor(), object()))
+    url = "http://127.0.0.1:9/hook"
+    response, body = await t.call("POST", "/hooks", {"url": url, "events": ["readyy"]})
+    is_error(response, body, 400)
+    assert "'readyy'" in body["error"] and "worker:NAME" in body["error"]
+    assert "ready" in body["error"] and "backoff" in body["error"]
+    response, first = await t.call("POST", "/hooks",
+                                   {"url": url, "events": ["ready", "worker:notified"]})
+    assert response.code == 201 and "secret" in first
+    response, again = await t.call("POST", "/hooks",
+                                   {"url": url, "events": ["worker:notified", "ready"]})
+    assert response.code == 200 and again["id"] == first["id"] and "secret" not in again
+    response, listed = await t.call("GET", "/hooks")
+    assert [hook["id"] for hook in listed["hooks"]] == [first["id"]]

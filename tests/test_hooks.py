@@ -325,13 +325,13 @@ def test_close_leaves_nothing_behind() -> None:
 
 
 def test_event_filtering() -> None:
-    """A hook gets a record when it asked for "*", the record's event or its kind."""
+    """A hook gets a record when it asked for "*", its state, worker:* or worker:NAME."""
     hooks, http, _ = make()
     urls = {
         "all": ("http://127.0.0.1:1/", ["*"]),
         "ready": ("http://127.0.0.1:2/", ["ready"]),
-        "worker": ("http://127.0.0.1:3/", ["worker"]),
-        "mixed": ("http://127.0.0.1:4/", ["exited", "progress", "exited"]),
+        "worker": ("http://127.0.0.1:3/", ["worker:*"]),
+        "mixed": ("http://127.0.0.1:4/", ["exited", "worker:progress", "exited"]),
     }
     ids = {name: hooks.add(url, events)["id"] for name, (url, events) in urls.items()}
     hooks.publish(record("starting"))
@@ -351,7 +351,7 @@ def test_event_filtering() -> None:
         "mixed": ["progress", "exited"],
     }
     assert next(r for r in hooks.list() if r["id"] == ids["mixed"])["events"] == [
-        "exited", "progress"]
+        "exited", "worker:progress"]
 
 
 @pytest.mark.parametrize("url", [
@@ -437,9 +437,9 @@ def test_secret_shown_once_never_listed_or_logged() -> None:
     assert set(hook) == {"id", "url", "events", "secret"}
     assert len(hook["secret"]) >= 40
     hooks2, _, _ = make()
-    shown = hooks2.add(URL, ["ready", "worker"])
+    shown = hooks2.add(URL, ["ready", "worker:*"])
     (row,) = hooks2.list()
-    assert row == {"id": shown["id"], "url": URL, "events": ["ready", "worker"], "queued": 0,
+    assert row == {"id": shown["id"], "url": URL, "events": ["ready", "worker:*"], "queued": 0,
                    "delivered": 0, "dropped": 0, "failed_attempts": 0}
     assert shown["secret"] not in json.dumps(hooks2.list())
     assert events
@@ -456,7 +456,7 @@ def test_stub_treq_delivery() -> None:
     subscriber = Subscriber()
     stub = StubTreq(subscriber.app.resource())
     hooks = HookDispatcher(clock, stub)
-    hook = hooks.add(URL, ["state"])
+    hook = hooks.add(URL, ["*"])
     for name in ("starting", "ready", "stopping"):
         hooks.publish(record(name))
     for _ in range(10):

@@ -17,6 +17,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from .errors import Invalid
+from .job import EventKind, JobEvent, JobState
 
 __all__ = [
     "Address",
@@ -32,7 +33,7 @@ __all__ = [
 ]
 
 #: An event filter: ``*``, a kind, a state name or a worker event name.
-_EVENT = re.compile(r"^(\*|[A-Za-z0-9][A-Za-z0-9_.:-]{0,63})$")
+_EVENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")
 _MAX_EVENTS = 32
 _MAX_URL = 2048
 _LOOPBACK = (ipaddress.ip_address("127.0.0.1"), ipaddress.ip_address("::1"))
@@ -122,14 +123,38 @@ def check_url(url: Any, allow: Iterable[Network]) -> str:
     return url
 
 
+#: What a hook may subscribe to besides a job state's name.
+EVERYTHING, WORKER_PREFIX = "*", "worker:"
+
+
+def event_filter_matches(name: str, event: JobEvent) -> bool:
+    """Whether filter ``name`` (a state, ``*``, ``worker:*`` or ``worker:NAME``) takes ``event``."""
+    if name == EVERYTHING:
+        return True
+    if event.kind is EventKind.WORKER:
+        return name in (f"{WORKER_PREFIX}*", WORKER_PREFIX + event.name)
+    return name == event.name
+
+
 def check_events(events: Any) -> builtins.list[str]:
-    """``events`` without repeats, if it is a list of up to 32 event filters; else HookRejected."""
+    """
+    ``events`` without repeats, if it is a list of up to 32 filters: ``*``,
+    a job state's name, ``worker:*`` or ``worker:NAME``; else HookRejected
+    saying what is allowed.
+    """
     if not isinstance(events, builtins.list | tuple) or not events:
         raise HookRejected("events must be a non-empty list of event names")
     if len(events) > _MAX_EVENTS:
         raise HookRejected(f"at most {_MAX_EVENTS} events per hook")
+    states = [state.value for state in JobState]
     for event in events:
-        if not isinstance(event, str) or not _EVENT.match(event):
-            raise HookRejected("each event must be '*', a kind, a state or an event "
-                               "name of up to 64 letters, digits and _.:-")
+        worker = isinstance(event, str) and event.startswith(WORKER_PREFIX)
+        name = event[len(WORKER_PREFIX):] if worker else None
+        if not (event in (EVERYTHING, *states)
+                or (name is not None and (name == "*" or _EVENT.match(name)))):
+            shown = repr(event[:40]) if isinstance(event, str) else "a non-string"
+            raise HookRejected(
+                f"unknown event {shown}: allowed are '*', the job states"
+                f" ({', '.join(states)}), 'worker:*' and 'worker:NAME' for a worker's"
+                " own events")
     return builtins.list(dict.fromkeys(events))

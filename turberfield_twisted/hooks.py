@@ -19,17 +19,13 @@ arrive twice: subscribers drop a ``seq`` they have seen), and each hook's
 from __future__ import annotations
 
 import builtins
-import json
 import random as _random
-import re
 import secrets
-from collections import deque
 from collections.abc import Callable, Iterable
 from typing import Any
 
-import attrs
 from twisted.internet.defer import Deferred, fail, succeed
-from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
@@ -45,6 +41,7 @@ from .hook_rules import (
 )
 from .job import JobEvent
 from .store import HookRecord, QueuedRecord, Store
+from .subscription import Delivery, Subscription
 from .supervision import backoff
 
 __all__ = [
@@ -58,58 +55,16 @@ __all__ = [
 ]
 
 _JITTER = 0.2
+#: How many times in a row a record is sent again at once after meeting a
+#: pooled connection the receiver had closed, before the backoff applies.
+FRESH_TRIES = 3
 
 
-@attrs.frozen
-class _Delivery:
-    """One queued record: its sequence number and the exact bytes to send."""
+def _stale(failure: Failure) -> bool:
+    """Whether a POST failed before any answer on a connection that was closed under it."""
+    from twisted.web.client import RequestNotSent, RequestTransmissionFailed, ResponseNeverReceived
 
-    seq: int
-    event: str
-    body: bytes
-    signature: str = attrs.field(repr=False)
-
-
-@attrs.define(eq=False)
-class _Hook:
-    """One subscription and its delivery state."""
-
-    id: str
-    url: str
-    events: tuple[str, ...]
-    secret: str = attrs.field(repr=False)
-    queue: deque[_Delivery] = attrs.field(factory=deque, repr=False)
-    current: _Delivery | None = None
-    attempts: int = 0
-    seq: int = 0
-    delivered: int = 0
-    dropped: int = 0
-    failed_attempts: int = 0
-    removed: bool = False
-    pumping: bool = False
-    request: Deferred[Any] | None = attrs.field(default=None, repr=False)
-    retry: IDelayedCall | None = attrs.field(default=None, repr=False)
-
-    def wants(self, event: JobEvent) -> bool:
-        """Whether this hook subscribed to ``event``."""
-        return "*" in self.events or event.name in self.events or event.kind in self.events
-
-    def as_json(self) -> dict[str, Any]:
-        """The public view of this hook: no secret."""
-        return {
-            "id": self.id,
-            "url": self.url,
-            "events": builtins.list(self.events),
-            "queued": len(self.queue) + (self.current is not None),
-            "delivered": self.delivered,
-            "dropped": self.dropped,
-            "failed_attempts": self.failed_attempts,
-        }
-
-
-def _header_text(value: Any) -> str:
-    """A short printable-ASCII rendering of ``value`` for a header."""
-    return re.sub(r"[^\x21-\x7e]", "_", str(value))[:128] or "_"
+    return bool(failure.check(ResponseNeverReceived, RequestNotSent, RequestTransmissionFailed))
 
 
 class HookDispatcher:
@@ -158,7 +113,7 @@ class HookDispatcher:
         self.backoff_cap = backoff_cap
         self.max_hooks = max_hooks
         self._random = random
-        self._hooks: dict[str, _Hook] = {}
+        self._hooks: dict[str, Subscription] = {}
         self._closed = False
         self._store = store
 
@@ -167,7 +122,8 @@ class HookDispatcher:
     def add(self, url: str, events: builtins.list[str]) -> dict[str, Any]:
         """
         Subscribe ``url`` to ``events`` and return ``{"id", "url", "events",
-        "secret"}``: the only time the secret is shown.
+        "secret"}``: the only time the secret is shown. The same URL and
+        events again: the existing subscription (``existing``: true, no secret).
 
         Raise :class:`HookNotAllowed` for an address outside the allow list,
         :class:`HookRejected` for any other bad input, :class:`StoreFailed`
@@ -177,6 +133,9 @@ class HookDispatcher:
             raise RuntimeError("the hook dispatcher is closed")
         url = check_url(url, self.allow)
         events = check_events(events)
+        for hook in self._hooks.values():
+            if hook.url == url and set(hook.events) == set(events):
+                return {**hook.as_json(), "existing": True}
         if len(self._hooks) >= self.max_hooks:
             raise HookRejected(f"at most {self.max_hooks} hooks may be registered")
         hook_id = secrets.token_hex(6)
@@ -185,7 +144,8 @@ class HookDispatcher:
         secret = secrets.token_urlsafe(32)
         if self._store is not None:
             self._store.add_hook(HookRecord(hook_id, url, tuple(events), secret))
-        self._hooks[hook_id] = _Hook(id=hook_id, url=url, events=tuple(events), secret=secret)
+        self._hooks[hook_id] = Subscription(id=hook_id, url=url, events=tuple(events),
+                                            secret=secret)
         self.log.info("hook {hook_id} added for {events} to {url}", hook_id=hook_id,
                       events=",".join(events), url=url)
         return {"id": hook_id, "url": url, "events": builtins.list(events), "secret": secret}
@@ -220,7 +180,7 @@ class HookDispatcher:
                                hook_id=record.id, error=str(exc))
                 self._keep(self._store.remove_hook, record.id)
                 continue
-            hook = _Hook(id=record.id, url=url, events=record.events, secret=record.secret,
+            hook = Subscription(id=record.id, url=url, events=record.events, secret=record.secret,
                          seq=record.seq)
             # As at run time: one record in flight and max_queue behind it.
             excess = record.queued[: max(0, len(record.queued) - self.max_queue - 1)]
@@ -228,7 +188,7 @@ class HookDispatcher:
                 hook.dropped += 1
                 self._keep(self._store.done, hook.id, old.seq)
             for queued in record.queued[len(excess):]:
-                hook.queue.append(_Delivery(queued.seq, queued.event, queued.body,
+                hook.queue.append(Delivery(queued.seq, queued.event, queued.body,
                                             sign(hook.secret, queued.body)))
             self._hooks[hook.id] = hook
             self.log.info("hook {hook_id} restored: {queued} records to send, seq {seq}",
@@ -267,28 +227,19 @@ class HookDispatcher:
             except Exception:
                 self.log.failure("hook {hook_id} could not queue an event", hook_id=hook.id)
 
-    def _enqueue(self, hook: _Hook, event: JobEvent) -> None:
-        hook.seq += 1
-        body = json.dumps({**event.as_json(), "seq": hook.seq}, separators=(",", ":"),
-                          default=str).encode("utf-8")
-        item = _Delivery(hook.seq, _header_text(event.name), body,
-                         sign(hook.secret, body))
-        dropped = None
-        if len(hook.queue) >= self.max_queue:
-            old = hook.queue.popleft()
-            hook.dropped += 1
-            dropped = old.seq
+    def _enqueue(self, hook: Subscription, event: JobEvent) -> None:
+        item, dropped = hook.record(event, self.max_queue)
+        if dropped is not None:
             self.log.warn("hook {hook_id} queue full: dropped delivery {seq}",
-                          hook_id=hook.id, seq=old.seq, event=old.event)
+                          hook_id=hook.id, seq=dropped)
         if self._store is not None:
-            self._keep(self._store.queue, hook.id, QueuedRecord(item.seq, item.event, body),
-                       dropped)
-        hook.queue.append(item)
+            self._keep(self._store.queue, hook.id,
+                       QueuedRecord(item.seq, item.event, item.body), dropped)
         self._pump(hook)
 
     # -- delivery ------------------------------------------------------------
 
-    def _pump(self, hook: _Hook) -> None:
+    def _pump(self, hook: Subscription) -> None:
         """Send the next record if nothing is in flight or waiting to retry."""
         if hook.pumping:
             return  # a send completed synchronously: the loop below goes on
@@ -304,7 +255,7 @@ class HookDispatcher:
         finally:
             hook.pumping = False
 
-    def _send(self, hook: _Hook, item: _Delivery) -> None:
+    def _send(self, hook: Subscription, item: Delivery) -> None:
         headers = {
             "Content-Type": "application/json",
             "X-Signature": item.signature,
@@ -333,11 +284,18 @@ class HookDispatcher:
         body.addTimeout(self.timeout, self._reactor)
         return body.addBoth(lambda _: code)
 
-    def _done(self, result: int | Failure, hook: _Hook, item: _Delivery) -> None:
+    def _done(self, result: int | Failure, hook: Subscription, item: Delivery) -> None:
         hook.request = None
         if hook.removed or hook.current is not item:
             return
-        if isinstance(result, Failure):
+        if isinstance(result, Failure) and _stale(result) and hook.fresh < FRESH_TRIES:
+            # A pooled connection the receiver had closed: that connection is gone
+            # from the pool now, so the next try opens a fresh one, at once.
+            hook.fresh += 1
+            hook.failed_attempts += 1
+            self.log.debug("hook {hook_id} delivery {seq} met a closed connection: again",
+                           hook_id=hook.id, seq=item.seq)
+        elif isinstance(result, Failure):
             name = result.type.__name__ if result.type is not None else "error"
             reason = f"{name}: {result.getErrorMessage()}"[:200]
             self._failed(hook, item, reason)
@@ -354,13 +312,14 @@ class HookDispatcher:
                           hook_id=hook.id, seq=item.seq, event=item.event, code=result)
         self._pump(hook)
 
-    def _done_with(self, hook: _Hook, item: _Delivery) -> None:
+    def _done_with(self, hook: Subscription, item: Delivery) -> None:
         """``item`` was delivered or dropped: the next one may go."""
         hook.current = None
+        hook.fresh = 0
         if self._store is not None:
             self._keep(self._store.done, hook.id, item.seq)
 
-    def _failed(self, hook: _Hook, item: _Delivery, reason: str) -> None:
+    def _failed(self, hook: Subscription, item: Delivery, reason: str) -> None:
         hook.failed_attempts += 1
         delay = self.backoff(hook.attempts)
         hook.attempts += 1
@@ -371,7 +330,7 @@ class HookDispatcher:
             attempts=hook.attempts, failed_attempts=hook.failed_attempts,
         )
 
-    def _retry(self, hook: _Hook) -> None:
+    def _retry(self, hook: Subscription) -> None:
         hook.retry = None
         self._pump(hook)
 
@@ -380,7 +339,7 @@ class HookDispatcher:
         return backoff(attempt, self.backoff_initial, self.backoff_factor, self.backoff_cap,
                        _JITTER, self._random)
 
-    def _stop(self, hook: _Hook) -> None:
+    def _stop(self, hook: Subscription) -> None:
         hook.removed = True
         hook.queue.clear()
         hook.current = None

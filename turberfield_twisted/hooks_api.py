@@ -54,7 +54,11 @@ class HooksAPI:
 
     @app.route("/", methods=["POST"])
     async def add_hook(self, request: Any) -> bytes:
-        """``{"url", "events"?: [name, ...]}`` (default ``["*"]``): subscribe; secret shown once."""
+        """
+        ``{"url", "events"?: [name, ...]}`` (default ``["*"]``): subscribe (201;
+        the secret is shown this once); the same URL and events again: 200
+        with the existing subscription, its secret not shown.
+        """
         hooks = self._dispatcher(request)
         body = read_object(request, self.max_body, _ADD_KEYS)
         url, events = body.get("url"), body.get("events")
@@ -67,6 +71,8 @@ class HooksAPI:
         hook = hooks.add(url, ["*"] if events is None else events)
         if inspect.isawaitable(hook):
             hook = await hook
+        if hook.get("existing"):
+            return json_response(request, 200, hook)  # the same URL and events again
         self.log.info("web-hook {hook_id} added by the control API", hook_id=hook.get("id"))
         return json_response(request, 201, hook)
 
