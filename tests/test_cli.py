@@ -192,14 +192,14 @@ async def test_hooks_add_ls_rm(daemon, reactor):
     _, state = daemon
     at = ["--state-dir", str(state)]
     code, out, _ = await proactor(reactor, *at, "--json", "hooks", "add",
-                                  "http://127.0.0.1:9/hook", "ready", "notified")
+                                  "http://127.0.0.1:9/hook", "ready", "worker:notified")
     assert code == 0
     hook = json.loads(out)
-    assert hook["events"] == ["ready", "notified"] and hook["secret"]
+    assert hook["events"] == ["ready", "worker:notified"] and hook["secret"]
     code, out, _ = await proactor(reactor, *at, "hooks", "ls")
     assert code == 0
     assert out.splitlines()[1].split() == [hook["id"], "http://127.0.0.1:9/hook",
-                                           "ready,notified"]
+                                           "ready,worker:notified"]
     code, out, _ = await proactor(reactor, *at, "hooks", "rm", hook["id"])
     assert (code, out) == (0, "")
     code, _, err = await proactor(reactor, *at, "hooks", "rm", hook["id"])

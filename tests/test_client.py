@@ -198,11 +198,11 @@ async def test_update_config_changes_a_starting_job(world):
 @pytest_twisted.ensureDeferred
 async def test_hooks_add_list_remove(world):
     """add_hook shows the secret once; hooks lists it without; remove_hook drops it."""
-    hook = await world.client.add_hook("http://127.0.0.1:9/hook", ["ready", "notified"])
+    hook = await world.client.add_hook("http://127.0.0.1:9/hook", ["ready", "worker:notified"])
     assert set(hook) >= {"id", "url", "events", "secret"}
     [listed] = await world.client.hooks()
     assert listed["id"] == hook["id"] and "secret" not in listed
-    assert listed["events"] == ["ready", "notified"]
+    assert listed["events"] == ["ready", "worker:notified"]
     await world.client.remove_hook(hook["id"])
     assert await world.client.hooks() == []
     with pytest.raises(ApiError) as caught:

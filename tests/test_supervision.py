@@ -5,7 +5,7 @@ import pytest_twisted
 from conftest import initiator_config
 from twisted.internet.defer import Deferred, fail, succeed
 
-from turberfield_twisted import Initiator, JobExited, LocalLauncher, NotEnded
+from turberfield_twisted import Initiator, JobExited, LocalLauncher
 from turberfield_twisted.config import parse_config
 from turberfield_twisted.supervision import RestartPolicy, RestartTracker
 from turberfield_twisted.testing.fakes import FakeProcessReactor
@@ -176,14 +176,38 @@ async def test_a_failed_job_comes_back_only_when_asked():
     reactor, init = make(max_restarts=1)
     guid = await init.launch(MOD, session="s")
     port = init.job(guid).port
-    with pytest.raises(NotEnded, match="only an ended job"):
-        init.restart(guid)
     reactor.advance(crash(reactor))
     assert crash(reactor) is None and init.job(guid).state == "failed"
     job = init.restart(guid)
     assert (job.state, job.guid, job.session, job.port) == ("ready", guid, "s", port)
     assert len(reactor.spawned) == 3
     assert crash(reactor) == 0  # the backoff starts over, and so does the window
+
+
+@pytest_twisted.ensureDeferred
+async def test_restart_of_a_running_job_stops_it_then_starts_it_again():
+    """restart(guid) of a ready job: TERM, and once it has exited it starts again."""
+    reactor, init = make()
+    guid = await init.launch(MOD)
+    first = reactor.spawned[-1]
+    job = init.restart(guid)
+    assert job.state == "stopping" and first.signals == ["TERM"]
+    states = []
+    init.subscribe(lambda event: states.append(event.name))
+    first.exit(0)
+    assert states == ["exited", "waiting", "starting", "ready"]
+    assert len(reactor.spawned) == 2 and job.restarts == 0
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_stop_while_restarting_wins():
+    """An operator's stop after a restart was asked: it stays exited."""
+    reactor, init = make()
+    guid = await init.launch(MOD)
+    init.restart(guid)
+    init.stop(guid)
+    reactor.spawned[-1].exit(0)
+    assert init.job(guid).state == "exited" and len(reactor.spawned) == 1
 
 
 @pytest_twisted.ensureDeferred

@@ -25,9 +25,7 @@ from klein.resource import KleinResource
 from twisted.internet import defer
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
-from twisted.python.failure import Failure
-from twisted.web.resource import Resource
-from twisted.web.server import NOT_DONE_YET, Site
+from twisted.web.server import Site
 
 from .config import SESSION, redact, section_items
 from .errors import Invalid
@@ -35,15 +33,15 @@ from .events import Entry, EventStream, Journal, parse_event_id
 from .hooks_api import HooksAPI
 from .job import ENDED, Job, JobState
 from .relay import Relay
+from .relay_site import ApiSite, RelayFirst
+from .views import job_views
 from .web import (
     ApiError,
     JsonKlein,
     Unauthorized,
     _LimitedRequest,
-    answer_error,
     check_body,
     json_response,
-    log_error,
     query_arg,
     read_object,
     require_token,
@@ -130,7 +128,8 @@ class ControlAPI:
         relayed requests take a short way past the router and are not in
         the access log (the relay's metrics count them).
         """
-        site = _ApiSite(_RelayFirst(self, self.app.resource()), requestFactory=_LimitedRequest)
+        site = ApiSite(RelayFirst(self.relayed, self.log, self.app.resource()),
+                       requestFactory=_LimitedRequest)
         site.max_body = self.max_body  # type: ignore[attr-defined]
         site.noisy = False
         site.displayTracebacks = False
@@ -206,7 +205,7 @@ class ControlAPI:
     def list_jobs(self, request: Any) -> bytes:
         """Every job the initiator knows, ended ones too."""
         self._admin(request)
-        jobs = [job.as_json() for job in list(self.initiator.workers.values())]
+        jobs = job_views(self.initiator.workers.values(), self.reactor.seconds())
         return json_response(request, 200, {"jobs": jobs})
 
     @app.route("/jobs", methods=["POST"])
@@ -251,7 +250,7 @@ class ControlAPI:
             if not 0 <= timeout <= MAX_WAIT:
                 raise Invalid(f"timeout must be a number of seconds from 0 to {MAX_WAIT:g}")
             await self._until(job, wanted, timeout)
-        return json_response(request, 200, job.as_json())
+        return json_response(request, 200, job_views([job], self.reactor.seconds())[0])
 
     async def _until(self, job: Job, wanted: str, timeout: float) -> None:
         """Return once ``job`` is ``wanted`` or has ended, or after ``timeout``."""
@@ -276,7 +275,10 @@ class ControlAPI:
 
     @app.route("/jobs/<guid>/restart", methods=["POST"])
     def restart_job(self, request: Any, guid: str) -> bytes:
-        """Start an ended job again (a ``failed`` job stays down until this); 202."""
+        """
+        Start a job again (a ``failed`` job stays down until this); one that
+        runs is stopped first (TERM, then KILL) and started once it exited; 202.
+        """
         self._admin(request)
         job = self.initiator.restart(guid)
         self.log.info("job {guid} restart asked by the control API", guid=guid)
@@ -363,56 +365,3 @@ class ControlAPI:
         check_body(request, self.max_body)
         request.relayed = True
         return await self.relay.forward(request, job, self.initiator.worker_url(job))
-
-
-#: A relayed path that can skip the router: a plain guid, the proxy prefix, anything.
-_RELAYED = re.compile(rb"^/jobs/([A-Za-z0-9][A-Za-z0-9_.-]{0,63})/proxy(?:/|$)")
-
-
-class _RelayFirst(Resource):
-    """
-    The API's root: a request for a worker (``/jobs/{guid}/proxy/...``)
-    goes straight to :meth:`ControlAPI.relayed`; everything else to the
-    Klein app, which would route it there too.
-    """
-
-    isLeaf = True
-
-    def __init__(self, api: ControlAPI, routes: Resource):
-        super().__init__()
-        self.api = api
-        self.routes = routes
-
-    def render(self, request: Any) -> Any:
-        match = _RELAYED.match(request.path)
-        if match is None or getattr(request, "too_large", False):
-            return self.routes.render(request)
-        d = defer.Deferred.fromCoroutine(self.api.relayed(request, match.group(1).decode()))
-        d.addErrback(lambda failure: _answered_error(self.api, request, failure))
-        d.addCallback(lambda body: _finish(request, body))
-        request.notifyFinish().addErrback(lambda _: d.cancel())
-        return NOT_DONE_YET
-
-
-def _answered_error(api: ControlAPI, request: Any, failure: Failure) -> bytes:
-    if failure.check(defer.CancelledError):
-        return b""  # the caller went away
-    log_error(api.log, request, failure)
-    assert failure.value is not None
-    return answer_error(request, failure.value)
-
-
-def _finish(request: Any, body: bytes) -> None:
-    if request.finished or request._disconnected:
-        return
-    if body:
-        request.write(body)
-    request.finish()
-
-
-class _ApiSite(Site):
-    """A Site whose access log leaves out relayed requests."""
-
-    def log(self, request: Any) -> None:
-        if not getattr(request, "relayed", False):
-            super().log(request)

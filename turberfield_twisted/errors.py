@@ -19,7 +19,6 @@ __all__ = [
     "Invalid",
     "JobExited",
     "NoFreePort",
-    "NotEnded",
     "NotReady",
     "OverrideNotAllowed",
     "SpawnFailed",
@@ -89,15 +88,6 @@ class UnknownModule(LookupError):
         self.module = module
         self.reason = reason
         super().__init__(f"module {module[:200]!r}: {reason}")
-
-
-class NotEnded(Exception):
-    """An operation that needs an ended job was asked of one that runs."""
-
-    def __init__(self, guid: str, state: str):
-        self.guid = guid
-        self.state = state
-        super().__init__(f"job {guid} is {state}: only an ended job can be restarted")
 
 
 class NoFreePort(Exception):

@@ -24,7 +24,7 @@ from .client import make_http
 from .config import GUID, ConfigError, check_overrides, job_config_text, write_job_section
 from .contract import HEALTH_PATH
 from .durability import Keeper
-from .errors import BadGuid, NotEnded, StoreFailed, UnknownModule
+from .errors import BadGuid, StoreFailed, UnknownModule
 from .job import ENDED, EventKind, Job, JobEvent, JobState, Wanted
 from .jobtable import JobTable
 from .launcher import ILauncher
@@ -236,19 +236,18 @@ class Initiator(JobTable, Proactor, Service):
 
     def restart(self, guid: str) -> Job:
         """
-        Start an ended (``exited`` or ``failed``) job again: same guid,
-        session, token and overrides, its port again where it can, its
-        restart history cleared. Raise :class:`NotEnded` if it runs,
-        :class:`UnknownModule` or :class:`NoFreePort` (it stays as it was),
-        or :class:`SpawnFailed` (it is ``failed``).
+        Start a job again: same guid, session, token and overrides, its port
+        again where it can, its restart history cleared. One that runs is
+        stopped first (TERM, then KILL after ``stop_timeout``) and started
+        once it has exited. Raise :class:`UnknownModule` or
+        :class:`NoFreePort` (it stays as it was), or :class:`SpawnFailed`
+        (it is ``failed``).
         """
         job = self.job(guid)
-        if job.state not in ENDED:
-            raise NotEnded(guid, job.state.value)
         job.tracker = self.runnable(job.module)
         self.keeper.want(job, Wanted.RUNNING)
         job.busy_ports.clear()
-        self.lifecycle.start(job)
+        self.lifecycle.restart(job)
         return job
 
     def worker_event(self, guid: str, name: str, data: Any = None) -> None:

@@ -157,6 +157,8 @@ class Job:
     requires: tuple[str, ...] = ()
     limits: Limits | None = attrs.field(default=None, repr=False)
     limit_hit: str | None = None
+    #: Start it again as soon as it has stopped (an operator's restart of a running job).
+    again: bool = False
 
     def url(self, path: str = "") -> str:
         """``http://HOST:PORT`` + ``path``: where this job's worker listens (IPv6 bracketed)."""

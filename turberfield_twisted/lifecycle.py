@@ -108,6 +108,8 @@ class Lifecycle:
         self._emit(job.event(self._reactor.seconds()))
         if frees_slot:
             self._drain()
+        if target is _E and job.again:
+            self._start_again(job)
         return True
 
     # -- asked from outside ------------------------------------------------
@@ -124,13 +126,39 @@ class Lifecycle:
         if self.admission.request(job):
             self._spawn(job)
 
+    def restart(self, job: Job) -> None:
+        """
+        Stop ``job`` (as :meth:`stop` does), then start it again once it has
+        exited; one that has ended starts at once (raising as :meth:`start`).
+        """
+        if job.state in ENDED:
+            self.start(job)
+            return
+        self.stop(job)
+        if job.state in ENDED:
+            self.start(job)
+        else:
+            job.again = True  # fire() starts it on its way into exited
+
+    def _start_again(self, job: Job) -> None:
+        job.again = False
+        try:
+            self.start(job)
+        except NoFreePort as exc:
+            job.last_error = str(exc)
+            self.log.error("job {guid} could not start again: {error}", guid=job.guid,
+                           error=str(exc))
+        except SpawnFailed:
+            pass  # it is failed, and logged
+
     def stop(self, job: Job, timeout: float | None = None) -> None:
         """
         Ask ``job`` to stop: a waiting or backed-off one ends at once; a
         running one gets SIGTERM to its group, then SIGKILL after
         ``timeout`` (default ``stop_timeout``). Stopping a stopping or
-        ended job changes nothing.
+        ended job changes nothing, but for a restart asked before: it is off.
         """
+        job.again = False
         self._cancel(job, "restart")
         if job.state in (_W, _B):
             self.fire(job, Input.STOP)

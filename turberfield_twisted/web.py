@@ -37,7 +37,6 @@ from .errors import (
     ConfigPushFailed,
     Invalid,
     NoFreePort,
-    NotEnded,
     NotReady,
     OverrideNotAllowed,
     SpawnFailed,
@@ -114,7 +113,6 @@ STATUSES: Mapping[type[Exception], int] = MappingProxyType({
     NotFound: 404,
     RequestRedirect: 404,  # werkzeug's slash redirect: no such route here
     MethodNotAllowed: 405,
-    NotEnded: 409,
     NotReady: 409,
     BodyTooLarge: 413,
     SpawnFailed: 500,

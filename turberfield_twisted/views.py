@@ -1,0 +1,36 @@
+"""
+How the API shows jobs: each job's record with what is read live about
+its process group (uptime, memory, CPU time).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from .job import Job
+from .launcher import ILocalProcess
+from .procstat import group_stats
+
+__all__ = ["job_views"]
+
+
+def job_views(jobs: Iterable[Job], now: float) -> list[dict[str, Any]]:
+    """
+    Each job's JSON with ``uptime`` (seconds since its spawn, at ``now``),
+    ``rss`` (bytes) and ``cpu`` (seconds) of its process group, read from
+    ``/proc`` in one pass; None where it has no process on this host.
+    """
+    jobs = list(jobs)
+    local = [job.pid for job in jobs if job.pid is not None
+             and ILocalProcess.providedBy(job.process)]
+    stats = group_stats(local) if local else {}
+    views = []
+    for job in jobs:
+        found = stats.get(job.pid) if job.pid is not None else None
+        running = job.process is not None and job.started is not None
+        views.append({**job.as_json(),
+                      "uptime": round(now - (job.started or 0.0), 3) if running else None,
+                      "rss": found.rss if found else None,
+                      "cpu": round(found.cpu_seconds, 2) if found else None})
+    return views
