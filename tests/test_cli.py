@@ -8,14 +8,15 @@ import json
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 import pytest_twisted
 from conftest import initiator_config
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, succeed
 from twisted.internet.protocol import ProcessProtocol
 
-from turberfield_twisted import Initiator
+from turberfield_twisted import Initiator, __version__
 from turberfield_twisted.cli import build_parser, format_job, format_table, main
 from turberfield_twisted.hooks import HookDispatcher
 from turberfield_twisted.process import ExitStatus
@@ -105,7 +106,9 @@ async def daemon(reactor, tmp_path):
 
     from turberfield_twisted.api import ControlAPI
 
-    init = Initiator(None, guid="init", cfg=initiator_config(21450, 21499), reactor=reactor)
+    slow = "[turberfield_twisted.testing.slow]\nready_delay = 3\n"
+    init = Initiator(None, guid="init", cfg=initiator_config(21450, 21499, extra=slow),
+                     reactor=reactor)
     hooks = HookDispatcher(reactor, init.http)
     port = await TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1").listen(
         ControlAPI(init, TOKEN, reactor, hooks=hooks).site())
@@ -163,13 +166,18 @@ async def test_launch_ls_show_send_logs_stop(daemon, reactor):
 
     code, out, _ = await proactor(reactor, *at, "ls")
     header, row = out.splitlines()
-    assert header.split() == ["GUID", "MODULE", "STATE", "PORT", "PID", "RESTARTS"]
-    assert row.split() == [guid, DEMO, "ready", str(job.port), str(job.pid), "0"]
+    assert header.split() == ["GUID", "MODULE", "STATE", "UPTIME", "RESTARTS", "RSS", "CPU",
+                              "PID", "PORT"]
+    cells = row.split()
+    assert cells[:3] == [guid[:12], DEMO, "ready"] and cells[4] == "0"
+    assert cells[3].endswith("s") and cells[5].endswith("M") and cells[6].endswith("s")
+    assert cells[7:] == [str(job.pid), str(job.port)]
     assert code == 0
 
-    code, out, _ = await proactor(reactor, *at, "show", guid)
+    code, out, _ = await proactor(reactor, *at, "show", guid[:6])  # a unique beginning
     assert code == 0
     assert "config.greeting  hej" in out and f"guid             {guid}" in out
+    assert "rss " in out and "uptime " in out
 
     code, out, _ = await proactor(reactor, *at, "send", guid, "POST", "/echo", "--json",
                                   '{"n": [1, 2]}')
@@ -199,7 +207,7 @@ async def test_hooks_add_ls_rm(daemon, reactor):
     code, out, _ = await proactor(reactor, *at, "hooks", "ls")
     assert code == 0
     assert out.splitlines()[1].split() == [hook["id"], "http://127.0.0.1:9/hook",
-                                           "ready,worker:notified"]
+                                           "ready,worker:notified", "0", "0", "0"]
     code, out, _ = await proactor(reactor, *at, "hooks", "rm", hook["id"])
     assert (code, out) == (0, "")
     code, _, err = await proactor(reactor, *at, "hooks", "rm", hook["id"])
@@ -221,10 +229,12 @@ async def test_failures_are_one_line_on_stderr_and_exit_1(daemon, reactor, tmp_p
     await init.ready(guid, timeout=15)
     errors = [err]
     for argv, message in [
-        (["show", "nope"], "no job 'nope' (HTTP 404)"),
+        (["show", "nope"], "no job's guid is or begins with 'nope'"),
         (["launch", "no.such.module"], "(HTTP 404)"),
         (["launch", DEMO, "--set", "token=mine"], "(HTTP 403)"),
-        (["send", guid, "GET", "/no/such/route"], "(HTTP 404)"),
+        # the worker's own 404 is a page of HTML: one line says what it was
+        (["send", guid, "GET", "/no/such/route"],
+         "HTTP 404 Not Found (text/html; charset=utf-8, 207 bytes)"),
     ]:
         code, out, err = await proactor(reactor, *at, *argv)
         assert (code, out) == (1, ""), argv
@@ -232,3 +242,143 @@ async def test_failures_are_one_line_on_stderr_and_exit_1(daemon, reactor, tmp_p
         assert err.count("\n") == 1
         errors.append(err)
     assert TOKEN not in "".join(errors)
+
+
+def test_version(capsys):
+    """--version prints the package's version and exits 0."""
+    assert main(["--version"]) == 0
+    assert capsys.readouterr().out == f"proactor {__version__}\n"
+
+
+@pytest_twisted.ensureDeferred
+async def test_guid_prefixes_several_jobs_and_all_of_a_module(daemon, reactor):
+    """
+    A unique beginning names a job; an ambiguous one is an error naming the matches;
+    stop takes several guids, --module or --all; restart of a running job restarts it.
+    """
+    init, state = daemon
+    at = ["--state-dir", str(state)]
+    for guid in ("abc-1", "abc-2", "xyz-1"):
+        await init.launch(DEMO, guid=guid)
+    for guid in ("abc-1", "abc-2", "xyz-1"):
+        await init.ready(guid, timeout=15)
+    code, _, err = await proactor(reactor, *at, "show", "abc")
+    assert code == 1 and "'abc' begins 2 guids: abc-1, abc-2; give more of it" in err
+    old = init.job("xyz-1").pid
+    code, out, _ = await proactor(reactor, *at, "restart", "xyz")
+    assert (code, out) == (0, "xyz-1 stopping\n")
+    job = await init.wait_for_state("xyz-1", ["ready"], 20)
+    assert job.pid != old and job.restarts == 0
+    code, out, _ = await proactor(reactor, *at, "stop", "abc-1", "abc-2")
+    assert (code, out) == (0, "abc-1 stopping\nabc-2 stopping\n")
+    code, _, err = await proactor(reactor, *at, "stop")
+    assert code == 1 and "--all or --module" in err
+    code, out, _ = await proactor(reactor, *at, "stop", "--module", DEMO)
+    assert (code, out) == (0, "xyz-1 stopping\n")
+    for guid in ("abc-1", "abc-2", "xyz-1"):
+        await init.wait_for_state(guid, ["exited"], 15)
+    code, out, _ = await proactor(reactor, *at, "stop", "--all")
+    assert (code, out) == (0, "no job to stop\n")
+
+
+@pytest_twisted.ensureDeferred
+async def test_send_a_raw_body_and_launch_wait_outlasting_the_daemon(daemon, reactor, tmp_path):
+    """
+    send --data (text or @file) with --content-type reaches the worker as given; launch
+    --wait on a slow job ends with the daemon's answer (still starting), not a client timeout.
+    """
+    init, state = daemon
+    at = ["--state-dir", str(state)]
+    guid = await init.launch(DEMO)
+    await init.ready(guid, timeout=15)
+    body = tmp_path / "body.json"
+    body.write_text('{"from": "a file"}')
+    for data in ('{"from": "text"}', f"@{body}"):
+        code, out, _ = await proactor(reactor, *at, "send", guid, "POST", "/echo", "--data",
+                                      data, "--content-type", "application/json")
+        assert code == 0 and json.loads(out)["echo"]["from"] in ("text", "a file")
+    code, out, err = await proactor(reactor, *at, "--timeout", "1", "launch",
+                                    "turberfield_twisted.testing.slow", "--wait")
+    assert code == 1 and out == ""
+    assert "is starting" in err and "no answer" not in err and "cannot reach" not in err
+
+
+class _Streaming(ProcessProtocol):
+    """A long-running ``proactor``: its stdout lines, and waiters for one that matches."""
+
+    def __init__(self):
+        self.lines: list[str] = []
+        self.ended: Deferred = Deferred()
+        self._waiters: list[tuple[Any, Deferred]] = []
+        self._buffer = b""
+
+    def outReceived(self, data):
+        self._buffer += data
+        *lines, self._buffer = self._buffer.split(b"\n")
+        for line in lines:
+            self.lines.append(line.decode())
+            for item in list(self._waiters):
+                if item[0](self.lines[-1]):
+                    self._waiters.remove(item)
+                    item[1].callback(self.lines[-1])
+
+    def until(self, match, reactor, timeout=20.0) -> Deferred:
+        for line in self.lines:
+            if match(line):
+                return succeed(line)
+        d: Deferred = Deferred()
+        self._waiters.append((match, d))
+        return d.addTimeout(timeout, reactor)
+
+    def processEnded(self, reason):
+        self.ended.callback(ExitStatus.from_reason(reason))
+
+
+def streaming(reactor, *argv) -> tuple[_Streaming, Any]:
+    run = _Streaming()
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8",
+           "HOME": "/nonexistent"}
+    return run, reactor.spawnProcess(run, PROACTOR, [PROACTOR, *argv], env=env)
+
+
+@pytest_twisted.ensureDeferred
+async def test_logs_follow_and_watch_show_what_happens_as_it_happens(daemon, reactor):
+    """
+    logs -f prints the job's recent lines, then a line as soon as the worker prints it;
+    watch shows a kill -9 and the restart. Both end at SIGINT, exit 0.
+    """
+    init, state = daemon
+    at = ["--state-dir", str(state)]
+    guid = await init.launch(DEMO)
+    job = await init.ready(guid, timeout=15)
+    follow, follower = streaming(reactor, *at, "logs", "-f", guid[:8])
+    watch, watcher = streaming(reactor, *at, "watch")
+    try:
+        await follow.until(lambda line: "listening on" in line, reactor)
+        said = reactor.seconds()
+        code, _, _ = await _relay(reactor, init, guid, "/say", b"a line from the worker")
+        assert code == 202
+        await follow.until(lambda line: line.endswith("stdout a line from the worker"), reactor)
+        latency = reactor.seconds() - said  # reported, not asserted (a shared machine)
+        old = job.pid
+        os.kill(old, 9)
+        await watch.until(lambda line: guid[:12] in line and " backoff " in line, reactor)
+        await watch.until(lambda line: guid[:12] in line and " ready " in line
+                          and f"pid={old}" not in line, reactor)
+    finally:
+        for run, transport in ((follow, follower), (watch, watcher)):
+            if not run.ended.called:
+                transport.signalProcess("INT")
+    for run in (follow, watch):
+        status = await run.ended.addTimeout(20, reactor)
+        assert status.code == 0, run.lines
+    assert latency < 20
+
+
+async def _relay(reactor, init, guid, path, body):
+    import treq
+
+    url = f"http://127.0.0.1:{init.api_address[1]}/jobs/{guid}/proxy{path}"
+    response = await treq.post(url, data=body, headers={"Authorization": [f"Bearer {TOKEN}"]},
+                               timeout=10, reactor=reactor)
+    return response.code, None, await response.content()

@@ -12,23 +12,20 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Awaitable, Callable, Sequence
-from datetime import datetime
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
-from .client import ApiError, ControlClient, TransportError, error_message, make_http
-from .job import JobState
+from . import __version__
+from .cli_commands import COMMANDS, FAILURES, CliError
+from .cli_format import format_job, format_logs, format_table
+from .client import ControlClient, make_http
 from .state import API_FILE, TOKEN_FILE, default_state_dir
 
 __all__ = ["build_parser", "format_job", "format_logs", "format_table", "main"]
 
 PROG = "proactor"
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
-
-
-class CliError(Exception):
-    """A failure to report as one line on stderr."""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -69,9 +66,33 @@ def _count(text: str) -> int:
     return int(text)
 
 
+def _data(text: str) -> bytes:
+    """A raw body: the text itself, or ``@PATH`` for a file's bytes (``@-``: stdin)."""
+    if not text.startswith("@"):
+        return text.encode("utf-8")
+    try:
+        if text == "@-":
+            return sys.stdin.buffer.read()
+        return Path(text[1:]).read_bytes()
+    except OSError as exc:
+        raise argparse.ArgumentTypeError(f"cannot read {text[1:][:80]}: {exc.strerror}"
+                                         ) from None
+
+
+def _several(commands: Any, name: str, text: str) -> None:
+    """``stop``/``restart``: guids (or unique prefixes), ``--all`` or ``--module M``."""
+    command = commands.add_parser(name, help=text)
+    command.add_argument("guids", nargs="*", metavar="GUID",
+                         help="a job's guid, or any unique beginning of one")
+    command.add_argument("--all", action="store_true", help="every job that has not ended")
+    command.add_argument("--module", help="every job of MODULE that has not ended")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``proactor`` argument parser."""
-    parser = _Parser(prog=PROG, description="Drive a turberfield-twisted initiator.")
+    parser = _Parser(prog=PROG, description="Drive a turberfield-twisted initiator. Wherever a"
+                     " GUID is asked for, any unique beginning of one will do.")
+    parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
     parser.add_argument("--url", help="the control API's base URL (default: from the state dir)")
     parser.add_argument("--token-file", type=Path,
                         help="a file holding the admin token (default: from the state dir)")
@@ -81,7 +102,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--timeout", type=_positive, default=10.0,
                         help="seconds to wait for each answer (default: 10)")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    commands.add_parser("ls", help="list jobs")
+    commands.add_parser("ls", help="list jobs: state, uptime, restarts, memory, CPU")
+    commands.add_parser("watch", help="print job events as they happen (until interrupted)")
     commands.add_parser("reload", help="make the daemon read its config files again")
     launch = commands.add_parser("launch", help="launch a module as a job")
     launch.add_argument("module")
@@ -90,156 +112,33 @@ def build_parser() -> argparse.ArgumentParser:
                         metavar="KEY=VALUE", help="a per-job config override (repeatable)")
     launch.add_argument("--wait", action="store_true",
                         help="wait (up to --timeout, at most 60 s) until the job is ready")
-    for name, text in (("show", "show a job"), ("stop", "stop a job"),
-                       ("restart", "start an ended job again")):
-        commands.add_parser(name, help=text).add_argument("guid")
-    logs = commands.add_parser("logs", help="a job's recent output")
-    logs.add_argument("guid")
+    commands.add_parser("show", help="show a job").add_argument("guid", metavar="GUID")
+    _several(commands, "stop", "stop jobs (TERM, then KILL after stop_timeout)")
+    _several(commands, "restart", "restart jobs: a running one is stopped first")
+    logs = commands.add_parser("logs", help="a job's recent output (-f: and what follows)")
+    logs.add_argument("guid", metavar="GUID")
     logs.add_argument("--lines", type=_count, default=100)
+    logs.add_argument("-f", "--follow", action="store_true",
+                      help="go on printing new lines as the worker writes them")
     send = commands.add_parser("send", help="send a request to a job's worker")
-    send.add_argument("guid")
+    send.add_argument("guid", metavar="GUID")
     send.add_argument("method")
     send.add_argument("path")
     send.add_argument("--json", dest="body", type=_json_body, default=None, metavar="BODY",
                       help="a JSON body")
+    send.add_argument("--data", type=_data, default=None, metavar="TEXT|@FILE",
+                      help="a raw body: TEXT, or the bytes of FILE (@- reads stdin)")
+    send.add_argument("--content-type", default=None, metavar="TYPE",
+                      help="the body's content type (with --data)")
     hooks = commands.add_parser("hooks", help="web-hook subscriptions")
     actions = hooks.add_subparsers(dest="action", required=True, metavar="ACTION")
     actions.add_parser("ls", help="list subscriptions")
     add = actions.add_parser("add", help="subscribe URL to events")
     add.add_argument("hook_url", metavar="URL")
-    add.add_argument("events", nargs="+", metavar="EVENT")
+    add.add_argument("events", nargs="+", metavar="EVENT",
+                     help="*, a job state, worker:* or worker:NAME")
     actions.add_parser("rm", help="drop a subscription").add_argument("hook_id", metavar="ID")
     return parser
-
-
-# -- formatting ---------------------------------------------------------------
-
-
-def _cell(value: Any) -> str:
-    if value is None or value == "":
-        return "-"
-    if isinstance(value, list | tuple):
-        return ",".join(str(v) for v in value) or "-"
-    return str(value)
-
-
-def format_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
-    """Columns aligned on the widest cell; None shows as ``-``."""
-    cells = [list(headers)] + [[_cell(v) for v in row] for row in rows]
-    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
-    return "\n".join(
-        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
-        for row in cells
-    )
-
-
-JOB_COLUMNS = ("guid", "module", "state", "port", "pid", "restarts")
-
-
-def format_jobs(jobs: Sequence[dict[str, Any]]) -> str:
-    """The ``ls`` table: GUID MODULE STATE PORT PID RESTARTS."""
-    return format_table([c.upper() for c in JOB_COLUMNS],
-                        [[job.get(c) for c in JOB_COLUMNS] for job in jobs])
-
-
-def _when(value: Any) -> str:
-    if isinstance(value, int | float):
-        return datetime.fromtimestamp(value).isoformat(sep=" ", timespec="milliseconds")
-    return _cell(value)
-
-
-def format_job(job: dict[str, Any]) -> str:
-    """One job as aligned ``key  value`` lines, its config keys as ``config.KEY``."""
-    rows = [[key, _when(value) if key == "started" else value]
-            for key, value in job.items() if key != "config"]
-    rows += [[f"config.{key}", value] for key, value in sorted((job.get("config") or {}).items())]
-    return "\n".join(format_table(["", ""], rows).splitlines()[1:])
-
-
-def format_logs(lines: Sequence[dict[str, Any]]) -> str:
-    """Output lines as ``time stream line``."""
-    return "\n".join(f"{_when(e.get('time'))} {e.get('stream', '-')} {e.get('line', '')}"
-                     for e in lines)
-
-
-# -- commands -----------------------------------------------------------------
-
-Command = Callable[[ControlClient, argparse.Namespace], Awaitable[Any]]
-
-
-async def _ls(client: ControlClient, args: argparse.Namespace) -> Any:
-    jobs = await client.jobs()
-    return {"jobs": jobs} if args.json else format_jobs(jobs)
-
-
-async def _launch(client: ControlClient, args: argparse.Namespace) -> Any:
-    job = await client.launch(args.module, session=args.session, config=dict(args.config))
-    if args.wait:
-        job = await client.wait(job["guid"], JobState.READY, min(args.timeout, 60.0))
-        if job["state"] != JobState.READY:
-            raise CliError(f"job {job['guid']} is {job['state']}: {job.get('last_error') or ''}")
-    return job if args.json else job["guid"]
-
-
-async def _restart(client: ControlClient, args: argparse.Namespace) -> Any:
-    job = await client.restart(args.guid)
-    return job if args.json else f"{job['guid']} {job['state']}"
-
-
-async def _show(client: ControlClient, args: argparse.Namespace) -> Any:
-    job = await client.job(args.guid)
-    return job if args.json else format_job(job)
-
-
-async def _stop(client: ControlClient, args: argparse.Namespace) -> Any:
-    job = await client.stop(args.guid)
-    return job if args.json else f"{job['guid']} {job['state']}"
-
-
-async def _logs(client: ControlClient, args: argparse.Namespace) -> Any:
-    lines = await client.logs(args.guid, lines=args.lines)
-    return {"guid": args.guid, "lines": lines} if args.json else format_logs(lines)
-
-
-async def _send(client: ControlClient, args: argparse.Namespace) -> Any:
-    status, _, body = await client.send(args.guid, args.method, args.path, json=args.body)
-    if status >= 400:
-        raise ApiError(status, error_message(body, status))
-    sys.stdout.buffer.write(body if not body or body.endswith(b"\n") else body + b"\n")
-    sys.stdout.flush()
-    return None
-
-
-RELOADED = ("started", "stopped", "restarted", "unchanged", "restart_needed")
-
-
-async def _reload(client: ControlClient, args: argparse.Namespace) -> Any:
-    done = await client.reload()
-    if args.json:
-        return done
-    return format_table(["", ""], [[f"{key}:", done.get(key) or "-"] for key in RELOADED]
-                        ).split("\n", 1)[1]
-
-
-async def _hooks(client: ControlClient, args: argparse.Namespace) -> Any:
-    if args.action == "add":
-        hook = await client.add_hook(args.hook_url, args.events)
-        return hook if args.json else format_job(hook)
-    if args.action == "rm":
-        await client.remove_hook(args.hook_id)
-        return None
-    hooks = await client.hooks()
-    if args.json:
-        return {"hooks": hooks}
-    return format_table(["ID", "URL", "EVENTS"],
-                        [[h.get("id"), h.get("url"), h.get("events")] for h in hooks])
-
-
-COMMANDS: dict[str, Command] = {
-    "ls": _ls, "launch": _launch, "show": _show, "stop": _stop, "restart": _restart,
-    "logs": _logs, "reload": _reload,
-    "send": _send, "hooks": _hooks,
-}
 
 
 # -- running ------------------------------------------------------------------
@@ -273,7 +172,7 @@ async def _run(reactor: Any, args: argparse.Namespace, url: str, token: str) -> 
     code = EXIT_OK
     try:
         result = await COMMANDS[args.command](client, args)
-    except (ApiError, TransportError, CliError) as exc:
+    except FAILURES as exc:
         code = _fail(str(exc))
     except Exception as exc:
         code = _fail(f"{type(exc).__name__}: {exc}")

@@ -52,6 +52,8 @@ __all__ = [
 ]
 
 _PCHAR = "-._~!$&'()*+,;=:@"
+#: How much longer than the daemon's own wait a waiting request may take.
+WAIT_MARGIN = 5.0
 
 
 def _quote(part: str) -> str:
@@ -154,9 +156,14 @@ class ControlClient(JsonClient):
         return await self._json("POST", f"/jobs/{_quote(guid)}/restart")
 
     async def wait(self, guid: str, state: str, timeout: float) -> dict[str, Any]:
-        """The job once it is ``state`` or has ended, or after ``timeout`` (up to 60) s."""
+        """
+        The job once it is ``state`` or has ended, or after ``timeout`` (up to
+        60) s: the request itself waits a little longer than the daemon does,
+        so that the daemon's answer, not the client's patience, ends it.
+        """
         return await self._json("GET", f"/jobs/{_quote(guid)}",
-                                params={"wait": state, "timeout": f"{timeout:g}"})
+                                params={"wait": state, "timeout": f"{timeout:g}"},
+                                timeout=timeout + WAIT_MARGIN)
 
     async def update_config(self, guid: str, changes: dict[str, Any]) -> dict[str, Any]:
         """Change a job's overridable keys (pushed to it if it runs); the job."""
@@ -169,16 +176,18 @@ class ControlClient(JsonClient):
         return answer["lines"]
 
     async def send(
-        self, guid: str, method: str, path: str, json: Any = None, params: Any = None
+        self, guid: str, method: str, path: str, json: Any = None, params: Any = None,
+        data: bytes | None = None, content_type: str | None = None,
     ) -> tuple[int, str, bytes]:
         """
-        Relay a request to a job's worker at ``path``: ``(status, content
-        type, body)`` whatever the status (the worker's own answer, or the
-        API's error if it could not relay).
+        Relay a request to a job's worker at ``path`` (a ``json`` body, or raw
+        ``data`` of ``content_type``): ``(status, content type, body)``
+        whatever the status (the worker's own answer, or the API's error if
+        it could not relay).
         """
         path = "/".join(quote(p, safe=_PCHAR) for p in path.lstrip("/").split("/"))
         return await self._raw(method.upper(), f"/jobs/{_quote(guid)}/proxy/{path}", json,
-                               params)
+                               params, data=data, content_type=content_type)
 
     async def events(self, on_event: Callable[[ServerEvent], None], logs: str | None = None,
                      last_id: str | None = None) -> None:

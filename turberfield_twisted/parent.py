@@ -165,21 +165,33 @@ class JsonClient:
         json: Any = None,
         params: Any = None,
         auth: bool = True,
+        data: bytes | None = None,
+        content_type: str | None = None,
+        timeout: float | None = None,
     ) -> tuple[int, str, bytes]:
-        kwargs: dict[str, Any] = {"headers": bearer_header(self._token) if auth else {}}
+        """
+        One request: a ``json`` body, or raw ``data`` of ``content_type``;
+        bounded by ``timeout`` (default the client's).
+        """
+        headers = bearer_header(self._token) if auth else {}
+        if content_type is not None:
+            headers[b"Content-Type"] = [content_type.encode("latin-1")]
+        kwargs: dict[str, Any] = {"headers": headers}
         if json is not None:
             kwargs["json"] = json
+        if data is not None:
+            kwargs["data"] = data
         if params:
             kwargs["params"] = params
-        return await exchange(self.http, self.reactor, self.timeout, method,
+        return await exchange(self.http, self.reactor, timeout or self.timeout, method,
                               self.url + path, **kwargs)
 
     async def _json(
         self, method: str, path: str, json: Any = None, params: Any = None,
-        auth: bool = True,
+        auth: bool = True, timeout: float | None = None,
     ) -> Any:
         """The JSON answer (None for an empty one); raise :class:`ApiError` for 4xx/5xx."""
-        status, _, body = await self._raw(method, path, json, params, auth)
+        status, _, body = await self._raw(method, path, json, params, auth, timeout=timeout)
         if status >= 400:
             raise ApiError(status, error_message(body, status))
         if not body.strip():

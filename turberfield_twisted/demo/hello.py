@@ -1,11 +1,13 @@
 """
 A demo worker: ``GET /`` answers with its guid, session and the non-secret
 keys of its own config section (as last sent by the initiator);
-``POST /echo`` echoes a JSON body; ``POST /notify`` posts the JSON body to
-the initiator as a ``notified`` event.
+``POST /echo`` echoes a JSON body; ``POST /say`` prints its body on
+stdout (the daemon keeps it in the job's output); ``POST /notify`` posts
+the JSON body to the initiator as a ``notified`` event.
 """
 
 import json
+import sys
 from typing import Any
 
 from turberfield_twisted.parent import ApiError, TransportError
@@ -52,6 +54,15 @@ class Hello:
         except ValueError:
             return _error(request, 400, "the body is not JSON")
         return json.dumps({"guid": self.ctx.guid, "echo": body}).encode()
+
+    @app.route("/say", methods=["POST"])
+    def say(self, request: Any) -> bytes:
+        """Print the body (one line of text) on stdout, as a worker's own output; 202."""
+        text = request.content.read(4096).decode("utf-8", "replace").replace("\n", " ")
+        sys.stdout.write(f"{text}\n")
+        sys.stdout.flush()
+        request.setResponseCode(202)
+        return b""
 
     @app.route("/notify", methods=["POST"])
     async def notify(self, request: Any) -> bytes:
