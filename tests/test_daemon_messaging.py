@@ -189,3 +189,25 @@ async def test_a_live_change_the_worker_refuses_is_undone_whole(daemon, reactor)
     assert seen["config"]["greeting"] == "bonjour"
     await call(reactor, daemon, "DELETE", f"/jobs/{guid}")
     await call(reactor, daemon, "GET", f"/jobs/{guid}?wait=exited&timeout=30")
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_relay_shadows_no_worker_path(daemons, reactor):
+    """
+    Through /jobs/{guid}/proxy/, a worker's own /logs, /config, /events and /restart
+    answer as the worker does; the same paths without the prefix are the API's.
+    """
+    daemon = await daemons(26100, 26109, extra="\n[turberfield_twisted.testing.echo_paths]\n")
+    code, job = await call(reactor, daemon, "POST", "/jobs",
+                           {"module": "turberfield_twisted.testing.echo_paths"})
+    guid = job["guid"]
+    code, job = await call(reactor, daemon, "GET", f"/jobs/{guid}?wait=ready&timeout=30")
+    assert job["state"] == "ready"
+    for method, path in [("GET", "/logs"), ("PATCH", "/config"), ("POST", "/events"),
+                         ("POST", "/restart"), ("GET", "/")]:
+        code, answer = await call(reactor, daemon, method, f"/jobs/{guid}/proxy{path}", {})
+        assert (code, answer) == (200, {"guid": guid, "method": method, "path": path}), path
+    code, logs = await call(reactor, daemon, "GET", f"/jobs/{guid}/logs")
+    assert code == 200 and logs["guid"] == guid and "lines" in logs
+    await call(reactor, daemon, "DELETE", f"/jobs/{guid}")
+    await call(reactor, daemon, "GET", f"/jobs/{guid}?wait=exited&timeout=30")

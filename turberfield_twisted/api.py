@@ -27,6 +27,7 @@ from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 from twisted.web.server import Site
 
+from . import openapi
 from .config import SESSION, redact, section_items
 from .errors import Invalid
 from .events import Entry, EventStream, Journal, parse_event_id
@@ -101,6 +102,9 @@ class ControlAPI:
                            observe=getattr(metrics, "relayed", None))
         #: The ``/hooks`` routes.
         self.hooks_api = HooksAPI(hooks, admin_token, max_body)
+        #: ``GET /openapi.json``: built from the routing tables, so it can't drift.
+        self.description = openapi.document(
+            [*openapi.routes(self.app), *openapi.routes(HooksAPI.app, "/hooks")])
         #: Recent job events and output lines, for ``GET /events``.
         self.journal = Journal()
         initiator.subscribe(self.journal.event)
@@ -155,6 +159,11 @@ class ControlAPI:
         """Liveness, and how many jobs have not ended."""
         live = sum(1 for job in self.initiator.workers.values() if job.state not in ENDED)
         return json_response(request, 200, {"status": "ok", "jobs": live})
+
+    @app.route("/openapi.json", methods=["GET"])
+    def describe(self, request: Any) -> bytes:
+        """This API's OpenAPI 3.1 description; no token needed."""
+        return json_response(request, 200, self.description)
 
     @app.route("/metrics", methods=["GET"])
     def scrape(self, request: Any) -> bytes:

@@ -70,12 +70,20 @@ SCHEMAS: Mapping[str, Any] = {
             "restarts": {"type": "integer"},
             "last_error": {"type": ["string", "null"]},
             "config": _STRINGS,
+            "wanted": {"enum": ["running", "stopped"]},
+            "declared": {"type": "boolean"},
+            "requires": {"type": "array", "items": {"type": "string"}},
+            "uptime": {"type": ["number", "null"], "description": "Seconds since its spawn."},
+            "rss": {"type": ["integer", "null"], "description": "Its process group's RSS, bytes."},
+            "cpu": {"type": ["number", "null"], "description": "Its group's CPU seconds."},
         },
     },
     "Jobs": {"type": "object", "required": ["jobs"],
              "properties": {"jobs": {"type": "array", "items": _ref("Job")}}},
     "Launch": {
         "type": "object", "required": ["module"], "additionalProperties": False,
+        "examples": [{"module": "turberfield_twisted.demo.hello", "session": "s1",
+                      "config": {"greeting": "hej"}}],
         "properties": {
             "module": {"type": "string", "minLength": 1,
                        "description": "A module with a section in the daemon's config."},
@@ -94,6 +102,7 @@ SCHEMAS: Mapping[str, Any] = {
                            "stream": {"enum": ["stdout", "stderr"]},
                            "line": {"type": "string"}}}}}},
     "Changes": {"type": "object", "description": "Overridable keys and their new values.",
+                "examples": [{"greeting": "hej"}],
                 "additionalProperties": {"type": ["string", "number", "boolean"]}},
     "JobConfig": {"type": "object", "required": ["guid", "default", "section"],
                   "properties": {"guid": {"type": "string"}, "default": _STRINGS,
@@ -101,6 +110,11 @@ SCHEMAS: Mapping[str, Any] = {
     "WorkerEvent": {"type": "object", "required": ["event"], "additionalProperties": False,
                     "properties": {"event": {"type": "string", "pattern": _NAME},
                                    "data": {}}},
+    "Reloaded": {"type": "object",
+                 "required": ["started", "stopped", "restarted", "unchanged", "restart_needed"],
+                 "properties": {key: {"type": "array", "items": {"type": "string"}} for key in
+                                ("started", "stopped", "restarted", "unchanged",
+                                 "restart_needed")}},
     "Accepted": {"type": "object", "required": ["accepted"],
                  "properties": {"accepted": {"const": True}}},
     "Hook": {"type": "object", "required": ["id", "url", "events"], "properties": {
@@ -115,6 +129,8 @@ SCHEMAS: Mapping[str, Any] = {
     "Hooks": {"type": "object", "required": ["hooks"],
               "properties": {"hooks": {"type": "array", "items": _ref("Hook")}}},
     "Subscribe": {"type": "object", "required": ["url"], "additionalProperties": False,
+                  "examples": [{"url": "http://127.0.0.1:9/hook",
+                                "events": ["ready", "worker:notified"]}],
                   "properties": {"url": {"type": "string", "minLength": 1},
                                  "events": {"type": "array", "minItems": 1,
                                             "items": {"type": "string"}}}},
@@ -125,6 +141,7 @@ _DENIED = {"401": _error("No or a wrong bearer token.")}
 _NO_JOB = {"404": _error("No job has that guid.")}
 _BAD = {"400": _error("The request is malformed.")}
 _TOO_LARGE = {"413": _error("The body is over max_body.")}
+_UNKEPT = {"503": _error("The daemon could not keep this in its state store.")}
 
 
 def _op(summary: str, responses: dict[str, Any], security: list[Any] | None = None,
@@ -133,6 +150,14 @@ def _op(summary: str, responses: dict[str, Any], security: list[Any] | None = No
     operation["security"] = _ADMIN if security is None else security
     operation.update(more)
     return operation
+
+
+#: Where a new job's guid leads (OpenAPI links: clients and testers follow them).
+_JOB_LINKS = {name: {"operationId": operation, "parameters": {"guid": "$response.body#/guid"}}
+              for name, operation in (("get", "get_jobs_guid"), ("stop", "delete_jobs_guid"),
+                                      ("restart", "post_jobs_guid_restart"),
+                                      ("logs", "get_jobs_guid_logs"),
+                                      ("change", "patch_jobs_guid_config"))}
 
 
 def _body(schema: str) -> dict[str, Any]:
@@ -160,15 +185,21 @@ OPERATIONS: Mapping[tuple[str, str], dict[str, Any]] = {
         parameters=[{"name": "logs", "in": "query", "schema": {"type": "string"}},
                     {"name": "Last-Event-ID", "in": "header",
                      "schema": {"type": "string", "pattern": r"^[0-9a-f]{8}-[0-9]{1,18}$"}}]),
+    ("POST", "/reload"): _op(
+        "Read the config files again and reconcile the declared jobs.",
+        {"200": _json(_ref("Reloaded"), "What started, stopped, restarted or stayed."),
+         "400": _error("A config file is bad (file, line, key): nothing changed."), **_DENIED,
+         "404": _error("This daemon has no config files to read again.")}),
     ("GET", "/jobs"): _op(
         "Every job, ended ones too.", {"200": _json(_ref("Jobs"), "The jobs."), **_DENIED}),
     ("POST", "/jobs"): _op(
         "Launch a module as a job.",
-        {"201": _json(_ref("Job"), "The new job (waiting or starting)."), **_BAD, **_DENIED,
+        {"201": {**_json(_ref("Job"), "The new job (waiting or starting)."),
+                 "links": _JOB_LINKS}, **_BAD, **_DENIED,
          "403": _error("An override of a key the module does not allow."),
          "404": _error("The module is not allowed or not found."), **_TOO_LARGE,
          "500": _error("The worker process could not be started."),
-         "503": _error("No free port.")},
+         "503": _error("No free port, or the state store failed.")},
         requestBody=_body("Launch")),
     ("GET", "/jobs/{guid}"): _op(
         "One job; with wait=STATE, once it is in that state or has ended (or timeout).",
@@ -180,14 +211,14 @@ OPERATIONS: Mapping[tuple[str, str], dict[str, Any]] = {
                      "schema": {"type": "number", "minimum": 0, "maximum": 60}}]),
     ("DELETE", "/jobs/{guid}"): _op(
         "Ask a job to stop (TERM, then KILL after stop_timeout); at once.",
-        {"202": _json(_ref("Job"), "The job as the stop begins."), **_DENIED, **_NO_JOB},
+        {"202": _json(_ref("Job"), "The job as the stop begins."), **_DENIED, **_NO_JOB,
+         **_UNKEPT},
         parameters=[_GUID]),
     ("POST", "/jobs/{guid}/restart"): _op(
-        "Start an ended job again.",
-        {"202": _json(_ref("Job"), "The job, starting again."), **_DENIED, **_NO_JOB,
-         "409": _error("The job has not ended."),
-         "500": _error("The worker process could not be started."),
-         "503": _error("No free port.")},
+        "Start a job again; a running one is stopped first, then started once it exited.",
+        {"202": _json(_ref("Job"), "The job, stopping or starting again."), **_DENIED,
+         **_NO_JOB, "500": _error("The worker process could not be started."),
+         "503": _error("No free port, or the state store failed.")},
         parameters=[_GUID]),
     ("GET", "/jobs/{guid}/logs"): _op(
         "The job's recent output lines.",
@@ -196,9 +227,11 @@ OPERATIONS: Mapping[tuple[str, str], dict[str, Any]] = {
                             "schema": {"type": "integer", "minimum": 1, "maximum": 1000}}]),
     ("PATCH", "/jobs/{guid}/config"): _op(
         "Change a job's overridable keys; a running job is sent its new config.",
-        {"200": _json(_ref("Job"), "The job."), **_BAD, **_DENIED,
-         "403": _error("A key the module does not allow."), **_NO_JOB, **_TOO_LARGE,
-         "502": _error("The worker did not take the change.")},
+        {"200": _json(_ref("Job"), "The job, changed."), **_BAD, **_DENIED,
+         "403": _error("A key the module does not allow."), **_NO_JOB,
+         "409": _error("The job did not get ready in time: nothing changed."), **_TOO_LARGE,
+         "422": _error("The worker refused the change (its reason): nothing changed."),
+         "502": _error("The worker could not be reached: nothing changed."), **_UNKEPT},
         parameters=[_GUID], requestBody=_body("Changes")),
     ("GET", "/config/{guid}"): _op(
         "A job's own config, less secrets (that job's token).",
@@ -214,16 +247,26 @@ OPERATIONS: Mapping[tuple[str, str], dict[str, Any]] = {
         {"200": _json(_ref("Hooks"), "Each with its delivery counts."), **_DENIED,
          "404": _error("Web-hooks are not enabled.")}),
     ("POST", "/hooks"): _op(
-        "Subscribe a URL to job events; the secret is shown this once.",
-        {"201": _json(_ref("NewHook"), "The subscription."), **_BAD, **_DENIED,
-         "403": _error("The URL's address is outside hook_allow."),
-         "404": _error("Web-hooks are not enabled."), **_TOO_LARGE},
+        "Subscribe a URL to job events (*, a state, worker:* or worker:NAME); the secret is"
+        " shown this once.",
+        {"201": _json(_ref("NewHook"), "The subscription."),
+         "200": _json(_ref("Hook"), "The same URL and events again: the existing one."),
+         **_BAD, **_DENIED, "403": _error("The URL's address is outside hook_allow."),
+         "404": _error("Web-hooks are not enabled."), **_TOO_LARGE, **_UNKEPT},
         requestBody=_body("Subscribe")),
     ("DELETE", "/hooks/{hook_id}"): _op(
         "Drop a subscription.",
-        {"204": {"description": "Dropped."}, **_DENIED, "404": _error("No such hook.")},
+        {"204": {"description": "Dropped."}, **_DENIED, "404": _error("No such hook."),
+         **_UNKEPT},
         parameters=[{"name": "hook_id", "in": "path", "required": True,
                      "schema": {"type": "string"}}]),
+    ("*", "/jobs/{guid}/proxy"): _op(
+        "Relayed to the job's worker at / (as below).",
+        {"default": {"description": "The worker's own answer."},
+         "404": _error("No job has that guid."), **_DENIED, **_TOO_LARGE,
+         "502": _error("The worker is down, or its answer too large."),
+         "504": _error("The worker did not answer in time.")},
+        parameters=[_GUID]),
     ("*", "/jobs/{guid}/proxy/{path}"): _op(
         "Relayed to the job's worker at /{path} (method, query, body, content type);"
         " the answer is the worker's.",
