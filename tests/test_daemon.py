@@ -213,3 +213,44 @@ async def test_other_reactor_gets_one_line_saying_how(reactor, tmp_path):
     text, code = await out.addTimeout(30, reactor)
     assert code != 0
     assert "twistd --reactor=asyncio -n proactor" in text
+
+
+@pytest_twisted.ensureDeferred
+async def test_own_code_reaches_workers_through_pythonpath_not_PYTHONPATH(reactor, tmp_path):
+    """
+    PYTHONPATH set for the daemon does not reach its workers: the launch is refused
+    at once (404, saying where workers look) instead of a job that crash-loops; the
+    same directory in the pythonpath key launches it.
+    """
+    code = tmp_path / "src"
+    (code / "myapp").mkdir(parents=True)
+    (code / "myapp" / "__init__.py").write_text("")
+    (code / "myapp" / "hello.py").write_text(
+        "from turberfield_twisted.demo.hello import Hello\n"
+        "from turberfield_twisted.worker import run_worker\n"
+        "if __name__ == '__main__':\n    run_worker(Hello)\n")
+    for n, (key, env) in enumerate([("", {"PYTHONPATH": str(code)}),
+                                     (f"pythonpath = {code}\n", {})]):
+        config = tmp_path / f"p{n}.cfg"
+        config.write_text(f"[proactor]\nlisten_port = 0\nchild_port_min = 26200\n"
+                          f"child_port_max = 26209\n{key}\n[myapp.hello]\n")
+        daemon = Daemon.start(reactor, tmp_path / f"state-{n}", config=config, cwd=tmp_path,
+                              env=env)
+        try:
+            await daemon.listening.addTimeout(30, reactor)
+            response = await treq.post(daemon.url + "/jobs", json={"module": "myapp.hello"},
+                                       headers=daemon.headers(), timeout=10, reactor=reactor)
+            body = json.loads(await response.content())
+            if not key:
+                assert response.code == 404 and "not PYTHONPATH" in body["error"], body
+                continue
+            assert response.code == 201, body
+            response = await treq.get(f"{daemon.url}/jobs/{body['guid']}?wait=ready&timeout=30",
+                                      headers=daemon.headers(), timeout=40, reactor=reactor)
+            assert json.loads(await response.content())["state"] == "ready"
+        finally:
+            workers = children_of(daemon.pid or 0)
+            daemon.signal(signal.SIGTERM)
+            await daemon.ended.addTimeout(30, reactor)
+            await wait_gone(reactor, workers)
+    assert children_of(os.getpid()) == []
