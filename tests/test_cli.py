@@ -309,8 +309,14 @@ class _Streaming(ProcessProtocol):
     def __init__(self):
         self.lines: list[str] = []
         self.ended: Deferred = Deferred()
+        self.watching: Deferred = Deferred()
         self._waiters: list[tuple[Any, Deferred]] = []
         self._buffer = b""
+
+    def errReceived(self, data):
+        self.errors = getattr(self, "errors", b"") + data
+        if b"watching" in self.errors and not self.watching.called:
+            self.watching.callback(None)
 
     def outReceived(self, data):
         self._buffer += data
@@ -354,6 +360,7 @@ async def test_logs_follow_and_watch_show_what_happens_as_it_happens(daemon, rea
     follow, follower = streaming(reactor, *at, "logs", "-f", guid[:8])
     watch, watcher = streaming(reactor, *at, "watch")
     try:
+        await watch.watching.addTimeout(20, reactor)
         await follow.until(lambda line: "listening on" in line, reactor)
         said = reactor.seconds()
         code, _, _ = await _relay(reactor, init, guid, "/say", b"a line from the worker")

@@ -86,7 +86,7 @@ async def test_open_files_and_cpu_time_are_the_workers_rlimits(daemons, reactor)
     assert limits["Max open files"] == ["64", "64"]
     assert limits["Max cpu time"] == ["2", "2"]
     seen = len(daemon.lines)
-    spinning = treq.post(f"{daemon.url}/jobs/{job['guid']}/burn", headers=daemon.headers(),
+    spinning = treq.post(f"{daemon.url}/jobs/{job['guid']}/proxy/burn", headers=daemon.headers(),
                          timeout=60, reactor=reactor)
     await logged(reactor, daemon, rf"job {job['guid']} ended: signal 9", seen)
     response = await spinning

@@ -129,7 +129,11 @@ async def _watch(client: ControlClient, args: argparse.Namespace) -> Any:
             _print(json.dumps({"event": event.event, "data": event.data}) if args.json
                    else format_event(event.event, event.data))
 
-    await _follow(client, event)
+    async def watching() -> None:
+        sys.stderr.write(f"proactor: watching {client.url} (interrupt to stop)\n")
+        sys.stderr.flush()
+
+    await _follow(client, event, first=watching)
     return None
 
 
