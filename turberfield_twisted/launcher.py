@@ -37,6 +37,7 @@ from .process import ExitStatus, WorkerProtocol
 __all__ = [
     "ILauncher",
     "ILocalProcess",
+    "IRemoteProcess",
     "IWorkerProcess",
     "LocalLauncher",
     "LocalProcess",
@@ -44,6 +45,7 @@ __all__ = [
     "SpawnFailed",
     "UnknownModule",
     "reachable",
+    "valid_module_name",
     "worker_argv",
 ]
 
@@ -51,6 +53,11 @@ _MODULE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
 
 #: ``on_line(stream, text)``: one line of a worker's output ("stdout" or "stderr").
 LineSink = Callable[[str, str], None]
+
+
+def valid_module_name(module: str) -> bool:
+    """Whether ``module`` is a dotted module name (no path, no option)."""
+    return bool(_MODULE.match(module))
 
 
 def worker_argv(python: str, module: str, guid: str, port: int) -> list[str]:
@@ -66,11 +73,13 @@ class IWorkerProcess(Interface):
     def exited() -> Deferred[ExitStatus]:
         """Fire with how the worker ended, once it is reaped and its output read."""
 
-    def listening() -> Deferred[None]:
+    def listening() -> Deferred[str | None]:
         """
         Fire once the worker says it listens (the runtime writes a line on
-        :data:`~turberfield_twisted.contract.READY_FD`); never, if it
-        does not say so. Cancel to stop waiting.
+        :data:`~turberfield_twisted.contract.READY_FD`, or reports it if it
+        runs elsewhere: see :class:`IRemoteProcess`), with the host it is
+        reached at if it said so, else None; never, if it does not say so.
+        Cancel to stop waiting.
         """
 
     def signal(sig: int) -> None:
@@ -88,6 +97,23 @@ class ILocalProcess(IWorkerProcess):
     """
 
 
+class IRemoteProcess(IWorkerProcess):
+    """
+    A worker running where the daemon can't hand it a ready fd (a cluster
+    node): it says where it listens over HTTP (``POST
+    /jobs/{guid}/listening``), and its launcher's :meth:`ILauncher.address`
+    is None.
+    """
+
+    def located(host: str, port: int, step: str | None) -> None:
+        """
+        The worker said it listens on ``host``:``port`` (``step``: its
+        Slurm job step, ``JOBID.STEP``, if it runs in one): fire
+        :meth:`~IWorkerProcess.listening` with ``host``. Later reports
+        change nothing.
+        """
+
+
 class ILauncher(Interface):
     """Starts, reaches and signals worker processes for an Initiator."""
 
@@ -95,17 +121,22 @@ class ILauncher(Interface):
         """Raise :class:`UnknownModule` if ``module`` can't be run here."""
 
     def choose_port(
-        ports: range, listen_addr: str, prefer: int | None, taken: Container[int]
+        module: str, ports: range, listen_addr: str, prefer: int | None,
+        taken: Container[int],
     ) -> int:
         """
-        A port of ``ports`` for a worker that binds ``listen_addr``:
-        ``prefer`` if it is usable, else the lowest usable one; never one in
-        ``taken``. Raise
+        A port of ``ports`` for a worker of ``module`` that binds
+        ``listen_addr``: ``prefer`` if it is usable, else the lowest usable
+        one; never one in ``taken``. Raise
         :class:`~turberfield_twisted.errors.NoFreePort` if none is left.
         """
 
-    def address(listen_addr: str) -> str:
-        """The host to connect to a worker that binds ``listen_addr``."""
+    def address(module: str, listen_addr: str) -> str | None:
+        """
+        The host to connect to a worker of ``module`` that binds
+        ``listen_addr``; None if only the worker can say (it runs
+        elsewhere: its :meth:`~IWorkerProcess.listening` fires with it).
+        """
 
     def spawn(
         module: str, guid: str, port: int, config: bytes, on_line: LineSink
@@ -147,7 +178,7 @@ class ProtocolProcess:
         """See :meth:`IWorkerProcess.exited`."""
         return self.protocol.exited()
 
-    def listening(self) -> Deferred[None]:
+    def listening(self) -> Deferred[str | None]:
         """See :meth:`IWorkerProcess.listening`."""
         return self.protocol.listening()
 
@@ -221,7 +252,7 @@ class LocalLauncher:
 
     def check(self, module: str) -> None:
         """See :meth:`ILauncher.check`: the module is found on ``pythonpath`` or ``sys.path``."""
-        if not _MODULE.match(module):
+        if not valid_module_name(module):
             raise UnknownModule(module, "not a dotted module name")
         paths = [p for p in self.pythonpath.split(os.pathsep) if p]
         saved = sys.path[:]
@@ -236,7 +267,8 @@ class LocalLauncher:
             raise UnknownModule(module)
 
     def choose_port(
-        self, ports: range, listen_addr: str, prefer: int | None, taken: Container[int]
+        self, module: str, ports: range, listen_addr: str, prefer: int | None,
+        taken: Container[int],
     ) -> int:
         """See :meth:`ILauncher.choose_port`: a bind probe on ``listen_addr`` tells free ports."""
 
@@ -245,7 +277,7 @@ class LocalLauncher:
 
         return free_port(ports, unusable, prefer)
 
-    def address(self, listen_addr: str) -> str:
+    def address(self, module: str, listen_addr: str) -> str:
         """See :meth:`ILauncher.address`."""
         return reachable(listen_addr)
 
