@@ -5,7 +5,7 @@ Every error is ``{"error": "<message>"}`` with the status that
 :data:`turberfield_twisted.web.STATUSES` gives it; no traceback ever
 reaches a client. Admin calls need ``Authorization: Bearer <admin
 token>``; a job's own calls (``GET /config/{guid}``, ``POST
-/jobs/{guid}/events``) need that job's token. Any other request under
+/jobs/{guid}/events`` and ``/listening``) need that job's token. Any other request under
 ``/jobs/{guid}/...`` is relayed to the job's worker; ``/hooks`` is
 :class:`~turberfield_twisted.hooks_api.HooksAPI`.
 
@@ -32,6 +32,7 @@ from .config import SESSION, redact, section_items
 from .errors import Invalid
 from .hooks_api import HooksAPI
 from .job import ENDED, Job, JobState
+from .placement import REPORT_KEYS, take_report
 from .relay import Relay
 from .web import (
     ApiError,
@@ -51,7 +52,7 @@ __all__ = ["ControlAPI"]
 
 #: Paths under ``/jobs/{guid}/`` that belong to the control API, not the worker.
 OWN_PATHS = {"logs": ("GET", "HEAD"), "events": ("POST",), "config": ("PATCH",),
-             "restart": ("POST",)}
+             "restart": ("POST",), "listening": ("POST",)}
 #: The longest ``GET /jobs/{guid}?wait=`` may wait, in seconds.
 MAX_WAIT = 60.0
 
@@ -315,6 +316,13 @@ class ControlAPI:
         if not isinstance(event, str) or not _EVENT.match(event):
             raise Invalid("event must be a short name (letters, digits, _ . : -)")
         self.initiator.worker_event(guid, event, body.get("data"))
+        return json_response(request, 202, {"accepted": True})
+
+    @app.route("/jobs/<guid>/listening", methods=["POST"])
+    def worker_listening(self, request: Any, guid: str) -> bytes:
+        """``{"host", "port", "step"?}`` from a job on a cluster node: where it listens; 202."""
+        job = self._job_caller(request, guid)
+        take_report(job, read_object(request, self.max_body, REPORT_KEYS))
         return json_response(request, 202, {"accepted": True})
 
     # -- composition -------------------------------------------------------

@@ -45,6 +45,7 @@ __all__ = [
     "SpawnFailed",
     "UnknownModule",
     "reachable",
+    "spawn_in_session",
     "valid_module_name",
     "worker_argv",
 ]
@@ -156,6 +157,26 @@ def minimal_env(extra: Mapping[str, str] = {}) -> dict[str, str]:
         "PYTHONUNBUFFERED": "1",
         **extra,
     }
+
+
+def spawn_in_session(reactor: Any, protocol: WorkerProtocol, argv: list[str],
+                     setsid: str | None, env: dict[str, str], child_fds: dict[int, str],
+                     module: str) -> IProcessTransport:
+    """
+    Spawn ``argv`` for a worker of ``module`` with ``protocol``, leading a
+    session of its own through ``setsid(1)`` if given (so that its pid is
+    its process group's from the first instruction). Raise
+    :class:`SpawnFailed` if the system refuses.
+    """
+    executable = argv[0]
+    if setsid:
+        executable, argv = setsid, ["setsid", *argv]
+    try:
+        transport: IProcessTransport = reactor.spawnProcess(
+            protocol, executable, argv, env=env, childFDs=child_fds)
+    except OSError as exc:
+        raise SpawnFailed(f"could not start {module}: {exc.strerror or exc}") from None
+    return transport
 
 
 class ProtocolProcess:
@@ -289,15 +310,7 @@ class LocalLauncher:
         4 the pipe where it says it listens.
         """
         protocol = WorkerProtocol(guid, config, on_line, reactor=self._reactor)
-        args = worker_argv(self.python, module, guid, port)
-        executable = self.python
-        if self.setsid:
-            executable, args = self.setsid, ["setsid", *args]
-        try:
-            transport = self._reactor.spawnProcess(
-                protocol, executable, args, env=self.env,
-                childFDs={0: "w", 1: "r", 2: "r", LIFELINE_FD: "w", READY_FD: "r"},
-            )
-        except OSError as exc:
-            raise SpawnFailed(f"could not start {module}: {exc.strerror or exc}") from None
+        transport = spawn_in_session(
+            self._reactor, protocol, worker_argv(self.python, module, guid, port), self.setsid,
+            self.env, {0: "w", 1: "r", 2: "r", LIFELINE_FD: "w", READY_FD: "r"}, module)
         return LocalProcess(protocol, transport, self.process_groups)
