@@ -29,17 +29,27 @@ from turberfield_twisted.testing.procs import children_of, wait_gone
 from turberfield_twisted.testing.slurmcluster import SlurmCluster, poll, slurm_missing
 
 DEMO = "turberfield_twisted.demo.hello"
+HANG = "turberfield_twisted.testing.hang"
+DEAF = "turberfield_twisted.testing.deaf"
 CONFIG = f"""
 [proactor]
 listen_port = 0
 child_port_min = 27000
 child_port_max = 27099
 ready_timeout = 30
-stop_timeout = 5
+stop_timeout = 2
 
 [{DEMO}]
 launcher = slurm
 slurm_args = --time=5
+
+[{HANG}]
+launcher = slurm
+
+[{DEAF}]
+launcher = slurm
+slurm_args = --partition=nosuch
+restart = never
 """
 
 
@@ -89,16 +99,16 @@ async def call(reactor: Any, daemon: Daemon, method: str, path: str,
         return response.code, content
 
 
-async def launch_ready(reactor: Any, daemon: Daemon) -> dict[str, Any]:
-    code, job = await call(reactor, daemon, "POST", "/jobs", {"module": DEMO})
+async def launch_ready(reactor: Any, daemon: Daemon, module: str = DEMO) -> dict[str, Any]:
+    code, job = await call(reactor, daemon, "POST", "/jobs", {"module": module})
     assert code == 201, job
     code, job = await call(reactor, daemon, "GET", f"/jobs/{job['guid']}?wait=ready&timeout=40")
     assert job["state"] == "ready", job
     return job
 
 
-def task_pids(guid: str) -> list[int]:
-    """The worker processes of job ``guid`` (``python -P -m DEMO --guid G``) on this node."""
+def task_pids(guid: str, module: str = DEMO) -> list[int]:
+    """The worker processes of job ``guid`` (``python -P -m MODULE --guid G``) on this node."""
     found = []
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
@@ -108,7 +118,7 @@ def task_pids(guid: str) -> list[int]:
                 argv = f.read().split(b"\0")
         except OSError:
             continue
-        if argv[1:6] == [b"-P", b"-m", DEMO.encode(), b"--guid", guid.encode()]:
+        if argv[1:6] == [b"-P", b"-m", module.encode(), b"--guid", guid.encode()]:
             found.append(int(entry))
     return found
 
@@ -167,6 +177,35 @@ async def test_kill_9_of_the_task_is_restarted_as_a_new_slurm_job(reactor, daemo
 
 async def _only(cluster: SlurmCluster, name: str, old: str) -> bool:
     return all(job.id != old for job in await cluster.named(name))
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_task_that_ignores_sigterm_has_its_step_cancelled_after_stop_timeout(
+        reactor, daemon, cluster):
+    """scancel --signal=TERM first; the task ignores it; stop_timeout later, scancel of the
+    step ends it, and Slurm has no such job."""
+    job = await launch_ready(reactor, daemon, HANG)
+    guid = job["guid"]
+    [running] = await cluster.named(guid)
+    [task] = task_pids(guid, HANG)
+    await call(reactor, daemon, "DELETE", f"/jobs/{guid}")
+    await daemon.logged(r"hang: SIGTERM ignored").addTimeout(20, reactor)
+    _, job = await call(reactor, daemon, "GET", f"/jobs/{guid}?wait=exited&timeout=40")
+    assert (job["state"], job["exit_code"]) == ("exited", 137)  # srun: its task was killed
+    await daemon.logged(rf"job {guid}: scancel {running.id}\.0$")
+    await wait_gone(reactor, [task])
+    await poll(reactor, lambda: _gone(cluster, guid), 30)
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_job_slurm_refuses_fails_with_srun_saying_why(reactor, daemon, cluster):
+    """An unknown partition: srun can't allocate, the job is failed, last_error says why."""
+    code, job = await call(reactor, daemon, "POST", "/jobs", {"module": DEAF})
+    assert code == 201, job
+    guid = job["guid"]
+    _, job = await call(reactor, daemon, "GET", f"/jobs/{guid}?wait=failed&timeout=40")
+    assert job["state"] == "failed" and "Invalid partition" in job["last_error"]
+    assert await cluster.named(guid) == []
 
 
 @pytest_twisted.ensureDeferred
