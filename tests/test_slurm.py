@@ -321,3 +321,13 @@ async def test_a_killed_task_is_restarted_as_a_new_slurm_job():
     assert len(w.reactor.spawned) == 2 and job.host == ""
     await w.report(guid, step="13.0")
     assert job.state is JobState.READY and job.process.step == "13.0"
+
+
+def test_the_slurm_launcher_and_its_processes_keep_to_their_interfaces():
+    """SlurmLauncher and ModuleLaunchers are ILaunchers; a SlurmProcess is an IRemoteProcess."""
+    from zope.interface.verify import verifyClass
+
+    from turberfield_twisted.launcher import ILauncher, IRemoteProcess
+
+    assert verifyClass(ILauncher, SlurmLauncher) and verifyClass(ILauncher, ModuleLaunchers)
+    assert verifyClass(IRemoteProcess, SlurmProcess)
