@@ -776,9 +776,11 @@ async def test_relay_forwards_method_path_query_body_and_safe_headers():
     sent = {name.lower(): values for name, values in call["headers"].getAllRawHeaders()}
     assert sent[b"x-custom"] == [b"kept"] and sent[b"cookie"] == [b"sid=1"]
     assert sent[b"content-type"] == [b"application/json"]
-    for dropped in (b"authorization", b"host", b"connection", b"keep-alive", b"x-drop-me",
+    for dropped in (b"host", b"connection", b"keep-alive", b"x-drop-me",
                     b"proxy-authorization", b"te", b"upgrade", b"content-length"):
         assert dropped not in sent, dropped
+    # not the caller's token: the job's own, which a worker beyond loopback asks for
+    assert sent[b"authorization"] == [f"Bearer {t.init.job(guid).token}".encode()]
     await t.call("GET", f"/jobs/{guid}/proxy/")
     assert http.calls[-1]["url"] == f"http://127.0.0.1:{port}/".encode()
     assert http.calls[-1]["data"] is None

@@ -443,3 +443,29 @@ async def test_stopping_the_service_ends_jobs_in_every_state():
     assert done.called
     assert all(job.state in ENDED for job in init.workers.values())
     assert len(launcher.spawned) == spawned and clock.getDelayedCalls() == []
+
+
+# -- the lifecycle, with any launcher that can't say where -----------------------------
+
+
+def test_the_lifecycle_asks_nothing_until_a_remote_worker_says_where():
+    """address() None: no health check until listening() fires with a host; then one there."""
+    w = World()
+    w.launcher.remote.add(MOD)
+    job = w.new()
+    assert job.state is JobState.STARTING and w.probes == {} and job.host == ""
+    w.worker(job).located("10.0.0.7", job.port, "5.0")
+    assert job.host == "10.0.0.7" and list(w.probes) == [job.guid]
+    w.healthy(job)
+    assert job.state is JobState.READY
+
+
+def test_a_remote_worker_that_never_says_where_is_killed_at_ready_timeout():
+    """No report within ready_timeout: SIGKILL, counted as a failed start."""
+    w = World()
+    w.launcher.remote.add(MOD)
+    job = w.new()
+    w.clock.advance(10)
+    first = w.launcher.spawned[0]
+    assert first.signals[0] == signal.SIGKILL and "not ready within 10s" in job.last_error
+    assert job.restarts == 1  # restarted at once, as a failed start is

@@ -52,15 +52,15 @@ async def warm(reactor: Any) -> Any:
     init.startService()
     yield init
     pids = [job.pid for job in init.workers.values() if job.pid]
-    templates = [t.pid for t in [*init.launcher.templates.values(),
-                                 *init.launcher._retired] if t.pid]
+    templates = [t.pid for t in [*init.launcher.local.templates.values(),
+                                 *init.launcher.local._retired] if t.pid]
     await init.stopService()
     await wait_gone(reactor, [*pids, *templates])
     assert children_of(os.getpid()) == []
 
 
 async def ready_template(init: Initiator, module: str = DEMO) -> Any:
-    template = init.launcher.template(module)
+    template = init.launcher.local.template(module)
     assert await template.settled().addTimeout(30, init.reactor) == "ready"
     return template
 
@@ -141,7 +141,7 @@ async def test_kill_9_is_reported_and_the_worker_is_forked_again(warm, reactor):
 @pytest_twisted.ensureDeferred
 async def test_a_module_that_starts_threads_is_refused_as_warm_and_runs_cold(warm, reactor):
     """The template of a threaded module says why it can't be warm; its workers start cold."""
-    template = warm.launcher.template(THREADED)
+    template = warm.launcher.local.template(THREADED)
     assert await template.settled().addTimeout(30, reactor) == "refused"
     assert "threads" in template.refusal
     guid = await warm.launch(THREADED)
@@ -161,7 +161,7 @@ async def test_a_dead_template_is_restarted_and_its_workers_are_still_seen_to_en
     guid = await warm.launch(DEMO)
     job = await warm.ready(guid, timeout=15)
     worker = job.pid
-    ended, restarted = template.gone(), warm.launcher.next_template(DEMO)
+    ended, restarted = template.gone(), warm.launcher.local.next_template(DEMO)
     os.kill(template.pid, signal.SIGKILL)
     await ended.addTimeout(15, reactor)
     assert template.state == "dead"
@@ -180,7 +180,7 @@ async def test_reload_retires_the_template_and_its_workers_stay_reported(warm, r
     old = await ready_template(warm)
     guid = await warm.launch(DEMO)
     await warm.ready(guid, timeout=15)
-    warm.launcher.reload(DEMO)
+    warm.launcher.local.reload(DEMO)
     new = await ready_template(warm)
     assert new is not old and new.pid != old.pid and old.state == "retired"
     other = await warm.launch(DEMO)

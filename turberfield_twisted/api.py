@@ -5,9 +5,9 @@ Every error is ``{"error": "<message>"}`` with the status that
 :data:`turberfield_twisted.web.STATUSES` gives it; no traceback ever
 reaches a client. Admin calls need ``Authorization: Bearer <admin
 token>``; a job's own calls (``GET /config/{guid}``, ``POST
-/jobs/{guid}/events``) need that job's token. A request under
-``/jobs/{guid}/proxy/`` is relayed to the job's worker (so no worker path
-is shadowed by the API's own); ``/hooks`` is
+/jobs/{guid}/events`` and ``/listening``) need that job's token. A request
+under ``/jobs/{guid}/proxy/`` is relayed to the job's worker (so no worker
+path is shadowed by the API's own); ``/hooks`` is
 :class:`~turberfield_twisted.hooks_api.HooksAPI`.
 
 ``import klein`` imports the reactor: import this module only once the
@@ -33,6 +33,7 @@ from .errors import Invalid
 from .events import Entry, EventStream, Journal, parse_event_id
 from .hooks_api import HooksAPI
 from .job import ENDED, Job, JobState
+from .placement import REPORT_KEYS, take_report
 from .relay import Relay
 from .relay_site import ApiSite, RelayFirst
 from .views import job_views
@@ -348,6 +349,13 @@ class ControlAPI:
         if not isinstance(event, str) or not _EVENT.match(event):
             raise Invalid("event must be a short name (letters, digits, _ . : -)")
         self.initiator.worker_event(guid, event, body.get("data"))
+        return json_response(request, 202, {"accepted": True})
+
+    @app.route("/jobs/<guid>/listening", methods=["POST"])
+    def worker_listening(self, request: Any, guid: str) -> bytes:
+        """``{"host", "port", "step"?}`` from a job on a cluster node: where it listens; 202."""
+        job = self._job_caller(request, guid)
+        take_report(job, read_object(request, self.max_body, REPORT_KEYS))
         return json_response(request, 202, {"accepted": True})
 
     # -- composition -------------------------------------------------------

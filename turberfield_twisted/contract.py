@@ -29,6 +29,8 @@ __all__ = [
     "bearer_header",
     "config_path",
     "events_path",
+    "is_loopback",
+    "listening_path",
     "reachable",
     "token_matches",
 ]
@@ -66,6 +68,14 @@ CONFIG_PATH = "/_proactor/config"
 def events_path(guid: str) -> str:
     """The daemon's path where job ``guid`` posts its events."""
     return f"/jobs/{quote(guid, safe='')}/events"
+
+
+def listening_path(guid: str) -> str:
+    """
+    The daemon's path where job ``guid``, run where the daemon can't hand
+    it a ready fd (on a cluster node), says where it listens.
+    """
+    return f"/jobs/{quote(guid, safe='')}/listening"
 
 
 def config_path(guid: str) -> str:
@@ -112,3 +122,17 @@ def reachable(addr: str) -> str:
     if ip.is_unspecified:
         return "::1" if ip.version == 6 else "127.0.0.1"
     return addr
+
+
+def is_loopback(addr: str) -> bool:
+    """
+    Whether a server bound to ``addr`` is reached only from this host: a
+    loopback address or ``localhost``. An unspecified address (every
+    interface) or any other name is not.
+    """
+    if addr == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(addr).is_loopback
+    except ValueError:
+        return False

@@ -28,6 +28,7 @@ from .errors import BadGuid, StoreFailed, UnknownModule
 from .job import ENDED, EventKind, Job, JobEvent, JobState, Wanted
 from .jobtable import JobTable
 from .launcher import ILauncher
+from .launchers import default_launcher
 from .lifecycle import Lifecycle
 from .limits import MemoryWatch
 from .live_config import update_config
@@ -37,7 +38,6 @@ from .process import ExitStatus
 from .readiness import make_probe, only_ready
 from .settings import Settings, check_config
 from .supervision import RestartTracker
-from .warm import default_launcher
 
 __all__ = ["Initiator"]
 
@@ -106,7 +106,7 @@ class Initiator(JobTable, Proactor, Service):
 
     @property
     def launcher(self) -> ILauncher:
-        """Where workers run: unless one was given, :func:`.warm.default_launcher`'s."""
+        """Where workers run: unless one was given, :func:`.launchers.default_launcher`'s."""
         if self._launcher is None:
             self._launcher = default_launcher(self.reactor, lambda: self.settings)
         return self._launcher

@@ -39,6 +39,7 @@ from .process import ExitStatus, WorkerProtocol
 __all__ = [
     "ILauncher",
     "ILocalProcess",
+    "IRemoteProcess",
     "IWorkerProcess",
     "LocalLauncher",
     "LocalProcess",
@@ -46,6 +47,8 @@ __all__ = [
     "SpawnFailed",
     "UnknownModule",
     "reachable",
+    "spawn_in_session",
+    "valid_module_name",
     "worker_argv",
 ]
 
@@ -53,6 +56,11 @@ _MODULE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
 
 #: ``on_line(stream, text)``: one line of a worker's output ("stdout" or "stderr").
 LineSink = Callable[[str, str], None]
+
+
+def valid_module_name(module: str) -> bool:
+    """Whether ``module`` is a dotted module name (no path, no option)."""
+    return bool(_MODULE.match(module))
 
 
 def worker_argv(python: str, module: str, guid: str, port: int) -> list[str]:
@@ -68,11 +76,13 @@ class IWorkerProcess(Interface):
     def exited() -> Deferred[ExitStatus]:
         """Fire with how the worker ended, once it is reaped and its output read."""
 
-    def listening() -> Deferred[None]:
+    def listening() -> Deferred[str | None]:
         """
         Fire once the worker says it listens (the runtime writes a line on
-        :data:`~turberfield_twisted.contract.READY_FD`); never, if it
-        does not say so. Cancel to stop waiting.
+        :data:`~turberfield_twisted.contract.READY_FD`, or reports it if it
+        runs elsewhere: see :class:`IRemoteProcess`), with the host it is
+        reached at if it said so, else None; never, if it does not say so.
+        Cancel to stop waiting.
         """
 
     def signal(sig: int) -> None:
@@ -90,6 +100,23 @@ class ILocalProcess(IWorkerProcess):
     """
 
 
+class IRemoteProcess(IWorkerProcess):
+    """
+    A worker running where the daemon can't hand it a ready fd (a cluster
+    node): it says where it listens over HTTP (``POST
+    /jobs/{guid}/listening``), and its launcher's :meth:`ILauncher.address`
+    is None.
+    """
+
+    def located(host: str, port: int, step: str | None) -> None:
+        """
+        The worker said it listens on ``host``:``port`` (``step``: its
+        Slurm job step, ``JOBID.STEP``, if it runs in one): fire
+        :meth:`~IWorkerProcess.listening` with ``host``. Later reports
+        change nothing.
+        """
+
+
 class ILauncher(Interface):
     """Starts, reaches and signals worker processes for an Initiator."""
 
@@ -97,17 +124,22 @@ class ILauncher(Interface):
         """Raise :class:`UnknownModule` if ``module`` can't be run here."""
 
     def choose_port(
-        ports: range, listen_addr: str, prefer: int | None, taken: Container[int]
+        module: str, ports: range, listen_addr: str, prefer: int | None,
+        taken: Container[int],
     ) -> int:
         """
-        A port of ``ports`` for a worker that binds ``listen_addr``:
-        ``prefer`` if it is usable, else the lowest usable one; never one in
-        ``taken``. Raise
+        A port of ``ports`` for a worker of ``module`` that binds
+        ``listen_addr``: ``prefer`` if it is usable, else the lowest usable
+        one; never one in ``taken``. Raise
         :class:`~turberfield_twisted.errors.NoFreePort` if none is left.
         """
 
-    def address(listen_addr: str) -> str:
-        """The host to connect to a worker that binds ``listen_addr``."""
+    def address(module: str, listen_addr: str) -> str | None:
+        """
+        The host to connect to a worker of ``module`` that binds
+        ``listen_addr``; None if only the worker can say (it runs
+        elsewhere: its :meth:`~IWorkerProcess.listening` fires with it).
+        """
 
     def spawn(
         module: str, guid: str, port: int, config: bytes, on_line: LineSink
@@ -127,6 +159,26 @@ def minimal_env(extra: Mapping[str, str] = {}) -> dict[str, str]:
         "PYTHONUNBUFFERED": "1",
         **extra,
     }
+
+
+def spawn_in_session(reactor: Any, protocol: WorkerProtocol, argv: list[str],
+                     setsid: str | None, env: dict[str, str], child_fds: dict[int, str],
+                     module: str) -> IProcessTransport:
+    """
+    Spawn ``argv`` for a worker of ``module`` with ``protocol``, leading a
+    session of its own through ``setsid(1)`` if given (so that its pid is
+    its process group's from the first instruction). Raise
+    :class:`SpawnFailed` if the system refuses.
+    """
+    executable = argv[0]
+    if setsid:
+        executable, argv = setsid, ["setsid", *argv]
+    try:
+        transport: IProcessTransport = reactor.spawnProcess(
+            protocol, executable, argv, env=env, childFDs=child_fds)
+    except OSError as exc:
+        raise SpawnFailed(f"could not start {module}: {exc.strerror or exc}") from None
+    return transport
 
 
 class ProtocolProcess:
@@ -149,7 +201,7 @@ class ProtocolProcess:
         """See :meth:`IWorkerProcess.exited`."""
         return self.protocol.exited()
 
-    def listening(self) -> Deferred[None]:
+    def listening(self) -> Deferred[str | None]:
         """See :meth:`IWorkerProcess.listening`."""
         return self.protocol.listening()
 
@@ -264,7 +316,7 @@ class LocalLauncher:
         daemon's ``PYTHONPATH`` or working directory, which workers don't
         get). Nothing is imported.
         """
-        if not _MODULE.match(module):
+        if not valid_module_name(module):
             raise UnknownModule(module, "not a dotted module name")
         if self._path is None:
             self._path = _worker_path(self.python, self.env)
@@ -273,7 +325,8 @@ class LocalLauncher:
                                         " key and the interpreter's own; not PYTHONPATH)")
 
     def choose_port(
-        self, ports: range, listen_addr: str, prefer: int | None, taken: Container[int]
+        self, module: str, ports: range, listen_addr: str, prefer: int | None,
+        taken: Container[int],
     ) -> int:
         """See :meth:`ILauncher.choose_port`: a bind probe on ``listen_addr`` tells free ports."""
 
@@ -282,7 +335,7 @@ class LocalLauncher:
 
         return free_port(ports, unusable, prefer)
 
-    def address(self, listen_addr: str) -> str:
+    def address(self, module: str, listen_addr: str) -> str:
         """See :meth:`ILauncher.address`."""
         return reachable(listen_addr)
 
@@ -294,15 +347,7 @@ class LocalLauncher:
         4 the pipe where it says it listens.
         """
         protocol = WorkerProtocol(guid, config, on_line, reactor=self._reactor)
-        args = worker_argv(self.python, module, guid, port)
-        executable = self.python
-        if self.setsid:
-            executable, args = self.setsid, ["setsid", *args]
-        try:
-            transport = self._reactor.spawnProcess(
-                protocol, executable, args, env=self.env,
-                childFDs={0: "w", 1: "r", 2: "r", LIFELINE_FD: "w", READY_FD: "r"},
-            )
-        except OSError as exc:
-            raise SpawnFailed(f"could not start {module}: {exc.strerror or exc}") from None
+        transport = spawn_in_session(
+            self._reactor, protocol, worker_argv(self.python, module, guid, port), self.setsid,
+            self.env, {0: "w", 1: "r", 2: "r", LIFELINE_FD: "w", READY_FD: "r"}, module)
         return LocalProcess(protocol, transport, self.process_groups)

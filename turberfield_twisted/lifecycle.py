@@ -48,9 +48,10 @@ class Lifecycle:
     """
     Drive jobs through :data:`TRANSITIONS` on ``reactor``: ports and
     processes come from ``launcher``; ``probe(job)`` fires once a new
-    worker answers; ``render(job)`` gives the config bytes for its stdin;
-    ``emit`` gets every :class:`JobEvent`, ``output`` every line a worker
-    writes (an :class:`OutputLine`).
+    worker answers (asked once the worker said where it listens, if its
+    launcher can't tell); ``render(job)`` gives the config bytes for its
+    stdin; ``emit`` gets every :class:`JobEvent`, ``output`` every line a
+    worker writes (an :class:`OutputLine`).
 
     ``settings()`` gives the config in force: ``ready_timeout`` runs from
     a job's spawn, ``stop_timeout`` from its SIGTERM, at most
@@ -207,7 +208,8 @@ class Lifecycle:
         """Give ``job`` a port (its own again where it can); NoFreePort changes nothing."""
         own = self._settings().initiator
         port = self.launcher.choose_port(
-            range(own.child_port_min, own.child_port_max + 1), self._listen_addr(job.module),
+            job.module, range(own.child_port_min, own.child_port_max + 1),
+            self._listen_addr(job.module),
             job.port or None,
             TakenPorts(self.held, job, job.busy_ports, self.reserved, own.listen_port))
         self._release_port(job)
@@ -247,8 +249,9 @@ class Lifecycle:
                            guid=job.guid, module=job.module, error=str(exc))
             self.fire(job, Input.GIVE_UP)
             raise
+        host = self.launcher.address(job.module, addr)
         job.process = process
-        job.host = self.launcher.address(addr)
+        job.host = host or ""  # "": only the worker can say, once it listens
         job.started = self._reactor.seconds()
         job.status = None
         job.timed_out = False
@@ -264,6 +267,25 @@ class Lifecycle:
             return  # an observer of "starting" stopped it, or it is gone already
         job.calls["ready_timeout"] = self._reactor.callLater(
             self._settings().initiator.ready_timeout, self._ready_timed_out, job, process)
+        if host is None:  # it runs elsewhere: probe once it says where
+            located = process.listening()
+            job.readiness = located
+            located.addCallbacks(self._located, self._probe_failed,
+                                 callbackArgs=(job, process), errbackArgs=(job,))
+        else:
+            self._check(job, process)
+
+    def _located(self, host: str | None, job: Job, process: IWorkerProcess) -> None:
+        job.readiness = None
+        if job.process is not process or job.state is not _S or not host:
+            return
+        job.host = host
+        self.log.info("job {guid} says it listens on {host}:{port}", guid=job.guid,
+                      host=host, port=job.port)
+        self._check(job, process)
+
+    def _check(self, job: Job, process: IWorkerProcess) -> None:
+        """Confirm that ``job``'s new worker answers its health check."""
         probe = self._probe(job)
         job.readiness = probe
         probe.addCallbacks(self._healthy, self._probe_failed, callbackArgs=(job, process),

@@ -115,6 +115,11 @@ SCHEMAS: Mapping[str, Any] = {
                  "properties": {key: {"type": "array", "items": {"type": "string"}} for key in
                                 ("started", "stopped", "restarted", "unchanged",
                                  "restart_needed")}},
+    "Listening": {"type": "object", "required": ["host", "port"],
+                  "additionalProperties": False,
+                  "properties": {"host": {"type": "string"},
+                                 "port": {"type": "integer", "minimum": 1, "maximum": 65535},
+                                 "step": {"type": ["string", "null"]}}},
     "Accepted": {"type": "object", "required": ["accepted"],
                  "properties": {"accepted": {"const": True}}},
     "Hook": {"type": "object", "required": ["id", "url", "events"], "properties": {
@@ -242,6 +247,12 @@ OPERATIONS: Mapping[tuple[str, str], dict[str, Any]] = {
         {"202": _json(_ref("Accepted"), "Passed on to observers and web-hooks."), **_BAD,
          **_DENIED, **_TOO_LARGE},
         security=_JOB_TOKEN, parameters=[_GUID], requestBody=_body("WorkerEvent")),
+    ("POST", "/jobs/{guid}/listening"): _op(
+        "Where a job on a cluster node listens, from the job itself (that job's token).",
+        {"202": _json(_ref("Accepted"), "The daemon checks it there, then the job is ready."),
+         **_BAD, **_DENIED, "409": _error("The job is not starting, or runs on this host."),
+         **_TOO_LARGE},
+        security=_JOB_TOKEN, parameters=[_GUID], requestBody=_body("Listening")),
     ("GET", "/hooks"): _op(
         "The web-hook subscriptions (no secrets).",
         {"200": _json(_ref("Hooks"), "Each with its delivery counts."), **_DENIED,

@@ -16,7 +16,10 @@ no token is ever logged or put in an error message.
 
 from __future__ import annotations
 
+import ipaddress
 import json as _json
+import socket
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from twisted.internet.defer import CancelledError, Deferred, succeed
@@ -24,7 +27,7 @@ from twisted.internet.defer import TimeoutError as DeferredTimeout
 from twisted.internet.error import ConnectError, ConnectionLost
 from twisted.logger import Logger
 
-from .contract import bearer_header, config_path, events_path
+from .contract import bearer_header, config_path, events_path, listening_path
 
 __all__ = [
     "MAX_MESSAGE",
@@ -34,7 +37,9 @@ __all__ = [
     "TransportError",
     "error_message",
     "exchange",
+    "listening_host",
     "make_http",
+    "slurm_step",
 ]
 
 #: Longest piece of a non-JSON error body kept in a message.
@@ -218,6 +223,52 @@ class ParentClient(JsonClient):
         """Tell the initiator of event ``name`` (with JSON ``data``)."""
         await self._json("POST", events_path(self.guid), json={"event": name, "data": data})
 
+    async def listening(self, addr: str, port: int, env: Mapping[str, str]) -> str:
+        """
+        Tell the initiator this worker, bound to ``addr``:``port``, listens
+        (it runs where the initiator can't hand it a ready fd, as on a Slurm
+        node): at :func:`listening_host`, in the Slurm step that ``env``
+        names. Return that host; raise OSError if it can't be found.
+        """
+        host = listening_host(addr, env)
+        body: dict[str, Any] = {"host": host, "port": port}
+        step = slurm_step(env)
+        if step is not None:
+            body["step"] = step
+        await self._json("POST", listening_path(self.guid), json=body)
+        self.log.info("job {guid}: told the initiator it listens on {host}:{port}",
+                      guid=self.guid, host=host, port=port)
+        return host
+
     async def fetch_config(self) -> dict[str, Any]:
         """This job's config as the initiator has it: ``{"guid", "default", "section"}``."""
         return await self._json("GET", config_path(self.guid))
+
+
+def listening_host(listen_addr: str, env: Mapping[str, str],
+                   resolve: Callable[..., Any] = socket.getaddrinfo) -> str:
+    """
+    The IP address where a worker bound to ``listen_addr`` is reached from
+    elsewhere: ``listen_addr`` itself if it is one address, else what this
+    node's name resolves to here (Slurm's ``SLURMD_NODENAME`` in ``env``,
+    else the host name), in the family of ``listen_addr``. Raise OSError if
+    the name does not resolve.
+    """
+    try:
+        ip = ipaddress.ip_address(listen_addr)
+    except ValueError:
+        ip = None  # a name, such as localhost: resolved below
+    if ip is not None and not ip.is_unspecified:
+        return str(ip)
+    name = listen_addr if ip is None else (env.get("SLURMD_NODENAME") or socket.gethostname())
+    family = socket.AF_INET6 if ip is not None and ip.version == 6 else socket.AF_INET
+    found = resolve(name, None, family, socket.SOCK_STREAM)
+    if not found:
+        raise OSError(f"{name} does not resolve")
+    return str(found[0][4][0])
+
+
+def slurm_step(env: Mapping[str, str]) -> str | None:
+    """``JOBID.STEP`` of the Slurm job step this process runs in (from ``env``), or None."""
+    job, step = env.get("SLURM_JOB_ID", ""), env.get("SLURM_STEP_ID", "")
+    return f"{job}.{step}" if job.isdigit() and step.isdigit() else None

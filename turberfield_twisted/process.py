@@ -111,7 +111,7 @@ class Outcomes:
     """
 
     _exit: ExitWaiters
-    _ready: Once[None]
+    _ready: Once[str | None]
 
     @property
     def status(self) -> ExitStatus | None:
@@ -122,8 +122,11 @@ class Outcomes:
         """A Deferred that fires with the :class:`ExitStatus` once it ended."""
         return self._exit.wait()
 
-    def listening(self) -> Deferred[None]:
-        """Fire once it says it listens (never, if it does not say so)."""
+    def listening(self) -> Deferred[str | None]:
+        """
+        Fire once it says it listens (never, if it does not say so): with
+        the host it is reached at, if it said that too.
+        """
         return self._ready.wait()
 
 
@@ -258,7 +261,7 @@ class WorkerProtocol(Outcomes, ProcessProtocol):
         self._reaped: ExitStatus | None = None
         self._exit = ExitWaiters()
         self._ready_fd = ready_fd
-        self._ready = Once[None]()
+        self._ready = Once[str | None]()
         self.transport: IProcessTransport | None = None
 
     @property

@@ -12,6 +12,7 @@ import configparser
 import ipaddress
 import math
 import re
+import shlex
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
@@ -24,6 +25,7 @@ __all__ = [
     "DELAY",
     "PORT",
     "SECONDS",
+    "SRUN_OPTIONS",
     "BadValue",
     "Network",
     "Reader",
@@ -37,6 +39,7 @@ __all__ = [
     "overridable",
     "restart",
     "size",
+    "srun_args",
     "whole",
 ]
 
@@ -159,6 +162,33 @@ def overridable(text: str) -> frozenset[str]:
 def names(text: str) -> tuple[str, ...]:
     """Comma or space separated names, each once, in order."""
     return tuple(dict.fromkeys(_words(text)))
+
+
+#: The ``srun`` options a module's ``slurm_args`` may hold: where and how
+#: long its workers run, never what they run or how srun talks.
+SRUN_OPTIONS = frozenset({
+    "--account", "--constraint", "--cpus-per-task", "--exclude", "--gres", "--mem",
+    "--mem-per-cpu", "--nodelist", "--partition", "--qos", "--reservation", "--time",
+})
+_NTH = {1: "1st", 2: "2nd", 3: "3rd"}
+
+
+def srun_args(text: str) -> tuple[str, ...]:
+    """
+    Options for ``srun`` (shell words), each ``--name=value`` with ``name``
+    one of :data:`SRUN_OPTIONS` and a value on one line.
+    """
+    try:
+        words = shlex.split(text)
+    except ValueError:
+        raise BadValue("is not a list of shell words (an unclosed quote?)") from None
+    allowed = ", ".join(sorted(SRUN_OPTIONS))
+    for n, word in enumerate(words, 1):
+        name, equals, value = word.partition("=")
+        if name not in SRUN_OPTIONS or not equals or not value or not value.isprintable():
+            raise BadValue(f"has a {_NTH.get(n, f'{n}th')} word that is not --name=value with"
+                           f" a name srun is allowed to be given here ({allowed})")
+    return tuple(words)
 
 
 SECONDS = number("must be a number of seconds above 0", 0, above=True)

@@ -12,7 +12,8 @@ so that an error or a timeout can still be answered as 502 or 504, a
 longer one streamed, with the caller's connection as its flow control.
 
 Hop-by-hop headers, ``Host`` and the caller's ``Authorization`` are not
-passed on; redirects are not followed; the whole answer is bounded in
+passed on: the job's own token goes in its place (a worker that listens
+beyond loopback asks for it); redirects are not followed; the whole answer is bounded in
 time and size (past the bound, a streamed answer is cut off).
 """
 
@@ -268,12 +269,14 @@ class Relay:
         target = upstream_path(request)
         if job.state not in RELAY_STATES:
             raise RelayError(502, f"job {guid} is {job.state.value}, not running")
+        if not job.host:
+            raise RelayError(502, f"job {guid} has not said where it listens yet")
         origin = base.encode("ascii")
         started = self.reactor.seconds()
         self._sized(origin, +1)
         status = 502
         try:
-            status = await self._exchange(request, guid, origin + target)
+            status = await self._exchange(request, guid, origin + target, job.token)
         except RelayError as exc:
             status = exc.status
             raise
@@ -283,8 +286,11 @@ class Relay:
                 self.observe(self.reactor.seconds() - started, status)
         return b""
 
-    async def _exchange(self, request: Any, guid: str, url: bytes) -> int:
+    async def _exchange(self, request: Any, guid: str, url: bytes, token: str) -> int:
         method = request.method
+        headers = relay_headers(request)
+        if token:
+            headers.setRawHeaders(b"Authorization", [b"Bearer " + token.encode("utf-8")])
         answer: _Answer | None = None
         waiting: list[Deferred[Any]] = []
 
@@ -294,8 +300,7 @@ class Relay:
 
         timer = self.reactor.callLater(self.timeout, too_late)
         try:
-            waiting.append(self.agent.request(method, url, relay_headers(request),
-                                              self.body(request)))
+            waiting.append(self.agent.request(method, url, headers, self.body(request)))
             response = await waiting[-1]
             answer = _Answer(request, self.max_response, HOLD, response.length,
                              lambda: self._head(request, response))

@@ -41,6 +41,7 @@ from .readers import (
     overridable,
     restart,
     size,
+    srun_args,
     whole,
 )
 from .store import SYNC_MODES
@@ -106,6 +107,11 @@ class ModuleSettings:
     limits: Limits = attrs.field(factory=Limits)
     #: Fork its workers from a preloaded template (:mod:`turberfield_twisted.warm`).
     warm: bool = False
+    #: Where its workers run: ``local`` (this host) or ``slurm`` (job steps of a
+    #: Slurm cluster, :mod:`turberfield_twisted.slurm`).
+    launcher: str = "local"
+    #: More options for ``srun`` (a ``slurm`` module's only).
+    slurm_args: tuple[str, ...] = ()
 
 
 def _frozen(items: Mapping[str, Any]) -> Mapping[str, Any]:
@@ -192,6 +198,8 @@ _MODULE_READERS: Mapping[str, Reader] = {
     "listen_addr": address,
     "overridable": overridable,
     "warm": boolean,
+    "launcher": choice("local", "slurm"),
+    "slurm_args": srun_args,
 }
 _LIMIT_READERS: Mapping[str, Reader] = {
     "max_memory": size,
@@ -229,6 +237,13 @@ def _check_module(cfg: configparser.ConfigParser, name: str) -> ModuleSettings:
                            limits=Limits(**section.read(_LIMIT_READERS)),
                            **section.read(_MODULE_READERS))
     _no_rlimits_if_warm(section, found.warm, found.limits)
+    if found.launcher == "slurm":
+        if found.warm:
+            raise section.error("warm", "can't be true for a module whose workers Slurm runs"
+                                        " (they are not forked here): set launcher = local")
+        _no_limits_on_slurm(section, found.limits)
+    elif found.slurm_args:
+        raise section.error("slurm_args", "is set, but the module's launcher is not slurm")
     return found
 
 
@@ -238,6 +253,15 @@ def _no_rlimits_if_warm(section: Section, warm: bool, limits: Limits) -> None:
         key = "max_open_files" if limits.max_open_files is not None else "max_cpu_seconds"
         raise section.error(key, "can't be set on the workers of a warm module (forked by"
                                  " their template, not spawned): set warm = false")
+
+
+def _no_limits_on_slurm(section: Section, limits: Limits) -> None:
+    """A worker on a cluster node is not this host's process: Slurm limits it."""
+    for key in LIMIT_KEYS:
+        if getattr(limits, key) is not None:
+            raise section.error(key, "can't be set on the workers of a module that Slurm runs"
+                                     " (on a cluster node): use slurm_args, such as --mem=,"
+                                     " --time=")
 
 
 def _check_declared(cfg: configparser.ConfigParser, header: str, guid: str,
@@ -274,6 +298,8 @@ def _check_declared(cfg: configparser.ConfigParser, header: str, guid: str,
     requires = names(section.text("requires")) if section.has("requires") else ()
     limits = Limits(**section.read(_LIMIT_READERS))
     _no_rlimits_if_warm(section, modules[module].warm, limits)
+    if modules[module].launcher == "slurm":
+        _no_limits_on_slurm(section, limits)
     return DeclaredJob(name=name, module=module, session=session, overrides=overrides,
                        requires=requires, limits=limits,
                        source=section.origin()[0], line=section.origin()[1])

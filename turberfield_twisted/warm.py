@@ -260,14 +260,14 @@ class WarmLauncher:
         """See :meth:`ILauncher.check`."""
         self.cold.check(module)
 
-    def choose_port(self, ports: range, listen_addr: str, prefer: int | None,
+    def choose_port(self, module: str, ports: range, listen_addr: str, prefer: int | None,
                     taken: Container[int]) -> int:
         """See :meth:`ILauncher.choose_port`."""
-        return self.cold.choose_port(ports, listen_addr, prefer, taken)
+        return self.cold.choose_port(module, ports, listen_addr, prefer, taken)
 
-    def address(self, listen_addr: str) -> str:
+    def address(self, module: str, listen_addr: str) -> str:
         """See :meth:`ILauncher.address`."""
-        return self.cold.address(listen_addr)
+        return self.cold.address(module, listen_addr)
 
     def spawn(self, module: str, guid: str, port: int, config: bytes,
               on_line: LineSink) -> IWorkerProcess:

@@ -25,11 +25,14 @@ class to :func:`run_worker`::
 The runtime reads ``--guid`` and ``--port``, reads the config from stdin,
 serves the app on the section's ``listen_addr`` (default 127.0.0.1) and
 port, adds ``GET /health``, tells the initiator it listens (a line on fd
-4, if that is a pipe), exits on SIGTERM, and exits when its lifeline (fd
-3, held by the initiator) reaches EOF. While it has a lifeline it waits
-for its config as long as it takes (the initiator writes it at spawn, and
-a dead initiator ends the lifeline); without one (run by hand) it gives
-its stdin ``config_timeout`` seconds.
+4, if that is a pipe; else, as on a cluster node, ``POST
+/jobs/{guid}/listening``), exits on SIGTERM, and exits when its lifeline
+(fd 3, held by the initiator) reaches EOF. Bound beyond loopback, every
+route but ``GET /health`` needs this job's token (the relay sends it).
+While it has a lifeline it waits for its config as long as it takes (the
+initiator writes it at spawn, and a dead initiator ends the lifeline);
+without one (run by hand, or under ``srun``) it gives its stdin
+``config_timeout`` seconds.
 
 ``ctx.parent`` (a :class:`~.parent.ParentClient`) posts events to the
 initiator and fetches this job's config from it; its HTTP client (treq) is
@@ -84,10 +87,11 @@ from .contract import (
     READY_FD,
     READY_LINE,
     bearer,
+    is_loopback,
     reachable,
     token_matches,
 )
-from .parent import ParentClient
+from .parent import ApiError, ParentClient, TransportError
 from .proactor import Proactor
 
 __all__ = [
@@ -174,6 +178,8 @@ class _Runtime:
         self.user: Any = None
         self.user_resource: Any = None
         self.ctx: WorkerContext | None = None
+        #: Every route but /health needs the job's token (it listens beyond loopback).
+        self.guarded = False
 
     @app.route(HEALTH_PATH, methods=["GET"])
     def health(self, request: Any) -> bytes:
@@ -216,6 +222,10 @@ class _Runtime:
 
     @app.route("/", branch=True)
     def delegate(self, request: Any) -> Any:
+        if self.guarded and not token_matches(bearer(request.getHeader(b"authorization")),
+                                              self.ctx._token if self.ctx else b""):
+            request.setHeader("Content-Type", "application/json")
+            return _error(request, 401, "this job's token is needed")
         return self.user_resource
 
     def fail(self, code: int, message: str, **fields: Any) -> None:
@@ -262,6 +272,7 @@ class _Runtime:
             self.reactor.stop()
             return None
         addr = cfg.get(guid, "listen_addr", fallback="127.0.0.1")
+        self.guarded = not is_loopback(addr)
         kind = endpoints.TCP6ServerEndpoint if ":" in addr else endpoints.TCP4ServerEndpoint
         site = Site(self.app.resource())
         site.noisy = False
@@ -273,7 +284,12 @@ class _Runtime:
                              addr=addr, port=self.args.port, why=str(exc.socketError))
         log.info("job {guid} listening on {addr}:{port}", guid=guid, addr=addr,
                  port=self.args.port)
-        _say_ready()
+        if not _say_ready() and ctx.parent is not None:  # on a cluster node: no ready fd
+            try:
+                await ctx.parent.listening(addr, self.args.port, os.environ)
+            except (OSError, ApiError, TransportError) as exc:
+                log.error("job {guid}: could not tell the initiator where it listens: {why}",
+                          guid=guid, why=str(exc))
         return None
 
     def _parent_client(self, cfg: Any, token: str) -> ParentClient | None:
@@ -329,16 +345,20 @@ def _is_pipe(fd: int) -> bool:
         return False
 
 
-def _say_ready() -> None:
-    """Tell the initiator this worker listens: one line on the ready fd, then close it."""
+def _say_ready() -> bool:
+    """
+    Tell the initiator this worker listens: one line on the ready fd, then
+    close it. False if there is no ready fd.
+    """
     if not _is_pipe(READY_FD):
-        return
+        return False
     try:
         os.write(READY_FD, READY_LINE)
     except OSError:
         pass  # the initiator polls instead
     finally:
         os.close(READY_FD)
+    return True
 
 
 def _error(request: Any, code: int, message: str) -> bytes:

@@ -6,7 +6,8 @@ Fakes for unit tests of timing and bookkeeping; no process is ever started.
   transport that records writes and signals (for the real
   :class:`~turberfield_twisted.launcher.LocalLauncher`).
 - :class:`FakeLauncher`: an :class:`~turberfield_twisted.launcher.ILauncher`
-  whose workers are :class:`FakeWorker` records that a test ends by hand.
+  whose workers are :class:`FakeWorker` records that a test ends by hand
+  (:class:`FakeRemoteWorker` for a module it runs "elsewhere").
 """
 
 from __future__ import annotations
@@ -26,11 +27,11 @@ from zope.interface import implementer
 from zope.interface.verify import verifyClass
 
 from ..errors import SpawnFailed, UnknownModule
-from ..launcher import ILauncher, IWorkerProcess, reachable
+from ..launcher import ILauncher, IRemoteProcess, IWorkerProcess, reachable
 from ..ports import free_port
 from ..process import ExitStatus, ExitWaiters, Once, Outcomes
 
-__all__ = ["FakeLauncher", "FakeProcess", "FakeProcessReactor", "FakeWorker"]
+__all__ = ["FakeLauncher", "FakeProcess", "FakeProcessReactor", "FakeRemoteWorker", "FakeWorker"]
 
 _pids = itertools.count(100001)
 
@@ -135,11 +136,11 @@ class FakeWorker(Outcomes):
     signals: list[int] = attrs.field(factory=list)
     dies_on: frozenset[int] = frozenset({signal.SIGTERM, signal.SIGKILL})
     _exit: ExitWaiters = attrs.field(factory=ExitWaiters, repr=False)
-    _ready: Once[None] = attrs.field(factory=Once, repr=False)
+    _ready: Once[str | None] = attrs.field(factory=Once, repr=False)
 
-    def listen(self) -> None:
-        """Say it listens, as the runtime does on its ready fd."""
-        self._ready.fire(None)
+    def listen(self, host: str | None = None) -> None:
+        """Say it listens, as the runtime does on its ready fd (or with its ``host``)."""
+        self._ready.fire(host)
 
     def signal(self, sig: int) -> None:
         """Record ``sig``; end by it if it is one of ``dies_on``."""
@@ -158,12 +159,28 @@ class FakeWorker(Outcomes):
             self._exit.fire(ExitStatus(None if signal is not None else code, signal))
 
 
+@implementer(IRemoteProcess)
+@attrs.define(eq=False)
+class FakeRemoteWorker(FakeWorker):
+    """A :class:`FakeWorker` that runs elsewhere: :meth:`located` says where it listens."""
+
+    step: str | None = None
+
+    def located(self, host: str, port: int, step: str | None) -> None:
+        """See :meth:`IRemoteProcess.located`."""
+        if self._ready.fired:
+            return
+        self.step = step
+        self.listen(host)
+
+
 @implementer(ILauncher)
 class FakeLauncher:
     """
     A launcher that starts :class:`FakeWorker` records (``spawned``, in
     order). Modules in ``unknown`` can't run; ports in ``in_use`` are held
-    by strangers; ``fail_spawn`` (an exception) makes the next spawns fail.
+    by strangers; ``fail_spawn`` (an exception) makes the next spawns fail;
+    workers of modules in ``remote`` run elsewhere (their address is None).
     """
 
     def __init__(self) -> None:
@@ -171,27 +188,30 @@ class FakeLauncher:
         self.unknown: set[str] = set()
         self.in_use: set[int] = set()
         self.fail_spawn: Exception | None = None
+        #: Modules whose workers say where they listen (``worker.listen(host)``).
+        self.remote: set[str] = set()
 
     def check(self, module: str) -> None:
         """See :meth:`ILauncher.check`."""
         if module in self.unknown:
             raise UnknownModule(module)
 
-    def choose_port(self, ports: range, listen_addr: str, prefer: int | None,
+    def choose_port(self, module: str, ports: range, listen_addr: str, prefer: int | None,
                     taken: Container[int]) -> int:
         """See :meth:`ILauncher.choose_port`."""
         return free_port(ports, lambda port: port in taken or port in self.in_use, prefer)
 
-    def address(self, listen_addr: str) -> str:
-        """See :meth:`ILauncher.address`."""
-        return reachable(listen_addr)
+    def address(self, module: str, listen_addr: str) -> str | None:
+        """See :meth:`ILauncher.address`: None for the modules in ``remote``."""
+        return None if module in self.remote else reachable(listen_addr)
 
     def spawn(self, module: str, guid: str, port: int, config: bytes,
               on_line: Callable[[str, str], None]) -> FakeWorker:
         """See :meth:`ILauncher.spawn`."""
         if self.fail_spawn is not None:
             raise SpawnFailed(f"could not start {module}: {self.fail_spawn}")
-        worker = FakeWorker(module, guid, port, config, on_line)
+        kind = FakeRemoteWorker if module in self.remote else FakeWorker
+        worker = kind(module, guid, port, config, on_line)
         self.spawned.append(worker)
         return worker
 
@@ -204,4 +224,5 @@ verifyClass(IReactorProcess, FakeProcessReactor)
 verifyClass(IProcessTransport, FakeProcess)
 verifyClass(ILauncher, FakeLauncher)
 verifyClass(IWorkerProcess, FakeWorker)
+verifyClass(IRemoteProcess, FakeRemoteWorker)
 

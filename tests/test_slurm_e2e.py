@@ -1,0 +1,241 @@
+"""
+Jobs as Slurm job steps, end to end: a real single-node Slurm cluster
+(munged, slurmctld and slurmd, on 127.0.0.1 only: Slurm's ports 27480
+and 27481, srun's 27400-27479), started by the ``cluster`` fixture (which
+installs Debian's slurm-wlm and munge where they are missing, as root;
+skipped with the reason where it can't); a real daemon, real workers on
+ports 27000-27099, real HTTP.
+
+``squeue`` has no event to wait on: where a test waits for Slurm's view to
+change, it asks ``squeue`` every 0.1 s for at most 30 s (``poll``), a
+bounded poll of an external system. Everything else waits on an event:
+the daemon's answers and log lines, pidfds.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+from typing import Any
+
+import pytest
+import pytest_twisted
+import treq
+
+from turberfield_twisted.testing.daemon import Daemon
+from turberfield_twisted.testing.procs import children_of, wait_gone
+from turberfield_twisted.testing.slurmcluster import SlurmCluster, poll, slurm_missing
+
+DEMO = "turberfield_twisted.demo.hello"
+HANG = "turberfield_twisted.testing.hang"
+DEAF = "turberfield_twisted.testing.deaf"
+CONFIG = f"""
+[proactor]
+listen_port = 0
+child_port_min = 27000
+child_port_max = 27099
+ready_timeout = 30
+stop_timeout = 2
+
+[{DEMO}]
+launcher = slurm
+slurm_args = --time=5
+
+[{HANG}]
+launcher = slurm
+
+[{DEAF}]
+launcher = slurm
+slurm_args = --partition=nosuch
+restart = never
+"""
+
+
+@pytest_twisted.async_yield_fixture(scope="module")
+async def cluster() -> Any:
+    """A single-node Slurm cluster for this module's tests; stopped (by pid) after them."""
+    from twisted.internet import reactor
+
+    reason = slurm_missing()
+    if reason is not None:
+        pytest.skip(f"no Slurm cluster here: {reason}")
+    started = await SlurmCluster.start(reactor, 27480, 27481, range(27400, 27480))
+    yield started
+    await started.stop()
+
+
+@pytest_twisted.async_yield_fixture
+async def daemon(reactor: Any, tmp_path: Any, cluster: SlurmCluster) -> Any:
+    """
+    A ``twistd -n proactor`` whose demo module runs on ``cluster``
+    (``SLURM_CONF`` in its environment). After the test, however it ended,
+    the daemon and every guard it started are gone.
+    """
+    config = tmp_path / "proactor.cfg"
+    config.write_text(CONFIG)
+    started = Daemon.start(reactor, tmp_path / "state", config=config, cwd=tmp_path,
+                           env={"SLURM_CONF": str(cluster.conf)})
+    await started.listening.addTimeout(30, reactor)
+    yield started
+    guards = children_of(started.pid or 0)
+    started.signal(signal.SIGTERM)
+    await started.ended.addTimeout(60, reactor)
+    await wait_gone(reactor, guards, 60)
+    ours = {child.pid for child in cluster.children}
+    assert set(children_of(os.getpid())) <= ours
+
+
+async def call(reactor: Any, daemon: Daemon, method: str, path: str,
+               body: Any = None) -> tuple[int, Any]:
+    response = await treq.request(method, daemon.url + path, headers=daemon.headers(),
+                                  data=None if body is None else json.dumps(body).encode(),
+                                  timeout=40, reactor=reactor, persistent=False)
+    content = await response.content()
+    try:
+        return response.code, json.loads(content)
+    except ValueError:
+        return response.code, content
+
+
+async def launch_ready(reactor: Any, daemon: Daemon, module: str = DEMO) -> dict[str, Any]:
+    code, job = await call(reactor, daemon, "POST", "/jobs", {"module": module})
+    assert code == 201, job
+    code, job = await call(reactor, daemon, "GET", f"/jobs/{job['guid']}?wait=ready&timeout=40")
+    assert job["state"] == "ready", job
+    return job
+
+
+def task_pids(guid: str, module: str = DEMO) -> list[int]:
+    """The worker processes of job ``guid`` (``python -P -m MODULE --guid G``) on this node."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                argv = f.read().split(b"\0")
+        except OSError:
+            continue
+        if argv[1:6] == [b"-P", b"-m", module.encode(), b"--guid", guid.encode()]:
+            found.append(int(entry))
+    return found
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_slurm_job_answers_through_the_relay_shows_in_squeue_and_is_gone_after_stop(
+        reactor, daemon, cluster):
+    """
+    Ready once it said where it listens and answered there; relayed to;
+    in squeue by its guid, with its slurm_args; a stop is a graceful
+    SIGTERM (exit 0), and then Slurm has no such job.
+    """
+    job = await launch_ready(reactor, daemon)
+    guid = job["guid"]
+    code, body = await call(reactor, daemon, "GET", f"/jobs/{guid}/proxy/")
+    assert code == 200 and body["guid"] == guid and body["config"]["greeting"] == "hello"
+    [running] = await cluster.named(guid)
+    assert (running.state, running.time_limit) == ("RUNNING", "5:00")
+    await daemon.logged(rf"job {guid} runs as Slurm step {running.id}\.0 on 127\.0\.0\.1")
+    await daemon.logged(rf"job {guid} says it listens on 127\.0\.0\.1:{job['port']}")
+    [task] = task_pids(guid)
+    assert task not in children_of(daemon.pid or 0)  # slurmstepd's, not the daemon's
+    code, _ = await call(reactor, daemon, "DELETE", f"/jobs/{guid}")
+    assert code == 202
+    code, job = await call(reactor, daemon, "GET", f"/jobs/{guid}?wait=exited&timeout=40")
+    assert (job["state"], job["exit_code"]) == ("exited", 0)  # it stopped on SIGTERM
+    await daemon.logged(rf"job {guid}: scancel --signal=TERM {running.id}\.0")
+    await poll(reactor, lambda: _gone(cluster, guid), 30)
+    await wait_gone(reactor, [task])
+
+
+async def _gone(cluster: SlurmCluster, name: str) -> bool:
+    return not await cluster.named(name)
+
+
+@pytest_twisted.ensureDeferred
+async def test_kill_9_of_the_task_is_restarted_as_a_new_slurm_job(reactor, daemon, cluster):
+    """The task killed on its node: srun exits, the job restarts as a new Slurm job."""
+    job = await launch_ready(reactor, daemon)
+    guid = job["guid"]
+    [first] = await cluster.named(guid)
+    [task] = task_pids(guid)
+    seen = len(daemon.lines)
+    os.kill(task, signal.SIGKILL)
+    await daemon.logged(rf"job {guid} \(.*\) backoff", after=seen).addTimeout(30, reactor)
+    await daemon.logged(rf"job {guid} \(.*\) ready", after=seen).addTimeout(40, reactor)
+    code, job = await call(reactor, daemon, "GET", f"/jobs/{guid}")
+    assert (job["state"], job["restarts"]) == ("ready", 1)
+    assert "exit 137" in job["last_error"]
+    now = await cluster.named(guid)
+    assert [j.state for j in now if j.id != first.id] == ["RUNNING"]
+    await poll(reactor, lambda: _only(cluster, guid, first.id), 30)
+    code, body = await call(reactor, daemon, "GET", f"/jobs/{guid}/proxy/")
+    assert code == 200 and body["guid"] == guid
+
+
+async def _only(cluster: SlurmCluster, name: str, old: str) -> bool:
+    return all(job.id != old for job in await cluster.named(name))
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_task_that_ignores_sigterm_has_its_step_cancelled_after_stop_timeout(
+        reactor, daemon, cluster):
+    """scancel --signal=TERM first; the task ignores it; stop_timeout later, scancel of the
+    step ends it, and Slurm has no such job."""
+    job = await launch_ready(reactor, daemon, HANG)
+    guid = job["guid"]
+    [running] = await cluster.named(guid)
+    [task] = task_pids(guid, HANG)
+    await call(reactor, daemon, "DELETE", f"/jobs/{guid}")
+    await daemon.logged(r"hang: SIGTERM ignored").addTimeout(20, reactor)
+    _, job = await call(reactor, daemon, "GET", f"/jobs/{guid}?wait=exited&timeout=40")
+    assert (job["state"], job["exit_code"]) == ("exited", 137)  # srun: its task was killed
+    await daemon.logged(rf"job {guid}: scancel {running.id}\.0$")
+    await wait_gone(reactor, [task])
+    await poll(reactor, lambda: _gone(cluster, guid), 30)
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_job_slurm_refuses_fails_with_srun_saying_why(reactor, daemon, cluster):
+    """An unknown partition: srun can't allocate, the job is failed, last_error says why."""
+    code, job = await call(reactor, daemon, "POST", "/jobs", {"module": DEAF})
+    assert code == 201, job
+    guid = job["guid"]
+    _, job = await call(reactor, daemon, "GET", f"/jobs/{guid}?wait=failed&timeout=40")
+    assert job["state"] == "failed" and "Invalid partition" in job["last_error"]
+    assert await cluster.named(guid) == []
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_port_taken_on_the_node_moves_the_job_to_the_next(reactor, daemon, cluster):
+    """The port is not probed here: the worker can't bind it on its node, exits 75, and the
+    job starts again on the next port."""
+    holder = socket.socket()
+    holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # past an earlier TIME_WAIT
+    holder.bind(("127.0.0.1", 27000))
+    holder.listen()
+    try:
+        job = await launch_ready(reactor, daemon)
+    finally:
+        holder.close()
+    assert job["port"] == 27001 and job["restarts"] == 0
+    await daemon.logged(rf"job {job['guid']} could not bind port 27000: trying the next")
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_sigkilled_daemon_leaves_no_slurm_job(reactor, daemon, cluster):
+    """SIGKILL of the daemon: each guard's lifeline ends, its srun cancels its step, and
+    neither Slurm nor this host keeps anything of the jobs."""
+    guids = [(await launch_ready(reactor, daemon))["guid"] for _ in range(2)]
+    for guid in guids:
+        assert [job.state for job in await cluster.named(guid)] == ["RUNNING"]
+    guards = children_of(daemon.pid or 0)
+    tasks = [pid for guid in guids for pid in task_pids(guid)]
+    assert len(guards) == 2 and len(tasks) == 2
+    daemon.signal(signal.SIGKILL)
+    await daemon.ended.addTimeout(30, reactor)
+    await wait_gone(reactor, [*guards, *tasks], 60)
+    for guid in guids:
+        await poll(reactor, lambda guid=guid: _gone(cluster, guid), 30)
