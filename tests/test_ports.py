@@ -3,10 +3,10 @@
 import socket
 
 import pytest
-from conftest import initiator_config
 
 from turberfield_twisted import Initiator, NoFreePort
 from turberfield_twisted.ports import next_port, port_in_use
+from turberfield_twisted.testing.configs import initiator_config
 
 
 def test_lowest_port_of_range():

@@ -14,7 +14,6 @@ from typing import Any
 import pytest
 import pytest_twisted
 import treq
-from conftest import initiator_config
 from twisted.internet.defer import CancelledError, Deferred, fail, succeed
 from twisted.internet.protocol import ProcessProtocol
 from twisted.internet.task import Clock, deferLater
@@ -24,6 +23,7 @@ from turberfield_twisted.contract import EXIT_NO_CONFIG, LIFELINE_FD, READY_FD, 
 from turberfield_twisted.launcher import LocalLauncher
 from turberfield_twisted.process import WorkerProtocol
 from turberfield_twisted.readiness import HealthProbe
+from turberfield_twisted.testing.configs import initiator_config
 from turberfield_twisted.testing.procs import children_of, wait_gone
 
 DEMO = "turberfield_twisted.demo.hello"

@@ -2,12 +2,12 @@
 
 import pytest
 import pytest_twisted
-from conftest import initiator_config
 from twisted.internet.defer import Deferred, fail, succeed
 
 from turberfield_twisted import Initiator, JobExited, LocalLauncher, NotEnded
 from turberfield_twisted.config import parse_config
 from turberfield_twisted.supervision import RestartPolicy, RestartTracker
+from turberfield_twisted.testing.configs import initiator_config
 from turberfield_twisted.testing.fakes import FakeProcessReactor
 
 MOD = "turberfield_twisted.testing.crash"
