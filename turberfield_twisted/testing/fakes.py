@@ -232,12 +232,13 @@ class FakeLauncher:
 
 
 class _Answer:
-    """A health check's answer: 200 and ``{"status": "ok", "guid": G}``."""
+    """A health check's answer: 200 and ``{"status": "ok", "guid": G}`` (no guid if None)."""
 
     code = 200
 
-    def __init__(self, guid: str):
-        self.body = json.dumps({"status": "ok", "guid": guid}).encode()
+    def __init__(self, guid: str | None):
+        named = {"status": "ok"} if guid is None else {"status": "ok", "guid": guid}
+        self.body = json.dumps(named).encode()
 
     def content(self) -> Deferred[bytes]:
         return succeed(self.body)
@@ -247,9 +248,10 @@ class FakeHealth:
     """
     A treq-like client answering health checks (``get``) at once: 200 in
     the name of the ``launcher``'s live worker on the URL's port (if a
-    :class:`FakeLauncher` is given) while that port is ``up`` (None: all
-    are); otherwise the connection is refused, or, if ``silent``, the
-    check never answers. ``healthy = False`` takes every port down.
+    :class:`FakeLauncher` is given; else in no name, which any job takes)
+    while that port is ``up`` (None: all are); otherwise the connection is
+    refused, or, if ``silent``, the check never answers. ``healthy =
+    False`` takes every port down.
     ``asked`` holds ``(time, url)`` of each check (the time on the
     reactor it was given, else 0).
     """
@@ -278,7 +280,7 @@ class FakeHealth:
             return Deferred() if self.silent else fail(ConnectionRefusedError(url))
         live = [w.guid for w in (self.launcher.spawned if self.launcher else [])
                 if w.port == port and w.status is None]
-        return succeed(_Answer(live[-1] if live else ""))
+        return succeed(_Answer(live[-1] if live else None))
 
 
 @attrs.define(eq=False)

@@ -193,13 +193,19 @@ class WorkerHarness:
         :class:`~turberfield_twisted.config.OverrideNotAllowed` or
         :class:`~turberfield_twisted.config.BadOverride` for a change the
         initiator would refuse, :class:`~turberfield_twisted.errors.ConfigPushFailed`
-        if the worker does not take it.
+        if the worker does not take it (the change is then undone).
         """
         checked = check_overrides(self._cfg, self.module, dict(changes))
+        before = dict(self._overrides)
         self._overrides.update(checked)
-        await push_config(self.client.http, self.client.reactor, self.guid,
-                          self.client.url + CONFIG_PATH, self.token,
-                          self._render(self._overrides), timeout)
+        try:
+            await push_config(self.client.http, self.client.reactor, self.guid,
+                              self.client.url + CONFIG_PATH, self.token,
+                              self._render(self._overrides), timeout)
+        except BaseException:
+            self._overrides = before
+            self._render(before)
+            raise
 
 
 def _reactor(reactor: Any) -> Any:
