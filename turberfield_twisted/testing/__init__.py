@@ -27,8 +27,9 @@ worker modules, and a worker loads none of the daemon's code.
 
 from __future__ import annotations
 
-from importlib import import_module
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from .. import lazy_getattr
 
 #: Each public name and the module that holds it.
 _WHERE = {
@@ -128,10 +129,4 @@ if TYPE_CHECKING:
     from .serving import Listening, serve
 
 
-def __getattr__(name: str) -> Any:
-    where = _WHERE.get(name)
-    if where is None:
-        raise AttributeError(name)
-    value = getattr(import_module(f".{where}", __name__), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_getattr(__name__, _WHERE, globals())

@@ -6,33 +6,41 @@ harness's) and one in a process (the real-process fixture's).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
-from twisted.internet.defer import Deferred, succeed
+from twisted.internet.defer import Deferred
+
+from ..parent import JsonClient
 
 __all__ = ["WorkerClient", "real_client"]
 
 
-class WorkerClient:
+def _verb(method: str) -> Callable[..., Deferred[Any]]:
+    def call(self: WorkerClient, path: str = "/", **kwargs: Any) -> Deferred[Any]:
+        return self.request(method, path, **kwargs)
+
+    call.__name__ = method.lower()
+    call.__doc__ = f"{method} ``path`` (see :meth:`WorkerClient.request`)."
+    return call
+
+
+class WorkerClient(JsonClient):
     """
     Requests to the worker at ``url`` through ``http`` (a treq-like
     client), each with ``timeout`` (seconds) and ``reactor`` unless the
     call gives its own; keyword arguments are treq's (``json=``,
-    ``data=``, ``headers=``, ``params=`` ...). Each returns a Deferred
+    ``data=``, ``headers=``, ``params=`` ...). ``get``, ``head``,
+    ``post``, ``put``, ``patch`` and ``delete`` each return a Deferred
     that fires with treq's response (``.code``, ``await .json()``,
-    ``await .text()``, ``await .content()``).
+    ``await .text()``, ``await .content()``). :meth:`close` closes
+    ``pool``, if it is given.
     """
 
     def __init__(self, http: Any, url: str, reactor: Any, timeout: float = 10.0,
                  pool: Any = None):
-        self.http = http
-        self.url = url.rstrip("/")
-        self.reactor = reactor
-        self.timeout = timeout
+        super().__init__(http, url, "", reactor, timeout)
         self._pool = pool
-
-    def __repr__(self) -> str:
-        return f"<WorkerClient {self.url}>"
 
     def request(self, method: str, path: str = "/", **kwargs: Any) -> Deferred[Any]:
         """``method`` on ``path`` (from ``/``) of the worker."""
@@ -41,37 +49,12 @@ class WorkerClient:
         result: Deferred[Any] = self.http.request(method, self.url + path, **kwargs)
         return result
 
-    def get(self, path: str = "/", **kwargs: Any) -> Deferred[Any]:
-        """GET ``path``."""
-        return self.request("GET", path, **kwargs)
-
-    def head(self, path: str = "/", **kwargs: Any) -> Deferred[Any]:
-        """HEAD ``path``."""
-        return self.request("HEAD", path, **kwargs)
-
-    def post(self, path: str = "/", **kwargs: Any) -> Deferred[Any]:
-        """POST to ``path``."""
-        return self.request("POST", path, **kwargs)
-
-    def put(self, path: str = "/", **kwargs: Any) -> Deferred[Any]:
-        """PUT ``path``."""
-        return self.request("PUT", path, **kwargs)
-
-    def patch(self, path: str = "/", **kwargs: Any) -> Deferred[Any]:
-        """PATCH ``path``."""
-        return self.request("PATCH", path, **kwargs)
-
-    def delete(self, path: str = "/", **kwargs: Any) -> Deferred[Any]:
-        """DELETE ``path``."""
-        return self.request("DELETE", path, **kwargs)
-
-    def close(self) -> Deferred[None]:
-        """Close the connections this client keeps (none for one in memory)."""
-        if self._pool is None:
-            return succeed(None)
-        pool, self._pool = self._pool, None
-        closed: Deferred[None] = pool.closeCachedConnections()
-        return closed
+    get = _verb("GET")
+    head = _verb("HEAD")
+    post = _verb("POST")
+    put = _verb("PUT")
+    patch = _verb("PATCH")
+    delete = _verb("DELETE")
 
 
 def real_client(reactor: Any, url: str, timeout: float = 10.0) -> WorkerClient:

@@ -20,10 +20,10 @@ module is imported (``verifyClass``); tests check instances with
 
     world = initiator_on_clock({"init": {"child_port_min": 9000, "child_port_max": 9009},
                                 "my.worker": {"backoff_initial": 1}})
-    guid = await world.init.launch("my.worker")       # ready at once
-    world.launcher.latest(guid).exit(1)               # it crashes
-    world.clock.advance(1)                            # its restart is due
-    assert world.states(guid)[-3:] == ["backoff", "waiting", "starting"]
+    guid = await world.init.launch("my.worker")   # ready: FakeHealth answers at once
+    world.launcher.latest(guid).exit(1)           # it crashes
+    world.clock.advance(0)                        # its first restart is due at once
+    assert world.states(guid)[-4:] == ["backoff", "waiting", "starting", "ready"]
 """
 
 from __future__ import annotations

@@ -11,6 +11,7 @@ from typing import Any
 
 from twisted.internet import defer
 from twisted.internet.interfaces import IReadDescriptor
+from twisted.python.failure import Failure
 from zope.interface import implementer
 
 __all__ = ["children_of", "group_members", "pid_alive", "wait_gone"]
@@ -95,4 +96,12 @@ def wait_gone(reactor: Any, pids: Iterable[int], timeout: float = 10.0) -> defer
     descriptors (each exit is seen on a pidfd).
     """
     d = defer.gatherResults([_exit_of(reactor, pid) for pid in pids], consumeErrors=True)
+    d.addErrback(_first)
     return d.addTimeout(timeout, reactor)
+
+
+def _first(failure: Failure) -> Failure:
+    """The cancel inside a gathered failure: the timeout turns it into ``TimeoutError``."""
+    if isinstance(failure.value, defer.FirstError):
+        return failure.value.subFailure
+    return failure
