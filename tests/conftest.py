@@ -13,9 +13,15 @@ import pytest
 import pytest_twisted
 
 from turberfield_twisted.testing.configs import initiator_config
-from turberfield_twisted.testing.ports import PortRange
+from turberfield_twisted.testing.ports import WINDOW_ENV, PortRange
 
 pytest_plugins = ["turberfield_twisted.testing.pytest_plugin"]
+#: Trial's tests (``make test`` runs them with trial): not for pytest to collect.
+collect_ignore_glob = ["*_trial.py"]
+
+# The kit's free port ranges come from this window in our runs (the examples'
+# run under test_examples.py takes 27900-27999).
+os.environ.setdefault(WINDOW_ENV, "27500-27899")
 
 #: Kept for modules that still import it from here: the kit's builder.
 __all__ = ["initiator_config"]
