@@ -81,6 +81,18 @@ async def test_an_answer_finished_later_arrives_with_no_flush():
     assert h.events == [("one", {"n": 1})]
 
 
+@pytest_twisted.ensureDeferred
+async def test_on_a_clock_the_app_answers_when_the_test_moves_time():
+    """reactor=Clock(): the app's timers wait for clock.advance, and then it answers."""
+    clock = Clock()
+    h = worker_harness(Poster, {}, reactor=clock)
+    answer = h.client.post("/post/tick", json=None)
+    assert h.events == []
+    clock.advance(0)
+    assert h.events == [("tick", None)]
+    assert (await answer).code == 200
+
+
 def canonical(text: str, token: str) -> str:
     """``text`` read and written back, the job's token made a placeholder."""
     buf = io.StringIO()

@@ -14,7 +14,7 @@ import sys
 import pytest
 import pytest_twisted
 
-from turberfield_twisted import JobExited
+from turberfield_twisted import ConfigError, JobExited
 from turberfield_twisted.testing import (
     DEMO,
     NoFreeRange,
@@ -79,6 +79,15 @@ async def test_a_worker_that_cannot_start_is_an_error_and_nothing_is_left():
     """A module that raises on import: JobExited from the launch; the block still ends whole."""
     with pytest.raises(JobExited):
         async with running_worker(T + "import_error", {"restart": "never"}):
+            pass  # pragma: no cover
+    assert children_of(os.getpid()) == []
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_bad_config_is_the_initiators_error_and_leaves_nothing():
+    """The config is checked as the daemon checks it: ConfigError naming the key."""
+    with pytest.raises(ConfigError, match="backoff_initial"):
+        async with running_initiator({DEMO: {"backoff_initial": "soon"}}):
             pass  # pragma: no cover
     assert children_of(os.getpid()) == []
 
