@@ -205,8 +205,9 @@ class RunningInitiator:
                 pass
         try:
             await wait_gone(self.reactor, left, timeout=10)
-        finally:
-            raise ProcessesLeft(f"processes left behind (now killed): {sorted(left)}")
+        except DeferredTimeout:
+            pass  # killed: gone in a moment, whatever the wait says
+        raise ProcessesLeft(f"processes left behind (now killed): {sorted(left)}")
 
 
 @asynccontextmanager
@@ -248,7 +249,11 @@ async def running_initiator(
                 child_port_max=str(held.high), pythonpath=os.pathsep.join(p for p in paths if p))
     for key, value in keys.items():
         cfg.set(guid, key, value.replace("$", "$$"))
-    running = RunningInitiator(reactor, cfg, guid, held)
+    try:
+        running = RunningInitiator(reactor, cfg, guid, held)
+    except BaseException:
+        held.release()
+        raise
     try:
         await running.start()
         yield running
