@@ -113,6 +113,7 @@ def test_free_ports_are_free_in_the_window_and_held_until_released():
         assert {first.low, second.low} == {27800, 27810}
         second.release()
         with socket.socket() as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as a listener would
             sock.bind(("127.0.0.1", 27800 if first.low == 27810 else 27810))
             sock.listen()
             with pytest.raises(NoFreeRange, match="no 10 free ports in a row in 27800-27819"):

@@ -54,6 +54,7 @@ def test_port_held_by_another_socket_is_skipped():
     """With a probe, a port some other socket holds on the host is skipped."""
     with free_ports(size=10) as block, socket.socket() as held:  # port + 1: free, and ours
         port = block.low
+        held.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as a listener would
         held.bind(("127.0.0.1", port))
         held.listen()
         assert port_in_use("127.0.0.1", port)
