@@ -19,8 +19,11 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 
+# The suite under pytest, then the testing kit's own tests under trial too.
 test: lint
 	$(BIN)/python -m pytest -q
+	$(BIN)/python -m twisted.trial --reactor=asyncio --temp-directory=$(VENV)/_trial_temp \
+		tests/test_kit_trial.py
 
 BENCH_STAMP := $(VENV)/.bench-installed
 

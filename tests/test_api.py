@@ -8,7 +8,6 @@ from typing import Any
 import attrs
 import pytest
 import pytest_twisted
-from conftest import initiator_config
 from klein import Klein
 from treq.testing import StubTreq
 from twisted.internet.defer import Deferred, fail, succeed
@@ -27,6 +26,7 @@ from turberfield_twisted import ChangeRefused, Initiator, JobEvent, LocalLaunche
 from turberfield_twisted.api import ControlAPI, _LimitedRequest
 from turberfield_twisted.client import ConfigPushFailed
 from turberfield_twisted.hooks import HookDispatcher, HookNotAllowed, HookRejected, UnknownHook
+from turberfield_twisted.testing.configs import initiator_config
 from turberfield_twisted.testing.fakes import FakeProcessReactor
 
 DEMO = "turberfield_twisted.demo.hello"

@@ -12,7 +12,6 @@ from typing import Any
 
 import pytest
 import pytest_twisted
-from conftest import initiator_config
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.protocol import ProcessProtocol
 
@@ -21,6 +20,7 @@ from turberfield_twisted.cli import build_parser, format_job, format_table, main
 from turberfield_twisted.hooks import HookDispatcher
 from turberfield_twisted.process import ExitStatus
 from turberfield_twisted.state import API_FILE, TOKEN_FILE, write_private
+from turberfield_twisted.testing.configs import initiator_config
 from turberfield_twisted.testing.procs import children_of, wait_gone
 
 DEMO = "turberfield_twisted.demo.hello"

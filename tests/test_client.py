@@ -7,7 +7,6 @@ import json
 
 import pytest
 import pytest_twisted
-from conftest import initiator_config
 from klein import Klein
 from treq.testing import RequestTraversalAgent, StubTreq
 from twisted.internet.defer import Deferred
@@ -24,6 +23,7 @@ from turberfield_twisted.client import (
     make_http,
 )
 from turberfield_twisted.hooks import HookDispatcher
+from turberfield_twisted.testing.configs import initiator_config
 from turberfield_twisted.testing.fakes import FakeProcessReactor
 
 DEMO = "turberfield_twisted.demo.hello"

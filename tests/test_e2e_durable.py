@@ -157,6 +157,8 @@ async def test_a_second_daemon_on_a_live_state_dir_exits_at_once_changing_nothin
     first = Daemon.start(reactor, state, config=config, cwd=tmp_path)
     try:
         await first.listening.addTimeout(30, reactor)
+        # it writes its pid into the lock file again once started, after it listens
+        await first.logged("ready: the control API listens").addTimeout(30, reactor)
         before = snapshot(state)
         started = time.monotonic()
         second = Daemon.start(reactor, state, config=config, cwd=tmp_path)

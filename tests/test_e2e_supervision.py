@@ -17,17 +17,17 @@ import uuid
 import pytest
 import pytest_twisted
 import treq
-from conftest import initiator_config
 from twisted.internet.defer import Deferred
 from twisted.internet.defer import TimeoutError as DeferredTimeout
 from twisted.internet.protocol import ProcessProtocol
 from twisted.logger import globalLogPublisher
 
-from turberfield_twisted import Initiator
 from turberfield_twisted.ports import next_port, port_in_use
 from turberfield_twisted.process import MAX_LINE, LineSplitter
 from turberfield_twisted.testing import crash, flood, hang
-from turberfield_twisted.testing.procs import children_of, group_members, pid_alive, wait_gone
+from turberfield_twisted.testing.configs import initiator_config
+from turberfield_twisted.testing.ports import PortRange
+from turberfield_twisted.testing.procs import group_members, pid_alive, wait_gone
 
 DEMO = "turberfield_twisted.demo.hello"
 T = "turberfield_twisted.testing."
@@ -54,28 +54,21 @@ max_restarts = 0
 """
 
 
-@pytest_twisted.async_yield_fixture
-async def make_initiator(reactor):
+@pytest.fixture
+def make_initiator(start_initiator):
     """
-    Build started Initiators on the real reactor with FAULTS and ``extra``
-    sections. After the test: stop them all, and check that every process
-    they ever started is gone.
+    ``await make_initiator(extra="", **own)``: a started Initiator on the
+    real reactor with FAULTS and ``extra`` sections (the kit's
+    ``start_initiator``: after the test every job is stopped, and no
+    process it started is left).
     """
-    made, pids = [], set()
 
-    def make(extra="", **own):
+    async def make(extra="", **own):
         cfg = initiator_config(LOW, HIGH, extra=FAULTS + textwrap.dedent(extra), **own)
-        init = Initiator(None, guid="init", cfg=cfg, reactor=reactor)
-        init.subscribe(lambda event: event.pid and pids.add(event.pid))
-        init.startService()
-        made.append(init)
-        return init
+        running = await start_initiator(cfg, ports=PortRange(LOW, HIGH))
+        return running.init
 
-    yield make
-    for init in made:
-        await init.stopService()
-    await wait_gone(reactor, pids, timeout=15)
-    assert children_of(os.getpid()) == []
+    return make
 
 
 def record_states(init, guid):
@@ -109,7 +102,7 @@ async def get(reactor, url, **kwargs):
 @pytest_twisted.ensureDeferred
 async def test_crashing_worker_backs_off_then_fails(make_initiator):
     """Exit 1 at once: backoff and restart max_restarts times, then failed with its reason."""
-    init = make_initiator()
+    init = await make_initiator()
     guid = await init.launch(T + "crash")
     states = record_states(init, guid)
     job = await init.wait_for_state(guid, ["failed"], 30)
@@ -124,7 +117,7 @@ async def test_crashing_worker_backs_off_then_fails(make_initiator):
 @pytest_twisted.ensureDeferred
 async def test_kill_9_brings_a_ready_worker_back_with_its_guid_and_port(make_initiator, reactor):
     """SIGKILL to a ready demo worker: it restarts, same guid, session and port, and answers."""
-    init = make_initiator()
+    init = await make_initiator()
     guid = await init.launch(DEMO, session="s-9")
     job = await init.ready(guid, timeout=30)
     port, old_pid = job.port, job.pid
@@ -147,7 +140,7 @@ async def test_kill_9_brings_a_ready_worker_back_with_its_guid_and_port(make_ini
 @pytest_twisted.ensureDeferred
 async def test_worker_that_ignores_sigterm_is_killed_after_stop_timeout(make_initiator, reactor):
     """stop: SIGTERM (which it shrugs off), then SIGKILL once stop_timeout has passed."""
-    init = make_initiator(stop_timeout="0.5")
+    init = await make_initiator(stop_timeout="0.5")
     guid = await init.launch(T + "hang")
     job = await init.ready(guid, timeout=30)
     pid = job.pid
@@ -164,7 +157,7 @@ async def test_worker_that_ignores_sigterm_is_killed_after_stop_timeout(make_ini
 @pytest_twisted.ensureDeferred
 async def test_grandchild_dies_with_its_worker(make_initiator, reactor, how):
     """A process the worker started is in its group, and goes when the worker goes."""
-    init = make_initiator()
+    init = await make_initiator()
     guid = await init.launch(T + "spawner")
     job = await init.ready(guid, timeout=30)
     pid = job.pid
@@ -198,7 +191,7 @@ def holder_socket():
 @pytest_twisted.ensureDeferred
 async def test_port_held_by_another_socket_is_skipped(make_initiator, reactor):
     """next_port passes over a port that something outside the initiator listens on."""
-    init = make_initiator()
+    init = await make_initiator()
     first = next_port(init.cfg, "init", in_use=lambda port: port_in_use("127.0.0.1", port))
     with holder_socket() as holder:
         holder.bind(("127.0.0.1", first))
@@ -213,7 +206,7 @@ async def test_port_held_by_another_socket_is_skipped(make_initiator, reactor):
 @pytest_twisted.ensureDeferred
 async def test_port_taken_after_allocation_relaunches_on_the_next(make_initiator, reactor):
     """A port taken between allocation and bind: the worker exits 75, and runs on the next."""
-    init = make_initiator()
+    init = await make_initiator()
     taken = []
 
     def take_the_port(event):
@@ -242,7 +235,7 @@ async def test_port_taken_after_allocation_relaunches_on_the_next(make_initiator
 @pytest_twisted.ensureDeferred
 async def test_flooding_worker_leaves_the_initiator_serving(make_initiator, reactor):
     """A 1 MiB line and raw bytes: logged in 64 KiB pieces as valid text; others still answer."""
-    init = make_initiator()
+    init = await make_initiator()
     demo = await init.ready(await init.launch(DEMO), timeout=30)
     pieces = []
 
@@ -276,7 +269,7 @@ async def test_flooding_worker_leaves_the_initiator_serving(make_initiator, reac
 async def test_module_that_raises_on_import_fails_with_its_traceback(make_initiator, reactor):
     """An import-time exception: failed, quickly, with the exception's line in last_error;
     a job launched alongside it is unaffected."""
-    init = make_initiator()
+    init = await make_initiator()
     started = time.monotonic()
     guid = await init.launch(T + "import_error")
     other = await init.launch(DEMO)
@@ -307,7 +300,7 @@ async def test_module_gone_by_its_restart_fails_with_the_reason(make_initiator, 
         if __name__ == "__main__":
             run_worker(app)
         """))
-    init = make_initiator(extra=f"[{name}]\nmax_restarts = 1\n", pythonpath=str(tmp_path))
+    init = await make_initiator(extra=f"[{name}]\nmax_restarts = 1\n", pythonpath=str(tmp_path))
     guid = await init.launch(name)
     job = await init.ready(guid, timeout=30)
     code, body = await get(reactor, f"http://127.0.0.1:{job.port}/")
@@ -322,7 +315,7 @@ async def test_module_gone_by_its_restart_fails_with_the_reason(make_initiator, 
 @pytest_twisted.ensureDeferred
 async def test_worker_that_never_reads_its_config_is_killed_at_ready_timeout(make_initiator):
     """A deaf worker: killed at ready_timeout, quickly, and counted a failed start."""
-    init = make_initiator(ready_timeout="1")
+    init = await make_initiator(ready_timeout="1")
     started = time.monotonic()
     guid = await init.launch(T + "deaf")
     job = await init.wait_for_state(guid, ["failed"], 15)

@@ -2,7 +2,6 @@
 
 import pytest
 import pytest_twisted
-from conftest import initiator_config
 from twisted.internet.defer import TimeoutError as DeferredTimeout
 from twisted.logger import capturedLogs, formatEvent
 
@@ -15,6 +14,7 @@ from turberfield_twisted import (
     UnknownModule,
 )
 from turberfield_twisted.config import parse_config
+from turberfield_twisted.testing.configs import initiator_config
 from turberfield_twisted.testing.fakes import FakeProcessReactor
 
 DEMO = "turberfield_twisted.demo.hello"

@@ -11,17 +11,17 @@ from typing import Any
 
 import pytest
 import pytest_twisted
-from twisted.internet.defer import Deferred, succeed
+from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
 from twisted.logger import LogLevel, capturedLogs, formatEvent
 
-from turberfield_twisted import Initiator, JobState, NoFreePort, SpawnFailed
+from turberfield_twisted import JobState, NoFreePort, SpawnFailed
 from turberfield_twisted.config import parse_config
 from turberfield_twisted.job import ENDED, EventKind, Job
 from turberfield_twisted.lifecycle import TRANSITIONS, Input, Lifecycle
 from turberfield_twisted.settings import check_config
 from turberfield_twisted.supervision import RestartTracker
-from turberfield_twisted.testing.fakes import FakeLauncher
+from turberfield_twisted.testing.fakes import FakeLauncher, InitiatorOnClock, initiator_on_clock
 
 MOD = "some.worker"
 LOW = 21000
@@ -379,33 +379,15 @@ def test_an_observer_that_stops_a_job_on_starting_leaves_no_timer():
 # -- the Initiator on top -----------------------------------------------------------
 
 
-class _Response:
-    code = 200
-
-    def content(self) -> Deferred[bytes]:
-        return succeed(b"{}")
-
-
-class _Http:
-    """Health checks answer at once while ``healthy``; otherwise they never answer."""
-
-    healthy = True
-
-    def get(self, url: str, timeout: float, reactor: Any) -> Deferred[Any]:
-        return succeed(_Response()) if self.healthy else Deferred()
-
-
-def initiator(slots: int = 1, **module: Any) -> tuple[Initiator, Clock, FakeLauncher, _Http]:
-    clock, launcher, http = Clock(), FakeLauncher(), _Http()
-    init = Initiator(None, guid="init", cfg=parse_config(config_text(slots, **module)),
-                     reactor=clock, launcher=launcher, http=http)
-    return init, clock, launcher, http
+def initiator(slots: int = 1, **module: Any) -> InitiatorOnClock:
+    """An Initiator on a Clock with the kit's fake launcher; health checks answer at once."""
+    return initiator_on_clock(config_text(slots, **module))
 
 
 @pytest_twisted.ensureDeferred
 async def test_an_observer_finds_the_job_in_the_table_on_its_first_event():
     """Every event, the first included, names a job the initiator already knows."""
-    init, _, _, _ = initiator()
+    init = initiator().init
     found: list[str] = []
     init.subscribe(lambda event: found.append(init.job(event.guid).guid))
     guid = await init.launch(MOD)
@@ -415,7 +397,8 @@ async def test_an_observer_finds_the_job_in_the_table_on_its_first_event():
 @pytest_twisted.ensureDeferred
 async def test_stopping_the_service_ends_jobs_in_every_state():
     """stopService with jobs waiting, starting, ready, stopping, in backoff, exited, failed."""
-    init, clock, launcher, http = initiator(slots=1)
+    world = initiator(slots=1)
+    init, clock, launcher, http = world.init, world.clock, world.launcher, world.health
     init.startService()
     ready = await init.launch(MOD)
     backoff = await init.launch(MOD)
@@ -429,7 +412,7 @@ async def test_stopping_the_service_ends_jobs_in_every_state():
     init.stop(stubborn)
     exited = await init.launch(MOD)
     init.stop(exited)
-    http.healthy = False
+    http.healthy, http.silent = False, True
     starting = await init.launch(MOD)
     waiting = await init.launch(MOD)
     states = {g: init.job(g).state.value for g in (ready, backoff, "failed", stubborn, exited,

@@ -9,7 +9,6 @@ import attrs
 import prometheus_client
 import pytest_twisted
 import treq
-from conftest import initiator_config
 from klein import Klein
 from prometheus_client import CONTENT_TYPE_LATEST
 from prometheus_client.parser import text_string_to_metric_families
@@ -21,6 +20,7 @@ from turberfield_twisted.api import ControlAPI
 from turberfield_twisted.hooks import HookDispatcher
 from turberfield_twisted.job import JobState
 from turberfield_twisted.metrics import Metrics
+from turberfield_twisted.testing.configs import initiator_config
 from turberfield_twisted.testing.fakes import FakeProcessReactor
 
 STATES = [state.value for state in JobState]

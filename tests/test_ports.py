@@ -3,10 +3,11 @@
 import socket
 
 import pytest
-from conftest import initiator_config
 
 from turberfield_twisted import Initiator, NoFreePort
 from turberfield_twisted.ports import next_port, port_in_use
+from turberfield_twisted.testing.configs import initiator_config
+from turberfield_twisted.testing.ports import free_ports
 
 
 def test_lowest_port_of_range():
@@ -51,10 +52,11 @@ def test_default_busy_is_not_shared_between_calls():
 
 def test_port_held_by_another_socket_is_skipped():
     """With a probe, a port some other socket holds on the host is skipped."""
-    with socket.socket() as held:
-        held.bind(("127.0.0.1", 0))
+    with free_ports(size=10) as block, socket.socket() as held:  # port + 1: free, and ours
+        port = block.low
+        held.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as a listener would
+        held.bind(("127.0.0.1", port))
         held.listen()
-        port = held.getsockname()[1]
         assert port_in_use("127.0.0.1", port)
         cfg = initiator_config(low=port, high=port + 1)
         chosen = next_port(cfg, "init", in_use=lambda p: port_in_use("127.0.0.1", p))

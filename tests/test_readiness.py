@@ -7,6 +7,7 @@ the runtime through real processes on loopback ports 25100-25199.
 
 from __future__ import annotations
 
+import itertools
 import os
 import sys
 from typing import Any
@@ -14,8 +15,7 @@ from typing import Any
 import pytest
 import pytest_twisted
 import treq
-from conftest import initiator_config
-from twisted.internet.defer import CancelledError, Deferred, fail, succeed
+from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.protocol import ProcessProtocol
 from twisted.internet.task import Clock, deferLater
 
@@ -24,54 +24,49 @@ from turberfield_twisted.contract import EXIT_NO_CONFIG, LIFELINE_FD, READY_FD, 
 from turberfield_twisted.launcher import LocalLauncher
 from turberfield_twisted.process import WorkerProtocol
 from turberfield_twisted.readiness import HealthProbe
+from turberfield_twisted.testing.configs import initiator_config
+from turberfield_twisted.testing.fakes import FakeHealth
 from turberfield_twisted.testing.procs import children_of, wait_gone
 
 DEMO = "turberfield_twisted.demo.hello"
 PLAIN = "turberfield_twisted.testing.plain"
 
 
-class _Ok:
-    code = 200
+def refusing() -> FakeHealth:
+    """Health checks refused until ``healthy`` (each one kept in ``asked``)."""
+    http = FakeHealth()
+    http.healthy = False
+    return http
 
-    def content(self) -> Deferred[bytes]:
-        return succeed(b'{"status": "ok", "guid": "g"}')
 
-
-class _Http:
-    """Refuses until ``up``; records when each check came (on the clock)."""
-
-    def __init__(self, clock: Clock):
-        self.clock = clock
-        self.up = False
-        self.asked: list[float] = []
-
-    def get(self, url: str, timeout: float, reactor: Any) -> Deferred[Any]:
-        self.asked.append(self.clock.seconds())
-        return succeed(_Ok()) if self.up else fail(ConnectionRefusedError())
+def times(http: FakeHealth) -> list[float]:
+    """When each check came, on the clock."""
+    return [time for time, _ in http.asked]
 
 
 def test_a_worker_that_says_it_listens_is_checked_at_once():
     """The signal wakes the probe: one check at that instant, and it is ready."""
     clock = Clock()
-    http = _Http(clock)
+    http = refusing()
     listening: Deferred[None] = Deferred()
     done = HealthProbe(http, clock).wait("g", "http://127.0.0.1:1/health", listening)
     clock.advance(0.003)
-    assert http.asked == [0.0] and not done.called
-    http.up = True
+    assert times(http) == [0.0] and not done.called
+    http.healthy = True
     listening.callback(None)
-    assert done.called and http.asked == [0.0, 0.003]
+    assert done.called and times(http) == [0.0, 0.003]
     assert clock.getDelayedCalls() == []
 
 
 def test_a_worker_that_never_says_so_is_polled_at_most_50_ms_apart():
     """No signal: checks at 0, then pauses growing from 10 ms by 1.5 to a cap of 50 ms."""
     clock = Clock()
-    http = _Http(clock)
+    http = refusing()
     listening: Deferred[None] = Deferred()
     done = HealthProbe(http, clock).wait("g", "http://127.0.0.1:1/health", listening)
     clock.pump([0.00125] * 400)  # the clock's steps blur each time by up to one step
-    pauses = [b - a for a, b in zip(http.asked, http.asked[1:], strict=False)]
+    asked = times(http)
+    pauses = [b - a for a, b in itertools.pairwise(asked)]
     assert pauses[:6] == pytest.approx([0.01, 0.015, 0.0225, 0.03375, 0.05, 0.05], abs=0.0013)
     assert len(pauses) > 10 and max(pauses) <= 0.05 + 0.0013
     done.addErrback(lambda failure: failure.trap(CancelledError))

@@ -8,12 +8,9 @@ from __future__ import annotations
 
 import textwrap
 from typing import Any
-from urllib.parse import urlsplit
 
 import pytest
 import pytest_twisted
-from twisted.internet.defer import fail, succeed
-from twisted.internet.error import ConnectionRefusedError
 from twisted.internet.task import Clock
 from twisted.logger import capturedLogs, formatEvent
 
@@ -24,7 +21,7 @@ from turberfield_twisted.job import EventKind, JobState, Wanted
 from turberfield_twisted.reconcile import Reconciler
 from turberfield_twisted.state import StateDir
 from turberfield_twisted.store import JobRecord, Store
-from turberfield_twisted.testing.fakes import FakeLauncher
+from turberfield_twisted.testing.fakes import FakeHealth, FakeLauncher
 
 MOD = "some.worker"
 OTHER = "other.worker"
@@ -46,30 +43,6 @@ jitter = 0
 """
 
 
-class _Response:
-    code = 200
-
-    def __init__(self, guid: str):
-        self.guid = guid
-
-    def content(self) -> Any:
-        return succeed(f'{{"guid": "{self.guid}"}}'.encode())
-
-
-class Http:
-    """Health checks: a worker answers once its port is in ``healthy`` (all, if None)."""
-
-    def __init__(self) -> None:
-        self.healthy: set[int] | None = None
-        self.guids: dict[int, str] = {}
-
-    def get(self, url: str, timeout: float, reactor: Any) -> Any:
-        port = urlsplit(url).port or 0
-        if self.healthy is not None and port not in self.healthy:
-            return fail(ConnectionRefusedError())
-        return succeed(_Response(self.guids.get(port, "")))
-
-
 class World:
     """An Initiator with a store in ``path`` and a Reconciler that reloads ``self.text``."""
 
@@ -78,20 +51,14 @@ class World:
         self.state = StateDir.open(path)
         self.state.lock()
         self.store = Store.open(self.state)
-        self.clock, self.launcher, self.http = Clock(), FakeLauncher(), Http()
+        self.clock, self.launcher = Clock(), FakeLauncher()
+        self.http = FakeHealth(self.launcher)  # answers in the name of the worker on the port
         self.init = Initiator(None, guid="init", cfg=parse_config(text, source="my.cfg"),
                               reactor=self.clock, launcher=self.launcher, http=self.http,
                               store=self.store)
         self.reconciler = Reconciler(self.init, lambda: parse_config(self.text, "my.cfg"))
         self.events: list[Any] = []
         self.init.subscribe(self.events.append)
-        # health answers name the job: the fake launcher's workers are found by port
-        self.launcher_spawn = self.launcher.spawn
-        self.launcher.spawn = self._spawn  # type: ignore[method-assign]
-
-    def _spawn(self, module: str, guid: str, port: int, config: bytes, on_line: Any) -> Any:
-        self.http.guids[port] = guid
-        return self.launcher_spawn(module, guid, port, config, on_line)
 
     def start(self) -> None:
         self.init.startService()
@@ -249,11 +216,11 @@ def spawn_order(w: World) -> list[str]:
 
 def test_declared_jobs_start_with_the_daemon_in_order(declared):
     """web requires cache: cache is spawned first, web once cache is ready."""
-    declared.http.healthy = set()
+    declared.http.up = set()
     declared.start()
     assert spawn_order(declared) == ["cache"]
     assert declared.states() == {"cache": "starting", "web": "waiting"}
-    declared.http.healthy = None
+    declared.http.up = None
     declared.clock.advance(0.1)
     assert spawn_order(declared) == ["cache", "web"]
     cache = declared.init.job("cache")
@@ -379,7 +346,7 @@ def test_a_declared_job_stopped_by_its_operator_stays_stopped_when_its_section_c
 
 def test_settled_waits_for_declared_jobs_and_not_for_ones_that_cannot_start(declared):
     """READY=1 waits for cache and web; a job waiting for a failed one does not hold it."""
-    declared.http.healthy = set()
+    declared.http.up = set()
     declared.start()
     fired = []
     declared.reconciler.settled().addCallback(fired.append)
@@ -390,11 +357,11 @@ def test_settled_waits_for_declared_jobs_and_not_for_ones_that_cannot_start(decl
 
 def test_settled_fires_once_every_declared_job_is_ready(declared):
     """With healthy workers the declared jobs get ready and it fires."""
-    declared.http.healthy = set()
+    declared.http.up = set()
     declared.start()
     fired = []
     declared.reconciler.settled().addCallback(fired.append)
-    declared.http.healthy = None
+    declared.http.up = None
     declared.clock.advance(0.1)
     assert declared.states() == {"cache": "ready", "web": "ready"}
     assert fired == [None]

@@ -2,13 +2,13 @@
 
 import pytest
 import pytest_twisted
-from conftest import initiator_config
-from twisted.internet.defer import Deferred, fail, succeed
+from twisted.internet.defer import Deferred, succeed
 
 from turberfield_twisted import Initiator, JobExited, LocalLauncher
 from turberfield_twisted.config import parse_config
 from turberfield_twisted.supervision import RestartPolicy, RestartTracker
-from turberfield_twisted.testing.fakes import FakeProcessReactor
+from turberfield_twisted.testing.configs import initiator_config
+from turberfield_twisted.testing.fakes import FakeHealth, FakeProcessReactor
 
 MOD = "turberfield_twisted.testing.crash"
 LOW, HIGH = 23100, 23119
@@ -26,22 +26,12 @@ POLICY = {
 
 
 class _Response:
+    """A health answer of the tests' own making."""
+
     code = 200
 
     def content(self):
         return succeed(b'{"status": "ok"}')
-
-
-class _Http:
-    """Health checks answer 200 while ``healthy``; otherwise the connection is refused."""
-
-    def __init__(self, healthy=True):
-        self.healthy = healthy
-
-    def get(self, url, timeout, reactor):
-        if self.healthy:
-            return succeed(_Response())
-        return fail(ConnectionRefusedError(url))
 
 
 def make(healthy=True, random=lambda: 0.0, **policy):
@@ -51,8 +41,10 @@ def make(healthy=True, random=lambda: 0.0, **policy):
     extra = f"[{MOD}]\n" + "".join(f"{k} = {v}\n" for k, v in keys.items())
     reactor = FakeProcessReactor()
     launcher = LocalLauncher(reactor, python="/py", setsid=None, process_groups=False)
+    health = FakeHealth()
+    health.healthy = healthy
     init = Initiator(None, guid="init", cfg=initiator_config(LOW, HIGH, extra=extra, **own),
-                     reactor=reactor, launcher=launcher, http=_Http(healthy), random=random)
+                     reactor=reactor, launcher=launcher, http=health, random=random)
     return reactor, init
 
 

@@ -3,21 +3,16 @@ Workers talking with their initiator: events posted through ``ctx.parent``,
 config pushed to ``POST /_proactor/config`` and handed to ``on_config``, and
 a job's token opening only its own job's calls.
 
-The first tests run in memory; the last ones run real workers against a
-real ControlAPI on 127.0.0.1. Run as ``python -m test_worker_messaging``
-this module is a worker itself (:class:`Asker`): so it takes ``Klein``
-from the worker runtime, which installs the asyncio reactor, and imports
-``api`` (which imports klein) only inside the fixture.
+The first tests run in memory (the testing kit's harness); the last ones
+run real workers against a real ControlAPI on 127.0.0.1 (the kit's
+``start_initiator``). Run as ``python -m test_worker_messaging`` this
+module is a worker itself (:class:`Asker`).
 """
 
-import argparse
 import json
-import os
-from pathlib import Path
 
 import pytest
 import pytest_twisted
-from conftest import initiator_config
 from treq.testing import StubTreq
 from twisted.internet.defer import Deferred
 
@@ -29,17 +24,20 @@ from turberfield_twisted import (
     OverrideNotAllowed,
     UnknownJob,
 )
-from turberfield_twisted.client import ApiError, ConfigPushFailed, ParentClient, make_http
+from turberfield_twisted.client import ApiError, ConfigPushFailed, ParentClient
 from turberfield_twisted.config import job_config_text, parse_config
 from turberfield_twisted.demo.hello import Hello
+from turberfield_twisted.testing.configs import initiator_config
 from turberfield_twisted.testing.fakes import FakeProcessReactor
-from turberfield_twisted.testing.procs import children_of, wait_gone
-from turberfield_twisted.worker import Klein, WorkerContext, _Runtime, run_worker
+from turberfield_twisted.testing.harness import worker_harness
+from turberfield_twisted.testing.ports import PortRange
+from turberfield_twisted.worker import Klein, WorkerContext, run_worker
 
 DEMO = "turberfield_twisted.demo.hello"
 ASKER = "test_worker_messaging"
 TOKEN = "admin-token-for-tests"
-JOB_TOKEN = "job-token-for-tests"
+#: Send the harness's own job token.
+OWN = object()
 
 
 class Asker:
@@ -66,60 +64,54 @@ class Asker:
 # -- the worker's config route, in memory -------------------------------------
 
 
-def make_runtime(reactor, user_factory=Hello):
-    """A worker runtime as after reading its config: job ``job-1``, token JOB_TOKEN."""
-    runtime = _Runtime(reactor, argparse.Namespace(guid="job-1", port=1), user_factory, 1)
-    runtime.proactor.cfg = parse_config(
-        f"[job-1]\ngreeting = hello\ntoken = {JOB_TOKEN}\nsecret = shh\n")
-    runtime.ctx = WorkerContext("job-1", 1, reactor, runtime.proactor, token=JOB_TOKEN)
-    runtime.user = user_factory(runtime.ctx)
-    runtime.user_resource = runtime.user.app.resource()
-    return runtime, StubTreq(runtime.app.resource())
+def harness(factory=Hello):
+    """The demo app (or ``factory``'s) in memory as job ``job-1``, its token made up."""
+    return worker_harness(factory, {"greeting": "hello", "secret": "shh"}, guid="job-1",
+                          module=DEMO)
 
 
-async def post_config(http, text, token=JOB_TOKEN):
+async def post_config(h, text, token=OWN):
+    token = h.token if token is OWN else token
     headers = {b"Authorization": [f"Bearer {token}".encode()]} if token else {}
-    response = await http.post("http://127.0.0.1:1/_proactor/config", data=text.encode(),
-                               headers=headers, timeout=5, reactor=None)
+    response = await h.client.post("/_proactor/config", data=text.encode(), headers=headers)
     return response.code, json.loads(await response.content())
 
 
 @pytest_twisted.ensureDeferred
-async def test_config_route_applies_and_calls_on_config(reactor):
+async def test_config_route_applies_and_calls_on_config():
     """A good push replaces the config and reaches on_config without secrets."""
-    runtime, http = make_runtime(reactor)
-    text = f"[DEFAULT]\nsite = x\n\n[job-1]\ngreeting = hej\ntoken = {JOB_TOKEN}\nsecret = s\n"
-    assert await post_config(http, text) == (200, {"applied": True})
-    assert runtime.proactor.cfg["job-1"]["greeting"] == "hej"
-    assert runtime.user.section == {"greeting": "hej"}
-    response = await http.get("http://127.0.0.1:1/", timeout=5, reactor=reactor)
-    assert json.loads(await response.content())["config"] == {"greeting": "hej"}
+    h = harness()
+    text = f"[DEFAULT]\nsite = x\n\n[job-1]\ngreeting = hej\ntoken = {h.token}\nsecret = s\n"
+    assert await post_config(h, text) == (200, {"applied": True})
+    assert h.config["job-1"]["greeting"] == "hej"
+    assert h.app.section == {"greeting": "hej"}
+    response = await h.client.get("/")
+    assert (await response.json())["config"] == {"greeting": "hej"}
 
 
-@pytest.mark.parametrize("token", [None, "wrong", JOB_TOKEN + "x", ""])
+@pytest.mark.parametrize("token", [lambda own: None, lambda own: "wrong", lambda own: own + "x",
+                                   lambda own: ""], ids=["none", "wrong", "longer", "empty"])
 @pytest_twisted.ensureDeferred
-async def test_config_route_needs_the_jobs_own_token(reactor, token):
+async def test_config_route_needs_the_jobs_own_token(token):
     """No token or another one: 401, and the config is untouched."""
-    runtime, http = make_runtime(reactor)
-    code, body = await post_config(http, "[job-1]\ngreeting = hej\n", token=token)
+    h = harness()
+    code, body = await post_config(h, "[job-1]\ngreeting = hej\n", token=token(h.token))
     assert code == 401 and "token" in body["error"]
-    assert runtime.proactor.cfg["job-1"]["greeting"] == "hello"
+    assert h.config["job-1"]["greeting"] == "hello"
 
 
 @pytest.mark.parametrize(("header", "code"), [
-    (f"bearer {JOB_TOKEN}", 200),
-    (f"BEARER  {JOB_TOKEN} ", 200),
-    (f"Basic {JOB_TOKEN}", 401),
-    (JOB_TOKEN, 401),
+    ("bearer {}", 200),
+    ("BEARER  {} ", 200),
+    ("Basic {}", 401),
+    ("{}", 401),
 ])
 @pytest_twisted.ensureDeferred
-async def test_config_route_reads_the_bearer_scheme_in_any_case(reactor, header, code):
+async def test_config_route_reads_the_bearer_scheme_in_any_case(header, code):
     """The token counts only after ``Bearer`` (any case, spaces around it ignored)."""
-    _, http = make_runtime(reactor)
-    response = await http.post("http://127.0.0.1:1/_proactor/config",
-                               data=b"[job-1]\ngreeting = hej\n",
-                               headers={b"Authorization": [header.encode()]},
-                               timeout=5, reactor=None)
+    h = harness()
+    response = await h.client.post("/_proactor/config", data=b"[job-1]\ngreeting = hej\n",
+                                   headers={b"Authorization": [header.format(h.token).encode()]})
     assert response.code == code
 
 
@@ -130,26 +122,26 @@ async def test_config_route_reads_the_bearer_scheme_in_any_case(reactor, header,
     "[job-1]\ngreeting = hej\n[other]\nkey = 1\n",
 ])
 @pytest_twisted.ensureDeferred
-async def test_config_route_takes_only_this_jobs_section(reactor, text):
+async def test_config_route_takes_only_this_jobs_section(text):
     """Malformed text, or any section but this job's own: 400, config untouched."""
-    runtime, http = make_runtime(reactor)
-    code, body = await post_config(http, text)
+    h = harness()
+    code, body = await post_config(h, text)
     assert code == 400 and body["error"]
-    assert runtime.proactor.cfg["job-1"]["greeting"] == "hello"
+    assert h.config["job-1"]["greeting"] == "hello"
 
 
 @pytest_twisted.ensureDeferred
-async def test_a_refusing_on_config_is_a_422_and_the_worker_keeps_its_config(reactor):
+async def test_a_refusing_on_config_is_a_422_and_the_worker_keeps_its_config():
     """on_config raising: 422 with its reason; the worker's config is the one it had."""
 
     class Refuses(Hello):
         def on_config(self, section):
             raise ValueError("greeting must not be x")
 
-    runtime, http = make_runtime(reactor, Refuses)
-    assert await post_config(http, "[job-1]\ngreeting = x\n") == (
+    h = harness(Refuses)
+    assert await post_config(h, "[job-1]\ngreeting = x\n") == (
         422, {"error": "ValueError: greeting must not be x"})
-    assert runtime.proactor.cfg.get("job-1", "greeting") == "hello"
+    assert h.config.get("job-1", "greeting") == "hello"
 
 
 # -- Initiator.update_config, on a fake reactor -------------------------------
@@ -244,81 +236,46 @@ async def test_bad_changes_change_nothing_and_push_nothing():
 # -- real workers, a real control API -----------------------------------------
 
 
-@pytest_twisted.async_yield_fixture
-async def served(reactor):
-    """An Initiator whose ControlAPI listens on 127.0.0.1; its jobs can reach it."""
-    from twisted.internet.endpoints import TCP4ServerEndpoint
-
-    from turberfield_twisted.api import ControlAPI
-
-    cfg = initiator_config(21400, 21449, pythonpath=str(Path(__file__).parent),
-                           extra=f"[{ASKER}]\n")
-    init = Initiator(None, guid="init", cfg=cfg, reactor=reactor)
-    port = await TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1").listen(
-        ControlAPI(init, TOKEN, reactor).site())
-    init.listening("127.0.0.1", port.getHost().port)
-    init.startService()
-    http, pool = make_http(reactor)
-    try:
-        yield init, http
-    finally:
-        pids = [job.pid for job in init.workers.values() if job.pid]
-        await init.stopService()
-        await wait_gone(reactor, pids)
-        await port.stopListening()
-        await pool.closeCachedConnections()
-        assert children_of(os.getpid()) == []
-
-
-async def call(http, reactor, method, url, body=None):
-    response = await http.request(method, url, json=body, timeout=10, reactor=reactor)
-    return response.code, json.loads(await response.content())
+@pytest_twisted.async_fixture
+async def served(start_initiator):
+    """An initiator whose control API its jobs reach (they import this module: it is a worker)."""
+    return await start_initiator(initiator_config(extra=f"[{ASKER}]\n"),
+                                 ports=PortRange(21400, 21449))
 
 
 @pytest_twisted.ensureDeferred
-async def test_notify_reaches_an_observer(served, reactor):
+async def test_notify_reaches_an_observer(served):
     """A worker's POST /notify becomes a ``worker`` event seen by a subscriber."""
-    init, http = served
-    guid = await init.launch(DEMO)
-    job = await init.ready(guid, timeout=15)
+    worker = await served.launch(DEMO)
     seen: Deferred = Deferred()
-    unsubscribe = init.subscribe(
-        lambda e: e.kind == "worker" and not seen.called and seen.callback(e))
-    try:
-        code, body = await call(http, reactor, "POST", f"http://127.0.0.1:{job.port}/notify",
-                                {"n": 1})
-        assert (code, body) == (202, {"notified": True})
-        event = await seen.addTimeout(10, reactor)
-    finally:
-        unsubscribe()
-    assert (event.guid, event.name, event.data) == (guid, "notified", {"n": 1})
+    served.init.subscribe(lambda e: e.kind == "worker" and not seen.called and seen.callback(e))
+    response = await worker.client.post("/notify", json={"n": 1})
+    assert (response.code, await response.json()) == (202, {"notified": True})
+    event = await seen.addTimeout(10, served.reactor)
+    assert (event.guid, event.name, event.data) == (worker.guid, "notified", {"n": 1})
+    assert await worker.events.next() == ("notified", {"n": 1})
 
 
 @pytest_twisted.ensureDeferred
-async def test_update_config_reaches_on_config(served, reactor):
+async def test_update_config_reaches_on_config(served):
     """update_config on a ready job: the worker's GET / shows the new values."""
-    init, http = served
-    guid = await init.launch(DEMO, config={"greeting": "bonjour"})
-    job = await init.ready(guid, timeout=15)
-    await init.update_config(guid, {"greeting": "hej", "api_key": "k$1"})
-    code, body = await call(http, reactor, "GET", f"http://127.0.0.1:{job.port}/")
-    assert code == 200
+    worker = await served.launch(DEMO, config={"greeting": "bonjour"})
+    await worker.push_config({"greeting": "hej", "api_key": "k$1"})
+    response = await worker.client.get("/")
+    body = await response.json()
+    assert response.code == 200
     assert (body["config"]["greeting"], body["config"]["api_key"]) == ("hej", "k$1")
     assert "token" not in body["config"] and "secret" not in body["config"]
 
 
 @pytest_twisted.ensureDeferred
-async def test_a_worker_may_read_only_its_own_config(served, reactor):
+async def test_a_worker_may_read_only_its_own_config(served):
     """With its own token a worker reads its own config; another job's is 401."""
-    init, http = served
-    asker, other = await init.launch(ASKER), await init.launch(DEMO)
-    job = await init.ready(asker, timeout=15)
-    await init.ready(other, timeout=15)
-    base = f"http://127.0.0.1:{job.port}/ask"
-    assert await call(http, reactor, "GET", f"{base}/{asker}") == (
-        200, {"status": 200, "guid": asker})
-    assert await call(http, reactor, "GET", f"{base}/{other}") == (
-        200, {"status": 401, "error": "unauthorized"})
+    asker, other = await served.launch(ASKER), await served.launch(DEMO)
+    for guid, answer in [(asker.guid, {"status": 200, "guid": asker.guid}),
+                         (other.guid, {"status": 401, "error": "unauthorized"})]:
+        response = await asker.client.get(f"/ask/{guid}")
+        assert (response.code, await response.json()) == (200, answer)
 
 
 if __name__ == "__main__":

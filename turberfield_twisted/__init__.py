@@ -9,6 +9,7 @@ which imports this package on its way to
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
@@ -90,12 +91,25 @@ if TYPE_CHECKING:
     from .worker import run_worker
 
 
-def __getattr__(name: str) -> Any:
-    # run_worker lives in a module that installs the asyncio reactor on
-    # import; the others pull in Twisted: each is imported when asked for.
-    where = _WHERE.get(name)
-    if where is None:
-        raise AttributeError(name)
-    value = getattr(import_module(f".{where}", __name__), name)
-    globals()[name] = value
-    return value
+def lazy_getattr(package: str, where: Mapping[str, str],
+                 namespace: dict[str, Any]) -> Callable[[str], Any]:
+    """
+    A module ``__getattr__`` for ``package`` (this one, or one of its
+    subpackages): a name in ``where`` is imported from its module there on
+    first use, then kept in ``namespace``.
+    """
+
+    def getattr_(name: str) -> Any:
+        module = where.get(name)
+        if module is None:
+            raise AttributeError(name)
+        value = getattr(import_module(f".{module}", package), name)
+        namespace[name] = value
+        return value
+
+    return getattr_
+
+
+# run_worker lives in a module that installs the asyncio reactor on
+# import; the others pull in Twisted: each is imported when asked for.
+__getattr__ = lazy_getattr(__name__, _WHERE, globals())

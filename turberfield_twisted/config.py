@@ -36,6 +36,7 @@ __all__ = [
     "parse_config",
     "read_stream",
     "redact",
+    "render_job_config",
     "section_items",
     "write_job_section",
 ]
@@ -264,6 +265,24 @@ def write_job_section(
     cfg.add_section(guid)
     for key, value in section.items():
         cfg.set(guid, key, _escape(value))
+
+
+def render_job_config(
+    cfg: configparser.ConfigParser, guid: str, module: str, overrides: Mapping[str, str], *,
+    port: int, session: str | None, parent: tuple[str, int], token: str,
+) -> str:
+    """
+    (Re)write job ``guid``'s section as the initiator does at each start
+    (its module section's keys, ``overrides``, then ``module``,
+    ``listen_port``, ``session``, ``parent_addr``, ``parent_port`` and
+    ``token``) and return what its worker reads on stdin (see
+    :func:`job_config_text`).
+    """
+    addr, parent_port = parent
+    write_job_section(cfg, guid, module, {
+        **overrides, "module": module, "listen_port": str(port), "session": session or "",
+        "parent_addr": addr, "parent_port": str(parent_port), "token": token})
+    return job_config_text(cfg, guid)
 
 
 def check_overrides(

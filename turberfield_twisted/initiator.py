@@ -21,7 +21,7 @@ from twisted.internet.defer import Deferred, DeferredList, maybeDeferred
 from twisted.logger import Logger
 
 from .client import make_http
-from .config import GUID, ConfigError, check_overrides, job_config_text, write_job_section
+from .config import GUID, ConfigError, check_overrides, render_job_config
 from .contract import HEALTH_PATH
 from .durability import Keeper
 from .errors import BadGuid, StoreFailed, UnknownModule
@@ -133,12 +133,9 @@ class Initiator(JobTable, Proactor, Service):
     def _render(self, job: Job) -> bytes:
         """Write ``job``'s section; the config its worker reads on stdin."""
         own = self.settings.initiator
-        addr, port = self.api_address or (own.listen_addr, own.listen_port)
-        write_job_section(self.cfg, job.guid, job.module, {
-            **job.overrides, "module": job.module, "listen_port": str(job.port),
-            "session": job.session or "", "parent_addr": addr, "parent_port": str(port),
-            "token": job.token})
-        return job_config_text(self.cfg, job.guid).encode("utf-8")
+        parent = self.api_address or (own.listen_addr, own.listen_port)
+        return render_job_config(self.cfg, job.guid, job.module, job.overrides, port=job.port,
+                                 session=job.session, parent=parent, token=job.token).encode()
 
     # -- the seed API ------------------------------------------------------
 

@@ -101,6 +101,7 @@ __all__ = [
     "EXIT_PORT_IN_USE",
     "EXIT_USAGE",
     "Klein",
+    "WorkerApp",
     "WorkerContext",
     "run_worker",
 ]
@@ -162,35 +163,42 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-class _Runtime:
-    """Serves ``/health`` and hands every other path to the module's app."""
+class WorkerApp:
+    """
+    What a worker serves, on a port (the runtime) or in memory (the testing
+    kit): ``/health``, ``/_proactor/config``, and the app :meth:`build` made.
+    """
 
     app = Klein()
 
-    def __init__(self, reactor: Any, args: argparse.Namespace, factory: Callable[..., Any],
-                 config_timeout: float):
-        self.reactor = reactor
-        self.args = args
-        self.factory = factory
-        self.config_timeout = config_timeout
-        self.exit_code = 0
-        self.proactor = Proactor(args, reactor=reactor)
+    def __init__(self, guid: str, port: int, reactor: Any, proactor: Proactor):
+        self.guid, self.port, self.reactor, self.proactor = guid, port, reactor, proactor
         self.user: Any = None
         self.user_resource: Any = None
         self.ctx: WorkerContext | None = None
         #: Every route but /health needs the job's token (it listens beyond loopback).
         self.guarded = False
 
+    def build(self, factory: Callable[[WorkerContext], Any] | Klein, token: str,
+              parent: ParentClient | None) -> Any:
+        """The context and the app: ``factory(ctx)`` (see :func:`run_worker`); raises as it does."""
+        self.ctx = WorkerContext(self.guid, self.port, self.reactor, self.proactor,
+                                 token=token, parent=parent)
+        self.user = factory if isinstance(factory, Klein) else factory(self.ctx)
+        app = self.user if isinstance(self.user, Klein) else self.user.app
+        self.user_resource = app.resource()
+        return self.user
+
     @app.route(HEALTH_PATH, methods=["GET"])
     def health(self, request: Any) -> bytes:
         request.setHeader("Content-Type", "application/json")
-        return json.dumps({"status": "ok", "guid": self.args.guid}).encode()
+        return json.dumps({"status": "ok", "guid": self.guid}).encode()
 
     @app.route(CONFIG_PATH, methods=["POST"])
     async def refresh_config(self, request: Any) -> bytes:
         """Take a new config (this job's section only) from the initiator."""
         request.setHeader("Content-Type", "application/json")
-        ctx, guid = self.ctx, self.args.guid
+        ctx, guid = self.ctx, self.guid
         if ctx is None:
             return _error(request, 503, "not serving yet")
         if not token_matches(bearer(request.getHeader(b"authorization")), ctx._token):
@@ -228,6 +236,20 @@ class _Runtime:
             return _error(request, 401, "this job's token is needed")
         return self.user_resource
 
+
+class _Runtime:
+    """Reads the config, builds the :class:`WorkerApp`, serves it, and exits."""
+
+    def __init__(self, reactor: Any, args: argparse.Namespace,
+                 factory: Callable[..., Any] | Klein, config_timeout: float):
+        self.reactor = reactor
+        self.args = args
+        self.factory = factory
+        self.config_timeout = config_timeout
+        self.exit_code = 0
+        self.proactor = Proactor(args, reactor=reactor)
+        self.served = WorkerApp(args.guid, args.port, reactor, self.proactor)
+
     def fail(self, code: int, message: str, **fields: Any) -> None:
         log.error(message, guid=self.args.guid, **fields)
         self.exit_code = code
@@ -259,22 +281,17 @@ class _Runtime:
         if not cfg.has_section(guid):
             return self.fail(EXIT_CONFIG, "job {guid}: the config has no section for this job")
         token = cfg.get(guid, "token", fallback="")
-        ctx = WorkerContext(guid, self.args.port, self.reactor, self.proactor, token=token,
-                            parent=self._parent_client(cfg, token))
-        self.ctx = ctx
         try:
-            self.user = self.factory(ctx)
-            app = self.user if isinstance(self.user, Klein) else self.user.app
-            self.user_resource = app.resource()
+            self.served.build(self.factory, token, self._parent_client(cfg, token))
         except Exception:
             log.failure("job {guid}: the app could not be built", guid=guid)
             self.exit_code = EXIT_APP
             self.reactor.stop()
             return None
         addr = cfg.get(guid, "listen_addr", fallback="127.0.0.1")
-        self.guarded = not is_loopback(addr)
+        self.served.guarded = not is_loopback(addr)
         kind = endpoints.TCP6ServerEndpoint if ":" in addr else endpoints.TCP4ServerEndpoint
-        site = Site(self.app.resource())
+        site = Site(self.served.app.resource())
         site.noisy = False
         site.log = lambda request: None  # type: ignore[method-assign]
         try:
@@ -284,9 +301,10 @@ class _Runtime:
                              addr=addr, port=self.args.port, why=str(exc.socketError))
         log.info("job {guid} listening on {addr}:{port}", guid=guid, addr=addr,
                  port=self.args.port)
-        if not _say_ready() and ctx.parent is not None:  # on a cluster node: no ready fd
+        parent = self.served.ctx.parent if self.served.ctx is not None else None
+        if not _say_ready() and parent is not None:  # on a cluster node: no ready fd
             try:
-                await ctx.parent.listening(addr, self.args.port, os.environ)
+                await parent.listening(addr, self.args.port, os.environ)
             except (OSError, ApiError, TransportError) as exc:
                 log.error("job {guid}: could not tell the initiator where it listens: {why}",
                           guid=guid, why=str(exc))
@@ -399,8 +417,7 @@ def run_worker(
     _become_group_leader()
     if _is_pipe(READY_FD):
         os.set_inheritable(READY_FD, False)  # what the app spawns does not hold it
-    build = (lambda ctx: factory) if isinstance(factory, Klein) else factory
-    runtime = _Runtime(reactor, args, build, config_timeout)
+    runtime = _Runtime(reactor, args, factory, config_timeout)
     # Everything imported so far lives as long as the worker: keep it out of
     # the collector's reach, so that no full collection over hundreds of
     # modules' objects falls between listening and the first answer.

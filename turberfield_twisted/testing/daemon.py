@@ -1,6 +1,7 @@
 """
 Run ``twistd -n proactor`` as a child process for end-to-end tests, and
-know when it listens (from its log line, not by polling) and when it ends.
+know when it listens (from its log line, not by polling) and when it ends;
+:class:`Daemons` starts several for a test and ends them all.
 """
 
 from __future__ import annotations
@@ -18,8 +19,9 @@ from twisted.internet.protocol import ProcessProtocol
 from ..contract import bearer_header
 from ..process import ExitStatus, LineSplitter
 from ..state import TOKEN_FILE
+from .procs import children_of, wait_gone
 
-__all__ = ["Daemon", "twistd_argv"]
+__all__ = ["Daemon", "Daemons", "twistd_argv"]
 
 _LISTENING = re.compile(r"control API listening on (http://\S+)")
 
@@ -124,3 +126,41 @@ class Daemon(ProcessProtocol):
     def headers(self) -> dict[bytes, list[bytes]]:
         """The admin Authorization header."""
         return bearer_header(self.token)
+
+
+class Daemons:
+    """
+    ``twistd -n proactor`` daemons for one test, each with a config and a
+    state dir of its own under ``where``: :meth:`start` one, and
+    :meth:`stop` ends them all with every worker they started.
+    """
+
+    def __init__(self, reactor: Any, where: Path):
+        self.reactor = reactor
+        self.where = where
+        self.started: list[Daemon] = []
+
+    async def start(self, low: int, high: int, extra: str = "", listen: bool = True) -> Daemon:
+        """
+        A daemon on a free loopback port with child ports ``low`` to
+        ``high`` (``extra``: more lines for its ``[proactor]`` section),
+        listening unless ``listen`` is false (then await its ``listening``).
+        """
+        n = len(self.started)
+        config = self.where / f"proactor-{n}.cfg"
+        config.write_text(f"[proactor]\nlisten_port = 0\nchild_port_min = {low}\n"
+                          f"child_port_max = {high}\n{extra}")
+        daemon = Daemon.start(self.reactor, self.where / f"state-{n}", config=config,
+                              cwd=self.where)
+        self.started.append(daemon)
+        if listen:
+            await daemon.listening.addTimeout(30, self.reactor)
+        return daemon
+
+    async def stop(self) -> None:
+        """SIGTERM each daemon; wait until it and every worker it had are gone."""
+        for daemon in self.started:
+            workers = children_of(daemon.pid or 0)
+            daemon.signal(signal.SIGTERM)
+            await daemon.ended.addTimeout(30, self.reactor)
+            await wait_gone(self.reactor, workers)

@@ -1,5 +1,7 @@
 """
-Fakes for unit tests of timing and bookkeeping; no process is ever started.
+Fakes for tests of launch, restart, backoff and stop logic on a
+:class:`~twisted.internet.task.Clock`: no process is ever started, no
+port bound, and time moves only when the test says (``clock.advance``).
 
 - :class:`FakeProcessReactor`: a Clock-driven reactor whose
   ``spawnProcess`` records each call and hands back a :class:`FakeProcess`
@@ -8,17 +10,40 @@ Fakes for unit tests of timing and bookkeeping; no process is ever started.
 - :class:`FakeLauncher`: an :class:`~turberfield_twisted.launcher.ILauncher`
   whose workers are :class:`FakeWorker` records that a test ends by hand
   (:class:`FakeRemoteWorker` for a module it runs "elsewhere").
+- :class:`FakeHealth`: answers an Initiator's health checks at once.
+- :func:`initiator_on_clock`: an Initiator built on all three.
+
+Each fake is checked against the interface it stands for when this
+module is imported (``verifyClass``); tests check instances with
+``verifyObject``.
+
+::
+
+    world = initiator_on_clock({"init": {"child_port_min": 9000, "child_port_max": 9009},
+                                "my.worker": {"backoff_initial": 1}})
+    guid = await world.init.launch("my.worker")   # ready: FakeHealth answers at once
+    world.launcher.latest(guid).exit(1)           # it crashes
+    world.clock.advance(0)                        # its first restart is due at once
+    assert world.states(guid)[-4:] == ["backoff", "waiting", "starting", "ready"]
 """
 
 from __future__ import annotations
 
 import itertools
+import json
 import signal
 from collections.abc import Callable, Container, Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 import attrs
-from twisted.internet.error import ProcessDone, ProcessExitedAlready, ProcessTerminated
+from twisted.internet.defer import Deferred, fail, succeed
+from twisted.internet.error import (
+    ConnectionRefusedError,
+    ProcessDone,
+    ProcessExitedAlready,
+    ProcessTerminated,
+)
 from twisted.internet.interfaces import IProcessTransport, IReactorProcess
 from twisted.internet.task import Clock
 from twisted.internet.testing import MemoryReactor
@@ -31,7 +56,13 @@ from ..launcher import ILauncher, IRemoteProcess, IWorkerProcess, reachable
 from ..ports import free_port
 from ..process import ExitStatus, ExitWaiters, Once, Outcomes
 
-__all__ = ["FakeLauncher", "FakeProcess", "FakeProcessReactor", "FakeRemoteWorker", "FakeWorker"]
+if TYPE_CHECKING:
+    from ..initiator import Initiator
+    from ..job import JobEvent
+    from .configs import ConfigLike
+
+__all__ = ["FakeHealth", "FakeLauncher", "FakeProcess", "FakeProcessReactor",
+           "FakeRemoteWorker", "FakeWorker", "InitiatorOnClock", "initiator_on_clock"]
 
 _pids = itertools.count(100001)
 
@@ -218,6 +249,96 @@ class FakeLauncher:
     def latest(self, guid: str) -> FakeWorker:
         """The last worker spawned for job ``guid``."""
         return [w for w in self.spawned if w.guid == guid][-1]
+
+
+class _Answer:
+    """A health check's answer: 200 and ``{"status": "ok", "guid": G}`` (no guid if None)."""
+
+    code = 200
+
+    def __init__(self, guid: str | None):
+        named = {"status": "ok"} if guid is None else {"status": "ok", "guid": guid}
+        self.body = json.dumps(named).encode()
+
+    def content(self) -> Deferred[bytes]:
+        return succeed(self.body)
+
+
+class FakeHealth:
+    """
+    A treq-like client answering health checks (``get``) at once: 200 in
+    the name of the ``launcher``'s live worker on the URL's port (if a
+    :class:`FakeLauncher` is given; else in no name, which any job takes)
+    while that port is ``up`` (None: all are); otherwise the connection is
+    refused, or, if ``silent``, the check never answers. ``healthy =
+    False`` takes every port down.
+    ``asked`` holds ``(time, url)`` of each check (the time on the
+    reactor it was given, else 0).
+    """
+
+    def __init__(self, launcher: FakeLauncher | None = None):
+        self.launcher = launcher
+        self.up: set[int] | None = None
+        self.silent = False
+        self.asked: list[tuple[float, str]] = []
+
+    @property
+    def healthy(self) -> bool:
+        """Whether every port answers."""
+        return self.up is None
+
+    @healthy.setter
+    def healthy(self, value: bool) -> None:
+        self.up = None if value else set()
+
+    def get(self, url: str, timeout: float | None = None, reactor: Any = None,
+            **kwargs: Any) -> Deferred[Any]:
+        """Answer, refuse or keep quiet, as said above."""
+        self.asked.append((reactor.seconds() if reactor is not None else 0.0, url))
+        port = urlsplit(url).port or 0
+        if self.up is not None and port not in self.up:
+            return Deferred() if self.silent else fail(ConnectionRefusedError(url))
+        live = [w.guid for w in (self.launcher.spawned if self.launcher else [])
+                if w.port == port and w.status is None]
+        return succeed(_Answer(live[-1] if live else None))
+
+
+@attrs.define(eq=False)
+class InitiatorOnClock:
+    """
+    An Initiator (``init``) on ``clock``, launching with ``launcher`` and
+    checking health with ``health``; ``events`` are all its job events.
+    """
+
+    init: Initiator
+    clock: Clock
+    launcher: FakeLauncher
+    health: FakeHealth
+    events: list[JobEvent]
+
+    def states(self, guid: str) -> list[str]:
+        """The states job ``guid`` has entered, in order."""
+        return [e.name for e in self.events if e.guid == guid and e.kind == "state"]
+
+
+def initiator_on_clock(config: ConfigLike, guid: str = "init",
+                       **kwargs: Any) -> InitiatorOnClock:
+    """
+    An :class:`InitiatorOnClock` on ``config`` (see
+    :func:`~turberfield_twisted.testing.configs.sections_config`: it needs
+    the initiator's section ``guid`` with a child port range, and a section
+    per module); ``kwargs`` go to the Initiator (``random=``, ``store=`` ...).
+    """
+    from ..initiator import Initiator
+    from .configs import sections_config
+
+    clock, launcher = Clock(), FakeLauncher()
+    health = FakeHealth(launcher)
+    init = Initiator(None, guid=guid, cfg=sections_config(config), reactor=clock,
+                     launcher=launcher, http=health, **kwargs)
+    events: list[JobEvent] = []
+    init.subscribe(events.append)
+    return InitiatorOnClock(init, clock, launcher, health, events)
 
 
 verifyClass(IReactorProcess, FakeProcessReactor)

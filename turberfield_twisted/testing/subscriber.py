@@ -2,7 +2,7 @@
 A web-hook subscriber for tests: a Klein app that records each POST it gets
 and fires waiters as they arrive; :func:`listen` serves it on a loopback
 port, and :meth:`Listening.down` takes it down as a crashed receiver goes
-(its port closed, its open connections cut).
+(its port closed, its open connections cut: see :mod:`.serving`).
 """
 
 from __future__ import annotations
@@ -11,12 +11,11 @@ import json
 from typing import Any
 
 from klein import Klein
-from twisted.internet import endpoints
-from twisted.internet.defer import Deferred, maybeDeferred
-from twisted.protocols.policies import WrappingFactory
+from twisted.internet.defer import Deferred
 from twisted.web.server import Site
 
 from ..hooks import verify_signature
+from .serving import Listening, serve
 
 __all__ = ["HEADERS", "Listening", "Subscriber", "listen"]
 
@@ -65,22 +64,6 @@ class Subscriber:
                    for body, headers in self.received)
 
 
-class Listening:
-    """A subscriber served on a port; :meth:`down` takes it down."""
-
-    def __init__(self, port: Any, factory: WrappingFactory):
-        self.port = port
-        self._factory = factory
-
-    async def down(self) -> None:
-        """Stop listening and cut every open connection: the receiver is gone."""
-        await maybeDeferred(self.port.stopListening)
-        for protocol in list(self._factory.protocols):
-            protocol.transport.abortConnection()
-
-
 async def listen(reactor: Any, subscriber: Subscriber, port: int = 0) -> Listening:
     """Serve ``subscriber`` on ``127.0.0.1:port`` (0: any free port)."""
-    factory = WrappingFactory(Site(subscriber.app.resource()))
-    endpoint = endpoints.TCP4ServerEndpoint(reactor, port, interface="127.0.0.1")
-    return Listening(await endpoint.listen(factory), factory)
+    return await serve(reactor, Site(subscriber.app.resource()), port)

@@ -1,0 +1,194 @@
+"""
+The testing kit's fakes on a Clock (launch, restart, backoff and stop of
+an Initiator with no process), its free port ranges, and its helpers for
+servers and processes.
+"""
+
+from __future__ import annotations
+
+import signal
+import socket
+import subprocess
+import sys
+
+import pytest
+import pytest_twisted
+from twisted.internet.interfaces import IProcessTransport, IReactorProcess
+from zope.interface.verify import verifyObject
+
+from turberfield_twisted import ILauncher, IWorkerProcess, NotReady
+from turberfield_twisted.launcher import LocalLauncher
+from turberfield_twisted.testing import (
+    FakeLauncher,
+    FakeProcessReactor,
+    NoFreeRange,
+    WorkerClient,
+    free_ports,
+    initiator_on_clock,
+    serve,
+    wait_gone,
+)
+from turberfield_twisted.testing.ports import WINDOW_ENV, _window
+
+MOD = "my.worker"
+
+
+def world(**module: object):
+    """An Initiator on a Clock with the fake launcher; MOD restarts 1, 2, 4 ... s apart."""
+    policy = {"backoff_initial": 1, "backoff_factor": 2, "jitter": 0, "max_restarts": 3,
+              "restart_window": 100, **module}
+    return initiator_on_clock({"init": {"child_port_min": 9000, "child_port_max": 9009,
+                                        "stop_timeout": 5},
+                               MOD: policy})
+
+
+def test_the_fakes_provide_the_real_interfaces():
+    """Each fake passes verifyObject against the interface it stands for."""
+    reactor = FakeProcessReactor()
+    launcher = FakeLauncher()
+    worker = launcher.spawn(MOD, "g", 9000, b"[g]\n", lambda stream, line: None)
+    assert verifyObject(IReactorProcess, reactor)
+    assert verifyObject(ILauncher, launcher)
+    assert verifyObject(IWorkerProcess, worker)
+    real = LocalLauncher(reactor, python="/py", setsid=None, process_groups=False)
+    process = real.spawn(MOD, "g", 9000, b"[g]\n", lambda stream, line: None)
+    assert verifyObject(IProcessTransport, reactor.spawned[0])
+    assert verifyObject(IWorkerProcess, process)
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_crash_restarts_at_once_then_backs_off_then_gives_up():
+    """On a Clock: the first restart is due at once, the next after 1 s, 2 s; then failed."""
+    w = world()
+    guid = await w.init.launch(MOD)
+    assert w.states(guid) == ["waiting", "starting", "ready"]
+    for delay in (0, 1, 2):
+        w.launcher.latest(guid).exit(1)
+        assert w.init.job(guid).state == "backoff"
+        if delay:
+            w.clock.advance(delay - 0.001)
+            assert w.init.job(guid).state == "backoff"
+        w.clock.advance(0.001 if delay else 0)
+        assert w.init.job(guid).state == "ready"
+    w.launcher.latest(guid).exit(1)
+    assert w.init.job(guid).state == "failed"
+    assert len(w.launcher.spawned) == 4 and w.clock.getDelayedCalls() == []
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_stop_is_term_then_kill_after_stop_timeout():
+    """A worker that ignores TERM gets KILL once stop_timeout has passed on the clock."""
+    w = world()
+    guid = await w.init.launch(MOD)
+    worker = w.launcher.latest(guid)
+    worker.dies_on = frozenset({signal.SIGKILL})
+    done = w.init.stop(guid)
+    assert worker.signals == [signal.SIGTERM] and not done.called
+    w.clock.advance(5)
+    assert worker.signals[:2] == [signal.SIGTERM, signal.SIGKILL]
+    assert (await done).signal == signal.SIGKILL
+    assert w.states(guid)[-2:] == ["stopping", "exited"]
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_worker_that_never_answers_is_not_ready_in_time():
+    """Health checks that never answer: ready() fails once its timeout passes."""
+    w = world()
+    w.health.healthy, w.health.silent = False, True
+    guid = await w.init.launch(MOD, guid="quiet")
+    ready = w.init.ready(guid, timeout=3)
+    w.clock.advance(3)
+    with pytest.raises(NotReady):
+        await ready
+    w.launcher.latest(guid).exit(0)
+
+
+def test_free_ports_are_free_in_the_window_and_held_until_released():
+    """A block in the window, every port bindable; held blocks and used ports are skipped."""
+    first = free_ports(size=10, window=(27800, 27819))
+    try:
+        assert first.ports == range(first.low, first.low + 10)
+        assert 27800 <= first.low and first.high <= 27819
+        second = free_ports(size=10, window=(27800, 27819))
+        assert {first.low, second.low} == {27800, 27810}
+        second.release()
+        with socket.socket() as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as a listener would
+            sock.bind(("127.0.0.1", 27800 if first.low == 27810 else 27810))
+            sock.listen()
+            with pytest.raises(NoFreeRange, match="no 10 free ports in a row in 27800-27819"):
+                free_ports(size=10, window=(27800, 27819))
+    finally:
+        first.release()
+    with free_ports(size=11, window=(27800, 27819)) as both:
+        assert (both.low, both.high) == (27800, 27819)
+
+
+def test_the_window_comes_from_the_environment(monkeypatch):
+    """TURBERFIELD_TWISTED_PORTS=LOW-HIGH; anything else is refused, saying how."""
+    assert _window("27500-27599") == (27500, 27599)
+    assert _window("") == (20000, 32767)
+    for bad in ("27500", "a-b", "80-90", "30000-20000"):
+        with pytest.raises(ValueError, match=WINDOW_ENV):
+            _window(bad)
+    monkeypatch.setenv(WINDOW_ENV, "27820-27829")
+    with free_ports(size=5) as held:
+        assert (held.low, held.high) == (27820, 27829)
+
+
+@pytest_twisted.ensureDeferred
+async def test_serve_down_waits_until_every_connection_is_gone(reactor):
+    """down() closes the port and cuts each accepted connection, and fires once they are gone."""
+    from klein import Klein
+    from twisted.web.server import Site
+
+    app = Klein()
+
+    @app.route("/")
+    def root(request: object) -> bytes:
+        return b"up"
+
+    listening = await serve(reactor, Site(app.resource()))
+    host, port = listening.address
+    from turberfield_twisted.testing.client import real_client
+
+    client = real_client(reactor, f"http://{host}:{port}")
+    assert await (await client.get("/")).text() == "up"
+    assert listening.connections == 1  # kept open by the client's pool
+    await listening.down()
+    assert listening.connections == 0
+    await client.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_wait_gone_fires_on_exit_and_times_out_on_a_live_process(reactor):
+    """A pidfd per process: fires once all have exited; a live one times out."""
+    from twisted.internet.defer import TimeoutError as DeferredTimeout
+
+    quick = subprocess.Popen([sys.executable, "-c", "pass"])
+    slow = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    await wait_gone(reactor, [quick.pid], timeout=10)
+    with pytest.raises(DeferredTimeout):
+        await wait_gone(reactor, [slow.pid], timeout=0.2)
+    slow.kill()
+    await wait_gone(reactor, [slow.pid], timeout=10)
+    quick.wait()
+    slow.wait()
+    assert reactor.getReaders() == [r for r in reactor.getReaders() if "pidfd" not in repr(r)]
+
+
+def test_a_worker_client_passes_its_timeout_and_reactor():
+    """Each method is treq's, on the worker's URL, with the client's timeout and reactor."""
+    calls = []
+
+    class Recorder:
+        def request(self, method: str, url: str, **kwargs: object) -> None:
+            calls.append((method, url, kwargs))
+
+    client = WorkerClient(Recorder(), "http://127.0.0.1:9/", "R", timeout=3)
+    for verb in ("get", "head", "post", "put", "patch", "delete"):
+        getattr(client, verb)("/x", json=1)
+    assert calls == [(verb.upper(), "http://127.0.0.1:9/x", {"json": 1, "timeout": 3,
+                                                            "reactor": "R"})
+                     for verb in ("get", "head", "post", "put", "patch", "delete")]
+    assert client.close().called
