@@ -139,7 +139,7 @@ def test_a_slow_client_gets_its_backlog_then_is_cut_past_the_bound():
     s.pauseProducing()
     for n in range(4):
         journal.event(event(f"h{n}"))
-    assert s.done.called and journal._listeners == []
+    assert s.done.called and len(journal._listeners) == 0
 
 
 def test_keepalive_comments_and_a_disconnect_stop_everything():
@@ -149,7 +149,7 @@ def test_keepalive_comments_and_a_disconnect_stop_everything():
     clock.advance(15)
     assert request.written[-1] == b": keepalive\n\n"
     s.stopProducing()  # what the transport says when the client goes
-    assert s.done.called and journal._listeners == [] and clock.getDelayedCalls() == []
+    assert s.done.called and len(journal._listeners) == 0 and clock.getDelayedCalls() == []
 
 
 # -- through a real daemon ---------------------------------------------------------

@@ -133,7 +133,7 @@ async def test_failed_spawn_leaves_a_failed_job_and_nothing_else():
                in formatEvent(e) for e in events)
     job = init.job("job-x")
     assert job.state == "failed" and "No such file" in job.last_error
-    assert init.lifecycle.held == {} and reactor.getDelayedCalls() == []
+    assert init.lifecycle.ports.held == {} and reactor.getDelayedCalls() == []
     assert init.cfg.sections() == sections
 
 

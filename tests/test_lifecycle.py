@@ -191,7 +191,7 @@ def test_stop_while_waiting_ends_it_without_a_process():
     w.lifecycle.stop(waiting)
     assert waiting.state is JobState.EXITED and waiting.process is None
     assert w.states(waiting) == ["waiting", "exited"]
-    assert waiting.port not in w.lifecycle.held
+    assert waiting.port not in w.lifecycle.ports.held
     assert list(w.lifecycle.admission.waiting) == [] and len(w.launcher.spawned) == 1
 
 
@@ -306,7 +306,7 @@ def test_exit_75_while_starting_moves_to_the_next_port_at_once():
     w.worker(job).exit(75)
     assert w.states(job) == ["waiting", "starting", "waiting", "starting"]
     assert (job.port, job.busy_ports, job.restarts) == (LOW + 1, {LOW}, 0)
-    assert w.worker(job).port == LOW + 1 and LOW not in w.lifecycle.held
+    assert w.worker(job).port == LOW + 1 and LOW not in w.lifecycle.ports.held
 
 
 def test_exit_75_during_a_restart_moves_on_too():
@@ -338,7 +338,7 @@ def test_a_failed_spawn_fails_the_job_and_frees_its_slot():
     w.healthy(first)
     assert second.state is JobState.FAILED and "no such file" in second.last_error
     assert third.state is JobState.FAILED
-    assert w.lifecycle.admission.starting == set() and w.lifecycle.held == {LOW: first}
+    assert w.lifecycle.admission.starting == set() and w.lifecycle.ports.held == {LOW: first}
 
 
 def test_no_free_port_changes_nothing():
@@ -358,7 +358,7 @@ def test_a_spawn_failure_when_admitted_at_once_is_raised():
     job = w.new(start=False)
     with pytest.raises(SpawnFailed):
         w.lifecycle.start(job, new=True)
-    assert w.states(job) == ["waiting", "failed"] and w.lifecycle.held == {}
+    assert w.states(job) == ["waiting", "failed"] and w.lifecycle.ports.held == {}
 
 
 def test_an_observer_that_stops_a_job_on_starting_leaves_no_timer():

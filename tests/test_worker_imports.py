@@ -14,12 +14,14 @@ import pytest
 #: Every turberfield_twisted module the worker runtime loads, and no other.
 WORKER_SIDE = {
     "turberfield_twisted",
+    "turberfield_twisted._asyncio",
     "turberfield_twisted.config",
     "turberfield_twisted.contract",
     "turberfield_twisted.errors",
     "turberfield_twisted.parent",
     "turberfield_twisted.proactor",
     "turberfield_twisted.worker",
+    "turberfield_twisted.worker_app",
 }
 HTTP_CLIENT = ["treq", "twisted.web.client"]
 

@@ -29,6 +29,7 @@ from zope.interface import implementer
 
 from .errors import Invalid
 from .job import JobEvent, OutputLine
+from .observers import Observers
 
 __all__ = ["Entry", "EventStream", "Journal", "parse_event_id", "sse"]
 
@@ -90,7 +91,7 @@ class Journal:
         self.last_id = 0
         self._entries: deque[Entry] = deque()
         self._bytes = 0
-        self._listeners: list[Callable[[Entry], None]] = []
+        self._listeners: Observers[Entry] = Observers()
 
     def event(self, event: JobEvent) -> None:
         """Record a job event (SSE event name: its kind, ``state`` or ``worker``)."""
@@ -107,8 +108,7 @@ class Journal:
         self._bytes += len(data)
         while len(self._entries) > self.keep or self._bytes > self.max_bytes:
             self._bytes -= len(self._entries.popleft().data)
-        for listener in list(self._listeners):
-            listener(entry)
+        self._listeners.emit(entry)
 
     def since(self, run: str, last_id: int) -> tuple[list[Entry], bool]:
         """
@@ -123,44 +123,41 @@ class Journal:
 
     def listen(self, listener: Callable[[Entry], None]) -> Callable[[], None]:
         """Call ``listener(entry)`` for each new entry; return a function that stops it."""
-        self._listeners.append(listener)
-
-        def stop() -> None:
-            if listener in self._listeners:
-                self._listeners.remove(listener)
-
-        return stop
+        return self._listeners.subscribe(listener)
 
 
 @implementer(IPushProducer)
+@attrs.define(eq=False)
 class EventStream:
     """
     One client of ``GET /events``: first an ``open`` event naming the last
     entry so far, then the entries ``wanted`` (a predicate) after those
     since ``last``, as they come; a comment every ``keepalive`` seconds on
-    ``reactor``. While the client
-    reads slower than entries come, at most ``max_backlog`` wait; past
-    that the response ends (the client resumes with ``Last-Event-ID``).
+    ``reactor``. While the client reads slower than entries come, at most
+    ``max_backlog`` wait; past that the response ends (the client resumes
+    with ``Last-Event-ID``).
     """
 
     log = Logger()
 
-    def __init__(self, journal: Journal, request: Any, reactor: Any,
-                 wanted: Callable[[Entry], bool], keepalive: float = 15.0,
-                 max_backlog: int = 5000):
-        self._journal = journal
-        self._request = request
-        self._wanted = wanted
-        self._max_backlog = max_backlog
-        self._paused = False
-        self._closed = False
-        self._backlog: deque[bytes] = deque()
-        self._sent = 0
-        self._stop_listening: Callable[[], None] = lambda: None
+    _journal: Journal = attrs.field(alias="journal")
+    _request: Any = attrs.field(alias="request")
+    _reactor: Any = attrs.field(alias="reactor")
+    _wanted: Callable[[Entry], bool] = attrs.field(alias="wanted")
+    _every: float = attrs.field(alias="keepalive", default=15.0)
+    _max_backlog: int = attrs.field(alias="max_backlog", default=5000)
+    _paused: bool = attrs.field(init=False, default=False)
+    _closed: bool = attrs.field(init=False, default=False)
+    _backlog: deque[bytes] = attrs.field(init=False, factory=deque)
+    _sent: int = attrs.field(init=False, default=0)
+    _stop_listening: Callable[[], None] = attrs.field(init=False, default=lambda: None)
+    _keepalive: LoopingCall = attrs.field(init=False)
+    done: Deferred[bytes] = attrs.field(init=False)
+
+    def __attrs_post_init__(self) -> None:
         self._keepalive = LoopingCall(self._write, b": keepalive\n\n")
-        self._keepalive.clock = reactor
-        self._every = keepalive
-        self.done: Deferred[bytes] = Deferred(lambda _: self._close())
+        self._keepalive.clock = self._reactor
+        self.done = Deferred(lambda _: self._close())
 
     def start(self, last: tuple[str, int] | None) -> Deferred[bytes]:
         """Begin writing; the Deferred fires (with b"") when the stream ends."""

@@ -128,7 +128,7 @@ class Initiator(JobTable, Proactor, Service):
     def listening(self, host: str, port: int) -> None:
         """The control API listens at ``host``:``port``: workers call back there."""
         self.api_address = (host, port)
-        self.lifecycle.reserved.add(port)
+        self.lifecycle.ports.reserved.add(port)
 
     def _render(self, job: Job) -> bytes:
         """Write ``job``'s section; the config its worker reads on stdin."""

@@ -17,7 +17,7 @@ from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IDelayedCall
 
 from .config import redact
-from .limits import Limits
+from .limits import Limits, explain_exit
 from .process import ExitStatus, OutputTail
 from .supervision import RestartTracker
 
@@ -177,6 +177,15 @@ class Job:
                         guid=self.guid, module=self.module, time=time, state=self.state,
                         port=self.port, pid=self.pid, restarts=self.restarts,
                         last_error=self.last_error, data=data)
+
+    def failure(self, status: ExitStatus, ready_timeout: float) -> str:
+        """Why this run failed, with its last stderr lines (else its stdout)."""
+        cause = (self.limit_hit or (f"not ready within {ready_timeout:g}s" if self.timed_out
+                 else status.describe() + explain_exit(status.signal, self.limits)))
+        lines = (self.tail.last(3, since=self.started, stream="stderr")
+                 or self.tail.last(3, since=self.started))
+        tail = " | ".join(line[:500] for line in lines)
+        return f"{cause}: {tail}" if tail else cause
 
     def as_json(self) -> dict[str, Any]:
         """The public view of this job: no token, no process object."""

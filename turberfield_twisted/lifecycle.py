@@ -28,8 +28,8 @@ from .contract import EXIT_PORT_IN_USE
 from .errors import NoFreePort, SpawnFailed
 from .job import ENDED, Job, JobEvent, JobState, OutputLine
 from .launcher import ILauncher, IWorkerProcess
-from .limits import apply_rlimits, explain_exit
-from .ports import TakenPorts
+from .limits import apply_rlimits
+from .ports import PortBook
 from .process import ExitStatus
 from .settings import Settings
 from .transitions import TRANSITIONS, Input
@@ -56,7 +56,7 @@ class Lifecycle:
     ``settings()`` gives the config in force: ``ready_timeout`` runs from
     a job's spawn, ``stop_timeout`` from its SIGTERM, at most
     ``max_starting`` jobs are starting at once, ports come from
-    ``child_port_min``..``child_port_max`` (never one of ``reserved``) and
+    ``child_port_min``..``child_port_max`` (never one ``ports`` reserves) and
     a module's workers bind its ``listen_addr``. A job is spawned only
     once ``gate(job)`` is true (its required jobs are ready); its limits
     (``max_open_files``, ``max_cpu_seconds``) are set as it is spawned.
@@ -74,10 +74,8 @@ class Lifecycle:
     _gate: Callable[[Job], bool] = attrs.field(alias="gate", default=lambda job: True)
     #: Starting slots, and the jobs waiting for one.
     admission: Admission = attrs.field(init=False)
-    #: Ports never handed out (the control API's own, once it listens).
-    reserved: set[int] = attrs.field(init=False, factory=set)
-    #: Which job holds each port handed out.
-    held: dict[int, Job] = attrs.field(init=False, factory=dict)
+    #: Which job holds each port handed out, and the ports never handed out.
+    ports: PortBook = attrs.field(init=False, factory=PortBook)
     _draining: bool = attrs.field(init=False, default=False)
 
     def __attrs_post_init__(self) -> None:
@@ -100,7 +98,7 @@ class Lifecycle:
             return False
         job.state = target
         if target in ENDED:
-            self._release_port(job)
+            self.ports.release(job, job.port)
         frees_slot = source is not target and source in (_S, _W) and target is not _S
         if frees_slot:
             self.admission.leave(job)
@@ -142,6 +140,7 @@ class Lifecycle:
             job.again = True  # fire() starts it on its way into exited
 
     def _start_again(self, job: Job) -> None:
+        """Start ``job`` again (a restart asked, or one due after backoff); no port: say why."""
         job.again = False
         try:
             self.start(job)
@@ -149,6 +148,8 @@ class Lifecycle:
             job.last_error = str(exc)
             self.log.error("job {guid} could not start again: {error}", guid=job.guid,
                            error=str(exc))
+            if job.state is _B:
+                self.fire(job, Input.GIVE_UP)
         except SpawnFailed:
             pass  # it is failed, and logged
 
@@ -209,16 +210,10 @@ class Lifecycle:
         own = self._settings().initiator
         port = self.launcher.choose_port(
             job.module, range(own.child_port_min, own.child_port_max + 1),
-            self._listen_addr(job.module),
-            job.port or None,
-            TakenPorts(self.held, job, job.busy_ports, self.reserved, own.listen_port))
-        self._release_port(job)
+            self._listen_addr(job.module), job.port or None,
+            self.ports.taken_from(job, job.busy_ports, own.listen_port))
+        self.ports.hold(job, job.port, port)
         job.port = port
-        self.held[port] = job
-
-    def _release_port(self, job: Job) -> None:
-        if self.held.get(job.port) is job:
-            del self.held[job.port]
 
     def _drain(self) -> None:
         """Spawn waiting jobs while starting slots are free."""
@@ -361,7 +356,7 @@ class Lifecycle:
         """An exit nobody asked for: back off and start again, or give up."""
         failed = status.code != 0 or job.state is _S or job.limit_hit is not None
         if failed:
-            job.last_error = self._cause(job, status)
+            job.last_error = job.failure(status, self._settings().initiator.ready_timeout)
         tracker = job.tracker
         now = self._reactor.seconds()
         delay = tracker.next_restart(now, failed) if tracker is not None else None
@@ -378,28 +373,10 @@ class Lifecycle:
         failed = failed or (tracker is not None and tracker.gave_up)
         self.fire(job, Input.GIVE_UP if failed else Input.FINISH)
 
-    def _cause(self, job: Job, status: ExitStatus) -> str:
-        """Why a run failed, with this run's last stderr lines (else its stdout)."""
-        timeout = self._settings().initiator.ready_timeout
-        cause = (job.limit_hit or (f"not ready within {timeout:g}s" if job.timed_out else
-                 status.describe() + explain_exit(status.signal, job.limits)))
-        lines = (job.tail.last(3, since=job.started, stream="stderr")
-                 or job.tail.last(3, since=job.started))
-        tail = " | ".join(line[:500] for line in lines)
-        return f"{cause}: {tail}" if tail else cause
-
     def _restart_due(self, job: Job) -> None:
         job.calls.pop("restart", None)
         job.restarts += 1
-        try:
-            self.start(job)
-        except NoFreePort as exc:
-            job.last_error = str(exc)
-            self.log.error("job {guid} could not restart: {error}", guid=job.guid,
-                           error=str(exc))
-            self.fire(job, Input.GIVE_UP)
-        except SpawnFailed:
-            pass  # it is failed, and logged
+        self._start_again(job)
 
     # -- timers ------------------------------------------------------------
 

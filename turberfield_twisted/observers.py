@@ -8,17 +8,23 @@ for one job to reach a state.
 from __future__ import annotations
 
 from collections.abc import Callable, Collection
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
-from .job import EventKind, JobEvent, JobState, OutputLine
+from .job import EventKind, JobEvent, JobState
 
 __all__ = ["Observer", "Observers"]
 
-#: What observers are told of: a job event, or a line of a job's output.
-T = TypeVar("T", JobEvent, OutputLine)
+class _OfAJob(Protocol):
+    """What observers are told of: a job event, a line of its output ... (it names its job)."""
+
+    @property
+    def guid(self) -> str: ...
+
+
+T = TypeVar("T", bound=_OfAJob)
 #: ``observer(event)``: told of every job event.
 Observer = Callable[[JobEvent], None]
 

@@ -13,7 +13,7 @@ import attrs
 
 from .errors import NoFreePort
 
-__all__ = ["NoFreePort", "TakenPorts", "free_port", "next_port", "port_in_use"]
+__all__ = ["NoFreePort", "PortBook", "TakenPorts", "free_port", "next_port", "port_in_use"]
 
 
 @attrs.frozen
@@ -37,6 +37,31 @@ class TakenPorts:
         other = self.held.get(port)
         return ((other is not None and other is not self.holder) or port in self.busy
                 or port in self.reserved or port == self.listen_port)
+
+
+@attrs.define
+class PortBook:
+    """
+    Which job holds which port of the child range (``held``), and the ports
+    never handed out (``reserved``: the control API's own, once it listens).
+    """
+
+    held: dict[int, object] = attrs.field(factory=dict)
+    reserved: set[int] = attrs.field(factory=set)
+
+    def taken_from(self, holder: object, busy: Container[int], listen_port: int) -> TakenPorts:
+        """The ports ``holder`` may not have (see :class:`TakenPorts`)."""
+        return TakenPorts(self.held, holder, busy, self.reserved, listen_port)
+
+    def hold(self, holder: object, old: int, port: int) -> None:
+        """``holder`` gives up ``old`` (if it held it) and holds ``port``."""
+        self.release(holder, old)
+        self.held[port] = holder
+
+    def release(self, holder: object, port: int) -> None:
+        """``holder`` gives up ``port``, if it held it."""
+        if self.held.get(port) is holder:
+            del self.held[port]
 
 
 def _listen_ports(cfg: configparser.ConfigParser) -> set[int]:

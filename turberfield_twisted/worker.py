@@ -49,23 +49,18 @@ malformed config or no section for the guid; 66 no config on stdin in time;
 
 from __future__ import annotations
 
+from . import _asyncio  # noqa: F401  (before klein, which would install another reactor)
+
+# isort: split
+
 import argparse
 import asyncio
 import gc
-import inspect
-import json
 import os
 import stat
 import sys
 from collections.abc import Callable
 from typing import Any, NoReturn
-
-if "twisted.internet.reactor" not in sys.modules:  # pragma: no branch
-    from twisted.internet import asyncioreactor
-
-    _loop = asyncio.new_event_loop()
-    asyncio.set_event_loop(_loop)
-    asyncioreactor.install(_loop)
 
 from klein import Klein
 from twisted.internet import endpoints
@@ -74,25 +69,22 @@ from twisted.internet.error import CannotListenError
 from twisted.logger import Logger, globalLogBeginner, textFileLogObserver
 from twisted.web.server import Site
 
-from .config import ConfigError, NoConfigStream, parse_config, redact, section_items
+from .config import ConfigError, NoConfigStream
 from .contract import (
-    CONFIG_PATH,
     EXIT_APP,
     EXIT_CONFIG,
     EXIT_NO_CONFIG,
     EXIT_PORT_IN_USE,
     EXIT_USAGE,
-    HEALTH_PATH,
     LIFELINE_FD,
     READY_FD,
     READY_LINE,
-    bearer,
     is_loopback,
     reachable,
-    token_matches,
 )
 from .parent import ApiError, ParentClient, TransportError
 from .proactor import Proactor
+from .worker_app import WorkerApp, WorkerContext
 
 __all__ = [
     "EXIT_APP",
@@ -106,46 +98,7 @@ __all__ = [
     "run_worker",
 ]
 
-#: Largest config body ``POST /_proactor/config`` takes.
-MAX_CONFIG = 1024 * 1024
-
 log = Logger(namespace="turberfield_twisted.worker")
-
-
-class WorkerContext:
-    """
-    What a worker's app knows: its guid, port, reactor and config, and
-    ``parent``, its client of the initiator (None if it has no address).
-
-    A plain class, not an attrs record: attrs compiles its methods when
-    the class is made, which every worker would pay for at import.
-    """
-
-    __slots__ = ("_token", "guid", "parent", "port", "proactor", "reactor")
-
-    def __init__(self, guid: str, port: int, reactor: Any, proactor: Proactor,
-                 token: str = "", parent: ParentClient | None = None):
-        self.guid, self.port, self.reactor = guid, port, reactor
-        self.proactor, self.parent = proactor, parent
-        self._token = token
-
-    def __repr__(self) -> str:
-        return f"WorkerContext(guid={self.guid!r}, port={self.port!r})"
-
-    @property
-    def config(self) -> Any:
-        """The ConfigParser read from stdin: DEFAULT and this job's section."""
-        return self.proactor.cfg
-
-    @property
-    def section(self) -> dict[str, str]:
-        """This job's own keys, less secrets."""
-        return redact(section_items(self.config, self.guid))
-
-    @property
-    def session(self) -> str | None:
-        """The job's session, if the launch gave one."""
-        return self.config.get(self.guid, "session", fallback="") or None
 
 
 class _Args(argparse.ArgumentParser):
@@ -161,80 +114,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--guid", required=True, help="the job's guid: its config section")
     parser.add_argument("--port", required=True, type=int, help="the TCP port to serve on")
     return parser.parse_args(argv)
-
-
-class WorkerApp:
-    """
-    What a worker serves, on a port (the runtime) or in memory (the testing
-    kit): ``/health``, ``/_proactor/config``, and the app :meth:`build` made.
-    """
-
-    app = Klein()
-
-    def __init__(self, guid: str, port: int, reactor: Any, proactor: Proactor):
-        self.guid, self.port, self.reactor, self.proactor = guid, port, reactor, proactor
-        self.user: Any = None
-        self.user_resource: Any = None
-        self.ctx: WorkerContext | None = None
-        #: Every route but /health needs the job's token (it listens beyond loopback).
-        self.guarded = False
-
-    def build(self, factory: Callable[[WorkerContext], Any] | Klein, token: str,
-              parent: ParentClient | None) -> Any:
-        """The context and the app: ``factory(ctx)`` (see :func:`run_worker`); raises as it does."""
-        self.ctx = WorkerContext(self.guid, self.port, self.reactor, self.proactor,
-                                 token=token, parent=parent)
-        self.user = factory if isinstance(factory, Klein) else factory(self.ctx)
-        app = self.user if isinstance(self.user, Klein) else self.user.app
-        self.user_resource = app.resource()
-        return self.user
-
-    @app.route(HEALTH_PATH, methods=["GET"])
-    def health(self, request: Any) -> bytes:
-        request.setHeader("Content-Type", "application/json")
-        return json.dumps({"status": "ok", "guid": self.guid}).encode()
-
-    @app.route(CONFIG_PATH, methods=["POST"])
-    async def refresh_config(self, request: Any) -> bytes:
-        """Take a new config (this job's section only) from the initiator."""
-        request.setHeader("Content-Type", "application/json")
-        ctx, guid = self.ctx, self.guid
-        if ctx is None:
-            return _error(request, 503, "not serving yet")
-        if not token_matches(bearer(request.getHeader(b"authorization")), ctx._token):
-            return _error(request, 401, "this job's token is needed")
-        raw = request.content.read(MAX_CONFIG + 1)
-        if len(raw) > MAX_CONFIG:
-            return _error(request, 413, "the config is too large")
-        try:
-            cfg = parse_config(raw.decode("utf-8"), source="<refresh>")
-        except UnicodeDecodeError:
-            return _error(request, 400, "the config is not UTF-8")
-        except ConfigError as exc:
-            return _error(request, 400, str(exc))
-        if cfg.sections() != [guid]:
-            return _error(request, 400, "the config must hold this job's section and no other")
-        before, self.proactor.cfg = self.proactor.cfg, cfg
-        on_config = getattr(self.user, "on_config", None)
-        if callable(on_config):
-            try:
-                result = on_config(ctx.section)
-                if inspect.isawaitable(result):
-                    await result
-            except Exception as exc:
-                self.proactor.cfg = before  # all or nothing: the worker keeps its old config
-                log.failure("job {guid}: on_config refused the change", guid=guid)
-                return _error(request, 422, f"{type(exc).__name__}: {exc}"[:300])
-        log.info("job {guid}: config refreshed", guid=guid)
-        return json.dumps({"applied": True}).encode()
-
-    @app.route("/", branch=True)
-    def delegate(self, request: Any) -> Any:
-        if self.guarded and not token_matches(bearer(request.getHeader(b"authorization")),
-                                              self.ctx._token if self.ctx else b""):
-            request.setHeader("Content-Type", "application/json")
-            return _error(request, 401, "this job's token is needed")
-        return self.user_resource
 
 
 class _Runtime:
@@ -377,11 +256,6 @@ def _say_ready() -> bool:
     finally:
         os.close(READY_FD)
     return True
-
-
-def _error(request: Any, code: int, message: str) -> bytes:
-    request.setResponseCode(code)
-    return json.dumps({"error": message}).encode()
 
 
 def _become_group_leader() -> None:
