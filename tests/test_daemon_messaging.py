@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest_twisted
 from twisted.internet import endpoints
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.utils import getProcessOutputAndValue
 from twisted.web.server import Site
 
@@ -183,6 +183,7 @@ async def test_a_live_change_the_worker_refuses_is_undone_whole(daemon, reactor)
         os.kill(job["pid"], signal.SIGKILL)
         await back.addTimeout(30, reactor)
     finally:
+        following.addErrback(lambda failure: failure.trap(CancelledError))
         following.cancel()
         await pool.closeCachedConnections()
     code, seen = await call(reactor, daemon, "GET", f"/jobs/{guid}/proxy/")

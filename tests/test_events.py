@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 import pytest_twisted
-from twisted.internet.defer import Deferred, ensureDeferred, succeed
+from twisted.internet.defer import CancelledError, Deferred, ensureDeferred, succeed
 from twisted.internet.task import Clock
 from twisted.web.test.requesthelper import DummyRequest
 
@@ -163,6 +163,11 @@ class Follower:
         self._waiters: list[tuple[Callable[[ServerEvent], bool], Deferred[ServerEvent]]] = []
         self.done = ensureDeferred(client.events(self._event, **kwargs))
 
+    def stop(self) -> None:
+        """Stop following (its stream's Deferred ends cancelled, as expected)."""
+        self.done.addErrback(lambda failure: failure.trap(CancelledError))
+        self.done.cancel()
+
     def _event(self, e: ServerEvent) -> None:
         self.seen.append(e)
         for item in list(self._waiters):
@@ -217,9 +222,9 @@ async def test_a_real_daemon_streams_states_kills_restarts_and_output(daemons, r
         resumed = Follower(client, last_id=last)
         await resumed.until(state_of(guid, "exited"), reactor)
         assert [e.data.get("event") for e in resumed.seen] == [None, "stopping", "exited"]
-        logs.done.cancel()
-        resumed.done.cancel()
+        logs.stop()
+        resumed.stop()
         await wait_gone(reactor, [again.data["pid"]])
     finally:
-        follower.done.cancel()
+        follower.stop()
         await pool.closeCachedConnections()
