@@ -104,7 +104,7 @@ async def test_nothing_else_is_served_and_nothing_but_get():
 def test_a_dashboard_without_a_file_of_its_table_is_refused():
     """A broken install (a file missing) fails at start, not on a visit."""
     files = {name: b"" for name in FILES if name != "app.js"}
-    with pytest.raises(ValueError, match="app.js"):
+    with pytest.raises(ValueError, match=r"app\.js"):
         Dashboard(files)
 
 
