@@ -105,8 +105,7 @@ class ControlAPI:
                            observe=getattr(metrics, "relayed", None))
         #: The ``/hooks`` routes.
         self.hooks_api = HooksAPI(hooks, admin_token, max_body)
-        #: The web dashboard's files, under ``/ui/``.
-        self.dashboard = Dashboard()
+        self.dashboard = Dashboard()  #: The web dashboard's files, under ``/ui/``.
         #: ``GET /openapi.json``: built from the routing tables, so it can't drift.
         self.description = openapi.document(
             [*openapi.routes(self.app), *openapi.routes(HooksAPI.app, "/hooks")])
@@ -228,8 +227,8 @@ class ControlAPI:
     def modules(self, request: Any) -> bytes:
         """The modules a launch may name, with the keys it may override."""
         self._admin(request)
-        init = self.initiator
-        return json_response(request, 200, {"modules": module_views(init.cfg, init.settings)})
+        views = module_views(self.initiator.cfg, self.initiator.settings)
+        return json_response(request, 200, {"modules": views})
 
     # -- jobs --------------------------------------------------------------
 

@@ -74,8 +74,7 @@ class App {
   }
 
   /** (Re)open the stream, with `logs` (a guid) for that job's output; resume where it was. */
-  openStream(logs) {
-    const lastId = this.stream?.lastId ?? null;
+  openStream(logs, lastId = this.stream?.lastId ?? null) {
     this.stream?.stop();
     this.stream = new EventStream({
       logs,
@@ -83,8 +82,16 @@ class App {
       onEvent: (name, data) => this.event(name, data),
       onStatus: (status) => this.setStatus(status),
       onDenied: () => this.leave("The daemon refused the token."),
+      onRefused: () => this.refused(),
     });
     this.stream.start();
+  }
+
+  /** The stream was refused (its job is gone, or its id unknown): follow every job afresh. */
+  refused() {
+    if (this.stream === null || (this.stream.logs === null && this.stream.lastId === null)) return;
+    this.openStream(null, null);
+    this.store.refresh();
   }
 
   /** Send job `guid`'s output lines and worker events to `onLog(kind, data)` (null: stop). */

@@ -184,6 +184,7 @@ export class JobPage {
       el("h4", {}, "Change it live"), fields, el("div", { class: "buttons" }, submit), box);
     form.addEventListener("submit", async (event) => {
       event.preventDefault();
+      say(this.notice, "", "");
       const changes = changesOf(fields, config);
       if (Object.keys(changes).length === 0) {
         say(box, "info", "Nothing to change.");
@@ -198,7 +199,7 @@ export class JobPage {
         this.store.refresh();
       } catch (error) {
         say(box, "error", error instanceof ApiError && error.status === 422
-          ? `The worker refused the change: ${error.reason}. Nothing was changed.`
+          ? `Refused, nothing was changed: ${error.reason}`
           : `Not changed: ${error.message}`);
         submit.disabled = false;
       }

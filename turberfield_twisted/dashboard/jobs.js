@@ -49,6 +49,7 @@ export class JobsPage {
 
   mount(view) {
     this.notice = el("div", { class: "notices" });
+    this.loadError = el("div", { class: "notices" });
     this.moduleFilter = el("select", { id: "filter-module", onchange: () => this.filter() },
       el("option", { value: "" }, "every module"));
     this.stateFilter = el("select", { id: "filter-state", onchange: () => this.filter() },
@@ -65,6 +66,7 @@ export class JobsPage {
         el("label", {}, "Module ", this.moduleFilter),
         el("label", {}, "State ", this.stateFilter),
         this.count),
+      this.loadError,
       this.notice,
       el("table", { class: "jobs", id: "jobs" }, el("thead", {}, head), this.body),
       this.empty,
@@ -131,7 +133,8 @@ export class JobsPage {
     setText(this.empty, total === 0
       ? "No jobs yet: launch one below, or with `proactor launch MODULE`."
       : "No job matches these filters.");
-    if (this.store.error) say(this.notice, "error", `Could not read the jobs: ${this.store.error.message}`);
+    say(this.loadError, "error",
+      this.store.error ? `Could not read the jobs: ${this.store.error.message}` : "");
   }
 
   row(guid) {

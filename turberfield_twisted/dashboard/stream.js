@@ -61,15 +61,20 @@ const sleep = (ms, signal) => new Promise((resolve) => {
 /**
  * The daemon's event stream: `onEvent(name, data, id)` for each event
  * (data parsed from JSON), `onStatus(text)` when the connection changes
- * ("connecting", "live", "reconnecting"), `onDenied()` on a 401. With
+ * ("connecting", "live", "reconnecting", "offline"), `onDenied()` on a 401,
+ * `onRefused(error)` on another 4xx (a job gone, an id it can't resume from). With
  * `logs` (a guid) it also carries that job's output lines. Resumes from
  * `lastId` (the last id seen, kept across restarts of the stream).
  */
 export class EventStream {
-  constructor({ onEvent, onStatus = () => {}, onDenied = () => {}, logs = null, lastId = null }) {
+  constructor({
+    onEvent, onStatus = () => {}, onDenied = () => {}, onRefused = () => {}, logs = null,
+    lastId = null,
+  }) {
     this.onEvent = onEvent;
     this.onStatus = onStatus;
     this.onDenied = onDenied;
+    this.onRefused = onRefused;
     this.logs = logs;
     this.lastId = lastId;
     this.abort = null;
@@ -96,9 +101,10 @@ export class EventStream {
         delay = 500; // ended by the daemon (it does so for a slow reader): resume soon
       } catch (error) {
         if (signal.aborted) return;
-        if (error instanceof ApiError && error.status === 401) {
-          this.onStatus("offline");
-          this.onDenied();
+        if (error instanceof ApiError && error.status >= 400 && error.status < 500) {
+          this.onStatus("offline"); // asking again would get the same answer
+          if (error.status === 401) this.onDenied();
+          else this.onRefused(error);
           return;
         }
         delay = Math.min(delay * 2, 15000);
