@@ -159,6 +159,7 @@ export class JobsPage {
       row.state = job.state;
       row.trail = path;
     }
+    cells.state.title = job.last_error ? `last error: ${job.last_error}` : "";
     setText(cells.uptime, duration(RUNNING.has(job.state) ? this.store.uptime(job) : null));
     setText(cells.restarts, job.restarts);
     setText(cells.rss, bytes(job.rss));
