@@ -31,7 +31,9 @@ class App {
     });
     this.logoutButton.addEventListener("click", () => this.leave(""));
     window.addEventListener("hashchange", () => this.route());
-    window.addEventListener("unauthorized", () => this.leave("The daemon refused the token."));
+    window.addEventListener("unauthorized", () => {
+      if (this.login.hidden) this.leave("The daemon refused the token.");
+    });
     if (token.get()) this.enter(token.get());
     else this.leave("");
   }
@@ -61,7 +63,7 @@ class App {
     token.clear();
     this.stream?.stop();
     this.stream = null;
-    this.store.stop();
+    this.store.reset();
     this.page?.unmount();
     this.page = null;
     fill(this.view);

@@ -51,6 +51,15 @@ export class JobStore {
     this.timer = null;
   }
 
+  /** Stop, and forget every job (on logging out). */
+  reset() {
+    this.stop();
+    this.jobs.clear();
+    this.trails.clear();
+    this.lastEvent.clear();
+    this.error = null;
+  }
+
   /** Read GET /jobs again soon (at once, unless one was read under a second ago). */
   refresh() {
     if (this.inFlight !== null) {
