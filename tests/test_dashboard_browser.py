@@ -142,7 +142,10 @@ def browser(reactor: Any, tmp_path: Path, monkeypatch: Any) -> Any:
     """A fresh headless Chromium through /usr/bin/chromedriver; quit after the test."""
     if not _PRESENT:
         pytest.fail(f"CI runs the browser tests, but there is {_MISSING}")
-    monkeypatch.setenv("SE_OFFLINE", "true")  # Selenium Manager: never download anything
+    # Selenium Manager is never asked (the driver's path is given), and if it were, it
+    # would fail here rather than download a driver or a browser.
+    monkeypatch.setenv("SE_OFFLINE", "true")
+    monkeypatch.setenv("SE_MANAGER_PATH", str(tmp_path / "no-selenium-manager"))
     shots = Path(os.environ.get("DASHBOARD_SCREENSHOTS") or tmp_path / "screenshots")
     shots.mkdir(parents=True, exist_ok=True)
     options = webdriver.ChromeOptions()
