@@ -276,31 +276,34 @@ async def test_a_live_config_change_and_web_hooks_from_the_browser(daemons, port
                                                                     reactor):
     """
     A job's page changes its greeting live (the worker has it) and shows the
-    worker's reason when it refuses one; the hooks page subscribes a URL (its
-    secret shown once), counts a delivery, and removes it.
+    worker's reason when it refuses one; a session and a config value that
+    look like HTML show as text; the hooks page subscribes a URL (its secret
+    shown once), counts a delivery, and removes it.
     """
     daemon = await daemons(ports.low, ports.high - 1)
     subscriber = Subscriber()
     receiving = await listen(reactor, subscriber, ports.high)
     b = browser
     try:
-        job = await api(reactor, daemon, "POST", "/jobs", {"module": DEMO, "session": "c"})
+        job = await api(reactor, daemon, "POST", "/jobs", {"module": DEMO, "session": XSS})
         guid = job["guid"]
         await api(reactor, daemon, "GET", f"/jobs/{guid}?wait=ready&timeout=30")
         await b.log_in(daemon.url, daemon.token)
         await b.do(b.driver.get, f"{daemon.url}/ui/#/jobs/{guid}")  # the token stays in the tab
         await b.until("the job's page", lambda d: d.find_elements(By.ID, "config-form"))
-        await b.type("#change-greeting", "hej")
+        await b.type("#change-greeting", XSS)
         await b.click("#config-submit")
 
         def greeting(driver: Any) -> list[str]:
             return [cell.text for cell in driver.find_elements(
                 By.CSS_SELECTOR, '#config tr[data-key="greeting"] td')]
 
-        await b.until("the greeting changed", lambda d: greeting(d) == ["greeting", "hej",
+        await b.until("the greeting changed", lambda d: greeting(d) == ["greeting", XSS,
                                                                         "this job"])
         worker = await api(reactor, daemon, "GET", f"/jobs/{guid}/proxy/")
-        assert worker["config"]["greeting"] == "hej"
+        assert worker["config"]["greeting"] == XSS
+        assert await b.do(lambda: b.driver.find_element(
+            By.CSS_SELECTOR, '#record dd[data-field="session"]').text) == XSS
         await b.type("#change-greeting", "x" * 81)
         await b.click("#config-submit")
         refused = await b.until("the refusal and its reason", lambda d: [
@@ -308,7 +311,9 @@ async def test_a_live_config_change_and_web_hooks_from_the_browser(daemons, port
             if "greeting must be 1 to 80 characters" in text])
         assert refused[0].startswith("Refused, nothing was changed:")
         await b.shot("job-config-refused")
-        assert greeting(b.driver) == ["greeting", "hej", "this job"]
+        assert greeting(b.driver) == ["greeting", XSS, "this job"]
+        assert await b.do(b.no_dialog)
+        assert await b.run("return document.querySelectorAll('img').length") == 0
 
         await b.click('nav a[data-page="hooks"]')
         url = f"http://127.0.0.1:{ports.high}/hook"
