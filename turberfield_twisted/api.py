@@ -8,7 +8,8 @@ token>``; a job's own calls (``GET /config/{guid}``, ``POST
 /jobs/{guid}/events`` and ``/listening``) need that job's token. A request
 under ``/jobs/{guid}/proxy/`` is relayed to the job's worker (so no worker
 path is shadowed by the API's own); ``/hooks`` is
-:class:`~turberfield_twisted.hooks_api.HooksAPI`.
+:class:`~turberfield_twisted.hooks_api.HooksAPI`; ``/ui/`` is the web
+dashboard (:mod:`turberfield_twisted.dashboard`), and ``/`` leads there.
 
 ``import klein`` imports the reactor: import this module only once the
 asyncio reactor is installed (``tap.makeService`` does so lazily).
@@ -29,6 +30,7 @@ from twisted.web.server import Site
 
 from . import openapi
 from .config import SESSION, redact, section_items
+from .dashboard import Dashboard
 from .errors import Invalid
 from .events import Entry, EventStream, Journal, parse_event_id
 from .hooks_api import HooksAPI
@@ -36,7 +38,7 @@ from .job import ENDED, Job, JobState
 from .placement import REPORT_KEYS, take_report
 from .relay import Relay
 from .relay_site import ApiSite, RelayFirst
-from .views import job_views
+from .views import job_views, module_views
 from .web import (
     ApiError,
     JsonKlein,
@@ -103,6 +105,7 @@ class ControlAPI:
                            observe=getattr(metrics, "relayed", None))
         #: The ``/hooks`` routes.
         self.hooks_api = HooksAPI(hooks, admin_token, max_body)
+        self.dashboard = Dashboard()  #: The web dashboard's files, under ``/ui/``.
         #: ``GET /openapi.json``: built from the routing tables, so it can't drift.
         self.description = openapi.document(
             [*openapi.routes(self.app), *openapi.routes(HooksAPI.app, "/hooks")])
@@ -161,6 +164,17 @@ class ControlAPI:
         live = sum(1 for job in self.initiator.workers.values() if job.state not in ENDED)
         return json_response(request, 200, {"status": "ok", "jobs": live})
 
+    @app.route("/", methods=["GET"])
+    def home(self, request: Any) -> bytes:
+        """A browser's way in: to the dashboard."""
+        return self.dashboard.redirect(request)
+
+    @app.route("/ui", methods=["GET"])
+    @app.route("/ui/", branch=True, methods=["GET"])
+    def ui(self, request: Any) -> bytes:
+        """The dashboard's files: a web page, not part of the JSON API (nor its description)."""
+        return self.dashboard.answer(request)
+
     @app.route("/openapi.json", methods=["GET"])
     def describe(self, request: Any) -> bytes:
         """This API's OpenAPI 3.1 description; no token needed."""
@@ -208,6 +222,13 @@ class ControlAPI:
             raise ApiError(404, "this initiator cannot reload its config")
         self.log.info("config reload asked by the control API")
         return json_response(request, 200, self.reload().as_json())
+
+    @app.route("/modules", methods=["GET"])
+    def modules(self, request: Any) -> bytes:
+        """The modules a launch may name, with the keys it may override."""
+        self._admin(request)
+        views = module_views(self.initiator.cfg, self.initiator.settings)
+        return json_response(request, 200, {"modules": views})
 
     # -- jobs --------------------------------------------------------------
 

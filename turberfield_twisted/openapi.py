@@ -24,6 +24,7 @@ __all__ = ["OPERATIONS", "SCHEMAS", "UndocumentedRoute", "document", "routes"]
 _JSON = "application/json"
 _TEXT_EVENTS = "text/event-stream"
 _PROMETHEUS = "text/plain"
+_TEXT = "text/plain"
 _ADMIN: list[dict[str, list[str]]] = [{"admin": []}]
 _JOB_TOKEN: list[dict[str, list[str]]] = [{"job": []}]
 _NAME = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$"
@@ -78,6 +79,16 @@ SCHEMAS: Mapping[str, Any] = {
             "cpu": {"type": ["number", "null"], "description": "Its group's CPU seconds."},
         },
     },
+    "Module": {"type": "object", "required": ["name", "overridable", "defaults", "launcher",
+                                              "warm"],
+               "properties": {"name": {"type": "string"},
+                              "overridable": {"type": "array", "items": {"type": "string"}},
+                              "defaults": {**_STRINGS, "description": "The overridable keys'"
+                                           " values in the module's section (no secrets)."},
+                              "launcher": {"enum": ["local", "slurm"]},
+                              "warm": {"type": "boolean"}}},
+    "Modules": {"type": "object", "required": ["modules"],
+                "properties": {"modules": {"type": "array", "items": _ref("Module")}}},
     "Jobs": {"type": "object", "required": ["jobs"],
              "properties": {"jobs": {"type": "array", "items": _ref("Job")}}},
     "Launch": {
@@ -174,6 +185,11 @@ OPERATIONS: Mapping[tuple[str, str], dict[str, Any]] = {
     ("GET", "/health"): _op(
         "Liveness, and how many jobs have not ended.",
         {"200": _json(_ref("Health"), "The daemon runs.")}, security=[]),
+    ("GET", "/"): _op(
+        "A browser's way in: to the web dashboard at /ui/ (HTML, not part of this API).",
+        {"302": {"description": "To /ui/.",
+                 "headers": {"Location": {"schema": {"const": "/ui/"}}},
+                 "content": {_TEXT: {"schema": {"type": "string"}}}}}, security=[]),
     ("GET", "/openapi.json"): _op(
         "This description.", {"200": _json({"type": "object"}, "OpenAPI 3.1.")}, security=[]),
     ("GET", "/metrics"): _op(
@@ -195,6 +211,9 @@ OPERATIONS: Mapping[tuple[str, str], dict[str, Any]] = {
         {"200": _json(_ref("Reloaded"), "What started, stopped, restarted or stayed."),
          "400": _error("A config file is bad (file, line, key): nothing changed."), **_DENIED,
          "404": _error("This daemon has no config files to read again.")}),
+    ("GET", "/modules"): _op(
+        "The modules a launch may name, the keys each lets a launch override, their defaults.",
+        {"200": _json(_ref("Modules"), "By name."), **_DENIED}),
     ("GET", "/jobs"): _op(
         "Every job, ended ones too.", {"200": _json(_ref("Jobs"), "The jobs."), **_DENIED}),
     ("POST", "/jobs"): _op(

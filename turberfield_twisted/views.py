@@ -1,18 +1,21 @@
 """
-How the API shows jobs: each job's record with what is read live about
-its process group (uptime, memory, CPU time).
+How the API shows jobs (each job's record with what is read live about
+its process group: uptime, memory, CPU time) and the modules a launch
+may name.
 """
 
 from __future__ import annotations
 
+import configparser
 from collections.abc import Iterable
 from typing import Any
 
+from .config import redact
 from .job import Job
 from .launcher import ILocalProcess
 from .procstat import group_stats
 
-__all__ = ["job_views"]
+__all__ = ["job_views", "module_views"]
 
 
 def job_views(jobs: Iterable[Job], now: float) -> list[dict[str, Any]]:
@@ -33,4 +36,20 @@ def job_views(jobs: Iterable[Job], now: float) -> list[dict[str, Any]]:
                       "uptime": round(now - (job.started or 0.0), 3) if running else None,
                       "rss": found.rss if found else None,
                       "cpu": round(found.cpu_seconds, 2) if found else None})
+    return views
+
+
+def module_views(cfg: configparser.ConfigParser, settings: Any) -> list[dict[str, Any]]:
+    """
+    Each module a launch may name (``settings``: the checked
+    :class:`~.settings.Settings` of ``cfg``), by name: the keys a launch
+    may override and their defaults (less secrets), where its workers
+    run and whether they are forked warm.
+    """
+    views = []
+    for name, module in sorted(settings.modules.items()):
+        keys = sorted(module.overridable)
+        defaults = {key: cfg.get(name, key) for key in keys if cfg.has_option(name, key)}
+        views.append({"name": name, "overridable": keys, "defaults": redact(defaults),
+                      "launcher": module.launcher, "warm": module.warm})
     return views
