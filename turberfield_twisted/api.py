@@ -18,7 +18,6 @@ asyncio reactor is installed (``tap.makeService`` does so lazily).
 from __future__ import annotations
 
 import inspect
-import re
 from configparser import DEFAULTSECT
 from typing import Any
 
@@ -29,12 +28,12 @@ from twisted.logger import Logger
 from twisted.web.server import Site
 
 from . import openapi
-from .config import SESSION, redact, section_items
+from .api_args import event_args, launch_args, lines_arg, wait_args
+from .config import redact, section_items
 from .dashboard import Dashboard
-from .errors import Invalid
 from .events import Entry, EventStream, Journal, parse_event_id
 from .hooks_api import HooksAPI
-from .job import ENDED, Job, JobState
+from .job import ENDED, Job
 from .placement import REPORT_KEYS, take_report
 from .relay import Relay
 from .relay_site import ApiSite, RelayFirst
@@ -52,13 +51,6 @@ from .web import (
 )
 
 __all__ = ["ControlAPI"]
-
-#: The longest ``GET /jobs/{guid}?wait=`` may wait, in seconds.
-MAX_WAIT = 60.0
-
-_EVENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")
-_LAUNCH_KEYS = frozenset({"module", "session", "config", "guid"})
-_EVENT_KEYS = frozenset({"event", "data"})
 
 
 class ControlAPI:
@@ -243,19 +235,9 @@ class ControlAPI:
     async def launch(self, request: Any) -> bytes:
         """``{"module", "session"?, "config"?, "guid"?}``: start a job; 201."""
         self._admin(request)
-        body = read_object(request, self.max_body, _LAUNCH_KEYS)
-        module, session = body.get("module"), body.get("session")
-        config, guid = body.get("config"), body.get("guid")
-        if not isinstance(module, str) or not module:
-            raise Invalid("module must be a non-empty string")
-        if session is not None and not (isinstance(session, str) and SESSION.match(session)):
-            raise Invalid("session must be null or a string of at most 256 characters,"
-                          " without control characters or '$'")
-        if config is not None and not isinstance(config, dict):
-            raise Invalid("config must be an object of key: value")
-        if guid is not None and not isinstance(guid, str):
-            raise Invalid("guid must be a string")
-        guid = await self.initiator.launch(module, guid=guid, session=session, config=config)
+        args = launch_args(request, self.max_body)
+        module = args.pop("module")
+        guid = await self.initiator.launch(module, **args)
         job = self.initiator.job(guid)
         self.log.info("job {guid} launched ({module}) by the control API", guid=guid,
                       module=module)
@@ -269,18 +251,9 @@ class ControlAPI:
         """
         self._admin(request)
         job = self.initiator.job(guid)
-        wanted = query_arg(request, b"wait")
-        if wanted is not None:
-            if wanted not in set(JobState):
-                raise Invalid(f"wait must be one of: {', '.join(JobState)}")
-            given = query_arg(request, b"timeout")
-            try:
-                timeout = 10.0 if given is None else float(given)
-            except ValueError:
-                timeout = -1.0
-            if not 0 <= timeout <= MAX_WAIT:
-                raise Invalid(f"timeout must be a number of seconds from 0 to {MAX_WAIT:g}")
-            await self._until(job, wanted, timeout)
+        wait = wait_args(request)
+        if wait is not None:
+            await self._until(job, *wait)
         return json_response(request, 200, job_views([job], self.reactor.seconds())[0])
 
     async def _until(self, job: Job, wanted: str, timeout: float) -> None:
@@ -320,13 +293,7 @@ class ControlAPI:
         """The last ``lines`` (1..1000, default 100) lines of the job's output."""
         self._admin(request)
         job = self.initiator.job(guid)
-        given = query_arg(request, b"lines")
-        try:
-            count = 100 if given is None else int(given)
-        except ValueError:
-            count = 0
-        if not 1 <= count <= 1000:
-            raise Invalid("lines must be a whole number from 1 to 1000")
+        count = lines_arg(request)
         return json_response(request, 200, {"guid": guid, "lines": job.tail.lines()[-count:]})
 
     @app.route("/jobs/<guid>/config", methods=["PATCH"])
@@ -365,11 +332,8 @@ class ControlAPI:
     def worker_event(self, request: Any, guid: str) -> bytes:
         """``{"event": name, "data"?: any}`` from the job itself; 202."""
         self._job_caller(request, guid)
-        body = read_object(request, self.max_body, _EVENT_KEYS)
-        event = body.get("event")
-        if not isinstance(event, str) or not _EVENT.match(event):
-            raise Invalid("event must be a short name (letters, digits, _ . : -)")
-        self.initiator.worker_event(guid, event, body.get("data"))
+        event, data = event_args(request, self.max_body)
+        self.initiator.worker_event(guid, event, data)
         return json_response(request, 202, {"accepted": True})
 
     @app.route("/jobs/<guid>/listening", methods=["POST"])
