@@ -186,7 +186,14 @@ async def test_with_a_lifeline_the_config_may_come_late(reactor):
     process = reactor.spawnProcess(watch, sys.executable, args, env=None,
                                    childFDs={0: "w", 1: "r", 2: "r", LIFELINE_FD: "w",
                                              READY_FD: "r"})
-    await deferLater(reactor, 1.5, lambda: None)  # five timeouts' worth
+    for turn in range(2):  # a worker without one, spawned after, times out: twice over
+        control = _Watch()
+        reactor.spawnProcess(control, sys.executable,
+                             [sys.executable, "-P", "-c", RUN, "--guid", f"control{turn}",
+                              "--port", "25122"],
+                             env=None, childFDs={0: "w", 1: "r", 2: "r"})
+        reason = await control.ended.addTimeout(15, reactor)
+        assert reason.exitCode == EXIT_NO_CONFIG
     assert not watch.ended.called
     process.write(b"[late]\nlisten_port = 25120\n")
     process.closeStdin()
