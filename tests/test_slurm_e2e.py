@@ -20,9 +20,9 @@ import signal
 import socket
 from typing import Any
 
-import pytest
 import pytest_twisted
 import treq
+from _system import absent
 
 from turberfield_twisted.testing.daemon import Daemon
 from turberfield_twisted.testing.procs import children_of, wait_gone
@@ -60,7 +60,7 @@ async def cluster() -> Any:
 
     reason = slurm_missing()
     if reason is not None:
-        pytest.skip(f"no Slurm cluster here: {reason}")
+        absent(f"no Slurm cluster here: {reason}")
     started = await SlurmCluster.start(reactor, 27480, 27481, range(27400, 27480))
     yield started
     await started.stop()

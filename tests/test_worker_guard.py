@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 import pytest_twisted
 import treq
+from _system import absent
 
 from turberfield_twisted.testing.daemon import Daemon
 from turberfield_twisted.testing.procs import children_of, wait_gone
@@ -43,8 +44,10 @@ def _setns(fd: int) -> None:
 @pytest.fixture
 def netns() -> Any:
     """This test's thread in a network namespace of its own where ADDR is a local address."""
-    if os.geteuid() != 0 or shutil.which("ip") is None:
-        pytest.skip("a network namespace needs root and ip(8)")
+    if shutil.which("ip") is None:
+        absent("no ip(8) for a network namespace: apt-get install iproute2")
+    if os.geteuid() != 0:
+        pytest.skip("a network namespace needs root")
     name = f"tf-guard-{os.getpid()}"
     made = _ip("netns", "add", name)
     if made.returncode != 0:
