@@ -13,13 +13,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from twisted.internet.defer import Deferred, fail, succeed
-from twisted.internet.protocol import ProcessProtocol
+from twisted.internet.defer import Deferred
 
 from ..contract import bearer_header
-from ..process import ExitStatus, LineSplitter
+from ..process import ExitStatus
 from ..state import TOKEN_FILE
-from .procs import children_of, wait_gone
+from .procs import Child, children_of, wait_gone
 
 __all__ = ["Daemon", "Daemons", "twistd_argv"]
 
@@ -37,7 +36,7 @@ def twistd_argv(state_dir: Path, config: Path | None = None,
     return argv
 
 
-class Daemon(ProcessProtocol):
+class Daemon(Child):
     """
     A ``twistd -n proactor`` child. ``listening`` fires with the API's URL,
     ``ended`` with its :class:`ExitStatus`; ``lines`` is all it logged, and
@@ -45,16 +44,11 @@ class Daemon(ProcessProtocol):
     """
 
     def __init__(self) -> None:
-        self.lines: list[str] = []
+        super().__init__("the daemon")
         self.listening: Deferred[str] = Deferred()
-        self.ended: Deferred[ExitStatus] = Deferred()
         self.url = ""
         self.token = ""
-        self.pid: int | None = None
         self.state_dir: Path | None = None
-        split = LineSplitter(self._line)
-        self._splitters = {1: split, 2: split}
-        self._waiting: list[tuple[re.Pattern[str], int, Deferred[int]]] = []
 
     @classmethod
     def start(cls, reactor: Any, state_dir: Path, config: Path | None = None,
@@ -70,30 +64,8 @@ class Daemon(ProcessProtocol):
         daemon.pid = transport.pid
         return daemon
 
-    def logged(self, pattern: str, after: int = 0) -> Deferred[int]:
-        """
-        Fire with the index in ``lines`` of the first line from index
-        ``after`` on that ``pattern`` (a regular expression) matches, at
-        once if there is one; fail if the daemon ends first.
-        """
-        wanted = re.compile(pattern)
-        for index in range(after, len(self.lines)):
-            if wanted.search(self.lines[index]):
-                return succeed(index)
-        if self.ended.called:
-            return fail(RuntimeError(f"the daemon ended without logging {pattern!r}"))
-        d: Deferred[int] = Deferred()
-        self._waiting.append((wanted, after, d))
-        return d
-
     def _line(self, line: str) -> None:
-        self.lines.append(line)
-        index = len(self.lines) - 1
-        for item in list(self._waiting):
-            wanted, after, d = item
-            if index >= after and wanted.search(line):
-                self._waiting.remove(item)
-                d.callback(index)
+        super()._line(line)
         match = _LISTENING.search(line)
         if match and not self.listening.called:
             self.url = match.group(1)
@@ -101,22 +73,11 @@ class Daemon(ProcessProtocol):
             self.token = (self.state_dir / TOKEN_FILE).read_text().strip()
             self.listening.callback(self.url)
 
-    def childDataReceived(self, childFD: int, data: bytes) -> None:
-        splitter = self._splitters.get(childFD)
-        if splitter is not None:
-            splitter.feed(data)
-
-    def processEnded(self, reason: Any) -> None:
-        self._splitters[1].flush()
-        status = ExitStatus.from_reason(reason)
-        waiting, self._waiting = self._waiting, []
-        for wanted, _, d in waiting:
-            d.errback(RuntimeError(f"the daemon ended without logging {wanted.pattern!r}"))
+    def _ending(self, status: ExitStatus) -> None:
         if not self.listening.called:
             self.listening.errback(RuntimeError(
                 f"the daemon ended ({status.describe()}) before listening:\n"
                 + "\n".join(self.lines[-20:])))
-        self.ended.callback(status)
 
     def signal(self, sig: int = signal.SIGTERM) -> None:
         """Signal the daemon (by its pid)."""

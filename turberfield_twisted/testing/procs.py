@@ -1,20 +1,25 @@
 """
 Process checks for end-to-end tests: wait for pids to exit (woken by a
-pidfd per process, never by polling) and list what is still alive.
+pidfd per process, never by polling) and list what is still alive; and
+:class:`Child`, a spawned process whose output lines a test can wait for.
 """
 
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterable
 from typing import Any
 
 from twisted.internet import defer
 from twisted.internet.interfaces import IReadDescriptor
+from twisted.internet.protocol import ProcessProtocol
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-__all__ = ["children_of", "group_members", "pid_alive", "wait_gone"]
+from ..process import ExitStatus, LineSplitter
+
+__all__ = ["Child", "children_of", "group_members", "pid_alive", "wait_gone"]
 
 
 def _stat(pid: int | str) -> list[str] | None:
@@ -105,3 +110,66 @@ def _first(failure: Failure) -> Failure:
     if isinstance(failure.value, defer.FirstError):
         return failure.value.subFailure
     return failure
+
+
+class Child(ProcessProtocol):
+    """
+    A child process (a foreground daemon, say) named ``name``: ``lines`` is
+    all it wrote to stdout and stderr, :meth:`logged` waits for a line, and
+    ``ended`` fires with its :class:`ExitStatus`.
+    """
+
+    def __init__(self, name: str):
+        self.name = name
+        self.lines: list[str] = []
+        self.pid: int | None = None
+        self.ended: defer.Deferred[ExitStatus] = defer.Deferred()
+        split = LineSplitter(self._line)
+        self._splitters = {1: split, 2: split}
+        self._waiting: list[tuple[re.Pattern[str], int, defer.Deferred[int]]] = []
+
+    def logged(self, pattern: str, after: int = 0) -> defer.Deferred[int]:
+        """
+        Fire with the index in ``lines`` of the first line from index
+        ``after`` on that ``pattern`` (a regular expression) matches, at
+        once if there is one; fail if the process ends first.
+        """
+        wanted = re.compile(pattern)
+        for index in range(after, len(self.lines)):
+            if wanted.search(self.lines[index]):
+                return defer.succeed(index)
+        if self.ended.called:
+            return defer.fail(self._unlogged(wanted))
+        d: defer.Deferred[int] = defer.Deferred()
+        self._waiting.append((wanted, after, d))
+        return d
+
+    def _unlogged(self, wanted: re.Pattern[str]) -> RuntimeError:
+        return RuntimeError(f"{self.name} ended without logging {wanted.pattern!r}:\n"
+                            + "\n".join(self.lines[-20:]))
+
+    def _line(self, line: str) -> None:
+        self.lines.append(line)
+        index = len(self.lines) - 1
+        for item in list(self._waiting):
+            wanted, after, d = item
+            if index >= after and wanted.search(line):
+                self._waiting.remove(item)
+                d.callback(index)
+
+    def childDataReceived(self, childFD: int, data: bytes) -> None:
+        splitter = self._splitters.get(childFD)
+        if splitter is not None:
+            splitter.feed(data)
+
+    def processEnded(self, reason: Any) -> None:
+        self._splitters[1].flush()
+        status = ExitStatus.from_reason(reason)
+        waiting, self._waiting = self._waiting, []
+        for wanted, _, d in waiting:
+            d.errback(self._unlogged(wanted))
+        self._ending(status)
+        self.ended.callback(status)
+
+    def _ending(self, status: ExitStatus) -> None:
+        """What a subclass does once the lines are all in, before ``ended`` fires."""

@@ -18,7 +18,6 @@ can (as root, with ``apt-get``).
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import signal
 import subprocess
@@ -27,11 +26,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from twisted.internet.defer import Deferred, fail, succeed
-from twisted.internet.protocol import ProcessProtocol
+from twisted.internet.defer import Deferred
 from twisted.internet.task import deferLater
 
-from ..process import ExitStatus, LineSplitter
+from .procs import Child, wait_gone
 
 __all__ = ["Child", "SlurmCluster", "SlurmJob", "poll", "slurm_missing"]
 
@@ -65,48 +63,6 @@ def slurm_missing(install: bool = True) -> str | None:
         if done.returncode != 0:
             return f"{' '.join(argv[:2])} failed: {done.stderr.strip()[-300:]}"
     return f"still missing after apt-get: {', '.join(_missing())}" if _missing() else None
-
-
-class Child(ProcessProtocol):
-    """A child process (a foreground daemon): its lines, a wait for one of them, its end."""
-
-    def __init__(self, name: str):
-        self.name = name
-        self.lines: list[str] = []
-        self.pid: int | None = None
-        self.ended: Deferred[ExitStatus] = Deferred()
-        self._waiting: list[tuple[re.Pattern[str], Deferred[None]]] = []
-        split = LineSplitter(self._line)
-        self._splitters = {1: split, 2: split}
-
-    def _line(self, line: str) -> None:
-        self.lines.append(line)
-        for item in list(self._waiting):
-            if item[0].search(line):
-                self._waiting.remove(item)
-                item[1].callback(None)
-
-    def logged(self, pattern: str) -> Deferred[None]:
-        """Fire once a line matches ``pattern``; fail if the daemon ends first."""
-        wanted = re.compile(pattern)
-        if any(wanted.search(line) for line in self.lines):
-            return succeed(None)
-        if self.ended.called:
-            return fail(RuntimeError(f"{self.name} ended:\n" + "\n".join(self.lines[-20:])))
-        d: Deferred[None] = Deferred()
-        self._waiting.append((wanted, d))
-        return d
-
-    def childDataReceived(self, childFD: int, data: bytes) -> None:
-        if childFD in self._splitters:
-            self._splitters[childFD].feed(data)
-
-    def processEnded(self, reason: Any) -> None:
-        self._splitters[1].flush()
-        waiting, self._waiting = self._waiting, []
-        for _, d in waiting:
-            d.errback(RuntimeError(f"{self.name} ended:\n" + "\n".join(self.lines[-20:])))
-        self.ended.callback(ExitStatus.from_reason(reason))
 
 
 async def poll(reactor: Any, check: Callable[[], Any], timeout: float,
@@ -248,8 +204,6 @@ class SlurmCluster:
 
     async def stop(self, timeout: float = 30.0) -> None:
         """Cancel every job left, stop the daemons (by pid) and remove the directory."""
-        from .procs import wait_gone
-
         running = {child.name for child in self.children if not child.ended.called}
         if {"slurmctld", "slurmd"} <= running:
             try:
