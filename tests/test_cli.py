@@ -85,6 +85,19 @@ def test_no_state_dir_is_one_line_and_exit_1(tmp_path, capsys):
     out, err = capsys.readouterr()
     assert out == "" and len(err.splitlines()) == 1
     assert str(tmp_path / "none" / API_FILE) in err
+    assert err.endswith(" (is the daemon running? see --url, --token-file)\n")
+
+
+def test_an_empty_token_file_or_a_bad_url_is_one_line_and_exit_1(tmp_path, capsys):
+    """An empty token file, or a --url that is not http(s): exit 1, one line saying so."""
+    (tmp_path / "token").write_text("\n")
+    argv = ["--url", "http://127.0.0.1:9", "--token-file", str(tmp_path / "token"), "ls"]
+    assert main(argv) == 1
+    assert capsys.readouterr().err == (f"proactor: error: {tmp_path}/token holds no"
+                                       " the admin token\n")
+    assert main(["--url", "ftp://h", "ls"]) == 1
+    assert capsys.readouterr().err == ("proactor: error: the API address must start with"
+                                       " http:// or https://, not 'ftp://h'\n")
 
 
 def test_help_exits_0(capsys):

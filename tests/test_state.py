@@ -8,11 +8,14 @@ import stat
 import pytest
 
 from turberfield_twisted.state import (
+    API_FILE,
     LOCK_FILE,
     TOKEN_FILE,
     StateDir,
     StateDirBusy,
     StateDirError,
+    StateFileError,
+    read_api,
     write_private,
 )
 
@@ -150,3 +153,30 @@ def test_write_private_by_path_still_works(tmp_path):
     write_private(tmp_path / "new" / TOKEN_FILE, "t\n")
     assert mode(tmp_path / "new") == 0o700
     assert mode(tmp_path / "new" / TOKEN_FILE) == 0o600
+
+
+def test_read_api_reads_the_url_and_token_or_takes_them_as_given(tmp_path):
+    """The two files, stripped; a given URL or token file is read instead."""
+    write_private(tmp_path / "s" / API_FILE, "http://127.0.0.1:9\n")
+    write_private(tmp_path / "s" / TOKEN_FILE, "tok\n")
+    assert read_api(tmp_path / "s") == ("http://127.0.0.1:9", "tok")
+    (tmp_path / "other").write_text(" other \n")
+    assert read_api(tmp_path / "none", "https://h", tmp_path / "other") == ("https://h", "other")
+
+
+def test_read_api_says_which_file_it_could_not_read_or_found_empty(tmp_path):
+    """Absent: the path and why; empty: the path and what it should hold; not http: refused."""
+    with pytest.raises(StateFileError) as absent:
+        read_api(tmp_path / "none")
+    assert (absent.value.path, absent.value.reason) == (tmp_path / "none" / API_FILE,
+                                                        "No such file or directory")
+    assert str(absent.value) == (f"cannot read the API address from {tmp_path}/none/{API_FILE}:"
+                                 " No such file or directory")
+    write_private(tmp_path / "s" / API_FILE, "http://127.0.0.1:9\n")
+    write_private(tmp_path / "s" / TOKEN_FILE, "\n")
+    with pytest.raises(StateFileError) as empty:
+        read_api(tmp_path / "s")
+    assert empty.value.reason is None
+    assert str(empty.value) == f"{tmp_path}/s/{TOKEN_FILE} holds no the admin token"
+    with pytest.raises(StateDirError, match="must start with http:// or https://, not 'ftp://h'"):
+        read_api(tmp_path / "s", "ftp://h")

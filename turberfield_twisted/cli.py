@@ -20,7 +20,7 @@ from . import __version__
 from .cli_commands import COMMANDS, FAILURES, CliError
 from .cli_format import format_job, format_logs, format_table
 from .client import ControlClient, make_http
-from .state import API_FILE, TOKEN_FILE, default_state_dir
+from .state import StateDirError, StateFileError, default_state_dir, read_api
 
 __all__ = ["build_parser", "format_job", "format_logs", "format_table", "main"]
 
@@ -144,26 +144,16 @@ def build_parser() -> argparse.ArgumentParser:
 # -- running ------------------------------------------------------------------
 
 
-def _read(path: Path, what: str) -> str:
-    try:
-        text = path.read_text("utf-8").strip()
-    except (OSError, UnicodeDecodeError) as exc:
-        reason = getattr(exc, "strerror", None) or type(exc).__name__
-        raise CliError(f"cannot read {what} from {path}: {reason}"
-                       " (is the daemon running? see --url, --token-file)") from None
-    if not text:
-        raise CliError(f"{path} holds no {what}")
-    return text
-
-
 def locate(args: argparse.Namespace) -> tuple[str, str]:
     """The API's URL and the admin token, from the options or the state directory."""
-    state_dir = args.state_dir or default_state_dir()
-    url = args.url or _read(state_dir / API_FILE, "the API address")
-    if not url.startswith(("http://", "https://")):
-        raise CliError(f"the API address must start with http:// or https://, not {url[:80]!r}")
-    token = _read(args.token_file or state_dir / TOKEN_FILE, "the admin token")
-    return url, token
+    try:
+        return read_api(args.state_dir or default_state_dir(), args.url, args.token_file)
+    except StateFileError as exc:
+        if exc.reason is None:
+            raise CliError(str(exc)) from None
+        raise CliError(f"{exc} (is the daemon running? see --url, --token-file)") from None
+    except StateDirError as exc:
+        raise CliError(str(exc)) from None
 
 
 async def _run(reactor: Any, args: argparse.Namespace, url: str, token: str) -> None:

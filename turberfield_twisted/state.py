@@ -26,6 +26,7 @@ __all__ = [
     "StateDir",
     "StateDirBusy",
     "StateDirError",
+    "StateFileError",
     "default_state_dir",
     "read_api",
     "write_private",
@@ -53,6 +54,20 @@ class StateDirBusy(StateDirError):
         self.pid = pid
         holder = f"pid {pid}" if pid is not None else "a process whose pid is not known yet"
         super().__init__(f"the state directory {path} is in use by another daemon ({holder})")
+
+
+class StateFileError(StateDirError):
+    """
+    File ``path`` of the state directory, holding ``what``, can't be read
+    (``reason`` says why) or holds nothing (``reason`` is None).
+    """
+
+    def __init__(self, path: Path, what: str, reason: str | None = None):
+        self.path = path
+        self.what = what
+        self.reason = reason
+        super().__init__(f"cannot read {what} from {path}: {reason}" if reason is not None
+                         else f"{path} holds no {what}")
 
 
 def default_state_dir() -> Path:
@@ -230,8 +245,29 @@ def write_private(path: Path, text: str) -> None:
         state.close()
 
 
-def read_api(state_dir: Path) -> tuple[str, str]:
-    """The daemon's base URL and admin token, as written to ``state_dir``."""
-    url = (state_dir / API_FILE).read_text().strip()
-    token = (state_dir / TOKEN_FILE).read_text().strip()
+def read_api(state_dir: Path, url: str | None = None,
+             token_file: Path | None = None) -> tuple[str, str]:
+    """
+    The daemon's base URL and admin token, as written to ``state_dir``:
+    ``url`` instead of the directory's :data:`API_FILE` if given, the
+    token from ``token_file`` instead of its :data:`TOKEN_FILE` if given.
+    Raise :class:`StateFileError` if a file can't be read or holds
+    nothing, :class:`StateDirError` if the URL is not ``http(s)://``.
+    """
+    url = url or _read_text(state_dir / API_FILE, "the API address")
+    if not url.startswith(("http://", "https://")):
+        raise StateDirError(
+            f"the API address must start with http:// or https://, not {url[:80]!r}")
+    token = _read_text(token_file or state_dir / TOKEN_FILE, "the admin token")
     return url, token
+
+
+def _read_text(path: Path, what: str) -> str:
+    try:
+        text = path.read_text("utf-8").strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = getattr(exc, "strerror", None) or type(exc).__name__
+        raise StateFileError(path, what, reason) from None
+    if not text:
+        raise StateFileError(path, what)
+    return text

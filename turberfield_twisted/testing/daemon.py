@@ -17,7 +17,7 @@ from twisted.internet.defer import Deferred
 
 from ..contract import bearer_header
 from ..process import ExitStatus
-from ..state import TOKEN_FILE
+from ..state import read_api
 from .procs import Child, children_of, wait_gone
 
 __all__ = ["Daemon", "Daemons", "twistd_argv"]
@@ -70,7 +70,7 @@ class Daemon(Child):
         if match and not self.listening.called:
             self.url = match.group(1)
             assert self.state_dir is not None
-            self.token = (self.state_dir / TOKEN_FILE).read_text().strip()
+            _, self.token = read_api(self.state_dir)
             self.listening.callback(self.url)
 
     def _ending(self, status: ExitStatus) -> None:
