@@ -75,11 +75,6 @@ class UnknownHook(Unknown):
 
     what = "hook"
 
-    @property
-    def hook_id(self) -> str:
-        """The id asked for."""
-        return self.name
-
 
 class UnknownModule(LookupError):
     """The module named for a job can't be found, isn't allowed, or isn't a valid name."""
