@@ -16,8 +16,6 @@ import ipaddress
 import os
 import resource
 from collections.abc import Collection, Mapping
-from types import MappingProxyType
-from typing import Any
 
 import attrs
 
@@ -44,7 +42,7 @@ from .readers import (
     srun_args,
     whole,
 )
-from .store import SYNC_MODES
+from .store import SYNC_MODES, frozen_map
 from .supervision import RestartPolicy
 
 __all__ = [
@@ -114,10 +112,6 @@ class ModuleSettings:
     slurm_args: tuple[str, ...] = ()
 
 
-def _frozen(items: Mapping[str, Any]) -> Mapping[str, Any]:
-    return MappingProxyType(dict(items))
-
-
 @attrs.frozen
 class DeclaredJob:
     """
@@ -130,7 +124,7 @@ class DeclaredJob:
     name: str
     module: str
     session: str | None = None
-    overrides: Mapping[str, str] = attrs.field(factory=dict, converter=_frozen)
+    overrides: Mapping[str, str] = attrs.field(factory=dict, converter=frozen_map)
     requires: tuple[str, ...] = ()
     limits: Limits = attrs.field(factory=Limits)
     source: str = attrs.field(default="<config>", eq=False)
@@ -142,8 +136,8 @@ class Settings:
     """The checked config: the initiator's settings, each module's and each declared job."""
 
     initiator: InitiatorSettings
-    modules: Mapping[str, ModuleSettings] = attrs.field(factory=dict, converter=_frozen)
-    declared: Mapping[str, DeclaredJob] = attrs.field(factory=dict, converter=_frozen)
+    modules: Mapping[str, ModuleSettings] = attrs.field(factory=dict, converter=frozen_map)
+    declared: Mapping[str, DeclaredJob] = attrs.field(factory=dict, converter=frozen_map)
 
     def module(self, name: str) -> ModuleSettings | None:
         """The settings of module ``name``, or None if it has no section."""

@@ -33,7 +33,15 @@ import attrs
 from .errors import StoreFailed
 from .state import STORE_FILE, StateDir, StateDirError
 
-__all__ = ["SYNC_MODES", "HookRecord", "JobRecord", "QueuedRecord", "Store", "StoreFailed"]
+__all__ = [
+    "SYNC_MODES",
+    "HookRecord",
+    "JobRecord",
+    "QueuedRecord",
+    "Store",
+    "StoreFailed",
+    "frozen_map",
+]
 
 #: The schema this code writes; a store with a higher one is refused.
 SCHEMA_VERSION = 1
@@ -67,7 +75,8 @@ CREATE TABLE IF NOT EXISTS deliveries (
 """
 
 
-def _frozen_map(items: Mapping[str, str]) -> Mapping[str, str]:
+def frozen_map(items: Mapping[str, Any]) -> Mapping[str, Any]:
+    """A read-only copy of ``items`` (an attrs converter for a record's mapping)."""
     return MappingProxyType(dict(items))
 
 
@@ -78,7 +87,7 @@ class JobRecord:
     guid: str
     module: str
     session: str | None
-    overrides: Mapping[str, str] = attrs.field(converter=_frozen_map, repr=False)
+    overrides: Mapping[str, str] = attrs.field(converter=frozen_map, repr=False)
     wanted: str = "running"
     declared: bool = False
     port: int = 0
