@@ -4,8 +4,8 @@
 
 import { ApiError, call, jobPath } from "./api.js";
 import { badge, el, fill, say, setText, trail } from "./dom.js";
-import { bytes, clock, cpu, duration, RUNNING, text, when } from "./format.js";
-import { actions } from "./jobs.js";
+import { bytes, clock, cpu, duration, text, when } from "./format.js";
+import { actions, stoppable } from "./jobs.js";
 import { changesOf, overrideInputs } from "./launch.js";
 
 /** Output lines kept on the page. */
@@ -18,7 +18,7 @@ const FIELDS = [
   ["pid", "Pid", (job) => text(job.pid)],
   ["port", "Port", (job) => text(job.port)],
   ["started", "Started", (job) => when(job.started)],
-  ["uptime", "Uptime", (job, store) => duration(RUNNING.has(job.state) ? store.uptime(job) : null)],
+  ["uptime", "Uptime", (job, store) => duration(store.uptime(job))],
   ["restarts", "Restarts", (job) => text(job.restarts)],
   ["exit", "Last exit", (job) => job.exit_signal !== null && job.exit_signal !== undefined
     ? `signal ${job.exit_signal}` : text(job.exit_code)],
@@ -147,7 +147,7 @@ export class JobPage {
     for (const [name] of FIELDS) this.renderField(name);
     setText(this.lastError, job.last_error ?? "none");
     this.lastError.classList.toggle("none", !job.last_error);
-    this.stop.disabled = job.state === "exited" || job.state === "failed" || job.state === "stopping";
+    this.stop.disabled = !stoppable(job);
     this.renderConfig(job);
   }
 

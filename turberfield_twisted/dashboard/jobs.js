@@ -3,7 +3,7 @@
 
 import { call, jobPath } from "./api.js";
 import { badge, el, fill, say, setText, trail } from "./dom.js";
-import { bytes, cpu, duration, RUNNING, short, STATES, text } from "./format.js";
+import { bytes, cpu, duration, short, STATES, text } from "./format.js";
 import { launchForm } from "./launch.js";
 
 /** The filters, kept while the tab lives (across pages). */
@@ -25,6 +25,11 @@ export async function act(action, guid, box, store) {
     say(box, "error", `Could not ${action} ${guid}: ${error.message}`);
   }
   store.refresh();
+}
+
+/** Whether a job can be stopped: it runs, or waits (to start or restart). */
+export function stoppable(job) {
+  return job.state !== "exited" && job.state !== "failed" && job.state !== "stopping";
 }
 
 /** The buttons of a job: stop (while it runs or waits) and restart. */
@@ -160,19 +165,19 @@ export class JobsPage {
       row.trail = path;
     }
     cells.state.title = job.last_error ? `last error: ${job.last_error}` : "";
-    setText(cells.uptime, duration(RUNNING.has(job.state) ? this.store.uptime(job) : null));
+    setText(cells.uptime, duration(this.store.uptime(job)));
     setText(cells.restarts, job.restarts);
     setText(cells.rss, bytes(job.rss));
     setText(cells.cpu, cpu(job.cpu));
     setText(cells.port, text(job.port));
-    row.stop.disabled = job.state === "exited" || job.state === "failed" || job.state === "stopping";
+    row.stop.disabled = !stoppable(job);
   }
 
   tick() {
     for (const job of this.store.jobs.values()) {
       const row = this.rows.get(job.guid);
       if (row !== undefined) {
-        setText(row.cells.uptime, duration(RUNNING.has(job.state) ? this.store.uptime(job) : null));
+        setText(row.cells.uptime, duration(this.store.uptime(job)));
       }
     }
   }

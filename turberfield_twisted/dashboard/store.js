@@ -3,6 +3,7 @@
 // (uptime, memory and CPU are only read there), never more than once a second.
 
 import { call } from "./api.js";
+import { RUNNING } from "./format.js";
 
 /** How many recent states each job keeps (shown as its trail). */
 const TRAIL = 6;
@@ -10,6 +11,14 @@ const TRAIL = 6;
 const EVERY = 5;
 /** The shortest time between two refreshes, in seconds. */
 const AT_MOST = 1;
+
+/**
+ * What to change of `job`'s readings for process `pid`: nothing if it is
+ * the same process, else its uptime, memory and CPU are not known yet.
+ */
+function readings(job, pid) {
+  return pid === job.pid ? {} : { uptime: null, rss: null, cpu: null };
+}
 
 export class JobStore {
   constructor() {
@@ -102,10 +111,8 @@ export class JobStore {
       const known = this.jobs.get(job.guid);
       if (known !== undefined && (this.lastEvent.get(job.guid) ?? 0) > asked) {
         const { state, port, pid, restarts, last_error: lastError } = known;
-        const same = pid === job.pid;
         this.jobs.set(job.guid, {
-          ...job, state, port, pid, restarts, last_error: lastError,
-          ...(same ? {} : { uptime: null, rss: null, cpu: null }),
+          ...job, state, port, pid, restarts, last_error: lastError, ...readings(job, pid),
         });
         continue;
       }
@@ -150,17 +157,16 @@ export class JobStore {
     } else {
       this.jobs.set(data.guid, {
         ...known, state: data.event, port: data.port, pid: data.pid,
-        restarts: data.restarts, last_error: data.last_error,
-        ...(data.pid !== known.pid ? { uptime: null, rss: null, cpu: null } : {}),
+        restarts: data.restarts, last_error: data.last_error, ...readings(known, data.pid),
       });
     }
     this.changed([data.guid]);
     this.refresh(); // for its uptime, memory and session: bounded, as above
   }
 
-  /** The job's uptime now (its last read one, plus the time since). */
+  /** The job's uptime now (its last read one, plus the time since); null if it has no process. */
   uptime(job) {
-    if (job.uptime === null || job.uptime === undefined) return null;
+    if (!RUNNING.has(job.state) || job.uptime === null || job.uptime === undefined) return null;
     return job.uptime + (performance.now() - this.fetched) / 1000;
   }
 }
