@@ -29,6 +29,7 @@ from typing import Any
 from twisted.internet.defer import Deferred
 from twisted.internet.error import ProcessExitedAlready
 from twisted.internet.interfaces import IProcessTransport, IReactorProcess
+from twisted.internet.protocol import ProcessProtocol
 from zope.interface import Attribute, Interface, implementer
 
 from .contract import LIFELINE_FD, READY_FD, reachable
@@ -161,9 +162,9 @@ def minimal_env(extra: Mapping[str, str] = {}) -> dict[str, str]:
     }
 
 
-def spawn_in_session(reactor: Any, protocol: WorkerProtocol, argv: list[str],
-                     setsid: str | None, env: dict[str, str], child_fds: dict[int, str],
-                     module: str) -> IProcessTransport:
+def spawn_in_session(reactor: Any, protocol: ProcessProtocol, argv: list[str],
+                     setsid: str | None, env: dict[str, str],
+                     child_fds: Mapping[int, int | str], module: str) -> IProcessTransport:
     """
     Spawn ``argv`` for a worker of ``module`` with ``protocol``, leading a
     session of its own through ``setsid(1)`` if given (so that its pid is

@@ -35,7 +35,14 @@ from zope.interface import implementer
 
 from .forked import Reader, WarmProcess
 from .forkserver import MAX_MESSAGE, send
-from .launcher import ILauncher, IWorkerProcess, LineSink, LocalLauncher
+from .launcher import (
+    ILauncher,
+    IWorkerProcess,
+    LineSink,
+    LocalLauncher,
+    SpawnFailed,
+    spawn_in_session,
+)
 from .process import ExitStatus, LineSplitter, Once
 
 __all__ = ["Template", "WarmLauncher", "WarmProcess", "default_launcher"]
@@ -92,15 +99,12 @@ class Template:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         self._sock = ours
         ours.setblocking(False)
-        args = [cold.python, "-P", "-m", "turberfield_twisted.forkserver", module]
-        executable = cold.python
-        if cold.setsid:
-            executable, args = cold.setsid, ["setsid", *args]
+        argv = [cold.python, "-P", "-m", "turberfield_twisted.forkserver", module]
         try:
-            self._process = reactor.spawnProcess(
-                _TemplateProtocol(self), executable, args, env=cold.env,
-                childFDs={0: "w", 1: "r", 2: "r", 3: theirs.fileno()})
-        except OSError:
+            self._process = spawn_in_session(
+                reactor, _TemplateProtocol(self), argv, cold.setsid, cold.env,
+                {0: "w", 1: "r", 2: "r", 3: theirs.fileno()}, module)
+        except SpawnFailed:
             ours.close()
             raise
         finally:
@@ -296,7 +300,7 @@ class WarmLauncher:
                 return None  # it starts again after a delay
             try:
                 found = Template(self._reactor, module, self.cold, self._template_ended)
-            except OSError as exc:
+            except SpawnFailed as exc:
                 self.log.error("the template of {module} could not be started ({why}); its"
                                " workers start cold", module=module, why=str(exc))
                 return None
