@@ -110,7 +110,7 @@ class Template:
         finally:
             theirs.close()
         self._process.closeStdin()
-        self._control = Reader(ours.fileno(), self._readable, self._lost)
+        self._control: Reader | None = Reader(ours.fileno(), self._readable, self._lost)
         reactor.addReader(self._control)
 
     # -- the socket --------------------------------------------------------
@@ -200,20 +200,21 @@ class Template:
             except OSError:
                 pass
 
-    def close(self) -> Deferred[None]:
-        """Close the socket: the template exits at once. Fire once it has."""
+    def _drop_control(self) -> None:
+        """Stop reading the socket and close it (once)."""
         if self._control is not None:
             self._reactor.removeReader(self._control)
-            self._control = None  # type: ignore[assignment]
+            self._control = None
             self._sock.close()
+
+    def close(self) -> Deferred[None]:
+        """Close the socket: the template exits at once. Fire once it has."""
+        self._drop_control()
         return self._ended.wait()
 
     def ended(self, status: ExitStatus) -> None:
         """The template process ended: its workers are orphans now."""
-        if self._control is not None:
-            self._reactor.removeReader(self._control)
-            self._control = None  # type: ignore[assignment]
-            self._sock.close()
+        self._drop_control()
         if self.state != "refused":
             if self.state in ("starting", "ready"):
                 self.log.warn("template of {module} ended: {status}", module=self.module,
