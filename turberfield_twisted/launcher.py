@@ -23,7 +23,7 @@ import shutil
 import signal
 import subprocess
 import sys
-from collections.abc import Callable, Container, Mapping
+from collections.abc import Callable, Container, Iterable, Mapping
 from typing import Any
 
 from twisted.internet.defer import Deferred
@@ -310,6 +310,13 @@ class LocalLauncher:
         self._path: list[str] | None = None
         self.env = minimal_env({"PYTHONPATH": pythonpath} if pythonpath else {})
 
+    def prepare(self, modules: Iterable[str] = ()) -> None:
+        """
+        Ask the interpreter for the workers' path now, at start, so that no
+        :meth:`check` waits on it in the reactor's thread (``modules``: any).
+        """
+        self._path = _worker_path(self.python, self.env)
+
     def check(self, module: str) -> None:
         """
         See :meth:`ILauncher.check`: the module is found where its worker will
@@ -319,8 +326,9 @@ class LocalLauncher:
         """
         if not valid_module_name(module):
             raise UnknownModule(module, "not a dotted module name")
-        if self._path is None:
-            self._path = _worker_path(self.python, self.env)
+        if self._path is None:  # not prepared: ask now
+            self.prepare()
+        assert self._path is not None
         if not _findable(module, self._path):
             raise UnknownModule(module, "not found on the workers' path (their pythonpath"
                                         " key and the interpreter's own; not PYTHONPATH)")

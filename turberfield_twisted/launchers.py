@@ -67,7 +67,10 @@ class ModuleLaunchers:
         return self.launcher_of(module).spawn(module, guid, port, config, on_line)
 
     def prepare(self, modules: list[str]) -> None:
-        """Start the templates of the warm modules among ``modules`` (see :mod:`.warm`)."""
+        """
+        Prepare the local launcher: its workers' path, and the templates of
+        the warm modules among ``modules`` (see :meth:`.WarmLauncher.prepare`).
+        """
         self.local.prepare([m for m in modules if self.launcher_of(m) is self.local])
 
     def close(self) -> Deferred[None]:

@@ -317,7 +317,11 @@ class WarmLauncher:
         return d
 
     def prepare(self, modules: list[str]) -> None:
-        """Start the templates of ``modules`` (the warm ones) now, before any launch."""
+        """
+        Prepare the cold launcher (:meth:`.LocalLauncher.prepare`) and start
+        the templates of ``modules`` (the warm ones) now, before any launch.
+        """
+        self.cold.prepare(modules)
         for module in modules:
             if self._is_warm(module):
                 self.template(module)
