@@ -73,6 +73,14 @@ class ModuleLaunchers:
         """
         self.local.prepare([m for m in modules if self.launcher_of(m) is self.local])
 
+    def reload(self, modules: list[str]) -> None:
+        """
+        The config was read again: the local launcher's templates start
+        afresh for the local modules among ``modules`` (see
+        :meth:`.WarmLauncher.reload`).
+        """
+        self.local.reload([m for m in modules if self.launcher_of(m) is self.local])
+
     def close(self) -> Deferred[None]:
         """Close what the launchers hold open (the warm templates); fire once they have."""
         closing = [maybeDeferred(getattr(launcher, "close", lambda: None))
