@@ -64,7 +64,11 @@ def send(sock: socket.socket, message: dict[str, Any], fds: list[int] | None = N
 
 
 def _template_reactor() -> Any:
-    """Install the asyncio reactor on a loop whose selector is plain select(): no kernel state."""
+    """
+    Install the asyncio reactor on a loop whose selector is plain select():
+    no kernel state. (Not with :func:`._asyncio.install`: importing that
+    module would first install one on a new, epoll, loop.)
+    """
     from twisted.internet import asyncioreactor
 
     loop = asyncio.SelectorEventLoop(selectors.SelectSelector())
@@ -107,16 +111,15 @@ def prepare(module: str) -> tuple[Any, str | None]:
 def _fresh_reactor(old: Any) -> None:
     """Drop the template's reactor and loop; install a new asyncio loop and reactor."""
     import twisted.internet
-    from twisted.internet import asyncioreactor
+
+    from ._asyncio import install  # imported by the template with the runtime: no side effect
 
     old_loop = old._asyncioEventloop
     del sys.modules["twisted.internet.reactor"]
     if hasattr(twisted.internet, "reactor"):
         del twisted.internet.reactor
     old_loop.close()  # its select() selector and self-pipe are this process's own
-    loop = asyncio.new_event_loop()
-    asyncio.set_event_loop(loop)
-    asyncioreactor.install(loop)
+    install()
 
 
 def _take_fds(fds: list[int]) -> None:
