@@ -44,6 +44,8 @@ import sys
 import traceback
 from typing import Any, NoReturn
 
+from .srun_guard import drain
+
 #: The template's fd of its socket to the daemon.
 CONTROL_FD = 3
 #: How many fds a spawn request carries: stdin, stdout, stderr, lifeline, ready.
@@ -184,12 +186,7 @@ def serve(sock: socket.socket, module: str, reactor: Any) -> None:
         watched: list[Any] = [sock, wake_r]
         readable, _, _ = select.select(watched, [], [])
         if wake_r in readable:
-            while True:
-                try:
-                    if not os.read(wake_r, 512):
-                        break
-                except BlockingIOError:
-                    break
+            drain(wake_r)
         while children:
             pid, wait = os.waitpid(-1, os.WNOHANG)
             if pid == 0:
