@@ -152,12 +152,16 @@ class ILauncher(Interface):
         """
 
 
-def minimal_env(extra: Mapping[str, str] = {}) -> dict[str, str]:
-    """A worker's environment: PATH, LANG, PYTHONUNBUFFERED, and ``extra``."""
+def minimal_env(pythonpath: str = "", extra: Mapping[str, str] = {}) -> dict[str, str]:
+    """
+    A worker's environment: PATH, LANG, PYTHONUNBUFFERED, PYTHONPATH if
+    ``pythonpath`` is given, and ``extra``.
+    """
     return {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
         "LANG": "C.UTF-8",
         "PYTHONUNBUFFERED": "1",
+        **({"PYTHONPATH": pythonpath} if pythonpath else {}),
         **extra,
     }
 
@@ -308,7 +312,7 @@ class LocalLauncher:
         self.process_groups = process_groups
         self._in_use = in_use
         self._path: list[str] | None = None
-        self.env = minimal_env({"PYTHONPATH": pythonpath} if pythonpath else {})
+        self.env = minimal_env(pythonpath)
 
     def prepare(self, modules: Iterable[str] = ()) -> None:
         """
