@@ -20,6 +20,7 @@ from zope.interface import implementer
 from .launcher import ILauncher, IWorkerProcess, LineSink
 from .settings import Settings
 from .warm import WarmLauncher
+from .warm import default_launcher as local_launcher
 
 __all__ = ["ModuleLaunchers", "default_launcher"]
 
@@ -95,7 +96,6 @@ def default_launcher(reactor: Any, settings: Callable[[], Settings]) -> ModuleLa
     (``pythonpath`` from ``settings()`` for both).
     """
     from .slurm import SlurmLauncher
-    from .warm import default_launcher as local
 
     def slurm_args(module: str) -> tuple[str, ...]:
         found = settings().module(module)
@@ -104,4 +104,4 @@ def default_launcher(reactor: Any, settings: Callable[[], Settings]) -> ModuleLa
     def slurm() -> ILauncher:
         return SlurmLauncher(reactor, slurm_args, pythonpath=settings().initiator.pythonpath)
 
-    return ModuleLaunchers(settings, local(reactor, settings), slurm)
+    return ModuleLaunchers(settings, local_launcher(reactor, settings), slurm)
