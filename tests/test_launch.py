@@ -264,3 +264,35 @@ async def test_worker_url_uses_the_modules_address_bracketing_ipv6():
     _, init = make(extra_module="listen_addr = ::1")
     job = init.workers[await init.launch(DEMO)]
     assert init.worker_url(job) == f"http://[::1]:{job.port}"
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_workers_path_is_asked_at_start_not_at_the_first_check(monkeypatch):
+    """
+    The default launcher asks the interpreter for the workers' path when
+    the service starts (prepare), once; a check then (in a launch, in the
+    reactor's thread) does not ask again. A launcher never prepared asks
+    at its first check.
+    """
+    import sys
+
+    import turberfield_twisted.launcher as launcher_module
+
+    asked: list[str] = []
+
+    def worker_path(python, env):
+        asked.append(python)
+        return [p for p in sys.path if p]
+
+    monkeypatch.setattr(launcher_module, "_worker_path", worker_path)
+    init = Initiator(None, guid="init", cfg=initiator_config(23000, 23009),
+                     reactor=FakeProcessReactor(), http=_Http())
+    init.startService()
+    assert asked == [sys.executable]
+    init.runnable(DEMO)
+    assert asked == [sys.executable]
+    await init.stopService()
+    unprepared = LocalLauncher(FakeProcessReactor(), python="/py")
+    unprepared.check(DEMO)
+    unprepared.check(DEMO)
+    assert asked == [sys.executable, "/py"]

@@ -121,3 +121,17 @@ async def test_a_killed_guard_is_sigterm_to_srun(reactor):
     os.kill(child.pid, signal.SIGKILL)
     await child.ended.addTimeout(20, reactor)
     await wait_gone(reactor, [srun], 20)
+
+
+def test_the_guard_loads_nothing_of_twisted_and_only_the_contract_of_ours():
+    """It costs an interpreter: the standard library and turberfield_twisted.contract."""
+    import json
+    import subprocess
+
+    report = ("import json, sys, turberfield_twisted.srun_guard\n"
+              "print(json.dumps(sorted(m for m in sys.modules"
+              " if m.split('.')[0] in ('twisted', 'zope', 'turberfield_twisted'))))\n")
+    done = subprocess.run([sys.executable, "-P", "-c", report], capture_output=True, text=True,
+                          timeout=60, check=True)
+    assert json.loads(done.stdout) == ["turberfield_twisted", "turberfield_twisted.contract",
+                                       "turberfield_twisted.srun_guard"]

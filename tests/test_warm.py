@@ -15,9 +15,11 @@ import pytest
 import pytest_twisted
 import treq
 from twisted.internet.defer import Deferred
+from twisted.logger import globalLogPublisher
 
 from turberfield_twisted import Initiator, JobState
 from turberfield_twisted.config import parse_config
+from turberfield_twisted.reconcile import Reconciler
 from turberfield_twisted.testing.procs import children_of, pid_alive, wait_gone
 
 DEMO = "turberfield_twisted.demo.hello"
@@ -51,11 +53,16 @@ async def warm(reactor: Any) -> Any:
     init = Initiator(None, guid="init", cfg=warm_config(25000, 25099), reactor=reactor)
     init.startService()
     yield init
+    await _stop(init)
+
+
+async def _stop(init: Initiator) -> None:
+    """Stop ``init``; wait until its workers and templates are gone, and nothing else is left."""
     pids = [job.pid for job in init.workers.values() if job.pid]
     templates = [t.pid for t in [*init.launcher.local.templates.values(),
                                  *init.launcher.local._retired] if t.pid]
     await init.stopService()
-    await wait_gone(reactor, [*pids, *templates])
+    await wait_gone(init.reactor, [*pids, *templates])
     assert children_of(os.getpid()) == []
 
 
@@ -63,6 +70,20 @@ async def ready_template(init: Initiator, module: str = DEMO) -> Any:
     template = init.launcher.local.template(module)
     assert await template.settled().addTimeout(30, init.reactor) == "ready"
     return template
+
+
+def logged(reactor: Any, log_format: str, timeout: float) -> Deferred[dict[str, Any]]:
+    """Fire with the next event logged with ``log_format`` (of the demo module)."""
+
+    def observe(event: dict[str, Any]) -> None:
+        if (not d.called and event.get("log_format") == log_format
+                and event.get("module") == DEMO):
+            globalLogPublisher.removeObserver(observe)
+            d.callback(event)
+
+    d: Deferred[dict[str, Any]] = Deferred(lambda _: globalLogPublisher.removeObserver(observe))
+    globalLogPublisher.addObserver(observe)
+    return d.addTimeout(timeout, reactor)
 
 
 async def get(reactor: Any, url: str) -> tuple[int, bytes]:
@@ -161,7 +182,8 @@ async def test_a_dead_template_is_restarted_and_its_workers_are_still_seen_to_en
     guid = await warm.launch(DEMO)
     job = await warm.ready(guid, timeout=15)
     worker = job.pid
-    ended, restarted = template.gone(), warm.launcher.local.next_template(DEMO)
+    ended = template.gone()
+    restarted = logged(reactor, "template of {module} ready (pid {pid})", 30)
     os.kill(template.pid, signal.SIGKILL)
     await ended.addTimeout(15, reactor)
     assert template.state == "dead"
@@ -169,7 +191,8 @@ async def test_a_dead_template_is_restarted_and_its_workers_are_still_seen_to_en
     assert (await get(reactor, job.url("/")))[0] == 200
     await warm.stop(guid)  # SIGTERM; seen to end through its pidfd
     assert job.state is JobState.EXITED
-    again = await restarted.addTimeout(15, reactor)
+    assert (await restarted)["pid"] != template.pid
+    again = warm.launcher.local.templates[DEMO]
     assert again is not template
     assert await again.settled().addTimeout(30, reactor) == "ready"
 
@@ -180,7 +203,7 @@ async def test_reload_retires_the_template_and_its_workers_stay_reported(warm, r
     old = await ready_template(warm)
     guid = await warm.launch(DEMO)
     await warm.ready(guid, timeout=15)
-    warm.launcher.local.reload(DEMO)
+    warm.launcher.local.reload([DEMO])
     new = await ready_template(warm)
     assert new is not old and new.pid != old.pid and old.state == "retired"
     other = await warm.launch(DEMO)
@@ -192,6 +215,76 @@ async def test_reload_retires_the_template_and_its_workers_stay_reported(warm, r
     await old_gone.addTimeout(15, reactor)  # and then it exits
     await wait_gone(reactor, [old.pid])
     await warm.stop(other)
+
+
+#: A warm module whose answer comes from a module it imports (so the template holds it).
+PROBE = """
+import tf_warm_answer
+from turberfield_twisted.worker import Klein, run_worker
+
+
+class Probe:
+    app = Klein()
+
+    def __init__(self, ctx):
+        self.ctx = ctx
+
+    @app.route("/")
+    def answer(self, request):
+        return tf_warm_answer.ANSWER
+
+
+if __name__ == "__main__":
+    run_worker(Probe)
+"""
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_config_reload_restarts_the_templates_with_the_code_as_it_is_now(reactor, tmp_path):
+    """
+    The code a warm module imports changes; the config is reloaded: a new
+    template imports it afresh and a new job forked from it answers with
+    the new code; the old job runs on with the old code, forked by the
+    retired template, which reports its end and then exits.
+    """
+    (tmp_path / "tf_warm_probe.py").write_text(PROBE)
+    (tmp_path / "tf_warm_answer.py").write_text('ANSWER = "before"\n')
+    text = textwrap.dedent(f"""
+        [init]
+        listen_addr = 127.0.0.1
+        listen_port = 0
+        child_port_min = 26900
+        child_port_max = 26909
+        ready_timeout = 15
+        stop_timeout = 5
+        pythonpath = {tmp_path}
+
+        [tf_warm_probe]
+        warm = true
+        """)
+    init = Initiator(None, guid="init", cfg=parse_config(text), reactor=reactor)
+    reconciler = Reconciler(init, lambda: parse_config(text))
+    init.startService()
+    try:
+        old = await ready_template(init, "tf_warm_probe")
+        first = await init.launch("tf_warm_probe")
+        first_job = await init.ready(first, timeout=15)
+        assert await get(reactor, first_job.url("/")) == (200, b"before")
+        (tmp_path / "tf_warm_answer.py").write_text('ANSWER = "after the reload"\n')
+        reconciler.reload()
+        new = await ready_template(init, "tf_warm_probe")
+        assert new is not old and new.pid != old.pid and old.state == "retired"
+        second = await init.launch("tf_warm_probe")
+        second_job = await init.ready(second, timeout=15)
+        assert int(_proc(second_job.pid, "stat").rsplit(b")", 1)[1].split()[1]) == new.pid
+        assert await get(reactor, second_job.url("/")) == (200, b"after the reload")
+        assert await get(reactor, first_job.url("/")) == (200, b"before")
+        old_gone = old.gone()
+        assert (await init.stop(first)).code == 0  # reported by the retired template
+        await old_gone.addTimeout(15, reactor)  # which then exits
+        assert (await init.stop(second)).code == 0
+    finally:
+        await _stop(init)
 
 
 @pytest.mark.parametrize("flag", ["yes", "True", "0", "off"])
@@ -233,3 +326,29 @@ def test_spawns_are_cold_while_the_template_is_not_ready_or_cannot_start():
         process = launcher.spawn(DEMO, "g2", 25141, b"[g2]\n", lambda *_: None)
     assert isinstance(process, LocalProcess) and launcher.templates == {}
     assert any("could not be started" in event["log_format"] for event in events)
+
+
+def test_a_reload_retires_a_starting_template_for_good_and_starts_a_new_one():
+    """
+    reload while a template starts: it is retired (and waited for at close);
+    its late "ready" leaves it retired and says nothing; a new template starts.
+    """
+    from twisted.logger import capturedLogs
+
+    from turberfield_twisted.launcher import LocalLauncher
+    from turberfield_twisted.testing.fakes import FakeProcessReactor
+    from turberfield_twisted.warm import WarmLauncher
+
+    reactor = FakeProcessReactor()
+    cold = LocalLauncher(reactor, python="/py", setsid=None, process_groups=False)
+    launcher = WarmLauncher(reactor, cold, lambda module: module == DEMO)
+    launcher.prepare([DEMO, THREADED])
+    old = launcher.templates[DEMO]
+    launcher.reload([DEMO, THREADED])
+    new = launcher.templates[DEMO]
+    assert new is not old and list(launcher.templates) == [DEMO]
+    assert old.state == "retired" and launcher._retired == {old}
+    with capturedLogs() as events:
+        old._heard({"ready": 4242})
+    assert (old.state, old.pid, events) == ("retired", 4242, [])
+    assert new.state == "starting"

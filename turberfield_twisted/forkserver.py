@@ -44,6 +44,8 @@ import sys
 import traceback
 from typing import Any, NoReturn
 
+from .srun_guard import drain
+
 #: The template's fd of its socket to the daemon.
 CONTROL_FD = 3
 #: How many fds a spawn request carries: stdin, stdout, stderr, lifeline, ready.
@@ -64,7 +66,11 @@ def send(sock: socket.socket, message: dict[str, Any], fds: list[int] | None = N
 
 
 def _template_reactor() -> Any:
-    """Install the asyncio reactor on a loop whose selector is plain select(): no kernel state."""
+    """
+    Install the asyncio reactor on a loop whose selector is plain select():
+    no kernel state. (Not with :func:`._asyncio.install`: importing that
+    module would first install one on a new, epoll, loop.)
+    """
     from twisted.internet import asyncioreactor
 
     loop = asyncio.SelectorEventLoop(selectors.SelectSelector())
@@ -107,16 +113,15 @@ def prepare(module: str) -> tuple[Any, str | None]:
 def _fresh_reactor(old: Any) -> None:
     """Drop the template's reactor and loop; install a new asyncio loop and reactor."""
     import twisted.internet
-    from twisted.internet import asyncioreactor
+
+    from ._asyncio import install  # imported by the template with the runtime: no side effect
 
     old_loop = old._asyncioEventloop
     del sys.modules["twisted.internet.reactor"]
     if hasattr(twisted.internet, "reactor"):
         del twisted.internet.reactor
     old_loop.close()  # its select() selector and self-pipe are this process's own
-    loop = asyncio.new_event_loop()
-    asyncio.set_event_loop(loop)
-    asyncioreactor.install(loop)
+    install()
 
 
 def _take_fds(fds: list[int]) -> None:
@@ -181,12 +186,7 @@ def serve(sock: socket.socket, module: str, reactor: Any) -> None:
         watched: list[Any] = [sock, wake_r]
         readable, _, _ = select.select(watched, [], [])
         if wake_r in readable:
-            while True:
-                try:
-                    if not os.read(wake_r, 512):
-                        break
-                except BlockingIOError:
-                    break
+            drain(wake_r)
         while children:
             pid, wait = os.waitpid(-1, os.WNOHANG)
             if pid == 0:

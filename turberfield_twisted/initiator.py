@@ -101,8 +101,14 @@ class Initiator(JobTable, Proactor, Service):
         return self._settings
 
     def reconfigure(self, cfg: Any, settings: Settings) -> None:
-        """Run on ``cfg`` (checked as ``settings``) from now on: a reload."""
+        """
+        Run on ``cfg`` (checked as ``settings``) from now on: a reload. The
+        launcher, if made and if it can, reloads too (warm templates start
+        afresh, importing the modules as they are now).
+        """
         self.cfg, self._settings = cfg, settings
+        if self._launcher is not None:
+            getattr(self._launcher, "reload", lambda _: None)(list(settings.modules))
 
     @property
     def launcher(self) -> ILauncher:

@@ -23,12 +23,13 @@ import shutil
 import signal
 import subprocess
 import sys
-from collections.abc import Callable, Container, Mapping
+from collections.abc import Callable, Container, Iterable, Mapping
 from typing import Any
 
 from twisted.internet.defer import Deferred
 from twisted.internet.error import ProcessExitedAlready
 from twisted.internet.interfaces import IProcessTransport, IReactorProcess
+from twisted.internet.protocol import ProcessProtocol
 from zope.interface import Attribute, Interface, implementer
 
 from .contract import LIFELINE_FD, READY_FD, reachable
@@ -151,19 +152,23 @@ class ILauncher(Interface):
         """
 
 
-def minimal_env(extra: Mapping[str, str] = {}) -> dict[str, str]:
-    """A worker's environment: PATH, LANG, PYTHONUNBUFFERED, and ``extra``."""
+def minimal_env(pythonpath: str = "", extra: Mapping[str, str] = {}) -> dict[str, str]:
+    """
+    A worker's environment: PATH, LANG, PYTHONUNBUFFERED, PYTHONPATH if
+    ``pythonpath`` is given, and ``extra``.
+    """
     return {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
         "LANG": "C.UTF-8",
         "PYTHONUNBUFFERED": "1",
+        **({"PYTHONPATH": pythonpath} if pythonpath else {}),
         **extra,
     }
 
 
-def spawn_in_session(reactor: Any, protocol: WorkerProtocol, argv: list[str],
-                     setsid: str | None, env: dict[str, str], child_fds: dict[int, str],
-                     module: str) -> IProcessTransport:
+def spawn_in_session(reactor: Any, protocol: ProcessProtocol, argv: list[str],
+                     setsid: str | None, env: dict[str, str],
+                     child_fds: Mapping[int, int | str], module: str) -> IProcessTransport:
     """
     Spawn ``argv`` for a worker of ``module`` with ``protocol``, leading a
     session of its own through ``setsid(1)`` if given (so that its pid is
@@ -307,7 +312,14 @@ class LocalLauncher:
         self.process_groups = process_groups
         self._in_use = in_use
         self._path: list[str] | None = None
-        self.env = minimal_env({"PYTHONPATH": pythonpath} if pythonpath else {})
+        self.env = minimal_env(pythonpath)
+
+    def prepare(self, modules: Iterable[str] = ()) -> None:
+        """
+        Ask the interpreter for the workers' path now, at start, so that no
+        :meth:`check` waits on it in the reactor's thread (``modules``: any).
+        """
+        self._path = _worker_path(self.python, self.env)
 
     def check(self, module: str) -> None:
         """
@@ -318,8 +330,9 @@ class LocalLauncher:
         """
         if not valid_module_name(module):
             raise UnknownModule(module, "not a dotted module name")
-        if self._path is None:
-            self._path = _worker_path(self.python, self.env)
+        if self._path is None:  # not prepared: ask now
+            self.prepare()
+        assert self._path is not None
         if not _findable(module, self._path):
             raise UnknownModule(module, "not found on the workers' path (their pythonpath"
                                         " key and the interpreter's own; not PYTHONPATH)")

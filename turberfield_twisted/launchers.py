@@ -20,6 +20,7 @@ from zope.interface import implementer
 from .launcher import ILauncher, IWorkerProcess, LineSink
 from .settings import Settings
 from .warm import WarmLauncher
+from .warm import default_launcher as local_launcher
 
 __all__ = ["ModuleLaunchers", "default_launcher"]
 
@@ -67,8 +68,19 @@ class ModuleLaunchers:
         return self.launcher_of(module).spawn(module, guid, port, config, on_line)
 
     def prepare(self, modules: list[str]) -> None:
-        """Start the templates of the warm modules among ``modules`` (see :mod:`.warm`)."""
+        """
+        Prepare the local launcher: its workers' path, and the templates of
+        the warm modules among ``modules`` (see :meth:`.WarmLauncher.prepare`).
+        """
         self.local.prepare([m for m in modules if self.launcher_of(m) is self.local])
+
+    def reload(self, modules: list[str]) -> None:
+        """
+        The config was read again: the local launcher's templates start
+        afresh for the local modules among ``modules`` (see
+        :meth:`.WarmLauncher.reload`).
+        """
+        self.local.reload([m for m in modules if self.launcher_of(m) is self.local])
 
     def close(self) -> Deferred[None]:
         """Close what the launchers hold open (the warm templates); fire once they have."""
@@ -84,7 +96,6 @@ def default_launcher(reactor: Any, settings: Callable[[], Settings]) -> ModuleLa
     (``pythonpath`` from ``settings()`` for both).
     """
     from .slurm import SlurmLauncher
-    from .warm import default_launcher as local
 
     def slurm_args(module: str) -> tuple[str, ...]:
         found = settings().module(module)
@@ -93,4 +104,4 @@ def default_launcher(reactor: Any, settings: Callable[[], Settings]) -> ModuleLa
     def slurm() -> ILauncher:
         return SlurmLauncher(reactor, slurm_args, pythonpath=settings().initiator.pythonpath)
 
-    return ModuleLaunchers(settings, local(reactor, settings), slurm)
+    return ModuleLaunchers(settings, local_launcher(reactor, settings), slurm)

@@ -183,10 +183,8 @@ class SlurmLauncher:
     ):
         self._reactor, self.slurm_args, self.python = reactor, slurm_args, python
         self.srun, self.scancel, self.setsid = srun, scancel, setsid
-        extra = {"PYTHONPATH": pythonpath} if pythonpath else {}
-        if "SLURM_CONF" in os.environ:
-            extra["SLURM_CONF"] = os.environ["SLURM_CONF"]
-        self.env = minimal_env(extra)
+        conf = {"SLURM_CONF": os.environ["SLURM_CONF"]} if "SLURM_CONF" in os.environ else {}
+        self.env = minimal_env(pythonpath, conf)
         self.run = run if run is not None else run_command(reactor, self.env)
 
     def check(self, module: str) -> None:

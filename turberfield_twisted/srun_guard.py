@@ -19,8 +19,8 @@ the config goes in, the task's output comes out), and:
   (``PR_SET_PDEATHSIG``);
 - it exits as ``srun`` did: with its exit code, or by its signal.
 
-Standard library only, one process, no threads: it costs an interpreter
-and nothing else.
+Standard library only (and :mod:`.contract`, which is too), one process,
+no threads: it costs an interpreter and nothing else.
 """
 
 from __future__ import annotations
@@ -36,12 +36,12 @@ import sys
 import time
 from typing import Any, NoReturn
 
-__all__ = ["GRACE", "main"]
+from .contract import LIFELINE_FD
+
+__all__ = ["GRACE", "drain", "main"]
 
 #: Seconds ``srun`` has to end after SIGTERM before it gets SIGKILL.
 GRACE = 30.0
-#: The daemon holds the write end and never writes: EOF means it is gone.
-_LIFELINE = 3
 _PR_SET_PDEATHSIG = 1
 _ENDING = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 
@@ -56,16 +56,16 @@ def _say(text: str) -> None:
 
 def _lifeline() -> int | None:
     try:
-        if not stat.S_ISFIFO(os.fstat(_LIFELINE).st_mode):
+        if not stat.S_ISFIFO(os.fstat(LIFELINE_FD).st_mode):
             return None
     except OSError:
         return None
-    os.set_inheritable(_LIFELINE, False)
-    return _LIFELINE
+    os.set_inheritable(LIFELINE_FD, False)
+    return LIFELINE_FD
 
 
-def _drain(fd: int) -> None:
-    """Read what the signal handlers wrote to wake the loop."""
+def drain(fd: int) -> None:
+    """Read what the signal handlers wrote to the non-blocking ``fd`` to wake the loop."""
     with contextlib.suppress(BlockingIOError):
         while os.read(fd, 512):
             pass
@@ -138,7 +138,7 @@ def main(argv: list[str]) -> NoReturn:
         readers = [wake_r] if lifeline is None else [wake_r, lifeline]
         ready, _, _ = select.select(readers, [], [], timeout)
         if wake_r in ready:
-            _drain(wake_r)
+            drain(wake_r)
         if lifeline is not None and lifeline in ready and _ended(lifeline):
             lifeline = None
             asked.append("lifeline lost (the daemon is gone)")

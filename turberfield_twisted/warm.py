@@ -14,9 +14,10 @@ session of its own that the daemon signals, its exit status reported (by
 the template, its parent). The template holds no secret of any job.
 
 A template that dies is started again (its workers live on; their ends
-are seen through a pidfd each); :meth:`WarmLauncher.reload` retires a
-module's template (it forks no more and exits once its last worker has)
-so that the next spawn starts a new one, with the module as it is now.
+are seen through a pidfd each). On a config reload
+:meth:`WarmLauncher.reload` retires every template (it forks no more and
+exits once its last worker has) and starts new ones, which import the
+modules as they are now.
 """
 
 from __future__ import annotations
@@ -35,7 +36,14 @@ from zope.interface import implementer
 
 from .forked import Reader, WarmProcess
 from .forkserver import MAX_MESSAGE, send
-from .launcher import ILauncher, IWorkerProcess, LineSink, LocalLauncher
+from .launcher import (
+    ILauncher,
+    IWorkerProcess,
+    LineSink,
+    LocalLauncher,
+    SpawnFailed,
+    spawn_in_session,
+)
 from .process import ExitStatus, LineSplitter, Once
 
 __all__ = ["Template", "WarmLauncher", "WarmProcess", "default_launcher"]
@@ -92,21 +100,18 @@ class Template:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         self._sock = ours
         ours.setblocking(False)
-        args = [cold.python, "-P", "-m", "turberfield_twisted.forkserver", module]
-        executable = cold.python
-        if cold.setsid:
-            executable, args = cold.setsid, ["setsid", *args]
+        argv = [cold.python, "-P", "-m", "turberfield_twisted.forkserver", module]
         try:
-            self._process = reactor.spawnProcess(
-                _TemplateProtocol(self), executable, args, env=cold.env,
-                childFDs={0: "w", 1: "r", 2: "r", 3: theirs.fileno()})
-        except OSError:
+            self._process = spawn_in_session(
+                reactor, _TemplateProtocol(self), argv, cold.setsid, cold.env,
+                {0: "w", 1: "r", 2: "r", 3: theirs.fileno()}, module)
+        except SpawnFailed:
             ours.close()
             raise
         finally:
             theirs.close()
         self._process.closeStdin()
-        self._control = Reader(ours.fileno(), self._readable, self._lost)
+        self._control: Reader | None = Reader(ours.fileno(), self._readable, self._lost)
         reactor.addReader(self._control)
 
     # -- the socket --------------------------------------------------------
@@ -138,11 +143,13 @@ class Template:
 
     def _heard(self, message: dict[str, Any]) -> None:
         if "ready" in message:
-            self.pid, self.state = int(message["ready"]), "ready"
-            self.log.info("template of {module} ready (pid {pid})", module=self.module,
-                          pid=self.pid)
+            self.pid = int(message["ready"])
+            if self.state == "starting":  # not retired meanwhile
+                self.state = "ready"
+                self.log.info("template of {module} ready (pid {pid})", module=self.module,
+                              pid=self.pid)
             self._settled.fire(self.state)
-        elif "refused" in message:
+        elif "refused" in message and self.state == "starting":
             self.state, self.refusal = "refused", str(message["refused"])
             self.log.error("{module} can't be warm: {why}; its workers start cold",
                            module=self.module, why=self.refusal)
@@ -196,20 +203,21 @@ class Template:
             except OSError:
                 pass
 
-    def close(self) -> Deferred[None]:
-        """Close the socket: the template exits at once. Fire once it has."""
+    def _drop_control(self) -> None:
+        """Stop reading the socket and close it (once)."""
         if self._control is not None:
             self._reactor.removeReader(self._control)
-            self._control = None  # type: ignore[assignment]
+            self._control = None
             self._sock.close()
+
+    def close(self) -> Deferred[None]:
+        """Close the socket: the template exits at once. Fire once it has."""
+        self._drop_control()
         return self._ended.wait()
 
     def ended(self, status: ExitStatus) -> None:
         """The template process ended: its workers are orphans now."""
-        if self._control is not None:
-            self._reactor.removeReader(self._control)
-            self._control = None  # type: ignore[assignment]
-            self._sock.close()
+        self._drop_control()
         if self.state != "refused":
             if self.state in ("starting", "ready"):
                 self.log.warn("template of {module} ended: {status}", module=self.module,
@@ -251,7 +259,6 @@ class WarmLauncher:
         self.templates: dict[str, Template] = {}
         self._retired: set[Template] = set()
         self._restarts: dict[str, Any] = {}
-        self._awaited: dict[str, list[Deferred[Template]]] = {}
         self._closed = False
 
     # -- ILauncher ---------------------------------------------------------
@@ -296,39 +303,39 @@ class WarmLauncher:
                 return None  # it starts again after a delay
             try:
                 found = Template(self._reactor, module, self.cold, self._template_ended)
-            except OSError as exc:
+            except SpawnFailed as exc:
                 self.log.error("the template of {module} could not be started ({why}); its"
                                " workers start cold", module=module, why=str(exc))
                 return None
             self.templates[module] = found
-            for waiting in self._awaited.pop(module, []):
-                waiting.callback(found)
         return found
 
-    def next_template(self, module: str) -> Deferred[Template]:
-        """Fire with the next template started for ``module``."""
-        d: Deferred[Template] = Deferred()
-        self._awaited.setdefault(module, []).append(d)
-        return d
-
     def prepare(self, modules: list[str]) -> None:
-        """Start the templates of ``modules`` (the warm ones) now, before any launch."""
+        """
+        Prepare the cold launcher (:meth:`.LocalLauncher.prepare`) and start
+        the templates of ``modules`` (the warm ones) now, before any launch.
+        """
+        self.cold.prepare(modules)
+        self._start(modules)
+
+    def reload(self, modules: list[str]) -> None:
+        """
+        The config was read again: retire every template (it forks no more;
+        its workers run on, are still reported, and it exits after the
+        last) and start one for each warm module of ``modules``, which
+        imports the module afresh. A refused module gets another chance.
+        """
+        for old in self.templates.values():
+            old.retire()
+            if old.state == "retired":
+                self._retired.add(old)
+        self.templates.clear()
+        self._start(modules)
+
+    def _start(self, modules: list[str]) -> None:
         for module in modules:
             if self._is_warm(module):
                 self.template(module)
-
-    def reload(self, module: str) -> None:
-        """
-        ``module`` changed: retire its template (its workers run on and are
-        still reported) and start a new one, which imports it afresh. A
-        refused module gets another chance.
-        """
-        old = self.templates.pop(module, None)
-        if old is not None:
-            old.retire()
-            self._retired.add(old)
-        if self._is_warm(module):
-            self.template(module)
 
     def _template_ended(self, template: Template) -> None:
         self._retired.discard(template)

@@ -129,8 +129,9 @@ class _Runtime:
         self.proactor = Proactor(args, reactor=reactor)
         self.served = WorkerApp(args.guid, args.port, reactor, self.proactor)
 
-    def fail(self, code: int, message: str, **fields: Any) -> None:
-        log.error(message, guid=self.args.guid, **fields)
+    def fail(self, code: int, message: str, with_traceback: bool = False, **fields: Any) -> None:
+        """Log ``message`` (with the exception handled, if ``with_traceback``); exit ``code``."""
+        (log.failure if with_traceback else log.error)(message, guid=self.args.guid, **fields)
         self.exit_code = code
         if self.reactor.running:
             self.reactor.stop()
@@ -163,10 +164,8 @@ class _Runtime:
         try:
             self.served.build(self.factory, token, self._parent_client(cfg, token))
         except Exception:
-            log.failure("job {guid}: the app could not be built", guid=guid)
-            self.exit_code = EXIT_APP
-            self.reactor.stop()
-            return None
+            return self.fail(EXIT_APP, "job {guid}: the app could not be built",
+                             with_traceback=True)
         addr = cfg.get(guid, "listen_addr", fallback="127.0.0.1")
         self.served.guarded = not is_loopback(addr)
         kind = endpoints.TCP6ServerEndpoint if ":" in addr else endpoints.TCP4ServerEndpoint
