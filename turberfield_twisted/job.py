@@ -4,7 +4,7 @@ A job's record, its states and its events.
 :class:`JobState` names every state once; :class:`JobEvent` is the one
 record observers, web-hooks, metrics and the API get for each transition
 (and for each event a worker posts). The transitions themselves are
-declared in :mod:`turberfield_twisted.lifecycle`.
+declared in :mod:`turberfield_twisted.transitions`.
 """
 
 from __future__ import annotations

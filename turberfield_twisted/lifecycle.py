@@ -5,11 +5,6 @@ starts (at most ``max_starting`` jobs in ``starting`` at once).
 
 The states and every transition between them are drawn and declared in
 :mod:`turberfield_twisted.transitions`.
-
-A job that ends unasked goes to ``backoff`` (its restart policy says when
-it starts again) or ``failed`` (given up). Each transition emits one
-:class:`~turberfield_twisted.job.JobEvent`; an input with no transition
-from the job's state is refused and logged, and changes nothing.
 """
 
 from __future__ import annotations
@@ -26,21 +21,18 @@ from twisted.python.failure import Failure
 from .admission import Admission
 from .contract import EXIT_PORT_IN_USE
 from .errors import NoFreePort, SpawnFailed
-from .job import ENDED, Job, JobEvent, JobState, OutputLine
+from .job import ENDED, Job, JobEvent, OutputLine
 from .launcher import ILauncher, IWorkerProcess
 from .limits import apply_rlimits
 from .ports import PortBook
 from .process import ExitStatus
 from .settings import Settings
-from .transitions import TRANSITIONS, Input
+from .transitions import _B, _E, _P, _R, _S, _W, TRANSITIONS, Input
 
-__all__ = ["TRANSITIONS", "Input", "Lifecycle"]
+__all__ = ["Lifecycle"]
 
 #: How many times a starting job moves on to the next port after exit 75.
 MAX_PORT_RETRIES = 10
-
-_W, _S, _R, _P = JobState.WAITING, JobState.STARTING, JobState.READY, JobState.STOPPING
-_E, _B, _F = JobState.EXITED, JobState.BACKOFF, JobState.FAILED
 
 
 @attrs.define(eq=False)
