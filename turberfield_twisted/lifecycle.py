@@ -163,9 +163,8 @@ class Lifecycle:
         self._cancel(job, "ready_timeout")
         self._cancel_probe(job)
         self.fire(job, Input.STOP)
-        wait = self._settings().initiator.stop_timeout if timeout is None else timeout
-        job.calls["kill"] = self._reactor.callLater(wait, self._kill, job, process)
-        process.signal(signal.SIGTERM)
+        self._terminate(job, process,
+                        self._settings().initiator.stop_timeout if timeout is None else timeout)
 
     def over_limit(self, job: Job, reason: str) -> None:
         """
@@ -180,9 +179,7 @@ class Lifecycle:
         job.limit_hit = reason
         self.log.warn("job {guid} is {reason}: stopping it to restart it", guid=job.guid,
                       reason=reason)
-        job.calls["kill"] = self._reactor.callLater(
-            self._settings().initiator.stop_timeout, self._kill, job, process)
-        process.signal(signal.SIGTERM)
+        self._terminate(job, process, self._settings().initiator.stop_timeout)
 
     def line(self, job: Job, stream: str, text: str) -> None:
         """Keep one line of ``job``'s output, log it under its guid and pass it on."""
@@ -252,8 +249,8 @@ class Lifecycle:
         process.exited().addCallback(self._exited, job, process)
         if job.process is not process or job.state is not _S:
             return  # an observer of "starting" stopped it, or it is gone already
-        job.calls["ready_timeout"] = self._reactor.callLater(
-            self._settings().initiator.ready_timeout, self._ready_timed_out, job, process)
+        self._later(job, "ready_timeout", self._settings().initiator.ready_timeout,
+                    self._ready_timed_out, job, process)
         if host is None:  # it runs elsewhere: probe once it says where
             located = process.listening()
             job.readiness = located
@@ -301,6 +298,11 @@ class Lifecycle:
                           timeout=self._settings().initiator.ready_timeout)
             process.signal(signal.SIGKILL)
 
+    def _terminate(self, job: Job, process: IWorkerProcess, wait: float) -> None:
+        """SIGTERM to ``job``'s group, SIGKILL after ``wait`` seconds (in place of any due)."""
+        self._later(job, "kill", wait, self._kill, job, process)
+        process.signal(signal.SIGTERM)
+
     def _kill(self, job: Job, process: IWorkerProcess) -> None:
         job.calls.pop("kill", None)
         if job.process is process:
@@ -311,9 +313,7 @@ class Lifecycle:
         if job.process is not process:
             return
         process.signal(signal.SIGKILL)  # whatever is left of its process group
-        for name in ("kill", "ready_timeout"):
-            self._cancel(job, name)
-        self._cancel_probe(job)
+        self.cancel_all(job)
         job.process = None
         job.status = status
         self.log.info("job {guid} ended: {status}", guid=job.guid, status=status.describe())
@@ -355,7 +355,7 @@ class Lifecycle:
         if delay is not None:
             self.log.info("job {guid} restarts in {delay:.2f}s", guid=job.guid, delay=delay)
             self.fire(job, Input.CRASH)
-            job.calls["restart"] = self._reactor.callLater(delay, self._restart_due, job)
+            self._later(job, "restart", delay, self._restart_due, job)
             return
         if tracker is not None and tracker.gave_up:
             policy = tracker.policy
@@ -372,6 +372,13 @@ class Lifecycle:
 
     # -- timers ------------------------------------------------------------
 
+    def _later(self, job: Job, name: str, delay: float, fn: Callable[..., None],
+               *args: Any) -> None:
+        """Call ``fn(*args)`` in ``delay`` seconds as ``job``'s timer ``name``, cancelling
+        any timer already under that name (``fn`` pops its own entry when it runs)."""
+        self._cancel(job, name)
+        job.calls[name] = self._reactor.callLater(delay, fn, *args)
+
     def _cancel(self, job: Job, name: str) -> None:
         call = job.calls.pop(name, None)
         if call is not None and call.active():
@@ -383,7 +390,7 @@ class Lifecycle:
             probe.cancel()
 
     def cancel_all(self, job: Job) -> None:
-        """Cancel every timer and check of ``job`` (the daemon is stopping)."""
+        """Cancel every timer and check of ``job`` (its process has ended)."""
         for name in list(job.calls):
             self._cancel(job, name)
         self._cancel_probe(job)
