@@ -113,9 +113,9 @@ class Lifecycle:
         is ``failed``, its ``last_error`` says why).
         """
         self._hold_port(job)
-        self.fire(job, Input.LAUNCH if new else Input.QUEUE)
-        if self.admission.request(job):
-            self._spawn(job)
+        failed = self._join_queue(job, Input.LAUNCH if new else Input.QUEUE)
+        if failed is not None:
+            raise failed
 
     def restart(self, job: Job) -> None:
         """
@@ -132,18 +132,9 @@ class Lifecycle:
             job.again = True  # fire() starts it on its way into exited
 
     def _start_again(self, job: Job) -> None:
-        """Start ``job`` again (a restart asked, or one due after backoff); no port: say why."""
+        """Start ``job`` again: a restart asked, or one due after backoff."""
         job.again = False
-        try:
-            self.start(job)
-        except NoFreePort as exc:
-            job.last_error = str(exc)
-            self.log.error("job {guid} could not start again: {error}", guid=job.guid,
-                           error=str(exc))
-            if job.state is _B:
-                self.fire(job, Input.GIVE_UP)
-        except SpawnFailed:
-            pass  # it is failed, and logged
+        self._queue(job, Input.QUEUE)
 
     def stop(self, job: Job, timeout: float | None = None) -> None:
         """
@@ -204,6 +195,28 @@ class Lifecycle:
         self.ports.hold(job, job.port, port)
         job.port = port
 
+    def _queue(self, job: Job, event: Input) -> None:
+        """
+        Start ``job`` again as ``event`` says, raising nothing: it holds a
+        port, waits for a starting slot and is spawned. With no port free
+        it is failed (unless it has ended), ``last_error`` saying why.
+        """
+        try:
+            self._hold_port(job)
+        except NoFreePort as exc:
+            job.last_error = str(exc)
+            self.log.error("job {guid} could not start again: {error}", guid=job.guid,
+                           error=str(exc))
+            if job.state not in ENDED:
+                self.fire(job, Input.GIVE_UP)
+            return
+        self._join_queue(job, event)
+
+    def _join_queue(self, job: Job, event: Input) -> SpawnFailed | None:
+        """``job``, holding a port, takes ``event`` and is spawned once it has a slot."""
+        self.fire(job, event)
+        return self._spawn(job) if self.admission.request(job) else None
+
     def _drain(self) -> None:
         """Spawn waiting jobs while starting slots are free."""
         if self._draining:
@@ -211,16 +224,14 @@ class Lifecycle:
         self._draining = True
         try:
             while (job := self.admission.next()) is not None:
-                try:
-                    self._spawn(job)
-                except SpawnFailed:
-                    pass  # it is failed, and logged
+                self._spawn(job)
         finally:
             self._draining = False
 
     # -- a process's life --------------------------------------------------
 
-    def _spawn(self, job: Job) -> None:
+    def _spawn(self, job: Job) -> SpawnFailed | None:
+        """Spawn ``job``; if it can't be, it is failed, and the error is returned."""
         addr = self._listen_addr(job.module)
         limits = self._settings().limits_for(job.module, job.guid if job.declared else None)
         try:
@@ -232,7 +243,7 @@ class Lifecycle:
             self.log.error("job {guid} ({module}) could not be spawned: {error}",
                            guid=job.guid, module=job.module, error=str(exc))
             self.fire(job, Input.GIVE_UP)
-            raise
+            return exc
         host = self.launcher.address(job.module, addr)
         job.process = process
         job.host = host or ""  # "": only the worker can say, once it listens
@@ -248,7 +259,7 @@ class Lifecycle:
         self.fire(job, Input.SPAWN)
         process.exited().addCallback(self._exited, job, process)
         if job.process is not process or job.state is not _S:
-            return  # an observer of "starting" stopped it, or it is gone already
+            return None  # an observer of "starting" stopped it, or it is gone already
         self._later(job, "ready_timeout", self._settings().initiator.ready_timeout,
                     self._ready_timed_out, job, process)
         if host is None:  # it runs elsewhere: probe once it says where
@@ -258,6 +269,7 @@ class Lifecycle:
                                  callbackArgs=(job, process), errbackArgs=(job,))
         else:
             self._check(job, process)
+        return None
 
     def _located(self, host: str | None, job: Job, process: IWorkerProcess) -> None:
         job.readiness = None
@@ -331,18 +343,7 @@ class Lifecycle:
         job.last_error = f"port {job.port} in use"
         self.log.warn("job {guid} could not bind port {port}: trying the next",
                       guid=job.guid, port=job.port)
-        try:
-            self._hold_port(job)
-        except NoFreePort as exc:
-            job.last_error = str(exc)
-            self.fire(job, Input.GIVE_UP)
-            return
-        self.fire(job, Input.PORT_TAKEN)
-        if self.admission.request(job):
-            try:
-                self._spawn(job)
-            except SpawnFailed:
-                pass  # it is failed, and logged
+        self._queue(job, Input.PORT_TAKEN)
 
     def _unasked(self, job: Job, status: ExitStatus) -> None:
         """An exit nobody asked for: back off and start again, or give up."""
