@@ -122,10 +122,7 @@ class Lifecycle:
         Stop ``job`` (as :meth:`stop` does), then start it again once it has
         exited; one that has ended starts at once (raising as :meth:`start`).
         """
-        if job.state in ENDED:
-            self.start(job)
-            return
-        self.stop(job)
+        self.stop(job)  # on an ended job: nothing
         if job.state in ENDED:
             self.start(job)
         else:
