@@ -21,13 +21,13 @@ from twisted.python.failure import Failure
 from .admission import Admission
 from .contract import EXIT_PORT_IN_USE
 from .errors import NoFreePort, SpawnFailed
-from .job import ENDED, Job, JobEvent, OutputLine
+from .job import ENDED, LIVE, Job, JobEvent, OutputLine
 from .launcher import ILauncher, IWorkerProcess
 from .limits import apply_rlimits
 from .ports import PortBook
 from .process import ExitStatus
 from .settings import Settings
-from .transitions import _B, _E, _P, _R, _S, _W, TRANSITIONS, Input
+from .transitions import _B, _E, _P, _S, _W, TRANSITIONS, Input
 
 __all__ = ["Lifecycle"]
 
@@ -146,7 +146,7 @@ class Lifecycle:
             self.fire(job, Input.STOP)
             return
         process = job.process
-        if job.state not in (_S, _R) or process is None:
+        if job.state not in LIVE or process is None:
             return
         self._cancel(job, "ready_timeout")
         self._cancel_probe(job)
@@ -162,7 +162,7 @@ class Lifecycle:
         giving ``reason``.
         """
         process = job.process
-        if process is None or job.state not in (_S, _R) or job.limit_hit is not None:
+        if process is None or job.state not in LIVE or job.limit_hit is not None:
             return
         job.limit_hit = reason
         self.log.warn("job {guid} is {reason}: stopping it to restart it", guid=job.guid,

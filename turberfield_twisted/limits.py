@@ -22,17 +22,15 @@ from __future__ import annotations
 import resource
 import signal
 from collections.abc import Callable, Collection, Iterable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import attrs
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
+from .job import LIVE, Job
 from .launcher import ILocalProcess
 from .procstat import group_stats
-
-if TYPE_CHECKING:
-    from .job import Job
 
 __all__ = ["LIMIT_KEYS", "Limits", "MemoryWatch", "apply_rlimits", "explain_exit"]
 
@@ -129,13 +127,11 @@ class MemoryWatch:
 
     def check(self) -> None:
         """Sample once: every job over its ``max_memory`` is told to ``over``."""
-        from .job import JobState
-
         watched = {}
         for job in self._jobs():
             limits, pid = job.limits, job.pid
             if (limits is None or not limits.max_memory or pid is None or job.limit_hit
-                    or job.state not in (JobState.STARTING, JobState.READY)
+                    or job.state not in LIVE
                     or not ILocalProcess.providedBy(job.process)):
                 continue
             watched[pid] = (job, limits.max_memory)
