@@ -54,7 +54,7 @@ from zope.interface.verify import verifyClass
 from ..errors import SpawnFailed, UnknownModule
 from ..launcher import ILauncher, IRemoteProcess, IWorkerProcess, reachable
 from ..ports import free_port
-from ..process import ExitStatus, ExitWaiters, Once, Outcomes
+from ..process import ExitStatus, Once, Outcomes
 
 if TYPE_CHECKING:
     from ..initiator import Initiator
@@ -166,7 +166,7 @@ class FakeWorker(Outcomes):
     pid: int | None = attrs.field(factory=lambda: next(_pids))
     signals: list[int] = attrs.field(factory=list)
     dies_on: frozenset[int] = frozenset({signal.SIGTERM, signal.SIGKILL})
-    _exit: ExitWaiters = attrs.field(factory=ExitWaiters, repr=False)
+    _exit: Once[ExitStatus] = attrs.field(factory=Once, repr=False)
     _ready: Once[str | None] = attrs.field(factory=Once, repr=False)
 
     def listen(self, host: str | None = None) -> None:
