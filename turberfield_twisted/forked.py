@@ -13,7 +13,7 @@ import os
 from collections.abc import Callable
 from typing import Any
 
-from twisted.internet.error import ConnectionDone, ProcessDone, ProcessTerminated
+from twisted.internet.error import ConnectionDone
 from twisted.internet.interfaces import IReadDescriptor
 from twisted.internet.process import ProcessReader, ProcessWriter
 from twisted.logger import Logger
@@ -109,10 +109,7 @@ class WarmProcess(ProtocolProcess):
             self._reactor.removeReader(self._watch)
             os.close(self._watch.fd)
             self._watch = None
-        if status.code == 0 and status.signal is None:
-            reason = Failure(ProcessDone(0))
-        else:
-            reason = Failure(ProcessTerminated(status.code, status.signal))
+        reason = status.as_reason()
         self.protocol.processExited(reason)
         self.protocol.processEnded(reason)
 

@@ -55,6 +55,12 @@ class ExitStatus:
             return cls(value.exitCode, value.signal)
         return cls(None, None)
 
+    def as_reason(self) -> Failure:
+        """The ``ProcessDone``/``ProcessTerminated`` failure a reactor gives for this exit."""
+        if self.code == 0 and self.signal is None:
+            return Failure(ProcessDone(0))
+        return Failure(ProcessTerminated(self.code, self.signal))
+
     def describe(self) -> str:
         """'exit 1', 'signal 9' or 'unknown'."""
         if self.signal is not None:

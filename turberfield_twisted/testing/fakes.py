@@ -40,14 +40,11 @@ import attrs
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.error import (
     ConnectionRefusedError,
-    ProcessDone,
     ProcessExitedAlready,
-    ProcessTerminated,
 )
 from twisted.internet.interfaces import IProcessTransport, IReactorProcess
 from twisted.internet.task import Clock
 from twisted.internet.testing import MemoryReactor
-from twisted.python.failure import Failure
 from zope.interface import implementer
 from zope.interface.verify import verifyClass
 
@@ -118,11 +115,7 @@ class FakeProcess:
 
     def exit(self, code: int = 0, signal: int | None = None) -> None:
         """End the fake process: the protocol sees it exit."""
-        reason = (
-            Failure(ProcessDone(0))
-            if code == 0 and signal is None
-            else Failure(ProcessTerminated(code if signal is None else None, signal))
-        )
+        reason = ExitStatus(code if signal is None else None, signal).as_reason()
         self.pid = None
         self.protocol.processExited(reason)
         self.protocol.processEnded(reason)
