@@ -104,14 +104,16 @@ class WarmProcess(ProtocolProcess):
             self.signal(sig)
 
     def ended(self, status: ExitStatus) -> None:
-        """It was reaped (or is gone, ``status`` unknown): tell the protocol."""
+        """
+        It was reaped (or is gone, ``status`` unknown): tell the protocol,
+        which reports its exit once its stdout and stderr have closed (or
+        after their grace), as for a cold worker.
+        """
         if self._watch is not None:
             self._reactor.removeReader(self._watch)
             os.close(self._watch.fd)
             self._watch = None
-        reason = status.as_reason()
-        self.protocol.processExited(reason)
-        self.protocol.processEnded(reason)
+        self.protocol.processExited(status.as_reason())
 
     def orphaned(self) -> None:
         """Its template is gone: learn of its end through a pidfd (its status is lost)."""
