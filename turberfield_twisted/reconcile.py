@@ -250,12 +250,8 @@ class Reconciler(Service):
 
     def _redeclare(self, decl: DeclaredJob) -> None:
         """A declared job's section changed: stop it, then start it as it now says."""
-        init = self._initiator
-        job = init.workers[decl.name]
-        if job.state in ENDED:
-            self._start_again(decl.name)
-            return
-        init.stop(decl.name, operator=False).addBoth(lambda _: self._start_again(decl.name))
+        stopped = self._initiator.stop(decl.name, operator=False)  # an ended job: at once
+        stopped.addBoth(lambda _: self._start_again(decl.name))
 
     def _start_again(self, name: str) -> None:
         """Take ``name``'s declaration as it is now; start it if it is wanted running."""
