@@ -18,10 +18,11 @@ from twisted.logger import LogLevel, capturedLogs, formatEvent
 from turberfield_twisted import JobState, NoFreePort, SpawnFailed
 from turberfield_twisted.config import parse_config
 from turberfield_twisted.job import ENDED, EventKind, Job
-from turberfield_twisted.lifecycle import TRANSITIONS, Input, Lifecycle
+from turberfield_twisted.lifecycle import Lifecycle
 from turberfield_twisted.settings import check_config
 from turberfield_twisted.supervision import RestartTracker
 from turberfield_twisted.testing.fakes import FakeLauncher, InitiatorOnClock, initiator_on_clock
+from turberfield_twisted.transitions import TRANSITIONS, Input
 
 MOD = "some.worker"
 LOW = 21000

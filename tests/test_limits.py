@@ -210,6 +210,23 @@ def test_a_job_that_ignores_sigterm_at_its_limit_is_killed_after_stop_timeout():
     assert job.restarts == 1 and w.worker(job) is not worker
 
 
+def test_a_stop_after_a_limit_hit_kills_at_the_stops_deadline_only():
+    """An operator's stop(timeout=60) after a limit hit: no SIGKILL at stop_timeout, one at 60 s."""
+    w = World()
+    job = w.new()
+    w.healthy(job)
+    worker = w.worker(job)
+    worker.dies_on = frozenset({signal.SIGKILL})
+    w.lifecycle.over_limit(job, "over its max_memory")
+    w.lifecycle.stop(job, timeout=60)
+    assert worker.signals == [signal.SIGTERM, signal.SIGTERM]
+    w.clock.advance(59.9)
+    assert worker.signals == [signal.SIGTERM, signal.SIGTERM] and job.state is JobState.STOPPING
+    w.clock.advance(0.1)
+    assert worker.signals[2] == signal.SIGKILL
+    assert job.state is JobState.EXITED and w.pending() == []
+
+
 def test_with_restart_never_a_job_over_its_limit_fails_saying_why():
     """Its policy decides: restart = never leaves it failed, last_error the limit."""
     w = World(restart="never")

@@ -3,7 +3,6 @@
 import pytest
 from twisted.internet.error import ProcessDone, ProcessTerminated
 from twisted.internet.task import Clock
-from twisted.python.failure import Failure
 
 from turberfield_twisted.process import (
     MAX_LINE,
@@ -134,9 +133,7 @@ def protocol(reactor=None):
 
 
 def exited(code=0, signal=None):
-    if signal is not None:
-        return Failure(ProcessTerminated(None, signal))
-    return Failure(ProcessTerminated(code) if code else ProcessDone(0))
+    return ExitStatus(None if signal is not None else code, signal).as_reason()
 
 
 def test_exit_waits_for_the_last_output():
@@ -195,3 +192,12 @@ def test_process_ended_reports_the_exit():
 def test_exit_status_describes_itself(reason, text):
     """ExitStatus reads ProcessDone/ProcessTerminated and says 'exit N' or 'signal N'."""
     assert ExitStatus.from_reason(reason).describe() == text
+
+
+@pytest.mark.parametrize("status", [ExitStatus(0, None), ExitStatus(3, None),
+                                    ExitStatus(None, 9), ExitStatus(None, None)])
+def test_exit_status_as_a_reason_reads_back_as_itself(status):
+    """as_reason gives ProcessDone for exit 0, else ProcessTerminated; from_reason reads it back."""
+    reason = status.as_reason()
+    assert reason.check(ProcessDone if status.code == 0 else ProcessTerminated)
+    assert ExitStatus.from_reason(reason) == status

@@ -352,3 +352,68 @@ def test_a_reload_retires_a_starting_template_for_good_and_starts_a_new_one():
         old._heard({"ready": 4242})
     assert (old.state, old.pid, events) == ("retired", 4242, [])
     assert new.state == "starting"
+
+
+#: A warm worker whose output outlives it: its grandchild, which holds its
+#: stdout, writes the last line once the worker has exited (the end of a pipe
+#: only the worker held).
+LAST_WORDS = """\
+import os
+
+if __name__ == "__main__":
+    print(f"worker {os.getpid()} going", flush=True)
+    gone, held = os.pipe()
+    if os.fork() == 0:
+        os.close(held)
+        os.read(gone, 1)
+        print(f"grandchild {os.getpid()}: last words", flush=True)
+        os._exit(0)
+    os.close(gone)
+    raise SystemExit(3)
+"""
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_warm_workers_last_output_is_read_before_its_exit_is_reported(reactor, tmp_path):
+    """
+    As for a cold worker, the exit of a warm one is reported once its stdout
+    and stderr have closed (within OUTPUT_GRACE): the last line its group
+    writes is in the job's output when the job is seen to end.
+    """
+    code = tmp_path / "code"
+    code.mkdir()
+    (code / "lastwords.py").write_text(LAST_WORDS)
+    cfg = parse_config(textwrap.dedent(f"""
+        [init]
+        listen_addr = 127.0.0.1
+        listen_port = 0
+        child_port_min = 26800
+        child_port_max = 26809
+        ready_timeout = 15
+        stop_timeout = 5
+        pythonpath = {code}
+
+        [lastwords]
+        warm = true
+        restart = never
+        """))
+    init = Initiator(None, guid="init", cfg=cfg, reactor=reactor)
+    init.startService()
+    template = await ready_template(init, "lastwords")
+    at_end: list[list[str]] = []
+    init.subscribe(lambda event: at_end.append(
+        [line["line"] for line in init.job(event.guid).tail.lines()])
+        if event.state is JobState.FAILED else None)
+    guid = await init.launch("lastwords")
+    job = init.job(guid)
+    try:
+        await init.wait_for_state(guid, [JobState.FAILED], timeout=15)
+    finally:
+        await init.stopService()
+    assert job.status.code == 3
+    [lines] = at_end
+    assert [line.split()[0] for line in lines] == ["worker", "grandchild"]
+    assert lines[1].endswith(": last words")
+    pids = [int(line.split()[1].rstrip(":")) for line in lines]
+    await wait_gone(reactor, [*pids, template.pid])
+    assert children_of(os.getpid()) == []

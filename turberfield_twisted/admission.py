@@ -18,10 +18,6 @@ from .job import Job
 __all__ = ["Admission"]
 
 
-def _open(job: Job) -> bool:
-    return True
-
-
 class Admission:
     """
     Starting slots: at most ``slots()`` jobs hold one at once; the others
@@ -30,7 +26,7 @@ class Admission:
     no slot is given any more.
     """
 
-    def __init__(self, slots: Callable[[], int], gate: Callable[[Job], bool] = _open):
+    def __init__(self, slots: Callable[[], int], gate: Callable[[Job], bool]):
         self._slots = slots
         self._gate = gate
         self.closed = False

@@ -13,7 +13,7 @@ import os
 from collections.abc import Callable
 from typing import Any
 
-from twisted.internet.error import ConnectionDone, ProcessDone, ProcessTerminated
+from twisted.internet.error import ConnectionDone
 from twisted.internet.interfaces import IReadDescriptor
 from twisted.internet.process import ProcessReader, ProcessWriter
 from twisted.logger import Logger
@@ -104,17 +104,16 @@ class WarmProcess(ProtocolProcess):
             self.signal(sig)
 
     def ended(self, status: ExitStatus) -> None:
-        """It was reaped (or is gone, ``status`` unknown): tell the protocol."""
+        """
+        It was reaped (or is gone, ``status`` unknown): tell the protocol,
+        which reports its exit once its stdout and stderr have closed (or
+        after their grace), as for a cold worker.
+        """
         if self._watch is not None:
             self._reactor.removeReader(self._watch)
             os.close(self._watch.fd)
             self._watch = None
-        if status.code == 0 and status.signal is None:
-            reason = Failure(ProcessDone(0))
-        else:
-            reason = Failure(ProcessTerminated(status.code, status.signal))
-        self.protocol.processExited(reason)
-        self.protocol.processEnded(reason)
+        self.protocol.processExited(status.as_reason())
 
     def orphaned(self) -> None:
         """Its template is gone: learn of its end through a pidfd (its status is lost)."""

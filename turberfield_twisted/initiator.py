@@ -162,8 +162,7 @@ class Initiator(JobTable, Proactor, Service):
         :class:`BadOverride`, :class:`BadGuid` or :class:`NoFreePort` (no
         job is made), or :class:`SpawnFailed` (the job is ``failed``).
         """
-        tracker = self.runnable(module)
-        overrides = check_overrides(self.cfg, module, config)
+        tracker, overrides = self.admit(module, config)
         job = Job(guid=self._new_guid(guid), port=0, session=session, module=module,
                   token=secrets.token_urlsafe(32), overrides=overrides, tracker=tracker)
         return self.add(job).guid
@@ -190,6 +189,10 @@ class Initiator(JobTable, Proactor, Service):
             self.lifecycle.stop(job)
             raise
         return job
+
+    def admit(self, module: str, config: Any) -> tuple[RestartTracker, dict[str, str]]:
+        """:meth:`runnable`, and ``config`` checked as its overrides (raise as :meth:`launch`)."""
+        return self.runnable(module), check_overrides(self.cfg, module, config)
 
     def runnable(self, module: str) -> RestartTracker:
         """A new restart history for a job of ``module``; UnknownModule if it can't run."""

@@ -4,26 +4,28 @@ A job's record, its states and its events.
 :class:`JobState` names every state once; :class:`JobEvent` is the one
 record observers, web-hooks, metrics and the API get for each transition
 (and for each event a worker posts). The transitions themselves are
-declared in :mod:`turberfield_twisted.lifecycle`.
+declared in :mod:`turberfield_twisted.transitions`.
 """
 
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IDelayedCall
 
 from .config import redact
-from .limits import Limits, explain_exit
 from .process import ExitStatus, OutputTail
 from .supervision import RestartTracker
 
+if TYPE_CHECKING:
+    from .limits import Limits
+
 __all__ = [
     "ENDED",
-    "RUNNING",
+    "LIVE",
     "EventKind",
     "Job",
     "JobEvent",
@@ -55,8 +57,8 @@ class JobState(StrEnum):
 
 #: States a job stays in until it is asked to start again.
 ENDED = frozenset({JobState.EXITED, JobState.FAILED})
-#: States in which the job has a process.
-RUNNING = frozenset({JobState.STARTING, JobState.READY, JobState.STOPPING})
+#: States in which the job's worker runs and has not been asked to stop.
+LIVE = frozenset({JobState.STARTING, JobState.READY})
 
 
 class Wanted(StrEnum):
@@ -180,6 +182,8 @@ class Job:
 
     def failure(self, status: ExitStatus, ready_timeout: float) -> str:
         """Why this run failed, with its last stderr lines (else its stdout)."""
+        from .limits import explain_exit  # limits imports this module
+
         cause = (self.limit_hit or (f"not ready within {ready_timeout:g}s" if self.timed_out
                  else status.describe() + explain_exit(status.signal, self.limits)))
         lines = (self.tail.last(3, since=self.started, stream="stderr")

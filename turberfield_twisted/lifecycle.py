@@ -5,11 +5,6 @@ starts (at most ``max_starting`` jobs in ``starting`` at once).
 
 The states and every transition between them are drawn and declared in
 :mod:`turberfield_twisted.transitions`.
-
-A job that ends unasked goes to ``backoff`` (its restart policy says when
-it starts again) or ``failed`` (given up). Each transition emits one
-:class:`~turberfield_twisted.job.JobEvent`; an input with no transition
-from the job's state is refused and logged, and changes nothing.
 """
 
 from __future__ import annotations
@@ -26,21 +21,18 @@ from twisted.python.failure import Failure
 from .admission import Admission
 from .contract import EXIT_PORT_IN_USE
 from .errors import NoFreePort, SpawnFailed
-from .job import ENDED, Job, JobEvent, JobState, OutputLine
+from .job import ENDED, LIVE, Job, JobEvent, OutputLine
 from .launcher import ILauncher, IWorkerProcess
 from .limits import apply_rlimits
 from .ports import PortBook
 from .process import ExitStatus
 from .settings import Settings
-from .transitions import TRANSITIONS, Input
+from .transitions import _B, _E, _P, _S, _W, TRANSITIONS, Input
 
-__all__ = ["TRANSITIONS", "Input", "Lifecycle"]
+__all__ = ["Lifecycle"]
 
 #: How many times a starting job moves on to the next port after exit 75.
 MAX_PORT_RETRIES = 10
-
-_W, _S, _R, _P = JobState.WAITING, JobState.STARTING, JobState.READY, JobState.STOPPING
-_E, _B, _F = JobState.EXITED, JobState.BACKOFF, JobState.FAILED
 
 
 @attrs.define(eq=False)
@@ -121,37 +113,25 @@ class Lifecycle:
         is ``failed``, its ``last_error`` says why).
         """
         self._hold_port(job)
-        self.fire(job, Input.LAUNCH if new else Input.QUEUE)
-        if self.admission.request(job):
-            self._spawn(job)
+        failed = self._join_queue(job, Input.LAUNCH if new else Input.QUEUE)
+        if failed is not None:
+            raise failed
 
     def restart(self, job: Job) -> None:
         """
         Stop ``job`` (as :meth:`stop` does), then start it again once it has
         exited; one that has ended starts at once (raising as :meth:`start`).
         """
-        if job.state in ENDED:
-            self.start(job)
-            return
-        self.stop(job)
+        self.stop(job)  # on an ended job: nothing
         if job.state in ENDED:
             self.start(job)
         else:
             job.again = True  # fire() starts it on its way into exited
 
     def _start_again(self, job: Job) -> None:
-        """Start ``job`` again (a restart asked, or one due after backoff); no port: say why."""
+        """Start ``job`` again: a restart asked, or one due after backoff."""
         job.again = False
-        try:
-            self.start(job)
-        except NoFreePort as exc:
-            job.last_error = str(exc)
-            self.log.error("job {guid} could not start again: {error}", guid=job.guid,
-                           error=str(exc))
-            if job.state is _B:
-                self.fire(job, Input.GIVE_UP)
-        except SpawnFailed:
-            pass  # it is failed, and logged
+        self._queue(job, Input.QUEUE)
 
     def stop(self, job: Job, timeout: float | None = None) -> None:
         """
@@ -166,14 +146,13 @@ class Lifecycle:
             self.fire(job, Input.STOP)
             return
         process = job.process
-        if job.state not in (_S, _R) or process is None:
+        if job.state not in LIVE or process is None:
             return
         self._cancel(job, "ready_timeout")
         self._cancel_probe(job)
         self.fire(job, Input.STOP)
-        wait = self._settings().initiator.stop_timeout if timeout is None else timeout
-        job.calls["kill"] = self._reactor.callLater(wait, self._kill, job, process)
-        process.signal(signal.SIGTERM)
+        self._terminate(job, process,
+                        self._settings().initiator.stop_timeout if timeout is None else timeout)
 
     def over_limit(self, job: Job, reason: str) -> None:
         """
@@ -183,14 +162,12 @@ class Lifecycle:
         giving ``reason``.
         """
         process = job.process
-        if process is None or job.state not in (_S, _R) or job.limit_hit is not None:
+        if process is None or job.state not in LIVE or job.limit_hit is not None:
             return
         job.limit_hit = reason
         self.log.warn("job {guid} is {reason}: stopping it to restart it", guid=job.guid,
                       reason=reason)
-        job.calls["kill"] = self._reactor.callLater(
-            self._settings().initiator.stop_timeout, self._kill, job, process)
-        process.signal(signal.SIGTERM)
+        self._terminate(job, process, self._settings().initiator.stop_timeout)
 
     def line(self, job: Job, stream: str, text: str) -> None:
         """Keep one line of ``job``'s output, log it under its guid and pass it on."""
@@ -215,6 +192,28 @@ class Lifecycle:
         self.ports.hold(job, job.port, port)
         job.port = port
 
+    def _queue(self, job: Job, event: Input) -> None:
+        """
+        Start ``job`` again as ``event`` says, raising nothing: it holds a
+        port, waits for a starting slot and is spawned. With no port free
+        it is failed (unless it has ended), ``last_error`` saying why.
+        """
+        try:
+            self._hold_port(job)
+        except NoFreePort as exc:
+            job.last_error = str(exc)
+            self.log.error("job {guid} could not start again: {error}", guid=job.guid,
+                           error=str(exc))
+            if job.state not in ENDED:
+                self.fire(job, Input.GIVE_UP)
+            return
+        self._join_queue(job, event)
+
+    def _join_queue(self, job: Job, event: Input) -> SpawnFailed | None:
+        """``job``, holding a port, takes ``event`` and is spawned once it has a slot."""
+        self.fire(job, event)
+        return self._spawn(job) if self.admission.request(job) else None
+
     def _drain(self) -> None:
         """Spawn waiting jobs while starting slots are free."""
         if self._draining:
@@ -222,16 +221,14 @@ class Lifecycle:
         self._draining = True
         try:
             while (job := self.admission.next()) is not None:
-                try:
-                    self._spawn(job)
-                except SpawnFailed:
-                    pass  # it is failed, and logged
+                self._spawn(job)
         finally:
             self._draining = False
 
     # -- a process's life --------------------------------------------------
 
-    def _spawn(self, job: Job) -> None:
+    def _spawn(self, job: Job) -> SpawnFailed | None:
+        """Spawn ``job``; if it can't be, it is failed, and the error is returned."""
         addr = self._listen_addr(job.module)
         limits = self._settings().limits_for(job.module, job.guid if job.declared else None)
         try:
@@ -243,7 +240,7 @@ class Lifecycle:
             self.log.error("job {guid} ({module}) could not be spawned: {error}",
                            guid=job.guid, module=job.module, error=str(exc))
             self.fire(job, Input.GIVE_UP)
-            raise
+            return exc
         host = self.launcher.address(job.module, addr)
         job.process = process
         job.host = host or ""  # "": only the worker can say, once it listens
@@ -259,9 +256,9 @@ class Lifecycle:
         self.fire(job, Input.SPAWN)
         process.exited().addCallback(self._exited, job, process)
         if job.process is not process or job.state is not _S:
-            return  # an observer of "starting" stopped it, or it is gone already
-        job.calls["ready_timeout"] = self._reactor.callLater(
-            self._settings().initiator.ready_timeout, self._ready_timed_out, job, process)
+            return None  # an observer of "starting" stopped it, or it is gone already
+        self._later(job, "ready_timeout", self._settings().initiator.ready_timeout,
+                    self._ready_timed_out, job, process)
         if host is None:  # it runs elsewhere: probe once it says where
             located = process.listening()
             job.readiness = located
@@ -269,6 +266,7 @@ class Lifecycle:
                                  callbackArgs=(job, process), errbackArgs=(job,))
         else:
             self._check(job, process)
+        return None
 
     def _located(self, host: str | None, job: Job, process: IWorkerProcess) -> None:
         job.readiness = None
@@ -309,6 +307,11 @@ class Lifecycle:
                           timeout=self._settings().initiator.ready_timeout)
             process.signal(signal.SIGKILL)
 
+    def _terminate(self, job: Job, process: IWorkerProcess, wait: float) -> None:
+        """SIGTERM to ``job``'s group, SIGKILL after ``wait`` seconds (in place of any due)."""
+        self._later(job, "kill", wait, self._kill, job, process)
+        process.signal(signal.SIGTERM)
+
     def _kill(self, job: Job, process: IWorkerProcess) -> None:
         job.calls.pop("kill", None)
         if job.process is process:
@@ -319,9 +322,7 @@ class Lifecycle:
         if job.process is not process:
             return
         process.signal(signal.SIGKILL)  # whatever is left of its process group
-        for name in ("kill", "ready_timeout"):
-            self._cancel(job, name)
-        self._cancel_probe(job)
+        self.cancel_all(job)
         job.process = None
         job.status = status
         self.log.info("job {guid} ended: {status}", guid=job.guid, status=status.describe())
@@ -339,18 +340,7 @@ class Lifecycle:
         job.last_error = f"port {job.port} in use"
         self.log.warn("job {guid} could not bind port {port}: trying the next",
                       guid=job.guid, port=job.port)
-        try:
-            self._hold_port(job)
-        except NoFreePort as exc:
-            job.last_error = str(exc)
-            self.fire(job, Input.GIVE_UP)
-            return
-        self.fire(job, Input.PORT_TAKEN)
-        if self.admission.request(job):
-            try:
-                self._spawn(job)
-            except SpawnFailed:
-                pass  # it is failed, and logged
+        self._queue(job, Input.PORT_TAKEN)
 
     def _unasked(self, job: Job, status: ExitStatus) -> None:
         """An exit nobody asked for: back off and start again, or give up."""
@@ -363,7 +353,7 @@ class Lifecycle:
         if delay is not None:
             self.log.info("job {guid} restarts in {delay:.2f}s", guid=job.guid, delay=delay)
             self.fire(job, Input.CRASH)
-            job.calls["restart"] = self._reactor.callLater(delay, self._restart_due, job)
+            self._later(job, "restart", delay, self._restart_due, job)
             return
         if tracker is not None and tracker.gave_up:
             policy = tracker.policy
@@ -380,6 +370,13 @@ class Lifecycle:
 
     # -- timers ------------------------------------------------------------
 
+    def _later(self, job: Job, name: str, delay: float, fn: Callable[..., None],
+               *args: Any) -> None:
+        """Call ``fn(*args)`` in ``delay`` seconds as ``job``'s timer ``name``, cancelling
+        any timer already under that name (``fn`` pops its own entry when it runs)."""
+        self._cancel(job, name)
+        job.calls[name] = self._reactor.callLater(delay, fn, *args)
+
     def _cancel(self, job: Job, name: str) -> None:
         call = job.calls.pop(name, None)
         if call is not None and call.active():
@@ -391,7 +388,7 @@ class Lifecycle:
             probe.cancel()
 
     def cancel_all(self, job: Job) -> None:
-        """Cancel every timer and check of ``job`` (the daemon is stopping)."""
+        """Cancel every timer and check of ``job`` (its process has ended)."""
         for name in list(job.calls):
             self._cancel(job, name)
         self._cancel_probe(job)

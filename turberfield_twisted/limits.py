@@ -22,19 +22,17 @@ from __future__ import annotations
 import resource
 import signal
 from collections.abc import Callable, Collection, Iterable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import attrs
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
+from .job import LIVE, Job
 from .launcher import ILocalProcess
 from .procstat import group_stats
 
-if TYPE_CHECKING:
-    from .job import Job
-
-__all__ = ["LIMIT_KEYS", "Limits", "MemoryWatch", "apply_rlimits", "explain_exit"]
+__all__ = ["LIMIT_KEYS", "Limits", "MemoryWatch", "apply_rlimits", "explain_exit", "local_pid"]
 
 #: The keys of a module or job section that set limits.
 LIMIT_KEYS = ("max_memory", "max_open_files", "max_cpu_seconds")
@@ -61,6 +59,12 @@ class Limits:
         return {which: value for which, value in wanted.items() if value is not None}
 
 
+def local_pid(process: Any) -> int | None:
+    """The pid of a worker ``process`` that runs on this host (an ILocalProcess), else None."""
+    pid = getattr(process, "pid", None)
+    return pid if pid is not None and ILocalProcess.providedBy(process) else None
+
+
 def apply_rlimits(process: Any, limits: Limits) -> str | None:
     """
     Set ``limits``' rlimits on a just-spawned local worker ``process`` (an
@@ -68,8 +72,8 @@ def apply_rlimits(process: Any, limits: Limits) -> str | None:
     or why they could not be set.
     """
     wanted = limits.rlimits()
-    pid = getattr(process, "pid", None)
-    if not wanted or pid is None or not ILocalProcess.providedBy(process):
+    pid = local_pid(process)
+    if not wanted or pid is None:
         return None
     for which, value in wanted.items():
         try:
@@ -129,14 +133,11 @@ class MemoryWatch:
 
     def check(self) -> None:
         """Sample once: every job over its ``max_memory`` is told to ``over``."""
-        from .job import JobState
-
         watched = {}
         for job in self._jobs():
-            limits, pid = job.limits, job.pid
+            limits, pid = job.limits, local_pid(job.process)
             if (limits is None or not limits.max_memory or pid is None or job.limit_hit
-                    or job.state not in (JobState.STARTING, JobState.READY)
-                    or not ILocalProcess.providedBy(job.process)):
+                    or job.state not in LIVE):
                 continue
             watched[pid] = (job, limits.max_memory)
         if watched:

@@ -24,7 +24,6 @@ __all__ = [
     "MAX_LINE",
     "OUTPUT_GRACE",
     "ExitStatus",
-    "ExitWaiters",
     "LineSplitter",
     "Once",
     "Outcomes",
@@ -55,6 +54,12 @@ class ExitStatus:
         if isinstance(value, ProcessTerminated):
             return cls(value.exitCode, value.signal)
         return cls(None, None)
+
+    def as_reason(self) -> Failure:
+        """The ``ProcessDone``/``ProcessTerminated`` failure a reactor gives for this exit."""
+        if self.code == 0 and self.signal is None:
+            return Failure(ProcessDone(0))
+        return Failure(ProcessTerminated(self.code, self.signal))
 
     def describe(self) -> str:
         """'exit 1', 'signal 9' or 'unknown'."""
@@ -94,15 +99,6 @@ class Once(Generic[_T]):
             d.callback(value)
 
 
-class ExitWaiters(Once[ExitStatus]):
-    """Deferreds waiting for how a process ended: each fires once it is known."""
-
-    @property
-    def status(self) -> ExitStatus | None:
-        """How the process ended, once it has."""
-        return self.value
-
-
 class Outcomes:
     """
     What a worker process will make known once: that it listens
@@ -110,13 +106,13 @@ class Outcomes:
     who say so fire ``_ready`` and ``_exit``.
     """
 
-    _exit: ExitWaiters
+    _exit: Once[ExitStatus]
     _ready: Once[str | None]
 
     @property
     def status(self) -> ExitStatus | None:
         """How it ended, once that is known."""
-        return self._exit.status
+        return self._exit.value
 
     def exited(self) -> Deferred[ExitStatus]:
         """A Deferred that fires with the :class:`ExitStatus` once it ended."""
@@ -249,7 +245,6 @@ class WorkerProtocol(Outcomes, ProcessProtocol):
     ):
         self.guid = guid
         self._config = config
-        self._on_line = on_line
         self._splitters = {
             1: LineSplitter(lambda text: on_line("stdout", text)),
             2: LineSplitter(lambda text: on_line("stderr", text)),
@@ -259,7 +254,7 @@ class WorkerProtocol(Outcomes, ProcessProtocol):
         self._grace = grace
         self._grace_call: IDelayedCall | None = None
         self._reaped: ExitStatus | None = None
-        self._exit = ExitWaiters()
+        self._exit = Once[ExitStatus]()
         self._ready_fd = ready_fd
         self._ready = Once[str | None]()
         self.transport: IProcessTransport | None = None
@@ -309,7 +304,7 @@ class WorkerProtocol(Outcomes, ProcessProtocol):
         if self._grace_call is not None and self._grace_call.active():
             self._grace_call.cancel()
         self._grace_call = None
-        if self._exit.status is not None or self._reaped is None:
+        if self._exit.value is not None or self._reaped is None:
             return
         for splitter in self._splitters.values():
             splitter.flush()

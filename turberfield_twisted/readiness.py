@@ -7,7 +7,7 @@ then confirms with one ``GET /health`` that answers 200 in the job's own
 name. Until it hears that, it polls, at most ``cap`` (50 ms) apart, so
 that a worker that never says so (one not built on the runtime) is seen
 ready soon too. Its HTTP client should reach IP addresses directly (see
-:mod:`.agent`), keep no connection open (see :func:`probe_http`) and the
+:mod:`.agent`), keep no connection open (see :func:`make_probe`) and the
 lifecycle cancels the wait when the job ends or is asked to stop.
 """
 
@@ -24,7 +24,7 @@ from twisted.python.failure import Failure
 from .errors import JobExited, NotReady
 from .job import Job, JobState
 
-__all__ = ["HealthProbe", "answer_is_from", "make_probe", "only_ready", "probe_http"]
+__all__ = ["HealthProbe", "answer_is_from", "make_probe", "only_ready"]
 
 
 def answer_is_from(guid: str, body: bytes) -> bool:
@@ -38,17 +38,6 @@ def answer_is_from(guid: str, body: bytes) -> bool:
     except (ValueError, AttributeError):
         return True
     return bool(named == guid)
-
-
-def probe_http(reactor: Any) -> tuple[Any, Any]:
-    """
-    A treq client for health checks, and its pool: it reaches IP addresses
-    directly and closes each connection after its answer, so that the
-    daemon holds no idle connection to a ready worker.
-    """
-    from .parent import make_http
-
-    return make_http(reactor, persistent=False)
 
 
 @attrs.frozen
@@ -132,12 +121,16 @@ class HealthProbe:
 
 def make_probe(reactor: Any, http: Any = None) -> tuple[HealthProbe, Any]:
     """
-    A :class:`HealthProbe` through ``http`` if given, else through
-    :func:`probe_http`'s client; and that client's pool (None if given).
+    A :class:`HealthProbe` through ``http`` if given, else through a treq
+    client of its own that reaches IP addresses directly and closes each
+    connection after its answer (the daemon holds no idle connection to a
+    ready worker); and that client's pool (None if ``http`` was given).
     """
     pool = None
     if http is None:
-        http, pool = probe_http(reactor)
+        from .parent import make_http
+
+        http, pool = make_http(reactor, persistent=False)
     return HealthProbe(http, reactor), pool
 
 

@@ -22,7 +22,7 @@ from twisted.application.service import Service
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
-from .config import ConfigError, check_overrides, own_keys
+from .config import ConfigError, own_keys
 from .errors import (
     BadOverride,
     Invalid,
@@ -114,25 +114,14 @@ class Reconciler(Service):
         wanted = Wanted(record.wanted)
         job = self._job(record.guid, record.module, record.session, record.overrides, wanted)
         job.port = record.port  # its port again, where it can
-        try:
-            job.tracker = self._initiator.runnable(record.module)
-            check_overrides(self._initiator.cfg, record.module, dict(record.overrides))
-        except (UnknownModule, OverrideNotAllowed, BadOverride) as exc:
-            self._cannot_start(job, str(exc))
-            return
-        self._add(job)
-        self.log.info("job {guid} restored ({module}, {wanted})", guid=job.guid,
-                      module=job.module, wanted=wanted.value)
+        if self._add(job):
+            self.log.info("job {guid} restored ({module}, {wanted})", guid=job.guid,
+                          module=job.module, wanted=wanted.value)
 
     def _declare(self, decl: DeclaredJob, wanted: Wanted) -> None:
         """Put declared job ``decl`` in the table, started unless ``wanted`` stopped."""
         job = self._job(decl.name, decl.module, decl.session, decl.overrides, wanted)
         job.declared, job.requires = True, decl.requires
-        try:
-            job.tracker = self._initiator.runnable(decl.module)
-        except UnknownModule as exc:
-            self._cannot_start(job, str(exc))
-            return
         self._add(job)
 
     @staticmethod
@@ -143,15 +132,27 @@ class Reconciler(Service):
         return Job(guid=guid, port=0, session=session, module=module, state=state,
                    token=secrets.token_urlsafe(32), overrides=dict(overrides), wanted=wanted)
 
-    def _add(self, job: Job) -> None:
+    def _add(self, job: Job) -> bool:
+        """
+        Put ``job`` in the table, started if it is wanted running, as
+        :meth:`Initiator.launch` would. One whose module or overrides can't
+        run is shown ``failed``, saying why: False.
+        """
+        init = self._initiator
         try:
-            self._initiator.add(job)
+            job.tracker, job.overrides = init.admit(job.module, job.overrides)
+        except (UnknownModule, OverrideNotAllowed, BadOverride) as exc:
+            self._cannot_start(job, str(exc))
+            return False
+        try:
+            init.add(job)
         except _CANNOT_START as exc:
-            if job.guid not in self._initiator.workers:  # it never started: say why
+            if job.guid not in init.workers:  # it never started: say why
                 self._cannot_start(job, str(exc))
             else:
                 self.log.error("job {guid} could not start: {error}", guid=job.guid,
                                error=str(exc))
+        return True
 
     def _cannot_start(self, job: Job, error: str) -> None:
         """Show ``job`` (wanted running) as ``failed``, saying why."""
@@ -249,12 +250,8 @@ class Reconciler(Service):
 
     def _redeclare(self, decl: DeclaredJob) -> None:
         """A declared job's section changed: stop it, then start it as it now says."""
-        init = self._initiator
-        job = init.workers[decl.name]
-        if job.state in ENDED:
-            self._start_again(decl.name)
-            return
-        init.stop(decl.name, operator=False).addBoth(lambda _: self._start_again(decl.name))
+        stopped = self._initiator.stop(decl.name, operator=False)  # an ended job: at once
+        stopped.addBoth(lambda _: self._start_again(decl.name))
 
     def _start_again(self, name: str) -> None:
         """Take ``name``'s declaration as it is now; start it if it is wanted running."""

@@ -12,7 +12,7 @@ from typing import Any
 
 from .config import redact
 from .job import Job
-from .launcher import ILocalProcess
+from .limits import local_pid
 from .procstat import group_stats
 
 __all__ = ["job_views", "module_views"]
@@ -25,8 +25,7 @@ def job_views(jobs: Iterable[Job], now: float) -> list[dict[str, Any]]:
     ``/proc`` in one pass; None where it has no process on this host.
     """
     jobs = list(jobs)
-    local = [job.pid for job in jobs if job.pid is not None
-             and ILocalProcess.providedBy(job.process)]
+    local = [pid for job in jobs if (pid := local_pid(job.process)) is not None]
     stats = group_stats(local) if local else {}
     views = []
     for job in jobs:

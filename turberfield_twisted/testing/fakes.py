@@ -40,21 +40,18 @@ import attrs
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.error import (
     ConnectionRefusedError,
-    ProcessDone,
     ProcessExitedAlready,
-    ProcessTerminated,
 )
 from twisted.internet.interfaces import IProcessTransport, IReactorProcess
 from twisted.internet.task import Clock
 from twisted.internet.testing import MemoryReactor
-from twisted.python.failure import Failure
 from zope.interface import implementer
 from zope.interface.verify import verifyClass
 
 from ..errors import SpawnFailed, UnknownModule
 from ..launcher import ILauncher, IRemoteProcess, IWorkerProcess, reachable
 from ..ports import free_port
-from ..process import ExitStatus, ExitWaiters, Once, Outcomes
+from ..process import ExitStatus, Once, Outcomes
 
 if TYPE_CHECKING:
     from ..initiator import Initiator
@@ -118,11 +115,7 @@ class FakeProcess:
 
     def exit(self, code: int = 0, signal: int | None = None) -> None:
         """End the fake process: the protocol sees it exit."""
-        reason = (
-            Failure(ProcessDone(0))
-            if code == 0 and signal is None
-            else Failure(ProcessTerminated(code if signal is None else None, signal))
-        )
+        reason = ExitStatus(code if signal is None else None, signal).as_reason()
         self.pid = None
         self.protocol.processExited(reason)
         self.protocol.processEnded(reason)
@@ -166,7 +159,7 @@ class FakeWorker(Outcomes):
     pid: int | None = attrs.field(factory=lambda: next(_pids))
     signals: list[int] = attrs.field(factory=list)
     dies_on: frozenset[int] = frozenset({signal.SIGTERM, signal.SIGKILL})
-    _exit: ExitWaiters = attrs.field(factory=ExitWaiters, repr=False)
+    _exit: Once[ExitStatus] = attrs.field(factory=Once, repr=False)
     _ready: Once[str | None] = attrs.field(factory=Once, repr=False)
 
     def listen(self, host: str | None = None) -> None:
