@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 
 from .errors import Invalid
 from .job import EventKind, JobEvent, JobState
+from .readers import Network, networks
 
 __all__ = [
     "Address",
@@ -38,7 +39,6 @@ _MAX_EVENTS = 32
 _MAX_URL = 2048
 _LOOPBACK = (ipaddress.ip_address("127.0.0.1"), ipaddress.ip_address("::1"))
 
-Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
@@ -66,14 +66,8 @@ def verify_signature(secret: str, body: bytes, header: str | bytes | None) -> bo
     return hmac.compare_digest(sign(secret, body).encode("ascii"), given)
 
 
-def parse_networks(allow: str | Iterable[str]) -> tuple[Network, ...]:
-    """Networks from a comma or space separated list (or an iterable of them)."""
-    items = re.split(r"[,\s]+", allow) if isinstance(allow, str) else builtins.list(allow)
-    networks = tuple(ipaddress.ip_network(item.strip(), strict=False)
-                     for item in items if item.strip())
-    if not networks:
-        raise ValueError("the hook allow list is empty")
-    return networks
+#: Networks from a comma or space separated list: the config's reader, kept under this name.
+parse_networks = networks
 
 
 def allowed(address: Address, allow: Iterable[Network]) -> bool:

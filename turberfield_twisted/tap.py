@@ -289,8 +289,7 @@ def makeService(options: Options) -> IService:
     token = cfg.get(guid, "admin_token", fallback="") or secrets.token_urlsafe(32)
     state.write_private(TOKEN_FILE, token + "\n")
     Logger().info("admin token written to {path}", path=str(state.path / TOKEN_FILE))
-    hooks = HookDispatcher(reactor, initiator.http, allow=[str(n) for n in own.hook_allow],
-                           store=store)
+    hooks = HookDispatcher(reactor, initiator.http, allow=own.hook_allow, store=store)
     initiator.subscribe(hooks.publish)
     reconciler = Reconciler(initiator, lambda: load_config(options["config"]))
     api = ControlAPI(initiator, token, reactor, hooks=hooks, max_body=own.max_body,
