@@ -357,6 +357,6 @@ class ControlAPI:
         """Relay ``request`` to job ``guid``'s worker (admin token, body bound checked)."""
         self._admin(request)
         job = self.initiator.job(guid)
-        check_body(request, self.max_body)
+        length = check_body(request, self.max_body)
         request.relayed = True
-        return await self.relay.forward(request, job, self.initiator.worker_url(job))
+        return await self.relay.forward(request, job, self.initiator.worker_url(job), length)

@@ -233,16 +233,15 @@ class Relay:
             return succeed(None)
         return self.pool.closeCachedConnections()
 
-    def body(self, request: Any) -> IBodyProducer | None:
-        """The request's body, read from where the server kept it (None if empty)."""
+    def body(self, request: Any, length: int) -> IBodyProducer | None:
+        """
+        The request's body, ``length`` bytes (as the API measured it), read
+        from where the server kept it (None if empty).
+        """
         content = request.content
-        if content is None:
+        if content is None or length == 0:
             return None
-        content.seek(0, 2)
-        length = content.tell()
         content.seek(0)
-        if length == 0:
-            return None
         if length <= _ONE_WRITE:
             return _Bytes(content.read())
         return FileBodyProducer(content, cooperator=self._cooperator)
@@ -258,12 +257,13 @@ class Relay:
                 self.pool.maxPersistentPerHost = max(MIN_PER_HOST,
                                                      min(self.peak, MAX_PER_HOST))
 
-    async def forward(self, request: Any, job: Any, base: str) -> bytes:
+    async def forward(self, request: Any, job: Any, base: str, length: int) -> bytes:
         """
         Send ``request`` (its method, path under the job, query, headers and
-        body) to ``job``'s worker at ``base`` (``http://ADDR:PORT``) and
-        write its answer into ``request``; raise :class:`RelayError` (400,
-        502, 504) if it can't before any of the answer is sent.
+        body, ``length`` bytes) to ``job``'s worker at ``base``
+        (``http://ADDR:PORT``) and write its answer into ``request``; raise
+        :class:`RelayError` (400, 502, 504) if it can't before any of the
+        answer is sent.
         """
         guid = job.guid
         target = upstream_path(request)
@@ -276,7 +276,7 @@ class Relay:
         self._sized(origin, +1)
         status = 502
         try:
-            status = await self._exchange(request, guid, origin + target, job.token)
+            status = await self._exchange(request, guid, origin + target, job.token, length)
         except RelayError as exc:
             status = exc.status
             raise
@@ -286,7 +286,8 @@ class Relay:
                 self.observe(self.reactor.seconds() - started, status)
         return b""
 
-    async def _exchange(self, request: Any, guid: str, url: bytes, token: str) -> int:
+    async def _exchange(self, request: Any, guid: str, url: bytes, token: str,
+                        length: int) -> int:
         method = request.method
         headers = relay_headers(request)
         if token:
@@ -300,7 +301,8 @@ class Relay:
 
         timer = self.reactor.callLater(self.timeout, too_late)
         try:
-            waiting.append(self.agent.request(method, url, headers, self.body(request)))
+            waiting.append(self.agent.request(method, url, headers,
+                                              self.body(request, length)))
             response = await waiting[-1]
             answer = _Answer(request, self.max_response, HOLD, response.length,
                              lambda: self._head(request, response))
