@@ -181,15 +181,16 @@ class HookDispatcher:
         self._stop(hook)
         self.log.info("hook {hook_id} removed", hook_id=hook_id)
 
-    def restore(self) -> None:
+    def restore(self, kept: Iterable[HookRecord] | None = None) -> None:
         """
-        Take back the subscriptions the store keeps, with their secrets and
-        ``seq``, and send their undelivered records again, in order. One
-        whose URL the allow list no longer allows is forgotten (logged).
+        Take back the subscriptions the store keeps (``kept``, if they have
+        been read from it already), with their secrets and ``seq``, and send
+        their undelivered records again, in order. One whose URL the allow
+        list no longer allows is forgotten (logged).
         """
         if self._store is None or self._closed:
             return
-        for record in self._store.hooks():
+        for record in self._store.hooks() if kept is None else kept:
             try:
                 url = check_url(record.url, self.allow)
             except HookRejected as exc:
