@@ -11,11 +11,11 @@ import builtins
 import hashlib
 import hmac
 import ipaddress
-import re
 from collections.abc import Iterable
 from typing import Any
 from urllib.parse import urlsplit
 
+from .config import EVENT_NAME
 from .errors import Invalid
 from .job import EventKind, JobEvent, JobState
 from .readers import Network, networks
@@ -33,8 +33,6 @@ __all__ = [
     "verify_signature",
 ]
 
-#: An event filter: ``*``, a kind, a state name or a worker event name.
-_EVENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")
 _MAX_EVENTS = 32
 _MAX_URL = 2048
 _LOOPBACK = (ipaddress.ip_address("127.0.0.1"), ipaddress.ip_address("::1"))
@@ -145,7 +143,7 @@ def check_events(events: Any) -> builtins.list[str]:
         worker = isinstance(event, str) and event.startswith(WORKER_PREFIX)
         name = event[len(WORKER_PREFIX):] if worker else None
         if not (event in (EVERYTHING, *states)
-                or (name is not None and (name == "*" or _EVENT.match(name)))):
+                or (name is not None and (name == "*" or EVENT_NAME.match(name)))):
             shown = repr(event[:40]) if isinstance(event, str) else "a non-string"
             raise HookRejected(
                 f"unknown event {shown}: allowed are '*', the job states"
