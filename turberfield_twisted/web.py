@@ -31,7 +31,7 @@ from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
 from werkzeug.routing import BaseConverter, RequestRedirect
 
 from .config import ConfigError
-from .contract import bearer, token_matches
+from .contract import authorized
 from .errors import (
     ChangeRefused,
     ConfigPushFailed,
@@ -326,7 +326,7 @@ class JsonKlein(Klein):
 
 def require_token(request: Any, expected: bytes | str) -> None:
     """Raise :class:`Unauthorized` unless the request's bearer token is ``expected``."""
-    if not token_matches(bearer(request.getHeader(b"authorization")), expected):
+    if not authorized(request, expected):
         raise Unauthorized()
 
 
