@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import collections
 from typing import Any
-from urllib.parse import unquote_to_bytes
+from urllib.parse import quote, unquote_to_bytes
 
 from twisted.internet import defer, error
 from twisted.internet.defer import CancelledError, Deferred, succeed
@@ -305,7 +305,7 @@ class Relay:
                                               self.body(request, length)))
             response = await waiting[-1]
             answer = _Answer(request, self.max_response, HOLD, response.length,
-                             lambda: self._head(request, response))
+                             lambda: self._head(request, response, guid))
             response.deliverBody(answer)
             waiting.append(answer.done)
             await answer.done
@@ -332,7 +332,7 @@ class Relay:
             if timer.active():
                 timer.cancel()
         if not answer.committed:  # whole: one write, its length known (no chunked framing)
-            self._head(request, response)
+            self._head(request, response, guid)
             body = b"".join(answer.held)
             if request.method != b"HEAD" and response.code not in (204, 304):
                 request.setHeader(b"Content-Length", b"%d" % len(body))
@@ -340,8 +340,8 @@ class Relay:
         return int(response.code)
 
     @staticmethod
-    def _head(request: Any, response: Any) -> None:
-        """The worker's status, content type and location, on ``request``."""
+    def _head(request: Any, response: Any, guid: str) -> None:
+        """The worker's status, content type and location (under job ``guid``), on ``request``."""
         request.setResponseCode(response.code)
         kind = response.headers.getRawHeaders(b"content-type")
         if kind:
@@ -352,5 +352,5 @@ class Relay:
         if location:  # a path on the worker is a path under its job's proxy here
             where = location[-1]
             if where.startswith(b"/") and not where.startswith(b"//"):
-                where = b"/jobs/" + request.path.split(b"/", 3)[2] + b"/" + PREFIX + where
+                where = b"/jobs/" + quote(guid, safe="").encode("ascii") + b"/" + PREFIX + where
             request.setHeader(b"Location", where)
