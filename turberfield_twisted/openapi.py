@@ -24,7 +24,6 @@ __all__ = ["OPERATIONS", "SCHEMAS", "UndocumentedRoute", "document", "routes"]
 
 _JSON = "application/json"
 _TEXT_EVENTS = "text/event-stream"
-_PROMETHEUS = "text/plain"
 _TEXT = "text/plain"
 _ADMIN: list[dict[str, list[str]]] = [{"admin": []}]
 _JOB_TOKEN: list[dict[str, list[str]]] = [{"job": []}]
@@ -195,7 +194,7 @@ OPERATIONS: Mapping[tuple[str, str], dict[str, Any]] = {
     ("GET", "/metrics"): _op(
         "Prometheus text: jobs by module and state, transitions, restarts, hooks.",
         {"200": {"description": "The metrics.",
-                 "content": {_PROMETHEUS: {"schema": {"type": "string"}}}},
+                 "content": {_TEXT: {"schema": {"type": "string"}}}},
          **_DENIED, "404": _error("Metrics are not enabled.")}),
     ("GET", "/events"): _op(
         "Every job event, and with logs=GUID that job's output, as Server-Sent Events;"
