@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from ipaddress import ip_network
 from typing import Any
 
 import attrs
@@ -25,7 +26,8 @@ from twisted.web.test.requesthelper import DummyChannel
 from turberfield_twisted import ChangeRefused, Initiator, JobEvent, LocalLauncher, UnknownJob
 from turberfield_twisted.api import ControlAPI, _LimitedRequest
 from turberfield_twisted.client import ConfigPushFailed
-from turberfield_twisted.hooks import HookDispatcher, HookNotAllowed, HookRejected, UnknownHook
+from turberfield_twisted.hook_rules import check_events, check_url
+from turberfield_twisted.hooks import HookDispatcher, UnknownHook
 from turberfield_twisted.testing.configs import initiator_config
 from turberfield_twisted.testing.fakes import FakeProcessReactor
 
@@ -280,11 +282,8 @@ async def test_patch_config_with_the_initiators_update_config():
 
 
 @pytest_twisted.ensureDeferred
-async def test_patch_config_maps_a_push_failure_and_a_missing_method(monkeypatch):
-    """
-    Not reached: 502, nothing changed; refused: 422 with the worker's reason; no
-    update_config: 501.
-    """
+async def test_patch_config_maps_a_push_failure_and_a_refusal(monkeypatch):
+    """Not reached: 502, nothing changed; refused: 422 with the worker's reason."""
     t = make()
     guid = await t.launch()
     calls: list[tuple[str, dict[str, Any]]] = []
@@ -302,24 +301,20 @@ async def test_patch_config_maps_a_push_failure_and_a_missing_method(monkeypatch
     response, body = await t.call("PATCH", f"/jobs/{guid}/config", {"greeting": "x"})
     is_error(response, body, 422)
     assert body["error"] == f"job {guid} refused the change: ValueError: not x"
-    monkeypatch.setattr(t.init, "update_config", None)
-    is_error(*await t.call("PATCH", f"/jobs/{guid}/config", {"greeting": "x"}), 501)
 
 
 # -- web-hooks -------------------------------------------------------------------
 
 
 class FakeHooks:
-    """The HookDispatcher contract: add, list, remove."""
+    """The HookDispatcher contract: add (which checks what it is given), list, remove."""
 
     def __init__(self) -> None:
         self.hooks: dict[str, dict[str, Any]] = {}
 
-    def add(self, url: str, events: list[str]) -> dict[str, Any]:
-        if not url.startswith("http://"):
-            raise HookRejected("url must be http or https")
-        if not url.startswith("http://127.0.0.1"):
-            raise HookNotAllowed("address is not in the hook allow list")
+    def add(self, url: Any, events: Any) -> dict[str, Any]:
+        url = check_url(url, [ip_network("127.0.0.1/32")])
+        events = check_events(events)
         hook = {"id": f"h{len(self.hooks) + 1}", "url": url, "events": events,
                 "secret": "hook-secret-value"}
         self.hooks[hook["id"]] = hook
@@ -374,6 +369,15 @@ async def test_hooks_with_the_real_dispatcher_and_without_one():
                                                "events": ["ready"]}), 403)
     is_error(*await t.call("POST", "/hooks", {"url": "http://127.0.0.1/h",
                                                "events": []}), 400)
+    for body, message in (
+            ({"url": 5}, "url must be a non-empty string"),
+            ({"url": ""}, "url must be a non-empty string"),
+            ({"url": "http://127.0.0.1/h", "events": "ready"},
+             "events must be a non-empty list of event names"),
+            ({"url": "http://127.0.0.1/h", "events": [5]}, "unknown event a non-string")):
+        response, answer = await t.call("POST", "/hooks", body)
+        is_error(response, answer, 400)
+        assert answer["error"].startswith(message)
     assert (await t.call("DELETE", f"/hooks/{hook['id']}"))[0].code == 204
     t.api.hooks = None
     is_error(*await t.call("GET", "/hooks"), 404)

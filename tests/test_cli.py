@@ -17,6 +17,7 @@ from twisted.internet.protocol import ProcessProtocol
 
 from turberfield_twisted import Initiator, __version__
 from turberfield_twisted.cli import build_parser, format_job, format_table, main
+from turberfield_twisted.cli_commands import COMMANDS, CliError
 from turberfield_twisted.hooks import HookDispatcher
 from turberfield_twisted.process import ExitStatus
 from turberfield_twisted.state import API_FILE, TOKEN_FILE, write_private
@@ -77,6 +78,63 @@ def test_usage_errors_are_one_line_and_exit_2(argv, capsys):
     out, err = capsys.readouterr()
     assert out == ""
     assert len(err.splitlines()) == 1 and err.startswith("proactor: error: ")
+
+
+class _Listing:
+    """A ControlClient's job calls, counting how often the job list is fetched."""
+
+    def __init__(self, *jobs: tuple[str, str]):
+        self.jobs_seen = [{"guid": guid, "module": DEMO, "state": state} for guid, state in jobs]
+        self.listed = 0
+        self.done: list[tuple[str, str]] = []
+
+    async def jobs(self) -> list[dict[str, Any]]:
+        self.listed += 1
+        return [dict(job) for job in self.jobs_seen]
+
+    async def job(self, guid: str) -> dict[str, Any]:
+        raise AssertionError("the list has it already")
+
+    async def stop(self, guid: str) -> dict[str, Any]:
+        self.done.append(("stop", guid))
+        return {"guid": guid, "state": "stopping"}
+
+    async def restart(self, guid: str) -> dict[str, Any]:
+        self.done.append(("restart", guid))
+        return {"guid": guid, "state": "starting"}
+
+
+def _run(command: str, client: _Listing, *argv: str) -> Any:
+    """Run ``command``'s coroutine against ``client`` (it never waits on anything)."""
+    args = build_parser().parse_args([command, *argv])
+    coroutine = COMMANDS[command](client, args)
+    with pytest.raises(StopIteration) as done:
+        coroutine.send(None)
+    return done.value.value
+
+
+def test_guid_prefixes_are_resolved_against_one_listing():
+    """stop, restart and show fetch the job list once, however many prefixes they name."""
+    client = _Listing(("abc-1", "ready"), ("abd-2", "ready"), ("xyz-1", "exited"))
+    assert _run("stop", client, "abc", "abd", "xyz") == (
+        "abc-1 stopping\nabd-2 stopping\nxyz-1 stopping")
+    assert _run("restart", client, "xy", "abc-1") == "xyz-1 starting\nabc-1 starting"
+    assert _run("show", client, "abd").splitlines()[0] == "guid    abd-2"
+    assert client.listed == 3
+    assert client.done == [("stop", "abc-1"), ("stop", "abd-2"), ("stop", "xyz-1"),
+                           ("restart", "xyz-1"), ("restart", "abc-1")]
+    assert _run("restart", client, "--all") == "abc-1 starting\nabd-2 starting"
+    assert _run("stop", _Listing(("xyz-1", "failed")), "--all") == "no job to stop"
+    assert _run("restart", _Listing(("xyz-1", "failed")), "--all") == "no job to restart"
+
+
+@pytest.mark.parametrize("command", ["stop", "restart"])
+def test_stop_and_restart_name_their_jobs(command):
+    """With no guid, --all nor --module, stop and restart alike say what to give."""
+    with pytest.raises(CliError, match="name the jobs, or give --all or --module MODULE"):
+        _run(command, _Listing(("abc-1", "ready")))
+    with pytest.raises(CliError, match="not both"):
+        _run(command, _Listing(("abc-1", "ready")), "abc", "--all")
 
 
 def test_no_state_dir_is_one_line_and_exit_1(tmp_path, capsys):

@@ -254,3 +254,27 @@ async def test_own_code_reaches_workers_through_pythonpath_not_PYTHONPATH(reacto
             await daemon.ended.addTimeout(30, reactor)
             await wait_gone(reactor, workers)
     assert children_of(os.getpid()) == []
+
+
+def test_the_settings_checked_at_start_are_the_initiators(tmp_path, monkeypatch):
+    """makeService hands the initiator the settings postOptions checked: none are checked again."""
+    from turberfield_twisted import initiator, tap
+
+    options = Options()
+    options.parseOptions(["--state-dir", str(tmp_path / "state"),
+                          "--listen", "tcp:0:interface=127.0.0.1"])
+
+    def again(*args: Any, **kwargs: Any) -> None:
+        raise AssertionError("the config is checked again")
+
+    monkeypatch.setattr(initiator, "check_config", again)
+    top = tap.makeService(options)
+    services = list(top)
+    kept = next(s for s in services if isinstance(s, tap._Kept))
+    try:
+        init = next(s for s in services if isinstance(s, initiator.Initiator))
+        assert init.settings is options["settings"]
+        assert init.cfg is options["cfg"]
+    finally:
+        kept._store.close()
+        kept._state.close()

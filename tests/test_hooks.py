@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import ipaddress
 import json
 from typing import Any
 
@@ -424,6 +425,19 @@ def test_allow_list_is_configurable() -> None:
         hooks.add("http://127.0.0.1/", ["*"])
     with pytest.raises(ValueError):
         HookDispatcher(Clock(), FakeHTTP(), allow="not a network")
+
+
+def test_allow_list_as_networks_and_an_empty_one() -> None:
+    """The settings' networks are taken as they are; an empty list is an error that says so."""
+    hooks = HookDispatcher(Clock(), FakeHTTP(), allow=(ipaddress.ip_network("10.0.0.0/8"),))
+    assert hooks.add("http://10.1.2.3/", ["*"])
+    with pytest.raises(HookNotAllowed):
+        hooks.add("http://127.0.0.1/", ["*"])
+    for empty in ((), [], "", " , "):
+        with pytest.raises(ValueError, match="the hook allow list is"):
+            HookDispatcher(Clock(), FakeHTTP(), allow=empty)
+    with pytest.raises(ValueError, match="is empty"):
+        HookDispatcher(Clock(), FakeHTTP(), allow=())
 
 
 def test_secret_shown_once_never_listed_or_logged() -> None:

@@ -78,6 +78,25 @@ def test_after_a_restart_queued_records_go_out_again_in_order_and_seq_goes_on(st
     store2.close()
 
 
+def test_restore_takes_the_hooks_already_read_and_reads_them_no_more(state, monkeypatch):
+    """As the daemon starts: the hooks read once from the store are restored as they were."""
+    first, _, store = dispatcher(state)
+    added = first.add(URL, ["*"])
+    first.publish(record("ready"))
+    store.close()
+    second, http, store2 = dispatcher(state)
+    kept = store2.hooks()
+
+    def again() -> None:
+        raise AssertionError("the hooks are read twice")
+
+    monkeypatch.setattr(store2, "hooks", again)
+    second.restore(kept)
+    assert [(hook["id"], hook["queued"]) for hook in second.list()] == [(added["id"], 1)]
+    assert [call.body["seq"] for call in http.calls] == [1]
+    store2.close()
+
+
 def test_a_hook_the_allow_list_no_longer_allows_is_forgotten(state):
     """Restored under a narrower allow list, a hook outside it is dropped, logged and forgotten."""
     first, _, store = dispatcher(state)

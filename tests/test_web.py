@@ -178,3 +178,19 @@ async def test_routing_errors_are_json_too() -> None:
     assert (response.code, body) == (405, {"error": "method not allowed"})
     assert sorted(response.headers.getRawHeaders(b"allow")[0].split(b", ")) == [
         b"GET", b"HEAD"]
+
+
+@pytest.mark.parametrize(("header", "expected", "ok"), [
+    (b"Bearer tok", "tok", True), (b"bearer  tok ", b"tok", True), (b"Basic tok", "tok", False),
+    (None, "tok", False), (b"Bearer ", "", False), (b"Bearer tok", "", False),
+])
+def test_authorized_reads_the_bearer_token_of_a_request(header, expected, ok):
+    """contract.authorized: the request's bearer token is the expected one (none expected: no)."""
+    from twisted.web.test.requesthelper import DummyRequest
+
+    from turberfield_twisted.contract import authorized
+
+    request = DummyRequest([b""])
+    if header is not None:
+        request.requestHeaders.setRawHeaders(b"authorization", [header])
+    assert authorized(request, expected) is ok

@@ -17,7 +17,6 @@ asyncio reactor is installed (``tap.makeService`` does so lazily).
 
 from __future__ import annotations
 
-import inspect
 from configparser import DEFAULTSECT
 from typing import Any
 
@@ -305,13 +304,7 @@ class ControlAPI:
         self._admin(request)
         self.initiator.job(guid)
         changes = read_object(request, self.max_body)
-        update = getattr(self.initiator, "update_config", None)
-        if update is None:
-            raise ApiError(501, "this initiator cannot change a job's config")
-        result = update(guid, changes)
-        if inspect.isawaitable(result):
-            result = await result
-        job = result if isinstance(result, Job) else self.initiator.job(guid)
+        job = await self.initiator.update_config(guid, changes)
         self.log.info("job {guid} config changed by the control API: {keys}", guid=guid,
                       keys=sorted(changes))
         return json_response(request, 200, job.as_json())
@@ -364,6 +357,6 @@ class ControlAPI:
         """Relay ``request`` to job ``guid``'s worker (admin token, body bound checked)."""
         self._admin(request)
         job = self.initiator.job(guid)
-        check_body(request, self.max_body)
+        length = check_body(request, self.max_body)
         request.relayed = True
-        return await self.relay.forward(request, job, self.initiator.worker_url(job))
+        return await self.relay.forward(request, job, self.initiator.worker_url(job), length)

@@ -9,10 +9,9 @@ names the argument and what it must be.
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
-from .config import SESSION
+from .config import EVENT_NAME, SESSION
 from .errors import Invalid
 from .job import JobState
 from .web import query_arg, read_object
@@ -22,7 +21,6 @@ __all__ = ["MAX_WAIT", "event_args", "launch_args", "lines_arg", "wait_args"]
 #: The longest ``GET /jobs/{guid}?wait=`` may wait, in seconds.
 MAX_WAIT = 60.0
 
-_EVENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")
 _LAUNCH_KEYS = frozenset({"module", "session", "config", "guid"})
 _EVENT_KEYS = frozenset({"event", "data"})
 
@@ -77,6 +75,6 @@ def event_args(request: Any, max_body: int) -> tuple[str, Any]:
     """``POST /jobs/{guid}/events``: ``{"event": name, "data"?: any}``, checked."""
     body = read_object(request, max_body, _EVENT_KEYS)
     event = body.get("event")
-    if not isinstance(event, str) or not _EVENT.match(event):
+    if not isinstance(event, str) or not EVENT_NAME.match(event):
         raise Invalid("event must be a short name (letters, digits, _ . : -)")
     return event, body.get("data")

@@ -19,7 +19,7 @@ from twisted.python.failure import Failure
 from .cli_format import error_line, format_event, format_job, format_jobs, format_logs
 from .cli_format import format_table as _table
 from .client import ApiError, ControlClient, ServerEvent, TransportError
-from .job import JobState
+from .job import ENDED, JobState
 
 __all__ = ["COMMANDS", "CliError", "resolve"]
 
@@ -34,19 +34,24 @@ class CliError(Exception):
 Command = Callable[[ControlClient, argparse.Namespace], Awaitable[Any]]
 
 
-async def resolve(client: ControlClient, given: str) -> str:
-    """The guid that is ``given``, or the only one that begins with it; else CliError."""
-    guids = [job["guid"] for job in await client.jobs()]
-    if given in guids:
-        return given
-    matches = sorted(guid for guid in guids if guid.startswith(given))
+def _pick(jobs: list[dict[str, Any]], given: str) -> dict[str, Any]:
+    """The job of ``jobs`` whose guid is ``given``, or else the only one whose guid begins so."""
+    by_guid = {job["guid"]: job for job in jobs}
+    if given in by_guid:
+        return by_guid[given]
+    matches = sorted(guid for guid in by_guid if guid.startswith(given))
     if len(matches) == 1:
-        return matches[0]
+        return by_guid[matches[0]]
     if not matches:
         raise CliError(f"no job's guid is or begins with {given[:64]!r}")
     shown = ", ".join(guid[:16] for guid in matches[:10])
     raise CliError(f"{given[:64]!r} begins {len(matches)} guids: {shown}"
                    f"{', ...' if len(matches) > 10 else ''}; give more of it")
+
+
+async def resolve(client: ControlClient, given: str) -> str:
+    """The guid that is ``given``, or the only one that begins with it; else CliError."""
+    return str(_pick(await client.jobs(), given)["guid"])
 
 
 async def _ls(client: ControlClient, args: argparse.Namespace) -> Any:
@@ -64,38 +69,37 @@ async def _launch(client: ControlClient, args: argparse.Namespace) -> Any:
 
 
 async def _show(client: ControlClient, args: argparse.Namespace) -> Any:
-    job = await client.job(await resolve(client, args.guid))
+    job = _pick(await client.jobs(), args.guid)  # the list holds each job as GET /jobs/{guid}
     return job if args.json else format_job(job)
 
 
 async def _targets(client: ControlClient, args: argparse.Namespace) -> list[str]:
     """The guids a stop or restart names: given ones (prefixes), ``--all`` or ``--module``."""
-    if args.guids:
-        if args.all or args.module:
-            raise CliError("name jobs, or give --all or --module, not both")
-        return [await resolve(client, given) for given in args.guids]
-    if not (args.all or args.module):
+    if args.guids and (args.all or args.module):
+        raise CliError("name jobs, or give --all or --module, not both")
+    if not (args.guids or args.all or args.module):
         raise CliError("name the jobs, or give --all or --module MODULE")
-    return [job["guid"] for job in await client.jobs()
-            if job["state"] not in (JobState.EXITED, JobState.FAILED)
-            and (args.all or job["module"] == args.module)]
+    jobs = await client.jobs()
+    if args.guids:
+        return [_pick(jobs, given)["guid"] for given in args.guids]
+    return [job["guid"] for job in jobs
+            if job["state"] not in ENDED and (args.all or job["module"] == args.module)]
 
 
-async def _stop(client: ControlClient, args: argparse.Namespace) -> Any:
-    jobs = [await client.stop(guid) for guid in await _targets(client, args)]
-    if args.json:
-        return {"jobs": jobs}
-    return "\n".join(f"{job['guid']} {job['state']}" for job in jobs) or "no job to stop"
+def _each(verb: str) -> Command:
+    """
+    ``stop`` or ``restart``: the client's method of that name, for each job
+    :func:`_targets` names.
+    """
 
+    async def command(client: ControlClient, args: argparse.Namespace) -> Any:
+        act = getattr(client, verb)
+        jobs = [await act(guid) for guid in await _targets(client, args)]
+        if args.json:
+            return {"jobs": jobs}
+        return "\n".join(f"{job['guid']} {job['state']}" for job in jobs) or f"no job to {verb}"
 
-async def _restart(client: ControlClient, args: argparse.Namespace) -> Any:
-    if args.all or args.module:
-        jobs = [await client.restart(guid) for guid in await _targets(client, args)]
-    else:
-        jobs = [await client.restart(await resolve(client, given)) for given in args.guids]
-    if args.json:
-        return {"jobs": jobs}
-    return "\n".join(f"{job['guid']} {job['state']}" for job in jobs) or "no job to restart"
+    return command
 
 
 async def _logs(client: ControlClient, args: argparse.Namespace) -> Any:
@@ -251,7 +255,8 @@ async def _hooks(client: ControlClient, args: argparse.Namespace) -> Any:
 
 
 COMMANDS: dict[str, Command] = {
-    "ls": _ls, "launch": _launch, "show": _show, "stop": _stop, "restart": _restart,
+    "ls": _ls, "launch": _launch, "show": _show,
+    "stop": _each("stop"), "restart": _each("restart"),
     "logs": _logs, "watch": _watch, "reload": _reload, "send": _send, "hooks": _hooks,
 }
 

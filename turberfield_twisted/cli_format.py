@@ -101,10 +101,14 @@ def format_job(job: dict[str, Any]) -> str:
     return "\n".join(format_table(["", ""], rows).splitlines()[1:])
 
 
+def _log_line(entry: dict[str, Any]) -> str:
+    """One output line as ``time stream line``."""
+    return f"{_when(entry.get('time'))} {entry.get('stream', '-')} {entry.get('line', '')}"
+
+
 def format_logs(lines: Sequence[dict[str, Any]]) -> str:
     """Output lines as ``time stream line``."""
-    return "\n".join(f"{_when(e.get('time'))} {e.get('stream', '-')} {e.get('line', '')}"
-                     for e in lines)
+    return "\n".join(_log_line(entry) for entry in lines)
 
 
 def format_event(name: str, data: Any) -> str:
@@ -112,7 +116,7 @@ def format_event(name: str, data: Any) -> str:
     if not isinstance(data, dict):
         return f"{name} {data}"
     if name == "log":
-        return f"{_when(data.get('time'))} {data.get('stream', '-')} {data.get('line', '')}"
+        return _log_line(data)
     head = (f"{_when(data.get('time'))} {str(data.get('guid', '-'))[:12]}"
             f" {data.get('module', '-')}")
     if data.get("kind") == "worker":

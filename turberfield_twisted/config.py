@@ -20,6 +20,7 @@ from typing import IO, Any
 from .errors import BadOverride, OverrideNotAllowed
 
 __all__ = [
+    "EVENT_NAME",
     "GUID",
     "RESERVED_KEYS",
     "SECRET_KEYS",
@@ -51,6 +52,8 @@ RESERVED_KEYS = frozenset({
 _KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,63}$")
 #: A job's guid: given at launch, or a declared job's name.
 GUID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+#: A worker's own event name (``POST /jobs/{guid}/events``; a hook's ``worker:NAME``).
+EVENT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")
 #: A job's session: at most 256 characters, no control characters nor ``$``.
 SESSION = re.compile(r"^[^\x00-\x1f\x7f$]{0,256}$")
 MAX_VALUE = 4096

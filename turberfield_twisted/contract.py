@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hmac
 import ipaddress
+from typing import Any  # loaded already: the package's __init__ imports it
 from urllib.parse import quote
 
 __all__ = [
@@ -25,6 +26,7 @@ __all__ = [
     "LIFELINE_FD",
     "READY_FD",
     "READY_LINE",
+    "authorized",
     "bearer",
     "bearer_header",
     "config_path",
@@ -111,6 +113,11 @@ def token_matches(given: bytes, expected: bytes | str) -> bool:
         hmac.compare_digest(given, b"\0" * 43)  # the same work either way
         return False
     return hmac.compare_digest(given, expected)
+
+
+def authorized(request: Any, expected: bytes | str) -> bool:
+    """Whether ``request`` (a Twisted web request) carries ``expected`` as its bearer token."""
+    return token_matches(bearer(request.getHeader(b"authorization")), expected)
 
 
 def reachable(addr: str) -> str:

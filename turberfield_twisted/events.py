@@ -193,10 +193,7 @@ class EventStream:
         self._backlog.append(data)
         if len(self._backlog) > self._max_backlog:
             self.log.warn("event stream client too slow: ended after entry {id}", id=self._sent)
-            self._finish()
-
-    def _finish(self) -> None:
-        self._close()  # the route's Deferred fires: Klein ends the response
+            self._close()  # the route's Deferred fires: Klein ends the response
 
     def _close(self) -> None:
         if self._closed:

@@ -11,13 +11,14 @@ import builtins
 import hashlib
 import hmac
 import ipaddress
-import re
 from collections.abc import Iterable
 from typing import Any
 from urllib.parse import urlsplit
 
+from .config import EVENT_NAME
 from .errors import Invalid
 from .job import EventKind, JobEvent, JobState
+from .readers import Network, networks
 
 __all__ = [
     "Address",
@@ -32,13 +33,10 @@ __all__ = [
     "verify_signature",
 ]
 
-#: An event filter: ``*``, a kind, a state name or a worker event name.
-_EVENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")
 _MAX_EVENTS = 32
 _MAX_URL = 2048
 _LOOPBACK = (ipaddress.ip_address("127.0.0.1"), ipaddress.ip_address("::1"))
 
-Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
@@ -66,14 +64,8 @@ def verify_signature(secret: str, body: bytes, header: str | bytes | None) -> bo
     return hmac.compare_digest(sign(secret, body).encode("ascii"), given)
 
 
-def parse_networks(allow: str | Iterable[str]) -> tuple[Network, ...]:
-    """Networks from a comma or space separated list (or an iterable of them)."""
-    items = re.split(r"[,\s]+", allow) if isinstance(allow, str) else builtins.list(allow)
-    networks = tuple(ipaddress.ip_network(item.strip(), strict=False)
-                     for item in items if item.strip())
-    if not networks:
-        raise ValueError("the hook allow list is empty")
-    return networks
+#: Networks from a comma or space separated list: the config's reader, kept under this name.
+parse_networks = networks
 
 
 def allowed(address: Address, allow: Iterable[Network]) -> bool:
@@ -151,7 +143,7 @@ def check_events(events: Any) -> builtins.list[str]:
         worker = isinstance(event, str) and event.startswith(WORKER_PREFIX)
         name = event[len(WORKER_PREFIX):] if worker else None
         if not (event in (EVERYTHING, *states)
-                or (name is not None and (name == "*" or _EVENT.match(name)))):
+                or (name is not None and (name == "*" or EVENT_NAME.match(name)))):
             shown = repr(event[:40]) if isinstance(event, str) else "a non-string"
             raise HookRejected(
                 f"unknown event {shown}: allowed are '*', the job states"

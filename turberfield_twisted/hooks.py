@@ -40,6 +40,7 @@ from .hook_rules import (
     verify_signature,
 )
 from .job import JobEvent
+from .readers import BadValue, Network, networks
 from .store import HookRecord, QueuedRecord, Store
 from .subscription import Delivery, Subscription
 from .supervision import backoff
@@ -67,6 +68,21 @@ def _stale(failure: Failure) -> bool:
     return bool(failure.check(ResponseNeverReceived, RequestNotSent, RequestTransmissionFailed))
 
 
+def _allow_list(allow: str | Iterable[Network]) -> tuple[Network, ...]:
+    """
+    ``allow`` as networks: as given (the settings' ``hook_allow``), or read
+    from text as the config's ``hook_allow`` is; ValueError if there are
+    none, or the text is not a list of networks.
+    """
+    try:
+        found = networks(allow) if isinstance(allow, str) else tuple(allow)
+    except BadValue as exc:
+        raise ValueError(f"the hook allow list {exc}") from None
+    if not found:
+        raise ValueError("the hook allow list is empty")
+    return found
+
+
 class HookDispatcher:
     """
     Web-hook subscriptions and their delivery.
@@ -74,7 +90,8 @@ class HookDispatcher:
     ``reactor`` times retries; ``http`` is a treq-like client (its ``post``
     takes ``data``, ``headers``, ``timeout``, ``reactor`` and
     ``allow_redirects``). Hook URLs must name an IP literal inside one of
-    the ``allow`` networks, or ``localhost``. Each hook queues at most
+    the ``allow`` networks (or their text, comma or space separated), or
+    ``localhost``. Each hook queues at most
     ``max_queue`` records besides the one being sent; a request gets
     ``timeout`` seconds; retries wait ``backoff_initial * backoff_factor **
     n`` seconds, capped at ``backoff_cap``, less up to 20% jitter drawn
@@ -88,7 +105,7 @@ class HookDispatcher:
         self,
         reactor: IReactorTime,
         http: Any,
-        allow: str | Iterable[str] = "127.0.0.0/8, ::1",
+        allow: str | Iterable[Network] = "127.0.0.0/8, ::1",
         max_queue: int = 1000,
         timeout: float = 5.0,
         backoff_initial: float = 0.5,
@@ -105,7 +122,7 @@ class HookDispatcher:
                              "and backoff_factor at least 1")
         self._reactor = reactor
         self._http = http
-        self.allow = parse_networks(allow)
+        self.allow = _allow_list(allow)
         self.max_queue = max_queue
         self.timeout = timeout
         self.backoff_initial = backoff_initial
@@ -164,15 +181,16 @@ class HookDispatcher:
         self._stop(hook)
         self.log.info("hook {hook_id} removed", hook_id=hook_id)
 
-    def restore(self) -> None:
+    def restore(self, kept: Iterable[HookRecord] | None = None) -> None:
         """
-        Take back the subscriptions the store keeps, with their secrets and
-        ``seq``, and send their undelivered records again, in order. One
-        whose URL the allow list no longer allows is forgotten (logged).
+        Take back the subscriptions the store keeps (``kept``, if they have
+        been read from it already), with their secrets and ``seq``, and send
+        their undelivered records again, in order. One whose URL the allow
+        list no longer allows is forgotten (logged).
         """
         if self._store is None or self._closed:
             return
-        for record in self._store.hooks():
+        for record in self._store.hooks() if kept is None else kept:
             try:
                 url = check_url(record.url, self.allow)
             except HookRejected as exc:

@@ -25,7 +25,6 @@ from prometheus_client.core import (
     InfoMetricFamily,
     Metric,
 )
-from twisted.logger import Logger
 
 from . import __version__
 from .job import EventKind, JobEvent, JobState
@@ -80,12 +79,9 @@ class Metrics:
     until :meth:`close`. It is its registry's one collector.
     """
 
-    log = Logger()
-
     def __init__(self, initiator: Any, hooks: Any = None):
         self.initiator = initiator
         self.hooks = hooks
-        self.version = __version__
         self.transitions: Counter[tuple[str, JobState]] = Counter()
         self.worker_events: Counter[str] = Counter()
         #: Spawn -> ready, by module; when each starting job was spawned.
@@ -132,7 +128,7 @@ class Metrics:
         modules = sorted(self._modules | {job.module for job in workers})
 
         info = InfoMetricFamily("proactor", "The proactor package.")
-        info.add_metric([], {"version": self.version})
+        info.add_metric([], {"version": __version__})
         yield info
 
         by_state = Counter((job.module, job.state) for job in workers)

@@ -17,17 +17,16 @@ from typing import Any
 from klein import Klein
 
 from . import __version__
+from .config import EVENT_NAME, GUID
 from .job import JobState
 
 __all__ = ["OPERATIONS", "SCHEMAS", "UndocumentedRoute", "document", "routes"]
 
 _JSON = "application/json"
 _TEXT_EVENTS = "text/event-stream"
-_PROMETHEUS = "text/plain"
 _TEXT = "text/plain"
 _ADMIN: list[dict[str, list[str]]] = [{"admin": []}]
 _JOB_TOKEN: list[dict[str, list[str]]] = [{"job": []}]
-_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$"
 
 
 class UndocumentedRoute(LookupError):
@@ -102,7 +101,7 @@ SCHEMAS: Mapping[str, Any] = {
             "config": {"type": "object", "description": "Overrides of keys the module's"
                        " section lists as overridable.",
                        "additionalProperties": {"type": ["string", "number", "boolean"]}},
-            "guid": {"type": "string", "pattern": r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"},
+            "guid": {"type": "string", "pattern": GUID.pattern},
         },
     },
     "Logs": {"type": "object", "required": ["guid", "lines"], "properties": {
@@ -119,7 +118,7 @@ SCHEMAS: Mapping[str, Any] = {
                   "properties": {"guid": {"type": "string"}, "default": _STRINGS,
                                  "section": _STRINGS}},
     "WorkerEvent": {"type": "object", "required": ["event"], "additionalProperties": False,
-                    "properties": {"event": {"type": "string", "pattern": _NAME},
+                    "properties": {"event": {"type": "string", "pattern": EVENT_NAME.pattern},
                                    "data": {}}},
     "Reloaded": {"type": "object",
                  "required": ["started", "stopped", "restarted", "unchanged", "restart_needed"],
@@ -195,7 +194,7 @@ OPERATIONS: Mapping[tuple[str, str], dict[str, Any]] = {
     ("GET", "/metrics"): _op(
         "Prometheus text: jobs by module and state, transitions, restarts, hooks.",
         {"200": {"description": "The metrics.",
-                 "content": {_PROMETHEUS: {"schema": {"type": "string"}}}},
+                 "content": {_TEXT: {"schema": {"type": "string"}}}},
          **_DENIED, "404": _error("Metrics are not enabled.")}),
     ("GET", "/events"): _op(
         "Every job event, and with logs=GUID that job's output, as Server-Sent Events;"

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import collections
 from typing import Any
-from urllib.parse import unquote_to_bytes
+from urllib.parse import quote, unquote_to_bytes
 
 from twisted.internet import defer, error
 from twisted.internet.defer import CancelledError, Deferred, succeed
@@ -233,16 +233,15 @@ class Relay:
             return succeed(None)
         return self.pool.closeCachedConnections()
 
-    def body(self, request: Any) -> IBodyProducer | None:
-        """The request's body, read from where the server kept it (None if empty)."""
+    def body(self, request: Any, length: int) -> IBodyProducer | None:
+        """
+        The request's body, ``length`` bytes (as the API measured it), read
+        from where the server kept it (None if empty).
+        """
         content = request.content
-        if content is None:
+        if content is None or length == 0:
             return None
-        content.seek(0, 2)
-        length = content.tell()
         content.seek(0)
-        if length == 0:
-            return None
         if length <= _ONE_WRITE:
             return _Bytes(content.read())
         return FileBodyProducer(content, cooperator=self._cooperator)
@@ -258,12 +257,13 @@ class Relay:
                 self.pool.maxPersistentPerHost = max(MIN_PER_HOST,
                                                      min(self.peak, MAX_PER_HOST))
 
-    async def forward(self, request: Any, job: Any, base: str) -> bytes:
+    async def forward(self, request: Any, job: Any, base: str, length: int) -> bytes:
         """
         Send ``request`` (its method, path under the job, query, headers and
-        body) to ``job``'s worker at ``base`` (``http://ADDR:PORT``) and
-        write its answer into ``request``; raise :class:`RelayError` (400,
-        502, 504) if it can't before any of the answer is sent.
+        body, ``length`` bytes) to ``job``'s worker at ``base``
+        (``http://ADDR:PORT``) and write its answer into ``request``; raise
+        :class:`RelayError` (400, 502, 504) if it can't before any of the
+        answer is sent.
         """
         guid = job.guid
         target = upstream_path(request)
@@ -276,7 +276,7 @@ class Relay:
         self._sized(origin, +1)
         status = 502
         try:
-            status = await self._exchange(request, guid, origin + target, job.token)
+            status = await self._exchange(request, guid, origin + target, job.token, length)
         except RelayError as exc:
             status = exc.status
             raise
@@ -286,7 +286,8 @@ class Relay:
                 self.observe(self.reactor.seconds() - started, status)
         return b""
 
-    async def _exchange(self, request: Any, guid: str, url: bytes, token: str) -> int:
+    async def _exchange(self, request: Any, guid: str, url: bytes, token: str,
+                        length: int) -> int:
         method = request.method
         headers = relay_headers(request)
         if token:
@@ -300,10 +301,11 @@ class Relay:
 
         timer = self.reactor.callLater(self.timeout, too_late)
         try:
-            waiting.append(self.agent.request(method, url, headers, self.body(request)))
+            waiting.append(self.agent.request(method, url, headers,
+                                              self.body(request, length)))
             response = await waiting[-1]
             answer = _Answer(request, self.max_response, HOLD, response.length,
-                             lambda: self._head(request, response))
+                             lambda: self._head(request, response, guid))
             response.deliverBody(answer)
             waiting.append(answer.done)
             await answer.done
@@ -330,7 +332,7 @@ class Relay:
             if timer.active():
                 timer.cancel()
         if not answer.committed:  # whole: one write, its length known (no chunked framing)
-            self._head(request, response)
+            self._head(request, response, guid)
             body = b"".join(answer.held)
             if request.method != b"HEAD" and response.code not in (204, 304):
                 request.setHeader(b"Content-Length", b"%d" % len(body))
@@ -338,8 +340,8 @@ class Relay:
         return int(response.code)
 
     @staticmethod
-    def _head(request: Any, response: Any) -> None:
-        """The worker's status, content type and location, on ``request``."""
+    def _head(request: Any, response: Any, guid: str) -> None:
+        """The worker's status, content type and location (under job ``guid``), on ``request``."""
         request.setResponseCode(response.code)
         kind = response.headers.getRawHeaders(b"content-type")
         if kind:
@@ -350,5 +352,5 @@ class Relay:
         if location:  # a path on the worker is a path under its job's proxy here
             where = location[-1]
             if where.startswith(b"/") and not where.startswith(b"//"):
-                where = b"/jobs/" + request.path.split(b"/", 3)[2] + b"/" + PREFIX + where
+                where = b"/jobs/" + quote(guid, safe="").encode("ascii") + b"/" + PREFIX + where
             request.setHeader(b"Location", where)

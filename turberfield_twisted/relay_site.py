@@ -15,13 +15,16 @@ from twisted.python.failure import Failure
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Site
 
+from .config import GUID
 from .web import answer_error, log_error
 
 __all__ = ["ApiSite", "RelayFirst"]
 
 
 #: A relayed path that can skip the router: a plain guid, the proxy prefix, anything.
-_RELAYED = re.compile(rb"^/jobs/([A-Za-z0-9][A-Za-z0-9_.-]{0,63})/proxy(?:/|$)")
+_RELAYED = re.compile(
+    rb"^/jobs/(" + GUID.pattern.removeprefix("^").removesuffix("$").encode("ascii")
+    + rb")/proxy(?:/|$)")
 
 
 class RelayFirst(Resource):

@@ -29,7 +29,7 @@ from .errors import StoreFailed
 from .notify import sd_notify
 from .settings import check_config
 from .state import API_FILE, TOKEN_FILE, StateDir, StateDirError, default_state_dir
-from .store import Store
+from .store import HookRecord, Store
 
 __all__ = ["Options", "makeService"]
 
@@ -164,19 +164,22 @@ def _then_stop(result: Any, service: IService | None) -> Any:
 
 class _Kept(Service):
     """
-    The state dir, its store and the web-hooks: the hooks kept are restored
-    first thing (before any job event), and closed last, then the store.
+    The state dir, its store and the web-hooks: the hooks kept (``kept``,
+    as read from the store at start) are restored first thing (before any
+    job event), and closed last, then the store.
     """
 
-    def __init__(self, state: StateDir, store: Store, hooks: Any):
+    def __init__(self, state: StateDir, store: Store, hooks: Any, kept: list[HookRecord]):
         self._state = state
         self._store = store
         self._hooks = hooks
+        self._kept = kept
 
     def startService(self) -> None:
         Service.startService(self)
         self._state.note_pid()  # twistd may have forked since the lock was taken
-        self._hooks.restore()
+        kept, self._kept = self._kept, []
+        self._hooks.restore(kept)
 
     def stopService(self) -> Any:
         Service.stopService(self)
@@ -231,11 +234,11 @@ class _Signals(Service):
         return None
 
 
-def _open_state(path: Path, sync: str) -> tuple[StateDir, Store]:
+def _open_state(path: Path, sync: str) -> tuple[StateDir, Store, list[HookRecord]]:
     """
-    The state dir, locked, and its store, readable: SystemExit with one line
-    if either can't be had (a daemon that would lose its kept jobs does not
-    start).
+    The state dir, locked, its store, readable, and the web-hooks it keeps
+    (read once, here: restored from these): SystemExit with one line if any
+    can't be had (a daemon that would lose its kept jobs does not start).
     """
     try:
         state = StateDir.open(path)
@@ -248,12 +251,13 @@ def _open_state(path: Path, sync: str) -> tuple[StateDir, Store]:
         state.close()
         raise SystemExit(f"proactor: {exc}") from None
     try:
-        store.jobs(), store.hooks()  # what start will restore can be read
+        store.jobs()  # the jobs can be read (the reconciler reads them again at start)
+        hooks = store.hooks()
     except StoreFailed as exc:
         store.close()
         state.close()
         raise SystemExit(f"proactor: {exc} (move it away to start without it)") from None
-    return state, store
+    return state, store, hooks
 
 
 def _asyncio_reactor() -> Any:
@@ -284,13 +288,13 @@ def makeService(options: Options) -> IService:
     cfg = options["cfg"]
     guid = options["guid"]
     own = options["settings"].initiator
-    state, store = _open_state(options["state-dir"], own.store_sync)
+    state, store, kept_hooks = _open_state(options["state-dir"], own.store_sync)
     initiator = Initiator(options, cfg=cfg, guid=guid, reactor=reactor, store=store)
+    initiator.reconfigure(cfg, options["settings"])  # checked in postOptions: not again
     token = cfg.get(guid, "admin_token", fallback="") or secrets.token_urlsafe(32)
     state.write_private(TOKEN_FILE, token + "\n")
     Logger().info("admin token written to {path}", path=str(state.path / TOKEN_FILE))
-    hooks = HookDispatcher(reactor, initiator.http, allow=[str(n) for n in own.hook_allow],
-                           store=store)
+    hooks = HookDispatcher(reactor, initiator.http, allow=own.hook_allow, store=store)
     initiator.subscribe(hooks.publish)
     reconciler = Reconciler(initiator, lambda: load_config(options["config"]))
     api = ControlAPI(initiator, token, reactor, hooks=hooks, max_body=own.max_body,
@@ -301,7 +305,7 @@ def makeService(options: Options) -> IService:
     # STOPPING=1, the API stops listening, every job is stopped (their last
     # events are queued and kept), then the hooks close and the store.
     top = _InOrder()
-    _Kept(state, store, hooks).setServiceParent(top)
+    _Kept(state, store, hooks, kept_hooks).setServiceParent(top)
     _Closing(api.close).setServiceParent(top)
     initiator.setServiceParent(top)
     _ControlService(reactor, options["listen"], api, initiator, state).setServiceParent(top)

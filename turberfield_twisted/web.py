@@ -31,7 +31,7 @@ from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
 from werkzeug.routing import BaseConverter, RequestRedirect
 
 from .config import ConfigError
-from .contract import bearer, token_matches
+from .contract import authorized
 from .errors import (
     ChangeRefused,
     ConfigPushFailed,
@@ -326,7 +326,7 @@ class JsonKlein(Klein):
 
 def require_token(request: Any, expected: bytes | str) -> None:
     """Raise :class:`Unauthorized` unless the request's bearer token is ``expected``."""
-    if not token_matches(bearer(request.getHeader(b"authorization")), expected):
+    if not authorized(request, expected):
         raise Unauthorized()
 
 
@@ -336,17 +336,22 @@ def query_arg(request: Any, name: bytes) -> str | None:
     return values[-1].decode("utf-8", "replace") if values else None
 
 
-def check_body(request: Any, max_body: int) -> None:
-    """Raise :class:`BodyTooLarge` if the request's body is over ``max_body`` bytes."""
+def check_body(request: Any, max_body: int) -> int:
+    """
+    The length of the request's body (its file left at the start); raise
+    :class:`BodyTooLarge` if it is over ``max_body`` bytes.
+    """
     if getattr(request, "too_large", False):
         raise BodyTooLarge()
     content = request.content
-    if content is not None:
-        content.seek(0, 2)
-        size = content.tell()
-        content.seek(0)
-        if size > max_body:
-            raise BodyTooLarge()
+    if content is None:
+        return 0
+    content.seek(0, 2)
+    size: int = content.tell()
+    content.seek(0)
+    if size > max_body:
+        raise BodyTooLarge()
+    return size
 
 
 def read_body(request: Any, max_body: int) -> bytes:

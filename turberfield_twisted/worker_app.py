@@ -21,7 +21,7 @@ from klein import Klein
 from twisted.logger import Logger
 
 from .config import ConfigError, parse_config, redact, section_items
-from .contract import CONFIG_PATH, HEALTH_PATH, bearer, token_matches
+from .contract import CONFIG_PATH, HEALTH_PATH, authorized
 from .parent import ParentClient
 from .proactor import Proactor
 
@@ -107,7 +107,7 @@ class WorkerApp:
         ctx, guid = self.ctx, self.guid
         if ctx is None:
             return _error(request, 503, "not serving yet")
-        if not token_matches(bearer(request.getHeader(b"authorization")), ctx._token):
+        if not authorized(request, ctx._token):
             return _error(request, 401, "this job's token is needed")
         raw = request.content.read(MAX_CONFIG + 1)
         if len(raw) > MAX_CONFIG:
@@ -136,8 +136,7 @@ class WorkerApp:
 
     @app.route("/", branch=True)
     def delegate(self, request: Any) -> Any:
-        if self.guarded and not token_matches(bearer(request.getHeader(b"authorization")),
-                                              self.ctx._token if self.ctx else b""):
+        if self.guarded and not authorized(request, self.ctx._token if self.ctx else b""):
             request.setHeader("Content-Type", "application/json")
             return _error(request, 401, "this job's token is needed")
         return self.user_resource

@@ -42,7 +42,7 @@ from ..config import (
     render_job_config,
     section_items,
 )
-from ..contract import CONFIG_PATH, bearer, config_path, events_path, token_matches
+from ..contract import CONFIG_PATH, authorized, config_path, events_path
 from ..parent import ParentClient
 from ..proactor import Proactor
 from ..worker import Klein, WorkerApp
@@ -83,7 +83,7 @@ class FakeParent(Resource):
         self.status = 202
 
     def _allowed(self, request: Any) -> bool:
-        return token_matches(bearer(request.getHeader(b"authorization")), self._token)
+        return authorized(request, self._token)
 
     def render_POST(self, request: Any) -> bytes:
         if request.path != events_path(self.guid).encode():
