@@ -13,7 +13,6 @@ import subprocess
 import sys
 from typing import Any
 
-from twisted.internet import task
 from twisted.internet.defer import Deferred
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 from zope.interface.verify import verifyObject
@@ -40,7 +39,7 @@ SECTION = {"greeting": "hello", "overridable": "greeting"}
 
 
 class Later:
-    """Answers ``GET /`` after a turn of its reactor, posting an event first."""
+    """Answers ``GET /`` on a later turn of its reactor (no time passes), posting an event first."""
 
     app = Klein()
 
@@ -49,7 +48,9 @@ class Later:
 
     @app.route("/")
     async def later(self, request: Any) -> bytes:
-        await task.deferLater(self.ctx.reactor, 0.01)
+        turned: Deferred[None] = Deferred()
+        self.ctx.reactor.callLater(0, turned.callback, None)
+        await turned
         assert self.ctx.parent is not None
         await self.ctx.parent.post_event("answered", {"late": True})
         return b"late"
