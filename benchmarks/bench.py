@@ -136,7 +136,7 @@ def relay(ours: Proactor, samples: Samples, guid: str, port: int, connections: i
           seconds: float) -> None:
     """Requests per second through the relay and directly, interleaved."""
     urls = {"direct": (f"http://127.0.0.1:{port}/", []),
-            "relay": (f"http://127.0.0.1:{API}/jobs/{guid}/",
+            "relay": (f"http://127.0.0.1:{API}/jobs/{guid}/proxy/",
                       [f"Authorization: Bearer {ours.token}"])}
     for kind in (["direct", "relay"] if len(samples[f"direct {connections}"]) % 2 == 0
                  else ["relay", "direct"]):
