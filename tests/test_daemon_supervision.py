@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 from typing import Any
 
@@ -73,6 +74,39 @@ async def test_sigkilled_daemon_leaves_no_worker(daemons, reactor):
     await wait_gone(reactor, pids, timeout=10)
     assert not any(pid_alive(pid) for pid in pids)
     assert children_of(os.getpid()) == []
+
+
+@pytest_twisted.ensureDeferred
+async def test_sigkilled_daemon_leaves_no_warm_worker(daemons, reactor):
+    """
+    SIGKILL the daemon with three ready warm workers (forked by the
+    template, not by the daemon): each sees its lifeline end and exits.
+    """
+    daemon = await daemons(24200, 24209, f"ready_timeout = 60\n\n[{DEMO}]\nwarm = true\n")
+    found = await daemon.logged(rf"template of {DEMO} ready \(pid \d+\)").addTimeout(
+        60, reactor)
+    template = int(re.search(r"\(pid (\d+)\)", daemon.lines[found]).group(1))  # type: ignore[union-attr]
+    api = Api(reactor, daemon)
+    jobs = [await api.launch_ready() for _ in range(3)]
+    pids = [job["pid"] for job in jobs]
+    assert [_parent(pid) for pid in pids] == [template] * 3
+    daemon.signal(signal.SIGKILL)
+    status = await daemon.ended.addTimeout(30, reactor)
+    assert status.signal == signal.SIGKILL
+    await api.pool.closeCachedConnections()
+    try:
+        await wait_gone(reactor, [*pids, template], timeout=10)
+    finally:  # orphans (no longer the daemon's children) are ended here, by pid
+        left = [pid for pid in [*pids, template] if pid_alive(pid)]
+        for pid in left:
+            os.kill(pid, signal.SIGKILL)
+    assert left == []
+    assert children_of(os.getpid()) == []
+
+
+def _parent(pid: int) -> int:
+    with open(f"/proc/{pid}/stat", "rb") as f:
+        return int(f.read().rsplit(b")", 1)[1].split()[1])
 
 
 @pytest_twisted.ensureDeferred

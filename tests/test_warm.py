@@ -140,6 +140,32 @@ async def test_a_warm_worker_is_forked_answers_and_reads_its_own_stdin(warm, rea
 
 
 @pytest_twisted.ensureDeferred
+async def test_a_warm_worker_has_its_lifeline_on_fd_3_and_says_ready_on_fd_4(warm, reactor):
+    """
+    The template's own reactor fds are closed before the worker's take 0 to
+    4 (closed after, they were the lifeline and ready fd): the worker's fd
+    3 is the lifeline pipe whose other end this daemon holds, and it said
+    it listens by a line on fd 4, not because the health probe found it.
+    """
+    await ready_template(warm)
+    guid = await warm.launch(DEMO)
+    job = await warm.ready(guid, timeout=15)
+    assert job.process.listening().called
+    lifeline = os.readlink(f"/proc/{job.pid}/fd/3")
+    assert lifeline.startswith("pipe:")
+    ours = [fd for fd in os.listdir("/proc/self/fd") if _link(f"/proc/self/fd/{fd}") == lifeline]
+    assert ours, f"no fd of the daemon's is the other end of the worker's {lifeline}"
+    assert (await warm.stop(guid)).code == 0
+
+
+def _link(path: str) -> str | None:
+    try:
+        return os.readlink(path)
+    except OSError:  # the fd listing /proc/self/fd itself is gone
+        return None
+
+
+@pytest_twisted.ensureDeferred
 async def test_kill_9_is_reported_and_the_worker_is_forked_again(warm, reactor):
     """SIGKILL to a warm worker: its signal is reported, it is forked again at once and answers."""
     await ready_template(warm)

@@ -19,8 +19,9 @@ their own lifelines.
 The template never runs a reactor and never sees a job's config or
 token: the reactor it imports the runtime with sits on a ``select()``
 loop that holds no kernel object, so nothing of it is shared with a
-child. Each child: leads a session of its own; takes the five fds as 0,
-1, 2, 3 and 4; builds a fresh asyncio loop and reactor; reseeds
+child. Each child: leads a session of its own; closes the template's
+reactor's fds; takes the five fds as 0, 1, 2, 3 and 4; builds a fresh
+asyncio loop and reactor (its fds above those); reseeds
 ``random``; and runs the module as ``__main__`` with ``--guid G --port
 P``, as ``python -m`` would, so that it reads its config from its own
 stdin like a cold worker.
@@ -110,18 +111,20 @@ def prepare(module: str) -> tuple[Any, str | None]:
     return reactor, None
 
 
-def _fresh_reactor(old: Any) -> None:
-    """Drop the template's reactor and loop; install a new asyncio loop and reactor."""
+def _drop_reactor(old: Any) -> None:
+    """
+    Forget the template's reactor and close its fds (its waker's pipe, its
+    loop's self-pipe). Done before the worker's fds take 0 to 4: closing
+    these by number afterwards could close the lifeline or the ready fd.
+    """
     import twisted.internet
 
-    from ._asyncio import install  # imported by the template with the runtime: no side effect
-
-    old_loop = old._asyncioEventloop
     del sys.modules["twisted.internet.reactor"]
     if hasattr(twisted.internet, "reactor"):
         del twisted.internet.reactor
-    old_loop.close()  # its select() selector and self-pipe are this process's own
-    install()
+    if old.waker is not None:
+        old.waker.connectionLost(None)
+    old._asyncioEventloop.close()  # its select() selector and self-pipe are this process's own
 
 
 def _take_fds(fds: list[int]) -> None:
@@ -145,8 +148,11 @@ def _child(module: str, guid: str, port: int, fds: list[int], reactor: Any,
             signal.signal(sig, signal.SIG_DFL)
         for fd in closing:
             os.close(fd)
+        _drop_reactor(reactor)
         _take_fds(fds)
-        _fresh_reactor(reactor)
+        from ._asyncio import install  # loaded already, with the runtime: no side effect
+
+        install()  # a fresh asyncio loop and reactor, their fds above the worker's
         random.seed()
         gc.enable()
         sys.argv = [module, "--guid", guid, "--port", str(port)]
