@@ -1,0 +1,59 @@
+"""
+``make bench``'s plumbing against this daemon as it is now: the benchmark's
+own manager starts a real daemon, launches cold and warm workers, and its
+relay measure gets only 200s through ``/jobs/{guid}/proxy/``. Figures are
+not checked (performance is measured, not asserted): this catches a bench
+that no longer speaks the API, as when the relay moved under ``/proxy/``.
+Loopback ports 24220-24239.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import signal
+import sys
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from turberfield_twisted.testing.procs import children_of
+
+BENCH = Path(__file__).resolve().parent.parent / "benchmarks" / "bench.py"
+API, LOW, HIGH = 24220, 24221, 24239
+
+
+@pytest.fixture
+def bench(monkeypatch: pytest.MonkeyPatch) -> Any:
+    """``benchmarks/bench.py`` as a module; its path and modules are gone after."""
+    monkeypatch.setattr(sys, "path", list(sys.path))  # it puts benchmarks/ first
+    spec = importlib.util.spec_from_file_location("_bench", BENCH)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    monkeypatch.setattr(module, "API", API)
+    yield module
+    for name in ("managers", "probe"):
+        sys.modules.pop(name, None)
+
+
+def test_the_bench_launches_and_relays_through_the_daemon(bench: Any, tmp_path: Path) -> None:
+    """Cold and warm launches answer; every relayed and direct request gets a 200."""
+    ours = bench.Proactor(tmp_path / "proactor", API, LOW, HIGH)
+    ours.start()
+    try:
+        samples: dict[str, list[float]] = defaultdict(list)
+        bench.launch_one(ours, samples, "cold", 0, bench.COLD)
+        bench.launch_one(ours, samples, "warm", 0, bench.WARM)
+        [port] = ours.launch([0])
+        bench.wait_answering([port], 60, 0.01)
+        bench.relay(ours, samples, ours.jobs[port], port, 1, 0.2)  # raises on any non-200
+        assert len(samples["relay 1"]) == len(samples["direct 1"]) == 1
+        assert len(samples["cold"]) == len(samples["warm"]) == 1
+        ours.stop([port])
+    finally:
+        ours.close()
+    assert ours.process.returncode == -signal.SIGTERM  # twistd ends by the signal it got
+    assert children_of(os.getpid()) == []
