@@ -14,6 +14,7 @@ from turberfield_twisted import (
     UnknownModule,
 )
 from turberfield_twisted.config import parse_config
+from turberfield_twisted.store import Store
 from turberfield_twisted.testing.configs import initiator_config
 from turberfield_twisted.testing.fakes import FakeProcessReactor
 
@@ -296,3 +297,30 @@ async def test_the_workers_path_is_asked_at_start_not_at_the_first_check(monkeyp
     unprepared.check(DEMO)
     unprepared.check(DEMO)
     assert asked == [sys.executable, "/py"]
+
+
+@pytest_twisted.ensureDeferred
+async def test_only_the_newest_max_exited_ended_jobs_are_kept(state):
+    """
+    With ``max_exited = 2``, each launch forgets all but the two newest
+    ended jobs, from the job table and from the store alike.
+    """
+    store = Store.open(state)
+    try:
+        reactor = FakeProcessReactor()
+        launcher = LocalLauncher(reactor, python="/py", setsid=None, process_groups=False)
+        init = Initiator(None, guid="init", cfg=initiator_config(23000, 23009, max_exited="2"),
+                         reactor=reactor, launcher=launcher, http=_Http(), store=store)
+        ended = []
+        for _ in range(4):
+            guid = await init.launch(DEMO)
+            done = init.stop(guid)
+            reactor.spawned[-1].exit(0)
+            assert (await done).code == 0
+            ended.append(guid)
+        assert list(init.workers) == ended[1:]  # the 4th launch forgot the 1st
+        fifth = await init.launch(DEMO)
+        assert list(init.workers) == [*ended[2:], fifth]
+        assert [record.guid for record in store.jobs()] == [*ended[2:], fifth]
+    finally:
+        store.close()

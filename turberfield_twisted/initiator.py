@@ -182,7 +182,8 @@ class Initiator(JobTable, Proactor, Service):
                 del self.workers[job.guid]  # it never started: it never was
             raise
         finally:
-            self._forget_old()
+            for guid in self.forget_ended(keep=self.settings.initiator.max_exited):
+                self.keeper.forget(guid)
         try:
             self.keeper.keep(job)
         except StoreFailed:
@@ -210,7 +211,7 @@ class Initiator(JobTable, Proactor, Service):
             raise BadGuid(f"guid {str(guid)[:80]!r} is malformed, taken or names a config section")
         return guid
 
-    # -- queries (see JobTable) ----------------------------------------------
+    # -- asking jobs (queries: see JobTable) ---------------------------------
 
     def ready(self, guid: str, timeout: float | None = None) -> Deferred[Job]:
         """
@@ -221,8 +222,6 @@ class Initiator(JobTable, Proactor, Service):
         wait = timeout or self.settings.initiator.ready_timeout
         ending = (JobState.READY, JobState.STOPPING, *ENDED)
         return only_ready(guid, self.wait_for_state(guid, ending, wait))
-
-    # -- asking jobs -------------------------------------------------------
 
     def stop(self, guid: str, timeout: float | None = None,
              operator: bool = True) -> Deferred[ExitStatus | None]:
@@ -270,13 +269,6 @@ class Initiator(JobTable, Proactor, Service):
         if event.kind is EventKind.STATE and event.state in ENDED:
             self.cfg.remove_section(event.guid)
         self._observers.emit(event)
-
-    def _forget_old(self) -> None:
-        ended = [guid for guid, job in self.workers.items()
-                 if job.state in ENDED and not job.declared]
-        for guid in ended[: max(0, len(ended) - self.settings.initiator.max_exited)]:
-            del self.workers[guid]
-            self.keeper.forget(guid)
 
     # -- service -----------------------------------------------------------
 

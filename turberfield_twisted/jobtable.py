@@ -12,7 +12,7 @@ from typing import Any
 from twisted.internet.defer import Deferred, succeed
 
 from .errors import UnknownJob
-from .job import Job, JobEvent, JobState, OutputLine
+from .job import ENDED, Job, JobEvent, JobState, OutputLine
 from .observers import Observer, Observers
 
 __all__ = ["JobTable"]
@@ -35,6 +35,15 @@ class JobTable:
             return self.workers[guid]
         except KeyError:
             raise UnknownJob(guid) from None
+
+    def forget_ended(self, keep: int) -> list[str]:
+        """Drop all but the newest ``keep`` ended jobs (declared ones stay); their guids."""
+        ended = [guid for guid, job in self.workers.items()
+                 if job.state in ENDED and not job.declared]
+        gone = ended[: max(0, len(ended) - keep)]
+        for guid in gone:
+            del self.workers[guid]
+        return gone
 
     def worker_url(self, job: Job, path: str = "") -> str:
         """``http://HOST:PORT`` + ``path``: where ``job``'s worker listens."""
