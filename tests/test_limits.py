@@ -195,14 +195,20 @@ def test_a_job_over_its_limit_is_stopped_and_restarted_saying_why():
     assert w.worker(job) is not worker
 
 
-def test_a_job_that_ignores_sigterm_at_its_limit_is_killed_after_stop_timeout():
-    """The limit's SIGTERM is followed by SIGKILL after stop_timeout, as a stop is."""
+def _over_limit_ignoring_sigterm():
+    """A ready job whose worker ends only on SIGKILL, just found over its max_memory."""
     w = World()
     job = w.new()
     w.healthy(job)
     worker = w.worker(job)
     worker.dies_on = frozenset({signal.SIGKILL})
     w.lifecycle.over_limit(job, "over its max_memory")
+    return w, job, worker
+
+
+def test_a_job_that_ignores_sigterm_at_its_limit_is_killed_after_stop_timeout():
+    """The limit's SIGTERM is followed by SIGKILL after stop_timeout, as a stop is."""
+    w, job, worker = _over_limit_ignoring_sigterm()
     w.clock.advance(5)
     assert worker.signals[:2] == [signal.SIGTERM, signal.SIGKILL]
     # its exit counts as a failure, and the first restart is at once
@@ -212,12 +218,7 @@ def test_a_job_that_ignores_sigterm_at_its_limit_is_killed_after_stop_timeout():
 
 def test_a_stop_after_a_limit_hit_kills_at_the_stops_deadline_only():
     """An operator's stop(timeout=60) after a limit hit: no SIGKILL at stop_timeout, one at 60 s."""
-    w = World()
-    job = w.new()
-    w.healthy(job)
-    worker = w.worker(job)
-    worker.dies_on = frozenset({signal.SIGKILL})
-    w.lifecycle.over_limit(job, "over its max_memory")
+    w, job, worker = _over_limit_ignoring_sigterm()
     w.lifecycle.stop(job, timeout=60)
     assert worker.signals == [signal.SIGTERM, signal.SIGTERM]
     w.clock.advance(59.9)
