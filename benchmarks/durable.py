@@ -36,9 +36,9 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from turberfield_twisted.procstat import group_stats
-from turberfield_twisted.state import StateDir
-from turberfield_twisted.store import HookRecord, JobRecord, QueuedRecord, Store
+from turberfield_twisted.daemon.statedir import StateDir
+from turberfield_twisted.daemon.store import HookRecord, JobRecord, QueuedRecord, Store
+from turberfield_twisted.jobs.procstat import group_stats
 
 
 def timed(action: Callable[[int], object], n: int) -> list[float]:

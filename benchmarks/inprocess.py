@@ -18,10 +18,10 @@ from typing import Any
 from twisted.internet.defer import Deferred, gatherResults, succeed
 from twisted.internet.task import react
 
-import turberfield_twisted.worker  # noqa: F401  (installs the asyncio reactor)
 from turberfield_twisted import Initiator
-from turberfield_twisted.config import parse_config
+from turberfield_twisted.configtext import parse_config
 from turberfield_twisted.testing.fakes import FakeLauncher, FakeProcessReactor
+from turberfield_twisted.worker import _asyncio  # noqa: F401  (installs the asyncio reactor)
 
 MODULE = "turberfield_twisted.demo.hello"
 JOBS = 100

@@ -30,7 +30,7 @@ __all__ = ["initiator_config"]
 @pytest.fixture
 def state(tmp_path: Any) -> Any:
     """A state dir, locked, closed after the test."""
-    from turberfield_twisted.state import StateDir
+    from turberfield_twisted.daemon.statedir import StateDir
 
     opened = StateDir.open(tmp_path / "state")
     opened.lock()

@@ -24,10 +24,10 @@ from twisted.web.server import Site
 from twisted.web.test.requesthelper import DummyChannel
 
 from turberfield_twisted import ChangeRefused, Initiator, JobEvent, LocalLauncher, UnknownJob
-from turberfield_twisted.api import ControlAPI, _LimitedRequest
-from turberfield_twisted.client import ConfigPushFailed
-from turberfield_twisted.hook_rules import check_events, check_url
-from turberfield_twisted.hooks import HookDispatcher, UnknownHook
+from turberfield_twisted.errors import ConfigPushFailed
+from turberfield_twisted.hooks.dispatcher import HookDispatcher, UnknownHook
+from turberfield_twisted.hooks.rules import check_events, check_url
+from turberfield_twisted.http.api import ControlAPI, _LimitedRequest
 from turberfield_twisted.testing.configs import initiator_config
 from turberfield_twisted.testing.fakes import FakeProcessReactor
 

@@ -17,8 +17,8 @@ from twisted.web.client import Agent, HTTPConnectionPool, ResponseFailed
 from twisted.web.iweb import UNKNOWN_LENGTH, IBodyProducer
 from zope.interface import implementer
 
-from turberfield_twisted.api import ControlAPI
-from turberfield_twisted.proactor import Worker
+from turberfield_twisted.http.api import ControlAPI
+from turberfield_twisted.jobs.job import Worker
 from turberfield_twisted.testing.procs import wait_gone
 
 DEMO = "turberfield_twisted.demo.hello"

@@ -6,9 +6,9 @@ import pytest_twisted
 from test_api import DEMO, is_error, make
 from twisted.logger import capturedLogs, formatEvent
 
-from turberfield_twisted.durability import Keeper
+from turberfield_twisted.daemon.keeper import Keeper
+from turberfield_twisted.daemon.reconcile import ConfigRefused, Reloaded
 from turberfield_twisted.errors import StoreFailed
-from turberfield_twisted.reconcile import ConfigRefused, Reloaded
 
 
 @pytest_twisted.ensureDeferred

@@ -16,11 +16,13 @@ from twisted.internet.defer import Deferred, succeed
 from twisted.internet.protocol import ProcessProtocol
 
 from turberfield_twisted import Initiator, __version__
-from turberfield_twisted.cli import build_parser, format_job, format_table, main
-from turberfield_twisted.cli_commands import COMMANDS, CliError
-from turberfield_twisted.hooks import HookDispatcher
-from turberfield_twisted.process import ExitStatus
-from turberfield_twisted.state import API_FILE, TOKEN_FILE, write_private
+from turberfield_twisted.cli.commands import COMMANDS, CliError
+from turberfield_twisted.cli.format import format_job, format_table
+from turberfield_twisted.cli.main import build_parser, main
+from turberfield_twisted.contract import API_FILE, TOKEN_FILE
+from turberfield_twisted.daemon.statedir import write_private
+from turberfield_twisted.hooks.dispatcher import HookDispatcher
+from turberfield_twisted.launch.protocol import ExitStatus
 from turberfield_twisted.testing.configs import initiator_config
 from turberfield_twisted.testing.procs import children_of, wait_gone
 
@@ -175,7 +177,7 @@ async def daemon(reactor, tmp_path):
     """
     from twisted.internet.endpoints import TCP4ServerEndpoint
 
-    from turberfield_twisted.api import ControlAPI
+    from turberfield_twisted.http.api import ControlAPI
 
     slow = "[turberfield_twisted.testing.slow]\nready_delay = 3\n"
     init = Initiator(None, guid="init", cfg=initiator_config(21450, 21499, extra=slow),

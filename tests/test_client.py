@@ -13,18 +13,13 @@ from twisted.internet.defer import Deferred
 from twisted.web.resource import Resource
 
 from turberfield_twisted import Initiator, LocalLauncher
-from turberfield_twisted.api import ControlAPI
-from turberfield_twisted.client import (
-    ApiError,
-    ControlClient,
-    ParentClient,
-    TransportError,
-    error_message,
-    make_http,
-)
-from turberfield_twisted.hooks import HookDispatcher
+from turberfield_twisted.cli.client import ControlClient
+from turberfield_twisted.errors import ApiError, TransportError
+from turberfield_twisted.hooks.dispatcher import HookDispatcher
+from turberfield_twisted.http.api import ControlAPI
 from turberfield_twisted.testing.configs import initiator_config
 from turberfield_twisted.testing.fakes import FakeProcessReactor
+from turberfield_twisted.worker.parent import ParentClient, error_message, make_http
 
 DEMO = "turberfield_twisted.demo.hello"
 TOKEN = "admin-token-for-tests"

@@ -9,7 +9,7 @@ import pytest_twisted
 from twisted.internet.defer import Deferred
 
 from turberfield_twisted import ConfigError, Proactor
-from turberfield_twisted.config import job_config_text, parse_config
+from turberfield_twisted.configtext import job_config_text, parse_config
 
 GOOD = b"[DEFAULT]\nshared = 1\n\n[job]\nlisten_port = 5000\ntoken = abc$$def\n"
 

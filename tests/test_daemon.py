@@ -258,7 +258,8 @@ async def test_own_code_reaches_workers_through_pythonpath_not_PYTHONPATH(reacto
 
 def test_the_settings_checked_at_start_are_the_initiators(tmp_path, monkeypatch):
     """makeService hands the initiator the settings postOptions checked: none are checked again."""
-    from turberfield_twisted import initiator, tap
+    from turberfield_twisted import tap
+    from turberfield_twisted.daemon import initiator
 
     options = Options()
     options.parseOptions(["--state-dir", str(tmp_path / "state"),

@@ -15,9 +15,10 @@ from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.utils import getProcessOutputAndValue
 from twisted.web.server import Site
 
-from turberfield_twisted.client import ControlClient, ServerEvent, make_http
+from turberfield_twisted.cli.client import ControlClient, ServerEvent
 from turberfield_twisted.testing.daemon import Daemon
 from turberfield_twisted.testing.subscriber import Subscriber
+from turberfield_twisted.worker.parent import make_http
 
 DEMO = "turberfield_twisted.demo.hello"
 PROACTOR = str(Path(sys.executable).parent / "proactor")

@@ -20,10 +20,11 @@ import pytest
 import pytest_twisted
 from treq.testing import StubTreq
 
-from turberfield_twisted import Initiator, LocalLauncher, openapi
-from turberfield_twisted.api import ControlAPI
+from turberfield_twisted import Initiator, LocalLauncher
 from turberfield_twisted.dashboard import FILES, HEADERS, POLICY, Dashboard
-from turberfield_twisted.hooks_api import HooksAPI
+from turberfield_twisted.http import openapi
+from turberfield_twisted.http.api import ControlAPI
+from turberfield_twisted.http.hooks import HooksAPI
 from turberfield_twisted.testing.configs import DEMO, initiator_config
 from turberfield_twisted.testing.fakes import FakeProcessReactor
 

@@ -17,7 +17,7 @@ from typing import Any
 import pytest_twisted
 import treq
 
-from turberfield_twisted.hook_rules import verify_signature
+from turberfield_twisted.hooks.rules import verify_signature
 from turberfield_twisted.testing.daemon import Daemon
 from turberfield_twisted.testing.procs import children_of, wait_gone
 from turberfield_twisted.testing.subscriber import Subscriber, listen

@@ -22,8 +22,8 @@ from twisted.internet.defer import TimeoutError as DeferredTimeout
 from twisted.internet.protocol import ProcessProtocol
 from twisted.logger import globalLogPublisher
 
-from turberfield_twisted.ports import next_port, port_in_use
-from turberfield_twisted.process import MAX_LINE, LineSplitter
+from turberfield_twisted.launch.ports import next_port, port_in_use
+from turberfield_twisted.launch.protocol import MAX_LINE, LineSplitter
 from turberfield_twisted.testing import crash, flood, hang
 from turberfield_twisted.testing.configs import initiator_config
 from turberfield_twisted.testing.ports import PortRange
@@ -333,7 +333,7 @@ from twisted.internet.defer import Deferred
 from twisted.internet.defer import TimeoutError as DeferredTimeout
 from twisted.internet.task import react
 from turberfield_twisted import Initiator
-from turberfield_twisted.config import parse_config
+from turberfield_twisted.configtext import parse_config
 
 async def main(reactor):
     init = Initiator(None, guid="init", cfg=parse_config(sys.stdin.read()), reactor=reactor)

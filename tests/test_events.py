@@ -13,11 +13,12 @@ from twisted.internet.defer import CancelledError, Deferred, ensureDeferred, suc
 from twisted.internet.task import Clock
 from twisted.web.test.requesthelper import DummyRequest
 
-from turberfield_twisted.client import ControlClient, ServerEvent, make_http
+from turberfield_twisted.cli.client import ControlClient, ServerEvent
 from turberfield_twisted.errors import Invalid
-from turberfield_twisted.events import EventStream, Journal, parse_event_id
-from turberfield_twisted.job import EventKind, JobEvent, JobState, OutputLine
+from turberfield_twisted.http.events import EventStream, Journal, parse_event_id
+from turberfield_twisted.jobs.job import EventKind, JobEvent, JobState, OutputLine
 from turberfield_twisted.testing.procs import wait_gone
+from turberfield_twisted.worker.parent import make_http
 
 DEMO = "turberfield_twisted.demo.hello"
 

@@ -19,14 +19,9 @@ from twisted.internet.task import Clock
 from twisted.logger import capturedLogs, formatEvent, globalLogPublisher
 from twisted.web.server import Site
 
-from turberfield_twisted.hooks import (
-    HookDispatcher,
-    HookNotAllowed,
-    HookRejected,
-    UnknownHook,
-    verify_signature,
-)
-from turberfield_twisted.job import EventKind, JobEvent, JobState
+from turberfield_twisted.hooks.dispatcher import HookDispatcher, HookRejected, UnknownHook
+from turberfield_twisted.hooks.rules import HookNotAllowed, verify_signature
+from turberfield_twisted.jobs.job import EventKind, JobEvent, JobState
 from turberfield_twisted.testing.subscriber import Subscriber
 
 URL = "http://127.0.0.1:9999/hook"

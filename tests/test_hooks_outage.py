@@ -15,11 +15,11 @@ from twisted.internet.defer import Deferred
 from twisted.internet.protocol import ProcessProtocol
 from twisted.logger import globalLogPublisher
 
-from turberfield_twisted.hooks import HookDispatcher
-from turberfield_twisted.job import EventKind, JobEvent, JobState
-from turberfield_twisted.parent import make_http
-from turberfield_twisted.process import LineSplitter
+from turberfield_twisted.hooks.dispatcher import HookDispatcher
+from turberfield_twisted.jobs.job import EventKind, JobEvent, JobState
+from turberfield_twisted.launch.protocol import LineSplitter
 from turberfield_twisted.testing.procs import children_of, wait_gone
+from turberfield_twisted.worker.parent import make_http
 
 PORT = 26490
 EVENTS = 1000

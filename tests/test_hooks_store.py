@@ -13,11 +13,11 @@ from test_hooks import URL, FakeHTTP, record
 from twisted.internet.task import Clock
 from twisted.logger import capturedLogs, formatEvent
 
+from turberfield_twisted.daemon.statedir import StateDir
+from turberfield_twisted.daemon.store import Store
 from turberfield_twisted.errors import StoreFailed
-from turberfield_twisted.hook_rules import verify_signature
-from turberfield_twisted.hooks import HookDispatcher
-from turberfield_twisted.state import StateDir
-from turberfield_twisted.store import Store
+from turberfield_twisted.hooks.dispatcher import HookDispatcher
+from turberfield_twisted.hooks.rules import verify_signature
 
 
 def dispatcher(state: StateDir, **kwargs: Any) -> tuple[HookDispatcher, FakeHTTP, Store]:

@@ -17,7 +17,7 @@ from twisted.internet.interfaces import IProcessTransport, IReactorProcess
 from zope.interface.verify import verifyObject
 
 from turberfield_twisted import ILauncher, IWorkerProcess, NotReady
-from turberfield_twisted.launcher import LocalLauncher
+from turberfield_twisted.launch.local import LocalLauncher
 from turberfield_twisted.testing import (
     FakeLauncher,
     FakeProcessReactor,

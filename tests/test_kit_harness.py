@@ -15,10 +15,9 @@ from twisted.internet import task
 from twisted.internet.defer import TimeoutError as DeferredTimeout
 from twisted.internet.task import Clock
 
-from turberfield_twisted.config import OverrideNotAllowed, parse_config
+from turberfield_twisted.configtext import parse_config
 from turberfield_twisted.demo.hello import Hello
-from turberfield_twisted.errors import ChangeRefused
-from turberfield_twisted.parent import ApiError
+from turberfield_twisted.errors import ApiError, ChangeRefused, OverrideNotAllowed
 from turberfield_twisted.testing import (
     DEMO,
     EventLog,

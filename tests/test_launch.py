@@ -13,8 +13,8 @@ from turberfield_twisted import (
     SpawnFailed,
     UnknownModule,
 )
-from turberfield_twisted.config import parse_config
-from turberfield_twisted.store import Store
+from turberfield_twisted.configtext import parse_config
+from turberfield_twisted.daemon.store import Store
 from turberfield_twisted.testing.configs import initiator_config
 from turberfield_twisted.testing.fakes import FakeProcessReactor
 
@@ -277,7 +277,7 @@ async def test_the_workers_path_is_asked_at_start_not_at_the_first_check(monkeyp
     """
     import sys
 
-    import turberfield_twisted.launcher as launcher_module
+    import turberfield_twisted.launch.local as launcher_module
 
     asked: list[str] = []
 

@@ -16,13 +16,13 @@ from twisted.internet.task import Clock
 from twisted.logger import LogLevel, capturedLogs, formatEvent
 
 from turberfield_twisted import JobState, NoFreePort, SpawnFailed
-from turberfield_twisted.config import parse_config
-from turberfield_twisted.job import ENDED, EventKind, Job
-from turberfield_twisted.lifecycle import Lifecycle
-from turberfield_twisted.settings import check_config
-from turberfield_twisted.supervision import RestartTracker
+from turberfield_twisted.config.settings import check_config
+from turberfield_twisted.configtext import parse_config
+from turberfield_twisted.jobs.job import ENDED, EventKind, Job
+from turberfield_twisted.jobs.lifecycle import Lifecycle
+from turberfield_twisted.jobs.supervision import RestartTracker
+from turberfield_twisted.jobs.transitions import TRANSITIONS, Input
 from turberfield_twisted.testing.fakes import FakeLauncher, InitiatorOnClock, initiator_on_clock
-from turberfield_twisted.transitions import TRANSITIONS, Input
 
 MOD = "some.worker"
 LOW = 21000

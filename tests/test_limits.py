@@ -18,10 +18,11 @@ from test_lifecycle import World
 from twisted.internet.task import Clock
 from zope.interface import implementer
 
-from turberfield_twisted.job import Job, JobState
-from turberfield_twisted.launcher import ILocalProcess
-from turberfield_twisted.limits import Limits, MemoryWatch, apply_rlimits, explain_exit
-from turberfield_twisted.procstat import group_stats
+from turberfield_twisted.config.policy import Limits, explain_exit
+from turberfield_twisted.jobs.job import Job, JobState
+from turberfield_twisted.jobs.limits import MemoryWatch, apply_rlimits
+from turberfield_twisted.jobs.procstat import group_stats
+from turberfield_twisted.launch.interfaces import ILocalProcess
 from turberfield_twisted.testing.fakes import FakeWorker
 
 MB = 1024 * 1024
@@ -239,7 +240,7 @@ def test_with_restart_never_a_job_over_its_limit_fails_saying_why():
 
 def test_a_job_whose_rlimits_cannot_be_set_is_killed_at_once(monkeypatch):
     """If its limits can't be set, a worker does not run without them."""
-    import turberfield_twisted.lifecycle as lifecycle
+    import turberfield_twisted.jobs.lifecycle as lifecycle
 
     monkeypatch.setattr(lifecycle, "apply_rlimits", lambda process, limits: "could not set it")
     w = World()

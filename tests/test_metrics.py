@@ -16,10 +16,10 @@ from treq.testing import RequestTraversalAgent, StubTreq
 from twisted.internet.defer import Deferred, succeed
 
 from turberfield_twisted import Initiator, LocalLauncher, __version__
-from turberfield_twisted.api import ControlAPI
-from turberfield_twisted.hooks import HookDispatcher
-from turberfield_twisted.job import JobState
-from turberfield_twisted.metrics import Metrics
+from turberfield_twisted.daemon.metrics import Metrics
+from turberfield_twisted.hooks.dispatcher import HookDispatcher
+from turberfield_twisted.http.api import ControlAPI
+from turberfield_twisted.jobs.job import JobState
 from turberfield_twisted.testing.configs import initiator_config
 from turberfield_twisted.testing.fakes import FakeProcessReactor
 

@@ -7,7 +7,7 @@ import socket
 
 from twisted.logger import capturedLogs
 
-from turberfield_twisted.notify import sd_notify
+from turberfield_twisted.daemon.notify import sd_notify
 
 
 def test_the_message_goes_to_the_socket_named_by_notify_socket(tmp_path):

@@ -17,9 +17,9 @@ import treq
 from klein import Klein
 from twisted.internet.utils import getProcessOutputAndValue
 
-from turberfield_twisted import openapi
-from turberfield_twisted.api import ControlAPI
-from turberfield_twisted.hooks_api import HooksAPI
+from turberfield_twisted.http import openapi
+from turberfield_twisted.http.api import ControlAPI
+from turberfield_twisted.http.hooks import HooksAPI
 from turberfield_twisted.testing.procs import children_of
 
 ST = str(Path(sys.executable).parent / "st")

@@ -5,7 +5,7 @@ import socket
 import pytest
 
 from turberfield_twisted import Initiator, NoFreePort
-from turberfield_twisted.ports import next_port, port_in_use
+from turberfield_twisted.launch.ports import next_port, port_in_use
 from turberfield_twisted.testing.configs import initiator_config
 from turberfield_twisted.testing.ports import free_ports
 

@@ -4,7 +4,7 @@ import pytest
 from twisted.internet.error import ProcessDone, ProcessTerminated
 from twisted.internet.task import Clock
 
-from turberfield_twisted.process import (
+from turberfield_twisted.launch.protocol import (
     MAX_LINE,
     OUTPUT_GRACE,
     ExitStatus,

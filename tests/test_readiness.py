@@ -21,9 +21,9 @@ from twisted.internet.task import Clock, deferLater
 
 from turberfield_twisted import Initiator, JobState
 from turberfield_twisted.contract import EXIT_NO_CONFIG, LIFELINE_FD, READY_FD, READY_LINE
-from turberfield_twisted.launcher import LocalLauncher
-from turberfield_twisted.process import WorkerProtocol
-from turberfield_twisted.readiness import HealthProbe
+from turberfield_twisted.jobs.readiness import HealthProbe
+from turberfield_twisted.launch.local import LocalLauncher
+from turberfield_twisted.launch.protocol import WorkerProtocol
 from turberfield_twisted.testing.configs import initiator_config
 from turberfield_twisted.testing.fakes import FakeHealth
 from turberfield_twisted.testing.procs import children_of, wait_gone
@@ -93,7 +93,7 @@ async def test_a_spawned_worker_says_it_listens_then_answers(reactor):
     cfg = initiator_config(25100, 25109)
     cfg.add_section("rdy")
     cfg.set("rdy", "listen_port", "25100")
-    from turberfield_twisted.config import job_config_text
+    from turberfield_twisted.configtext import job_config_text
 
     process = launcher.spawn(DEMO, "rdy", 25100, job_config_text(cfg, "rdy").encode(),
                              lambda stream, text: None)

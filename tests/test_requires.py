@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from test_lifecycle import World
 
-from turberfield_twisted.job import JobState
+from turberfield_twisted.jobs.job import JobState
 
 
 class Ordered(World):

@@ -15,12 +15,12 @@ from twisted.internet.task import Clock
 from twisted.logger import capturedLogs, formatEvent
 
 from turberfield_twisted import Initiator
-from turberfield_twisted.config import ConfigError, parse_config
-from turberfield_twisted.errors import StoreFailed
-from turberfield_twisted.job import EventKind, JobState, Wanted
-from turberfield_twisted.reconcile import Reconciler
-from turberfield_twisted.state import StateDir
-from turberfield_twisted.store import JobRecord, Store
+from turberfield_twisted.configtext import parse_config
+from turberfield_twisted.daemon.reconcile import Reconciler
+from turberfield_twisted.daemon.statedir import StateDir
+from turberfield_twisted.daemon.store import JobRecord, Store
+from turberfield_twisted.errors import ConfigError, StoreFailed
+from turberfield_twisted.jobs.job import EventKind, JobState, Wanted
 from turberfield_twisted.testing.fakes import FakeHealth, FakeLauncher
 
 MOD = "some.worker"

@@ -10,16 +10,16 @@ from importlib import resources
 
 import pytest
 
-from turberfield_twisted.config import ConfigError, parse_config
-from turberfield_twisted.limits import Limits
-from turberfield_twisted.settings import (
+from turberfield_twisted.config.policy import Limits, Restart, RestartPolicy
+from turberfield_twisted.config.settings import (
     DeclaredJob,
     InitiatorSettings,
     ModuleSettings,
     Settings,
     check_config,
 )
-from turberfield_twisted.supervision import Restart, RestartPolicy
+from turberfield_twisted.configtext import parse_config
+from turberfield_twisted.errors import ConfigError
 
 SECRET = "s3cr3t-not-a-number"
 HELLO = "turberfield_twisted.demo.hello"
@@ -361,7 +361,7 @@ def test_the_modules_mapping_is_read_only():
 def test_importing_settings_starts_no_reactor_nor_web_library():
     """The daemon imports settings before installing its reactor: nothing here imports
     the reactor, klein or treq."""
-    code = ("import sys, turberfield_twisted.settings; "
+    code = ("import sys, turberfield_twisted.config.settings; "
             "print(sorted({'klein', 'treq', 'twisted.internet.reactor'} & set(sys.modules)))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           check=True, timeout=60)

@@ -17,16 +17,17 @@ from treq.testing import StubTreq
 from twisted.internet.defer import Deferred, succeed
 
 from turberfield_twisted import Initiator, JobState
-from turberfield_twisted.api import ControlAPI
-from turberfield_twisted.config import ConfigError, parse_config
+from turberfield_twisted.config.settings import check_config
+from turberfield_twisted.configtext import parse_config
 from turberfield_twisted.contract import is_loopback
-from turberfield_twisted.launcher import LocalLauncher
-from turberfield_twisted.launchers import ModuleLaunchers
-from turberfield_twisted.parent import listening_host, slurm_step
-from turberfield_twisted.settings import check_config
-from turberfield_twisted.slurm import SlurmLauncher, SlurmProcess
+from turberfield_twisted.errors import ConfigError
+from turberfield_twisted.http.api import ControlAPI
+from turberfield_twisted.launch.local import LocalLauncher
+from turberfield_twisted.launch.router import ModuleLaunchers
+from turberfield_twisted.launch.slurm.launcher import SlurmLauncher, SlurmProcess
+from turberfield_twisted.launch.warm.launcher import WarmLauncher
 from turberfield_twisted.testing.fakes import FakeProcessReactor
-from turberfield_twisted.warm import WarmLauncher
+from turberfield_twisted.worker.parent import listening_host, slurm_step
 
 DEMO = "turberfield_twisted.demo.hello"
 TOKEN = "admin-token-0123456789-abcdefghijklmnopqrstuvwxyz"
@@ -181,7 +182,7 @@ async def test_a_slurm_job_is_srun_under_its_guard_with_its_config_on_stdin():
     [spawned] = w.reactor.spawned
     job = w.init.job(guid)
     assert spawned.args == [
-        "/py", "-P", "-m", "turberfield_twisted.srun_guard",
+        "/py", "-P", "-m", "turberfield_twisted.launch.slurm.guard",
         "/usr/bin/srun", "--ntasks=1", "--job-name=g1", "--time=5", "--qos=low",
         "/py", "-P", "-m", DEMO, "--guid", "g1", "--port", str(job.port)]
     assert b"[g1]" in b"".join(spawned.written) and spawned.stdin_closed
@@ -327,7 +328,7 @@ def test_the_slurm_launcher_and_its_processes_keep_to_their_interfaces():
     """SlurmLauncher and ModuleLaunchers are ILaunchers; a SlurmProcess is an IRemoteProcess."""
     from zope.interface.verify import verifyClass
 
-    from turberfield_twisted.launcher import ILauncher, IRemoteProcess
+    from turberfield_twisted.launch.interfaces import ILauncher, IRemoteProcess
 
     assert verifyClass(ILauncher, SlurmLauncher) and verifyClass(ILauncher, ModuleLaunchers)
     assert verifyClass(IRemoteProcess, SlurmProcess)

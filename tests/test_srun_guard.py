@@ -42,7 +42,7 @@ while True:
 def guard(reactor: Any, mode: str, *options: str) -> Child:
     """The guard running the stand-in in ``mode``; ``config`` on its stdin, fd 3 its lifeline."""
     child = Child("srun_guard")
-    argv = [sys.executable, "-P", "-m", "turberfield_twisted.srun_guard", *options,
+    argv = [sys.executable, "-P", "-m", "turberfield_twisted.launch.slurm.guard", *options,
             sys.executable, "-c", SRUN, mode]
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"),
            "PYTHONPATH": os.path.dirname(os.path.dirname(os.path.abspath(__file__)))}
@@ -128,10 +128,12 @@ def test_the_guard_loads_nothing_of_twisted_and_only_the_contract_of_ours():
     import json
     import subprocess
 
-    report = ("import json, sys, turberfield_twisted.srun_guard\n"
+    report = ("import json, sys, turberfield_twisted.launch.slurm.guard\n"
               "print(json.dumps(sorted(m for m in sys.modules"
               " if m.split('.')[0] in ('twisted', 'zope', 'turberfield_twisted'))))\n")
     done = subprocess.run([sys.executable, "-P", "-c", report], capture_output=True, text=True,
                           timeout=60, check=True)
     assert json.loads(done.stdout) == ["turberfield_twisted", "turberfield_twisted.contract",
-                                       "turberfield_twisted.srun_guard"]
+                                       "turberfield_twisted.launch",
+                                       "turberfield_twisted.launch.slurm",
+                                       "turberfield_twisted.launch.slurm.guard"]

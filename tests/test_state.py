@@ -7,17 +7,10 @@ import stat
 
 import pytest
 
-from turberfield_twisted.state import (
-    API_FILE,
-    LOCK_FILE,
-    TOKEN_FILE,
-    StateDir,
-    StateDirBusy,
-    StateDirError,
-    StateFileError,
-    read_api,
-    write_private,
-)
+from turberfield_twisted.cli.locate import read_api
+from turberfield_twisted.contract import API_FILE, TOKEN_FILE
+from turberfield_twisted.daemon.statedir import LOCK_FILE, StateDir, write_private
+from turberfield_twisted.errors import StateDirBusy, StateDirError, StateFileError
 
 
 def mode(path) -> int:

@@ -11,9 +11,9 @@ import textwrap
 
 import pytest
 
+from turberfield_twisted.daemon.statedir import STORE_FILE, StateDir
+from turberfield_twisted.daemon.store import HookRecord, JobRecord, QueuedRecord, Store
 from turberfield_twisted.errors import StoreFailed
-from turberfield_twisted.state import STORE_FILE, StateDir
-from turberfield_twisted.store import HookRecord, JobRecord, QueuedRecord, Store
 
 
 @pytest.fixture
@@ -88,8 +88,8 @@ def test_it_comes_back_after_the_process_is_killed(tmp_path):
     path = tmp_path / "state"
     code = textwrap.dedent(f"""
         import os, signal
-        from turberfield_twisted.state import StateDir
-        from turberfield_twisted.store import JobRecord, Store
+        from turberfield_twisted.daemon.statedir import StateDir
+        from turberfield_twisted.daemon.store import JobRecord, Store
         state = StateDir.open({str(path)!r})
         state.lock()
         store = Store.open(state)

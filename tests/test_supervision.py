@@ -5,8 +5,9 @@ import pytest_twisted
 from twisted.internet.defer import Deferred, succeed
 
 from turberfield_twisted import Initiator, JobExited, LocalLauncher
-from turberfield_twisted.config import parse_config
-from turberfield_twisted.supervision import RestartPolicy, RestartTracker
+from turberfield_twisted.config.policy import RestartPolicy
+from turberfield_twisted.configtext import parse_config
+from turberfield_twisted.jobs.supervision import RestartTracker
 from turberfield_twisted.testing.configs import initiator_config
 from turberfield_twisted.testing.fakes import FakeHealth, FakeProcessReactor
 

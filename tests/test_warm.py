@@ -18,8 +18,8 @@ from twisted.internet.defer import Deferred
 from twisted.logger import globalLogPublisher
 
 from turberfield_twisted import Initiator, JobState
-from turberfield_twisted.config import parse_config
-from turberfield_twisted.reconcile import Reconciler
+from turberfield_twisted.configtext import parse_config
+from turberfield_twisted.daemon.reconcile import Reconciler
 from turberfield_twisted.testing.procs import children_of, pid_alive, wait_gone
 
 DEMO = "turberfield_twisted.demo.hello"
@@ -315,7 +315,7 @@ async def test_a_config_reload_restarts_the_templates_with_the_code_as_it_is_now
 
 @pytest.mark.parametrize("flag", ["yes", "True", "0", "off"])
 def test_warm_reads_configparser_booleans(flag):
-    from turberfield_twisted.settings import check_config
+    from turberfield_twisted.config.settings import check_config
 
     cfg = parse_config(f"[init]\n[{DEMO}]\nwarm = {flag}\n")
     assert check_config(cfg, "init").module(DEMO).warm is (flag in ("yes", "True"))
@@ -326,9 +326,9 @@ def test_spawns_are_cold_while_the_template_is_not_ready_or_cannot_start():
     spawned is logged, and its module's workers start cold too."""
     from twisted.logger import capturedLogs
 
-    from turberfield_twisted.launcher import LocalLauncher, LocalProcess
+    from turberfield_twisted.launch.local import LocalLauncher, LocalProcess
+    from turberfield_twisted.launch.warm.launcher import WarmLauncher
     from turberfield_twisted.testing.fakes import FakeProcessReactor
-    from turberfield_twisted.warm import WarmLauncher
 
     reactor = FakeProcessReactor()
     cold = LocalLauncher(reactor, python="/py", setsid=None, process_groups=False)
@@ -337,12 +337,12 @@ def test_spawns_are_cold_while_the_template_is_not_ready_or_cannot_start():
     assert isinstance(process, LocalProcess)
     assert launcher.templates[DEMO].state == "starting"
     assert [p.args[2:4] for p in reactor.spawned] == [
-        ["-m", "turberfield_twisted.forkserver"], ["-m", DEMO]]
+        ["-m", "turberfield_twisted.launch.warm.template"], ["-m", DEMO]]
 
     spawn = reactor.spawnProcess
 
     def no_templates(protocol: Any, executable: Any, args: Any = (), **kwargs: Any) -> Any:
-        if "turberfield_twisted.forkserver" in args:
+        if "turberfield_twisted.launch.warm.template" in args:
             raise OSError("no such file")
         return spawn(protocol, executable, args, **kwargs)
 
@@ -361,9 +361,9 @@ def test_a_reload_retires_a_starting_template_for_good_and_starts_a_new_one():
     """
     from twisted.logger import capturedLogs
 
-    from turberfield_twisted.launcher import LocalLauncher
+    from turberfield_twisted.launch.local import LocalLauncher
+    from turberfield_twisted.launch.warm.launcher import WarmLauncher
     from turberfield_twisted.testing.fakes import FakeProcessReactor
-    from turberfield_twisted.warm import WarmLauncher
 
     reactor = FakeProcessReactor()
     cold = LocalLauncher(reactor, python="/py", setsid=None, process_groups=False)

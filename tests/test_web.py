@@ -13,10 +13,11 @@ from twisted.logger import capturedLogs, formatEvent
 from werkzeug.exceptions import MethodNotAllowed, NotFound
 from werkzeug.routing import RequestRedirect
 
-from turberfield_twisted.client import ConfigPushFailed
 from turberfield_twisted.errors import (
+    ApiError,
     BadGuid,
     BadOverride,
+    ConfigPushFailed,
     Invalid,
     NoFreePort,
     OverrideNotAllowed,
@@ -24,16 +25,10 @@ from turberfield_twisted.errors import (
     UnknownJob,
     UnknownModule,
 )
-from turberfield_twisted.hooks import HookNotAllowed, HookRejected, UnknownHook
-from turberfield_twisted.relay import RelayError
-from turberfield_twisted.web import (
-    STATUSES,
-    ApiError,
-    BodyTooLarge,
-    JsonKlein,
-    Unauthorized,
-    status_of,
-)
+from turberfield_twisted.hooks.dispatcher import HookRejected, UnknownHook
+from turberfield_twisted.hooks.rules import HookNotAllowed
+from turberfield_twisted.http.relay import RelayError
+from turberfield_twisted.http.web import STATUSES, BodyTooLarge, JsonKlein, Unauthorized, status_of
 
 EXPECTED: list[tuple[Exception, int]] = [
     (Invalid("x"), 400),

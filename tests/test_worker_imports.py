@@ -14,14 +14,16 @@ import pytest
 #: Every turberfield_twisted module the worker runtime loads, and no other.
 WORKER_SIDE = {
     "turberfield_twisted",
-    "turberfield_twisted._asyncio",
-    "turberfield_twisted.config",
+    "turberfield_twisted.configtext",
     "turberfield_twisted.contract",
     "turberfield_twisted.errors",
-    "turberfield_twisted.parent",
-    "turberfield_twisted.proactor",
     "turberfield_twisted.worker",
-    "turberfield_twisted.worker_app",
+    "turberfield_twisted.worker._asyncio",
+    "turberfield_twisted.worker.app",
+    "turberfield_twisted.worker.parent",
+    "turberfield_twisted.worker.proactor",
+    "turberfield_twisted.worker.runtime",
+    "turberfield_twisted.worker.stdin",
 }
 HTTP_CLIENT = ["treq", "twisted.web.client"]
 
@@ -46,7 +48,7 @@ def loaded(code: str) -> tuple[set[str], list[str]]:
 
 
 @pytest.mark.parametrize(("module", "extra"), [
-    ("turberfield_twisted.worker", set()),
+    ("turberfield_twisted.worker.runtime", set()),
     ("turberfield_twisted.demo.hello",
      {"turberfield_twisted.demo", "turberfield_twisted.demo.hello"}),
     ("turberfield_twisted.testing.flood",
@@ -67,6 +69,19 @@ def test_a_worker_module_loads_only_the_worker_side(module, extra):
     assert http == []
 
 
+def test_the_worker_package_loads_its_runtime_when_asked_for_it():
+    """Importing the worker package loads no reactor; taking ``Klein`` from it loads the runtime."""
+    ours, _ = loaded("import sys, turberfield_twisted.worker\n"
+                     "assert 'twisted.internet.reactor' not in sys.modules\n")
+    assert ours == {"turberfield_twisted", "turberfield_twisted.worker",
+                    "turberfield_twisted.contract", "turberfield_twisted.errors"}
+    ours, http = loaded("from turberfield_twisted.worker import Klein\n"
+                        "from twisted.internet import reactor, asyncioreactor\n"
+                        "assert isinstance(reactor, asyncioreactor.AsyncioSelectorReactor)\n")
+    assert ours == WORKER_SIDE
+    assert http == []
+
+
 def test_the_deaf_worker_loads_only_the_contract():
     """The deaf fault worker needs the lifeline's fd and nothing else of ours."""
     ours, http = loaded("import turberfield_twisted.testing.deaf\n")
@@ -80,8 +95,8 @@ def test_ctx_parent_loads_treq_on_first_use_only():
     ours, http = loaded("""
 import argparse
 import sys
-from turberfield_twisted.config import parse_config
-from turberfield_twisted.worker import _Runtime
+from turberfield_twisted.configtext import parse_config
+from turberfield_twisted.worker.runtime import _Runtime
 from twisted.internet import reactor
 
 runtime = _Runtime(reactor, argparse.Namespace(guid="g", port=1), None, 1)
@@ -90,5 +105,5 @@ assert parent is not None and parent.url == "http://127.0.0.1:8080", parent
 assert not {"treq", "twisted.web.client"} & set(sys.modules), "loaded too soon"
 parent.http
 """)
-    assert ours == WORKER_SIDE | {"turberfield_twisted.agent"}
+    assert ours == WORKER_SIDE | {"turberfield_twisted.worker.agent"}
     assert http == HTTP_CLIENT

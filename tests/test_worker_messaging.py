@@ -24,14 +24,15 @@ from turberfield_twisted import (
     OverrideNotAllowed,
     UnknownJob,
 )
-from turberfield_twisted.client import ApiError, ConfigPushFailed, ParentClient
-from turberfield_twisted.config import job_config_text, parse_config
+from turberfield_twisted.configtext import job_config_text, parse_config
 from turberfield_twisted.demo.hello import Hello
+from turberfield_twisted.errors import ApiError, ConfigPushFailed
 from turberfield_twisted.testing.configs import initiator_config
 from turberfield_twisted.testing.fakes import FakeProcessReactor
 from turberfield_twisted.testing.harness import worker_harness
 from turberfield_twisted.testing.ports import PortRange
 from turberfield_twisted.worker import Klein, WorkerContext, run_worker
+from turberfield_twisted.worker.parent import ParentClient
 
 DEMO = "turberfield_twisted.demo.hello"
 ASKER = "test_worker_messaging"

@@ -15,7 +15,7 @@ from twisted.internet.defer import Deferred
 from twisted.internet.protocol import ProcessProtocol
 
 from turberfield_twisted.contract import EXIT_NO_CONFIG
-from turberfield_twisted.process import ExitStatus, LineSplitter
+from turberfield_twisted.launch.protocol import ExitStatus, LineSplitter
 from turberfield_twisted.testing.procs import wait_gone
 
 DEMO = "turberfield_twisted.demo.hello"

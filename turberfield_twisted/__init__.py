@@ -27,19 +27,19 @@ _WHERE = {
     "SpawnFailed": "errors",
     "UnknownJob": "errors",
     "UnknownModule": "errors",
-    "ConfigError": "config",
-    "EventKind": "job",
-    "Job": "job",
-    "JobEvent": "job",
-    "JobState": "job",
-    "Worker": "job",
-    "ILauncher": "launcher",
-    "IWorkerProcess": "launcher",
-    "LocalLauncher": "launcher",
-    "Initiator": "initiator",
-    "Proactor": "proactor",
-    "RestartPolicy": "supervision",
-    "run_worker": "worker",
+    "ConfigError": "errors",
+    "EventKind": "jobs.job",
+    "Job": "jobs.job",
+    "JobEvent": "jobs.job",
+    "JobState": "contract",
+    "Worker": "jobs.job",
+    "ILauncher": "launch.interfaces",
+    "IWorkerProcess": "launch.interfaces",
+    "LocalLauncher": "launch.local",
+    "Initiator": "daemon.initiator",
+    "Proactor": "worker.proactor",
+    "RestartPolicy": "config.policy",
+    "run_worker": "worker.runtime",
 }
 
 __all__ = [
@@ -70,11 +70,14 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
-    from .config import ConfigError
-    from .errors import (
+    from turberfield_twisted.config.policy import RestartPolicy
+    from turberfield_twisted.contract import JobState
+    from turberfield_twisted.daemon.initiator import Initiator
+    from turberfield_twisted.errors import (
         BadGuid,
         BadOverride,
         ChangeRefused,
+        ConfigError,
         JobExited,
         NoFreePort,
         NotReady,
@@ -83,12 +86,11 @@ if TYPE_CHECKING:
         UnknownJob,
         UnknownModule,
     )
-    from .initiator import Initiator
-    from .job import EventKind, Job, JobEvent, JobState, Worker
-    from .launcher import ILauncher, IWorkerProcess, LocalLauncher
-    from .proactor import Proactor
-    from .supervision import RestartPolicy
-    from .worker import run_worker
+    from turberfield_twisted.jobs.job import EventKind, Job, JobEvent, Worker
+    from turberfield_twisted.launch.interfaces import ILauncher, IWorkerProcess
+    from turberfield_twisted.launch.local import LocalLauncher
+    from turberfield_twisted.worker.proactor import Proactor
+    from turberfield_twisted.worker.runtime import run_worker
 
 
 def lazy_getattr(package: str, where: Mapping[str, str],

@@ -11,11 +11,16 @@ from __future__ import annotations
 
 import hmac
 import ipaddress
+import os
+from enum import StrEnum
+from pathlib import Path
 from typing import Any  # loaded already: the package's __init__ imports it
 from urllib.parse import quote
 
 __all__ = [
+    "API_FILE",
     "CONFIG_PATH",
+    "ENDED",
     "EXIT_APP",
     "EXIT_CONFIG",
     "EXIT_NO_CONFIG",
@@ -26,10 +31,13 @@ __all__ = [
     "LIFELINE_FD",
     "READY_FD",
     "READY_LINE",
+    "TOKEN_FILE",
+    "JobState",
     "authorized",
     "bearer",
     "bearer_header",
     "config_path",
+    "default_state_dir",
     "events_path",
     "is_loopback",
     "listening_path",
@@ -37,32 +45,64 @@ __all__ = [
     "token_matches",
 ]
 
+TOKEN_FILE = "admin.token"  # noqa: S105  (a file name, not a secret)
+
+
+API_FILE = "api.url"
+
+
+def default_state_dir() -> Path:
+    """``$XDG_STATE_HOME/turberfield-proactor`` (``~/.local/state/...`` by default)."""
+    base = os.environ.get("XDG_STATE_HOME") or os.path.join(Path.home(), ".local", "state")
+    return Path(base) / "turberfield-proactor"
+
+
+
+
 #: The worker stopped as asked (SIGTERM), or its lifeline was lost.
 EXIT_OK = 0
+
+
 #: Bad command line (EX_USAGE).
 EXIT_USAGE = 64
+
+
 #: Malformed config, or none for this job's guid (EX_DATAERR).
 EXIT_CONFIG = 65
+
+
 #: No config arrived on stdin (EX_NOINPUT).
 EXIT_NO_CONFIG = 66
+
+
 #: The worker's app could not be built (EX_SOFTWARE).
 EXIT_APP = 70
+
+
 #: The worker could not bind its port (EX_TEMPFAIL): the daemon tries the next one.
 EXIT_PORT_IN_USE = 75
+
 
 #: The worker's fd that the daemon holds open and never writes: EOF means
 #: the daemon is gone.
 LIFELINE_FD = 3
+
+
 #: The worker's fd (a pipe the daemon reads) where the runtime writes
 #: :data:`READY_LINE` once it listens, then closes it: the daemon then
 #: confirms with one health check instead of polling (as s6's
 #: notification-fd). A worker that never writes it is polled.
 READY_FD = 4
+
+
 #: What the runtime writes on :data:`READY_FD` once it listens.
 READY_LINE = b"READY=1\n"
 
+
 #: Served by every worker: ``{"status": "ok", "guid": G}``.
 HEALTH_PATH = "/health"
+
+
 #: Where a worker takes a new config from the daemon (job token needed).
 CONFIG_PATH = "/_proactor/config"
 
@@ -143,3 +183,30 @@ def is_loopback(addr: str) -> bool:
         return ipaddress.ip_address(addr).is_loopback
     except ValueError:
         return False
+
+
+class JobState(StrEnum):
+    """
+    Where a job is in its life; the value is the name the API, web-hooks
+    and the CLI show. The transitions between them are declared in
+    :mod:`turberfield_twisted.jobs.transitions`.
+    """
+
+    #: Asked to start; waits for one of ``max_starting`` starting slots.
+    WAITING = "waiting"
+    #: Spawned, config written; not yet answering its health check.
+    STARTING = "starting"
+    #: Answered its health check.
+    READY = "ready"
+    #: Asked to stop: SIGTERM sent, SIGKILL after ``stop_timeout``.
+    STOPPING = "stopping"
+    #: Ended, as asked or cleanly; stays so until started again.
+    EXITED = "exited"
+    #: Ended unasked; starts again after a delay.
+    BACKOFF = "backoff"
+    #: Ended unasked and given up (or could not be started); stays down.
+    FAILED = "failed"
+
+
+#: States a job stays in until it is asked to start again.
+ENDED = frozenset({JobState.EXITED, JobState.FAILED})

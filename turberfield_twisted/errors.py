@@ -2,19 +2,23 @@
 What can go wrong with a job, as exceptions that say what happened.
 
 The control API maps each to one HTTP status in one table
-(:data:`turberfield_twisted.web.STATUSES`); only :class:`Invalid` and its
+(:data:`turberfield_twisted.http.web.STATUSES`); only :class:`Invalid` and its
 kind are the caller's fault (400). No message here ever quotes a config
 value or a token.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 __all__ = [
+    "ApiError",
     "BadGuid",
     "BadOverride",
     "ChangeRefused",
+    "ConfigError",
     "ConfigPushFailed",
     "Invalid",
     "JobExited",
@@ -22,12 +26,57 @@ __all__ = [
     "NotReady",
     "OverrideNotAllowed",
     "SpawnFailed",
+    "StateDirBusy",
+    "StateDirError",
+    "StateFileError",
     "StoreFailed",
+    "TransportError",
     "Unknown",
     "UnknownHook",
     "UnknownJob",
     "UnknownModule",
 ]
+
+class ConfigError(ValueError):
+    """
+    A config could not be read. ``source`` and ``line`` say where; the
+    message says why, and never quotes a value.
+    """
+
+    def __init__(self, reason: str, source: str = "<config>", line: int | None = None):
+        self.reason = reason
+        self.source = source
+        self.line = line
+        where = source if line is None else f"{source}, line {line}"
+        super().__init__(f"{where}: {reason}")
+
+
+class StateDirError(Exception):
+    """The state directory can't be used: the message says which and why."""
+
+
+class StateDirBusy(StateDirError):
+    """Another daemon holds the state directory's lock; ``pid`` is its pid, if known."""
+
+    def __init__(self, path: Path, pid: int | None):
+        self.path = path
+        self.pid = pid
+        holder = f"pid {pid}" if pid is not None else "a process whose pid is not known yet"
+        super().__init__(f"the state directory {path} is in use by another daemon ({holder})")
+
+
+class StateFileError(StateDirError):
+    """
+    File ``path`` of the state directory, holding ``what``, can't be read
+    (``reason`` says why) or holds nothing (``reason`` is None).
+    """
+
+    def __init__(self, path: Path, what: str, reason: str | None = None):
+        self.path = path
+        self.what = what
+        self.reason = reason
+        super().__init__(f"cannot read {what} from {path}: {reason}" if reason is not None
+                         else f"{path} holds no {what}")
 
 
 class Invalid(ValueError):
@@ -132,3 +181,22 @@ class ChangeRefused(Exception):
 
 class StoreFailed(Exception):
     """The durable store could not be read or written; the message says which and why."""
+
+
+class ApiError(Exception):
+    """
+    An HTTP answer other than success: its ``status``, ``message`` and any
+    extra ``headers``. A client raises it when a server answered so; a
+    route raises it to answer so.
+    """
+
+    def __init__(self, status: int, message: str, headers: Mapping[str, str] | None = None):
+        self.status = status
+        self.message = message
+        self.headers = dict(headers or {})
+        suffix = f"HTTP {status}"
+        super().__init__(message if message == suffix else f"{message} ({suffix})")
+
+
+class TransportError(Exception):
+    """A server could not be reached, or did not answer in time."""

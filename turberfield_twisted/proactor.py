@@ -1,74 +1,34 @@
 """
-The seed API's ``turberfield.ipc.proactor``: :class:`Proactor`, the base of
-anything that does a job of work, lives here; ``Initiator`` and ``Worker``
-are found here too (imported from :mod:`turberfield_twisted.initiator` and
-:mod:`turberfield_twisted.job` only when asked for, so that a worker, which
-needs only :class:`Proactor`, never loads the daemon's code).
+The seed API's ``turberfield.ipc.proactor``, by its old names:
+:class:`Proactor` (the base of anything that does a job of work, from
+:mod:`turberfield_twisted.worker.proactor`), :class:`Initiator` (the daemon,
+from :mod:`turberfield_twisted.daemon.initiator`) and :class:`Worker` (a
+job's record, from :mod:`turberfield_twisted.jobs.job`).
+
+``Initiator`` and ``Worker`` are imported when first asked for. Nothing in
+the package imports this module: it is for callers of the seed API.
 """
 
 from __future__ import annotations
 
-import asyncio
-from typing import IO, TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any
 
-from .config import make_config, read_stream
+from turberfield_twisted.worker.proactor import Proactor
 
 if TYPE_CHECKING:
-    from .initiator import Initiator
-    from .job import Worker
+    from turberfield_twisted.daemon.initiator import Initiator
+    from turberfield_twisted.jobs.job import Worker
 
 __all__ = ["Initiator", "Proactor", "Worker"]
 
 
-class Proactor:
-    """
-    The basic behaviour of a module that does a job of work: options, a
-    config, and the event loop (the asyncio loop under the reactor).
-
-    ``options`` gives dotted access to command line options;
-    ``loop`` is an asyncio event loop (default: the reactor's);
-    ``reactor`` is the Twisted reactor (default: the installed one, which
-    must be the asyncio reactor if ``loop`` is not given); ``cfg`` a
-    config to start with (default: an empty one).
-    """
-
-    def __init__(self, options: Any, loop: asyncio.AbstractEventLoop | None = None, **kwargs: Any):
-        self.options = options
-        reactor = kwargs.pop("reactor", None)
-        if reactor is None:
-            from twisted.internet import reactor as _global_reactor
-
-            reactor = _global_reactor
-        self.reactor: Any = reactor
-        if loop is None:
-            loop = getattr(reactor, "_asyncioEventloop", None)
-        self.loop = loop
-        self.cfg = kwargs.pop("cfg", None) or make_config()
-        if kwargs:
-            raise TypeError(f"unexpected keyword arguments: {', '.join(sorted(kwargs))}")
-
-    async def read_config(self, fObj: IO[Any], timeout: float | None = 3) -> Any:
-        """
-        Read this object's config from ``fObj`` (e.g. stdin) up to EOF on the
-        event loop, store it as ``cfg`` and return it.
-
-        Raise :class:`asyncio.TimeoutError` if no complete config is seen
-        within ``timeout`` seconds (None: wait for EOF however long it
-        takes), :class:`ConfigError` if it is malformed.
-        """
-        if self.loop is None:
-            raise RuntimeError("read_config needs an asyncio loop (use the asyncio reactor)")
-        self.cfg = await read_stream(fObj, timeout, self.loop)
-        return self.cfg
-
-
 def __getattr__(name: str) -> Any:
     if name == "Initiator":
-        from .initiator import Initiator
+        from turberfield_twisted.daemon.initiator import Initiator
 
         return Initiator
     if name == "Worker":
-        from .job import Worker
+        from turberfield_twisted.jobs.job import Worker
 
         return Worker
     raise AttributeError(name)

@@ -24,12 +24,13 @@ from twisted.logger import Logger
 from twisted.python import usage
 from twisted.python.failure import Failure
 
-from .config import ConfigError, make_config, parse_config
-from .errors import StoreFailed
-from .notify import sd_notify
-from .settings import check_config
-from .state import API_FILE, TOKEN_FILE, StateDir, StateDirError, default_state_dir
-from .store import HookRecord, Store
+from turberfield_twisted.config.settings import check_config
+from turberfield_twisted.configtext import make_config, parse_config
+from turberfield_twisted.contract import API_FILE, TOKEN_FILE, default_state_dir
+from turberfield_twisted.daemon.notify import sd_notify
+from turberfield_twisted.daemon.statedir import StateDir
+from turberfield_twisted.daemon.store import HookRecord, Store
+from turberfield_twisted.errors import ConfigError, StateDirError, StoreFailed
 
 __all__ = ["Options", "makeService"]
 
@@ -279,11 +280,11 @@ def makeService(options: Options) -> IService:
     import secrets
 
     reactor = _asyncio_reactor()
-    from .api import ControlAPI
-    from .hooks import HookDispatcher
-    from .initiator import Initiator
-    from .metrics import Metrics
-    from .reconcile import Reconciler
+    from turberfield_twisted.daemon.initiator import Initiator
+    from turberfield_twisted.daemon.metrics import Metrics
+    from turberfield_twisted.daemon.reconcile import Reconciler
+    from turberfield_twisted.hooks.dispatcher import HookDispatcher
+    from turberfield_twisted.http.api import ControlAPI
 
     cfg = options["cfg"]
     guid = options["guid"]

@@ -10,7 +10,7 @@ import json
 import sys
 from typing import Any
 
-from turberfield_twisted.parent import ApiError, TransportError
+from turberfield_twisted.errors import ApiError, TransportError
 from turberfield_twisted.worker import Klein, WorkerContext, run_worker
 
 

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from .. import lazy_getattr
+from turberfield_twisted import lazy_getattr
 
 #: Each public name and the module that holds it.
 _WHERE = {
@@ -103,11 +103,16 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
-    from .client import WorkerClient
-    from .configs import DEMO, as_config, initiator_config, sections_config
-    from .daemon import Daemon, Daemons
-    from .events import EventLog
-    from .fakes import (
+    from turberfield_twisted.testing.client import WorkerClient
+    from turberfield_twisted.testing.configs import (
+        DEMO,
+        as_config,
+        initiator_config,
+        sections_config,
+    )
+    from turberfield_twisted.testing.daemon import Daemon, Daemons
+    from turberfield_twisted.testing.events import EventLog
+    from turberfield_twisted.testing.fakes import (
         FakeHealth,
         FakeLauncher,
         FakeProcess,
@@ -116,17 +121,17 @@ if TYPE_CHECKING:
         InitiatorOnClock,
         initiator_on_clock,
     )
-    from .harness import FakeParent, WorkerHarness, worker_harness
-    from .ports import NoFreeRange, PortRange, free_ports
-    from .procs import children_of, group_members, pid_alive, wait_gone
-    from .running import (
+    from turberfield_twisted.testing.harness import FakeParent, WorkerHarness, worker_harness
+    from turberfield_twisted.testing.ports import NoFreeRange, PortRange, free_ports
+    from turberfield_twisted.testing.procs import children_of, group_members, pid_alive, wait_gone
+    from turberfield_twisted.testing.running import (
         ProcessesLeft,
         RunningInitiator,
         RunningWorker,
         running_initiator,
         running_worker,
     )
-    from .serving import Listening, serve
+    from turberfield_twisted.testing.serving import Listening, serve
 
 
 __getattr__ = lazy_getattr(__name__, _WHERE, globals())

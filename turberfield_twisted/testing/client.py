@@ -11,7 +11,7 @@ from typing import Any
 
 from twisted.internet.defer import Deferred
 
-from ..parent import JsonClient
+from turberfield_twisted.worker.parent import JsonClient
 
 __all__ = ["WorkerClient", "real_client"]
 
@@ -65,7 +65,7 @@ def real_client(reactor: Any, url: str, timeout: float = 10.0) -> WorkerClient:
     """
     from treq.client import HTTPClient
 
-    from ..agent import make_agent, quiet_pool
+    from turberfield_twisted.worker.agent import make_agent, quiet_pool
 
     pool = quiet_pool(reactor)
     return WorkerClient(HTTPClient(make_agent(reactor, pool)), url, reactor, timeout, pool)

@@ -13,7 +13,7 @@ import textwrap
 from collections.abc import Mapping
 from typing import Any
 
-from ..config import parse_config
+from turberfield_twisted.configtext import parse_config
 
 __all__ = ["DEMO", "DEMO_SECTION", "ConfigLike", "as_config", "initiator_config",
            "sections_config"]
@@ -46,7 +46,7 @@ def _is_sections(config: Mapping[str, Any]) -> bool:
 
 def as_config(config: ConfigLike, module: str) -> configparser.ConfigParser:
     """
-    A new :class:`~turberfield_twisted.config.Config` from ``config``: a
+    A new :class:`~turberfield_twisted.configtext.Config` from ``config``: a
     dict of keys is ``module``'s section (values as strings, booleans as
     ``true``/``false``), a dict of dicts one section for each; text is
     read as a config file; a ConfigParser is copied (uninterpolated);

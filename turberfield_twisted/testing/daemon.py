@@ -15,10 +15,10 @@ from typing import Any
 
 from twisted.internet.defer import Deferred
 
-from ..contract import bearer_header
-from ..process import ExitStatus
-from ..state import read_api
-from .procs import Child, children_of, wait_gone
+from turberfield_twisted.cli.locate import read_api
+from turberfield_twisted.contract import bearer_header
+from turberfield_twisted.launch.protocol import ExitStatus
+from turberfield_twisted.testing.procs import Child, children_of, wait_gone
 
 __all__ = ["Daemon", "Daemons", "twistd_argv"]
 

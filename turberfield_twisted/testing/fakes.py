@@ -6,8 +6,8 @@ port bound, and time moves only when the test says (``clock.advance``).
 - :class:`FakeProcessReactor`: a Clock-driven reactor whose
   ``spawnProcess`` records each call and hands back a :class:`FakeProcess`
   transport that records writes and signals (for the real
-  :class:`~turberfield_twisted.launcher.LocalLauncher`).
-- :class:`FakeLauncher`: an :class:`~turberfield_twisted.launcher.ILauncher`
+  :class:`~turberfield_twisted.launch.local.LocalLauncher`).
+- :class:`FakeLauncher`: an :class:`~turberfield_twisted.launch.interfaces.ILauncher`
   whose workers are :class:`FakeWorker` records that a test ends by hand
   (:class:`FakeRemoteWorker` for a module it runs "elsewhere").
 - :class:`FakeHealth`: answers an Initiator's health checks at once.
@@ -48,15 +48,16 @@ from twisted.internet.testing import MemoryReactor
 from zope.interface import implementer
 from zope.interface.verify import verifyClass
 
-from ..errors import SpawnFailed, UnknownModule
-from ..launcher import ILauncher, IRemoteProcess, IWorkerProcess, reachable
-from ..ports import free_port
-from ..process import ExitStatus, Once, Outcomes
+from turberfield_twisted.errors import SpawnFailed, UnknownModule
+from turberfield_twisted.launch.interfaces import ILauncher, IRemoteProcess, IWorkerProcess
+from turberfield_twisted.launch.local import reachable
+from turberfield_twisted.launch.ports import free_port
+from turberfield_twisted.launch.protocol import ExitStatus, Once, Outcomes
 
 if TYPE_CHECKING:
-    from ..initiator import Initiator
-    from ..job import JobEvent
-    from .configs import ConfigLike
+    from turberfield_twisted.daemon.initiator import Initiator
+    from turberfield_twisted.jobs.job import JobEvent
+    from turberfield_twisted.testing.configs import ConfigLike
 
 __all__ = ["FakeHealth", "FakeLauncher", "FakeProcess", "FakeProcessReactor",
            "FakeRemoteWorker", "FakeWorker", "InitiatorOnClock", "initiator_on_clock"]
@@ -322,8 +323,8 @@ def initiator_on_clock(config: ConfigLike, guid: str = "init",
     the initiator's section ``guid`` with a child port range, and a section
     per module); ``kwargs`` go to the Initiator (``random=``, ``store=`` ...).
     """
-    from ..initiator import Initiator
-    from .configs import sections_config
+    from turberfield_twisted.daemon.initiator import Initiator
+    from turberfield_twisted.testing.configs import sections_config
 
     clock, launcher = Clock(), FakeLauncher()
     health = FakeHealth(launcher)

@@ -15,7 +15,7 @@ initiator would write for the job, rendered to text as the worker reads
 it on stdin, then read back), :class:`~turberfield_twisted.worker.WorkerApp`
 (``/health``, ``/_proactor/config`` and the app under every other path),
 the :class:`~turberfield_twisted.worker.WorkerContext`, a real
-:class:`~turberfield_twisted.parent.ParentClient` (talking to a stand-in
+:class:`~turberfield_twisted.worker.parent.ParentClient` (talking to a stand-in
 initiator in memory that records events and answers ``fetch_config``), and
 the initiator's own override checks and config push.
 """
@@ -34,21 +34,16 @@ from twisted.internet.defer import Deferred
 from twisted.web.resource import IResource, Resource
 from zope.interface import implementer
 
-from ..client import push_config
-from ..config import (
-    check_overrides,
-    parse_config,
-    redact,
-    render_job_config,
-    section_items,
-)
-from ..contract import CONFIG_PATH, authorized, config_path, events_path
-from ..parent import ParentClient
-from ..proactor import Proactor
-from ..worker import Klein, WorkerApp
-from .client import WorkerClient
-from .configs import ConfigLike, as_config
-from .events import EventLog
+from turberfield_twisted.config.job_section import check_overrides, render_job_config
+from turberfield_twisted.configtext import parse_config, redact, section_items
+from turberfield_twisted.contract import CONFIG_PATH, authorized, config_path, events_path
+from turberfield_twisted.daemon.live_config import push_config
+from turberfield_twisted.testing.client import WorkerClient
+from turberfield_twisted.testing.configs import ConfigLike, as_config
+from turberfield_twisted.testing.events import EventLog
+from turberfield_twisted.worker import Klein, WorkerApp
+from turberfield_twisted.worker.parent import ParentClient
+from turberfield_twisted.worker.proactor import Proactor
 
 __all__ = ["FakeParent", "WorkerHarness", "worker_harness"]
 
@@ -64,7 +59,7 @@ def _json(request: Any, code: int, body: Any) -> bytes:
 
 class FakeParent(Resource):
     """
-    The initiator as a worker's :class:`~turberfield_twisted.parent.ParentClient`
+    The initiator as a worker's :class:`~turberfield_twisted.worker.parent.ParentClient`
     sees it, in memory: it takes job ``guid``'s events (``POST``, its
     token only) into ``events`` and answers ``fetch_config`` from
     ``config()``, the initiator's config (DEFAULT and the job's section,
@@ -190,8 +185,8 @@ class WorkerHarness:
         """
         Change its overridable keys and send it its new config, as
         ``Initiator.update_config`` does: its ``on_config`` runs. Raise
-        :class:`~turberfield_twisted.config.OverrideNotAllowed` or
-        :class:`~turberfield_twisted.config.BadOverride` for a change the
+        :class:`~turberfield_twisted.errors.OverrideNotAllowed` or
+        :class:`~turberfield_twisted.errors.BadOverride` for a change the
         initiator would refuse, :class:`~turberfield_twisted.errors.ChangeRefused`
         if its ``on_config`` refuses it, :class:`~turberfield_twisted.errors.ConfigPushFailed`
         if it can't be sent (in both, the change is undone).

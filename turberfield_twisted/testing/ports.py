@@ -21,7 +21,7 @@ from typing import Any
 
 import attrs
 
-from ..ports import port_in_use
+from turberfield_twisted.launch.ports import port_in_use
 
 __all__ = ["DEFAULT_WINDOW", "GRAIN", "WINDOW_ENV", "NoFreeRange", "PortRange", "free_ports"]
 

@@ -17,7 +17,7 @@ from twisted.internet.protocol import ProcessProtocol
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from ..process import ExitStatus, LineSplitter
+from turberfield_twisted.launch.protocol import ExitStatus, LineSplitter
 
 __all__ = ["Child", "children_of", "group_members", "pid_alive", "wait_gone"]
 

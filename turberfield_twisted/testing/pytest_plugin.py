@@ -30,7 +30,12 @@ from typing import Any
 
 import pytest_twisted
 
-from .running import RunningInitiator, RunningWorker, running_initiator, running_worker
+from turberfield_twisted.testing.running import (
+    RunningInitiator,
+    RunningWorker,
+    running_initiator,
+    running_worker,
+)
 
 __all__ = ["start_initiator", "start_worker"]
 

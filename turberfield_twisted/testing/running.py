@@ -8,7 +8,7 @@ Real worker processes for a test, started and ended whole.
         assert await worker.events.next() == ("started", None)
 
 :func:`running_initiator` starts an
-:class:`~turberfield_twisted.initiator.Initiator` on a free loopback port
+:class:`~turberfield_twisted.daemon.initiator.Initiator` on a free loopback port
 range (:func:`~turberfield_twisted.testing.ports.free_ports`) with its
 control API listening on 127.0.0.1, so workers can post events and fetch
 their config; :func:`running_worker` launches one module through it and
@@ -39,15 +39,15 @@ import attrs
 from twisted.internet.defer import Deferred
 from twisted.internet.defer import TimeoutError as DeferredTimeout
 
-from ..client import ControlClient
-from ..job import EventKind, JobEvent
-from ..process import ExitStatus
-from .client import WorkerClient, real_client
-from .configs import ConfigLike, as_config, sections_config
-from .events import EventLog
-from .ports import PortRange, free_ports
-from .procs import children_of, group_members, wait_gone
-from .serving import Listening, serve
+from turberfield_twisted.cli.client import ControlClient
+from turberfield_twisted.jobs.job import EventKind, JobEvent
+from turberfield_twisted.launch.protocol import ExitStatus
+from turberfield_twisted.testing.client import WorkerClient, real_client
+from turberfield_twisted.testing.configs import ConfigLike, as_config, sections_config
+from turberfield_twisted.testing.events import EventLog
+from turberfield_twisted.testing.ports import PortRange, free_ports
+from turberfield_twisted.testing.procs import children_of, group_members, wait_gone
+from turberfield_twisted.testing.serving import Listening, serve
 
 __all__ = ["ProcessesLeft", "RunningInitiator", "RunningWorker", "running_initiator",
            "running_worker"]
@@ -112,14 +112,14 @@ def _import_roots(modules: list[str]) -> list[str]:
 class RunningInitiator:
     """
     An Initiator (``init``) whose control API listens at ``url``
-    (``client``: a :class:`~turberfield_twisted.client.ControlClient` with
+    (``client``: a :class:`~turberfield_twisted.cli.client.ControlClient` with
     the admin token), launching workers on ``ports``. Use it through
     :func:`running_initiator`.
     """
 
     def __init__(self, reactor: Any, cfg: Any, guid: str, ports: PortRange):
-        from ..api import ControlAPI
-        from ..initiator import Initiator
+        from turberfield_twisted.daemon.initiator import Initiator
+        from turberfield_twisted.http.api import ControlAPI
 
         self.reactor = reactor
         self.ports = ports

@@ -29,7 +29,7 @@ from typing import Any
 from twisted.internet.defer import Deferred
 from twisted.internet.task import deferLater
 
-from .procs import Child, wait_gone
+from turberfield_twisted.testing.procs import Child, wait_gone
 
 __all__ = ["Child", "SlurmCluster", "SlurmJob", "poll", "slurm_missing"]
 

@@ -14,8 +14,8 @@ from klein import Klein
 from twisted.internet.defer import Deferred
 from twisted.web.server import Site
 
-from ..hooks import verify_signature
-from .serving import Listening, serve
+from turberfield_twisted.hooks.rules import verify_signature
+from turberfield_twisted.testing.serving import Listening, serve
 
 __all__ = ["HEADERS", "Listening", "Subscriber", "listen"]
 

@@ -1,0 +1,87 @@
+"""
+A job's section: the overrides a launch may give, checked against its
+module's section, and the section its worker reads on stdin, composed from
+its module's keys, the overrides and what the initiator sets (its port,
+session, the daemon's address, its token).
+
+No error raised here ever quotes a value: it may be a secret.
+"""
+
+from __future__ import annotations
+
+import configparser
+from collections.abc import Mapping
+from typing import Any
+
+from turberfield_twisted.config.names import _KEY, MAX_VALUE, RESERVED_KEYS
+from turberfield_twisted.configtext import _escape, job_config_text, section_items
+from turberfield_twisted.errors import BadOverride, OverrideNotAllowed
+
+__all__ = ["check_overrides", "render_job_config", "write_job_section"]
+
+def write_job_section(
+    cfg: configparser.ConfigParser, guid: str, module: str, items: Mapping[str, str]
+) -> None:
+    """
+    (Re)write job ``guid``'s section: its module section's own keys, then
+    ``items`` (overrides and what the initiator sets) over them. Every
+    value is stored resolved and escaped, so that it is never interpolated
+    again (a session of ``${other:secret}`` stays those characters).
+    """
+    section = {**section_items(cfg, module), **items}
+    if cfg.has_section(guid):
+        cfg.remove_section(guid)
+    cfg.add_section(guid)
+    for key, value in section.items():
+        cfg.set(guid, key, _escape(value))
+
+
+def render_job_config(
+    cfg: configparser.ConfigParser, guid: str, module: str, overrides: Mapping[str, str], *,
+    port: int, session: str | None, parent: tuple[str, int], token: str,
+) -> str:
+    """
+    (Re)write job ``guid``'s section as the initiator does at each start
+    (its module section's keys, ``overrides``, then ``module``,
+    ``listen_port``, ``session``, ``parent_addr``, ``parent_port`` and
+    ``token``) and return what its worker reads on stdin (see
+    :func:`job_config_text`).
+    """
+    addr, parent_port = parent
+    write_job_section(cfg, guid, module, {
+        **overrides, "module": module, "listen_port": str(port), "session": session or "",
+        "parent_addr": addr, "parent_port": str(parent_port), "token": token})
+    return job_config_text(cfg, guid)
+
+
+def check_overrides(
+    cfg: configparser.ConfigParser, module: str, overrides: Any
+) -> dict[str, str]:
+    """
+    Validate per-job overrides for ``module``: a mapping of key to a string,
+    number or boolean, each key listed in the section's ``overridable``
+    (comma or space separated) and none of :data:`RESERVED_KEYS`.
+
+    Return them as strings. Raise :class:`BadOverride` for a malformed
+    mapping, :class:`OverrideNotAllowed` for a key that may not be set.
+    """
+    if overrides is None:
+        return {}
+    if not isinstance(overrides, dict):
+        raise BadOverride("config must be an object of key: value")
+    allowed = set(cfg.get(module, "overridable", fallback="").replace(",", " ").split())
+    out: dict[str, str] = {}
+    for key, value in overrides.items():
+        if not isinstance(key, str) or not _KEY.match(key):
+            raise BadOverride("config keys must be short names of letters, digits, _ . -")
+        if isinstance(value, bool):
+            value = "true" if value else "false"
+        if not isinstance(value, str | int | float):
+            raise BadOverride(f"config value of {key!r} must be a string, number or boolean")
+        text = str(value)
+        if len(text) > MAX_VALUE or "\n" in text or "\r" in text:
+            raise BadOverride(f"config value of {key!r} must be one line of at most {MAX_VALUE}")
+        if key in RESERVED_KEYS or key not in allowed:
+            raise OverrideNotAllowed(f"{module} does not allow {key!r} to be set")
+        out[key] = text
+    return out

@@ -1,0 +1,45 @@
+"""
+What an operator wants of each job, kept in the durable store.
+
+The Initiator tells a :class:`Keeper` of every launch, stop, restart and
+config change before it answers, and of each job it forgets; the keeper
+writes it to the :class:`~turberfield_twisted.daemon.store.Store` (if there is
+one), so that a restarted daemon restores each job as its operator left
+it. The state a job is in is not kept: only what was asked.
+"""
+
+from __future__ import annotations
+
+import attrs
+
+from turberfield_twisted.daemon.store import JobRecord, Store
+from turberfield_twisted.errors import StoreFailed
+from turberfield_twisted.jobs.job import Job, Wanted
+
+__all__ = ["Keeper"]
+
+@attrs.define
+class Keeper:
+    """Writes each job's record to ``store``; with no store, keeps nothing."""
+
+    store: Store | None = None
+
+    def keep(self, job: Job) -> None:
+        """Keep ``job`` as it is now; raise :class:`StoreFailed` if it can't be."""
+        if self.store is not None:
+            self.store.put_job(JobRecord(job.guid, job.module, job.session, job.overrides,
+                                         job.wanted.value, job.declared, job.port))
+
+    def want(self, job: Job, wanted: Wanted) -> None:
+        """The operator wants ``job`` ``wanted``: kept first (else StoreFailed, nothing changed)."""
+        before, job.wanted = job.wanted, wanted
+        try:
+            self.keep(job)
+        except StoreFailed:
+            job.wanted = before
+            raise
+
+    def forget(self, guid: str) -> None:
+        """The job ``guid`` is gone from the table: forget it too."""
+        if self.store is not None:
+            self.store.forget_job(guid)

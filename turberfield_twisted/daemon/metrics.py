@@ -1,0 +1,196 @@
+"""
+Prometheus metrics of an initiator: its jobs, their transitions, how long
+a launch takes to be ready, the relay's requests and their latency, and
+its web-hooks, as the text that ``GET /metrics`` serves.
+
+Each :class:`Metrics` owns its own ``CollectorRegistry``: nothing goes to
+``prometheus_client``'s global registry. Labels are the job state and
+module only (modules are bounded by the config's allow-list); a guid is
+never a label.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import attrs
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    InfoMetricFamily,
+    Metric,
+)
+
+from turberfield_twisted import __version__
+from turberfield_twisted.jobs.job import EventKind, JobEvent, JobState
+
+__all__ = ["HOOK_FIELDS", "READY_BUCKETS", "RELAY_BUCKETS", "Histogram", "Metrics"]
+
+#: Bucket bounds (seconds) of the spawn -> ready histogram.
+READY_BUCKETS = (0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 2.0, 5.0, 10.0, 30.0)
+
+
+#: Bucket bounds (seconds) of the relay's latency histogram.
+RELAY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0, 30.0)
+
+
+@attrs.define
+class Histogram:
+    """Observations counted into ``bounds`` (upper bounds, ascending), and their sum."""
+
+    bounds: Sequence[float]
+    counts: list[int] = attrs.field(init=False)
+    total: float = 0.0
+
+    def __attrs_post_init__(self) -> None:
+        self.counts = [0] * (len(self.bounds) + 1)
+
+    def observe(self, value: float) -> None:
+        """Count one observation."""
+        self.counts[bisect.bisect_left(self.bounds, value)] += 1
+        self.total += value
+
+    def buckets(self) -> list[tuple[str, int]]:
+        """Cumulative ``(le, count)`` pairs, ``+Inf`` last, as Prometheus wants them."""
+        out, running = [], 0
+        for bound, count in zip([*map(str, self.bounds), "+Inf"], self.counts, strict=True):
+            running += count
+            out.append((bound, running))
+        return out
+
+
+#: The per-hook counts of ``HookDispatcher.list()`` summed into ``proactor_hook_<field>``.
+HOOK_FIELDS = {
+    "queued": "Records waiting for delivery (and being sent), over all web-hooks.",
+    "delivered": "Records delivered, over all current web-hooks.",
+    "dropped": "Records dropped (queue full, or refused with a 4xx), over all current web-hooks.",
+    "failed_attempts": "Delivery attempts that failed, over all current web-hooks.",
+}
+
+
+class Metrics:
+    """
+    The metrics of ``initiator`` (and of ``hooks``, a ``HookDispatcher``, if
+    given). Job counts, restarts and hook counts are read at scrape time;
+    transitions and worker events are counted from ``initiator.subscribe``
+    until :meth:`close`. It is its registry's one collector.
+    """
+
+    def __init__(self, initiator: Any, hooks: Any = None):
+        self.initiator = initiator
+        self.hooks = hooks
+        self.transitions: Counter[tuple[str, JobState]] = Counter()
+        self.worker_events: Counter[str] = Counter()
+        #: Spawn -> ready, by module; when each starting job was spawned.
+        self.ready_seconds: dict[str, Histogram] = {}
+        self._spawned: dict[str, float] = {}
+        #: Relayed requests, by status class ("2xx" ...), and their latency.
+        self.relay_requests: Counter[str] = Counter()
+        self.relay_seconds = Histogram(RELAY_BUCKETS)
+        self._modules: set[str] = set()
+        self.registry = CollectorRegistry()
+        self.registry.register(self)
+        self._unsubscribe = initiator.subscribe(self._observe)
+
+    def close(self) -> None:
+        """Stop counting the initiator's events (what was counted stays)."""
+        self._unsubscribe()
+
+    def render(self) -> tuple[bytes, str]:
+        """The Prometheus text of every metric, and its content type."""
+        return generate_latest(self.registry), CONTENT_TYPE_LATEST
+
+    def relayed(self, seconds: float, status: int) -> None:
+        """The relay answered a request with ``status`` after ``seconds``."""
+        self.relay_requests[f"{status // 100}xx"] += 1
+        self.relay_seconds.observe(seconds)
+
+    def _observe(self, event: JobEvent) -> None:
+        self._modules.add(event.module)
+        if event.kind is not EventKind.STATE:
+            self.worker_events[event.module] += 1
+            return
+        self.transitions[(event.module, event.state)] += 1
+        if event.state is JobState.STARTING:
+            self._spawned[event.guid] = event.time
+            return
+        spawned = self._spawned.pop(event.guid, None)
+        if spawned is not None and event.state is JobState.READY:
+            histogram = self.ready_seconds.setdefault(event.module, Histogram(READY_BUCKETS))
+            histogram.observe(event.time - spawned)
+
+    def collect(self) -> Iterator[Metric]:
+        """Every family, read now (``CollectorRegistry`` calls this on each scrape)."""
+        workers = list(self.initiator.workers.values())
+        modules = sorted(self._modules | {job.module for job in workers})
+
+        info = InfoMetricFamily("proactor", "The proactor package.")
+        info.add_metric([], {"version": __version__})
+        yield info
+
+        by_state = Counter((job.module, job.state) for job in workers)
+        jobs = GaugeMetricFamily("proactor_jobs", "Jobs in the job table, by module and state.",
+                                 labels=["module", "state"])
+        restarts = GaugeMetricFamily(
+            "proactor_job_restarts",
+            "Restarts after an unasked exit, summed over the jobs in the job table.",
+            labels=["module"])
+        restart_sums: Counter[str] = Counter()
+        for job in workers:
+            restart_sums[job.module] += job.restarts
+        for module in modules:
+            for state in JobState:
+                jobs.add_metric([module, state.value], by_state[(module, state)])
+            restarts.add_metric([module], restart_sums[module])
+        yield jobs
+        yield restarts
+
+        transitions = CounterMetricFamily(
+            "proactor_job_transitions", "Jobs entering a state, by module and state.",
+            labels=["module", "state"])
+        events = CounterMetricFamily(
+            "proactor_worker_events", "Events posted by workers, by module.",
+            labels=["module"])
+        for module in modules:
+            for state in JobState:
+                transitions.add_metric([module, state.value], self.transitions[(module, state)])
+            events.add_metric([module], self.worker_events[module])
+        yield transitions
+        yield events
+        yield from self._latency_families()
+
+        if self.hooks is not None:
+            yield from self._hook_families()
+
+    def _latency_families(self) -> Iterator[Metric]:
+        ready = HistogramMetricFamily(
+            "proactor_job_ready_seconds",
+            "Seconds from a worker's spawn to its being ready, by module.", labels=["module"])
+        for module, histogram in sorted(self.ready_seconds.items()):
+            ready.add_metric([module], histogram.buckets(), histogram.total)
+        yield ready
+        requests = CounterMetricFamily(
+            "proactor_relay_requests", "Requests relayed to workers, by status class.",
+            labels=["code"])
+        for code in ("2xx", "3xx", "4xx", "5xx"):
+            requests.add_metric([code], self.relay_requests[code])
+        yield requests
+        latency = HistogramMetricFamily(
+            "proactor_relay_seconds", "Seconds from a relayed request to the worker's answer.")
+        latency.add_metric([], self.relay_seconds.buckets(), self.relay_seconds.total)
+        yield latency
+
+    def _hook_families(self) -> Iterator[Metric]:
+        hooks = self.hooks.list()
+        count = GaugeMetricFamily("proactor_hooks", "Web-hook subscriptions.")
+        count.add_metric([], len(hooks))
+        yield count
+        for field, text in HOOK_FIELDS.items():
+            family = GaugeMetricFamily(f"proactor_hook_{field}", text)
+            family.add_metric([], sum(int(hook.get(field) or 0) for hook in hooks))
+            yield family

@@ -1,0 +1,361 @@
+"""
+The initiator's control API: Klein routes, JSON in and out.
+
+Every error is ``{"error": "<message>"}`` with the status that
+:data:`turberfield_twisted.http.web.STATUSES` gives it; no traceback ever
+reaches a client. Admin calls need ``Authorization: Bearer <admin
+token>``; a job's own calls (``GET /config/{guid}``, ``POST
+/jobs/{guid}/events`` and ``/listening``) need that job's token. A request
+under ``/jobs/{guid}/proxy/`` is relayed to the job's worker (so no worker
+path is shadowed by the API's own); ``/hooks`` is
+:class:`~turberfield_twisted.http.hooks.HooksAPI`; ``/ui/`` is the web
+dashboard (:mod:`turberfield_twisted.dashboard`), and ``/`` leads there.
+
+``import klein`` imports the reactor: import this module only once the
+asyncio reactor is installed (``tap.makeService`` does so lazily).
+"""
+
+from __future__ import annotations
+
+from configparser import DEFAULTSECT
+from typing import Any
+
+from klein.resource import KleinResource
+from twisted.internet import defer
+from twisted.internet.defer import Deferred
+from twisted.logger import Logger
+from twisted.web.server import Site
+
+from turberfield_twisted.configtext import redact, section_items
+from turberfield_twisted.dashboard import Dashboard
+from turberfield_twisted.errors import ApiError
+from turberfield_twisted.http import openapi
+from turberfield_twisted.http.args import event_args, launch_args, lines_arg, wait_args
+from turberfield_twisted.http.events import Entry, EventStream, Journal, parse_event_id
+from turberfield_twisted.http.hooks import HooksAPI
+from turberfield_twisted.http.placement import REPORT_KEYS, take_report
+from turberfield_twisted.http.relay import Relay
+from turberfield_twisted.http.site import ApiSite, RelayFirst
+from turberfield_twisted.http.views import job_views, module_views
+from turberfield_twisted.http.web import (
+    JsonKlein,
+    Unauthorized,
+    _LimitedRequest,
+    check_body,
+    json_response,
+    query_arg,
+    read_object,
+    require_token,
+)
+from turberfield_twisted.jobs.job import ENDED, Job
+
+__all__ = ["ControlAPI"]
+
+class ControlAPI:
+    """
+    The control API of ``initiator``: ``admin_token`` guards admin calls;
+    ``hooks`` (optional) manages web-hook subscriptions; request bodies
+    over ``max_body`` bytes are refused (413); ``relay`` passes other
+    requests under a job to its worker (through ``relay_agent``, an
+    ``IAgent``, if given; :meth:`close` closes the relay's own
+    connections otherwise), giving each ``relay_timeout``
+    seconds for its whole answer; ``metrics`` (optional, a
+    :class:`~.metrics.Metrics`) is served as Prometheus text on ``GET
+    /metrics``; ``reload`` (optional, a
+    :meth:`~.reconcile.Reconciler.reload`) answers ``POST /reload``.
+    """
+
+    app = JsonKlein()
+    log = Logger()
+
+    def __init__(
+        self,
+        initiator: Any,
+        admin_token: str,
+        reactor: Any,
+        hooks: Any = None,
+        max_body: int = 1024 * 1024,
+        relay_timeout: float = 30.0,
+        metrics: Any = None,
+        reload: Any = None,
+        relay_agent: Any = None,
+    ):
+        if not admin_token:
+            raise ValueError("the admin token must not be empty")
+        if max_body < 1 or relay_timeout <= 0:
+            raise ValueError("max_body and relay_timeout must be positive")
+        self.initiator = initiator
+        self._admin_token = admin_token.encode("utf-8")
+        self.reactor = reactor
+        self.max_body = max_body
+        self.relay_timeout = relay_timeout
+        self.metrics = metrics
+        self.reload = reload
+        self.relay = Relay(reactor, relay_timeout, agent=relay_agent,
+                           observe=getattr(metrics, "relayed", None))
+        #: The ``/hooks`` routes.
+        self.hooks_api = HooksAPI(hooks, admin_token, max_body)
+        self.dashboard = Dashboard()  #: The web dashboard's files, under ``/ui/``.
+        #: ``GET /openapi.json``: built from the routing tables, so it can't drift.
+        self.description = openapi.document(
+            [*openapi.routes(self.app), *openapi.routes(HooksAPI.app, "/hooks")])
+        #: Recent job events and output lines, for ``GET /events``.
+        self.journal = Journal()
+        initiator.subscribe(self.journal.event)
+        initiator.subscribe_output(self.journal.line)
+
+    def __repr__(self) -> str:
+        return f"<ControlAPI of {getattr(self.initiator, 'guid', '?')}>"
+
+    @property
+    def hooks(self) -> Any:
+        """The web-hook dispatcher behind ``/hooks`` (None: web-hooks are off)."""
+        return self.hooks_api.hooks
+
+    @hooks.setter
+    def hooks(self, hooks: Any) -> None:
+        self.hooks_api.hooks = hooks
+
+    def close(self) -> defer.Deferred[None]:
+        """Close the relay's idle connections to workers."""
+        return self.relay.close()
+
+    def site(self) -> Site:
+        """
+        A Site for this API: quiet, no tracebacks, bodies bounded early;
+        relayed requests take a short way past the router and are not in
+        the access log (the relay's metrics count them).
+        """
+        site = ApiSite(RelayFirst(self.relayed, self.log, self.app.resource()),
+                       requestFactory=_LimitedRequest)
+        site.max_body = self.max_body  # type: ignore[attr-defined]
+        site.noisy = False
+        site.displayTracebacks = False
+        return site
+
+    # -- auth --------------------------------------------------------------
+
+    def _admin(self, request: Any) -> None:
+        require_token(request, self._admin_token)
+
+    def _job_caller(self, request: Any, guid: str) -> Job:
+        """The job, if the request carries that job's own token."""
+        job = self.initiator.workers.get(guid)
+        require_token(request, job.token if job is not None else b"")
+        if job is None:
+            raise Unauthorized()
+        return job
+
+    # -- public ------------------------------------------------------------
+
+    @app.route("/health", methods=["GET"])
+    def health(self, request: Any) -> bytes:
+        """Liveness, and how many jobs have not ended."""
+        live = sum(1 for job in self.initiator.workers.values() if job.state not in ENDED)
+        return json_response(request, 200, {"status": "ok", "jobs": live})
+
+    @app.route("/", methods=["GET"])
+    def home(self, request: Any) -> bytes:
+        """A browser's way in: to the dashboard."""
+        return self.dashboard.redirect(request)
+
+    @app.route("/ui", methods=["GET"])
+    @app.route("/ui/", branch=True, methods=["GET"])
+    def ui(self, request: Any) -> bytes:
+        """The dashboard's files: a web page, not part of the JSON API (nor its description)."""
+        return self.dashboard.answer(request)
+
+    @app.route("/openapi.json", methods=["GET"])
+    def describe(self, request: Any) -> bytes:
+        """This API's OpenAPI 3.1 description; no token needed."""
+        return json_response(request, 200, self.description)
+
+    @app.route("/metrics", methods=["GET"])
+    def scrape(self, request: Any) -> bytes:
+        """Prometheus text (admin token, as Prometheus' ``credentials_file``)."""
+        self._admin(request)
+        if self.metrics is None:
+            raise ApiError(404, "metrics are not enabled")
+        body, content_type = self.metrics.render()
+        request.setResponseCode(200)
+        request.setHeader(b"Content-Type", content_type.encode("ascii"))
+        return bytes(body)
+
+    @app.route("/events", methods=["GET"])
+    def events(self, request: Any) -> Deferred[bytes]:
+        """
+        Every job event, and with ``?logs=GUID`` that job's output lines, as
+        Server-Sent Events; ``Last-Event-ID`` (or ``?last_event_id=``) resumes.
+        """
+        self._admin(request)
+        logs = query_arg(request, b"logs")
+        if logs is not None:
+            self.initiator.job(logs)
+        given = request.getHeader(b"last-event-id")
+        text = given.decode("latin-1") if given else query_arg(request, b"last_event_id")
+        last = parse_event_id(text) if text else None
+
+        def wanted(entry: Entry) -> bool:
+            return entry.event != "log" or entry.guid == logs
+
+        return EventStream(self.journal, request, self.reactor, wanted).start(last)
+
+    @app.route("/reload", methods=["POST"])
+    def reload_config(self, request: Any) -> bytes:
+        """
+        Read the config files again and reconcile the declared jobs: what
+        started, stopped, restarted or is unchanged, and the keys that need
+        a restart; 400 (file, line, key) and nothing changed if they are bad.
+        """
+        self._admin(request)
+        if self.reload is None:
+            raise ApiError(404, "this initiator cannot reload its config")
+        self.log.info("config reload asked by the control API")
+        return json_response(request, 200, self.reload().as_json())
+
+    @app.route("/modules", methods=["GET"])
+    def modules(self, request: Any) -> bytes:
+        """The modules a launch may name, with the keys it may override."""
+        self._admin(request)
+        views = module_views(self.initiator.cfg, self.initiator.settings)
+        return json_response(request, 200, {"modules": views})
+
+    # -- jobs --------------------------------------------------------------
+
+    @app.route("/jobs", methods=["GET"])
+    def list_jobs(self, request: Any) -> bytes:
+        """Every job the initiator knows, ended ones too."""
+        self._admin(request)
+        jobs = job_views(self.initiator.workers.values(), self.reactor.seconds())
+        return json_response(request, 200, {"jobs": jobs})
+
+    @app.route("/jobs", methods=["POST"])
+    async def launch(self, request: Any) -> bytes:
+        """``{"module", "session"?, "config"?, "guid"?}``: start a job; 201."""
+        self._admin(request)
+        args = launch_args(request, self.max_body)
+        module = args.pop("module")
+        guid = await self.initiator.launch(module, **args)
+        job = self.initiator.job(guid)
+        self.log.info("job {guid} launched ({module}) by the control API", guid=guid,
+                      module=module)
+        return json_response(request, 201, job.as_json(), {"Location": f"/jobs/{guid}"})
+
+    @app.route("/jobs/<guid>", methods=["GET"])
+    async def get_job(self, request: Any, guid: str) -> bytes:
+        """
+        One job. With ``?wait=<state>`` (and ``timeout``, 0..60 s, default
+        10), answer once it is in that state or has ended, or time is up.
+        """
+        self._admin(request)
+        job = self.initiator.job(guid)
+        wait = wait_args(request)
+        if wait is not None:
+            await self._until(job, *wait)
+        return json_response(request, 200, job_views([job], self.reactor.seconds())[0])
+
+    async def _until(self, job: Job, wanted: str, timeout: float) -> None:
+        """Return once ``job`` is ``wanted`` or has ended, or after ``timeout``."""
+        if timeout <= 0:
+            return
+        try:
+            await self.initiator.wait_for_state(job.guid, {wanted, *ENDED}, timeout)
+        except defer.TimeoutError:
+            pass
+
+    @app.route("/jobs/<guid>", methods=["DELETE"])
+    def stop_job(self, request: Any, guid: str) -> bytes:
+        """Ask the job to stop; answer at once (202) while it stops."""
+        self._admin(request)
+        job = self.initiator.job(guid)
+        self.log.info("job {guid} stop asked by the control API", guid=guid)
+        self.initiator.stop(guid).addErrback(
+            lambda failure: self.log.failure("job {guid} did not stop cleanly",
+                                             failure=failure, guid=guid)
+        )
+        return json_response(request, 202, job.as_json())
+
+    @app.route("/jobs/<guid>/restart", methods=["POST"])
+    def restart_job(self, request: Any, guid: str) -> bytes:
+        """
+        Start a job again (a ``failed`` job stays down until this); one that
+        runs is stopped first (TERM, then KILL) and started once it exited; 202.
+        """
+        self._admin(request)
+        job = self.initiator.restart(guid)
+        self.log.info("job {guid} restart asked by the control API", guid=guid)
+        return json_response(request, 202, job.as_json())
+
+    @app.route("/jobs/<guid>/logs", methods=["GET"])
+    def logs(self, request: Any, guid: str) -> bytes:
+        """The last ``lines`` (1..1000, default 100) lines of the job's output."""
+        self._admin(request)
+        job = self.initiator.job(guid)
+        count = lines_arg(request)
+        return json_response(request, 200, {"guid": guid, "lines": job.tail.lines()[-count:]})
+
+    @app.route("/jobs/<guid>/config", methods=["PATCH"])
+    async def update_config(self, request: Any, guid: str) -> bytes:
+        """
+        ``{key: value}``: change a job's overrides; a running job is sent its
+        new config (502 if it did not take it: the change is kept).
+        """
+        self._admin(request)
+        self.initiator.job(guid)
+        changes = read_object(request, self.max_body)
+        job = await self.initiator.update_config(guid, changes)
+        self.log.info("job {guid} config changed by the control API: {keys}", guid=guid,
+                      keys=sorted(changes))
+        return json_response(request, 200, job.as_json())
+
+    # -- a job's own calls -------------------------------------------------
+
+    @app.route("/config/<guid>", methods=["GET"])
+    def job_config(self, request: Any, guid: str) -> bytes:
+        """A job's own config, less secrets; that job's token only."""
+        self._job_caller(request, guid)
+        cfg = self.initiator.cfg
+        default = {key: cfg.get(DEFAULTSECT, key) for key in cfg.defaults()}
+        section = section_items(cfg, guid) if cfg.has_section(guid) else {}
+        return json_response(request, 200, {"guid": guid, "default": redact(default),
+                                            "section": redact(section)})
+
+    @app.route("/jobs/<guid>/events", methods=["POST"])
+    def worker_event(self, request: Any, guid: str) -> bytes:
+        """``{"event": name, "data"?: any}`` from the job itself; 202."""
+        self._job_caller(request, guid)
+        event, data = event_args(request, self.max_body)
+        self.initiator.worker_event(guid, event, data)
+        return json_response(request, 202, {"accepted": True})
+
+    @app.route("/jobs/<guid>/listening", methods=["POST"])
+    def worker_listening(self, request: Any, guid: str) -> bytes:
+        """``{"host", "port", "step"?}`` from a job on a cluster node: where it listens; 202."""
+        job = self._job_caller(request, guid)
+        take_report(job, read_object(request, self.max_body, REPORT_KEYS))
+        return json_response(request, 202, {"accepted": True})
+
+    # -- composition -------------------------------------------------------
+
+    @app.route("/hooks", branch=True)
+    def hooks_routes(self, request: Any) -> KleinResource:
+        """``/hooks`` and below: the web-hook routes, answered by :class:`HooksAPI`."""
+        if not request.postpath:
+            request.postpath = [b""]  # ``/hooks`` itself is the mounted app's ``/``
+        return self.hooks_api.app.resource()
+
+    # -- the relay ---------------------------------------------------------
+
+    @app.route("/jobs/<guid>/proxy")
+    @app.route("/jobs/<guid>/proxy/<rest:path>")
+    async def relay_request(self, request: Any, guid: str, path: str = "") -> bytes:
+        """``/jobs/{guid}/proxy/{path}``: passed to the worker's ``/{path}`` and back."""
+        return await self.relayed(request, guid)
+
+    async def relayed(self, request: Any, guid: str) -> bytes:
+        """Relay ``request`` to job ``guid``'s worker (admin token, body bound checked)."""
+        self._admin(request)
+        job = self.initiator.job(guid)
+        length = check_body(request, self.max_body)
+        request.relayed = True
+        return await self.relay.forward(request, job, self.initiator.worker_url(job), length)

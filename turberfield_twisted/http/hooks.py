@@ -1,0 +1,78 @@
+"""
+The control API's ``/hooks`` routes: list, add and remove web-hook
+subscriptions, behind the admin token.
+
+:class:`HooksAPI` is mounted under ``/hooks`` by
+:class:`~turberfield_twisted.http.api.ControlAPI`, so its routes are relative
+to that (``/`` is ``/hooks``). Errors are answered by the one table of
+:mod:`turberfield_twisted.http.web`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.logger import Logger
+
+from turberfield_twisted.configtext import redact
+from turberfield_twisted.errors import ApiError
+from turberfield_twisted.http.web import JsonKlein, json_response, read_object, require_token
+
+__all__ = ["HooksAPI"]
+
+_ADD_KEYS = frozenset({"url", "events"})
+
+
+class HooksAPI:
+    """
+    Web-hook subscriptions of ``hooks`` (a
+    :class:`~turberfield_twisted.hooks.dispatcher.HookDispatcher`, or None: 404),
+    for callers with ``admin_token``; bodies over ``max_body`` bytes are
+    refused (413).
+    """
+
+    app = JsonKlein()
+    log = Logger()
+
+    def __init__(self, hooks: Any, admin_token: str, max_body: int):
+        self.hooks = hooks
+        self._admin_token = admin_token.encode("utf-8")
+        self.max_body = max_body
+
+    def _dispatcher(self, request: Any) -> Any:
+        require_token(request, self._admin_token)
+        if self.hooks is None:
+            raise ApiError(404, "web-hooks are not enabled")
+        return self.hooks
+
+    @app.route("/", methods=["GET"])
+    def list_hooks(self, request: Any) -> bytes:
+        """Every subscription, without its secret."""
+        hooks = self._dispatcher(request)
+        return json_response(request, 200, {"hooks": [redact(hook) for hook in hooks.list()]})
+
+    @app.route("/", methods=["POST"])
+    def add_hook(self, request: Any) -> bytes:
+        """
+        ``{"url", "events"?: [name, ...]}`` (default ``["*"]``): subscribe (201;
+        the secret is shown this once); the same URL and events again: 200
+        with the existing subscription, its secret not shown. The dispatcher
+        checks both (400, or 403 for an address outside its allow list).
+        """
+        hooks = self._dispatcher(request)
+        body = read_object(request, self.max_body, _ADD_KEYS)
+        events = body.get("events")
+        hook = hooks.add(body.get("url"), ["*"] if events is None else events)
+        if hook.get("existing"):
+            return json_response(request, 200, hook)  # the same URL and events again
+        self.log.info("web-hook {hook_id} added by the control API", hook_id=hook.get("id"))
+        return json_response(request, 201, hook)
+
+    @app.route("/<hook_id>", methods=["DELETE"])
+    def remove_hook(self, request: Any, hook_id: str) -> bytes:
+        """Unsubscribe; 204."""
+        hooks = self._dispatcher(request)
+        hooks.remove(hook_id)
+        self.log.info("web-hook {hook_id} removed by the control API", hook_id=hook_id[:64])
+        request.setResponseCode(204)
+        return b""

@@ -1,0 +1,364 @@
+"""
+The relay: a request to ``/jobs/{guid}/proxy/<path>`` on the control API goes to
+that job's worker, and the worker's answer comes back.
+
+It talks to workers through a plain Twisted ``Agent`` (no treq, so no
+per-request URL object) whose connections go straight to the worker's IP
+address (:mod:`.agent`), on a pool that keeps as many idle connections
+per worker as the relay has seen requests in flight to one at once. The
+request body goes up from the file the server kept it in; the answer
+comes back as it arrives: a short one (up to :data:`HOLD` bytes) whole,
+so that an error or a timeout can still be answered as 502 or 504, a
+longer one streamed, with the caller's connection as its flow control.
+
+Hop-by-hop headers, ``Host`` and the caller's ``Authorization`` are not
+passed on: the job's own token goes in its place (a worker that listens
+beyond loopback asks for it); redirects are not followed; the whole answer is bounded in
+time and size (past the bound, a streamed answer is cut off).
+"""
+
+from __future__ import annotations
+
+import collections
+from typing import Any
+from urllib.parse import quote, unquote_to_bytes
+
+from twisted.internet import defer, error
+from twisted.internet.defer import CancelledError, Deferred, succeed
+from twisted.internet.protocol import Protocol, connectionDone
+from twisted.internet.task import Cooperator
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from twisted.web.client import FileBodyProducer, ResponseDone, _WrapperException
+from twisted.web.http import PotentialDataLoss
+from twisted.web.http_headers import Headers
+from twisted.web.iweb import UNKNOWN_LENGTH, IBodyProducer
+from zope.interface import implementer
+
+from turberfield_twisted.jobs.job import JobState
+
+__all__ = ["HOLD", "NOT_RELAYED", "RELAY_STATES", "Relay", "RelayError"]
+
+#: Request headers never relayed to a worker (lower case): hop-by-hop ones, the
+#: caller's credentials and what the relay's own client sets.
+NOT_RELAYED = frozenset({
+    b"connection", b"keep-alive", b"proxy-authenticate", b"proxy-authorization",
+    b"proxy-connection", b"te", b"trailer", b"trailers", b"transfer-encoding", b"upgrade",
+    b"host", b"authorization", b"content-length", b"expect", b"accept-encoding",
+})
+
+
+#: Job states in which a worker may answer a relayed request.
+RELAY_STATES = frozenset({JobState.STARTING, JobState.READY})
+
+
+#: How much of an answer is held before it is streamed: an answer up to this
+#: long is sent whole, once it is complete.
+HOLD = 64 * 1024
+
+
+#: Idle connections kept per worker: at least this, at most ``MAX_PER_HOST``.
+MIN_PER_HOST, MAX_PER_HOST = 4, 64
+
+
+#: A request body up to this long is sent in one write.
+_ONE_WRITE = 256 * 1024
+
+
+class RelayError(Exception):
+    """The relay could not pass an answer back: ``status`` and a readable ``message``."""
+
+    def __init__(self, status: int, message: str):
+        self.status = status
+        self.message = message
+        super().__init__(status, message)
+
+
+class _TooLarge(Exception):
+    """A worker's answer is longer than the relay takes."""
+
+
+@implementer(IBodyProducer)
+class _Bytes:
+    """A request body already in memory, written whole at once (nothing to pause)."""
+
+    def __init__(self, data: bytes):
+        self._data = data
+        self.length = len(data)
+
+    def startProducing(self, consumer: Any) -> Deferred[None]:
+        consumer.write(self._data)
+        return succeed(None)
+
+    def _idle(self) -> None:
+        """Written whole already: pausing, resuming or stopping changes nothing."""
+
+    pauseProducing = resumeProducing = stopProducing = _idle
+
+
+class _Answer(Protocol):
+    """
+    Pass a worker's answer body into ``request``: hold up to ``hold`` bytes,
+    then write what it holds and stream the rest (``committed``), pausing
+    the worker while the caller is slow. ``done`` fires when the body has
+    ended; it fails with :class:`_TooLarge` past ``limit`` bytes.
+    """
+
+    def __init__(self, request: Any, limit: int, hold: int, expected: Any,
+                 commit: Any):
+        self.request = request
+        self.limit = limit
+        self.hold = hold
+        self.expected = expected
+        self._commit = commit
+        self.held: list[bytes] = []
+        self.size = 0
+        self.committed = False
+        self.done: Deferred[None] = Deferred(lambda _: self._stop())
+
+    def _stop(self) -> None:
+        if self.transport is not None:
+            self.transport.stopProducing()  # type: ignore[attr-defined]
+        self._unregister()
+
+    def _unregister(self) -> None:
+        if self.committed and self.request.producer is not None:
+            self.request.unregisterProducer()
+
+    def _fail(self, reason: Any) -> None:
+        self._stop()
+        if not self.done.called:
+            self.done.errback(reason)
+
+    def connectionMade(self) -> None:
+        if self.expected is not UNKNOWN_LENGTH and self.expected > self.limit:
+            self._fail(_TooLarge())
+
+    def dataReceived(self, data: bytes) -> None:
+        if self.done.called:
+            return
+        self.size += len(data)
+        if self.size > self.limit:
+            self._fail(_TooLarge())
+            return
+        if self.committed:
+            self.request.write(data)
+            return
+        self.held.append(data)
+        if self.size > self.hold:
+            self.committed = True
+            self._commit()
+            self.request.registerProducer(self.transport, True)
+            for chunk in self.held:
+                self.request.write(chunk)
+            self.held = []
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        if self.done.called:
+            return
+        self._unregister()
+        if reason.check(ResponseDone, PotentialDataLoss):
+            self.done.callback(None)
+        else:
+            self.done.errback(reason)
+
+
+def _timed_out(exc: BaseException) -> bool:
+    """True if ``exc`` says a request was cancelled or timed out."""
+    if isinstance(exc, CancelledError | error.ConnectingCancelledError | error.TimeoutError
+                  | defer.TimeoutError | TimeoutError):
+        return True
+    if isinstance(exc, _WrapperException):
+        return any(_timed_out(reason.value) for reason in exc.reasons)
+    return False
+
+
+#: What comes between a job's guid and the worker's own path.
+PREFIX = b"proxy"
+
+
+def upstream_path(request: Any) -> bytes:
+    """The raw path after ``/jobs/{guid}/proxy``, with its query string."""
+    path: bytes = request.path
+    query = request.uri.partition(b"?")[2]
+    rest = path.split(b"/", 4)[4] if path.count(b"/") >= 4 else b""
+    if b"." in rest or b"%" in rest:  # a dot, or an escaped one
+        for segment in rest.split(b"/"):
+            if unquote_to_bytes(segment) in (b".", b".."):
+                raise RelayError(400, "the path may not hold . or .. segments")
+    if any(c < 0x21 or c > 0x7E for c in rest + query):
+        raise RelayError(400, "the path or query is not plain ASCII")
+    return b"/" + rest + (b"?" + query if query else b"")
+
+
+def relay_headers(request: Any) -> Headers:
+    """The request's headers less those never relayed and those named in Connection."""
+    connection = request.requestHeaders.getRawHeaders(b"connection") or []
+    named = {token.strip().lower() for value in connection for token in value.split(b",")}
+    out = Headers()
+    for name, values in request.requestHeaders.getAllRawHeaders():
+        lower = name.lower()
+        if lower in NOT_RELAYED or lower in named or lower.startswith(b"proxy-"):
+            continue
+        out.setRawHeaders(name, values)
+    return out
+
+
+class Relay:
+    """
+    Forward requests to workers through ``agent`` (an ``IAgent``; by
+    default one of its own, on a pool of its own that :meth:`close`
+    closes), giving each ``timeout`` seconds for its whole answer and at
+    most ``max_response`` bytes of it. ``observe(seconds, status)`` (if
+    given) hears of each relayed request once it is answered.
+    """
+
+    log = Logger()
+
+    def __init__(self, reactor: Any, timeout: float = 30.0,
+                 max_response: int = 16 * 1024 * 1024, agent: Any = None,
+                 observe: Any = None):
+        self.reactor = reactor
+        self.timeout = timeout
+        self.max_response = max_response
+        self.observe = observe
+        self.pool: Any = None
+        if agent is None:
+            from turberfield_twisted.worker.agent import make_agent, quiet_pool
+
+            self.pool = quiet_pool(reactor, persistent=True, per_host=MIN_PER_HOST)
+            agent = make_agent(reactor, self.pool)
+        self.agent = agent
+        self._cooperator = Cooperator(scheduler=lambda work: reactor.callLater(0, work))
+        self._inflight: collections.Counter[bytes] = collections.Counter()
+        #: The most requests seen in flight to one worker at once.
+        self.peak = 0
+
+    def close(self) -> Deferred[None]:
+        """Close the idle connections of the relay's own pool."""
+        self._cooperator.stop()
+        if self.pool is None:
+            return succeed(None)
+        return self.pool.closeCachedConnections()
+
+    def body(self, request: Any, length: int) -> IBodyProducer | None:
+        """
+        The request's body, ``length`` bytes (as the API measured it), read
+        from where the server kept it (None if empty).
+        """
+        content = request.content
+        if content is None or length == 0:
+            return None
+        content.seek(0)
+        if length <= _ONE_WRITE:
+            return _Bytes(content.read())
+        return FileBodyProducer(content, cooperator=self._cooperator)
+
+    def _sized(self, base: bytes, delta: int) -> None:
+        """Count a request to ``base`` starting (+1) or ending (-1); size the pool to it."""
+        self._inflight[base] += delta
+        if self._inflight[base] <= 0:
+            del self._inflight[base]
+        elif self._inflight[base] > self.peak:
+            self.peak = self._inflight[base]
+            if self.pool is not None:
+                self.pool.maxPersistentPerHost = max(MIN_PER_HOST,
+                                                     min(self.peak, MAX_PER_HOST))
+
+    async def forward(self, request: Any, job: Any, base: str, length: int) -> bytes:
+        """
+        Send ``request`` (its method, path under the job, query, headers and
+        body, ``length`` bytes) to ``job``'s worker at ``base``
+        (``http://ADDR:PORT``) and write its answer into ``request``; raise
+        :class:`RelayError` (400, 502, 504) if it can't before any of the
+        answer is sent.
+        """
+        guid = job.guid
+        target = upstream_path(request)
+        if job.state not in RELAY_STATES:
+            raise RelayError(502, f"job {guid} is {job.state.value}, not running")
+        if not job.host:
+            raise RelayError(502, f"job {guid} has not said where it listens yet")
+        origin = base.encode("ascii")
+        started = self.reactor.seconds()
+        self._sized(origin, +1)
+        status = 502
+        try:
+            status = await self._exchange(request, guid, origin + target, job.token, length)
+        except RelayError as exc:
+            status = exc.status
+            raise
+        finally:
+            self._sized(origin, -1)
+            if self.observe is not None:
+                self.observe(self.reactor.seconds() - started, status)
+        return b""
+
+    async def _exchange(self, request: Any, guid: str, url: bytes, token: str,
+                        length: int) -> int:
+        method = request.method
+        headers = relay_headers(request)
+        if token:
+            headers.setRawHeaders(b"Authorization", [b"Bearer " + token.encode("utf-8")])
+        answer: _Answer | None = None
+        waiting: list[Deferred[Any]] = []
+
+        def too_late() -> None:  # one timer for the whole answer, whatever it waits for
+            if waiting:
+                waiting[-1].cancel()
+
+        timer = self.reactor.callLater(self.timeout, too_late)
+        try:
+            waiting.append(self.agent.request(method, url, headers,
+                                              self.body(request, length)))
+            response = await waiting[-1]
+            answer = _Answer(request, self.max_response, HOLD, response.length,
+                             lambda: self._head(request, response, guid))
+            response.deliverBody(answer)
+            waiting.append(answer.done)
+            await answer.done
+        except Exception as exc:
+            verb = method.decode("ascii", "replace")
+            if answer is not None and answer.committed:
+                # Part of it is sent: it can't become an error answer now.
+                self.log.warn("job {guid}: relayed {method} cut off: {why}", guid=guid,
+                              method=verb, why=type(exc).__name__)
+                answer.request.channel.transport.abortConnection()
+                return 502
+            if isinstance(exc, _TooLarge):
+                self.log.warn("job {guid}: relayed answer over {limit} bytes", guid=guid,
+                              limit=self.max_response)
+                raise RelayError(502, "the worker's answer is too large") from None
+            if _timed_out(exc):
+                self.log.warn("job {guid}: no answer to a relayed {method} in {timeout}s",
+                              guid=guid, method=verb, timeout=self.timeout)
+                raise RelayError(504, f"job {guid} did not answer in time") from None
+            self.log.warn("job {guid}: relayed {method} failed: {why}", guid=guid, method=verb,
+                          why=type(exc).__name__)
+            raise RelayError(502, f"job {guid} could not be reached") from None
+        finally:
+            if timer.active():
+                timer.cancel()
+        if not answer.committed:  # whole: one write, its length known (no chunked framing)
+            self._head(request, response, guid)
+            body = b"".join(answer.held)
+            if request.method != b"HEAD" and response.code not in (204, 304):
+                request.setHeader(b"Content-Length", b"%d" % len(body))
+            request.write(body)
+        return int(response.code)
+
+    @staticmethod
+    def _head(request: Any, response: Any, guid: str) -> None:
+        """The worker's status, content type and location (under job ``guid``), on ``request``."""
+        request.setResponseCode(response.code)
+        kind = response.headers.getRawHeaders(b"content-type")
+        if kind:
+            request.setHeader(b"Content-Type", kind[-1])
+        else:
+            request.defaultContentType = None
+        location = response.headers.getRawHeaders(b"location")
+        if location:  # a path on the worker is a path under its job's proxy here
+            where = location[-1]
+            if where.startswith(b"/") and not where.startswith(b"//"):
+                where = b"/jobs/" + quote(guid, safe="").encode("ascii") + b"/" + PREFIX + where
+            request.setHeader(b"Location", where)

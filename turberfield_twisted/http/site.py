@@ -1,0 +1,78 @@
+"""
+The control API's site: relayed requests skip Klein's router (and the
+access log), everything else is the Klein app's.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+from twisted.internet import defer
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from twisted.web.resource import Resource
+from twisted.web.server import NOT_DONE_YET, Site
+
+from turberfield_twisted.config.names import GUID
+from turberfield_twisted.http.web import answer_error, log_error
+
+__all__ = ["ApiSite", "RelayFirst"]
+
+#: A relayed path that can skip the router: a plain guid, the proxy prefix, anything.
+_RELAYED = re.compile(
+    rb"^/jobs/(" + GUID.pattern.removeprefix("^").removesuffix("$").encode("ascii")
+    + rb")/proxy(?:/|$)")
+
+
+class RelayFirst(Resource):
+    """
+    The API's root: a request for a worker (``/jobs/{guid}/proxy/...``)
+    goes straight to ``relayed(request, guid)``; everything else to
+    ``routes`` (the Klein app, which would route it there too). Errors are
+    answered from the one table, logged on ``log``.
+    """
+
+    isLeaf = True
+
+    def __init__(self, relayed: Callable[[Any, str], Coroutine[Any, Any, bytes]], log: Logger,
+                 routes: Resource):
+        super().__init__()
+        self.relayed = relayed
+        self.log = log
+        self.routes = routes
+
+    def render(self, request: Any) -> Any:
+        match = _RELAYED.match(request.path)
+        if match is None or getattr(request, "too_large", False):
+            return self.routes.render(request)
+        d = defer.Deferred.fromCoroutine(self.relayed(request, match.group(1).decode()))
+        d.addErrback(lambda failure: _answered_error(self.log, request, failure))
+        d.addCallback(lambda body: _finish(request, body))
+        request.notifyFinish().addErrback(lambda _: d.cancel())
+        return NOT_DONE_YET
+
+
+def _answered_error(log: Logger, request: Any, failure: Failure) -> bytes:
+    if failure.check(defer.CancelledError):
+        return b""  # the caller went away
+    log_error(log, request, failure)
+    assert failure.value is not None
+    return answer_error(request, failure.value)
+
+
+def _finish(request: Any, body: bytes) -> None:
+    if request.finished or request._disconnected:
+        return
+    if body:
+        request.write(body)
+    request.finish()
+
+
+class ApiSite(Site):
+    """A Site whose access log leaves out relayed requests."""
+
+    def log(self, request: Any) -> None:
+        if not getattr(request, "relayed", False):
+            super().log(request)

@@ -1,0 +1,387 @@
+"""
+The JSON Klein base of the control API: bounded request bodies, JSON
+answers, bearer auth, and ONE table (:data:`STATUSES`) from the errors
+routes raise to HTTP statuses.
+
+Routes do not catch domain errors: they raise, and the handler that
+:func:`json_errors` registers on every app answers ``{"error": "..."}``
+with the status of the most specific class along the exception's MRO.
+Only validation errors (:class:`~.errors.Invalid`) are 400; anything the
+table does not name is a 500 ``{"error": "internal error"}``, logged.
+
+``import klein`` imports the reactor: import this module only once the
+asyncio reactor is installed.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+from collections.abc import Mapping
+from types import MappingProxyType
+from typing import Any, cast
+
+from klein import Klein, KleinErrorHandler
+from klein.resource import KleinResource
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from twisted.web.server import Request
+from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
+from werkzeug.routing import BaseConverter, RequestRedirect
+
+from turberfield_twisted.contract import authorized
+from turberfield_twisted.errors import (
+    ApiError,
+    ChangeRefused,
+    ConfigError,
+    ConfigPushFailed,
+    Invalid,
+    NoFreePort,
+    NotReady,
+    OverrideNotAllowed,
+    SpawnFailed,
+    StoreFailed,
+    UnknownJob,
+    UnknownModule,
+)
+from turberfield_twisted.hooks.dispatcher import UnknownHook
+from turberfield_twisted.hooks.rules import HookNotAllowed
+from turberfield_twisted.http.relay import RelayError
+
+__all__ = [
+    "MESSAGES",
+    "STATUSES",
+    "BodyTooLarge",
+    "JsonKlein",
+    "Unauthorized",
+    "answer_error",
+    "check_body",
+    "guid_of",
+    "json_errors",
+    "json_response",
+    "log_error",
+    "query_arg",
+    "read_body",
+    "read_object",
+    "require_token",
+    "status_of",
+]
+
+#: The longest error message an answer carries.
+MAX_MESSAGE = 300
+
+
+_JOB_PATH = re.compile(rb"^/(?:jobs|config)/([^/?]{1,64})")
+
+
+
+
+class Unauthorized(Exception):
+    """The request lacks the bearer token its route needs."""
+
+    def __init__(self) -> None:
+        super().__init__("unauthorized")
+
+
+class BodyTooLarge(Exception):
+    """The request body is longer than the API takes."""
+
+    def __init__(self) -> None:
+        super().__init__("the request body is too large")
+
+
+#: Each error a route may raise, and its HTTP status. The most specific
+#: class along an exception's MRO wins (``HookNotAllowed`` is a
+#: ``HookRejected``, an ``Invalid``, but 403). :class:`ApiError`,
+#: ``RelayError`` and werkzeug's other ``HTTPException``s carry their own
+#: status; their entry here is used only if theirs is not an error status.
+STATUSES: Mapping[type[Exception], int] = MappingProxyType({
+    Invalid: 400,  # BadGuid, BadOverride, HookRejected, a route's own checks
+    Unauthorized: 401,
+    OverrideNotAllowed: 403,
+    HookNotAllowed: 403,
+    UnknownJob: 404,
+    UnknownModule: 404,
+    UnknownHook: 404,
+    NotFound: 404,
+    RequestRedirect: 404,  # werkzeug's slash redirect: no such route here
+    MethodNotAllowed: 405,
+    NotReady: 409,
+    BodyTooLarge: 413,
+    SpawnFailed: 500,
+    ChangeRefused: 422,
+    ConfigPushFailed: 502,
+    RelayError: 502,
+    NoFreePort: 503,
+    StoreFailed: 503,
+    ApiError: 500,
+    HTTPException: 500,
+    Exception: 500,
+})
+
+
+#: Fixed messages: for these, the exception's own text is for the log only
+#: (it may hold an OS error, a worker's answer or a config value).
+MESSAGES: Mapping[type[Exception], str] = MappingProxyType({
+    SpawnFailed: "the worker process could not be started",
+    NoFreePort: "no free port for the job; try again later",
+    StoreFailed: "the daemon could not keep this in its state store; see its log",
+    ConfigPushFailed: "the job's worker could not be reached: nothing was changed",
+    NotReady: "the job did not get ready in time: nothing was changed",
+    NotFound: "not found",
+    RequestRedirect: "not found",
+    MethodNotAllowed: "method not allowed",
+    Exception: "internal error",
+})
+
+
+#: Classes whose instances carry their own status, and its attribute.
+_OWN_STATUS: Mapping[type[Exception], str] = MappingProxyType({
+    ApiError: "status", RelayError: "status", HTTPException: "code"})
+
+
+def _entry(exc: BaseException) -> type[Exception]:
+    """The most specific class of ``exc``'s MRO that :data:`STATUSES` names."""
+    for cls in type(exc).__mro__:
+        if cls in STATUSES:
+            return cls
+    return Exception
+
+
+def status_of(exc: BaseException) -> int:
+    """The HTTP status that answers ``exc`` (see :data:`STATUSES`)."""
+    cls = _entry(exc)
+    own = getattr(exc, _OWN_STATUS[cls], None) if cls in _OWN_STATUS else None
+    if isinstance(own, int) and 400 <= own <= 599:
+        return own
+    return STATUSES[cls]
+
+
+def _message_of(exc: BaseException) -> str:
+    cls = _entry(exc)
+    if cls in MESSAGES:
+        return MESSAGES[cls]
+    if isinstance(exc, ApiError | RelayError):
+        return exc.message[:MAX_MESSAGE]
+    if isinstance(exc, HTTPException):
+        return (exc.name or "bad request").lower()
+    return str(exc)[:MAX_MESSAGE] or MESSAGES[Exception]
+
+
+def _headers_of(exc: BaseException) -> dict[str, str]:
+    if isinstance(exc, Unauthorized):
+        return {"WWW-Authenticate": "Bearer"}
+    if isinstance(exc, MethodNotAllowed) and exc.valid_methods:
+        return {"Allow": ", ".join(exc.valid_methods)}
+    if isinstance(exc, ApiError):
+        return exc.headers
+    return {}
+
+
+def json_response(request: Any, status: int, body: Any,
+                  headers: Mapping[str, str] | None = None) -> bytes:
+    """Set ``status`` and ``headers`` on ``request``; return ``body`` as JSON bytes."""
+    request.setResponseCode(status)
+    request.setHeader(b"Content-Type", b"application/json")
+    for name, value in (headers or {}).items():
+        request.setHeader(name.encode("ascii"), value.encode("ascii"))
+    return json.dumps(body).encode("utf-8")
+
+
+def answer_error(request: Any, exc: BaseException) -> bytes:
+    """Answer ``exc`` on ``request`` from the table: its status, headers and message."""
+    return json_response(request, status_of(exc), {"error": _message_of(exc)},
+                         _headers_of(exc))
+
+
+def guid_of(request: Any) -> str | None:
+    """The guid a request is about, if its path names one (for the log)."""
+    match = _JOB_PATH.match(getattr(request, "path", b"") or b"")
+    return match.group(1).decode("ascii", "replace") if match else None
+
+
+_log = Logger()
+
+
+def log_error(log: Logger, request: Any, failure: Failure) -> None:
+    """
+    Log what the caller is not told: no free port, a refused config, a
+    store that can't be written, a bug; and a config that can't be reloaded.
+    (A failed spawn is logged where it happens, under the job's guid.)
+    """
+    exc = failure.value
+    assert exc is not None
+    guid = exc.guid if isinstance(exc, ConfigPushFailed) else guid_of(request)
+    method = (request.method or b"?").decode("ascii", "replace")
+    path = (getattr(request, "path", b"") or b"").decode("ascii", "replace")[:200]
+    head = "{method} {path}" if guid is None else "job {guid}: {method} {path}"
+    if isinstance(exc, NoFreePort | ConfigPushFailed | ConfigError):
+        log.warn(head + ": {error}", error=str(exc), guid=guid, method=method, path=path)
+    elif isinstance(exc, StoreFailed):
+        log.error(head + ": {error}", error=str(exc), guid=guid, method=method, path=path)
+    elif _entry(exc) is Exception:
+        log.failure(head + ": control API request failed", failure=failure, guid=guid,
+                    method=method, path=path)
+
+
+def json_errors(app: Klein) -> None:
+    """
+    Register on ``app`` the one handler that answers every error from
+    :data:`STATUSES`; once per app. It logs with the route class's own
+    ``log`` where it has one.
+    """
+
+    # Klein passes the instance the app is bound to first, when there is one.
+    def answer(*args: Any) -> bytes:
+        request, failure = args[-2:]
+        owner = args[0] if len(args) == 3 else None
+        log = getattr(owner, "log", None)
+        log_error(log if isinstance(log, Logger) else _log, request, failure)
+        return answer_error(request, failure.value)
+
+    app.handle_errors(Exception)(cast(KleinErrorHandler, answer))
+
+
+class _LimitedRequest(Request):
+    """
+    A request that stops keeping its body once it passes the site's
+    ``max_body``: the rest is read and dropped, and the routes answer 413.
+    """
+
+    too_large = False
+    _received = 0
+
+    @property
+    def max_body(self) -> int | None:
+        """The site's limit on a body, in bytes (None: no limit)."""
+        site = getattr(self.channel, "site", None)
+        return getattr(site, "max_body", None)
+
+    def _drop_body(self) -> None:
+        self.too_large = True
+        old = getattr(self, "content", None)
+        if old is not None:
+            old.close()
+        self.content = io.BytesIO()
+
+    def gotLength(self, length: int | None) -> None:
+        limit = self.max_body
+        if limit is not None and length is not None and length > limit:
+            self._drop_body()
+            return
+        super().gotLength(length)
+
+    def handleContentChunk(self, data: bytes) -> None:
+        if self.too_large:
+            return
+        self._received += len(data)
+        limit = self.max_body
+        if limit is not None and self._received > limit:
+            self._drop_body()
+            return
+        super().handleContentChunk(data)
+
+
+class _JsonKleinResource(KleinResource):
+    """
+    Klein's resource, but a URL that is not UTF-8 gets a JSON 400 too, and
+    a body the site dropped for its size a 413 before any route runs.
+    """
+
+    def render(self, request: Any) -> Any:
+        if getattr(request, "too_large", False):
+            return answer_error(request, BodyTooLarge())
+        try:
+            b"/".join(request.prepath + request.postpath).decode("utf-8")
+            request.getRequestHostname().decode("utf-8")
+        except UnicodeDecodeError:
+            return answer_error(request, Invalid("the URL is not UTF-8"))
+        return super().render(request)
+
+
+class _Rest(BaseConverter):
+    """The rest of a path, possibly empty (werkzeug's ``path`` needs a character)."""
+
+    regex = ".*"
+    part_isolating = False
+
+
+class JsonKlein(Klein):
+    """Klein answering every error as JSON (:func:`json_errors`); a ``<rest:...>`` converter."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.url_map.converters["rest"] = _Rest
+        json_errors(self)
+
+    def resource(self) -> _JsonKleinResource:
+        """The app as a resource that also answers bad URLs and big bodies as JSON."""
+        return _JsonKleinResource(self)
+
+
+def require_token(request: Any, expected: bytes | str) -> None:
+    """Raise :class:`Unauthorized` unless the request's bearer token is ``expected``."""
+    if not authorized(request, expected):
+        raise Unauthorized()
+
+
+def query_arg(request: Any, name: bytes) -> str | None:
+    """The last value of query argument ``name``, if given."""
+    values = (request.args or {}).get(name)
+    return values[-1].decode("utf-8", "replace") if values else None
+
+
+def check_body(request: Any, max_body: int) -> int:
+    """
+    The length of the request's body (its file left at the start); raise
+    :class:`BodyTooLarge` if it is over ``max_body`` bytes.
+    """
+    if getattr(request, "too_large", False):
+        raise BodyTooLarge()
+    content = request.content
+    if content is None:
+        return 0
+    content.seek(0, 2)
+    size: int = content.tell()
+    content.seek(0)
+    if size > max_body:
+        raise BodyTooLarge()
+    return size
+
+
+def read_body(request: Any, max_body: int) -> bytes:
+    """The request's body; raise :class:`BodyTooLarge` past ``max_body`` bytes."""
+    if getattr(request, "too_large", False):
+        raise BodyTooLarge()
+    raw: bytes = request.content.read(max_body + 1) if request.content else b""
+    if len(raw) > max_body:
+        raise BodyTooLarge()
+    return raw
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def read_object(request: Any, max_body: int,
+                allowed: frozenset[str] | None = None) -> dict[str, Any]:
+    """
+    The request's body as a JSON object, with only ``allowed`` keys if
+    given; raise :class:`~.errors.Invalid` or :class:`BodyTooLarge`.
+    """
+    raw = read_body(request, max_body)
+    try:
+        body = json.loads(raw.decode("utf-8"), parse_constant=_reject_constant)
+    except UnicodeDecodeError:
+        raise Invalid("the body is not UTF-8") from None
+    except (ValueError, RecursionError):
+        raise Invalid("the body is not valid JSON") from None
+    if not isinstance(body, dict):
+        raise Invalid("the body must be a JSON object")
+    if allowed is not None:
+        unknown = sorted(key for key in body if key not in allowed)
+        if unknown:
+            names = ", ".join(repr(key[:40]) for key in unknown[:5])
+            raise Invalid(f"unknown field(s): {names}")
+    return body

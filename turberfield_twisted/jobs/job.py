@@ -1,0 +1,199 @@
+"""
+A job's record, its states and its events.
+
+:class:`~turberfield_twisted.contract.JobState` (part of the API's
+contract, so that its clients share it) names every state once;
+:class:`JobEvent` is the one
+record observers, web-hooks, metrics and the API get for each transition
+(and for each event a worker posts). The transitions themselves are
+declared in :mod:`turberfield_twisted.jobs.transitions`.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any
+
+import attrs
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IDelayedCall
+
+from turberfield_twisted.configtext import redact
+from turberfield_twisted.contract import ENDED, JobState
+from turberfield_twisted.jobs.supervision import RestartTracker
+from turberfield_twisted.launch.protocol import ExitStatus, OutputTail
+
+if TYPE_CHECKING:
+    from turberfield_twisted.config.policy import Limits
+
+__all__ = [
+    "ENDED",
+    "LIVE",
+    "EventKind",
+    "Job",
+    "JobEvent",
+    "JobState",
+    "OutputLine",
+    "Wanted",
+    "Worker",
+]
+
+
+
+#: States in which the job's worker runs and has not been asked to stop.
+LIVE = frozenset({JobState.STARTING, JobState.READY})
+
+
+class Wanted(StrEnum):
+    """What the operator last asked of a job: a restarted daemon restores it so."""
+
+    #: Launched or restarted: it should run.
+    RUNNING = "running"
+    #: Stopped: it stays down until it is restarted.
+    STOPPED = "stopped"
+
+
+class EventKind(StrEnum):
+    """What a :class:`JobEvent` reports."""
+
+    #: The job entered a state (``name`` is the state's value).
+    STATE = "state"
+    #: The job's worker posted an event (``name`` is the worker's name for it).
+    WORKER = "worker"
+
+
+@attrs.frozen
+class JobEvent:
+    """
+    One thing that happened to a job: it entered ``state`` (``kind``
+    STATE), or its worker posted event ``name`` with ``data`` (``kind``
+    WORKER). The other fields are the job as it was then.
+    """
+
+    kind: EventKind
+    name: str
+    guid: str
+    module: str
+    time: float
+    state: JobState
+    port: int = 0
+    pid: int | None = None
+    restarts: int = 0
+    last_error: str | None = None
+    data: Any = None
+
+    def as_json(self) -> dict[str, Any]:
+        """The event as web-hooks and the event stream send it."""
+        out: dict[str, Any] = {"kind": self.kind.value, "event": self.name, "guid": self.guid,
+                               "module": self.module, "time": self.time}
+        if self.kind is EventKind.STATE:
+            out.update(port=self.port, pid=self.pid, restarts=self.restarts,
+                       last_error=self.last_error)
+        else:
+            out["data"] = self.data
+        return out
+
+
+@attrs.frozen
+class OutputLine:
+    """One line a job's worker wrote to ``stream`` ("stdout" or "stderr") at ``time``."""
+
+    guid: str
+    time: float
+    stream: str
+    line: str
+
+    def as_json(self) -> dict[str, Any]:
+        """The line as the event stream sends it."""
+        return {"guid": self.guid, "time": self.time, "stream": self.stream, "line": self.line}
+
+
+@attrs.define(eq=False)
+class Job:
+    """
+    One job: ``guid``, ``port``, ``session``, ``module`` and ``process``
+    (its worker process, while it has one) as in the seed API's
+    ``Initiator.Worker``, plus what its lifecycle keeps: state, timers and
+    restart history. Only :class:`~turberfield_twisted.jobs.lifecycle.Lifecycle`
+    changes ``state``.
+    """
+
+    guid: str
+    port: int
+    session: str | None
+    module: str
+    process: Any = None
+    token: str = attrs.field(default="", repr=False)
+    host: str = "127.0.0.1"
+    state: JobState = JobState.WAITING
+    overrides: dict[str, str] = attrs.field(factory=dict)
+    started: float | None = None
+    status: ExitStatus | None = None
+    restarts: int = 0
+    last_error: str | None = None
+    tail: OutputTail = attrs.field(factory=OutputTail, repr=False)
+    tracker: RestartTracker | None = attrs.field(default=None, repr=False)
+    busy_ports: set[int] = attrs.field(factory=set, repr=False)
+    timed_out: bool = False
+    calls: dict[str, IDelayedCall] = attrs.field(factory=dict, repr=False)
+    readiness: Deferred[None] | None = attrs.field(default=None, repr=False)
+    wanted: Wanted = Wanted.RUNNING
+    declared: bool = False
+    requires: tuple[str, ...] = ()
+    limits: Limits | None = attrs.field(default=None, repr=False)
+    limit_hit: str | None = None
+    #: Start it again as soon as it has stopped (an operator's restart of a running job).
+    again: bool = False
+
+    def url(self, path: str = "") -> str:
+        """``http://HOST:PORT`` + ``path``: where this job's worker listens (IPv6 bracketed)."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}{path}"
+
+    @property
+    def pid(self) -> int | None:
+        """The worker's pid while it has a process."""
+        return getattr(self.process, "pid", None)
+
+    def event(self, time: float, kind: EventKind = EventKind.STATE, name: str | None = None,
+              data: Any = None) -> JobEvent:
+        """A :class:`JobEvent` of this job as it is now."""
+        return JobEvent(kind=kind, name=self.state.value if name is None else name,
+                        guid=self.guid, module=self.module, time=time, state=self.state,
+                        port=self.port, pid=self.pid, restarts=self.restarts,
+                        last_error=self.last_error, data=data)
+
+    def failure(self, status: ExitStatus, ready_timeout: float) -> str:
+        """Why this run failed, with its last stderr lines (else its stdout)."""
+        from turberfield_twisted.config.policy import explain_exit  # limits imports this module
+
+        cause = (self.limit_hit or (f"not ready within {ready_timeout:g}s" if self.timed_out
+                 else status.describe() + explain_exit(status.signal, self.limits)))
+        lines = (self.tail.last(3, since=self.started, stream="stderr")
+                 or self.tail.last(3, since=self.started))
+        tail = " | ".join(line[:500] for line in lines)
+        return f"{cause}: {tail}" if tail else cause
+
+    def as_json(self) -> dict[str, Any]:
+        """The public view of this job: no token, no process object."""
+        return {
+            "guid": self.guid,
+            "module": self.module,
+            "port": self.port,
+            "session": self.session,
+            "state": self.state.value,
+            "pid": self.pid,
+            "started": self.started,
+            "exit_code": self.status.code if self.status else None,
+            "exit_signal": self.status.signal if self.status else None,
+            "restarts": self.restarts,
+            "last_error": self.last_error,
+            "config": redact(self.overrides),
+            "wanted": self.wanted.value,
+            "declared": self.declared,
+            "requires": list(self.requires),
+        }
+
+
+#: The seed API's name for a job record.
+Worker = Job

@@ -1,0 +1,394 @@
+"""
+One state machine per job: every transition declared in
+:data:`TRANSITIONS`, every timer on the injected reactor, and admission of
+starts (at most ``max_starting`` jobs in ``starting`` at once).
+
+The states and every transition between them are drawn and declared in
+:mod:`turberfield_twisted.jobs.transitions`.
+"""
+
+from __future__ import annotations
+
+import signal
+from collections.abc import Callable
+from typing import Any
+
+import attrs
+from twisted.internet.defer import CancelledError, Deferred
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from turberfield_twisted.config.settings import Settings
+from turberfield_twisted.contract import EXIT_PORT_IN_USE
+from turberfield_twisted.errors import NoFreePort, SpawnFailed
+from turberfield_twisted.jobs.admission import Admission
+from turberfield_twisted.jobs.job import ENDED, LIVE, Job, JobEvent, OutputLine
+from turberfield_twisted.jobs.limits import apply_rlimits
+from turberfield_twisted.jobs.transitions import _B, _E, _P, _S, _W, TRANSITIONS, Input
+from turberfield_twisted.launch.interfaces import ILauncher, IWorkerProcess
+from turberfield_twisted.launch.ports import PortBook
+from turberfield_twisted.launch.protocol import ExitStatus
+
+__all__ = ["Lifecycle"]
+
+#: How many times a starting job moves on to the next port after exit 75.
+MAX_PORT_RETRIES = 10
+
+
+@attrs.define(eq=False)
+class Lifecycle:
+    """
+    Drive jobs through :data:`TRANSITIONS` on ``reactor``: ports and
+    processes come from ``launcher``; ``probe(job)`` fires once a new
+    worker answers (asked once the worker said where it listens, if its
+    launcher can't tell); ``render(job)`` gives the config bytes for its
+    stdin; ``emit`` gets every :class:`JobEvent`, ``output`` every line a
+    worker writes (an :class:`OutputLine`).
+
+    ``settings()`` gives the config in force: ``ready_timeout`` runs from
+    a job's spawn, ``stop_timeout`` from its SIGTERM, at most
+    ``max_starting`` jobs are starting at once, ports come from
+    ``child_port_min``..``child_port_max`` (never one ``ports`` reserves) and
+    a module's workers bind its ``listen_addr``. A job is spawned only
+    once ``gate(job)`` is true (its required jobs are ready); its limits
+    (``max_open_files``, ``max_cpu_seconds``) are set as it is spawned.
+    """
+
+    log = Logger()
+
+    _reactor: Any = attrs.field(alias="reactor")
+    launcher: ILauncher
+    _settings: Callable[[], Settings] = attrs.field(alias="settings")
+    _probe: Callable[[Job], Deferred[None]] = attrs.field(alias="probe")
+    _render: Callable[[Job], bytes] = attrs.field(alias="render")
+    _emit: Callable[[JobEvent], None] = attrs.field(alias="emit")
+    _output: Callable[[OutputLine], None] = attrs.field(alias="output", default=lambda line: None)
+    _gate: Callable[[Job], bool] = attrs.field(alias="gate", default=lambda job: True)
+    #: Starting slots, and the jobs waiting for one.
+    admission: Admission = attrs.field(init=False)
+    #: Which job holds each port handed out, and the ports never handed out.
+    ports: PortBook = attrs.field(init=False, factory=PortBook)
+    _draining: bool = attrs.field(init=False, default=False)
+
+    def __attrs_post_init__(self) -> None:
+        self.admission = Admission(lambda: self._settings().initiator.max_starting,
+                                   self._gate)
+
+    # -- the machine -------------------------------------------------------
+
+    def fire(self, job: Job, event: Input) -> bool:
+        """
+        Take ``job`` through the transition for ``event``: its state, the
+        port and slot it holds, one log line and one :class:`JobEvent`.
+        Refuse (log, change nothing, return False) if none is declared.
+        """
+        source = job.state
+        target = TRANSITIONS.get((source, event))
+        if target is None:
+            self.log.warn("job {guid}: {input} refused while {state}", guid=job.guid,
+                          input=event.value, state=source.value)
+            return False
+        job.state = target
+        if target in ENDED:
+            self.ports.release(job, job.port)
+        frees_slot = source is not target and source in (_S, _W) and target is not _S
+        if frees_slot:
+            self.admission.leave(job)
+        self.log.info("job {guid} ({module}) {state}", guid=job.guid, module=job.module,
+                      state=target.value, port=job.port, pid=job.pid)
+        self._emit(job.event(self._reactor.seconds()))
+        if frees_slot:
+            self._drain()
+        if target is _E and job.again:
+            self._start_again(job)
+        return True
+
+    # -- asked from outside ------------------------------------------------
+
+    def start(self, job: Job, new: bool = False) -> None:
+        """
+        Start ``job``: a ``new`` one, or one that ended or is in backoff.
+        It holds a port, waits for a starting slot and is spawned. Raise
+        :class:`NoFreePort` (nothing changed) or :class:`SpawnFailed` (it
+        is ``failed``, its ``last_error`` says why).
+        """
+        self._hold_port(job)
+        failed = self._join_queue(job, Input.LAUNCH if new else Input.QUEUE)
+        if failed is not None:
+            raise failed
+
+    def restart(self, job: Job) -> None:
+        """
+        Stop ``job`` (as :meth:`stop` does), then start it again once it has
+        exited; one that has ended starts at once (raising as :meth:`start`).
+        """
+        self.stop(job)  # on an ended job: nothing
+        if job.state in ENDED:
+            self.start(job)
+        else:
+            job.again = True  # fire() starts it on its way into exited
+
+    def _start_again(self, job: Job) -> None:
+        """Start ``job`` again: a restart asked, or one due after backoff."""
+        job.again = False
+        self._queue(job, Input.QUEUE)
+
+    def stop(self, job: Job, timeout: float | None = None) -> None:
+        """
+        Ask ``job`` to stop: a waiting or backed-off one ends at once; a
+        running one gets SIGTERM to its group, then SIGKILL after
+        ``timeout`` (default ``stop_timeout``). Stopping a stopping or
+        ended job changes nothing, but for a restart asked before: it is off.
+        """
+        job.again = False
+        self._cancel(job, "restart")
+        if job.state in (_W, _B):
+            self.fire(job, Input.STOP)
+            return
+        process = job.process
+        if job.state not in LIVE or process is None:
+            return
+        self._cancel(job, "ready_timeout")
+        self._cancel_probe(job)
+        self.fire(job, Input.STOP)
+        self._terminate(job, process,
+                        self._settings().initiator.stop_timeout if timeout is None else timeout)
+
+    def over_limit(self, job: Job, reason: str) -> None:
+        """
+        ``job``'s worker went over one of its limits (``reason`` says which):
+        SIGTERM to its group, SIGKILL after ``stop_timeout``; its exit then
+        counts as a failure, restarted as its policy says, ``last_error``
+        giving ``reason``.
+        """
+        process = job.process
+        if process is None or job.state not in LIVE or job.limit_hit is not None:
+            return
+        job.limit_hit = reason
+        self.log.warn("job {guid} is {reason}: stopping it to restart it", guid=job.guid,
+                      reason=reason)
+        self._terminate(job, process, self._settings().initiator.stop_timeout)
+
+    def line(self, job: Job, stream: str, text: str) -> None:
+        """Keep one line of ``job``'s output, log it under its guid and pass it on."""
+        now = self._reactor.seconds()
+        job.tail.append(now, stream, text)
+        self.log.info("job {guid} {stream}: {line}", guid=job.guid, stream=stream, line=text)
+        self._output(OutputLine(job.guid, now, stream, text))
+
+    # -- ports and slots ---------------------------------------------------
+
+    def _listen_addr(self, module: str) -> str:
+        found = self._settings().module(module)
+        return found.listen_addr if found is not None else "127.0.0.1"
+
+    def _hold_port(self, job: Job) -> None:
+        """Give ``job`` a port (its own again where it can); NoFreePort changes nothing."""
+        own = self._settings().initiator
+        port = self.launcher.choose_port(
+            job.module, range(own.child_port_min, own.child_port_max + 1),
+            self._listen_addr(job.module), job.port or None,
+            self.ports.taken_from(job, job.busy_ports, own.listen_port))
+        self.ports.hold(job, job.port, port)
+        job.port = port
+
+    def _queue(self, job: Job, event: Input) -> None:
+        """
+        Start ``job`` again as ``event`` says, raising nothing: it holds a
+        port, waits for a starting slot and is spawned. With no port free
+        it is failed (unless it has ended), ``last_error`` saying why.
+        """
+        try:
+            self._hold_port(job)
+        except NoFreePort as exc:
+            job.last_error = str(exc)
+            self.log.error("job {guid} could not start again: {error}", guid=job.guid,
+                           error=str(exc))
+            if job.state not in ENDED:
+                self.fire(job, Input.GIVE_UP)
+            return
+        self._join_queue(job, event)
+
+    def _join_queue(self, job: Job, event: Input) -> SpawnFailed | None:
+        """``job``, holding a port, takes ``event`` and is spawned once it has a slot."""
+        self.fire(job, event)
+        return self._spawn(job) if self.admission.request(job) else None
+
+    def _drain(self) -> None:
+        """Spawn waiting jobs while starting slots are free."""
+        if self._draining:
+            return
+        self._draining = True
+        try:
+            while (job := self.admission.next()) is not None:
+                self._spawn(job)
+        finally:
+            self._draining = False
+
+    # -- a process's life --------------------------------------------------
+
+    def _spawn(self, job: Job) -> SpawnFailed | None:
+        """Spawn ``job``; if it can't be, it is failed, and the error is returned."""
+        addr = self._listen_addr(job.module)
+        limits = self._settings().limits_for(job.module, job.guid if job.declared else None)
+        try:
+            config = self._render(job)
+            process = self.launcher.spawn(job.module, job.guid, job.port, config,
+                                          lambda stream, text: self.line(job, stream, text))
+        except SpawnFailed as exc:
+            job.last_error = str(exc)
+            self.log.error("job {guid} ({module}) could not be spawned: {error}",
+                           guid=job.guid, module=job.module, error=str(exc))
+            self.fire(job, Input.GIVE_UP)
+            return exc
+        host = self.launcher.address(job.module, addr)
+        job.process = process
+        job.host = host or ""  # "": only the worker can say, once it listens
+        job.started = self._reactor.seconds()
+        job.status = None
+        job.timed_out = False
+        job.limits, job.limit_hit = limits, apply_rlimits(process, limits)
+        if job.limit_hit is not None:
+            self.log.error("job {guid}: {error}: SIGKILL", guid=job.guid, error=job.limit_hit)
+            process.signal(signal.SIGKILL)
+        self.log.info("job {guid} spawned {module} pid {pid} port {port}", guid=job.guid,
+                      module=job.module, pid=job.pid, port=job.port)
+        self.fire(job, Input.SPAWN)
+        process.exited().addCallback(self._exited, job, process)
+        if job.process is not process or job.state is not _S:
+            return None  # an observer of "starting" stopped it, or it is gone already
+        self._later(job, "ready_timeout", self._settings().initiator.ready_timeout,
+                    self._ready_timed_out, job, process)
+        if host is None:  # it runs elsewhere: probe once it says where
+            located = process.listening()
+            job.readiness = located
+            located.addCallbacks(self._located, self._probe_failed,
+                                 callbackArgs=(job, process), errbackArgs=(job,))
+        else:
+            self._check(job, process)
+        return None
+
+    def _located(self, host: str | None, job: Job, process: IWorkerProcess) -> None:
+        job.readiness = None
+        if job.process is not process or job.state is not _S or not host:
+            return
+        job.host = host
+        self.log.info("job {guid} says it listens on {host}:{port}", guid=job.guid,
+                      host=host, port=job.port)
+        self._check(job, process)
+
+    def _check(self, job: Job, process: IWorkerProcess) -> None:
+        """Confirm that ``job``'s new worker answers its health check."""
+        probe = self._probe(job)
+        job.readiness = probe
+        probe.addCallbacks(self._healthy, self._probe_failed, callbackArgs=(job, process),
+                           errbackArgs=(job,))
+
+    def _healthy(self, _: object, job: Job, process: IWorkerProcess) -> None:
+        job.readiness = None
+        if job.process is not process:
+            return  # an answer from a run that has ended
+        if self.fire(job, Input.HEALTHY):
+            self._cancel(job, "ready_timeout")
+            if job.tracker is not None:
+                job.tracker.ready(self._reactor.seconds())
+
+    def _probe_failed(self, failure: Failure, job: Job) -> None:
+        job.readiness = None
+        if not failure.check(CancelledError):
+            self.log.failure("job {guid}: the readiness check failed", failure=failure,
+                             guid=job.guid)
+
+    def _ready_timed_out(self, job: Job, process: IWorkerProcess) -> None:
+        job.calls.pop("ready_timeout", None)
+        if job.process is process and job.state is _S:
+            job.timed_out = True
+            self.log.warn("job {guid} not ready within {timeout}s: SIGKILL", guid=job.guid,
+                          timeout=self._settings().initiator.ready_timeout)
+            process.signal(signal.SIGKILL)
+
+    def _terminate(self, job: Job, process: IWorkerProcess, wait: float) -> None:
+        """SIGTERM to ``job``'s group, SIGKILL after ``wait`` seconds (in place of any due)."""
+        self._later(job, "kill", wait, self._kill, job, process)
+        process.signal(signal.SIGTERM)
+
+    def _kill(self, job: Job, process: IWorkerProcess) -> None:
+        job.calls.pop("kill", None)
+        if job.process is process:
+            self.log.warn("job {guid} did not stop in time: SIGKILL", guid=job.guid)
+            process.signal(signal.SIGKILL)
+
+    def _exited(self, status: ExitStatus, job: Job, process: IWorkerProcess) -> None:
+        if job.process is not process:
+            return
+        process.signal(signal.SIGKILL)  # whatever is left of its process group
+        self.cancel_all(job)
+        job.process = None
+        job.status = status
+        self.log.info("job {guid} ended: {status}", guid=job.guid, status=status.describe())
+        if job.state is _P:
+            self.fire(job, Input.EXIT)
+        elif (status.code == EXIT_PORT_IN_USE and job.state is _S
+              and len(job.busy_ports) < MAX_PORT_RETRIES):
+            self._next_port(job)
+        else:
+            self._unasked(job, status)
+
+    def _next_port(self, job: Job) -> None:
+        """A starting job could not bind its port: start it again on the next one."""
+        job.busy_ports.add(job.port)
+        job.last_error = f"port {job.port} in use"
+        self.log.warn("job {guid} could not bind port {port}: trying the next",
+                      guid=job.guid, port=job.port)
+        self._queue(job, Input.PORT_TAKEN)
+
+    def _unasked(self, job: Job, status: ExitStatus) -> None:
+        """An exit nobody asked for: back off and start again, or give up."""
+        failed = status.code != 0 or job.state is _S or job.limit_hit is not None
+        if failed:
+            job.last_error = job.failure(status, self._settings().initiator.ready_timeout)
+        tracker = job.tracker
+        now = self._reactor.seconds()
+        delay = tracker.next_restart(now, failed) if tracker is not None else None
+        if delay is not None:
+            self.log.info("job {guid} restarts in {delay:.2f}s", guid=job.guid, delay=delay)
+            self.fire(job, Input.CRASH)
+            self._later(job, "restart", delay, self._restart_due, job)
+            return
+        if tracker is not None and tracker.gave_up:
+            policy = tracker.policy
+            job.last_error = (f"gave up after {policy.max_restarts} restarts within"
+                              f" {policy.restart_window:g}s; last: "
+                              f"{job.last_error if failed else status.describe()}")
+        failed = failed or (tracker is not None and tracker.gave_up)
+        self.fire(job, Input.GIVE_UP if failed else Input.FINISH)
+
+    def _restart_due(self, job: Job) -> None:
+        job.calls.pop("restart", None)
+        job.restarts += 1
+        self._start_again(job)
+
+    # -- timers ------------------------------------------------------------
+
+    def _later(self, job: Job, name: str, delay: float, fn: Callable[..., None],
+               *args: Any) -> None:
+        """Call ``fn(*args)`` in ``delay`` seconds as ``job``'s timer ``name``, cancelling
+        any timer already under that name (``fn`` pops its own entry when it runs)."""
+        self._cancel(job, name)
+        job.calls[name] = self._reactor.callLater(delay, fn, *args)
+
+    def _cancel(self, job: Job, name: str) -> None:
+        call = job.calls.pop(name, None)
+        if call is not None and call.active():
+            call.cancel()
+
+    def _cancel_probe(self, job: Job) -> None:
+        probe, job.readiness = job.readiness, None
+        if probe is not None:
+            probe.cancel()
+
+    def cancel_all(self, job: Job) -> None:
+        """Cancel every timer and check of ``job`` (its process has ended)."""
+        for name in list(job.calls):
+            self._cancel(job, name)
+        self._cancel_probe(job)

@@ -1,0 +1,115 @@
+"""
+Per-job limits, from a module's section or a declared job's:
+
+``max_memory``
+    Bytes of resident memory (RSS) of the worker's process group. The
+    daemon samples it every ``limit_interval`` seconds (a
+    :class:`MemoryWatch`); a worker over it is stopped (SIGTERM, then
+    SIGKILL after ``stop_timeout``) and restarted under its restart policy,
+    its ``last_error`` saying why, as PM2's ``max_memory_restart`` does.
+``max_open_files``, ``max_cpu_seconds``
+    ``RLIMIT_NOFILE`` and ``RLIMIT_CPU`` (soft and hard alike), set on the
+    worker's process with ``prlimit(2)`` as it is spawned, before its
+    interpreter has started: the kernel refuses more open files
+    (``EMFILE``) and kills it (SIGKILL) once it has used that much CPU time.
+
+No reactor is imported here: :mod:`~turberfield_twisted.config.settings` reads
+:class:`Limits` before the daemon starts one.
+"""
+
+from __future__ import annotations
+
+import resource
+from collections.abc import Callable, Collection, Iterable
+from typing import Any
+
+from twisted.internet.task import LoopingCall
+from twisted.logger import Logger
+
+from turberfield_twisted.config.policy import Limits
+from turberfield_twisted.jobs.job import LIVE, Job
+from turberfield_twisted.jobs.procstat import group_stats
+from turberfield_twisted.launch.interfaces import ILocalProcess
+
+__all__ = ["MemoryWatch", "apply_rlimits", "local_pid"]
+
+def local_pid(process: Any) -> int | None:
+    """The pid of a worker ``process`` that runs on this host (an ILocalProcess), else None."""
+    pid = getattr(process, "pid", None)
+    return pid if pid is not None and ILocalProcess.providedBy(process) else None
+
+
+def apply_rlimits(process: Any, limits: Limits) -> str | None:
+    """
+    Set ``limits``' rlimits on a just-spawned local worker ``process`` (an
+    :class:`~.launcher.ILocalProcess`; others are left alone). Return None,
+    or why they could not be set.
+    """
+    wanted = limits.rlimits()
+    pid = local_pid(process)
+    if not wanted or pid is None:
+        return None
+    for which, value in wanted.items():
+        try:
+            resource.prlimit(pid, which, (value, value))
+        except (OSError, ValueError) as exc:
+            name = "max_open_files" if which == resource.RLIMIT_NOFILE else "max_cpu_seconds"
+            reason = getattr(exc, "strerror", None) or type(exc).__name__
+            return f"could not set its {name} ({reason})"
+    return None
+
+
+def _rss(pids: Collection[int]) -> dict[int, int]:
+    return {pid: stats.rss for pid, stats in group_stats(pids).items()}
+
+
+class MemoryWatch:
+    """
+    Every ``interval()`` seconds on ``reactor``, read the RSS of the
+    process group of each of ``jobs()`` that is starting or ready, runs on
+    this host and has a ``max_memory``; call ``over(job, reason)`` for one
+    over its limit. ``sample(pids)`` reads the RSS of each pid's group.
+    """
+
+    log = Logger()
+
+    def __init__(self, reactor: Any, jobs: Callable[[], Iterable[Job]],
+                 over: Callable[[Job, str], None], interval: Callable[[], float],
+                 sample: Callable[[Collection[int]], dict[int, int]] = _rss):
+        self._jobs = jobs
+        self._over = over
+        self._interval = interval
+        self._sample = sample
+        self._reactor = reactor
+        self._loop: LoopingCall | None = None
+
+    def start(self) -> None:
+        """Sample every ``interval()`` seconds from now on."""
+        if self._loop is None:
+            self._loop = LoopingCall(self.check)
+            self._loop.clock = self._reactor
+            self._loop.start(self._interval(), now=False).addErrback(
+                lambda failure: self.log.failure("the memory watch stopped", failure=failure))
+
+    def stop(self) -> None:
+        """Stop sampling."""
+        loop, self._loop = self._loop, None
+        if loop is not None and loop.running:
+            loop.stop()
+
+    def check(self) -> None:
+        """Sample once: every job over its ``max_memory`` is told to ``over``."""
+        watched = {}
+        for job in self._jobs():
+            limits, pid = job.limits, local_pid(job.process)
+            if (limits is None or not limits.max_memory or pid is None or job.limit_hit
+                    or job.state not in LIVE):
+                continue
+            watched[pid] = (job, limits.max_memory)
+        if watched:
+            for pid, rss in self._sample(list(watched)).items():
+                job, limit = watched[pid]
+                if rss > limit and job.pid == pid:
+                    self._over(job, f"over its max_memory: RSS {rss} bytes, limit {limit}")
+        if self._loop is not None:
+            self._loop.interval = self._interval()  # a reload may have changed it

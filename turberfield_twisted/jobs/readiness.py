@@ -1,0 +1,153 @@
+"""
+Readiness: how the daemon learns that a new worker answers.
+
+A worker run by the runtime says when it listens (a line on its ready fd,
+:data:`~turberfield_twisted.contract.READY_FD`); :class:`HealthProbe`
+then confirms with one ``GET /health`` that answers 200 in the job's own
+name. Until it hears that, it polls, at most ``cap`` (50 ms) apart, so
+that a worker that never says so (one not built on the runtime) is seen
+ready soon too. Its HTTP client should reach IP addresses directly (see
+:mod:`.agent`), keep no connection open (see :func:`make_probe`) and the
+lifecycle cancels the wait when the job ends or is asked to stop.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import attrs
+from twisted.internet.defer import CancelledError, Deferred
+from twisted.internet.defer import TimeoutError as DeferredTimeout
+from twisted.python.failure import Failure
+
+from turberfield_twisted.errors import JobExited, NotReady
+from turberfield_twisted.jobs.job import Job, JobState
+
+__all__ = ["HealthProbe", "answer_is_from", "make_probe", "only_ready"]
+
+def answer_is_from(guid: str, body: bytes) -> bool:
+    """
+    Whether a health answer may be from job ``guid``: false only if it is
+    JSON naming another guid (the worker runtime names its own). Another
+    initiator's worker may hold the port this one thought free.
+    """
+    try:
+        named = json.loads(body).get("guid", guid)
+    except (ValueError, AttributeError):
+        return True
+    return bool(named == guid)
+
+
+@attrs.frozen
+class HealthProbe:
+    """
+    Ask ``GET /health`` through ``http`` (a treq-like client) on
+    ``reactor``: at once, then after ``first`` seconds, each pause
+    ``growth`` times the last, at most ``cap``, and at once when the
+    worker says it listens; each try gets ``timeout``.
+    """
+
+    http: Any
+    reactor: Any
+    first: float = 0.01
+    growth: float = 1.5
+    cap: float = 0.05
+    timeout: float = 1.0
+
+    def wait(self, guid: str, url: str,
+             listening: Deferred[None] | None = None) -> Deferred[None]:
+        """
+        Fire once the worker at ``url`` answers 200 as ``guid``; ``listening``
+        fires when the worker says it listens (it is cancelled once the
+        wait is over). Cancel to give up.
+        """
+        return Deferred.fromCoroutine(self._poll(guid, url, listening))
+
+    async def _poll(self, guid: str, url: str, listening: Deferred[None] | None) -> None:
+        pause: Deferred[None] | None = None
+
+        def heard(_: object) -> None:
+            if pause is not None and not pause.called:
+                pause.callback(None)
+
+        if listening is not None:
+            listening.addCallbacks(heard, lambda failure: failure.trap(CancelledError))
+        delay = self.first
+        try:
+            while True:
+                if await self._answers(guid, url):
+                    return
+                if listening is not None and listening.called:
+                    delay = self.cap  # it said so: one more check is all it should take
+                pause = self._sleep(delay)
+                await pause
+                delay = min(delay * self.growth, self.cap)
+        finally:
+            if listening is not None and not listening.called:
+                listening.cancel()
+
+    def _sleep(self, delay: float) -> Deferred[None]:
+        """A Deferred that fires after ``delay`` seconds (or sooner, if fired)."""
+
+        def wake() -> None:
+            if not d.called:
+                d.callback(None)
+
+        def cancel(_: Deferred[None]) -> None:
+            if call.active():
+                call.cancel()
+
+        def done(result: Any) -> Any:
+            cancel(d)
+            return result
+
+        d: Deferred[None] = Deferred(cancel)
+        call = self.reactor.callLater(delay, wake)
+        d.addBoth(done)
+        return d
+
+    async def _answers(self, guid: str, url: str) -> bool:
+        try:
+            response = await self.http.get(url, timeout=self.timeout, reactor=self.reactor)
+            body = await response.content()
+        except CancelledError:
+            raise  # the wait was given up
+        except Exception:  # not listening yet: the probe goes on
+            return False
+        return bool(response.code == 200 and answer_is_from(guid, body))
+
+
+def make_probe(reactor: Any, http: Any = None) -> tuple[HealthProbe, Any]:
+    """
+    A :class:`HealthProbe` through ``http`` if given, else through a treq
+    client of its own that reaches IP addresses directly and closes each
+    connection after its answer (the daemon holds no idle connection to a
+    ready worker); and that client's pool (None if ``http`` was given).
+    """
+    pool = None
+    if http is None:
+        from turberfield_twisted.worker.parent import make_http
+
+        http, pool = make_http(reactor, persistent=False)
+    return HealthProbe(http, reactor), pool
+
+
+def only_ready(guid: str, waiting: Deferred[Job]) -> Deferred[Job]:
+    """
+    ``waiting`` (for job ``guid`` to be ready or to end), as a Deferred that
+    fires with the job only if it is ``ready``: else it fails with
+    :class:`JobExited`, or :class:`NotReady` if the wait timed out.
+    """
+
+    def check(job: Job) -> Job:
+        if job.state is not JobState.READY:
+            raise JobExited(guid, job.status, job.last_error)
+        return job
+
+    def explain(failure: Failure) -> Failure:
+        if failure.check(CancelledError, DeferredTimeout):
+            raise NotReady(f"job {guid} not ready in time")
+        return failure
+
+    return waiting.addCallbacks(check, explain)

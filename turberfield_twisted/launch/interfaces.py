@@ -1,0 +1,108 @@
+"""
+The launcher seam: what every place a worker can run provides.
+
+An :class:`ILauncher` holds everything that differs between places a
+worker can run: whether a module can run there, choosing (and probing) a
+port, the address the worker is reached at, spawning it with its config on
+stdin, and signalling it. What it spawns is an :class:`IWorkerProcess`
+(:class:`ILocalProcess` on this host, :class:`IRemoteProcess` elsewhere),
+whose ``exited()`` tells the lifecycle that the process ended. The local
+launcher (:mod:`.local`), warm forks (:mod:`.warm`) and Slurm job steps
+(:mod:`.slurm`) provide them; :mod:`.router` picks one per module.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Container
+
+from twisted.internet.defer import Deferred
+from zope.interface import Attribute, Interface
+
+from turberfield_twisted.launch.protocol import ExitStatus
+
+#: ``on_line(stream, text)``: one line of a worker's output ("stdout" or "stderr").
+LineSink = Callable[[str, str], None]
+
+__all__ = ["ILauncher", "ILocalProcess", "IRemoteProcess", "IWorkerProcess", "LineSink"]
+
+class IWorkerProcess(Interface):
+    """One running worker, as its launcher started it."""
+
+    pid = Attribute("The worker's pid (None once it is gone, or if it has none here).")
+
+    def exited() -> Deferred[ExitStatus]:
+        """Fire with how the worker ended, once it is reaped and its output read."""
+
+    def listening() -> Deferred[str | None]:
+        """
+        Fire once the worker says it listens (the runtime writes a line on
+        :data:`~turberfield_twisted.contract.READY_FD`, or reports it if it
+        runs elsewhere: see :class:`IRemoteProcess`), with the host it is
+        reached at if it said so, else None; never, if it does not say so.
+        Cancel to stop waiting.
+        """
+
+    def signal(sig: int) -> None:
+        """
+        Send ``sig`` to the worker and whatever it started (its process
+        group), even once the worker itself has been reaped.
+        """
+
+
+class ILocalProcess(IWorkerProcess):
+    """
+    A worker running on this host: its ``pid`` is a local process that
+    leads the worker's process group, so that the daemon may set its
+    resource limits and read its memory and CPU time from ``/proc``.
+    """
+
+
+class IRemoteProcess(IWorkerProcess):
+    """
+    A worker running where the daemon can't hand it a ready fd (a cluster
+    node): it says where it listens over HTTP (``POST
+    /jobs/{guid}/listening``), and its launcher's :meth:`ILauncher.address`
+    is None.
+    """
+
+    def located(host: str, port: int, step: str | None) -> None:
+        """
+        The worker said it listens on ``host``:``port`` (``step``: its
+        Slurm job step, ``JOBID.STEP``, if it runs in one): fire
+        :meth:`~IWorkerProcess.listening` with ``host``. Later reports
+        change nothing.
+        """
+
+
+class ILauncher(Interface):
+    """Starts, reaches and signals worker processes for an Initiator."""
+
+    def check(module: str) -> None:
+        """Raise :class:`UnknownModule` if ``module`` can't be run here."""
+
+    def choose_port(
+        module: str, ports: range, listen_addr: str, prefer: int | None,
+        taken: Container[int],
+    ) -> int:
+        """
+        A port of ``ports`` for a worker of ``module`` that binds
+        ``listen_addr``: ``prefer`` if it is usable, else the lowest usable
+        one; never one in ``taken``. Raise
+        :class:`~turberfield_twisted.errors.NoFreePort` if none is left.
+        """
+
+    def address(module: str, listen_addr: str) -> str | None:
+        """
+        The host to connect to a worker of ``module`` that binds
+        ``listen_addr``; None if only the worker can say (it runs
+        elsewhere: its :meth:`~IWorkerProcess.listening` fires with it).
+        """
+
+    def spawn(
+        module: str, guid: str, port: int, config: bytes, on_line: LineSink
+    ) -> IWorkerProcess:
+        """
+        Start ``python -P -m module --guid guid --port port`` in a session
+        of its own, ``config`` written to its stdin, each output line given
+        to ``on_line``. Raise :class:`SpawnFailed` if it can't.
+        """

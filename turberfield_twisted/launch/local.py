@@ -1,0 +1,276 @@
+"""
+Where a worker runs: the launcher seam.
+
+An :class:`ILauncher` holds everything that differs between places a
+worker can run: whether a module can run there, choosing (and probing) a
+port, the address the worker is reached at, spawning it with its config on
+stdin, and signalling it. What it spawns is an :class:`IWorkerProcess`,
+whose ``exited()`` tells the lifecycle that the process ended.
+
+:class:`LocalLauncher` runs workers on this host with
+``reactor.spawnProcess``. A launcher that forks from a preloaded template,
+or that submits to a cluster, provides the same two interfaces; the
+lifecycle and the Initiator do not change.
+"""
+
+from __future__ import annotations
+
+import importlib.machinery
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+from collections.abc import Callable, Container, Iterable, Mapping
+from typing import Any
+
+from twisted.internet.defer import Deferred
+from twisted.internet.error import ProcessExitedAlready
+from twisted.internet.interfaces import IProcessTransport, IReactorProcess
+from twisted.internet.protocol import ProcessProtocol
+from zope.interface import implementer
+
+from turberfield_twisted.contract import LIFELINE_FD, READY_FD, reachable
+from turberfield_twisted.errors import SpawnFailed, UnknownModule
+from turberfield_twisted.launch.interfaces import ILauncher, ILocalProcess, LineSink
+from turberfield_twisted.launch.ports import free_port, port_in_use
+from turberfield_twisted.launch.protocol import ExitStatus, WorkerProtocol
+
+__all__ = [
+    "LocalLauncher",
+    "LocalProcess",
+    "ProtocolProcess",
+    "spawn_in_session",
+    "valid_module_name",
+    "worker_argv",
+]
+
+_MODULE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
+
+
+
+
+def valid_module_name(module: str) -> bool:
+    """Whether ``module`` is a dotted module name (no path, no option)."""
+    return bool(_MODULE.match(module))
+
+
+def worker_argv(python: str, module: str, guid: str, port: int) -> list[str]:
+    """The worker command line: ``python -P -m MODULE --guid G --port P``."""
+    return [python, "-P", "-m", module, "--guid", guid, "--port", str(port)]
+
+
+def minimal_env(pythonpath: str = "", extra: Mapping[str, str] = {}) -> dict[str, str]:
+    """
+    A worker's environment: PATH, LANG, PYTHONUNBUFFERED, PYTHONPATH if
+    ``pythonpath`` is given, and ``extra``.
+    """
+    return {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "LANG": "C.UTF-8",
+        "PYTHONUNBUFFERED": "1",
+        **({"PYTHONPATH": pythonpath} if pythonpath else {}),
+        **extra,
+    }
+
+
+def spawn_in_session(reactor: Any, protocol: ProcessProtocol, argv: list[str],
+                     setsid: str | None, env: dict[str, str],
+                     child_fds: Mapping[int, int | str], module: str) -> IProcessTransport:
+    """
+    Spawn ``argv`` for a worker of ``module`` with ``protocol``, leading a
+    session of its own through ``setsid(1)`` if given (so that its pid is
+    its process group's from the first instruction). Raise
+    :class:`SpawnFailed` if the system refuses.
+    """
+    executable = argv[0]
+    if setsid:
+        executable, argv = setsid, ["setsid", *argv]
+    try:
+        transport: IProcessTransport = reactor.spawnProcess(
+            protocol, executable, argv, env=env, childFDs=child_fds)
+    except OSError as exc:
+        raise SpawnFailed(f"could not start {module}: {exc.strerror or exc}") from None
+    return transport
+
+
+class ProtocolProcess:
+    """
+    What a worker whose :class:`WorkerProtocol` is ``protocol`` shares,
+    however it was started: its pid (``_group``, the session it leads)
+    until it is reaped, its end, its word that it listens, and signals to
+    its process group.
+    """
+
+    protocol: WorkerProtocol
+    _group: int | None
+
+    @property
+    def pid(self) -> int | None:
+        """The worker's pid until it is reaped."""
+        return None if self.protocol.status is not None else self._group
+
+    def exited(self) -> Deferred[ExitStatus]:
+        """See :meth:`IWorkerProcess.exited`."""
+        return self.protocol.exited()
+
+    def listening(self) -> Deferred[str | None]:
+        """See :meth:`IWorkerProcess.listening`."""
+        return self.protocol.listening()
+
+    def _signal_group(self, sig: int) -> bool:
+        """Send ``sig`` to its group; False if there is no such group (yet)."""
+        try:
+            os.killpg(self._group or 0, sig)
+        except ProcessLookupError:
+            pass  # gone, group and all
+        except PermissionError:
+            return False  # not a group leader (yet)
+        return True
+
+
+@implementer(ILocalProcess)
+class LocalProcess(ProtocolProcess):
+    """
+    A worker spawned on this host: its :class:`WorkerProtocol` and
+    transport. ``process_groups`` signals its whole group (it leads one);
+    without it only the process itself is signalled (fakes in tests).
+    """
+
+    def __init__(self, protocol: WorkerProtocol, transport: IProcessTransport,
+                 process_groups: bool = True):
+        self.protocol = protocol
+        self.transport = transport
+        self.process_groups = process_groups
+        self._group = protocol.pid or getattr(transport, "pid", None)
+
+    def signal(self, sig: int) -> None:
+        """See :meth:`IWorkerProcess.signal`."""
+        if self._group is None:
+            return
+        if self.process_groups and self._signal_group(sig):
+            return
+        try:
+            self.transport.signalProcess(signal.Signals(sig).name[3:])
+        except ProcessExitedAlready:
+            pass
+
+
+_PRINT_PATH = "import json, sys; print(json.dumps(sys.path))"
+
+
+def _worker_path(python: str, env: Mapping[str, str]) -> list[str]:
+    """
+    ``sys.path`` as a worker has it: asked of ``python -P`` in the worker's
+    environment once (about 20 ms), since the daemon's own path may hold
+    what workers don't get (its ``PYTHONPATH``, a test runner's additions).
+    """
+    try:
+        found = subprocess.run([python, "-P", "-c", _PRINT_PATH], env=dict(env),
+                               capture_output=True, timeout=30, check=True)
+        return [str(p) for p in json.loads(found.stdout)]
+    except (OSError, ValueError, subprocess.SubprocessError):
+        return [p for p in sys.path if p]  # the best guess left
+
+
+def _findable(module: str, path: list[str]) -> bool:
+    """Whether dotted ``module`` is found on ``path``, without importing anything."""
+    search = [p for p in path if p]
+    parts = module.split(".")
+    for n, part in enumerate(parts):
+        try:
+            spec = importlib.machinery.PathFinder.find_spec(part, search)
+        except (ImportError, ValueError):
+            return False
+        if spec is None:
+            return False
+        if n < len(parts) - 1:
+            if not spec.submodule_search_locations:
+                return False
+            search = list(spec.submodule_search_locations)
+    return True
+
+
+@implementer(ILauncher)
+class LocalLauncher:
+    """
+    Spawn workers on this host with ``reactor.spawnProcess``, each the
+    leader of its own session (through ``setsid(1)`` where it exists, so
+    the pid is the process group id from the first instruction), with the
+    current interpreter and a minimal environment: ``PATH``, ``LANG``,
+    ``PYTHONUNBUFFERED`` and ``PYTHONPATH`` if ``pythonpath`` is given.
+
+    A port is probed with ``in_use(listen_addr, port)`` before it is
+    handed out.
+    """
+
+    def __init__(
+        self,
+        reactor: IReactorProcess,
+        python: str = sys.executable,
+        pythonpath: str = "",
+        setsid: str | None = shutil.which("setsid"),
+        process_groups: bool = True,
+        in_use: Callable[[str, int], bool] = port_in_use,
+    ):
+        self._reactor: Any = reactor
+        self.python = python
+        self.pythonpath = pythonpath
+        self.setsid = setsid
+        self.process_groups = process_groups
+        self._in_use = in_use
+        self._path: list[str] | None = None
+        self.env = minimal_env(pythonpath)
+
+    def prepare(self, modules: Iterable[str] = ()) -> None:
+        """
+        Ask the interpreter for the workers' path now, at start, so that no
+        :meth:`check` waits on it in the reactor's thread (``modules``: any).
+        """
+        self._path = _worker_path(self.python, self.env)
+
+    def check(self, module: str) -> None:
+        """
+        See :meth:`ILauncher.check`: the module is found where its worker will
+        look: ``pythonpath``, then the interpreter's own path (not the
+        daemon's ``PYTHONPATH`` or working directory, which workers don't
+        get). Nothing is imported.
+        """
+        if not valid_module_name(module):
+            raise UnknownModule(module, "not a dotted module name")
+        if self._path is None:  # not prepared: ask now
+            self.prepare()
+        assert self._path is not None
+        if not _findable(module, self._path):
+            raise UnknownModule(module, "not found on the workers' path (their pythonpath"
+                                        " key and the interpreter's own; not PYTHONPATH)")
+
+    def choose_port(
+        self, module: str, ports: range, listen_addr: str, prefer: int | None,
+        taken: Container[int],
+    ) -> int:
+        """See :meth:`ILauncher.choose_port`: a bind probe on ``listen_addr`` tells free ports."""
+
+        def unusable(port: int) -> bool:
+            return port in taken or self._in_use(listen_addr, port)
+
+        return free_port(ports, unusable, prefer)
+
+    def address(self, module: str, listen_addr: str) -> str:
+        """See :meth:`ILauncher.address`."""
+        return reachable(listen_addr)
+
+    def spawn(
+        self, module: str, guid: str, port: int, config: bytes, on_line: LineSink
+    ) -> LocalProcess:
+        """
+        See :meth:`ILauncher.spawn`: fd 3 of the worker is its lifeline, fd
+        4 the pipe where it says it listens.
+        """
+        protocol = WorkerProtocol(guid, config, on_line, reactor=self._reactor)
+        transport = spawn_in_session(
+            self._reactor, protocol, worker_argv(self.python, module, guid, port), self.setsid,
+            self.env, {0: "w", 1: "r", 2: "r", LIFELINE_FD: "w", READY_FD: "r"}, module)
+        return LocalProcess(protocol, transport, self.process_groups)

@@ -1,0 +1,292 @@
+"""
+The worker runtime: what turns a module holding a Klein app into a worker.
+
+Importing this module installs the asyncio reactor (if no reactor is
+installed yet), so a worker module takes ``Klein`` from here rather than
+from ``klein``, which would install the default reactor first. It defines
+its routes on a class that takes a :class:`WorkerContext` and hands the
+class to :func:`run_worker`::
+
+    from turberfield_twisted.worker import Klein, WorkerContext, run_worker
+
+    class Hello:
+        app = Klein()
+
+        def __init__(self, ctx: WorkerContext):
+            self.ctx = ctx
+
+        @app.route("/")
+        def hello(self, request):
+            return self.ctx.guid
+
+    if __name__ == "__main__":
+        run_worker(Hello)
+
+The runtime reads ``--guid`` and ``--port``, reads the config from stdin,
+serves the app on the section's ``listen_addr`` (default 127.0.0.1) and
+port, adds ``GET /health``, tells the initiator it listens (a line on fd
+4, if that is a pipe; else, as on a cluster node, ``POST
+/jobs/{guid}/listening``), exits on SIGTERM, and exits when its lifeline
+(fd 3, held by the initiator) reaches EOF. Bound beyond loopback, every
+route but ``GET /health`` needs this job's token (the relay sends it).
+While it has a lifeline it waits for its config as long as it takes (the
+initiator writes it at spawn, and a dead initiator ends the lifeline);
+without one (run by hand, or under ``srun``) it gives its stdin
+``config_timeout`` seconds.
+
+``ctx.parent`` (a :class:`~.parent.ParentClient`) posts events to the
+initiator and fetches this job's config from it; its HTTP client (treq) is
+loaded on its first request, so a worker that never calls it never loads
+it. The initiator sends a changed config to ``POST /_proactor/config``
+(with the job's token); the runtime takes it and calls the app object's
+``on_config(section)`` if it has one (``section`` as ``ctx.section``: this
+job's keys, less secrets).
+
+Exit codes: 0 stopped (SIGTERM or lifeline lost); 64 bad arguments; 65
+malformed config or no section for the guid; 66 no config on stdin in time;
+70 the app could not be built; 75 the port could not be bound.
+"""
+
+from __future__ import annotations
+
+# Before klein, whose import would install the default reactor.
+from turberfield_twisted.worker import _asyncio  # noqa: F401
+
+# isort: split
+
+import argparse
+import asyncio
+import gc
+import os
+import stat
+import sys
+from collections.abc import Callable
+from typing import Any, NoReturn
+
+from klein import Klein
+from twisted.internet import endpoints
+from twisted.internet.defer import Deferred
+from twisted.internet.error import CannotListenError
+from twisted.logger import Logger, globalLogBeginner, textFileLogObserver
+from twisted.web.server import Site
+
+from turberfield_twisted.contract import (
+    EXIT_APP,
+    EXIT_CONFIG,
+    EXIT_NO_CONFIG,
+    EXIT_PORT_IN_USE,
+    EXIT_USAGE,
+    LIFELINE_FD,
+    READY_FD,
+    READY_LINE,
+    is_loopback,
+    reachable,
+)
+from turberfield_twisted.errors import ApiError, ConfigError, TransportError
+from turberfield_twisted.worker.app import WorkerApp, WorkerContext
+from turberfield_twisted.worker.parent import ParentClient
+from turberfield_twisted.worker.proactor import Proactor
+from turberfield_twisted.worker.stdin import NoConfigStream
+
+__all__ = ["run_worker"]
+
+log = Logger(namespace="turberfield_twisted.worker")
+
+
+class _Args(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        sys.stderr.write(f"{self.prog}: {message}\n")
+        raise SystemExit(EXIT_USAGE)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """Parse ``--guid G --port P`` (exit 64 on anything else)."""
+    parser = _Args(description="A turberfield-twisted worker.")
+    parser.add_argument("--guid", required=True, help="the job's guid: its config section")
+    parser.add_argument("--port", required=True, type=int, help="the TCP port to serve on")
+    return parser.parse_args(argv)
+
+
+class _Runtime:
+    """Reads the config, builds the :class:`WorkerApp`, serves it, and exits."""
+
+    def __init__(self, reactor: Any, args: argparse.Namespace,
+                 factory: Callable[..., Any] | Klein, config_timeout: float):
+        self.reactor = reactor
+        self.args = args
+        self.factory = factory
+        self.config_timeout = config_timeout
+        self.exit_code = 0
+        self.proactor = Proactor(args, reactor=reactor)
+        self.served = WorkerApp(args.guid, args.port, reactor, self.proactor)
+
+    def fail(self, code: int, message: str, with_traceback: bool = False, **fields: Any) -> None:
+        """Log ``message`` (with the exception handled, if ``with_traceback``); exit ``code``."""
+        (log.failure if with_traceback else log.error)(message, guid=self.args.guid, **fields)
+        self.exit_code = code
+        if self.reactor.running:
+            self.reactor.stop()
+
+    def start(self) -> Deferred[None]:
+        timeout = None if self._watch_lifeline() else self.config_timeout
+        future = asyncio.ensure_future(
+            self.proactor.read_config(sys.stdin, timeout), loop=self.proactor.loop
+        )
+        return Deferred.fromCoroutine(self._serve(Deferred.fromFuture(future)))
+
+    async def _serve(self, config: Deferred[Any]) -> None:
+        guid = self.args.guid
+        try:
+            cfg = await config
+        except TimeoutError:
+            return self.fail(EXIT_NO_CONFIG, "job {guid}: no config on stdin within {timeout}s",
+                             timeout=self.config_timeout)
+        except NoConfigStream as exc:
+            return self.fail(EXIT_NO_CONFIG, "job {guid}: {why}: the config must come on stdin,"
+                                             " from a pipe or a file", why=str(exc))
+        except ConfigError as exc:
+            return self.fail(EXIT_CONFIG, "job {guid}: bad config: {reason}", reason=str(exc))
+        if not cfg.sections() and not cfg.defaults():
+            return self.fail(EXIT_NO_CONFIG, "job {guid}: stdin held no config: the config must"
+                                             " come on stdin, from a pipe or a file")
+        if not cfg.has_section(guid):
+            return self.fail(EXIT_CONFIG, "job {guid}: the config has no section for this job")
+        token = cfg.get(guid, "token", fallback="")
+        try:
+            self.served.build(self.factory, token, self._parent_client(cfg, token))
+        except Exception:
+            return self.fail(EXIT_APP, "job {guid}: the app could not be built",
+                             with_traceback=True)
+        addr = cfg.get(guid, "listen_addr", fallback="127.0.0.1")
+        self.served.guarded = not is_loopback(addr)
+        kind = endpoints.TCP6ServerEndpoint if ":" in addr else endpoints.TCP4ServerEndpoint
+        site = Site(self.served.app.resource())
+        site.noisy = False
+        site.log = lambda request: None  # type: ignore[method-assign]
+        try:
+            await kind(self.reactor, self.args.port, interface=addr).listen(site)
+        except CannotListenError as exc:
+            return self.fail(EXIT_PORT_IN_USE, "job {guid}: cannot listen on {addr}:{port}: {why}",
+                             addr=addr, port=self.args.port, why=str(exc.socketError))
+        log.info("job {guid} listening on {addr}:{port}", guid=guid, addr=addr,
+                 port=self.args.port)
+        parent = self.served.ctx.parent if self.served.ctx is not None else None
+        if not _say_ready() and parent is not None:  # on a cluster node: no ready fd
+            try:
+                await parent.listening(addr, self.args.port, os.environ)
+            except (OSError, ApiError, TransportError) as exc:
+                log.error("job {guid}: could not tell the initiator where it listens: {why}",
+                          guid=guid, why=str(exc))
+        return None
+
+    def _parent_client(self, cfg: Any, token: str) -> ParentClient | None:
+        """A client of the initiator at ``parent_addr``:``parent_port`` (None if port 0)."""
+        guid = self.args.guid
+        try:
+            port = cfg.getint(guid, "parent_port", fallback=0)
+        except ValueError:
+            port = 0
+        if not port:
+            return None
+        addr = cfg.get(guid, "parent_addr", fallback="") or "127.0.0.1"
+        addr = reachable(addr)
+        host = f"[{addr}]" if ":" in addr else addr
+        # No http object: the client builds its own on its first request, so
+        # only a worker that calls its initiator loads treq.
+        parent = ParentClient(None, f"http://{host}:{port}", guid, token, self.reactor)
+        self.reactor.addSystemEventTrigger("before", "shutdown", parent.close)
+        return parent
+
+    def _watch_lifeline(self) -> bool:
+        """Exit when the lifeline reaches EOF; False if there is none."""
+        if not _is_pipe(LIFELINE_FD):
+            return False
+        os.set_inheritable(LIFELINE_FD, False)
+        loop = self.proactor.loop
+        assert loop is not None
+
+        def readable() -> None:
+            try:
+                data = os.read(LIFELINE_FD, 1)
+            except BlockingIOError:
+                return
+            except OSError:
+                data = b""
+            if not data:
+                loop.remove_reader(LIFELINE_FD)
+                log.warn("job {guid}: lifeline lost, the initiator is gone; exiting",
+                         guid=self.args.guid)
+                self.exit_code = 0
+                if self.reactor.running:
+                    self.reactor.stop()
+
+        os.set_blocking(LIFELINE_FD, False)
+        loop.add_reader(LIFELINE_FD, readable)
+        return True
+
+
+def _is_pipe(fd: int) -> bool:
+    try:
+        return stat.S_ISFIFO(os.fstat(fd).st_mode)
+    except OSError:
+        return False
+
+
+def _say_ready() -> bool:
+    """
+    Tell the initiator this worker listens: one line on the ready fd, then
+    close it. False if there is no ready fd.
+    """
+    if not _is_pipe(READY_FD):
+        return False
+    try:
+        os.write(READY_FD, READY_LINE)
+    except OSError:
+        pass  # the initiator polls instead
+    finally:
+        os.close(READY_FD)
+    return True
+
+
+def _become_group_leader() -> None:
+    """Lead a process group of our own if the launcher did not see to it."""
+    try:
+        if os.getpgid(0) != os.getpid():
+            os.setsid()
+    except OSError:
+        pass
+
+
+def run_worker(
+    factory: Callable[[WorkerContext], Any] | Klein,
+    argv: list[str] | None = None,
+    config_timeout: float = 3,
+) -> NoReturn:
+    """
+    Run a worker to the end and exit. ``factory(ctx)`` returns an object
+    whose ``app`` is a Klein app (or a Klein app itself); a Klein app may be
+    passed directly instead of a factory.
+    """
+    args = parse_args(argv)
+    from twisted.internet import reactor as installed
+    from twisted.internet.asyncioreactor import AsyncioSelectorReactor
+
+    reactor: Any = installed
+
+    if not isinstance(reactor, AsyncioSelectorReactor):
+        sys.stderr.write("turberfield_twisted.worker must be imported before klein or treq\n")
+        raise SystemExit(EXIT_APP)
+    observer: Any = textFileLogObserver(sys.stderr)
+    globalLogBeginner.beginLoggingTo([observer], redirectStandardIO=False)
+    _become_group_leader()
+    if _is_pipe(READY_FD):
+        os.set_inheritable(READY_FD, False)  # what the app spawns does not hold it
+    runtime = _Runtime(reactor, args, factory, config_timeout)
+    # Everything imported so far lives as long as the worker: keep it out of
+    # the collector's reach, so that no full collection over hundreds of
+    # modules' objects falls between listening and the first answer.
+    gc.freeze()
+    reactor.callWhenRunning(runtime.start)
+    reactor.run()
+    raise SystemExit(runtime.exit_code)
