@@ -284,7 +284,7 @@ def _check_declared(cfg: configparser.ConfigParser, header: str, guid: str,
     """A ``[job:NAME]`` section, checked as a launch of its module would be."""
     section = Section.of(cfg, header, inherit=False)
     name = header[len(JOB_PREFIX):]
-    if not GUID.match(name):
+    if not GUID.accepts(name):
         raise section.error(None, "names a job whose guid is not 1 to 64 letters, digits,"
                                   " '_', '.' or '-' (starting with a letter or digit)")
     if name == guid or (cfg.has_section(name) and name not in skip):
@@ -295,7 +295,7 @@ def _check_declared(cfg: configparser.ConfigParser, header: str, guid: str,
     if module not in modules:
         raise section.error("module", "names a module that has no config section")
     session = section.text("session") if section.has("session") else None
-    if session is not None and not SESSION.match(session):
+    if session is not None and not SESSION.accepts(session):
         raise section.error("session", "must be at most 256 characters, without control"
                                        " characters or '$'")
     overrides = {}

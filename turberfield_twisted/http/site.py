@@ -22,8 +22,7 @@ __all__ = ["ApiSite", "RelayFirst"]
 
 #: A relayed path that can skip the router: a plain guid, the proxy prefix, anything.
 _RELAYED = re.compile(
-    rb"^/jobs/(" + GUID.pattern.removeprefix("^").removesuffix("$").encode("ascii")
-    + rb")/proxy(?:/|$)")
+    rb"/jobs/(" + GUID.core.encode("ascii") + rb")/proxy(?:/|\Z)")
 
 
 class RelayFirst(Resource):

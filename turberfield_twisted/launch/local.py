@@ -18,7 +18,6 @@ from __future__ import annotations
 import importlib.machinery
 import json
 import os
-import re
 import shutil
 import signal
 import subprocess
@@ -32,6 +31,7 @@ from twisted.internet.interfaces import IProcessTransport, IReactorProcess
 from twisted.internet.protocol import ProcessProtocol
 from zope.interface import implementer
 
+from turberfield_twisted.config.names import MODULE
 from turberfield_twisted.contract import LIFELINE_FD, READY_FD, reachable
 from turberfield_twisted.errors import SpawnFailed, UnknownModule
 from turberfield_twisted.launch.interfaces import ILauncher, ILocalProcess, LineSink
@@ -47,14 +47,10 @@ __all__ = [
     "worker_argv",
 ]
 
-_MODULE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
-
-
-
 
 def valid_module_name(module: str) -> bool:
     """Whether ``module`` is a dotted module name (no path, no option)."""
-    return bool(_MODULE.match(module))
+    return MODULE.accepts(module)
 
 
 def worker_argv(python: str, module: str, guid: str, port: int) -> list[str]:
