@@ -62,7 +62,7 @@ def _answered_error(log: Logger, request: Any, failure: Failure) -> bytes:
 
 
 def _finish(request: Any, body: bytes) -> None:
-    if request.finished or request._disconnected:
+    if request.finished or request.channel is None:  # answered, or the caller went away
         return
     if body:
         request.write(body)
