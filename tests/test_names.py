@@ -54,7 +54,7 @@ def test_a_name_has_no_match_to_misuse():
 
 @pytest_twisted.async_yield_fixture
 async def api(reactor: Any, start_initiator: Any) -> Any:
-    """A real initiator (demo module, its greeting overridable) behind a ControlAPI on a real port."""
+    """A real initiator (the demo, greeting overridable) behind a ControlAPI on a real port."""
     running = await start_initiator({DEMO: {"greeting": "hello", "overridable": "greeting"}},
                                     reactor=reactor)
     hooks = HookDispatcher(reactor, running.init.http)

@@ -106,12 +106,12 @@ async def test_a_location_off_the_workers_origin_is_not_relayed(api, logged, rea
         ("http://other.example/x", None),
         ("//other.example/x", None),
         ("https:other.example", None),
-        ("https://127.0.0.1:%d/x" % port, None),  # another scheme
-        ("http://127.0.0.1:%d/x" % (port + 1), None),  # another port
+        (f"https://127.0.0.1:{port}/x", None),  # another scheme
+        (f"http://127.0.0.1:{port + 1}/x", None),  # another port
         ("/%2e%2e/%2e%2e/health", None),  # an escaped way out of the proxy
         ("/x?y=1", f"{under}/x?y=1"),
-        ("http://127.0.0.1:%d/a/b?c=1#d" % port, f"{under}/a/b?c=1#d"),
-        ("HTTP://127.0.0.1:%d" % port, f"{under}/"),
+        (f"http://127.0.0.1:{port}/a/b?c=1#d", f"{under}/a/b?c=1#d"),
+        (f"HTTP://127.0.0.1:{port}", f"{under}/"),
         ("next", f"{under}/dir/next"),
         ("../../../../up", f"{under}/up"),
     ]

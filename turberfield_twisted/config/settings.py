@@ -93,6 +93,7 @@ class InitiatorSettings:
     max_exited: int = 1000
     max_body: int = 1048576
     relay_timeout: float = 30.0
+    read_timeout: float = 60.0
     hook_allow: tuple[Network, ...] = _LOOPBACK
     pythonpath: str = ""
     max_starting: int = attrs.field(factory=_cpu_count)
@@ -179,6 +180,7 @@ _INITIATOR_READERS: Mapping[str, Reader] = {
     "max_exited": whole(0),
     "max_body": whole(1),
     "relay_timeout": SECONDS,
+    "read_timeout": SECONDS,
     "hook_allow": networks,
     "pythonpath": str,
     "max_starting": whole(1),
