@@ -253,7 +253,6 @@ def _check_module(cfg: configparser.ConfigParser, name: str) -> ModuleSettings:
     found = ModuleSettings(name=name, policy=policy,
                            limits=Limits(**section.read(_LIMIT_READERS)),
                            **section.read(_MODULE_READERS))
-    _no_rlimits_if_warm(section, found.warm, found.limits)
     if found.launcher == "slurm":
         if found.warm:
             raise section.error("warm", "can't be true for a module whose workers Slurm runs"
@@ -262,14 +261,6 @@ def _check_module(cfg: configparser.ConfigParser, name: str) -> ModuleSettings:
     elif found.slurm_args:
         raise section.error("slurm_args", "is set, but the module's launcher is not slurm")
     return found
-
-
-def _no_rlimits_if_warm(section: Section, warm: bool, limits: Limits) -> None:
-    """A warm worker is forked by its template, after any spawn: its rlimits can't be set."""
-    if warm and limits.rlimits():
-        key = "max_open_files" if limits.max_open_files is not None else "max_cpu_seconds"
-        raise section.error(key, "can't be set on the workers of a warm module (forked by"
-                                 " their template, not spawned): set warm = false")
 
 
 def _no_limits_on_slurm(section: Section, limits: Limits) -> None:
@@ -314,7 +305,6 @@ def _check_declared(cfg: configparser.ConfigParser, header: str, guid: str,
                                      " most 4096 characters") from None
     requires = names(section.text("requires")) if section.has("requires") else ()
     limits = Limits(**section.read(_LIMIT_READERS))
-    _no_rlimits_if_warm(section, modules[module].warm, limits)
     if modules[module].launcher == "slurm":
         _no_limits_on_slurm(section, limits)
     return DeclaredJob(name=name, module=module, session=session, overrides=overrides,
