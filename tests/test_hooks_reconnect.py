@@ -120,6 +120,27 @@ def test_a_delivery_through_wakes_the_other_hooks_of_its_receiver():
     assert rows["http://127.0.0.1:9001/c"]["delivered"] == 0
 
 
+def test_a_hook_its_receiver_answered_with_an_error_keeps_its_backoff():
+    """A hook whose last try got HTTP 503 is not woken by another hook's delivery to the
+    same receiver: the receiver is up, and said no (no retries at the other's rate)."""
+    hooks, http, clock = make()
+    hooks.add(f"{URL}/bad", ["exited"])
+    hooks.publish(event(0, "exited"))
+    next(d for u, d in http.calls if u == f"{URL}/bad").callback(_Status(503))
+    hooks.add(f"{URL}/ok", ["ready"])
+    hooks.publish(event(1, "ready"))
+    http.answer(f"{URL}/ok")
+    assert http.pending() == [] and len(clock.getDelayedCalls()) == 1
+
+
+class _Status:
+    def __init__(self, code: int):
+        self.code = code
+
+    def content(self) -> Deferred[bytes]:
+        return succeed(b"")
+
+
 # -- with a real receiver ------------------------------------------------------------
 
 

@@ -11,7 +11,9 @@ A try that meets a pooled connection the receiver had closed (as an
 HTTP/1.0 receiver does after every answer) is no failure: it goes again at
 once on a new connection, and is not counted in ``failed_attempts``. Once a
 delivery to a receiver (scheme, host and port) gets through, every hook of
-that receiver waiting out a retry sends at once: the receiver is back.
+that receiver waiting out a retry after no answer at all (refused, timed
+out) sends at once: the receiver is back. One that got an HTTP error keeps
+its backoff: its receiver answers, and said no.
 
 Given a :class:`~turberfield_twisted.daemon.store.Store`, the dispatcher keeps in
 it every subscription (with its secret and its last ``seq``) and every
@@ -319,14 +321,14 @@ class HookDispatcher:
         elif isinstance(result, Failure):
             name = result.type.__name__ if result.type is not None else "error"
             reason = f"{name}: {result.getErrorMessage()}"[:200]
-            self._failed(hook, item, reason)
+            self._failed(hook, item, reason, unreachable=True)
         elif 200 <= result < 300:
             hook.delivered += 1
             self._done_with(hook, item)
             self.log.debug("hook {hook_id} delivered {seq}", hook_id=hook.id, seq=item.seq)
             self._wake(hook)
         elif result in (408, 429) or result >= 500:
-            self._failed(hook, item, f"HTTP {result}")
+            self._failed(hook, item, f"HTTP {result}", unreachable=False)
         else:
             hook.dropped += 1
             self._done_with(hook, item)
@@ -341,8 +343,10 @@ class HookDispatcher:
         if self._store is not None:
             self._keep(self._store.done, hook.id, item.seq)
 
-    def _failed(self, hook: Subscription, item: Delivery, reason: str) -> None:
+    def _failed(self, hook: Subscription, item: Delivery, reason: str,
+                unreachable: bool) -> None:
         hook.failed_attempts += 1
+        hook.unreachable = unreachable
         delay = self.backoff(hook.attempts)
         hook.attempts += 1
         hook.retry = self._reactor.callLater(delay, self._retry, hook)
@@ -357,10 +361,14 @@ class HookDispatcher:
         self._pump(hook)
 
     def _wake(self, through: Subscription) -> None:
-        """A delivery of ``through`` got through: its receiver's other hooks retry now."""
+        """
+        A delivery of ``through`` got through: its receiver's other hooks that
+        found it unreachable retry now.
+        """
         origin = _origin(through.url)
         for hook in builtins.list(self._hooks.values()):
-            if hook is through or hook.retry is None or _origin(hook.url) != origin:
+            if (hook is through or hook.retry is None or not hook.unreachable
+                    or _origin(hook.url) != origin):
                 continue
             if hook.retry.active():
                 hook.retry.cancel()
