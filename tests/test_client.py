@@ -60,12 +60,15 @@ class Down(Resource):
 
 
 class World:
-    """An Initiator with a ControlAPI and a client of it, all in memory."""
+    """
+    An Initiator with a ControlAPI and a client of it, all in memory; its workers are
+    ``workers`` (a resource: by default a FakeWorker's app).
+    """
 
-    def __init__(self):
+    def __init__(self, workers=None):
         self.reactor = FakeProcessReactor()
         launcher = LocalLauncher(self.reactor, python="/py", setsid=None, process_groups=False)
-        worker_http = StubTreq(FakeWorker().app.resource())
+        worker_http = StubTreq(workers or FakeWorker().app.resource())
         self.initiator = Initiator(None, guid="init", cfg=initiator_config(23000, 23009),
                                    reactor=self.reactor, launcher=launcher, http=worker_http)
         self.hooks = HookDispatcher(self.reactor, worker_http)
@@ -173,9 +176,9 @@ async def test_send_relays_to_the_worker_and_returns_any_status(world):
 
 
 @pytest_twisted.ensureDeferred
-async def test_update_config_changes_a_starting_job(world):
+async def test_update_config_changes_a_starting_job():
     """PATCH config: allowed keys land in the job's overrides; others are 403."""
-    world.initiator.http = StubTreq(Down())  # never healthy: the job stays starting
+    world = World(Down())  # never healthy: the job stays starting
     guid = (await world.client.launch(DEMO))["guid"]
     assert world.initiator.job(guid).state == "starting"
     patched = Deferred.fromCoroutine(world.client.update_config(guid, {"greeting": "hej"}))

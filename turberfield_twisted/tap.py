@@ -290,8 +290,8 @@ def makeService(options: Options) -> IService:
     guid = options["guid"]
     own = options["settings"].initiator
     state, store, kept_hooks = _open_state(options["state-dir"], own.store_sync)
-    initiator = Initiator(options, cfg=cfg, guid=guid, reactor=reactor, store=store)
-    initiator.reconfigure(cfg, options["settings"])  # checked in postOptions: not again
+    initiator = Initiator(options, cfg=cfg, settings=options["settings"],  # checked already
+                          guid=guid, reactor=reactor, store=store)
     token = cfg.get(guid, "admin_token", fallback="") or secrets.token_urlsafe(32)
     state.write_private(TOKEN_FILE, token + "\n")
     Logger().info("admin token written to {path}", path=str(state.path / TOKEN_FILE))

@@ -17,7 +17,6 @@ asyncio reactor is installed (``tap.makeService`` does so lazily).
 
 from __future__ import annotations
 
-from configparser import DEFAULTSECT
 from typing import Any
 
 from klein.resource import KleinResource
@@ -26,7 +25,6 @@ from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 from twisted.web.server import Site
 
-from turberfield_twisted.configtext import redact, section_items
 from turberfield_twisted.dashboard import Dashboard
 from turberfield_twisted.errors import ApiError
 from turberfield_twisted.http import openapi
@@ -314,11 +312,7 @@ class ControlAPI:
     def job_config(self, request: Any, guid: str) -> bytes:
         """A job's own config, less secrets; that job's token only."""
         self._job_caller(request, guid)
-        cfg = self.initiator.cfg
-        default = {key: cfg.get(DEFAULTSECT, key) for key in cfg.defaults()}
-        section = section_items(cfg, guid) if cfg.has_section(guid) else {}
-        return json_response(request, 200, {"guid": guid, "default": redact(default),
-                                            "section": redact(section)})
+        return json_response(request, 200, {"guid": guid, **self.initiator.config_view(guid)})
 
     @app.route("/jobs/<guid>/events", methods=["POST"])
     def worker_event(self, request: Any, guid: str) -> bytes:

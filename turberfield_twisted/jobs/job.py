@@ -21,6 +21,7 @@ from twisted.internet.interfaces import IDelayedCall
 from turberfield_twisted.configtext import redact
 from turberfield_twisted.contract import ENDED, JobState
 from turberfield_twisted.jobs.supervision import RestartTracker
+from turberfield_twisted.launch.interfaces import IWorkerProcess
 from turberfield_twisted.launch.protocol import ExitStatus, OutputTail
 
 if TYPE_CHECKING:
@@ -122,7 +123,7 @@ class Job:
     port: int
     session: str | None
     module: str
-    process: Any = None
+    process: IWorkerProcess | None = None
     token: str = attrs.field(default="", repr=False)
     host: str = "127.0.0.1"
     state: JobState = JobState.WAITING
@@ -136,7 +137,9 @@ class Job:
     busy_ports: set[int] = attrs.field(factory=set, repr=False)
     timed_out: bool = False
     calls: dict[str, IDelayedCall] = attrs.field(factory=dict, repr=False)
-    readiness: Deferred[None] | None = attrs.field(default=None, repr=False)
+    #: What its start waits on: the worker's word that it listens, or its health check.
+    readiness: Deferred[str | None] | Deferred[None] | None = attrs.field(default=None,
+                                                                          repr=False)
     wanted: Wanted = Wanted.RUNNING
     declared: bool = False
     requires: tuple[str, ...] = ()
@@ -144,6 +147,9 @@ class Job:
     limit_hit: str | None = None
     #: Start it again as soon as it has stopped (an operator's restart of a running job).
     again: bool = False
+    #: Its module section's keys (resolved) as its worker was last started with them;
+    #: None while it has no run (not started yet, or ended).
+    module_keys: dict[str, str] | None = attrs.field(default=None, repr=False)
 
     def url(self, path: str = "") -> str:
         """``http://HOST:PORT`` + ``path``: where this job's worker listens (IPv6 bracketed)."""
@@ -153,7 +159,7 @@ class Job:
     @property
     def pid(self) -> int | None:
         """The worker's pid while it has a process."""
-        return getattr(self.process, "pid", None)
+        return None if self.process is None else self.process.pid
 
     def event(self, time: float, kind: EventKind = EventKind.STATE, name: str | None = None,
               data: Any = None) -> JobEvent:

@@ -1,16 +1,11 @@
 """
-Where a worker runs: the launcher seam.
-
-An :class:`ILauncher` holds everything that differs between places a
-worker can run: whether a module can run there, choosing (and probing) a
-port, the address the worker is reached at, spawning it with its config on
-stdin, and signalling it. What it spawns is an :class:`IWorkerProcess`,
-whose ``exited()`` tells the lifecycle that the process ended.
-
-:class:`LocalLauncher` runs workers on this host with
-``reactor.spawnProcess``. A launcher that forks from a preloaded template,
-or that submits to a cluster, provides the same two interfaces; the
-lifecycle and the Initiator do not change.
+Workers on this host, started cold: :class:`LocalLauncher` runs ``python
+-P -m MODULE --guid G --port P`` with ``reactor.spawnProcess``, each the
+leader of a session of its own, its config on stdin, its lifeline on fd 3
+and its ready fd on 4; :class:`LocalProcess` is such a worker as the
+lifecycle sees it. The pieces a warm or a Slurm launcher shares with it
+(the command line, the environment, spawning in a session, a process
+that ends and is signalled by group) are here too.
 """
 
 from __future__ import annotations
@@ -23,10 +18,10 @@ import shutil
 import signal
 import subprocess
 import sys
-from collections.abc import Callable, Container, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, succeed
 from twisted.internet.error import ProcessExitedAlready
 from twisted.internet.interfaces import IProcessTransport, IReactorProcess
 from twisted.internet.protocol import ProcessProtocol
@@ -35,7 +30,7 @@ from zope.interface import implementer
 from turberfield_twisted.contract import LIFELINE_FD, READY_FD, reachable
 from turberfield_twisted.errors import SpawnFailed, UnknownModule
 from turberfield_twisted.launch.interfaces import ILauncher, ILocalProcess, LineSink
-from turberfield_twisted.launch.ports import free_port, port_in_use
+from turberfield_twisted.launch.ports import port_in_use
 from turberfield_twisted.launch.protocol import ExitStatus, WorkerProtocol
 
 __all__ = [
@@ -231,6 +226,16 @@ class LocalLauncher:
         """
         self._path = _worker_path(self.python, self.env)
 
+    def reload(self, modules: Iterable[str] = ()) -> None:
+        """
+        See :meth:`ILauncher.reload`: nothing to drop (the workers' path
+        depends on ``pythonpath``, which takes a restart of the daemon).
+        """
+
+    def close(self) -> Deferred[None]:
+        """See :meth:`ILauncher.close`: a cold launcher holds nothing open."""
+        return succeed(None)
+
     def check(self, module: str) -> None:
         """
         See :meth:`ILauncher.check`: the module is found where its worker will
@@ -247,16 +252,9 @@ class LocalLauncher:
             raise UnknownModule(module, "not found on the workers' path (their pythonpath"
                                         " key and the interpreter's own; not PYTHONPATH)")
 
-    def choose_port(
-        self, module: str, ports: range, listen_addr: str, prefer: int | None,
-        taken: Container[int],
-    ) -> int:
-        """See :meth:`ILauncher.choose_port`: a bind probe on ``listen_addr`` tells free ports."""
-
-        def unusable(port: int) -> bool:
-            return port in taken or self._in_use(listen_addr, port)
-
-        return free_port(ports, unusable, prefer)
+    def port_in_use(self, module: str, listen_addr: str, port: int) -> bool:
+        """See :meth:`ILauncher.port_in_use`: a bind probe on ``listen_addr``."""
+        return self._in_use(listen_addr, port)
 
     def address(self, module: str, listen_addr: str) -> str:
         """See :meth:`ILauncher.address`."""
