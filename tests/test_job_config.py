@@ -8,8 +8,8 @@ from __future__ import annotations
 import configparser
 
 import pytest_twisted
-from treq.testing import StubTreq
 from test_worker_messaging import FakeWorker
+from treq.testing import StubTreq
 
 from turberfield_twisted import Initiator, LocalLauncher
 from turberfield_twisted.configtext import parse_config
