@@ -25,11 +25,12 @@ from typing import TYPE_CHECKING, Any, Protocol, cast
 from twisted.internet.defer import CancelledError, Deferred, succeed
 from twisted.internet.defer import TimeoutError as DeferredTimeout
 from twisted.internet.error import ConnectError, ConnectionLost
-from twisted.internet.interfaces import IProtocol, IReactorTCP, IReactorTime
+from twisted.internet.interfaces import IProtocol, IReactorTime
 from twisted.logger import Logger
 
 from turberfield_twisted.contract import bearer_header, config_path, events_path, listening_path
 from turberfield_twisted.errors import ApiError, TransportError
+from turberfield_twisted.worker.reactor import IClientReactor
 
 if TYPE_CHECKING:
     from twisted.web.client import HTTPConnectionPool
@@ -79,7 +80,7 @@ class HttpClient(Protocol):
     def get(self, url: str, **kwargs: Any) -> Deferred[HttpResponse]: ...
 
 
-def make_http(reactor: IReactorTCP, persistent: bool = True
+def make_http(reactor: IClientReactor, persistent: bool = True
               ) -> tuple[HttpClient, HTTPConnectionPool]:
     """
     A treq ``HTTPClient`` on one ``HTTPConnectionPool`` of ``reactor``,
@@ -162,7 +163,7 @@ class JsonClient:
 
     log = Logger()
 
-    def __init__(self, http: HttpClient | None, url: str, token: str, reactor: IReactorTime,
+    def __init__(self, http: HttpClient | None, url: str, token: str, reactor: IClientReactor,
                  timeout: float = 10.0):
         self._http = http
         self._pool: HTTPConnectionPool | None = None
@@ -178,7 +179,7 @@ class JsonClient:
     def http(self) -> HttpClient:
         """The treq-like client: the one given, or one built now on first use."""
         if self._http is None:
-            self._http, self._pool = make_http(cast(IReactorTCP, self.reactor))
+            self._http, self._pool = make_http(self.reactor)
         return self._http
 
     def close(self) -> Deferred[None]:
@@ -240,7 +241,7 @@ class ParentClient(JsonClient):
     """
 
     def __init__(self, http: HttpClient | None, url: str, guid: str, token: str,
-                 reactor: IReactorTime, timeout: float = 10.0):
+                 reactor: IClientReactor, timeout: float = 10.0):
         super().__init__(http, url, token, reactor, timeout)
         self.guid = guid
 

@@ -9,13 +9,10 @@ needs only :class:`Proactor`, never loads the daemon's code).
 from __future__ import annotations
 
 import asyncio
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, Any
 
 from turberfield_twisted.configtext import make_config
 from turberfield_twisted.worker.stdin import read_stream
-
-if TYPE_CHECKING:
-    pass
 
 __all__ = ["Proactor"]
 
@@ -40,6 +37,9 @@ class Proactor:
             reactor = _global_reactor
         self.reactor: Any = reactor
         if loop is None:
+            # The asyncio reactor has no public way to give its loop (asyncio's current
+            # loop is it only if whoever installed the reactor made it so); a reactor
+            # of another kind has none. Checked on Twisted 26.10.0; used here only.
             loop = getattr(reactor, "_asyncioEventloop", None)
         self.loop = loop
         self.cfg = kwargs.pop("cfg", None) or make_config()

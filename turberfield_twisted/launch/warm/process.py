@@ -71,6 +71,10 @@ class WarmProcess(ProtocolProcess):
 
     def attach(self, stdin: int, stdout: int, stderr: int, ready: int) -> None:
         """Read and write the daemon's ends of the worker's pipes; write its config."""
+        # Twisted's own pipe ends of a spawned process (twisted.internet.process,
+        # documented as "use reactor.spawnProcess() instead"): no public API takes
+        # pipes that another process (the template) made the child with. Checked on
+        # Twisted 26.10.0; used here only.
         self._pipes = {
             0: ProcessWriter(self._reactor, self, 0, stdin),
             1: ProcessReader(self._reactor, self, 1, stdout),
