@@ -200,7 +200,7 @@ class Initiator(JobTable, Proactor, Service):
             raise
         return job
 
-    def admit(self, module: str, config: Any) -> tuple[RestartTracker, dict[str, str]]:
+    def admit(self, module: str, config: object) -> tuple[RestartTracker, dict[str, str]]:
         """:meth:`runnable`, and ``config`` checked as its overrides (raise as :meth:`launch`)."""
         return self.runnable(module), check_overrides(self.cfg, module, config)
 
@@ -289,7 +289,7 @@ class Initiator(JobTable, Proactor, Service):
         self.log.info("job {guid} event {name}", guid=guid, name=name)
         self._emit(job.event(self.reactor.seconds(), EventKind.WORKER, name, data))
 
-    def update_config(self, guid: str, changes: Any, timeout: float = 10.0) -> Deferred[Job]:
+    def update_config(self, guid: str, changes: object, timeout: float = 10.0) -> Deferred[Job]:
         """Change a job's overridable keys, live: see :func:`.live_config.update_config`."""
 
         async def push(job: Job) -> None:
@@ -321,7 +321,7 @@ class Initiator(JobTable, Proactor, Service):
         stops = [self.stop(guid, operator=False) for guid, job in list(self.workers.items())
                  if job.state not in ENDED]
 
-        def close(_: object) -> Deferred[Any]:  # the pools, and the launcher's templates
+        def close(_: object) -> Deferred[list[tuple[bool, None]]]:  # pools, templates
             return DeferredList([self.launcher.close(),
                                  *(pool.closeCachedConnections() for pool in self._pools)])
 

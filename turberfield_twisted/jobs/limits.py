@@ -21,25 +21,27 @@ from __future__ import annotations
 
 import resource
 from collections.abc import Callable, Collection, Iterable
-from typing import Any
 
+from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
 from turberfield_twisted.config.policy import Limits
 from turberfield_twisted.jobs.job import LIVE, Job
 from turberfield_twisted.jobs.procstat import group_stats
-from turberfield_twisted.launch.interfaces import ILocalProcess
+from turberfield_twisted.launch.interfaces import ILocalProcess, IWorkerProcess
 
 __all__ = ["MemoryWatch", "apply_rlimits", "local_pid"]
 
-def local_pid(process: Any) -> int | None:
+def local_pid(process: IWorkerProcess | None) -> int | None:
     """The pid of a worker ``process`` that runs on this host (an ILocalProcess), else None."""
-    pid = getattr(process, "pid", None)
-    return pid if pid is not None and ILocalProcess.providedBy(process) else None
+    if process is None or not ILocalProcess.providedBy(process):
+        return None
+    pid: int | None = process.pid
+    return pid
 
 
-def apply_rlimits(process: Any, limits: Limits) -> str | None:
+def apply_rlimits(process: IWorkerProcess, limits: Limits) -> str | None:
     """
     Set ``limits``' rlimits on a just-spawned local worker ``process`` (an
     :class:`~.launcher.ILocalProcess`; others are left alone). Return None,
@@ -73,7 +75,7 @@ class MemoryWatch:
 
     log = Logger()
 
-    def __init__(self, reactor: Any, jobs: Callable[[], Iterable[Job]],
+    def __init__(self, reactor: IReactorTime, jobs: Callable[[], Iterable[Job]],
                  over: Callable[[Job, str], None], interval: Callable[[], float],
                  sample: Callable[[Collection[int]], dict[int, int]] = _rss):
         self._jobs = jobs

@@ -7,9 +7,9 @@ jobs one requires are ready). The Initiator is one.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from typing import Any
 
 from twisted.internet.defer import Deferred, succeed
+from twisted.internet.interfaces import IReactorTime
 
 from turberfield_twisted.errors import UnknownJob
 from turberfield_twisted.jobs.job import ENDED, Job, JobEvent, JobState, OutputLine
@@ -20,7 +20,7 @@ __all__ = ["JobTable"]
 class JobTable:
     """Jobs by guid and the observers of their events; timeouts on ``reactor``."""
 
-    reactor: Any
+    reactor: IReactorTime
 
     def __init__(self) -> None:
         #: Every job, by guid (ended ones too, up to ``max_exited``).

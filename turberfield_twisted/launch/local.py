@@ -19,7 +19,6 @@ import signal
 import subprocess
 import sys
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any
 
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.error import ProcessExitedAlready
@@ -32,6 +31,7 @@ from turberfield_twisted.errors import SpawnFailed, UnknownModule
 from turberfield_twisted.launch.interfaces import ILauncher, ILocalProcess, LineSink
 from turberfield_twisted.launch.ports import port_in_use
 from turberfield_twisted.launch.protocol import ExitStatus, WorkerProtocol
+from turberfield_twisted.launch.reactor import IDaemonReactor
 
 __all__ = [
     "LocalLauncher",
@@ -71,7 +71,7 @@ def minimal_env(pythonpath: str = "", extra: Mapping[str, str] = {}) -> dict[str
     }
 
 
-def spawn_in_session(reactor: Any, protocol: ProcessProtocol, argv: list[str],
+def spawn_in_session(reactor: IReactorProcess, protocol: ProcessProtocol, argv: list[str],
                      setsid: str | None, env: dict[str, str],
                      child_fds: Mapping[int, int | str], module: str) -> IProcessTransport:
     """
@@ -203,14 +203,14 @@ class LocalLauncher:
 
     def __init__(
         self,
-        reactor: IReactorProcess,
+        reactor: IDaemonReactor,
         python: str = sys.executable,
         pythonpath: str = "",
         setsid: str | None = shutil.which("setsid"),
         process_groups: bool = True,
         in_use: Callable[[str, int], bool] = port_in_use,
     ):
-        self._reactor: Any = reactor
+        self._reactor = reactor
         self.python = python
         self.pythonpath = pythonpath
         self.setsid = setsid

@@ -15,6 +15,7 @@ load it until its app calls the initiator.
 from __future__ import annotations
 
 import ipaddress
+from typing import TYPE_CHECKING
 
 from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import (
@@ -35,7 +36,8 @@ from twisted.web.error import SchemeNotSupported
 from twisted.web.iweb import IAgent, IAgentEndpointFactory
 from zope.interface import implementer
 
-from turberfield_twisted.worker.reactor import IClientReactor
+if TYPE_CHECKING:
+    from turberfield_twisted.worker.reactor import IClientReactor
 
 __all__ = ["LiteralIPEndpoints", "QuietEndpoint", "client_endpoint", "make_agent", "quiet_pool"]
 

@@ -30,11 +30,12 @@ from twisted.logger import Logger
 
 from turberfield_twisted.contract import bearer_header, config_path, events_path, listening_path
 from turberfield_twisted.errors import ApiError, TransportError
-from turberfield_twisted.worker.reactor import IClientReactor
 
 if TYPE_CHECKING:
     from twisted.web.client import HTTPConnectionPool
     from twisted.web.http_headers import Headers
+
+    from turberfield_twisted.worker.reactor import IClientReactor
 
 __all__ = [
     "MAX_MESSAGE",
@@ -272,7 +273,7 @@ class ParentClient(JsonClient):
 
 
 def listening_host(listen_addr: str, env: Mapping[str, str],
-                   resolve: Callable[..., list[tuple[Any, ...]]] = socket.getaddrinfo) -> str:
+                   resolve: Callable[..., Any] = socket.getaddrinfo) -> str:
     """
     The IP address where a worker bound to ``listen_addr`` is reached from
     elsewhere: ``listen_addr`` itself if it is one address, else what this

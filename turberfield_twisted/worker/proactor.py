@@ -9,10 +9,14 @@ needs only :class:`Proactor`, never loads the daemon's code).
 from __future__ import annotations
 
 import asyncio
-from typing import IO, Any
+from configparser import ConfigParser
+from typing import IO, TYPE_CHECKING, Any
 
 from turberfield_twisted.configtext import make_config
 from turberfield_twisted.worker.stdin import read_stream
+
+if TYPE_CHECKING:
+    from turberfield_twisted.worker.reactor import IClientReactor
 
 __all__ = ["Proactor"]
 
@@ -35,7 +39,7 @@ class Proactor:
             from twisted.internet import reactor as _global_reactor
 
             reactor = _global_reactor
-        self.reactor: Any = reactor
+        self.reactor: IClientReactor = reactor
         if loop is None:
             # The asyncio reactor has no public way to give its loop (asyncio's current
             # loop is it only if whoever installed the reactor made it so); a reactor
@@ -46,7 +50,7 @@ class Proactor:
         if kwargs:
             raise TypeError(f"unexpected keyword arguments: {', '.join(sorted(kwargs))}")
 
-    async def read_config(self, fObj: IO[Any], timeout: float | None = 3) -> Any:
+    async def read_config(self, fObj: IO[Any], timeout: float | None = 3) -> ConfigParser:
         """
         Read this object's config from ``fObj`` (e.g. stdin) up to EOF on the
         event loop, store it as ``cfg`` and return it.

@@ -34,7 +34,9 @@ import stat
 import subprocess
 import sys
 import time
-from typing import Any, NoReturn
+from collections.abc import Callable
+from types import FrameType
+from typing import NoReturn
 
 from turberfield_twisted.contract import LIFELINE_FD
 
@@ -85,7 +87,7 @@ def _ended(lifeline: int) -> bool:
         return True
 
 
-def _term_when_orphaned(guard: int) -> Any:
+def _term_when_orphaned(guard: int) -> Callable[[], None]:
     """What ``srun`` runs before its exec: SIGTERM to it when the guard dies."""
     libc = ctypes.CDLL(None, use_errno=True)
 
@@ -115,7 +117,7 @@ def main(argv: list[str]) -> NoReturn:
     signal.set_wakeup_fd(wake_w)
     asked: list[str] = []
 
-    def ending(signum: int, frame: Any) -> None:
+    def ending(signum: int, frame: FrameType | None) -> None:
         asked.append(signal.Signals(signum).name)
 
     signal.signal(signal.SIGCHLD, lambda signum, frame: None)

@@ -28,11 +28,10 @@ import shutil
 import signal
 import sys
 from collections.abc import Callable
-from typing import Any
 
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.error import ProcessExitedAlready
-from twisted.internet.interfaces import IProcessTransport
+from twisted.internet.interfaces import IProcessTransport, IReactorProcess
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
@@ -48,6 +47,7 @@ from turberfield_twisted.launch.local import (
     worker_argv,
 )
 from turberfield_twisted.launch.protocol import Once, WorkerProtocol
+from turberfield_twisted.launch.reactor import IDaemonReactor
 
 __all__ = ["CommandRunner", "SlurmLauncher", "SlurmProcess", "run_command", "srun_argv"]
 
@@ -60,7 +60,7 @@ def srun_argv(srun: str, guid: str, slurm_args: tuple[str, ...], task: list[str]
     return [srun, "--ntasks=1", f"--job-name={guid}", *slurm_args, *task]
 
 
-def run_command(reactor: Any, env: dict[str, str]) -> CommandRunner:
+def run_command(reactor: IReactorProcess, env: dict[str, str]) -> CommandRunner:
     """A :data:`CommandRunner` that spawns each command on ``reactor`` with ``env``."""
     from twisted.internet.utils import getProcessOutputAndValue
 
@@ -169,7 +169,7 @@ class SlurmLauncher:
 
     def __init__(
         self,
-        reactor: Any,
+        reactor: IDaemonReactor,
         slurm_args: Callable[[str], tuple[str, ...]] = lambda module: (),
         python: str = sys.executable,
         pythonpath: str = "",

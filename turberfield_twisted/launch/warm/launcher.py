@@ -26,9 +26,10 @@ import json
 import os
 import socket
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from twisted.internet.defer import Deferred, gatherResults
+from twisted.internet.interfaces import IDelayedCall
 from twisted.internet.protocol import ProcessProtocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -37,11 +38,14 @@ from zope.interface import implementer
 from turberfield_twisted.launch.interfaces import ILauncher, IWorkerProcess, LineSink
 from turberfield_twisted.launch.local import LocalLauncher, SpawnFailed, spawn_in_session
 from turberfield_twisted.launch.protocol import ExitStatus, LineSplitter, Once
+from turberfield_twisted.launch.reactor import IDaemonReactor
 from turberfield_twisted.launch.warm.process import Reader, WarmProcess
 from turberfield_twisted.launch.warm.states import TEMPLATE_MOVES, TemplateState, TemplateTold
 from turberfield_twisted.launch.warm.template import MAX_MESSAGE, send
 
 __all__ = ["RESTART_DELAY", "Template", "WarmLauncher"]
+
+_T = TypeVar("_T")
 
 #: Seconds before a template that died once ready is started again.
 RESTART_DELAY = 1.0
@@ -78,7 +82,7 @@ class Template:
 
     log = Logger()
 
-    def __init__(self, reactor: Any, module: str, cold: LocalLauncher,
+    def __init__(self, reactor: IDaemonReactor, module: str, cold: LocalLauncher,
                  on_end: Callable[[Template], None]):
         self._reactor = reactor
         self.module = module
@@ -231,7 +235,7 @@ class Template:
         self.on_end(self)
 
 
-def _close_quietly(result: Any, fd: int) -> Any:
+def _close_quietly(result: _T, fd: int) -> _T:
     try:
         os.close(fd)
     except OSError:
@@ -250,14 +254,15 @@ class WarmLauncher:
 
     log = Logger()
 
-    def __init__(self, reactor: Any, cold: LocalLauncher, is_warm: Callable[[str], bool]):
+    def __init__(self, reactor: IDaemonReactor, cold: LocalLauncher,
+                 is_warm: Callable[[str], bool]):
         self._reactor = reactor
         self.cold = cold
         self._is_warm = is_warm
         #: The current template of each warm module.
         self.templates: dict[str, Template] = {}
         self._retired: set[Template] = set()
-        self._restarts: dict[str, Any] = {}
+        self._restarts: dict[str, IDelayedCall] = {}
         self._closed = False
 
     # -- ILauncher ---------------------------------------------------------

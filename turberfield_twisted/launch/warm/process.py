@@ -24,6 +24,7 @@ from turberfield_twisted.contract import READY_FD
 from turberfield_twisted.launch.interfaces import ILocalProcess, LineSink
 from turberfield_twisted.launch.local import ProtocolProcess
 from turberfield_twisted.launch.protocol import ExitStatus, WorkerProtocol
+from turberfield_twisted.launch.reactor import IDaemonReactor
 
 __all__ = ["Reader", "WarmProcess"]
 
@@ -39,7 +40,7 @@ class Reader:
     def fileno(self) -> int:
         return self.fd
 
-    def doRead(self) -> Any:
+    def doRead(self) -> Any:  # as Twisted's own: an exception (not the Failure it declares)
         return None if self._read() else ConnectionDone()
 
     def connectionLost(self, reason: Failure) -> None:
@@ -59,12 +60,12 @@ class WarmProcess(ProtocolProcess):
 
     log = Logger()
 
-    def __init__(self, reactor: Any, guid: str, config: bytes, on_line: LineSink):
+    def __init__(self, reactor: IDaemonReactor, guid: str, config: bytes, on_line: LineSink):
         self._reactor = reactor
         self.protocol = WorkerProtocol(guid, config, on_line, reactor=reactor)
         self._group: int | None = None
         self._pending: list[int] = []
-        self._pipes: dict[int, Any] = {}
+        self._pipes: dict[int, ProcessReader | ProcessWriter] = {}
         self._watch: Reader | None = None
 
     # -- what the protocol's transport needs -----------------------------
