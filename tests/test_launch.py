@@ -357,3 +357,22 @@ def test_an_initiator_is_built_whole_before_it_has_a_config():
     with pytest.raises(ConfigError, match=r"no \[seed\] section"):
         init.startService()
     assert not init.running
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_ended_jobs_kept_are_those_that_ended_last():
+    """
+    With ``max_exited = 2``, a launch forgets the ended jobs that ended first, whenever
+    they were launched: a job launched long ago that has just failed is kept.
+    """
+    world = initiator_on_clock({"init": {"child_port_min": 9000, "child_port_max": 9009,
+                                         "max_exited": 2},
+                                "my.worker": {"restart": "never"}})
+    init, clock = world.init, world.clock
+    first, second, third = [await init.launch("my.worker") for _ in range(3)]
+    for guid in (third, second, first):  # the first launched ends last
+        clock.advance(1)
+        world.launcher.latest(guid).exit(1)
+    assert [init.job(g).state.value for g in (first, second, third)] == ["failed"] * 3
+    fourth = await init.launch("my.worker")
+    assert list(init.workers) == [first, second, fourth]

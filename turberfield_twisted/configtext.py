@@ -1,7 +1,10 @@
 """
-Configuration: the ConfigParser factory (a :class:`Config` that remembers
-where each key came from), reading a config stream with a timeout, building
-a job's section and writing what a job may see.
+The config text both sides read and write: the ConfigParser factory (a
+:class:`Config` that remembers where each key came from), parsing, a
+section's own keys, the text a job reads (``[DEFAULT]`` less secrets and
+its own section) and what it is shown, and redaction. A job's section is
+composed by :mod:`turberfield_twisted.config.job_section`; reading a
+stream with a timeout is :mod:`turberfield_twisted.worker.stdin`'s.
 
 Values may hold secrets, so no error raised here ever quotes one.
 """

@@ -4,7 +4,7 @@ that job's worker, and the worker's answer comes back.
 
 It talks to workers through a plain Twisted ``Agent`` (no treq, so no
 per-request URL object) whose connections go straight to the worker's IP
-address (:mod:`.agent`), on a pool that keeps as many idle connections
+address (:mod:`turberfield_twisted.worker.agent`), on a pool that keeps as many idle connections
 per worker as the relay has seen requests in flight to one at once. The
 request body goes up from the file the server kept it in; the answer
 comes back as it arrives: a short one (up to :data:`HOLD` bytes) whole,

@@ -12,20 +12,18 @@ declared in :mod:`turberfield_twisted.jobs.transitions`.
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import attrs
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IDelayedCall
 
+from turberfield_twisted.config.policy import Limits, explain_exit
 from turberfield_twisted.configtext import redact
 from turberfield_twisted.contract import ENDED, JobState
 from turberfield_twisted.jobs.supervision import RestartTracker
 from turberfield_twisted.launch.interfaces import IWorkerProcess
 from turberfield_twisted.launch.protocol import ExitStatus, OutputTail
-
-if TYPE_CHECKING:
-    from turberfield_twisted.config.policy import Limits
 
 __all__ = [
     "ENDED",
@@ -129,6 +127,8 @@ class Job:
     state: JobState = JobState.WAITING
     overrides: dict[str, str] = attrs.field(factory=dict)
     started: float | None = None
+    #: When it last entered an ended state (None: never, as one restored stopped).
+    ended: float | None = None
     status: ExitStatus | None = None
     restarts: int = 0
     last_error: str | None = None
@@ -171,8 +171,6 @@ class Job:
 
     def failure(self, status: ExitStatus, ready_timeout: float) -> str:
         """Why this run failed, with its last stderr lines (else its stdout)."""
-        from turberfield_twisted.config.policy import explain_exit  # limits imports this module
-
         cause = (self.limit_hit or (f"not ready within {ready_timeout:g}s" if self.timed_out
                  else status.describe() + explain_exit(status.signal, self.limits)))
         lines = (self.tail.last(3, since=self.started, stream="stderr")

@@ -91,6 +91,7 @@ class Lifecycle:
         job.state = target
         if target in ENDED:
             self.ports.release(job, job.port)
+            job.ended = self._reactor.seconds()
         frees_slot = source is not target and source in (_S, _W) and target is not _S
         if frees_slot:
             self.admission.leave(job)

@@ -9,12 +9,15 @@ Per-job limits, from a module's section or a declared job's:
     its ``last_error`` saying why, as PM2's ``max_memory_restart`` does.
 ``max_open_files``, ``max_cpu_seconds``
     ``RLIMIT_NOFILE`` and ``RLIMIT_CPU`` (soft and hard alike), set on the
-    worker's process with ``prlimit(2)`` as it is spawned, before its
-    interpreter has started: the kernel refuses more open files
-    (``EMFILE``) and kills it (SIGKILL) once it has used that much CPU time.
+    worker's process with ``prlimit(2)`` (:func:`apply_rlimits`) as soon as
+    its launcher's ``spawn`` has returned (the lifecycle does so): the
+    process runs already, so what it did before stands (files it opened
+    stay open; the CPU time it used counts). From then on the kernel
+    refuses more open files (``EMFILE``) and kills it (SIGKILL) once it has
+    used that much CPU time.
 
-No reactor is imported here: :mod:`~turberfield_twisted.config.settings` reads
-:class:`Limits` before the daemon starts one.
+:class:`Limits` itself, a value the config is checked into, is
+:mod:`turberfield_twisted.config.policy`'s.
 """
 
 from __future__ import annotations
@@ -43,9 +46,9 @@ def local_pid(process: IWorkerProcess | None) -> int | None:
 
 def apply_rlimits(process: IWorkerProcess, limits: Limits) -> str | None:
     """
-    Set ``limits``' rlimits on a just-spawned local worker ``process`` (an
-    :class:`~.launcher.ILocalProcess`; others are left alone). Return None,
-    or why they could not be set.
+    Set ``limits``' rlimits on a local worker ``process`` that runs already
+    (an :class:`~turberfield_twisted.launch.interfaces.ILocalProcess`;
+    others are left alone). Return None, or why they could not be set.
     """
     wanted = limits.rlimits()
     pid = local_pid(process)

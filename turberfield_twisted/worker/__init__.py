@@ -14,6 +14,7 @@ daemon's. A worker module takes what it needs from here::
 - :mod:`.agent`: HTTP agents that reach a literal IP address directly;
 - :mod:`.stdin`: reading a config from a stream with a timeout;
 - :mod:`.proactor`: :class:`Proactor`, the seed API's base class;
+- :mod:`.reactor`: what an HTTP client needs of its reactor, as a type;
 - :mod:`._asyncio`: installs the asyncio reactor.
 
 The names below are loaded on first use. ``Klein``, ``WorkerApp``,

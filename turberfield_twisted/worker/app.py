@@ -1,7 +1,7 @@
 """
 What a worker serves: :class:`WorkerApp` (``/health``, ``/_proactor/config``
 and the module's own app) and the :class:`WorkerContext` its app is built
-with. The runtime (:mod:`turberfield_twisted.worker`) serves it on a port;
+with. The runtime (:mod:`turberfield_twisted.worker.runtime`) serves it on a port;
 the testing kit serves it in memory. Importing this installs the asyncio
 reactor first, as the worker runtime does.
 """

@@ -1,9 +1,8 @@
 """
-The seed API's ``turberfield.ipc.proactor``: :class:`Proactor`, the base of
-anything that does a job of work, lives here; ``Initiator`` and ``Worker``
-are found here too (imported from :mod:`turberfield_twisted.daemon.initiator` and
-:mod:`turberfield_twisted.jobs.job` only when asked for, so that a worker, which
-needs only :class:`Proactor`, never loads the daemon's code).
+The seed API's :class:`Proactor`, the base of anything that does a job of
+work (a worker needs only this, and loads none of the daemon's code
+through it). The seed module's other names, ``Initiator`` and ``Worker``,
+are :mod:`turberfield_twisted.proactor`'s.
 """
 
 from __future__ import annotations

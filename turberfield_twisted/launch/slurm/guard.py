@@ -54,7 +54,7 @@ _ENDING = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 
 def _say(text: str) -> None:
     try:
-        sys.stderr.write(f"srun_guard: {text}\n")
+        sys.stderr.write(f"srun guard: {text}\n")
         sys.stderr.flush()
     except OSError:
         pass  # the daemon, and its end of the pipe, may be gone

@@ -4,7 +4,8 @@ forked from a template process that has already imported the runtime,
 Klein and the module (:mod:`turberfield_twisted.launch.warm.template`), instead of
 starting a new interpreter.
 
-:class:`WarmLauncher` is an :class:`~.launcher.ILauncher`: it keeps one
+:class:`WarmLauncher` is an
+:class:`~turberfield_twisted.launch.interfaces.ILauncher`: it keeps one
 :class:`Template` per warm module and hands every other spawn (and a warm
 one while its template is not ready, or was refused) to a cold launcher.
 A warm worker is what a cold one is: ``--guid``/``--port``, its config on

@@ -1,7 +1,8 @@
 """
 A worker forked by a warm template, as the daemon sees it: a
-:class:`WarmProcess` is an :class:`~.launcher.IWorkerProcess` whose
-:class:`~.process.WorkerProtocol` reads and writes the daemon's ends of
+:class:`WarmProcess` is an
+:class:`~turberfield_twisted.launch.interfaces.ILocalProcess` whose
+:class:`~turberfield_twisted.launch.protocol.WorkerProtocol` reads and writes the daemon's ends of
 the worker's pipes (the template was handed the other ends), whose pid
 comes from the template once it has forked, and whose exit the template
 reports, or a pidfd shows if the template is gone.

@@ -244,7 +244,8 @@ def serve(sock: socket.socket, module: str, reactor: _Installed) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """``forkserver MODULE``: prepare, say ready or refused, serve."""
+    """``python -m turberfield_twisted.launch.warm.template MODULE``: prepare, say ready or
+    refused, serve."""
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 1:
         sys.stderr.write("usage: python -m turberfield_twisted.launch.warm.template MODULE\n")
