@@ -210,12 +210,9 @@ class LocalLauncher:
         process_groups: bool = True,
         in_use: Callable[[str, int], bool] = port_in_use,
     ):
-        self._reactor = reactor
-        self.python = python
-        self.pythonpath = pythonpath
-        self.setsid = setsid
+        self._reactor, self._in_use = reactor, in_use
+        self.python, self.pythonpath, self.setsid = python, pythonpath, setsid
         self.process_groups = process_groups
-        self._in_use = in_use
         self._path: list[str] | None = None
         self.env = minimal_env(pythonpath)
 

@@ -40,19 +40,9 @@ from turberfield_twisted.contract import (
 )
 from turberfield_twisted.errors import ApiError, TransportError
 
-__all__ = [
-    "EXIT_APP",
-    "EXIT_CONFIG",
-    "EXIT_NO_CONFIG",
-    "EXIT_OK",
-    "EXIT_PORT_IN_USE",
-    "EXIT_USAGE",
-    "ApiError",
-    "Klein",
-    "ParentClient",
-    "TransportError",
-    "WorkerApp",
-    "WorkerContext",
+__all__ = [  # a worker's exit codes (the contract's), then what it is built with
+    "EXIT_APP", "EXIT_CONFIG", "EXIT_NO_CONFIG", "EXIT_OK", "EXIT_PORT_IN_USE", "EXIT_USAGE",
+    "ApiError", "Klein", "ParentClient", "TransportError", "WorkerApp", "WorkerContext",
     "run_worker",
 ]
 

@@ -53,15 +53,16 @@ class TemplateTold(Enum):
 _S, _R, _F = TemplateState.STARTING, TemplateState.READY, TemplateState.REFUSED
 _T, _D = TemplateState.RETIRED, TemplateState.DEAD
 
-#: ``(state, told) -> next state``; a pair not here changes nothing.
+#: ``(state, told) -> next state``, as the diagram above draws it; a pair not
+#: here changes nothing (``refused`` and ``dead`` stay as they are).
 TEMPLATE_MOVES: Mapping[tuple[TemplateState, TemplateTold], TemplateState] = MappingProxyType({
-    (_S, TemplateTold.SAID_READY): _R,
-    (_S, TemplateTold.SAID_REFUSED): _F,
-    (_S, TemplateTold.RETIRE): _T,
-    (_R, TemplateTold.RETIRE): _T,
-    (_S, TemplateTold.LOST): _D,
-    (_R, TemplateTold.LOST): _D,
-    (_S, TemplateTold.ENDED): _D,
-    (_R, TemplateTold.ENDED): _D,
-    (_T, TemplateTold.ENDED): _D,
+    (source, told): target
+    for sources, told, target in (
+        ((_S,), TemplateTold.SAID_READY, _R),
+        ((_S,), TemplateTold.SAID_REFUSED, _F),
+        ((_S, _R), TemplateTold.RETIRE, _T),
+        ((_S, _R), TemplateTold.LOST, _D),
+        ((_S, _R, _T), TemplateTold.ENDED, _D),
+    )
+    for source in sources
 })
