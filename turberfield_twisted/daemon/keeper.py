@@ -1,7 +1,7 @@
 """
 What an operator wants of each job, kept in the durable store.
 
-The Initiator tells a :class:`Keeper` of every launch, stop, restart and
+The Initiator tells its :class:`Keeper` of every launch, stop, restart and
 config change before it answers, and of each job it forgets; the keeper
 writes it to the :class:`~turberfield_twisted.daemon.store.Store` (if there is
 one), so that a restarted daemon restores each job as its operator left
@@ -38,6 +38,10 @@ class Keeper:
         except StoreFailed:
             job.wanted = before
             raise
+
+    def kept(self) -> list[JobRecord]:
+        """Every job kept, in the order they were first kept (none without a store)."""
+        return self.store.jobs() if self.store is not None else []
 
     def forget(self, guid: str) -> None:
         """The job ``guid`` is gone from the table: forget it too."""

@@ -18,27 +18,32 @@ Per-job limits, from a module's section or a declared job's:
     sets them on itself just after its fork, before it runs the module
     (:mod:`~turberfield_twisted.launch.warm.template`); a Slurm task gets
     Slurm's own, not these.
+
+:class:`Limits` itself, a value the config is checked into, is
+:mod:`turberfield_twisted.config.policy`'s.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Iterable
-from typing import Any
 
+from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
 from turberfield_twisted.jobs.job import LIVE, Job
 from turberfield_twisted.jobs.procstat import group_stats
-from turberfield_twisted.launch.interfaces import ILocalProcess
+from turberfield_twisted.launch.interfaces import ILocalProcess, IWorkerProcess
 
 __all__ = ["MemoryWatch", "local_pid"]
 
 
-def local_pid(process: Any) -> int | None:
+def local_pid(process: IWorkerProcess | None) -> int | None:
     """The pid of a worker ``process`` that runs on this host (an ILocalProcess), else None."""
-    pid = getattr(process, "pid", None)
-    return pid if pid is not None and ILocalProcess.providedBy(process) else None
+    if process is None or not ILocalProcess.providedBy(process):
+        return None
+    pid: int | None = process.pid
+    return pid
 
 
 def _rss(pids: Collection[int]) -> dict[int, int]:
@@ -55,7 +60,7 @@ class MemoryWatch:
 
     log = Logger()
 
-    def __init__(self, reactor: Any, jobs: Callable[[], Iterable[Job]],
+    def __init__(self, reactor: IReactorTime, jobs: Callable[[], Iterable[Job]],
                  over: Callable[[Job, str], None], interval: Callable[[], float],
                  sample: Callable[[Collection[int]], dict[int, int]] = _rss):
         self._jobs = jobs
