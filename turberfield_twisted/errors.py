@@ -17,6 +17,7 @@ __all__ = [
     "ApiError",
     "BadGuid",
     "BadOverride",
+    "CannotForget",
     "ChangeRefused",
     "ConfigError",
     "ConfigPushFailed",
@@ -177,6 +178,13 @@ class ChangeRefused(Exception):
         self.guid = guid
         self.reason = reason[:300]
         super().__init__(f"job {guid} refused the change: {self.reason}")
+
+
+class CannotForget(Exception):
+    """
+    A job can't be forgotten: it has not ended, or a config file declares it.
+    The message says what to do.
+    """
 
 
 class StoreFailed(Exception):

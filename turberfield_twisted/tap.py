@@ -78,7 +78,8 @@ class Options(usage.Options):
             self["cfg"] = load_config(self["config"])
             self["settings"] = check_config(self["cfg"], self["guid"])
         except ConfigError as exc:
-            raise usage.UsageError(f"bad config: {exc}") from None
+            # Not a usage error (twistd would print its usage): one line, exit 1.
+            raise SystemExit(f"proactor: bad config: {exc}") from None
         own = self["settings"].initiator
         if self["listen"] is None:
             kind = "tcp6" if ":" in own.listen_addr else "tcp"
@@ -292,6 +293,8 @@ def makeService(options: Options) -> IService:
     state, store, kept_hooks = _open_state(options["state-dir"], own.store_sync)
     initiator = Initiator(options, cfg=cfg, guid=guid, reactor=reactor, store=store)
     initiator.reconfigure(cfg, options["settings"])  # checked in postOptions: not again
+    for warning in options["settings"].warnings:  # keys that look like typos
+        Logger().warn("config: {warning}", warning=warning)
     token = cfg.get(guid, "admin_token", fallback="") or secrets.token_urlsafe(32)
     state.write_private(TOKEN_FILE, token + "\n")
     Logger().info("admin token written to {path}", path=str(state.path / TOKEN_FILE))

@@ -242,8 +242,9 @@ async def _reload(client: ControlClient, args: argparse.Namespace) -> Any:
     done = await client.reload()
     if args.json:
         return done
-    return _table(["", ""], [[f"{key}:", done.get(key) or "-"] for key in RELOADED]
-                  ).split("\n", 1)[1]
+    table = _table(["", ""], [[f"{key}:", done.get(key) or "-"] for key in RELOADED]
+                   ).split("\n", 1)[1]
+    return "\n".join([table, *(f"warning: {line}" for line in done.get("warnings") or [])])
 
 
 async def _hooks(client: ControlClient, args: argparse.Namespace) -> Any:

@@ -43,6 +43,7 @@ from turberfield_twisted.config.readers import (
     srun_args,
     whole,
 )
+from turberfield_twisted.config.typos import did_you_mean, typo_warnings
 from turberfield_twisted.errors import (
     BadOverride,
     ConfigError,
@@ -54,6 +55,7 @@ SYNC_MODES = ("normal", "full")
 
 __all__ = [
     "JOB_PREFIX",
+    "MODULE_KEYS",
     "SYNC_MODES",
     "DeclaredJob",
     "InitiatorSettings",
@@ -148,6 +150,8 @@ class Settings:
     initiator: InitiatorSettings
     modules: Mapping[str, ModuleSettings] = attrs.field(factory=dict, converter=frozen_map)
     declared: Mapping[str, DeclaredJob] = attrs.field(factory=dict, converter=frozen_map)
+    #: Keys of module sections that look like typos of the daemon's own (file, line, key).
+    warnings: tuple[str, ...] = attrs.field(default=(), eq=False)
 
     def module(self, name: str) -> ModuleSettings | None:
         """The settings of module ``name``, or None if it has no section."""
@@ -222,6 +226,10 @@ _LIMIT_READERS: Mapping[str, Reader] = {
 assert tuple(_LIMIT_READERS) == LIMIT_KEYS
 
 
+#: The keys of a module's section that the daemon reads: the rest are its worker's own.
+MODULE_KEYS = frozenset({*_POLICY_READERS, *_MODULE_READERS, *_LIMIT_READERS})
+
+
 #: The keys of a ``[job:NAME]`` section that are not overrides.
 _JOB_KEYS = frozenset({"module", "session", "requires", *LIMIT_KEYS})
 
@@ -230,9 +238,11 @@ def _check_initiator(cfg: configparser.ConfigParser, guid: str) -> InitiatorSett
     if not cfg.has_section(guid):
         raise ConfigError(f"there is no [{guid}] section for the initiator")
     section = Section.of(cfg, guid, inherit=False)
-    unknown = sorted(section.own - set(_INITIATOR_READERS) - _INITIATOR_SECRETS)
+    known = {*_INITIATOR_READERS, *_INITIATOR_SECRETS}
+    unknown = sorted(section.own - known)
     if unknown:
-        raise ConfigError(f"unknown key {unknown[0]!r} in [{guid}]", *section.origin(unknown[0]))
+        raise ConfigError(f"unknown key {unknown[0]!r} in [{guid}]"
+                          f"{did_you_mean(unknown[0], known)}", *section.origin(unknown[0]))
     settings = InitiatorSettings(**section.read(_INITIATOR_READERS))
     if settings.child_port_min > settings.child_port_max:
         blamed, other = "child_port_min", "child_port_max"
@@ -305,7 +315,8 @@ def _check_declared(cfg: configparser.ConfigParser, header: str, guid: str,
         except OverrideNotAllowed:
             reason = ("is one the initiator sets" if key in RESERVED_KEYS else
                       "is not one its module lists as overridable (nor module, session,"
-                      " requires or a limit)")
+                      " requires or a limit)"
+                      + did_you_mean(key, {*_JOB_KEYS, *modules[module].overridable}))
             raise section.error(key, reason) from None
         except BadOverride:
             raise section.error(key, "must be a short key name with a one-line value of at"
@@ -372,6 +383,8 @@ def check_config(cfg: configparser.ConfigParser, guid: str,
                     for name in cfg.sections() if name.startswith(JOB_PREFIX))
     }
     _check_requires(cfg, declared)
-    return Settings(initiator=initiator, modules=modules, declared=declared)
+    warnings = typo_warnings(cfg, {name: found.overridable for name, found in modules.items()},
+                             MODULE_KEYS, guid, set(_INITIATOR_READERS))
+    return Settings(initiator=initiator, modules=modules, declared=declared, warnings=warnings)
 
 

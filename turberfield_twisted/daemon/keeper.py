@@ -13,8 +13,9 @@ from __future__ import annotations
 import attrs
 
 from turberfield_twisted.daemon.store import JobRecord, Store
-from turberfield_twisted.errors import StoreFailed
-from turberfield_twisted.jobs.job import Job, Wanted
+from turberfield_twisted.errors import CannotForget, StoreFailed
+from turberfield_twisted.jobs.job import ENDED, Job, Wanted
+from turberfield_twisted.jobs.table import JobTable
 
 __all__ = ["Keeper"]
 
@@ -43,3 +44,21 @@ class Keeper:
         """The job ``guid`` is gone from the table: forget it too."""
         if self.store is not None:
             self.store.forget_job(guid)
+
+    def forget_ended(self, table: JobTable, guid: str) -> Job:
+        """
+        Forget ended job ``guid`` of ``table``, as its operator asks: from
+        the store first, then the table; return it. Raise
+        :class:`~.errors.UnknownJob`, :class:`CannotForget` (it has not
+        ended, or a ``[job:NAME]`` section declares it) or
+        :class:`StoreFailed` (nothing is changed).
+        """
+        job = table.job(guid)
+        if job.declared:
+            raise CannotForget(f"job {guid} is declared in the config: remove its [job:{guid}]"
+                               " section and reload to forget it")
+        if job.state not in ENDED:
+            raise CannotForget(f"job {guid} is {job.state.value}: stop it first, then forget it")
+        self.forget(guid)
+        del table.workers[guid]
+        return job
