@@ -301,6 +301,23 @@ async def test_patch_config_says_whether_the_change_is_kept_for_the_next_start()
 
 
 @pytest_twisted.ensureDeferred
+async def test_a_refused_module_or_key_says_what_would_do():
+    """An unknown module names the nearest allowed one (or those allowed); a key, those allowed."""
+    t = make()
+    response, body = await t.call("POST", "/jobs", {"module": DEMO[:-1]})
+    is_error(response, body, 404)
+    assert body["error"] == (f"module {DEMO[:-1]!r}: no config section allows it (did you mean"
+                             f" {DEMO!r}?)")
+    response, body = await t.call("POST", "/jobs", {"module": "x"})
+    assert body["error"] == f"module 'x': no config section allows it (allowed: {DEMO})"
+    response, body = await t.call("POST", "/jobs", {"module": DEMO, "config": {"colour": "r"}})
+    is_error(response, body, 403)
+    assert body["error"] == (f"{DEMO} does not allow 'colour' to be set (it allows api_key,"
+                             " greeting)")
+    assert t.reactor.spawned == []
+
+
+@pytest_twisted.ensureDeferred
 async def test_forget_drops_an_ended_job_and_refuses_one_that_runs_or_is_declared():
     """POST /jobs/{guid}/forget: an ended job is gone (200, then 404); a running one 409."""
     t = make()

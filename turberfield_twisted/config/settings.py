@@ -43,11 +43,12 @@ from turberfield_twisted.config.readers import (
     srun_args,
     whole,
 )
-from turberfield_twisted.config.typos import did_you_mean, typo_warnings
+from turberfield_twisted.config.typos import did_you_mean, other_names, typo_warnings
 from turberfield_twisted.errors import (
     BadOverride,
     ConfigError,
     OverrideNotAllowed,
+    UnknownModule,
 )
 
 #: ``store_sync`` values: SQLite's ``synchronous`` setting in WAL mode.
@@ -156,6 +157,14 @@ class Settings:
     def module(self, name: str) -> ModuleSettings | None:
         """The settings of module ``name``, or None if it has no section."""
         return self.modules.get(name)
+
+    def allowed(self, name: str) -> ModuleSettings:
+        """The settings of module ``name``; UnknownModule, naming those allowed, if it has none."""
+        found = self.modules.get(name)
+        if found is None:
+            raise UnknownModule(name, "no config section allows it"
+                                + (other_names(name, self.modules, "allowed") or " (none is)"))
+        return found
 
     def limits_for(self, module: str, declared: str | None = None) -> Limits:
         """The limits of a job of ``module`` (declared as ``declared``: its own win)."""

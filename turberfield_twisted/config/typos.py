@@ -16,7 +16,7 @@ from collections.abc import Collection, Iterable, Mapping
 
 from turberfield_twisted.configtext import Config, own_keys
 
-__all__ = ["CUTOFF", "near", "typo_warnings"]
+__all__ = ["CUTOFF", "did_you_mean", "near", "other_names", "typo_warnings"]
 
 #: How alike (difflib's ratio, 0 to 1) a key must be to a known one to be taken for a typo.
 CUTOFF = 0.8
@@ -32,6 +32,19 @@ def did_you_mean(key: str, known: Iterable[str]) -> str:
     """`` (did you mean 'KEY'?)`` for the known key nearest ``key``, or nothing."""
     found = near(key, known)
     return f" (did you mean {found!r}?)" if found else ""
+
+
+def other_names(name: str, known: Collection[str], what: str, shown: int = 5) -> str:
+    """
+    `` (did you mean 'X'?)`` for the one of ``known`` (names of ``what``)
+    nearest ``name``, else `` (WHAT: A, B, ...)`` naming up to ``shown``.
+    """
+    found = did_you_mean(name, known)
+    if found or not known:
+        return found
+    names = sorted(known)
+    more = f", and {len(names) - shown} more" if len(names) > shown else ""
+    return f" ({what}: {', '.join(names[:shown])}{more})"
 
 
 def _where(cfg: configparser.ConfigParser, section: str, key: str) -> str:

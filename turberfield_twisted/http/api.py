@@ -235,6 +235,7 @@ class ControlAPI:
         self._admin(request)
         args = launch_args(request, self.max_body)
         module = args.pop("module")
+        self.initiator.settings.allowed(module)  # or 404, naming those that are
         guid = await self.initiator.launch(module, **args)
         job = self.initiator.job(guid)
         self.log.info("job {guid} launched ({module}) by the control API", guid=guid,
