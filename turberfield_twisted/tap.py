@@ -111,7 +111,10 @@ class _ControlService(Service):
         d.addCallbacks(self._listening, failures.append)
         if failures:
             raise SystemExit(f"proactor: cannot listen on {self._endpoint_text}: "
-                             f"{failures[0].getErrorMessage()}")
+                             f"{failures[0].getErrorMessage()} (another daemon there? give"
+                             " this one another address with --listen, e.g. --listen"
+                             " tcp:8081:interface=127.0.0.1, or tcp:0:interface=127.0.0.1 for"
+                             " any free port: proactor finds it in the state dir)")
         Service.privilegedStartService(self)
 
     def _listening(self, port: Any) -> None:

@@ -130,8 +130,10 @@ async def _config(client: ControlClient, args: argparse.Namespace) -> Any:
     if args.json:
         return job
     changed = " ".join(f"{key}={job['config'].get(key, value)}" for key, value in args.changes)
-    note = "" if job.get("kept", True) else f"\nnote: {job.get('note') or 'not kept'}"
-    return printable(f"{guid} {changed}") + printable(note)
+    text = printable(f"{guid} {changed}")
+    if not job.get("kept", True):  # a declared job's: its config file says its next start
+        text += "\nnote: " + printable(job.get("note") or "not kept for the daemon's next start")
+    return text
 
 
 async def _modules(client: ControlClient, args: argparse.Namespace) -> Any:
