@@ -120,11 +120,10 @@ SCHEMAS: Mapping[str, Any] = {
             "properties": {"time": {"type": "number"},
                            "stream": {"enum": ["stdout", "stderr"]},
                            "line": {"type": "string"}}}}}},
-    "Changed": {"allOf": [_ref("Job"), {
-        "type": "object", "required": ["kept"], "properties": {
-            "kept": {"type": "boolean", "description": "Kept for the daemon's next start:"
-                     " false for a job a [job:NAME] section of a config file declares."},
-            "note": {"type": "string", "description": "Why not, when not."}}}]},
+    "Changed": {"allOf": [_ref("Job"), {"type": "object", "required": ["kept"], "properties": {
+        "kept": {"type": "boolean", "description": "Kept for the daemon's next start (false:"
+                 " a [job:NAME] section of a config file declares the job)."},
+        "note": {"type": "string", "description": "Why not, when not."}}}]},
     "Changes": {"type": "object", "description": "Overridable keys and their new values.",
                 "examples": [{"greeting": "hej"}],
                 "additionalProperties": {"type": ["string", "number", "boolean"]}},
@@ -283,9 +282,8 @@ OPERATIONS: Mapping[tuple[str, str], dict[str, Any]] = {
         parameters=[_GUID], requestBody=_body("Changes")),
     ("POST", "/jobs/{guid}/forget"): _op(
         "Forget an ended job (not a declared one): gone from the jobs and the state store.",
-        {"200": _json(_ref("Job"), "The job as it was."), **_DENIED, **_NO_JOB,
-         "409": _error("The job has not ended, or a config file declares it."), **_UNKEPT},
-        parameters=[_GUID]),
+        {"200": _json(_ref("Job"), "The job as it was."), **_DENIED, **_NO_JOB, **_UNKEPT,
+         "409": _error("It has not ended, or a config file declares it.")}, parameters=[_GUID]),
     ("GET", "/config/{guid}"): _op(
         "A job's own config, less secrets (that job's token).",
         {"200": _json(_ref("JobConfig"), "Its DEFAULT and its own section."), **_DENIED},
