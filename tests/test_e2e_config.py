@@ -101,6 +101,7 @@ async def test_typos_are_warned_of_at_start_and_reload_which_names_what_needs_a_
         assert sum(line.endswith(f"config reloaded: {warning}") for line in daemon.lines) == 3
     finally:
         await stopped(reactor, daemon)
+    assert children_of(os.getpid()) == []
 
 
 @pytest_twisted.ensureDeferred
