@@ -25,6 +25,7 @@ from twisted.web.test.requesthelper import DummyChannel
 
 from turberfield_twisted import ChangeRefused, Initiator, JobEvent, LocalLauncher, UnknownJob
 from turberfield_twisted.config.settings import check_config
+from turberfield_twisted.configtext import parse_config
 from turberfield_twisted.errors import ConfigPushFailed
 from turberfield_twisted.hooks.dispatcher import HookDispatcher, UnknownHook
 from turberfield_twisted.hooks.rules import check_events, check_url
@@ -81,13 +82,16 @@ class Api:
 
 
 def make(low: int = 23000, high: int = 23009, hooks: Any = None, http: Any = None,
-         in_use: Any = None, **kwargs: Any) -> Api:
-    """An API on a fake process reactor; ``in_use(addr, port)`` replaces the bind probe."""
+         in_use: Any = None, store: Any = None, **kwargs: Any) -> Api:
+    """
+    An API on a fake process reactor; ``in_use(addr, port)`` replaces the bind
+    probe; ``store`` is the initiator's.
+    """
     reactor = FakeProcessReactor()
     probe = {} if in_use is None else {"in_use": in_use}
     launcher = LocalLauncher(reactor, python="/py", setsid=None, process_groups=False, **probe)
     init = Initiator(None, guid="init", cfg=initiator_config(low, high), reactor=reactor,
-                     launcher=launcher, http=http or _Health())
+                     launcher=launcher, http=http or _Health(), store=store)
     api = ControlAPI(init, TOKEN, reactor, hooks=hooks, **kwargs)
     return Api(reactor, init, api, StubTreq(api.app.resource()))
 
@@ -274,7 +278,8 @@ async def test_patch_config_with_the_initiators_update_config():
     assert t.init.job(guid).state == "ready"
     response, body = await t.call("PATCH", f"/jobs/{guid}/config", {"greeting": "hi"})
     assert (response.code, body["guid"], body["config"]) == (200, guid, {"greeting": "hi"})
-    assert t.init.cfg[guid]["greeting"] == "hi"
+    assert parse_config(t.init.config_text(guid))[guid]["greeting"] == "hi"
+    assert not t.init.cfg.has_section(guid)  # the operator's config is left as it was
     is_error(*await t.call("PATCH", f"/jobs/{guid}/config", {"token": "x"}), 403)
     is_error(*await t.call("PATCH", f"/jobs/{guid}/config", {"greeting": ["a"]}), 400)
     is_error(*await t.call("PATCH", f"/jobs/{guid}/config", raw=b"[1]"), 400)

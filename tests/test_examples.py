@@ -24,19 +24,13 @@ EXAMPLES = Path(__file__).parent.parent / "examples"
 #: Runs argv; then lists (and kills) what is left of what it started.
 SUBREAPER = """
 import ctypes, json, os, signal, subprocess, sys
+from turberfield_twisted.testing.procs import children_of
 PR_SET_CHILD_SUBREAPER = 36
 ctypes.CDLL(None, use_errno=True).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
 done = subprocess.run(sys.argv[1:], capture_output=True, text=True)
-left = []
-for entry in os.listdir("/proc"):
-    try:
-        with open(f"/proc/{entry}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-    except (OSError, ValueError):
-        continue
-    if fields[0] != "Z" and int(fields[1]) == os.getpid():
-        left.append(int(entry))
-        os.kill(int(entry), signal.SIGKILL)
+left = children_of(os.getpid())
+for pid in left:
+    os.kill(pid, signal.SIGKILL)
 print(json.dumps({"code": done.returncode, "out": done.stdout + done.stderr, "left": left}))
 """
 

@@ -303,13 +303,16 @@ def test_a_bad_file_changes_nothing(declared):
 
 
 @pytest_twisted.ensureDeferred
-async def test_reload_keeps_the_sections_of_running_jobs_and_refuses_to_shadow_them(declared):
-    """Job sections the initiator wrote survive a reload; a file section naming a running
-    job is refused."""
+async def test_reload_keeps_the_config_of_running_jobs_and_refuses_to_shadow_them(declared):
+    """Running jobs' configs survive a reload (none is a section of the operator's config);
+    a file section naming a running job is refused."""
     declared.start()
     guid = await declared.init.launch(MOD, guid="mine")
     declared.reconciler.reload()
-    assert declared.init.cfg.has_section("mine") and declared.init.cfg.has_section("cache")
+    for name in ("mine", "cache"):
+        assert not declared.init.cfg.has_section(name)
+        own = parse_config(declared.init.config_text(name))[name]
+        assert own["listen_port"] == str(declared.init.job(name).port)
     assert "mine" not in declared.init.settings.modules
     declared.text = DECLARED + f"[{guid}]\nx = 1\n"
     with pytest.raises(ConfigError, match=r"section \[mine\] names a job that runs"):

@@ -310,11 +310,21 @@ def test_a_job_without_a_module_is_refused_at_its_header():
         check_config(cfg, "p")
 
 
-def test_sections_to_skip_are_not_modules():
-    """The sections the initiator writes for its jobs (skip=) are not read as modules."""
-    cfg = parse_config(f"[p]\n[m]\n[job:a]\nmodule = m\n[a]\nrestart = {SECRET}\n")
-    settings = check_config(cfg, "p", skip={"a"})
-    assert set(settings.modules) == {"m"} and set(settings.declared) == {"a"}
+def test_every_other_section_is_a_module_and_none_is_skipped():
+    """
+    The initiator writes no section for its jobs (a job's config is composed when it is
+    sent), so none is passed over: a section that is neither the initiator's nor a
+    [job:NAME] is a module's, checked as one, and a declared job may not share its name.
+    """
+    cfg = parse_config(f"[p]\n[m]\n[job:b]\nmodule = m\n[a]\nrestart = {SECRET}\n",
+                       source="f.cfg")
+    with pytest.raises(ConfigError, match=r"f.cfg, line 6: .*\[a\]"):
+        check_config(cfg, "p")
+    cfg = parse_config("[p]\n[m]\n[job:a]\nmodule = m\n[a]\n", source="f.cfg")
+    with pytest.raises(ConfigError, match=r"names a job whose guid is the name of section"):
+        check_config(cfg, "p")
+    settings = check_config(parse_config("[p]\n[m]\n[job:b]\nmodule = m\n[a]\n"), "p")
+    assert set(settings.modules) == {"m", "a"} and set(settings.declared) == {"b"}
 
 
 def test_max_open_files_above_the_daemons_own_hard_limit_is_refused(monkeypatch):

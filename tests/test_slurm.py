@@ -9,6 +9,7 @@ process, no port, no sleep; the real cluster is in test_slurm_e2e.py.
 from __future__ import annotations
 
 import json
+import socket
 from typing import Any
 
 import pytest
@@ -23,10 +24,12 @@ from turberfield_twisted.contract import is_loopback
 from turberfield_twisted.errors import ConfigError
 from turberfield_twisted.http.api import ControlAPI
 from turberfield_twisted.launch.local import LocalLauncher
+from turberfield_twisted.launch.ports import PortBook
 from turberfield_twisted.launch.router import ModuleLaunchers
 from turberfield_twisted.launch.slurm.launcher import SlurmLauncher, SlurmProcess
 from turberfield_twisted.launch.warm.launcher import WarmLauncher
 from turberfield_twisted.testing.fakes import FakeProcessReactor
+from turberfield_twisted.testing.ports import free_ports
 from turberfield_twisted.worker.parent import listening_host, slurm_step
 
 DEMO = "turberfield_twisted.demo.hello"
@@ -84,14 +87,12 @@ class World:
         self.http = Healthy()
         cfg = config(module)
         holder: list[Initiator] = []
-        local = WarmLauncher(self.reactor, LocalLauncher(self.reactor, python="/py", setsid=None,
-                                                         process_groups=False),
-                             lambda module: False)
-        launchers = ModuleLaunchers(
-            lambda: holder[0].settings, local,
-            lambda: SlurmLauncher(self.reactor, lambda m: holder[0].settings.module(m).slurm_args,
-                                  python="/py", srun="/usr/bin/srun", scancel="/usr/bin/scancel",
-                                  setsid=None, run=self.runner))
+        cold = LocalLauncher(self.reactor, python="/py", setsid=None, process_groups=False)
+        launchers = ModuleLaunchers(lambda: holder[0].settings, {
+            "local": lambda: WarmLauncher(self.reactor, cold, lambda module: False),
+            "slurm": lambda: SlurmLauncher(
+                self.reactor, lambda m: holder[0].settings.module(m).slurm_args, python="/py",
+                srun="/usr/bin/srun", scancel="/usr/bin/scancel", setsid=None, run=self.runner)})
         self.init = Initiator(None, guid="init", cfg=cfg, reactor=self.reactor,
                               launcher=launchers, http=self.http)
         holder.append(self.init)
@@ -195,7 +196,13 @@ async def test_a_slurm_job_is_srun_under_its_guard_with_its_config_on_stdin():
 def test_the_port_of_a_slurm_job_is_not_probed_here():
     """A port bound here is still handed out: the worker binds it on its node."""
     launcher = SlurmLauncher(FakeProcessReactor(), srun="/s", scancel="/c", run=Runner())
-    assert launcher.choose_port(DEMO, range(27200, 27205), "127.0.0.1", None, {27200}) == 27201
+    with free_ports(10) as held, socket.socket() as sock:
+        sock.bind(("127.0.0.1", held.low))
+        sock.listen()
+        assert launcher.port_in_use(DEMO, "127.0.0.1", held.low) is False
+        chosen = PortBook().choose(held.ports, busy={held.low + 1}, in_use=lambda port:
+                                   launcher.port_in_use(DEMO, "127.0.0.1", port))
+    assert chosen == held.low
     assert launcher.address(DEMO, "127.0.0.1") is None
 
 

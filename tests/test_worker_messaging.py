@@ -24,7 +24,7 @@ from turberfield_twisted import (
     OverrideNotAllowed,
     UnknownJob,
 )
-from turberfield_twisted.configtext import job_config_text, parse_config
+from turberfield_twisted.configtext import parse_config
 from turberfield_twisted.demo.hello import Hello
 from turberfield_twisted.errors import ApiError, ConfigPushFailed
 from turberfield_twisted.testing.configs import initiator_config
@@ -188,7 +188,7 @@ async def test_update_config_pushes_the_jobs_config_to_a_ready_job():
     assert job.overrides == {"greeting": "hej", "api_key": "a$b"}
     [(auth, body)] = worker.pushes
     assert auth == f"Bearer {job.token}".encode()
-    assert body.decode() == job_config_text(init.cfg, guid)
+    assert body.decode() == init.config_text(guid)
     seen = parse_config(body.decode())
     assert seen.sections() == [guid]
     assert (seen[guid]["greeting"], seen[guid]["api_key"]) == ("hej", "a$b")
@@ -203,7 +203,7 @@ async def test_a_failed_push_changes_nothing():
     with pytest.raises(ConfigPushFailed, match=r"did not take its new config: nope \(HTTP 401\)"):
         await init.update_config(guid, {"greeting": "hej"})
     assert init.job(guid).overrides == {"greeting": "bonjour"}
-    assert init.cfg[guid]["greeting"] == "bonjour"
+    assert parse_config(init.config_text(guid))[guid]["greeting"] == "bonjour"
 
 
 @pytest_twisted.ensureDeferred
@@ -215,7 +215,8 @@ async def test_a_refused_change_is_rolled_back_whole():
     with pytest.raises(ChangeRefused, match="refused the change: nope"):
         await init.update_config(guid, {"greeting": "hej", "api_key": "k"})
     assert init.job(guid).overrides == {}
-    assert init.cfg[guid]["greeting"] == "hello" and not init.cfg.has_option(guid, "api_key")
+    own = parse_config(init.config_text(guid))[guid]
+    assert own["greeting"] == "hello" and "api_key" not in own
 
 
 @pytest_twisted.ensureDeferred
@@ -230,7 +231,7 @@ async def test_bad_changes_change_nothing_and_push_nothing():
     with pytest.raises(UnknownJob):
         await init.update_config("nope", {"greeting": "x"})
     assert init.job(guid).overrides == {"greeting": "bonjour"}
-    assert init.cfg[guid]["greeting"] == "bonjour"
+    assert parse_config(init.config_text(guid))[guid]["greeting"] == "bonjour"
     assert worker.pushes == []
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
 __all__ = [
     "ApiError",
@@ -156,7 +155,7 @@ class NotReady(Exception):
 class JobExited(Exception):
     """A job ended while something waited for it to become ready."""
 
-    def __init__(self, guid: str, status: Any, last_error: str | None):
+    def __init__(self, guid: str, status: object, last_error: str | None):
         self.guid = guid
         self.status = status
         super().__init__(f"job {guid} ended ({last_error or 'no reason given'})")

@@ -15,7 +15,7 @@ import configparser
 import ipaddress
 import os
 import resource
-from collections.abc import Collection, Mapping
+from collections.abc import Mapping
 
 import attrs
 
@@ -299,14 +299,14 @@ def _no_limits_on_slurm(section: Section, limits: Limits) -> None:
 
 
 def _check_declared(cfg: configparser.ConfigParser, header: str, guid: str,
-                    modules: Mapping[str, ModuleSettings], skip: Collection[str]) -> DeclaredJob:
+                    modules: Mapping[str, ModuleSettings]) -> DeclaredJob:
     """A ``[job:NAME]`` section, checked as a launch of its module would be."""
     section = Section.of(cfg, header, inherit=False)
     name = header[len(JOB_PREFIX):]
     if not GUID.match(name):
         raise section.error(None, "names a job whose guid is not 1 to 64 letters, digits,"
                                   " '_', '.' or '-' (starting with a letter or digit)")
-    if name == guid or (cfg.has_section(name) and name not in skip):
+    if name == guid or cfg.has_section(name):
         raise section.error(None, f"names a job whose guid is the name of section [{name}]")
     if not section.has("module"):
         raise section.error(None, "has no 'module' key")
@@ -366,17 +366,15 @@ def _check_requires(cfg: configparser.ConfigParser, declared: Mapping[str, Decla
             visit(name, [name])
 
 
-def check_config(cfg: configparser.ConfigParser, guid: str,
-                 skip: Collection[str] = ()) -> Settings:
+def check_config(cfg: configparser.ConfigParser, guid: str) -> Settings:
     """
     Check ``cfg`` and return its settings.
 
     ``[guid]`` is the initiator's section: only its own keys count (not
     DEFAULT's), and each must be known. ``[job:NAME]`` sections declare
-    jobs (see :class:`DeclaredJob`); sections named in ``skip`` (the ones
-    the initiator writes for its jobs) are passed over; every other
-    section is a module's, where the restart policy, ``listen_addr``,
-    ``overridable`` and the limits are checked, DEFAULT's included.
+    jobs (see :class:`DeclaredJob`); every other section is a module's,
+    where the restart policy, ``listen_addr``, ``overridable`` and the
+    limits are checked, DEFAULT's included.
     Raise :class:`ConfigError` naming the file, line, section and key of
     the first bad value, never the value itself.
     """
@@ -384,11 +382,11 @@ def check_config(cfg: configparser.ConfigParser, guid: str,
     modules = {
         name: _check_module(cfg, name)
         for name in cfg.sections()
-        if name != guid and not name.startswith(JOB_PREFIX) and name not in skip
+        if name != guid and not name.startswith(JOB_PREFIX)
     }
     declared = {
         job.name: job
-        for job in (_check_declared(cfg, name, guid, modules, skip)
+        for job in (_check_declared(cfg, name, guid, modules)
                     for name in cfg.sections() if name.startswith(JOB_PREFIX))
     }
     _check_requires(cfg, declared)

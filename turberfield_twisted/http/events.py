@@ -22,9 +22,10 @@ from typing import Any
 
 import attrs
 from twisted.internet.defer import Deferred
-from twisted.internet.interfaces import IPushProducer
+from twisted.internet.interfaces import IPushProducer, IReactorTime
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
+from twisted.web.server import Request
 from zope.interface import implementer
 
 from turberfield_twisted.errors import Invalid
@@ -140,8 +141,8 @@ class EventStream:
     log = Logger()
 
     _journal: Journal = attrs.field(alias="journal")
-    _request: Any = attrs.field(alias="request")
-    _reactor: Any = attrs.field(alias="reactor")
+    _request: Request = attrs.field(alias="request")
+    _reactor: IReactorTime = attrs.field(alias="reactor")
     _wanted: Callable[[Entry], bool] = attrs.field(alias="wanted")
     _every: float = attrs.field(alias="keepalive", default=15.0)
     _max_backlog: int = attrs.field(alias="max_backlog", default=5000)

@@ -3,9 +3,9 @@ Where a worker that runs elsewhere listens: a worker on a cluster node
 has no ready fd, so it says so over HTTP (``POST /jobs/{guid}/listening``,
 with its job token): ``{"host": IP, "port": P, "step"?: "JOBID.STEP"}``.
 :func:`take_report` checks the report and hands it to the job's
-:class:`~.launcher.IRemoteProcess`, whose ``listening()`` then fires: the
-lifecycle confirms one health check at that address before the job is
-ready.
+:class:`~turberfield_twisted.launch.interfaces.IRemoteProcess`, whose
+``listening()`` then fires: the lifecycle confirms one health check at
+that address before the job is ready.
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ that job's worker, and the worker's answer comes back.
 
 It talks to workers through a plain Twisted ``Agent`` (no treq, so no
 per-request URL object) whose connections go straight to the worker's IP
-address (:mod:`.agent`), on a pool that keeps as many idle connections
+address (:mod:`turberfield_twisted.worker.agent`), on a pool that keeps as many idle connections
 per worker as the relay has seen requests in flight to one at once. The
 request body goes up from the file the server kept it in; the answer
 comes back as it arrives: a short one (up to :data:`HOLD` bytes) whole,
@@ -29,7 +29,13 @@ from twisted.internet.protocol import Protocol, connectionDone
 from twisted.internet.task import Cooperator
 from twisted.logger import Logger
 from twisted.python.failure import Failure
-from twisted.web.client import FileBodyProducer, ResponseDone, _WrapperException
+from twisted.web.client import (
+    FileBodyProducer,
+    RequestGenerationFailed,
+    RequestTransmissionFailed,
+    ResponseDone,
+    ResponseFailed,
+)
 from twisted.web.http import PotentialDataLoss
 from twisted.web.http_headers import Headers
 from twisted.web.iweb import UNKNOWN_LENGTH, IBodyProducer
@@ -168,7 +174,7 @@ def _timed_out(exc: BaseException) -> bool:
     if isinstance(exc, CancelledError | error.ConnectingCancelledError | error.TimeoutError
                   | defer.TimeoutError | TimeoutError):
         return True
-    if isinstance(exc, _WrapperException):
+    if isinstance(exc, ResponseFailed | RequestGenerationFailed | RequestTransmissionFailed):
         return any(_timed_out(reason.value) for reason in exc.reasons)
     return False
 

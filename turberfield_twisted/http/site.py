@@ -47,10 +47,17 @@ class RelayFirst(Resource):
         match = _RELAYED.match(request.path)
         if match is None or getattr(request, "too_large", False):
             return self.routes.render(request)
+        gone = False
+
+        def lost(_: Failure) -> None:
+            nonlocal gone
+            gone = True  # the caller went away: nothing is written to it
+            d.cancel()
+
         d = defer.Deferred.fromCoroutine(self.relayed(request, match.group(1).decode()))
         d.addErrback(lambda failure: _answered_error(self.log, request, failure))
-        d.addCallback(lambda body: _finish(request, body))
-        request.notifyFinish().addErrback(lambda _: d.cancel())
+        d.addCallback(lambda body: None if gone else _finish(request, body))
+        request.notifyFinish().addErrback(lost)
         return NOT_DONE_YET
 
 
@@ -63,7 +70,7 @@ def _answered_error(log: Logger, request: Any, failure: Failure) -> bytes:
 
 
 def _finish(request: Any, body: bytes) -> None:
-    if request.finished or request._disconnected:
+    if request.finished:
         return
     if body:
         request.write(body)

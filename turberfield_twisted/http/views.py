@@ -10,6 +10,7 @@ import configparser
 from collections.abc import Iterable
 from typing import Any
 
+from turberfield_twisted.config.settings import Settings
 from turberfield_twisted.configtext import redact
 from turberfield_twisted.jobs.job import Job
 from turberfield_twisted.jobs.limits import local_pid
@@ -37,7 +38,7 @@ def job_views(jobs: Iterable[Job], now: float) -> list[dict[str, Any]]:
     return views
 
 
-def module_views(cfg: configparser.ConfigParser, settings: Any) -> list[dict[str, Any]]:
+def module_views(cfg: configparser.ConfigParser, settings: Settings) -> list[dict[str, Any]]:
     """
     Each module a launch may name (``settings``: the checked
     :class:`~.settings.Settings` of ``cfg``), by name: the keys a launch

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import signal
 from collections.abc import Callable
-from typing import Any
 
 import attrs
 from twisted.internet.defer import CancelledError, Deferred
+from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
@@ -56,7 +56,7 @@ class Lifecycle:
 
     log = Logger()
 
-    _reactor: Any = attrs.field(alias="reactor")
+    _reactor: IReactorTime = attrs.field(alias="reactor")
     launcher: ILauncher
     _settings: Callable[[], Settings] = attrs.field(alias="settings")
     _probe: Callable[[Job], Deferred[None]] = attrs.field(alias="probe")
@@ -91,6 +91,7 @@ class Lifecycle:
         job.state = target
         if target in ENDED:
             self.ports.release(job, job.port)
+            job.ended = self._reactor.seconds()
         frees_slot = source is not target and source in (_S, _W) and target is not _S
         if frees_slot:
             self.admission.leave(job)
@@ -104,6 +105,10 @@ class Lifecycle:
         return True
 
     # -- asked from outside ------------------------------------------------
+
+    def close(self) -> None:
+        """The daemon stops: no job is given a starting slot from now on."""
+        self.admission.closed = True
 
     def start(self, job: Job, new: bool = False) -> None:
         """
@@ -185,10 +190,11 @@ class Lifecycle:
     def _hold_port(self, job: Job) -> None:
         """Give ``job`` a port (its own again where it can); NoFreePort changes nothing."""
         own = self._settings().initiator
-        port = self.launcher.choose_port(
-            job.module, range(own.child_port_min, own.child_port_max + 1),
-            self._listen_addr(job.module), job.port or None,
-            self.ports.taken_from(job, job.busy_ports, own.listen_port))
+        addr = self._listen_addr(job.module)
+        port = self.ports.choose(
+            range(own.child_port_min, own.child_port_max + 1), job,
+            busy={*job.busy_ports, own.listen_port}, prefer=job.port or None,
+            in_use=lambda port: self.launcher.port_in_use(job.module, addr, port))
         self.ports.hold(job, job.port, port)
         job.port = port
 
@@ -371,7 +377,7 @@ class Lifecycle:
     # -- timers ------------------------------------------------------------
 
     def _later(self, job: Job, name: str, delay: float, fn: Callable[..., None],
-               *args: Any) -> None:
+               *args: object) -> None:
         """Call ``fn(*args)`` in ``delay`` seconds as ``job``'s timer ``name``, cancelling
         any timer already under that name (``fn`` pops its own entry when it runs)."""
         self._cancel(job, name)

@@ -9,41 +9,46 @@ Per-job limits, from a module's section or a declared job's:
     its ``last_error`` saying why, as PM2's ``max_memory_restart`` does.
 ``max_open_files``, ``max_cpu_seconds``
     ``RLIMIT_NOFILE`` and ``RLIMIT_CPU`` (soft and hard alike), set on the
-    worker's process with ``prlimit(2)`` as it is spawned, before its
-    interpreter has started: the kernel refuses more open files
-    (``EMFILE``) and kills it (SIGKILL) once it has used that much CPU time.
+    worker's process with ``prlimit(2)`` (:func:`apply_rlimits`) as soon as
+    its launcher's ``spawn`` has returned (the lifecycle does so): the
+    process runs already, so what it did before stands (files it opened
+    stay open; the CPU time it used counts). From then on the kernel
+    refuses more open files (``EMFILE``) and kills it (SIGKILL) once it has
+    used that much CPU time.
 
-No reactor is imported here: :mod:`~turberfield_twisted.config.settings` reads
-:class:`Limits` before the daemon starts one.
+:class:`Limits` itself, a value the config is checked into, is
+:mod:`turberfield_twisted.config.policy`'s.
 """
 
 from __future__ import annotations
 
 import resource
 from collections.abc import Callable, Collection, Iterable
-from typing import Any
 
+from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
 from turberfield_twisted.config.policy import Limits
 from turberfield_twisted.jobs.job import LIVE, Job
 from turberfield_twisted.jobs.procstat import group_stats
-from turberfield_twisted.launch.interfaces import ILocalProcess
+from turberfield_twisted.launch.interfaces import ILocalProcess, IWorkerProcess
 
 __all__ = ["MemoryWatch", "apply_rlimits", "local_pid"]
 
-def local_pid(process: Any) -> int | None:
+def local_pid(process: IWorkerProcess | None) -> int | None:
     """The pid of a worker ``process`` that runs on this host (an ILocalProcess), else None."""
-    pid = getattr(process, "pid", None)
-    return pid if pid is not None and ILocalProcess.providedBy(process) else None
+    if process is None or not ILocalProcess.providedBy(process):
+        return None
+    pid: int | None = process.pid
+    return pid
 
 
-def apply_rlimits(process: Any, limits: Limits) -> str | None:
+def apply_rlimits(process: IWorkerProcess, limits: Limits) -> str | None:
     """
-    Set ``limits``' rlimits on a just-spawned local worker ``process`` (an
-    :class:`~.launcher.ILocalProcess`; others are left alone). Return None,
-    or why they could not be set.
+    Set ``limits``' rlimits on a local worker ``process`` that runs already
+    (an :class:`~turberfield_twisted.launch.interfaces.ILocalProcess`;
+    others are left alone). Return None, or why they could not be set.
     """
     wanted = limits.rlimits()
     pid = local_pid(process)
@@ -73,7 +78,7 @@ class MemoryWatch:
 
     log = Logger()
 
-    def __init__(self, reactor: Any, jobs: Callable[[], Iterable[Job]],
+    def __init__(self, reactor: IReactorTime, jobs: Callable[[], Iterable[Job]],
                  over: Callable[[Job, str], None], interval: Callable[[], float],
                  sample: Callable[[Collection[int]], dict[int, int]] = _rss):
         self._jobs = jobs

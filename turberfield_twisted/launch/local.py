@@ -1,16 +1,11 @@
 """
-Where a worker runs: the launcher seam.
-
-An :class:`ILauncher` holds everything that differs between places a
-worker can run: whether a module can run there, choosing (and probing) a
-port, the address the worker is reached at, spawning it with its config on
-stdin, and signalling it. What it spawns is an :class:`IWorkerProcess`,
-whose ``exited()`` tells the lifecycle that the process ended.
-
-:class:`LocalLauncher` runs workers on this host with
-``reactor.spawnProcess``. A launcher that forks from a preloaded template,
-or that submits to a cluster, provides the same two interfaces; the
-lifecycle and the Initiator do not change.
+Workers on this host, started cold: :class:`LocalLauncher` runs ``python
+-P -m MODULE --guid G --port P`` with ``reactor.spawnProcess``, each the
+leader of a session of its own, its config on stdin, its lifeline on fd 3
+and its ready fd on 4; :class:`LocalProcess` is such a worker as the
+lifecycle sees it. The pieces a warm or a Slurm launcher shares with it
+(the command line, the environment, spawning in a session, a process
+that ends and is signalled by group) are here too.
 """
 
 from __future__ import annotations
@@ -23,10 +18,9 @@ import shutil
 import signal
 import subprocess
 import sys
-from collections.abc import Callable, Container, Iterable, Mapping
-from typing import Any
+from collections.abc import Callable, Iterable, Mapping
 
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, succeed
 from twisted.internet.error import ProcessExitedAlready
 from twisted.internet.interfaces import IProcessTransport, IReactorProcess
 from twisted.internet.protocol import ProcessProtocol
@@ -35,8 +29,9 @@ from zope.interface import implementer
 from turberfield_twisted.contract import LIFELINE_FD, READY_FD, reachable
 from turberfield_twisted.errors import SpawnFailed, UnknownModule
 from turberfield_twisted.launch.interfaces import ILauncher, ILocalProcess, LineSink
-from turberfield_twisted.launch.ports import free_port, port_in_use
+from turberfield_twisted.launch.ports import port_in_use
 from turberfield_twisted.launch.protocol import ExitStatus, WorkerProtocol
+from turberfield_twisted.launch.reactor import IDaemonReactor
 
 __all__ = [
     "LocalLauncher",
@@ -76,7 +71,7 @@ def minimal_env(pythonpath: str = "", extra: Mapping[str, str] = {}) -> dict[str
     }
 
 
-def spawn_in_session(reactor: Any, protocol: ProcessProtocol, argv: list[str],
+def spawn_in_session(reactor: IReactorProcess, protocol: ProcessProtocol, argv: list[str],
                      setsid: str | None, env: dict[str, str],
                      child_fds: Mapping[int, int | str], module: str) -> IProcessTransport:
     """
@@ -208,19 +203,16 @@ class LocalLauncher:
 
     def __init__(
         self,
-        reactor: IReactorProcess,
+        reactor: IDaemonReactor,
         python: str = sys.executable,
         pythonpath: str = "",
         setsid: str | None = shutil.which("setsid"),
         process_groups: bool = True,
         in_use: Callable[[str, int], bool] = port_in_use,
     ):
-        self._reactor: Any = reactor
-        self.python = python
-        self.pythonpath = pythonpath
-        self.setsid = setsid
+        self._reactor, self._in_use = reactor, in_use
+        self.python, self.pythonpath, self.setsid = python, pythonpath, setsid
         self.process_groups = process_groups
-        self._in_use = in_use
         self._path: list[str] | None = None
         self.env = minimal_env(pythonpath)
 
@@ -230,6 +222,16 @@ class LocalLauncher:
         :meth:`check` waits on it in the reactor's thread (``modules``: any).
         """
         self._path = _worker_path(self.python, self.env)
+
+    def reload(self, modules: Iterable[str] = ()) -> None:
+        """
+        See :meth:`ILauncher.reload`: nothing to drop (the workers' path
+        depends on ``pythonpath``, which takes a restart of the daemon).
+        """
+
+    def close(self) -> Deferred[None]:
+        """See :meth:`ILauncher.close`: a cold launcher holds nothing open."""
+        return succeed(None)
 
     def check(self, module: str) -> None:
         """
@@ -247,16 +249,9 @@ class LocalLauncher:
             raise UnknownModule(module, "not found on the workers' path (their pythonpath"
                                         " key and the interpreter's own; not PYTHONPATH)")
 
-    def choose_port(
-        self, module: str, ports: range, listen_addr: str, prefer: int | None,
-        taken: Container[int],
-    ) -> int:
-        """See :meth:`ILauncher.choose_port`: a bind probe on ``listen_addr`` tells free ports."""
-
-        def unusable(port: int) -> bool:
-            return port in taken or self._in_use(listen_addr, port)
-
-        return free_port(ports, unusable, prefer)
+    def port_in_use(self, module: str, listen_addr: str, port: int) -> bool:
+        """See :meth:`ILauncher.port_in_use`: a bind probe on ``listen_addr``."""
+        return self._in_use(listen_addr, port)
 
     def address(self, module: str, listen_addr: str) -> str:
         """See :meth:`ILauncher.address`."""

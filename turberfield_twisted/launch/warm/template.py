@@ -43,9 +43,14 @@ import signal
 import socket
 import sys
 import traceback
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn, cast
+
+import attrs
 
 from turberfield_twisted.launch.slurm.guard import drain
+
+if TYPE_CHECKING:
+    from twisted.internet.asyncioreactor import AsyncioSelectorReactor
 
 __all__ = ["CONTROL_FD", "MAX_MESSAGE", "SPAWN_FDS", "main"]
 
@@ -70,11 +75,19 @@ def send(sock: socket.socket, message: dict[str, Any], fds: list[int] | None = N
         sock.send(data)
 
 
-def _template_reactor() -> Any:
+@attrs.frozen
+class _Installed:
+    """The template's reactor, and the asyncio loop it runs on."""
+
+    reactor: AsyncioSelectorReactor
+    loop: asyncio.AbstractEventLoop
+
+
+def _template_reactor() -> _Installed:
     """
     Install the asyncio reactor on a loop whose selector is plain select():
-    no kernel state. (Not with :func:`._asyncio.install`: importing that
-    module would first install one on a new, epoll, loop.)
+    no kernel state. (Not with :func:`turberfield_twisted.worker._asyncio.install`:
+    importing that module would first install one on a new, epoll, loop.)
     """
     from twisted.internet import asyncioreactor
 
@@ -83,7 +96,7 @@ def _template_reactor() -> Any:
     asyncioreactor.install(loop)
     from twisted.internet import reactor
 
-    return reactor
+    return _Installed(cast(asyncioreactor.AsyncioSelectorReactor, reactor), loop)
 
 
 def _threads() -> int:
@@ -95,27 +108,27 @@ def _threads() -> int:
         return threading.active_count()
 
 
-def prepare(module: str) -> tuple[Any, str | None]:
+def prepare(module: str) -> tuple[_Installed, str | None]:
     """
-    Import the runtime and ``module`` under a template reactor; the reactor,
-    and why the module can't be warm (None if it can).
+    Import the runtime and ``module`` under a template reactor; the reactor
+    (and its loop), and why the module can't be warm (None if it can).
     """
-    reactor = _template_reactor()
+    installed = _template_reactor()
     import turberfield_twisted.worker.runtime  # noqa: F401  (what every worker imports)
 
     try:
         loaded = importlib.import_module(module)
     except BaseException as exc:  # its own error is for the cold worker to show
-        return reactor, f"it could not be imported ({type(exc).__name__})"
+        return installed, f"it could not be imported ({type(exc).__name__})"
     if _threads() > 1:
-        return reactor, "it starts threads when imported, and threads do not survive a fork"
-    if any(value is reactor for value in vars(loaded).values()):
-        return reactor, ("it keeps the reactor it was imported with; take ctx.reactor"
-                         " instead")
-    return reactor, None
+        return installed, "it starts threads when imported, and threads do not survive a fork"
+    if any(value is installed.reactor for value in vars(loaded).values()):
+        return installed, ("it keeps the reactor it was imported with; take ctx.reactor"
+                           " instead")
+    return installed, None
 
 
-def _drop_reactor(old: Any) -> None:
+def _drop_reactor(old: _Installed) -> None:
     """
     Forget the template's reactor and close its fds (its waker's pipe, its
     loop's self-pipe). Done before the worker's fds take 0 to 4: closing
@@ -126,9 +139,9 @@ def _drop_reactor(old: Any) -> None:
     del sys.modules["twisted.internet.reactor"]
     if hasattr(twisted.internet, "reactor"):
         del twisted.internet.reactor
-    if old.waker is not None:
-        old.waker.connectionLost(None)
-    old._asyncioEventloop.close()  # its select() selector and self-pipe are this process's own
+    if old.reactor.waker is not None:
+        old.reactor.waker.connectionLost(None)
+    old.loop.close()  # its select() selector and self-pipe are this process's own
 
 
 def _take_fds(fds: list[int]) -> None:
@@ -141,7 +154,7 @@ def _take_fds(fds: list[int]) -> None:
         os.close(fd)
 
 
-def _child(module: str, guid: str, port: int, fds: list[int], reactor: Any,
+def _child(module: str, guid: str, port: int, fds: list[int], reactor: _Installed,
            closing: list[int]) -> NoReturn:
     """In the forked child: become a cold-looking worker of ``module``, run it, exit."""
     code: int = 70
@@ -184,7 +197,7 @@ def _status(wait: int) -> dict[str, int | None]:
     return {"code": os.waitstatus_to_exitcode(wait), "signal": None}
 
 
-def serve(sock: socket.socket, module: str, reactor: Any) -> None:
+def serve(sock: socket.socket, module: str, reactor: _Installed) -> None:
     """Fork a worker for each spawn request; report their exits; return when done."""
     wake_r, wake_w = os.pipe()
     os.set_blocking(wake_w, False)
@@ -194,7 +207,7 @@ def serve(sock: socket.socket, module: str, reactor: Any) -> None:
     children: set[int] = set()
     retiring = False
     while not (retiring and not children):
-        watched: list[Any] = [sock, wake_r]
+        watched: list[socket.socket | int] = [sock, wake_r]
         readable, _, _ = select.select(watched, [], [])
         if wake_r in readable:
             drain(wake_r)
@@ -231,7 +244,8 @@ def serve(sock: socket.socket, module: str, reactor: Any) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """``forkserver MODULE``: prepare, say ready or refused, serve."""
+    """``python -m turberfield_twisted.launch.warm.template MODULE``: prepare, say ready or
+    refused, serve."""
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 1:
         sys.stderr.write("usage: python -m turberfield_twisted.launch.warm.template MODULE\n")
