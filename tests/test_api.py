@@ -24,6 +24,7 @@ from twisted.web.server import Site
 from twisted.web.test.requesthelper import DummyChannel
 
 from turberfield_twisted import ChangeRefused, Initiator, JobEvent, LocalLauncher, UnknownJob
+from turberfield_twisted.config.settings import check_config
 from turberfield_twisted.configtext import parse_config
 from turberfield_twisted.errors import ConfigPushFailed
 from turberfield_twisted.hooks.dispatcher import HookDispatcher, UnknownHook
@@ -287,6 +288,63 @@ async def test_patch_config_with_the_initiators_update_config():
 
 
 @pytest_twisted.ensureDeferred
+async def test_patch_config_says_whether_the_change_is_kept_for_the_next_start():
+    """A launched job's change is kept; a declared job's is not, and the answer says where."""
+    t = make(http=StubTreq(_ReadyWorker().app.resource()))
+    cfg = initiator_config(23000, 23009, extra=f"[job:cache]\nmodule = {DEMO}\n")
+    t.init.reconfigure(cfg, check_config(cfg, "init"))
+    guid = await t.launch()
+    response, body = await t.call("PATCH", f"/jobs/{guid}/config", {"greeting": "hi"})
+    assert (response.code, body["kept"], "note" in body) == (200, True, False)
+    await t.init.launch(DEMO, guid="cache")
+    t.init.job("cache").declared = True
+    response, body = await t.call("PATCH", "/jobs/cache/config", {"greeting": "hi"})
+    assert (response.code, body["kept"]) == (200, False)
+    assert body["note"] == ("job cache is declared in <config>: this change lasts until the"
+                            " daemon restarts, or a reload changes its [job:cache] section;"
+                            " to keep it, set it there")
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_refused_module_or_key_says_what_would_do():
+    """An unknown module names the nearest allowed one (or those allowed); a key, those allowed."""
+    t = make()
+    response, body = await t.call("POST", "/jobs", {"module": DEMO[:-1]})
+    is_error(response, body, 404)
+    assert body["error"] == (f"module {DEMO[:-1]!r}: no config section allows it (did you mean"
+                             f" {DEMO!r}?)")
+    response, body = await t.call("POST", "/jobs", {"module": "x"})
+    assert body["error"] == f"module 'x': no config section allows it (allowed: {DEMO})"
+    response, body = await t.call("POST", "/jobs", {"module": DEMO, "config": {"colour": "r"}})
+    is_error(response, body, 403)
+    assert body["error"] == (f"{DEMO} does not allow 'colour' to be set (it allows api_key,"
+                             " greeting)")
+    assert t.reactor.spawned == []
+
+
+@pytest_twisted.ensureDeferred
+async def test_forget_drops_an_ended_job_and_refuses_one_that_runs_or_is_declared():
+    """POST /jobs/{guid}/forget: an ended job is gone (200, then 404); a running one 409."""
+    t = make()
+    running, ended = await t.launch(), await t.launch()
+    t.init.stop(ended)
+    t.reactor.spawned[-1].exit(0)
+    response, body = await t.call("POST", f"/jobs/{running}/forget")
+    is_error(response, body, 409)
+    assert body["error"] == f"job {running} is starting: stop it first, then forget it"
+    response, body = await t.call("POST", f"/jobs/{ended}/forget")
+    assert (response.code, body["guid"], body["state"]) == (200, ended, "exited")
+    assert set(t.init.workers) == {running}
+    is_error(*await t.call("POST", f"/jobs/{ended}/forget"), 404)
+    t.init.stop(running)
+    t.reactor.spawned[0].exit(0)
+    t.init.job(running).declared = True
+    response, body = await t.call("POST", f"/jobs/{running}/forget")
+    is_error(response, body, 409)
+    assert "remove its [job:" in body["error"]
+
+
+@pytest_twisted.ensureDeferred
 async def test_patch_config_maps_a_push_failure_and_a_refusal(monkeypatch):
     """Not reached: 502, nothing changed; refused: 422 with the worker's reason."""
     t = make()
@@ -395,7 +453,7 @@ ADMIN_ROUTES = [
     ("GET", "/jobs"), ("POST", "/jobs"), ("GET", "/jobs/{guid}"), ("DELETE", "/jobs/{guid}"),
     ("GET", "/jobs/{guid}/logs"), ("PATCH", "/jobs/{guid}/config"), ("GET", "/hooks"),
     ("POST", "/hooks"), ("DELETE", "/hooks/h1"), ("GET", "/jobs/{guid}/proxy/anything"),
-    ("POST", "/jobs/{guid}/proxy/echo"),
+    ("POST", "/jobs/{guid}/proxy/echo"), ("POST", "/jobs/{guid}/forget"),
 ]
 
 

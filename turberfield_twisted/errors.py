@@ -16,6 +16,7 @@ __all__ = [
     "ApiError",
     "BadGuid",
     "BadOverride",
+    "CannotForget",
     "ChangeRefused",
     "ConfigError",
     "ConfigPushFailed",
@@ -176,6 +177,13 @@ class ChangeRefused(Exception):
         self.guid = guid
         self.reason = reason[:300]
         super().__init__(f"job {guid} refused the change: {self.reason}")
+
+
+class CannotForget(Exception):
+    """
+    A job can't be forgotten: it has not ended, or a config file declares it.
+    The message says what to do.
+    """
 
 
 class StoreFailed(Exception):

@@ -90,7 +90,8 @@ class Options(usage.Options):
             self["cfg"] = load_config(self["config"])
             self["settings"] = check_config(self["cfg"], self["guid"])
         except ConfigError as exc:
-            raise usage.UsageError(f"bad config: {exc}") from None
+            # Not a usage error (twistd would print its usage): one line, exit 1.
+            raise SystemExit(f"proactor: bad config: {exc}") from None
         own = self["settings"].initiator
         if self["listen"] is None:
             kind = "tcp6" if ":" in own.listen_addr else "tcp"
@@ -122,7 +123,10 @@ class _ControlService(Service):
         d.addCallbacks(self._listening, failures.append)
         if failures:
             raise SystemExit(f"proactor: cannot listen on {self._endpoint_text}: "
-                             f"{failures[0].getErrorMessage()}")
+                             f"{failures[0].getErrorMessage()} (another daemon there? give"
+                             " this one another address with --listen, e.g. --listen"
+                             " tcp:8081:interface=127.0.0.1, or tcp:0:interface=127.0.0.1 for"
+                             " any free port: proactor finds it in the state dir)")
         Service.privilegedStartService(self)
 
     def _listening(self, port: IListeningPort) -> None:
@@ -304,12 +308,15 @@ def makeService(options: Options) -> IService:
     state, store, kept_hooks = _open_state(options["state-dir"], own.store_sync)
     initiator = Initiator(options, cfg=cfg, settings=options["settings"],  # checked already
                           guid=guid, reactor=reactor, store=store)
+    for warning in options["settings"].warnings:  # keys that look like typos
+        Logger().warn("config: {warning}", warning=warning)
     token = cfg.get(guid, "admin_token", fallback="") or secrets.token_urlsafe(32)
     state.write_private(TOKEN_FILE, token + "\n")
     Logger().info("admin token written to {path}", path=str(state.path / TOKEN_FILE))
     hooks = HookDispatcher(reactor, initiator.http, allow=own.hook_allow, store=store)
     initiator.subscribe(hooks.publish)
-    reconciler = Reconciler(initiator, lambda: load_config(options["config"]))
+    reconciler = Reconciler(initiator, lambda: load_config(options["config"]),
+                            kept_in=str(store.path))
     api = ControlAPI(initiator, token, reactor, hooks=hooks, max_body=own.max_body,
                      relay_timeout=own.relay_timeout, read_timeout=own.read_timeout,
                      metrics=Metrics(initiator, hooks),

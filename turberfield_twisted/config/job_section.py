@@ -63,6 +63,8 @@ def check_overrides(
         if len(text) > MAX_VALUE or "\n" in text or "\r" in text:
             raise BadOverride(f"config value of {key!r} must be one line of at most {MAX_VALUE}")
         if key in RESERVED_KEYS or key not in allowed:
-            raise OverrideNotAllowed(f"{module} does not allow {key!r} to be set")
+            may = (f"it allows {', '.join(sorted(allowed))}" if allowed else "it allows none:"
+                   " its section's overridable key lists those a launch may set")
+            raise OverrideNotAllowed(f"{module} does not allow {key!r} to be set ({may})")
         out[key] = text
     return out

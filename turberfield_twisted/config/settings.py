@@ -43,10 +43,12 @@ from turberfield_twisted.config.readers import (
     srun_args,
     whole,
 )
+from turberfield_twisted.config.typos import did_you_mean, other_names, typo_warnings
 from turberfield_twisted.errors import (
     BadOverride,
     ConfigError,
     OverrideNotAllowed,
+    UnknownModule,
 )
 
 #: ``store_sync`` values: SQLite's ``synchronous`` setting in WAL mode.
@@ -54,6 +56,7 @@ SYNC_MODES = ("normal", "full")
 
 __all__ = [
     "JOB_PREFIX",
+    "MODULE_KEYS",
     "SYNC_MODES",
     "DeclaredJob",
     "InitiatorSettings",
@@ -149,10 +152,20 @@ class Settings:
     initiator: InitiatorSettings
     modules: Mapping[str, ModuleSettings] = attrs.field(factory=dict, converter=frozen_map)
     declared: Mapping[str, DeclaredJob] = attrs.field(factory=dict, converter=frozen_map)
+    #: Keys of module sections that look like typos of the daemon's own (file, line, key).
+    warnings: tuple[str, ...] = attrs.field(default=(), eq=False)
 
     def module(self, name: str) -> ModuleSettings | None:
         """The settings of module ``name``, or None if it has no section."""
         return self.modules.get(name)
+
+    def allowed(self, name: str) -> ModuleSettings:
+        """The settings of module ``name``; UnknownModule, naming those allowed, if it has none."""
+        found = self.modules.get(name)
+        if found is None:
+            raise UnknownModule(name, "no config section allows it"
+                                + (other_names(name, self.modules, "allowed") or " (none is)"))
+        return found
 
     def limits_for(self, module: str, declared: str | None = None) -> Limits:
         """The limits of a job of ``module`` (declared as ``declared``: its own win)."""
@@ -224,6 +237,10 @@ _LIMIT_READERS: Mapping[str, Reader] = {
 assert tuple(_LIMIT_READERS) == LIMIT_KEYS
 
 
+#: The keys of a module's section that the daemon reads: the rest are its worker's own.
+MODULE_KEYS = frozenset({*_POLICY_READERS, *_MODULE_READERS, *_LIMIT_READERS})
+
+
 #: The keys of a ``[job:NAME]`` section that are not overrides.
 _JOB_KEYS = frozenset({"module", "session", "requires", *LIMIT_KEYS})
 
@@ -232,9 +249,11 @@ def _check_initiator(cfg: configparser.ConfigParser, guid: str) -> InitiatorSett
     if not cfg.has_section(guid):
         raise ConfigError(f"there is no [{guid}] section for the initiator")
     section = Section.of(cfg, guid, inherit=False)
-    unknown = sorted(section.own - set(_INITIATOR_READERS) - _INITIATOR_SECRETS)
+    known = {*_INITIATOR_READERS, *_INITIATOR_SECRETS}
+    unknown = sorted(section.own - known)
     if unknown:
-        raise ConfigError(f"unknown key {unknown[0]!r} in [{guid}]", *section.origin(unknown[0]))
+        raise ConfigError(f"unknown key {unknown[0]!r} in [{guid}]"
+                          f"{did_you_mean(unknown[0], known)}", *section.origin(unknown[0]))
     settings = InitiatorSettings(**section.read(_INITIATOR_READERS))
     if settings.child_port_min > settings.child_port_max:
         blamed, other = "child_port_min", "child_port_max"
@@ -298,7 +317,8 @@ def _check_declared(cfg: configparser.ConfigParser, header: str, guid: str,
         except OverrideNotAllowed:
             reason = ("is one the initiator sets" if key in RESERVED_KEYS else
                       "is not one its module lists as overridable (nor module, session,"
-                      " requires or a limit)")
+                      " requires or a limit)"
+                      + did_you_mean(key, {*_JOB_KEYS, *modules[module].overridable}))
             raise section.error(key, reason) from None
         except BadOverride:
             raise section.error(key, "must be a short key name with a one-line value of at"
@@ -362,6 +382,8 @@ def check_config(cfg: configparser.ConfigParser, guid: str) -> Settings:
                     for name in cfg.sections() if name.startswith(JOB_PREFIX))
     }
     _check_requires(cfg, declared)
-    return Settings(initiator=initiator, modules=modules, declared=declared)
+    warnings = typo_warnings(cfg, {name: found.overridable for name, found in modules.items()},
+                             MODULE_KEYS, guid, set(_INITIATOR_READERS))
+    return Settings(initiator=initiator, modules=modules, declared=declared, warnings=warnings)
 
 

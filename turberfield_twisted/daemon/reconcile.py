@@ -22,7 +22,13 @@ from twisted.application.service import Service
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
-from turberfield_twisted.config.settings import JOB_PREFIX, DeclaredJob, Settings, check_config
+from turberfield_twisted.config.settings import (
+    JOB_PREFIX,
+    DeclaredJob,
+    InitiatorSettings,
+    Settings,
+    check_config,
+)
 from turberfield_twisted.configtext import origin
 from turberfield_twisted.daemon.initiator import Initiator
 from turberfield_twisted.daemon.store import JobRecord
@@ -63,6 +69,8 @@ class Reloaded:
     restarted: tuple[str, ...] = ()
     unchanged: tuple[str, ...] = ()
     restart_needed: tuple[str, ...] = ()
+    #: Keys of module sections that look like typos (file, line, key): see ``Settings``.
+    warnings: tuple[str, ...] = ()
 
     def as_json(self) -> dict[str, list[str]]:
         """The answer of ``POST /reload``."""
@@ -78,14 +86,31 @@ class Reconciler(Service):
 
     log = Logger()
 
-    def __init__(self, initiator: Initiator, load: Callable[[], ConfigParser] | None = None):
+    def __init__(self, initiator: Initiator, load: Callable[[], ConfigParser] | None = None,
+                 kept_in: str | None = None):
         self._initiator = initiator
         self._load = load
+        #: Where the kept jobs are (the store's file), for the start-up log.
+        self._kept_in = kept_in or "nowhere (no state store)"
+        #: The initiator's settings and admin token the daemon started with (and runs on).
+        self._started_with: tuple[InitiatorSettings, str] | None = None
 
     def startService(self) -> None:
         """Restore the kept jobs and start the declared ones."""
         Service.startService(self)
+        self._runs_on()
         self.restore()
+
+    def _runs_on(self) -> tuple[InitiatorSettings, str]:
+        """
+        What the daemon runs on, of the keys a reload can't apply: its
+        settings and admin token as they were when it started (or, for a
+        reconciler not started as a service, before its first reload).
+        """
+        if self._started_with is None:
+            init = self._initiator
+            self._started_with = (init.settings.initiator, _token(init.cfg, init.guid or ""))
+        return self._started_with
 
     # -- at start ----------------------------------------------------------
 
@@ -108,8 +133,9 @@ class Reconciler(Service):
                 init.forget_kept(record.guid)
                 continue
             self._restore(record)
-        self.log.info("restored {kept} kept jobs; {declared} declared jobs",
+        self.log.info("restored {kept} kept jobs from {store}; {declared} declared jobs",
                       kept=len([r for r in kept.values() if not r.declared]),
+                      store=self._kept_in,
                       declared=len(init.settings.declared))
 
     def _restore(self, record: JobRecord) -> None:
@@ -189,22 +215,26 @@ class Reconciler(Service):
             self._check_against_jobs(cfg, settings)
         except ConfigError as exc:
             raise ConfigRefused(exc.reason, exc.source, exc.line) from None
-        old, old_cfg = init.settings, init.cfg
+        running, running_token = self._runs_on()
+        old = init.settings
         init.reconfigure(cfg, settings)
         for job in init.workers.values():
             module = settings.module(job.module)
             if job.tracker is not None and module is not None:
                 job.tracker.policy = module.policy  # from its next restart
         done = self._reconcile(old.declared, settings.declared)
+        # Compared with what the daemon runs on, not with the last reload.
         needed = tuple(key for key in RESTART_KEYS
-                       if getattr(old.initiator, key) != getattr(settings.initiator, key))
-        if _token(old_cfg, guid) != _token(cfg, guid):
+                       if getattr(running, key) != getattr(settings.initiator, key))
+        if running_token != _token(cfg, guid):
             needed += ("admin_token",)
-        result = attrs.evolve(done, restart_needed=needed)
+        result = attrs.evolve(done, restart_needed=needed, warnings=settings.warnings)
+        for warning in settings.warnings:
+            self.log.warn("config reloaded: {warning}", warning=warning)
         self.log.info("config reloaded: started {started}; stopped {stopped}; restarted"
                       " {restarted}; unchanged {unchanged}",
-                      **{key: ", ".join(names) or "none"
-                         for key, names in attrs.asdict(done).items() if key != "restart_needed"})
+                      started=_names(done.started), stopped=_names(done.stopped),
+                      restarted=_names(done.restarted), unchanged=_names(done.unchanged))
         if needed:
             self.log.warn("config reloaded: restart the daemon to apply {keys}",
                           keys=", ".join(needed))
@@ -311,6 +341,10 @@ def _settled(workers: Mapping[str, Job], declared: Mapping[str, DeclaredJob],
                 done.add(name)
                 changed = True
     return done >= set(declared)
+
+
+def _names(names: tuple[str, ...]) -> str:
+    return ", ".join(names) or "none"
 
 
 def _token(cfg: ConfigParser, guid: str) -> str:

@@ -27,6 +27,7 @@ from twisted.web.iweb import IAgent
 from twisted.web.server import Request, Site
 
 from turberfield_twisted.daemon.initiator import Initiator
+from turberfield_twisted.daemon.keeper import forget_ended
 from turberfield_twisted.daemon.metrics import Metrics
 from turberfield_twisted.daemon.reconcile import Reloaded
 from turberfield_twisted.dashboard import Dashboard
@@ -39,7 +40,7 @@ from turberfield_twisted.http.hooks import HooksAPI
 from turberfield_twisted.http.placement import REPORT_KEYS, take_report
 from turberfield_twisted.http.relay import Relay
 from turberfield_twisted.http.site import ApiSite, RelayFirst
-from turberfield_twisted.http.views import job_views, module_views
+from turberfield_twisted.http.views import change_view, job_views, module_views
 from turberfield_twisted.http.web import (
     JsonKlein,
     Unauthorized,
@@ -244,6 +245,7 @@ class ControlAPI:
         self._admin(request)
         args = launch_args(request, self.max_body)
         module = args.pop("module")
+        self.initiator.settings.allowed(module)  # or 404, naming those that are
         guid = await self.initiator.launch(module, **args)
         job = self.initiator.job(guid)
         self.log.info("job {guid} launched ({module}) by the control API", guid=guid,
@@ -307,7 +309,8 @@ class ControlAPI:
     async def update_config(self, request: Request, guid: str) -> bytes:
         """
         ``{key: value}``: change a job's overrides; a running job is sent its
-        new config (502 if it did not take it: the change is kept).
+        new config (502 if it could not be reached: nothing is changed). The
+        answer says whether the change is ``kept`` for the daemon's next start.
         """
         self._admin(request)
         self.initiator.job(guid)
@@ -315,6 +318,14 @@ class ControlAPI:
         job = await self.initiator.update_config(guid, changes)
         self.log.info("job {guid} config changed by the control API: {keys}", guid=guid,
                       keys=sorted(changes))
+        return json_response(request, 200, change_view(job, self.initiator.settings))
+
+    @app.route("/jobs/<guid>/forget", methods=["POST"])
+    def forget_job(self, request: Request, guid: str) -> bytes:
+        """Forget an ended job (not a declared one): gone from the list and the store."""
+        self._admin(request)
+        job = forget_ended(self.initiator, guid, self.initiator.forget_kept)
+        self.log.info("job {guid} forgotten by the control API", guid=guid)
         return json_response(request, 200, job.as_json())
 
     # -- a job's own calls -------------------------------------------------

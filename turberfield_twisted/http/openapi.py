@@ -120,6 +120,10 @@ SCHEMAS: Mapping[str, Any] = {
             "properties": {"time": {"type": "number"},
                            "stream": {"enum": ["stdout", "stderr"]},
                            "line": {"type": "string"}}}}}},
+    "Changed": {"allOf": [_ref("Job"), {"type": "object", "required": ["kept"], "properties": {
+        "kept": {"type": "boolean", "description": "Kept for the daemon's next start (false:"
+                 " a [job:NAME] section of a config file declares the job)."},
+        "note": {"type": "string", "description": "Why not, when not."}}}]},
     "Changes": {"type": "object", "description": "Overridable keys and their new values.",
                 "examples": [{"greeting": "hej"}],
                 "additionalProperties": {"type": ["string", "number", "boolean"]}},
@@ -133,7 +137,7 @@ SCHEMAS: Mapping[str, Any] = {
                  "required": ["started", "stopped", "restarted", "unchanged", "restart_needed"],
                  "properties": {key: {"type": "array", "items": {"type": "string"}} for key in
                                 ("started", "stopped", "restarted", "unchanged",
-                                 "restart_needed")}},
+                                 "restart_needed", "warnings")}},
     "Listening": {"type": "object", "required": ["host", "port"],
                   "additionalProperties": False,
                   "properties": {"host": {"type": "string"},
@@ -270,12 +274,16 @@ OPERATIONS: Mapping[tuple[str, str], dict[str, Any]] = {
                             "schema": {"type": "integer", "minimum": 1, "maximum": 1000}}]),
     ("PATCH", "/jobs/{guid}/config"): _op(
         "Change a job's overridable keys; a running job is sent its new config.",
-        {"200": _json(_ref("Job"), "The job, changed."), **_BAD, **_DENIED,
+        {"200": _json(_ref("Changed"), "The job, changed."), **_BAD, **_DENIED,
          "403": _error("A key the module does not allow."), **_NO_JOB,
          "409": _error("The job did not get ready in time: nothing changed."), **_TOO_LARGE,
          "422": _error("The worker refused the change (its reason): nothing changed."),
          "502": _error("The worker could not be reached: nothing changed."), **_UNKEPT},
         parameters=[_GUID], requestBody=_body("Changes")),
+    ("POST", "/jobs/{guid}/forget"): _op(
+        "Forget an ended job (not a declared one): gone from the jobs and the state store.",
+        {"200": _json(_ref("Job"), "The job as it was."), **_DENIED, **_NO_JOB, **_UNKEPT,
+         "409": _error("It has not ended, or a config file declares it.")}, parameters=[_GUID]),
     ("GET", "/config/{guid}"): _op(
         "A job's own config, less secrets (that job's token).",
         {"200": _json(_ref("JobConfig"), "Its DEFAULT and its own section."), **_DENIED},

@@ -34,6 +34,7 @@ from werkzeug.routing import BaseConverter, RequestRedirect
 from turberfield_twisted.contract import authorized
 from turberfield_twisted.errors import (
     ApiError,
+    CannotForget,
     ChangeRefused,
     ConfigError,
     ConfigPushFailed,
@@ -109,6 +110,7 @@ STATUSES: Mapping[type[Exception], int] = MappingProxyType({
     RequestRedirect: 404,  # werkzeug's slash redirect: no such route here
     MethodNotAllowed: 405,
     NotReady: 409,
+    CannotForget: 409,
     BodyTooLarge: 413,
     SpawnFailed: 500,
     ChangeRefused: 422,
