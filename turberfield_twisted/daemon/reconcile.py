@@ -165,6 +165,7 @@ class Reconciler(Service):
             init.add(job, start=False)
         except StoreFailed as exc:
             self.log.error("job {guid}: {error}", guid=job.guid, error=str(exc))
+            return  # not kept: not shown either
         init.give_up(job)
 
     # -- reload ------------------------------------------------------------

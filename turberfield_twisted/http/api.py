@@ -303,7 +303,8 @@ class ControlAPI:
     async def update_config(self, request: Request, guid: str) -> bytes:
         """
         ``{key: value}``: change a job's overrides; a running job is sent its
-        new config (502 if it did not take it: the change is kept).
+        new config (422 if it refused it, 502 if it was not reached: nothing
+        is changed). Changes to one job run one at a time, in order.
         """
         self._admin(request)
         self.initiator.job(guid)
