@@ -34,6 +34,7 @@ from turberfield_twisted.daemon.store import JobRecord, Store
 from turberfield_twisted.errors import (
     BadGuid,
     ConfigError,
+    DaemonStopping,
     NoFreePort,
     StoreFailed,
     UnknownModule,
@@ -89,6 +90,7 @@ class Initiator(JobTable, Proactor, Service):
         JobTable.__init__(self)
         self.guid: str | None = guid
         self._keeper = Keeper(store)
+        self._stopping = False
         self._pools = []
         if http is None:
             http, pool = make_http(self.reactor)
@@ -174,10 +176,11 @@ class Initiator(JobTable, Proactor, Service):
         ``max_starting`` jobs are starting.
 
         Raise :class:`UnknownModule`, :class:`OverrideNotAllowed`,
-        :class:`BadOverride`, :class:`BadGuid`, :class:`NoFreePort` or
-        :class:`StoreFailed` (no job is made), or :class:`SpawnFailed` (the
-        job is ``failed``).
+        :class:`BadOverride`, :class:`BadGuid`, :class:`NoFreePort`,
+        :class:`StoreFailed` or :class:`DaemonStopping` (no job is made),
+        or :class:`SpawnFailed` (the job is ``failed``).
         """
+        self._refuse_while_stopping()
         tracker, overrides = self.admit(module, config)
         job = Job(guid=self._new_guid(guid), port=0, session=session, module=module,
                   token=secrets.token_urlsafe(32), overrides=overrides, tracker=tracker)
@@ -234,6 +237,10 @@ class Initiator(JobTable, Proactor, Service):
             raise BadGuid(f"guid {str(guid)[:80]!r} is malformed, taken or names a config section")
         return guid
 
+    def _refuse_while_stopping(self) -> None:
+        if self._stopping:
+            raise DaemonStopping()
+
     def give_up(self, job: Job) -> None:
         """``job``, waiting in the table, can't be started: it is ``failed``."""
         if job.state is JobState.WAITING:
@@ -272,10 +279,12 @@ class Initiator(JobTable, Proactor, Service):
         (default ``stop_timeout``); one waiting or in backoff just ends.
         Fire with its :class:`ExitStatus` (None if it had no process). The
         ``operator`` asks it: it stays stopped when the daemon restarts
-        (kept first: :class:`StoreFailed` and it runs on).
+        (kept first: :class:`StoreFailed` and it runs on), and it is refused
+        (:class:`DaemonStopping`) once the daemon stops.
         """
         job = self.job(guid)
         if operator:
+            self._refuse_while_stopping()
             self._keeper.want(job, Wanted.STOPPED)
         d = self.wait_for_state(guid, ENDED).addCallback(lambda job: job.status)
         self._lifecycle.stop(job, timeout)
@@ -287,10 +296,11 @@ class Initiator(JobTable, Proactor, Service):
         again where it can, its restart history cleared. One that runs is
         stopped first (TERM, then KILL after ``stop_timeout``) and started
         once it has exited. Raise :class:`UnknownModule`,
-        :class:`NoFreePort` or :class:`StoreFailed` (it stays as it was), or
-        :class:`SpawnFailed` (it is ``failed``).
+        :class:`NoFreePort`, :class:`StoreFailed` or :class:`DaemonStopping`
+        (it stays as it was), or :class:`SpawnFailed` (it is ``failed``).
         """
         job = self.job(guid)
+        self._refuse_while_stopping()
         tracker = self.runnable(job.module)
 
         def keep() -> None:  # before anything changes
@@ -312,7 +322,11 @@ class Initiator(JobTable, Proactor, Service):
         self._emit(job.event(self.reactor.seconds(), EventKind.WORKER, name, data))
 
     def update_config(self, guid: str, changes: object, timeout: float = 10.0) -> Deferred[Job]:
-        """Change a job's overridable keys, live: see :func:`.live_config.update_config`."""
+        """
+        Change a job's overridable keys, live: see :func:`.live_config.update_config`
+        (raise :class:`DaemonStopping` once the daemon stops).
+        """
+        self._refuse_while_stopping()
 
         async def push(job: Job, overrides: dict[str, str]) -> None:
             await push_config(self.http, self.reactor, job.guid, job.url(CONFIG_PATH), job.token,
@@ -335,8 +349,22 @@ class Initiator(JobTable, Proactor, Service):
         Service.startService(self)
         self._watch.start()
 
+    @property
+    def stopping(self) -> bool:
+        """Whether the daemon has begun to stop (see :meth:`begin_stopping`)."""
+        return self._stopping
+
+    def begin_stopping(self) -> None:
+        """
+        The daemon has begun to stop: from now on every change asked of it
+        (a launch, an operator's stop or restart, a config change) raises
+        :class:`DaemonStopping`. :meth:`stopService` says so first too.
+        """
+        self._stopping = True
+
     def stopService(self) -> Deferred[None]:
         """Stop every job (TERM, then KILL after ``stop_timeout``), then the pools."""
+        self.begin_stopping()
         Service.stopService(self)
         self._watch.stop()
         self._lifecycle.close()  # nothing new starts from now on

@@ -29,6 +29,7 @@ from turberfield_twisted.daemon.store import JobRecord
 from turberfield_twisted.errors import (
     BadOverride,
     ConfigError,
+    DaemonStopping,
     Invalid,
     NoFreePort,
     OverrideNotAllowed,
@@ -174,13 +175,16 @@ class Reconciler(Service):
         """
         Read the config files again and reconcile the declared jobs with
         them. Raise :class:`ConfigRefused` (file, line, key; never a value)
-        and change nothing if they are bad.
+        and change nothing if they are bad; :class:`DaemonStopping` once the
+        daemon stops.
         """
         init = self._initiator
         if self._load is None:
             raise ConfigRefused("this initiator has no config files to read again")
+        if init.stopping:
+            raise DaemonStopping()
         if not init.running:
-            raise ConfigRefused("the daemon is stopping: not reloaded")
+            raise ConfigRefused("the daemon is not running: not reloaded")
         guid = init.guid
         if guid is None:
             raise ConfigRefused("this initiator has no guid: no section of its own to read")

@@ -99,7 +99,8 @@ class ControlAPI:
         self.relay = Relay(reactor, relay_timeout, agent=relay_agent,
                            observe=metrics.relayed if metrics is not None else None)
         #: The ``/hooks`` routes.
-        self.hooks_api = HooksAPI(hooks, admin_token, max_body)
+        self.hooks_api = HooksAPI(hooks, admin_token, max_body,
+                                  stopping=lambda: initiator.stopping)
         self.dashboard = Dashboard()  #: The web dashboard's files, under ``/ui/``.
         #: ``GET /openapi.json``: built from the routing tables, so it can't drift.
         self.description = openapi.document(

@@ -37,6 +37,7 @@ from turberfield_twisted.errors import (
     ChangeRefused,
     ConfigError,
     ConfigPushFailed,
+    DaemonStopping,
     Invalid,
     NoFreePort,
     NotReady,
@@ -116,6 +117,7 @@ STATUSES: Mapping[type[Exception], int] = MappingProxyType({
     RelayError: 502,
     NoFreePort: 503,
     StoreFailed: 503,
+    DaemonStopping: 503,
     ApiError: 500,
     HTTPException: 500,
     Exception: 500,
@@ -177,6 +179,8 @@ def _headers_of(exc: BaseException) -> dict[str, str]:
         return {"Allow": ", ".join(exc.valid_methods)}
     if isinstance(exc, ApiError):
         return exc.headers
+    if isinstance(exc, DaemonStopping):
+        return {"Retry-After": str(exc.retry_after)}
     return {}
 
 
