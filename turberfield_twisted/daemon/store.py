@@ -18,9 +18,8 @@ holds it in SQLite's exclusive locking mode (it holds the state dir alone
 anyway): no other process reads it while the daemon runs, and SQLite keeps
 the WAL index in memory, with no ``-shm`` file mapped (a mapped file that
 can no longer be written kills a process with SIGBUS; a write that fails
-is a StoreFailed). Calls block
-the reactor for the time of a commit (tens of microseconds; see
-``benchmarks/store.py``).
+is a StoreFailed). Calls block the reactor for the time of a commit (tens
+of microseconds; see ``benchmarks/durable.py``).
 """
 
 from __future__ import annotations
