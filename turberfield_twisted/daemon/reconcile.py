@@ -268,7 +268,7 @@ class Reconciler(Service):
         job.overrides = dict(decl.overrides)
         try:
             init.keep(job)
-            if job.wanted is Wanted.RUNNING and init.running:
+            if job.wanted is Wanted.RUNNING and init.running and not init.stopping:
                 init.restart(name)
         except _CANNOT_START as exc:
             job.last_error = f"could not be started: {exc}"
