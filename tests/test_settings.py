@@ -380,13 +380,10 @@ def test_importing_settings_starts_no_reactor_nor_web_library():
 
 @pytest.mark.parametrize("section", ["[turberfield_twisted.demo.hello]",
                                      "[job:one]\nmodule = turberfield_twisted.demo.hello"])
-def test_rlimits_on_a_warm_module_are_refused_at_their_line(section):
-    """A warm worker is forked by its template, not spawned: its rlimits can't be set."""
+def test_rlimits_on_a_warm_module_are_taken(section):
+    """A warm worker sets its rlimits on itself after its fork: a warm module may have them."""
     text = ("[turberfield_twisted.demo.hello]\nwarm = true\n"
             + (f"{section}\n" if section.startswith("[job:") else "")
             + "max_open_files = 64\n")
-    with pytest.raises(ConfigError) as caught:
-        check_config(_user_config(text), "proactor")
-    line = 5 if section.startswith("[job:") else 3
-    assert f"user.cfg, line {line}" in str(caught.value)
-    assert "max_open_files" in str(caught.value) and "warm" in str(caught.value)
+    settings = check_config(_user_config(text), "proactor")
+    assert settings.limits_for("turberfield_twisted.demo.hello", "one").max_open_files == 64

@@ -170,6 +170,7 @@ def test_a_worker_reports_its_own_address_or_its_nodes():
     assert slurm_step({"SLURM_JOB_ID": "12", "SLURM_STEP_ID": "0"}) == "12.0"
     assert slurm_step({"SLURM_JOB_ID": "12"}) is None
     assert slurm_step({"SLURM_JOB_ID": "12;x", "SLURM_STEP_ID": "0"}) is None
+    assert slurm_step({"SLURM_JOB_ID": "12", "SLURM_STEP_ID": "\u0661"}) is None  # not ASCII
 
 
 # -- spawning ----------------------------------------------------------------------

@@ -93,6 +93,7 @@ class InitiatorSettings:
     max_exited: int = 1000
     max_body: int = 1048576
     relay_timeout: float = 30.0
+    read_timeout: float = 60.0
     hook_allow: tuple[Network, ...] = _LOOPBACK
     pythonpath: str = ""
     max_starting: int = attrs.field(factory=_cpu_count)
@@ -179,6 +180,7 @@ _INITIATOR_READERS: Mapping[str, Reader] = {
     "max_exited": whole(0),
     "max_body": whole(1),
     "relay_timeout": SECONDS,
+    "read_timeout": SECONDS,
     "hook_allow": networks,
     "pythonpath": str,
     "max_starting": whole(1),
@@ -251,7 +253,6 @@ def _check_module(cfg: configparser.ConfigParser, name: str) -> ModuleSettings:
     found = ModuleSettings(name=name, policy=policy,
                            limits=Limits(**section.read(_LIMIT_READERS)),
                            **section.read(_MODULE_READERS))
-    _no_rlimits_if_warm(section, found.warm, found.limits)
     if found.launcher == "slurm":
         if found.warm:
             raise section.error("warm", "can't be true for a module whose workers Slurm runs"
@@ -260,14 +261,6 @@ def _check_module(cfg: configparser.ConfigParser, name: str) -> ModuleSettings:
     elif found.slurm_args:
         raise section.error("slurm_args", "is set, but the module's launcher is not slurm")
     return found
-
-
-def _no_rlimits_if_warm(section: Section, warm: bool, limits: Limits) -> None:
-    """A warm worker is forked by its template, after any spawn: its rlimits can't be set."""
-    if warm and limits.rlimits():
-        key = "max_open_files" if limits.max_open_files is not None else "max_cpu_seconds"
-        raise section.error(key, "can't be set on the workers of a warm module (forked by"
-                                 " their template, not spawned): set warm = false")
 
 
 def _no_limits_on_slurm(section: Section, limits: Limits) -> None:
@@ -284,7 +277,7 @@ def _check_declared(cfg: configparser.ConfigParser, header: str, guid: str,
     """A ``[job:NAME]`` section, checked as a launch of its module would be."""
     section = Section.of(cfg, header, inherit=False)
     name = header[len(JOB_PREFIX):]
-    if not GUID.match(name):
+    if not GUID.accepts(name):
         raise section.error(None, "names a job whose guid is not 1 to 64 letters, digits,"
                                   " '_', '.' or '-' (starting with a letter or digit)")
     if name == guid or cfg.has_section(name):
@@ -295,7 +288,7 @@ def _check_declared(cfg: configparser.ConfigParser, header: str, guid: str,
     if module not in modules:
         raise section.error("module", "names a module that has no config section")
     session = section.text("session") if section.has("session") else None
-    if session is not None and not SESSION.match(session):
+    if session is not None and not SESSION.accepts(session):
         raise section.error("session", "must be at most 256 characters, without control"
                                        " characters or '$'")
     overrides = {}
@@ -312,7 +305,6 @@ def _check_declared(cfg: configparser.ConfigParser, header: str, guid: str,
                                      " most 4096 characters") from None
     requires = names(section.text("requires")) if section.has("requires") else ()
     limits = Limits(**section.read(_LIMIT_READERS))
-    _no_rlimits_if_warm(section, modules[module].warm, limits)
     if modules[module].launcher == "slurm":
         _no_limits_on_slurm(section, limits)
     return DeclaredJob(name=name, module=module, session=session, overrides=overrides,

@@ -232,7 +232,7 @@ class Initiator(JobTable, Proactor, Service):
     def _new_guid(self, guid: str | None) -> str:
         if guid is None:
             return uuid.uuid4().hex
-        if (not isinstance(guid, str) or not GUID.match(guid) or guid in self.workers
+        if (not GUID.accepts(guid) or guid in self.workers
                 or guid == DEFAULTSECT or self.cfg.has_section(guid)):
             raise BadGuid(f"guid {str(guid)[:80]!r} is malformed, taken or names a config section")
         return guid

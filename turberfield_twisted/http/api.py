@@ -63,7 +63,8 @@ class ControlAPI:
     requests under a job to its worker (through ``relay_agent``, an
     ``IAgent``, if given; :meth:`close` closes the relay's own
     connections otherwise), giving each ``relay_timeout``
-    seconds for its whole answer; ``metrics`` (optional, a
+    seconds for its whole answer; a caller has ``read_timeout`` seconds to
+    send a whole request (else 408); ``metrics`` (optional, a
     :class:`~turberfield_twisted.daemon.metrics.Metrics`) is served as
     Prometheus text on ``GET /metrics``; ``reload`` (optional, a
     :meth:`~turberfield_twisted.daemon.reconcile.Reconciler.reload`)
@@ -84,6 +85,7 @@ class ControlAPI:
         metrics: Metrics | None = None,
         reload: Callable[[], Reloaded] | None = None,
         relay_agent: IAgent | None = None,
+        read_timeout: float | None = 60.0,
     ):
         if not admin_token:
             raise ValueError("the admin token must not be empty")
@@ -94,6 +96,7 @@ class ControlAPI:
         self.reactor = reactor
         self.max_body = max_body
         self.relay_timeout = relay_timeout
+        self.read_timeout = read_timeout
         self.metrics = metrics
         self.reload = reload
         self.relay = Relay(reactor, relay_timeout, agent=relay_agent,
@@ -135,6 +138,7 @@ class ControlAPI:
         site = ApiSite(RelayFirst(self.relayed, self.log, self.app.resource()),
                        requestFactory=_LimitedRequest)
         site.max_body = self.max_body  # type: ignore[attr-defined]
+        site.read_timeout = self.read_timeout
         site.noisy = False
         site.displayTracebacks = False
         return site

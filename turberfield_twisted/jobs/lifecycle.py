@@ -23,7 +23,6 @@ from turberfield_twisted.contract import EXIT_PORT_IN_USE
 from turberfield_twisted.errors import NoFreePort, SpawnFailed
 from turberfield_twisted.jobs.admission import Admission
 from turberfield_twisted.jobs.job import ENDED, LIVE, Job, JobEvent, OutputLine
-from turberfield_twisted.jobs.limits import apply_rlimits
 from turberfield_twisted.jobs.transitions import _B, _E, _P, _S, _W, TRANSITIONS, Input
 from turberfield_twisted.launch.interfaces import ILauncher, IWorkerProcess
 from turberfield_twisted.launch.ports import PortBook
@@ -253,7 +252,8 @@ class Lifecycle:
         try:
             config = self._render(job)
             process = self.launcher.spawn(job.module, job.guid, job.port, config,
-                                          lambda stream, text: self.line(job, stream, text))
+                                          lambda stream, text: self.line(job, stream, text),
+                                          limits)
         except SpawnFailed as exc:
             job.last_error = str(exc)
             self.log.error("job {guid} ({module}) could not be spawned: {error}",
@@ -266,10 +266,7 @@ class Lifecycle:
         job.started = self._reactor.seconds()
         job.status = None
         job.timed_out = False
-        job.limits, job.limit_hit = limits, apply_rlimits(process, limits)
-        if job.limit_hit is not None:
-            self.log.error("job {guid}: {error}: SIGKILL", guid=job.guid, error=job.limit_hit)
-            process.signal(signal.SIGKILL)
+        job.limits, job.limit_hit = limits, None
         self.log.info("job {guid} spawned {module} pid {pid} port {port}", guid=job.guid,
                       module=job.module, pid=job.pid, port=job.port)
         self.fire(job, Input.SPAWN)

@@ -19,6 +19,7 @@ from collections.abc import Callable
 from twisted.internet.defer import Deferred
 from zope.interface import Attribute, Interface
 
+from turberfield_twisted.config.policy import Limits
 from turberfield_twisted.launch.protocol import ExitStatus
 
 #: ``on_line(stream, text)``: one line of a worker's output ("stdout" or "stderr").
@@ -97,12 +98,15 @@ class ILauncher(Interface):
         """
 
     def spawn(
-        module: str, guid: str, port: int, config: bytes, on_line: LineSink
+        module: str, guid: str, port: int, config: bytes, on_line: LineSink,
+        limits: Limits | None = None,
     ) -> IWorkerProcess:
         """
         Start ``python -P -m module --guid guid --port port`` in a session
         of its own, ``config`` written to its stdin, each output line given
-        to ``on_line``. Raise :class:`SpawnFailed` if it can't.
+        to ``on_line``, under ``limits``' rlimits where the launcher sets
+        them (each launcher says when, and whether). Raise
+        :class:`SpawnFailed` if it can't.
         """
 
     def prepare(modules: list[str]) -> None:

@@ -18,6 +18,7 @@ from collections.abc import Callable, Mapping
 from twisted.internet.defer import Deferred, gatherResults
 from zope.interface import implementer
 
+from turberfield_twisted.config.policy import Limits
 from turberfield_twisted.config.settings import Settings
 from turberfield_twisted.launch.interfaces import ILauncher, IWorkerProcess, LineSink
 from turberfield_twisted.launch.local import LocalLauncher
@@ -78,9 +79,9 @@ class ModuleLaunchers:
         return self.launcher_of(module).address(module, listen_addr)
 
     def spawn(self, module: str, guid: str, port: int, config: bytes,
-              on_line: LineSink) -> IWorkerProcess:
+              on_line: LineSink, limits: Limits | None = None) -> IWorkerProcess:
         """See :meth:`ILauncher.spawn`."""
-        return self.launcher_of(module).spawn(module, guid, port, config, on_line)
+        return self.launcher_of(module).spawn(module, guid, port, config, on_line, limits)
 
     def prepare(self, modules: list[str]) -> None:
         """

@@ -36,6 +36,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from turberfield_twisted.config.policy import Limits
 from turberfield_twisted.contract import LIFELINE_FD
 from turberfield_twisted.errors import SpawnFailed, UnknownModule
 from turberfield_twisted.launch.interfaces import ILauncher, IRemoteProcess, LineSink
@@ -207,8 +208,12 @@ class SlurmLauncher:
         return None
 
     def spawn(self, module: str, guid: str, port: int, config: bytes,
-              on_line: LineSink) -> SlurmProcess:
-        """See :meth:`ILauncher.spawn`: the guard holds the lifeline; srun has no fd 4."""
+              on_line: LineSink, limits: Limits | None = None) -> SlurmProcess:
+        """
+        See :meth:`ILauncher.spawn`: the guard holds the lifeline; srun has no
+        fd 4. ``limits``' rlimits are not set on a Slurm task (Slurm's own
+        limits apply there).
+        """
         if self.srun is None or self.scancel is None:
             raise SpawnFailed(f"could not start {module}: srun or scancel is not on the PATH")
         protocol = WorkerProtocol(guid, config, on_line, reactor=self._reactor)

@@ -36,13 +36,14 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from turberfield_twisted.config.policy import Limits
 from turberfield_twisted.launch.interfaces import ILauncher, IWorkerProcess, LineSink
 from turberfield_twisted.launch.local import LocalLauncher, SpawnFailed, spawn_in_session
 from turberfield_twisted.launch.protocol import ExitStatus, LineSplitter, Once
 from turberfield_twisted.launch.reactor import IDaemonReactor
 from turberfield_twisted.launch.warm.process import Reader, WarmProcess
 from turberfield_twisted.launch.warm.states import TEMPLATE_MOVES, TemplateState, TemplateTold
-from turberfield_twisted.launch.warm.template import MAX_MESSAGE, send
+from turberfield_twisted.launch.warm.template import MAX_MESSAGE, RLIMIT_NAMES, send
 
 __all__ = ["RESTART_DELAY", "Template", "WarmLauncher"]
 
@@ -176,15 +177,22 @@ class Template:
 
     # -- spawning ----------------------------------------------------------
 
-    def spawn(self, guid: str, port: int, config: bytes, on_line: LineSink) -> WarmProcess:
-        """Ask the template to fork a worker; raise OSError if it can't be asked."""
+    def spawn(self, guid: str, port: int, config: bytes, on_line: LineSink,
+              limits: Limits | None = None) -> WarmProcess:
+        """
+        Ask the template to fork a worker, which sets ``limits``' rlimits on
+        itself before it runs the module; raise OSError if it can't be asked.
+        """
         process = WarmProcess(self._reactor, guid, config, on_line)
         stdin, stdout, stderr = os.pipe(), os.pipe(), os.pipe()
         lifeline, ready = os.pipe(), os.pipe()
         theirs = [stdin[0], stdout[1], stderr[1], lifeline[0], ready[1]]
         self._ids += 1
         try:
-            send(self._sock, {"spawn": self._ids, "guid": guid, "port": port}, theirs)
+            rlimits = limits.rlimits() if limits is not None else {}
+            send(self._sock, {"spawn": self._ids, "guid": guid, "port": port,
+                              "rlimits": {RLIMIT_NAMES[which]: value
+                                          for which, value in rlimits.items()}}, theirs)
         except OSError:
             for fd in (stdin[1], stdout[0], stderr[0], lifeline[1], ready[0]):
                 os.close(fd)
@@ -281,16 +289,20 @@ class WarmLauncher:
         return self.cold.address(module, listen_addr)
 
     def spawn(self, module: str, guid: str, port: int, config: bytes,
-              on_line: LineSink) -> IWorkerProcess:
-        """See :meth:`ILauncher.spawn`: forked if the module's template is ready, else cold."""
+              on_line: LineSink, limits: Limits | None = None) -> IWorkerProcess:
+        """
+        See :meth:`ILauncher.spawn`: forked if the module's template is ready
+        (the fork sets ``limits``' rlimits on itself before it runs the
+        module), else cold.
+        """
         template = self.template(module) if self._is_warm(module) else None
         if template is not None and template.state is TemplateState.READY:
             try:
-                return template.spawn(guid, port, config, on_line)
+                return template.spawn(guid, port, config, on_line, limits)
             except OSError as exc:
                 self.log.warn("job {guid}: the template of {module} could not fork it ({why});"
                               " it starts cold", guid=guid, module=module, why=str(exc))
-        return self.cold.spawn(module, guid, port, config, on_line)
+        return self.cold.spawn(module, guid, port, config, on_line, limits)
 
     # -- templates ---------------------------------------------------------
 

@@ -8,7 +8,8 @@ runtime, Klein and the module, and forks each new worker of it, as
 On it the template says ``{"ready": pid}`` (or ``{"refused": why}`` and
 exits: a module that starts threads at import, or that keeps the reactor
 it was imported with, can't be forked safely), then for each
-``{"spawn": n, "guid": G, "port": P}`` that comes with five fds (the new
+``{"spawn": n, "guid": G, "port": P, "rlimits": {"nofile": N, "cpu": S}}``
+that comes with five fds (the new
 worker's stdin, stdout, stderr, lifeline and ready fd) it forks a child
 and answers ``{"spawned": n, "pid": pid}``; it tells
 ``{"exit": pid, "code": c, "signal": s}`` for each child it reaps. After
@@ -20,11 +21,11 @@ The template never runs a reactor and never sees a job's config or
 token: the reactor it imports the runtime with sits on a ``select()``
 loop that holds no kernel object, so nothing of it is shared with a
 child. Each child: leads a session of its own; closes the template's
-reactor's fds; takes the five fds as 0, 1, 2, 3 and 4; builds a fresh
-asyncio loop and reactor (its fds above those); reseeds
-``random``; and runs the module as ``__main__`` with ``--guid G --port
-P``, as ``python -m`` would, so that it reads its config from its own
-stdin like a cold worker.
+reactor's fds; takes the five fds as 0, 1, 2, 3 and 4; sets its
+rlimits (soft and hard); builds a fresh asyncio loop and reactor (its fds
+above those); reseeds ``random``; and runs the module as ``__main__``
+with ``--guid G --port P``, as ``python -m`` would, so that it reads its
+config from its own stdin like a cold worker.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ import importlib
 import json
 import os
 import random
+import resource
 import runpy
 import select
 import selectors
@@ -52,7 +54,7 @@ from turberfield_twisted.launch.slurm.guard import drain
 if TYPE_CHECKING:
     from twisted.internet.asyncioreactor import AsyncioSelectorReactor
 
-__all__ = ["CONTROL_FD", "MAX_MESSAGE", "SPAWN_FDS", "main"]
+__all__ = ["CONTROL_FD", "MAX_MESSAGE", "RLIMIT_NAMES", "SPAWN_FDS", "main"]
 
 #: The template's fd of its socket to the daemon.
 CONTROL_FD = 3
@@ -64,6 +66,10 @@ SPAWN_FDS = 5
 
 #: Largest message either side sends.
 MAX_MESSAGE = 4096
+
+
+#: The name of each rlimit a spawn request may set.
+RLIMIT_NAMES = {resource.RLIMIT_NOFILE: "nofile", resource.RLIMIT_CPU: "cpu"}
 
 
 def send(sock: socket.socket, message: dict[str, Any], fds: list[int] | None = None) -> None:
@@ -155,8 +161,11 @@ def _take_fds(fds: list[int]) -> None:
 
 
 def _child(module: str, guid: str, port: int, fds: list[int], reactor: _Installed,
-           closing: list[int]) -> NoReturn:
-    """In the forked child: become a cold-looking worker of ``module``, run it, exit."""
+           closing: list[int], rlimits: dict[str, int]) -> NoReturn:
+    """
+    In the forked child: become a cold-looking worker of ``module`` under
+    ``rlimits`` (by name), run it, exit.
+    """
     code: int = 70
     try:
         os.setsid()
@@ -167,6 +176,9 @@ def _child(module: str, guid: str, port: int, fds: list[int], reactor: _Installe
             os.close(fd)
         _drop_reactor(reactor)
         _take_fds(fds)
+        by_name = {name: which for which, name in RLIMIT_NAMES.items()}
+        for name, value in rlimits.items():
+            resource.setrlimit(by_name[name], (int(value), int(value)))
         # loaded already, with the runtime: no side effect
         from turberfield_twisted.worker._asyncio import install
 
@@ -236,7 +248,7 @@ def serve(sock: socket.socket, module: str, reactor: _Installed) -> None:
         pid = os.fork()
         if pid == 0:
             _child(module, str(message["guid"]), int(message["port"]), fds, reactor,
-                   [sock.detach(), wake_r, wake_w])
+                   [sock.detach(), wake_r, wake_w], dict(message.get("rlimits") or {}))
         for fd in fds:
             os.close(fd)
         children.add(pid)
