@@ -26,6 +26,7 @@ from twisted.web.test.requesthelper import DummyChannel
 from turberfield_twisted import ChangeRefused, Initiator, JobEvent, LocalLauncher, UnknownJob
 from turberfield_twisted.config.settings import check_config
 from turberfield_twisted.configtext import parse_config
+from turberfield_twisted.daemon.reconcile import Reconciler
 from turberfield_twisted.errors import ConfigPushFailed
 from turberfield_twisted.hooks.dispatcher import HookDispatcher, UnknownHook
 from turberfield_twisted.hooks.rules import check_events, check_url
@@ -444,6 +445,44 @@ async def test_hooks_with_the_real_dispatcher_and_without_one():
     assert (await t.call("DELETE", f"/hooks/{hook['id']}"))[0].code == 204
     t.api.hooks = None
     is_error(*await t.call("GET", "/hooks"), 404)
+
+
+STOPPING = {"error": "the daemon is stopping"}
+
+
+@pytest_twisted.ensureDeferred
+async def test_every_change_is_503_once_the_daemon_stops():
+    """Once the initiator begins to stop, a launch, stop, restart, config change, reload
+    and hook change each answer 503 with Retry-After, and change nothing."""
+    t = make(reload=lambda: Reconciler(t.init, lambda: initiator_config()).reload())
+    t.api.hooks = HookDispatcher(t.reactor, _Health())
+    guid = await t.launch()
+    _, hook = await t.call("POST", "/hooks", {"url": "http://127.0.0.1:9/h"})
+    t.init.begin_stopping()
+    for method, path, body in [
+            ("POST", "/jobs", {"module": DEMO}), ("DELETE", f"/jobs/{guid}", None),
+            ("POST", f"/jobs/{guid}/restart", None),
+            ("PATCH", f"/jobs/{guid}/config", {"greeting": "hej"}), ("POST", "/reload", None),
+            ("POST", "/hooks", {"url": "http://127.0.0.1:9/other"}),
+            ("DELETE", f"/hooks/{hook['id']}", None)]:
+        response, answer = await t.call(method, path, body)
+        assert (response.code, answer) == (503, STOPPING), (method, path)
+        assert response.headers.getRawHeaders(b"retry-after") == [b"5"]
+    assert [(job.guid, job.state.value) for job in t.init.workers.values()] == [
+        (guid, "starting")]
+    assert [h["id"] for h in t.api.hooks.list()] == [hook["id"]]
+
+
+@pytest_twisted.ensureDeferred
+async def test_adding_or_removing_a_hook_on_a_closed_dispatcher_is_503():
+    """A dispatcher closed (the daemon's last step in stopping) refuses changes: 503."""
+    t = make()
+    t.api.hooks = HookDispatcher(t.reactor, _Health())
+    await t.api.hooks.close()
+    for method, path, body in [("POST", "/hooks", {"url": "http://127.0.0.1:9/h"}),
+                               ("DELETE", "/hooks/0123456789ab", None)]:
+        response, answer = await t.call(method, path, body)
+        assert (response.code, answer) == (503, STOPPING), (method, path)
 
 
 # -- auth ---------------------------------------------------------------------------

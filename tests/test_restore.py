@@ -110,14 +110,37 @@ async def test_launch_stop_restart_and_config_are_kept_before_they_return(world)
 
 
 @pytest_twisted.ensureDeferred
-async def test_a_launch_that_cannot_be_kept_fails_and_leaves_nothing_running(world):
-    """If the store can't keep it, the launch raises StoreFailed and the job is stopped."""
+async def test_a_launch_that_cannot_be_kept_leaves_nothing(world):
+    """If the store can't keep it, the launch raises StoreFailed before anything is done:
+    no job, no process, no event, no port held."""
     world.start()
     world.store.close()
     with pytest.raises(StoreFailed):
         await world.init.launch(MOD)
-    [job] = world.init.workers.values()
-    assert job.state in (JobState.STOPPING, JobState.EXITED)
+    assert (world.init.workers, world.launcher.spawned, world.events) == ({}, [], [])
+    assert world.init._lifecycle.ports.held == {}
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_restart_or_config_change_that_cannot_be_kept_changes_nothing(world):
+    """StoreFailed before anything changes: a stopped job stays stopped (no event, no
+    process), a running one keeps its process and its config, its worker is not asked."""
+    world.start()
+    stopped = await world.init.launch(MOD)
+    world.init.stop(stopped)
+    world.launcher.latest(stopped).exit(0)
+    running = await world.init.launch(MOD, config={"greeting": "hi"})
+    spawned, events = list(world.launcher.spawned), list(world.events)
+    world.store.close()
+    for guid in (stopped, running):
+        with pytest.raises(StoreFailed):
+            world.init.restart(guid)
+    with pytest.raises(StoreFailed):  # not sent: this fake client could not send it
+        await world.init.update_config(running, {"greeting": "ho"})
+    assert (world.launcher.spawned, world.events) == (spawned, events)
+    assert world.states() == {stopped: "exited", running: "ready"}
+    assert world.init.job(stopped).wanted is Wanted.STOPPED
+    assert world.init.job(running).overrides == {"greeting": "hi"}
 
 
 @pytest_twisted.ensureDeferred

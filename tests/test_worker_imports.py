@@ -62,6 +62,8 @@ def loaded(code: str) -> tuple[set[str], list[str]]:
      {"turberfield_twisted.testing", "turberfield_twisted.testing.slow"}),
     ("turberfield_twisted.testing.hog",
      {"turberfield_twisted.testing", "turberfield_twisted.testing.hog"}),
+    ("turberfield_twisted.testing.gated",
+     {"turberfield_twisted.testing", "turberfield_twisted.testing.gated"}),
 ])
 def test_a_worker_module_loads_only_the_worker_side(module, extra):
     """Importing a worker module loads the runtime's own modules and no HTTP client."""

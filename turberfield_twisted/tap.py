@@ -35,7 +35,7 @@ from turberfield_twisted.contract import API_FILE, TOKEN_FILE, default_state_dir
 from turberfield_twisted.daemon.notify import sd_notify
 from turberfield_twisted.daemon.statedir import StateDir
 from turberfield_twisted.daemon.store import HookRecord, Store
-from turberfield_twisted.errors import ConfigError, StateDirError, StoreFailed
+from turberfield_twisted.errors import ConfigError, DaemonStopping, StateDirError, StoreFailed
 from turberfield_twisted.launch.reactor import IDaemonReactor
 
 if TYPE_CHECKING:  # imported when the service is made (http's import installs the reactor)
@@ -146,6 +146,21 @@ class _ControlService(Service):
         return None
 
 
+class _Refusing(Service):
+    """
+    Stopped first: the initiator hears that the daemon stops before any
+    service does, so a request on a connection opened before is refused
+    (503) rather than half done while the jobs stop.
+    """
+
+    def __init__(self, initiator: Initiator):
+        self._initiator = initiator
+
+    def stopService(self) -> None:
+        self._initiator.begin_stopping()
+        Service.stopService(self)
+
+
 class _Closing(Service):
     """Calls ``close`` when stopped."""
 
@@ -240,6 +255,8 @@ class _Signals(Service):
         sd_notify(f"RELOADING=1\nMONOTONIC_USEC={time.monotonic_ns() // 1000}")
         try:
             self._reconciler.reload()
+        except DaemonStopping:
+            self.log.info("SIGHUP: the daemon is stopping: not reloaded")
         except ConfigError as exc:
             self.log.error("SIGHUP: the config is not reloaded: {error}", error=str(exc))
         except Exception:
@@ -322,9 +339,10 @@ def makeService(options: Options) -> IService:
                      metrics=Metrics(initiator, hooks),
                      reload=reconciler.reload)
     # Started in this order (the API listens first, before any of them
-    # starts); stopped in reverse, one after another: systemd hears
-    # STOPPING=1, the API stops listening, every job is stopped (their last
-    # events are queued and kept), then the hooks close and the store.
+    # starts); stopped in reverse, one after another: the initiator refuses
+    # every change from then on (503), systemd hears STOPPING=1, the API
+    # stops listening, every job is stopped (their last events are queued
+    # and kept), then the hooks close and the store.
     top = _InOrder()
     _Kept(state, store, hooks, kept_hooks).setServiceParent(top)
     _Closing(api.close).setServiceParent(top)
@@ -332,4 +350,5 @@ def makeService(options: Options) -> IService:
     _ControlService(reactor, options["listen"], api, initiator, state).setServiceParent(top)
     reconciler.setServiceParent(top)
     _Signals(reactor, reconciler).setServiceParent(top)
+    _Refusing(initiator).setServiceParent(top)
     return top

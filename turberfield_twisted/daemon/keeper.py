@@ -2,15 +2,16 @@
 What an operator wants of each job, kept in the durable store.
 
 The Initiator tells its :class:`Keeper` of every launch, stop, restart and
-config change before it answers, and of each job it forgets; the keeper
+config change before it acts on it, and of each job it forgets; the keeper
 writes it to the :class:`~turberfield_twisted.daemon.store.Store` (if there is
 one), so that a restarted daemon restores each job as its operator left
-it. The state a job is in is not kept: only what was asked.
+it. The state a job is in is not kept: only what was asked. A write the
+store refuses raises :class:`StoreFailed` and the change is not made.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 import attrs
 
@@ -27,11 +28,16 @@ class Keeper:
 
     store: Store | None = None
 
-    def keep(self, job: Job) -> None:
-        """Keep ``job`` as it is now; raise :class:`StoreFailed` if it can't be."""
+    def keep(self, job: Job, overrides: Mapping[str, str] | None = None) -> None:
+        """
+        Keep ``job`` as it is now (with ``overrides`` in place of its own,
+        if given); raise :class:`StoreFailed` if it can't be.
+        """
         if self.store is not None:
-            self.store.put_job(JobRecord(job.guid, job.module, job.session, job.overrides,
-                                         job.wanted.value, job.declared, job.port))
+            self.store.put_job(JobRecord(
+                job.guid, job.module, job.session,
+                job.overrides if overrides is None else overrides, job.wanted.value,
+                job.declared, job.port))
 
     def want(self, job: Job, wanted: Wanted) -> None:
         """The operator wants ``job`` ``wanted``: kept first (else StoreFailed, nothing changed)."""

@@ -35,6 +35,7 @@ from turberfield_twisted.daemon.store import JobRecord
 from turberfield_twisted.errors import (
     BadOverride,
     ConfigError,
+    DaemonStopping,
     Invalid,
     NoFreePort,
     OverrideNotAllowed,
@@ -191,6 +192,7 @@ class Reconciler(Service):
             init.add(job, start=False)
         except StoreFailed as exc:
             self.log.error("job {guid}: {error}", guid=job.guid, error=str(exc))
+            return  # not kept: not shown either
         init.give_up(job)
 
     # -- reload ------------------------------------------------------------
@@ -199,13 +201,16 @@ class Reconciler(Service):
         """
         Read the config files again and reconcile the declared jobs with
         them. Raise :class:`ConfigRefused` (file, line, key; never a value)
-        and change nothing if they are bad.
+        and change nothing if they are bad; :class:`DaemonStopping` once the
+        daemon stops.
         """
         init = self._initiator
         if self._load is None:
             raise ConfigRefused("this initiator has no config files to read again")
+        if init.stopping:
+            raise DaemonStopping()
         if not init.running:
-            raise ConfigRefused("the daemon is stopping: not reloaded")
+            raise ConfigRefused("the daemon is not running: not reloaded")
         guid = init.guid
         if guid is None:
             raise ConfigRefused("this initiator has no guid: no section of its own to read")
@@ -293,7 +298,7 @@ class Reconciler(Service):
         job.overrides = dict(decl.overrides)
         try:
             init.keep(job)
-            if job.wanted is Wanted.RUNNING and init.running:
+            if job.wanted is Wanted.RUNNING and init.running and not init.stopping:
                 init.restart(name)
         except _CANNOT_START as exc:
             job.last_error = f"could not be started: {exc}"

@@ -41,7 +41,7 @@ from twisted.python.failure import Failure
 from turberfield_twisted.config.policy import backoff
 from turberfield_twisted.config.readers import BadValue, Network, networks
 from turberfield_twisted.daemon.store import HookRecord, QueuedRecord, Store
-from turberfield_twisted.errors import StoreFailed, UnknownHook
+from turberfield_twisted.errors import DaemonStopping, StoreFailed, UnknownHook
 from turberfield_twisted.hooks.rules import (
     HookRejected,
     check_events,
@@ -150,10 +150,11 @@ class HookDispatcher:
 
         Raise :class:`HookNotAllowed` for an address outside the allow list,
         :class:`HookRejected` for any other bad input, :class:`StoreFailed`
-        if it could not be kept (it is not added).
+        if it could not be kept (it is not added), :class:`DaemonStopping`
+        once it is closed.
         """
         if self._closed:
-            raise RuntimeError("the hook dispatcher is closed")
+            raise DaemonStopping()
         url = check_url(url, self.allow)
         events = check_events(events)
         for hook in self._hooks.values():
@@ -176,8 +177,12 @@ class HookDispatcher:
     def remove(self, hook_id: str) -> None:
         """Forget a hook: drop its queue, cancel its request and retry.
 
-        Raise :class:`UnknownHook` if there is none with ``hook_id``.
+        Raise :class:`UnknownHook` if there is none with ``hook_id``,
+        :class:`StoreFailed` if the store could not forget it (it stays),
+        :class:`DaemonStopping` once the dispatcher is closed.
         """
+        if self._closed:
+            raise DaemonStopping()
         hook = self._hooks.get(hook_id)
         if hook is None:
             raise UnknownHook(hook_id)

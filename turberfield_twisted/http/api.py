@@ -103,7 +103,8 @@ class ControlAPI:
         self.relay = Relay(reactor, relay_timeout, agent=relay_agent,
                            observe=metrics.relayed if metrics is not None else None)
         #: The ``/hooks`` routes.
-        self.hooks_api = HooksAPI(hooks, admin_token, max_body)
+        self.hooks_api = HooksAPI(hooks, admin_token, max_body,
+                                  stopping=lambda: initiator.stopping)
         self.dashboard = Dashboard()  #: The web dashboard's files, under ``/ui/``.
         #: ``GET /openapi.json``: built from the routing tables, so it can't drift.
         self.description = openapi.document(
@@ -309,7 +310,8 @@ class ControlAPI:
     async def update_config(self, request: Request, guid: str) -> bytes:
         """
         ``{key: value}``: change a job's overrides; a running job is sent its
-        new config (502 if it could not be reached: nothing is changed). The
+        new config (422 if it refused it, 502 if it was not reached: nothing
+        is changed). Changes to one job run one at a time, in order. The
         answer says whether the change is ``kept`` for the daemon's next start.
         """
         self._admin(request)

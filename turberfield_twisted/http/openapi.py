@@ -180,7 +180,8 @@ _BAD = {"400": _error("The request is malformed.")}
 _TOO_LARGE = {"413": _error("The body is over max_body.")}
 
 
-_UNKEPT = {"503": _error("The daemon could not keep this in its state store.")}
+_UNKEPT = {"503": _error("The daemon could not keep this in its state store, or is stopping:"
+                          " nothing changed.")}
 
 
 def _op(summary: str, responses: dict[str, Any], security: list[Any] | None = None,
@@ -233,7 +234,8 @@ OPERATIONS: Mapping[tuple[str, str], dict[str, Any]] = {
         "Read the config files again and reconcile the declared jobs.",
         {"200": _json(_ref("Reloaded"), "What started, stopped, restarted or stayed."),
          "400": _error("A config file is bad (file, line, key): nothing changed."), **_DENIED,
-         "404": _error("This daemon has no config files to read again.")}),
+         "404": _error("This daemon has no config files to read again."),
+         "503": _error("The daemon is stopping: nothing changed.")}),
     ("GET", "/modules"): _op(
         "The modules a launch may name, the keys each lets a launch override, their defaults.",
         {"200": _json(_ref("Modules"), "By name."), **_DENIED}),
@@ -246,7 +248,8 @@ OPERATIONS: Mapping[tuple[str, str], dict[str, Any]] = {
          "403": _error("An override of a key the module does not allow."),
          "404": _error("The module is not allowed or not found."), **_TOO_LARGE,
          "500": _error("The worker process could not be started."),
-         "503": _error("No free port, or the state store failed.")},
+         "503": _error("No free port, the state store failed, or the daemon is stopping:"
+                       " nothing changed.")},
         requestBody=_body("Launch")),
     ("GET", "/jobs/{guid}"): _op(
         "One job; with wait=STATE, once it is in that state or has ended (or timeout).",
@@ -265,7 +268,8 @@ OPERATIONS: Mapping[tuple[str, str], dict[str, Any]] = {
         "Start a job again; a running one is stopped first, then started once it exited.",
         {"202": _json(_ref("Job"), "The job, stopping or starting again."), **_DENIED,
          **_NO_JOB, "500": _error("The worker process could not be started."),
-         "503": _error("No free port, or the state store failed.")},
+         "503": _error("No free port, the state store failed, or the daemon is stopping:"
+                       " nothing changed.")},
         parameters=[_GUID]),
     ("GET", "/jobs/{guid}/logs"): _op(
         "The job's recent output lines.",

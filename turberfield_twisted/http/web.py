@@ -38,6 +38,7 @@ from turberfield_twisted.errors import (
     ChangeRefused,
     ConfigError,
     ConfigPushFailed,
+    DaemonStopping,
     Invalid,
     NoFreePort,
     NotReady,
@@ -118,6 +119,7 @@ STATUSES: Mapping[type[Exception], int] = MappingProxyType({
     RelayError: 502,
     NoFreePort: 503,
     StoreFailed: 503,
+    DaemonStopping: 503,
     ApiError: 500,
     HTTPException: 500,
     Exception: 500,
@@ -179,6 +181,8 @@ def _headers_of(exc: BaseException) -> dict[str, str]:
         return {"Allow": ", ".join(exc.valid_methods)}
     if isinstance(exc, ApiError):
         return exc.headers
+    if isinstance(exc, DaemonStopping):
+        return {"Retry-After": str(exc.retry_after)}
     return {}
 
 

@@ -109,26 +109,39 @@ class Lifecycle:
         """The daemon stops: no job is given a starting slot from now on."""
         self.admission.closed = True
 
-    def start(self, job: Job, new: bool = False) -> None:
+    def start(self, job: Job, new: bool = False, keep: Callable[[], None] | None = None) -> None:
         """
         Start ``job``: a ``new`` one, or one that ended or is in backoff.
-        It holds a port, waits for a starting slot and is spawned. Raise
+        It holds a port, then ``keep()`` runs (if it raises, nothing has
+        changed), then it waits for a starting slot and is spawned. Raise
         :class:`NoFreePort` (nothing changed) or :class:`SpawnFailed` (it
         is ``failed``, its ``last_error`` says why).
         """
+        port = job.port
         self._hold_port(job)
+        if keep is not None:
+            try:
+                keep()
+            except BaseException:
+                self.ports.release(job, job.port)
+                job.port = port
+                raise
         failed = self._join_queue(job, Input.LAUNCH if new else Input.QUEUE)
         if failed is not None:
             raise failed
 
-    def restart(self, job: Job) -> None:
+    def restart(self, job: Job, keep: Callable[[], None] | None = None) -> None:
         """
         Stop ``job`` (as :meth:`stop` does), then start it again once it has
         exited; one that has ended starts at once (raising as :meth:`start`).
+        ``keep()`` runs before anything changes (if it raises, nothing does).
         """
+        if keep is not None and job.state not in ENDED:
+            keep()  # before anything changes
+            keep = None
         self.stop(job)  # on an ended job: nothing
         if job.state in ENDED:
-            self.start(job)
+            self.start(job, keep=keep)
         else:
             job.again = True  # fire() starts it on its way into exited
 
