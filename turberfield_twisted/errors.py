@@ -25,6 +25,8 @@ __all__ = [
     "NoFreePort",
     "NotReady",
     "OverrideNotAllowed",
+    "PlacementRefused",
+    "PlacementUnchecked",
     "SpawnFailed",
     "StateDirBusy",
     "StateDirError",
@@ -177,6 +179,14 @@ class ChangeRefused(Exception):
         self.guid = guid
         self.reason = reason[:300]
         super().__init__(f"job {guid} refused the change: {self.reason}")
+
+
+class PlacementRefused(Exception):
+    """A worker's report of where it listens disagrees with where its launcher runs it."""
+
+
+class PlacementUnchecked(Exception):
+    """Where a worker runs could not be asked of its launcher (say, Slurm did not answer)."""
 
 
 class StoreFailed(Exception):

@@ -329,10 +329,13 @@ class ControlAPI:
         return json_response(request, 202, {"accepted": True})
 
     @app.route("/jobs/<guid>/listening", methods=["POST"])
-    def worker_listening(self, request: Any, guid: str) -> bytes:
-        """``{"host", "port", "step"?}`` from a job on a cluster node: where it listens; 202."""
+    async def worker_listening(self, request: Any, guid: str) -> bytes:
+        """
+        ``{"host", "port", "step"?}`` from a job on a cluster node: where it
+        listens; 202 once its launcher agrees, 409 if it does not.
+        """
         job = self._job_caller(request, guid)
-        take_report(job, read_object(request, self.max_body, REPORT_KEYS))
+        await take_report(job, read_object(request, self.max_body, REPORT_KEYS))
         return json_response(request, 202, {"accepted": True})
 
     # -- composition -------------------------------------------------------

@@ -288,8 +288,10 @@ OPERATIONS: Mapping[tuple[str, str], dict[str, Any]] = {
     ("POST", "/jobs/{guid}/listening"): _op(
         "Where a job on a cluster node listens, from the job itself (that job's token).",
         {"202": _json(_ref("Accepted"), "The daemon checks it there, then the job is ready."),
-         **_BAD, **_DENIED, "409": _error("The job is not starting, or runs on this host."),
-         **_TOO_LARGE},
+         **_BAD, **_DENIED,
+         "409": _error("The job is not starting, runs on this host, or its launcher runs it"
+                       " elsewhere (the step is not its, or the host not its node's)."),
+         **_TOO_LARGE, "503": _error("Its launcher could not say where it runs.")},
         security=_JOB_TOKEN, parameters=[_GUID], requestBody=_body("Listening")),
     ("GET", "/hooks"): _op(
         "The web-hook subscriptions (no secrets).",
