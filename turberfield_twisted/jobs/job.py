@@ -25,6 +25,7 @@ from turberfield_twisted.launch.protocol import ExitStatus, OutputTail
 
 if TYPE_CHECKING:
     from turberfield_twisted.config.policy import Limits
+    from turberfield_twisted.jobs.procstat import Reading
 
 __all__ = [
     "ENDED",
@@ -144,6 +145,8 @@ class Job:
     limit_hit: str | None = None
     #: Start it again as soon as it has stopped (an operator's restart of a running job).
     again: bool = False
+    #: The last reading of its process group's memory and CPU time (:func:`~.procstat.job_stats`).
+    usage: Reading | None = attrs.field(default=None, repr=False)
 
     def url(self, path: str = "") -> str:
         """``http://HOST:PORT`` + ``path``: where this job's worker listens (IPv6 bracketed)."""
