@@ -11,6 +11,7 @@ and its declared jobs have started.
 
 from __future__ import annotations
 
+import re
 import signal
 import sys
 import time
@@ -32,7 +33,7 @@ from turberfield_twisted.daemon.statedir import StateDir
 from turberfield_twisted.daemon.store import HookRecord, Store
 from turberfield_twisted.errors import ConfigError, StateDirError, StoreFailed
 
-__all__ = ["Options", "makeService"]
+__all__ = ["Options", "makeService", "with_backlog"]
 
 HOW_TO_RUN = "run it on the asyncio reactor: twistd --reactor=asyncio -n proactor"
 
@@ -67,7 +68,8 @@ class Options(usage.Options):
         ["config", "c", None, "A config file read over the embedded default."],
         ["listen", "l", None,
          "Endpoint of the control API (default: tcp:<listen_port>:interface=<listen_addr> "
-         "from the initiator's section, i.e. tcp:8080:interface=127.0.0.1)."],
+         "from the initiator's section, i.e. tcp:8080:interface=127.0.0.1); its backlog is "
+         "the section's listen_backlog (1024) unless the endpoint says backlog=N."],
         ["state-dir", "s", None, f"Where admin.token, api.url and the store go (default: "
                                  f"{default_state_dir()}; created 0700)."],
         ["guid", "g", "proactor", "The initiator's section in the config."],
@@ -84,7 +86,20 @@ class Options(usage.Options):
             kind = "tcp6" if ":" in own.listen_addr else "tcp"
             host = own.listen_addr.replace(":", "\\:")  # endpoint strings escape colons
             self["listen"] = f"{kind}:{own.listen_port}:interface={host}"
+        self["listen"] = with_backlog(self["listen"], own.listen_backlog)
         self["state-dir"] = Path(self["state-dir"] or default_state_dir())
+
+
+#: Endpoint kinds that take a ``backlog`` (Twisted's stream server endpoints).
+_BACKLOGGED = frozenset({"tcp", "tcp6", "ssl", "unix"})
+
+
+def with_backlog(endpoint: str, backlog: int) -> str:
+    """``endpoint`` with ``:backlog=N`` added, if it is of a kind that takes one and says none."""
+    kind = endpoint.split(":", 1)[0].strip().lower()
+    if kind in _BACKLOGGED and not re.search(r"(^|:)backlog=", endpoint):
+        return f"{endpoint}:backlog={backlog}"
+    return endpoint
 
 
 class _ControlService(Service):
