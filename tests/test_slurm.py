@@ -260,18 +260,21 @@ async def test_a_job_is_ready_once_it_said_where_and_answered_there():
 
 @pytest_twisted.ensureDeferred
 async def test_a_report_needs_the_jobs_token_and_a_well_formed_body():
-    """Wrong token 401; a bad host, port or step 400; a second report 409."""
+    """Wrong token 401; a bad host, port or step 400; another port than its own, or a second
+    report, 409."""
     w = World()
     guid = await w.init.launch(DEMO, guid="g1")
     job = w.init.job(guid)
     path = f"/jobs/{guid}/listening"
     good = {"host": "127.0.0.1", "port": job.port}
     assert (await w.call("POST", path, good, TOKEN))[0] == 401
-    for bad in ({"host": "0.0.0.0"}, {"host": "node7"}, {"host": 7}, {"port": job.port + 1},
+    for bad in ({"host": "0.0.0.0"}, {"host": "node7"}, {"host": 7}, {"port": 70000},
                 {"port": str(job.port)}, {"step": "--user=root"}, {"step": "1.2.3"},
                 {"extra": 1}):
         code, body = await w.call("POST", path, {**good, **bad}, job.token)
         assert code == 400 and body["error"], bad
+    code, body = await w.call("POST", path, {**good, "port": job.port + 1}, job.token)
+    assert code == 409 and "another port" in body["error"]
     assert job.state is JobState.STARTING
     assert (await w.report(guid))[0] == 202
     code, body = await w.report(guid)

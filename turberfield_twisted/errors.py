@@ -20,6 +20,7 @@ __all__ = [
     "ChangeRefused",
     "ConfigError",
     "ConfigPushFailed",
+    "GuidTaken",
     "Invalid",
     "JobExited",
     "NoFreePort",
@@ -87,6 +88,10 @@ class Invalid(ValueError):
 
 class BadGuid(Invalid):
     """A guid given for a new job is malformed, taken, or names a config section."""
+
+
+class GuidTaken(Exception):
+    """A guid given for a new job is another job's, or names a config section."""
 
 
 class BadOverride(Invalid):

@@ -28,7 +28,7 @@ from twisted.web.server import Site
 
 from turberfield_twisted.configtext import redact, section_items
 from turberfield_twisted.dashboard import Dashboard
-from turberfield_twisted.errors import ApiError
+from turberfield_twisted.errors import ApiError, BadGuid, GuidTaken
 from turberfield_twisted.http import openapi
 from turberfield_twisted.http.args import event_args, launch_args, lines_arg, wait_args
 from turberfield_twisted.http.events import Entry, EventStream, Journal, parse_event_id
@@ -192,8 +192,9 @@ class ControlAPI:
         if logs is not None:
             self.initiator.job(logs)
         given = request.getHeader(b"last-event-id")
-        text = given.decode("latin-1") if given else query_arg(request, b"last_event_id")
-        last = parse_event_id(text) if text else None
+        asked = query_arg(request, b"last_event_id")
+        from_query = parse_event_id(asked) if asked else None  # checked even if not used
+        last = parse_event_id(given.decode("latin-1")) if given else from_query
 
         def wanted(entry: Entry) -> bool:
             return entry.event != "log" or entry.guid == logs
@@ -235,7 +236,15 @@ class ControlAPI:
         self._admin(request)
         args = launch_args(request, self.max_body)
         module = args.pop("module")
-        guid = await self.initiator.launch(module, **args)
+        try:
+            guid = await self.initiator.launch(module, **args)
+        except BadGuid:
+            given = args["guid"]
+            if given in self.initiator.workers or given == DEFAULTSECT or (
+                    self.initiator.cfg.has_section(given)):
+                raise GuidTaken(f"guid {given!r} is taken: a job has it, or it names a"
+                                " section of the config") from None
+            raise
         job = self.initiator.job(guid)
         self.log.info("job {guid} launched ({module}) by the control API", guid=guid,
                       module=module)

@@ -29,8 +29,14 @@ _EVENT_KEYS = frozenset({"event", "data"})
 
 
 def launch_args(request: Any, max_body: int) -> dict[str, Any]:
-    """``POST /jobs``: ``{"module", "session"?, "config"?, "guid"?}``, checked."""
+    """
+    ``POST /jobs``: ``{"module", "session"?, "config"?, "guid"?}``, checked.
+    ``session`` may be null (none); ``config`` and ``guid``, if given, may not.
+    """
     body = read_object(request, max_body, _LAUNCH_KEYS)
+    for key in ("config", "guid"):
+        if key in body and body[key] is None:
+            raise Invalid(f"{key} may be left out, but not null")
     module, session = body.get("module"), body.get("session")
     config, guid = body.get("config"), body.get("guid")
     if not isinstance(module, str) or not module:

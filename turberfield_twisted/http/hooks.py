@@ -15,7 +15,7 @@ from typing import Any
 from twisted.logger import Logger
 
 from turberfield_twisted.configtext import redact
-from turberfield_twisted.errors import ApiError
+from turberfield_twisted.errors import ApiError, Invalid
 from turberfield_twisted.http.web import JsonKlein, json_response, read_object, require_token
 
 __all__ = ["HooksAPI"]
@@ -61,8 +61,9 @@ class HooksAPI:
         """
         hooks = self._dispatcher(request)
         body = read_object(request, self.max_body, _ADD_KEYS)
-        events = body.get("events")
-        hook = hooks.add(body.get("url"), ["*"] if events is None else events)
+        if "events" in body and body["events"] is None:
+            raise Invalid("events may be left out (every event), but not null")
+        hook = hooks.add(body.get("url"), body.get("events", ["*"]))
         if hook.get("existing"):
             return json_response(request, 200, hook)  # the same URL and events again
         self.log.info("web-hook {hook_id} added by the control API", hook_id=hook.get("id"))

@@ -47,16 +47,20 @@ def _host(value: Any) -> str:
 def take_report(job: Job, body: Mapping[str, Any]) -> Deferred[None]:
     """
     ``job``'s worker says where it listens (``body``, checked): fires once
-    its process has taken it. Raise :class:`Invalid` for a malformed report
-    or one for another port, and a 409 :class:`ApiError` if the job is not
-    starting or runs on this host; fail with
+    its process has taken it. Raise :class:`Invalid` for a malformed report,
+    and a 409 :class:`ApiError` for another port than the job's, or if the
+    job is not starting or runs on this host; fail with
     :class:`~turberfield_twisted.errors.PlacementRefused` if
     its launcher runs it elsewhere.
     """
     host = _host(body.get("host"))
     port, step = body.get("port"), body.get("step")
-    if not isinstance(port, int) or isinstance(port, bool) or port != job.port:
-        raise Invalid(f"port must be the port job {job.guid} was given")
+    if isinstance(port, float) and port.is_integer():
+        port = int(port)  # JSON has numbers, not integers: 28000.0 is 28000
+    if not isinstance(port, int) or isinstance(port, bool) or not 0 < port < 65536:
+        raise Invalid("port must be a port number")
+    if port != job.port:
+        raise ApiError(409, f"job {job.guid} was given another port")
     if step is not None and not (isinstance(step, str) and _STEP.match(step)):
         raise Invalid("step must be a Slurm job step, JOBID.STEP")
     process = IRemoteProcess(job.process, None)

@@ -36,6 +36,7 @@ from turberfield_twisted.errors import (
     ChangeRefused,
     ConfigError,
     ConfigPushFailed,
+    GuidTaken,
     Invalid,
     NoFreePort,
     NotReady,
@@ -110,6 +111,7 @@ STATUSES: Mapping[type[Exception], int] = MappingProxyType({
     RequestRedirect: 404,  # werkzeug's slash redirect: no such route here
     MethodNotAllowed: 405,
     NotReady: 409,
+    GuidTaken: 409,
     PlacementRefused: 409,
     BodyTooLarge: 413,
     SpawnFailed: 500,
