@@ -104,7 +104,7 @@ def st_config(url: str, admin: str, guid: str, job_token: str, relayed: str) -> 
     """
     return textwrap.dedent(f"""
         workers = 1
-        max-time = 90
+        max-time = 75
         request-timeout = 20
 
         [auth.openapi.admin]
