@@ -553,7 +553,6 @@ BAD_REQUESTS: list[tuple[str, str, str, Any, int]] = [
      400),
     ("guid malformed", "POST", "/jobs", {"module": DEMO, "guid": "../x"}, 400),
     ("guid null", "POST", "/jobs", {"module": DEMO, "guid": None}, 400),
-    ("config null", "POST", "/jobs", {"module": DEMO, "config": None}, 400),
     ("unknown field", "POST", "/jobs", {"module": DEMO, "command": "rm -rf /"}, 400),
     ("non-UTF-8 JSON", "POST", "/jobs", b'{"module": "\xff\xfe"}', 400),
     ("module not allowed", "POST", "/jobs", {"module": "json"}, 404),

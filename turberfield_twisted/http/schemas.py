@@ -131,8 +131,9 @@ SCHEMAS: Mapping[str, Any] = {
                        "description": "A module with a section in the daemon's config."},
             "session": {"type": ["string", "null"], "pattern": SESSION.pattern,
                         "description": "At most 256 characters, no control characters nor $."},
-            "config": {**_OVERRIDES, "description": "Overrides of keys the module's section"
-                       " lists as overridable."},
+            "config": {**_OVERRIDES, "type": ["object", "null"],
+                       "description": "Overrides of keys the module's section lists as"
+                                      " overridable (null: none)."},
             "guid": {"type": "string", "pattern": GUID.pattern,
                      "description": "Its guid (else one is made); 409 if a job has it or it"
                                     " names a section of the config."},
