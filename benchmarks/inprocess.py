@@ -68,7 +68,7 @@ async def spawn_block(reactor: Any, count: int = 20) -> dict[str, list[float]]:
     """How long each real spawn() call takes while other workers start (max_starting 2)."""
     init = Initiator(None, guid="bench", cfg=_config(26800, 26899), reactor=reactor)
     init.startService()
-    cold = init.launcher.local.cold  # type: ignore[attr-defined]
+    cold = init.launcher.launcher_of(MODULE).cold  # type: ignore[attr-defined]
     spawn, took = cold.spawn, []
 
     def timed(*args: Any) -> Any:

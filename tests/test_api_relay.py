@@ -75,7 +75,11 @@ async def serve(initiator: Any, reactor: Any) -> Any:
 
 
 class Recorder(Protocol):
-    """A stand-in worker: records each request; sends ``factory.answer`` if it has one."""
+    """
+    A stand-in worker: records each request; sends ``factory.answer`` if it
+    has one, at once, or (with ``factory.hold`` = N) to N requests together
+    once the N-th has come, so that N are in flight at once.
+    """
 
     factory: Any
 
@@ -94,8 +98,16 @@ class Recorder(Protocol):
             return
         self.factory.requests.append((head, rest[:length]))
         self.buffer = rest[length:]
-        if self.factory.answer is not None:
+        if self.factory.answer is None:
+            return
+        if not self.factory.hold:
             self.transport.write(self.factory.answer)
+            return
+        self.factory.held.append(self.transport)
+        if len(self.factory.held) == self.factory.hold:
+            for transport in self.factory.held:
+                transport.write(self.factory.answer)
+            self.factory.held.clear()
 
     def connectionLost(self, reason: Any = None) -> None:
         self.factory.lost += 1
@@ -108,7 +120,7 @@ async def stand_in(reactor: Any, answer: bytes | None) -> tuple[Any, Any]:
     """A Recorder factory listening on 127.0.0.1:0, and its port."""
     factory = Factory.forProtocol(Recorder)
     factory.requests, factory.answer, factory.lost, factory.waiting = [], answer, 0, []
-    factory.connections = 0
+    factory.connections, factory.hold, factory.held = 0, 0, []
     port = await endpoints.TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1").listen(factory)
     return factory, port
 
@@ -345,6 +357,7 @@ async def test_the_pool_grows_to_the_concurrency_seen(serve, initiator, reactor)
     try:
         client = await serve()
         assert client.api.relay.pool.maxPersistentPerHost == 4
+        factory.hold = 10  # all ten are in flight before any is answered
         for _ in range(2):
             results = await gatherResults([
                 Deferred.fromCoroutine(client.call("GET", f"/jobs/stand-in/proxy/{n}"))

@@ -6,7 +6,6 @@ import pytest_twisted
 from test_api import DEMO, is_error, make
 from twisted.logger import capturedLogs, formatEvent
 
-from turberfield_twisted.daemon.keeper import Keeper
 from turberfield_twisted.daemon.reconcile import ConfigRefused, Reloaded
 from turberfield_twisted.errors import StoreFailed
 
@@ -17,7 +16,8 @@ async def test_reload_answers_what_it_did():
     t = make(reload=lambda: Reloaded(started=("a",), unchanged=("b", "c")))
     response, body = await t.call("POST", "/reload")
     assert (response.code, body) == (200, {"started": ["a"], "stopped": [], "restarted": [],
-                                           "unchanged": ["b", "c"], "restart_needed": []})
+                                           "unchanged": ["b", "c"], "restart_needed": [],
+                                           "warnings": []})
 
 
 @pytest_twisted.ensureDeferred
@@ -50,14 +50,23 @@ async def test_a_bad_file_is_a_400_naming_file_line_and_key():
 @pytest_twisted.ensureDeferred
 async def test_a_store_that_cannot_be_written_is_a_503_logged_with_its_reason():
     """StoreFailed: 503 with a fixed message; the reason (a path, SQLite's words) is logged."""
-    t = make()
+
+    class Failing:
+        """A store that keeps jobs until ``failing``."""
+
+        failing = False
+
+        def put_job(self, record):
+            if self.failing:
+                raise StoreFailed("the store /x/proactor.db could not keep a job: disk I/O error")
+
+        def forget_job(self, guid):
+            pass
+
+    store = Failing()
+    t = make(store=store)
     guid = await t.launch()
-
-    class Failing(Keeper):
-        def keep(self, job):
-            raise StoreFailed("the store /x/proactor.db could not keep a job: disk I/O error")
-
-    t.init.keeper = Failing()
+    store.failing = True
     with capturedLogs() as events:
         response, body = await t.call("DELETE", f"/jobs/{guid}")
         launched, answer = await t.call("POST", "/jobs", {"module": DEMO})

@@ -10,7 +10,9 @@ import pytest_twisted
 from klein import Klein
 from treq.testing import RequestTraversalAgent, StubTreq
 from twisted.internet.defer import Deferred
+from twisted.logger import capturedLogs, formatEvent
 from twisted.web.resource import Resource
+from twisted.web.server import Site
 
 from turberfield_twisted import Initiator, LocalLauncher
 from turberfield_twisted.cli.client import ControlClient
@@ -19,6 +21,8 @@ from turberfield_twisted.hooks.dispatcher import HookDispatcher
 from turberfield_twisted.http.api import ControlAPI
 from turberfield_twisted.testing.configs import initiator_config
 from turberfield_twisted.testing.fakes import FakeProcessReactor
+from turberfield_twisted.testing.ports import free_ports
+from turberfield_twisted.testing.serving import serve
 from turberfield_twisted.worker.parent import ParentClient, error_message, make_http
 
 DEMO = "turberfield_twisted.demo.hello"
@@ -60,12 +64,15 @@ class Down(Resource):
 
 
 class World:
-    """An Initiator with a ControlAPI and a client of it, all in memory."""
+    """
+    An Initiator with a ControlAPI and a client of it, all in memory; its workers are
+    ``workers`` (a resource: by default a FakeWorker's app).
+    """
 
-    def __init__(self):
+    def __init__(self, workers=None):
         self.reactor = FakeProcessReactor()
         launcher = LocalLauncher(self.reactor, python="/py", setsid=None, process_groups=False)
-        worker_http = StubTreq(FakeWorker().app.resource())
+        worker_http = StubTreq(workers or FakeWorker().app.resource())
         self.initiator = Initiator(None, guid="init", cfg=initiator_config(23000, 23009),
                                    reactor=self.reactor, launcher=launcher, http=worker_http)
         self.hooks = HookDispatcher(self.reactor, worker_http)
@@ -173,9 +180,9 @@ async def test_send_relays_to_the_worker_and_returns_any_status(world):
 
 
 @pytest_twisted.ensureDeferred
-async def test_update_config_changes_a_starting_job(world):
+async def test_update_config_changes_a_starting_job():
     """PATCH config: allowed keys land in the job's overrides; others are 403."""
-    world.initiator.http = StubTreq(Down())  # never healthy: the job stays starting
+    world = World(Down())  # never healthy: the job stays starting
     guid = (await world.client.launch(DEMO))["guid"]
     assert world.initiator.job(guid).state == "starting"
     patched = Deferred.fromCoroutine(world.client.update_config(guid, {"greeting": "hej"}))
@@ -277,13 +284,38 @@ async def test_refused_connection_is_a_transport_error(reactor):
         await pool.closeCachedConnections()
 
 
-def test_make_http_uses_one_quiet_pool(reactor):
-    """make_http: a treq client on one pool whose connections are not logged."""
-    http, pool = make_http(reactor, persistent=False)
-    assert http._agent._pool is pool
-    assert pool.persistent is False and pool._factory.noisy is False
-    http, pool = make_http(reactor)
-    assert pool.persistent is True and pool.retryAutomatically is False
+class _Empty(Resource):
+    """Answers every GET with ``{}``."""
+
+    isLeaf = True
+
+    def render_GET(self, request):
+        return b"{}"
+
+
+@pytest_twisted.ensureDeferred
+async def test_make_http_uses_one_quiet_pool(reactor):
+    """
+    make_http: a treq client on the pool it returns (closing that closes the client's
+    idle connection), which retries nothing on its own and whose connections are not
+    logged.
+    """
+    _, pool = make_http(reactor, persistent=False)
+    assert pool.persistent is False
+    with free_ports(10) as held:
+        server = await serve(reactor, Site(_Empty()), held.low)
+        http, pool = make_http(reactor)
+        assert pool.persistent is True and pool.retryAutomatically is False
+        try:
+            with capturedLogs() as events:
+                response = await http.get(f"http://127.0.0.1:{held.low}/", timeout=5,
+                                          reactor=reactor)
+                assert (response.code, await response.content()) == (200, b"{}")
+                assert server.connections == 1  # kept in the pool for the next request
+                await pool.closeCachedConnections()
+        finally:
+            await server.down()
+    assert [formatEvent(e) for e in events if "factory" in formatEvent(e)] == []
 
 
 @pytest_twisted.ensureDeferred
@@ -293,8 +325,8 @@ async def test_a_client_given_no_http_builds_its_own_on_first_use(reactor):
     assert client._pool is None
     assert await client.close() is None  # nothing built: nothing to close
     http = client.http
-    assert client.http is http and http._agent._pool is client._pool
-    assert client._pool.persistent is True and client._pool._factory.noisy is False
+    assert client.http is http and client._pool is not None
+    assert client._pool.persistent is True
     assert await client.close() is None
 
 

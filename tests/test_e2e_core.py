@@ -1,5 +1,6 @@
 """The core API end to end: real worker processes, real ports, real HTTP."""
 
+import asyncio
 import json
 import os
 
@@ -85,7 +86,7 @@ async def test_the_seed_pattern_reads_its_config_from_a_stream_then_launches(rea
 
     from turberfield_twisted import ConfigError, Initiator
 
-    loop = reactor._asyncioEventloop
+    loop = asyncio.get_running_loop()  # the reactor's: it runs this test
     init = Initiator(argparse.Namespace(guid="seed"), loop=loop)
     with pytest.raises(ConfigError, match=r"no \[seed\] section"):
         await init.launch(DEMO)

@@ -24,19 +24,13 @@ EXAMPLES = Path(__file__).parent.parent / "examples"
 #: Runs argv; then lists (and kills) what is left of what it started.
 SUBREAPER = """
 import ctypes, json, os, signal, subprocess, sys
+from turberfield_twisted.testing.procs import children_of
 PR_SET_CHILD_SUBREAPER = 36
 ctypes.CDLL(None, use_errno=True).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
 done = subprocess.run(sys.argv[1:], capture_output=True, text=True)
-left = []
-for entry in os.listdir("/proc"):
-    try:
-        with open(f"/proc/{entry}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-    except (OSError, ValueError):
-        continue
-    if fields[0] != "Z" and int(fields[1]) == os.getpid():
-        left.append(int(entry))
-        os.kill(int(entry), signal.SIGKILL)
+left = children_of(os.getpid())
+for pid in left:
+    os.kill(pid, signal.SIGKILL)
 print(json.dumps({"code": done.returncode, "out": done.stdout + done.stderr, "left": left}))
 """
 
@@ -58,15 +52,17 @@ def run(where: Path, *argv: str) -> dict[str, object]:
     return json.loads(done.stdout.splitlines()[-1])
 
 
-@pytest.mark.parametrize("argv", [
-    ("-m", "pytest", "-v"),
-    ("-m", "twisted.trial", "--reactor=asyncio", "test_kvstore_trial"),
-], ids=["pytest", "trial"])
-def test_the_examples_pass_out_of_the_repo_and_leave_nothing(copied: Path, argv: tuple[str]):
-    """Each runner passes every example test (four each), and no process is left."""
+@pytest.mark.parametrize(("argv", "passed"), [
+    (("-m", "pytest", "-v"), "4 passed"),
+    (("-m", "twisted.trial", "--reactor=asyncio", "test_kvstore_trial"), "PASSED (successes=4)"),
+    (("-m", "pytest", "test_kvstore_pytest.py", "test_kvstore_trial.py"), "8 passed"),
+], ids=["pytest", "trial", "pytest-runs-both"])
+def test_the_examples_pass_out_of_the_repo_and_leave_nothing(copied: Path, argv: tuple[str],
+                                                             passed: str):
+    """Each runner passes its example tests (pytest given both files, all eight); none left."""
     result = run(copied, *argv)
     out = str(result["out"])
     assert result["code"] == 0, out
-    assert "4 passed" in out or "PASSED (successes=4)" in out, out
+    assert passed in out, out
     assert result["left"] == []
     assert "kvstore.py" in os.listdir(copied) and not (copied / "turberfield_twisted").exists()

@@ -18,10 +18,10 @@ from twisted.logger import globalLogPublisher
 from turberfield_twisted.hooks.dispatcher import HookDispatcher
 from turberfield_twisted.jobs.job import EventKind, JobEvent, JobState
 from turberfield_twisted.launch.protocol import LineSplitter
+from turberfield_twisted.testing.ports import free_ports
 from turberfield_twisted.testing.procs import children_of, wait_gone
 from turberfield_twisted.worker.parent import make_http
 
-PORT = 26490
 EVENTS = 1000
 
 
@@ -71,9 +71,11 @@ async def test_a_receiver_that_closes_every_connection_gets_the_queue_at_full_ra
     1,000 events queue while the receiver is down for about 30 s (the backoff reaches a
     16 s retry); it comes back and gets all of them within 30 s, in order.
     """
+    held = free_ports(10)  # the receiver's port, held until it is gone
+    port = held.low
     http, pool = make_http(reactor)
     hooks = HookDispatcher(reactor, http, allow="127.0.0.0/8")
-    hooks.add(f"http://127.0.0.1:{PORT}/hook", ["*"])
+    hooks.add(f"http://127.0.0.1:{port}/hook", ["*"])
     long_retry = _retry_at_least(12.8)  # 16 s less at most its 20 % jitter
     for n in range(EVENTS):
         hooks.publish(JobEvent(EventKind.STATE, "ready", f"g{n}", "m", float(n),
@@ -82,7 +84,7 @@ async def test_a_receiver_that_closes_every_connection_gets_the_queue_at_full_ra
     try:
         await long_retry.addTimeout(90, reactor)
         argv = [sys.executable, "-P", "-m", "turberfield_twisted.testing.plain_receiver",
-                str(PORT)]
+                str(port)]
         env = {"PATH": os.environ.get("PATH", ""), "LANG": "C.UTF-8"}
         pid = reactor.spawnProcess(receiver, argv[0], argv, env=env).pid
         await receiver.listening.addTimeout(30, reactor)
@@ -102,4 +104,5 @@ async def test_a_receiver_that_closes_every_connection_gets_the_queue_at_full_ra
             os.kill(pid, signal.SIGTERM)
             await receiver.ended.addTimeout(30, reactor)
             await wait_gone(reactor, [pid])
+        held.release()
     assert children_of(os.getpid()) == []

@@ -6,6 +6,7 @@ servers and processes.
 
 from __future__ import annotations
 
+import os
 import signal
 import socket
 import subprocess
@@ -23,8 +24,11 @@ from turberfield_twisted.testing import (
     FakeProcessReactor,
     NoFreeRange,
     WorkerClient,
+    children_of,
     free_ports,
+    group_members,
     initiator_on_clock,
+    processes,
     serve,
     wait_gone,
 )
@@ -192,3 +196,20 @@ def test_a_worker_client_passes_its_timeout_and_reactor():
                                                             "reactor": "R"})
                      for verb in ("get", "head", "post", "put", "patch", "delete")]
     assert client.close().called
+
+
+def test_processes_walks_proc_once_for_parent_group_and_argv():
+    """processes(where, argv=True): each live process's parent, group and argv, filtered."""
+    child = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()", "marker"],
+                             stdin=subprocess.PIPE)
+    try:
+        [found] = processes(lambda proc: proc.ppid == os.getpid() and
+                            proc.argv[-1:] == ("marker",), argv=True)
+        assert found.pid == child.pid and found.pgid == os.getpgid(child.pid)
+        assert found.argv[0] == sys.executable
+        assert child.pid in children_of(os.getpid())
+        assert child.pid in group_members(os.getpgid(child.pid))
+    finally:
+        child.stdin.close()
+        child.wait(timeout=10)
+    assert processes(lambda proc: proc.pid == child.pid) == []

@@ -15,8 +15,10 @@ from turberfield_twisted import (
 )
 from turberfield_twisted.configtext import parse_config
 from turberfield_twisted.daemon.store import Store
+from turberfield_twisted.errors import ConfigError
+from turberfield_twisted.launch.router import ModuleLaunchers
 from turberfield_twisted.testing.configs import initiator_config
-from turberfield_twisted.testing.fakes import FakeProcessReactor
+from turberfield_twisted.testing.fakes import FakeProcessReactor, initiator_on_clock
 
 DEMO = "turberfield_twisted.demo.hello"
 
@@ -134,8 +136,10 @@ async def test_failed_spawn_leaves_a_failed_job_and_nothing_else():
                in formatEvent(e) for e in events)
     job = init.job("job-x")
     assert job.state == "failed" and "No such file" in job.last_error
-    assert init.lifecycle.ports.held == {} and reactor.getDelayedCalls() == []
-    assert init.cfg.sections() == sections
+    assert reactor.getDelayedCalls() == [] and init.cfg.sections() == sections
+    reactor.fail_spawn = None
+    again = await init.launch(DEMO)
+    assert init.job(again).port == job.port == 23000  # the failed job let its port go
 
 
 @pytest_twisted.ensureDeferred
@@ -324,3 +328,51 @@ async def test_only_the_newest_max_exited_ended_jobs_are_kept(state):
         assert [record.guid for record in store.jobs()] == [*ended[2:], fifth]
     finally:
         store.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_initiator_prepares_reloads_and_closes_its_launcher_as_declared():
+    """ILauncher's prepare, reload and close are called: at start, on a reload, at stop."""
+    world = initiator_on_clock({"init": {"child_port_min": 9000, "child_port_max": 9009},
+                                "my.worker": {}})
+    world.init.startService()
+    world.init.reconfigure(world.init.cfg, world.init.settings)
+    await world.init.stopService()
+    assert world.launcher.calls == [("prepare", ["my.worker"]), ("reload", ["my.worker"]),
+                                    ("close", [])]
+
+
+def test_an_initiator_is_built_whole_before_it_has_a_config():
+    """
+    Initiator(options) with no config makes its launcher at once, which makes no
+    launcher of its own and reads no config until one is used; the config is checked
+    when the service starts.
+    """
+    import argparse
+
+    reactor = FakeProcessReactor()
+    init = Initiator(argparse.Namespace(guid="seed"), reactor=reactor)
+    assert isinstance(init.launcher, ModuleLaunchers)
+    assert reactor.spawned == [] and reactor.getDelayedCalls() == []
+    with pytest.raises(ConfigError, match=r"no \[seed\] section"):
+        init.startService()
+    assert not init.running
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_ended_jobs_kept_are_those_that_ended_last():
+    """
+    With ``max_exited = 2``, a launch forgets the ended jobs that ended first, whenever
+    they were launched: a job launched long ago that has just failed is kept.
+    """
+    world = initiator_on_clock({"init": {"child_port_min": 9000, "child_port_max": 9009,
+                                         "max_exited": 2},
+                                "my.worker": {"restart": "never"}})
+    init, clock = world.init, world.clock
+    first, second, third = [await init.launch("my.worker") for _ in range(3)]
+    for guid in (third, second, first):  # the first launched ends last
+        clock.advance(1)
+        world.launcher.latest(guid).exit(1)
+    assert [init.job(g).state.value for g in (first, second, third)] == ["failed"] * 3
+    fourth = await init.launch("my.worker")
+    assert list(init.workers) == [first, second, fourth]

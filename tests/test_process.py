@@ -96,9 +96,9 @@ def test_tail_keeps_the_last_lines():
     assert tail.last(0) == []
 
 
-def test_tail_is_bounded_in_bytes():
-    """Past max_bytes, the oldest lines go; one huge line is cut to max_bytes."""
-    tail = OutputTail(max_lines=100, max_bytes=1000)
+def test_tail_is_bounded_in_characters():
+    """Past max_chars characters, the oldest lines go; one huge line is cut to max_chars."""
+    tail = OutputTail(max_lines=100, max_chars=1000)
     for n in range(10):
         tail.append(float(n), "stdout", str(n) * 300)
     kept = tail.lines()
@@ -106,6 +106,8 @@ def test_tail_is_bounded_in_bytes():
     assert [r["line"][0] for r in kept] == ["7", "8", "9"]
     tail.append(11.0, "stderr", "y" * 5000)
     assert [r["line"] for r in tail.lines()] == ["y" * 1000]
+    tail.append(12.0, "stderr", "é" * 1000)  # 2000 bytes of UTF-8, 1000 characters
+    assert [r["line"] for r in tail.lines()] == ["é" * 1000]
 
 
 def test_tail_filters_by_stream_and_time():

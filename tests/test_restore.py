@@ -265,7 +265,7 @@ def test_reload_starts_new_stops_removed_restarts_changed_and_keeps_unchanged(de
         """)
     done = declared.reconciler.reload()
     assert done.as_json() == {"started": ["extra"], "stopped": [], "restarted": ["cache"],
-                              "unchanged": ["web"], "restart_needed": []}
+                              "unchanged": ["web"], "restart_needed": [], "warnings": []}
     assert declared.launcher.latest("web") is web_worker
     assert b"greeting = ho" in declared.launcher.latest("cache").config
     assert declared.states() == {"cache": "ready", "web": "ready", "extra": "ready"}
@@ -303,13 +303,16 @@ def test_a_bad_file_changes_nothing(declared):
 
 
 @pytest_twisted.ensureDeferred
-async def test_reload_keeps_the_sections_of_running_jobs_and_refuses_to_shadow_them(declared):
-    """Job sections the initiator wrote survive a reload; a file section naming a running
-    job is refused."""
+async def test_reload_keeps_the_config_of_running_jobs_and_refuses_to_shadow_them(declared):
+    """Running jobs' configs survive a reload (none is a section of the operator's config);
+    a file section naming a running job is refused."""
     declared.start()
     guid = await declared.init.launch(MOD, guid="mine")
     declared.reconciler.reload()
-    assert declared.init.cfg.has_section("mine") and declared.init.cfg.has_section("cache")
+    for name in ("mine", "cache"):
+        assert not declared.init.cfg.has_section(name)
+        own = parse_config(declared.init.config_text(name))[name]
+        assert own["listen_port"] == str(declared.init.job(name).port)
     assert "mine" not in declared.init.settings.modules
     declared.text = DECLARED + f"[{guid}]\nx = 1\n"
     with pytest.raises(ConfigError, match=r"section \[mine\] names a job that runs"):
@@ -328,6 +331,34 @@ def test_reload_names_the_keys_that_need_a_restart(declared):
     done = declared.reconciler.reload()
     assert done.restart_needed == ("listen_port", "admin_token")
     assert declared.init.settings.initiator.ready_timeout == 3  # applied at once
+
+
+def test_restart_needed_compares_with_what_the_daemon_runs_on(declared):
+    """
+    A changed listen_port is named at every reload while it differs from the one the
+    daemon started with (not the last reload's); put back, it is not named.
+    """
+    declared.start()
+    declared.text = DECLARED.replace("[init]\n", "[init]\nlisten_port = 8081\n", 1)
+    assert declared.reconciler.reload().restart_needed == ("listen_port",)
+    assert declared.reconciler.reload().restart_needed == ("listen_port",)  # still on 8080
+    declared.text = DECLARED
+    assert declared.reconciler.reload().restart_needed == ()
+
+
+def test_a_key_like_one_of_the_daemons_is_warned_of_at_reload(declared):
+    """A typo of a daemon key in a module's section: the reload warns (file, line), and runs."""
+    declared.start()
+    declared.text = DECLARED.replace(f"[{MOD}]\n", f"[{MOD}]\nrestrat = never\n", 1)
+    with capturedLogs() as events:
+        done = declared.reconciler.reload()
+    line = DECLARED.splitlines().index(f"[{MOD}]") + 2
+    [warning] = done.warnings
+    assert warning.startswith(f"my.cfg, line {line}: key 'restrat' in [{MOD}] is not one the"
+                              " daemon reads (did you mean 'restart'?)")
+    assert [formatEvent(e) for e in events if e["log_level"].name == "warn"] == [
+        f"config reloaded: {warning}"]
+    assert done.unchanged == ("cache", "web")
 
 
 def test_a_declared_job_stopped_by_its_operator_stays_stopped_when_its_section_changes(declared):

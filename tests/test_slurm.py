@@ -9,6 +9,7 @@ process, no port, no sleep; the real cluster is in test_slurm_e2e.py.
 from __future__ import annotations
 
 import json
+import socket
 from typing import Any
 
 import pytest
@@ -25,11 +26,13 @@ from turberfield_twisted.contract import is_loopback
 from turberfield_twisted.errors import ConfigError
 from turberfield_twisted.http.api import ControlAPI
 from turberfield_twisted.launch.local import LocalLauncher
+from turberfield_twisted.launch.ports import PortBook
 from turberfield_twisted.launch.router import ModuleLaunchers
 from turberfield_twisted.launch.slurm.launcher import SlurmLauncher, SlurmProcess
 from turberfield_twisted.launch.slurm.placement import Ran
 from turberfield_twisted.launch.warm.launcher import WarmLauncher
 from turberfield_twisted.testing.fakes import FakeProcessReactor
+from turberfield_twisted.testing.ports import free_ports
 from turberfield_twisted.worker.parent import listening_host, slurm_step
 
 DEMO = "turberfield_twisted.demo.hello"
@@ -107,15 +110,13 @@ class World:
         self.http = Healthy()
         cfg = config(module)
         holder: list[Initiator] = []
-        local = WarmLauncher(self.reactor, LocalLauncher(self.reactor, python="/py", setsid=None,
-                                                         process_groups=False),
-                             lambda module: False)
-        launchers = ModuleLaunchers(
-            lambda: holder[0].settings, local,
-            lambda: SlurmLauncher(self.reactor, lambda m: holder[0].settings.module(m).slurm_args,
-                                  python="/py", srun="/usr/bin/srun", scancel="/usr/bin/scancel",
-                                  setsid=None, run=self.runner, squeue="/usr/bin/squeue",
-                                  resolve=resolve))
+        cold = LocalLauncher(self.reactor, python="/py", setsid=None, process_groups=False)
+        launchers = ModuleLaunchers(lambda: holder[0].settings, {
+            "local": lambda: WarmLauncher(self.reactor, cold, lambda module: False),
+            "slurm": lambda: SlurmLauncher(
+                self.reactor, lambda m: holder[0].settings.module(m).slurm_args, python="/py",
+                srun="/usr/bin/srun", scancel="/usr/bin/scancel", setsid=None, run=self.runner,
+                squeue="/usr/bin/squeue", resolve=resolve)})
         self.init = Initiator(None, guid="init", cfg=cfg, reactor=self.reactor,
                               launcher=launchers, http=self.http)
         holder.append(self.init)
@@ -194,6 +195,7 @@ def test_a_worker_reports_its_own_address_or_its_nodes():
     assert slurm_step({"SLURM_JOB_ID": "12", "SLURM_STEP_ID": "0"}) == "12.0"
     assert slurm_step({"SLURM_JOB_ID": "12"}) is None
     assert slurm_step({"SLURM_JOB_ID": "12;x", "SLURM_STEP_ID": "0"}) is None
+    assert slurm_step({"SLURM_JOB_ID": "12", "SLURM_STEP_ID": "\u0661"}) is None  # not ASCII
 
 
 # -- spawning ----------------------------------------------------------------------
@@ -220,7 +222,16 @@ async def test_a_slurm_job_is_srun_under_its_guard_with_its_config_on_stdin():
 def test_the_port_of_a_slurm_job_is_not_probed_here():
     """A port bound here is still handed out: the worker binds it on its node."""
     launcher = SlurmLauncher(FakeProcessReactor(), srun="/s", scancel="/c", run=Runner())
-    assert launcher.choose_port(DEMO, range(27200, 27205), "127.0.0.1", None, {27200}) == 27201
+    with free_ports(10) as held, socket.socket() as sock:
+        # as free_ports' own probe does: a connection an earlier test closed may
+        # leave the port in TIME_WAIT, which does not stop a listener
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(("127.0.0.1", held.low))
+        sock.listen()
+        assert launcher.port_in_use(DEMO, "127.0.0.1", held.low) is False
+        chosen = PortBook().choose(held.ports, busy={held.low + 1}, in_use=lambda port:
+                                   launcher.port_in_use(DEMO, "127.0.0.1", port))
+    assert chosen == held.low
     assert launcher.address(DEMO, "127.0.0.1") is None
 
 

@@ -25,7 +25,7 @@ import treq
 from _system import absent
 
 from turberfield_twisted.testing.daemon import Daemon
-from turberfield_twisted.testing.procs import children_of, wait_gone
+from turberfield_twisted.testing.procs import children_of, processes, wait_gone
 from turberfield_twisted.testing.slurmcluster import SlurmCluster, poll, slurm_missing
 
 DEMO = "turberfield_twisted.demo.hello"
@@ -115,18 +115,8 @@ async def launch_ready(reactor: Any, daemon: Daemon, module: str = DEMO) -> dict
 
 def task_pids(guid: str, module: str = DEMO) -> list[int]:
     """The worker processes of job ``guid`` (``python -P -m MODULE --guid G``) on this node."""
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/cmdline", "rb") as f:
-                argv = f.read().split(b"\0")
-        except OSError:
-            continue
-        if argv[1:6] == [b"-P", b"-m", module.encode(), b"--guid", guid.encode()]:
-            found.append(int(entry))
-    return found
+    task = ("-P", "-m", module, "--guid", guid)
+    return [proc.pid for proc in processes(lambda proc: proc.argv[1:6] == task, argv=True)]
 
 
 @pytest_twisted.ensureDeferred

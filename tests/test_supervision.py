@@ -317,7 +317,7 @@ async def test_exit_75_moves_to_the_next_port_at_once():
     assert (job.port, job.state, job.restarts, job.busy_ports) == (
         LOW + 1, "starting", 0, {LOW})
     assert reactor.spawned[-1].args[-2:] == ["--port", str(LOW + 1)]
-    assert init.cfg[guid]["listen_port"] == str(LOW + 1)
+    assert parse_config(init.config_text(guid))[guid]["listen_port"] == str(LOW + 1)
     init.http.healthy = True
     reactor.advance(1)
     assert job.state == "ready"

@@ -20,6 +20,7 @@ from twisted.logger import globalLogPublisher
 from turberfield_twisted import Initiator, JobState
 from turberfield_twisted.configtext import parse_config
 from turberfield_twisted.daemon.reconcile import Reconciler
+from turberfield_twisted.launch.warm.states import TemplateState
 from turberfield_twisted.testing.procs import children_of, pid_alive, wait_gone
 
 DEMO = "turberfield_twisted.demo.hello"
@@ -59,16 +60,15 @@ async def warm(reactor: Any) -> Any:
 async def _stop(init: Initiator) -> None:
     """Stop ``init``; wait until its workers and templates are gone, and nothing else is left."""
     pids = [job.pid for job in init.workers.values() if job.pid]
-    templates = [t.pid for t in [*init.launcher.local.templates.values(),
-                                 *init.launcher.local._retired] if t.pid]
+    templates = [t.pid for t in init.launcher.launcher_of(DEMO).every_template() if t.pid]
     await init.stopService()
     await wait_gone(init.reactor, [*pids, *templates])
     assert children_of(os.getpid()) == []
 
 
 async def ready_template(init: Initiator, module: str = DEMO) -> Any:
-    template = init.launcher.local.template(module)
-    assert await template.settled().addTimeout(30, init.reactor) == "ready"
+    template = init.launcher.launcher_of(module).template(module)
+    assert await template.settled().addTimeout(30, init.reactor) is TemplateState.READY
     return template
 
 
@@ -188,8 +188,8 @@ async def test_kill_9_is_reported_and_the_worker_is_forked_again(warm, reactor):
 @pytest_twisted.ensureDeferred
 async def test_a_module_that_starts_threads_is_refused_as_warm_and_runs_cold(warm, reactor):
     """The template of a threaded module says why it can't be warm; its workers start cold."""
-    template = warm.launcher.local.template(THREADED)
-    assert await template.settled().addTimeout(30, reactor) == "refused"
+    template = warm.launcher.launcher_of(THREADED).template(THREADED)
+    assert await template.settled().addTimeout(30, reactor) is TemplateState.REFUSED
     assert "threads" in template.refusal
     guid = await warm.launch(THREADED)
     job = await warm.ready(guid, timeout=15)
@@ -212,15 +212,15 @@ async def test_a_dead_template_is_restarted_and_its_workers_are_still_seen_to_en
     restarted = logged(reactor, "template of {module} ready (pid {pid})", 30)
     os.kill(template.pid, signal.SIGKILL)
     await ended.addTimeout(15, reactor)
-    assert template.state == "dead"
+    assert template.state is TemplateState.DEAD
     assert pid_alive(worker) and job.state is JobState.READY
     assert (await get(reactor, job.url("/")))[0] == 200
     await warm.stop(guid)  # SIGTERM; seen to end through its pidfd
     assert job.state is JobState.EXITED
     assert (await restarted)["pid"] != template.pid
-    again = warm.launcher.local.templates[DEMO]
+    again = warm.launcher.launcher_of(DEMO).templates[DEMO]
     assert again is not template
-    assert await again.settled().addTimeout(30, reactor) == "ready"
+    assert await again.settled().addTimeout(30, reactor) is TemplateState.READY
 
 
 @pytest_twisted.ensureDeferred
@@ -229,9 +229,9 @@ async def test_reload_retires_the_template_and_its_workers_stay_reported(warm, r
     old = await ready_template(warm)
     guid = await warm.launch(DEMO)
     await warm.ready(guid, timeout=15)
-    warm.launcher.local.reload([DEMO])
+    warm.launcher.launcher_of(DEMO).reload([DEMO])
     new = await ready_template(warm)
-    assert new is not old and new.pid != old.pid and old.state == "retired"
+    assert new is not old and new.pid != old.pid and old.state is TemplateState.RETIRED
     other = await warm.launch(DEMO)
     other_job = await warm.ready(other, timeout=15)
     parent = int(_proc(other_job.pid, "stat").rsplit(b")", 1)[1].split()[1])
@@ -299,7 +299,7 @@ async def test_a_config_reload_restarts_the_templates_with_the_code_as_it_is_now
         (tmp_path / "tf_warm_answer.py").write_text('ANSWER = "after the reload"\n')
         reconciler.reload()
         new = await ready_template(init, "tf_warm_probe")
-        assert new is not old and new.pid != old.pid and old.state == "retired"
+        assert new is not old and new.pid != old.pid and old.state is TemplateState.RETIRED
         second = await init.launch("tf_warm_probe")
         second_job = await init.ready(second, timeout=15)
         assert int(_proc(second_job.pid, "stat").rsplit(b")", 1)[1].split()[1]) == new.pid
@@ -335,7 +335,7 @@ def test_spawns_are_cold_while_the_template_is_not_ready_or_cannot_start():
     launcher = WarmLauncher(reactor, cold, lambda module: True)
     process = launcher.spawn(DEMO, "g1", 25140, b"[g1]\n", lambda *_: None)
     assert isinstance(process, LocalProcess)
-    assert launcher.templates[DEMO].state == "starting"
+    assert launcher.templates[DEMO].state is TemplateState.STARTING
     assert [p.args[2:4] for p in reactor.spawned] == [
         ["-m", "turberfield_twisted.launch.warm.template"], ["-m", DEMO]]
 
@@ -373,11 +373,11 @@ def test_a_reload_retires_a_starting_template_for_good_and_starts_a_new_one():
     launcher.reload([DEMO, THREADED])
     new = launcher.templates[DEMO]
     assert new is not old and list(launcher.templates) == [DEMO]
-    assert old.state == "retired" and launcher._retired == {old}
+    assert old.state is TemplateState.RETIRED and launcher.every_template() == [new, old]
     with capturedLogs() as events:
         old._heard({"ready": 4242})
-    assert (old.state, old.pid, events) == ("retired", 4242, [])
-    assert new.state == "starting"
+    assert (old.state, old.pid, events) == (TemplateState.RETIRED, 4242, [])
+    assert new.state is TemplateState.STARTING
 
 
 #: A warm worker whose output outlives it: its grandchild, which holds its

@@ -20,6 +20,7 @@ WORKER_SIDE = {
     "turberfield_twisted.worker",
     "turberfield_twisted.worker._asyncio",
     "turberfield_twisted.worker.app",
+    "turberfield_twisted.worker.group",
     "turberfield_twisted.worker.parent",
     "turberfield_twisted.worker.proactor",
     "turberfield_twisted.worker.runtime",

@@ -24,7 +24,7 @@ from turberfield_twisted import (
     OverrideNotAllowed,
     UnknownJob,
 )
-from turberfield_twisted.configtext import job_config_text, parse_config
+from turberfield_twisted.configtext import parse_config
 from turberfield_twisted.demo.hello import Hello
 from turberfield_twisted.errors import ApiError, ConfigPushFailed
 from turberfield_twisted.testing.configs import initiator_config
@@ -188,7 +188,7 @@ async def test_update_config_pushes_the_jobs_config_to_a_ready_job():
     assert job.overrides == {"greeting": "hej", "api_key": "a$b"}
     [(auth, body)] = worker.pushes
     assert auth == f"Bearer {job.token}".encode()
-    assert body.decode() == job_config_text(init.cfg, guid)
+    assert body.decode() == init.config_text(guid)
     seen = parse_config(body.decode())
     assert seen.sections() == [guid]
     assert (seen[guid]["greeting"], seen[guid]["api_key"]) == ("hej", "a$b")
@@ -203,7 +203,7 @@ async def test_a_failed_push_changes_nothing():
     with pytest.raises(ConfigPushFailed, match=r"did not take its new config: nope \(HTTP 401\)"):
         await init.update_config(guid, {"greeting": "hej"})
     assert init.job(guid).overrides == {"greeting": "bonjour"}
-    assert init.cfg[guid]["greeting"] == "bonjour"
+    assert parse_config(init.config_text(guid))[guid]["greeting"] == "bonjour"
 
 
 @pytest_twisted.ensureDeferred
@@ -215,7 +215,8 @@ async def test_a_refused_change_is_rolled_back_whole():
     with pytest.raises(ChangeRefused, match="refused the change: nope"):
         await init.update_config(guid, {"greeting": "hej", "api_key": "k"})
     assert init.job(guid).overrides == {}
-    assert init.cfg[guid]["greeting"] == "hello" and not init.cfg.has_option(guid, "api_key")
+    own = parse_config(init.config_text(guid))[guid]
+    assert own["greeting"] == "hello" and "api_key" not in own
 
 
 @pytest_twisted.ensureDeferred
@@ -230,7 +231,7 @@ async def test_bad_changes_change_nothing_and_push_nothing():
     with pytest.raises(UnknownJob):
         await init.update_config("nope", {"greeting": "x"})
     assert init.job(guid).overrides == {"greeting": "bonjour"}
-    assert init.cfg[guid]["greeting"] == "bonjour"
+    assert parse_config(init.config_text(guid))[guid]["greeting"] == "bonjour"
     assert worker.pushes == []
 
 
@@ -267,6 +268,33 @@ async def test_update_config_reaches_on_config(served):
     assert response.code == 200
     assert (body["config"]["greeting"], body["config"]["api_key"]) == ("hej", "k$1")
     assert "token" not in body["config"] and "secret" not in body["config"]
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_refused_change_is_one_warning_line_in_the_workers_output(served):
+    """A change its on_config refuses is one line of the worker's at warn, with the reason."""
+    worker = await served.launch(DEMO, config={"greeting": "bonjour"})
+    lines: list[str] = []
+    refreshed: Deferred = Deferred()
+
+    def seen(output):
+        if output.guid == worker.guid:
+            lines.append(output.line)
+            if "config refreshed" in output.line and not refreshed.called:
+                refreshed.callback(None)
+
+    unsubscribe = served.init.subscribe_output(seen)
+    try:
+        with pytest.raises(ChangeRefused):
+            await worker.push_config({"greeting": ""})
+        await worker.push_config({"greeting": "hej"})  # its line comes after the refusal's
+        await refreshed.addTimeout(10, served.reactor)
+    finally:
+        unsubscribe()
+    assert len(lines) == 2, lines
+    assert lines[0].endswith(f"[turberfield_twisted.worker#warn] job {worker.guid}: on_config"
+                             " refused the change: ValueError: greeting must be 1 to 80"
+                             " characters"), lines
 
 
 @pytest_twisted.ensureDeferred

@@ -1,7 +1,10 @@
 """
-Configuration: the ConfigParser factory (a :class:`Config` that remembers
-where each key came from), reading a config stream with a timeout, building
-a job's section and writing what a job may see.
+The config text both sides read and write: the ConfigParser factory (a
+:class:`Config` that remembers where each key came from), parsing, a
+section's own keys, the text a job reads (``[DEFAULT]`` less secrets and
+its own section) and what it is shown, and redaction. A job's section is
+composed by :mod:`turberfield_twisted.config.job_section`; reading a
+stream with a timeout is :mod:`turberfield_twisted.worker.stdin`'s.
 
 Values may hold secrets, so no error raised here ever quotes one.
 """
@@ -11,7 +14,7 @@ from __future__ import annotations
 import configparser
 import io
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import TypeVar
 
 from turberfield_twisted.errors import ConfigError
 
@@ -19,7 +22,9 @@ __all__ = [
     "SECRET_KEYS",
     "Config",
     "job_config_text",
+    "job_config_view",
     "make_config",
+    "origin",
     "own_keys",
     "parse_config",
     "redact",
@@ -28,6 +33,9 @@ __all__ = [
 
 #: Keys whose values are never shown in logs or API output.
 SECRET_KEYS = frozenset({"token", "admin_token", "secret"})
+
+
+_V = TypeVar("_V")
 
 
 _NO_ORIGIN: tuple[str, int | None] = ("<config>", None)
@@ -166,7 +174,7 @@ def parse_config(
             try:
                 cfg.get(section, key)
             except configparser.InterpolationError as exc:
-                where = cfg.origin(section, key) if isinstance(cfg, Config) else _NO_ORIGIN
+                where = origin(cfg, section, key)
                 raise ConfigError(
                     f"key {key!r} in [{section}] refers to a missing or bad value"
                     f" ({type(exc).__name__})",
@@ -175,8 +183,17 @@ def parse_config(
     return cfg
 
 
+def origin(cfg: configparser.ConfigParser, section: str,
+           key: str | None = None) -> tuple[str, int | None]:
+    """Where ``cfg`` read ``key`` of ``section`` (see :meth:`Config.origin`); no line if unknown."""
+    return cfg.origin(section, key) if isinstance(cfg, Config) else _NO_ORIGIN
+
+
 def own_keys(cfg: configparser.ConfigParser, section: str) -> list[str]:
     """The keys of ``section`` that are not inherited from DEFAULT, uninterpolated."""
+    # configparser has no public way to tell a section's own keys from those it
+    # inherits (options(), items() and the section proxy merge DEFAULT in): its
+    # private ``_sections`` holds the own ones. Checked on Python 3.11; used here only.
     return list(cfg._sections.get(section, {}))  # type: ignore[attr-defined]
 
 
@@ -192,12 +209,14 @@ def _escape(value: str) -> str:
 def job_config_text(
     cfg: configparser.ConfigParser,
     guid: str,
+    section: Mapping[str, str] | None = None,
     exclude_default: Iterable[str] = SECRET_KEYS,
 ) -> str:
     """
-    Render what a job may see: ``[DEFAULT]`` (less secret keys) and its own
-    ``[guid]`` section, values interpolated and escaped so the job needs no
-    other section to read them.
+    Render what a job may see: ``cfg``'s ``[DEFAULT]`` (less secret keys)
+    and its own ``[guid]`` section, ``section`` (values as they are meant)
+    if given, else ``cfg``'s section ``guid``; values interpolated and
+    escaped so the job needs no other section to read them.
     """
     out = make_config()
     skip = set(exclude_default)
@@ -205,13 +224,24 @@ def job_config_text(
         if key not in skip:
             out[configparser.DEFAULTSECT][key] = _escape(cfg.get(configparser.DEFAULTSECT, key))
     out.add_section(guid)
-    for key, value in section_items(cfg, guid).items():
+    own = section_items(cfg, guid) if section is None else section
+    for key, value in own.items():
         out[guid][key] = _escape(value)
     buf = io.StringIO()
     out.write(buf)
     return buf.getvalue()
 
 
-def redact(items: Mapping[str, Any]) -> dict[str, Any]:
+def job_config_view(cfg: configparser.ConfigParser,
+                    section: Mapping[str, str]) -> dict[str, dict[str, str]]:
+    """
+    What a job is shown of its config (``GET /config/{guid}``): ``cfg``'s
+    ``[DEFAULT]`` and its own ``section``, values interpolated, no secret keys.
+    """
+    default = {key: cfg.get(configparser.DEFAULTSECT, key) for key in cfg.defaults()}
+    return {"default": redact(default), "section": redact(section)}
+
+
+def redact(items: Mapping[str, _V]) -> dict[str, _V]:
     """A copy of ``items`` without secret keys."""
     return {k: v for k, v in items.items() if k not in SECRET_KEYS}

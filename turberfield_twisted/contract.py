@@ -14,7 +14,7 @@ import ipaddress
 import os
 from enum import StrEnum
 from pathlib import Path
-from typing import Any  # loaded already: the package's __init__ imports it
+from typing import Protocol  # loaded already: the package's __init__ imports typing
 from urllib.parse import quote
 
 __all__ = [
@@ -155,7 +155,13 @@ def token_matches(given: bytes, expected: bytes | str) -> bool:
     return hmac.compare_digest(given, expected)
 
 
-def authorized(request: Any, expected: bytes | str) -> bool:
+class HasHeaders(Protocol):
+    """What :func:`authorized` reads of a request: a header (a Twisted web request's way)."""
+
+    def getHeader(self, key: bytes) -> bytes | None: ...
+
+
+def authorized(request: HasHeaders, expected: bytes | str) -> bool:
     """Whether ``request`` (a Twisted web request) carries ``expected`` as its bearer token."""
     return token_matches(bearer(request.getHeader(b"authorization")), expected)
 

@@ -11,12 +11,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
 __all__ = [
     "ApiError",
     "BadGuid",
     "BadOverride",
+    "CannotForget",
     "ChangeRefused",
     "ConfigError",
     "ConfigPushFailed",
@@ -162,7 +162,7 @@ class NotReady(Exception):
 class JobExited(Exception):
     """A job ended while something waited for it to become ready."""
 
-    def __init__(self, guid: str, status: Any, last_error: str | None):
+    def __init__(self, guid: str, status: object, last_error: str | None):
         self.guid = guid
         self.status = status
         super().__init__(f"job {guid} ended ({last_error or 'no reason given'})")
@@ -192,6 +192,13 @@ class PlacementRefused(Exception):
 
 class PlacementUnchecked(Exception):
     """Where a worker runs could not be asked of its launcher (say, Slurm did not answer)."""
+
+
+class CannotForget(Exception):
+    """
+    A job can't be forgotten: it has not ended, or a config file declares it.
+    The message says what to do.
+    """
 
 
 class StoreFailed(Exception):

@@ -15,12 +15,17 @@ import re
 import signal
 import sys
 import time
+from collections.abc import Callable
+from configparser import ConfigParser
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from types import FrameType
+from typing import TYPE_CHECKING, cast
 
 from twisted.application.service import IService, MultiService, Service
+from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.defer import Deferred, succeed
+from twisted.internet.interfaces import IListeningPort
 from twisted.logger import Logger
 from twisted.python import usage
 from twisted.python.failure import Failure
@@ -32,13 +37,20 @@ from turberfield_twisted.daemon.notify import sd_notify
 from turberfield_twisted.daemon.statedir import StateDir
 from turberfield_twisted.daemon.store import HookRecord, Store
 from turberfield_twisted.errors import ConfigError, StateDirError, StoreFailed
+from turberfield_twisted.launch.reactor import IDaemonReactor
+
+if TYPE_CHECKING:  # imported when the service is made (http's import installs the reactor)
+    from turberfield_twisted.daemon.initiator import Initiator
+    from turberfield_twisted.daemon.reconcile import Reconciler
+    from turberfield_twisted.hooks.dispatcher import HookDispatcher
+    from turberfield_twisted.http.api import ControlAPI
 
 __all__ = ["Options", "makeService", "with_backlog"]
 
 HOW_TO_RUN = "run it on the asyncio reactor: twistd --reactor=asyncio -n proactor"
 
 
-def load_config(path: str | None) -> Any:
+def load_config(path: str | None) -> ConfigParser:
     """The embedded default config, with the file at ``path`` read over it."""
     cfg = make_config()
     default = resources.files("turberfield_twisted.data").joinpath("default.cfg")
@@ -80,7 +92,8 @@ class Options(usage.Options):
             self["cfg"] = load_config(self["config"])
             self["settings"] = check_config(self["cfg"], self["guid"])
         except ConfigError as exc:
-            raise usage.UsageError(f"bad config: {exc}") from None
+            # Not a usage error (twistd would print its usage): one line, exit 1.
+            raise SystemExit(f"proactor: bad config: {exc}") from None
         own = self["settings"].initiator
         if self["listen"] is None:
             kind = "tcp6" if ":" in own.listen_addr else "tcp"
@@ -107,8 +120,8 @@ class _ControlService(Service):
 
     log = Logger()
 
-    def __init__(self, reactor: Any, endpoint_text: str, api: Any, initiator: Any,
-                 state: StateDir):
+    def __init__(self, reactor: IDaemonReactor, endpoint_text: str, api: ControlAPI,
+                 initiator: Initiator, state: StateDir):
         from twisted.internet.endpoints import serverFromString
 
         self._reactor = reactor
@@ -117,20 +130,23 @@ class _ControlService(Service):
         self._api = api
         self._initiator = initiator
         self._state = state
-        self._port: Any = None
+        self._port: IListeningPort | None = None
 
     def privilegedStartService(self) -> None:
         d = self._endpoint.listen(self._api.site())
-        failures: list[Any] = []
+        failures: list[Failure] = []
         d.addCallbacks(self._listening, failures.append)
         if failures:
             raise SystemExit(f"proactor: cannot listen on {self._endpoint_text}: "
-                             f"{failures[0].getErrorMessage()}")
+                             f"{failures[0].getErrorMessage()} (another daemon there? give"
+                             " this one another address with --listen, e.g. --listen"
+                             " tcp:8081:interface=127.0.0.1, or tcp:0:interface=127.0.0.1 for"
+                             " any free port: proactor finds it in the state dir)")
         Service.privilegedStartService(self)
 
-    def _listening(self, port: Any) -> None:
+    def _listening(self, port: IListeningPort) -> None:
         self._port = port
-        host = port.getHost()
+        host = cast(IPv4Address | IPv6Address, port.getHost())  # a tcp: or tcp6: endpoint
         addr = f"[{host.host}]" if ":" in host.host else host.host
         url = f"http://{addr}:{host.port}"
         self._initiator.listening(host.host, host.port)
@@ -148,10 +164,10 @@ class _ControlService(Service):
 class _Closing(Service):
     """Calls ``close`` when stopped."""
 
-    def __init__(self, close: Any):
+    def __init__(self, close: Callable[[], Deferred[None]]):
         self._close = close
 
-    def stopService(self) -> Any:
+    def stopService(self) -> Deferred[None]:
         Service.stopService(self)
         return self._close()
 
@@ -165,13 +181,13 @@ class _InOrder(MultiService):
 
     def stopService(self) -> Deferred[None]:
         Service.stopService(self)
-        d: Deferred[Any] = succeed(None)
+        d: Deferred[object] = succeed(None)
         for service in reversed(list(self)):
             d.addBoth(_then_stop, service)
         return d.addBoth(_then_stop, None)
 
 
-def _then_stop(result: Any, service: IService | None) -> Any:
+def _then_stop(result: object, service: IService | None) -> Deferred[None] | None:
     """Stop ``service`` once the one before it has stopped, however that went."""
     if isinstance(result, Failure):
         Logger().failure("a service did not stop cleanly", failure=result)
@@ -185,7 +201,8 @@ class _Kept(Service):
     job event), and closed last, then the store.
     """
 
-    def __init__(self, state: StateDir, store: Store, hooks: Any, kept: list[HookRecord]):
+    def __init__(self, state: StateDir, store: Store, hooks: HookDispatcher,
+                 kept: list[HookRecord]):
         self._state = state
         self._store = store
         self._hooks = hooks
@@ -197,7 +214,7 @@ class _Kept(Service):
         kept, self._kept = self._kept, []
         self._hooks.restore(kept)
 
-    def stopService(self) -> Any:
+    def stopService(self) -> Deferred[None]:
         Service.stopService(self)
         d = self._hooks.close()
         d.addBoth(lambda _: self._store.close())
@@ -213,7 +230,7 @@ class _Signals(Service):
 
     log = Logger()
 
-    def __init__(self, reactor: Any, reconciler: Any):
+    def __init__(self, reactor: IDaemonReactor, reconciler: Reconciler):
         self._reactor = reactor
         self._reconciler = reconciler
 
@@ -225,11 +242,11 @@ class _Signals(Service):
         Service.startService(self)
         self._reconciler.settled().addCallback(self._ready)
 
-    def _ready(self, _: Any) -> None:
+    def _ready(self, _: None) -> None:
         self.log.info("ready: the control API listens and the declared jobs have started")
         sd_notify("READY=1\nSTATUS=ready")
 
-    def _hangup(self, signum: int, frame: Any) -> None:
+    def _hangup(self, signum: int, frame: FrameType | None) -> None:
         self._reactor.callFromThread(self.reload)
 
     def reload(self) -> None:
@@ -244,10 +261,9 @@ class _Signals(Service):
             self.log.failure("SIGHUP: the config is not reloaded")
         sd_notify("READY=1")
 
-    def stopService(self) -> Any:
+    def stopService(self) -> None:
         Service.stopService(self)
         sd_notify("STOPPING=1")
-        return None
 
 
 def _open_state(path: Path, sync: str) -> tuple[StateDir, Store, list[HookRecord]]:
@@ -276,7 +292,7 @@ def _open_state(path: Path, sync: str) -> tuple[StateDir, Store, list[HookRecord
     return state, store, hooks
 
 
-def _asyncio_reactor() -> Any:
+def _asyncio_reactor() -> IDaemonReactor:
     """The asyncio reactor: installed here if none is yet; SystemExit if another one is."""
     if "twisted.internet.reactor" not in sys.modules:
         from twisted.internet import asyncioreactor
@@ -287,7 +303,7 @@ def _asyncio_reactor() -> Any:
 
     if not isinstance(reactor, AsyncioSelectorReactor):
         raise SystemExit(f"proactor: the {type(reactor).__name__} is running; {HOW_TO_RUN}")
-    return reactor
+    return cast(IDaemonReactor, reactor)  # it provides each interface that one extends
 
 
 def makeService(options: Options) -> IService:
@@ -305,16 +321,20 @@ def makeService(options: Options) -> IService:
     guid = options["guid"]
     own = options["settings"].initiator
     state, store, kept_hooks = _open_state(options["state-dir"], own.store_sync)
-    initiator = Initiator(options, cfg=cfg, guid=guid, reactor=reactor, store=store)
-    initiator.reconfigure(cfg, options["settings"])  # checked in postOptions: not again
+    initiator = Initiator(options, cfg=cfg, settings=options["settings"],  # checked already
+                          guid=guid, reactor=reactor, store=store)
+    for warning in options["settings"].warnings:  # keys that look like typos
+        Logger().warn("config: {warning}", warning=warning)
     token = cfg.get(guid, "admin_token", fallback="") or secrets.token_urlsafe(32)
     state.write_private(TOKEN_FILE, token + "\n")
     Logger().info("admin token written to {path}", path=str(state.path / TOKEN_FILE))
     hooks = HookDispatcher(reactor, initiator.http, allow=own.hook_allow, store=store)
     initiator.subscribe(hooks.publish)
-    reconciler = Reconciler(initiator, lambda: load_config(options["config"]))
+    reconciler = Reconciler(initiator, lambda: load_config(options["config"]),
+                            kept_in=str(store.path))
     api = ControlAPI(initiator, token, reactor, hooks=hooks, max_body=own.max_body,
-                     relay_timeout=own.relay_timeout, metrics=Metrics(initiator, hooks),
+                     relay_timeout=own.relay_timeout, read_timeout=own.read_timeout,
+                     metrics=Metrics(initiator, hooks),
                      reload=reconciler.reload)
     # Started in this order (the API listens first, before any of them
     # starts); stopped in reverse, one after another: systemd hears

@@ -1,8 +1,9 @@
 """
 A job's section: the overrides a launch may give, checked against its
-module's section, and the section its worker reads on stdin, composed from
-its module's keys, the overrides and what the initiator sets (its port,
-session, the daemon's address, its token).
+module's section, and the section its worker reads on stdin, composed
+when it is sent from its module's keys, the overrides and what the
+initiator sets (its port, session, the daemon's address, its token).
+Nothing here writes to the config it is given: that is the operator's.
 
 No error raised here ever quotes a value: it may be a secret.
 """
@@ -11,51 +12,31 @@ from __future__ import annotations
 
 import configparser
 from collections.abc import Mapping
-from typing import Any
 
-from turberfield_twisted.config.names import _KEY, MAX_VALUE, RESERVED_KEYS
-from turberfield_twisted.configtext import _escape, job_config_text, section_items
+from turberfield_twisted.config.names import KEY, MAX_VALUE, RESERVED_KEYS
 from turberfield_twisted.errors import BadOverride, OverrideNotAllowed
 
-__all__ = ["check_overrides", "render_job_config", "write_job_section"]
-
-def write_job_section(
-    cfg: configparser.ConfigParser, guid: str, module: str, items: Mapping[str, str]
-) -> None:
-    """
-    (Re)write job ``guid``'s section: its module section's own keys, then
-    ``items`` (overrides and what the initiator sets) over them. Every
-    value is stored resolved and escaped, so that it is never interpolated
-    again (a session of ``${other:secret}`` stays those characters).
-    """
-    section = {**section_items(cfg, module), **items}
-    if cfg.has_section(guid):
-        cfg.remove_section(guid)
-    cfg.add_section(guid)
-    for key, value in section.items():
-        cfg.set(guid, key, _escape(value))
+__all__ = ["check_overrides", "job_section"]
 
 
-def render_job_config(
-    cfg: configparser.ConfigParser, guid: str, module: str, overrides: Mapping[str, str], *,
+def job_section(
+    module_keys: Mapping[str, str], module: str, overrides: Mapping[str, str], *,
     port: int, session: str | None, parent: tuple[str, int], token: str,
-) -> str:
+) -> dict[str, str]:
     """
-    (Re)write job ``guid``'s section as the initiator does at each start
-    (its module section's keys, ``overrides``, then ``module``,
-    ``listen_port``, ``session``, ``parent_addr``, ``parent_port`` and
-    ``token``) and return what its worker reads on stdin (see
-    :func:`job_config_text`).
+    A job's own section, values as they are meant (resolved, unescaped):
+    ``module_keys`` (its module section's own keys), ``overrides`` over
+    them, then ``module``, ``listen_port``, ``session``, ``parent_addr``,
+    ``parent_port`` and ``token``.
     """
     addr, parent_port = parent
-    write_job_section(cfg, guid, module, {
-        **overrides, "module": module, "listen_port": str(port), "session": session or "",
-        "parent_addr": addr, "parent_port": str(parent_port), "token": token})
-    return job_config_text(cfg, guid)
+    return {**module_keys, **overrides, "module": module, "listen_port": str(port),
+            "session": session or "", "parent_addr": addr, "parent_port": str(parent_port),
+            "token": token}
 
 
 def check_overrides(
-    cfg: configparser.ConfigParser, module: str, overrides: Any
+    cfg: configparser.ConfigParser, module: str, overrides: object
 ) -> dict[str, str]:
     """
     Validate per-job overrides for ``module``: a mapping of key to a string,
@@ -72,7 +53,7 @@ def check_overrides(
     allowed = set(cfg.get(module, "overridable", fallback="").replace(",", " ").split())
     out: dict[str, str] = {}
     for key, value in overrides.items():
-        if not isinstance(key, str) or not _KEY.match(key):
+        if not KEY.accepts(key):
             raise BadOverride("config keys must be short names of letters, digits, _ . -")
         if isinstance(value, bool):
             value = "true" if value else "false"
@@ -82,6 +63,8 @@ def check_overrides(
         if len(text) > MAX_VALUE or "\n" in text or "\r" in text:
             raise BadOverride(f"config value of {key!r} must be one line of at most {MAX_VALUE}")
         if key in RESERVED_KEYS or key not in allowed:
-            raise OverrideNotAllowed(f"{module} does not allow {key!r} to be set")
+            may = (f"it allows {', '.join(sorted(allowed))}" if allowed else "it allows none:"
+                   " its section's overridable key lists those a launch may set")
+            raise OverrideNotAllowed(f"{module} does not allow {key!r} to be set ({may})")
         out[key] = text
     return out

@@ -3,7 +3,10 @@ The Initiator: a Service holding the job table, the seed API
 (``launch``, ``next_port``, ``read_config``) and the observers of job
 events. Each job's life (ports, admission, spawn, readiness, exits,
 restarts, stop) is :class:`~turberfield_twisted.jobs.lifecycle.Lifecycle`'s
-work; where a worker runs is its :class:`~turberfield_twisted.launch.interfaces.ILauncher`'s.
+work; where a worker runs is its :class:`~turberfield_twisted.launch.interfaces.ILauncher`'s;
+what the operator wants of each job is kept by its
+:class:`~turberfield_twisted.daemon.keeper.Keeper`. All three are made
+when the Initiator is; none reads the config before it is used.
 """
 
 from __future__ import annotations
@@ -13,19 +16,21 @@ import random
 import secrets
 import uuid
 from collections.abc import Callable, Iterable
-from configparser import DEFAULTSECT
+from configparser import DEFAULTSECT, ConfigParser
 from typing import IO, Any
 
 from twisted.application.service import Service
-from twisted.internet.defer import Deferred, DeferredList, maybeDeferred
+from twisted.internet.defer import Deferred, DeferredList
 from twisted.logger import Logger
 
-from turberfield_twisted.config.job_section import check_overrides, render_job_config
+from turberfield_twisted.config.job_section import check_overrides
 from turberfield_twisted.config.names import GUID
 from turberfield_twisted.config.settings import Settings, check_config
-from turberfield_twisted.contract import HEALTH_PATH
+from turberfield_twisted.contract import CONFIG_PATH, HEALTH_PATH
+from turberfield_twisted.daemon.job_config import JobConfigs
 from turberfield_twisted.daemon.keeper import Keeper
-from turberfield_twisted.daemon.live_config import update_config
+from turberfield_twisted.daemon.live_config import push_config, update_config
+from turberfield_twisted.daemon.store import JobRecord, Store
 from turberfield_twisted.errors import BadGuid, ConfigError, StoreFailed, UnknownModule
 from turberfield_twisted.jobs.job import ENDED, EventKind, Job, JobEvent, JobState, Wanted
 from turberfield_twisted.jobs.lifecycle import Lifecycle
@@ -33,14 +38,17 @@ from turberfield_twisted.jobs.limits import MemoryWatch
 from turberfield_twisted.jobs.readiness import make_probe, only_ready
 from turberfield_twisted.jobs.supervision import RestartTracker
 from turberfield_twisted.jobs.table import JobTable
+from turberfield_twisted.jobs.transitions import Input
 from turberfield_twisted.launch.interfaces import ILauncher
 from turberfield_twisted.launch.ports import next_port
 from turberfield_twisted.launch.protocol import ExitStatus
+from turberfield_twisted.launch.reactor import IDaemonReactor
 from turberfield_twisted.launch.router import default_launcher
-from turberfield_twisted.worker.parent import make_http
+from turberfield_twisted.worker.parent import HttpClient, make_http
 from turberfield_twisted.worker.proactor import Proactor
 
 __all__ = ["Initiator"]
+
 
 class Initiator(JobTable, Proactor, Service):
     """
@@ -49,9 +57,11 @@ class Initiator(JobTable, Proactor, Service):
     Its config (``cfg=``, or :meth:`read_config`) holds its own section,
     named by its ``guid`` (``guid=`` or ``options.guid``), and one section
     per module that may be launched; it is checked whole when the service
-    starts or the first job is launched. Keyword arguments: ``reactor``,
-    ``cfg``, ``guid``, ``launcher`` (an :class:`ILauncher`), ``http`` (a
-    treq-like client), ``random`` (draws restart jitter), ``store`` (a
+    starts or the first job is launched (unless ``settings=`` gives it
+    checked already). Keyword arguments: ``reactor``, ``cfg``, ``settings``,
+    ``guid``, ``launcher`` (an :class:`ILauncher`; default:
+    :func:`~turberfield_twisted.launch.router.default_launcher`'s), ``http``
+    (a treq-like client), ``random`` (draws restart jitter), ``store`` (a
     :class:`~.store.Store`, where what the operator wants of each job is
     kept before a launch, stop, restart or config change returns).
     """
@@ -59,33 +69,42 @@ class Initiator(JobTable, Proactor, Service):
     log = Logger()
     #: The seed API's name for a job record.
     Worker = Job
+    reactor: IDaemonReactor
 
-    def __init__(self, options: Any, loop: asyncio.AbstractEventLoop | None = None, **kwargs: Any):
+    def __init__(self, options: Any, loop: asyncio.AbstractEventLoop | None = None,
+                 **kwargs: Any):
         guid = kwargs.pop("guid", None) or getattr(options, "guid", None)
-        self._launcher: ILauncher | None = kwargs.pop("launcher", None)
-        http = kwargs.pop("http", None)
+        launcher: ILauncher | None = kwargs.pop("launcher", None)
+        http: HttpClient | None = kwargs.pop("http", None)
         self._random: Callable[[], float] = kwargs.pop("random", None) or random.random
-        #: Keeps what the operator wants of each job in the store (if one is given).
-        self.keeper = Keeper(kwargs.pop("store", None))
+        store: Store | None = kwargs.pop("store", None)
+        self._settings: Settings | None = kwargs.pop("settings", None)
         Proactor.__init__(self, options, loop, **kwargs)
         JobTable.__init__(self)
         self.guid: str | None = guid
-        self._pool: Any = None
-        self._probe_pool: Any = None
+        self._keeper = Keeper(store)
+        self._pools = []
         if http is None:
-            http, self._pool = make_http(self.reactor)
-        self.http = http
-        #: Where the control API listens, once it does: what workers call back.
-        self.api_address: tuple[str, int] | None = None
-        self._settings: Settings | None = None
-        self._lifecycle: Lifecycle | None = None
-        self._watch = MemoryWatch(self.reactor, self.workers.values,
-                                  lambda job, why: self.lifecycle.over_limit(job, why),
-                                  lambda: self.settings.initiator.limit_interval)
+            http, pool = make_http(self.reactor)
+            self._pools.append(pool)
+        #: The treq-like client it reaches workers with.
+        self.http: HttpClient = http
+        probe, probe_pool = make_probe(self.reactor, None if self._pools else http)
+        self._pools.extend([probe_pool] if probe_pool is not None else [])
+        #: Where workers run.
+        self.launcher: ILauncher = launcher or default_launcher(self.reactor, self._checked)
+        self._configs = JobConfigs(lambda: self.cfg, self._checked)
+        self._lifecycle = Lifecycle(
+            self.reactor, self.launcher, self._checked,
+            probe=lambda job: probe.wait(job.guid, job.url(HEALTH_PATH), _listening(job)),
+            render=self._configs.render, emit=self._emit, gate=self.required_ready,
+            output=self._output.emit)
+        self._watch = MemoryWatch(self.reactor, self.workers.values, self._lifecycle.over_limit,
+                                  lambda: self._checked().initiator.limit_interval)
 
     # -- config ------------------------------------------------------------
 
-    async def read_config(self, fObj: IO[Any], timeout: float | None = 3) -> Any:
+    async def read_config(self, fObj: IO[Any], timeout: float | None = 3) -> ConfigParser:
         """Read the config from ``fObj`` (see :meth:`Proactor.read_config`); checked when used."""
         cfg = await Proactor.read_config(self, fObj, timeout)
         self._settings = None
@@ -94,59 +113,49 @@ class Initiator(JobTable, Proactor, Service):
     @property
     def settings(self) -> Settings:
         """The checked config; raise :class:`ConfigError` saying what is missing or wrong."""
+        return self._checked()
+
+    def _checked(self) -> Settings:
         if self._settings is None:
             if not self.guid:
                 raise ConfigError("the initiator has no guid: pass guid= or options.guid")
-            self._settings = check_config(self.cfg, self.guid, skip=self.workers)
+            self._settings = check_config(self.cfg, self.guid)
         return self._settings
 
-    def reconfigure(self, cfg: Any, settings: Settings) -> None:
+    def reconfigure(self, cfg: ConfigParser, settings: Settings) -> None:
         """
         Run on ``cfg`` (checked as ``settings``) from now on: a reload. The
-        launcher, if made and if it can, reloads too (warm templates start
-        afresh, importing the modules as they are now).
+        launcher reloads too (warm templates start afresh, importing the
+        modules as they are now).
         """
         self.cfg, self._settings = cfg, settings
-        if self._launcher is not None:
-            getattr(self._launcher, "reload", lambda _: None)(list(settings.modules))
-
-    @property
-    def launcher(self) -> ILauncher:
-        """Where workers run: unless one was given, :func:`.launchers.default_launcher`'s."""
-        if self._launcher is None:
-            self._launcher = default_launcher(self.reactor, lambda: self.settings)
-        return self._launcher
-
-    @property
-    def lifecycle(self) -> Lifecycle:
-        """The machine that drives every job."""
-        if self._lifecycle is None:
-            given = None if self._pool is not None else self.http
-            probe, self._probe_pool = make_probe(self.reactor, given)
-            self._lifecycle = Lifecycle(
-                self.reactor, self.launcher, lambda: self.settings,
-                probe=lambda job: probe.wait(job.guid, job.url(HEALTH_PATH),
-                                             job.process.listening()),
-                render=self._render, emit=self._emit, gate=self.required_ready,
-                output=self._output.emit)
-        return self._lifecycle
+        self.launcher.reload(list(settings.modules))
 
     def listening(self, host: str, port: int) -> None:
         """The control API listens at ``host``:``port``: workers call back there."""
-        self.api_address = (host, port)
-        self.lifecycle.ports.reserved.add(port)
+        self._configs.parent = (host, port)
+        self._lifecycle.ports.reserved.add(port)
 
-    def _render(self, job: Job) -> bytes:
-        """Write ``job``'s section; the config its worker reads on stdin."""
-        own = self.settings.initiator
-        parent = self.api_address or (own.listen_addr, own.listen_port)
-        return render_job_config(self.cfg, job.guid, job.module, job.overrides, port=job.port,
-                                 session=job.session, parent=parent, token=job.token).encode()
+    @property
+    def api_address(self) -> tuple[str, int] | None:
+        """Where the control API listens, once it does: what workers call back."""
+        return self._configs.parent
+
+    def config_text(self, guid: str) -> str:
+        """
+        The config job ``guid``'s worker reads (on stdin at its start, and
+        when its config changes live): see :meth:`.JobConfigs.text`.
+        """
+        return self._configs.text(self.job(guid))
+
+    def config_view(self, guid: str) -> dict[str, dict[str, str]]:
+        """What ``GET /config/{guid}`` shows of the job's config: see :meth:`.JobConfigs.view`."""
+        return self._configs.view(self.job(guid))
 
     # -- the seed API ------------------------------------------------------
 
     @staticmethod
-    def next_port(cfg: Any, guid: str, busy: Iterable[int] = frozenset()) -> int:
+    def next_port(cfg: ConfigParser, guid: str, busy: Iterable[int] = frozenset()) -> int:
         """The seed API's port choice: see :func:`turberfield_twisted.launch.ports.next_port`."""
         return next_port(cfg, guid, busy)
 
@@ -176,22 +185,22 @@ class Initiator(JobTable, Proactor, Service):
         self.workers[job.guid] = job
         try:
             if start and job.wanted is Wanted.RUNNING and job.state is JobState.WAITING:
-                self.lifecycle.start(job, new=True)
+                self._lifecycle.start(job, new=True)
         except BaseException:
             if job.state is JobState.WAITING:
                 del self.workers[job.guid]  # it never started: it never was
             raise
         finally:
             for guid in self.forget_ended(keep=self.settings.initiator.max_exited):
-                self.keeper.forget(guid)
+                self._keeper.forget(guid)
         try:
-            self.keeper.keep(job)
+            self._keeper.keep(job)
         except StoreFailed:
-            self.lifecycle.stop(job)
+            self._lifecycle.stop(job)
             raise
         return job
 
-    def admit(self, module: str, config: Any) -> tuple[RestartTracker, dict[str, str]]:
+    def admit(self, module: str, config: object) -> tuple[RestartTracker, dict[str, str]]:
         """:meth:`runnable`, and ``config`` checked as its overrides (raise as :meth:`launch`)."""
         return self.runnable(module), check_overrides(self.cfg, module, config)
 
@@ -206,10 +215,29 @@ class Initiator(JobTable, Proactor, Service):
     def _new_guid(self, guid: str | None) -> str:
         if guid is None:
             return uuid.uuid4().hex
-        if (not isinstance(guid, str) or not GUID.match(guid) or guid in self.workers
+        if (not GUID.accepts(guid) or guid in self.workers
                 or guid == DEFAULTSECT or self.cfg.has_section(guid)):
             raise BadGuid(f"guid {str(guid)[:80]!r} is malformed, taken or names a config section")
         return guid
+
+    def give_up(self, job: Job) -> None:
+        """``job``, waiting in the table, can't be started: it is ``failed``."""
+        if job.state is JobState.WAITING:
+            self._lifecycle.fire(job, Input.GIVE_UP)
+
+    # -- what the store keeps ------------------------------------------------
+
+    def kept_jobs(self) -> list[JobRecord]:
+        """The jobs the store keeps (none without a store): a restarted daemon restores them."""
+        return self._keeper.kept()
+
+    def keep(self, job: Job) -> None:
+        """Keep ``job`` in the store as it is now; raise :class:`StoreFailed` if it can't be."""
+        self._keeper.keep(job)
+
+    def forget_kept(self, guid: str) -> None:
+        """The store forgets job ``guid`` (the table is left as it is)."""
+        self._keeper.forget(guid)
 
     # -- asking jobs (queries: see JobTable) ---------------------------------
 
@@ -234,9 +262,9 @@ class Initiator(JobTable, Proactor, Service):
         """
         job = self.job(guid)
         if operator:
-            self.keeper.want(job, Wanted.STOPPED)
+            self._keeper.want(job, Wanted.STOPPED)
         d = self.wait_for_state(guid, ENDED).addCallback(lambda job: job.status)
-        self.lifecycle.stop(job, timeout)
+        self._lifecycle.stop(job, timeout)
         return d
 
     def restart(self, guid: str) -> Job:
@@ -250,9 +278,9 @@ class Initiator(JobTable, Proactor, Service):
         """
         job = self.job(guid)
         job.tracker = self.runnable(job.module)
-        self.keeper.want(job, Wanted.RUNNING)
+        self._keeper.want(job, Wanted.RUNNING)
         job.busy_ports.clear()
-        self.lifecycle.restart(job)
+        self._lifecycle.restart(job)
         return job
 
     def worker_event(self, guid: str, name: str, data: Any = None) -> None:
@@ -261,22 +289,27 @@ class Initiator(JobTable, Proactor, Service):
         self.log.info("job {guid} event {name}", guid=guid, name=name)
         self._emit(job.event(self.reactor.seconds(), EventKind.WORKER, name, data))
 
-    def update_config(self, guid: str, changes: Any, timeout: float = 10.0) -> Deferred[Job]:
+    def update_config(self, guid: str, changes: object, timeout: float = 10.0) -> Deferred[Job]:
         """Change a job's overridable keys, live: see :func:`.live_config.update_config`."""
-        return Deferred.fromCoroutine(update_config(self, self.cfg, self.http, self.reactor, guid,
-                                                    changes, timeout, self.keeper.keep))
+
+        async def push(job: Job) -> None:
+            await push_config(self.http, self.reactor, job.guid, job.url(CONFIG_PATH), job.token,
+                              self._configs.text(job), timeout)
+
+        return Deferred.fromCoroutine(update_config(self, self.cfg, guid, changes, push=push,
+                                                    keep=self._keeper.keep, timeout=timeout))
 
     def _emit(self, event: JobEvent) -> None:
-        if event.kind is EventKind.STATE and event.state in ENDED:
-            self.cfg.remove_section(event.guid)
+        job = self.workers.get(event.guid)
+        if job is not None and event.kind is EventKind.STATE and event.state in ENDED:
+            self._configs.ended(job)
         self._observers.emit(event)
 
     # -- service -----------------------------------------------------------
 
     def startService(self) -> None:
         """Check the config (raise :class:`ConfigError`), start warm templates, then run."""
-        self.lifecycle  # noqa: B018 (builds it, checking the config)
-        getattr(self.launcher, "prepare", lambda _: None)(list(self.settings.modules))
+        self.launcher.prepare(list(self.settings.modules))
         Service.startService(self)
         self._watch.start()
 
@@ -284,15 +317,18 @@ class Initiator(JobTable, Proactor, Service):
         """Stop every job (TERM, then KILL after ``stop_timeout``), then the pools."""
         Service.stopService(self)
         self._watch.stop()
-        stops = []
-        if self._lifecycle is not None:
-            self._lifecycle.admission.closed = True  # nothing new starts from now on
-            stops = [self.stop(guid, operator=False) for guid, job in list(self.workers.items())
-                     if job.state not in ENDED]
+        self._lifecycle.close()  # nothing new starts from now on
+        stops = [self.stop(guid, operator=False) for guid, job in list(self.workers.items())
+                 if job.state not in ENDED]
 
-        def close(_: Any) -> Any:  # the pools, and the launcher's templates
-            return DeferredList([maybeDeferred(getattr(self._launcher, "close", lambda: None)),
-                                 *(pool.closeCachedConnections()
-                                   for pool in (self._pool, self._probe_pool) if pool)])
+        def close(_: object) -> Deferred[list[tuple[bool, None]]]:  # pools, templates
+            return DeferredList([self.launcher.close(),
+                                 *(pool.closeCachedConnections() for pool in self._pools)])
 
-        return DeferredList(stops, consumeErrors=True).addBoth(close)
+        return DeferredList(stops, consumeErrors=True).addBoth(close).addCallback(
+            lambda _: None)
+
+
+def _listening(job: Job) -> Deferred[str | None] | None:
+    """When ``job``'s worker says it listens (None if it has no process)."""
+    return None if job.process is None else job.process.listening()

@@ -1,20 +1,19 @@
 """
 Live config: change a job's overridable keys while it runs, and send its
-worker the new config.
+worker the new config (composed as at its start, with the change in).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable
 from configparser import ConfigParser
-from typing import Any
 
 from twisted.internet.defer import TimeoutError as DeferredTimeout
+from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
 from turberfield_twisted.config.job_section import check_overrides
-from turberfield_twisted.configtext import job_config_text
-from turberfield_twisted.contract import CONFIG_PATH, bearer_header
+from turberfield_twisted.contract import bearer_header
 from turberfield_twisted.errors import (
     ApiError,
     ChangeRefused,
@@ -24,25 +23,25 @@ from turberfield_twisted.errors import (
 )
 from turberfield_twisted.jobs.job import ENDED, Job, JobState
 from turberfield_twisted.jobs.table import JobTable
-from turberfield_twisted.worker.parent import error_message, exchange
+from turberfield_twisted.worker.parent import HttpClient, error_message, exchange
 
 __all__ = ["push_config", "update_config"]
 
 log = Logger(namespace="turberfield_twisted.daemon.live_config")
 
 
-async def update_config(table: JobTable, cfg: ConfigParser, http: Any, reactor: Any,
-                        guid: str, changes: Any, timeout: float = 10.0,
-                        keep: Callable[[Job], None] | None = None) -> Job:
+async def update_config(table: JobTable, cfg: ConfigParser, guid: str, changes: object, *,
+                        push: Callable[[Job], Awaitable[None]],
+                        keep: Callable[[Job], None] | None = None,
+                        timeout: float = 10.0) -> Job:
     """
-    Change job ``guid`` (of ``table``, configured by ``cfg``; its worker
-    reached with ``http`` on ``reactor``)'s overridable keys (checked as at launch), all or
-    nothing. A ``ready`` job's worker is sent its new config first (``POST
-    /_proactor/config``, where its app's ``on_config`` runs); a
-    ``starting`` one once it is ready, waiting at most ``timeout``; a job
-    that is not running takes it at its next start. Only once the worker
-    took it (or there is none to ask) is the change made and kept
-    (``keep(job)``, the durable store).
+    Change job ``guid`` (of ``table``, whose modules ``cfg`` configures)'s
+    overridable keys (checked as at launch), all or nothing. A ``ready``
+    job's worker is sent its new config first (``push(job)``: see
+    :func:`push_config`); a ``starting`` one once it is ready, waiting at
+    most ``timeout``; a job that is not running takes it at its next start.
+    Only once the worker took it (or there is none to ask) is the change
+    made and kept (``keep(job)``, the durable store).
 
     Return the job. Raise :class:`UnknownJob`, :class:`OverrideNotAllowed`
     or :class:`BadOverride` (a bad change); :class:`ChangeRefused` (its
@@ -56,47 +55,28 @@ async def update_config(table: JobTable, cfg: ConfigParser, http: Any, reactor: 
     if job.state is JobState.STARTING:
         try:
             await table.wait_for_state(guid, (JobState.READY, JobState.STOPPING,
-                                                  JobState.BACKOFF, *ENDED), timeout)
+                                              JobState.BACKOFF, *ENDED), timeout)
         except DeferredTimeout:
             raise NotReady(f"job {guid} not ready in {timeout:g}s: nothing changed") from None
     before = dict(job.overrides)
-    section: dict[str, str | None] = {
-        key: cfg.get(guid, key, raw=True, fallback=None) for key in checked
-    } if cfg.has_section(guid) else {}
-    _apply(cfg, guid, checked)
     job.overrides.update(checked)
     try:
         if job.state is JobState.READY:
-            await push_config(http, reactor, guid, job.url(CONFIG_PATH),
-                              job.token, job_config_text(cfg, guid), timeout)
+            await push(job)
         if keep is not None:
             keep(job)
     except BaseException:
         job.overrides.clear()
         job.overrides.update(before)
-        _apply(cfg, guid, section, raw=True)
         log.warn("job {guid}: config change not made: {keys}", guid=guid, keys=sorted(checked))
         raise
     log.info("job {guid} config changed: {keys}", guid=guid, keys=sorted(checked))
     return job
 
 
-def _apply(cfg: Any, guid: str, values: Mapping[str, str | None], raw: bool = False) -> None:
-    """
-    Set ``values`` in job ``guid``'s section, if it has one (escaped, unless
-    ``raw``: as read back from it); a None value removes its key.
-    """
-    if not cfg.has_section(guid):
-        return
-    for key, value in values.items():
-        if value is None:
-            cfg.remove_option(guid, key)
-        else:
-            cfg.set(guid, key, value if raw else value.replace("$", "$$"))
-
-
 async def push_config(
-    http: Any, reactor: Any, guid: str, url: str, token: str, text: str, timeout: float = 10.0
+    http: HttpClient, reactor: IReactorTime, guid: str, url: str, token: str, text: str,
+    timeout: float = 10.0,
 ) -> None:
     """
     POST config ``text`` to a worker's ``url`` (its ``/_proactor/config``)

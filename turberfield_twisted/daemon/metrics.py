@@ -14,7 +14,7 @@ from __future__ import annotations
 import bisect
 from collections import Counter
 from collections.abc import Iterator, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 import attrs
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
@@ -28,6 +28,7 @@ from prometheus_client.core import (
 
 from turberfield_twisted import __version__
 from turberfield_twisted.jobs.job import EventKind, JobEvent, JobState
+from turberfield_twisted.jobs.table import JobTable
 
 __all__ = ["HOOK_FIELDS", "READY_BUCKETS", "RELAY_BUCKETS", "Histogram", "Metrics"]
 
@@ -73,15 +74,24 @@ HOOK_FIELDS = {
 }
 
 
+class HookCounts(Protocol):
+    """What the metrics read of the web-hooks (a ``HookDispatcher``): each one's counts."""
+
+    def list(self) -> list[dict[str, Any]]:
+        """Each subscription as JSON, with the counts in :data:`HOOK_FIELDS`."""
+        ...
+
+
 class Metrics:
     """
-    The metrics of ``initiator`` (and of ``hooks``, a ``HookDispatcher``, if
-    given). Job counts, restarts and hook counts are read at scrape time;
-    transitions and worker events are counted from ``initiator.subscribe``
-    until :meth:`close`. It is its registry's one collector.
+    The metrics of ``initiator``'s job table (and of ``hooks``, a
+    ``HookDispatcher``, if given). Job counts, restarts and hook counts are
+    read at scrape time; transitions and worker events are counted from
+    ``initiator.subscribe`` until :meth:`close`. It is its registry's one
+    collector.
     """
 
-    def __init__(self, initiator: Any, hooks: Any = None):
+    def __init__(self, initiator: JobTable, hooks: HookCounts | None = None):
         self.initiator = initiator
         self.hooks = hooks
         self.transitions: Counter[tuple[str, JobState]] = Counter()
@@ -89,7 +99,8 @@ class Metrics:
         #: Spawn -> ready, by module; when each starting job was spawned.
         self.ready_seconds: dict[str, Histogram] = {}
         self._spawned: dict[str, float] = {}
-        #: Relayed requests, by status class ("2xx" ...), and their latency.
+        #: Relayed requests, by status class ("2xx" ..., or "closed": the caller went
+        #: away before the answer ended), and their latency.
         self.relay_requests: Counter[str] = Counter()
         self.relay_seconds = Histogram(RELAY_BUCKETS)
         self._modules: set[str] = set()
@@ -105,9 +116,12 @@ class Metrics:
         """The Prometheus text of every metric, and its content type."""
         return generate_latest(self.registry), CONTENT_TYPE_LATEST
 
-    def relayed(self, seconds: float, status: int) -> None:
-        """The relay answered a request with ``status`` after ``seconds``."""
-        self.relay_requests[f"{status // 100}xx"] += 1
+    def relayed(self, seconds: float, status: int | str) -> None:
+        """
+        The relay answered a request with ``status`` after ``seconds``
+        (``status`` a class of its own, such as ``closed``, if it is not a number).
+        """
+        self.relay_requests[status if isinstance(status, str) else f"{status // 100}xx"] += 1
         self.relay_seconds.observe(seconds)
 
     def _observe(self, event: JobEvent) -> None:
@@ -165,7 +179,7 @@ class Metrics:
         yield from self._latency_families()
 
         if self.hooks is not None:
-            yield from self._hook_families()
+            yield from self._hook_families(self.hooks)
 
     def _latency_families(self) -> Iterator[Metric]:
         ready = HistogramMetricFamily(
@@ -175,9 +189,10 @@ class Metrics:
             ready.add_metric([module], histogram.buckets(), histogram.total)
         yield ready
         requests = CounterMetricFamily(
-            "proactor_relay_requests", "Requests relayed to workers, by status class.",
+            "proactor_relay_requests",
+            "Requests relayed to workers, by status class (closed: the caller went away).",
             labels=["code"])
-        for code in ("2xx", "3xx", "4xx", "5xx"):
+        for code in ("2xx", "3xx", "4xx", "5xx", "closed"):
             requests.add_metric([code], self.relay_requests[code])
         yield requests
         latency = HistogramMetricFamily(
@@ -185,8 +200,9 @@ class Metrics:
         latency.add_metric([], self.relay_seconds.buckets(), self.relay_seconds.total)
         yield latency
 
-    def _hook_families(self) -> Iterator[Metric]:
-        hooks = self.hooks.list()
+    @staticmethod
+    def _hook_families(counts: HookCounts) -> Iterator[Metric]:
+        hooks = counts.list()
         count = GaugeMetricFamily("proactor_hooks", "Web-hook subscriptions.")
         count.add_metric([], len(hooks))
         yield count

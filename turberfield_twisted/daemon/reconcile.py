@@ -15,15 +15,22 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Callable, Mapping
-from typing import Any
+from configparser import ConfigParser
 
 import attrs
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
-from turberfield_twisted.config.settings import JOB_PREFIX, DeclaredJob, Settings, check_config
-from turberfield_twisted.configtext import own_keys
+from turberfield_twisted.config.settings import (
+    JOB_PREFIX,
+    DeclaredJob,
+    InitiatorSettings,
+    Settings,
+    check_config,
+)
+from turberfield_twisted.configtext import origin
+from turberfield_twisted.daemon.initiator import Initiator
 from turberfield_twisted.daemon.store import JobRecord
 from turberfield_twisted.errors import (
     BadOverride,
@@ -36,13 +43,12 @@ from turberfield_twisted.errors import (
     UnknownModule,
 )
 from turberfield_twisted.jobs.job import ENDED, EventKind, Job, JobEvent, JobState, Wanted
-from turberfield_twisted.jobs.transitions import Input
 
 __all__ = ["RESTART_KEYS", "ConfigRefused", "Reconciler", "Reloaded"]
 
 #: Initiator keys a reload cannot apply: the daemon must restart for them.
 RESTART_KEYS = ("listen_addr", "listen_port", "listen_backlog", "max_body", "relay_timeout",
-                "hook_allow", "pythonpath", "store_sync")
+                "read_timeout", "hook_allow", "pythonpath", "store_sync")
 
 
 #: Errors that keep a job from starting, logged under its guid.
@@ -63,6 +69,8 @@ class Reloaded:
     restarted: tuple[str, ...] = ()
     unchanged: tuple[str, ...] = ()
     restart_needed: tuple[str, ...] = ()
+    #: Keys of module sections that look like typos (file, line, key): see ``Settings``.
+    warnings: tuple[str, ...] = ()
 
     def as_json(self) -> dict[str, list[str]]:
         """The answer of ``POST /reload``."""
@@ -78,14 +86,31 @@ class Reconciler(Service):
 
     log = Logger()
 
-    def __init__(self, initiator: Any, load: Callable[[], Any] | None = None):
+    def __init__(self, initiator: Initiator, load: Callable[[], ConfigParser] | None = None,
+                 kept_in: str | None = None):
         self._initiator = initiator
         self._load = load
+        #: Where the kept jobs are (the store's file), for the start-up log.
+        self._kept_in = kept_in or "nowhere (no state store)"
+        #: The initiator's settings and admin token the daemon started with (and runs on).
+        self._started_with: tuple[InitiatorSettings, str] | None = None
 
     def startService(self) -> None:
         """Restore the kept jobs and start the declared ones."""
         Service.startService(self)
+        self._runs_on()
         self.restore()
+
+    def _runs_on(self) -> tuple[InitiatorSettings, str]:
+        """
+        What the daemon runs on, of the keys a reload can't apply: its
+        settings and admin token as they were when it started (or, for a
+        reconciler not started as a service, before its first reload).
+        """
+        if self._started_with is None:
+            init = self._initiator
+            self._started_with = (init.settings.initiator, _token(init.cfg, init.guid or ""))
+        return self._started_with
 
     # -- at start ----------------------------------------------------------
 
@@ -97,8 +122,7 @@ class Reconciler(Service):
         can no longer run. A kept job no longer declared is forgotten.
         """
         init = self._initiator
-        store = init.keeper.store
-        kept: dict[str, JobRecord] = {job.guid: job for job in store.jobs()} if store else {}
+        kept: dict[str, JobRecord] = {job.guid: job for job in init.kept_jobs()}
         for decl in init.settings.declared.values():
             record = kept.pop(decl.name, None)
             stopped = record is not None and record.declared and record.wanted == Wanted.STOPPED
@@ -106,11 +130,12 @@ class Reconciler(Service):
         for record in kept.values():
             if record.declared:
                 self.log.info("job {guid} is no longer declared: forgotten", guid=record.guid)
-                init.keeper.forget(record.guid)
+                init.forget_kept(record.guid)
                 continue
             self._restore(record)
-        self.log.info("restored {kept} kept jobs; {declared} declared jobs",
+        self.log.info("restored {kept} kept jobs from {store}; {declared} declared jobs",
                       kept=len([r for r in kept.values() if not r.declared]),
+                      store=self._kept_in,
                       declared=len(init.settings.declared))
 
     def _restore(self, record: JobRecord) -> None:
@@ -166,8 +191,7 @@ class Reconciler(Service):
             init.add(job, start=False)
         except StoreFailed as exc:
             self.log.error("job {guid}: {error}", guid=job.guid, error=str(exc))
-        if job.state is JobState.WAITING:
-            init.lifecycle.fire(job, Input.GIVE_UP)
+        init.give_up(job)
 
     # -- reload ------------------------------------------------------------
 
@@ -182,44 +206,46 @@ class Reconciler(Service):
             raise ConfigRefused("this initiator has no config files to read again")
         if not init.running:
             raise ConfigRefused("the daemon is stopping: not reloaded")
+        guid = init.guid
+        if guid is None:
+            raise ConfigRefused("this initiator has no guid: no section of its own to read")
         try:
             cfg = self._load()
-            settings = check_config(cfg, init.guid)
+            settings = check_config(cfg, guid)
             self._check_against_jobs(cfg, settings)
         except ConfigError as exc:
             raise ConfigRefused(exc.reason, exc.source, exc.line) from None
-        old, old_cfg = init.settings, init.cfg
-        for guid in init.workers:  # the sections the initiator wrote for its jobs
-            if old_cfg.has_section(guid) and not cfg.has_section(guid):
-                cfg.add_section(guid)
-                for key in own_keys(old_cfg, guid):
-                    cfg.set(guid, key, old_cfg.get(guid, key, raw=True))
+        running, running_token = self._runs_on()
+        old = init.settings
         init.reconfigure(cfg, settings)
         for job in init.workers.values():
             module = settings.module(job.module)
             if job.tracker is not None and module is not None:
                 job.tracker.policy = module.policy  # from its next restart
         done = self._reconcile(old.declared, settings.declared)
+        # Compared with what the daemon runs on, not with the last reload.
         needed = tuple(key for key in RESTART_KEYS
-                       if getattr(old.initiator, key) != getattr(settings.initiator, key))
-        if _token(old_cfg, init.guid) != _token(cfg, init.guid):
+                       if getattr(running, key) != getattr(settings.initiator, key))
+        if running_token != _token(cfg, guid):
             needed += ("admin_token",)
-        result = attrs.evolve(done, restart_needed=needed)
+        result = attrs.evolve(done, restart_needed=needed, warnings=settings.warnings)
+        for warning in settings.warnings:
+            self.log.warn("config reloaded: {warning}", warning=warning)
         self.log.info("config reloaded: started {started}; stopped {stopped}; restarted"
                       " {restarted}; unchanged {unchanged}",
-                      **{key: ", ".join(names) or "none"
-                         for key, names in attrs.asdict(done).items() if key != "restart_needed"})
+                      started=_names(done.started), stopped=_names(done.stopped),
+                      restarted=_names(done.restarted), unchanged=_names(done.unchanged))
         if needed:
             self.log.warn("config reloaded: restart the daemon to apply {keys}",
                           keys=", ".join(needed))
         return result
 
-    def _check_against_jobs(self, cfg: Any, settings: Settings) -> None:
+    def _check_against_jobs(self, cfg: ConfigParser, settings: Settings) -> None:
         """A section may not name a job that runs; a declared name, a job launched otherwise."""
         workers = self._initiator.workers
         for name in cfg.sections():
             if name in workers and workers[name].state not in ENDED:
-                source, line = cfg.origin(name)
+                source, line = origin(cfg, name)
                 raise ConfigError(f"section [{name}] names a job that runs", source, line)
         for name, decl in settings.declared.items():
             job = workers.get(name)
@@ -237,7 +263,7 @@ class Reconciler(Service):
                 job.declared, job.requires = False, ()
                 if job.state not in ENDED:
                     init.stop(name, operator=False)
-            init.keeper.forget(name)
+            init.forget_kept(name)
             stopped.append(name)
         for name, decl in new.items():
             if name not in old:
@@ -266,7 +292,7 @@ class Reconciler(Service):
         job.module, job.session, job.requires = decl.module, decl.session, decl.requires
         job.overrides = dict(decl.overrides)
         try:
-            init.keeper.keep(job)
+            init.keep(job)
             if job.wanted is Wanted.RUNNING and init.running:
                 init.restart(name)
         except _CANNOT_START as exc:
@@ -317,5 +343,9 @@ def _settled(workers: Mapping[str, Job], declared: Mapping[str, DeclaredJob],
     return done >= set(declared)
 
 
-def _token(cfg: Any, guid: str) -> str:
+def _names(names: tuple[str, ...]) -> str:
+    return ", ".join(names) or "none"
+
+
+def _token(cfg: ConfigParser, guid: str) -> str:
     return str(cfg.get(guid, "admin_token", fallback=""))

@@ -29,7 +29,6 @@ import sqlite3
 import stat
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from typing import Any
 
 import attrs
 
@@ -226,7 +225,7 @@ class Store:
             raise
         self._db.execute("COMMIT")
 
-    def _write(self, doing: str, *statements: tuple[str, tuple[Any, ...]]) -> None:
+    def _write(self, doing: str, *statements: tuple[str, tuple[object, ...]]) -> None:
         """Run ``statements`` as one committed transaction."""
         with self._errors(doing):
             if len(statements) == 1:

@@ -22,7 +22,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from importlib import resources
 from types import MappingProxyType
-from typing import Any
+
+from twisted.web.iweb import IRequest
 
 __all__ = ["FILES", "HEADERS", "HOME", "Dashboard"]
 
@@ -69,7 +70,7 @@ def _read_files() -> dict[str, bytes]:
     return {name: here.joinpath(name).read_bytes() for name in FILES}
 
 
-def _secure(request: Any) -> None:
+def _secure(request: IRequest) -> None:
     for name, value in HEADERS.items():
         request.setHeader(name.encode("ascii"), value.encode("ascii"))
 
@@ -86,7 +87,7 @@ class Dashboard:
         if missing:
             raise ValueError(f"the dashboard lacks files: {missing}")
 
-    def answer(self, request: Any) -> bytes:
+    def answer(self, request: IRequest) -> bytes:
         """
         The file ``request`` names under ``/ui/`` (``/ui/`` itself:
         ``index.html``), with :data:`HEADERS`; ``/ui`` is sent to ``/ui/``
@@ -104,7 +105,7 @@ class Dashboard:
         request.setHeader(b"Content-Type", FILES[name].encode("ascii"))
         return body
 
-    def redirect(self, request: Any) -> bytes:
+    def redirect(self, request: IRequest) -> bytes:
         """Send the browser to the dashboard (302 to ``/ui/``)."""
         _secure(request)
         request.setResponseCode(302)

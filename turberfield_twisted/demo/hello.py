@@ -6,15 +6,20 @@ stdout (the daemon keeps it in the job's output); ``POST /notify`` posts
 the JSON body to the initiator as a ``notified`` event.
 """
 
+from __future__ import annotations
+
 import json
 import sys
-from typing import Any
+from typing import TYPE_CHECKING
 
 from turberfield_twisted.errors import ApiError, TransportError
 from turberfield_twisted.worker import Klein, WorkerContext, run_worker
 
+if TYPE_CHECKING:
+    from twisted.web.iweb import IRequest
 
-def _error(request: Any, code: int, message: str) -> bytes:
+
+def _error(request: IRequest, code: int, message: str) -> bytes:
     request.setResponseCode(code)
     return json.dumps({"error": message}).encode()
 
@@ -39,14 +44,14 @@ class Hello:
         self.section = section
 
     @app.route("/", methods=["GET"])
-    def hello(self, request: Any) -> bytes:
+    def hello(self, request: IRequest) -> bytes:
         """Who this worker is and what it was told."""
         request.setHeader("Content-Type", "application/json")
         body = {"guid": self.ctx.guid, "session": self.ctx.session, "config": self.section}
         return json.dumps(body).encode()
 
     @app.route("/echo", methods=["POST"])
-    def echo(self, request: Any) -> bytes:
+    def echo(self, request: IRequest) -> bytes:
         """The JSON body, back as it came (400 if it is not JSON)."""
         request.setHeader("Content-Type", "application/json")
         try:
@@ -56,7 +61,7 @@ class Hello:
         return json.dumps({"guid": self.ctx.guid, "echo": body}).encode()
 
     @app.route("/say", methods=["POST"])
-    def say(self, request: Any) -> bytes:
+    def say(self, request: IRequest) -> bytes:
         """Print the body (one line of text) on stdout, as a worker's own output; 202."""
         text = request.content.read(4096).decode("utf-8", "replace").replace("\n", " ")
         sys.stdout.write(f"{text}\n")
@@ -65,7 +70,7 @@ class Hello:
         return b""
 
     @app.route("/notify", methods=["POST"])
-    async def notify(self, request: Any) -> bytes:
+    async def notify(self, request: IRequest) -> bytes:
         """Post the JSON body to the initiator as event ``notified``; 202."""
         request.setHeader("Content-Type", "application/json")
         try:

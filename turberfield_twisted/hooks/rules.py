@@ -147,7 +147,7 @@ def check_events(events: Any) -> builtins.list[str]:
         worker = isinstance(event, str) and event.startswith(WORKER_PREFIX)
         name = event[len(WORKER_PREFIX):] if worker else None
         if not (event in (EVERYTHING, *states)
-                or (name is not None and (name == "*" or EVENT_NAME.match(name)))):
+                or (name is not None and (name == "*" or EVENT_NAME.accepts(name)))):
             shown = repr(event[:40]) if isinstance(event, str) else "a non-string"
             raise HookRejected(
                 f"unknown event {shown}: allowed are '*', the job states"

@@ -17,18 +17,23 @@ asyncio reactor is installed (``tap.makeService`` does so lazily).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from configparser import DEFAULTSECT
-from typing import Any
 
 from klein.resource import KleinResource
 from twisted.internet import defer
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
-from twisted.web.server import Site
+from twisted.web.iweb import IAgent
+from twisted.web.server import Request, Site
 
-from turberfield_twisted.configtext import redact, section_items
+from turberfield_twisted.daemon.initiator import Initiator
+from turberfield_twisted.daemon.keeper import forget_ended
+from turberfield_twisted.daemon.metrics import Metrics
+from turberfield_twisted.daemon.reconcile import Reloaded
 from turberfield_twisted.dashboard import Dashboard
 from turberfield_twisted.errors import ApiError, BadGuid, GuidTaken
+from turberfield_twisted.hooks.dispatcher import HookDispatcher
 from turberfield_twisted.http import openapi
 from turberfield_twisted.http.args import event_args, launch_args, lines_arg, wait_args
 from turberfield_twisted.http.events import Entry, EventStream, Journal, parse_event_id
@@ -36,7 +41,7 @@ from turberfield_twisted.http.hooks import HooksAPI
 from turberfield_twisted.http.placement import REPORT_KEYS, take_report
 from turberfield_twisted.http.relay import Relay
 from turberfield_twisted.http.site import ApiSite, RelayFirst
-from turberfield_twisted.http.views import job_views, module_views
+from turberfield_twisted.http.views import change_view, job_views, module_views
 from turberfield_twisted.http.web import (
     JsonKlein,
     Unauthorized,
@@ -48,6 +53,7 @@ from turberfield_twisted.http.web import (
     require_token,
 )
 from turberfield_twisted.jobs.job import ENDED, Job
+from turberfield_twisted.worker.reactor import IClientReactor
 
 __all__ = ["ControlAPI"]
 
@@ -59,10 +65,12 @@ class ControlAPI:
     requests under a job to its worker (through ``relay_agent``, an
     ``IAgent``, if given; :meth:`close` closes the relay's own
     connections otherwise), giving each ``relay_timeout``
-    seconds for its whole answer; ``metrics`` (optional, a
-    :class:`~.metrics.Metrics`) is served as Prometheus text on ``GET
-    /metrics``; ``reload`` (optional, a
-    :meth:`~.reconcile.Reconciler.reload`) answers ``POST /reload``.
+    seconds for its whole answer; a caller has ``read_timeout`` seconds to
+    send a whole request (else 408); ``metrics`` (optional, a
+    :class:`~turberfield_twisted.daemon.metrics.Metrics`) is served as
+    Prometheus text on ``GET /metrics``; ``reload`` (optional, a
+    :meth:`~turberfield_twisted.daemon.reconcile.Reconciler.reload`)
+    answers ``POST /reload``.
     """
 
     app = JsonKlein()
@@ -70,15 +78,16 @@ class ControlAPI:
 
     def __init__(
         self,
-        initiator: Any,
+        initiator: Initiator,
         admin_token: str,
-        reactor: Any,
-        hooks: Any = None,
+        reactor: IClientReactor,
+        hooks: HookDispatcher | None = None,
         max_body: int = 1024 * 1024,
         relay_timeout: float = 30.0,
-        metrics: Any = None,
-        reload: Any = None,
-        relay_agent: Any = None,
+        metrics: Metrics | None = None,
+        reload: Callable[[], Reloaded] | None = None,
+        relay_agent: IAgent | None = None,
+        read_timeout: float | None = 60.0,
     ):
         if not admin_token:
             raise ValueError("the admin token must not be empty")
@@ -89,10 +98,11 @@ class ControlAPI:
         self.reactor = reactor
         self.max_body = max_body
         self.relay_timeout = relay_timeout
+        self.read_timeout = read_timeout
         self.metrics = metrics
         self.reload = reload
         self.relay = Relay(reactor, relay_timeout, agent=relay_agent,
-                           observe=getattr(metrics, "relayed", None))
+                           observe=metrics.relayed if metrics is not None else None)
         #: The ``/hooks`` routes.
         self.hooks_api = HooksAPI(hooks, admin_token, max_body)
         self.dashboard = Dashboard()  #: The web dashboard's files, under ``/ui/``.
@@ -105,15 +115,15 @@ class ControlAPI:
         initiator.subscribe_output(self.journal.line)
 
     def __repr__(self) -> str:
-        return f"<ControlAPI of {getattr(self.initiator, 'guid', '?')}>"
+        return f"<ControlAPI of {self.initiator.guid}>"
 
     @property
-    def hooks(self) -> Any:
+    def hooks(self) -> HookDispatcher | None:
         """The web-hook dispatcher behind ``/hooks`` (None: web-hooks are off)."""
         return self.hooks_api.hooks
 
     @hooks.setter
-    def hooks(self, hooks: Any) -> None:
+    def hooks(self, hooks: HookDispatcher | None) -> None:
         self.hooks_api.hooks = hooks
 
     def close(self) -> defer.Deferred[None]:
@@ -129,16 +139,17 @@ class ControlAPI:
         site = ApiSite(RelayFirst(self.relayed, self.log, self.app.resource()),
                        requestFactory=_LimitedRequest)
         site.max_body = self.max_body  # type: ignore[attr-defined]
+        site.read_timeout = self.read_timeout
         site.noisy = False
         site.displayTracebacks = False
         return site
 
     # -- auth --------------------------------------------------------------
 
-    def _admin(self, request: Any) -> None:
+    def _admin(self, request: Request) -> None:
         require_token(request, self._admin_token)
 
-    def _job_caller(self, request: Any, guid: str) -> Job:
+    def _job_caller(self, request: Request, guid: str) -> Job:
         """The job, if the request carries that job's own token."""
         job = self.initiator.workers.get(guid)
         require_token(request, job.token if job is not None else b"")
@@ -149,29 +160,29 @@ class ControlAPI:
     # -- public ------------------------------------------------------------
 
     @app.route("/health", methods=["GET"])
-    def health(self, request: Any) -> bytes:
+    def health(self, request: Request) -> bytes:
         """Liveness, and how many jobs have not ended."""
         live = sum(1 for job in self.initiator.workers.values() if job.state not in ENDED)
         return json_response(request, 200, {"status": "ok", "jobs": live})
 
     @app.route("/", methods=["GET"])
-    def home(self, request: Any) -> bytes:
+    def home(self, request: Request) -> bytes:
         """A browser's way in: to the dashboard."""
         return self.dashboard.redirect(request)
 
     @app.route("/ui", methods=["GET"])
     @app.route("/ui/", branch=True, methods=["GET"])
-    def ui(self, request: Any) -> bytes:
+    def ui(self, request: Request) -> bytes:
         """The dashboard's files: a web page, not part of the JSON API (nor its description)."""
         return self.dashboard.answer(request)
 
     @app.route("/openapi.json", methods=["GET"])
-    def describe(self, request: Any) -> bytes:
+    def describe(self, request: Request) -> bytes:
         """This API's OpenAPI 3.1 description; no token needed."""
         return json_response(request, 200, self.description)
 
     @app.route("/metrics", methods=["GET"])
-    def scrape(self, request: Any) -> bytes:
+    def scrape(self, request: Request) -> bytes:
         """Prometheus text (admin token, as Prometheus' ``credentials_file``)."""
         self._admin(request)
         if self.metrics is None:
@@ -182,7 +193,7 @@ class ControlAPI:
         return bytes(body)
 
     @app.route("/events", methods=["GET"])
-    def events(self, request: Any) -> Deferred[bytes]:
+    def events(self, request: Request) -> Deferred[bytes]:
         """
         Every job event, and with ``?logs=GUID`` that job's output lines, as
         Server-Sent Events; ``Last-Event-ID`` (or ``?last_event_id=``) resumes.
@@ -202,7 +213,7 @@ class ControlAPI:
         return EventStream(self.journal, request, self.reactor, wanted).start(last)
 
     @app.route("/reload", methods=["POST"])
-    def reload_config(self, request: Any) -> bytes:
+    def reload_config(self, request: Request) -> bytes:
         """
         Read the config files again and reconcile the declared jobs: what
         started, stopped, restarted or is unchanged, and the keys that need
@@ -215,7 +226,7 @@ class ControlAPI:
         return json_response(request, 200, self.reload().as_json())
 
     @app.route("/modules", methods=["GET"])
-    def modules(self, request: Any) -> bytes:
+    def modules(self, request: Request) -> bytes:
         """The modules a launch may name, with the keys it may override."""
         self._admin(request)
         views = module_views(self.initiator.cfg, self.initiator.settings)
@@ -224,18 +235,19 @@ class ControlAPI:
     # -- jobs --------------------------------------------------------------
 
     @app.route("/jobs", methods=["GET"])
-    def list_jobs(self, request: Any) -> bytes:
+    def list_jobs(self, request: Request) -> bytes:
         """Every job the initiator knows, ended ones too."""
         self._admin(request)
         jobs = job_views(self.initiator.workers.values(), self.reactor.seconds())
         return json_response(request, 200, {"jobs": jobs})
 
     @app.route("/jobs", methods=["POST"])
-    async def launch(self, request: Any) -> bytes:
+    async def launch(self, request: Request) -> bytes:
         """``{"module", "session"?, "config"?, "guid"?}``: start a job; 201."""
         self._admin(request)
         args = launch_args(request, self.max_body)
         module = args.pop("module")
+        self.initiator.settings.allowed(module)  # or 404, naming those that are
         try:
             guid = await self.initiator.launch(module, **args)
         except BadGuid:
@@ -251,7 +263,7 @@ class ControlAPI:
         return json_response(request, 201, job.as_json(), {"Location": f"/jobs/{guid}"})
 
     @app.route("/jobs/<guid>", methods=["GET"])
-    async def get_job(self, request: Any, guid: str) -> bytes:
+    async def get_job(self, request: Request, guid: str) -> bytes:
         """
         One job. With ``?wait=<state>`` (and ``timeout``, 0..60 s, default
         10), answer once it is in that state or has ended, or time is up.
@@ -273,7 +285,7 @@ class ControlAPI:
             pass
 
     @app.route("/jobs/<guid>", methods=["DELETE"])
-    def stop_job(self, request: Any, guid: str) -> bytes:
+    def stop_job(self, request: Request, guid: str) -> bytes:
         """Ask the job to stop; answer at once (202) while it stops."""
         self._admin(request)
         job = self.initiator.job(guid)
@@ -285,7 +297,7 @@ class ControlAPI:
         return json_response(request, 202, job.as_json())
 
     @app.route("/jobs/<guid>/restart", methods=["POST"])
-    def restart_job(self, request: Any, guid: str) -> bytes:
+    def restart_job(self, request: Request, guid: str) -> bytes:
         """
         Start a job again (a ``failed`` job stays down until this); one that
         runs is stopped first (TERM, then KILL) and started once it exited; 202.
@@ -296,7 +308,7 @@ class ControlAPI:
         return json_response(request, 202, job.as_json())
 
     @app.route("/jobs/<guid>/logs", methods=["GET"])
-    def logs(self, request: Any, guid: str) -> bytes:
+    def logs(self, request: Request, guid: str) -> bytes:
         """The last ``lines`` (1..1000, default 100) lines of the job's output."""
         self._admin(request)
         job = self.initiator.job(guid)
@@ -304,10 +316,11 @@ class ControlAPI:
         return json_response(request, 200, {"guid": guid, "lines": job.tail.lines()[-count:]})
 
     @app.route("/jobs/<guid>/config", methods=["PATCH"])
-    async def update_config(self, request: Any, guid: str) -> bytes:
+    async def update_config(self, request: Request, guid: str) -> bytes:
         """
         ``{key: value}``: change a job's overrides; a running job is sent its
-        new config (502 if it did not take it: the change is kept).
+        new config (502 if it could not be reached: nothing is changed). The
+        answer says whether the change is ``kept`` for the daemon's next start.
         """
         self._admin(request)
         self.initiator.job(guid)
@@ -315,22 +328,26 @@ class ControlAPI:
         job = await self.initiator.update_config(guid, changes)
         self.log.info("job {guid} config changed by the control API: {keys}", guid=guid,
                       keys=sorted(changes))
+        return json_response(request, 200, change_view(job, self.initiator.settings))
+
+    @app.route("/jobs/<guid>/forget", methods=["POST"])
+    def forget_job(self, request: Request, guid: str) -> bytes:
+        """Forget an ended job (not a declared one): gone from the list and the store."""
+        self._admin(request)
+        job = forget_ended(self.initiator, guid, self.initiator.forget_kept)
+        self.log.info("job {guid} forgotten by the control API", guid=guid)
         return json_response(request, 200, job.as_json())
 
     # -- a job's own calls -------------------------------------------------
 
     @app.route("/config/<guid>", methods=["GET"])
-    def job_config(self, request: Any, guid: str) -> bytes:
+    def job_config(self, request: Request, guid: str) -> bytes:
         """A job's own config, less secrets; that job's token only."""
         self._job_caller(request, guid)
-        cfg = self.initiator.cfg
-        default = {key: cfg.get(DEFAULTSECT, key) for key in cfg.defaults()}
-        section = section_items(cfg, guid) if cfg.has_section(guid) else {}
-        return json_response(request, 200, {"guid": guid, "default": redact(default),
-                                            "section": redact(section)})
+        return json_response(request, 200, {"guid": guid, **self.initiator.config_view(guid)})
 
     @app.route("/jobs/<guid>/events", methods=["POST"])
-    def worker_event(self, request: Any, guid: str) -> bytes:
+    def worker_event(self, request: Request, guid: str) -> bytes:
         """``{"event": name, "data"?: any}`` from the job itself; 202."""
         self._job_caller(request, guid)
         event, data = event_args(request, self.max_body)
@@ -338,7 +355,7 @@ class ControlAPI:
         return json_response(request, 202, {"accepted": True})
 
     @app.route("/jobs/<guid>/listening", methods=["POST"])
-    async def worker_listening(self, request: Any, guid: str) -> bytes:
+    async def worker_listening(self, request: Request, guid: str) -> bytes:
         """
         ``{"host", "port", "step"?}`` from a job on a cluster node: where it
         listens; 202 once its launcher agrees, 409 if it does not.
@@ -350,7 +367,7 @@ class ControlAPI:
     # -- composition -------------------------------------------------------
 
     @app.route("/hooks", branch=True)
-    def hooks_routes(self, request: Any) -> KleinResource:
+    def hooks_routes(self, request: Request) -> KleinResource:
         """``/hooks`` and below: the web-hook routes, answered by :class:`HooksAPI`."""
         if not request.postpath:
             request.postpath = [b""]  # ``/hooks`` itself is the mounted app's ``/``
@@ -360,14 +377,15 @@ class ControlAPI:
 
     @app.route("/jobs/<guid>/proxy")
     @app.route("/jobs/<guid>/proxy/<rest:path>")
-    async def relay_request(self, request: Any, guid: str, path: str = "") -> bytes:
+    async def relay_request(self, request: Request, guid: str, path: str = "") -> bytes:
         """``/jobs/{guid}/proxy/{path}``: passed to the worker's ``/{path}`` and back."""
         return await self.relayed(request, guid)
 
-    async def relayed(self, request: Any, guid: str) -> bytes:
+    async def relayed(self, request: Request, guid: str) -> bytes:
         """Relay ``request`` to job ``guid``'s worker (admin token, body bound checked)."""
         self._admin(request)
         job = self.initiator.job(guid)
         length = check_body(request, self.max_body)
-        request.relayed = True
+        if isinstance(request, _LimitedRequest):
+            request.relayed = True  # the site leaves it out of its access log
         return await self.relay.forward(request, job, self.initiator.worker_url(job), length)

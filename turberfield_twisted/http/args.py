@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from twisted.web.iweb import IRequest
+
 from turberfield_twisted.config.names import EVENT_NAME, SESSION
 from turberfield_twisted.errors import Invalid
 from turberfield_twisted.http.web import query_arg, read_object
@@ -28,7 +30,7 @@ _LAUNCH_KEYS = frozenset({"module", "session", "config", "guid"})
 _EVENT_KEYS = frozenset({"event", "data"})
 
 
-def launch_args(request: Any, max_body: int) -> dict[str, Any]:
+def launch_args(request: IRequest, max_body: int) -> dict[str, Any]:
     """
     ``POST /jobs``: ``{"module", "session"?, "config"?, "guid"?}``, checked.
     ``session`` and ``config`` may be null (none); ``guid``, if given, may not.
@@ -40,7 +42,7 @@ def launch_args(request: Any, max_body: int) -> dict[str, Any]:
     config, guid = body.get("config"), body.get("guid")
     if not isinstance(module, str) or not module:
         raise Invalid("module must be a non-empty string")
-    if session is not None and not (isinstance(session, str) and SESSION.match(session)):
+    if session is not None and not SESSION.accepts(session):
         raise Invalid("session must be null or a string of at most 256 characters,"
                       " without control characters or '$'")
     if config is not None and not isinstance(config, dict):
@@ -50,7 +52,7 @@ def launch_args(request: Any, max_body: int) -> dict[str, Any]:
     return {"module": module, "session": session, "config": config, "guid": guid}
 
 
-def wait_args(request: Any) -> tuple[str, float] | None:
+def wait_args(request: IRequest) -> tuple[str, float] | None:
     """``?wait=<state>&timeout=<0..60>`` (default 10 s), or None if no wait was asked."""
     wanted = query_arg(request, b"wait")
     if wanted is None:
@@ -67,7 +69,7 @@ def wait_args(request: Any) -> tuple[str, float] | None:
     return wanted, timeout
 
 
-def lines_arg(request: Any) -> int:
+def lines_arg(request: IRequest) -> int:
     """``?lines=`` of ``GET /jobs/{guid}/logs``: 1..1000, default 100."""
     given = query_arg(request, b"lines")
     try:
@@ -79,10 +81,10 @@ def lines_arg(request: Any) -> int:
     return count
 
 
-def event_args(request: Any, max_body: int) -> tuple[str, Any]:
+def event_args(request: IRequest, max_body: int) -> tuple[str, Any]:
     """``POST /jobs/{guid}/events``: ``{"event": name, "data"?: any}``, checked."""
     body = read_object(request, max_body, _EVENT_KEYS)
     event = body.get("event")
-    if not isinstance(event, str) or not EVENT_NAME.match(event):
+    if not EVENT_NAME.accepts(event):
         raise Invalid("event must be a short name (letters, digits, _ . : -)")
     return event, body.get("data")

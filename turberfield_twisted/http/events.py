@@ -22,9 +22,10 @@ from typing import Any
 
 import attrs
 from twisted.internet.defer import Deferred
-from twisted.internet.interfaces import IPushProducer
+from twisted.internet.interfaces import IPushProducer, IReactorTime
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
+from twisted.web.server import Request
 from zope.interface import implementer
 
 from turberfield_twisted.errors import Invalid
@@ -59,12 +60,12 @@ def sse(data: bytes, event: str | None = None, id: str | None = None) -> bytes:
     return head + b"data: " + data + b"\n\n"
 
 
-_EVENT_ID = re.compile(r"^([0-9a-f]{8})-([0-9]{1,18})$")
+_EVENT_ID = re.compile(r"([0-9a-f]{8})-([0-9]{1,18})")
 
 
 def parse_event_id(text: str) -> tuple[str, int]:
     """``(run, n)`` of an event id ``RUN-N``; raise :class:`Invalid` if it is not one."""
-    match = _EVENT_ID.match(text.strip())
+    match = _EVENT_ID.fullmatch(text.strip())
     if match is None:
         raise Invalid("Last-Event-ID must be an id this stream sent (RUN-N)")
     return match.group(1), int(match.group(2))
@@ -140,8 +141,8 @@ class EventStream:
     log = Logger()
 
     _journal: Journal = attrs.field(alias="journal")
-    _request: Any = attrs.field(alias="request")
-    _reactor: Any = attrs.field(alias="reactor")
+    _request: Request = attrs.field(alias="request")
+    _reactor: IReactorTime = attrs.field(alias="reactor")
     _wanted: Callable[[Entry], bool] = attrs.field(alias="wanted")
     _every: float = attrs.field(alias="keepalive", default=15.0)
     _max_backlog: int = attrs.field(alias="max_backlog", default=5000)

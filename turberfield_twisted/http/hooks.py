@@ -10,12 +10,12 @@ to that (``/`` is ``/hooks``). Errors are answered by the one table of
 
 from __future__ import annotations
 
-from typing import Any
-
 from twisted.logger import Logger
+from twisted.web.server import Request
 
 from turberfield_twisted.configtext import redact
 from turberfield_twisted.errors import ApiError, Invalid
+from turberfield_twisted.hooks.dispatcher import HookDispatcher
 from turberfield_twisted.http.web import JsonKlein, json_response, read_object, require_token
 
 __all__ = ["HooksAPI"]
@@ -34,25 +34,25 @@ class HooksAPI:
     app = JsonKlein()
     log = Logger()
 
-    def __init__(self, hooks: Any, admin_token: str, max_body: int):
+    def __init__(self, hooks: HookDispatcher | None, admin_token: str, max_body: int):
         self.hooks = hooks
         self._admin_token = admin_token.encode("utf-8")
         self.max_body = max_body
 
-    def _dispatcher(self, request: Any) -> Any:
+    def _dispatcher(self, request: Request) -> HookDispatcher:
         require_token(request, self._admin_token)
         if self.hooks is None:
             raise ApiError(404, "web-hooks are not enabled")
         return self.hooks
 
     @app.route("/", methods=["GET"])
-    def list_hooks(self, request: Any) -> bytes:
+    def list_hooks(self, request: Request) -> bytes:
         """Every subscription, without its secret."""
         hooks = self._dispatcher(request)
         return json_response(request, 200, {"hooks": [redact(hook) for hook in hooks.list()]})
 
     @app.route("/", methods=["POST"])
-    def add_hook(self, request: Any) -> bytes:
+    def add_hook(self, request: Request) -> bytes:
         """
         ``{"url", "events"?: [name, ...]}`` (default ``["*"]``): subscribe (201;
         the secret is shown this once); the same URL and events again: 200
@@ -63,14 +63,14 @@ class HooksAPI:
         body = read_object(request, self.max_body, _ADD_KEYS)
         if "events" in body and body["events"] is None:
             raise Invalid("events may be left out (every event), but not null")
-        hook = hooks.add(body.get("url"), body.get("events", ["*"]))
+        hook = hooks.add(body.get("url", ""), body.get("events", ["*"]))  # it checks both
         if hook.get("existing"):
             return json_response(request, 200, hook)  # the same URL and events again
         self.log.info("web-hook {hook_id} added by the control API", hook_id=hook.get("id"))
         return json_response(request, 201, hook)
 
     @app.route("/<hook_id>", methods=["DELETE"])
-    def remove_hook(self, request: Any, hook_id: str) -> bytes:
+    def remove_hook(self, request: Request, hook_id: str) -> bytes:
         """Unsubscribe; 204."""
         hooks = self._dispatcher(request)
         hooks.remove(hook_id)

@@ -191,12 +191,16 @@ OPERATIONS: Mapping[tuple[str, str], dict[str, Any]] = {
                             "schema": {"type": "integer", "minimum": 1, "maximum": 1000}}]),
     ("PATCH", "/jobs/{guid}/config"): _op(
         "Change a job's overridable keys; a running job is sent its new config.",
-        {"200": _json(ref("Job"), "The job, changed."), **_BAD, **_DENIED,
+        {"200": _json(ref("Changed"), "The job, changed."), **_BAD, **_DENIED,
          "403": _error("A key the module does not allow."), **_NO_JOB,
          "409": _error("The job did not get ready in time: nothing changed."), **_TOO_LARGE,
          "422": _error("The worker refused the change (its reason): nothing changed."),
          "502": _error("The worker could not be reached: nothing changed."), **_UNKEPT},
         parameters=[_GUID], requestBody=_body("Changes")),
+    ("POST", "/jobs/{guid}/forget"): _op(
+        "Forget an ended job (not a declared one): gone from the jobs and the state store.",
+        {"200": _json(ref("Job"), "The job as it was."), **_DENIED, **_NO_JOB, **_UNKEPT,
+         "409": _error("It has not ended, or a config file declares it.")}, parameters=[_GUID]),
     ("GET", "/config/{guid}"): _op(
         "A job's own config, less secrets (that job's token).",
         {"200": _json(ref("JobConfig"), "Its DEFAULT and its own section."), **_DENIED},

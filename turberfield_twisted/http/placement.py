@@ -3,23 +3,23 @@ Where a worker that runs elsewhere listens: a worker on a cluster node
 has no ready fd, so it says so over HTTP (``POST /jobs/{guid}/listening``,
 with its job token): ``{"host": IP, "port": P, "step"?: "JOBID.STEP"}``.
 :func:`take_report` checks the report and hands it to the job's
-:class:`~.launcher.IRemoteProcess`, which asks its launcher where the
-worker really runs (for Slurm, ``squeue`` and the node's name resolved
-here): a report it does not agree with is refused (409), and the job is
-never probed, relayed to or sent its token there. Once it agrees, its
-``listening()`` fires: the lifecycle confirms one health check at that
-address before the job is ready.
+:class:`~turberfield_twisted.launch.interfaces.IRemoteProcess`, which asks
+its launcher where the worker really runs (for Slurm, ``squeue`` and the
+node's name resolved here): a report it does not agree with is refused
+(409), and the job is never probed, relayed to or sent its token there.
+Once it agrees, its ``listening()`` fires: the lifecycle confirms one
+health check at that address before the job is ready.
 """
 
 from __future__ import annotations
 
 import ipaddress
-import re
 from collections.abc import Mapping
 from typing import Any
 
 from twisted.internet.defer import Deferred
 
+from turberfield_twisted.config.names import STEP
 from turberfield_twisted.errors import ApiError, Invalid
 from turberfield_twisted.jobs.job import Job, JobState
 from turberfield_twisted.launch.interfaces import IRemoteProcess
@@ -28,10 +28,6 @@ __all__ = ["REPORT_KEYS", "take_report"]
 
 #: The keys of a report.
 REPORT_KEYS = frozenset({"host", "port", "step"})
-
-
-#: A Slurm job step, ``JOBID.STEP`` (or a whole job, ``JOBID``).
-_STEP = re.compile(r"^[0-9]{1,20}(\.[0-9]{1,10})?$")
 
 
 def _host(value: Any) -> str:
@@ -61,7 +57,7 @@ def take_report(job: Job, body: Mapping[str, Any]) -> Deferred[None]:
         raise Invalid("port must be a port number")
     if port != job.port:
         raise ApiError(409, f"job {job.guid} was given another port")
-    if step is not None and not (isinstance(step, str) and _STEP.match(step)):
+    if step is not None and not STEP.accepts(step):
         raise Invalid("step must be a Slurm job step, JOBID.STEP")
     process = IRemoteProcess(job.process, None)
     if job.state is not JobState.STARTING:

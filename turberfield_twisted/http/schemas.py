@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from turberfield_twisted.config.names import _KEY, EVENT_NAME, GUID, MAX_VALUE, SESSION
+from turberfield_twisted.config.names import EVENT_NAME, GUID, KEY, MAX_VALUE, SESSION, STEP
 from turberfield_twisted.hooks.rules import _MAX_EVENTS, _MAX_URL, EVERYTHING, WORKER_PREFIX
 from turberfield_twisted.jobs.job import JobState
 
@@ -40,7 +40,7 @@ _STATES = [state.value for state in JobState]
 #: A per-job override: a key its module lists as overridable (403 if it does not), and a
 #: value of one line (a number or a boolean is taken as its text).
 _OVERRIDES = {
-    "type": "object", "propertyNames": {"pattern": _KEY.pattern},
+    "type": "object", "propertyNames": {"pattern": KEY.pattern},
     "additionalProperties": {"anyOf": [
         {"type": "string", "maxLength": MAX_VALUE, "pattern": "^[^\r\n]*$"},
         {"type": "number"}, {"type": "boolean"}]},
@@ -65,7 +65,7 @@ _IPV4_HOST = rf"^(22[0-3]|2[01][0-9]|1[0-9]{{2}}|[1-9][0-9]?)(\.{_OCTET}){{3}}$"
 
 _HOOK_EVENT = {"anyOf": [
     {"enum": [EVERYTHING, f"{WORKER_PREFIX}*", *_STATES]},
-    {"type": "string", "pattern": f"^{WORKER_PREFIX}{EVENT_NAME.pattern.removeprefix('^')}"},
+    {"type": "string", "pattern": f"^{WORKER_PREFIX}{EVENT_NAME.core}$"},
 ]}
 
 
@@ -146,6 +146,10 @@ SCHEMAS: Mapping[str, Any] = {
                 "properties": {"guid": {"type": "string"}, "time": {"type": "number"},
                                "stream": {"enum": ["stdout", "stderr"]},
                                "line": {"type": "string"}}},
+    "Changed": {"allOf": [ref("Job"), {"type": "object", "required": ["kept"], "properties": {
+        "kept": {"type": "boolean", "description": "Kept for the daemon's next start (false:"
+                 " a [job:NAME] section of a config file declares the job)."},
+        "note": {"type": "string", "description": "Why not, when not."}}}]},
     "Changes": {**_OVERRIDES, "description": "Overridable keys and their new values.",
                 "examples": [{"greeting": "hej"}]},
     "JobConfig": {"type": "object", "required": ["guid", "default", "section"],
@@ -158,7 +162,7 @@ SCHEMAS: Mapping[str, Any] = {
                  "required": ["started", "stopped", "restarted", "unchanged", "restart_needed"],
                  "properties": {key: {"type": "array", "items": {"type": "string"}} for key in
                                 ("started", "stopped", "restarted", "unchanged",
-                                 "restart_needed")}},
+                                 "restart_needed", "warnings")}},
     "Listening": {"type": "object", "required": ["host", "port"],
                   "additionalProperties": False,
                   "properties": {
@@ -172,7 +176,7 @@ SCHEMAS: Mapping[str, Any] = {
                       "port": {"type": "integer", "minimum": 1, "maximum": 65535,
                                "description": "The port it was given (409 if another)."},
                       "step": {"type": ["string", "null"],
-                               "pattern": r"^[0-9]{1,20}(\.[0-9]{1,10})?$",
+                               "pattern": STEP.pattern,
                                "description": "Its Slurm job step, JOBID.STEP."}}},
     "Accepted": {"type": "object", "required": ["accepted"],
                  "properties": {"accepted": {"const": True}}},

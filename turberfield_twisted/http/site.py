@@ -16,14 +16,14 @@ from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Site
 
 from turberfield_twisted.config.names import GUID
+from turberfield_twisted.http.channel import ApiChannel
 from turberfield_twisted.http.web import answer_error, log_error
 
 __all__ = ["ApiSite", "RelayFirst"]
 
 #: A relayed path that can skip the router: a plain guid, the proxy prefix, anything.
 _RELAYED = re.compile(
-    rb"^/jobs/(" + GUID.pattern.removeprefix("^").removesuffix("$").encode("ascii")
-    + rb")/proxy(?:/|$)")
+    rb"/jobs/(" + GUID.core.encode("ascii") + rb")/proxy(?:/|\Z)")
 
 
 class RelayFirst(Resource):
@@ -47,10 +47,17 @@ class RelayFirst(Resource):
         match = _RELAYED.match(request.path)
         if match is None or getattr(request, "too_large", False):
             return self.routes.render(request)
+        gone = False
+
+        def lost(_: Failure) -> None:
+            nonlocal gone
+            gone = True  # the caller went away: nothing is written to it
+            d.cancel()
+
         d = defer.Deferred.fromCoroutine(self.relayed(request, match.group(1).decode()))
         d.addErrback(lambda failure: _answered_error(self.log, request, failure))
-        d.addCallback(lambda body: _finish(request, body))
-        request.notifyFinish().addErrback(lambda _: d.cancel())
+        d.addCallback(lambda body: None if gone else _finish(request, body))
+        request.notifyFinish().addErrback(lost)
         return NOT_DONE_YET
 
 
@@ -63,7 +70,7 @@ def _answered_error(log: Logger, request: Any, failure: Failure) -> bytes:
 
 
 def _finish(request: Any, body: bytes) -> None:
-    if request.finished or request._disconnected:
+    if request.finished:
         return
     if body:
         request.write(body)
@@ -71,7 +78,15 @@ def _finish(request: Any, body: bytes) -> None:
 
 
 class ApiSite(Site):
-    """A Site whose access log leaves out relayed requests."""
+    """
+    A Site whose access log leaves out relayed requests, on an
+    :class:`~.channel.ApiChannel` (408, 414, 431); ``read_timeout`` is the
+    seconds a caller has to send a whole request (None: no bound).
+    """
+
+    # Twisted types it as its HTTP/2-choosing wrapper, of no use here without TLS's ALPN.
+    protocol = ApiChannel  # type: ignore[assignment]
+    read_timeout: float | None = None
 
     def log(self, request: Any) -> None:
         if not getattr(request, "relayed", False):

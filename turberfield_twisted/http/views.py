@@ -10,11 +10,12 @@ import configparser
 from collections.abc import Iterable
 from typing import Any
 
+from turberfield_twisted.config.settings import Settings
 from turberfield_twisted.configtext import redact
 from turberfield_twisted.jobs.job import Job
 from turberfield_twisted.jobs.procstat import job_stats
 
-__all__ = ["job_views", "module_views"]
+__all__ = ["change_view", "job_views", "module_views"]
 
 def job_views(jobs: Iterable[Job], now: float) -> list[dict[str, Any]]:
     """
@@ -34,7 +35,7 @@ def job_views(jobs: Iterable[Job], now: float) -> list[dict[str, Any]]:
     return views
 
 
-def module_views(cfg: configparser.ConfigParser, settings: Any) -> list[dict[str, Any]]:
+def module_views(cfg: configparser.ConfigParser, settings: Settings) -> list[dict[str, Any]]:
     """
     Each module a launch may name (``settings``: the checked
     :class:`~.settings.Settings` of ``cfg``), by name: the keys a launch
@@ -48,3 +49,19 @@ def module_views(cfg: configparser.ConfigParser, settings: Any) -> list[dict[str
         views.append({"name": name, "overridable": keys, "defaults": redact(defaults),
                       "launcher": module.launcher, "warm": module.warm})
     return views
+
+
+def change_view(job: Job, settings: Any) -> dict[str, Any]:
+    """
+    The answer to a live config change of ``job``: the job, and ``kept``,
+    whether the change is kept for the daemon's next start (it is in the
+    state store), which it is not for a job a ``[job:NAME]`` section of a
+    config file declares (``settings``): ``note`` then says so, and where.
+    """
+    declared = settings.declared.get(job.guid) if job.declared else None
+    if declared is None:
+        return {**job.as_json(), "kept": True}
+    note = (f"job {job.guid} is declared in {declared.source}: this change lasts until the"
+            f" daemon restarts, or a reload changes its [job:{job.guid}] section; to keep it,"
+            " set it there")
+    return {**job.as_json(), "kept": False, "note": note}

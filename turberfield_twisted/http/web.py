@@ -20,12 +20,13 @@ import json
 import re
 from collections.abc import Mapping
 from types import MappingProxyType
-from typing import Any, cast
+from typing import Any, NoReturn, cast
 
 from klein import Klein, KleinErrorHandler
 from klein.resource import KleinResource
 from twisted.logger import Logger
 from twisted.python.failure import Failure
+from twisted.web.iweb import IRequest
 from twisted.web.server import Request
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
 from werkzeug.routing import BaseConverter, RequestRedirect
@@ -33,6 +34,7 @@ from werkzeug.routing import BaseConverter, RequestRedirect
 from turberfield_twisted.contract import authorized
 from turberfield_twisted.errors import (
     ApiError,
+    CannotForget,
     ChangeRefused,
     ConfigError,
     ConfigPushFailed,
@@ -113,6 +115,7 @@ STATUSES: Mapping[type[Exception], int] = MappingProxyType({
     NotReady: 409,
     GuidTaken: 409,
     PlacementRefused: 409,
+    CannotForget: 409,
     BodyTooLarge: 413,
     SpawnFailed: 500,
     ChangeRefused: 422,
@@ -185,7 +188,7 @@ def _headers_of(exc: BaseException) -> dict[str, str]:
     return {}
 
 
-def json_response(request: Any, status: int, body: Any,
+def json_response(request: IRequest, status: int, body: Any,
                   headers: Mapping[str, str] | None = None) -> bytes:
     """Set ``status`` and ``headers`` on ``request``; return ``body`` as JSON bytes."""
     request.setResponseCode(status)
@@ -195,13 +198,13 @@ def json_response(request: Any, status: int, body: Any,
     return json.dumps(body).encode("utf-8")
 
 
-def answer_error(request: Any, exc: BaseException) -> bytes:
+def answer_error(request: IRequest, exc: BaseException) -> bytes:
     """Answer ``exc`` on ``request`` from the table: its status, headers and message."""
     return json_response(request, status_of(exc), {"error": _message_of(exc)},
                          _headers_of(exc))
 
 
-def guid_of(request: Any) -> str | None:
+def guid_of(request: IRequest) -> str | None:
     """The guid a request is about, if its path names one (for the log)."""
     match = _JOB_PATH.match(getattr(request, "path", b"") or b"")
     return match.group(1).decode("ascii", "replace") if match else None
@@ -210,7 +213,7 @@ def guid_of(request: Any) -> str | None:
 _log = Logger()
 
 
-def log_error(log: Logger, request: Any, failure: Failure) -> None:
+def log_error(log: Logger, request: IRequest, failure: Failure) -> None:
     """
     Log what the caller is not told: no free port, a refused config, a
     store that can't be written, a bug; and a config that can't be reloaded.
@@ -253,9 +256,11 @@ class _LimitedRequest(Request):
     """
     A request that stops keeping its body once it passes the site's
     ``max_body``: the rest is read and dropped, and the routes answer 413.
+    One ``relayed`` to a worker is left out of the access log.
     """
 
     too_large = False
+    relayed = False
     _received = 0
 
     @property
@@ -295,7 +300,7 @@ class _JsonKleinResource(KleinResource):
     a body the site dropped for its size a 413 before any route runs.
     """
 
-    def render(self, request: Any) -> Any:
+    def render(self, request: IRequest) -> Any:
         if getattr(request, "too_large", False):
             return answer_error(request, BodyTooLarge())
         try:
@@ -326,19 +331,19 @@ class JsonKlein(Klein):
         return _JsonKleinResource(self)
 
 
-def require_token(request: Any, expected: bytes | str) -> None:
+def require_token(request: IRequest, expected: bytes | str) -> None:
     """Raise :class:`Unauthorized` unless the request's bearer token is ``expected``."""
     if not authorized(request, expected):
         raise Unauthorized()
 
 
-def query_arg(request: Any, name: bytes) -> str | None:
+def query_arg(request: IRequest, name: bytes) -> str | None:
     """The last value of query argument ``name``, if given."""
     values = (request.args or {}).get(name)
     return values[-1].decode("utf-8", "replace") if values else None
 
 
-def check_body(request: Any, max_body: int) -> int:
+def check_body(request: IRequest, max_body: int) -> int:
     """
     The length of the request's body (its file left at the start); raise
     :class:`BodyTooLarge` if it is over ``max_body`` bytes.
@@ -356,7 +361,7 @@ def check_body(request: Any, max_body: int) -> int:
     return size
 
 
-def read_body(request: Any, max_body: int) -> bytes:
+def read_body(request: IRequest, max_body: int) -> bytes:
     """The request's body; raise :class:`BodyTooLarge` past ``max_body`` bytes."""
     if getattr(request, "too_large", False):
         raise BodyTooLarge()
@@ -366,11 +371,11 @@ def read_body(request: Any, max_body: int) -> bytes:
     return raw
 
 
-def _reject_constant(name: str) -> Any:
+def _reject_constant(name: str) -> NoReturn:
     raise ValueError(f"{name} is not JSON")
 
 
-def read_object(request: Any, max_body: int,
+def read_object(request: IRequest, max_body: int,
                 allowed: frozenset[str] | None = None) -> dict[str, Any]:
     """
     The request's body as a JSON object, with only ``allowed`` keys if

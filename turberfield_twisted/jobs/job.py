@@ -18,13 +18,14 @@ import attrs
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IDelayedCall
 
+from turberfield_twisted.config.policy import Limits, explain_exit
 from turberfield_twisted.configtext import redact
 from turberfield_twisted.contract import ENDED, JobState
 from turberfield_twisted.jobs.supervision import RestartTracker
+from turberfield_twisted.launch.interfaces import IWorkerProcess
 from turberfield_twisted.launch.protocol import ExitStatus, OutputTail
 
 if TYPE_CHECKING:
-    from turberfield_twisted.config.policy import Limits
     from turberfield_twisted.jobs.procstat import Reading
 
 __all__ = [
@@ -123,12 +124,14 @@ class Job:
     port: int
     session: str | None
     module: str
-    process: Any = None
+    process: IWorkerProcess | None = None
     token: str = attrs.field(default="", repr=False)
     host: str = "127.0.0.1"
     state: JobState = JobState.WAITING
     overrides: dict[str, str] = attrs.field(factory=dict)
     started: float | None = None
+    #: When it last entered an ended state (None: never, as one restored stopped).
+    ended: float | None = None
     status: ExitStatus | None = None
     restarts: int = 0
     last_error: str | None = None
@@ -137,7 +140,9 @@ class Job:
     busy_ports: set[int] = attrs.field(factory=set, repr=False)
     timed_out: bool = False
     calls: dict[str, IDelayedCall] = attrs.field(factory=dict, repr=False)
-    readiness: Deferred[None] | None = attrs.field(default=None, repr=False)
+    #: What its start waits on: the worker's word that it listens, or its health check.
+    readiness: Deferred[str | None] | Deferred[None] | None = attrs.field(default=None,
+                                                                          repr=False)
     wanted: Wanted = Wanted.RUNNING
     declared: bool = False
     requires: tuple[str, ...] = ()
@@ -145,6 +150,9 @@ class Job:
     limit_hit: str | None = None
     #: Start it again as soon as it has stopped (an operator's restart of a running job).
     again: bool = False
+    #: Its module section's keys (resolved) as its worker was last started with them;
+    #: None while it has no run (not started yet, or ended).
+    module_keys: dict[str, str] | None = attrs.field(default=None, repr=False)
     #: The last reading of its process group's memory and CPU time (:func:`~.procstat.job_stats`).
     usage: Reading | None = attrs.field(default=None, repr=False)
 
@@ -156,7 +164,7 @@ class Job:
     @property
     def pid(self) -> int | None:
         """The worker's pid while it has a process."""
-        return getattr(self.process, "pid", None)
+        return None if self.process is None else self.process.pid
 
     def event(self, time: float, kind: EventKind = EventKind.STATE, name: str | None = None,
               data: Any = None) -> JobEvent:
@@ -168,8 +176,6 @@ class Job:
 
     def failure(self, status: ExitStatus, ready_timeout: float) -> str:
         """Why this run failed, with its last stderr lines (else its stdout)."""
-        from turberfield_twisted.config.policy import explain_exit  # limits imports this module
-
         cause = (self.limit_hit or (f"not ready within {ready_timeout:g}s" if self.timed_out
                  else status.describe() + explain_exit(status.signal, self.limits)))
         lines = (self.tail.last(3, since=self.started, stream="stderr")

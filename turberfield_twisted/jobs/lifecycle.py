@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import signal
 from collections.abc import Callable
-from typing import Any
 
 import attrs
 from twisted.internet.defer import CancelledError, Deferred
+from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
@@ -23,7 +23,6 @@ from turberfield_twisted.contract import EXIT_PORT_IN_USE
 from turberfield_twisted.errors import NoFreePort, SpawnFailed
 from turberfield_twisted.jobs.admission import Admission
 from turberfield_twisted.jobs.job import ENDED, LIVE, Job, JobEvent, OutputLine
-from turberfield_twisted.jobs.limits import apply_rlimits
 from turberfield_twisted.jobs.transitions import _B, _E, _P, _S, _W, TRANSITIONS, Input
 from turberfield_twisted.launch.interfaces import ILauncher, IWorkerProcess
 from turberfield_twisted.launch.ports import PortBook
@@ -56,7 +55,7 @@ class Lifecycle:
 
     log = Logger()
 
-    _reactor: Any = attrs.field(alias="reactor")
+    _reactor: IReactorTime = attrs.field(alias="reactor")
     launcher: ILauncher
     _settings: Callable[[], Settings] = attrs.field(alias="settings")
     _probe: Callable[[Job], Deferred[None]] = attrs.field(alias="probe")
@@ -91,6 +90,7 @@ class Lifecycle:
         job.state = target
         if target in ENDED:
             self.ports.release(job, job.port)
+            job.ended = self._reactor.seconds()
         frees_slot = source is not target and source in (_S, _W) and target is not _S
         if frees_slot:
             self.admission.leave(job)
@@ -104,6 +104,10 @@ class Lifecycle:
         return True
 
     # -- asked from outside ------------------------------------------------
+
+    def close(self) -> None:
+        """The daemon stops: no job is given a starting slot from now on."""
+        self.admission.closed = True
 
     def start(self, job: Job, new: bool = False) -> None:
         """
@@ -185,10 +189,11 @@ class Lifecycle:
     def _hold_port(self, job: Job) -> None:
         """Give ``job`` a port (its own again where it can); NoFreePort changes nothing."""
         own = self._settings().initiator
-        port = self.launcher.choose_port(
-            job.module, range(own.child_port_min, own.child_port_max + 1),
-            self._listen_addr(job.module), job.port or None,
-            self.ports.taken_from(job, job.busy_ports, own.listen_port))
+        addr = self._listen_addr(job.module)
+        port = self.ports.choose(
+            range(own.child_port_min, own.child_port_max + 1), job,
+            busy={*job.busy_ports, own.listen_port}, prefer=job.port or None,
+            in_use=lambda port: self.launcher.port_in_use(job.module, addr, port))
         self.ports.hold(job, job.port, port)
         job.port = port
 
@@ -234,7 +239,8 @@ class Lifecycle:
         try:
             config = self._render(job)
             process = self.launcher.spawn(job.module, job.guid, job.port, config,
-                                          lambda stream, text: self.line(job, stream, text))
+                                          lambda stream, text: self.line(job, stream, text),
+                                          limits)
         except SpawnFailed as exc:
             job.last_error = str(exc)
             self.log.error("job {guid} ({module}) could not be spawned: {error}",
@@ -247,10 +253,7 @@ class Lifecycle:
         job.started = self._reactor.seconds()
         job.status = None
         job.timed_out = False
-        job.limits, job.limit_hit = limits, apply_rlimits(process, limits)
-        if job.limit_hit is not None:
-            self.log.error("job {guid}: {error}: SIGKILL", guid=job.guid, error=job.limit_hit)
-            process.signal(signal.SIGKILL)
+        job.limits, job.limit_hit = limits, None
         self.log.info("job {guid} spawned {module} pid {pid} port {port}", guid=job.guid,
                       module=job.module, pid=job.pid, port=job.port)
         self.fire(job, Input.SPAWN)
@@ -371,7 +374,7 @@ class Lifecycle:
     # -- timers ------------------------------------------------------------
 
     def _later(self, job: Job, name: str, delay: float, fn: Callable[..., None],
-               *args: Any) -> None:
+               *args: object) -> None:
         """Call ``fn(*args)`` in ``delay`` seconds as ``job``'s timer ``name``, cancelling
         any timer already under that name (``fn`` pops its own entry when it runs)."""
         self._cancel(job, name)

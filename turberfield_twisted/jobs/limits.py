@@ -9,49 +9,33 @@ Per-job limits, from a module's section or a declared job's:
     SIGKILL after ``stop_timeout``) and restarted under its restart policy,
     its ``last_error`` saying why, as PM2's ``max_memory_restart`` does.
 ``max_open_files``, ``max_cpu_seconds``
-    ``RLIMIT_NOFILE`` and ``RLIMIT_CPU`` (soft and hard alike), set on the
-    worker's process with ``prlimit(2)`` as it is spawned, before its
-    interpreter has started: the kernel refuses more open files
-    (``EMFILE``) and kills it (SIGKILL) once it has used that much CPU time.
+    ``RLIMIT_NOFILE`` and ``RLIMIT_CPU`` (soft and hard alike): the kernel
+    refuses more open files (``EMFILE``) and kills the worker (SIGKILL)
+    once it has used that much CPU time. The lifecycle hands them to the
+    launcher's ``spawn``, which sets them where and when it can: a local
+    worker runs through util-linux ``prlimit`` and has them before its
+    interpreter starts (:mod:`~turberfield_twisted.launch.local`; without
+    ``prlimit``, ``prlimit(2)`` sets them just after the spawn); a warm one
+    sets them on itself just after its fork, before it runs the module
+    (:mod:`~turberfield_twisted.launch.warm.template`); a Slurm task gets
+    Slurm's own, not these.
 
-No reactor is imported here: :mod:`~turberfield_twisted.config.settings` reads
-:class:`Limits` before the daemon starts one.
+:class:`Limits` itself, a value the config is checked into, is
+:mod:`turberfield_twisted.config.policy`'s.
 """
 
 from __future__ import annotations
 
-import resource
 from collections.abc import Callable, Iterable
-from typing import Any
 
+from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
-from turberfield_twisted.config.policy import Limits
 from turberfield_twisted.jobs.job import LIVE, Job
 from turberfield_twisted.jobs.procstat import job_stats, local_pid
 
-__all__ = ["MemoryWatch", "apply_rlimits", "local_pid"]
-
-
-def apply_rlimits(process: Any, limits: Limits) -> str | None:
-    """
-    Set ``limits``' rlimits on a just-spawned local worker ``process`` (an
-    :class:`~.launcher.ILocalProcess`; others are left alone). Return None,
-    or why they could not be set.
-    """
-    wanted = limits.rlimits()
-    pid = local_pid(process)
-    if not wanted or pid is None:
-        return None
-    for which, value in wanted.items():
-        try:
-            resource.prlimit(pid, which, (value, value))
-        except (OSError, ValueError) as exc:
-            name = "max_open_files" if which == resource.RLIMIT_NOFILE else "max_cpu_seconds"
-            reason = getattr(exc, "strerror", None) or type(exc).__name__
-            return f"could not set its {name} ({reason})"
-    return None
+__all__ = ["MemoryWatch", "local_pid"]
 
 
 def _rss(job: Job, now: float) -> int | None:
@@ -71,7 +55,7 @@ class MemoryWatch:
 
     log = Logger()
 
-    def __init__(self, reactor: Any, jobs: Callable[[], Iterable[Job]],
+    def __init__(self, reactor: IReactorTime, jobs: Callable[[], Iterable[Job]],
                  over: Callable[[Job, str], None], interval: Callable[[], float],
                  sample: Callable[[Job, float], int | None] = _rss):
         self._jobs = jobs

@@ -8,7 +8,7 @@ for one job to reach a state.
 from __future__ import annotations
 
 from collections.abc import Callable, Collection
-from typing import Any, Generic, Protocol, TypeVar
+from typing import Generic, Protocol, TypeVar
 
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
@@ -73,7 +73,7 @@ class Observers(Generic[T]):
                 unsubscribe()
                 d.callback(event)
 
-        def cancel(_: Any) -> None:
+        def cancel(_: Deferred[JobEvent]) -> None:
             unsubscribe()
 
         d: Deferred[JobEvent] = Deferred(cancel)

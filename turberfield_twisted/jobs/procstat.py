@@ -21,11 +21,11 @@ from __future__ import annotations
 
 import os
 from collections.abc import Collection
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import attrs
 
-from turberfield_twisted.launch.interfaces import ILocalProcess
+from turberfield_twisted.launch.interfaces import ILocalProcess, IWorkerProcess
 
 if TYPE_CHECKING:
     from turberfield_twisted.jobs.job import Job
@@ -65,10 +65,12 @@ class Reading:
     stats: GroupStats | None
 
 
-def local_pid(process: Any) -> int | None:
+def local_pid(process: IWorkerProcess | None) -> int | None:
     """The pid of a worker ``process`` that runs on this host (an ILocalProcess), else None."""
-    pid = getattr(process, "pid", None)
-    return pid if pid is not None and ILocalProcess.providedBy(process) else None
+    if process is None or not ILocalProcess.providedBy(process):
+        return None
+    pid: int | None = process.pid
+    return pid
 
 
 def _fields(pid: int, proc: str) -> list[str] | None:

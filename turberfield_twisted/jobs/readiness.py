@@ -7,22 +7,28 @@ then confirms with one ``GET /health`` that answers 200 in the job's own
 name. Until it hears that, it polls, at most ``cap`` (50 ms) apart, so
 that a worker that never says so (one not built on the runtime) is seen
 ready soon too. Its HTTP client should reach IP addresses directly (see
-:mod:`.agent`), keep no connection open (see :func:`make_probe`) and the
+:mod:`turberfield_twisted.worker.agent`), keep no connection open (see :func:`make_probe`) and the
 lifecycle cancels the wait when the job ends or is asked to stop.
 """
 
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING
 
 import attrs
 from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.defer import TimeoutError as DeferredTimeout
+from twisted.internet.interfaces import IReactorTime
 from twisted.python.failure import Failure
 
 from turberfield_twisted.errors import JobExited, NotReady
 from turberfield_twisted.jobs.job import Job, JobState
+from turberfield_twisted.launch.reactor import IDaemonReactor
+from turberfield_twisted.worker.parent import HttpClient, make_http
+
+if TYPE_CHECKING:
+    from twisted.web.client import HTTPConnectionPool
 
 __all__ = ["HealthProbe", "answer_is_from", "make_probe", "only_ready"]
 
@@ -48,15 +54,15 @@ class HealthProbe:
     worker says it listens; each try gets ``timeout``.
     """
 
-    http: Any
-    reactor: Any
+    http: HttpClient
+    reactor: IReactorTime
     first: float = 0.01
     growth: float = 1.5
     cap: float = 0.05
     timeout: float = 1.0
 
     def wait(self, guid: str, url: str,
-             listening: Deferred[None] | None = None) -> Deferred[None]:
+             listening: Deferred[str | None] | None = None) -> Deferred[None]:
         """
         Fire once the worker at ``url`` answers 200 as ``guid``; ``listening``
         fires when the worker says it listens (it is cancelled once the
@@ -64,7 +70,8 @@ class HealthProbe:
         """
         return Deferred.fromCoroutine(self._poll(guid, url, listening))
 
-    async def _poll(self, guid: str, url: str, listening: Deferred[None] | None) -> None:
+    async def _poll(self, guid: str, url: str,
+                    listening: Deferred[str | None] | None) -> None:
         pause: Deferred[None] | None = None
 
         def heard(_: object) -> None:
@@ -98,7 +105,7 @@ class HealthProbe:
             if call.active():
                 call.cancel()
 
-        def done(result: Any) -> Any:
+        def done(result: object) -> object:
             cancel(d)
             return result
 
@@ -118,7 +125,8 @@ class HealthProbe:
         return bool(response.code == 200 and answer_is_from(guid, body))
 
 
-def make_probe(reactor: Any, http: Any = None) -> tuple[HealthProbe, Any]:
+def make_probe(reactor: IDaemonReactor, http: HttpClient | None = None
+               ) -> tuple[HealthProbe, HTTPConnectionPool | None]:
     """
     A :class:`HealthProbe` through ``http`` if given, else through a treq
     client of its own that reaches IP addresses directly and closes each
@@ -127,8 +135,6 @@ def make_probe(reactor: Any, http: Any = None) -> tuple[HealthProbe, Any]:
     """
     pool = None
     if http is None:
-        from turberfield_twisted.worker.parent import make_http
-
         http, pool = make_http(reactor, persistent=False)
     return HealthProbe(http, reactor), pool
 

@@ -2,8 +2,9 @@
 Restart policy: when a job that ended unasked is started again, after how
 long, and when it is given up as ``failed``.
 
-Pure logic over timestamps: no reactor, no processes. The Initiator feeds it
-what happened and schedules what it says on its own reactor.
+Pure logic over timestamps: no reactor, no processes. The lifecycle
+(:class:`~turberfield_twisted.jobs.lifecycle.Lifecycle`) feeds it what
+happened and schedules the restart it asks for on its reactor.
 """
 
 from __future__ import annotations

@@ -6,10 +6,11 @@ jobs one requires are ready). The Initiator is one.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable
-from typing import Any
 
 from twisted.internet.defer import Deferred, succeed
+from twisted.internet.interfaces import IReactorTime
 
 from turberfield_twisted.errors import UnknownJob
 from turberfield_twisted.jobs.job import ENDED, Job, JobEvent, JobState, OutputLine
@@ -20,7 +21,7 @@ __all__ = ["JobTable"]
 class JobTable:
     """Jobs by guid and the observers of their events; timeouts on ``reactor``."""
 
-    reactor: Any
+    reactor: IReactorTime
 
     def __init__(self) -> None:
         #: Every job, by guid (ended ones too, up to ``max_exited``).
@@ -36,10 +37,15 @@ class JobTable:
             raise UnknownJob(guid) from None
 
     def forget_ended(self, keep: int) -> list[str]:
-        """Drop all but the newest ``keep`` ended jobs (declared ones stay); their guids."""
-        ended = [guid for guid, job in self.workers.items()
-                 if job.state in ENDED and not job.declared]
-        gone = ended[: max(0, len(ended) - keep)]
+        """
+        Drop all but the ``keep`` ended jobs that ended last (declared ones
+        stay; one that never ended here, as one restored stopped, counts as
+        the oldest); their guids.
+        """
+        ended = sorted((job for job in self.workers.values()
+                        if job.state in ENDED and not job.declared),
+                       key=lambda job: -math.inf if job.ended is None else job.ended)
+        gone = [job.guid for job in ended[: max(0, len(ended) - keep)]]
         for guid in gone:
             del self.workers[guid]
         return gone

@@ -7,10 +7,13 @@ Where a worker runs: the launcher seam and its providers.
   with ``reactor.spawnProcess``;
 - :mod:`.protocol`: the worker's ProcessProtocol (config to stdin, output
   lines, the exit);
-- :mod:`.ports`: choosing and probing a child port;
+- :mod:`.ports`: choosing a child port (one way for every caller), and the
+  bind probe;
+- :mod:`.reactor`: what the daemon needs of its reactor, as a type;
 - :mod:`.router`: which launcher runs a module (its section's ``launcher``
   and ``warm`` keys);
-- :mod:`.warm`: forks from a preloaded template; :mod:`.slurm`: Slurm job steps.
+- :mod:`.warm`: forks from a preloaded template (its states declared in
+  :mod:`.warm.states`); :mod:`.slurm`: Slurm job steps.
 
 A new launcher is a new provider of these interfaces; the lifecycle does
 not change.

@@ -2,9 +2,10 @@
 The launcher seam: what every place a worker can run provides.
 
 An :class:`ILauncher` holds everything that differs between places a
-worker can run: whether a module can run there, choosing (and probing) a
-port, the address the worker is reached at, spawning it with its config on
-stdin, and signalling it. What it spawns is an :class:`IWorkerProcess`
+worker can run: whether a module can run there, whether a port is in use
+there, the address the worker is reached at, spawning it with its config
+on stdin, and what it prepares at start, drops on a reload and closes at
+stop. What it spawns is an :class:`IWorkerProcess`
 (:class:`ILocalProcess` on this host, :class:`IRemoteProcess` elsewhere),
 whose ``exited()`` tells the lifecycle that the process ended. The local
 launcher (:mod:`.local`), warm forks (:mod:`.warm`) and Slurm job steps
@@ -13,11 +14,12 @@ launcher (:mod:`.local`), warm forks (:mod:`.warm`) and Slurm job steps
 
 from __future__ import annotations
 
-from collections.abc import Callable, Container
+from collections.abc import Callable
 
 from twisted.internet.defer import Deferred
 from zope.interface import Attribute, Interface
 
+from turberfield_twisted.config.policy import Limits
 from turberfield_twisted.launch.protocol import ExitStatus
 
 #: ``on_line(stream, text)``: one line of a worker's output ("stdout" or "stderr").
@@ -84,15 +86,12 @@ class ILauncher(Interface):
     def check(module: str) -> None:
         """Raise :class:`UnknownModule` if ``module`` can't be run here."""
 
-    def choose_port(
-        module: str, ports: range, listen_addr: str, prefer: int | None,
-        taken: Container[int],
-    ) -> int:
+    def port_in_use(module: str, listen_addr: str, port: int) -> bool:
         """
-        A port of ``ports`` for a worker of ``module`` that binds
-        ``listen_addr``: ``prefer`` if it is usable, else the lowest usable
-        one; never one in ``taken``. Raise
-        :class:`~turberfield_twisted.errors.NoFreePort` if none is left.
+        Whether something already holds ``port`` where a worker of
+        ``module`` would bind it on ``listen_addr`` (False where that can't
+        be told from here). Ports are chosen by
+        :meth:`~turberfield_twisted.launch.ports.PortBook.choose`, which asks this.
         """
 
     def address(module: str, listen_addr: str) -> str | None:
@@ -103,10 +102,28 @@ class ILauncher(Interface):
         """
 
     def spawn(
-        module: str, guid: str, port: int, config: bytes, on_line: LineSink
+        module: str, guid: str, port: int, config: bytes, on_line: LineSink,
+        limits: Limits | None = None,
     ) -> IWorkerProcess:
         """
         Start ``python -P -m module --guid guid --port port`` in a session
         of its own, ``config`` written to its stdin, each output line given
-        to ``on_line``. Raise :class:`SpawnFailed` if it can't.
+        to ``on_line``, under ``limits``' rlimits where the launcher sets
+        them (each launcher says when, and whether). Raise
+        :class:`SpawnFailed` if it can't.
         """
+
+    def prepare(modules: list[str]) -> None:
+        """
+        The daemon starts, and will launch ``modules`` (those this launcher
+        runs): do now what would otherwise hold up a first launch.
+        """
+
+    def reload(modules: list[str]) -> None:
+        """
+        The config was read again and names ``modules`` (those this
+        launcher runs): drop what was prepared for the old one.
+        """
+
+    def close() -> Deferred[None]:
+        """The daemon stops: close what is held open; fire once it is closed."""

@@ -1,16 +1,18 @@
 """
-Where a worker runs: the launcher seam.
+Workers on this host, started cold: :class:`LocalLauncher` runs ``python
+-P -m MODULE --guid G --port P`` with ``reactor.spawnProcess``, each the
+leader of a session of its own, its config on stdin, its lifeline on fd 3
+and its ready fd on 4; :class:`LocalProcess` is such a worker as the
+lifecycle sees it. The pieces a warm or a Slurm launcher shares with it
+(the command line, the environment, spawning in a session, a process
+that ends and is signalled by group) are here too.
 
-An :class:`ILauncher` holds everything that differs between places a
-worker can run: whether a module can run there, choosing (and probing) a
-port, the address the worker is reached at, spawning it with its config on
-stdin, and signalling it. What it spawns is an :class:`IWorkerProcess`,
-whose ``exited()`` tells the lifecycle that the process ended.
-
-:class:`LocalLauncher` runs workers on this host with
-``reactor.spawnProcess``. A launcher that forks from a preloaded template,
-or that submits to a cluster, provides the same two interfaces; the
-lifecycle and the Initiator do not change.
+A job's rlimits (``max_open_files``, ``max_cpu_seconds``) are set before
+its interpreter starts: the worker is run through util-linux ``prlimit``
+(``prlimit --cpu=S:S --nofile=N:N -- setsid python ...``), so the first
+instruction of the interpreter already runs under them. Without
+``prlimit`` on the PATH they are set with ``prlimit(2)`` on its pid just
+after the spawn, while the interpreter starts.
 """
 
 from __future__ import annotations
@@ -18,43 +20,42 @@ from __future__ import annotations
 import importlib.machinery
 import json
 import os
-import re
+import resource
 import shutil
 import signal
 import subprocess
 import sys
-from collections.abc import Callable, Container, Iterable, Mapping
-from typing import Any
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, succeed
 from twisted.internet.error import ProcessExitedAlready
 from twisted.internet.interfaces import IProcessTransport, IReactorProcess
 from twisted.internet.protocol import ProcessProtocol
 from zope.interface import implementer
 
+from turberfield_twisted.config.names import MODULE
+from turberfield_twisted.config.policy import Limits
 from turberfield_twisted.contract import LIFELINE_FD, READY_FD, reachable
 from turberfield_twisted.errors import SpawnFailed, UnknownModule
 from turberfield_twisted.launch.interfaces import ILauncher, ILocalProcess, LineSink
-from turberfield_twisted.launch.ports import free_port, port_in_use
+from turberfield_twisted.launch.ports import port_in_use
 from turberfield_twisted.launch.protocol import ExitStatus, WorkerProtocol
+from turberfield_twisted.launch.reactor import IDaemonReactor
 
 __all__ = [
     "LocalLauncher",
     "LocalProcess",
     "ProtocolProcess",
+    "rlimit_command",
     "spawn_in_session",
     "valid_module_name",
     "worker_argv",
 ]
 
-_MODULE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
-
-
-
 
 def valid_module_name(module: str) -> bool:
     """Whether ``module`` is a dotted module name (no path, no option)."""
-    return bool(_MODULE.match(module))
+    return MODULE.accepts(module)
 
 
 def worker_argv(python: str, module: str, guid: str, port: int) -> list[str]:
@@ -76,18 +77,33 @@ def minimal_env(pythonpath: str = "", extra: Mapping[str, str] = {}) -> dict[str
     }
 
 
-def spawn_in_session(reactor: Any, protocol: ProcessProtocol, argv: list[str],
+#: The ``prlimit(1)`` option of each rlimit a job may have.
+_PRLIMIT_OPTIONS = {resource.RLIMIT_NOFILE: "--nofile", resource.RLIMIT_CPU: "--cpu"}
+
+
+def rlimit_command(prlimit: str, rlimits: Mapping[int, int]) -> list[str]:
+    """``prlimit`` (its path) setting ``rlimits`` (soft and hard), ready for a command."""
+    return [prlimit, *(f"{_PRLIMIT_OPTIONS[which]}={value}:{value}"
+                       for which, value in sorted(rlimits.items())), "--"]
+
+
+def spawn_in_session(reactor: IReactorProcess, protocol: ProcessProtocol, argv: list[str],
                      setsid: str | None, env: dict[str, str],
-                     child_fds: Mapping[int, int | str], module: str) -> IProcessTransport:
+                     child_fds: Mapping[int, int | str], module: str,
+                     through: Sequence[str] = ()) -> IProcessTransport:
     """
     Spawn ``argv`` for a worker of ``module`` with ``protocol``, leading a
     session of its own through ``setsid(1)`` if given (so that its pid is
-    its process group's from the first instruction). Raise
+    its process group's from the first instruction), and run through the
+    command ``through`` (its path first) if given. Raise
     :class:`SpawnFailed` if the system refuses.
     """
     executable = argv[0]
     if setsid:
         executable, argv = setsid, ["setsid", *argv]
+    if through:  # it runs the rest by path: the real path of what follows
+        argv = [os.path.basename(through[0]), *through[1:], executable, *argv[1:]]
+        executable = through[0]
     try:
         transport: IProcessTransport = reactor.spawnProcess(
             protocol, executable, argv, env=env, childFDs=child_fds)
@@ -200,7 +216,9 @@ class LocalLauncher:
     leader of its own session (through ``setsid(1)`` where it exists, so
     the pid is the process group id from the first instruction), with the
     current interpreter and a minimal environment: ``PATH``, ``LANG``,
-    ``PYTHONUNBUFFERED`` and ``PYTHONPATH`` if ``pythonpath`` is given.
+    ``PYTHONUNBUFFERED`` and ``PYTHONPATH`` if ``pythonpath`` is given; a
+    job's rlimits set through ``prlimit(1)`` before its interpreter starts
+    (with ``prlimit(2)`` just after the spawn if ``prlimit`` is None).
 
     A port is probed with ``in_use(listen_addr, port)`` before it is
     handed out.
@@ -208,19 +226,18 @@ class LocalLauncher:
 
     def __init__(
         self,
-        reactor: IReactorProcess,
+        reactor: IDaemonReactor,
         python: str = sys.executable,
         pythonpath: str = "",
         setsid: str | None = shutil.which("setsid"),
         process_groups: bool = True,
         in_use: Callable[[str, int], bool] = port_in_use,
+        prlimit: str | None = shutil.which("prlimit"),
     ):
-        self._reactor: Any = reactor
-        self.python = python
-        self.pythonpath = pythonpath
-        self.setsid = setsid
+        self._reactor, self._in_use = reactor, in_use
+        self.python, self.pythonpath, self.setsid = python, pythonpath, setsid
+        self.prlimit = prlimit
         self.process_groups = process_groups
-        self._in_use = in_use
         self._path: list[str] | None = None
         self.env = minimal_env(pythonpath)
 
@@ -230,6 +247,16 @@ class LocalLauncher:
         :meth:`check` waits on it in the reactor's thread (``modules``: any).
         """
         self._path = _worker_path(self.python, self.env)
+
+    def reload(self, modules: Iterable[str] = ()) -> None:
+        """
+        See :meth:`ILauncher.reload`: nothing to drop (the workers' path
+        depends on ``pythonpath``, which takes a restart of the daemon).
+        """
+
+    def close(self) -> Deferred[None]:
+        """See :meth:`ILauncher.close`: a cold launcher holds nothing open."""
+        return succeed(None)
 
     def check(self, module: str) -> None:
         """
@@ -247,30 +274,46 @@ class LocalLauncher:
             raise UnknownModule(module, "not found on the workers' path (their pythonpath"
                                         " key and the interpreter's own; not PYTHONPATH)")
 
-    def choose_port(
-        self, module: str, ports: range, listen_addr: str, prefer: int | None,
-        taken: Container[int],
-    ) -> int:
-        """See :meth:`ILauncher.choose_port`: a bind probe on ``listen_addr`` tells free ports."""
-
-        def unusable(port: int) -> bool:
-            return port in taken or self._in_use(listen_addr, port)
-
-        return free_port(ports, unusable, prefer)
+    def port_in_use(self, module: str, listen_addr: str, port: int) -> bool:
+        """See :meth:`ILauncher.port_in_use`: a bind probe on ``listen_addr``."""
+        return self._in_use(listen_addr, port)
 
     def address(self, module: str, listen_addr: str) -> str:
         """See :meth:`ILauncher.address`."""
         return reachable(listen_addr)
 
     def spawn(
-        self, module: str, guid: str, port: int, config: bytes, on_line: LineSink
+        self, module: str, guid: str, port: int, config: bytes, on_line: LineSink,
+        limits: Limits | None = None,
     ) -> LocalProcess:
         """
         See :meth:`ILauncher.spawn`: fd 3 of the worker is its lifeline, fd
-        4 the pipe where it says it listens.
+        4 the pipe where it says it listens; ``limits``' rlimits are its own
+        before its interpreter starts (see the class).
         """
+        rlimits = limits.rlimits() if limits is not None else {}
+        through = rlimit_command(self.prlimit, rlimits) if rlimits and self.prlimit else ()
         protocol = WorkerProtocol(guid, config, on_line, reactor=self._reactor)
         transport = spawn_in_session(
             self._reactor, protocol, worker_argv(self.python, module, guid, port), self.setsid,
-            self.env, {0: "w", 1: "r", 2: "r", LIFELINE_FD: "w", READY_FD: "r"}, module)
+            self.env, {0: "w", 1: "r", 2: "r", LIFELINE_FD: "w", READY_FD: "r"}, module,
+            through)
+        if rlimits and not through:
+            _set_rlimits(transport, rlimits, module)
         return LocalProcess(protocol, transport, self.process_groups)
+
+
+def _set_rlimits(transport: IProcessTransport, rlimits: Mapping[int, int], module: str) -> None:
+    """Set ``rlimits`` on a just-spawned process; if one can't be, kill it: SpawnFailed."""
+    for which, value in rlimits.items():
+        try:
+            resource.prlimit(transport.pid, which, (value, value))
+        except (OSError, ValueError) as exc:
+            name = "max_open_files" if which == resource.RLIMIT_NOFILE else "max_cpu_seconds"
+            reason = getattr(exc, "strerror", None) or type(exc).__name__
+            try:
+                transport.signalProcess("KILL")
+            except ProcessExitedAlready:
+                pass
+            raise SpawnFailed(f"could not start {module}: could not set its {name}"
+                              f" ({reason})") from None

@@ -1,5 +1,11 @@
 """
-Port allocation: the lowest free port of an initiator's child range.
+Port choice, one way for every caller: :meth:`PortBook.choose` gives a
+preferred port if it is usable, else the lowest usable one of a range;
+usable means held by no other job, not found busy, not reserved and (asked
+of a probe, the launcher's) not in use. The lifecycle keeps its
+:class:`PortBook` of who holds which port; :func:`next_port`, the seed
+API's choice from a config's section, is the same choice over a book
+that holds nothing.
 """
 
 from __future__ import annotations
@@ -13,29 +19,28 @@ import attrs
 
 from turberfield_twisted.errors import NoFreePort
 
-__all__ = ["PortBook", "TakenPorts", "free_port", "next_port", "port_in_use"]
+__all__ = ["PortBook", "TakenPorts", "next_port", "port_in_use"]
+
 
 @attrs.frozen
 class TakenPorts:
     """
     The ports ``holder`` may not have, as a view (nothing is copied, so a
     port choice costs the same however many jobs hold ports): those held
-    by another, those it found ``busy``, the ``reserved`` ones and the
-    control API's ``listen_port``.
+    by another, those it found ``busy`` and the ``reserved`` ones.
     """
 
     held: Mapping[int, object]
     holder: object
     busy: Container[int]
     reserved: Container[int]
-    listen_port: int
 
     def __contains__(self, port: object) -> bool:
         if not isinstance(port, int):
             return False
         other = self.held.get(port)
         return ((other is not None and other is not self.holder) or port in self.busy
-                or port in self.reserved or port == self.listen_port)
+                or port in self.reserved)
 
 
 @attrs.define
@@ -48,9 +53,27 @@ class PortBook:
     held: dict[int, object] = attrs.field(factory=dict)
     reserved: set[int] = attrs.field(factory=set)
 
-    def taken_from(self, holder: object, busy: Container[int], listen_port: int) -> TakenPorts:
+    def taken_from(self, holder: object, busy: Container[int]) -> TakenPorts:
         """The ports ``holder`` may not have (see :class:`TakenPorts`)."""
-        return TakenPorts(self.held, holder, busy, self.reserved, listen_port)
+        return TakenPorts(self.held, holder, busy, self.reserved)
+
+    def choose(self, ports: range, holder: object = None,
+               busy: Container[int] = frozenset(),
+               in_use: Callable[[int], bool] | None = None, prefer: int | None = None,
+               owner: str = "proactor") -> int:
+        """
+        A port of ``ports`` for ``holder``: ``prefer`` if it is one of them
+        and usable, else the lowest usable one. Usable: not in
+        :meth:`taken_from` (``holder``, ``busy``) and, if ``in_use`` is
+        given, not ``in_use(port)`` (asked last: it may probe). Raise
+        :class:`NoFreePort` (naming ``owner``) when none is left.
+        """
+        taken = self.taken_from(holder, busy)
+        first = [prefer] if prefer is not None and prefer in ports else []
+        for port in [*first, *ports]:
+            if port not in taken and (in_use is None or not in_use(port)):
+                return port
+        raise NoFreePort(owner, ports.start, ports.stop - 1)
 
     def hold(self, holder: object, old: int, port: int) -> None:
         """``holder`` gives up ``old`` (if it held it) and holds ``port``."""
@@ -89,30 +112,9 @@ def next_port(
     """
     low = cfg.getint(guid, "child_port_min")
     high = cfg.getint(guid, "child_port_max")
-    taken = _listen_ports(cfg) | set(busy)
-
-    def unusable(port: int) -> bool:
-        return port in taken or (in_use is not None and in_use(port))
-
-    return free_port(range(low, high + 1), unusable, prefer, owner=guid)
-
-
-def free_port(
-    ports: range,
-    unusable: Callable[[int], bool],
-    prefer: int | None = None,
-    owner: str = "proactor",
-) -> int:
-    """
-    ``prefer`` if it is one of ``ports`` and not ``unusable``, else the
-    lowest of ``ports`` that is not. Raise :class:`NoFreePort` (naming
-    ``owner``) when none is left.
-    """
-    first = [prefer] if prefer is not None and prefer in ports else []
-    for port in [*first, *ports]:
-        if not unusable(port):
-            return port
-    raise NoFreePort(owner, ports.start, ports.stop - 1)
+    book = PortBook(reserved=_listen_ports(cfg))
+    return book.choose(range(low, high + 1), busy=frozenset(busy), in_use=in_use,
+                       prefer=prefer, owner=guid)
 
 
 def port_in_use(addr: str, port: int) -> bool:

@@ -182,21 +182,25 @@ class LineSplitter:
 
 
 class OutputTail:
-    """The last ``max_lines`` lines (and at most ``max_bytes``) of a job's output."""
+    """
+    The last ``max_lines`` lines of a job's output, and at most
+    ``max_chars`` characters of them (the lines are text: decoded, a
+    character stands for one to four bytes of what the worker wrote).
+    """
 
-    def __init__(self, max_lines: int = 200, max_bytes: int = 256 * 1024):
+    def __init__(self, max_lines: int = 200, max_chars: int = 256 * 1024):
         self._lines: collections.deque[tuple[float, str, str]] = collections.deque()
         self._max_lines = max_lines
-        self._max_bytes = max_bytes
-        self._bytes = 0
+        self._max_chars = max_chars
+        self._chars = 0
 
     def append(self, when: float, stream: str, line: str) -> None:
-        """Keep one line, dropping the oldest past either bound."""
-        line = line[: self._max_bytes]
+        """Keep one line (cut to ``max_chars``), dropping the oldest past either bound."""
+        line = line[: self._max_chars]
         self._lines.append((when, stream, line))
-        self._bytes += len(line)
-        while len(self._lines) > self._max_lines or self._bytes > self._max_bytes:
-            self._bytes -= len(self._lines.popleft()[2])
+        self._chars += len(line)
+        while len(self._lines) > self._max_lines or self._chars > self._max_chars:
+            self._chars -= len(self._lines.popleft()[2])
 
     def lines(self, stream: str | None = None) -> list[dict[str, Any]]:
         """The kept lines as ``{"time", "stream", "line"}`` records, oldest first."""

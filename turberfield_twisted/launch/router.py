@@ -3,98 +3,125 @@ Which launcher runs a module's workers: its section's ``launcher`` key,
 ``local`` (the default: this host, warm or cold, :mod:`.warm`) or
 ``slurm`` (job steps of a Slurm cluster, :mod:`.slurm`).
 
-:class:`ModuleLaunchers` is the :class:`~.launcher.ILauncher` an
-Initiator uses: it hands each call to the launcher the module's section
-names, as the config in force says (so a reload changes it from each
-job's next start). The lifecycle never knows which one runs a job.
+:class:`ModuleLaunchers` is the
+:class:`~turberfield_twisted.launch.interfaces.ILauncher` an Initiator
+uses: it hands each call to the launcher the module's section names, as
+the config in force says (so a reload changes it from each job's next
+start). The lifecycle never knows which one runs a job.
+:func:`default_launcher` builds the one an Initiator makes for itself.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Container
-from typing import Any
+from collections.abc import Callable, Mapping
 
-from twisted.internet.defer import Deferred, gatherResults, maybeDeferred
+from twisted.internet.defer import Deferred, gatherResults
 from zope.interface import implementer
 
+from turberfield_twisted.config.policy import Limits
 from turberfield_twisted.config.settings import Settings
 from turberfield_twisted.launch.interfaces import ILauncher, IWorkerProcess, LineSink
+from turberfield_twisted.launch.local import LocalLauncher
+from turberfield_twisted.launch.reactor import IDaemonReactor
 from turberfield_twisted.launch.warm.launcher import WarmLauncher
-from turberfield_twisted.launch.warm.launcher import default_launcher as local_launcher
 
-__all__ = ["ModuleLaunchers", "default_launcher"]
+__all__ = ["LOCAL", "SLURM", "ModuleLaunchers", "default_launcher"]
+
+#: The ``launcher`` key's values.
+LOCAL, SLURM = "local", "slurm"
+
 
 @implementer(ILauncher)
 class ModuleLaunchers:
     """
-    ``local`` runs every module whose section does not say ``launcher =
-    slurm``; ``slurm()`` makes the launcher for those that do (once, on
-    first use).
+    Run each module's workers with the launcher its section names, made by
+    ``made[name]()`` on first use (``local`` for a module whose section
+    does not say ``launcher = slurm``), so that none is built before the
+    config is known.
     """
 
-    def __init__(self, settings: Callable[[], Settings], local: WarmLauncher,
-                 slurm: Callable[[], ILauncher]):
+    def __init__(self, settings: Callable[[], Settings],
+                 made: Mapping[str, Callable[[], ILauncher]]):
         self._settings = settings
-        self.local = local
-        self._make_slurm = slurm
-        self._slurm: ILauncher | None = None
+        self._make = dict(made)
+        self._made: dict[str, ILauncher] = {}
+
+    def name_of(self, module: str) -> str:
+        """The name of the launcher of ``module``'s workers, as its section says now."""
+        found = self._settings().module(module)
+        return SLURM if found is not None and found.launcher == SLURM else LOCAL
 
     def launcher_of(self, module: str) -> ILauncher:
-        """The launcher of ``module``'s workers, as its section says now."""
-        found = self._settings().module(module)
-        if found is None or found.launcher != "slurm":
-            return self.local
-        if self._slurm is None:
-            self._slurm = self._make_slurm()
-        return self._slurm
+        """The launcher of ``module``'s workers (made now if it is the first)."""
+        return self._launcher(self.name_of(module))
+
+    def _launcher(self, name: str) -> ILauncher:
+        if name not in self._made:
+            self._made[name] = self._make[name]()
+        return self._made[name]
+
+    def _by_launcher(self, modules: list[str]) -> dict[str, list[str]]:
+        mine: dict[str, list[str]] = {LOCAL: []}
+        for module in modules:
+            mine.setdefault(self.name_of(module), []).append(module)
+        return mine
 
     def check(self, module: str) -> None:
         """See :meth:`ILauncher.check`."""
         self.launcher_of(module).check(module)
 
-    def choose_port(self, module: str, ports: range, listen_addr: str, prefer: int | None,
-                    taken: Container[int]) -> int:
-        """See :meth:`ILauncher.choose_port`."""
-        return self.launcher_of(module).choose_port(module, ports, listen_addr, prefer, taken)
+    def port_in_use(self, module: str, listen_addr: str, port: int) -> bool:
+        """See :meth:`ILauncher.port_in_use`."""
+        return self.launcher_of(module).port_in_use(module, listen_addr, port)
 
     def address(self, module: str, listen_addr: str) -> str | None:
         """See :meth:`ILauncher.address`."""
         return self.launcher_of(module).address(module, listen_addr)
 
     def spawn(self, module: str, guid: str, port: int, config: bytes,
-              on_line: LineSink) -> IWorkerProcess:
+              on_line: LineSink, limits: Limits | None = None) -> IWorkerProcess:
         """See :meth:`ILauncher.spawn`."""
-        return self.launcher_of(module).spawn(module, guid, port, config, on_line)
+        return self.launcher_of(module).spawn(module, guid, port, config, on_line, limits)
 
     def prepare(self, modules: list[str]) -> None:
         """
-        Prepare the local launcher: its workers' path, and the templates of
-        the warm modules among ``modules`` (see :meth:`.WarmLauncher.prepare`).
+        See :meth:`ILauncher.prepare`: the local launcher always (the
+        workers' path, and the templates of the warm modules among
+        ``modules``), every other one that runs some of ``modules``.
         """
-        self.local.prepare([m for m in modules if self.launcher_of(m) is self.local])
+        for name, mine in self._by_launcher(modules).items():
+            self._launcher(name).prepare(mine)
 
     def reload(self, modules: list[str]) -> None:
-        """
-        The config was read again: the local launcher's templates start
-        afresh for the local modules among ``modules`` (see
-        :meth:`.WarmLauncher.reload`).
-        """
-        self.local.reload([m for m in modules if self.launcher_of(m) is self.local])
+        """See :meth:`ILauncher.reload`: each launcher made so far, with its modules."""
+        mine = self._by_launcher(modules)
+        for name, launcher in self._made.items():
+            launcher.reload(mine.get(name, []))
 
     def close(self) -> Deferred[None]:
-        """Close what the launchers hold open (the warm templates); fire once they have."""
-        closing = [maybeDeferred(getattr(launcher, "close", lambda: None))
-                   for launcher in (self.local, self._slurm) if launcher is not None]
+        """See :meth:`ILauncher.close`: each launcher made so far."""
+        closing = [launcher.close() for launcher in self._made.values()]
         return gatherResults(closing).addCallback(lambda _: None)
 
 
-def default_launcher(reactor: Any, settings: Callable[[], Settings]) -> ModuleLaunchers:
+def default_launcher(reactor: IDaemonReactor, settings: Callable[[], Settings]) -> ModuleLaunchers:
     """
-    An Initiator's launcher: :func:`.warm.default_launcher`'s for local
-    modules, a :class:`~.slurm.SlurmLauncher` for ``launcher = slurm`` ones
-    (``pythonpath`` from ``settings()`` for both).
+    An Initiator's launcher, reading the config in force through
+    ``settings()`` (so a reload changes it from each job's next start): a
+    :class:`WarmLauncher` over a cold :class:`LocalLauncher` for local
+    modules (those whose section says ``warm`` are forked from a
+    template), a :class:`~.slurm.launcher.SlurmLauncher` for ``launcher =
+    slurm`` ones; both with the initiator's ``pythonpath``.
     """
     from turberfield_twisted.launch.slurm.launcher import SlurmLauncher
+
+    def is_warm(module: str) -> bool:
+        found = settings().module(module)
+        return bool(found is not None and found.warm)
+
+    def local() -> ILauncher:
+        cold = LocalLauncher(reactor, pythonpath=settings().initiator.pythonpath)
+        return WarmLauncher(reactor, cold, is_warm)
 
     def slurm_args(module: str) -> tuple[str, ...]:
         found = settings().module(module)
@@ -103,4 +130,4 @@ def default_launcher(reactor: Any, settings: Callable[[], Settings]) -> ModuleLa
     def slurm() -> ILauncher:
         return SlurmLauncher(reactor, slurm_args, pythonpath=settings().initiator.pythonpath)
 
-    return ModuleLaunchers(settings, local_launcher(reactor, settings), slurm)
+    return ModuleLaunchers(settings, {LOCAL: local, SLURM: slurm})

@@ -18,7 +18,7 @@ launches them, under trial and pytest-twisted alike.
   :func:`initiator_on_clock`, to test launch, restart, backoff and stop
   logic with time moved by hand.
 - Builders and checks: :func:`initiator_config`, :func:`as_config`,
-  :func:`children_of`, :func:`wait_gone`, :class:`Daemon` (a ``twistd
+  :func:`children_of`, :func:`processes`, :func:`wait_gone`, :class:`Daemon` (a ``twistd
   proactor`` child), :func:`serve`.
 
 Names are imported on first use: the fault workers in this package are
@@ -57,6 +57,8 @@ _WHERE = {
     "children_of": "procs",
     "group_members": "procs",
     "pid_alive": "procs",
+    "Proc": "procs",
+    "processes": "procs",
     "wait_gone": "procs",
     "ProcessesLeft": "running",
     "RunningInitiator": "running",
@@ -82,6 +84,7 @@ __all__ = [
     "Listening",
     "NoFreeRange",
     "PortRange",
+    "Proc",
     "ProcessesLeft",
     "RunningInitiator",
     "RunningWorker",
@@ -94,6 +97,7 @@ __all__ = [
     "initiator_config",
     "initiator_on_clock",
     "pid_alive",
+    "processes",
     "running_initiator",
     "running_worker",
     "sections_config",
@@ -123,7 +127,14 @@ if TYPE_CHECKING:
     )
     from turberfield_twisted.testing.harness import FakeParent, WorkerHarness, worker_harness
     from turberfield_twisted.testing.ports import NoFreeRange, PortRange, free_ports
-    from turberfield_twisted.testing.procs import children_of, group_members, pid_alive, wait_gone
+    from turberfield_twisted.testing.procs import (
+        Proc,
+        children_of,
+        group_members,
+        pid_alive,
+        processes,
+        wait_gone,
+    )
     from turberfield_twisted.testing.running import (
         ProcessesLeft,
         RunningInitiator,

@@ -32,7 +32,7 @@ from __future__ import annotations
 import itertools
 import json
 import signal
-from collections.abc import Callable, Container, Iterable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -48,10 +48,10 @@ from twisted.internet.testing import MemoryReactor
 from zope.interface import implementer
 from zope.interface.verify import verifyClass
 
+from turberfield_twisted.config.policy import Limits
 from turberfield_twisted.errors import SpawnFailed, UnknownModule
 from turberfield_twisted.launch.interfaces import ILauncher, IRemoteProcess, IWorkerProcess
 from turberfield_twisted.launch.local import reachable
-from turberfield_twisted.launch.ports import free_port
 from turberfield_twisted.launch.protocol import ExitStatus, Once, Outcomes
 
 if TYPE_CHECKING:
@@ -148,8 +148,8 @@ class FakeProcessReactor(MemoryReactor, Clock):
 class FakeWorker(Outcomes):
     """
     A worker process that exists only as this record: what it was started
-    with, the signals it got (``signals``). It ends when the test calls
-    :meth:`exit`, or at once on a signal listed in ``dies_on``.
+    with (``limits`` too), the signals it got (``signals``). It ends when
+    the test calls :meth:`exit`, or at once on a signal listed in ``dies_on``.
     """
 
     module: str
@@ -160,6 +160,7 @@ class FakeWorker(Outcomes):
     pid: int | None = attrs.field(factory=lambda: next(_pids))
     signals: list[int] = attrs.field(factory=list)
     dies_on: frozenset[int] = frozenset({signal.SIGTERM, signal.SIGKILL})
+    limits: Limits | None = None
     _exit: Once[ExitStatus] = attrs.field(factory=Once, repr=False)
     _ready: Once[str | None] = attrs.field(factory=Once, repr=False)
 
@@ -205,7 +206,8 @@ class FakeLauncher:
     A launcher that starts :class:`FakeWorker` records (``spawned``, in
     order). Modules in ``unknown`` can't run; ports in ``in_use`` are held
     by strangers; ``fail_spawn`` (an exception) makes the next spawns fail;
-    workers of modules in ``remote`` run elsewhere (their address is None).
+    workers of modules in ``remote`` run elsewhere (their address is None);
+    ``calls`` records its prepares, reloads and closes.
     """
 
     def __init__(self) -> None:
@@ -215,30 +217,44 @@ class FakeLauncher:
         self.fail_spawn: Exception | None = None
         #: Modules whose workers say where they listen (``worker.listen(host)``).
         self.remote: set[str] = set()
+        #: ``(method, modules)`` of each prepare, reload and close, in order.
+        self.calls: list[tuple[str, list[str]]] = []
 
     def check(self, module: str) -> None:
         """See :meth:`ILauncher.check`."""
         if module in self.unknown:
             raise UnknownModule(module)
 
-    def choose_port(self, module: str, ports: range, listen_addr: str, prefer: int | None,
-                    taken: Container[int]) -> int:
-        """See :meth:`ILauncher.choose_port`."""
-        return free_port(ports, lambda port: port in taken or port in self.in_use, prefer)
+    def port_in_use(self, module: str, listen_addr: str, port: int) -> bool:
+        """See :meth:`ILauncher.port_in_use`: the ports in ``in_use`` are."""
+        return port in self.in_use
 
     def address(self, module: str, listen_addr: str) -> str | None:
         """See :meth:`ILauncher.address`: None for the modules in ``remote``."""
         return None if module in self.remote else reachable(listen_addr)
 
     def spawn(self, module: str, guid: str, port: int, config: bytes,
-              on_line: Callable[[str, str], None]) -> FakeWorker:
-        """See :meth:`ILauncher.spawn`."""
+              on_line: Callable[[str, str], None], limits: Limits | None = None) -> FakeWorker:
+        """See :meth:`ILauncher.spawn` (``limits`` are kept on the worker: no process)."""
         if self.fail_spawn is not None:
             raise SpawnFailed(f"could not start {module}: {self.fail_spawn}")
         kind = FakeRemoteWorker if module in self.remote else FakeWorker
-        worker = kind(module, guid, port, config, on_line)
+        worker = kind(module, guid, port, config, on_line, limits=limits)
         self.spawned.append(worker)
         return worker
+
+    def prepare(self, modules: list[str]) -> None:
+        """See :meth:`ILauncher.prepare`: recorded in ``calls``."""
+        self.calls.append(("prepare", list(modules)))
+
+    def reload(self, modules: list[str]) -> None:
+        """See :meth:`ILauncher.reload`: recorded in ``calls``."""
+        self.calls.append(("reload", list(modules)))
+
+    def close(self) -> Deferred[None]:
+        """See :meth:`ILauncher.close`: recorded in ``calls``; fires at once."""
+        self.calls.append(("close", []))
+        return succeed(None)
 
     def latest(self, guid: str) -> FakeWorker:
         """The last worker spawned for job ``guid``."""

@@ -11,7 +11,7 @@ it, answering a treq-style client with no process and no port.
     assert h.events == [("changed", {"key": "greeting"})]
 
 What it shares with a launched worker: the config (the section the
-initiator would write for the job, rendered to text as the worker reads
+initiator composes for the job, rendered to text as the worker reads
 it on stdin, then read back), :class:`~turberfield_twisted.worker.WorkerApp`
 (``/health``, ``/_proactor/config`` and the app under every other path),
 the :class:`~turberfield_twisted.worker.WorkerContext`, a real
@@ -25,8 +25,8 @@ from __future__ import annotations
 import json
 import secrets
 from collections.abc import Callable, Mapping
-from configparser import DEFAULTSECT, ConfigParser
-from typing import Any
+from configparser import ConfigParser
+from typing import Any, cast
 
 import attrs
 from treq.testing import StubTreq
@@ -34,15 +34,20 @@ from twisted.internet.defer import Deferred
 from twisted.web.resource import IResource, Resource
 from zope.interface import implementer
 
-from turberfield_twisted.config.job_section import check_overrides, render_job_config
-from turberfield_twisted.configtext import parse_config, redact, section_items
+from turberfield_twisted.config.job_section import check_overrides, job_section
+from turberfield_twisted.configtext import (
+    job_config_text,
+    job_config_view,
+    parse_config,
+    section_items,
+)
 from turberfield_twisted.contract import CONFIG_PATH, authorized, config_path, events_path
 from turberfield_twisted.daemon.live_config import push_config
 from turberfield_twisted.testing.client import WorkerClient
 from turberfield_twisted.testing.configs import ConfigLike, as_config
 from turberfield_twisted.testing.events import EventLog
 from turberfield_twisted.worker import Klein, WorkerApp
-from turberfield_twisted.worker.parent import ParentClient
+from turberfield_twisted.worker.parent import HttpClient, ParentClient
 from turberfield_twisted.worker.proactor import Proactor
 
 __all__ = ["FakeParent", "WorkerHarness", "worker_harness"]
@@ -61,20 +66,21 @@ class FakeParent(Resource):
     """
     The initiator as a worker's :class:`~turberfield_twisted.worker.parent.ParentClient`
     sees it, in memory: it takes job ``guid``'s events (``POST``, its
-    token only) into ``events`` and answers ``fetch_config`` from
-    ``config()``, the initiator's config (DEFAULT and the job's section,
-    less secrets). Set
-    ``status`` to an error code to make event posts fail with it.
+    token only) into ``events`` and answers ``fetch_config`` with
+    ``view()``, what the initiator shows the job of its config (DEFAULT and
+    the job's section, less secrets). Set ``status`` to an error code to
+    make event posts fail with it.
     """
 
     isLeaf = True
 
-    def __init__(self, guid: str, token: str, events: EventLog, config: Callable[[], ConfigParser]):
+    def __init__(self, guid: str, token: str, events: EventLog,
+                 view: Callable[[], dict[str, dict[str, str]]]):
         super().__init__()
         self.guid = guid
         self._token = token
         self.events = events
-        self.config = config
+        self.view = view
         self.status = 202
 
     def _allowed(self, request: Any) -> bool:
@@ -101,10 +107,7 @@ class FakeParent(Resource):
             return _json(request, 404, {"error": "no such route"})
         if not self._allowed(request):
             return _json(request, 401, {"error": "this job's token is needed"})
-        cfg = self.config()
-        default = {key: cfg.get(DEFAULTSECT, key) for key in cfg.defaults()}
-        return _json(request, 200, {"guid": self.guid, "default": redact(default),
-                                    "section": redact(section_items(cfg, self.guid))})
+        return _json(request, 200, {"guid": self.guid, **self.view()})
 
 
 @implementer(IResource)
@@ -199,8 +202,8 @@ class WorkerHarness:
                               self.client.url + CONFIG_PATH, self.token,
                               self._render(self._overrides), timeout)
         except BaseException:
-            self._overrides = before
-            self._render(before)
+            self._overrides.clear()
+            self._overrides.update(before)
             raise
 
 
@@ -249,17 +252,21 @@ def worker_harness(
     token = secrets.token_urlsafe(16)
     events = EventLog(reactor)
 
-    def render(changes: Mapping[str, str]) -> str:
+    def section(changes: Mapping[str, str]) -> dict[str, str]:
         where = PARENT if parent else (PARENT[0], 0)
-        return render_job_config(cfg, guid, module, changes, port=port, session=session,
-                                 parent=where, token=token)
+        return job_section(section_items(cfg, module), module, changes, port=port,
+                           session=session, parent=where, token=token)
+
+    def render(changes: Mapping[str, str]) -> str:
+        return job_config_text(cfg, guid, section(changes))
 
     proactor = Proactor(None, reactor=reactor, cfg=parse_config(render(checked), "<stdin>"))
-    fake = FakeParent(guid, token, events, lambda: cfg) if parent else None
+    fake = (FakeParent(guid, token, events, lambda: job_config_view(cfg, section(checked)))
+            if parent else None)
     client = None
     if fake is not None:
-        client = ParentClient(StubTreq(fake), "http://{}:{}".format(*PARENT), guid, token,
-                              reactor)
+        client = ParentClient(cast(HttpClient, StubTreq(fake)), "http://{}:{}".format(*PARENT),
+                              guid, token, reactor)
     served = WorkerApp(guid, port, reactor, proactor)
     served.build(factory, token, client)
     delivering = _Delivering(served.app.resource())

@@ -1,6 +1,8 @@
 """
 Process checks for end-to-end tests: wait for pids to exit (woken by a
-pidfd per process, never by polling) and list what is still alive; and
+pidfd per process, never by polling) and list what is still alive (one
+walk of ``/proc``: :func:`processes`, and :func:`children_of` and
+:func:`group_members` on it); and
 :class:`Child`, a spawned process whose output lines a test can wait for.
 """
 
@@ -8,9 +10,10 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
+import attrs
 from twisted.internet import defer
 from twisted.internet.interfaces import IReadDescriptor
 from twisted.internet.protocol import ProcessProtocol
@@ -19,7 +22,18 @@ from zope.interface import implementer
 
 from turberfield_twisted.launch.protocol import ExitStatus, LineSplitter
 
-__all__ = ["Child", "children_of", "group_members", "pid_alive", "wait_gone"]
+__all__ = ["Child", "Proc", "children_of", "group_members", "pid_alive", "processes",
+           "wait_gone"]
+
+
+@attrs.frozen
+class Proc:
+    """A live process as ``/proc`` shows it: its pid, parent, process group and argv."""
+
+    pid: int
+    ppid: int
+    pgid: int
+    argv: tuple[str, ...]
 
 
 def _stat(pid: int | str) -> list[str] | None:
@@ -30,30 +44,49 @@ def _stat(pid: int | str) -> list[str] | None:
         return None
 
 
+def _argv(pid: str) -> tuple[str, ...]:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            raw = f.read()
+    except (FileNotFoundError, ProcessLookupError):
+        return ()
+    return tuple(part.decode("utf-8", "replace") for part in raw.split(b"\0")[:-1])
+
+
 def pid_alive(pid: int) -> bool:
     """True while ``pid`` runs (a zombie counts as gone)."""
     fields = _stat(pid)
     return fields is not None and fields[0] != "Z"
 
 
-def _live(match: int, index: int) -> list[int]:
+def processes(where: Callable[[Proc], bool] = lambda proc: True,
+              argv: bool = False) -> list[Proc]:
+    """
+    Every live process (zombies are gone) ``where(proc)`` is true of, from
+    one walk of ``/proc``; with ``argv``, each one's command line is read
+    too (else it is empty).
+    """
     found = []
     for entry in os.listdir("/proc"):
         if entry.isdigit():
             fields = _stat(entry)
-            if fields is not None and fields[0] != "Z" and int(fields[index]) == match:
-                found.append(int(entry))
+            if fields is None or fields[0] == "Z":
+                continue
+            proc = Proc(int(entry), int(fields[1]), int(fields[2]),
+                        _argv(entry) if argv else ())
+            if where(proc):
+                found.append(proc)
     return found
 
 
 def group_members(pgid: int) -> list[int]:
     """Live pids in process group ``pgid``."""
-    return _live(pgid, 2)
+    return [proc.pid for proc in processes(lambda proc: proc.pgid == pgid)]
 
 
 def children_of(pid: int) -> list[int]:
     """Live child processes of ``pid``."""
-    return _live(pid, 1)
+    return [proc.pid for proc in processes(lambda proc: proc.ppid == pid)]
 
 
 @implementer(IReadDescriptor)

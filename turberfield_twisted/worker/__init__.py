@@ -14,6 +14,7 @@ daemon's. A worker module takes what it needs from here::
 - :mod:`.agent`: HTTP agents that reach a literal IP address directly;
 - :mod:`.stdin`: reading a config from a stream with a timeout;
 - :mod:`.proactor`: :class:`Proactor`, the seed API's base class;
+- :mod:`.reactor`: what an HTTP client needs of its reactor, as a type;
 - :mod:`._asyncio`: installs the asyncio reactor.
 
 The names below are loaded on first use. ``Klein``, ``WorkerApp``,
@@ -39,19 +40,9 @@ from turberfield_twisted.contract import (
 )
 from turberfield_twisted.errors import ApiError, TransportError
 
-__all__ = [
-    "EXIT_APP",
-    "EXIT_CONFIG",
-    "EXIT_NO_CONFIG",
-    "EXIT_OK",
-    "EXIT_PORT_IN_USE",
-    "EXIT_USAGE",
-    "ApiError",
-    "Klein",
-    "ParentClient",
-    "TransportError",
-    "WorkerApp",
-    "WorkerContext",
+__all__ = [  # a worker's exit codes (the contract's), then what it is built with
+    "EXIT_APP", "EXIT_CONFIG", "EXIT_NO_CONFIG", "EXIT_OK", "EXIT_PORT_IN_USE", "EXIT_USAGE",
+    "ApiError", "Klein", "ParentClient", "TransportError", "WorkerApp", "WorkerContext",
     "run_worker",
 ]
 

@@ -15,33 +15,37 @@ load it until its app calls the initiator.
 from __future__ import annotations
 
 import ipaddress
-from typing import Any
+from typing import TYPE_CHECKING
 
+from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import (
     HostnameEndpoint,
     TCP4ClientEndpoint,
     TCP6ClientEndpoint,
     wrapClientTLS,
 )
-from twisted.internet.interfaces import IStreamClientEndpoint
-from twisted.web.client import (
-    URI,
-    Agent,
-    BrowserLikePolicyForHTTPS,
-    HTTPConnectionPool,
-    _HTTP11ClientFactory,
+from twisted.internet.interfaces import (
+    IProtocol,
+    IProtocolFactory,
+    IReactorTime,
+    IStreamClientEndpoint,
 )
+from twisted.internet.protocol import Factory
+from twisted.web.client import URI, Agent, BrowserLikePolicyForHTTPS, HTTPConnectionPool
 from twisted.web.error import SchemeNotSupported
 from twisted.web.iweb import IAgent, IAgentEndpointFactory
 from zope.interface import implementer
 
-__all__ = ["LiteralIPEndpoints", "client_endpoint", "make_agent", "quiet_pool"]
+if TYPE_CHECKING:
+    from turberfield_twisted.worker.reactor import IClientReactor
+
+__all__ = ["LiteralIPEndpoints", "QuietEndpoint", "client_endpoint", "make_agent", "quiet_pool"]
 
 #: Seconds a connection may take to be accepted.
 CONNECT_TIMEOUT = 10.0
 
 
-def client_endpoint(reactor: Any, host: str, port: int,
+def client_endpoint(reactor: IClientReactor, host: str, port: int,
                     timeout: float = CONNECT_TIMEOUT) -> IStreamClientEndpoint:
     """
     An endpoint to ``host``:``port``: straight TCP (v4 or v6) for an IP
@@ -56,14 +60,31 @@ def client_endpoint(reactor: Any, host: str, port: int,
     return kind(reactor, bare, port, timeout=timeout)
 
 
+@implementer(IStreamClientEndpoint)
+class QuietEndpoint:
+    """
+    ``endpoint``, whose connections are not logged: the factory of each
+    (the pool's) is made quiet (``noisy = False``) before it connects.
+    """
+
+    def __init__(self, endpoint: IStreamClientEndpoint):
+        self._endpoint = endpoint
+
+    def connect(self, protocolFactory: IProtocolFactory) -> Deferred[IProtocol]:
+        """Connect as ``endpoint`` does, with ``protocolFactory`` quiet."""
+        if isinstance(protocolFactory, Factory):  # as the pool's is
+            protocolFactory.noisy = False
+        return self._endpoint.connect(protocolFactory)
+
+
 @implementer(IAgentEndpointFactory)
 class LiteralIPEndpoints:
     """
-    Endpoints for an Agent: :func:`client_endpoint` for ``http``, the same
-    wrapped in TLS (checked as a browser would) for ``https``.
+    Endpoints for an Agent, each a :class:`QuietEndpoint`: :func:`client_endpoint`
+    for ``http``, the same wrapped in TLS (checked as a browser would) for ``https``.
     """
 
-    def __init__(self, reactor: Any, timeout: float = CONNECT_TIMEOUT):
+    def __init__(self, reactor: IClientReactor, timeout: float = CONNECT_TIMEOUT):
         self._reactor = reactor
         self._timeout = timeout
         self._tls: BrowserLikePolicyForHTTPS | None = None
@@ -76,33 +97,29 @@ class LiteralIPEndpoints:
             raise ValueError("the host of the URI is not ASCII") from None
         endpoint = client_endpoint(self._reactor, host, uri.port, self._timeout)
         if uri.scheme == b"http":
-            return endpoint
+            return QuietEndpoint(endpoint)
         if uri.scheme == b"https":
             if self._tls is None:
                 self._tls = BrowserLikePolicyForHTTPS()
             bare = uri.host.strip(b"[]")
-            return wrapClientTLS(self._tls.creatorForNetloc(bare, uri.port), endpoint)
+            return QuietEndpoint(wrapClientTLS(self._tls.creatorForNetloc(bare, uri.port),
+                                               endpoint))
         raise SchemeNotSupported(f"unsupported scheme: {uri.scheme!r}")
 
 
-def make_agent(reactor: Any, pool: HTTPConnectionPool | None = None) -> IAgent:
+def make_agent(reactor: IClientReactor, pool: HTTPConnectionPool | None = None) -> IAgent:
     """An :class:`Agent` on ``pool`` that connects to IP addresses directly."""
     return Agent.usingEndpointFactory(reactor, LiteralIPEndpoints(reactor), pool=pool)
 
 
-class _QuietFactory(_HTTP11ClientFactory):
-    noisy = False
-
-
-def quiet_pool(reactor: Any, persistent: bool = True,
+def quiet_pool(reactor: IReactorTime, persistent: bool = True,
                per_host: int = 4) -> HTTPConnectionPool:
     """
-    A connection pool whose connections are not logged, that keeps at
-    most ``per_host`` idle connections to each host and does not retry a
-    request on its own.
+    A connection pool that keeps at most ``per_host`` idle connections to
+    each host and does not retry a request on its own; its connections
+    are not logged when :func:`make_agent`'s endpoints make them.
     """
     pool = HTTPConnectionPool(reactor, persistent=persistent)
-    pool._factory = _QuietFactory
     pool.maxPersistentPerHost = per_host
     pool.retryAutomatically = False
     return pool

@@ -1,7 +1,7 @@
 """
 What a worker serves: :class:`WorkerApp` (``/health``, ``/_proactor/config``
 and the module's own app) and the :class:`WorkerContext` its app is built
-with. The runtime (:mod:`turberfield_twisted.worker`) serves it on a port;
+with. The runtime (:mod:`turberfield_twisted.worker.runtime`) serves it on a port;
 the testing kit serves it in memory. Importing this installs the asyncio
 reactor first, as the worker runtime does.
 """
@@ -16,7 +16,8 @@ from turberfield_twisted.worker import _asyncio  # noqa: F401
 import inspect
 import json
 from collections.abc import Callable
-from typing import Any
+from configparser import ConfigParser
+from typing import TYPE_CHECKING, Any
 
 from klein import Klein
 from twisted.logger import Logger
@@ -26,6 +27,12 @@ from turberfield_twisted.contract import CONFIG_PATH, HEALTH_PATH, authorized
 from turberfield_twisted.errors import ConfigError
 from turberfield_twisted.worker.parent import ParentClient
 from turberfield_twisted.worker.proactor import Proactor
+
+if TYPE_CHECKING:
+    from twisted.web.iweb import IRequest
+    from twisted.web.resource import IResource
+
+    from turberfield_twisted.worker.reactor import IClientReactor
 
 __all__ = ["MAX_CONFIG", "WorkerApp", "WorkerContext"]
 
@@ -47,7 +54,7 @@ class WorkerContext:
 
     __slots__ = ("_token", "guid", "parent", "port", "proactor", "reactor")
 
-    def __init__(self, guid: str, port: int, reactor: Any, proactor: Proactor,
+    def __init__(self, guid: str, port: int, reactor: IClientReactor, proactor: Proactor,
                  token: str = "", parent: ParentClient | None = None):
         self.guid, self.port, self.reactor = guid, port, reactor
         self.proactor, self.parent = proactor, parent
@@ -57,7 +64,7 @@ class WorkerContext:
         return f"WorkerContext(guid={self.guid!r}, port={self.port!r})"
 
     @property
-    def config(self) -> Any:
+    def config(self) -> ConfigParser:
         """The ConfigParser read from stdin: DEFAULT and this job's section."""
         return self.proactor.cfg
 
@@ -80,10 +87,11 @@ class WorkerApp:
 
     app = Klein()
 
-    def __init__(self, guid: str, port: int, reactor: Any, proactor: Proactor):
+    def __init__(self, guid: str, port: int, reactor: IClientReactor, proactor: Proactor):
         self.guid, self.port, self.reactor, self.proactor = guid, port, reactor, proactor
+        #: The module's app, as its factory made it (an object of the module's own).
         self.user: Any = None
-        self.user_resource: Any = None
+        self.user_resource: IResource | None = None
         self.ctx: WorkerContext | None = None
         #: Every route but /health needs the job's token (it listens beyond loopback).
         self.guarded = False
@@ -99,12 +107,12 @@ class WorkerApp:
         return self.user
 
     @app.route(HEALTH_PATH, methods=["GET"])
-    def health(self, request: Any) -> bytes:
+    def health(self, request: IRequest) -> bytes:
         request.setHeader("Content-Type", "application/json")
         return json.dumps({"status": "ok", "guid": self.guid}).encode()
 
     @app.route(CONFIG_PATH, methods=["POST"])
-    async def refresh_config(self, request: Any) -> bytes:
+    async def refresh_config(self, request: IRequest) -> bytes:
         """Take a new config (this job's section only) from the initiator."""
         request.setHeader("Content-Type", "application/json")
         ctx, guid = self.ctx, self.guid
@@ -132,19 +140,22 @@ class WorkerApp:
                     await result
             except Exception as exc:
                 self.proactor.cfg = before  # all or nothing: the worker keeps its old config
-                log.failure("job {guid}: on_config refused the change", guid=guid)
-                return _error(request, 422, f"{type(exc).__name__}: {exc}"[:300])
+                reason = f"{type(exc).__name__}: {exc}"[:300]
+                # An ordinary refusal, not a fault of the worker: one line, no traceback.
+                log.warn("job {guid}: on_config refused the change: {reason}", guid=guid,
+                         reason=reason.replace("\n", " "))
+                return _error(request, 422, reason)
         log.info("job {guid}: config refreshed", guid=guid)
         return json.dumps({"applied": True}).encode()
 
     @app.route("/", branch=True)
-    def delegate(self, request: Any) -> Any:
+    def delegate(self, request: IRequest) -> bytes | IResource | None:
         if self.guarded and not authorized(request, self.ctx._token if self.ctx else b""):
             request.setHeader("Content-Type", "application/json")
             return _error(request, 401, "this job's token is needed")
         return self.user_resource
 
 
-def _error(request: Any, code: int, message: str) -> bytes:
+def _error(request: IRequest, code: int, message: str) -> bytes:
     request.setResponseCode(code)
     return json.dumps({"error": message}).encode()

@@ -20,18 +20,27 @@ import ipaddress
 import json as _json
 import socket
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from twisted.internet.defer import CancelledError, Deferred, succeed
 from twisted.internet.defer import TimeoutError as DeferredTimeout
 from twisted.internet.error import ConnectError, ConnectionLost
+from twisted.internet.interfaces import IProtocol, IReactorTime
 from twisted.logger import Logger
 
 from turberfield_twisted.contract import bearer_header, config_path, events_path, listening_path
 from turberfield_twisted.errors import ApiError, TransportError
 
+if TYPE_CHECKING:
+    from twisted.web.client import HTTPConnectionPool
+    from twisted.web.http_headers import Headers
+
+    from turberfield_twisted.worker.reactor import IClientReactor
+
 __all__ = [
     "MAX_MESSAGE",
+    "HttpClient",
+    "HttpResponse",
     "JsonClient",
     "ParentClient",
     "error_message",
@@ -45,11 +54,35 @@ __all__ = [
 MAX_MESSAGE = 200
 
 
+class HttpResponse(Protocol):
+    """An answer, as a treq-like client gives it: what callers here read of it."""
+
+    @property
+    def code(self) -> int: ...
+
+    @property
+    def headers(self) -> Headers: ...
+
+    def content(self) -> Deferred[bytes]: ...
+
+    def deliverBody(self, protocol: IProtocol) -> None: ...
 
 
+class HttpClient(Protocol):
+    """
+    A treq-like client: treq's ``HTTPClient`` (:func:`make_http` builds
+    one), ``treq.testing.StubTreq``, or a test's fake. Keyword arguments
+    are treq's (``headers``, ``json``, ``data``, ``params``, ``timeout``,
+    ``reactor`` ...).
+    """
+
+    def request(self, method: str, url: str, **kwargs: Any) -> Deferred[HttpResponse]: ...
+
+    def get(self, url: str, **kwargs: Any) -> Deferred[HttpResponse]: ...
 
 
-def make_http(reactor: Any, persistent: bool = True) -> tuple[Any, Any]:
+def make_http(reactor: IClientReactor, persistent: bool = True
+              ) -> tuple[HttpClient, HTTPConnectionPool]:
     """
     A treq ``HTTPClient`` on one ``HTTPConnectionPool`` of ``reactor``,
     whose connection factory does not log each connection, that reaches
@@ -58,15 +91,17 @@ def make_http(reactor: Any, persistent: bool = True) -> tuple[Any, Any]:
     callers, so a cookie one worker sets must never go out again. Return
     the client and the pool (close it with ``closeCachedConnections``).
     """
-    from http.cookiejar import CookieJar, DefaultCookiePolicy
+    from http.cookiejar import DefaultCookiePolicy
 
     from treq.client import HTTPClient
+    from treq.cookies import IndexableCookieJar
 
     from turberfield_twisted.worker.agent import make_agent, quiet_pool
 
     pool = quiet_pool(reactor, persistent)
-    jar: Any = CookieJar(policy=DefaultCookiePolicy(allowed_domains=[]))
-    return HTTPClient(make_agent(reactor, pool), cookiejar=jar), pool
+    jar = IndexableCookieJar(policy=DefaultCookiePolicy(allowed_domains=[]))
+    # treq types each keyword its methods take; callers here pass them through.
+    return cast(HttpClient, HTTPClient(make_agent(reactor, pool), cookiejar=jar)), pool
 
 
 def error_message(body: bytes, status: int) -> str:
@@ -82,7 +117,8 @@ def error_message(body: bytes, status: int) -> str:
 
 
 async def exchange(
-    http: Any, reactor: Any, timeout: float, method: str, url: str, **kwargs: Any
+    http: HttpClient, reactor: IReactorTime, timeout: float, method: str, url: str,
+    **kwargs: Any,
 ) -> tuple[int, str, bytes]:
     """
     One request and its whole body within ``timeout`` seconds: ``(status,
@@ -128,9 +164,10 @@ class JsonClient:
 
     log = Logger()
 
-    def __init__(self, http: Any, url: str, token: str, reactor: Any, timeout: float = 10.0):
+    def __init__(self, http: HttpClient | None, url: str, token: str, reactor: IClientReactor,
+                 timeout: float = 10.0):
         self._http = http
-        self._pool: Any = None
+        self._pool: HTTPConnectionPool | None = None
         self.url = url.rstrip("/")
         self._token = token
         self.reactor = reactor
@@ -140,7 +177,7 @@ class JsonClient:
         return f"<{type(self).__name__} {self.url}>"
 
     @property
-    def http(self) -> Any:
+    def http(self) -> HttpClient:
         """The treq-like client: the one given, or one built now on first use."""
         if self._http is None:
             self._http, self._pool = make_http(self.reactor)
@@ -156,8 +193,8 @@ class JsonClient:
         self,
         method: str,
         path: str,
-        json: Any = None,
-        params: Any = None,
+        json: object = None,
+        params: Mapping[str, str] | None = None,
         auth: bool = True,
         data: bytes | None = None,
         content_type: str | None = None,
@@ -170,7 +207,7 @@ class JsonClient:
         headers = bearer_header(self._token) if auth else {}
         if content_type is not None:
             headers[b"Content-Type"] = [content_type.encode("latin-1")]
-        kwargs: dict[str, Any] = {"headers": headers}
+        kwargs: dict[str, object] = {"headers": headers}
         if json is not None:
             kwargs["json"] = json
         if data is not None:
@@ -181,8 +218,9 @@ class JsonClient:
                               self.url + path, **kwargs)
 
     async def _json(
-        self, method: str, path: str, json: Any = None, params: Any = None,
-        auth: bool = True, timeout: float | None = None,
+        self, method: str, path: str, json: object = None,
+        params: Mapping[str, str] | None = None, auth: bool = True,
+        timeout: float | None = None,
     ) -> Any:
         """The JSON answer (None for an empty one); raise :class:`ApiError` for 4xx/5xx."""
         status, _, body = await self._raw(method, path, json, params, auth, timeout=timeout)
@@ -203,12 +241,12 @@ class ParentClient(JsonClient):
     :class:`TransportError` (no answer).
     """
 
-    def __init__(self, http: Any, url: str, guid: str, token: str, reactor: Any,
-                 timeout: float = 10.0):
+    def __init__(self, http: HttpClient | None, url: str, guid: str, token: str,
+                 reactor: IClientReactor, timeout: float = 10.0):
         super().__init__(http, url, token, reactor, timeout)
         self.guid = guid
 
-    async def post_event(self, name: str, data: Any = None) -> None:
+    async def post_event(self, name: str, data: object = None) -> None:
         """Tell the initiator of event ``name`` (with JSON ``data``)."""
         await self._json("POST", events_path(self.guid), json={"event": name, "data": data})
 
@@ -220,7 +258,7 @@ class ParentClient(JsonClient):
         names. Return that host; raise OSError if it can't be found.
         """
         host = listening_host(addr, env)
-        body: dict[str, Any] = {"host": host, "port": port}
+        body: dict[str, str | int] = {"host": host, "port": port}
         step = slurm_step(env)
         if step is not None:
             body["step"] = step
@@ -260,4 +298,5 @@ def listening_host(listen_addr: str, env: Mapping[str, str],
 def slurm_step(env: Mapping[str, str]) -> str | None:
     """``JOBID.STEP`` of the Slurm job step this process runs in (from ``env``), or None."""
     job, step = env.get("SLURM_JOB_ID", ""), env.get("SLURM_STEP_ID", "")
-    return f"{job}.{step}" if job.isdigit() and step.isdigit() else None
+    digits = all(part.isascii() and part.isdigit() for part in (job, step))
+    return f"{job}.{step}" if digits else None

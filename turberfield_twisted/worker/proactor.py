@@ -1,21 +1,21 @@
 """
-The seed API's ``turberfield.ipc.proactor``: :class:`Proactor`, the base of
-anything that does a job of work, lives here; ``Initiator`` and ``Worker``
-are found here too (imported from :mod:`turberfield_twisted.daemon.initiator` and
-:mod:`turberfield_twisted.jobs.job` only when asked for, so that a worker, which
-needs only :class:`Proactor`, never loads the daemon's code).
+The seed API's :class:`Proactor`, the base of anything that does a job of
+work (a worker needs only this, and loads none of the daemon's code
+through it). The seed module's other names, ``Initiator`` and ``Worker``,
+are :mod:`turberfield_twisted.proactor`'s.
 """
 
 from __future__ import annotations
 
 import asyncio
+from configparser import ConfigParser
 from typing import IO, TYPE_CHECKING, Any
 
 from turberfield_twisted.configtext import make_config
 from turberfield_twisted.worker.stdin import read_stream
 
 if TYPE_CHECKING:
-    pass
+    from turberfield_twisted.worker.reactor import IClientReactor
 
 __all__ = ["Proactor"]
 
@@ -38,15 +38,18 @@ class Proactor:
             from twisted.internet import reactor as _global_reactor
 
             reactor = _global_reactor
-        self.reactor: Any = reactor
+        self.reactor: IClientReactor = reactor
         if loop is None:
+            # The asyncio reactor has no public way to give its loop (asyncio's current
+            # loop is it only if whoever installed the reactor made it so); a reactor
+            # of another kind has none. Checked on Twisted 26.10.0; used here only.
             loop = getattr(reactor, "_asyncioEventloop", None)
         self.loop = loop
         self.cfg = kwargs.pop("cfg", None) or make_config()
         if kwargs:
             raise TypeError(f"unexpected keyword arguments: {', '.join(sorted(kwargs))}")
 
-    async def read_config(self, fObj: IO[Any], timeout: float | None = 3) -> Any:
+    async def read_config(self, fObj: IO[Any], timeout: float | None = 3) -> ConfigParser:
         """
         Read this object's config from ``fObj`` (e.g. stdin) up to EOF on the
         event loop, store it as ``cfg`` and return it.

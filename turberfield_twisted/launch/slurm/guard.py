@@ -34,7 +34,9 @@ import stat
 import subprocess
 import sys
 import time
-from typing import Any, NoReturn
+from collections.abc import Callable
+from types import FrameType
+from typing import NoReturn
 
 from turberfield_twisted.contract import LIFELINE_FD
 
@@ -52,7 +54,7 @@ _ENDING = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 
 def _say(text: str) -> None:
     try:
-        sys.stderr.write(f"srun_guard: {text}\n")
+        sys.stderr.write(f"srun guard: {text}\n")
         sys.stderr.flush()
     except OSError:
         pass  # the daemon, and its end of the pipe, may be gone
@@ -85,7 +87,7 @@ def _ended(lifeline: int) -> bool:
         return True
 
 
-def _term_when_orphaned(guard: int) -> Any:
+def _term_when_orphaned(guard: int) -> Callable[[], None]:
     """What ``srun`` runs before its exec: SIGTERM to it when the guard dies."""
     libc = ctypes.CDLL(None, use_errno=True)
 
@@ -115,7 +117,7 @@ def main(argv: list[str]) -> NoReturn:
     signal.set_wakeup_fd(wake_w)
     asked: list[str] = []
 
-    def ending(signum: int, frame: Any) -> None:
+    def ending(signum: int, frame: FrameType | None) -> None:
         asked.append(signal.Signals(signum).name)
 
     signal.signal(signal.SIGCHLD, lambda signum, frame: None)

@@ -19,7 +19,7 @@ A stop is ``scancel --signal=TERM JOBID.STEP`` (the task stops as a
 local worker does on SIGTERM); SIGKILL after ``stop_timeout`` is
 ``scancel JOBID.STEP``. Before the worker has said which step it is, both
 are SIGTERM to the guard, whose ``srun`` then cancels what it has. The
-guard (:mod:`.srun_guard`) holds the lifeline: a daemon that dies,
+guard (:mod:`.guard`) holds the lifeline: a daemon that dies,
 however, leaves no Slurm job behind.
 """
 
@@ -29,16 +29,16 @@ import os
 import shutil
 import signal
 import sys
-from collections.abc import Callable, Container
-from typing import Any
+from collections.abc import Callable
 
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.error import ProcessExitedAlready
-from twisted.internet.interfaces import IProcessTransport
+from twisted.internet.interfaces import IProcessTransport, IReactorProcess
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from turberfield_twisted.config.policy import Limits
 from turberfield_twisted.contract import LIFELINE_FD
 from turberfield_twisted.errors import PlacementRefused, SpawnFailed, UnknownModule
 from turberfield_twisted.launch.interfaces import ILauncher, IRemoteProcess, LineSink
@@ -49,8 +49,8 @@ from turberfield_twisted.launch.local import (
     valid_module_name,
     worker_argv,
 )
-from turberfield_twisted.launch.ports import free_port
 from turberfield_twisted.launch.protocol import Once, WorkerProtocol
+from turberfield_twisted.launch.reactor import IDaemonReactor
 from turberfield_twisted.launch.slurm.placement import (
     CommandRunner,
     Ran,
@@ -67,7 +67,7 @@ def srun_argv(srun: str, guid: str, slurm_args: tuple[str, ...], task: list[str]
     return [srun, "--ntasks=1", f"--job-name={guid}", *slurm_args, *task]
 
 
-def run_command(reactor: Any, env: dict[str, str]) -> CommandRunner:
+def run_command(reactor: IReactorProcess, env: dict[str, str]) -> CommandRunner:
     """A :data:`CommandRunner` that spawns each command on ``reactor`` with ``env``."""
     from twisted.internet.utils import getProcessOutputAndValue
 
@@ -191,7 +191,7 @@ class SlurmProcess(ProtocolProcess):
 class SlurmLauncher:
     """
     Run workers as Slurm job steps with ``srun`` (found on ``PATH``),
-    through :mod:`.srun_guard`, in a session of their own (``setsid``),
+    through :mod:`.guard`, in a session of their own (``setsid``),
     with the environment a local worker gets plus the daemon's
     ``SLURM_CONF`` (``srun`` passes it on to the task). ``slurm_args(module)``
     gives a module's extra ``srun`` options; ``run`` runs ``scancel`` and
@@ -203,7 +203,7 @@ class SlurmLauncher:
 
     def __init__(
         self,
-        reactor: Any,
+        reactor: IDaemonReactor,
         slurm_args: Callable[[str], tuple[str, ...]] = lambda module: (),
         python: str = sys.executable,
         pythonpath: str = "",
@@ -233,18 +233,24 @@ class SlurmLauncher:
             raise UnknownModule(module, "its launcher is slurm, and srun, scancel or squeue is"
                                         " not on the daemon's PATH")
 
-    def choose_port(self, module: str, ports: range, listen_addr: str, prefer: int | None,
-                    taken: Container[int]) -> int:
-        """See :meth:`ILauncher.choose_port`: not probed (it is bound on a node)."""
-        return free_port(ports, lambda port: port in taken, prefer)
+    def port_in_use(self, module: str, listen_addr: str, port: int) -> bool:
+        """
+        See :meth:`ILauncher.port_in_use`: not known here (it is bound on a
+        node; a worker that can't bind it exits 75 and gets the next).
+        """
+        return False
 
     def address(self, module: str, listen_addr: str) -> None:
         """See :meth:`ILauncher.address`: the worker says where it runs."""
         return None
 
     def spawn(self, module: str, guid: str, port: int, config: bytes,
-              on_line: LineSink) -> SlurmProcess:
-        """See :meth:`ILauncher.spawn`: the guard holds the lifeline; srun has no fd 4."""
+              on_line: LineSink, limits: Limits | None = None) -> SlurmProcess:
+        """
+        See :meth:`ILauncher.spawn`: the guard holds the lifeline; srun has no
+        fd 4. ``limits``' rlimits are not set on a Slurm task (Slurm's own
+        limits apply there).
+        """
         if self.srun is None or self.scancel is None or self.squeue is None:
             raise SpawnFailed(f"could not start {module}: srun, scancel or squeue is not on"
                               " the PATH")
@@ -256,3 +262,13 @@ class SlurmLauncher:
                                      {0: "w", 1: "r", 2: "r", LIFELINE_FD: "w"}, module)
         return SlurmProcess(protocol, transport, self.scancel, self.run, self.squeue,
                             self.resolve)
+
+    def prepare(self, modules: list[str]) -> None:
+        """See :meth:`ILauncher.prepare`: nothing to do (the node imports the module)."""
+
+    def reload(self, modules: list[str]) -> None:
+        """See :meth:`ILauncher.reload`: nothing is kept between jobs."""
+
+    def close(self) -> Deferred[None]:
+        """See :meth:`ILauncher.close`: each job step ends with its job."""
+        return succeed(None)

@@ -18,10 +18,10 @@ from __future__ import annotations
 import ipaddress
 import socket
 from collections.abc import Callable
-from typing import Any
 
 import attrs
 from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IReactorFromThreads, IReactorThreads
 from twisted.internet.threads import deferToThreadPool
 
 from turberfield_twisted.errors import PlacementRefused, PlacementUnchecked
@@ -54,11 +54,15 @@ def _addresses(name: str) -> frozenset[str]:
     return frozenset(str(ipaddress.ip_address(str(entry[4][0]).split("%")[0])) for entry in found)
 
 
-def resolver(reactor: Any) -> Resolver:
-    """A :data:`Resolver` that asks ``getaddrinfo`` in ``reactor``'s thread pool."""
+def resolver(reactor: IReactorFromThreads) -> Resolver:
+    """
+    A :data:`Resolver` that asks ``getaddrinfo`` in ``reactor``'s thread pool
+    (the reactor must have one: an ``IReactorThreads``, as the asyncio reactor is).
+    """
 
     def resolve(name: str) -> Deferred[frozenset[str]]:
-        return deferToThreadPool(reactor, reactor.getThreadPool(), _addresses, name)
+        pool = IReactorThreads(reactor).getThreadPool()
+        return deferToThreadPool(reactor, pool, _addresses, name)
 
     return resolve
 

@@ -4,7 +4,8 @@ forked from a template process that has already imported the runtime,
 Klein and the module (:mod:`turberfield_twisted.launch.warm.template`), instead of
 starting a new interpreter.
 
-:class:`WarmLauncher` is an :class:`~.launcher.ILauncher`: it keeps one
+:class:`WarmLauncher` is an
+:class:`~turberfield_twisted.launch.interfaces.ILauncher`: it keeps one
 :class:`Template` per warm module and hands every other spawn (and a warm
 one while its template is not ready, or was refused) to a cold launcher.
 A warm worker is what a cold one is: ``--guid``/``--port``, its config on
@@ -25,22 +26,28 @@ from __future__ import annotations
 import json
 import os
 import socket
-from collections.abc import Callable, Container
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, gatherResults
+from twisted.internet.interfaces import IDelayedCall
 from twisted.internet.protocol import ProcessProtocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from turberfield_twisted.config.policy import Limits
 from turberfield_twisted.launch.interfaces import ILauncher, IWorkerProcess, LineSink
 from turberfield_twisted.launch.local import LocalLauncher, SpawnFailed, spawn_in_session
 from turberfield_twisted.launch.protocol import ExitStatus, LineSplitter, Once
+from turberfield_twisted.launch.reactor import IDaemonReactor
 from turberfield_twisted.launch.warm.process import Reader, WarmProcess
-from turberfield_twisted.launch.warm.template import MAX_MESSAGE, send
+from turberfield_twisted.launch.warm.states import TEMPLATE_MOVES, TemplateState, TemplateTold
+from turberfield_twisted.launch.warm.template import MAX_MESSAGE, RLIMIT_NAMES, send
 
-__all__ = ["Template", "WarmLauncher", "default_launcher"]
+__all__ = ["RESTART_DELAY", "Template", "WarmLauncher"]
+
+_T = TypeVar("_T")
 
 #: Seconds before a template that died once ready is started again.
 RESTART_DELAY = 1.0
@@ -70,27 +77,27 @@ class _TemplateProtocol(ProcessProtocol):
 class Template:
     """
     One template process of ``module``, started by ``cold`` (its python,
-    environment and session). ``state`` is ``starting``, ``ready``,
-    ``refused``, ``retired`` or ``dead``; ``on_end(template)`` is called
-    when its process has ended.
+    environment and session), in a :class:`TemplateState` (see
+    :data:`TEMPLATE_MOVES`); ``on_end(template)`` is called when its
+    process has ended.
     """
 
     log = Logger()
 
-    def __init__(self, reactor: Any, module: str, cold: LocalLauncher,
+    def __init__(self, reactor: IDaemonReactor, module: str, cold: LocalLauncher,
                  on_end: Callable[[Template], None]):
         self._reactor = reactor
         self.module = module
         self.cold = cold
         self.on_end = on_end
-        self.state = "starting"
+        self.state = TemplateState.STARTING
         self.pid: int | None = None
         self.refusal: str | None = None
         self._ids = 0
         self._waiting: dict[int, WarmProcess] = {}
         self._workers: dict[int, WarmProcess] = {}
         self._ended = Once[None]()
-        self._settled = Once[str]()
+        self._settled = Once[TemplateState]()
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         self._sock = ours
         ours.setblocking(False)
@@ -108,6 +115,14 @@ class Template:
         self._control: Reader | None = Reader(ours.fileno(), self._readable, self._lost)
         reactor.addReader(self._control)
 
+    def move(self, told: TemplateTold) -> bool:
+        """Take the move :data:`TEMPLATE_MOVES` declares for ``told``; False if none."""
+        target = TEMPLATE_MOVES.get((self.state, told))
+        if target is None:
+            return False
+        self.state = target
+        return True
+
     # -- the socket --------------------------------------------------------
 
     def _readable(self) -> bool:
@@ -123,11 +138,10 @@ class Template:
             self._heard(json.loads(data))
 
     def _lost(self) -> None:
-        if self.state in ("starting", "ready"):
-            self.state = "dead"
+        self.move(TemplateTold.LOST)
         self._settled.fire(self.state)
 
-    def settled(self) -> Deferred[str]:
+    def settled(self) -> Deferred[TemplateState]:
         """Fire with its state once it is no longer ``starting`` (ready, refused or dead)."""
         return self._settled.wait()
 
@@ -138,13 +152,12 @@ class Template:
     def _heard(self, message: dict[str, Any]) -> None:
         if "ready" in message:
             self.pid = int(message["ready"])
-            if self.state == "starting":  # not retired meanwhile
-                self.state = "ready"
+            if self.move(TemplateTold.SAID_READY):  # not retired meanwhile
                 self.log.info("template of {module} ready (pid {pid})", module=self.module,
                               pid=self.pid)
             self._settled.fire(self.state)
-        elif "refused" in message and self.state == "starting":
-            self.state, self.refusal = "refused", str(message["refused"])
+        elif "refused" in message and self.move(TemplateTold.SAID_REFUSED):
+            self.refusal = str(message["refused"])
             self.log.error("{module} can't be warm: {why}; its workers start cold",
                            module=self.module, why=self.refusal)
             self._settled.fire(self.state)
@@ -164,15 +177,22 @@ class Template:
 
     # -- spawning ----------------------------------------------------------
 
-    def spawn(self, guid: str, port: int, config: bytes, on_line: LineSink) -> WarmProcess:
-        """Ask the template to fork a worker; raise OSError if it can't be asked."""
+    def spawn(self, guid: str, port: int, config: bytes, on_line: LineSink,
+              limits: Limits | None = None) -> WarmProcess:
+        """
+        Ask the template to fork a worker, which sets ``limits``' rlimits on
+        itself before it runs the module; raise OSError if it can't be asked.
+        """
         process = WarmProcess(self._reactor, guid, config, on_line)
         stdin, stdout, stderr = os.pipe(), os.pipe(), os.pipe()
         lifeline, ready = os.pipe(), os.pipe()
         theirs = [stdin[0], stdout[1], stderr[1], lifeline[0], ready[1]]
         self._ids += 1
         try:
-            send(self._sock, {"spawn": self._ids, "guid": guid, "port": port}, theirs)
+            rlimits = limits.rlimits() if limits is not None else {}
+            send(self._sock, {"spawn": self._ids, "guid": guid, "port": port,
+                              "rlimits": {RLIMIT_NAMES[which]: value
+                                          for which, value in rlimits.items()}}, theirs)
         except OSError:
             for fd in (stdin[1], stdout[0], stderr[0], lifeline[1], ready[0]):
                 os.close(fd)
@@ -190,8 +210,7 @@ class Template:
 
     def retire(self) -> None:
         """Fork no more; exit once the last worker forked has ended."""
-        if self.state in ("starting", "ready"):
-            self.state = "retired"
+        if self.move(TemplateTold.RETIRE):
             try:
                 send(self._sock, {"retire": True})
             except OSError:
@@ -212,11 +231,10 @@ class Template:
     def ended(self, status: ExitStatus) -> None:
         """The template process ended: its workers are orphans now."""
         self._drop_control()
-        if self.state != "refused":
-            if self.state in ("starting", "ready"):
-                self.log.warn("template of {module} ended: {status}", module=self.module,
-                              status=status.describe())
-            self.state = "dead"
+        if self.state in (TemplateState.STARTING, TemplateState.READY):
+            self.log.warn("template of {module} ended: {status}", module=self.module,
+                          status=status.describe())
+        self.move(TemplateTold.ENDED)
         for process in [*self._waiting.values(), *self._workers.values()]:
             process.orphaned()
         self._waiting.clear()
@@ -226,7 +244,7 @@ class Template:
         self.on_end(self)
 
 
-def _close_quietly(result: Any, fd: int) -> Any:
+def _close_quietly(result: _T, fd: int) -> _T:
     try:
         os.close(fd)
     except OSError:
@@ -245,14 +263,15 @@ class WarmLauncher:
 
     log = Logger()
 
-    def __init__(self, reactor: Any, cold: LocalLauncher, is_warm: Callable[[str], bool]):
+    def __init__(self, reactor: IDaemonReactor, cold: LocalLauncher,
+                 is_warm: Callable[[str], bool]):
         self._reactor = reactor
         self.cold = cold
         self._is_warm = is_warm
         #: The current template of each warm module.
         self.templates: dict[str, Template] = {}
         self._retired: set[Template] = set()
-        self._restarts: dict[str, Any] = {}
+        self._restarts: dict[str, IDelayedCall] = {}
         self._closed = False
 
     # -- ILauncher ---------------------------------------------------------
@@ -261,26 +280,29 @@ class WarmLauncher:
         """See :meth:`ILauncher.check`."""
         self.cold.check(module)
 
-    def choose_port(self, module: str, ports: range, listen_addr: str, prefer: int | None,
-                    taken: Container[int]) -> int:
-        """See :meth:`ILauncher.choose_port`."""
-        return self.cold.choose_port(module, ports, listen_addr, prefer, taken)
+    def port_in_use(self, module: str, listen_addr: str, port: int) -> bool:
+        """See :meth:`ILauncher.port_in_use`."""
+        return self.cold.port_in_use(module, listen_addr, port)
 
     def address(self, module: str, listen_addr: str) -> str:
         """See :meth:`ILauncher.address`."""
         return self.cold.address(module, listen_addr)
 
     def spawn(self, module: str, guid: str, port: int, config: bytes,
-              on_line: LineSink) -> IWorkerProcess:
-        """See :meth:`ILauncher.spawn`: forked if the module's template is ready, else cold."""
+              on_line: LineSink, limits: Limits | None = None) -> IWorkerProcess:
+        """
+        See :meth:`ILauncher.spawn`: forked if the module's template is ready
+        (the fork sets ``limits``' rlimits on itself before it runs the
+        module), else cold.
+        """
         template = self.template(module) if self._is_warm(module) else None
-        if template is not None and template.state == "ready":
+        if template is not None and template.state is TemplateState.READY:
             try:
-                return template.spawn(guid, port, config, on_line)
+                return template.spawn(guid, port, config, on_line, limits)
             except OSError as exc:
                 self.log.warn("job {guid}: the template of {module} could not fork it ({why});"
                               " it starts cold", guid=guid, module=module, why=str(exc))
-        return self.cold.spawn(module, guid, port, config, on_line)
+        return self.cold.spawn(module, guid, port, config, on_line, limits)
 
     # -- templates ---------------------------------------------------------
 
@@ -292,7 +314,7 @@ class WarmLauncher:
         if self._closed:
             return None
         found = self.templates.get(module)
-        if found is None or found.state == "dead":
+        if found is None or found.state is TemplateState.DEAD:
             if module in self._restarts:
                 return None  # it starts again after a delay
             try:
@@ -321,7 +343,7 @@ class WarmLauncher:
         """
         for old in self.templates.values():
             old.retire()
-            if old.state == "retired":
+            if old.state is TemplateState.RETIRED:
                 self._retired.add(old)
         self.templates.clear()
         self._start(modules)
@@ -335,7 +357,7 @@ class WarmLauncher:
         self._retired.discard(template)
         if self._closed or self.templates.get(template.module) is not template:
             return
-        if template.state == "refused":
+        if template.state is TemplateState.REFUSED:
             return  # cold from now on, until reload
         module = template.module
         del self.templates[module]
@@ -347,30 +369,17 @@ class WarmLauncher:
 
         self._restarts[module] = self._reactor.callLater(RESTART_DELAY, again)
 
+    def every_template(self) -> list[Template]:
+        """Every template it holds: the current ones, and those retired that still run."""
+        return [*self.templates.values(), *self._retired]
+
     def close(self) -> Deferred[None]:
         """Close every template (they exit at once); fire once they have."""
-        from twisted.internet.defer import gatherResults
-
         self._closed = True
         for call in self._restarts.values():
             if call.active():
                 call.cancel()
         self._restarts.clear()
-        templates = [*self.templates.values(), *self._retired]
-        return gatherResults([t.close() for t in templates]).addCallback(lambda _: None)
+        return gatherResults([t.close() for t in self.every_template()]).addCallback(
+            lambda _: None)
 
-
-def default_launcher(reactor: Any, settings: Callable[[], Any]) -> WarmLauncher:
-    """
-    An Initiator's launcher: a :class:`WarmLauncher` over a cold
-    :class:`LocalLauncher` (``pythonpath`` from ``settings()``), whose
-    warm modules are those whose section in ``settings()`` (the config in
-    force, so a reload changes it) says ``warm``.
-    """
-
-    def is_warm(module: str) -> bool:
-        found = settings().module(module)
-        return bool(found is not None and found.warm)
-
-    cold = LocalLauncher(reactor, pythonpath=settings().initiator.pythonpath)
-    return WarmLauncher(reactor, cold, is_warm)

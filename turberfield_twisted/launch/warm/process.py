@@ -1,7 +1,8 @@
 """
 A worker forked by a warm template, as the daemon sees it: a
-:class:`WarmProcess` is an :class:`~.launcher.IWorkerProcess` whose
-:class:`~.process.WorkerProtocol` reads and writes the daemon's ends of
+:class:`WarmProcess` is an
+:class:`~turberfield_twisted.launch.interfaces.ILocalProcess` whose
+:class:`~turberfield_twisted.launch.protocol.WorkerProtocol` reads and writes the daemon's ends of
 the worker's pipes (the template was handed the other ends), whose pid
 comes from the template once it has forked, and whose exit the template
 reports, or a pidfd shows if the template is gone.
@@ -24,6 +25,7 @@ from turberfield_twisted.contract import READY_FD
 from turberfield_twisted.launch.interfaces import ILocalProcess, LineSink
 from turberfield_twisted.launch.local import ProtocolProcess
 from turberfield_twisted.launch.protocol import ExitStatus, WorkerProtocol
+from turberfield_twisted.launch.reactor import IDaemonReactor
 
 __all__ = ["Reader", "WarmProcess"]
 
@@ -39,7 +41,7 @@ class Reader:
     def fileno(self) -> int:
         return self.fd
 
-    def doRead(self) -> Any:
+    def doRead(self) -> Any:  # as Twisted's own: an exception (not the Failure it declares)
         return None if self._read() else ConnectionDone()
 
     def connectionLost(self, reason: Failure) -> None:
@@ -59,18 +61,22 @@ class WarmProcess(ProtocolProcess):
 
     log = Logger()
 
-    def __init__(self, reactor: Any, guid: str, config: bytes, on_line: LineSink):
+    def __init__(self, reactor: IDaemonReactor, guid: str, config: bytes, on_line: LineSink):
         self._reactor = reactor
         self.protocol = WorkerProtocol(guid, config, on_line, reactor=reactor)
         self._group: int | None = None
         self._pending: list[int] = []
-        self._pipes: dict[int, Any] = {}
+        self._pipes: dict[int, ProcessReader | ProcessWriter] = {}
         self._watch: Reader | None = None
 
     # -- what the protocol's transport needs -----------------------------
 
     def attach(self, stdin: int, stdout: int, stderr: int, ready: int) -> None:
         """Read and write the daemon's ends of the worker's pipes; write its config."""
+        # Twisted's own pipe ends of a spawned process (twisted.internet.process,
+        # documented as "use reactor.spawnProcess() instead"): no public API takes
+        # pipes that another process (the template) made the child with. Checked on
+        # Twisted 26.10.0; used here only.
         self._pipes = {
             0: ProcessWriter(self._reactor, self, 0, stdin),
             1: ProcessReader(self._reactor, self, 1, stdout),

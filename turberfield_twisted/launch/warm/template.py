@@ -8,7 +8,8 @@ runtime, Klein and the module, and forks each new worker of it, as
 On it the template says ``{"ready": pid}`` (or ``{"refused": why}`` and
 exits: a module that starts threads at import, or that keeps the reactor
 it was imported with, can't be forked safely), then for each
-``{"spawn": n, "guid": G, "port": P}`` that comes with five fds (the new
+``{"spawn": n, "guid": G, "port": P, "rlimits": {"nofile": N, "cpu": S}}``
+that comes with five fds (the new
 worker's stdin, stdout, stderr, lifeline and ready fd) it forks a child
 and answers ``{"spawned": n, "pid": pid}``; it tells
 ``{"exit": pid, "code": c, "signal": s}`` for each child it reaps. After
@@ -20,11 +21,11 @@ The template never runs a reactor and never sees a job's config or
 token: the reactor it imports the runtime with sits on a ``select()``
 loop that holds no kernel object, so nothing of it is shared with a
 child. Each child: leads a session of its own; closes the template's
-reactor's fds; takes the five fds as 0, 1, 2, 3 and 4; builds a fresh
-asyncio loop and reactor (its fds above those); reseeds
-``random``; and runs the module as ``__main__`` with ``--guid G --port
-P``, as ``python -m`` would, so that it reads its config from its own
-stdin like a cold worker.
+reactor's fds; takes the five fds as 0, 1, 2, 3 and 4; sets its
+rlimits (soft and hard); builds a fresh asyncio loop and reactor (its fds
+above those); reseeds ``random``; and runs the module as ``__main__``
+with ``--guid G --port P``, as ``python -m`` would, so that it reads its
+config from its own stdin like a cold worker.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ import importlib
 import json
 import os
 import random
+import resource
 import runpy
 import select
 import selectors
@@ -43,11 +45,16 @@ import signal
 import socket
 import sys
 import traceback
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn, cast
+
+import attrs
 
 from turberfield_twisted.launch.slurm.guard import drain
 
-__all__ = ["CONTROL_FD", "MAX_MESSAGE", "SPAWN_FDS", "main"]
+if TYPE_CHECKING:
+    from twisted.internet.asyncioreactor import AsyncioSelectorReactor
+
+__all__ = ["CONTROL_FD", "MAX_MESSAGE", "RLIMIT_NAMES", "SPAWN_FDS", "main"]
 
 #: The template's fd of its socket to the daemon.
 CONTROL_FD = 3
@@ -61,6 +68,10 @@ SPAWN_FDS = 5
 MAX_MESSAGE = 4096
 
 
+#: The name of each rlimit a spawn request may set.
+RLIMIT_NAMES = {resource.RLIMIT_NOFILE: "nofile", resource.RLIMIT_CPU: "cpu"}
+
+
 def send(sock: socket.socket, message: dict[str, Any], fds: list[int] | None = None) -> None:
     """One message (JSON), with ``fds`` passed along (SCM_RIGHTS)."""
     data = json.dumps(message).encode("utf-8")
@@ -70,11 +81,19 @@ def send(sock: socket.socket, message: dict[str, Any], fds: list[int] | None = N
         sock.send(data)
 
 
-def _template_reactor() -> Any:
+@attrs.frozen
+class _Installed:
+    """The template's reactor, and the asyncio loop it runs on."""
+
+    reactor: AsyncioSelectorReactor
+    loop: asyncio.AbstractEventLoop
+
+
+def _template_reactor() -> _Installed:
     """
     Install the asyncio reactor on a loop whose selector is plain select():
-    no kernel state. (Not with :func:`._asyncio.install`: importing that
-    module would first install one on a new, epoll, loop.)
+    no kernel state. (Not with :func:`turberfield_twisted.worker._asyncio.install`:
+    importing that module would first install one on a new, epoll, loop.)
     """
     from twisted.internet import asyncioreactor
 
@@ -83,7 +102,7 @@ def _template_reactor() -> Any:
     asyncioreactor.install(loop)
     from twisted.internet import reactor
 
-    return reactor
+    return _Installed(cast(asyncioreactor.AsyncioSelectorReactor, reactor), loop)
 
 
 def _threads() -> int:
@@ -95,27 +114,27 @@ def _threads() -> int:
         return threading.active_count()
 
 
-def prepare(module: str) -> tuple[Any, str | None]:
+def prepare(module: str) -> tuple[_Installed, str | None]:
     """
-    Import the runtime and ``module`` under a template reactor; the reactor,
-    and why the module can't be warm (None if it can).
+    Import the runtime and ``module`` under a template reactor; the reactor
+    (and its loop), and why the module can't be warm (None if it can).
     """
-    reactor = _template_reactor()
+    installed = _template_reactor()
     import turberfield_twisted.worker.runtime  # noqa: F401  (what every worker imports)
 
     try:
         loaded = importlib.import_module(module)
     except BaseException as exc:  # its own error is for the cold worker to show
-        return reactor, f"it could not be imported ({type(exc).__name__})"
+        return installed, f"it could not be imported ({type(exc).__name__})"
     if _threads() > 1:
-        return reactor, "it starts threads when imported, and threads do not survive a fork"
-    if any(value is reactor for value in vars(loaded).values()):
-        return reactor, ("it keeps the reactor it was imported with; take ctx.reactor"
-                         " instead")
-    return reactor, None
+        return installed, "it starts threads when imported, and threads do not survive a fork"
+    if any(value is installed.reactor for value in vars(loaded).values()):
+        return installed, ("it keeps the reactor it was imported with; take ctx.reactor"
+                           " instead")
+    return installed, None
 
 
-def _drop_reactor(old: Any) -> None:
+def _drop_reactor(old: _Installed) -> None:
     """
     Forget the template's reactor and close its fds (its waker's pipe, its
     loop's self-pipe). Done before the worker's fds take 0 to 4: closing
@@ -126,9 +145,9 @@ def _drop_reactor(old: Any) -> None:
     del sys.modules["twisted.internet.reactor"]
     if hasattr(twisted.internet, "reactor"):
         del twisted.internet.reactor
-    if old.waker is not None:
-        old.waker.connectionLost(None)
-    old._asyncioEventloop.close()  # its select() selector and self-pipe are this process's own
+    if old.reactor.waker is not None:
+        old.reactor.waker.connectionLost(None)
+    old.loop.close()  # its select() selector and self-pipe are this process's own
 
 
 def _take_fds(fds: list[int]) -> None:
@@ -141,9 +160,12 @@ def _take_fds(fds: list[int]) -> None:
         os.close(fd)
 
 
-def _child(module: str, guid: str, port: int, fds: list[int], reactor: Any,
-           closing: list[int]) -> NoReturn:
-    """In the forked child: become a cold-looking worker of ``module``, run it, exit."""
+def _child(module: str, guid: str, port: int, fds: list[int], reactor: _Installed,
+           closing: list[int], rlimits: dict[str, int]) -> NoReturn:
+    """
+    In the forked child: become a cold-looking worker of ``module`` under
+    ``rlimits`` (by name), run it, exit.
+    """
     code: int = 70
     try:
         os.setsid()
@@ -154,6 +176,9 @@ def _child(module: str, guid: str, port: int, fds: list[int], reactor: Any,
             os.close(fd)
         _drop_reactor(reactor)
         _take_fds(fds)
+        by_name = {name: which for which, name in RLIMIT_NAMES.items()}
+        for name, value in rlimits.items():
+            resource.setrlimit(by_name[name], (int(value), int(value)))
         # loaded already, with the runtime: no side effect
         from turberfield_twisted.worker._asyncio import install
 
@@ -184,7 +209,7 @@ def _status(wait: int) -> dict[str, int | None]:
     return {"code": os.waitstatus_to_exitcode(wait), "signal": None}
 
 
-def serve(sock: socket.socket, module: str, reactor: Any) -> None:
+def serve(sock: socket.socket, module: str, reactor: _Installed) -> None:
     """Fork a worker for each spawn request; report their exits; return when done."""
     wake_r, wake_w = os.pipe()
     os.set_blocking(wake_w, False)
@@ -194,7 +219,7 @@ def serve(sock: socket.socket, module: str, reactor: Any) -> None:
     children: set[int] = set()
     retiring = False
     while not (retiring and not children):
-        watched: list[Any] = [sock, wake_r]
+        watched: list[socket.socket | int] = [sock, wake_r]
         readable, _, _ = select.select(watched, [], [])
         if wake_r in readable:
             drain(wake_r)
@@ -223,7 +248,7 @@ def serve(sock: socket.socket, module: str, reactor: Any) -> None:
         pid = os.fork()
         if pid == 0:
             _child(module, str(message["guid"]), int(message["port"]), fds, reactor,
-                   [sock.detach(), wake_r, wake_w])
+                   [sock.detach(), wake_r, wake_w], dict(message.get("rlimits") or {}))
         for fd in fds:
             os.close(fd)
         children.add(pid)
@@ -231,7 +256,8 @@ def serve(sock: socket.socket, module: str, reactor: Any) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """``forkserver MODULE``: prepare, say ready or refused, serve."""
+    """``python -m turberfield_twisted.launch.warm.template MODULE``: prepare, say ready or
+    refused, serve."""
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 1:
         sys.stderr.write("usage: python -m turberfield_twisted.launch.warm.template MODULE\n")
