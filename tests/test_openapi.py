@@ -94,8 +94,9 @@ async def daemon_in_process(reactor: Any, where: Path, config: str) -> AsyncIter
 
 def st_config(url: str, admin: str, guid: str, job_token: str, relayed: str) -> str:
     """
-    Schemathesis's config: every check, each token for its security scheme, ``guid`` for
-    every {guid} but the relay's (``relayed``, a job nothing else stops); the relay checked
+    Schemathesis's config: every check, each token for its security scheme, ``guid`` (the
+    job whose token that is) for the job-token routes' {guid}, ``relayed`` (a job nothing
+    else stops) for the relay's, the others' from the links (POST /jobs' answer); the relay checked
     for its status and content type only (what comes back is the worker's), the event
     stream read to its first event, ``?wait=`` not waited.
     503 is expected (the child port range is small: a launch past it finds no port). A
@@ -113,15 +114,17 @@ def st_config(url: str, admin: str, guid: str, job_token: str, relayed: str) -> 
         [auth.openapi.job]
         bearer = "{job_token}"
 
-        [parameters]
-        "path.guid" = "{guid}"
-
         [generation]
         max-examples = 12
 
         [checks]
         enabled = true
         not_a_server_error.expected-statuses = ["2xx", "3xx", "4xx", "503"]
+
+        [[operations]]
+        include-name = ["GET /config/{{guid}}", "POST /jobs/{{guid}}/events",
+                        "POST /jobs/{{guid}}/listening"]
+        parameters = {{ "path.guid" = "{guid}" }}
 
         [[operations]]
         include-path-regex = "/proxy"

@@ -99,7 +99,6 @@ class Options(usage.Options):
             kind = "tcp6" if ":" in own.listen_addr else "tcp"
             host = own.listen_addr.replace(":", "\\:")  # endpoint strings escape colons
             self["listen"] = f"{kind}:{own.listen_port}:interface={host}"
-        self["listen"] = with_backlog(self["listen"], own.listen_backlog)
         self["state-dir"] = Path(self["state-dir"] or default_state_dir())
 
 
@@ -121,12 +120,12 @@ class _ControlService(Service):
     log = Logger()
 
     def __init__(self, reactor: IDaemonReactor, endpoint_text: str, api: ControlAPI,
-                 initiator: Initiator, state: StateDir):
+                 initiator: Initiator, state: StateDir, backlog: int):
         from twisted.internet.endpoints import serverFromString
 
         self._reactor = reactor
-        self._endpoint_text = endpoint_text
-        self._endpoint = serverFromString(reactor, endpoint_text)
+        self._endpoint_text = endpoint_text  # as the operator gave it, for messages
+        self._endpoint = serverFromString(reactor, with_backlog(endpoint_text, backlog))
         self._api = api
         self._initiator = initiator
         self._state = state
@@ -344,7 +343,8 @@ def makeService(options: Options) -> IService:
     _Kept(state, store, hooks, kept_hooks).setServiceParent(top)
     _Closing(api.close).setServiceParent(top)
     initiator.setServiceParent(top)
-    _ControlService(reactor, options["listen"], api, initiator, state).setServiceParent(top)
+    _ControlService(reactor, options["listen"], api, initiator, state,
+                    own.listen_backlog).setServiceParent(top)
     reconciler.setServiceParent(top)
     _Signals(reactor, reconciler).setServiceParent(top)
     return top
