@@ -51,7 +51,7 @@ from turberfield_twisted.launch.ports import next_port
 from turberfield_twisted.launch.protocol import ExitStatus
 from turberfield_twisted.launch.reactor import IDaemonReactor
 from turberfield_twisted.launch.router import default_launcher
-from turberfield_twisted.worker.parent import HttpClient, make_http
+from turberfield_twisted.worker.parent import HttpClient, LazyHttp
 from turberfield_twisted.worker.proactor import Proactor
 
 __all__ = ["Initiator"]
@@ -91,14 +91,12 @@ class Initiator(JobTable, Proactor, Service):
         self.guid: str | None = guid
         self._keeper = Keeper(store)
         self._stopping = False
-        self._pools = []
+        probe = make_probe(self.reactor, http)
+        self._own_http: LazyHttp | None = None
         if http is None:
-            http, pool = make_http(self.reactor)
-            self._pools.append(pool)
-        #: The treq-like client it reaches workers with.
+            http = self._own_http = LazyHttp(self.reactor)
+        #: The treq-like client it reaches workers with (built on first use, unless given).
         self.http: HttpClient = http
-        probe, probe_pool = make_probe(self.reactor, None if self._pools else http)
-        self._pools.extend([probe_pool] if probe_pool is not None else [])
         #: Where workers run.
         self.launcher: ILauncher = launcher or default_launcher(self.reactor, self._checked)
         self._configs = JobConfigs(lambda: self.cfg, self._checked)
@@ -372,8 +370,8 @@ class Initiator(JobTable, Proactor, Service):
                  if job.state not in ENDED]
 
         def close(_: object) -> Deferred[list[tuple[bool, None]]]:  # pools, templates
-            return DeferredList([self.launcher.close(),
-                                 *(pool.closeCachedConnections() for pool in self._pools)])
+            own = [self._own_http.close()] if self._own_http is not None else []
+            return DeferredList([self.launcher.close(), *own])
 
         return DeferredList(stops, consumeErrors=True).addBoth(close).addCallback(
             lambda _: None)

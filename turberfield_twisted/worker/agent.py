@@ -4,9 +4,8 @@ HTTP agents that reach a literal IP address directly.
 Twisted's default :class:`~twisted.web.client.Agent` connects through a
 ``HostnameEndpoint`` even when the host is an IP address; that endpoint
 takes about 300 ms to give up on a refused connection (against well under
-1 ms for a ``TCP4ClientEndpoint``), which made every readiness poll of a
-worker that did not listen yet cost a third of a second. Workers, the
-daemon and web-hook receivers are almost always reached by IP address.
+1 ms for a ``TCP4ClientEndpoint``). The agents here connect through
+:func:`~turberfield_twisted.worker.endpoint.client_endpoint` instead.
 
 Imported only when a client is first built: the worker runtime does not
 load it until its app calls the initiator.
@@ -14,16 +13,10 @@ load it until its app calls the initiator.
 
 from __future__ import annotations
 
-import ipaddress
 from typing import TYPE_CHECKING
 
 from twisted.internet.defer import Deferred
-from twisted.internet.endpoints import (
-    HostnameEndpoint,
-    TCP4ClientEndpoint,
-    TCP6ClientEndpoint,
-    wrapClientTLS,
-)
+from twisted.internet.endpoints import wrapClientTLS
 from twisted.internet.interfaces import (
     IProtocol,
     IProtocolFactory,
@@ -36,29 +29,12 @@ from twisted.web.error import SchemeNotSupported
 from twisted.web.iweb import IAgent, IAgentEndpointFactory
 from zope.interface import implementer
 
+from turberfield_twisted.worker.endpoint import CONNECT_TIMEOUT, client_endpoint
+
 if TYPE_CHECKING:
     from turberfield_twisted.worker.reactor import IClientReactor
 
 __all__ = ["LiteralIPEndpoints", "QuietEndpoint", "client_endpoint", "make_agent", "quiet_pool"]
-
-#: Seconds a connection may take to be accepted.
-CONNECT_TIMEOUT = 10.0
-
-
-def client_endpoint(reactor: IClientReactor, host: str, port: int,
-                    timeout: float = CONNECT_TIMEOUT) -> IStreamClientEndpoint:
-    """
-    An endpoint to ``host``:``port``: straight TCP (v4 or v6) for an IP
-    address (brackets allowed), a ``HostnameEndpoint`` for a name.
-    """
-    bare = host[1:-1] if host.startswith("[") and host.endswith("]") else host
-    try:
-        ip = ipaddress.ip_address(bare)
-    except ValueError:
-        return HostnameEndpoint(reactor, host, port, timeout=timeout)
-    kind = TCP6ClientEndpoint if ip.version == 6 else TCP4ClientEndpoint
-    return kind(reactor, bare, port, timeout=timeout)
-
 
 @implementer(IStreamClientEndpoint)
 class QuietEndpoint:
