@@ -41,8 +41,7 @@ class Heard:
 def read(*chunks: bytes, head_only: bool = False, eof: bool = False) -> tuple[Heard, Any]:
     heard = Heard()
     reader = ResponseReader(heard)
-    if head_only:
-        reader.no_body()
+    reader.expect(head_only)
     for chunk in chunks:
         reader.feed(chunk)
     if eof:
@@ -88,10 +87,14 @@ def test_the_answer_to_a_head_ends_with_its_head():
 
 
 def test_bytes_after_the_end_mark_the_connection_spoilt():
-    """Another answer nobody asked for, after the end: ``extra``, not reusable."""
-    heard, reader = read(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
-                         b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nno")
-    assert reader.extra and heard.ends == [True, False]
+    """Another answer nobody asked for, after the end: ``extra``, not reusable; one asked
+    for (after ``expect``) is the next answer on a reusable connection."""
+    heard, reader = read(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+    reader.expect()
+    reader.feed(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+    assert not reader.extra and heard.ends == [True, True]
+    reader.feed(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nno")
+    assert reader.extra and heard.ends == [True, True, False]
 
 
 def test_a_cut_answer_and_garbage_are_wire_errors():

@@ -17,6 +17,7 @@ asyncio reactor is installed (``tap.makeService`` does so lazily).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from configparser import DEFAULTSECT
 
@@ -27,6 +28,7 @@ from twisted.logger import Logger
 from twisted.web.iweb import IAgent
 from twisted.web.server import Request, Site
 
+from turberfield_twisted.contract import HasHeaders
 from turberfield_twisted.daemon.initiator import Initiator
 from turberfield_twisted.daemon.keeper import forget_ended
 from turberfield_twisted.daemon.metrics import Metrics
@@ -38,15 +40,16 @@ from turberfield_twisted.http import openapi
 from turberfield_twisted.http.args import event_args, launch_args, lines_arg, wait_args
 from turberfield_twisted.http.events import Entry, EventStream, Journal, parse_event_id
 from turberfield_twisted.http.hooks import HooksAPI
+from turberfield_twisted.http.mounts import Mounts
 from turberfield_twisted.http.placement import REPORT_KEYS, take_report
 from turberfield_twisted.http.relay import Relay
-from turberfield_twisted.http.site import ApiSite, RelayFirst
+from turberfield_twisted.http.site import ApiSite, RelayFirst, relay_request
+from turberfield_twisted.http.upstream import Choose, job_upstream
 from turberfield_twisted.http.views import change_view, job_views, module_views
 from turberfield_twisted.http.web import (
     JsonKlein,
     Unauthorized,
     _LimitedRequest,
-    check_body,
     json_response,
     query_arg,
     read_object,
@@ -103,6 +106,9 @@ class ControlAPI:
         self.reload = reload
         self.relay = Relay(reactor, relay_timeout, agent=relay_agent,
                            observe=metrics.relayed if metrics is not None else None)
+        #: The relayed paths (a job's first) and the way in to the relay.
+        self.mounts = Mounts(self.relay, self._admin,
+                             lambda guid, request: job_upstream(initiator, guid))
         #: The ``/hooks`` routes.
         self.hooks_api = HooksAPI(hooks, admin_token, max_body,
                                   stopping=lambda: initiator.stopping)
@@ -134,12 +140,17 @@ class ControlAPI:
     def site(self) -> Site:
         """
         A Site for this API: quiet, no tracebacks, bodies bounded early;
-        relayed requests take a short way past the router and are not in
-        the access log (the relay's metrics count them).
+        relayed requests are read by the site's front as bytes (or, on a
+        connection that asked something else before, take a short way past
+        the router), and are not in the access log (the relay's metrics
+        count them).
         """
-        site = ApiSite(RelayFirst(self.relayed, self.log, self.app.resource()),
-                       requestFactory=_LimitedRequest)
-        site.max_body = self.max_body  # type: ignore[attr-defined]
+        mounts = self.mounts
+        root = RelayFirst(mounts.relay_to, mounts.mounts, self.log, self.app.resource(),
+                          self.max_body)
+        site = ApiSite(root, mounts.relay_to, mounts.mounts, requestFactory=_LimitedRequest,
+                       reactor=self.reactor)
+        site.max_body = self.max_body
         site.read_timeout = self.read_timeout
         site.noisy = False
         site.displayTracebacks = False
@@ -147,7 +158,7 @@ class ControlAPI:
 
     # -- auth --------------------------------------------------------------
 
-    def _admin(self, request: Request) -> None:
+    def _admin(self, request: HasHeaders) -> None:
         require_token(request, self._admin_token)
 
     def _job_caller(self, request: Request, guid: str) -> Job:
@@ -384,10 +395,11 @@ class ControlAPI:
         return await self.relayed(request, guid)
 
     async def relayed(self, request: Request, guid: str) -> bytes:
-        """Relay ``request`` to job ``guid``'s worker (admin token, body bound checked)."""
-        self._admin(request)
-        job = self.initiator.job(guid)
-        length = check_body(request, self.max_body)
-        if isinstance(request, _LimitedRequest):
-            request.relayed = True  # the site leaves it out of its access log
-        return await self.relay.forward(request, job, self.initiator.worker_url(job), length)
+        """Relay a Twisted ``request`` to job ``guid``'s worker (see :meth:`.Mounts.relay_to`)."""
+        mounts = self.mounts
+        return await relay_request(mounts.relay_to, request, mounts.mounts[0], guid,
+                                   self.max_body)
+
+    def mount(self, pattern: re.Pattern[bytes], choose: Choose) -> None:
+        """Relay the paths ``pattern`` matches as ``choose`` says: see :meth:`.Mounts.mount`."""
+        self.mounts.mount(pattern, choose)

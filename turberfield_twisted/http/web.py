@@ -31,7 +31,7 @@ from twisted.web.server import Request
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
 from werkzeug.routing import BaseConverter, RequestRedirect
 
-from turberfield_twisted.contract import authorized
+from turberfield_twisted.contract import HasHeaders, authorized
 from turberfield_twisted.errors import (
     ApiError,
     CannotForget,
@@ -63,6 +63,7 @@ __all__ = [
     "Unauthorized",
     "answer_error",
     "check_body",
+    "error_parts",
     "guid_of",
     "json_errors",
     "json_response",
@@ -208,6 +209,17 @@ def answer_error(request: IRequest, exc: BaseException) -> bytes:
                          _headers_of(exc))
 
 
+def error_parts(exc: BaseException) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+    """
+    ``exc`` as :func:`answer_error` answers it, for a writer of raw HTTP:
+    its status, its headers (``Content-Type`` first) and its JSON body.
+    """
+    headers = [(b"Content-Type", b"application/json"),
+               *((name.encode("ascii"), value.encode("ascii"))
+                 for name, value in _headers_of(exc).items())]
+    return status_of(exc), headers, json.dumps({"error": _message_of(exc)}).encode("utf-8")
+
+
 def guid_of(request: IRequest) -> str | None:
     """The guid a request is about, if its path names one (for the log)."""
     match = _JOB_PATH.match(getattr(request, "path", b"") or b"")
@@ -335,7 +347,7 @@ class JsonKlein(Klein):
         return _JsonKleinResource(self)
 
 
-def require_token(request: IRequest, expected: bytes | str) -> None:
+def require_token(request: HasHeaders, expected: bytes | str) -> None:
     """Raise :class:`Unauthorized` unless the request's bearer token is ``expected``."""
     if not authorized(request, expected):
         raise Unauthorized()

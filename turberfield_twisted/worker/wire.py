@@ -60,10 +60,10 @@ class Sink(Protocol):
 class ResponseReader:
     """
     Read answers from a connection's bytes (:meth:`feed`, :meth:`eof`) and
-    tell ``sink`` of each. Interim answers (1xx but 101) are skipped. Call
-    :meth:`no_body` before feeding the answer to a HEAD request: it ends
-    with its head (and its connection is not reusable). ``extra`` is set if
-    bytes came after an answer ended (the connection is then not reusable).
+    tell ``sink`` of each. Call :meth:`expect` as each request is sent:
+    an answer that begins unasked sets ``extra`` (the connection is then
+    not reusable). Interim answers (1xx but 101) are skipped. The answer to
+    a HEAD request ends with its head (and its connection is not reusable).
     """
 
     def __init__(self, sink: Sink):
@@ -75,16 +75,21 @@ class ResponseReader:
         self._in_head = False
         self._in_body = False
         self._interim = False
+        self._chunked = False
         self._headless = False
         self._skip = False
-        #: Bytes came after the end of an answer, or the answer was cut short.
+        self._awaited = False
+        #: An answer began that no request asked for.
         self.extra = False
         #: Answers that ended.
         self.ended = 0
 
-    def no_body(self) -> None:
-        """The next answer is to a HEAD request: it has no body, whatever its head says."""
-        self._headless = True
+    def expect(self, headless: bool = False) -> None:
+        """
+        A request was sent: its answer may come (``headless``: it is to a HEAD
+        request, and has no body whatever its head says).
+        """
+        self._awaited, self._headless = True, headless
 
     def feed(self, data: bytes) -> None:
         """Parse ``data``; raise :class:`WireError` if it is not HTTP."""
@@ -108,22 +113,27 @@ class ResponseReader:
     # -- httptools' callbacks ----------------------------------------------
 
     def on_message_begin(self) -> None:
-        if self.ended and not self._interim:
+        if not self._awaited:
             self.extra = True
+        self._awaited = False
         self._headers, self._length, self._in_head = [], None, True
+        self._chunked = False
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self._headers.append((name, value))
         if len(name) == 14 and name.lower() == b"content-length":
             self._length = int(value)
+        elif len(name) == 17 and name.lower() == b"transfer-encoding":
+            self._chunked = True
 
     def on_headers_complete(self) -> None:
         status = self._parser.get_status_code()
         self._in_head = False
         self._interim = 100 <= status < 200 and status != 101
         if self._interim:
+            self._awaited = True  # the answer itself is still to come
             return
-        chunked = any(name.lower() == b"transfer-encoding" for name, _ in self._headers)
+        chunked = self._chunked
         bodiless = self._headless or status in (204, 304)
         self._to_eof = not bodiless and not chunked and self._length is None
         self._in_body = True
@@ -169,8 +179,7 @@ class _OneShot(TwistedProtocol):
         self.limit = limit
         self.done: Deferred[Fetched] = Deferred(lambda _: self._close())
         self._reader = ResponseReader(self)
-        if headless:
-            self._reader.no_body()
+        self._reader.expect(headless)
         self._status = 0
         self._body: list[bytes] = []
         self._size = 0
