@@ -26,8 +26,7 @@ from twisted.internet.utils import getProcessOutputAndValue
 
 from turberfield_twisted.cli.locate import read_api
 from turberfield_twisted.http import openapi
-from turberfield_twisted.http.api import ControlAPI
-from turberfield_twisted.http.hooks import HooksAPI
+from turberfield_twisted.http.api import served_routes
 from turberfield_twisted.testing.ports import free_ports
 from turberfield_twisted.testing.procs import children_of
 
@@ -36,7 +35,7 @@ DEMO = "turberfield_twisted.demo.hello"
 
 
 def the_routes() -> list[tuple[str, str]]:
-    return [*openapi.routes(ControlAPI.app), *openapi.routes(HooksAPI.app, "/hooks")]
+    return served_routes()
 
 
 def test_every_route_is_described_and_every_description_has_a_route():

@@ -28,6 +28,7 @@ from twisted.logger import Logger
 from twisted.web.server import Request
 from zope.interface import implementer
 
+from turberfield_twisted.access.records import AuditRecord
 from turberfield_twisted.errors import Invalid
 from turberfield_twisted.jobs.job import JobEvent, OutputLine
 from turberfield_twisted.jobs.observers import Observers
@@ -100,6 +101,10 @@ class Journal:
     def line(self, line: OutputLine) -> None:
         """Record a line of a job's output (SSE event name ``log``)."""
         self._add("log", line.guid, _json(line.as_json()))
+
+    def audit(self, record: AuditRecord) -> None:
+        """Record an audit record (SSE event name ``audit``: admins' streams only)."""
+        self._add("audit", "", _json(record.as_json()))
 
     def _add(self, name: str, guid: str, data: bytes) -> None:
         self.last_id += 1
@@ -178,6 +183,10 @@ class EventStream:
                 self._entry(entry)
         self._keepalive.start(self._every, now=False)
         return self.done
+
+    def close(self) -> None:
+        """End the stream now (its token was revoked): the response ends."""
+        self._close()
 
     def _entry(self, entry: Entry) -> None:
         if entry.id > self._sent and self._wanted(entry):

@@ -15,8 +15,10 @@ from twisted.python.failure import Failure
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Site
 
+from turberfield_twisted.access.audit import AuditTrail
 from turberfield_twisted.config.names import GUID
 from turberfield_twisted.http.channel import ApiChannel
+from turberfield_twisted.http.gate import Gate, caller_of, remote_of
 from turberfield_twisted.http.web import answer_error, log_error
 
 __all__ = ["ApiSite", "RelayFirst"]
@@ -81,13 +83,30 @@ class ApiSite(Site):
     """
     A Site whose access log leaves out relayed requests, on an
     :class:`~.channel.ApiChannel` (408, 414, 431); ``read_timeout`` is the
-    seconds a caller has to send a whole request (None: no bound).
+    seconds a caller has to send a whole request (None: no bound). Each
+    answered request is told to the ``gate`` (a 401 counts against its
+    address) and, if it changed something or was refused, kept in the
+    ``audit`` trail (a job's own successful calls are not: they are its
+    worker's traffic).
     """
 
     # Twisted types it as its HTTP/2-choosing wrapper, of no use here without TLS's ALPN.
     protocol = ApiChannel  # type: ignore[assignment]
     read_timeout: float | None = None
+    gate: Gate | None = None
+    audit: AuditTrail | None = None
 
     def log(self, request: Any) -> None:
         if not getattr(request, "relayed", False):
             super().log(request)
+        status = int(request.code)
+        if self.gate is not None:
+            self.gate.refused(request, status)
+        if self.audit is not None and not (
+                status < 400 and getattr(request, "job_caller", None) is not None):
+            caller = caller_of(request)
+            method = (request.method or b"?").decode("ascii", "replace")
+            path = (request.path or b"").decode("utf-8", "replace")
+            self.audit.record(caller.name if caller else "-",
+                              caller.role.value if caller else "-",
+                              remote_of(request), method, path, status)
