@@ -8,8 +8,10 @@ Twisted's ``ssl:`` endpoint string takes ``privateKey``, ``certKey``,
 ``extraCertChain``, ``sslmethod`` and ``dhParameters``, and nothing that
 asks for a client's certificate; so with ``tls_client_ca`` set,
 :func:`server_endpoint` builds the ``CertificateOptions`` itself from the
-same files, with that CA as the trust root (which makes the server ask
-for, and require, a certificate it signed), on the same
+same files, with that CA as the trust root (a trust root makes the server
+ask for a certificate it signed and refuse the handshake without one:
+``requireCertificate`` is true by default, and Twisted takes no other
+value with a trust root), on the same
 ``SSL4ServerEndpoint`` the string would give.
 
 ``twisted.internet.ssl`` (and with it pyOpenSSL) is imported only inside
@@ -154,8 +156,7 @@ def server_endpoint(reactor: IReactorSSL, text: str, client_ca: str) -> IStreamS
         chain = [Certificate.loadPEM(pem).original for pem in found]
     context = CertificateOptions(
         privateKey=private.privateKey.original, certificate=private.original,
-        extraCertChain=chain, trustRoot=trustRootFromCertificates([load_ca(client_ca)]),
-        requireCertificate=True)
+        extraCertChain=chain, trustRoot=trustRootFromCertificates([load_ca(client_ca)]))
     return SSL4ServerEndpoint(reactor, int(endpoint.args[0]), context,
                               backlog=int(options.get("backlog", 50)),
                               interface=options.get("interface", ""))

@@ -22,7 +22,7 @@ from turberfield_twisted.testing.procs import Child, children_of, wait_gone
 
 __all__ = ["Daemon", "Daemons", "twistd_argv"]
 
-_LISTENING = re.compile(r"control API listening on (http://\S+)")
+_LISTENING = re.compile(r"control API listening on (https?://\S+)")
 
 
 def twistd_argv(state_dir: Path, config: Path | None = None,
@@ -121,7 +121,11 @@ class Daemons:
     async def stop(self) -> None:
         """SIGTERM each daemon; wait until it and every worker it had are gone."""
         for daemon in self.started:
-            workers = children_of(daemon.pid or 0)
-            daemon.signal(signal.SIGTERM)
-            await daemon.ended.addTimeout(30, self.reactor)
-            await wait_gone(self.reactor, workers)
+            await self.stop_one(daemon)
+
+    async def stop_one(self, daemon: Daemon) -> None:
+        """SIGTERM ``daemon`` (started here or not); wait until it and its workers are gone."""
+        workers = children_of(daemon.pid or 0)
+        daemon.signal(signal.SIGTERM)
+        await daemon.ended.addTimeout(30, self.reactor)
+        await wait_gone(self.reactor, workers)
