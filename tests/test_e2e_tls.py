@@ -168,7 +168,7 @@ async def test_insecure_listen_true_starts_with_a_warning(reactor, tmp_path):
     try:
         await daemon.listening.addTimeout(30, reactor)
         assert [line for line in daemon.lines if "insecure_listen = true" in line]
-        http, pool = make_http(reactor, persistent=False)
+        http, _ = make_http(reactor, persistent=False)
         client = ControlClient(http, daemon.url, daemon.token, reactor)
         assert (await client.health())["status"] == "ok"
     finally:
