@@ -145,7 +145,7 @@ class TokenBook:
         """
         if not isinstance(name, str) or not _NAME.fullmatch(name):
             raise Invalid("name must be 1 to 64 letters, digits, '_', '.' or '-'")
-        if role not in {r.value for r in Role}:
+        if not isinstance(role, str) or role not in {r.value for r in Role}:
             raise Invalid(f"role must be one of {', '.join(r.value for r in Role)}")
         scope = tuple(scope)
         if not all(isinstance(item, str) and 0 < len(item) <= 256 for item in scope) or (

@@ -219,7 +219,7 @@ _INITIATOR_READERS: Mapping[str, Reader] = {
     "tls_ca": str,
     "hook_ca": str,
     "audit_keep": whole(1, 10_000_000),
-    "auth_failures": whole(1, 1000),
+    "auth_failures": whole(1, 1_000_000),
 }
 
 

@@ -59,6 +59,8 @@ class AccessAPI:
         """
         body = read_object(request, self.max_body, _MAKE_KEYS)
         scope = body.get("scope", [])
+        if "expires_in" in body and body["expires_in"] is None:
+            raise Invalid("expires_in may be left out (never expires), but not null")
         if not isinstance(scope, list):
             raise Invalid("scope must be a list of module or service names")
         record, secret = self.gate.book.create(body.get("name", ""), body.get("role", ""),

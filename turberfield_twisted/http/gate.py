@@ -77,8 +77,11 @@ class Gate:
             raise Throttled(wait)
 
     def refused(self, request: IRequest, status: int) -> None:
-        """A request was answered ``status``: a 401 counts against its address."""
-        if status == 401:
+        """
+        A request was answered ``status``: a 401 with a (wrong) token counts
+        against its address; one with no token guessed nothing.
+        """
+        if status == 401 and bearer(request.getHeader(b"authorization")):
             self.throttle.failed(remote_of(request))
 
 
