@@ -151,6 +151,7 @@ def st_config(url: str, token: str, guid: str, job_token: str, relayed: str,
         """)
 
 
+@pytest.mark.timeout(300)  # three runs: an admin's (60 s), an operator's and a viewer's (20 s each)
 @pytest_twisted.ensureDeferred
 async def test_schemathesis_finds_nothing_on_any_operation(reactor, tmp_path):
     """
