@@ -260,7 +260,7 @@ async def test_wrong_tokens_from_one_address_are_throttled_another_is_not_slowed
                     codes[response.code] = codes.get(response.code, 0) + 1
                     retry_after.update(response.headers.getRawHeaders(b"retry-after", []))
 
-            attacks = [defer.Deferred.fromCoroutine(attack(100)) for _ in range(10)]
+            attacks = [defer.Deferred.fromCoroutine(attack(250)) for _ in range(4)]
             during = []
             while not all(d.called for d in attacks):
                 during.append(await timed())

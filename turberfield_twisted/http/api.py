@@ -157,7 +157,7 @@ class ControlAPI:
         relayed requests take a short way past the router and are not in
         the access log (the relay's metrics count them).
         """
-        site = ApiSite(RelayFirst(self.relayed, self.log, self.app.resource()),
+        site = ApiSite(RelayFirst(self.relayed, self.log, self.app.resource(), self.gate),
                        requestFactory=_LimitedRequest)
         site.gate = self.gate
         site.audit = self.audit

@@ -16,6 +16,7 @@ from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Site
 
 from turberfield_twisted.access.audit import AuditTrail
+from turberfield_twisted.access.roles import Throttled
 from turberfield_twisted.config.names import GUID
 from turberfield_twisted.http.channel import ApiChannel
 from turberfield_twisted.http.gate import Gate, caller_of, remote_of
@@ -33,19 +34,27 @@ class RelayFirst(Resource):
     The API's root: a request for a worker (``/jobs/{guid}/proxy/...``)
     goes straight to ``relayed(request, guid)``; everything else to
     ``routes`` (the Klein app, which would route it there too). Errors are
-    answered from the one table, logged on ``log``.
+    answered from the one table, logged on ``log``. A request carrying a
+    token from an address the ``gate`` makes wait is answered 429 here,
+    before any routing: a run of wrong tokens costs the daemon little.
     """
 
     isLeaf = True
 
     def __init__(self, relayed: Callable[[Any, str], Coroutine[Any, Any, bytes]], log: Logger,
-                 routes: Resource):
+                 routes: Resource, gate: Gate | None = None):
         super().__init__()
         self.relayed = relayed
         self.log = log
         self.routes = routes
+        self.gate = gate
 
     def render(self, request: Any) -> Any:
+        if self.gate is not None and request.getHeader(b"authorization"):
+            try:
+                self.gate.check_throttle(request)
+            except Throttled as exc:
+                return answer_error(request, exc)
         match = _RELAYED.match(request.path)
         if match is None or getattr(request, "too_large", False):
             return self.routes.render(request)
