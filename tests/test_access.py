@@ -170,6 +170,7 @@ def test_the_audit_trail_keeps_changes_and_refusals_bounded_and_tells_observers(
     ("tcp6:8080:interface=\\:\\:1", False, False),
     ("tcp:8080:interface=0.0.0.0", False, True),
     ("tcp:8080", False, True),
+    ("tcp:0.0.0.0:8080", False, True),  # not a valid endpoint: refused before Twisted reads it
     ("tcp6:8080", False, True),
     ("tcp:8080:interface=0.0.0.0", True, False),
     ("ssl:8443:privateKey=k.pem:certKey=c.pem", False, False),

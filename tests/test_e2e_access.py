@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import statistics
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ import pytest_twisted
 import treq
 from twisted.internet import defer
 from twisted.internet.endpoints import TCP4ClientEndpoint
+from twisted.internet.utils import getProcessOutputAndValue
 from twisted.logger import Logger
 from twisted.web.client import Agent, HTTPConnectionPool
 from twisted.web.iweb import IAgentEndpointFactory
@@ -31,6 +33,8 @@ from turberfield_twisted.testing.daemon import Daemon, Daemons
 from turberfield_twisted.testing.ports import free_ports
 from turberfield_twisted.testing.procs import children_of
 from turberfield_twisted.worker.parent import make_http
+
+PROACTOR = str(Path(sys.executable).parent / "proactor")
 
 log = Logger()
 
@@ -197,6 +201,9 @@ async def test_rotation_revocation_and_the_audit_trail_end_to_end(reactor, tmp_p
             assert ("admin", "DELETE", "/tokens/t-viewer", 204) in kept
             assert ("-", "GET", "/jobs", 401) in kept
             answers += [json.dumps(x).encode() for x in (said, jobs, trail, rotated, again)]
+            code, text = await cli(reactor, state, "audit")  # the token the file now holds
+            assert code == 0 and "t-operator" in text and "403" in text, text
+            answers.append(text.encode())
             await pool.closeCachedConnections()
         finally:
             await Daemons(reactor, tmp_path).stop_one(daemon)
@@ -210,6 +217,13 @@ async def test_rotation_revocation_and_the_audit_trail_end_to_end(reactor, tmp_p
         if secret not in shown_once:
             assert not [a for a in answers if secret.encode() in a], "a secret in an answer"
     assert children_of(os.getpid()) == []
+
+
+async def cli(reactor: Any, state: Path, *args: str) -> tuple[int, str]:
+    env = {"PATH": os.environ.get("PATH", ""), "LANG": "C.UTF-8", "HOME": str(state.parent)}
+    out, err, code = await getProcessOutputAndValue(
+        PROACTOR, ["--state-dir", str(state), *args], env=env, reactor=reactor)
+    return code, (out + err).decode("utf-8", "replace")
 
 
 @implementer(IAgentEndpointFactory)

@@ -41,14 +41,10 @@ from turberfield_twisted.errors import ConfigError, DaemonStopping, StateDirErro
 from turberfield_twisted.launch.reactor import IDaemonReactor
 
 if TYPE_CHECKING:  # imported when the service is made (http's import installs the reactor)
-    from turberfield_twisted.access.audit import AuditTrail
-    from turberfield_twisted.access.tokens import TokenBook
-    from turberfield_twisted.config.settings import InitiatorSettings
     from turberfield_twisted.daemon.initiator import Initiator
     from turberfield_twisted.daemon.reconcile import Reconciler
     from turberfield_twisted.hooks.dispatcher import HookDispatcher
     from turberfield_twisted.http.api import ControlAPI
-    from turberfield_twisted.http.gate import Gate
 
 __all__ = ["Options", "makeService", "with_backlog"]
 
@@ -338,25 +334,6 @@ def _read_pem(path: str, key: str) -> bytes:
         raise SystemExit(f"proactor: {key}: cannot read {path}: {exc.strerror}") from None
 
 
-def _access(reactor: IDaemonReactor, state: StateDir, store: Store, token: str,
-            own: InitiatorSettings) -> tuple[Gate, AuditTrail, TokenBook]:
-    """The gate (tokens, kept in the store, and the throttle) and the audit trail."""
-    from turberfield_twisted.access.audit import AuditTrail
-    from turberfield_twisted.access.throttle import Throttle
-    from turberfield_twisted.access.tokens import TokenBook
-    from turberfield_twisted.daemon.access_store import AccessRecords, token_key
-    from turberfield_twisted.http.gate import Gate
-
-    records = AccessRecords(store)
-    try:
-        book = TokenBook(token_key(state), records, reactor, token,
-                         write_admin=lambda secret: state.write_private(TOKEN_FILE, secret + "\n"))
-    except (StateDirError, StoreFailed) as exc:
-        raise SystemExit(f"proactor: {exc}") from None
-    gate = Gate(book, Throttle(reactor, allowed=own.auth_failures))
-    return gate, AuditTrail(records, reactor, keep=own.audit_keep), book
-
-
 def _asyncio_reactor() -> IDaemonReactor:
     """The asyncio reactor: installed here if none is yet; SystemExit if another one is."""
     if "twisted.internet.reactor" not in sys.modules:
@@ -395,7 +372,12 @@ def makeService(options: Options) -> IService:
     Logger().info("admin token written to {path}", path=str(state.path / TOKEN_FILE))
     if options["listen_warning"]:
         Logger().warn("{warning}", warning=options["listen_warning"])
-    gate, trail, book = _access(reactor, state, store, token, own)
+    from turberfield_twisted.daemon.access_store import open_access
+
+    try:
+        gate, trail, book = open_access(reactor, state, store, token, own)
+    except (StateDirError, StoreFailed) as exc:
+        raise SystemExit(f"proactor: {exc}") from None
     hooks_http = initiator.http
     if own.hook_ca:
         from turberfield_twisted.worker.parent import make_http

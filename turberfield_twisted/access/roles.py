@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-__all__ = ["Forbidden", "OutOfScope", "Role", "Throttled"]
+__all__ = ["Forbidden", "OutOfScope", "Role", "Throttled", "Unauthorized"]
 
 
 class Role(StrEnum):
@@ -27,6 +27,13 @@ class Role(StrEnum):
     def allows(self, needed: Role) -> bool:
         """Whether a caller of this role may do what ``needed`` may."""
         return self.rank >= needed.rank
+
+
+class Unauthorized(Exception):
+    """The request lacks the bearer token its route needs, or carries a wrong one (401)."""
+
+    def __init__(self) -> None:
+        super().__init__("unauthorized")
 
 
 class Forbidden(Exception):

@@ -62,7 +62,8 @@ def explain(exc: Exception, where: Where) -> str:
     if isinstance(exc, ApiError) and exc.status == 401:
         return (f"{exc}: the daemon at {where.url} refused the token in"
                 f" {where.token_file} (is it this daemon's? see --token-file, --state-dir)")
-    if isinstance(exc, ApiError) and exc.status == 403:
+    if isinstance(exc, ApiError) and exc.status == 403 and (
+            "role" in exc.message or "limited to" in exc.message):
         return f"{exc} (the token in {where.token_file} may not: see proactor whoami)"
     if isinstance(exc, TransportError) and where.url.startswith("https:"):
         return (f"{exc} (the address {where.url_from}; over TLS, give the CA that signed its"

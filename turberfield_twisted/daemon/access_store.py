@@ -12,19 +12,26 @@ import os
 import secrets
 from typing import cast
 
+from twisted.internet.interfaces import IReactorTime
 from zope.interface import implementer
 
+from turberfield_twisted.access.audit import AuditTrail
+from turberfield_twisted.access.gate import Gate
 from turberfield_twisted.access.records import (
     AuditRecord,
     IAuditStore,
     ITokenStore,
     TokenRecord,
 )
+from turberfield_twisted.access.throttle import Throttle
+from turberfield_twisted.access.tokens import TokenBook
+from turberfield_twisted.config.settings import InitiatorSettings
+from turberfield_twisted.contract import TOKEN_FILE
 from turberfield_twisted.daemon.statedir import StateDir
 from turberfield_twisted.daemon.store import Store
 from turberfield_twisted.errors import StateDirError
 
-__all__ = ["KEY_FILE", "AccessRecords", "token_key"]
+__all__ = ["KEY_FILE", "AccessRecords", "open_access", "token_key"]
 
 
 @implementer(ITokenStore, IAuditStore)
@@ -112,3 +119,18 @@ def token_key(state: StateDir) -> bytes:
         raise StateDirError(f"{state.path / KEY_FILE} holds no token key: remove it (every"
                             " named token is then refused; make them again)")
     return key
+
+
+def open_access(reactor: IReactorTime, state: StateDir, store: Store, admin: str,
+                own: InitiatorSettings) -> tuple[Gate, AuditTrail, TokenBook]:
+    """
+    The daemon's access: its tokens (the admin token ``admin``, rotated into
+    the state dir's admin.token, and the named ones kept in ``store`` under
+    the state dir's key), the throttle and the audit trail, as ``own`` (the
+    initiator's settings) says. StateDirError or StoreFailed if they can't be read.
+    """
+    records = AccessRecords(store)
+    book = TokenBook(token_key(state), records, reactor, admin,
+                     write_admin=lambda secret: state.write_private(TOKEN_FILE, secret + "\n"))
+    gate = Gate(book, Throttle(reactor, allowed=own.auth_failures))
+    return gate, AuditTrail(records, reactor, keep=own.audit_keep), book

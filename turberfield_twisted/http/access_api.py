@@ -14,12 +14,13 @@ from twisted.logger import Logger
 from twisted.web.server import Request
 
 from turberfield_twisted.access.audit import AuditTrail
+from turberfield_twisted.access.gate import Gate, caller_of
 from turberfield_twisted.access.records import MemoryRecords
 from turberfield_twisted.access.throttle import Throttle
 from turberfield_twisted.access.tokens import TokenBook
 from turberfield_twisted.errors import ApiError, Invalid
 from turberfield_twisted.http.args import lines_arg
-from turberfield_twisted.http.gate import Gate, GatedKlein, caller_of
+from turberfield_twisted.http.gate import GatedKlein
 from turberfield_twisted.http.roles import ROLES
 from turberfield_twisted.http.web import check_body, json_response, read_object
 

@@ -28,7 +28,7 @@ from twisted.web.iweb import IAgent
 from twisted.web.server import Request, Site
 
 from turberfield_twisted.access.audit import AuditTrail
-from turberfield_twisted.access.roles import Role
+from turberfield_twisted.access.gate import Gate, caller_of, check_scope
 from turberfield_twisted.daemon.initiator import Initiator
 from turberfield_twisted.daemon.keeper import forget_ended
 from turberfield_twisted.daemon.metrics import Metrics
@@ -39,13 +39,14 @@ from turberfield_twisted.hooks.dispatcher import HookDispatcher
 from turberfield_twisted.http import openapi
 from turberfield_twisted.http.access_api import AccessAPI, default_gate
 from turberfield_twisted.http.args import event_args, launch_args, lines_arg, wait_args
-from turberfield_twisted.http.events import Entry, EventStream, Journal, parse_event_id
-from turberfield_twisted.http.gate import Gate, GatedKlein, caller_of, check_scope
+from turberfield_twisted.http.events import Journal, parse_event_id
+from turberfield_twisted.http.gate import GatedKlein
 from turberfield_twisted.http.hooks import HooksAPI
 from turberfield_twisted.http.placement import REPORT_KEYS, take_report
 from turberfield_twisted.http.relay import Relay
 from turberfield_twisted.http.roles import ROLES
 from turberfield_twisted.http.site import ApiSite, RelayFirst
+from turberfield_twisted.http.streams import Streams
 from turberfield_twisted.http.views import change_view, job_views, module_views
 from turberfield_twisted.http.web import (
     Unauthorized,
@@ -131,9 +132,9 @@ class ControlAPI:
         initiator.subscribe_output(self.journal.line)
         if audit is not None:
             audit.subscribe(self.journal.audit)
-        #: Open event streams by the digest of the token that opened each.
-        self._streams: dict[str, set[EventStream]] = {}
-        self.gate.book.on_revoked(self._close_streams)
+        #: The callers' event streams, ended when their token stops working.
+        self.streams = Streams(self.journal, reactor, initiator.workers.get)
+        self.gate.book.on_revoked(self.streams.close)
 
     def __repr__(self) -> str:
         return f"<ControlAPI of {self.initiator.guid}>"
@@ -233,34 +234,7 @@ class ControlAPI:
         from_query = parse_event_id(asked) if asked else None  # checked even if not used
         last = parse_event_id(given.decode("latin-1")) if given else from_query
 
-        caller = caller_of(request)
-        admin = caller is None or caller.role.allows(Role.ADMIN)
-
-        def wanted(entry: Entry) -> bool:
-            if entry.event == "audit":
-                return admin
-            if caller is not None and caller.scope:
-                job = self.initiator.workers.get(entry.guid)
-                if job is None or not caller.may_touch(job.module):
-                    return False
-            return entry.event != "log" or entry.guid == logs
-
-        stream = EventStream(self.journal, request, self.reactor, wanted)
-        if caller is not None:
-            held = self._streams.setdefault(caller.digest, set())
-            held.add(stream)
-
-            def ended(result: bytes) -> bytes:
-                held.discard(stream)
-                return result
-
-            stream.done.addCallback(ended)
-        return stream.start(last)
-
-    def _close_streams(self, digest: str) -> None:
-        """A token stopped working: end the event streams it opened."""
-        for stream in list(self._streams.pop(digest, ())):
-            stream.close()
+        return self.streams.open(request, logs, last)
 
     @app.route("/reload", methods=["POST"])
     def reload_config(self, request: Request) -> bytes:

@@ -15,10 +15,11 @@ from collections.abc import Callable
 from twisted.logger import Logger
 from twisted.web.server import Request
 
+from turberfield_twisted.access.gate import Gate
 from turberfield_twisted.configtext import redact
 from turberfield_twisted.errors import ApiError, DaemonStopping, Invalid
 from turberfield_twisted.hooks.dispatcher import HookDispatcher
-from turberfield_twisted.http.gate import Gate, GatedKlein
+from turberfield_twisted.http.gate import GatedKlein
 from turberfield_twisted.http.roles import ROLES
 from turberfield_twisted.http.web import json_response, read_object
 

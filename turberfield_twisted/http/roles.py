@@ -14,20 +14,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from types import MappingProxyType
-from typing import Literal
 
+from turberfield_twisted.access.gate import JOB, PUBLIC, Needed
 from turberfield_twisted.access.roles import Role
 
 __all__ = ["JOB", "PUBLIC", "ROLES", "Needed"]
-
-PUBLIC: Literal["public"] = "public"
-
-
-JOB: Literal["job"] = "job"
-
-
-#: What an operation needs: no token, a job's own, or a role.
-Needed = Role | Literal["public", "job"]
 
 
 _V, _O, _A = Role.VIEWER, Role.OPERATOR, Role.ADMIN

@@ -16,10 +16,10 @@ from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Site
 
 from turberfield_twisted.access.audit import AuditTrail
+from turberfield_twisted.access.gate import Gate, caller_of, remote_of
 from turberfield_twisted.access.roles import Throttled
 from turberfield_twisted.config.names import GUID
 from turberfield_twisted.http.channel import ApiChannel
-from turberfield_twisted.http.gate import Gate, caller_of, remote_of
 from turberfield_twisted.http.web import answer_error, log_error
 
 __all__ = ["ApiSite", "RelayFirst"]

@@ -31,7 +31,7 @@ from twisted.web.server import Request
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
 from werkzeug.routing import BaseConverter, RequestRedirect
 
-from turberfield_twisted.access.roles import Forbidden, OutOfScope, Throttled
+from turberfield_twisted.access.roles import Forbidden, OutOfScope, Throttled, Unauthorized
 from turberfield_twisted.access.tokens import TokenTaken, UnknownToken
 from turberfield_twisted.contract import authorized
 from turberfield_twisted.errors import (
@@ -81,13 +81,6 @@ MAX_MESSAGE = 300
 
 
 _JOB_PATH = re.compile(rb"^/(?:jobs|config)/([^/?]{1,64})")
-
-
-class Unauthorized(Exception):
-    """The request lacks the bearer token its route needs."""
-
-    def __init__(self) -> None:
-        super().__init__("unauthorized")
 
 
 class BodyTooLarge(Exception):
