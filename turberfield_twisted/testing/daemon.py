@@ -168,16 +168,17 @@ class Daemons:
             await daemon.listening.addTimeout(30, self.reactor)
         return daemon
 
-    async def stop(self) -> None:
+    async def stop(self, timeout: float = 30.0) -> None:
         """
         SIGTERM each daemon; wait until it and every worker it had are gone
-        (one that does not end in time is killed, and the others are still
-        stopped); let the ports go; then raise the first failure, if any.
+        (one that does not end within ``timeout`` seconds is killed, and the
+        others are still stopped); let the ports go; then raise the first
+        failure, if any.
         """
         failures: list[BaseException] = []
         for daemon in self.started:
             try:
-                await daemon.stop(self.reactor)
+                await daemon.stop(self.reactor, timeout)
             except Exception as failure:
                 failures.append(failure)
             finally:
