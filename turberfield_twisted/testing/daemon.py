@@ -1,9 +1,10 @@
 """
 Run ``twistd -n proactor`` as a child process for end-to-end tests, and
 know when it listens (from its log line, not by polling) and when it ends;
-:class:`Daemons` starts several for a test and ends them all. Its control
-API listens on a port of a :func:`~turberfield_twisted.testing.ports.free_ports`
-block held until it ends, unless the test says where.
+:class:`Daemons` starts several for a test and ends them all. A daemon's
+control API listens on a port of a
+:func:`~turberfield_twisted.testing.ports.free_ports` block held until it
+ends, unless the test says where.
 """
 
 from __future__ import annotations
