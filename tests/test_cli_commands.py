@@ -45,10 +45,11 @@ if __name__ == "__main__":
 
 
 @pytest_twisted.async_yield_fixture
-async def served(reactor: Any, tmp_path: Path) -> Any:
+async def served(reactor: Any, tmp_path: Path, take_ports: Any) -> Any:
     """
     An Initiator (the demo, and :data:`ESCAPES` from ``tmp_path / "src"``) and its
-    ControlAPI on 127.0.0.1:0; ``tmp_path / "state"`` says where, and holds the token.
+    ControlAPI on 127.0.0.1, on ports from free_ports; ``tmp_path / "state"`` says
+    where, and holds the token.
     """
     src = tmp_path / "src"
     src.mkdir()
@@ -60,7 +61,7 @@ async def served(reactor: Any, tmp_path: Path) -> Any:
         hooks = HookDispatcher(reactor, init.http)
         from turberfield_twisted.http.api import ControlAPI
 
-        port = await TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1").listen(
+        port = await TCP4ServerEndpoint(reactor, take_ports(1).low, interface="127.0.0.1").listen(
             ControlAPI(init, TOKEN, reactor, hooks=hooks).site())
         init.listening("127.0.0.1", port.getHost().port)
         state = tmp_path / "state"

@@ -22,7 +22,7 @@ from twisted.web.client import Agent, BrowserLikePolicyForHTTPS
 
 from turberfield_twisted.contract import bearer_header
 from turberfield_twisted.testing.configs import DEMO
-from turberfield_twisted.testing.daemon import Daemon, Daemons
+from turberfield_twisted.testing.daemon import Daemon
 from turberfield_twisted.testing.ports import free_ports
 
 webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed")
@@ -45,12 +45,12 @@ async def test_a_viewer_sees_the_jobs_over_tls_but_not_what_it_may_not_do(
     pki = make_pki(tmp_path / "pki")
     agent = Agent(reactor, BrowserLikePolicyForHTTPS(
         trustRoot=Certificate.loadPEM(pki.ca.read_bytes())))
-    with free_ports() as ports:
+    with free_ports() as ports:  # the API's port, then the workers'
         config = tmp_path / "proactor.cfg"
-        config.write_text(f"[proactor]\nlisten_port = 0\nchild_port_min = {ports.low}\n"
+        config.write_text(f"[proactor]\nlisten_port = 0\nchild_port_min = {ports.low + 1}\n"
                           f"child_port_max = {ports.high}\n[{DEMO}]\n")
         daemon = Daemon.start(reactor, tmp_path / "state", config=config, cwd=tmp_path,
-                              listen=f"ssl:0:privateKey={pki.key}:certKey={pki.cert}"
+                              listen=f"ssl:{ports.low}:privateKey={pki.key}:certKey={pki.cert}"
                                      ":interface=127.0.0.1")
         driver = None
         try:
@@ -90,4 +90,4 @@ async def test_a_viewer_sees_the_jobs_over_tls_but_not_what_it_may_not_do(
         finally:
             if driver is not None:
                 await Browser(driver, reactor, tmp_path).do(driver.quit)
-            await Daemons(reactor, tmp_path).stop_one(daemon)
+            await daemon.stop(reactor)

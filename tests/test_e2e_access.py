@@ -29,7 +29,7 @@ from zope.interface import implementer
 from turberfield_twisted.cli.client import ControlClient
 from turberfield_twisted.contract import bearer_header
 from turberfield_twisted.testing.configs import DEMO
-from turberfield_twisted.testing.daemon import Daemon, Daemons
+from turberfield_twisted.testing.daemon import Daemon
 from turberfield_twisted.testing.ports import free_ports
 from turberfield_twisted.testing.procs import children_of
 from turberfield_twisted.worker.parent import make_http
@@ -128,7 +128,7 @@ async def test_every_operation_answers_each_role_as_the_document_says(reactor, t
                     assert code == 401
             assert checked >= 3 * 25
         finally:
-            await Daemons(reactor, tmp_path).stop_one(daemon)
+            await daemon.stop(reactor)
     assert children_of(os.getpid()) == []
 
 
@@ -206,7 +206,7 @@ async def test_rotation_revocation_and_the_audit_trail_end_to_end(reactor, tmp_p
             answers.append(text.encode())
             await pool.closeCachedConnections()
         finally:
-            await Daemons(reactor, tmp_path).stop_one(daemon)
+            await daemon.stop(reactor)
     kept_bytes = b"".join(path.read_bytes() for path in state.iterdir() if path.is_file()
                           and path.name != "admin.token")
     logged = "\n".join(daemon.lines).encode()
@@ -289,4 +289,4 @@ async def test_wrong_tokens_from_one_address_are_throttled_another_is_not_slowed
             (tmp_path / "throttle.txt").write_text(f"{codes} ratio {ratio:.2f}\n")
             print(f"throttle: {codes}; median right-token time ratio during/before: {ratio:.2f}")
         finally:
-            await Daemons(reactor, tmp_path).stop_one(daemon)
+            await daemon.stop(reactor)

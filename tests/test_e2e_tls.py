@@ -30,19 +30,18 @@ from twisted.web.iweb import IPolicyForHTTPS
 from twisted.web.server import Site
 from zope.interface import implementer
 
-from turberfield_twisted.cli.client import ControlClient
+from turberfield_twisted.tap import Options
 from turberfield_twisted.testing.configs import DEMO
-from turberfield_twisted.testing.daemon import Daemon, Daemons
+from turberfield_twisted.testing.daemon import Daemon
 from turberfield_twisted.testing.ports import free_ports
 from turberfield_twisted.testing.procs import children_of
 from turberfield_twisted.testing.subscriber import Subscriber
-from turberfield_twisted.worker.parent import make_http
 
 PROACTOR = str(Path(sys.executable).parent / "proactor")
 
 
-def ssl_listen(pki: Pki) -> str:
-    return f"ssl:0:privateKey={pki.key}:certKey={pki.cert}:interface=127.0.0.1"
+def ssl_listen(pki: Pki, port: int) -> str:
+    return f"ssl:{port}:privateKey={pki.key}:certKey={pki.cert}:interface=127.0.0.1"
 
 
 @implementer(IPolicyForHTTPS)
@@ -74,17 +73,17 @@ async def test_over_tls_the_cli_a_worker_and_a_hook_receiver_all_work(reactor, t
         privateKey=PrivateCertificate.loadPEM(pki.cert.read_bytes() + pki.key.read_bytes())
         .privateKey.original,
         certificate=Certificate.loadPEM(pki.cert.read_bytes()).original)
-    receiver = await endpoints.SSL4ServerEndpoint(reactor, 0, context,
-                                                  interface="127.0.0.1").listen(
-        Site(subscriber.app.resource()))
     config = tmp_path / "proactor.cfg"
-    try:
-        with free_ports() as ports:
-            config.write_text(f"[proactor]\nlisten_port = 0\nchild_port_min = {ports.low}\n"
-                              f"child_port_max = {ports.high}\ntls_ca = {pki.ca}\n"
+    with free_ports() as ports:  # the API's port, the receiver's, then the workers'
+        receiver = await endpoints.SSL4ServerEndpoint(reactor, ports.low + 1, context,
+                                                      interface="127.0.0.1").listen(
+            Site(subscriber.app.resource()))
+        try:
+            config.write_text(f"[proactor]\nlisten_port = 0\nchild_port_min = {ports.low + 2}"
+                              f"\nchild_port_max = {ports.high}\ntls_ca = {pki.ca}\n"
                               f"hook_ca = {pki.ca}\n[{DEMO}]\n")
             daemon = Daemon.start(reactor, tmp_path / "state", config=config, cwd=tmp_path,
-                                  listen=ssl_listen(pki))
+                                  listen=ssl_listen(pki, ports.low))
             try:
                 url = await daemon.listening.addTimeout(30, reactor)
                 assert url.startswith("https://127.0.0.1:")
@@ -111,9 +110,9 @@ async def test_over_tls_the_cli_a_worker_and_a_hook_receiver_all_work(reactor, t
                 assert code == 1, text
                 assert not daemon.ended.called
             finally:
-                await Daemons(reactor, tmp_path).stop_one(daemon)
-    finally:
-        await receiver.stopListening()
+                await daemon.stop(reactor)
+        finally:
+            await receiver.stopListening()
     assert children_of(os.getpid()) == []
 
 
@@ -124,8 +123,13 @@ async def test_with_client_certificates_required_a_client_without_one_is_refused
     pki = make_pki(tmp_path / "pki")
     config = tmp_path / "proactor.cfg"
     config.write_text(f"[proactor]\nlisten_port = 0\ntls_client_ca = {pki.client_ca}\n")
-    daemon = Daemon.start(reactor, tmp_path / "state", config=config, cwd=tmp_path,
-                          listen=ssl_listen(pki))
+    with free_ports(1) as port:
+        daemon = Daemon.start(reactor, tmp_path / "state", config=config, cwd=tmp_path,
+                              listen=ssl_listen(pki, port.low))
+        await check_client_certificates(reactor, daemon, pki)
+
+
+async def check_client_certificates(reactor: Any, daemon: Daemon, pki: Pki) -> None:
     try:
         url = await daemon.listening.addTimeout(30, reactor)
         client = PrivateCertificate.loadPEM(pki.client_cert.read_bytes()
@@ -143,7 +147,7 @@ async def test_with_client_certificates_required_a_client_without_one_is_refused
                 outcomes.append(type(exc).__name__)
         assert outcomes[0] == 200 and outcomes[1] != 200, outcomes
     finally:
-        await Daemons(reactor, tmp_path).stop_one(daemon)
+        await daemon.stop(reactor)
 
 
 @pytest_twisted.ensureDeferred
@@ -158,18 +162,12 @@ async def test_plain_listening_off_loopback_is_refused_at_start_naming_the_optio
     assert not (tmp_path / "state").exists()
 
 
-@pytest_twisted.ensureDeferred
-async def test_insecure_listen_true_starts_with_a_warning(reactor, tmp_path):
-    """insecure_listen = true: it listens, and says at warn that tokens cross in clear."""
+def test_insecure_listen_true_lets_it_start_with_a_warning(tmp_path):
+    """insecure_listen = true: the same endpoint is taken, with a warning for each start."""
     config = tmp_path / "proactor.cfg"
-    config.write_text("[proactor]\nlisten_port = 0\ninsecure_listen = true\n")
-    daemon = Daemon.start(reactor, tmp_path / "state", config=config, cwd=tmp_path,
-                          listen="tcp:0:interface=0.0.0.0")
-    try:
-        await daemon.listening.addTimeout(30, reactor)
-        assert [line for line in daemon.lines if "insecure_listen = true" in line]
-        http, _ = make_http(reactor, persistent=False)
-        client = ControlClient(http, daemon.url, daemon.token, reactor)
-        assert (await client.health())["status"] == "ok"
-    finally:
-        await Daemons(reactor, tmp_path).stop_one(daemon)
+    config.write_text("[proactor]\ninsecure_listen = true\n")
+    options = Options()
+    options.parseOptions(["--config", str(config), "--state-dir", str(tmp_path / "state"),
+                          "--listen", "tcp:8080:interface=0.0.0.0"])
+    assert "insecure_listen = true" in options["listen_warning"]
+    assert "in clear" in options["listen_warning"]

@@ -196,7 +196,7 @@ async def test_a_real_daemon_streams_states_kills_restarts_and_output(daemons, r
     A follower sees a launch get ready, a kill -9 go through backoff back to ready, and
     (asking for that job's logs) a line the worker printed; a resume misses nothing.
     """
-    daemon = await daemons(26000, 26009)
+    daemon = await daemons(size=10)
     http, pool = make_http(reactor)
     client = ControlClient(http, daemon.url, daemon.token, reactor, timeout=10)
     follower = Follower(client)

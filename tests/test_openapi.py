@@ -78,18 +78,20 @@ async def daemon_in_process(reactor: Any, where: Path, config: str) -> AsyncIter
     from turberfield_twisted.tap import Options, makeService
 
     (where / "proactor.cfg").write_text(config)
-    options = Options()
-    options.parseOptions(["--config", str(where / "proactor.cfg"), "--state-dir",
-                          str(where / "state"), "--listen", "tcp:0:interface=127.0.0.1"])
-    hangup = signal.getsignal(signal.SIGHUP)
-    top = makeService(options)
-    top.privilegedStartService()
-    top.startService()
-    try:
-        yield next(service for service in top if isinstance(service, Initiator))
-    finally:
-        await top.stopService()
-        signal.signal(signal.SIGHUP, hangup)
+    with free_ports(1) as api:  # its port, held until it has stopped
+        options = Options()
+        options.parseOptions(["--config", str(where / "proactor.cfg"), "--state-dir",
+                              str(where / "state"), "--listen",
+                              f"tcp:{api.low}:interface=127.0.0.1"])
+        hangup = signal.getsignal(signal.SIGHUP)
+        top = makeService(options)
+        top.privilegedStartService()
+        top.startService()
+        try:
+            yield next(service for service in top if isinstance(service, Initiator))
+        finally:
+            await top.stopService()
+            signal.signal(signal.SIGHUP, hangup)
 
 
 def st_config(url: str, token: str, guid: str, job_token: str, relayed: str,
