@@ -55,6 +55,8 @@ class Caller:
     scope: tuple[str, ...] = ()
     #: The keyed hash of the token it used: what a revocation names.
     digest: str = attrs.field(default="", repr=False, eq=False)
+    #: When its token stops working (None: never, unless revoked).
+    expires: float | None = attrs.field(default=None, eq=False)
 
     def may_touch(self, *names: str | None) -> bool:
         """Whether the token may act on something of these module or service names."""
@@ -121,7 +123,7 @@ class TokenBook:
         for record in self._named.values():
             if hmac.compare_digest(given, record.digest) and (
                     record.expires is None or record.expires > now):
-                found = Caller(record.name, record.role, record.scope, given)
+                found = Caller(record.name, record.role, record.scope, given, record.expires)
         if found is not None and found.name != ADMIN:
             self._used(found.name, now)
         return found

@@ -2,7 +2,7 @@
 The event streams of the control API's callers: each opened with what the
 caller's token may see (audit records: admins only; a scoped token: its
 modules' jobs only), and ended at once when that token stops working
-(revoked, or the admin token rotated out).
+(revoked, the admin token rotated out, or expired).
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from twisted.internet.defer import Deferred
-from twisted.internet.interfaces import IReactorTime
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.web.server import Request
 
 from turberfield_twisted.access.gate import caller_of
@@ -54,9 +54,15 @@ class Streams:
         if caller is not None:
             held = self._open.setdefault(caller.digest, set())
             held.add(stream)
+            held_until: IDelayedCall | None = None
+            if caller.expires is not None:  # it ends when its token does
+                held_until = self._reactor.callLater(
+                    max(0.0, caller.expires - self._reactor.seconds()), stream.close)
 
             def ended(result: bytes) -> bytes:
                 held.discard(stream)
+                if held_until is not None and held_until.active():
+                    held_until.cancel()
                 return result
 
             stream.done.addCallback(ended)
