@@ -39,3 +39,19 @@ def test_a_stream_ends_when_its_token_expires():
     clock.advance(0.1)
     assert stream.called
     assert not [call for call in clock.getDelayedCalls() if call.active()]
+
+
+def test_audit_records_are_live_only_and_push_no_job_event_out():
+    """An audit entry reaches listeners but is not kept: a resumed client sees no gap."""
+    from turberfield_twisted.access.records import AuditRecord
+
+    journal = Journal(keep=2)
+    heard: list[str] = []
+    journal.listen(lambda entry: heard.append(entry.event))
+    journal._add("state", "g", b"{}")
+    for _ in range(5):
+        journal.audit(AuditRecord(0.0, "-", "-", "127.0.0.1", "GET", "/jobs", 401))
+    journal._add("state", "g", b"{}")
+    kept, lost = journal.since(journal.run, 1)
+    assert [entry.event for entry in kept] == ["state"] and not lost
+    assert heard.count("audit") == 5
