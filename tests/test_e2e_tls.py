@@ -162,6 +162,21 @@ async def test_plain_listening_off_loopback_is_refused_at_start_naming_the_optio
     assert not (tmp_path / "state").exists()
 
 
+@pytest_twisted.ensureDeferred
+async def test_a_key_file_that_cannot_be_read_is_one_line_at_start(reactor, tmp_path):
+    """An ssl: endpoint naming a missing key: exit 1, one line naming the file (both ways)."""
+    pki = make_pki(tmp_path / "pki")
+    config = tmp_path / "proactor.cfg"
+    listen = f"ssl:0:privateKey={tmp_path / 'gone.key'}:certKey={pki.cert}"
+    for extra in ("", f"tls_client_ca = {pki.client_ca}\n"):  # Twisted's string; ours
+        config.write_text(f"[proactor]\nlisten_port = 0\n{extra}")
+        daemon = Daemon.start(reactor, tmp_path / "state", config=config, cwd=tmp_path,
+                              listen=listen)
+        status = await daemon.ended.addTimeout(30, reactor)
+        said = [line for line in daemon.lines if line.strip()]
+        assert status.code == 1 and len(said) == 1 and "gone.key" in said[0], said
+
+
 def test_insecure_listen_true_lets_it_start_with_a_warning(tmp_path):
     """insecure_listen = true: the same endpoint is taken, with a warning for each start."""
     config = tmp_path / "proactor.cfg"

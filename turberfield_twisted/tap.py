@@ -134,13 +134,20 @@ class _ControlService(Service):
         self._endpoint_text = endpoint_text  # as the operator gave it, for messages
         self._tls = parse_endpoint(endpoint_text).tls
         self._worker_ca = worker_ca if worker_ca is not None else b""
-        if client_ca:
-            from turberfield_twisted.access.tls import server_endpoint
+        try:
+            if client_ca:
+                from turberfield_twisted.access.tls import server_endpoint
 
-            self._endpoint = server_endpoint(cast(IReactorSSL, reactor),  # asyncio's has it
-                                             with_backlog(endpoint_text, backlog), client_ca)
-        else:
-            self._endpoint = serverFromString(reactor, with_backlog(endpoint_text, backlog))
+                self._endpoint = server_endpoint(cast(IReactorSSL, reactor),  # asyncio's has it
+                                                 with_backlog(endpoint_text, backlog), client_ca)
+            else:
+                self._endpoint = serverFromString(reactor, with_backlog(endpoint_text, backlog))
+        except Exception as exc:  # a file it names can't be read, a key that is no key ...
+            reason = str(exc) or type(exc).__name__
+            if isinstance(exc, OSError) and exc.strerror:
+                reason = f"{exc.filename}: {exc.strerror}" if exc.filename else exc.strerror
+            raise SystemExit(f"proactor: cannot serve the control API on {endpoint_text}:"
+                             f" {reason}") from None
         self._api = api
         self._initiator = initiator
         self._state = state
