@@ -3,12 +3,14 @@ The initiator's control API: Klein routes, JSON in and out.
 
 Every error is ``{"error": "<message>"}`` with the status that
 :data:`turberfield_twisted.http.web.STATUSES` gives it; no traceback ever
-reaches a client. Admin calls need ``Authorization: Bearer <admin
-token>``; a job's own calls (``GET /config/{guid}``, ``POST
+reaches a client. Every call but the public ones needs ``Authorization:
+Bearer <token>`` of the role :data:`~.roles.ROLES` names for it (403
+naming the role if it is lower); a job's own calls (``GET /config/{guid}``, ``POST
 /jobs/{guid}/events`` and ``/listening``) need that job's token. A request
 under ``/jobs/{guid}/proxy/`` is relayed to the job's worker (so no worker
 path is shadowed by the API's own); ``/hooks`` is
-:class:`~turberfield_twisted.http.hooks.HooksAPI`; ``/ui/`` is the web
+:class:`~turberfield_twisted.http.hooks.HooksAPI`, ``/tokens`` (with
+``/audit`` and ``/whoami``) :class:`~.access_api.AccessAPI`; ``/ui/`` is the web
 dashboard (:mod:`turberfield_twisted.dashboard`), and ``/`` leads there.
 
 ``import klein`` imports the reactor: import this module only once the
@@ -68,10 +70,15 @@ def served_routes() -> list[tuple[str, str]]:
     return [*openapi.routes(ControlAPI.app), *openapi.routes(HooksAPI.app, "/hooks"),
             *openapi.routes(AccessAPI.app, "/tokens")]
 
+
 class ControlAPI:
     """
-    The control API of ``initiator``: ``admin_token`` guards admin calls;
-    ``hooks`` (optional) manages web-hook subscriptions; request bodies
+    The control API of ``initiator``: every route asks ``gate`` (a
+    :class:`~turberfield_twisted.access.gate.Gate`: the daemon's, with its
+    named tokens kept in the store; by default one that takes
+    ``admin_token`` and keeps named tokens in memory) for the role the
+    role table (:data:`~.roles.ROLES`) says it needs; ``audit`` (optional)
+    keeps each change and refusal; ``hooks`` (optional) manages web-hook subscriptions; request bodies
     over ``max_body`` bytes are refused (413); ``relay`` passes other
     requests under a job to its worker (through ``relay_agent``, an
     ``IAgent``, if given; :meth:`close` closes the relay's own
