@@ -78,8 +78,8 @@ class ControlAPI:
     named tokens kept in the store; by default one that takes
     ``admin_token`` and keeps named tokens in memory) for the role the
     role table (:data:`~.roles.ROLES`) says it needs; ``audit`` (optional)
-    keeps each change and refusal; ``hooks`` (optional) manages web-hook subscriptions; request bodies
-    over ``max_body`` bytes are refused (413); ``relay`` passes other
+    keeps each change and refusal; ``hooks`` (optional) manages web-hook
+    subscriptions; request bodies over ``max_body`` bytes are refused (413); ``relay`` passes other
     requests under a job to its worker (through ``relay_agent``, an
     ``IAgent``, if given; :meth:`close` closes the relay's own
     connections otherwise), giving each ``relay_timeout``
