@@ -302,7 +302,7 @@ async def test_failures_are_one_line_on_stderr_and_exit_1(daemon, reactor, tmp_p
     code, out, err = await proactor(reactor, "--url", url, "--token-file", str(wrong), "ls")
     assert (code, out) == (1, "")
     assert err == (f"proactor: error: unauthorized (HTTP 401): the daemon at {url} refused the"
-                   f" admin token in {wrong} (is it this daemon's? see --token-file,"
+                   f" token in {wrong} (is it this daemon's? see --token-file,"
                    " --state-dir)\n")
 
     at = ["--state-dir", str(state)]

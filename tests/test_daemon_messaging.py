@@ -147,7 +147,7 @@ async def test_cli_against_a_real_daemon(daemon, reactor, tmp_path):
     assert code == 1
     [line] = err.splitlines()
     assert line.startswith("proactor: error: unauthorized (HTTP 401): the daemon at")
-    assert f"refused the admin token in {wrong} " in line
+    assert f"refused the token in {wrong} " in line
     assert "not-the-token" not in out + err
 
 

@@ -279,3 +279,46 @@ async def test_a_sigkilled_daemon_leaves_no_slurm_job(reactor, daemon, cluster):
     await wait_gone(reactor, [*guards, *tasks], 60)
     for guid in guids:
         await poll(reactor, lambda guid=guid: _gone(cluster, guid), 30)
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_slurm_worker_reaches_a_tls_daemon_with_the_ca_it_was_handed(
+        reactor: Any, tmp_path: Any, cluster: SlurmCluster, child_ports: PortRange) -> None:
+    """
+    The daemon on ssl: with tls_ca: a Slurm job step says where it listens over TLS,
+    checking the daemon against the CA in its config (stdin), and is then ready.
+    """
+    from _pki import make_pki
+
+    pki = make_pki(tmp_path / "pki")
+    config = tmp_path / "proactor.cfg"
+    config.write_text(config_text(child_ports).replace(
+        "[proactor]\n", f"[proactor]\ntls_ca = {pki.ca}\n", 1))
+    with free_ports(1) as api:
+        started = Daemon.start(reactor, tmp_path / "state", config=config, cwd=tmp_path,
+                               env={"SLURM_CONF": str(cluster.conf)},
+                               listen=f"ssl:{api.low}:privateKey={pki.key}:certKey={pki.cert}"
+                                      ":interface=127.0.0.1")
+        try:
+            url = await started.listening.addTimeout(30, reactor)
+            assert url.startswith("https://")
+            from twisted.internet.ssl import Certificate
+            from twisted.web.client import Agent, BrowserLikePolicyForHTTPS
+
+            agent = Agent(reactor, BrowserLikePolicyForHTTPS(
+                trustRoot=Certificate.loadPEM(pki.ca.read_bytes())))
+            response = await treq.post(url + "/jobs", json={"module": DEMO},
+                                       headers=started.headers(), agent=agent, timeout=40,
+                                       reactor=reactor)
+            job = json.loads(await response.content())
+            assert response.code == 201, job
+            response = await treq.get(f"{url}/jobs/{job['guid']}?wait=ready&timeout=40",
+                                      headers=started.headers(), agent=agent, timeout=50,
+                                      reactor=reactor)
+            job = json.loads(await response.content())
+            assert job["state"] == "ready", job
+            await started.logged(rf"job {job['guid']} says it listens on 127\.0\.0\.1:")
+        finally:
+            await started.stop(reactor, 60)
+    ours = {child.pid for child in cluster.children}
+    assert set(children_of(os.getpid())) <= ours

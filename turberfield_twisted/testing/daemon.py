@@ -26,7 +26,7 @@ from turberfield_twisted.testing.procs import Child, children_of, kill_left, wai
 
 __all__ = ["Daemon", "Daemons", "twistd_argv"]
 
-_LISTENING = re.compile(r"control API listening on (http://\S+)")
+_LISTENING = re.compile(r"control API listening on (https?://\S+)")
 
 
 def twistd_argv(state_dir: Path, config: Path | None = None,
