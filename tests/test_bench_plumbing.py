@@ -4,7 +4,7 @@ own manager starts a real daemon, launches cold and warm workers, and its
 relay measure gets only 200s through ``/jobs/{guid}/proxy/``. Figures are
 not checked (performance is measured, not asserted): this catches a bench
 that no longer speaks the API, as when the relay moved under ``/proxy/``.
-Loopback ports 24220-24239; the load scenario's from the kit's free_ports.
+Loopback ports from the kit's free_ports (the load scenario takes its own).
 """
 
 from __future__ import annotations
@@ -21,29 +21,36 @@ from typing import Any
 
 import pytest
 
+from turberfield_twisted.testing.ports import PortRange
 from turberfield_twisted.testing.procs import children_of
 
 BENCH = Path(__file__).resolve().parent.parent / "benchmarks" / "bench.py"
-API, LOW, HIGH = 24220, 24221, 24239
 
 
 @pytest.fixture
-def bench(monkeypatch: pytest.MonkeyPatch) -> Any:
-    """``benchmarks/bench.py`` as a module; its path and modules are gone after."""
+def ports(take_ports: Any) -> PortRange:
+    """The bench's daemon's: its control API on the first, its workers on the others."""
+    return take_ports(20)
+
+
+@pytest.fixture
+def bench(monkeypatch: pytest.MonkeyPatch, ports: PortRange) -> Any:
+    """``benchmarks/bench.py`` as a module (its API port ours); its path and modules go after."""
     monkeypatch.setattr(sys, "path", list(sys.path))  # it puts benchmarks/ first
     spec = importlib.util.spec_from_file_location("_bench", BENCH)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    monkeypatch.setattr(module, "API", API)
+    monkeypatch.setattr(module, "API", ports.low)
     yield module
     for name in ("managers", "probe"):
         sys.modules.pop(name, None)
 
 
-def test_the_bench_launches_and_relays_through_the_daemon(bench: Any, tmp_path: Path) -> None:
+def test_the_bench_launches_and_relays_through_the_daemon(bench: Any, tmp_path: Path,
+                                                           ports: PortRange) -> None:
     """Cold and warm launches answer; every relayed and direct request gets a 200."""
-    ours = bench.Proactor(tmp_path / "proactor", API, LOW, HIGH)
+    ours = bench.Proactor(tmp_path / "proactor", ports.low, ports.low + 1, ports.high)
     ours.start()
     try:
         samples: dict[str, list[float]] = defaultdict(list)

@@ -321,3 +321,43 @@ async def test_another_mount_relays_under_its_own_prefix(api, reactor):
         assert worker.lines == [b"GET /here HTTP/1.1"]
     finally:
         await worker.port.stopListening()
+
+
+@pytest_twisted.ensureDeferred
+async def test_access_is_checked_on_the_front_as_on_the_channel(api, initiator, reactor):
+    """
+    Read by the front, a relayed request meets the same gate: a viewer's token 403
+    naming the role, an operator scoped to another module 403, one scoped to its
+    module relayed; eleven wrong tokens, then 429 for that address; the audit
+    trail keeps the refusals and the relayed POST.
+    """
+    from turberfield_twisted.access.audit import AuditTrail
+    from turberfield_twisted.access.records import MemoryRecords
+
+    worker = await stand_in(reactor)
+    fake_job(initiator, "w1", worker.port.getHost().port)
+    audit = AuditTrail(MemoryRecords(), reactor)
+    try:
+        served = await api(audit=audit)
+        _, viewer = served.gate.book.create("v", "viewer")
+        _, other = served.gate.book.create("o", "operator", ["some.other.module"])
+        _, mine = served.gate.book.create("m", "operator", [DEMO])
+
+        def as_(token: str, method: bytes = b"GET") -> bytes:
+            return (method + b" /jobs/w1/proxy/x HTTP/1.1\r\nHost: x\r\n"
+                    b"Authorization: Bearer " + token.encode() + b"\r\n"
+                    b"Content-Length: 0\r\n\r\n")
+
+        raw = await served.connect()
+        await raw.ask(as_(viewer) + as_(other) + as_(mine, b"POST"), 3)
+        assert [status for status, _ in raw.heads] == [403, 403, 200]
+        assert "operator" in json.loads(raw.bodies[0])["error"]
+        assert not any(b"server" in headers for _, headers in raw.heads)  # the front's
+        await raw.ask(b"".join(as_("wrong") for _ in range(11)), 11)
+        assert [status for status, _ in raw.heads[3:]] == [401] * 10 + [429]
+        kept, _ = audit.last()
+        assert [(record.status, record.method) for record in kept][:3] == [
+            (403, "GET"), (403, "GET"), (200, "POST")]
+    finally:
+        initiator.workers.pop("w1", None)
+        await worker.port.stopListening()

@@ -88,6 +88,35 @@ CREATE TABLE IF NOT EXISTS deliveries (
 """
 
 
+#: The access tables (:mod:`.access_store`): made in a new store, and added to
+#: one an older daemon wrote when this one opens it (it reads on without them).
+ACCESS_SCHEMA = """
+CREATE TABLE IF NOT EXISTS tokens (
+    name TEXT PRIMARY KEY,
+    role TEXT NOT NULL,
+    digest TEXT NOT NULL,
+    scope TEXT NOT NULL,
+    created REAL NOT NULL,
+    expires REAL,
+    last_used REAL
+);
+CREATE TABLE IF NOT EXISTS audit (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    time REAL NOT NULL,
+    token TEXT NOT NULL,
+    role TEXT NOT NULL,
+    remote TEXT NOT NULL,
+    method TEXT NOT NULL,
+    path TEXT NOT NULL,
+    status INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS counters (
+    name TEXT PRIMARY KEY,
+    value INTEGER NOT NULL
+);
+"""
+
+
 @attrs.frozen
 class JobRecord:
     """A job as the store keeps it. ``wanted`` is ``running`` or ``stopped``."""
@@ -184,7 +213,7 @@ class Store:
         db = sqlite3.connect(str(state.path / _NEW), isolation_level=None)
         try:
             db.execute("BEGIN IMMEDIATE")
-            for statement in _SCHEMA.split(";"):
+            for statement in (_SCHEMA + ACCESS_SCHEMA).split(";"):
                 if statement.strip():
                     db.execute(statement)
             db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
@@ -215,6 +244,10 @@ class Store:
             if str(mode).lower() != "wal":
                 raise StoreFailed(f"the store {self.path} can't use WAL mode ({mode})")
             self._db.execute(f"PRAGMA synchronous={sync.upper()}")
+            with self._transaction():  # the migration of a store an older daemon wrote
+                for statement in ACCESS_SCHEMA.split(";"):
+                    if statement.strip():
+                        self._db.execute(statement)
 
     @contextmanager
     def _errors(self, doing: str) -> Iterator[None]:
@@ -235,6 +268,15 @@ class Store:
             if self._db.in_transaction:  # SQLite may have rolled back already
                 self._db.execute("ROLLBACK")
             raise
+
+    def read(self, doing: str, sql: str, args: tuple[object, ...] = ()) -> list[tuple[object, ...]]:
+        """The rows of one query; :class:`StoreFailed` (saying it could not ``doing``)."""
+        with self._errors(doing):
+            return list(self._db.execute(sql, args).fetchall())
+
+    def write(self, doing: str, *statements: tuple[str, tuple[object, ...]]) -> None:
+        """Run ``statements`` as one committed transaction (see :meth:`_write`)."""
+        self._write(doing, *statements)
 
     def _write(self, doing: str, *statements: tuple[str, tuple[object, ...]]) -> None:
         """Run ``statements`` as one committed transaction."""

@@ -28,6 +28,7 @@ from twisted.logger import Logger
 from twisted.web.server import Request
 from zope.interface import implementer
 
+from turberfield_twisted.access.records import AuditRecord
 from turberfield_twisted.errors import Invalid
 from turberfield_twisted.jobs.job import JobEvent, OutputLine
 from turberfield_twisted.jobs.observers import Observers
@@ -91,6 +92,8 @@ class Journal:
         self.last_id = 0
         self._entries: deque[Entry] = deque()
         self._bytes = 0
+        #: The id of the last entry no longer kept (0: none dropped yet).
+        self._dropped = 0
         self._listeners: Observers[Entry] = Observers()
 
     def event(self, event: JobEvent) -> None:
@@ -101,13 +104,26 @@ class Journal:
         """Record a line of a job's output (SSE event name ``log``)."""
         self._add("log", line.guid, _json(line.as_json()))
 
-    def _add(self, name: str, guid: str, data: bytes) -> None:
+    def audit(self, record: AuditRecord) -> None:
+        """
+        Pass on an audit record (SSE event name ``audit``: admins' streams
+        only), live only: it is not kept for a client that resumes (the
+        store keeps the trail), so a run of refusals can't push job events out.
+        """
+        self._add("audit", "", _json(record.as_json()), keep=False)
+
+    def _add(self, name: str, guid: str, data: bytes, keep: bool = True) -> None:
         self.last_id += 1
         entry = Entry(self.run, self.last_id, name, guid, data)
+        if not keep:
+            self._listeners.emit(entry)
+            return
         self._entries.append(entry)
         self._bytes += len(data)
         while len(self._entries) > self.keep or self._bytes > self.max_bytes:
-            self._bytes -= len(self._entries.popleft().data)
+            dropped = self._entries.popleft()
+            self._bytes -= len(dropped.data)
+            self._dropped = dropped.id
         self._listeners.emit(entry)
 
     def since(self, run: str, last_id: int) -> tuple[list[Entry], bool]:
@@ -118,8 +134,7 @@ class Journal:
         if run != self.run:
             last_id = 0
         kept = [entry for entry in self._entries if entry.id > last_id]
-        first = self._entries[0].id if self._entries else self.last_id + 1
-        return kept, run != self.run or last_id < min(first - 1, self.last_id)
+        return kept, run != self.run or last_id < self._dropped
 
     def listen(self, listener: Callable[[Entry], None]) -> Callable[[], None]:
         """Call ``listener(entry)`` for each new entry; return a function that stops it."""
@@ -178,6 +193,10 @@ class EventStream:
                 self._entry(entry)
         self._keepalive.start(self._every, now=False)
         return self.done
+
+    def close(self) -> None:
+        """End the stream now (its token was revoked): the response ends."""
+        self._close()
 
     def _entry(self, entry: Entry) -> None:
         if entry.id > self._sent and self._wanted(entry):

@@ -18,6 +18,9 @@ from twisted.python.failure import Failure
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Site
 
+from turberfield_twisted.access.audit import AuditTrail
+from turberfield_twisted.access.gate import Gate, caller_of, remote_of
+from turberfield_twisted.access.roles import Throttled
 from turberfield_twisted.http.channel import ApiChannel
 from turberfield_twisted.http.front import ApiFront
 from turberfield_twisted.http.relay import Answer, Relayed
@@ -127,21 +130,29 @@ class RelayFirst(Resource):
     (``/jobs/{guid}/proxy/...``) goes straight to ``relay_to``;
     everything else to ``routes`` (the Klein app, which would route the
     jobs' there too). Errors are answered from the one table, logged on
-    ``log``.
+    ``log``. A request carrying a token from an address the ``gate``
+    makes wait is answered 429 here, before any routing: a run of wrong
+    tokens costs the daemon little.
     """
 
     isLeaf = True
 
     def __init__(self, relay_to: RelayTo, mounts: list[Mount], log: Logger, routes: Resource,
-                 max_body: int):
+                 max_body: int, gate: Gate | None = None):
         super().__init__()
         self.relay_to = relay_to
         self.mounts = mounts
         self.log = log
         self.routes = routes
         self.max_body = max_body
+        self.gate = gate
 
     def render(self, request: Any) -> Any:
+        if self.gate is not None and request.getHeader(b"authorization"):
+            try:
+                self.gate.check_throttle(request)
+            except Throttled as exc:
+                return answer_error(request, exc)
         if getattr(request, "too_large", False):
             return self.routes.render(request)
         for mount in self.mounts:
@@ -189,13 +200,18 @@ class ApiSite(Site):
     other request; its access log leaves out relayed requests.
     ``read_timeout`` is the seconds a caller has to send a whole request
     (None: no bound); ``mounts``, ``relay_to`` and ``max_body`` are the
-    relay's (see :class:`RelayFirst`).
+    relay's (see :class:`RelayFirst`). Each answered request, by either
+    way, is told to the ``gate`` (a 401 counts against its address) and,
+    if it changed something or was refused, kept in the ``audit`` trail
+    (a job's own successful calls are not: they are its worker's traffic).
     """
 
     # Twisted types it as its HTTP/2-choosing wrapper, of no use here without TLS's ALPN.
     protocol = ApiChannel  # type: ignore[assignment]
     read_timeout: float | None = None
     max_body: int = 1024 * 1024
+    gate: Gate | None = None
+    audit: AuditTrail | None = None
 
     def __init__(self, resource: Resource, relay_to: RelayTo | None = None,
                  mounts: list[Mount] | None = None, **kwargs: Any):
@@ -217,3 +233,14 @@ class ApiSite(Site):
     def log(self, request: Any) -> None:
         if not getattr(request, "relayed", False):
             super().log(request)
+        status = int(request.code)
+        if self.gate is not None:
+            self.gate.refused(request, status)
+        audit = self.audit
+        method = (request.method or b"?").decode("ascii", "replace")
+        if audit is not None and audit.wanted(method, status) and not (
+                status < 400 and getattr(request, "job_caller", None) is not None):
+            caller = caller_of(request)
+            path = (request.path or b"").decode("utf-8", "replace")
+            audit.record(caller.name if caller else "-", caller.role.value if caller else "-",
+                         remote_of(request), method, path, status)

@@ -5,7 +5,7 @@ Where a relayed request goes.
 the token it is sent, where its paths are mounted on the API (its
 ``Location`` is rewritten under that) and the guid its log lines carry.
 A :data:`Choose` function gives one for a name in the path: the jobs'
-(:func:`job_upstream`, ``/jobs/{guid}/proxy/``) is the first; another
+(:func:`upstream_of` a job, ``/jobs/{guid}/proxy/``) is the first; another
 mount (a service's instances) plugs in its own beside it
 (:class:`Mount`, :meth:`~turberfield_twisted.http.api.ControlAPI.mount`).
 
@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from typing import IO, TYPE_CHECKING, Protocol
+from typing import IO, Protocol
 
 import attrs
 from twisted.internet.defer import Deferred
@@ -28,12 +28,9 @@ from twisted.internet.interfaces import IPushProducer
 from turberfield_twisted.jobs.job import Job, JobState
 from turberfield_twisted.worker.wire import RawHeaders
 
-if TYPE_CHECKING:
-    from turberfield_twisted.daemon.initiator import Initiator
-
 __all__ = ["MAX_PER_HOST", "MIN_PER_HOST", "RELAY_STATES", "AnswerSink", "Choose", "Mount",
            "RelayError", "Relayed", "RequestHead", "Sending", "Upstream", "UpstreamClient",
-           "job_upstream"]
+           "upstream_of"]
 
 #: Job states in which a worker may answer a relayed request.
 RELAY_STATES = frozenset({JobState.STARTING, JobState.READY})
@@ -100,12 +97,12 @@ class Mount:
     choose: Choose
 
 
-def job_upstream(initiator: Initiator, guid: str) -> Upstream:
+def upstream_of(job: Job) -> Upstream:
     """
-    Job ``guid``'s worker (UnknownJob if there is no such job; RelayError
-    502 if it is not running or has not said where it listens).
+    ``job``'s worker, under ``/jobs/{guid}/proxy`` (RelayError 502 if it is
+    not running or has not said where it listens).
     """
-    job: Job = initiator.job(guid)
+    guid = job.guid
     if job.state not in RELAY_STATES:
         raise RelayError(502, f"job {guid} is {job.state.value}, not running")
     if not job.host:
