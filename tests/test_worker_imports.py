@@ -109,5 +109,6 @@ assert not {"treq", "twisted.web.client"} & set(sys.modules), "loaded too soon"
 parent.http
 """)
     assert ours == WORKER_SIDE | {"turberfield_twisted.worker.agent",
-                                  "turberfield_twisted.worker.endpoint"}
+                                  "turberfield_twisted.worker.endpoint",
+                                  "turberfield_twisted.worker.tlsgate"}
     assert http == HTTP_CLIENT

@@ -6,7 +6,8 @@ its web-hooks, as the text that ``GET /metrics`` serves.
 Each :class:`Metrics` owns its own ``CollectorRegistry``: nothing goes to
 ``prometheus_client``'s global registry. Labels are the job state and
 module only (modules are bounded by the config's allow-list); a guid is
-never a label.
+never a label. What is counted is counted here; ``prometheus_client`` is
+loaded at the first scrape (a daemon nobody scrapes never loads it).
 """
 
 from __future__ import annotations
@@ -14,21 +15,17 @@ from __future__ import annotations
 import bisect
 from collections import Counter
 from collections.abc import Iterator, Sequence
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import attrs
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
-from prometheus_client.core import (
-    CounterMetricFamily,
-    GaugeMetricFamily,
-    HistogramMetricFamily,
-    InfoMetricFamily,
-    Metric,
-)
 
 from turberfield_twisted import __version__
 from turberfield_twisted.jobs.job import EventKind, JobEvent, JobState
 from turberfield_twisted.jobs.table import JobTable
+
+if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry
+    from prometheus_client.core import Metric
 
 __all__ = ["HOOK_FIELDS", "READY_BUCKETS", "RELAY_BUCKETS", "Histogram", "Metrics"]
 
@@ -104,9 +101,18 @@ class Metrics:
         self.relay_requests: Counter[str] = Counter()
         self.relay_seconds = Histogram(RELAY_BUCKETS)
         self._modules: set[str] = set()
-        self.registry = CollectorRegistry()
-        self.registry.register(self)
+        self._registry: CollectorRegistry | None = None
         self._unsubscribe = initiator.subscribe(self._observe)
+
+    @property
+    def registry(self) -> CollectorRegistry:
+        """Its own registry (made, and prometheus_client loaded, on first use)."""
+        if self._registry is None:
+            from prometheus_client import CollectorRegistry
+
+            self._registry = CollectorRegistry()
+            self._registry.register(self)
+        return self._registry
 
     def close(self) -> None:
         """Stop counting the initiator's events (what was counted stays)."""
@@ -114,6 +120,8 @@ class Metrics:
 
     def render(self) -> tuple[bytes, str]:
         """The Prometheus text of every metric, and its content type."""
+        from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
         return generate_latest(self.registry), CONTENT_TYPE_LATEST
 
     def relayed(self, seconds: float, status: int | str) -> None:
@@ -140,6 +148,12 @@ class Metrics:
 
     def collect(self) -> Iterator[Metric]:
         """Every family, read now (``CollectorRegistry`` calls this on each scrape)."""
+        from prometheus_client.core import (
+            CounterMetricFamily,
+            GaugeMetricFamily,
+            InfoMetricFamily,
+        )
+
         workers = list(self.initiator.workers.values())
         modules = sorted(self._modules | {job.module for job in workers})
 
@@ -182,6 +196,8 @@ class Metrics:
             yield from self._hook_families(self.hooks)
 
     def _latency_families(self) -> Iterator[Metric]:
+        from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily
+
         ready = HistogramMetricFamily(
             "proactor_job_ready_seconds",
             "Seconds from a worker's spawn to its being ready, by module.", labels=["module"])
@@ -202,6 +218,8 @@ class Metrics:
 
     @staticmethod
     def _hook_families(counts: HookCounts) -> Iterator[Metric]:
+        from prometheus_client.core import GaugeMetricFamily
+
         hooks = counts.list()
         count = GaugeMetricFamily("proactor_hooks", "Web-hook subscriptions.")
         count.add_metric([], len(hooks))

@@ -40,7 +40,6 @@ from turberfield_twisted.daemon.reconcile import Reloaded
 from turberfield_twisted.dashboard import Dashboard
 from turberfield_twisted.errors import ApiError, BadGuid, GuidTaken
 from turberfield_twisted.hooks.dispatcher import HookDispatcher
-from turberfield_twisted.http import openapi
 from turberfield_twisted.http.access_api import AccessAPI, default_gate
 from turberfield_twisted.http.args import event_args, launch_args, lines_arg, wait_args
 from turberfield_twisted.http.events import Journal, parse_event_id
@@ -70,6 +69,8 @@ __all__ = ["ControlAPI", "served_routes"]
 
 def served_routes() -> list[tuple[str, str]]:
     """``(method, OpenAPI path)`` of every route the control API serves, mounted apps too."""
+    from turberfield_twisted.http import openapi
+
     return [*openapi.routes(ControlAPI.app), *openapi.routes(HooksAPI.app, "/hooks"),
             *openapi.routes(AccessAPI.app, "/tokens")]
 
@@ -137,7 +138,7 @@ class ControlAPI:
         self.access_api = AccessAPI(self.gate, audit, max_body)
         self.dashboard = Dashboard()  #: The web dashboard's files, under ``/ui/``.
         #: ``GET /openapi.json``: built from the routing tables, so it can't drift.
-        self.description = openapi.document(served_routes())
+        self._description: dict[str, Any] | None = None
         #: Recent job events and output lines, for ``GET /events``.
         self.journal = Journal()
         initiator.subscribe(self.journal.event)
@@ -226,6 +227,18 @@ class ControlAPI:
     def describe(self, request: Request) -> bytes:
         """This API's OpenAPI 3.1 description; no token needed."""
         return json_response(request, 200, self.description)
+
+    @property
+    def description(self) -> dict[str, Any]:
+        """
+        This API's OpenAPI description, built from the routing tables (so it
+        can't drift) when it is first asked for.
+        """
+        if self._description is None:
+            from turberfield_twisted.http import openapi
+
+            self._description = openapi.document(served_routes())
+        return self._description
 
     @app.route("/metrics", methods=["GET"])
     def scrape(self, request: Request) -> bytes:

@@ -138,6 +138,18 @@ class LazyHttp:
         """treq's ``get``."""
         return self._client().get(url, **kwargs)
 
+    def post(self, url: str, **kwargs: Any) -> Deferred[HttpResponse]:
+        """treq's ``post``."""
+        return self._client().request("POST", url, **kwargs)
+
+    def put(self, url: str, **kwargs: Any) -> Deferred[HttpResponse]:
+        """treq's ``put``."""
+        return self._client().request("PUT", url, **kwargs)
+
+    def delete(self, url: str, **kwargs: Any) -> Deferred[HttpResponse]:
+        """treq's ``delete``."""
+        return self._client().request("DELETE", url, **kwargs)
+
     def close(self) -> Deferred[None]:
         """Close its idle connections (nothing to do if it was never used)."""
         if self._pool is None:
