@@ -240,7 +240,8 @@ class Lifecycle:
         try:
             config = self._render(job)
             process = self.launcher.spawn(job.module, job.guid, job.port, config,
-                                          lambda stream, text: self.line(job, stream, text))
+                                          lambda stream, text: self.line(job, stream, text),
+                                          job.sockets)
         except SpawnFailed as exc:
             job.last_error = str(exc)
             self.log.error("job {guid} ({module}) could not be spawned: {error}",

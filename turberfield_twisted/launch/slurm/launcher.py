@@ -27,7 +27,7 @@ import os
 import shutil
 import signal
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.error import ProcessExitedAlready
@@ -38,7 +38,12 @@ from zope.interface import implementer
 
 from turberfield_twisted.contract import LIFELINE_FD
 from turberfield_twisted.errors import SpawnFailed, UnknownModule
-from turberfield_twisted.launch.interfaces import ILauncher, IRemoteProcess, LineSink
+from turberfield_twisted.launch.interfaces import (
+    ILauncher,
+    IRemoteProcess,
+    LineSink,
+    ListenSocket,
+)
 from turberfield_twisted.launch.local import (
     ProtocolProcess,
     minimal_env,
@@ -207,8 +212,14 @@ class SlurmLauncher:
         return None
 
     def spawn(self, module: str, guid: str, port: int, config: bytes,
-              on_line: LineSink) -> SlurmProcess:
-        """See :meth:`ILauncher.spawn`: the guard holds the lifeline; srun has no fd 4."""
+              on_line: LineSink, sockets: Sequence[ListenSocket] = ()) -> SlurmProcess:
+        """
+        See :meth:`ILauncher.spawn`: the guard holds the lifeline; srun has no
+        fd 4, and no socket of this host reaches a node (SpawnFailed).
+        """
+        if sockets:
+            raise SpawnFailed(f"could not start {module}: a worker on a Slurm node can't be"
+                              " handed a listening socket of this host")
         if self.srun is None or self.scancel is None:
             raise SpawnFailed(f"could not start {module}: srun or scancel is not on the PATH")
         protocol = WorkerProtocol(guid, config, on_line, reactor=self._reactor)
@@ -218,6 +229,10 @@ class SlurmLauncher:
         transport = spawn_in_session(self._reactor, protocol, argv, self.setsid, self.env,
                                      {0: "w", 1: "r", 2: "r", LIFELINE_FD: "w"}, module)
         return SlurmProcess(protocol, transport, self.scancel, self.run)
+
+    def renew(self, module: str) -> Deferred[None]:
+        """See :meth:`ILauncher.renew`: each step imports its code on its node."""
+        return succeed(None)
 
     def prepare(self, modules: list[str]) -> None:
         """See :meth:`ILauncher.prepare`: nothing to do (the node imports the module)."""
