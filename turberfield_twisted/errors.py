@@ -24,6 +24,7 @@ __all__ = [
     "NoFreePort",
     "NotReady",
     "OverrideNotAllowed",
+    "ServiceConflict",
     "SpawnFailed",
     "StateDirBusy",
     "StateDirError",
@@ -34,6 +35,7 @@ __all__ = [
     "UnknownHook",
     "UnknownJob",
     "UnknownModule",
+    "UnknownService",
 ]
 
 class ConfigError(ValueError):
@@ -124,6 +126,12 @@ class UnknownHook(Unknown):
     what = "hook"
 
 
+class UnknownService(Unknown):
+    """No service has that name."""
+
+    what = "service"
+
+
 class UnknownModule(LookupError):
     """The module named for a job can't be found, isn't allowed, or isn't a valid name."""
 
@@ -176,6 +184,13 @@ class ChangeRefused(Exception):
         self.guid = guid
         self.reason = reason[:300]
         super().__init__(f"job {guid} refused the change: {self.reason}")
+
+
+class ServiceConflict(Exception):
+    """
+    A service can't be made or changed as asked, as things are: its name is
+    taken, its address is held by another process, a rollout is running.
+    """
 
 
 class StoreFailed(Exception):

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["EVENT_NAME", "GUID", "RESERVED_KEYS", "SESSION"]
+__all__ = ["EVENT_NAME", "GUID", "RESERVED_KEYS", "SERVICE_NAME", "SESSION"]
 
 #: Keys the initiator writes into a job's section: never set by an override.
 RESERVED_KEYS = frozenset({
@@ -22,6 +22,11 @@ _KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,63}$")
 
 #: A job's guid: given at launch, or a declared job's name.
 GUID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+
+#: A service's name: its instances' guids are ``NAME.N`` (N counting up from 1,
+#: never used twice), so it holds no dot.
+SERVICE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,47}$")
 
 
 #: A worker's own event name (``POST /jobs/{guid}/events``; a hook's ``worker:NAME``).

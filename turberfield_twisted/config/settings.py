@@ -43,6 +43,11 @@ from turberfield_twisted.config.readers import (
     srun_args,
     whole,
 )
+from turberfield_twisted.config.services import (
+    SERVICE_PREFIX,
+    DeclaredService,
+    check_declared_service,
+)
 from turberfield_twisted.errors import (
     BadOverride,
     ConfigError,
@@ -98,6 +103,8 @@ class InitiatorSettings:
     max_starting: int = attrs.field(factory=_cpu_count)
     store_sync: str = "normal"
     limit_interval: float = 1.0
+    #: The most instances a service may have.
+    max_instances: int = 64
 
 
 @attrs.frozen
@@ -148,17 +155,25 @@ class Settings:
     initiator: InitiatorSettings
     modules: Mapping[str, ModuleSettings] = attrs.field(factory=dict, converter=frozen_map)
     declared: Mapping[str, DeclaredJob] = attrs.field(factory=dict, converter=frozen_map)
+    services: Mapping[str, DeclaredService] = attrs.field(factory=dict, converter=frozen_map)
 
     def module(self, name: str) -> ModuleSettings | None:
         """The settings of module ``name``, or None if it has no section."""
         return self.modules.get(name)
 
-    def limits_for(self, module: str, declared: str | None = None) -> Limits:
-        """The limits of a job of ``module`` (declared as ``declared``: its own win)."""
+    def limits_for(self, module: str, declared: str | None = None,
+                   service: str | None = None) -> Limits:
+        """
+        The limits of a job of ``module`` (declared as ``declared``, or an
+        instance of declared service ``service``: their own win).
+        """
         found = self.modules.get(module)
         base = found.limits if found is not None else Limits()
         job = self.declared.get(declared) if declared is not None else None
-        return job.limits.over(base) if job is not None else base
+        own = job.limits if job is not None else None
+        if own is None and service is not None and service in self.services:
+            own = self.services[service].limits
+        return own.over(base) if own is not None else base
 
 
 def _open_files(text: str) -> int:
@@ -184,6 +199,7 @@ _INITIATOR_READERS: Mapping[str, Reader] = {
     "max_starting": whole(1),
     "store_sync": choice(*SYNC_MODES),
     "limit_interval": SECONDS,
+    "max_instances": whole(1, 4096),
 }
 
 
@@ -352,7 +368,8 @@ def check_config(cfg: configparser.ConfigParser, guid: str) -> Settings:
 
     ``[guid]`` is the initiator's section: only its own keys count (not
     DEFAULT's), and each must be known. ``[job:NAME]`` sections declare
-    jobs (see :class:`DeclaredJob`); every other section is a module's,
+    jobs (see :class:`DeclaredJob`), ``[service:NAME]`` sections services
+    (:class:`~.services.DeclaredService`); every other section is a module's,
     where the restart policy, ``listen_addr``, ``overridable`` and the
     limits are checked, DEFAULT's included.
     Raise :class:`ConfigError` naming the file, line, section and key of
@@ -362,7 +379,7 @@ def check_config(cfg: configparser.ConfigParser, guid: str) -> Settings:
     modules = {
         name: _check_module(cfg, name)
         for name in cfg.sections()
-        if name != guid and not name.startswith(JOB_PREFIX)
+        if name != guid and not name.startswith((JOB_PREFIX, SERVICE_PREFIX))
     }
     declared = {
         job.name: job
@@ -370,6 +387,15 @@ def check_config(cfg: configparser.ConfigParser, guid: str) -> Settings:
                     for name in cfg.sections() if name.startswith(JOB_PREFIX))
     }
     _check_requires(cfg, declared)
-    return Settings(initiator=initiator, modules=modules, declared=declared)
+    launchers = {name: module.launcher for name, module in modules.items()}
+    services = {}
+    for name in cfg.sections():
+        if name.startswith(SERVICE_PREFIX):
+            service = check_declared_service(cfg, name, guid, launchers, _LIMIT_READERS,
+                                             initiator.max_instances)
+            _no_rlimits_if_warm(Section.of(cfg, name, inherit=False),
+                                modules[service.module].warm, service.limits)
+            services[service.name] = service
+    return Settings(initiator=initiator, modules=modules, declared=declared, services=services)
 
 

@@ -96,6 +96,8 @@ class Metrics:
         self.hooks = hooks
         self.transitions: Counter[tuple[str, JobState]] = Counter()
         self.worker_events: Counter[str] = Counter()
+        #: What happened to services (service, event): rollouts, by how they ended.
+        self.service_events: Counter[tuple[str, str]] = Counter()
         #: Spawn -> ready, by module; when each starting job was spawned.
         self.ready_seconds: dict[str, Histogram] = {}
         self._spawned: dict[str, float] = {}
@@ -121,8 +123,11 @@ class Metrics:
         self.relay_seconds.observe(seconds)
 
     def _observe(self, event: JobEvent) -> None:
+        if event.kind is EventKind.SERVICE:
+            self.service_events[(event.guid, event.name)] += 1
+            return
         self._modules.add(event.module)
-        if event.kind is not EventKind.STATE:
+        if event.kind is not EventKind.STATE or event.state is None:
             self.worker_events[event.module] += 1
             return
         self.transitions[(event.module, event.state)] += 1

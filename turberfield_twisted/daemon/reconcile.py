@@ -16,14 +16,16 @@ from __future__ import annotations
 import secrets
 from collections.abc import Callable, Mapping
 from configparser import ConfigParser
+from typing import Any
 
 import attrs
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
+from turberfield_twisted.config.services import SERVICE_PREFIX
 from turberfield_twisted.config.settings import JOB_PREFIX, DeclaredJob, Settings, check_config
-from turberfield_twisted.configtext import origin
+from turberfield_twisted.configtext import origin, section_items
 from turberfield_twisted.daemon.initiator import Initiator
 from turberfield_twisted.daemon.store import JobRecord
 from turberfield_twisted.errors import (
@@ -56,17 +58,26 @@ class ConfigRefused(ConfigError, Invalid):
 
 @attrs.frozen
 class Reloaded:
-    """What a reload did to the declared jobs, by name, and what it could not apply."""
+    """
+    What a reload did to the declared jobs, by name, and what it could not
+    apply; what it did to the services (``services``: created, removed,
+    scaled, rolled_out, unchanged), shown if there are any.
+    """
 
     started: tuple[str, ...] = ()
     stopped: tuple[str, ...] = ()
     restarted: tuple[str, ...] = ()
     unchanged: tuple[str, ...] = ()
     restart_needed: tuple[str, ...] = ()
+    services: Mapping[str, tuple[str, ...]] = attrs.field(factory=dict, eq=False)
 
-    def as_json(self) -> dict[str, list[str]]:
+    def as_json(self) -> dict[str, Any]:
         """The answer of ``POST /reload``."""
-        return {key: list(value) for key, value in attrs.asdict(self).items()}
+        out: dict[str, Any] = {key: list(value) for key, value in attrs.asdict(self).items()
+                               if key != "services"}
+        if any(self.services.values()):
+            out["services"] = {key: list(value) for key, value in self.services.items()}
+        return out
 
 
 class Reconciler(Service):
@@ -111,6 +122,7 @@ class Reconciler(Service):
         self.log.info("restored {kept} kept jobs; {declared} declared jobs",
                       kept=len([r for r in kept.values() if not r.declared]),
                       declared=len(init.settings.declared))
+        init.services.restore()
 
     def _restore(self, record: JobRecord) -> None:
         wanted = Wanted(record.wanted)
@@ -196,11 +208,15 @@ class Reconciler(Service):
             if job.tracker is not None and module is not None:
                 job.tracker.policy = module.policy  # from its next restart
         done = self._reconcile(old.declared, settings.declared)
+        changed = frozenset(name for name in settings.modules
+                            if section_items(old_cfg, name) != section_items(cfg, name))
+        services = init.services.reload(old, settings, changed)
         needed = tuple(key for key in RESTART_KEYS
                        if getattr(old.initiator, key) != getattr(settings.initiator, key))
         if _token(old_cfg, guid) != _token(cfg, guid):
             needed += ("admin_token",)
-        result = attrs.evolve(done, restart_needed=needed)
+        result = attrs.evolve(done, restart_needed=needed,
+                              services={key: tuple(names) for key, names in services.items()})
         self.log.info("config reloaded: started {started}; stopped {stopped}; restarted"
                       " {restarted}; unchanged {unchanged}",
                       **{key: ", ".join(names) or "none"
@@ -222,6 +238,11 @@ class Reconciler(Service):
             if job is not None and not job.declared and job.state not in ENDED:
                 raise ConfigError(f"[{JOB_PREFIX}{name}] names a job launched through the API,"
                                   " which runs", decl.source, decl.line)
+        groups = self._initiator.services.groups
+        for name, service in settings.services.items():
+            if name in groups and not groups[name].spec.declared:
+                raise ConfigError(f"[{SERVICE_PREFIX}{name}] names a service made through the"
+                                  " API", service.source, service.line)
 
     def _reconcile(self, old: Mapping[str, DeclaredJob],
                    new: Mapping[str, DeclaredJob]) -> Reloaded:

@@ -4,8 +4,11 @@ The durable store: what the daemon keeps across its restarts, in SQLite
 
 It holds each job's guid, module, session, overrides, last port and the
 state its operator wants (running or stopped), and whether it is declared
-in the config; each web-hook's id, URL, events, secret and last sequence
-number; and each hook's undelivered records, in order. Every write is
+in the config; each service (its module, address, instance count,
+rollout settings, session and overrides, and the number its next
+instance takes); each web-hook's id, URL, events, secret and last
+sequence number; and each hook's undelivered records, in order. A store
+of an older schema is brought up to this one when it is opened. Every write is
 committed before the call returns: in WAL mode with ``synchronous=NORMAL``
 (the default) a commit survives a crash of the daemon (SIGKILL included)
 the instant after; with ``full`` it also survives a power cut, at the cost
@@ -33,10 +36,11 @@ from turberfield_twisted.config.settings import SYNC_MODES
 from turberfield_twisted.daemon.statedir import STORE_FILE, StateDir
 from turberfield_twisted.errors import StateDirError, StoreFailed
 
-__all__ = ["HookRecord", "JobRecord", "QueuedRecord", "Store"]
+__all__ = ["HookRecord", "JobRecord", "QueuedRecord", "ServiceRecord", "Store"]
 
-#: The schema this code writes; a store with a higher one is refused.
-SCHEMA_VERSION = 1
+#: The schema this code writes; a store with a higher one is refused, a lower
+#: one brought up to it (2: services).
+SCHEMA_VERSION = 2
 
 
 _SCHEMA = """
@@ -66,6 +70,28 @@ CREATE TABLE IF NOT EXISTS deliveries (
 """
 
 
+_SERVICES = """
+CREATE TABLE IF NOT EXISTS services (
+    name TEXT PRIMARY KEY,
+    module TEXT NOT NULL,
+    session TEXT,
+    overrides TEXT NOT NULL,
+    host TEXT NOT NULL,
+    port INTEGER NOT NULL,
+    instances INTEGER NOT NULL,
+    surge INTEGER NOT NULL,
+    max_unavailable INTEGER NOT NULL,
+    declared INTEGER NOT NULL,
+    next_instance INTEGER NOT NULL
+);
+"""
+
+
+#: What brings a store of schema N - 1 up to N, by N: run in one transaction
+#: with the version's own bump, so a store is at one version or the next.
+MIGRATIONS: Mapping[int, str] = {2: _SERVICES}
+
+
 @attrs.frozen
 class JobRecord:
     """A job as the store keeps it. ``wanted`` is ``running`` or ``stopped``."""
@@ -77,6 +103,23 @@ class JobRecord:
     wanted: str = "running"
     declared: bool = False
     port: int = 0
+
+
+@attrs.frozen
+class ServiceRecord:
+    """A service as the store keeps it, and the number its next instance takes."""
+
+    name: str
+    module: str
+    session: str | None
+    overrides: Mapping[str, str] = attrs.field(converter=frozen_map, repr=False)
+    host: str = "127.0.0.1"
+    port: int = 0
+    instances: int = 1
+    surge: int = 1
+    max_unavailable: int = 0
+    declared: bool = False
+    next_instance: int = 1
 
 
 @attrs.frozen
@@ -152,9 +195,12 @@ class Store:
                 raise StoreFailed(f"the store {self.path} can't use WAL mode ({mode})")
             self._db.execute(f"PRAGMA synchronous={sync.upper()}")
             with self._transaction():
-                for statement in _SCHEMA.split(";"):
-                    if statement.strip():
-                        self._db.execute(statement)
+                scripts = [_SCHEMA, *MIGRATIONS.values()] if version == 0 else [
+                    MIGRATIONS[step] for step in range(version + 1, SCHEMA_VERSION + 1)]
+                for script in scripts:
+                    for statement in script.split(";"):
+                        if statement.strip():
+                            self._db.execute(statement)
                 self._db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
     @contextmanager
@@ -212,6 +258,40 @@ class Store:
     def forget_job(self, guid: str) -> None:
         """Forget the job ``guid`` (nothing if it is not kept)."""
         self._write("forget a job", ("DELETE FROM jobs WHERE guid = ?", (guid,)))
+
+    # -- services ----------------------------------------------------------
+
+    def services(self) -> list[ServiceRecord]:
+        """Every service kept, in the order each was first kept."""
+        with self._errors("read its services"):
+            rows = self._db.execute(
+                "SELECT name, module, session, overrides, host, port, instances, surge,"
+                " max_unavailable, declared, next_instance FROM services ORDER BY rowid"
+            ).fetchall()
+        return [ServiceRecord(name, module, session, json.loads(overrides), host, port,
+                              instances, surge, max_unavailable, bool(declared), next_instance)
+                for name, module, session, overrides, host, port, instances, surge,
+                max_unavailable, declared, next_instance in rows]
+
+    def put_service(self, record: ServiceRecord) -> None:
+        """Keep ``record`` (replacing the one of its name; its place in order stays)."""
+        self._write("keep a service", (
+            "INSERT INTO services (name, module, session, overrides, host, port, instances,"
+            " surge, max_unavailable, declared, next_instance)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (name) DO UPDATE SET"
+            " module = excluded.module, session = excluded.session,"
+            " overrides = excluded.overrides, host = excluded.host, port = excluded.port,"
+            " instances = excluded.instances, surge = excluded.surge,"
+            " max_unavailable = excluded.max_unavailable, declared = excluded.declared,"
+            " next_instance = excluded.next_instance",
+            (record.name, record.module, record.session,
+             json.dumps(dict(record.overrides), sort_keys=True), record.host, record.port,
+             record.instances, record.surge, record.max_unavailable, int(record.declared),
+             record.next_instance)))
+
+    def forget_service(self, name: str) -> None:
+        """Forget service ``name`` (nothing if it is not kept)."""
+        self._write("forget a service", ("DELETE FROM services WHERE name = ?", (name,)))
 
     # -- web-hooks ---------------------------------------------------------
 

@@ -80,7 +80,8 @@ class JobEvent:
     guid: str
     module: str
     time: float
-    state: JobState
+    #: None in a service's own event.
+    state: JobState | None
     port: int = 0
     pid: int | None = None
     restarts: int = 0
