@@ -136,7 +136,7 @@ async def _logs(client: ControlClient, args: argparse.Namespace) -> Any:
 
 async def _watch(client: ControlClient, args: argparse.Namespace) -> Any:
     def event(event: ServerEvent) -> None:
-        if event.event in ("state", "worker", "gap"):
+        if event.event in ("state", "worker", "service", "gap"):
             _print(json.dumps({"event": event.event, "data": event.data}) if args.json
                    else format_event(event.event, event.data))
 

@@ -20,6 +20,8 @@ from turberfield_twisted import __version__
 from turberfield_twisted.cli.client import ControlClient
 from turberfield_twisted.cli.commands import COMMANDS, FAILURES, CliError
 from turberfield_twisted.cli.locate import read_api
+from turberfield_twisted.cli.services import SERVICE_COMMANDS
+from turberfield_twisted.cli.services import add_parsers as add_service_parsers
 from turberfield_twisted.contract import default_state_dir
 from turberfield_twisted.errors import StateDirError, StateFileError
 from turberfield_twisted.worker.parent import make_http
@@ -142,6 +144,7 @@ def build_parser() -> argparse.ArgumentParser:
     add.add_argument("events", nargs="+", metavar="EVENT",
                      help="*, a job state, worker:* or worker:NAME")
     actions.add_parser("rm", help="drop a subscription").add_argument("hook_id", metavar="ID")
+    add_service_parsers(commands)
     return parser
 
 
@@ -162,7 +165,7 @@ async def _run(reactor: Any, args: argparse.Namespace, url: str, token: str) -> 
     client = ControlClient(http, url, token, reactor, timeout=args.timeout)
     code = EXIT_OK
     try:
-        result = await COMMANDS[args.command](client, args)
+        result = await {**COMMANDS, **SERVICE_COMMANDS}[args.command](client, args)
     except FAILURES as exc:
         code = _fail(str(exc))
     except Exception as exc:

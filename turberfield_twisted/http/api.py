@@ -36,8 +36,10 @@ from turberfield_twisted.http import openapi
 from turberfield_twisted.http.args import event_args, launch_args, lines_arg, wait_args
 from turberfield_twisted.http.events import Entry, EventStream, Journal, parse_event_id
 from turberfield_twisted.http.hooks import HooksAPI
+from turberfield_twisted.http.openapi_services import SERVICE_OPERATIONS, SERVICE_SCHEMAS
 from turberfield_twisted.http.placement import REPORT_KEYS, take_report
 from turberfield_twisted.http.relay import Relay
+from turberfield_twisted.http.services_api import ServicesAPI
 from turberfield_twisted.http.site import ApiSite, RelayFirst
 from turberfield_twisted.http.views import job_views, module_views
 from turberfield_twisted.http.web import (
@@ -100,10 +102,15 @@ class ControlAPI:
                            observe=metrics.relayed if metrics is not None else None)
         #: The ``/hooks`` routes.
         self.hooks_api = HooksAPI(hooks, admin_token, max_body)
+        #: The ``/services`` routes (and their relay, through this one's).
+        self.services_api = ServicesAPI(initiator, admin_token, max_body, self.relay, reactor)
         self.dashboard = Dashboard()  #: The web dashboard's files, under ``/ui/``.
         #: ``GET /openapi.json``: built from the routing tables, so it can't drift.
         self.description = openapi.document(
-            [*openapi.routes(self.app), *openapi.routes(HooksAPI.app, "/hooks")])
+            [*openapi.routes(self.app), *openapi.routes(HooksAPI.app, "/hooks"),
+             *openapi.routes(ServicesAPI.app, "/services")],
+            operations={**openapi.OPERATIONS, **SERVICE_OPERATIONS},
+            schemas={**openapi.SCHEMAS, **SERVICE_SCHEMAS})
         #: Recent job events and output lines, for ``GET /events``.
         self.journal = Journal()
         initiator.subscribe(self.journal.event)
@@ -131,7 +138,8 @@ class ControlAPI:
         relayed requests take a short way past the router and are not in
         the access log (the relay's metrics count them).
         """
-        site = ApiSite(RelayFirst(self.relayed, self.log, self.app.resource()),
+        site = ApiSite(RelayFirst(self.relayed, self.log, self.app.resource(),
+                                  services=self.services_api.relayed),
                        requestFactory=_LimitedRequest)
         site.max_body = self.max_body  # type: ignore[attr-defined]
         site.noisy = False
@@ -344,6 +352,13 @@ class ControlAPI:
         if not request.postpath:
             request.postpath = [b""]  # ``/hooks`` itself is the mounted app's ``/``
         return self.hooks_api.app.resource()
+
+    @app.route("/services", branch=True)
+    def services_routes(self, request: Request) -> KleinResource:
+        """``/services`` and below: the services' routes, answered by :class:`ServicesAPI`."""
+        if not request.postpath:
+            request.postpath = [b""]  # ``/services`` itself is the mounted app's ``/``
+        return self.services_api.app.resource()
 
     # -- the relay ---------------------------------------------------------
 

@@ -82,6 +82,8 @@ SCHEMAS: Mapping[str, Any] = {
             "wanted": {"enum": ["running", "stopped"]},
             "declared": {"type": "boolean"},
             "requires": {"type": "array", "items": {"type": "string"}},
+            "service": {"type": ["string", "null"],
+                        "description": "The service it is an instance of, if one."},
             "uptime": {"type": ["number", "null"], "description": "Seconds since its spawn."},
             "rss": {"type": ["integer", "null"], "description": "Its process group's RSS, bytes."},
             "cpu": {"type": ["number", "null"], "description": "Its group's CPU seconds."},
@@ -352,20 +354,22 @@ def routes(app: Klein, prefix: str = "") -> Iterable[tuple[str, str]]:
                 yield method, path
 
 
-def document(pairs: Iterable[tuple[str, str]], title: str = "turberfield-twisted proactor"
-             ) -> dict[str, Any]:
+def document(pairs: Iterable[tuple[str, str]], title: str = "turberfield-twisted proactor",
+             operations: Mapping[tuple[str, str], dict[str, Any]] = OPERATIONS,
+             schemas: Mapping[str, Any] = SCHEMAS) -> dict[str, Any]:
     """
-    The OpenAPI 3.1 document of the routes ``pairs`` (from :func:`routes`).
+    The OpenAPI 3.1 document of the routes ``pairs`` (from :func:`routes`),
+    each described in ``operations`` (the shapes they name in ``schemas``).
     Raise :class:`UndocumentedRoute` if a route has no operation or an
     operation no route.
     """
     found = set(pairs)
-    missing = sorted(found - set(OPERATIONS))
-    unrouted = sorted(set(OPERATIONS) - found)
+    missing = sorted(found - set(operations))
+    unrouted = sorted(set(operations) - found)
     if missing or unrouted:
         raise UndocumentedRoute(f"undocumented routes: {missing}; no route for: {unrouted}")
     paths: dict[str, dict[str, Any]] = {}
-    for (method, path), operation in sorted(OPERATIONS.items()):
+    for (method, path), operation in sorted(operations.items()):
         methods = _RELAYED if method == "*" else (method,)
         for one in methods:
             paths.setdefault(path, {})[one.lower()] = {
@@ -377,7 +381,7 @@ def document(pairs: Iterable[tuple[str, str]], title: str = "turberfield-twisted
                                 " JSON {\"error\": \"...\"}."},
         "paths": paths,
         "components": {
-            "schemas": dict(SCHEMAS),
+            "schemas": dict(schemas),
             "securitySchemes": {
                 "admin": {"type": "http", "scheme": "bearer",
                           "description": "The admin token (state dir admin.token)."},
@@ -386,6 +390,15 @@ def document(pairs: Iterable[tuple[str, str]], title: str = "turberfield-twisted
             },
         },
     }
+
+
+#: The builders of operations, for the descriptions kept beside this module
+#: (:mod:`.openapi_services`): a schema's reference, a JSON answer, an error
+#: answer, an operation (admin token by default), a JSON request body.
+ref, json_answer, error_answer, operation, json_body = _ref, _json, _error, _op, _body
+
+#: The answers many operations share: 401, 400, 413, 503 (the store).
+DENIED, BAD, TOO_LARGE, UNKEPT = _DENIED, _BAD, _TOO_LARGE, _UNKEPT
 
 
 def _operation_id(method: str, path: str) -> str:

@@ -260,6 +260,10 @@ class Relay:
             return _Bytes(content.read())
         return FileBodyProducer(content, cooperator=self._cooperator)
 
+    def in_flight(self, base: str) -> int:
+        """Requests relayed to the worker at ``base`` (``http://ADDR:PORT``) now in flight."""
+        return self._inflight.get(base.encode("ascii"), 0)
+
     def _sized(self, base: bytes, delta: int) -> None:
         """Count a request to ``base`` starting (+1) or ending (-1); size the pool to it."""
         self._inflight[base] += delta
@@ -271,13 +275,16 @@ class Relay:
                 self.pool.maxPersistentPerHost = max(MIN_PER_HOST,
                                                      min(self.peak, MAX_PER_HOST))
 
-    async def forward(self, request: Any, job: Any, base: str, length: int) -> bytes:
+    async def forward(self, request: Any, job: Any, base: str, length: int,
+                      mount: str | None = None) -> bytes:
         """
         Send ``request`` (its method, path under the job, query, headers and
         body, ``length`` bytes) to ``job``'s worker at ``base``
         (``http://ADDR:PORT``) and write its answer into ``request``; raise
         :class:`RelayError` (400, 502, 504) if it can't before any of the
-        answer is sent.
+        answer is sent. ``mount`` is where the worker's paths are here (its
+        ``Location`` is rewritten under it): ``/jobs/{guid}/proxy`` unless
+        given (a service's relay gives its own).
         """
         guid = job.guid
         target = upstream_path(request)
@@ -289,8 +296,11 @@ class Relay:
         started = self.reactor.seconds()
         self._sized(origin, +1)
         status = 502
+        where = (mount.encode("ascii") if mount is not None
+                 else b"/jobs/" + quote(guid, safe="").encode("ascii") + b"/" + PREFIX)
         try:
-            status = await self._exchange(request, guid, origin + target, job.token, length)
+            status = await self._exchange(request, guid, origin + target, job.token, length,
+                                          where)
         except RelayError as exc:
             status = exc.status
             raise
@@ -301,7 +311,7 @@ class Relay:
         return b""
 
     async def _exchange(self, request: Any, guid: str, url: bytes, token: str,
-                        length: int) -> int:
+                        length: int, mount: bytes) -> int:
         method = request.method
         headers = relay_headers(request)
         if token:
@@ -319,7 +329,7 @@ class Relay:
                                               self.body(request, length)))
             response = await waiting[-1]
             answer = _Answer(request, self.max_response, HOLD, response.length,
-                             lambda: self._head(request, response, guid))
+                             lambda: self._head(request, response, mount))
             response.deliverBody(answer)
             waiting.append(answer.done)
             await answer.done
@@ -346,7 +356,7 @@ class Relay:
             if timer.active():
                 timer.cancel()
         if not answer.committed:  # whole: one write, its length known (no chunked framing)
-            self._head(request, response, guid)
+            self._head(request, response, mount)
             body = b"".join(answer.held)
             if request.method != b"HEAD" and response.code not in (204, 304):
                 request.setHeader(b"Content-Length", b"%d" % len(body))
@@ -354,8 +364,8 @@ class Relay:
         return int(response.code)
 
     @staticmethod
-    def _head(request: Any, response: Any, guid: str) -> None:
-        """The worker's status, content type and location (under job ``guid``), on ``request``."""
+    def _head(request: Any, response: Any, mount: bytes) -> None:
+        """The worker's status, content type and location (under ``mount``), on ``request``."""
         request.setResponseCode(response.code)
         kind = response.headers.getRawHeaders(b"content-type")
         if kind:
@@ -366,5 +376,5 @@ class Relay:
         if location:  # a path on the worker is a path under its job's proxy here
             where = location[-1]
             if where.startswith(b"/") and not where.startswith(b"//"):
-                where = b"/jobs/" + quote(guid, safe="").encode("ascii") + b"/" + PREFIX + where
+                where = mount + where
             request.setHeader(b"Location", where)

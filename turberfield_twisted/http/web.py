@@ -41,10 +41,12 @@ from turberfield_twisted.errors import (
     NoFreePort,
     NotReady,
     OverrideNotAllowed,
+    ServiceConflict,
     SpawnFailed,
     StoreFailed,
     UnknownJob,
     UnknownModule,
+    UnknownService,
 )
 from turberfield_twisted.hooks.dispatcher import UnknownHook
 from turberfield_twisted.hooks.rules import HookNotAllowed
@@ -105,10 +107,12 @@ STATUSES: Mapping[type[Exception], int] = MappingProxyType({
     UnknownJob: 404,
     UnknownModule: 404,
     UnknownHook: 404,
+    UnknownService: 404,
     NotFound: 404,
     RequestRedirect: 404,  # werkzeug's slash redirect: no such route here
     MethodNotAllowed: 405,
     NotReady: 409,
+    ServiceConflict: 409,
     BodyTooLarge: 413,
     SpawnFailed: 500,
     ChangeRefused: 422,

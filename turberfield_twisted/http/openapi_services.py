@@ -1,0 +1,154 @@
+"""
+The OpenAPI description of the ``/services`` routes
+(:class:`~turberfield_twisted.http.services_api.ServicesAPI`): their
+operations and the shapes they answer with, which
+:func:`~turberfield_twisted.http.openapi.document` takes beside the rest
+(it refuses a route with no entry here, and an entry with no route).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from turberfield_twisted.config.names import SERVICE_NAME
+from turberfield_twisted.http.openapi import (
+    BAD,
+    DENIED,
+    TOO_LARGE,
+    UNKEPT,
+    error_answer,
+    json_answer,
+    json_body,
+    operation,
+    ref,
+)
+from turberfield_twisted.http.service_args import SERVICE_WAITS
+from turberfield_twisted.services.model import RolloutState
+
+__all__ = ["SERVICE_OPERATIONS", "SERVICE_SCHEMAS"]
+
+_STRINGS = {"type": "object", "additionalProperties": {"type": "string"}}
+
+
+#: The shapes the ``/services`` routes answer with and take.
+SERVICE_SCHEMAS: Mapping[str, Any] = {
+    "Rollout": {
+        "type": "object", "required": ["state", "started", "finished", "total", "replaced",
+                                       "reason"],
+        "properties": {"state": {"enum": [state.value for state in RolloutState]},
+                       "started": {"type": "number"},
+                       "finished": {"type": ["number", "null"]},
+                       "total": {"type": "integer"},
+                       "replaced": {"type": "integer",
+                                    "description": "New instances ready (all, once done)."},
+                       "reason": {"type": ["string", "null"],
+                                  "description": "Why it failed (the instance's error)."}}},
+    "Service": {
+        "type": "object",
+        "required": ["name", "module", "listen", "instances", "surge", "max_unavailable",
+                     "session", "config", "declared", "ready", "rollout", "members"],
+        "properties": {
+            "name": {"type": "string"}, "module": {"type": "string"},
+            "listen": {"type": "string", "description": "The shared address, HOST:PORT."},
+            "instances": {"type": "integer", "description": "How many it runs."},
+            "surge": {"type": "integer"}, "max_unavailable": {"type": "integer"},
+            "session": {"type": ["string", "null"]}, "config": _STRINGS,
+            "declared": {"type": "boolean"},
+            "ready": {"type": "integer", "description": "Instances ready now."},
+            "rollout": {"anyOf": [ref("Rollout"), {"type": "null"}],
+                        "description": "The rollout that runs, else the last one."},
+            "last_error": {"type": ["string", "null"]},
+            "members": {"type": "array", "items": ref("Job"),
+                        "description": "Its instances, oldest first."}}},
+    "Services": {"type": "object", "required": ["services"],
+                 "properties": {"services": {"type": "array", "items": ref("Service")}}},
+    "NewService": {
+        "type": "object", "required": ["name", "module", "listen"], "additionalProperties": False,
+        "properties": {
+            "name": {"type": "string", "pattern": SERVICE_NAME.pattern},
+            "module": {"type": "string", "minLength": 1,
+                       "description": "A module with a section in the daemon's config."},
+            "listen": {"type": "string",
+                       "description": "PORT (on 127.0.0.1), HOST:PORT or [IPV6]:PORT."},
+            "instances": {"type": "integer", "minimum": 1}, "surge": {"type": "integer"},
+            "max_unavailable": {"type": "integer"},
+            "session": {"type": ["string", "null"], "maxLength": 256},
+            "config": {"type": "object", "description": "Overrides of keys the module's"
+                       " section lists as overridable.",
+                       "additionalProperties": {"type": ["string", "number", "boolean"]}}}},
+    "Scale": {"type": "object", "required": ["instances"], "additionalProperties": False,
+              "properties": {"instances": {"type": "integer", "minimum": 1}}},
+    "NewRollout": {
+        "type": "object", "additionalProperties": False,
+        "properties": {"module": {"type": "string", "minLength": 1},
+                       "config": {"type": "object",
+                                  "additionalProperties": {"type": ["string", "number",
+                                                                    "boolean"]}}}},
+}
+
+
+_NAME = {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}
+
+
+_NO_SERVICE = {"404": error_answer("No service has that name.")}
+
+
+_RELAYED = {"default": {"description": "The instance's own answer."},
+            **_NO_SERVICE, **DENIED, **TOO_LARGE,
+            "502": error_answer("No instance is ready, or its answer is too large."),
+            "504": error_answer("The instance did not answer in time.")}
+
+
+#: Each operation of the ``/services`` routes, keyed by (method, OpenAPI path).
+SERVICE_OPERATIONS: Mapping[tuple[str, str], dict[str, Any]] = {
+    ("GET", "/services"): operation(
+        "Every service, with its instances.",
+        {"200": json_answer(ref("Services"), "The services."), **DENIED}),
+    ("POST", "/services"): operation(
+        "Make a service: N instances of a module sharing one listening socket the daemon"
+        " binds.",
+        {"201": json_answer(ref("Service"), "The new service (its instances starting)."),
+         **BAD, **DENIED, "403": error_answer("An override the module does not allow."),
+         "404": error_answer("The module is not allowed or not found."),
+         "409": error_answer("The name is taken, or another process holds the address."),
+         **TOO_LARGE, **UNKEPT},
+        requestBody=json_body("NewService")),
+    ("GET", "/services/{name}"): operation(
+        "One service; with wait=ready (every instance ready, no rollout) or wait=rollout,"
+        " once it is so (or timeout).",
+        {"200": json_answer(ref("Service"), "The service."), **BAD, **DENIED,
+         **_NO_SERVICE},
+        parameters=[_NAME, {"name": "wait", "in": "query",
+                            "schema": {"enum": list(SERVICE_WAITS)}},
+                    {"name": "timeout", "in": "query",
+                     "schema": {"type": "number", "minimum": 0, "maximum": 60}}]),
+    ("PATCH", "/services/{name}"): operation(
+        "Scale live: more instances are started, the newest drained first.",
+        {"200": json_answer(ref("Service"), "The service, scaling."), **BAD, **DENIED,
+         **_NO_SERVICE, "409": error_answer("A rollout runs."), **TOO_LARGE, **UNKEPT},
+        parameters=[_NAME], requestBody=json_body("Scale")),
+    ("DELETE", "/services/{name}"): operation(
+        "Remove a service: its instances drained, then its socket closed; at once.",
+        {"202": json_answer(ref("Service"), "The service as its removal begins."), **DENIED,
+         **_NO_SERVICE, **UNKEPT},
+        parameters=[_NAME]),
+    ("POST", "/services/{name}/rollout"): operation(
+        "Replace every instance a step at a time (surge, max_unavailable), gated on"
+        " readiness, rolled back by itself if a new one fails; with module or config, to"
+        " those.",
+        {"202": json_answer(ref("Service"), "The service, its rollout running."), **BAD,
+         **DENIED, "403": error_answer("An override the module does not allow."),
+         "404": error_answer("No such service, or the module is not allowed."),
+         "409": error_answer("A rollout runs already."), **TOO_LARGE},
+        parameters=[_NAME],
+        requestBody={"required": False,
+                     "content": {"application/json": {"schema": ref("NewRollout")}}}),
+    ("*", "/services/{name}/proxy"): operation(
+        "Relayed to a ready instance at / (as below).", _RELAYED, parameters=[_NAME]),
+    ("*", "/services/{name}/proxy/{path}"): operation(
+        "Relayed to the ready instance with the fewest relayed requests in flight, at"
+        " /{path}; the answer is the instance's.",
+        _RELAYED, parameters=[_NAME, {"name": "path", "in": "path", "required": True,
+                                      "schema": {"type": "string"}}]),
+}
