@@ -333,3 +333,22 @@ def test_services_are_kept_and_come_back_with_their_count_and_numbers(ports, sta
         again.init.services.release()
     finally:
         store.close()
+
+
+def test_metrics_count_ready_instances_and_rollouts_by_outcome(world, ports):
+    """proactor_service_instances(_ready){service} now; rollouts by service and outcome."""
+    from turberfield_twisted.daemon.metrics import Metrics
+
+    metrics = Metrics(world.init, services=world.init.services)
+    services = world.init.services
+    group = services.create(spec(ports, instances=2))
+    ready_all(world, group.members[:1])
+    services.roll_out("web")
+    world.clock.advance(10)  # its new instance is not ready in time: failed
+    text = metrics.render()[0].decode()
+    assert 'proactor_service_instances{service="web"} 2.0' in text
+    assert 'proactor_service_instances_ready{service="web"} 1.0' in text
+    assert 'proactor_service_rollouts_total{outcome="failed",service="web"} 1.0' in text
+    assert 'proactor_service_rollouts_total{outcome="done",service="web"} 0.0' in text
+    assert 'proactor_worker_events_total{module="some.worker"} 0.0' in text
+    metrics.close()

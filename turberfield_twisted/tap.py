@@ -311,7 +311,8 @@ def makeService(options: Options) -> IService:
     initiator.subscribe(hooks.publish)
     reconciler = Reconciler(initiator, lambda: load_config(options["config"]))
     api = ControlAPI(initiator, token, reactor, hooks=hooks, max_body=own.max_body,
-                     relay_timeout=own.relay_timeout, metrics=Metrics(initiator, hooks),
+                     relay_timeout=own.relay_timeout,
+                     metrics=Metrics(initiator, hooks, services=initiator.services),
                      reload=reconciler.reload)
     # Started in this order (the API listens first, before any of them
     # starts); stopped in reverse, one after another: systemd hears
