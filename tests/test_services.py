@@ -352,3 +352,18 @@ def test_metrics_count_ready_instances_and_rollouts_by_outcome(world, ports):
     assert 'proactor_service_rollouts_total{outcome="done",service="web"} 0.0' in text
     assert 'proactor_worker_events_total{module="some.worker"} 0.0' in text
     metrics.close()
+
+
+def test_an_instance_the_job_table_forgot_is_dropped_when_scaled_away(world, ports):
+    """
+    An instance stopped by its operator and then forgotten (max_exited) is still one of
+    the service's until a scale drains it: scaling down just drops it, no error.
+    """
+    services = world.init.services
+    group = services.create(spec(ports, instances=2))
+    world.init.stop("web.2")
+    world.launcher.latest("web.2").exit(0)
+    world.init.forget_ended(keep=0)
+    assert "web.2" not in world.init.workers and group.members == ["web.1", "web.2"]
+    services.scale("web", 1)
+    assert group.members == ["web.1"] and states(world, ["web.1"]) == ["starting"]

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 import attrs
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, succeed
 from twisted.logger import Logger
 
 from turberfield_twisted.errors import ServiceConflict, SpawnFailed, UnknownJob
@@ -103,12 +103,19 @@ class ServiceGroup:
         return f"{self.name}.{number}"
 
     def stop_instance(self, guid: str) -> Deferred[ExitStatus | None]:
-        """Drain and stop instance ``guid``: it is no longer one of the service's."""
+        """
+        Drain and stop instance ``guid``: it is no longer one of the service's
+        (one the job table has forgotten, ended long ago, is only dropped).
+        """
         if guid in self.members:
             self.members.remove(guid)
+        try:
+            stopped = self._host.stop_instance(guid)
+        except UnknownJob:
+            return succeed(None)
         self.log.info("service {service}: instance {guid} drained", service=self.name,
                       guid=guid)
-        return self._host.stop_instance(guid)
+        return stopped
 
     def scale(self, count: int) -> tuple[int, int]:
         """
