@@ -24,7 +24,9 @@ from twisted.web.server import Site
 from twisted.web.test.requesthelper import DummyChannel
 
 from turberfield_twisted import ChangeRefused, Initiator, JobEvent, LocalLauncher, UnknownJob
+from turberfield_twisted.config.settings import check_config
 from turberfield_twisted.configtext import parse_config
+from turberfield_twisted.daemon.reconcile import Reconciler
 from turberfield_twisted.errors import ConfigPushFailed
 from turberfield_twisted.hooks.dispatcher import HookDispatcher, UnknownHook
 from turberfield_twisted.hooks.rules import check_events, check_url
@@ -287,6 +289,63 @@ async def test_patch_config_with_the_initiators_update_config():
 
 
 @pytest_twisted.ensureDeferred
+async def test_patch_config_says_whether_the_change_is_kept_for_the_next_start():
+    """A launched job's change is kept; a declared job's is not, and the answer says where."""
+    t = make(http=StubTreq(_ReadyWorker().app.resource()))
+    cfg = initiator_config(23000, 23009, extra=f"[job:cache]\nmodule = {DEMO}\n")
+    t.init.reconfigure(cfg, check_config(cfg, "init"))
+    guid = await t.launch()
+    response, body = await t.call("PATCH", f"/jobs/{guid}/config", {"greeting": "hi"})
+    assert (response.code, body["kept"], "note" in body) == (200, True, False)
+    await t.init.launch(DEMO, guid="cache")
+    t.init.job("cache").declared = True
+    response, body = await t.call("PATCH", "/jobs/cache/config", {"greeting": "hi"})
+    assert (response.code, body["kept"]) == (200, False)
+    assert body["note"] == ("job cache is declared in <config>: this change lasts until the"
+                            " daemon restarts, or a reload changes its [job:cache] section;"
+                            " to keep it, set it there")
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_refused_module_or_key_says_what_would_do():
+    """An unknown module names the nearest allowed one (or those allowed); a key, those allowed."""
+    t = make()
+    response, body = await t.call("POST", "/jobs", {"module": DEMO[:-1]})
+    is_error(response, body, 404)
+    assert body["error"] == (f"module {DEMO[:-1]!r}: no config section allows it (did you mean"
+                             f" {DEMO!r}?)")
+    response, body = await t.call("POST", "/jobs", {"module": "x"})
+    assert body["error"] == f"module 'x': no config section allows it (allowed: {DEMO})"
+    response, body = await t.call("POST", "/jobs", {"module": DEMO, "config": {"colour": "r"}})
+    is_error(response, body, 403)
+    assert body["error"] == (f"{DEMO} does not allow 'colour' to be set (it allows api_key,"
+                             " greeting)")
+    assert t.reactor.spawned == []
+
+
+@pytest_twisted.ensureDeferred
+async def test_forget_drops_an_ended_job_and_refuses_one_that_runs_or_is_declared():
+    """POST /jobs/{guid}/forget: an ended job is gone (200, then 404); a running one 409."""
+    t = make()
+    running, ended = await t.launch(), await t.launch()
+    t.init.stop(ended)
+    t.reactor.spawned[-1].exit(0)
+    response, body = await t.call("POST", f"/jobs/{running}/forget")
+    is_error(response, body, 409)
+    assert body["error"] == f"job {running} is starting: stop it first, then forget it"
+    response, body = await t.call("POST", f"/jobs/{ended}/forget")
+    assert (response.code, body["guid"], body["state"]) == (200, ended, "exited")
+    assert set(t.init.workers) == {running}
+    is_error(*await t.call("POST", f"/jobs/{ended}/forget"), 404)
+    t.init.stop(running)
+    t.reactor.spawned[0].exit(0)
+    t.init.job(running).declared = True
+    response, body = await t.call("POST", f"/jobs/{running}/forget")
+    is_error(response, body, 409)
+    assert "remove its [job:" in body["error"]
+
+
+@pytest_twisted.ensureDeferred
 async def test_patch_config_maps_a_push_failure_and_a_refusal(monkeypatch):
     """Not reached: 502, nothing changed; refused: 422 with the worker's reason."""
     t = make()
@@ -388,6 +447,44 @@ async def test_hooks_with_the_real_dispatcher_and_without_one():
     is_error(*await t.call("GET", "/hooks"), 404)
 
 
+STOPPING = {"error": "the daemon is stopping"}
+
+
+@pytest_twisted.ensureDeferred
+async def test_every_change_is_503_once_the_daemon_stops():
+    """Once the initiator begins to stop, a launch, stop, restart, config change, reload
+    and hook change each answer 503 with Retry-After, and change nothing."""
+    t = make(reload=lambda: Reconciler(t.init, lambda: initiator_config()).reload())
+    t.api.hooks = HookDispatcher(t.reactor, _Health())
+    guid = await t.launch()
+    _, hook = await t.call("POST", "/hooks", {"url": "http://127.0.0.1:9/h"})
+    t.init.begin_stopping()
+    for method, path, body in [
+            ("POST", "/jobs", {"module": DEMO}), ("DELETE", f"/jobs/{guid}", None),
+            ("POST", f"/jobs/{guid}/restart", None),
+            ("PATCH", f"/jobs/{guid}/config", {"greeting": "hej"}), ("POST", "/reload", None),
+            ("POST", "/hooks", {"url": "http://127.0.0.1:9/other"}),
+            ("DELETE", f"/hooks/{hook['id']}", None)]:
+        response, answer = await t.call(method, path, body)
+        assert (response.code, answer) == (503, STOPPING), (method, path)
+        assert response.headers.getRawHeaders(b"retry-after") == [b"5"]
+    assert [(job.guid, job.state.value) for job in t.init.workers.values()] == [
+        (guid, "starting")]
+    assert [h["id"] for h in t.api.hooks.list()] == [hook["id"]]
+
+
+@pytest_twisted.ensureDeferred
+async def test_adding_or_removing_a_hook_on_a_closed_dispatcher_is_503():
+    """A dispatcher closed (the daemon's last step in stopping) refuses changes: 503."""
+    t = make()
+    t.api.hooks = HookDispatcher(t.reactor, _Health())
+    await t.api.hooks.close()
+    for method, path, body in [("POST", "/hooks", {"url": "http://127.0.0.1:9/h"}),
+                               ("DELETE", "/hooks/0123456789ab", None)]:
+        response, answer = await t.call(method, path, body)
+        assert (response.code, answer) == (503, STOPPING), (method, path)
+
+
 # -- auth ---------------------------------------------------------------------------
 
 
@@ -395,7 +492,7 @@ ADMIN_ROUTES = [
     ("GET", "/jobs"), ("POST", "/jobs"), ("GET", "/jobs/{guid}"), ("DELETE", "/jobs/{guid}"),
     ("GET", "/jobs/{guid}/logs"), ("PATCH", "/jobs/{guid}/config"), ("GET", "/hooks"),
     ("POST", "/hooks"), ("DELETE", "/hooks/h1"), ("GET", "/jobs/{guid}/proxy/anything"),
-    ("POST", "/jobs/{guid}/proxy/echo"),
+    ("POST", "/jobs/{guid}/proxy/echo"), ("POST", "/jobs/{guid}/forget"),
 ]
 
 
@@ -797,7 +894,10 @@ async def test_relay_forwards_method_path_query_body_and_safe_headers():
 
 @pytest_twisted.ensureDeferred
 async def test_relay_passes_worker_errors_and_redirects_back_as_they_are():
-    """A worker's 4xx/5xx or 3xx comes back with its body and content type."""
+    """
+    A worker's 4xx/5xx or 3xx comes back with its body and content type; a
+    Location off the worker's origin does not come back (502).
+    """
     http = FakeAgent(answer(418, b"teapot", b"text/plain"))
     t = make(relay_agent=http)
     guid = await t.launch()
@@ -807,14 +907,14 @@ async def test_relay_passes_worker_errors_and_redirects_back_as_they_are():
     assert await response.content() == b"teapot"
     assert response.headers.getRawHeaders(b"content-type") == [b"text/plain"]
     for location, seen in [(b"/elsewhere?a=1", f"/jobs/{guid}/proxy/elsewhere?a=1".encode()),
-                           (b"https://example.org/x", b"https://example.org/x")]:
+                           (b"https://example.org/x", None)]:
         http.answer = answer(302, b"", b"")
         http.answer.headers.setRawHeaders(b"Location", [location])
         response = await t.stub.get(f"{BASE}/jobs/{guid}/proxy/moved", headers={
             b"Authorization": [b"Bearer " + TOKEN.encode()]}, allow_redirects=False,
             timeout=5, reactor=t.reactor)
-        assert response.code == 302
-        assert response.headers.getRawHeaders(b"location") == [seen]
+        assert response.code == (302 if seen else 502)
+        assert response.headers.getRawHeaders(b"location") == ([seen] if seen else None)
 
 
 @pytest_twisted.ensureDeferred

@@ -16,7 +16,8 @@ async def test_reload_answers_what_it_did():
     t = make(reload=lambda: Reloaded(started=("a",), unchanged=("b", "c")))
     response, body = await t.call("POST", "/reload")
     assert (response.code, body) == (200, {"started": ["a"], "stopped": [], "restarted": [],
-                                           "unchanged": ["b", "c"], "restart_needed": []})
+                                           "unchanged": ["b", "c"], "restart_needed": [],
+                                           "warnings": []})
 
 
 @pytest_twisted.ensureDeferred

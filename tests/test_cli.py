@@ -145,7 +145,8 @@ def test_no_state_dir_is_one_line_and_exit_1(tmp_path, capsys):
     out, err = capsys.readouterr()
     assert out == "" and len(err.splitlines()) == 1
     assert str(tmp_path / "none" / API_FILE) in err
-    assert err.endswith(" (is the daemon running? see --url, --token-file)\n")
+    assert err.endswith(" (is the daemon running? start one with: twistd -n proactor (make run,"
+                        " in a clone), or see --state-dir, --url, --token-file)\n")
 
 
 def test_an_empty_token_file_or_a_bad_url_is_one_line_and_exit_1(tmp_path, capsys):
@@ -250,7 +251,9 @@ async def test_launch_ls_show_send_logs_stop(daemon, reactor):
     code, out, _ = await proactor(reactor, *at, "show", guid[:6])  # a unique beginning
     assert code == 0
     assert "config.greeting  hej" in out and f"guid             {guid}" in out
-    assert "rss " in out and "uptime " in out
+    shown = dict(line.split(None, 1) for line in out.splitlines())
+    assert shown["rss"].endswith("M") and shown["uptime"].endswith("s"), out  # as ls shows them
+    assert shown["cpu"].endswith("s") and shown["rss"] == cells[5]
 
     code, out, _ = await proactor(reactor, *at, "send", guid, "POST", "/echo", "--json",
                                   '{"n": [1, 2]}')
@@ -263,7 +266,7 @@ async def test_launch_ls_show_send_logs_stop(daemon, reactor):
     code, out, _ = await proactor(reactor, *at, "stop", guid)
     assert (code, out) == (0, f"{guid} stopping\n")
     await init.wait_for_state(guid, ["exited"], 10)
-    code, out, _ = await proactor(reactor, *at, "--json", "ls")
+    code, out, _ = await proactor(reactor, *at, "--json", "ls", "--all")
     assert code == 0 and [j["state"] for j in json.loads(out)["jobs"]] == ["exited"]
 
 
@@ -295,7 +298,10 @@ async def test_failures_are_one_line_on_stderr_and_exit_1(daemon, reactor, tmp_p
     wrong.write_text("not-the-token\n")
     url = f"http://127.0.0.1:{init.api_address[1]}"
     code, out, err = await proactor(reactor, "--url", url, "--token-file", str(wrong), "ls")
-    assert (code, out, err) == (1, "", "proactor: error: unauthorized (HTTP 401)\n")
+    assert (code, out) == (1, "")
+    assert err == (f"proactor: error: unauthorized (HTTP 401): the daemon at {url} refused the"
+                   f" admin token in {wrong} (is it this daemon's? see --token-file,"
+                   " --state-dir)\n")
 
     at = ["--state-dir", str(state)]
     guid = await init.launch(DEMO)

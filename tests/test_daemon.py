@@ -13,7 +13,6 @@ import pytest
 import pytest_twisted
 import treq
 from twisted.internet import defer
-from twisted.python import usage
 
 from turberfield_twisted.tap import Options
 from turberfield_twisted.testing.daemon import Daemon
@@ -144,24 +143,30 @@ async def test_api_listens_on_loopback_only_by_default(daemon, reactor):
     assert daemon.url.startswith("http://127.0.0.1:")
 
 
-@pytest.mark.parametrize(("text", "line", "key"), [
-    ("admin_token hunter2-secret\n", 3, None),  # not key = value
-    ("ready_timeout = hunter2-secret\n", 3, "ready_timeout"),
-])
+@pytest.mark.parametrize(("text", "where", "key"), [
+    ("admin_token hunter2-secret\n", ", line 3", None),  # not key = value
+    ("ready_timeout = hunter2-secret\n", ", line 3", "ready_timeout"),  # a bad value
+    ("ready_timout = 5\n", ", line 3", "ready_timout"),  # an unknown key
+    (None, ": cannot read it (No such file or directory)", None),  # no such file
+], ids=["syntax", "value", "key", "missing"])
 @pytest_twisted.ensureDeferred
-async def test_bad_config_file_exits_with_file_and_line(reactor, tmp_path, text, line, key):
-    """A malformed or bad --config stops the daemon at start: file, line, key; no value."""
+async def test_bad_config_file_exits_with_file_and_line(reactor, tmp_path, text, where, key):
+    """
+    A malformed, bad or missing --config stops the daemon at start: one line (file,
+    line, key; no value, no usage text), exit 1, nothing written.
+    """
     config = tmp_path / "bad.cfg"
-    config.write_text(f"[proactor]\nlisten_port = 0\n{text}")
+    if text is not None:
+        config.write_text(f"[proactor]\nlisten_port = 0\n{text}")
     daemon = Daemon.start(reactor, tmp_path / "state", config=config, cwd=tmp_path)
     with pytest.raises(RuntimeError):
         await daemon.listening.addTimeout(30, reactor)
     status = await daemon.ended.addTimeout(30, reactor)
-    assert status.code not in (0, None)
-    log = "\n".join(daemon.lines)
-    assert f"{config}, line {line}" in log
-    assert key is None or f"'{key}'" in log
-    assert "hunter2" not in log
+    assert status.code == 1, status
+    [line] = daemon.lines
+    assert line.startswith(f"proactor: bad config: {config}{where}"), line
+    assert key is None or f"'{key}'" in line
+    assert "hunter2" not in line
     assert not (tmp_path / "state").exists()  # nothing written before the config is known good
 
 
@@ -186,9 +191,9 @@ def test_every_bad_value_stops_the_daemon_before_it_starts(tmp_path, section, li
     """twistd proactor's options refuse each bad value: file, line, section, key; no value."""
     config = tmp_path / "my.cfg"
     config.write_text(f"{section}\n{line}\n")
-    with pytest.raises(usage.UsageError) as caught:
+    with pytest.raises(SystemExit) as caught:
         Options().parseOptions(["--config", str(config), "--state-dir", str(tmp_path / "s")])
-    message = str(caught.value)
+    message = str(caught.value.code)
     assert f"{config}, line 2" in message, message
     assert key in message and section.strip("[]") in message, message
     assert "s3cr3t" not in message

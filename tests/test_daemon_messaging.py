@@ -144,7 +144,9 @@ async def test_cli_against_a_real_daemon(daemon, reactor, tmp_path):
     wrong.write_text("not-the-token\n")
     code, out, err = await cli(reactor, daemon, "ls", token_file=wrong)
     assert code == 1
-    assert err.splitlines() == ["proactor: error: unauthorized (HTTP 401)"]
+    [line] = err.splitlines()
+    assert line.startswith("proactor: error: unauthorized (HTTP 401): the daemon at")
+    assert f"refused the admin token in {wrong} " in line
     assert "not-the-token" not in out + err
 
 

@@ -119,7 +119,7 @@ async def test_a_worker_handed_a_socket_serves_it_beside_its_own_port(reactor, p
     lines = _Lines()
     own = ports.low + 1
     process = launcher.spawn(HELD, "w1", own, _config("w1", own), lines,
-                             [ListenSocket("web", shared.fileno())])
+                             sockets=[ListenSocket("web", shared.fileno())])
     try:
         await process.listening().addTimeout(20, reactor)
         for port in (ports.low, own):
@@ -151,7 +151,8 @@ async def test_sigterm_drains_and_leaves_queued_connections_to_another_worker(
     launcher = LocalLauncher(reactor)
     lines = _Lines()
     sock = [ListenSocket("web", shared.fileno())]
-    first = launcher.spawn(HELD, "w1", ports.low + 1, _config("w1", ports.low + 1), lines, sock)
+    first = launcher.spawn(HELD, "w1", ports.low + 1, _config("w1", ports.low + 1), lines,
+                           sockets=sock)
     second = None
     try:
         await first.listening().addTimeout(20, reactor)
@@ -175,7 +176,7 @@ async def test_sigterm_drains_and_leaves_queued_connections_to_another_worker(
         assert await _wait(held_r.read(), reactor) == b""
         assert (await first.exited().addTimeout(20, reactor)).code == 0
         second = launcher.spawn(HELD, "w2", ports.low + 2, _config("w2", ports.low + 2), lines,
-                                sock)
+                                sockets=sock)
         status, _, body = await _wait(_answer(queued_r), reactor)
         assert (status, body) == (200, b"w2")
         for writer in (idle_w, held_w, queued_w):
@@ -207,7 +208,7 @@ async def test_a_warm_worker_gets_the_socket_with_its_other_fds(reactor, ports, 
         assert await template.settled().addTimeout(30, reactor) is TemplateState.READY
         own = ports.low + 1
         process = launcher.spawn(HELD, "w1", own, _config("w1", own), _Lines(),
-                                 [ListenSocket("web", shared.fileno())])
+                                 sockets=[ListenSocket("web", shared.fileno())])
         assert isinstance(process, WarmProcess)
         await process.listening().addTimeout(20, reactor)
         reader, writer = await _wait(asyncio.open_connection("127.0.0.1", ports.low), reactor)

@@ -19,6 +19,7 @@ from twisted.internet.task import Clock
 from twisted.logger import capturedLogs, formatEvent, globalLogPublisher
 from twisted.web.server import Site
 
+from turberfield_twisted.errors import DaemonStopping
 from turberfield_twisted.hooks.dispatcher import HookDispatcher, HookRejected, UnknownHook
 from turberfield_twisted.hooks.rules import HookNotAllowed, verify_signature
 from turberfield_twisted.jobs.job import EventKind, JobEvent, JobState
@@ -313,7 +314,7 @@ def test_close_leaves_nothing_behind() -> None:
     clock.advance(60)
     assert len(http.calls) == 2
     assert hooks.list() == []
-    with pytest.raises(RuntimeError):
+    with pytest.raises(DaemonStopping):
         hooks.add(URL, ["*"])
 
 

@@ -15,7 +15,7 @@ from turberfield_twisted import (
 )
 from turberfield_twisted.configtext import parse_config
 from turberfield_twisted.daemon.store import Store
-from turberfield_twisted.errors import ConfigError
+from turberfield_twisted.errors import ConfigError, StoreFailed
 from turberfield_twisted.launch.router import ModuleLaunchers
 from turberfield_twisted.testing.configs import initiator_config
 from turberfield_twisted.testing.fakes import FakeProcessReactor, initiator_on_clock
@@ -326,6 +326,36 @@ async def test_only_the_newest_max_exited_ended_jobs_are_kept(state):
         fifth = await init.launch(DEMO)
         assert list(init.workers) == [*ended[2:], fifth]
         assert [record.guid for record in store.jobs()] == [*ended[2:], fifth]
+    finally:
+        store.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_an_ended_job_the_store_cannot_forget_stays_in_the_table_too(state, monkeypatch):
+    """
+    Past ``max_exited``, an ended job leaves the table only once the store has
+    forgotten it: if it can't, the job stays in both (logged), and the launch goes on.
+    """
+    store = Store.open(state)
+    try:
+        reactor = FakeProcessReactor()
+        launcher = LocalLauncher(reactor, python="/py", setsid=None, process_groups=False)
+        init = Initiator(None, guid="init", cfg=initiator_config(23000, 23009, max_exited="0"),
+                         reactor=reactor, launcher=launcher, http=_Http(), store=store)
+        ended = await init.launch(DEMO)
+        done = init.stop(ended)
+        reactor.spawned[-1].exit(0)
+        await done
+
+        def refuse(guid: str) -> None:
+            raise StoreFailed("the store could not forget a job: disk I/O error")
+
+        monkeypatch.setattr(store, "forget_job", refuse)
+        with capturedLogs() as events:
+            fresh = await init.launch(DEMO)
+        assert list(init.workers) == [ended, fresh]
+        assert [record.guid for record in store.jobs()] == [ended, fresh]
+        assert any("ended jobs stay past max_exited" in formatEvent(e) for e in events)
     finally:
         store.close()
 

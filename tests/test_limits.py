@@ -1,7 +1,7 @@
 """
-Per-job limits: rlimits set on a real process as it is spawned, a process
-group's RSS read from /proc, the memory watch on a Clock, and what the
-lifecycle does with a job over its limit.
+Per-job limits: handed to the launcher with the spawn (tests/test_rlimits_spawn.py
+shows the launchers set them), a process group's RSS read from /proc, the memory
+watch on a Clock, and what the lifecycle does with a job over its limit.
 """
 
 from __future__ import annotations
@@ -13,17 +13,15 @@ import subprocess
 import sys
 import textwrap
 
-import pytest
 from test_lifecycle import World
 from twisted.internet.task import Clock
 from zope.interface import implementer
 
 from turberfield_twisted.config.policy import Limits, explain_exit
 from turberfield_twisted.jobs.job import Job, JobState
-from turberfield_twisted.jobs.limits import MemoryWatch, apply_rlimits
+from turberfield_twisted.jobs.limits import MemoryWatch
 from turberfield_twisted.jobs.procstat import group_stats
 from turberfield_twisted.launch.interfaces import ILocalProcess
-from turberfield_twisted.testing.fakes import FakeWorker
 
 MB = 1024 * 1024
 
@@ -42,57 +40,12 @@ class Local:
         os.kill(self.pid, sig)
 
 
-def limits_of(pid: int) -> dict[str, tuple[str, str]]:
-    rows = {}
-    with open(f"/proc/{pid}/limits") as f:
-        for line in f.readlines()[1:]:
-            name, soft, hard = line[:26].strip(), *line[26:].split()[:2]
-            rows[name] = (soft, hard)
-    return rows
-
-
-@pytest.fixture
-def sleeper():
-    """A child in a session of its own that sleeps until killed."""
-    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"],
-                            start_new_session=True)
-    yield proc
-    proc.kill()
-    proc.wait(10)
-
-
 def test_limits_over_a_base_take_its_values_where_they_set_none():
     """A declared job's own limits win; the module's fill in the rest."""
     mine = Limits(max_memory=1, max_cpu_seconds=None)
     assert mine.over(Limits(max_memory=5, max_cpu_seconds=7)) == Limits(1, None, 7)
     assert Limits(max_open_files=64).rlimits() == {resource.RLIMIT_NOFILE: 64}
     assert Limits(max_memory=10).rlimits() == {}
-
-
-def test_rlimits_are_set_on_a_local_process(sleeper):
-    """max_open_files and max_cpu_seconds become the process's soft and hard limits."""
-    assert apply_rlimits(Local(sleeper.pid), Limits(max_open_files=64, max_cpu_seconds=30)) is None
-    rows = limits_of(sleeper.pid)
-    assert rows["Max open files"] == ("64", "64")
-    assert rows["Max cpu time"] == ("30", "30")
-
-
-def test_rlimits_are_not_set_on_a_process_that_is_not_local(sleeper):
-    """A worker that does not say it is a local process (a fake, a remote one) is left alone."""
-    worker = FakeWorker("m", "g", 1, b"", lambda *_: None, pid=sleeper.pid)
-    assert apply_rlimits(worker, Limits(max_open_files=64)) is None
-    assert limits_of(sleeper.pid)["Max open files"] != ("64", "64")
-
-
-def test_an_rlimit_that_cannot_be_set_says_which(monkeypatch, sleeper):
-    """A refused prlimit is reported by key, not raised."""
-
-    def refuse(*args):
-        raise PermissionError(1, "Operation not permitted")
-
-    monkeypatch.setattr(resource, "prlimit", refuse)
-    assert apply_rlimits(Local(sleeper.pid), Limits(max_open_files=64)) == (
-        "could not set its max_open_files (Operation not permitted)")
 
 
 def test_a_kill_under_a_cpu_limit_is_explained():
@@ -238,12 +191,9 @@ def test_with_restart_never_a_job_over_its_limit_fails_saying_why():
     assert job.state is JobState.FAILED and job.last_error == "over its max_memory"
 
 
-def test_a_job_whose_rlimits_cannot_be_set_is_killed_at_once(monkeypatch):
-    """If its limits can't be set, a worker does not run without them."""
-    import turberfield_twisted.jobs.lifecycle as lifecycle
-
-    monkeypatch.setattr(lifecycle, "apply_rlimits", lambda process, limits: "could not set it")
-    w = World()
+def test_a_job_is_spawned_under_its_limits():
+    """The lifecycle hands the launcher the job's limits with the spawn: it sets them."""
+    w = World(max_open_files=64, max_cpu_seconds=7)
     job = w.new()
-    assert w.worker(job).signals[0] == signal.SIGKILL
-    assert job.state is JobState.BACKOFF and job.last_error == "could not set it"
+    assert w.worker(job).limits == Limits(max_open_files=64, max_cpu_seconds=7)
+    assert job.limits == w.worker(job).limits and job.limit_hit is None

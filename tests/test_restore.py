@@ -110,14 +110,37 @@ async def test_launch_stop_restart_and_config_are_kept_before_they_return(world)
 
 
 @pytest_twisted.ensureDeferred
-async def test_a_launch_that_cannot_be_kept_fails_and_leaves_nothing_running(world):
-    """If the store can't keep it, the launch raises StoreFailed and the job is stopped."""
+async def test_a_launch_that_cannot_be_kept_leaves_nothing(world):
+    """If the store can't keep it, the launch raises StoreFailed before anything is done:
+    no job, no process, no event, no port held."""
     world.start()
     world.store.close()
     with pytest.raises(StoreFailed):
         await world.init.launch(MOD)
-    [job] = world.init.workers.values()
-    assert job.state in (JobState.STOPPING, JobState.EXITED)
+    assert (world.init.workers, world.launcher.spawned, world.events) == ({}, [], [])
+    assert world.init._lifecycle.ports.held == {}
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_restart_or_config_change_that_cannot_be_kept_changes_nothing(world):
+    """StoreFailed before anything changes: a stopped job stays stopped (no event, no
+    process), a running one keeps its process and its config, its worker is not asked."""
+    world.start()
+    stopped = await world.init.launch(MOD)
+    world.init.stop(stopped)
+    world.launcher.latest(stopped).exit(0)
+    running = await world.init.launch(MOD, config={"greeting": "hi"})
+    spawned, events = list(world.launcher.spawned), list(world.events)
+    world.store.close()
+    for guid in (stopped, running):
+        with pytest.raises(StoreFailed):
+            world.init.restart(guid)
+    with pytest.raises(StoreFailed):  # not sent: this fake client could not send it
+        await world.init.update_config(running, {"greeting": "ho"})
+    assert (world.launcher.spawned, world.events) == (spawned, events)
+    assert world.states() == {stopped: "exited", running: "ready"}
+    assert world.init.job(stopped).wanted is Wanted.STOPPED
+    assert world.init.job(running).overrides == {"greeting": "hi"}
 
 
 @pytest_twisted.ensureDeferred
@@ -265,7 +288,7 @@ def test_reload_starts_new_stops_removed_restarts_changed_and_keeps_unchanged(de
         """)
     done = declared.reconciler.reload()
     assert done.as_json() == {"started": ["extra"], "stopped": [], "restarted": ["cache"],
-                              "unchanged": ["web"], "restart_needed": []}
+                              "unchanged": ["web"], "restart_needed": [], "warnings": []}
     assert declared.launcher.latest("web") is web_worker
     assert b"greeting = ho" in declared.launcher.latest("cache").config
     assert declared.states() == {"cache": "ready", "web": "ready", "extra": "ready"}
@@ -331,6 +354,34 @@ def test_reload_names_the_keys_that_need_a_restart(declared):
     done = declared.reconciler.reload()
     assert done.restart_needed == ("listen_port", "admin_token")
     assert declared.init.settings.initiator.ready_timeout == 3  # applied at once
+
+
+def test_restart_needed_compares_with_what_the_daemon_runs_on(declared):
+    """
+    A changed listen_port is named at every reload while it differs from the one the
+    daemon started with (not the last reload's); put back, it is not named.
+    """
+    declared.start()
+    declared.text = DECLARED.replace("[init]\n", "[init]\nlisten_port = 8081\n", 1)
+    assert declared.reconciler.reload().restart_needed == ("listen_port",)
+    assert declared.reconciler.reload().restart_needed == ("listen_port",)  # still on 8080
+    declared.text = DECLARED
+    assert declared.reconciler.reload().restart_needed == ()
+
+
+def test_a_key_like_one_of_the_daemons_is_warned_of_at_reload(declared):
+    """A typo of a daemon key in a module's section: the reload warns (file, line), and runs."""
+    declared.start()
+    declared.text = DECLARED.replace(f"[{MOD}]\n", f"[{MOD}]\nrestrat = never\n", 1)
+    with capturedLogs() as events:
+        done = declared.reconciler.reload()
+    line = DECLARED.splitlines().index(f"[{MOD}]") + 2
+    [warning] = done.warnings
+    assert warning.startswith(f"my.cfg, line {line}: key 'restrat' in [{MOD}] is not one the"
+                              " daemon reads (did you mean 'restart'?)")
+    assert [formatEvent(e) for e in events if e["log_level"].name == "warn"] == [
+        f"config reloaded: {warning}"]
+    assert done.unchanged == ("cache", "web")
 
 
 def test_a_declared_job_stopped_by_its_operator_stays_stopped_when_its_section_changes(declared):

@@ -380,16 +380,46 @@ def test_importing_settings_starts_no_reactor_nor_web_library():
 
 @pytest.mark.parametrize("section", ["[turberfield_twisted.demo.hello]",
                                      "[job:one]\nmodule = turberfield_twisted.demo.hello"])
-def test_rlimits_on_a_warm_module_are_refused_at_their_line(section):
-    """A warm worker is forked by its template, not spawned: its rlimits can't be set."""
+def test_rlimits_on_a_warm_module_are_taken(section):
+    """A warm worker sets its rlimits on itself after its fork: a warm module may have them."""
     text = ("[turberfield_twisted.demo.hello]\nwarm = true\n"
             + (f"{section}\n" if section.startswith("[job:") else "")
             + "max_open_files = 64\n")
-    with pytest.raises(ConfigError) as caught:
-        check_config(_user_config(text), "proactor")
-    line = 5 if section.startswith("[job:") else 3
-    assert f"user.cfg, line {line}" in str(caught.value)
-    assert "max_open_files" in str(caught.value) and "warm" in str(caught.value)
+    settings = check_config(_user_config(text), "proactor")
+    assert settings.limits_for("turberfield_twisted.demo.hello", "one").max_open_files == 64
+
+
+def test_a_key_like_one_of_the_daemons_is_warned_of_not_refused():
+    """A module key close to a daemon key (or an initiator-only key) warns: file, line, key."""
+    cfg = parse_config("[DEFAULT]\njiter = 0.1\n[proactor]\n"
+                       f"[my.module]\nrestrat = {SECRET}\nmax_restart = 3\nready_timeout = 30\n"
+                       "greeting = hi\nmax_keys = 4\nmax_memry = 1\noverridable = max_memry\n",
+                       source="my.cfg")
+    settings = check_config(cfg, "proactor")
+    assert settings.module("my.module").policy == RestartPolicy()  # nothing was taken
+    passed = ": it is passed to the worker as it is"
+    assert settings.warnings == (
+        "my.cfg, line 2: key 'jiter' in [DEFAULT] is not one the daemon reads (did you mean"
+        f" 'jitter'?){passed}",
+        "my.cfg, line 5: key 'restrat' in [my.module] is not one the daemon reads (did you"
+        f" mean 'restart'?){passed}",
+        "my.cfg, line 6: key 'max_restart' in [my.module] is not one the daemon reads (did you"
+        f" mean 'max_restarts'?){passed}",
+        f"my.cfg, line 7: key 'ready_timeout' in [my.module] is read in [proactor] only{passed}",
+    )  # greeting, max_keys: nothing like a daemon key; max_memry: overridable, the worker's
+    assert SECRET not in "".join(settings.warnings)
+
+
+def test_an_unknown_key_of_the_initiator_or_a_declared_job_says_which_it_is_like():
+    """The refusal of a typo in [proactor] or [job:NAME] names the nearest key."""
+    with pytest.raises(ConfigError, match=r"unknown key 'ready_timout' in \[proactor\] \(did"
+                                          r" you mean 'ready_timeout'\?\)"):
+        check_config(parse_config("[proactor]\nready_timout = 5\n"), "proactor")
+    cfg = parse_config("[proactor]\n[my.module]\nrestart = never\n"
+                       "[job:a]\nmodule = my.module\nrequries = b\n")
+    with pytest.raises(ConfigError, match=r"'requries' in \[job:a\] is not one its module lists"
+                                          r" .* \(did you mean 'requires'\?\)"):
+        check_config(cfg, "proactor")
 
 
 def test_declared_services_are_read_as_records():

@@ -170,6 +170,7 @@ def test_a_worker_reports_its_own_address_or_its_nodes():
     assert slurm_step({"SLURM_JOB_ID": "12", "SLURM_STEP_ID": "0"}) == "12.0"
     assert slurm_step({"SLURM_JOB_ID": "12"}) is None
     assert slurm_step({"SLURM_JOB_ID": "12;x", "SLURM_STEP_ID": "0"}) is None
+    assert slurm_step({"SLURM_JOB_ID": "12", "SLURM_STEP_ID": "\u0661"}) is None  # not ASCII
 
 
 # -- spawning ----------------------------------------------------------------------
@@ -197,6 +198,9 @@ def test_the_port_of_a_slurm_job_is_not_probed_here():
     """A port bound here is still handed out: the worker binds it on its node."""
     launcher = SlurmLauncher(FakeProcessReactor(), srun="/s", scancel="/c", run=Runner())
     with free_ports(10) as held, socket.socket() as sock:
+        # as free_ports' own probe does: a connection an earlier test closed may
+        # leave the port in TIME_WAIT, which does not stop a listener
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind(("127.0.0.1", held.low))
         sock.listen()
         assert launcher.port_in_use(DEMO, "127.0.0.1", held.low) is False

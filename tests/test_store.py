@@ -30,15 +30,19 @@ def store(state):
 
 
 def test_the_file_is_0600_in_wal_mode(state, store):
-    """The store is created 0600, in WAL mode, with synchronous NORMAL by default."""
+    """
+    The store is created 0600, in WAL mode with exclusive locking (so no -shm file
+    is made), with synchronous NORMAL by default.
+    """
     path = state.path / STORE_FILE
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert store._db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert store._db.execute("PRAGMA locking_mode").fetchone()[0] == "exclusive"
     assert store._db.execute("PRAGMA synchronous").fetchone()[0] == 1  # NORMAL
     store.put_job(JobRecord("g", "m", None, {}))
-    for suffix in ("-wal", "-shm"):
-        extra = state.path / (STORE_FILE + suffix)
-        assert stat.S_IMODE(extra.stat().st_mode) & 0o077 == 0, suffix
+    wal = state.path / (STORE_FILE + "-wal")
+    assert stat.S_IMODE(wal.stat().st_mode) & 0o077 == 0
+    assert not (state.path / (STORE_FILE + "-shm")).exists()
 
 
 def test_full_sync_is_chosen_by_name(state):

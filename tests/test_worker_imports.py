@@ -21,6 +21,7 @@ WORKER_SIDE = {
     "turberfield_twisted.worker._asyncio",
     "turberfield_twisted.worker.app",
     "turberfield_twisted.worker.drain",
+    "turberfield_twisted.worker.group",
     "turberfield_twisted.worker.parent",
     "turberfield_twisted.worker.proactor",
     "turberfield_twisted.worker.runtime",
@@ -63,6 +64,8 @@ def loaded(code: str) -> tuple[set[str], list[str]]:
      {"turberfield_twisted.testing", "turberfield_twisted.testing.slow"}),
     ("turberfield_twisted.testing.hog",
      {"turberfield_twisted.testing", "turberfield_twisted.testing.hog"}),
+    ("turberfield_twisted.testing.gated",
+     {"turberfield_twisted.testing", "turberfield_twisted.testing.gated"}),
 ])
 def test_a_worker_module_loads_only_the_worker_side(module, extra):
     """Importing a worker module loads the runtime's own modules and no HTTP client."""

@@ -271,6 +271,33 @@ async def test_update_config_reaches_on_config(served):
 
 
 @pytest_twisted.ensureDeferred
+async def test_a_refused_change_is_one_warning_line_in_the_workers_output(served):
+    """A change its on_config refuses is one line of the worker's at warn, with the reason."""
+    worker = await served.launch(DEMO, config={"greeting": "bonjour"})
+    lines: list[str] = []
+    refreshed: Deferred = Deferred()
+
+    def seen(output):
+        if output.guid == worker.guid:
+            lines.append(output.line)
+            if "config refreshed" in output.line and not refreshed.called:
+                refreshed.callback(None)
+
+    unsubscribe = served.init.subscribe_output(seen)
+    try:
+        with pytest.raises(ChangeRefused):
+            await worker.push_config({"greeting": ""})
+        await worker.push_config({"greeting": "hej"})  # its line comes after the refusal's
+        await refreshed.addTimeout(10, served.reactor)
+    finally:
+        unsubscribe()
+    assert len(lines) == 2, lines
+    assert lines[0].endswith(f"[turberfield_twisted.worker#warn] job {worker.guid}: on_config"
+                             " refused the change: ValueError: greeting must be 1 to 80"
+                             " characters"), lines
+
+
+@pytest_twisted.ensureDeferred
 async def test_a_worker_may_read_only_its_own_config(served):
     """With its own token a worker reads its own config; another job's is 401."""
     asker, other = await served.launch(ASKER), await served.launch(DEMO)

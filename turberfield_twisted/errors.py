@@ -16,9 +16,11 @@ __all__ = [
     "ApiError",
     "BadGuid",
     "BadOverride",
+    "CannotForget",
     "ChangeRefused",
     "ConfigError",
     "ConfigPushFailed",
+    "DaemonStopping",
     "Invalid",
     "JobExited",
     "NoFreePort",
@@ -193,8 +195,29 @@ class ServiceConflict(Exception):
     """
 
 
+class CannotForget(Exception):
+    """
+    A job can't be forgotten: it has not ended, or a config file declares it.
+    The message says what to do.
+    """
+
+
 class StoreFailed(Exception):
     """The durable store could not be read or written; the message says which and why."""
+
+
+class DaemonStopping(Exception):
+    """
+    The daemon has begun to stop: it takes no change (a launch, stop,
+    restart, config change, reload or web-hook) from then on. Ask again
+    once it runs again, ``retry_after`` seconds from now at the soonest.
+    """
+
+    #: Seconds a caller waits before it asks again (the answer's ``Retry-After``).
+    retry_after = 5
+
+    def __init__(self) -> None:
+        super().__init__("the daemon is stopping")
 
 
 class ApiError(Exception):

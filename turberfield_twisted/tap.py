@@ -35,7 +35,7 @@ from turberfield_twisted.contract import API_FILE, TOKEN_FILE, default_state_dir
 from turberfield_twisted.daemon.notify import sd_notify
 from turberfield_twisted.daemon.statedir import StateDir
 from turberfield_twisted.daemon.store import HookRecord, Store
-from turberfield_twisted.errors import ConfigError, StateDirError, StoreFailed
+from turberfield_twisted.errors import ConfigError, DaemonStopping, StateDirError, StoreFailed
 from turberfield_twisted.launch.reactor import IDaemonReactor
 
 if TYPE_CHECKING:  # imported when the service is made (http's import installs the reactor)
@@ -90,7 +90,8 @@ class Options(usage.Options):
             self["cfg"] = load_config(self["config"])
             self["settings"] = check_config(self["cfg"], self["guid"])
         except ConfigError as exc:
-            raise usage.UsageError(f"bad config: {exc}") from None
+            # Not a usage error (twistd would print its usage): one line, exit 1.
+            raise SystemExit(f"proactor: bad config: {exc}") from None
         own = self["settings"].initiator
         if self["listen"] is None:
             kind = "tcp6" if ":" in own.listen_addr else "tcp"
@@ -122,7 +123,10 @@ class _ControlService(Service):
         d.addCallbacks(self._listening, failures.append)
         if failures:
             raise SystemExit(f"proactor: cannot listen on {self._endpoint_text}: "
-                             f"{failures[0].getErrorMessage()}")
+                             f"{failures[0].getErrorMessage()} (another daemon there? give"
+                             " this one another address with --listen, e.g. --listen"
+                             " tcp:8081:interface=127.0.0.1, or tcp:0:interface=127.0.0.1 for"
+                             " any free port: proactor finds it in the state dir)")
         Service.privilegedStartService(self)
 
     def _listening(self, port: IListeningPort) -> None:
@@ -140,6 +144,21 @@ class _ControlService(Service):
             port, self._port = self._port, None
             return port.stopListening()
         return None
+
+
+class _Refusing(Service):
+    """
+    Stopped first: the initiator hears that the daemon stops before any
+    service does, so a request on a connection opened before is refused
+    (503) rather than half done while the jobs stop.
+    """
+
+    def __init__(self, initiator: Initiator):
+        self._initiator = initiator
+
+    def stopService(self) -> None:
+        self._initiator.begin_stopping()
+        Service.stopService(self)
 
 
 class _Closing(Service):
@@ -236,6 +255,8 @@ class _Signals(Service):
         sd_notify(f"RELOADING=1\nMONOTONIC_USEC={time.monotonic_ns() // 1000}")
         try:
             self._reconciler.reload()
+        except DaemonStopping:
+            self.log.info("SIGHUP: the daemon is stopping: not reloaded")
         except ConfigError as exc:
             self.log.error("SIGHUP: the config is not reloaded: {error}", error=str(exc))
         except Exception:
@@ -304,20 +325,24 @@ def makeService(options: Options) -> IService:
     state, store, kept_hooks = _open_state(options["state-dir"], own.store_sync)
     initiator = Initiator(options, cfg=cfg, settings=options["settings"],  # checked already
                           guid=guid, reactor=reactor, store=store)
+    for warning in options["settings"].warnings:  # keys that look like typos
+        Logger().warn("config: {warning}", warning=warning)
     token = cfg.get(guid, "admin_token", fallback="") or secrets.token_urlsafe(32)
     state.write_private(TOKEN_FILE, token + "\n")
     Logger().info("admin token written to {path}", path=str(state.path / TOKEN_FILE))
     hooks = HookDispatcher(reactor, initiator.http, allow=own.hook_allow, store=store)
     initiator.subscribe(hooks.publish)
-    reconciler = Reconciler(initiator, lambda: load_config(options["config"]))
+    reconciler = Reconciler(initiator, lambda: load_config(options["config"]),
+                            kept_in=str(store.path))
     api = ControlAPI(initiator, token, reactor, hooks=hooks, max_body=own.max_body,
-                     relay_timeout=own.relay_timeout,
+                     relay_timeout=own.relay_timeout, read_timeout=own.read_timeout,
                      metrics=Metrics(initiator, hooks, services=initiator.services),
                      reload=reconciler.reload)
     # Started in this order (the API listens first, before any of them
-    # starts); stopped in reverse, one after another: systemd hears
-    # STOPPING=1, the API stops listening, every job is stopped (their last
-    # events are queued and kept), then the hooks close and the store.
+    # starts); stopped in reverse, one after another: the initiator refuses
+    # every change from then on (503), systemd hears STOPPING=1, the API
+    # stops listening, every job is stopped (their last events are queued
+    # and kept), then the hooks close and the store.
     top = _InOrder()
     _Kept(state, store, hooks, kept_hooks).setServiceParent(top)
     _Closing(api.close).setServiceParent(top)
@@ -325,4 +350,5 @@ def makeService(options: Options) -> IService:
     _ControlService(reactor, options["listen"], api, initiator, state).setServiceParent(top)
     reconciler.setServiceParent(top)
     _Signals(reactor, reconciler).setServiceParent(top)
+    _Refusing(initiator).setServiceParent(top)
     return top

@@ -139,6 +139,14 @@ class ControlClient(JsonClient):
         """Start an ended (``exited`` or ``failed``) job again; the job (``starting``)."""
         return await self._json("POST", f"/jobs/{_quote(guid)}/restart")
 
+    async def forget(self, guid: str) -> dict[str, Any]:
+        """Forget an ended job (not a declared one); the job as it was."""
+        return await self._json("POST", f"/jobs/{_quote(guid)}/forget")
+
+    async def modules(self) -> list[dict[str, Any]]:
+        """The modules a launch may name: ``{"name", "overridable", "defaults", ...}`` each."""
+        return (await self._json("GET", "/modules"))["modules"]
+
     async def wait(self, guid: str, state: str, timeout: float) -> dict[str, Any]:
         """
         The job once it is ``state`` or has ended, or after ``timeout`` (up to
@@ -150,7 +158,10 @@ class ControlClient(JsonClient):
                                 timeout=timeout + WAIT_MARGIN)
 
     async def update_config(self, guid: str, changes: dict[str, Any]) -> dict[str, Any]:
-        """Change a job's overridable keys (pushed to it if it runs); the job."""
+        """
+        Change a job's overridable keys (pushed to it if it runs); the job,
+        and whether the change is ``kept`` for the daemon's next start.
+        """
         return await self._json("PATCH", f"/jobs/{_quote(guid)}/config", json=changes)
 
     async def logs(self, guid: str, lines: int = 100) -> list[dict[str, Any]]:

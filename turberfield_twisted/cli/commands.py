@@ -1,224 +1,156 @@
 """
 The ``proactor`` commands: each takes the control API's client and the
 parsed arguments, and returns what to print (text, or JSON with
-``--json``). A guid may be given as any unique prefix of one.
+``--json``). A guid, or a web-hook's id, may be given as any unique
+beginning of one (:mod:`.pick`); ``logs`` and ``watch`` are :mod:`.follow`'s.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from twisted.internet.defer import Deferred
-from twisted.internet.task import deferLater
-from twisted.python.failure import Failure
-
-from turberfield_twisted.cli.client import ControlClient, ServerEvent
-from turberfield_twisted.cli.format import (
-    error_line,
-    format_event,
-    format_job,
-    format_jobs,
-    format_logs,
-)
+from turberfield_twisted.cli.client import ControlClient
+from turberfield_twisted.cli.follow import logs, watch
+from turberfield_twisted.cli.format import error_line, format_job, format_jobs, printable
 from turberfield_twisted.cli.format import format_table as _table
+from turberfield_twisted.cli.pick import CliError, pick, resolve
 from turberfield_twisted.contract import ENDED, JobState
 from turberfield_twisted.errors import ApiError, TransportError
 
-__all__ = ["COMMANDS", "CliError", "resolve"]
+__all__ = ["COMMANDS", "FAILURES", "MAX_WAIT", "CliError", "resolve"]
 
-#: How many times in a row a dropped event stream is followed again.
-FOLLOW_TRIES = 5
-
-
-class CliError(Exception):
-    """A failure to report as one line on stderr."""
+#: The longest a ``--wait`` waits, whatever ``--timeout`` says.
+MAX_WAIT = 60.0
 
 
 Command = Callable[[ControlClient, argparse.Namespace], Awaitable[Any]]
 
 
-def _pick(jobs: list[dict[str, Any]], given: str) -> dict[str, Any]:
-    """The job of ``jobs`` whose guid is ``given``, or else the only one whose guid begins so."""
-    by_guid = {job["guid"]: job for job in jobs}
-    if given in by_guid:
-        return by_guid[given]
-    matches = sorted(guid for guid in by_guid if guid.startswith(given))
-    if len(matches) == 1:
-        return by_guid[matches[0]]
-    if not matches:
-        raise CliError(f"no job's guid is or begins with {given[:64]!r}")
-    shown = ", ".join(guid[:16] for guid in matches[:10])
-    raise CliError(f"{given[:64]!r} begins {len(matches)} guids: {shown}"
-                   f"{', ...' if len(matches) > 10 else ''}; give more of it")
-
-
-async def resolve(client: ControlClient, given: str) -> str:
-    """The guid that is ``given``, or the only one that begins with it; else CliError."""
-    return str(_pick(await client.jobs(), given)["guid"])
-
-
 async def _ls(client: ControlClient, args: argparse.Namespace) -> Any:
-    jobs = await client.jobs()
-    return {"jobs": jobs} if args.json else format_jobs(jobs)
+    every = await client.jobs()
+    if args.state:
+        jobs = [job for job in every if job["state"] in args.state]
+    else:
+        jobs = every if args.all else [job for job in every if job["state"] not in ENDED]
+    if args.module:
+        jobs = [job for job in jobs if job["module"] == args.module]
+    if args.json:
+        return {"jobs": jobs}
+    hidden = 0 if args.all or args.state else sum(job["state"] in ENDED for job in every)
+    more = (f"\n({hidden} ended job{'s' if hidden != 1 else ''} not shown: ls --all shows"
+            " them, forget --all forgets them)") if hidden else ""
+    return format_jobs(jobs) + more
 
 
 async def _launch(client: ControlClient, args: argparse.Namespace) -> Any:
     job = await client.launch(args.module, session=args.session, config=dict(args.config))
     if args.wait:
-        job = await client.wait(job["guid"], JobState.READY, min(args.timeout, 60.0))
+        job = await client.wait(job["guid"], JobState.READY, min(args.timeout, MAX_WAIT))
         if job["state"] != JobState.READY:
             raise CliError(f"job {job['guid']} is {job['state']}: {job.get('last_error') or ''}")
     return job if args.json else job["guid"]
 
 
 async def _show(client: ControlClient, args: argparse.Namespace) -> Any:
-    job = _pick(await client.jobs(), args.guid)  # the list holds each job as GET /jobs/{guid}
+    job = pick(await client.jobs(), args.guid)  # the list holds each job as GET /jobs/{guid}
     return job if args.json else format_job(job)
 
 
-async def _targets(client: ControlClient, args: argparse.Namespace) -> list[str]:
-    """The guids a stop or restart names: given ones (prefixes), ``--all`` or ``--module``."""
-    if args.guids and (args.all or args.module):
+async def _targets(client: ControlClient, args: argparse.Namespace,
+                   ended: bool = False) -> list[str]:
+    """
+    The guids a command names: given ones (prefixes), ``--all`` or
+    ``--module``: every job that has not ended (``ended``: every one that has).
+    """
+    if args.guids and (args.all or getattr(args, "module", None)):
         raise CliError("name jobs, or give --all or --module, not both")
-    if not (args.guids or args.all or args.module):
-        raise CliError("name the jobs, or give --all or --module MODULE")
+    if not (args.guids or args.all or getattr(args, "module", None)):
+        raise CliError("name the jobs, or give --all" + (
+            "" if ended else " or --module MODULE"))
     jobs = await client.jobs()
     if args.guids:
-        return [_pick(jobs, given)["guid"] for given in args.guids]
+        return [pick(jobs, given)["guid"] for given in args.guids]
     return [job["guid"] for job in jobs
-            if job["state"] not in ENDED and (args.all or job["module"] == args.module)]
+            if (job["state"] in ENDED) == ended and not (ended and job.get("declared"))
+            and (args.all or job["module"] == args.module)]
+
+
+async def _until(client: ControlClient, guid: str, verb: str, deadline: float) -> dict[str, Any]:
+    """
+    The job once a stop has ended it, or a restart has made it ready again
+    (or ended it for good), or at ``deadline`` (the reactor's time). A
+    restart of a running job passes through ``exited`` on its way: once.
+    """
+    wanted = JobState.EXITED if verb == "stop" else JobState.READY
+    passed = verb == "stop"
+    while True:
+        remaining = max(0.0, deadline - client.reactor.seconds())
+        job = await client.wait(guid, wanted, remaining)
+        if job["state"] == wanted or remaining <= 0 or job["state"] == JobState.FAILED:
+            return job
+        if job["state"] in ENDED:
+            if passed:
+                return job
+            passed = True
 
 
 def _each(verb: str) -> Command:
     """
     ``stop`` or ``restart``: the client's method of that name, for each job
-    :func:`_targets` names.
+    :func:`_targets` names; with ``--wait``, until each has ended (stop)
+    or is ready (restart).
     """
 
     async def command(client: ControlClient, args: argparse.Namespace) -> Any:
         act = getattr(client, verb)
         jobs = [await act(guid) for guid in await _targets(client, args)]
+        if args.wait:
+            deadline = client.reactor.seconds() + min(args.timeout, MAX_WAIT)
+            jobs = [await _until(client, job["guid"], verb, deadline) for job in jobs]
         if args.json:
             return {"jobs": jobs}
-        return "\n".join(f"{job['guid']} {job['state']}" for job in jobs) or f"no job to {verb}"
+        text = "\n".join(f"{job['guid']} {job['state']}" for job in jobs) or f"no job to {verb}"
+        wanted = JobState.EXITED if verb == "stop" else JobState.READY
+        failed = [job["guid"] for job in jobs if args.wait and job["state"] != wanted]
+        if failed:
+            print(text)  # what each is, then why it failed
+            raise CliError(f"{len(failed)} of {len(jobs)} not {wanted.value} within"
+                           f" {min(args.timeout, MAX_WAIT):g}s: {', '.join(failed)}")
+        return text
 
     return command
 
 
-async def _logs(client: ControlClient, args: argparse.Namespace) -> Any:
+async def _config(client: ControlClient, args: argparse.Namespace) -> Any:
     guid = await resolve(client, args.guid)
-    if not args.follow:
-        lines = await client.logs(guid, lines=args.lines)
-        return {"guid": guid, "lines": lines} if args.json else format_logs(lines)
-    seen: list[tuple[float, str]] = []
-
-    def line(event: ServerEvent) -> None:
-        data = event.data
-        if event.event != "log" or not isinstance(data, dict):
-            return
-        mark = (float(data.get("time") or 0), str(data.get("line")))
-        if seen and mark <= seen[-1]:
-            return  # already printed from the job's tail
-        seen[:] = [mark]
-        _print(json.dumps(data) if args.json else format_event("log", data))
-
-    async def backlog() -> None:
-        for entry in await client.logs(guid, lines=args.lines):
-            line(ServerEvent(None, "log", entry))
-
-    await _follow(client, line, logs=guid, first=backlog)
-    return None
+    job = await client.update_config(guid, dict(args.changes))
+    if args.json:
+        return job
+    changed = " ".join(f"{key}={job['config'].get(key, value)}" for key, value in args.changes)
+    text = printable(f"{guid} {changed}")
+    if not job.get("kept", True):  # a declared job's: its config file says its next start
+        text += "\nnote: " + printable(job.get("note") or "not kept for the daemon's next start")
+    return text
 
 
-async def _watch(client: ControlClient, args: argparse.Namespace) -> Any:
-    def event(event: ServerEvent) -> None:
-        if event.event in ("state", "worker", "service", "gap"):
-            _print(json.dumps({"event": event.event, "data": event.data}) if args.json
-                   else format_event(event.event, event.data))
-
-    async def watching() -> None:
-        sys.stderr.write(f"proactor: watching {client.url} (interrupt to stop)\n")
-        sys.stderr.flush()
-
-    await _follow(client, event, first=watching)
-    return None
+async def _modules(client: ControlClient, args: argparse.Namespace) -> Any:
+    modules = await client.modules()
+    if args.json:
+        return {"modules": modules}
+    return _table(["MODULE", "LAUNCHER", "WARM", "OVERRIDABLE"],
+                  [[m["name"], m.get("launcher"), "yes" if m.get("warm") else "no",
+                    [f"{key}={m['defaults'][key]}" if key in m.get("defaults", {}) else key
+                     for key in m.get("overridable") or []]] for m in modules])
 
 
-async def _follow(client: ControlClient, on_event: Callable[[ServerEvent], None],
-                  logs: str | None = None,
-                  first: Callable[[], Awaitable[None]] | None = None) -> None:
-    """Follow the event stream until interrupted: see :class:`_Following`."""
-    await _Following(client, on_event, logs, first).run()
-
-
-class _Following:
-    """
-    Follow ``GET /events`` (with ``logs``) for ``on_event``. Once the stream
-    is open, ``first()`` runs, and the stream's events wait until it is
-    done. A stream that drops is followed again from the last id seen, up
-    to :data:`FOLLOW_TRIES` times in a row with no event between.
-    """
-
-    def __init__(self, client: ControlClient, on_event: Callable[[ServerEvent], None],
-                 logs: str | None, first: Callable[[], Awaitable[None]] | None):
-        self.client = client
-        self.on_event = on_event
-        self.logs = logs
-        self.first = first
-        self.last_id: str | None = None
-        self.held: list[ServerEvent] | None = None if first is not None else []
-        self.released = first is None
-        self.opened = False
-        self.tries = 0
-
-    async def run(self) -> None:
-        while True:
-            try:
-                await self.client.events(self._each, logs=self.logs, last_id=self.last_id)
-            except TransportError:
-                if not self.opened:
-                    raise  # it never answered at all
-            self.tries += 1
-            if self.tries >= FOLLOW_TRIES:
-                raise CliError("the event stream keeps ending: giving up")
-            await deferLater(self.client.reactor, float(self.tries), lambda: None)
-
-    def _each(self, event: ServerEvent) -> None:
-        if event.id is not None:
-            self.last_id = event.id
-        if event.event == "open":
-            self.opened = True
-            if self.first is not None and self.held is None:
-                self.held = []
-                Deferred.fromCoroutine(self._first()).addBoth(self._release)
-            return
-        self.tries = 0
-        if self.released:
-            self.on_event(event)
-        else:
-            assert self.held is not None
-            self.held.append(event)
-
-    async def _first(self) -> None:
-        assert self.first is not None
-        await self.first()
-
-    def _release(self, result: Any) -> None:
-        if isinstance(result, Failure):
-            sys.stderr.write(f"proactor: error: {result.getErrorMessage().splitlines()[0]}\n")
-        self.released = True
-        for event in self.held or []:
-            self.on_event(event)
-        self.held = []
-
-
-def _print(text: str) -> None:
-    sys.stdout.write(text + "\n")
-    sys.stdout.flush()
+async def _forget(client: ControlClient, args: argparse.Namespace) -> Any:
+    jobs = [await client.forget(guid) for guid in await _targets(client, args, ended=True)]
+    if args.json:
+        return {"jobs": jobs}
+    return "\n".join(f"{job['guid']} forgotten" for job in jobs) or "no ended job to forget"
 
 
 async def _send(client: ControlClient, args: argparse.Namespace) -> Any:
@@ -242,8 +174,10 @@ async def _reload(client: ControlClient, args: argparse.Namespace) -> Any:
     done = await client.reload()
     if args.json:
         return done
-    return _table(["", ""], [[f"{key}:", done.get(key) or "-"] for key in RELOADED]
-                  ).split("\n", 1)[1]
+    table = _table(["", ""], [[f"{key}:", done.get(key) or "-"] for key in RELOADED]
+                   ).split("\n", 1)[1]
+    return "\n".join([table, *(f"warning: {printable(line)}"
+                               for line in done.get("warnings") or [])])
 
 
 async def _hooks(client: ControlClient, args: argparse.Namespace) -> Any:
@@ -251,7 +185,8 @@ async def _hooks(client: ControlClient, args: argparse.Namespace) -> Any:
         hook = await client.add_hook(args.hook_url, args.events)
         return hook if args.json else format_job(hook)
     if args.action == "rm":
-        await client.remove_hook(args.hook_id)
+        hook = pick(await client.hooks(), args.hook_id, key="id", what="hook's id")
+        await client.remove_hook(hook["id"])
         return None
     hooks = await client.hooks()
     if args.json:
@@ -262,9 +197,9 @@ async def _hooks(client: ControlClient, args: argparse.Namespace) -> Any:
 
 
 COMMANDS: dict[str, Command] = {
-    "ls": _ls, "launch": _launch, "show": _show,
-    "stop": _each("stop"), "restart": _each("restart"),
-    "logs": _logs, "watch": _watch, "reload": _reload, "send": _send, "hooks": _hooks,
+    "ls": _ls, "launch": _launch, "show": _show, "config": _config, "modules": _modules,
+    "stop": _each("stop"), "restart": _each("restart"), "forget": _forget,
+    "logs": logs, "watch": watch, "reload": _reload, "send": _send, "hooks": _hooks,
 }
 
 

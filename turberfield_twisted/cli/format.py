@@ -6,6 +6,7 @@ How ``proactor`` prints what the API answers: aligned tables, one job as
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Sequence
 from datetime import datetime
 from http import HTTPStatus
@@ -19,14 +20,35 @@ __all__ = [
     "format_jobs",
     "format_logs",
     "format_table",
+    "printable",
 ]
+
+#: What a terminal would act on rather than show: control characters (but
+#: tab), C1 controls (CSI, OSC ...) and the bidirectional overrides.
+_CONTROL = re.compile("[\x00-\x08\x0a-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+
+
+def printable(text: str) -> str:
+    """
+    ``text`` with what a terminal would act on (an ESC sequence that
+    retitles the window or clears the screen, a carriage return, a bell, a
+    bidi override) escaped as ``\\xNN`` or ``\\uNNNN``, so that a worker's
+    output is shown, never obeyed.
+    """
+    return _CONTROL.sub(_escape, text)
+
+
+def _escape(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
 
 def _cell(value: Any) -> str:
     if value is None or value == "":
         return "-"
     if isinstance(value, list | tuple):
-        return ",".join(str(v) for v in value) or "-"
-    return str(value)
+        return printable(",".join(str(v) for v in value)) or "-"
+    return printable(str(value))
 
 
 def format_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
@@ -92,30 +114,48 @@ def _when(value: Any) -> str:
     return _cell(value)
 
 
+#: How ``show`` prints the fields ``ls`` prints in units.
+_SHOWN = {"started": _when, "uptime": _duration, "rss": _size,
+          "cpu": lambda cpu: None if cpu is None else f"{cpu:.1f}s"}
+
+
 def format_job(job: dict[str, Any]) -> str:
-    """One job as aligned ``key  value`` lines, its config keys as ``config.KEY``."""
-    rows = [[key, _when(value) if key == "started" else value]
+    """
+    One job as aligned ``key  value`` lines (times, sizes and durations as
+    ``ls`` shows them), its config keys as ``config.KEY``.
+    """
+    rows = [[key, _SHOWN[key](value) if key in _SHOWN else value]
             for key, value in job.items() if key != "config"]
     rows += [[f"config.{key}", value] for key, value in sorted((job.get("config") or {}).items())]
     return "\n".join(format_table(["", ""], rows).splitlines()[1:])
 
 
-def _log_line(entry: dict[str, Any]) -> str:
-    """One output line as ``time stream line``."""
-    return f"{_when(entry.get('time'))} {entry.get('stream', '-')} {entry.get('line', '')}"
+def _log_line(entry: dict[str, Any], raw: bool = False) -> str:
+    """One output line as ``time stream line``; its control characters escaped unless ``raw``."""
+    line = str(entry.get("line", ""))
+    return (f"{_when(entry.get('time'))} {printable(str(entry.get('stream', '-')))}"
+            f" {line if raw else printable(line)}")
 
 
-def format_logs(lines: Sequence[dict[str, Any]]) -> str:
-    """Output lines as ``time stream line``."""
-    return "\n".join(_log_line(entry) for entry in lines)
+def format_logs(lines: Sequence[dict[str, Any]], raw: bool = False) -> str:
+    """Output lines as ``time stream line``; control characters escaped unless ``raw``."""
+    return "\n".join(_log_line(entry, raw) for entry in lines)
 
 
-def format_event(name: str, data: Any) -> str:
-    """One live event as a line: ``time guid module state`` (and what else it says)."""
+def format_event(name: str, data: Any, raw: bool = False) -> str:
+    """
+    One live event as a line: ``time guid module state`` (and what else it
+    says); control characters escaped unless ``raw``.
+    """
+    if name == "log" and isinstance(data, dict):
+        return _log_line(data, raw)
+    line = _event_line(name, data)
+    return line if raw else printable(line)
+
+
+def _event_line(name: str, data: Any) -> str:
     if not isinstance(data, dict):
         return f"{name} {data}"
-    if name == "log":
-        return _log_line(data)
     if data.get("kind") == "service":
         return (f"{_when(data.get('time'))} service:{data.get('service', '-')}"
                 f" {data.get('module', '-')} {data.get('event')} {json.dumps(data.get('data'))}")

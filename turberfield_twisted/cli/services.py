@@ -15,8 +15,8 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from turberfield_twisted.cli.client import ControlClient
-from turberfield_twisted.cli.commands import CliError
 from turberfield_twisted.cli.format import format_jobs, format_table
+from turberfield_twisted.cli.pick import CliError
 
 __all__ = ["SERVICE_COMMANDS", "add_parsers", "format_service", "format_services"]
 

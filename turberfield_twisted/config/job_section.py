@@ -13,7 +13,7 @@ from __future__ import annotations
 import configparser
 from collections.abc import Mapping
 
-from turberfield_twisted.config.names import _KEY, MAX_VALUE, RESERVED_KEYS
+from turberfield_twisted.config.names import KEY, MAX_VALUE, RESERVED_KEYS
 from turberfield_twisted.errors import BadOverride, OverrideNotAllowed
 
 __all__ = ["check_overrides", "job_section"]
@@ -53,7 +53,7 @@ def check_overrides(
     allowed = set(cfg.get(module, "overridable", fallback="").replace(",", " ").split())
     out: dict[str, str] = {}
     for key, value in overrides.items():
-        if not isinstance(key, str) or not _KEY.match(key):
+        if not KEY.accepts(key):
             raise BadOverride("config keys must be short names of letters, digits, _ . -")
         if isinstance(value, bool):
             value = "true" if value else "false"
@@ -63,6 +63,8 @@ def check_overrides(
         if len(text) > MAX_VALUE or "\n" in text or "\r" in text:
             raise BadOverride(f"config value of {key!r} must be one line of at most {MAX_VALUE}")
         if key in RESERVED_KEYS or key not in allowed:
-            raise OverrideNotAllowed(f"{module} does not allow {key!r} to be set")
+            may = (f"it allows {', '.join(sorted(allowed))}" if allowed else "it allows none:"
+                   " its section's overridable key lists those a launch may set")
+            raise OverrideNotAllowed(f"{module} does not allow {key!r} to be set ({may})")
         out[key] = text
     return out

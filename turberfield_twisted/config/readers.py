@@ -97,7 +97,7 @@ def whole(low: int, high: int | None = None) -> Reader:
     return read
 
 
-_SIZE = re.compile(r"^\s*(\d{1,19})\s*(?:([KMGT])i?)?B?\s*$", re.IGNORECASE)
+_SIZE = re.compile(r"\s*(\d{1,19})\s*(?:([KMGT])i?)?B?\s*", re.IGNORECASE)
 
 
 _UNITS = {"": 1, "K": 1024, "M": 1024 ** 2, "G": 1024 ** 3, "T": 1024 ** 4}
@@ -105,7 +105,7 @@ _UNITS = {"": 1, "K": 1024, "M": 1024 ** 2, "G": 1024 ** 3, "T": 1024 ** 4}
 
 def size(text: str) -> int:
     """A number of bytes above 0: digits, then K, M, G or T (powers of 1024) if wanted."""
-    match = _SIZE.match(text)
+    match = _SIZE.fullmatch(text)
     if match is None or int(match.group(1)) == 0:
         raise BadValue("must be a number of bytes above 0, with K, M, G or T if wanted")
     return int(match.group(1)) * _UNITS[(match.group(2) or "").upper()]

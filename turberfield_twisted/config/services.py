@@ -36,6 +36,7 @@ __all__ = [
     "SERVICE_PREFIX",
     "DeclaredService",
     "check_declared_service",
+    "check_declared_services",
     "listen_address",
     "numbers_problem",
 ]
@@ -137,7 +138,7 @@ def check_declared_service(cfg: configparser.ConfigParser, header: str, guid: st
     """
     section = Section.of(cfg, header, inherit=False)
     name = header[len(SERVICE_PREFIX):]
-    if not SERVICE_NAME.match(name):
+    if not SERVICE_NAME.accepts(name):
         raise section.error(None, "names a service whose name is not 1 to 48 letters, digits,"
                                   " '_' or '-' (starting with a letter or digit)")
     if name == guid or cfg.has_section(name):
@@ -162,7 +163,7 @@ def check_declared_service(cfg: configparser.ConfigParser, header: str, guid: st
     if problem is not None:
         raise section.error(*problem)
     session = section.text("session") if section.has("session") else None
-    if session is not None and not SESSION.match(session):
+    if session is not None and not SESSION.accepts(session):
         raise section.error("session", "must be at most 256 characters, without control"
                                        " characters or '$'")
     overrides = {}
@@ -180,3 +181,12 @@ def check_declared_service(cfg: configparser.ConfigParser, header: str, guid: st
     return DeclaredService(name=name, module=module, host=host, port=port, session=session,
                            overrides=overrides, limits=Limits(**section.read(limits)),
                            source=section.origin()[0], line=section.origin()[1], **numbers)
+
+
+def check_declared_services(cfg: configparser.ConfigParser, guid: str,
+                            modules: Mapping[str, str], limits: Mapping[str, Reader],
+                            max_instances: int) -> dict[str, DeclaredService]:
+    """Every ``[service:NAME]`` section of ``cfg``, by name (see :func:`check_declared_service`)."""
+    found = (check_declared_service(cfg, name, guid, modules, limits, max_instances)
+             for name in cfg.sections() if name.startswith(SERVICE_PREFIX))
+    return {service.name: service for service in found}

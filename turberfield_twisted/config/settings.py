@@ -46,12 +46,14 @@ from turberfield_twisted.config.readers import (
 from turberfield_twisted.config.services import (
     SERVICE_PREFIX,
     DeclaredService,
-    check_declared_service,
+    check_declared_services,
 )
+from turberfield_twisted.config.typos import did_you_mean, other_names, typo_warnings
 from turberfield_twisted.errors import (
     BadOverride,
     ConfigError,
     OverrideNotAllowed,
+    UnknownModule,
 )
 
 #: ``store_sync`` values: SQLite's ``synchronous`` setting in WAL mode.
@@ -59,6 +61,7 @@ SYNC_MODES = ("normal", "full")
 
 __all__ = [
     "JOB_PREFIX",
+    "MODULE_KEYS",
     "SYNC_MODES",
     "DeclaredJob",
     "InitiatorSettings",
@@ -98,6 +101,7 @@ class InitiatorSettings:
     max_exited: int = 1000
     max_body: int = 1048576
     relay_timeout: float = 30.0
+    read_timeout: float = 60.0
     hook_allow: tuple[Network, ...] = _LOOPBACK
     pythonpath: str = ""
     max_starting: int = attrs.field(factory=_cpu_count)
@@ -156,10 +160,20 @@ class Settings:
     modules: Mapping[str, ModuleSettings] = attrs.field(factory=dict, converter=frozen_map)
     declared: Mapping[str, DeclaredJob] = attrs.field(factory=dict, converter=frozen_map)
     services: Mapping[str, DeclaredService] = attrs.field(factory=dict, converter=frozen_map)
+    #: Keys of module sections that look like typos of the daemon's own (file, line, key).
+    warnings: tuple[str, ...] = attrs.field(default=(), eq=False)
 
     def module(self, name: str) -> ModuleSettings | None:
         """The settings of module ``name``, or None if it has no section."""
         return self.modules.get(name)
+
+    def allowed(self, name: str) -> ModuleSettings:
+        """The settings of module ``name``; UnknownModule, naming those allowed, if it has none."""
+        found = self.modules.get(name)
+        if found is None:
+            raise UnknownModule(name, "no config section allows it"
+                                + (other_names(name, self.modules, "allowed") or " (none is)"))
+        return found
 
     def limits_for(self, module: str, declared: str | None = None,
                    service: str | None = None) -> Limits:
@@ -194,6 +208,7 @@ _INITIATOR_READERS: Mapping[str, Reader] = {
     "max_exited": whole(0),
     "max_body": whole(1),
     "relay_timeout": SECONDS,
+    "read_timeout": SECONDS,
     "hook_allow": networks,
     "pythonpath": str,
     "max_starting": whole(1),
@@ -238,6 +253,10 @@ _LIMIT_READERS: Mapping[str, Reader] = {
 assert tuple(_LIMIT_READERS) == LIMIT_KEYS
 
 
+#: The keys of a module's section that the daemon reads: the rest are its worker's own.
+MODULE_KEYS = frozenset({*_POLICY_READERS, *_MODULE_READERS, *_LIMIT_READERS})
+
+
 #: The keys of a ``[job:NAME]`` section that are not overrides.
 _JOB_KEYS = frozenset({"module", "session", "requires", *LIMIT_KEYS})
 
@@ -246,9 +265,11 @@ def _check_initiator(cfg: configparser.ConfigParser, guid: str) -> InitiatorSett
     if not cfg.has_section(guid):
         raise ConfigError(f"there is no [{guid}] section for the initiator")
     section = Section.of(cfg, guid, inherit=False)
-    unknown = sorted(section.own - set(_INITIATOR_READERS) - _INITIATOR_SECRETS)
+    known = {*_INITIATOR_READERS, *_INITIATOR_SECRETS}
+    unknown = sorted(section.own - known)
     if unknown:
-        raise ConfigError(f"unknown key {unknown[0]!r} in [{guid}]", *section.origin(unknown[0]))
+        raise ConfigError(f"unknown key {unknown[0]!r} in [{guid}]"
+                          f"{did_you_mean(unknown[0], known)}", *section.origin(unknown[0]))
     settings = InitiatorSettings(**section.read(_INITIATOR_READERS))
     if settings.child_port_min > settings.child_port_max:
         blamed, other = "child_port_min", "child_port_max"
@@ -267,7 +288,6 @@ def _check_module(cfg: configparser.ConfigParser, name: str) -> ModuleSettings:
     found = ModuleSettings(name=name, policy=policy,
                            limits=Limits(**section.read(_LIMIT_READERS)),
                            **section.read(_MODULE_READERS))
-    _no_rlimits_if_warm(section, found.warm, found.limits)
     if found.launcher == "slurm":
         if found.warm:
             raise section.error("warm", "can't be true for a module whose workers Slurm runs"
@@ -276,14 +296,6 @@ def _check_module(cfg: configparser.ConfigParser, name: str) -> ModuleSettings:
     elif found.slurm_args:
         raise section.error("slurm_args", "is set, but the module's launcher is not slurm")
     return found
-
-
-def _no_rlimits_if_warm(section: Section, warm: bool, limits: Limits) -> None:
-    """A warm worker is forked by its template, after any spawn: its rlimits can't be set."""
-    if warm and limits.rlimits():
-        key = "max_open_files" if limits.max_open_files is not None else "max_cpu_seconds"
-        raise section.error(key, "can't be set on the workers of a warm module (forked by"
-                                 " their template, not spawned): set warm = false")
 
 
 def _no_limits_on_slurm(section: Section, limits: Limits) -> None:
@@ -300,7 +312,7 @@ def _check_declared(cfg: configparser.ConfigParser, header: str, guid: str,
     """A ``[job:NAME]`` section, checked as a launch of its module would be."""
     section = Section.of(cfg, header, inherit=False)
     name = header[len(JOB_PREFIX):]
-    if not GUID.match(name):
+    if not GUID.accepts(name):
         raise section.error(None, "names a job whose guid is not 1 to 64 letters, digits,"
                                   " '_', '.' or '-' (starting with a letter or digit)")
     if name == guid or cfg.has_section(name):
@@ -311,7 +323,7 @@ def _check_declared(cfg: configparser.ConfigParser, header: str, guid: str,
     if module not in modules:
         raise section.error("module", "names a module that has no config section")
     session = section.text("session") if section.has("session") else None
-    if session is not None and not SESSION.match(session):
+    if session is not None and not SESSION.accepts(session):
         raise section.error("session", "must be at most 256 characters, without control"
                                        " characters or '$'")
     overrides = {}
@@ -321,14 +333,14 @@ def _check_declared(cfg: configparser.ConfigParser, header: str, guid: str,
         except OverrideNotAllowed:
             reason = ("is one the initiator sets" if key in RESERVED_KEYS else
                       "is not one its module lists as overridable (nor module, session,"
-                      " requires or a limit)")
+                      " requires or a limit)"
+                      + did_you_mean(key, {*_JOB_KEYS, *modules[module].overridable}))
             raise section.error(key, reason) from None
         except BadOverride:
             raise section.error(key, "must be a short key name with a one-line value of at"
                                      " most 4096 characters") from None
     requires = names(section.text("requires")) if section.has("requires") else ()
     limits = Limits(**section.read(_LIMIT_READERS))
-    _no_rlimits_if_warm(section, modules[module].warm, limits)
     if modules[module].launcher == "slurm":
         _no_limits_on_slurm(section, limits)
     return DeclaredJob(name=name, module=module, session=session, overrides=overrides,
@@ -387,15 +399,11 @@ def check_config(cfg: configparser.ConfigParser, guid: str) -> Settings:
                     for name in cfg.sections() if name.startswith(JOB_PREFIX))
     }
     _check_requires(cfg, declared)
-    launchers = {name: module.launcher for name, module in modules.items()}
-    services = {}
-    for name in cfg.sections():
-        if name.startswith(SERVICE_PREFIX):
-            service = check_declared_service(cfg, name, guid, launchers, _LIMIT_READERS,
-                                             initiator.max_instances)
-            _no_rlimits_if_warm(Section.of(cfg, name, inherit=False),
-                                modules[service.module].warm, service.limits)
-            services[service.name] = service
-    return Settings(initiator=initiator, modules=modules, declared=declared, services=services)
+    services = check_declared_services(cfg, guid, {n: m.launcher for n, m in modules.items()},
+                                       _LIMIT_READERS, initiator.max_instances)
+    warnings = typo_warnings(cfg, {name: found.overridable for name, found in modules.items()},
+                             MODULE_KEYS, guid, set(_INITIATOR_READERS))
+    return Settings(initiator=initiator, modules=modules, declared=declared, services=services,
+                    warnings=warnings)
 
 

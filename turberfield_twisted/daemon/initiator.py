@@ -34,7 +34,14 @@ from turberfield_twisted.daemon.job_config import JobConfigs
 from turberfield_twisted.daemon.keeper import Keeper
 from turberfield_twisted.daemon.live_config import push_config, update_config
 from turberfield_twisted.daemon.store import JobRecord, Store
-from turberfield_twisted.errors import BadGuid, ConfigError, StoreFailed, UnknownModule
+from turberfield_twisted.errors import (
+    BadGuid,
+    ConfigError,
+    DaemonStopping,
+    NoFreePort,
+    StoreFailed,
+    UnknownModule,
+)
 from turberfield_twisted.jobs.job import ENDED, EventKind, Job, JobEvent, JobState, Wanted
 from turberfield_twisted.jobs.lifecycle import Lifecycle
 from turberfield_twisted.jobs.limits import MemoryWatch
@@ -87,6 +94,7 @@ class Initiator(JobTable, Proactor, Service):
         JobTable.__init__(self)
         self.guid: str | None = guid
         self._keeper = Keeper(store)
+        self._stopping = False
         self._pools = []
         if http is None:
             http, pool = make_http(self.reactor)
@@ -174,9 +182,11 @@ class Initiator(JobTable, Proactor, Service):
         ``max_starting`` jobs are starting.
 
         Raise :class:`UnknownModule`, :class:`OverrideNotAllowed`,
-        :class:`BadOverride`, :class:`BadGuid` or :class:`NoFreePort` (no
-        job is made), or :class:`SpawnFailed` (the job is ``failed``).
+        :class:`BadOverride`, :class:`BadGuid`, :class:`NoFreePort`,
+        :class:`StoreFailed` or :class:`DaemonStopping` (no job is made),
+        or :class:`SpawnFailed` (the job is ``failed``).
         """
+        self._refuse_while_stopping()
         tracker, overrides = self.admit(module, config)
         job = Job(guid=self._new_guid(guid), port=0, session=session, module=module,
                   token=secrets.token_urlsafe(32), overrides=overrides, tracker=tracker)
@@ -184,27 +194,34 @@ class Initiator(JobTable, Proactor, Service):
 
     def add(self, job: Job, start: bool = True) -> Job:
         """
-        Put ``job`` (new, declared or restored) in the table, ``start`` it if
-        it is wanted running and waiting, and keep it in the store; raise as
-        :meth:`launch` does, or :class:`StoreFailed` (it is stopped).
+        Keep ``job`` (new, declared or restored) in the store, put it in the
+        table and ``start`` it if it is wanted running and waiting: kept
+        first, so a :class:`StoreFailed` leaves nothing (no job, process or
+        event); raise as :meth:`launch` does.
         """
-        self.workers[job.guid] = job
         try:
-            if start and job.wanted is Wanted.RUNNING and job.state is JobState.WAITING:
-                self._lifecycle.start(job, new=True)
-        except BaseException:
-            if job.state is JobState.WAITING:
-                del self.workers[job.guid]  # it never started: it never was
-            raise
+            if not (start and job.wanted is Wanted.RUNNING and job.state is JobState.WAITING):
+                self._keeper.keep(job)
+                self.workers[job.guid] = job
+                return job
+            self.workers[job.guid] = job
+            try:
+                self._lifecycle.start(job, new=True, keep=lambda: self._keeper.keep(job))
+            except BaseException:
+                if job.state is JobState.WAITING:
+                    del self.workers[job.guid]  # it never started: it never was
+                raise
+            return job
         finally:
-            for guid in self.forget_ended(keep=self.settings.initiator.max_exited):
-                self._keeper.forget(guid)
+            if self.workers.get(job.guid) is job:
+                self._forget_ended()
+
+    def _forget_ended(self) -> None:
+        """The table and the store forget the ended jobs past ``max_exited``."""
         try:
-            self._keeper.keep(job)
-        except StoreFailed:
-            self._lifecycle.stop(job)
-            raise
-        return job
+            self.forget_ended(self.settings.initiator.max_exited, self._keeper.forget)
+        except StoreFailed as exc:  # the rest stay in the table, as in the store
+            self.log.error("ended jobs stay past max_exited: {error}", error=str(exc))
 
     def admit(self, module: str, config: object) -> tuple[RestartTracker, dict[str, str]]:
         """:meth:`runnable`, and ``config`` checked as its overrides (raise as :meth:`launch`)."""
@@ -221,10 +238,14 @@ class Initiator(JobTable, Proactor, Service):
     def _new_guid(self, guid: str | None) -> str:
         if guid is None:
             return uuid.uuid4().hex
-        if (not isinstance(guid, str) or not GUID.match(guid) or guid in self.workers
+        if (not GUID.accepts(guid) or guid in self.workers
                 or guid == DEFAULTSECT or self.cfg.has_section(guid)):
             raise BadGuid(f"guid {str(guid)[:80]!r} is malformed, taken or names a config section")
         return guid
+
+    def _refuse_while_stopping(self) -> None:
+        if self._stopping:
+            raise DaemonStopping()
 
     def give_up(self, job: Job) -> None:
         """``job``, waiting in the table, can't be started: it is ``failed``."""
@@ -264,10 +285,12 @@ class Initiator(JobTable, Proactor, Service):
         (default ``stop_timeout``); one waiting or in backoff just ends.
         Fire with its :class:`ExitStatus` (None if it had no process). The
         ``operator`` asks it: it stays stopped when the daemon restarts
-        (kept first: :class:`StoreFailed` and it runs on).
+        (kept first: :class:`StoreFailed` and it runs on), and it is refused
+        (:class:`DaemonStopping`) once the daemon stops.
         """
         job = self.job(guid)
         if operator:
+            self._refuse_while_stopping()
             self._keeper.want(job, Wanted.STOPPED)
         d = self.wait_for_state(guid, ENDED).addCallback(lambda job: job.status)
         self._lifecycle.stop(job, timeout)
@@ -278,15 +301,24 @@ class Initiator(JobTable, Proactor, Service):
         Start a job again: same guid, session, token and overrides, its port
         again where it can, its restart history cleared. One that runs is
         stopped first (TERM, then KILL after ``stop_timeout``) and started
-        once it has exited. Raise :class:`UnknownModule` or
-        :class:`NoFreePort` (it stays as it was), or :class:`SpawnFailed`
-        (it is ``failed``).
+        once it has exited. Raise :class:`UnknownModule`,
+        :class:`NoFreePort`, :class:`StoreFailed` or :class:`DaemonStopping`
+        (it stays as it was), or :class:`SpawnFailed` (it is ``failed``).
         """
         job = self.job(guid)
-        job.tracker = self.runnable(job.module)
-        self._keeper.want(job, Wanted.RUNNING)
-        job.busy_ports.clear()
-        self._lifecycle.restart(job)
+        self._refuse_while_stopping()
+        tracker = self.runnable(job.module)
+
+        def keep() -> None:  # before anything changes
+            self._keeper.want(job, Wanted.RUNNING)
+            job.tracker = tracker
+
+        busy, job.busy_ports = job.busy_ports, set()
+        try:
+            self._lifecycle.restart(job, keep)
+        except (StoreFailed, NoFreePort):
+            job.busy_ports = busy
+            raise
         return job
 
     def worker_event(self, guid: str, name: str, data: Any = None) -> None:
@@ -296,11 +328,15 @@ class Initiator(JobTable, Proactor, Service):
         self._emit(job.event(self.reactor.seconds(), EventKind.WORKER, name, data))
 
     def update_config(self, guid: str, changes: object, timeout: float = 10.0) -> Deferred[Job]:
-        """Change a job's overridable keys, live: see :func:`.live_config.update_config`."""
+        """
+        Change a job's overridable keys, live: see :func:`.live_config.update_config`
+        (raise :class:`DaemonStopping` once the daemon stops).
+        """
+        self._refuse_while_stopping()
 
-        async def push(job: Job) -> None:
+        async def push(job: Job, overrides: dict[str, str]) -> None:
             await push_config(self.http, self.reactor, job.guid, job.url(CONFIG_PATH), job.token,
-                              self._configs.text(job), timeout)
+                              self._configs.text(job, overrides), timeout)
 
         return Deferred.fromCoroutine(update_config(self, self.cfg, guid, changes, push=push,
                                                     keep=self._keeper.keep, timeout=timeout))
@@ -323,12 +359,27 @@ class Initiator(JobTable, Proactor, Service):
         Service.startService(self)
         self._watch.start()
 
+    @property
+    def stopping(self) -> bool:
+        """Whether the daemon has begun to stop (see :meth:`begin_stopping`)."""
+        return self._stopping
+
+    def begin_stopping(self) -> None:
+        """
+        The daemon has begun to stop: from now on every change asked of it
+        (a launch, an operator's stop or restart, a config change) raises
+        :class:`DaemonStopping`, and of every service too (a rollout that
+        runs stops where it is). :meth:`stopService` says so first too.
+        """
+        self._stopping = True
+        self.services.close()
+
     def stopService(self) -> Deferred[None]:
         """Stop every job (TERM, then KILL after ``stop_timeout``), then the pools."""
+        self.begin_stopping()
         Service.stopService(self)
         self._watch.stop()
         self._lifecycle.close()  # nothing new starts from now on
-        self.services.close()
         stops = [self.stop(guid, operator=False) for guid, job in list(self.workers.items())
                  if job.state not in ENDED]
 

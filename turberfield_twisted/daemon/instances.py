@@ -68,7 +68,7 @@ class Instances:
     def guid_free(self, guid: str) -> bool:
         """See :meth:`IInstanceHost.guid_free`."""
         init = self._init
-        return (bool(GUID.match(guid)) and guid not in init.workers and guid != DEFAULTSECT
+        return (GUID.accepts(guid) and guid not in init.workers and guid != DEFAULTSECT
                 and not init.cfg.has_section(guid))
 
     def subscribe(self, observer: Callable[[JobEvent], None]) -> Callable[[], None]:

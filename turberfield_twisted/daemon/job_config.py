@@ -10,7 +10,7 @@ daemon listens, its token).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from configparser import ConfigParser
 
 from turberfield_twisted.config.job_section import job_section
@@ -47,18 +47,25 @@ class JobConfigs:
         """``job`` has ended: it has no config until it starts again."""
         job.module_keys = None
 
-    def section(self, job: Job) -> dict[str, str]:
-        """``job``'s own section, values as they are meant; empty while it has no run."""
+    def section(self, job: Job, overrides: Mapping[str, str] | None = None) -> dict[str, str]:
+        """
+        ``job``'s own section, values as they are meant (with ``overrides``
+        in place of its own, if given); empty while it has no run.
+        """
         if job.module_keys is None:
             return {}
         own = self._settings().initiator
-        return job_section(job.module_keys, job.module, job.overrides, port=job.port,
+        return job_section(job.module_keys, job.module,
+                           job.overrides if overrides is None else overrides, port=job.port,
                            session=job.session, token=job.token,
                            parent=self.parent or (own.listen_addr, own.listen_port))
 
-    def text(self, job: Job) -> str:
-        """The config ``job``'s worker reads: ``[DEFAULT]`` and its section, escaped."""
-        return job_config_text(self._cfg(), job.guid, self.section(job))
+    def text(self, job: Job, overrides: Mapping[str, str] | None = None) -> str:
+        """
+        The config ``job``'s worker reads: ``[DEFAULT]`` and its section
+        (as :meth:`section` gives it), escaped.
+        """
+        return job_config_text(self._cfg(), job.guid, self.section(job, overrides))
 
     def view(self, job: Job) -> dict[str, dict[str, str]]:
         """What ``job`` is shown of its config: ``default`` and ``section``, less secrets."""

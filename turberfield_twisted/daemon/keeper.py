@@ -3,28 +3,32 @@ What an operator wants of each job and each service, kept in the durable
 store.
 
 The Initiator tells its :class:`Keeper` of every launch, stop, restart and
-config change before it answers, and of each job it forgets; its services
-tell it of each one made, scaled, rolled out or removed (it is their
-:class:`~turberfield_twisted.services.interfaces.IServiceKeeper`). The
-keeper writes it to the :class:`~turberfield_twisted.daemon.store.Store`
+config change before it acts on it, and of each job it forgets; its
+services tell it of each one made, scaled, rolled out or removed (it is
+their :class:`~turberfield_twisted.services.interfaces.IServiceKeeper`).
+The keeper writes it to the :class:`~turberfield_twisted.daemon.store.Store`
 (if there is one), so that a restarted daemon restores each job and
 service as its operator left it. The state a job is in is not kept: only
 what was asked. A service's instances are not kept as jobs: the service
-starts its count of them afresh.
+starts its count of them afresh. A write the store refuses raises
+:class:`StoreFailed` and the change is not made.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable, Mapping
 
 import attrs
 from zope.interface import implementer
 
 from turberfield_twisted.daemon.store import JobRecord, ServiceRecord, Store
-from turberfield_twisted.errors import StoreFailed
-from turberfield_twisted.jobs.job import Job, Wanted
+from turberfield_twisted.errors import CannotForget, StoreFailed
+from turberfield_twisted.jobs.job import ENDED, Job, Wanted
+from turberfield_twisted.jobs.table import JobTable
 from turberfield_twisted.services.interfaces import IServiceKeeper, KeptService
 from turberfield_twisted.services.model import ServiceSpec
 
-__all__ = ["Keeper"]
+__all__ = ["Keeper", "forget_ended"]
 
 
 @implementer(IServiceKeeper)
@@ -34,11 +38,17 @@ class Keeper:
 
     store: Store | None = None
 
-    def keep(self, job: Job) -> None:
-        """Keep ``job`` as it is now (not a service's instance); raise :class:`StoreFailed`."""
+    def keep(self, job: Job, overrides: Mapping[str, str] | None = None) -> None:
+        """
+        Keep ``job`` as it is now (with ``overrides`` in place of its own,
+        if given; a service's instance is not kept); raise
+        :class:`StoreFailed` if it can't be.
+        """
         if self.store is not None and job.service is None:
-            self.store.put_job(JobRecord(job.guid, job.module, job.session, job.overrides,
-                                         job.wanted.value, job.declared, job.port))
+            self.store.put_job(JobRecord(
+                job.guid, job.module, job.session,
+                job.overrides if overrides is None else overrides, job.wanted.value,
+                job.declared, job.port))
 
     def want(self, job: Job, wanted: Wanted) -> None:
         """The operator wants ``job`` ``wanted``: kept first (else StoreFailed, nothing changed)."""
@@ -81,3 +91,22 @@ class Keeper:
                              max_unavailable=r.max_unavailable, session=r.session,
                              overrides=r.overrides, declared=r.declared), r.next_instance)
                 for r in self.store.services()]
+
+
+def forget_ended(table: JobTable, guid: str, forget_kept: Callable[[str], None]) -> Job:
+    """
+    Forget ended job ``guid`` of ``table``, as its operator asks: from the
+    store first (``forget_kept``), then the table; return it. Raise
+    :class:`~.errors.UnknownJob`, :class:`CannotForget` (it has not
+    ended, or a ``[job:NAME]`` section declares it) or :class:`StoreFailed`
+    (nothing is changed).
+    """
+    job = table.job(guid)
+    if job.declared:
+        raise CannotForget(f"job {guid} is declared in the config: remove its [job:{guid}]"
+                           " section and reload to forget it")
+    if job.state not in ENDED:
+        raise CannotForget(f"job {guid} is {job.state.value}: stop it first, then forget it")
+    forget_kept(guid)
+    del table.workers[guid]
+    return job

@@ -118,7 +118,8 @@ class Metrics:
         #: Spawn -> ready, by module; when each starting job was spawned.
         self.ready_seconds: dict[str, Histogram] = {}
         self._spawned: dict[str, float] = {}
-        #: Relayed requests, by status class ("2xx" ...), and their latency.
+        #: Relayed requests, by status class ("2xx" ..., or "closed": the caller went
+        #: away before the answer ended), and their latency.
         self.relay_requests: Counter[str] = Counter()
         self.relay_seconds = Histogram(RELAY_BUCKETS)
         self._modules: set[str] = set()
@@ -134,9 +135,12 @@ class Metrics:
         """The Prometheus text of every metric, and its content type."""
         return generate_latest(self.registry), CONTENT_TYPE_LATEST
 
-    def relayed(self, seconds: float, status: int) -> None:
-        """The relay answered a request with ``status`` after ``seconds``."""
-        self.relay_requests[f"{status // 100}xx"] += 1
+    def relayed(self, seconds: float, status: int | str) -> None:
+        """
+        The relay answered a request with ``status`` after ``seconds``
+        (``status`` a class of its own, such as ``closed``, if it is not a number).
+        """
+        self.relay_requests[status if isinstance(status, str) else f"{status // 100}xx"] += 1
         self.relay_seconds.observe(seconds)
 
     def _observe(self, event: JobEvent) -> None:
@@ -230,9 +234,10 @@ class Metrics:
             ready.add_metric([module], histogram.buckets(), histogram.total)
         yield ready
         requests = CounterMetricFamily(
-            "proactor_relay_requests", "Requests relayed to workers, by status class.",
+            "proactor_relay_requests",
+            "Requests relayed to workers, by status class (closed: the caller went away).",
             labels=["code"])
-        for code in ("2xx", "3xx", "4xx", "5xx"):
+        for code in ("2xx", "3xx", "4xx", "5xx", "closed"):
             requests.add_metric([code], self.relay_requests[code])
         yield requests
         latency = HistogramMetricFamily(

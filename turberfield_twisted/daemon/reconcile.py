@@ -24,13 +24,20 @@ from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
 from turberfield_twisted.config.services import SERVICE_PREFIX
-from turberfield_twisted.config.settings import JOB_PREFIX, DeclaredJob, Settings, check_config
+from turberfield_twisted.config.settings import (
+    JOB_PREFIX,
+    DeclaredJob,
+    InitiatorSettings,
+    Settings,
+    check_config,
+)
 from turberfield_twisted.configtext import origin, section_items
 from turberfield_twisted.daemon.initiator import Initiator
 from turberfield_twisted.daemon.store import JobRecord
 from turberfield_twisted.errors import (
     BadOverride,
     ConfigError,
+    DaemonStopping,
     Invalid,
     NoFreePort,
     OverrideNotAllowed,
@@ -43,8 +50,8 @@ from turberfield_twisted.jobs.job import ENDED, EventKind, Job, JobEvent, JobSta
 __all__ = ["RESTART_KEYS", "ConfigRefused", "Reconciler", "Reloaded"]
 
 #: Initiator keys a reload cannot apply: the daemon must restart for them.
-RESTART_KEYS = ("listen_addr", "listen_port", "max_body", "relay_timeout", "hook_allow",
-                "pythonpath", "store_sync")
+RESTART_KEYS = ("listen_addr", "listen_port", "max_body", "relay_timeout", "read_timeout",
+                "hook_allow", "pythonpath", "store_sync")
 
 
 #: Errors that keep a job from starting, logged under its guid.
@@ -69,6 +76,8 @@ class Reloaded:
     restarted: tuple[str, ...] = ()
     unchanged: tuple[str, ...] = ()
     restart_needed: tuple[str, ...] = ()
+    #: Keys of module sections that look like typos (file, line, key): see ``Settings``.
+    warnings: tuple[str, ...] = ()
     services: Mapping[str, tuple[str, ...]] = attrs.field(factory=dict, eq=False)
 
     def as_json(self) -> dict[str, Any]:
@@ -89,14 +98,31 @@ class Reconciler(Service):
 
     log = Logger()
 
-    def __init__(self, initiator: Initiator, load: Callable[[], ConfigParser] | None = None):
+    def __init__(self, initiator: Initiator, load: Callable[[], ConfigParser] | None = None,
+                 kept_in: str | None = None):
         self._initiator = initiator
         self._load = load
+        #: Where the kept jobs are (the store's file), for the start-up log.
+        self._kept_in = kept_in or "nowhere (no state store)"
+        #: The initiator's settings and admin token the daemon started with (and runs on).
+        self._started_with: tuple[InitiatorSettings, str] | None = None
 
     def startService(self) -> None:
         """Restore the kept jobs and start the declared ones."""
         Service.startService(self)
+        self._runs_on()
         self.restore()
+
+    def _runs_on(self) -> tuple[InitiatorSettings, str]:
+        """
+        What the daemon runs on, of the keys a reload can't apply: its
+        settings and admin token as they were when it started (or, for a
+        reconciler not started as a service, before its first reload).
+        """
+        if self._started_with is None:
+            init = self._initiator
+            self._started_with = (init.settings.initiator, _token(init.cfg, init.guid or ""))
+        return self._started_with
 
     # -- at start ----------------------------------------------------------
 
@@ -119,8 +145,9 @@ class Reconciler(Service):
                 init.forget_kept(record.guid)
                 continue
             self._restore(record)
-        self.log.info("restored {kept} kept jobs; {declared} declared jobs",
+        self.log.info("restored {kept} kept jobs from {store}; {declared} declared jobs",
                       kept=len([r for r in kept.values() if not r.declared]),
+                      store=self._kept_in,
                       declared=len(init.settings.declared))
         init.services.restore()
 
@@ -177,6 +204,7 @@ class Reconciler(Service):
             init.add(job, start=False)
         except StoreFailed as exc:
             self.log.error("job {guid}: {error}", guid=job.guid, error=str(exc))
+            return  # not kept: not shown either
         init.give_up(job)
 
     # -- reload ------------------------------------------------------------
@@ -185,13 +213,16 @@ class Reconciler(Service):
         """
         Read the config files again and reconcile the declared jobs with
         them. Raise :class:`ConfigRefused` (file, line, key; never a value)
-        and change nothing if they are bad.
+        and change nothing if they are bad; :class:`DaemonStopping` once the
+        daemon stops.
         """
         init = self._initiator
         if self._load is None:
             raise ConfigRefused("this initiator has no config files to read again")
+        if init.stopping:
+            raise DaemonStopping()
         if not init.running:
-            raise ConfigRefused("the daemon is stopping: not reloaded")
+            raise ConfigRefused("the daemon is not running: not reloaded")
         guid = init.guid
         if guid is None:
             raise ConfigRefused("this initiator has no guid: no section of its own to read")
@@ -201,6 +232,7 @@ class Reconciler(Service):
             self._check_against_jobs(cfg, settings)
         except ConfigError as exc:
             raise ConfigRefused(exc.reason, exc.source, exc.line) from None
+        running, running_token = self._runs_on()
         old, old_cfg = init.settings, init.cfg
         init.reconfigure(cfg, settings)
         for job in init.workers.values():
@@ -211,16 +243,19 @@ class Reconciler(Service):
         changed = frozenset(name for name in settings.modules
                             if section_items(old_cfg, name) != section_items(cfg, name))
         services = init.services.reload(old, settings, changed)
+        # Compared with what the daemon runs on, not with the last reload.
         needed = tuple(key for key in RESTART_KEYS
-                       if getattr(old.initiator, key) != getattr(settings.initiator, key))
-        if _token(old_cfg, guid) != _token(cfg, guid):
+                       if getattr(running, key) != getattr(settings.initiator, key))
+        if running_token != _token(cfg, guid):
             needed += ("admin_token",)
-        result = attrs.evolve(done, restart_needed=needed,
+        result = attrs.evolve(done, restart_needed=needed, warnings=settings.warnings,
                               services={key: tuple(names) for key, names in services.items()})
+        for warning in settings.warnings:
+            self.log.warn("config reloaded: {warning}", warning=warning)
         self.log.info("config reloaded: started {started}; stopped {stopped}; restarted"
                       " {restarted}; unchanged {unchanged}",
-                      **{key: ", ".join(names) or "none"
-                         for key, names in attrs.asdict(done).items() if key != "restart_needed"})
+                      started=_names(done.started), stopped=_names(done.stopped),
+                      restarted=_names(done.restarted), unchanged=_names(done.unchanged))
         if needed:
             self.log.warn("config reloaded: restart the daemon to apply {keys}",
                           keys=", ".join(needed))
@@ -284,7 +319,7 @@ class Reconciler(Service):
         job.overrides = dict(decl.overrides)
         try:
             init.keep(job)
-            if job.wanted is Wanted.RUNNING and init.running:
+            if job.wanted is Wanted.RUNNING and init.running and not init.stopping:
                 init.restart(name)
         except _CANNOT_START as exc:
             job.last_error = f"could not be started: {exc}"
@@ -332,6 +367,10 @@ def _settled(workers: Mapping[str, Job], declared: Mapping[str, DeclaredJob],
                 done.add(name)
                 changed = True
     return done >= set(declared)
+
+
+def _names(names: tuple[str, ...]) -> str:
+    return ", ".join(names) or "none"
 
 
 def _token(cfg: ConfigParser, guid: str) -> str:

@@ -8,16 +8,22 @@ in the config; each service (its module, address, instance count,
 rollout settings, session and overrides, and the number its next
 instance takes); each web-hook's id, URL, events, secret and last
 sequence number; and each hook's undelivered records, in order. A store
-of an older schema is brought up to this one when it is opened. Every write is
-committed before the call returns: in WAL mode with ``synchronous=NORMAL``
+of an older schema is brought up to this one when it is opened. Every
+write is committed before the call returns, or raises
+:class:`~.errors.StoreFailed` having changed nothing: in WAL mode with
+``synchronous=NORMAL``
 (the default) a commit survives a crash of the daemon (SIGKILL included)
 the instant after; with ``full`` it also survives a power cut, at the cost
 of an ``fsync`` per commit.
 
 The file is created mode 0600 with ``O_NOFOLLOW`` (it holds hook secrets
-and jobs' overrides) and is written only through this module. Calls block
-the reactor for the time of a commit (tens of microseconds; see
-``benchmarks/store.py``).
+and jobs' overrides) and is written only through this module. The daemon
+holds it in SQLite's exclusive locking mode (it holds the state dir alone
+anyway): no other process reads it while the daemon runs, and SQLite keeps
+the WAL index in memory, with no ``-shm`` file mapped (a mapped file that
+can no longer be written kills a process with SIGBUS; a write that fails
+is a StoreFailed). Calls block the reactor for the time of a commit (tens
+of microseconds; see ``benchmarks/durable.py``).
 """
 
 from __future__ import annotations
@@ -186,6 +192,11 @@ class Store:
 
     def _setup(self, sync: str) -> None:
         with self._errors("open"):
+            # Before the first read: the WAL index then lives in this process's
+            # heap, not in a -shm file mapped into memory (whose loss is a SIGBUS).
+            locking = self._db.execute("PRAGMA locking_mode=EXCLUSIVE").fetchone()[0]
+            if str(locking).lower() != "exclusive":
+                raise StoreFailed(f"the store {self.path} can't be locked ({locking})")
             version = self._db.execute("PRAGMA user_version").fetchone()[0]
             if version > SCHEMA_VERSION:
                 raise StoreFailed(f"the store {self.path} was written by a newer version"
@@ -216,10 +227,11 @@ class Store:
         self._db.execute("BEGIN IMMEDIATE")
         try:
             yield
+            self._db.execute("COMMIT")
         except BaseException:
-            self._db.execute("ROLLBACK")
+            if self._db.in_transaction:  # SQLite may have rolled back already
+                self._db.execute("ROLLBACK")
             raise
-        self._db.execute("COMMIT")
 
     def _write(self, doing: str, *statements: tuple[str, tuple[object, ...]]) -> None:
         """Run ``statements`` as one committed transaction."""

@@ -7,6 +7,14 @@ events match a record queues it, and delivers its queue strictly in order,
 one request at a time, retrying with exponential backoff. Subscribers check
 ``X-Signature`` with :func:`verify_signature`.
 
+A try that meets a pooled connection the receiver had closed (as an
+HTTP/1.0 receiver does after every answer) is no failure: it goes again at
+once on a new connection, and is not counted in ``failed_attempts``. Once a
+delivery to a receiver (scheme, host and port) gets through, every hook of
+that receiver waiting out a retry after no answer at all (refused, timed
+out) sends at once: the receiver is back. One that got an HTTP error keeps
+its backoff: its receiver answers, and said no.
+
 Given a :class:`~turberfield_twisted.daemon.store.Store`, the dispatcher keeps in
 it every subscription (with its secret and its last ``seq``) and every
 record until it is delivered or dropped. :meth:`~HookDispatcher.restore`
@@ -23,6 +31,7 @@ import random as _random
 import secrets
 from collections.abc import Callable, Iterable
 from typing import Any
+from urllib.parse import urlsplit
 
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.interfaces import IReactorTime
@@ -32,7 +41,7 @@ from twisted.python.failure import Failure
 from turberfield_twisted.config.policy import backoff
 from turberfield_twisted.config.readers import BadValue, Network, networks
 from turberfield_twisted.daemon.store import HookRecord, QueuedRecord, Store
-from turberfield_twisted.errors import StoreFailed, UnknownHook
+from turberfield_twisted.errors import DaemonStopping, StoreFailed, UnknownHook
 from turberfield_twisted.hooks.rules import (
     HookRejected,
     check_events,
@@ -57,6 +66,12 @@ def _stale(failure: Failure) -> bool:
     from twisted.web.client import RequestNotSent, RequestTransmissionFailed, ResponseNeverReceived
 
     return bool(failure.check(ResponseNeverReceived, RequestNotSent, RequestTransmissionFailed))
+
+
+def _origin(url: str) -> tuple[str, str | None, int | None]:
+    """The receiver of a hook's ``url``: its scheme, host and port (as checked at add)."""
+    parts = urlsplit(url)
+    return parts.scheme, parts.hostname, parts.port
 
 
 def _allow_list(allow: str | Iterable[Network]) -> tuple[Network, ...]:
@@ -135,10 +150,11 @@ class HookDispatcher:
 
         Raise :class:`HookNotAllowed` for an address outside the allow list,
         :class:`HookRejected` for any other bad input, :class:`StoreFailed`
-        if it could not be kept (it is not added).
+        if it could not be kept (it is not added), :class:`DaemonStopping`
+        once it is closed.
         """
         if self._closed:
-            raise RuntimeError("the hook dispatcher is closed")
+            raise DaemonStopping()
         url = check_url(url, self.allow)
         events = check_events(events)
         for hook in self._hooks.values():
@@ -161,8 +177,12 @@ class HookDispatcher:
     def remove(self, hook_id: str) -> None:
         """Forget a hook: drop its queue, cancel its request and retry.
 
-        Raise :class:`UnknownHook` if there is none with ``hook_id``.
+        Raise :class:`UnknownHook` if there is none with ``hook_id``,
+        :class:`StoreFailed` if the store could not forget it (it stays),
+        :class:`DaemonStopping` once the dispatcher is closed.
         """
+        if self._closed:
+            raise DaemonStopping()
         hook = self._hooks.get(hook_id)
         if hook is None:
             raise UnknownHook(hook_id)
@@ -301,19 +321,19 @@ class HookDispatcher:
             # A pooled connection the receiver had closed: that connection is gone
             # from the pool now, so the next try opens a fresh one, at once.
             hook.fresh += 1
-            hook.failed_attempts += 1
             self.log.debug("hook {hook_id} delivery {seq} met a closed connection: again",
                            hook_id=hook.id, seq=item.seq)
         elif isinstance(result, Failure):
             name = result.type.__name__ if result.type is not None else "error"
             reason = f"{name}: {result.getErrorMessage()}"[:200]
-            self._failed(hook, item, reason)
+            self._failed(hook, item, reason, unreachable=True)
         elif 200 <= result < 300:
             hook.delivered += 1
             self._done_with(hook, item)
             self.log.debug("hook {hook_id} delivered {seq}", hook_id=hook.id, seq=item.seq)
+            self._wake(hook)
         elif result in (408, 429) or result >= 500:
-            self._failed(hook, item, f"HTTP {result}")
+            self._failed(hook, item, f"HTTP {result}", unreachable=False)
         else:
             hook.dropped += 1
             self._done_with(hook, item)
@@ -328,8 +348,10 @@ class HookDispatcher:
         if self._store is not None:
             self._keep(self._store.done, hook.id, item.seq)
 
-    def _failed(self, hook: Subscription, item: Delivery, reason: str) -> None:
+    def _failed(self, hook: Subscription, item: Delivery, reason: str,
+                unreachable: bool) -> None:
         hook.failed_attempts += 1
+        hook.unreachable = unreachable
         delay = self.backoff(hook.attempts)
         hook.attempts += 1
         hook.retry = self._reactor.callLater(delay, self._retry, hook)
@@ -342,6 +364,22 @@ class HookDispatcher:
     def _retry(self, hook: Subscription) -> None:
         hook.retry = None
         self._pump(hook)
+
+    def _wake(self, through: Subscription) -> None:
+        """
+        A delivery of ``through`` got through: its receiver's other hooks that
+        found it unreachable retry now.
+        """
+        origin = _origin(through.url)
+        for hook in builtins.list(self._hooks.values()):
+            if (hook is through or hook.retry is None or not hook.unreachable
+                    or _origin(hook.url) != origin):
+                continue
+            if hook.retry.active():
+                hook.retry.cancel()
+            self.log.info("hook {hook_id}: its receiver is back; retrying now",
+                          hook_id=hook.id)
+            self._retry(hook)
 
     def backoff(self, attempt: int) -> float:
         """The delay before retry number ``attempt`` (from 0), jitter included."""

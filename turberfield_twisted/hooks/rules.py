@@ -146,7 +146,7 @@ def _allowed(event: Any, states: builtins.list[str]) -> bool:
     if event.startswith(SERVICE_PREFIX):
         return event[len(SERVICE_PREFIX):] in SERVICE_EVENTS
     name = event[len(WORKER_PREFIX):] if event.startswith(WORKER_PREFIX) else None
-    return name is not None and (name == "*" or bool(EVENT_NAME.match(name)))
+    return name is not None and (name == "*" or EVENT_NAME.accepts(name))
 
 
 def check_events(events: Any) -> builtins.list[str]:

@@ -49,6 +49,9 @@ class Subscription:
     pumping: bool = False
     #: Tries of the current record that met a closed pooled connection (no backoff).
     fresh: int = 0
+    #: The last failed try had no answer at all (the receiver seemed down), not an
+    #: HTTP error: a delivery to the same receiver getting through retries it at once.
+    unreachable: bool = False
     request: Deferred[Any] | None = attrs.field(default=None, repr=False)
     retry: IDelayedCall | None = attrs.field(default=None, repr=False)
 

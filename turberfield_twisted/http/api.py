@@ -27,6 +27,7 @@ from twisted.web.iweb import IAgent
 from twisted.web.server import Request, Site
 
 from turberfield_twisted.daemon.initiator import Initiator
+from turberfield_twisted.daemon.keeper import forget_ended
 from turberfield_twisted.daemon.metrics import Metrics
 from turberfield_twisted.daemon.reconcile import Reloaded
 from turberfield_twisted.dashboard import Dashboard
@@ -41,7 +42,7 @@ from turberfield_twisted.http.placement import REPORT_KEYS, take_report
 from turberfield_twisted.http.relay import Relay
 from turberfield_twisted.http.services_api import ServicesAPI
 from turberfield_twisted.http.site import ApiSite, RelayFirst
-from turberfield_twisted.http.views import job_views, module_views
+from turberfield_twisted.http.views import change_view, job_views, module_views
 from turberfield_twisted.http.web import (
     JsonKlein,
     Unauthorized,
@@ -65,7 +66,8 @@ class ControlAPI:
     requests under a job to its worker (through ``relay_agent``, an
     ``IAgent``, if given; :meth:`close` closes the relay's own
     connections otherwise), giving each ``relay_timeout``
-    seconds for its whole answer; ``metrics`` (optional, a
+    seconds for its whole answer; a caller has ``read_timeout`` seconds to
+    send a whole request (else 408); ``metrics`` (optional, a
     :class:`~turberfield_twisted.daemon.metrics.Metrics`) is served as
     Prometheus text on ``GET /metrics``; ``reload`` (optional, a
     :meth:`~turberfield_twisted.daemon.reconcile.Reconciler.reload`)
@@ -86,6 +88,7 @@ class ControlAPI:
         metrics: Metrics | None = None,
         reload: Callable[[], Reloaded] | None = None,
         relay_agent: IAgent | None = None,
+        read_timeout: float | None = 60.0,
     ):
         if not admin_token:
             raise ValueError("the admin token must not be empty")
@@ -96,12 +99,14 @@ class ControlAPI:
         self.reactor = reactor
         self.max_body = max_body
         self.relay_timeout = relay_timeout
+        self.read_timeout = read_timeout
         self.metrics = metrics
         self.reload = reload
         self.relay = Relay(reactor, relay_timeout, agent=relay_agent,
                            observe=metrics.relayed if metrics is not None else None)
         #: The ``/hooks`` routes.
-        self.hooks_api = HooksAPI(hooks, admin_token, max_body)
+        self.hooks_api = HooksAPI(hooks, admin_token, max_body,
+                                  stopping=lambda: initiator.stopping)
         #: The ``/services`` routes (and their relay, through this one's).
         self.services_api = ServicesAPI(initiator, admin_token, max_body, self.relay, reactor)
         self.dashboard = Dashboard()  #: The web dashboard's files, under ``/ui/``.
@@ -142,6 +147,7 @@ class ControlAPI:
                                   services=self.services_api.relayed),
                        requestFactory=_LimitedRequest)
         site.max_body = self.max_body  # type: ignore[attr-defined]
+        site.read_timeout = self.read_timeout
         site.noisy = False
         site.displayTracebacks = False
         return site
@@ -248,6 +254,7 @@ class ControlAPI:
         self._admin(request)
         args = launch_args(request, self.max_body)
         module = args.pop("module")
+        self.initiator.settings.allowed(module)  # or 404, naming those that are
         guid = await self.initiator.launch(module, **args)
         job = self.initiator.job(guid)
         self.log.info("job {guid} launched ({module}) by the control API", guid=guid,
@@ -311,7 +318,9 @@ class ControlAPI:
     async def update_config(self, request: Request, guid: str) -> bytes:
         """
         ``{key: value}``: change a job's overrides; a running job is sent its
-        new config (502 if it did not take it: the change is kept).
+        new config (422 if it refused it, 502 if it was not reached: nothing
+        is changed). Changes to one job run one at a time, in order. The
+        answer says whether the change is ``kept`` for the daemon's next start.
         """
         self._admin(request)
         self.initiator.job(guid)
@@ -319,6 +328,14 @@ class ControlAPI:
         job = await self.initiator.update_config(guid, changes)
         self.log.info("job {guid} config changed by the control API: {keys}", guid=guid,
                       keys=sorted(changes))
+        return json_response(request, 200, change_view(job, self.initiator.settings))
+
+    @app.route("/jobs/<guid>/forget", methods=["POST"])
+    def forget_job(self, request: Request, guid: str) -> bytes:
+        """Forget an ended job (not a declared one): gone from the list and the store."""
+        self._admin(request)
+        job = forget_ended(self.initiator, guid, self.initiator.forget_kept)
+        self.log.info("job {guid} forgotten by the control API", guid=guid)
         return json_response(request, 200, job.as_json())
 
     # -- a job's own calls -------------------------------------------------

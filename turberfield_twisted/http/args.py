@@ -37,7 +37,7 @@ def launch_args(request: IRequest, max_body: int) -> dict[str, Any]:
     config, guid = body.get("config"), body.get("guid")
     if not isinstance(module, str) or not module:
         raise Invalid("module must be a non-empty string")
-    if session is not None and not (isinstance(session, str) and SESSION.match(session)):
+    if session is not None and not SESSION.accepts(session):
         raise Invalid("session must be null or a string of at most 256 characters,"
                       " without control characters or '$'")
     if config is not None and not isinstance(config, dict):
@@ -80,6 +80,6 @@ def event_args(request: IRequest, max_body: int) -> tuple[str, Any]:
     """``POST /jobs/{guid}/events``: ``{"event": name, "data"?: any}``, checked."""
     body = read_object(request, max_body, _EVENT_KEYS)
     event = body.get("event")
-    if not isinstance(event, str) or not EVENT_NAME.match(event):
+    if not EVENT_NAME.accepts(event):
         raise Invalid("event must be a short name (letters, digits, _ . : -)")
     return event, body.get("data")

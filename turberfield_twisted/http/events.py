@@ -60,12 +60,12 @@ def sse(data: bytes, event: str | None = None, id: str | None = None) -> bytes:
     return head + b"data: " + data + b"\n\n"
 
 
-_EVENT_ID = re.compile(r"^([0-9a-f]{8})-([0-9]{1,18})$")
+_EVENT_ID = re.compile(r"([0-9a-f]{8})-([0-9]{1,18})")
 
 
 def parse_event_id(text: str) -> tuple[str, int]:
     """``(run, n)`` of an event id ``RUN-N``; raise :class:`Invalid` if it is not one."""
-    match = _EVENT_ID.match(text.strip())
+    match = _EVENT_ID.fullmatch(text.strip())
     if match is None:
         raise Invalid("Last-Event-ID must be an id this stream sent (RUN-N)")
     return match.group(1), int(match.group(2))

@@ -10,11 +10,13 @@ to that (``/`` is ``/hooks``). Errors are answered by the one table of
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from twisted.logger import Logger
 from twisted.web.server import Request
 
 from turberfield_twisted.configtext import redact
-from turberfield_twisted.errors import ApiError
+from turberfield_twisted.errors import ApiError, DaemonStopping
 from turberfield_twisted.hooks.dispatcher import HookDispatcher
 from turberfield_twisted.http.web import JsonKlein, json_response, read_object, require_token
 
@@ -28,21 +30,26 @@ class HooksAPI:
     Web-hook subscriptions of ``hooks`` (a
     :class:`~turberfield_twisted.hooks.dispatcher.HookDispatcher`, or None: 404),
     for callers with ``admin_token``; bodies over ``max_body`` bytes are
-    refused (413).
+    refused (413). Once ``stopping()`` is true (the daemon stops), adding
+    or removing one is refused (:class:`DaemonStopping`, 503).
     """
 
     app = JsonKlein()
     log = Logger()
 
-    def __init__(self, hooks: HookDispatcher | None, admin_token: str, max_body: int):
+    def __init__(self, hooks: HookDispatcher | None, admin_token: str, max_body: int,
+                 stopping: Callable[[], bool] = lambda: False):
         self.hooks = hooks
         self._admin_token = admin_token.encode("utf-8")
         self.max_body = max_body
+        self._stopping = stopping
 
-    def _dispatcher(self, request: Request) -> HookDispatcher:
+    def _dispatcher(self, request: Request, change: bool = False) -> HookDispatcher:
         require_token(request, self._admin_token)
         if self.hooks is None:
             raise ApiError(404, "web-hooks are not enabled")
+        if change and self._stopping():
+            raise DaemonStopping()
         return self.hooks
 
     @app.route("/", methods=["GET"])
@@ -59,7 +66,7 @@ class HooksAPI:
         with the existing subscription, its secret not shown. The dispatcher
         checks both (400, or 403 for an address outside its allow list).
         """
-        hooks = self._dispatcher(request)
+        hooks = self._dispatcher(request, change=True)
         body = read_object(request, self.max_body, _ADD_KEYS)
         events = body.get("events")
         hook = hooks.add(body.get("url", ""), ["*"] if events is None else events)  # it checks both
@@ -71,7 +78,7 @@ class HooksAPI:
     @app.route("/<hook_id>", methods=["DELETE"])
     def remove_hook(self, request: Request, hook_id: str) -> bytes:
         """Unsubscribe; 204."""
-        hooks = self._dispatcher(request)
+        hooks = self._dispatcher(request, change=True)
         hooks.remove(hook_id)
         self.log.info("web-hook {hook_id} removed by the control API", hook_id=hook_id[:64])
         request.setResponseCode(204)

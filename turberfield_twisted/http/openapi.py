@@ -122,6 +122,10 @@ SCHEMAS: Mapping[str, Any] = {
             "properties": {"time": {"type": "number"},
                            "stream": {"enum": ["stdout", "stderr"]},
                            "line": {"type": "string"}}}}}},
+    "Changed": {"allOf": [_ref("Job"), {"type": "object", "required": ["kept"], "properties": {
+        "kept": {"type": "boolean", "description": "Kept for the daemon's next start (false:"
+                 " a [job:NAME] section of a config file declares the job)."},
+        "note": {"type": "string", "description": "Why not, when not."}}}]},
     "Changes": {"type": "object", "description": "Overridable keys and their new values.",
                 "examples": [{"greeting": "hej"}],
                 "additionalProperties": {"type": ["string", "number", "boolean"]}},
@@ -135,7 +139,7 @@ SCHEMAS: Mapping[str, Any] = {
                  "required": ["started", "stopped", "restarted", "unchanged", "restart_needed"],
                  "properties": {key: {"type": "array", "items": {"type": "string"}} for key in
                                 ("started", "stopped", "restarted", "unchanged",
-                                 "restart_needed")}},
+                                 "restart_needed", "warnings")}},
     "Listening": {"type": "object", "required": ["host", "port"],
                   "additionalProperties": False,
                   "properties": {"host": {"type": "string"},
@@ -178,7 +182,8 @@ _BAD = {"400": _error("The request is malformed.")}
 _TOO_LARGE = {"413": _error("The body is over max_body.")}
 
 
-_UNKEPT = {"503": _error("The daemon could not keep this in its state store.")}
+_UNKEPT = {"503": _error("The daemon could not keep this in its state store, or is stopping:"
+                          " nothing changed.")}
 
 
 def _op(summary: str, responses: dict[str, Any], security: list[Any] | None = None,
@@ -231,7 +236,8 @@ OPERATIONS: Mapping[tuple[str, str], dict[str, Any]] = {
         "Read the config files again and reconcile the declared jobs.",
         {"200": _json(_ref("Reloaded"), "What started, stopped, restarted or stayed."),
          "400": _error("A config file is bad (file, line, key): nothing changed."), **_DENIED,
-         "404": _error("This daemon has no config files to read again.")}),
+         "404": _error("This daemon has no config files to read again."),
+         "503": _error("The daemon is stopping: nothing changed.")}),
     ("GET", "/modules"): _op(
         "The modules a launch may name, the keys each lets a launch override, their defaults.",
         {"200": _json(_ref("Modules"), "By name."), **_DENIED}),
@@ -244,7 +250,8 @@ OPERATIONS: Mapping[tuple[str, str], dict[str, Any]] = {
          "403": _error("An override of a key the module does not allow."),
          "404": _error("The module is not allowed or not found."), **_TOO_LARGE,
          "500": _error("The worker process could not be started."),
-         "503": _error("No free port, or the state store failed.")},
+         "503": _error("No free port, the state store failed, or the daemon is stopping:"
+                       " nothing changed.")},
         requestBody=_body("Launch")),
     ("GET", "/jobs/{guid}"): _op(
         "One job; with wait=STATE, once it is in that state or has ended (or timeout).",
@@ -263,7 +270,8 @@ OPERATIONS: Mapping[tuple[str, str], dict[str, Any]] = {
         "Start a job again; a running one is stopped first, then started once it exited.",
         {"202": _json(_ref("Job"), "The job, stopping or starting again."), **_DENIED,
          **_NO_JOB, "500": _error("The worker process could not be started."),
-         "503": _error("No free port, or the state store failed.")},
+         "503": _error("No free port, the state store failed, or the daemon is stopping:"
+                       " nothing changed.")},
         parameters=[_GUID]),
     ("GET", "/jobs/{guid}/logs"): _op(
         "The job's recent output lines.",
@@ -272,12 +280,16 @@ OPERATIONS: Mapping[tuple[str, str], dict[str, Any]] = {
                             "schema": {"type": "integer", "minimum": 1, "maximum": 1000}}]),
     ("PATCH", "/jobs/{guid}/config"): _op(
         "Change a job's overridable keys; a running job is sent its new config.",
-        {"200": _json(_ref("Job"), "The job, changed."), **_BAD, **_DENIED,
+        {"200": _json(_ref("Changed"), "The job, changed."), **_BAD, **_DENIED,
          "403": _error("A key the module does not allow."), **_NO_JOB,
          "409": _error("The job did not get ready in time: nothing changed."), **_TOO_LARGE,
          "422": _error("The worker refused the change (its reason): nothing changed."),
          "502": _error("The worker could not be reached: nothing changed."), **_UNKEPT},
         parameters=[_GUID], requestBody=_body("Changes")),
+    ("POST", "/jobs/{guid}/forget"): _op(
+        "Forget an ended job (not a declared one): gone from the jobs and the state store.",
+        {"200": _json(_ref("Job"), "The job as it was."), **_DENIED, **_NO_JOB, **_UNKEPT,
+         "409": _error("It has not ended, or a config file declares it.")}, parameters=[_GUID]),
     ("GET", "/config/{guid}"): _op(
         "A job's own config, less secrets (that job's token).",
         {"200": _json(_ref("JobConfig"), "Its DEFAULT and its own section."), **_DENIED},

@@ -11,10 +11,10 @@ that address before the job is ready.
 from __future__ import annotations
 
 import ipaddress
-import re
 from collections.abc import Mapping
 from typing import Any
 
+from turberfield_twisted.config.names import STEP
 from turberfield_twisted.errors import ApiError, Invalid
 from turberfield_twisted.jobs.job import Job, JobState
 from turberfield_twisted.launch.interfaces import IRemoteProcess
@@ -23,10 +23,6 @@ __all__ = ["REPORT_KEYS", "take_report"]
 
 #: The keys of a report.
 REPORT_KEYS = frozenset({"host", "port", "step"})
-
-
-#: A Slurm job step, ``JOBID.STEP`` (or a whole job, ``JOBID``).
-_STEP = re.compile(r"^[0-9]{1,20}(\.[0-9]{1,10})?$")
 
 
 def _host(value: Any) -> str:
@@ -49,7 +45,7 @@ def take_report(job: Job, body: Mapping[str, Any]) -> None:
     port, step = body.get("port"), body.get("step")
     if not isinstance(port, int) or isinstance(port, bool) or port != job.port:
         raise Invalid(f"port must be the port job {job.guid} was given")
-    if step is not None and not (isinstance(step, str) and _STEP.match(step)):
+    if step is not None and not STEP.accepts(step):
         raise Invalid("step must be a Slurm job step, JOBID.STEP")
     process = IRemoteProcess(job.process, None)
     if job.state is not JobState.STARTING:

@@ -15,13 +15,21 @@ Hop-by-hop headers, ``Host`` and the caller's ``Authorization`` are not
 passed on: the job's own token goes in its place (a worker that listens
 beyond loopback asks for it); redirects are not followed; the whole answer is bounded in
 time and size (past the bound, a streamed answer is cut off).
+
+A worker's ``Location`` is resolved against the URL it was asked for. One
+on the worker's own origin (a path, a relative reference, or an absolute
+URL naming the worker's own address and port) becomes the same path under
+the job's proxy, ``/jobs/{guid}/proxy/...``. One that leaves it (another
+host or port, ``//host/...``, ``https:host``, another scheme) is not passed
+on: the whole answer is refused as 502, logged with the job's guid, since a
+redirect without its target is no answer, and the API's origin must not
+send its callers elsewhere.
 """
 
 from __future__ import annotations
 
 import collections
 from typing import Any
-from urllib.parse import quote, unquote_to_bytes
 
 from twisted.internet import defer, error
 from twisted.internet.defer import CancelledError, Deferred, succeed
@@ -37,22 +45,13 @@ from twisted.web.client import (
     ResponseFailed,
 )
 from twisted.web.http import PotentialDataLoss
-from twisted.web.http_headers import Headers
 from twisted.web.iweb import UNKNOWN_LENGTH, IBodyProducer
 from zope.interface import implementer
 
+from turberfield_twisted.http.rewrite import relay_headers, under_proxy, upstream_path
 from turberfield_twisted.jobs.job import JobState
 
-__all__ = ["HOLD", "NOT_RELAYED", "RELAY_STATES", "Relay", "RelayError"]
-
-#: Request headers never relayed to a worker (lower case): hop-by-hop ones, the
-#: caller's credentials and what the relay's own client sets.
-NOT_RELAYED = frozenset({
-    b"connection", b"keep-alive", b"proxy-authenticate", b"proxy-authorization",
-    b"proxy-connection", b"te", b"trailer", b"trailers", b"transfer-encoding", b"upgrade",
-    b"host", b"authorization", b"content-length", b"expect", b"accept-encoding",
-})
-
+__all__ = ["CLOSED", "HOLD", "RELAY_STATES", "Relay", "RelayError"]
 
 #: Job states in which a worker may answer a relayed request.
 RELAY_STATES = frozenset({JobState.STARTING, JobState.READY})
@@ -71,6 +70,10 @@ MIN_PER_HOST, MAX_PER_HOST = 4, 64
 _ONE_WRITE = 256 * 1024
 
 
+#: What a relayed request is counted as when its caller went away before its answer ended.
+CLOSED = "closed"
+
+
 class RelayError(Exception):
     """The relay could not pass an answer back: ``status`` and a readable ``message``."""
 
@@ -82,6 +85,22 @@ class RelayError(Exception):
 
 class _TooLarge(Exception):
     """A worker's answer is longer than the relay takes."""
+
+
+class _LeavesOrigin(Exception):
+    """A worker's ``Location`` points away from the worker's own origin."""
+
+    def __init__(self, location: bytes):
+        self.location = location
+        super().__init__(location)
+
+
+class _Discard(Protocol):
+    """Take no answer body: stop the worker's connection at once (it is not reused)."""
+
+    def connectionMade(self) -> None:
+        if self.transport is not None:
+            self.transport.stopProducing()  # type: ignore[attr-defined]
 
 
 @implementer(IBodyProducer)
@@ -128,7 +147,9 @@ class _Answer(Protocol):
         self._unregister()
 
     def _unregister(self) -> None:
-        if self.committed and self.request.producer is not None:
+        # A caller that went away has no channel left (Twisted clears it first).
+        if self.committed and self.request.channel is not None \
+                and self.request.producer is not None:
             self.request.unregisterProducer()
 
     def _fail(self, reason: Any) -> None:
@@ -169,6 +190,11 @@ class _Answer(Protocol):
             self.done.errback(reason)
 
 
+def _printable(data: bytes) -> str:
+    """``data`` as text for the log: printable ASCII as it is, anything else escaped."""
+    return "".join(c if " " <= c <= "~" else f"\\x{ord(c):02x}" for c in data.decode("latin-1"))
+
+
 def _timed_out(exc: BaseException) -> bool:
     """True if ``exc`` says a request was cancelled or timed out."""
     if isinstance(exc, CancelledError | error.ConnectingCancelledError | error.TimeoutError
@@ -179,44 +205,14 @@ def _timed_out(exc: BaseException) -> bool:
     return False
 
 
-#: What comes between a job's guid and the worker's own path.
-PREFIX = b"proxy"
-
-
-def upstream_path(request: Any) -> bytes:
-    """The raw path after ``/jobs/{guid}/proxy``, with its query string."""
-    path: bytes = request.path
-    query = request.uri.partition(b"?")[2]
-    rest = path.split(b"/", 4)[4] if path.count(b"/") >= 4 else b""
-    if b"." in rest or b"%" in rest:  # a dot, or an escaped one
-        for segment in rest.split(b"/"):
-            if unquote_to_bytes(segment) in (b".", b".."):
-                raise RelayError(400, "the path may not hold . or .. segments")
-    if any(c < 0x21 or c > 0x7E for c in rest + query):
-        raise RelayError(400, "the path or query is not plain ASCII")
-    return b"/" + rest + (b"?" + query if query else b"")
-
-
-def relay_headers(request: Any) -> Headers:
-    """The request's headers less those never relayed and those named in Connection."""
-    connection = request.requestHeaders.getRawHeaders(b"connection") or []
-    named = {token.strip().lower() for value in connection for token in value.split(b",")}
-    out = Headers()
-    for name, values in request.requestHeaders.getAllRawHeaders():
-        lower = name.lower()
-        if lower in NOT_RELAYED or lower in named or lower.startswith(b"proxy-"):
-            continue
-        out.setRawHeaders(name, values)
-    return out
-
-
 class Relay:
     """
     Forward requests to workers through ``agent`` (an ``IAgent``; by
     default one of its own, on a pool of its own that :meth:`close`
     closes), giving each ``timeout`` seconds for its whole answer and at
     most ``max_response`` bytes of it. ``observe(seconds, status)`` (if
-    given) hears of each relayed request once it is answered.
+    given) hears of each relayed request once it is answered: ``status``
+    is the answer's code, or :data:`CLOSED` if its caller went away first.
     """
 
     log = Logger()
@@ -295,9 +291,8 @@ class Relay:
         origin = base.encode("ascii")
         started = self.reactor.seconds()
         self._sized(origin, +1)
-        status = 502
-        where = (mount.encode("ascii") if mount is not None
-                 else b"/jobs/" + quote(guid, safe="").encode("ascii") + b"/" + PREFIX)
+        status: int | str = 502
+        where = mount.encode("ascii") if mount is not None else None
         try:
             status = await self._exchange(request, guid, origin + target, job.token, length,
                                           where)
@@ -311,7 +306,7 @@ class Relay:
         return b""
 
     async def _exchange(self, request: Any, guid: str, url: bytes, token: str,
-                        length: int, mount: bytes) -> int:
+                        length: int, mount: bytes | None) -> int | str:
         method = request.method
         headers = relay_headers(request)
         if token:
@@ -328,19 +323,30 @@ class Relay:
             waiting.append(self.agent.request(method, url, headers,
                                               self.body(request, length)))
             response = await waiting[-1]
+            location = self._location(response, guid, url, mount)
             answer = _Answer(request, self.max_response, HOLD, response.length,
-                             lambda: self._head(request, response, mount))
+                             lambda: self._head(request, response, location))
             response.deliverBody(answer)
             waiting.append(answer.done)
             await answer.done
         except Exception as exc:
             verb = method.decode("ascii", "replace")
+            if request.channel is None:  # the caller went away: no one to answer
+                self.log.info("job {guid}: the caller of a relayed {method} went away",
+                              guid=guid, method=verb)
+                return CLOSED
             if answer is not None and answer.committed:
                 # Part of it is sent: it can't become an error answer now.
                 self.log.warn("job {guid}: relayed {method} cut off: {why}", guid=guid,
                               method=verb, why=type(exc).__name__)
                 answer.request.channel.transport.abortConnection()
                 return 502
+            if isinstance(exc, _LeavesOrigin):
+                self.log.warn("job {guid}: its answer to a relayed {method} redirects off its"
+                              " origin, to {location}: answered 502", guid=guid, method=verb,
+                              location=_printable(exc.location[:200]))
+                raise RelayError(502, f"job {guid} answered with a Location off its own"
+                                      " origin; the answer is not relayed") from None
             if isinstance(exc, _TooLarge):
                 self.log.warn("job {guid}: relayed answer over {limit} bytes", guid=guid,
                               limit=self.max_response)
@@ -356,7 +362,7 @@ class Relay:
             if timer.active():
                 timer.cancel()
         if not answer.committed:  # whole: one write, its length known (no chunked framing)
-            self._head(request, response, mount)
+            self._head(request, response, location)
             body = b"".join(answer.held)
             if request.method != b"HEAD" and response.code not in (204, 304):
                 request.setHeader(b"Content-Length", b"%d" % len(body))
@@ -364,17 +370,30 @@ class Relay:
         return int(response.code)
 
     @staticmethod
-    def _head(request: Any, response: Any, mount: bytes) -> None:
-        """The worker's status, content type and location (under ``mount``), on ``request``."""
+    def _location(response: Any, guid: str, url: bytes, mount: bytes | None) -> bytes | None:
+        """
+        The worker's ``Location`` (if any) for the caller: under job
+        ``guid``'s proxy (or ``mount``, a service's); raise
+        :class:`_LeavesOrigin` (the body taken and dropped) if it leaves the
+        worker's origin, that of ``url``.
+        """
+        given = response.headers.getRawHeaders(b"location")
+        if not given:
+            return None
+        where = under_proxy(given[-1], guid, url, mount)
+        if where is None:
+            response.deliverBody(_Discard())
+            raise _LeavesOrigin(given[-1])
+        return where
+
+    @staticmethod
+    def _head(request: Any, response: Any, location: bytes | None) -> None:
+        """The worker's status, content type and ``location`` (as relayed) on ``request``."""
         request.setResponseCode(response.code)
         kind = response.headers.getRawHeaders(b"content-type")
         if kind:
             request.setHeader(b"Content-Type", kind[-1])
         else:
             request.defaultContentType = None
-        location = response.headers.getRawHeaders(b"location")
-        if location:  # a path on the worker is a path under its job's proxy here
-            where = location[-1]
-            if where.startswith(b"/") and not where.startswith(b"//"):
-                where = mount + where
-            request.setHeader(b"Location", where)
+        if location is not None:
+            request.setHeader(b"Location", location)

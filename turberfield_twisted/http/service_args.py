@@ -69,7 +69,7 @@ def create_args(request: IRequest, max_body: int) -> tuple[ServiceSpec, dict[str
     except BadValue as exc:
         raise Invalid(f"listen {exc}") from None
     session = body.get("session")
-    if session is not None and not (isinstance(session, str) and SESSION.match(session)):
+    if session is not None and not (isinstance(session, str) and SESSION.accepts(session)):
         raise Invalid("session must be null or a string of at most 256 characters,"
                       " without control characters or '$'")
     spec = ServiceSpec(name=name, module=module, host=host, port=port,

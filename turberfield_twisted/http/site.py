@@ -17,20 +17,19 @@ from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Site
 
 from turberfield_twisted.config.names import GUID, SERVICE_NAME
+from turberfield_twisted.http.channel import ApiChannel
 from turberfield_twisted.http.web import answer_error, log_error
 
 __all__ = ["ApiSite", "RelayFirst"]
 
 #: A relayed path that can skip the router: a plain guid, the proxy prefix, anything.
 _RELAYED = re.compile(
-    rb"^/jobs/(" + GUID.pattern.removeprefix("^").removesuffix("$").encode("ascii")
-    + rb")/proxy(?:/|$)")
+    rb"/jobs/(" + GUID.core.encode("ascii") + rb")/proxy(?:/|\Z)")
 
 
 #: A path relayed to a service's instance.
 _RELAYED_SERVICE = re.compile(
-    rb"^/services/(" + SERVICE_NAME.pattern.removeprefix("^").removesuffix("$").encode("ascii")
-    + rb")/proxy(?:/|$)")
+    rb"/services/(" + SERVICE_NAME.core.encode("ascii") + rb")/proxy(?:/|\Z)")
 
 #: ``relayed(request, name)``: relay a request to a job or a service.
 Relayed = Callable[[Any, str], Coroutine[Any, Any, bytes]]
@@ -92,7 +91,15 @@ def _finish(request: Any, body: bytes) -> None:
 
 
 class ApiSite(Site):
-    """A Site whose access log leaves out relayed requests."""
+    """
+    A Site whose access log leaves out relayed requests, on an
+    :class:`~.channel.ApiChannel` (408, 414, 431); ``read_timeout`` is the
+    seconds a caller has to send a whole request (None: no bound).
+    """
+
+    # Twisted types it as its HTTP/2-choosing wrapper, of no use here without TLS's ALPN.
+    protocol = ApiChannel  # type: ignore[assignment]
+    read_timeout: float | None = None
 
     def log(self, request: Any) -> None:
         if not getattr(request, "relayed", False):

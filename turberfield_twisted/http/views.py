@@ -16,7 +16,7 @@ from turberfield_twisted.jobs.job import Job
 from turberfield_twisted.jobs.limits import local_pid
 from turberfield_twisted.jobs.procstat import group_stats
 
-__all__ = ["job_views", "module_views"]
+__all__ = ["change_view", "job_views", "module_views"]
 
 def job_views(jobs: Iterable[Job], now: float) -> list[dict[str, Any]]:
     """
@@ -52,3 +52,19 @@ def module_views(cfg: configparser.ConfigParser, settings: Settings) -> list[dic
         views.append({"name": name, "overridable": keys, "defaults": redact(defaults),
                       "launcher": module.launcher, "warm": module.warm})
     return views
+
+
+def change_view(job: Job, settings: Any) -> dict[str, Any]:
+    """
+    The answer to a live config change of ``job``: the job, and ``kept``,
+    whether the change is kept for the daemon's next start (it is in the
+    state store), which it is not for a job a ``[job:NAME]`` section of a
+    config file declares (``settings``): ``note`` then says so, and where.
+    """
+    declared = settings.declared.get(job.guid) if job.declared else None
+    if declared is None:
+        return {**job.as_json(), "kept": True}
+    note = (f"job {job.guid} is declared in {declared.source}: this change lasts until the"
+            f" daemon restarts, or a reload changes its [job:{job.guid}] section; to keep it,"
+            " set it there")
+    return {**job.as_json(), "kept": False, "note": note}

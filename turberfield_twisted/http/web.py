@@ -34,9 +34,11 @@ from werkzeug.routing import BaseConverter, RequestRedirect
 from turberfield_twisted.contract import authorized
 from turberfield_twisted.errors import (
     ApiError,
+    CannotForget,
     ChangeRefused,
     ConfigError,
     ConfigPushFailed,
+    DaemonStopping,
     Invalid,
     NoFreePort,
     NotReady,
@@ -113,6 +115,7 @@ STATUSES: Mapping[type[Exception], int] = MappingProxyType({
     MethodNotAllowed: 405,
     NotReady: 409,
     ServiceConflict: 409,
+    CannotForget: 409,
     BodyTooLarge: 413,
     SpawnFailed: 500,
     ChangeRefused: 422,
@@ -120,6 +123,7 @@ STATUSES: Mapping[type[Exception], int] = MappingProxyType({
     RelayError: 502,
     NoFreePort: 503,
     StoreFailed: 503,
+    DaemonStopping: 503,
     ApiError: 500,
     HTTPException: 500,
     Exception: 500,
@@ -181,6 +185,8 @@ def _headers_of(exc: BaseException) -> dict[str, str]:
         return {"Allow": ", ".join(exc.valid_methods)}
     if isinstance(exc, ApiError):
         return exc.headers
+    if isinstance(exc, DaemonStopping):
+        return {"Retry-After": str(exc.retry_after)}
     return {}
 
 

@@ -15,7 +15,7 @@ from enum import StrEnum
 from typing import Any
 
 import attrs
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, DeferredLock
 from twisted.internet.interfaces import IDelayedCall
 
 from turberfield_twisted.config.policy import Limits, explain_exit
@@ -163,6 +163,8 @@ class Job:
     #: Its module section's keys (resolved) as its worker was last started with them;
     #: None while it has no run (not started yet, or ended).
     module_keys: dict[str, str] | None = attrs.field(default=None, repr=False)
+    #: Held while a live change of its config runs: changes run one at a time.
+    config_lock: DeferredLock = attrs.field(factory=DeferredLock, repr=False)
     #: The service it is an instance of (None: a job of its own).
     service: str | None = None
     #: The listening sockets its worker is handed at each start (its service's).

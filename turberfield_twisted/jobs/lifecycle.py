@@ -23,7 +23,6 @@ from turberfield_twisted.contract import EXIT_PORT_IN_USE
 from turberfield_twisted.errors import NoFreePort, SpawnFailed
 from turberfield_twisted.jobs.admission import Admission
 from turberfield_twisted.jobs.job import ENDED, LIVE, Job, JobEvent, OutputLine
-from turberfield_twisted.jobs.limits import apply_rlimits
 from turberfield_twisted.jobs.transitions import _B, _E, _P, _S, _W, TRANSITIONS, Input
 from turberfield_twisted.launch.interfaces import ILauncher, IWorkerProcess
 from turberfield_twisted.launch.ports import PortBook
@@ -110,26 +109,39 @@ class Lifecycle:
         """The daemon stops: no job is given a starting slot from now on."""
         self.admission.closed = True
 
-    def start(self, job: Job, new: bool = False) -> None:
+    def start(self, job: Job, new: bool = False, keep: Callable[[], None] | None = None) -> None:
         """
         Start ``job``: a ``new`` one, or one that ended or is in backoff.
-        It holds a port, waits for a starting slot and is spawned. Raise
+        It holds a port, then ``keep()`` runs (if it raises, nothing has
+        changed), then it waits for a starting slot and is spawned. Raise
         :class:`NoFreePort` (nothing changed) or :class:`SpawnFailed` (it
         is ``failed``, its ``last_error`` says why).
         """
+        port = job.port
         self._hold_port(job)
+        if keep is not None:
+            try:
+                keep()
+            except BaseException:
+                self.ports.release(job, job.port)
+                job.port = port
+                raise
         failed = self._join_queue(job, Input.LAUNCH if new else Input.QUEUE)
         if failed is not None:
             raise failed
 
-    def restart(self, job: Job) -> None:
+    def restart(self, job: Job, keep: Callable[[], None] | None = None) -> None:
         """
         Stop ``job`` (as :meth:`stop` does), then start it again once it has
         exited; one that has ended starts at once (raising as :meth:`start`).
+        ``keep()`` runs before anything changes (if it raises, nothing does).
         """
+        if keep is not None and job.state not in ENDED:
+            keep()  # before anything changes
+            keep = None
         self.stop(job)  # on an ended job: nothing
         if job.state in ENDED:
-            self.start(job)
+            self.start(job, keep=keep)
         else:
             job.again = True  # fire() starts it on its way into exited
 
@@ -242,7 +254,7 @@ class Lifecycle:
             config = self._render(job)
             process = self.launcher.spawn(job.module, job.guid, job.port, config,
                                           lambda stream, text: self.line(job, stream, text),
-                                          job.sockets)
+                                          limits, job.sockets)
         except SpawnFailed as exc:
             job.last_error = str(exc)
             self.log.error("job {guid} ({module}) could not be spawned: {error}",
@@ -255,10 +267,7 @@ class Lifecycle:
         job.started = self._reactor.seconds()
         job.status = None
         job.timed_out = False
-        job.limits, job.limit_hit = limits, apply_rlimits(process, limits)
-        if job.limit_hit is not None:
-            self.log.error("job {guid}: {error}: SIGKILL", guid=job.guid, error=job.limit_hit)
-            process.signal(signal.SIGKILL)
+        job.limits, job.limit_hit = limits, None
         self.log.info("job {guid} spawned {module} pid {pid} port {port}", guid=job.guid,
                       module=job.module, pid=job.pid, port=job.port)
         self.fire(job, Input.SPAWN)

@@ -8,13 +8,16 @@ Per-job limits, from a module's section or a declared job's:
     SIGKILL after ``stop_timeout``) and restarted under its restart policy,
     its ``last_error`` saying why, as PM2's ``max_memory_restart`` does.
 ``max_open_files``, ``max_cpu_seconds``
-    ``RLIMIT_NOFILE`` and ``RLIMIT_CPU`` (soft and hard alike), set on the
-    worker's process with ``prlimit(2)`` (:func:`apply_rlimits`) as soon as
-    its launcher's ``spawn`` has returned (the lifecycle does so): the
-    process runs already, so what it did before stands (files it opened
-    stay open; the CPU time it used counts). From then on the kernel
-    refuses more open files (``EMFILE``) and kills it (SIGKILL) once it has
-    used that much CPU time.
+    ``RLIMIT_NOFILE`` and ``RLIMIT_CPU`` (soft and hard alike): the kernel
+    refuses more open files (``EMFILE``) and kills the worker (SIGKILL)
+    once it has used that much CPU time. The lifecycle hands them to the
+    launcher's ``spawn``, which sets them where and when it can: a local
+    worker runs through util-linux ``prlimit`` and has them before its
+    interpreter starts (:mod:`~turberfield_twisted.launch.local`; without
+    ``prlimit``, ``prlimit(2)`` sets them just after the spawn); a warm one
+    sets them on itself just after its fork, before it runs the module
+    (:mod:`~turberfield_twisted.launch.warm.template`); a Slurm task gets
+    Slurm's own, not these.
 
 :class:`Limits` itself, a value the config is checked into, is
 :mod:`turberfield_twisted.config.policy`'s.
@@ -22,19 +25,18 @@ Per-job limits, from a module's section or a declared job's:
 
 from __future__ import annotations
 
-import resource
 from collections.abc import Callable, Collection, Iterable
 
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
-from turberfield_twisted.config.policy import Limits
 from turberfield_twisted.jobs.job import LIVE, Job
 from turberfield_twisted.jobs.procstat import group_stats
 from turberfield_twisted.launch.interfaces import ILocalProcess, IWorkerProcess
 
-__all__ = ["MemoryWatch", "apply_rlimits", "local_pid"]
+__all__ = ["MemoryWatch", "local_pid"]
+
 
 def local_pid(process: IWorkerProcess | None) -> int | None:
     """The pid of a worker ``process`` that runs on this host (an ILocalProcess), else None."""
@@ -42,26 +44,6 @@ def local_pid(process: IWorkerProcess | None) -> int | None:
         return None
     pid: int | None = process.pid
     return pid
-
-
-def apply_rlimits(process: IWorkerProcess, limits: Limits) -> str | None:
-    """
-    Set ``limits``' rlimits on a local worker ``process`` that runs already
-    (an :class:`~turberfield_twisted.launch.interfaces.ILocalProcess`;
-    others are left alone). Return None, or why they could not be set.
-    """
-    wanted = limits.rlimits()
-    pid = local_pid(process)
-    if not wanted or pid is None:
-        return None
-    for which, value in wanted.items():
-        try:
-            resource.prlimit(pid, which, (value, value))
-        except (OSError, ValueError) as exc:
-            name = "max_open_files" if which == resource.RLIMIT_NOFILE else "max_cpu_seconds"
-            reason = getattr(exc, "strerror", None) or type(exc).__name__
-            return f"could not set its {name} ({reason})"
-    return None
 
 
 def _rss(pids: Collection[int]) -> dict[int, int]:

@@ -36,17 +36,20 @@ class JobTable:
         except KeyError:
             raise UnknownJob(guid) from None
 
-    def forget_ended(self, keep: int) -> list[str]:
+    def forget_ended(self, keep: int,
+                     forget: Callable[[str], None] = lambda guid: None) -> list[str]:
         """
         Drop all but the ``keep`` ended jobs that ended last (declared ones
         stay; one that never ended here, as one restored stopped, counts as
-        the oldest); their guids.
+        the oldest); their guids. ``forget(guid)`` runs before each is
+        dropped: if it raises, that job and the rest stay, and it propagates.
         """
         ended = sorted((job for job in self.workers.values()
                         if job.state in ENDED and not job.declared),
                        key=lambda job: -math.inf if job.ended is None else job.ended)
         gone = [job.guid for job in ended[: max(0, len(ended) - keep)]]
         for guid in gone:
+            forget(guid)
             del self.workers[guid]
         return gone
 

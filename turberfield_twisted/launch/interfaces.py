@@ -20,6 +20,7 @@ import attrs
 from twisted.internet.defer import Deferred
 from zope.interface import Attribute, Interface
 
+from turberfield_twisted.config.policy import Limits
 from turberfield_twisted.launch.protocol import ExitStatus
 
 #: ``on_line(stream, text)``: one line of a worker's output ("stdout" or "stderr").
@@ -113,15 +114,17 @@ class ILauncher(Interface):
 
     def spawn(
         module: str, guid: str, port: int, config: bytes, on_line: LineSink,
-        sockets: Sequence[ListenSocket] = (),
+        limits: Limits | None = None, sockets: Sequence[ListenSocket] = (),
     ) -> IWorkerProcess:
         """
         Start ``python -P -m module --guid guid --port port`` in a session
         of its own, ``config`` written to its stdin, each output line given
-        to ``on_line``, ``sockets`` handed down as systemd's socket
-        activation does (fds 3 on, ``LISTEN_FDS``, ``LISTEN_PID``; its
-        lifeline and ready fd after them). Raise :class:`SpawnFailed` if it
-        can't (a launcher that can't hand down sockets says so).
+        to ``on_line``, under ``limits``' rlimits where the launcher sets
+        them (each launcher says when, and whether), ``sockets`` handed
+        down as systemd's socket activation does (fds 3 on, ``LISTEN_FDS``,
+        ``LISTEN_PID``; its lifeline and ready fd after them). Raise
+        :class:`SpawnFailed` if it can't (a launcher that can't hand down
+        sockets says so).
         """
 
     def renew(module: str) -> Deferred[None]:

@@ -6,6 +6,13 @@ and its ready fd on 4; :class:`LocalProcess` is such a worker as the
 lifecycle sees it. The pieces a warm or a Slurm launcher shares with it
 (the command line, the environment, spawning in a session, a process
 that ends and is signalled by group) are here too.
+
+A job's rlimits (``max_open_files``, ``max_cpu_seconds``) are set before
+its interpreter starts: the worker is run through util-linux ``prlimit``
+(``prlimit --cpu=S:S --nofile=N:N -- setsid python ...``), so the first
+instruction of the interpreter already runs under them. Without
+``prlimit`` on the PATH they are set with ``prlimit(2)`` on its pid just
+after the spawn, while the interpreter starts.
 """
 
 from __future__ import annotations
@@ -13,7 +20,7 @@ from __future__ import annotations
 import importlib.machinery
 import json
 import os
-import re
+import resource
 import shutil
 import signal
 import subprocess
@@ -26,6 +33,8 @@ from twisted.internet.interfaces import IProcessTransport, IReactorProcess
 from twisted.internet.protocol import ProcessProtocol
 from zope.interface import implementer
 
+from turberfield_twisted.config.names import MODULE
+from turberfield_twisted.config.policy import Limits
 from turberfield_twisted.contract import (
     LISTEN_FDS_START,
     lifeline_fd,
@@ -43,6 +52,7 @@ __all__ = [
     "LocalLauncher",
     "LocalProcess",
     "ProtocolProcess",
+    "rlimit_command",
     "socket_argv",
     "socket_fds",
     "spawn_in_session",
@@ -50,14 +60,10 @@ __all__ = [
     "worker_argv",
 ]
 
-_MODULE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
-
-
-
 
 def valid_module_name(module: str) -> bool:
     """Whether ``module`` is a dotted module name (no path, no option)."""
-    return bool(_MODULE.match(module))
+    return MODULE.accepts(module)
 
 
 def worker_argv(python: str, module: str, guid: str, port: int) -> list[str]:
@@ -102,18 +108,33 @@ def minimal_env(pythonpath: str = "", extra: Mapping[str, str] = {}) -> dict[str
     }
 
 
+#: The ``prlimit(1)`` option of each rlimit a job may have.
+_PRLIMIT_OPTIONS = {resource.RLIMIT_NOFILE: "--nofile", resource.RLIMIT_CPU: "--cpu"}
+
+
+def rlimit_command(prlimit: str, rlimits: Mapping[int, int]) -> list[str]:
+    """``prlimit`` (its path) setting ``rlimits`` (soft and hard), ready for a command."""
+    return [prlimit, *(f"{_PRLIMIT_OPTIONS[which]}={value}:{value}"
+                       for which, value in sorted(rlimits.items())), "--"]
+
+
 def spawn_in_session(reactor: IReactorProcess, protocol: ProcessProtocol, argv: list[str],
                      setsid: str | None, env: dict[str, str],
-                     child_fds: Mapping[int, int | str], module: str) -> IProcessTransport:
+                     child_fds: Mapping[int, int | str], module: str,
+                     through: Sequence[str] = ()) -> IProcessTransport:
     """
     Spawn ``argv`` for a worker of ``module`` with ``protocol``, leading a
     session of its own through ``setsid(1)`` if given (so that its pid is
-    its process group's from the first instruction). Raise
+    its process group's from the first instruction), and run through the
+    command ``through`` (its path first) if given. Raise
     :class:`SpawnFailed` if the system refuses.
     """
     executable = argv[0]
     if setsid:
         executable, argv = setsid, ["setsid", *argv]
+    if through:  # it runs the rest by path: the real path of what follows
+        argv = [os.path.basename(through[0]), *through[1:], executable, *argv[1:]]
+        executable = through[0]
     try:
         transport: IProcessTransport = reactor.spawnProcess(
             protocol, executable, argv, env=env, childFDs=child_fds)
@@ -226,7 +247,9 @@ class LocalLauncher:
     leader of its own session (through ``setsid(1)`` where it exists, so
     the pid is the process group id from the first instruction), with the
     current interpreter and a minimal environment: ``PATH``, ``LANG``,
-    ``PYTHONUNBUFFERED`` and ``PYTHONPATH`` if ``pythonpath`` is given.
+    ``PYTHONUNBUFFERED`` and ``PYTHONPATH`` if ``pythonpath`` is given; a
+    job's rlimits set through ``prlimit(1)`` before its interpreter starts
+    (with ``prlimit(2)`` just after the spawn if ``prlimit`` is None).
 
     A port is probed with ``in_use(listen_addr, port)`` before it is
     handed out.
@@ -240,9 +263,11 @@ class LocalLauncher:
         setsid: str | None = shutil.which("setsid"),
         process_groups: bool = True,
         in_use: Callable[[str, int], bool] = port_in_use,
+        prlimit: str | None = shutil.which("prlimit"),
     ):
         self._reactor, self._in_use = reactor, in_use
         self.python, self.pythonpath, self.setsid = python, pythonpath, setsid
+        self.prlimit = prlimit
         self.process_groups = process_groups
         self._path: list[str] | None = None
         self.env = minimal_env(pythonpath)
@@ -290,22 +315,44 @@ class LocalLauncher:
 
     def spawn(
         self, module: str, guid: str, port: int, config: bytes, on_line: LineSink,
-        sockets: Sequence[ListenSocket] = (),
+        limits: Limits | None = None, sockets: Sequence[ListenSocket] = (),
     ) -> LocalProcess:
         """
         See :meth:`ILauncher.spawn`: fd 3 of the worker is its lifeline, fd
         4 the pipe where it says it listens; with ``sockets``, those are
         fds 3 on and the lifeline and ready fd follow (run through ``sh``,
-        which sets ``LISTEN_PID`` to its pid and execs the worker).
+        which sets ``LISTEN_PID`` to its pid and execs the worker);
+        ``limits``' rlimits are its own before its interpreter starts (see
+        the class).
         """
+        rlimits = limits.rlimits() if limits is not None else {}
+        through = rlimit_command(self.prlimit, rlimits) if rlimits and self.prlimit else ()
         protocol = WorkerProtocol(guid, config, on_line, reactor=self._reactor,
                                   ready_fd=ready_fd(len(sockets)))
         env = {**self.env, **socket_env([sock.name for sock in sockets])} if sockets else self.env
         argv = socket_argv(worker_argv(self.python, module, guid, port), sockets)
         transport = spawn_in_session(self._reactor, protocol, argv, self.setsid, env,
-                                     socket_fds(sockets), module)
+                                     socket_fds(sockets), module, through)
+        if rlimits and not through:
+            _set_rlimits(transport, rlimits, module)
         return LocalProcess(protocol, transport, self.process_groups)
 
     def renew(self, module: str) -> Deferred[None]:
         """See :meth:`ILauncher.renew`: a cold worker imports its code as it starts."""
         return succeed(None)
+
+
+def _set_rlimits(transport: IProcessTransport, rlimits: Mapping[int, int], module: str) -> None:
+    """Set ``rlimits`` on a just-spawned process; if one can't be, kill it: SpawnFailed."""
+    for which, value in rlimits.items():
+        try:
+            resource.prlimit(transport.pid, which, (value, value))
+        except (OSError, ValueError) as exc:
+            name = "max_open_files" if which == resource.RLIMIT_NOFILE else "max_cpu_seconds"
+            reason = getattr(exc, "strerror", None) or type(exc).__name__
+            try:
+                transport.signalProcess("KILL")
+            except ProcessExitedAlready:
+                pass
+            raise SpawnFailed(f"could not start {module}: could not set its {name}"
+                              f" ({reason})") from None

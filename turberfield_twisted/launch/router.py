@@ -18,6 +18,7 @@ from collections.abc import Callable, Mapping, Sequence
 from twisted.internet.defer import Deferred, gatherResults
 from zope.interface import implementer
 
+from turberfield_twisted.config.policy import Limits
 from turberfield_twisted.config.settings import Settings
 from turberfield_twisted.launch.interfaces import ILauncher, IWorkerProcess, LineSink, ListenSocket
 from turberfield_twisted.launch.local import LocalLauncher
@@ -78,9 +79,11 @@ class ModuleLaunchers:
         return self.launcher_of(module).address(module, listen_addr)
 
     def spawn(self, module: str, guid: str, port: int, config: bytes,
-              on_line: LineSink, sockets: Sequence[ListenSocket] = ()) -> IWorkerProcess:
+              on_line: LineSink, limits: Limits | None = None,
+              sockets: Sequence[ListenSocket] = ()) -> IWorkerProcess:
         """See :meth:`ILauncher.spawn`."""
-        return self.launcher_of(module).spawn(module, guid, port, config, on_line, sockets)
+        return self.launcher_of(module).spawn(module, guid, port, config, on_line, limits,
+                                              sockets)
 
     def renew(self, module: str) -> Deferred[None]:
         """See :meth:`ILauncher.renew`."""

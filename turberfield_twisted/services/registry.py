@@ -6,7 +6,8 @@ and closes their sockets once the daemon has stopped their instances.
 
 Each change is checked whole before anything is done (a bad name, count
 or module, an address another process holds, a rollout already running:
-nothing changes), and kept in the store before it is answered.
+nothing changes), and kept in the store before it is answered; once the
+daemon stops, every change is refused (``DaemonStopping``).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from turberfield_twisted.config.names import SERVICE_NAME
 from turberfield_twisted.config.services import DeclaredService, numbers_problem
 from turberfield_twisted.config.settings import Settings
 from turberfield_twisted.errors import (
+    DaemonStopping,
     Invalid,
     NoFreePort,
     ServiceConflict,
@@ -67,6 +69,10 @@ class Services:
         self.groups: dict[str, ServiceGroup] = {}
         self._closed = False
 
+    def _refuse_while_closed(self) -> None:
+        if self._closed:
+            raise DaemonStopping()
+
     def group(self, name: str) -> ServiceGroup:
         """Service ``name``; raise :class:`UnknownService`."""
         try:
@@ -87,7 +93,7 @@ class Services:
         :class:`ServiceConflict` for a name taken, and as the host's
         ``admit`` does for its module and overrides.
         """
-        if not SERVICE_NAME.match(spec.name):
+        if not SERVICE_NAME.accepts(spec.name):
             raise Invalid("name must be 1 to 48 letters, digits, '_' or '-', starting with a"
                           " letter or digit")
         if spec.name in self.groups:
@@ -112,8 +118,7 @@ class Services:
         ``StoreFailed``: nothing is made. An instance that can't be started
         is logged and shown as the service's ``last_error``.
         """
-        if self._closed:
-            raise ServiceConflict("the daemon is stopping")
+        self._refuse_while_closed()
         self.check(spec)
         sock = SharedSocket(spec.name, spec.host, spec.port)
         try:
@@ -146,6 +151,7 @@ class Services:
         once it is closed.
         """
         group = self.group(name)
+        self._refuse_while_closed()
         self._keeper.forget_service(name)
         del self.groups[name]
         if group.rollout is not None:
@@ -164,6 +170,7 @@ class Services:
         :class:`ServiceConflict` while a rollout runs: nothing changes.
         """
         group = self.group(name)
+        self._refuse_while_closed()
         if not isinstance(count, int) or isinstance(count, bool):
             raise Invalid("instances must be a whole number")
         self.check_numbers(count, group.spec.surge, group.spec.max_unavailable)
@@ -189,6 +196,7 @@ class Services:
         :class:`ServiceConflict` if a rollout runs.
         """
         group = self.group(name)
+        self._refuse_while_closed()
         if group.rollout is not None:
             raise ServiceConflict(f"a rollout of service {name} is running")
         changes: dict[str, Any] = {}

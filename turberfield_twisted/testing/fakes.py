@@ -48,6 +48,7 @@ from twisted.internet.testing import MemoryReactor
 from zope.interface import implementer
 from zope.interface.verify import verifyClass
 
+from turberfield_twisted.config.policy import Limits
 from turberfield_twisted.errors import SpawnFailed, UnknownModule
 from turberfield_twisted.launch.interfaces import (
     ILauncher,
@@ -152,8 +153,8 @@ class FakeProcessReactor(MemoryReactor, Clock):
 class FakeWorker(Outcomes):
     """
     A worker process that exists only as this record: what it was started
-    with, the signals it got (``signals``). It ends when the test calls
-    :meth:`exit`, or at once on a signal listed in ``dies_on``.
+    with (``limits`` too), the signals it got (``signals``). It ends when
+    the test calls :meth:`exit`, or at once on a signal listed in ``dies_on``.
     """
 
     module: str
@@ -164,6 +165,7 @@ class FakeWorker(Outcomes):
     pid: int | None = attrs.field(factory=lambda: next(_pids))
     signals: list[int] = attrs.field(factory=list)
     dies_on: frozenset[int] = frozenset({signal.SIGTERM, signal.SIGKILL})
+    limits: Limits | None = None
     #: The listening sockets it was handed (a service's instance).
     sockets: tuple[ListenSocket, ...] = ()
     _exit: Once[ExitStatus] = attrs.field(factory=Once, repr=False)
@@ -239,13 +241,17 @@ class FakeLauncher:
         return None if module in self.remote else reachable(listen_addr)
 
     def spawn(self, module: str, guid: str, port: int, config: bytes,
-              on_line: Callable[[str, str], None],
+              on_line: Callable[[str, str], None], limits: Limits | None = None,
               sockets: Sequence[ListenSocket] = ()) -> FakeWorker:
-        """See :meth:`ILauncher.spawn`: the worker records ``sockets``."""
+        """
+        See :meth:`ILauncher.spawn` (``limits`` and ``sockets`` are kept on
+        the worker: no process).
+        """
         if self.fail_spawn is not None:
             raise SpawnFailed(f"could not start {module}: {self.fail_spawn}")
         kind = FakeRemoteWorker if module in self.remote else FakeWorker
-        worker = kind(module, guid, port, config, on_line, sockets=tuple(sockets))
+        worker = kind(module, guid, port, config, on_line, limits=limits,
+                      sockets=tuple(sockets))
         self.spawned.append(worker)
         return worker
 

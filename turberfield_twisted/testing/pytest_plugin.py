@@ -1,4 +1,4 @@
-"""
+r"""
 pytest fixtures of the testing kit, for tests run with pytest-twisted.
 
 Not loaded unless asked for: in the ``conftest.py`` at the root of the
@@ -20,6 +20,11 @@ run pytest with ``--reactor=asyncio`` (as the workers run).
 Whatever they started is stopped after the test, however it ended; a
 process left alive then is killed and the test errors with
 :class:`~turberfield_twisted.testing.running.ProcessesLeft`.
+
+With this plugin, pytest also runs trial ``TestCase``\ s (the kit's
+``running_worker`` in ``async def`` tests, say) in pytest-twisted's
+reactor, so trial and pytest tests of a worker may share a folder and a
+run: see :mod:`~turberfield_twisted.testing.trial_cases`.
 """
 
 from __future__ import annotations
@@ -36,8 +41,12 @@ from turberfield_twisted.testing.running import (
     running_initiator,
     running_worker,
 )
+from turberfield_twisted.testing.trial_cases import collect_trial_cases
 
-__all__ = ["start_initiator", "start_worker"]
+__all__ = ["pytest_pycollect_makeitem", "start_initiator", "start_worker"]
+
+#: Trial test cases are collected as the kit runs them (in the running reactor).
+pytest_pycollect_makeitem = collect_trial_cases
 
 
 @pytest_twisted.async_yield_fixture

@@ -140,8 +140,11 @@ class WorkerApp:
                     await result
             except Exception as exc:
                 self.proactor.cfg = before  # all or nothing: the worker keeps its old config
-                log.failure("job {guid}: on_config refused the change", guid=guid)
-                return _error(request, 422, f"{type(exc).__name__}: {exc}"[:300])
+                reason = f"{type(exc).__name__}: {exc}"[:300]
+                # An ordinary refusal, not a fault of the worker: one line, no traceback.
+                log.warn("job {guid}: on_config refused the change: {reason}", guid=guid,
+                         reason=reason.replace("\n", " "))
+                return _error(request, 422, reason)
         log.info("job {guid}: config refreshed", guid=guid)
         return json.dumps({"applied": True}).encode()
 

@@ -298,4 +298,5 @@ def listening_host(listen_addr: str, env: Mapping[str, str],
 def slurm_step(env: Mapping[str, str]) -> str | None:
     """``JOBID.STEP`` of the Slurm job step this process runs in (from ``env``), or None."""
     job, step = env.get("SLURM_JOB_ID", ""), env.get("SLURM_STEP_ID", "")
-    return f"{job}.{step}" if job.isdigit() and step.isdigit() else None
+    digits = all(part.isascii() and part.isdigit() for part in (job, step))
+    return f"{job}.{step}" if digits else None

@@ -29,9 +29,12 @@ port, adds ``GET /health``, tells the initiator it listens (a line on fd
 /jobs/{guid}/listening``), drains and exits on SIGTERM (:mod:`.drain`: it
 stops listening, closes idle keep-alive connections, answers what it
 holds with ``Connection: close``), and exits when its lifeline (fd 3,
-held by the initiator) reaches EOF. An instance of a service also serves
-the service's shared socket, handed down as systemd's socket activation
-does (``LISTEN_FDS``, ``LISTEN_PID``: fds 3 on; its lifeline and ready fd
+held by the initiator) reaches EOF, after it has ended the rest of its
+process group, what it started (SIGTERM, then SIGKILL after
+:data:`~.group.GRACE` seconds: :func:`~.group.end_group`), which no one
+else would now. An instance of a service also serves the service's
+shared socket, handed down as systemd's socket activation does
+(``LISTEN_FDS``, ``LISTEN_PID``: fds 3 on; its lifeline and ready fd
 follow them). Bound beyond loopback, every
 route but ``GET /health`` needs this job's token (the relay sends it).
 While it has a lifeline it waits for its config as long as it takes (the
@@ -91,6 +94,7 @@ from turberfield_twisted.contract import (
 from turberfield_twisted.errors import ApiError, ConfigError, TransportError
 from turberfield_twisted.worker.app import WorkerApp, WorkerContext
 from turberfield_twisted.worker.drain import DrainingSite
+from turberfield_twisted.worker.group import end_group
 from turberfield_twisted.worker.parent import ParentClient
 from turberfield_twisted.worker.proactor import Proactor
 from turberfield_twisted.worker.sockets import NotASocket, adopt, take_inherited
@@ -269,15 +273,25 @@ class _Runtime:
                 data = b""
             if not data:
                 loop.remove_reader(lifeline)
-                log.warn("job {guid}: lifeline lost, the initiator is gone; exiting",
-                         guid=self.args.guid)
+                log.warn("job {guid}: lifeline lost, the initiator is gone; ending its"
+                         " process group and exiting", guid=self.args.guid)
                 self.exit_code = 0
-                if self.reactor.running:
-                    self.reactor.stop()
+                ending = end_group(self.reactor)
+                ending.addCallback(self._group_ended)
+                ending.addErrback(lambda failure: log.failure(
+                    "job {guid}: its process group could not be ended", failure,
+                    guid=self.args.guid))
+                ending.addBoth(lambda _: self.reactor.stop() if self.reactor.running else None)
 
         os.set_blocking(lifeline, False)
         loop.add_reader(lifeline, readable)
         return True
+
+    def _group_ended(self, killed: list[int]) -> None:
+        """Log the pids of its group that needed SIGKILL, if any."""
+        if killed:
+            log.warn("job {guid}: SIGKILL to {pids} of its process group, still there after"
+                     " SIGTERM", guid=self.args.guid, pids=killed)
 
 
 def _is_pipe(fd: int) -> bool:

@@ -36,6 +36,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from turberfield_twisted.config.policy import Limits
 from turberfield_twisted.contract import LIFELINE_FD
 from turberfield_twisted.errors import SpawnFailed, UnknownModule
 from turberfield_twisted.launch.interfaces import (
@@ -212,10 +213,13 @@ class SlurmLauncher:
         return None
 
     def spawn(self, module: str, guid: str, port: int, config: bytes,
-              on_line: LineSink, sockets: Sequence[ListenSocket] = ()) -> SlurmProcess:
+              on_line: LineSink, limits: Limits | None = None,
+              sockets: Sequence[ListenSocket] = ()) -> SlurmProcess:
         """
         See :meth:`ILauncher.spawn`: the guard holds the lifeline; srun has no
-        fd 4, and no socket of this host reaches a node (SpawnFailed).
+        fd 4. ``limits``' rlimits are not set on a Slurm task (Slurm's own
+        limits apply there), and no socket of this host reaches a node
+        (SpawnFailed).
         """
         if sockets:
             raise SpawnFailed(f"could not start {module}: a worker on a Slurm node can't be"

@@ -36,6 +36,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from turberfield_twisted.config.policy import Limits
 from turberfield_twisted.contract import ready_fd
 from turberfield_twisted.launch.interfaces import ILauncher, IWorkerProcess, LineSink, ListenSocket
 from turberfield_twisted.launch.local import LocalLauncher, SpawnFailed, spawn_in_session
@@ -43,7 +44,7 @@ from turberfield_twisted.launch.protocol import ExitStatus, LineSplitter, Once
 from turberfield_twisted.launch.reactor import IDaemonReactor
 from turberfield_twisted.launch.warm.process import Reader, WarmProcess
 from turberfield_twisted.launch.warm.states import TEMPLATE_MOVES, TemplateState, TemplateTold
-from turberfield_twisted.launch.warm.template import MAX_MESSAGE, send
+from turberfield_twisted.launch.warm.template import MAX_MESSAGE, RLIMIT_NAMES, send
 
 __all__ = ["RESTART_DELAY", "Template", "WarmLauncher"]
 
@@ -178,10 +179,12 @@ class Template:
     # -- spawning ----------------------------------------------------------
 
     def spawn(self, guid: str, port: int, config: bytes, on_line: LineSink,
+              limits: Limits | None = None,
               sockets: Sequence[ListenSocket] = ()) -> WarmProcess:
         """
-        Ask the template to fork a worker (handed ``sockets``); raise OSError
-        if it can't be asked.
+        Ask the template to fork a worker (handed ``sockets``), which sets
+        ``limits``' rlimits on itself before it runs the module; raise
+        OSError if it can't be asked.
         """
         process = WarmProcess(self._reactor, guid, config, on_line, ready_fd(len(sockets)))
         stdin, stdout, stderr = os.pipe(), os.pipe(), os.pipe()
@@ -192,6 +195,8 @@ class Template:
                    "sockets": [sock.name for sock in sockets]}
         try:
             # The template's fds are closed when they are sent: the sockets' are the daemon's.
+            rlimits = limits.rlimits() if limits is not None else {}
+            request["rlimits"] = {RLIMIT_NAMES[which]: value for which, value in rlimits.items()}
             send(self._sock, request, [*theirs[:3], *(sock.fd for sock in sockets),
                                        *theirs[3:]])
         except OSError:
@@ -290,16 +295,21 @@ class WarmLauncher:
         return self.cold.address(module, listen_addr)
 
     def spawn(self, module: str, guid: str, port: int, config: bytes,
-              on_line: LineSink, sockets: Sequence[ListenSocket] = ()) -> IWorkerProcess:
-        """See :meth:`ILauncher.spawn`: forked if the module's template is ready, else cold."""
+              on_line: LineSink, limits: Limits | None = None,
+              sockets: Sequence[ListenSocket] = ()) -> IWorkerProcess:
+        """
+        See :meth:`ILauncher.spawn`: forked if the module's template is ready
+        (the fork sets ``limits``' rlimits on itself before it runs the
+        module), else cold.
+        """
         template = self.template(module) if self._is_warm(module) else None
         if template is not None and template.state is TemplateState.READY:
             try:
-                return template.spawn(guid, port, config, on_line, sockets)
+                return template.spawn(guid, port, config, on_line, limits, sockets)
             except OSError as exc:
                 self.log.warn("job {guid}: the template of {module} could not fork it ({why});"
                               " it starts cold", guid=guid, module=module, why=str(exc))
-        return self.cold.spawn(module, guid, port, config, on_line, sockets)
+        return self.cold.spawn(module, guid, port, config, on_line, limits, sockets)
 
     def renew(self, module: str) -> Deferred[None]:
         """

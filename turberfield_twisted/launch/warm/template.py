@@ -8,10 +8,11 @@ runtime, Klein and the module, and forks each new worker of it, as
 On it the template says ``{"ready": pid}`` (or ``{"refused": why}`` and
 exits: a module that starts threads at import, or that keeps the reactor
 it was imported with, can't be forked safely), then for each
-``{"spawn": n, "guid": G, "port": P, "sockets": [NAME ...]}`` that comes
-with five fds and one more per socket (the new worker's stdin, stdout,
-stderr, the listening sockets it is handed, lifeline and ready fd) it
-forks a child and answers ``{"spawned": n, "pid": pid}``; it tells
+``{"spawn": n, "guid": G, "port": P, "sockets": [NAME ...], "rlimits":
+{"nofile": N, "cpu": S}}`` that comes with five fds and one more per
+socket (the new worker's stdin, stdout, stderr, the listening sockets it
+is handed, lifeline and ready fd) it forks a child and answers
+``{"spawned": n, "pid": pid}``; it tells
 ``{"exit": pid, "code": c, "signal": s}`` for each child it reaps. After
 ``{"retire": true}`` it forks no more and exits once its last child has.
 EOF on the socket (the daemon is gone) ends it at once; the workers have
@@ -23,11 +24,11 @@ loop that holds no kernel object, so nothing of it is shared with a
 child. Each child: leads a session of its own; closes the template's
 reactor's fds; takes the fds as 0, 1, 2, 3 ... (with sockets, sets
 ``LISTEN_FDS``, ``LISTEN_PID`` and ``LISTEN_FDNAMES`` as systemd's socket
-activation does: the sockets are fds 3 on); builds a fresh
-asyncio loop and reactor (its fds above those); reseeds
-``random``; and runs the module as ``__main__`` with ``--guid G --port
-P``, as ``python -m`` would, so that it reads its config from its own
-stdin like a cold worker.
+activation does: the sockets are fds 3 on); sets its rlimits (soft and
+hard); builds a fresh asyncio loop and reactor (its fds above those);
+reseeds ``random``; and runs the module as ``__main__`` with ``--guid G
+--port P``, as ``python -m`` would, so that it reads its config from its
+own stdin like a cold worker.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ import importlib
 import json
 import os
 import random
+import resource
 import runpy
 import select
 import selectors
@@ -56,7 +58,7 @@ from turberfield_twisted.launch.slurm.guard import drain
 if TYPE_CHECKING:
     from twisted.internet.asyncioreactor import AsyncioSelectorReactor
 
-__all__ = ["CONTROL_FD", "MAX_MESSAGE", "MAX_SOCKETS", "SPAWN_FDS", "main"]
+__all__ = ["CONTROL_FD", "MAX_MESSAGE", "MAX_SOCKETS", "RLIMIT_NAMES", "SPAWN_FDS", "main"]
 
 #: The template's fd of its socket to the daemon.
 CONTROL_FD = 3
@@ -73,6 +75,10 @@ MAX_SOCKETS = 8
 
 #: Largest message either side sends.
 MAX_MESSAGE = 4096
+
+
+#: The name of each rlimit a spawn request may set.
+RLIMIT_NAMES = {resource.RLIMIT_NOFILE: "nofile", resource.RLIMIT_CPU: "cpu"}
 
 
 def send(sock: socket.socket, message: dict[str, Any], fds: list[int] | None = None) -> None:
@@ -164,10 +170,11 @@ def _take_fds(fds: list[int]) -> None:
 
 
 def _child(module: str, guid: str, port: int, fds: list[int], reactor: _Installed,
-           closing: list[int], sockets: list[str]) -> NoReturn:
+           closing: list[int], sockets: list[str], rlimits: dict[str, int]) -> NoReturn:
     """
     In the forked child: become a cold-looking worker of ``module`` (handed
-    the listening sockets named ``sockets``), run it, exit.
+    the listening sockets named ``sockets``) under ``rlimits`` (by name),
+    run it, exit.
     """
     code: int = 70
     try:
@@ -181,6 +188,9 @@ def _child(module: str, guid: str, port: int, fds: list[int], reactor: _Installe
         _take_fds(fds)
         if sockets:
             os.environ.update({**socket_env(sockets), LISTEN_PID_ENV: str(os.getpid())})
+        by_name = {name: which for which, name in RLIMIT_NAMES.items()}
+        for name, value in rlimits.items():
+            resource.setrlimit(by_name[name], (int(value), int(value)))
         # loaded already, with the runtime: no side effect
         from turberfield_twisted.worker._asyncio import install
 
@@ -251,7 +261,7 @@ def serve(sock: socket.socket, module: str, reactor: _Installed) -> None:
         pid = os.fork()
         if pid == 0:
             _child(module, str(message["guid"]), int(message["port"]), fds, reactor,
-                   [sock.detach(), wake_r, wake_w], names)
+                   [sock.detach(), wake_r, wake_w], names, dict(message.get("rlimits") or {}))
         for fd in fds:
             os.close(fd)
         children.add(pid)
