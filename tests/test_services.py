@@ -367,3 +367,23 @@ def test_an_instance_the_job_table_forgot_is_dropped_when_scaled_away(world, por
     assert "web.2" not in world.init.workers and group.members == ["web.1", "web.2"]
     services.scale("web", 1)
     assert group.members == ["web.1"] and states(world, ["web.1"]) == ["starting"]
+
+
+def test_once_the_daemon_stops_every_change_of_a_service_is_refused(world, ports):
+    """After begin_stopping: make, scale, roll out and remove are DaemonStopping (503);
+    a rollout that ran stops where it was, failed, saying why."""
+    from turberfield_twisted.errors import DaemonStopping
+
+    services = world.init.services
+    group = services.create(spec(ports, instances=1))
+    ready_all(world, group.members)
+    services.roll_out("web")
+    world.init.begin_stopping()
+    assert group.last_rollout.state is RolloutState.FAILED
+    assert group.last_rollout.reason == "the daemon stopped"
+    for change in (lambda: services.create(spec(ports, name="api", port=ports.low + 1)),
+                   lambda: services.scale("web", 2), lambda: services.roll_out("web"),
+                   lambda: services.remove("web")):
+        with pytest.raises(DaemonStopping):
+            change()
+    assert set(services.groups) == {"web"} and group.spec.instances == 1
