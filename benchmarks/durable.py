@@ -13,9 +13,9 @@ Rows (each the median and p90 of N samples, in microseconds unless said):
 - ``queue + done``: one web-hook record kept, then forgotten once
   delivered: the store's cost per event per hook;
 - ``read 1000 jobs + 1000 records``: what a restart reads back (ms);
-- ``group_stats``: one pass over /proc for 1 and for 50 process groups
-  (the memory watch, each ``limit_interval``), with the number of
-  processes on the machine;
+- ``group_stats``: reading 1 and 50 process groups, each from its leader
+  down (the memory watch, each ``limit_interval``, and the API's views),
+  with the number of processes on the machine (which should not matter);
 - ``prlimit(2)``: setting two rlimits on a child, against spawning
   ``setsid true`` with and without util-linux ``prlimit`` in front (ms);
 - ``second daemon exits``: ``twistd proactor`` on a locked state dir,

@@ -567,15 +567,16 @@ async def test_restart_when_the_spawn_fails_is_500_without_the_os_text():
 
 
 @pytest_twisted.ensureDeferred
-async def test_a_guid_that_names_a_config_section_is_400_before_a_port_is_taken():
-    """guid DEFAULT (or the initiator's or a module's section): 400, even with no free port."""
+async def test_a_guid_that_names_a_config_section_is_409_before_a_port_is_taken():
+    """guid DEFAULT (or the initiator's or a module's section) is taken: 409, even with no
+    free port."""
     t = _one_port()
     for guid in ("DEFAULT", "init", DEMO):
-        is_error(*await t.call("POST", "/jobs", {"module": DEMO, "guid": guid}), 400)
+        is_error(*await t.call("POST", "/jobs", {"module": DEMO, "guid": guid}), 409)
     assert t.reactor.spawned == [] and t.init.workers == {}
     taken = await t.launch()
     response, body = await t.call("POST", "/jobs", {"module": DEMO, "guid": "DEFAULT"})
-    is_error(response, body, 400)
+    is_error(response, body, 409)
     assert list(t.init.workers) == [taken] and len(t.reactor.spawned) == 1
     assert not t.init.cfg.has_option("DEFAULT", "listen_port")
 
@@ -653,6 +654,7 @@ BAD_REQUESTS: list[tuple[str, str, str, Any, int]] = [
     ("config value a list", "POST", "/jobs", {"module": DEMO, "config": {"greeting": [1]}},
      400),
     ("guid malformed", "POST", "/jobs", {"module": DEMO, "guid": "../x"}, 400),
+    ("guid null", "POST", "/jobs", {"module": DEMO, "guid": None}, 400),
     ("unknown field", "POST", "/jobs", {"module": DEMO, "command": "rm -rf /"}, 400),
     ("non-UTF-8 JSON", "POST", "/jobs", b'{"module": "\xff\xfe"}', 400),
     ("module not allowed", "POST", "/jobs", {"module": "json"}, 404),
@@ -996,3 +998,39 @@ async def test_hook_events_are_checked_and_a_repeat_returns_the_existing_hook():
     assert response.code == 200 and again["id"] == first["id"] and "secret" not in again
     response, listed = await t.call("GET", "/hooks")
     assert [hook["id"] for hook in listed["hooks"]] == [first["id"]]
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_guid_another_job_has_is_409_and_changes_nothing():
+    """A launch with a guid that a job has (running or ended) is a conflict, not bad input;
+    the job that has it is left as it was."""
+    t = make()
+    guid = await t.launch(guid="mine")
+    before = t.init.job(guid).as_json()
+    response, body = await t.call("POST", "/jobs", {"module": DEMO, "guid": "mine"})
+    is_error(response, body, 409)
+    assert "taken" in body["error"]
+    assert t.init.job(guid).as_json() == before and len(t.reactor.spawned) == 1
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_hook_with_null_events_is_400_and_none_is_made():
+    """events may be left out (every event) but not null: as the description says, an array."""
+    hooks = HookDispatcher(FakeProcessReactor(), None, allow=[ip_network("127.0.0.0/8")])
+    t = make(hooks=hooks)
+    url = "http://127.0.0.1:9/hook"
+    is_error(*await t.call("POST", "/hooks", {"url": url, "events": None}), 400)
+    assert hooks.list() == []
+    response, body = await t.call("POST", "/hooks", {"url": url})
+    assert response.code == 201 and body["events"] == ["*"]
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_malformed_last_event_id_query_is_400_even_beside_a_good_header():
+    """?last_event_id= is checked whenever it is given: the header wins, but a malformed
+    query is not passed over in silence."""
+    t = make()
+    good = [f"{t.api.journal.run}-0".encode()]
+    response, body = await t.call("GET", "/events?last_event_id=nonsense",
+                                  headers={b"Last-Event-ID": good})
+    is_error(response, body, 400)

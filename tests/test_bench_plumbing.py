@@ -4,14 +4,16 @@ own manager starts a real daemon, launches cold and warm workers, and its
 relay measure gets only 200s through ``/jobs/{guid}/proxy/``. Figures are
 not checked (performance is measured, not asserted): this catches a bench
 that no longer speaks the API, as when the relay moved under ``/proxy/``.
-Loopback ports 24220-24239.
+Loopback ports 24220-24239; the load scenario's from the kit's free_ports.
 """
 
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import signal
+import subprocess
 import sys
 from collections import defaultdict
 from pathlib import Path
@@ -86,4 +88,17 @@ def test_the_bench_serves_a_bare_worker_on_a_service_address_and_rolls_warm_ones
     finally:
         ours.close()
         addresses.release()
+    assert children_of(os.getpid()) == []
+
+
+def test_the_load_scenario_runs_against_the_daemon(tmp_path: Path) -> None:
+    """benchmarks/jobs_load.py, small (2 jobs, 4 clients, 10 requests): every GET /jobs is
+    answered, the summary is printed, and nothing it started is left."""
+    script = BENCH.parent / "jobs_load.py"
+    done = subprocess.run([sys.executable, "-P", str(script), "--jobs", "2", "--clients", "4",
+                           "--requests", "10", "--json", str(tmp_path / "load.json")],
+                          capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "10 answered" in done.stdout and "connection resets: 0" in done.stdout, done.stdout
+    assert len(json.loads((tmp_path / "load.json").read_text())["latencies"]) == 10
     assert children_of(os.getpid()) == []

@@ -5,17 +5,21 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
 import stat
+import subprocess
 from typing import Any
 
 import pytest
 import pytest_twisted
 import treq
+from _system import absent
 from twisted.internet import defer
 
-from turberfield_twisted.tap import Options
+from turberfield_twisted.tap import Options, with_backlog
 from turberfield_twisted.testing.daemon import Daemon
+from turberfield_twisted.testing.ports import free_ports
 from turberfield_twisted.testing.procs import children_of, wait_gone
 
 DEMO = "turberfield_twisted.demo.hello"
@@ -284,3 +288,28 @@ def test_the_settings_checked_at_start_are_the_initiators(tmp_path, monkeypatch)
     finally:
         kept._store.close()
         kept._state.close()
+
+
+def _backlog(port: int) -> int:
+    """The backlog of the listening TCP socket on 127.0.0.1:``port`` (``ss``'s Send-Q)."""
+    out = subprocess.run(["ss", "-ltnH", f"sport = :{port}"], capture_output=True, text=True,
+                         check=True, timeout=30).stdout
+    [row] = [line.split() for line in out.splitlines() if line.strip()]
+    return int(row[2])
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_api_listens_with_the_configured_backlog(daemons, reactor):
+    """listen_backlog (1024 unless set) is the control API socket's backlog, where the
+    listen endpoint names none; one that names its own keeps it."""
+    if shutil.which("ss") is None:
+        absent("ss (iproute2) is needed to read a socket's backlog")
+    with free_ports() as ports:
+        default = await daemons(ports.low, ports.low + 4)
+        configured = await daemons(ports.low + 5, ports.high, extra="listen_backlog = 300\n")
+        for daemon, backlog in ((default, 1024), (configured, 300)):
+            assert _backlog(int(daemon.url.rsplit(":", 1)[1])) == backlog
+    assert with_backlog("tcp:0:interface=127.0.0.1", 7) == "tcp:0:interface=127.0.0.1:backlog=7"
+    assert with_backlog("tcp:0:backlog=5", 7) == "tcp:0:backlog=5"
+    assert with_backlog("unix:address=/run/p.sock", 7) == "unix:address=/run/p.sock:backlog=7"
+    assert with_backlog("systemd:domain=INET:index=0", 7) == "systemd:domain=INET:index=0"

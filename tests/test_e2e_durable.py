@@ -10,15 +10,18 @@ from __future__ import annotations
 import json
 import os
 import signal
+import sqlite3
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest_twisted
 import treq
+from twisted.internet.defer import Deferred
 
 from turberfield_twisted.hooks.rules import verify_signature
 from turberfield_twisted.testing.daemon import Daemon
+from turberfield_twisted.testing.ports import free_ports
 from turberfield_twisted.testing.procs import children_of, wait_gone
 from turberfield_twisted.testing.subscriber import Subscriber, listen
 
@@ -224,3 +227,57 @@ async def test_a_clean_stop_keeps_the_last_events_for_the_next_start(reactor, tm
         if second is not None:
             await end(reactor, second)
     assert children_of(os.getpid()) == []
+
+
+@pytest_twisted.ensureDeferred
+async def test_an_empty_or_schemaless_store_stops_the_daemon_with_one_line(reactor, tmp_path):
+    """A state dir whose proactor.db is empty (0 bytes) or lacks the schema: the daemon
+    exits 1 with one line naming the file and saying what to do, and leaves it as it is;
+    a state dir with no store yet starts fresh."""
+    with free_ports() as ports:
+        config = write_config(tmp_path / "p.cfg", ports.low)
+        for name, make in (("empty", lambda path: path.write_bytes(b"")),
+                           ("schemaless", _schemaless)):
+            state = tmp_path / name
+            state.mkdir(mode=0o700)
+            make(state / "proactor.db")
+            before = (state / "proactor.db").read_bytes()
+            daemon = Daemon.start(reactor, state, config=config, cwd=tmp_path)
+            if await first_of(reactor, daemon) == "listening":
+                await end(reactor, daemon)
+                raise AssertionError(f"the daemon started on the {name} store: {daemon.lines}")
+            status = daemon.ended.result
+            assert (status.code, status.signal) == (1, None), daemon.lines
+            assert len(daemon.lines) == 1, daemon.lines
+            assert daemon.lines[0].startswith(f"proactor: the store {state}/proactor.db is ")
+            assert "move it away" in daemon.lines[0]
+            assert (state / "proactor.db").read_bytes() == before
+        fresh = Daemon.start(reactor, tmp_path / "fresh", config=config, cwd=tmp_path)
+        try:
+            await fresh.listening.addTimeout(30, reactor)
+            code, jobs = await call(reactor, fresh, "GET", "/jobs")
+            assert (code, jobs) == (200, {"jobs": []})
+        finally:
+            await end(reactor, fresh)
+    assert children_of(os.getpid()) == []
+
+
+def _schemaless(path: Path) -> None:
+    """An SQLite database with a table of its own and none of the store's."""
+    db = sqlite3.connect(path)
+    db.execute("CREATE TABLE notes (text TEXT)")
+    db.commit()
+    db.close()
+
+
+async def first_of(reactor: Any, daemon: Daemon) -> str:
+    """"listening" or "ended": whichever ``daemon`` does first (within 30 s)."""
+    first: Deferred[str] = Deferred()
+
+    def saw(result: Any, what: str) -> None:
+        if not first.called:
+            first.callback(what)
+
+    daemon.listening.addCallbacks(saw, lambda _: None, callbackArgs=("listening",))
+    daemon.ended.addCallback(lambda status: (saw(status, "ended"), status)[1])
+    return await first.addTimeout(30, reactor)

@@ -99,9 +99,9 @@ def test_the_watch_samples_every_interval_and_reports_a_job_over_its_limit():
             watched(JobState.STOPPING, pid=3), watched(JobState.READY, None, pid=4)]
     asked, over = [], []
 
-    def sample(pids):
-        asked.append(sorted(pids))
-        return {1: 101, 2: 100}
+    def sample(job, now):
+        asked.append((job.pid, now))
+        return {1: 101, 2: 100}[job.pid]
 
     watch = MemoryWatch(clock, lambda: jobs, lambda job, why: over.append((job.guid, why)),
                         lambda: 2.0, sample)
@@ -109,11 +109,11 @@ def test_the_watch_samples_every_interval_and_reports_a_job_over_its_limit():
     clock.advance(1.9)
     assert asked == []
     clock.advance(0.1)
-    assert asked == [[1, 2]]
+    assert asked == [(1, 2.0), (2, 2.0)]
     assert over == [("g1", "over its max_memory: RSS 101 bytes, limit 100")]
     watch.stop()
     clock.advance(10)
-    assert len(asked) == 1 and clock.getDelayedCalls() == []
+    assert len(asked) == 2 and clock.getDelayedCalls() == []
 
 
 def test_the_watch_leaves_a_job_alone_once_it_went_over():
@@ -122,7 +122,7 @@ def test_the_watch_leaves_a_job_alone_once_it_went_over():
     job.limit_hit = "over its max_memory"
     over = []
     watch = MemoryWatch(Clock(), lambda: [job], lambda *a: over.append(a), lambda: 1.0,
-                        lambda pids: {1: 10 ** 9})
+                        lambda job, now: 10 ** 9)
     watch.check()
     assert over == []
 

@@ -16,6 +16,8 @@ import pytest
 import pytest_twisted
 from treq.testing import StubTreq
 from twisted.internet.defer import Deferred, succeed
+from twisted.internet.testing import EventLoggingObserver
+from twisted.logger import globalLogPublisher
 
 from turberfield_twisted import Initiator, JobState
 from turberfield_twisted.config.settings import check_config
@@ -27,6 +29,7 @@ from turberfield_twisted.launch.local import LocalLauncher
 from turberfield_twisted.launch.ports import PortBook
 from turberfield_twisted.launch.router import ModuleLaunchers
 from turberfield_twisted.launch.slurm.launcher import SlurmLauncher, SlurmProcess
+from turberfield_twisted.launch.slurm.placement import Ran
 from turberfield_twisted.launch.warm.launcher import WarmLauncher
 from turberfield_twisted.testing.fakes import FakeProcessReactor
 from turberfield_twisted.testing.ports import free_ports
@@ -45,15 +48,35 @@ def config(module: str = SLURM) -> Any:
 
 
 class Runner:
-    """A fake runner of commands: records each argv; answers exit 0 unless told."""
+    """
+    A fake runner of commands: records each scancel (``commands``) and squeue
+    (``asked``); scancel exits 0 unless told (``answer``); squeue shows Slurm
+    job JOBID as ``slurm[JOBID]`` (``NAME|NODE``), g1's on node7 unless told.
+    """
 
     def __init__(self) -> None:
         self.commands: list[list[str]] = []
-        self.answer: tuple[int | None, str] = (0, "")
+        self.asked: list[list[str]] = []
+        self.answer = Ran(0, "", "")
+        self.slurm = {"12": "g1|node7", "13": "g1|node7"}
 
-    def __call__(self, argv: list[str]) -> Deferred[tuple[int | None, str]]:
+    def __call__(self, argv: list[str]) -> Deferred[Ran]:
+        if argv[0].endswith("squeue"):
+            self.asked.append(argv)
+            [slurm_job] = [arg.split("=")[1] for arg in argv if arg.startswith("--jobs=")]
+            if slurm_job not in self.slurm:
+                return succeed(Ran(1, "", "slurm_load_jobs error: Invalid job id specified\n"))
+            return succeed(Ran(0, self.slurm[slurm_job] + "\n", ""))
         self.commands.append(argv)
         return succeed(self.answer)
+
+
+#: What node names resolve to here.
+HOSTS = {"node7": frozenset({"127.0.0.1"}), "node8": frozenset({"10.0.0.8"})}
+
+
+def resolve(name: str) -> Deferred[frozenset[str]]:
+    return succeed(HOSTS.get(name, frozenset()))
 
 
 class Response:
@@ -92,7 +115,8 @@ class World:
             "local": lambda: WarmLauncher(self.reactor, cold, lambda module: False),
             "slurm": lambda: SlurmLauncher(
                 self.reactor, lambda m: holder[0].settings.module(m).slurm_args, python="/py",
-                srun="/usr/bin/srun", scancel="/usr/bin/scancel", setsid=None, run=self.runner)})
+                srun="/usr/bin/srun", scancel="/usr/bin/scancel", setsid=None, run=self.runner,
+                squeue="/usr/bin/squeue", resolve=resolve)})
         self.init = Initiator(None, guid="init", cfg=cfg, reactor=self.reactor,
                               launcher=launchers, http=self.http)
         holder.append(self.init)
@@ -112,7 +136,8 @@ class World:
     async def report(self, guid: str, **body: Any) -> tuple[int, Any]:
         job = self.init.job(guid)
         return await self.call("POST", f"/jobs/{guid}/listening",
-                               {"host": "127.0.0.1", "port": job.port, **body}, job.token)
+                               {"host": "127.0.0.1", "port": job.port, "step": "12.0", **body},
+                               job.token)
 
 
 # -- config ------------------------------------------------------------------
@@ -246,18 +271,21 @@ async def test_a_job_is_ready_once_it_said_where_and_answered_there():
 
 @pytest_twisted.ensureDeferred
 async def test_a_report_needs_the_jobs_token_and_a_well_formed_body():
-    """Wrong token 401; a bad host, port or step 400; a second report 409."""
+    """Wrong token 401; a bad host, port or step 400; another port than its own, or a second
+    report, 409."""
     w = World()
     guid = await w.init.launch(DEMO, guid="g1")
     job = w.init.job(guid)
     path = f"/jobs/{guid}/listening"
     good = {"host": "127.0.0.1", "port": job.port}
     assert (await w.call("POST", path, good, TOKEN))[0] == 401
-    for bad in ({"host": "0.0.0.0"}, {"host": "node7"}, {"host": 7}, {"port": job.port + 1},
+    for bad in ({"host": "0.0.0.0"}, {"host": "node7"}, {"host": 7}, {"port": 70000},
                 {"port": str(job.port)}, {"step": "--user=root"}, {"step": "1.2.3"},
                 {"extra": 1}):
         code, body = await w.call("POST", path, {**good, **bad}, job.token)
         assert code == 400 and body["error"], bad
+    code, body = await w.call("POST", path, {**good, "port": job.port + 1}, job.token)
+    assert code == 409 and "another port" in body["error"]
     assert job.state is JobState.STARTING
     assert (await w.report(guid))[0] == 202
     code, body = await w.report(guid)
@@ -273,6 +301,54 @@ async def test_a_local_job_can_not_report_an_address():
     code, body = await w.report(guid)
     assert code == 409 and "ready fd" in body["error"]
     assert w.init.job(guid).host == "127.0.0.1"
+
+
+@pytest_twisted.ensureDeferred
+async def test_an_address_that_is_not_its_nodes_is_refused_and_never_reached():
+    """
+    A report of an address its Slurm node's name does not resolve to (the cloud
+    metadata address, another node's): 409 and a log line with the guid; the job
+    stays starting with no address, nothing is asked there; a true report then holds.
+    """
+    w = World()
+    guid = await w.init.launch(DEMO, guid="g1")
+    job = w.init.job(guid)
+    logged = EventLoggingObserver()
+    globalLogPublisher.addObserver(logged)
+    try:
+        for host in ("169.254.169.254", "10.0.0.8", "127.0.0.2"):
+            code, body = await w.report(guid, host=host)
+            assert code == 409, body
+            assert body["error"] == (f"job g1 says it listens on {host}, but Slurm runs it on"
+                                     " node7 (127.0.0.1)")
+    finally:
+        globalLogPublisher.removeObserver(logged)
+    refused = [event for event in logged if "is refused" in event["log_format"]]
+    assert [event["guid"] for event in refused] == ["g1"] * 3
+    assert job.state is JobState.STARTING and job.host == "" and w.http.asked == []
+    code, body = await w.call("GET", "/jobs/g1/proxy/secrets")
+    assert code == 502 and "has not said where it listens" in body["error"]
+    assert (await w.report(guid))[0] == 202
+    assert job.state is JobState.READY and job.host == "127.0.0.1"
+    assert w.http.asked == [f"http://127.0.0.1:{job.port}/health"]
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_step_that_is_not_the_jobs_is_refused_and_slurm_not_answering_is_503():
+    """The step must be of the Slurm job named by the guid (and named at all); squeue failing:
+    503, since where the worker runs can't be known."""
+    w = World()
+    guid = await w.init.launch(DEMO, guid="g1")
+    w.runner.slurm["14"] = "another-job|node7"
+    code, body = await w.report(guid, step="14.0")
+    assert code == 409 and body["error"] == "Slurm job 14 is not job g1's"
+    code, body = await w.report(guid, step=None)
+    assert code == 409 and body["error"] == "job g1 did not say which Slurm step it runs in"
+    code, body = await w.report(guid, step="99.0")
+    assert code == 503 and "Invalid job id" in body["error"]
+    assert [argv[1:] for argv in w.runner.asked] == [
+        ["--noheader", f"--jobs={n}", "--format=%j|%N"] for n in ("14", "99")]
+    assert w.init.job(guid).host == "" and w.http.asked == []
 
 
 # -- stopping --------------------------------------------------------------------
@@ -315,7 +391,7 @@ async def test_a_failed_scancel_falls_back_to_the_guard():
     w = World()
     guid = await w.init.launch(DEMO, guid="g1")
     await w.report(guid, step="12.0")
-    w.runner.answer = (1, "scancel: error: Kill job error on job id 12: Invalid job id\n")
+    w.runner.answer = Ran(1, "", "scancel: error: Kill job error on job id 12: Invalid job id\n")
     w.init.stop(guid)
     assert w.reactor.spawned[0].signals == ["TERM"]
 

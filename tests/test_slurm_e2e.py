@@ -31,6 +31,7 @@ from turberfield_twisted.testing.slurmcluster import SlurmCluster, poll, slurm_m
 DEMO = "turberfield_twisted.demo.hello"
 HANG = "turberfield_twisted.testing.hang"
 DEAF = "turberfield_twisted.testing.deaf"
+ECHO = "turberfield_twisted.testing.echo_paths"
 CONFIG = f"""
 [proactor]
 listen_port = 0
@@ -49,6 +50,11 @@ launcher = slurm
 [{DEAF}]
 launcher = slurm
 slurm_args = --partition=nosuch
+restart = never
+
+[{ECHO}]
+launcher = slurm
+listen_addr = 127.0.0.2
 restart = never
 """
 
@@ -212,6 +218,36 @@ async def test_a_port_taken_on_the_node_moves_the_job_to_the_next(reactor, daemo
         holder.close()
     assert job["port"] == 27001 and job["restarts"] == 0
     await daemon.logged(rf"job {job['guid']} could not bind port 27000: trying the next")
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_worker_reporting_an_address_that_is_not_its_nodes_is_refused(
+        reactor, daemon, cluster):
+    """
+    A worker bound to 127.0.0.2 reports it; its node (localhost) resolves to 127.0.0.1: the
+    report is refused (409, logged with the guid, the worker told why), the job has no
+    address, so the relay sends nothing (nor the job's token) there, and it is never ready.
+    """
+    code, job = await call(reactor, daemon, "POST", "/jobs", {"module": ECHO})
+    assert code == 201, job
+    guid = job["guid"]
+    refused = (rf"job {guid}: its report of where it listens is refused: job {guid} says it"
+               rf" listens on 127\.0\.0\.2, but Slurm runs it on localhost \(127\.0\.0\.1\)")
+    await daemon.logged(refused).addTimeout(40, reactor)
+    await daemon.logged(rf"job {guid}: could not tell the initiator where it listens: .*"
+                        r"HTTP 409").addTimeout(20, reactor)
+    code, body = await call(reactor, daemon, "GET", f"/jobs/{guid}/proxy/anything")
+    assert code == 502 and "has not said where it listens" in body["error"]
+    code, job = await call(reactor, daemon, "GET", f"/jobs/{guid}")
+    assert job["state"] == "starting"
+    believed = f"job {guid} says it listens on 127.0.0.2:"
+    assert not [line for line in daemon.lines if believed in line]
+    [task] = task_pids(guid, ECHO)
+    code, _ = await call(reactor, daemon, "DELETE", f"/jobs/{guid}")
+    _, job = await call(reactor, daemon, "GET", f"/jobs/{guid}?wait=exited&timeout=40")
+    assert job["state"] == "exited"
+    await wait_gone(reactor, [task])
+    await poll(reactor, lambda: _gone(cluster, guid), 30)
 
 
 @pytest_twisted.ensureDeferred

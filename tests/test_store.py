@@ -206,3 +206,43 @@ def test_services_are_kept_in_order_with_their_counter_and_forgotten(store):
     store.forget_service("web")
     store.forget_service("never-there")
     assert [s.name for s in store.services()] == ["api"]
+
+
+def test_an_empty_store_file_is_refused_saying_what_to_do(state):
+    """A 0-byte proactor.db is not a new store: refused (its jobs are lost), and left as it is."""
+    (state.path / STORE_FILE).write_bytes(b"")
+    with pytest.raises(StoreFailed, match=r"is empty .*move it away") as caught:
+        Store.open(state)
+    assert str(state.path / STORE_FILE) in str(caught.value)
+    assert (state.path / STORE_FILE).read_bytes() == b""
+
+
+@pytest.mark.parametrize("schema", [
+    "",  # an SQLite file with nothing in it
+    "CREATE TABLE other (x)",  # someone else's database
+    "CREATE TABLE jobs (x); PRAGMA user_version = 1",  # ours, less two tables
+])
+def test_a_database_without_the_schema_is_refused_saying_what_to_do(state, schema):
+    """An SQLite file that lacks the store's version or tables is refused, not filled in."""
+    db = sqlite3.connect(state.path / STORE_FILE)
+    db.executescript(schema or "PRAGMA user_version = 0")
+    db.execute("VACUUM")  # a real file, with a header, even with no table
+    db.close()
+    before = (state.path / STORE_FILE).read_bytes()
+    with pytest.raises(StoreFailed, match=r"is not one this daemon wrote .*move it away"):
+        Store.open(state)
+    assert (state.path / STORE_FILE).read_bytes() == before
+
+
+def test_a_new_store_is_made_whole_then_renamed_into_place(state):
+    """No store yet: one is made with its schema, and nothing is left under the new name."""
+    state.remove(STORE_FILE)
+    (state.path / (STORE_FILE + ".new")).write_bytes(b"left by a start that died")
+    Store.open(state).close()
+    assert sorted(p.name for p in state.path.iterdir()
+                  if p.name.startswith(STORE_FILE)) == [STORE_FILE]
+    store = Store.open(state)  # and it opens again as the store it is
+    try:
+        assert store.jobs() == [] and store.hooks() == []
+    finally:
+        store.close()

@@ -21,11 +21,14 @@ __all__ = [
     "ConfigError",
     "ConfigPushFailed",
     "DaemonStopping",
+    "GuidTaken",
     "Invalid",
     "JobExited",
     "NoFreePort",
     "NotReady",
     "OverrideNotAllowed",
+    "PlacementRefused",
+    "PlacementUnchecked",
     "ServiceConflict",
     "SpawnFailed",
     "StateDirBusy",
@@ -88,6 +91,10 @@ class Invalid(ValueError):
 
 class BadGuid(Invalid):
     """A guid given for a new job is malformed, taken, or names a config section."""
+
+
+class GuidTaken(Exception):
+    """A guid given for a new job is another job's, or names a config section."""
 
 
 class BadOverride(Invalid):
@@ -186,6 +193,14 @@ class ChangeRefused(Exception):
         self.guid = guid
         self.reason = reason[:300]
         super().__init__(f"job {guid} refused the change: {self.reason}")
+
+
+class PlacementRefused(Exception):
+    """A worker's report of where it listens disagrees with where its launcher runs it."""
+
+
+class PlacementUnchecked(Exception):
+    """Where a worker runs could not be asked of its launcher (say, Slurm did not answer)."""
 
 
 class ServiceConflict(Exception):

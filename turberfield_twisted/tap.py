@@ -11,6 +11,7 @@ and its declared jobs have started.
 
 from __future__ import annotations
 
+import re
 import signal
 import sys
 import time
@@ -44,7 +45,7 @@ if TYPE_CHECKING:  # imported when the service is made (http's import installs t
     from turberfield_twisted.hooks.dispatcher import HookDispatcher
     from turberfield_twisted.http.api import ControlAPI
 
-__all__ = ["Options", "makeService"]
+__all__ = ["Options", "makeService", "with_backlog"]
 
 HOW_TO_RUN = "run it on the asyncio reactor: twistd --reactor=asyncio -n proactor"
 
@@ -79,7 +80,8 @@ class Options(usage.Options):
         ["config", "c", None, "A config file read over the embedded default."],
         ["listen", "l", None,
          "Endpoint of the control API (default: tcp:<listen_port>:interface=<listen_addr> "
-         "from the initiator's section, i.e. tcp:8080:interface=127.0.0.1)."],
+         "from the initiator's section, i.e. tcp:8080:interface=127.0.0.1); its backlog is "
+         "the section's listen_backlog (1024) unless the endpoint says backlog=N."],
         ["state-dir", "s", None, f"Where admin.token, api.url and the store go (default: "
                                  f"{default_state_dir()}; created 0700)."],
         ["guid", "g", "proactor", "The initiator's section in the config."],
@@ -100,18 +102,30 @@ class Options(usage.Options):
         self["state-dir"] = Path(self["state-dir"] or default_state_dir())
 
 
+#: Endpoint kinds that take a ``backlog`` (Twisted's stream server endpoints).
+_BACKLOGGED = frozenset({"tcp", "tcp6", "ssl", "unix"})
+
+
+def with_backlog(endpoint: str, backlog: int) -> str:
+    """``endpoint`` with ``:backlog=N`` added, if it is of a kind that takes one and says none."""
+    kind = endpoint.split(":", 1)[0].strip().lower()
+    if kind in _BACKLOGGED and not re.search(r"(^|:)backlog=", endpoint):
+        return f"{endpoint}:backlog={backlog}"
+    return endpoint
+
+
 class _ControlService(Service):
     """Listens with the control API's site and writes where it listens."""
 
     log = Logger()
 
     def __init__(self, reactor: IDaemonReactor, endpoint_text: str, api: ControlAPI,
-                 initiator: Initiator, state: StateDir):
+                 initiator: Initiator, state: StateDir, backlog: int):
         from twisted.internet.endpoints import serverFromString
 
         self._reactor = reactor
-        self._endpoint_text = endpoint_text
-        self._endpoint = serverFromString(reactor, endpoint_text)
+        self._endpoint_text = endpoint_text  # as the operator gave it, for messages
+        self._endpoint = serverFromString(reactor, with_backlog(endpoint_text, backlog))
         self._api = api
         self._initiator = initiator
         self._state = state
@@ -347,7 +361,8 @@ def makeService(options: Options) -> IService:
     _Kept(state, store, hooks, kept_hooks).setServiceParent(top)
     _Closing(api.close).setServiceParent(top)
     initiator.setServiceParent(top)
-    _ControlService(reactor, options["listen"], api, initiator, state).setServiceParent(top)
+    _ControlService(reactor, options["listen"], api, initiator, state,
+                    own.listen_backlog).setServiceParent(top)
     reconciler.setServiceParent(top)
     _Signals(reactor, reconciler).setServiceParent(top)
     _Refusing(initiator).setServiceParent(top)

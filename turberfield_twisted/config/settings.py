@@ -94,6 +94,8 @@ class InitiatorSettings:
 
     listen_addr: str = "127.0.0.1"
     listen_port: int = 8080
+    #: Connections the control API's socket queues before it accepts them.
+    listen_backlog: int = 1024
     child_port_min: int = 28000
     child_port_max: int = 28255
     ready_timeout: float = 10.0
@@ -201,6 +203,7 @@ def _open_files(text: str) -> int:
 _INITIATOR_READERS: Mapping[str, Reader] = {
     "listen_addr": address,
     "listen_port": whole(0, 65535),
+    "listen_backlog": whole(1, 65535),
     "child_port_min": PORT,
     "child_port_max": PORT,
     "ready_timeout": SECONDS,

@@ -50,8 +50,8 @@ from turberfield_twisted.jobs.job import ENDED, EventKind, Job, JobEvent, JobSta
 __all__ = ["RESTART_KEYS", "ConfigRefused", "Reconciler", "Reloaded"]
 
 #: Initiator keys a reload cannot apply: the daemon must restart for them.
-RESTART_KEYS = ("listen_addr", "listen_port", "max_body", "relay_timeout", "read_timeout",
-                "hook_allow", "pythonpath", "store_sync")
+RESTART_KEYS = ("listen_addr", "listen_port", "listen_backlog", "max_body", "relay_timeout",
+                "read_timeout", "hook_allow", "pythonpath", "store_sync")
 
 
 #: Errors that keep a job from starting, logged under its guid.

@@ -169,6 +169,17 @@ class StateDir:
             os.close(fd)
         os.replace(tmp, name, src_dir_fd=self.fd, dst_dir_fd=self.fd)
 
+    def replace(self, name: str, target: str) -> None:
+        """Rename file ``name`` of the directory over ``target`` (atomically)."""
+        os.replace(name, target, src_dir_fd=self.fd, dst_dir_fd=self.fd)
+
+    def remove(self, name: str) -> None:
+        """Remove file ``name`` of the directory (a link itself, never its target), if there."""
+        try:
+            os.unlink(name, dir_fd=self.fd)
+        except FileNotFoundError:
+            pass
+
     def lstat(self, name: str) -> os.stat_result | None:
         """File ``name``'s own status (a link's, not its target's), None if there is none."""
         try:

@@ -17,13 +17,17 @@ the instant after; with ``full`` it also survives a power cut, at the cost
 of an ``fsync`` per commit.
 
 The file is created mode 0600 with ``O_NOFOLLOW`` (it holds hook secrets
-and jobs' overrides) and is written only through this module. The daemon
-holds it in SQLite's exclusive locking mode (it holds the state dir alone
-anyway): no other process reads it while the daemon runs, and SQLite keeps
-the WAL index in memory, with no ``-shm`` file mapped (a mapped file that
-can no longer be written kills a process with SIGBUS; a write that fails
-is a StoreFailed). Calls block the reactor for the time of a commit (tens
-of microseconds; see ``benchmarks/durable.py``).
+and jobs' overrides) and is written only through this module. A new store
+is made whole under another name (its schema written) and then renamed
+into place, so a store file that exists and is empty, or holds no schema,
+was not written by this daemon (or lost what it held): it is refused, never
+taken for a new store. The daemon holds it in SQLite's exclusive locking
+mode (it holds the state dir alone anyway): no other process reads it while
+the daemon runs, and SQLite keeps the WAL index in memory, with no ``-shm``
+file mapped (a mapped file that can no longer be written kills a process
+with SIGBUS; a write that fails is a StoreFailed). Calls block the reactor
+for the time of a commit (tens of microseconds; see
+``benchmarks/durable.py``).
 """
 
 from __future__ import annotations
@@ -47,6 +51,24 @@ __all__ = ["HookRecord", "JobRecord", "QueuedRecord", "ServiceRecord", "Store"]
 #: The schema this code writes; a store with a higher one is refused, a lower
 #: one brought up to it (2: services).
 SCHEMA_VERSION = 2
+
+
+#: The tables of the first schema: a store without one of them is refused.
+TABLES = ("jobs", "hooks", "deliveries")
+
+
+#: The tables each later schema adds, by its version: a store of that version
+#: or a later one without them is refused too.
+ADDED: Mapping[int, tuple[str, ...]] = {2: ("services",)}
+
+
+#: What an operator can do about a store that is refused.
+_WHAT_TO_DO = ("move it away (or put back a good copy) to start the daemon without the"
+               " jobs and hooks it kept")
+
+
+#: Where a new store is made before it is renamed into place.
+_NEW = STORE_FILE + ".new"
 
 
 _SCHEMA = """
@@ -96,6 +118,13 @@ CREATE TABLE IF NOT EXISTS services (
 #: What brings a store of schema N - 1 up to N, by N: run in one transaction
 #: with the version's own bump, so a store is at one version or the next.
 MIGRATIONS: Mapping[int, str] = {2: _SERVICES}
+
+
+def _run(db: sqlite3.Connection, script: str) -> None:
+    """Each statement of ``script``, in the transaction ``db`` has open."""
+    for statement in script.split(";"):
+        if statement.strip():
+            db.execute(statement)
 
 
 @attrs.frozen
@@ -171,17 +200,26 @@ class Store:
             raise ValueError(f"sync must be one of {', '.join(SYNC_MODES)}")
         path = str(state.path / STORE_FILE)
         try:
-            os.close(state.open_private(STORE_FILE))
             for suffix in ("-wal", "-shm", "-journal"):
                 found = state.lstat(STORE_FILE + suffix)
                 if found is not None and not stat.S_ISREG(found.st_mode):
                     raise StateDirError(f"{path}{suffix} is not a regular file: remove it")
+            if state.lstat(STORE_FILE) is None:
+                cls._create(state)
+            fd = state.open_private(STORE_FILE, os.O_RDWR)
+            size = os.fstat(fd).st_size
+            os.close(fd)
         except StateDirError as exc:
             raise StoreFailed(str(exc)) from None
+        except sqlite3.Error as exc:
+            raise StoreFailed(f"cannot make a new store at {path}: {exc}") from None
+        if size == 0:
+            raise StoreFailed(f"the store {path} is empty (0 bytes), so its kept jobs are"
+                              f" lost or it was never written: {_WHAT_TO_DO}")
         try:
             db = sqlite3.connect(path, isolation_level=None)
         except sqlite3.Error as exc:
-            raise StoreFailed(f"cannot open the store {path}: {exc}") from None
+            raise StoreFailed(f"cannot open the store {path}: {exc}: {_WHAT_TO_DO}") from None
         store = cls(db, path)
         try:
             store._setup(sync)
@@ -189,6 +227,26 @@ class Store:
             db.close()
             raise
         return store
+
+    @staticmethod
+    def _create(state: StateDir) -> None:
+        """
+        Make a new, empty store of ``state``: written whole (schema and
+        version) under another name, then renamed to :data:`STORE_FILE`.
+        """
+        for suffix in ("", "-journal", "-wal", "-shm"):
+            state.remove(_NEW + suffix)  # left by a start that died making one
+        os.close(state.open_private(_NEW, os.O_RDWR | os.O_CREAT | os.O_EXCL))
+        db = sqlite3.connect(str(state.path / _NEW), isolation_level=None)
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            for script in (_SCHEMA, *MIGRATIONS.values()):
+                _run(db, script)
+            db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            db.execute("COMMIT")
+        finally:
+            db.close()
+        state.replace(_NEW, STORE_FILE)
 
     def _setup(self, sync: str) -> None:
         with self._errors("open"):
@@ -201,25 +259,32 @@ class Store:
             if version > SCHEMA_VERSION:
                 raise StoreFailed(f"the store {self.path} was written by a newer version"
                                   f" (schema {version}; this one reads {SCHEMA_VERSION})")
+            tables = {name for (name,) in self._db.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table'")}
+            wanted = [*TABLES, *(table for step, added in ADDED.items() if step <= version
+                                 for table in added)]
+            missing = [table for table in wanted if table not in tables]
+            if version < 1 or missing:
+                lacks = f"table {', '.join(missing)}" if version >= 1 else "schema version"
+                raise StoreFailed(f"the store {self.path} is not one this daemon wrote"
+                                  f" (it has no {lacks}): {_WHAT_TO_DO}")
             mode = self._db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
             if str(mode).lower() != "wal":
                 raise StoreFailed(f"the store {self.path} can't use WAL mode ({mode})")
             self._db.execute(f"PRAGMA synchronous={sync.upper()}")
-            with self._transaction():
-                scripts = [_SCHEMA, *MIGRATIONS.values()] if version == 0 else [
-                    MIGRATIONS[step] for step in range(version + 1, SCHEMA_VERSION + 1)]
-                for script in scripts:
-                    for statement in script.split(";"):
-                        if statement.strip():
-                            self._db.execute(statement)
-                self._db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            if version < SCHEMA_VERSION:  # an older store: brought up to this schema
+                with self._transaction():
+                    for step in range(version + 1, SCHEMA_VERSION + 1):
+                        _run(self._db, MIGRATIONS[step])
+                    self._db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
     @contextmanager
     def _errors(self, doing: str) -> Iterator[None]:
         try:
             yield
         except sqlite3.Error as exc:
-            raise StoreFailed(f"the store {self.path} could not {doing}: {exc}") from None
+            advice = f": {_WHAT_TO_DO}" if doing == "open" else ""
+            raise StoreFailed(f"the store {self.path} could not {doing}: {exc}{advice}") from None
 
     @contextmanager
     def _transaction(self) -> Iterator[None]:

@@ -18,6 +18,7 @@ asyncio reactor is installed (``tap.makeService`` does so lazily).
 from __future__ import annotations
 
 from collections.abc import Callable
+from configparser import DEFAULTSECT
 
 from klein.resource import KleinResource
 from twisted.internet import defer
@@ -31,7 +32,7 @@ from turberfield_twisted.daemon.keeper import forget_ended
 from turberfield_twisted.daemon.metrics import Metrics
 from turberfield_twisted.daemon.reconcile import Reloaded
 from turberfield_twisted.dashboard import Dashboard
-from turberfield_twisted.errors import ApiError
+from turberfield_twisted.errors import ApiError, BadGuid, GuidTaken
 from turberfield_twisted.hooks.dispatcher import HookDispatcher
 from turberfield_twisted.http import openapi
 from turberfield_twisted.http.args import event_args, launch_args, lines_arg, wait_args
@@ -211,8 +212,9 @@ class ControlAPI:
         if logs is not None:
             self.initiator.job(logs)
         given = request.getHeader(b"last-event-id")
-        text = given.decode("latin-1") if given else query_arg(request, b"last_event_id")
-        last = parse_event_id(text) if text else None
+        asked = query_arg(request, b"last_event_id")
+        from_query = parse_event_id(asked) if asked else None  # checked even if not used
+        last = parse_event_id(given.decode("latin-1")) if given else from_query
 
         def wanted(entry: Entry) -> bool:
             return entry.event != "log" or entry.guid == logs
@@ -255,7 +257,15 @@ class ControlAPI:
         args = launch_args(request, self.max_body)
         module = args.pop("module")
         self.initiator.settings.allowed(module)  # or 404, naming those that are
-        guid = await self.initiator.launch(module, **args)
+        try:
+            guid = await self.initiator.launch(module, **args)
+        except BadGuid:
+            given = args["guid"]
+            if given in self.initiator.workers or given == DEFAULTSECT or (
+                    self.initiator.cfg.has_section(given)):
+                raise GuidTaken(f"guid {given!r} is taken: a job has it, or it names a"
+                                " section of the config") from None
+            raise
         job = self.initiator.job(guid)
         self.log.info("job {guid} launched ({module}) by the control API", guid=guid,
                       module=module)
@@ -355,10 +365,13 @@ class ControlAPI:
         return json_response(request, 202, {"accepted": True})
 
     @app.route("/jobs/<guid>/listening", methods=["POST"])
-    def worker_listening(self, request: Request, guid: str) -> bytes:
-        """``{"host", "port", "step"?}`` from a job on a cluster node: where it listens; 202."""
+    async def worker_listening(self, request: Request, guid: str) -> bytes:
+        """
+        ``{"host", "port", "step"?}`` from a job on a cluster node: where it
+        listens; 202 once its launcher agrees, 409 if it does not.
+        """
         job = self._job_caller(request, guid)
-        take_report(job, read_object(request, self.max_body, REPORT_KEYS))
+        await take_report(job, read_object(request, self.max_body, REPORT_KEYS))
         return json_response(request, 202, {"accepted": True})
 
     # -- composition -------------------------------------------------------

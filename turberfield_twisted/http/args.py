@@ -31,8 +31,13 @@ _EVENT_KEYS = frozenset({"event", "data"})
 
 
 def launch_args(request: IRequest, max_body: int) -> dict[str, Any]:
-    """``POST /jobs``: ``{"module", "session"?, "config"?, "guid"?}``, checked."""
+    """
+    ``POST /jobs``: ``{"module", "session"?, "config"?, "guid"?}``, checked.
+    ``session`` and ``config`` may be null (none); ``guid``, if given, may not.
+    """
     body = read_object(request, max_body, _LAUNCH_KEYS)
+    if "guid" in body and body["guid"] is None:
+        raise Invalid("guid may be left out (one is made), but not null")
     module, session = body.get("module"), body.get("session")
     config, guid = body.get("config"), body.get("guid")
     if not isinstance(module, str) or not module:

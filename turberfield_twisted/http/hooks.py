@@ -16,7 +16,7 @@ from twisted.logger import Logger
 from twisted.web.server import Request
 
 from turberfield_twisted.configtext import redact
-from turberfield_twisted.errors import ApiError, DaemonStopping
+from turberfield_twisted.errors import ApiError, DaemonStopping, Invalid
 from turberfield_twisted.hooks.dispatcher import HookDispatcher
 from turberfield_twisted.http.web import JsonKlein, json_response, read_object, require_token
 
@@ -68,8 +68,9 @@ class HooksAPI:
         """
         hooks = self._dispatcher(request, change=True)
         body = read_object(request, self.max_body, _ADD_KEYS)
-        events = body.get("events")
-        hook = hooks.add(body.get("url", ""), ["*"] if events is None else events)  # it checks both
+        if "events" in body and body["events"] is None:
+            raise Invalid("events may be left out (every event), but not null")
+        hook = hooks.add(body.get("url", ""), body.get("events", ["*"]))  # it checks both
         if hook.get("existing"):
             return json_response(request, 200, hook)  # the same URL and events again
         self.log.info("web-hook {hook_id} added by the control API", hook_id=hook.get("id"))

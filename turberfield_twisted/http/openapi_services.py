@@ -21,8 +21,8 @@ from turberfield_twisted.http.openapi import (
     json_answer,
     json_body,
     operation,
-    ref,
 )
+from turberfield_twisted.http.schemas import JSON, ref
 from turberfield_twisted.http.service_args import SERVICE_WAITS
 from turberfield_twisted.services.model import RolloutState
 
@@ -143,7 +143,7 @@ SERVICE_OPERATIONS: Mapping[tuple[str, str], dict[str, Any]] = {
          "409": error_answer("A rollout runs already."), **TOO_LARGE},
         parameters=[_NAME],
         requestBody={"required": False,
-                     "content": {"application/json": {"schema": ref("NewRollout")}}}),
+                     "content": {JSON: {"schema": ref("NewRollout")}}}),
     ("*", "/services/{name}/proxy"): operation(
         "Relayed to a ready instance at / (as below).", _RELAYED, parameters=[_NAME]),
     ("*", "/services/{name}/proxy/{path}"): operation(

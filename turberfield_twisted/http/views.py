@@ -13,23 +13,20 @@ from typing import Any
 from turberfield_twisted.config.settings import Settings
 from turberfield_twisted.configtext import redact
 from turberfield_twisted.jobs.job import Job
-from turberfield_twisted.jobs.limits import local_pid
-from turberfield_twisted.jobs.procstat import group_stats
+from turberfield_twisted.jobs.procstat import job_stats
 
 __all__ = ["change_view", "job_views", "module_views"]
 
 def job_views(jobs: Iterable[Job], now: float) -> list[dict[str, Any]]:
     """
     Each job's JSON with ``uptime`` (seconds since its spawn, at ``now``),
-    ``rss`` (bytes) and ``cpu`` (seconds) of its process group, read from
-    ``/proc`` in one pass; None where it has no process on this host.
+    ``rss`` (bytes) and ``cpu`` (seconds) of its process group (its reading
+    of the last second, shared with other callers: :func:`~.procstat.job_stats`);
+    None where it has no process on this host.
     """
-    jobs = list(jobs)
-    local = [pid for job in jobs if (pid := local_pid(job.process)) is not None]
-    stats = group_stats(local) if local else {}
     views = []
     for job in jobs:
-        found = stats.get(job.pid) if job.pid is not None else None
+        found = job_stats(job, now)
         running = job.process is not None and job.started is not None
         views.append({**job.as_json(),
                       "uptime": round(now - (job.started or 0.0), 3) if running else None,

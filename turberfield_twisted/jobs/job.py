@@ -12,7 +12,7 @@ declared in :mod:`turberfield_twisted.jobs.transitions`.
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 from twisted.internet.defer import Deferred, DeferredLock
@@ -24,6 +24,9 @@ from turberfield_twisted.contract import ENDED, JobState
 from turberfield_twisted.jobs.supervision import RestartTracker
 from turberfield_twisted.launch.interfaces import IWorkerProcess, ListenSocket
 from turberfield_twisted.launch.protocol import ExitStatus, OutputTail
+
+if TYPE_CHECKING:
+    from turberfield_twisted.jobs.procstat import Reading
 
 __all__ = [
     "ENDED",
@@ -165,6 +168,8 @@ class Job:
     module_keys: dict[str, str] | None = attrs.field(default=None, repr=False)
     #: Held while a live change of its config runs: changes run one at a time.
     config_lock: DeferredLock = attrs.field(factory=DeferredLock, repr=False)
+    #: The last reading of its process group's memory and CPU time (:func:`~.procstat.job_stats`).
+    usage: Reading | None = attrs.field(default=None, repr=False)
     #: The service it is an instance of (None: a job of its own).
     service: str | None = None
     #: The listening sockets its worker is handed at each start (its service's).

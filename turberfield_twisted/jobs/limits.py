@@ -4,7 +4,8 @@ Per-job limits, from a module's section or a declared job's:
 ``max_memory``
     Bytes of resident memory (RSS) of the worker's process group. The
     daemon samples it every ``limit_interval`` seconds (a
-    :class:`MemoryWatch`); a worker over it is stopped (SIGTERM, then
+    :class:`MemoryWatch`, sharing each job's reading with the API's views:
+    :func:`~.procstat.job_stats`); a worker over it is stopped (SIGTERM, then
     SIGKILL after ``stop_timeout``) and restarted under its restart policy,
     its ``last_error`` saying why, as PM2's ``max_memory_restart`` does.
 ``max_open_files``, ``max_cpu_seconds``
@@ -25,29 +26,21 @@ Per-job limits, from a module's section or a declared job's:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Iterable
+from collections.abc import Callable, Iterable
 
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
 from turberfield_twisted.jobs.job import LIVE, Job
-from turberfield_twisted.jobs.procstat import group_stats
-from turberfield_twisted.launch.interfaces import ILocalProcess, IWorkerProcess
+from turberfield_twisted.jobs.procstat import job_stats, local_pid
 
 __all__ = ["MemoryWatch", "local_pid"]
 
 
-def local_pid(process: IWorkerProcess | None) -> int | None:
-    """The pid of a worker ``process`` that runs on this host (an ILocalProcess), else None."""
-    if process is None or not ILocalProcess.providedBy(process):
-        return None
-    pid: int | None = process.pid
-    return pid
-
-
-def _rss(pids: Collection[int]) -> dict[int, int]:
-    return {pid: stats.rss for pid, stats in group_stats(pids).items()}
+def _rss(job: Job, now: float) -> int | None:
+    stats = job_stats(job, now)
+    return stats.rss if stats is not None else None
 
 
 class MemoryWatch:
@@ -55,14 +48,16 @@ class MemoryWatch:
     Every ``interval()`` seconds on ``reactor``, read the RSS of the
     process group of each of ``jobs()`` that is starting or ready, runs on
     this host and has a ``max_memory``; call ``over(job, reason)`` for one
-    over its limit. ``sample(pids)`` reads the RSS of each pid's group.
+    over its limit. ``sample(job, now)`` reads the RSS of a job's group
+    (None: it is gone); by default the job's shared reading
+    (:func:`~.procstat.job_stats`).
     """
 
     log = Logger()
 
     def __init__(self, reactor: IReactorTime, jobs: Callable[[], Iterable[Job]],
                  over: Callable[[Job, str], None], interval: Callable[[], float],
-                 sample: Callable[[Collection[int]], dict[int, int]] = _rss):
+                 sample: Callable[[Job, float], int | None] = _rss):
         self._jobs = jobs
         self._over = over
         self._interval = interval
@@ -86,17 +81,14 @@ class MemoryWatch:
 
     def check(self) -> None:
         """Sample once: every job over its ``max_memory`` is told to ``over``."""
-        watched = {}
-        for job in self._jobs():
-            limits, pid = job.limits, local_pid(job.process)
-            if (limits is None or not limits.max_memory or pid is None or job.limit_hit
-                    or job.state not in LIVE):
+        now = self._reactor.seconds()
+        for job in list(self._jobs()):
+            limits = job.limits
+            if (limits is None or not limits.max_memory or local_pid(job.process) is None
+                    or job.limit_hit or job.state not in LIVE):
                 continue
-            watched[pid] = (job, limits.max_memory)
-        if watched:
-            for pid, rss in self._sample(list(watched)).items():
-                job, limit = watched[pid]
-                if rss > limit and job.pid == pid:
-                    self._over(job, f"over its max_memory: RSS {rss} bytes, limit {limit}")
+            rss, limit = self._sample(job, now), limits.max_memory
+            if rss is not None and rss > limit:
+                self._over(job, f"over its max_memory: RSS {rss} bytes, limit {limit}")
         if self._loop is not None:
             self._loop.interval = self._interval()  # a reload may have changed it

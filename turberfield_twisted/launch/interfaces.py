@@ -82,12 +82,16 @@ class IRemoteProcess(IWorkerProcess):
     is None.
     """
 
-    def located(host: str, port: int, step: str | None) -> None:
+    def located(host: str, port: int, step: str | None) -> Deferred[None]:
         """
         The worker said it listens on ``host``:``port`` (``step``: its
-        Slurm job step, ``JOBID.STEP``, if it runs in one): fire
-        :meth:`~IWorkerProcess.listening` with ``host``. Later reports
-        change nothing.
+        Slurm job step, ``JOBID.STEP``, if it runs in one). Once its
+        launcher agrees that it runs there, fire
+        :meth:`~IWorkerProcess.listening` with ``host``, then the Deferred
+        returned; if it does not, fail that with
+        :class:`~turberfield_twisted.errors.PlacementRefused` (or
+        :class:`~turberfield_twisted.errors.PlacementUnchecked` if it can't
+        tell) and leave the worker unreached. Later reports change nothing.
         """
 
 

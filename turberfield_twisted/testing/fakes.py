@@ -199,12 +199,12 @@ class FakeRemoteWorker(FakeWorker):
 
     step: str | None = None
 
-    def located(self, host: str, port: int, step: str | None) -> None:
-        """See :meth:`IRemoteProcess.located`."""
-        if self._ready.fired:
-            return
-        self.step = step
-        self.listen(host)
+    def located(self, host: str, port: int, step: str | None) -> Deferred[None]:
+        """See :meth:`IRemoteProcess.located`: any place is believed."""
+        if not self._ready.fired:
+            self.step = step
+            self.listen(host)
+        return succeed(None)
 
 
 @implementer(ILauncher)
