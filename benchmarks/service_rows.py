@@ -116,17 +116,21 @@ class ServiceRows:
                                        stdin=subprocess.DEVNULL)
         wait_answering([BARE_ADDRESS, WARM_ADDRESS, DIRECT], 60, 0.01)
 
-    def round(self, samples: Samples, number: int, seconds: float) -> None:
-        """One round of every measure, the throughput runs in a rotated order."""
+    def round(self, samples: Samples, number: int, seconds: float, repeats: int = 3) -> None:
+        """
+        One round of every measure: the throughput runs ``repeats`` times
+        over, side by side, the order rotating each time.
+        """
         auth = [f"Authorization: Bearer {self.ours.token}"]
         runs = [("service address", f"http://127.0.0.1:{BARE_ADDRESS}/", []),
                 ("circus socket", f"http://127.0.0.1:{CIRCUS_SOCKET}/", []),
                 ("one direct", f"http://127.0.0.1:{DIRECT}/", []),
                 ("services relay", f"http://127.0.0.1:{self.ours.api_port}/services/bare/proxy/",
                  auth)]
-        turn = number % len(runs)
-        for key, url, headers in runs[turn:] + runs[:turn]:
-            samples[f"rps {key}"].append(_load(url, seconds, headers))
+        for repeat in range(repeats):
+            turn = (number * repeats + repeat) % len(runs)
+            for key, url, headers in runs[turn:] + runs[:turn]:
+                samples[f"rps {key}"].append(_load(url, seconds, headers))
         self._rollout(samples)
         self._scale_up(samples)
 
