@@ -15,6 +15,7 @@ import pytest
 
 from turberfield_twisted.errors import (
     Invalid,
+    OverMaxInstances,
     OverrideNotAllowed,
     ServiceConflict,
     UnknownModule,
@@ -130,13 +131,16 @@ def test_scale_down_drains_the_newest_first(world, ports):
     assert scaled == [{"from": 4, "to": 2}]
 
 
-@pytest.mark.parametrize("count", [0, -1, 9, True, "3", 2.5])
-def test_a_bad_instance_count_is_refused_and_nothing_changes(world, ports, count):
-    """0, a negative count, more than max_instances, or not a whole number: Invalid."""
+@pytest.mark.parametrize(("count", "error"), [
+    (0, Invalid), (-1, Invalid), (True, Invalid), ("3", Invalid), (2.5, Invalid),
+    (9, OverMaxInstances)])
+def test_a_bad_instance_count_is_refused_and_nothing_changes(world, ports, count, error):
+    """0, a negative count or not a whole number: Invalid; more than max_instances:
+    OverMaxInstances (403)."""
     services = world.init.services
     group = services.create(spec(ports, instances=2))
     before = (list(group.members), group.spec, len(world.launcher.spawned))
-    with pytest.raises(Invalid):
+    with pytest.raises(error):
         services.scale("web", count)
     assert (list(group.members), group.spec, len(world.launcher.spawned)) == before
 
@@ -151,11 +155,11 @@ def test_bad_services_are_refused_whole(world, ports):
     services.create(spec(ports, instances=1))
     jobs = set(world.init.workers)
     cases = [
-        (Invalid, spec(ports, name="init")),
-        (Invalid, spec(ports, name="kv")),
+        (ServiceConflict, spec(ports, name="init")),
+        (ServiceConflict, spec(ports, name="kv")),
         (Invalid, spec(ports, name="a.b")),
         (ServiceConflict, spec(ports, name="web", port=ports.low + 1)),
-        (Invalid, spec(ports, name="api", port=ports.low + 1, instances=9)),
+        (OverMaxInstances, spec(ports, name="api", port=ports.low + 1, instances=9)),
         (Invalid, spec(ports, name="api", port=ports.low + 1, surge=0)),
         (UnknownModule, spec(ports, name="api", port=ports.low + 1, module="no.such")),
         (OverrideNotAllowed, spec(ports, name="api", port=ports.low + 1,

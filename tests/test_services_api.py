@@ -95,22 +95,23 @@ def test_the_services_routes_are_described_and_every_description_has_a_route():
 @pytest_twisted.ensureDeferred
 async def test_bad_input_is_a_clear_4xx_and_changes_nothing(served, reactor):
     """
-    instances 0, negative or over max_instances, an address another process holds, a
-    name that is a config section's, a malformed listen, scaling a service that does not
-    exist or to 0: each a 4xx with a JSON error saying why; no service, job or socket left.
+    instances 0 or negative (400) or over max_instances (403), an address another process
+    holds or a name that is a config section's (409), a malformed listen (400), scaling a
+    service that does not exist (404): each a 4xx with a JSON error saying why; no
+    service, job or socket left.
     """
     port = served.service_ports[0]
     holder = socket.create_server(("127.0.0.1", served.service_ports[1]))
     base = {"name": "web", "module": DEMO, "listen": str(port)}
     try:
         cases = [
-            ({**base, "instances": 0}, 400, "instances must be a whole number from 1 to 8"),
+            ({**base, "instances": 0}, 400, "instances must be a whole number of 1 or more"),
             ({**base, "instances": -2}, 400, "instances must be"),
-            ({**base, "instances": 9}, 400, "(max_instances)"),
+            ({**base, "instances": 9}, 403, "at most 8 (the daemon's max_instances)"),
             ({**base, "instances": "2"}, 400, "instances must be a whole number"),
             ({**base, "listen": str(served.service_ports[1])}, 409,
              "another process listens on it"),
-            ({**base, "name": "init"}, 400, "is the name of a config section"),
+            ({**base, "name": "init"}, 409, "is taken: a config section has it"),
             ({**base, "listen": "localhost:80"}, 400, "listen must be"),
             ({**base, "module": "no.such.module"}, 404, "no.such.module"),
             ({**base, "config": {"secret": "x"}}, 403, "does not allow 'secret'"),

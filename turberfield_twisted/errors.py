@@ -26,6 +26,7 @@ __all__ = [
     "JobExited",
     "NoFreePort",
     "NotReady",
+    "OverMaxInstances",
     "OverrideNotAllowed",
     "PlacementRefused",
     "PlacementUnchecked",
@@ -201,6 +202,10 @@ class PlacementRefused(Exception):
 
 class PlacementUnchecked(Exception):
     """Where a worker runs could not be asked of its launcher (say, Slurm did not answer)."""
+
+
+class OverMaxInstances(Exception):
+    """More instances of a service are asked for than the daemon's ``max_instances``."""
 
 
 class ServiceConflict(Exception):

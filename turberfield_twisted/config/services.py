@@ -65,8 +65,8 @@ def listen_address(text: str) -> tuple[str, int]:
     except ValueError:
         raise BadValue("must be PORT, HOST:PORT or [IPV6]:PORT, its host an IP address"
                        ) from None
-    if ip.is_multicast or (ip.version == 6) != text.startswith("["):
-        raise BadValue("must have a unicast IP address, IPv6 (only) in brackets")
+    if (ip.version == 6) != text.startswith("["):
+        raise BadValue("must have its IPv6 address (only) in brackets")
     if not (port.isascii() and port.isdigit() and 1 <= int(port) <= 65535):
         raise BadValue("must end with a port from 1 to 65535")
     return str(ip), int(port)
@@ -77,18 +77,19 @@ def numbers_problem(instances: int, surge: int, max_unavailable: int,
     """
     ``(key, reason)`` if these numbers make no service: instances from 1 to
     ``max_instances``, surge and max_unavailable of 0 or more and not both 0
-    (a rollout could not move), max_unavailable below instances.
+    (a rollout could not move). A max_unavailable of instances or more lets
+    a rollout drain every old instance at once.
     """
-    if not 1 <= instances <= max_instances:
-        return "instances", f"must be a whole number from 1 to {max_instances} (max_instances)"
+    if instances < 1:
+        return "instances", "must be a whole number of 1 or more"
+    if instances > max_instances:
+        return "instances", f"may be at most {max_instances} (the daemon's max_instances)"
     if surge < 0:
         return "surge", "must be a whole number of 0 or more"
     if max_unavailable < 0:
         return "max_unavailable", "must be a whole number of 0 or more"
     if surge == 0 and max_unavailable == 0:
         return "surge", "and max_unavailable can't both be 0: a rollout could not start"
-    if max_unavailable >= instances:
-        return "max_unavailable", "must be below instances: some must stay ready"
     return None
 
 

@@ -16,7 +16,7 @@ from twisted.internet.defer import Deferred
 from zope.interface import implementer
 
 from turberfield_twisted.config.names import GUID
-from turberfield_twisted.errors import Invalid, UnknownModule
+from turberfield_twisted.errors import ServiceConflict, UnknownModule
 from turberfield_twisted.jobs.job import Job, JobEvent
 from turberfield_twisted.launch.interfaces import ListenSocket
 from turberfield_twisted.launch.protocol import ExitStatus
@@ -41,7 +41,8 @@ class Instances:
         """See :meth:`IInstanceHost.admit`."""
         init = self._init
         if spec.name == DEFAULTSECT or init.cfg.has_section(spec.name):
-            raise Invalid(f"service name {spec.name!r} is the name of a config section")
+            raise ServiceConflict(f"service name {spec.name!r} is taken: a config section has"
+                                  " it")
         module = init.settings.module(spec.module)
         if module is not None and module.launcher != LOCAL:
             raise UnknownModule(spec.module, "its workers run on a Slurm node, and a"

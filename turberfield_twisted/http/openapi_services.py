@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from turberfield_twisted.config.names import SERVICE_NAME
+from turberfield_twisted.config.names import KEY, MAX_VALUE, SERVICE_NAME, SESSION
 from turberfield_twisted.http.openapi import (
     BAD,
     DENIED,
@@ -26,9 +26,35 @@ from turberfield_twisted.http.schemas import JSON, ref
 from turberfield_twisted.http.service_args import SERVICE_WAITS
 from turberfield_twisted.services.model import RolloutState
 
-__all__ = ["SERVICE_OPERATIONS", "SERVICE_SCHEMAS"]
+__all__ = ["LISTEN", "SERVICE_OPERATIONS", "SERVICE_SCHEMAS"]
 
 _STRINGS = {"type": "object", "additionalProperties": {"type": "string"}}
+
+
+#: Overrides, as a launch's (a key of one line's value).
+_OVERRIDES = {"type": "object", "propertyNames": {"pattern": KEY.pattern},
+              "additionalProperties": {"anyOf": [
+                  {"type": "string", "maxLength": MAX_VALUE, "pattern": "^[^\r\n]*$"},
+                  {"type": "number"}, {"type": "boolean"}]}}
+
+
+_PORT = "(6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}|[1-9][0-9]{0,3})"
+
+
+_OCTET = "(25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])"
+
+
+_H = "[0-9a-fA-F]{1,4}"
+
+
+#: An IPv6 address, every shortened form of it (no zone, no IPv4 tail).
+_IPV6 = "|".join([f"({_H}:){{7}}{_H}", f"({_H}:){{1,7}}:", f"({_H}:){{1,6}}:{_H}",
+                  *(f"({_H}:){{1,{5 - n}}}(:{_H}){{1,{n + 2}}}" for n in range(4)),
+                  f"{_H}:((:{_H}){{1,6}})", f":((:{_H}){{1,7}}|:)"])
+
+
+#: A service's ``listen``: PORT, IPV4:PORT or [IPV6]:PORT, as the API reads it.
+LISTEN = rf"^({_PORT}|{_OCTET}(\.{_OCTET}){{3}}:{_PORT}|\[({_IPV6})\]:{_PORT})$"
 
 
 #: The shapes the ``/services`` routes answer with and take.
@@ -65,26 +91,34 @@ SERVICE_SCHEMAS: Mapping[str, Any] = {
                  "properties": {"services": {"type": "array", "items": ref("Service")}}},
     "NewService": {
         "type": "object", "required": ["name", "module", "listen"], "additionalProperties": False,
+        # both surge and max_unavailable 0 would leave a rollout no step to take
+        "anyOf": [{"properties": {"surge": {"minimum": 1}}},
+                  {"required": ["max_unavailable"],
+                   "properties": {"max_unavailable": {"minimum": 1}}}],
         "properties": {
-            "name": {"type": "string", "pattern": SERVICE_NAME.pattern},
+            "name": {"type": "string", "pattern": SERVICE_NAME.pattern,
+                     "description": "409 if a service or a config section has it."},
             "module": {"type": "string", "minLength": 1,
                        "description": "A module with a section in the daemon's config."},
-            "listen": {"type": "string",
-                       "description": "PORT (on 127.0.0.1), HOST:PORT or [IPV6]:PORT."},
-            "instances": {"type": "integer", "minimum": 1}, "surge": {"type": "integer"},
-            "max_unavailable": {"type": "integer"},
-            "session": {"type": ["string", "null"], "maxLength": 256},
-            "config": {"type": "object", "description": "Overrides of keys the module's"
-                       " section lists as overridable.",
-                       "additionalProperties": {"type": ["string", "number", "boolean"]}}}},
+            "listen": {"anyOf": [{"type": "integer", "minimum": 1, "maximum": 65535},
+                                 {"type": "string", "pattern": LISTEN}],
+                       "description": "PORT (on 127.0.0.1), HOST:PORT or [IPV6]:PORT; 409 if"
+                                      " it can't be bound there."},
+            "instances": {"type": "integer", "minimum": 1,
+                          "description": "403 over the daemon's max_instances."},
+            "surge": {"type": "integer", "minimum": 0},
+            "max_unavailable": {"type": "integer", "minimum": 0},
+            "session": {"type": ["string", "null"], "pattern": SESSION.pattern},
+            "config": {**_OVERRIDES, "type": ["object", "null"],
+                       "description": "Overrides of keys the module's section lists as"
+                                      " overridable (403 for another)."}}},
     "Scale": {"type": "object", "required": ["instances"], "additionalProperties": False,
-              "properties": {"instances": {"type": "integer", "minimum": 1}}},
+              "properties": {"instances": {"type": "integer", "minimum": 1,
+                                           "description": "403 over max_instances."}}},
     "NewRollout": {
         "type": "object", "additionalProperties": False,
         "properties": {"module": {"type": "string", "minLength": 1},
-                       "config": {"type": "object",
-                                  "additionalProperties": {"type": ["string", "number",
-                                                                    "boolean"]}}}},
+                       "config": {**_OVERRIDES, "type": ["object", "null"]}}},
 }
 
 

@@ -20,7 +20,8 @@ from turberfield_twisted.http.args import MAX_WAIT
 from turberfield_twisted.http.web import query_arg, read_object
 from turberfield_twisted.services.model import ServiceSpec
 
-__all__ = ["SERVICE_WAITS", "create_args", "rollout_args", "scale_args", "service_wait_args"]
+__all__ = ["SERVICE_WAITS", "create_args", "rollout_args", "scale_args", "service_wait_args",
+           "whole"]
 
 _CREATE_KEYS = frozenset({"name", "module", "instances", "listen", "surge", "max_unavailable",
                           "session", "config"})
@@ -37,11 +38,17 @@ _ROLLOUT_KEYS = frozenset({"module", "config"})
 SERVICE_WAITS = ("ready", "rollout")
 
 
-def _whole(body: Mapping[str, Any], key: str, default: int) -> int:
-    value = body.get(key, default)
+def whole(value: object, key: str) -> int:
+    """``value`` as a whole number (JSON's ``3.0`` is one), or :class:`Invalid` naming ``key``."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
     if not isinstance(value, int) or isinstance(value, bool):
         raise Invalid(f"{key} must be a whole number")
     return value
+
+
+def _whole(body: Mapping[str, Any], key: str, default: int) -> int:
+    return whole(body.get(key, default), key)
 
 
 def _config(value: Any) -> dict[str, Any] | None:
@@ -62,6 +69,8 @@ def create_args(request: IRequest, max_body: int) -> tuple[ServiceSpec, dict[str
         raise Invalid("name must be a non-empty string")
     if not isinstance(module, str) or not module:
         raise Invalid("module must be a non-empty string")
+    if isinstance(listen, float) and listen.is_integer():
+        listen = int(listen)  # JSON's 8000.0 is a whole number
     if not isinstance(listen, str | int) or isinstance(listen, bool):
         raise Invalid("listen must be PORT, HOST:PORT or [IPV6]:PORT")
     try:
@@ -78,12 +87,12 @@ def create_args(request: IRequest, max_body: int) -> tuple[ServiceSpec, dict[str
     return spec, _config(body.get("config"))
 
 
-def scale_args(request: IRequest, max_body: int) -> object:
-    """``PATCH /services/{name}``: ``{"instances": N}`` (N checked by the service)."""
+def scale_args(request: IRequest, max_body: int) -> int:
+    """``PATCH /services/{name}``: ``{"instances": N}`` (its range checked by the service)."""
     body = read_object(request, max_body, _SCALE_KEYS)
     if "instances" not in body:
         raise Invalid("instances is required")
-    return body["instances"]
+    return whole(body["instances"], "instances")
 
 
 def rollout_args(request: IRequest, max_body: int) -> tuple[str | None, dict[str, Any] | None]:

@@ -43,6 +43,7 @@ from turberfield_twisted.errors import (
     Invalid,
     NoFreePort,
     NotReady,
+    OverMaxInstances,
     OverrideNotAllowed,
     PlacementRefused,
     PlacementUnchecked,
@@ -108,6 +109,7 @@ STATUSES: Mapping[type[Exception], int] = MappingProxyType({
     Invalid: 400,  # BadGuid, BadOverride, HookRejected, a route's own checks
     Unauthorized: 401,
     OverrideNotAllowed: 403,
+    OverMaxInstances: 403,
     HookNotAllowed: 403,
     UnknownJob: 404,
     UnknownModule: 404,

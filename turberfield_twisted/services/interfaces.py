@@ -30,7 +30,7 @@ class IInstanceHost(Interface):
     def admit(spec: ServiceSpec) -> None:
         """
         Raise if ``spec`` can't run here: its name is a config section's
-        (:class:`~turberfield_twisted.errors.Invalid`), its module is not
+        (:class:`~turberfield_twisted.errors.ServiceConflict`), its module is not
         allowed or can't run on this host (``UnknownModule``), its
         overrides are not allowed (``OverrideNotAllowed``, ``BadOverride``).
         """

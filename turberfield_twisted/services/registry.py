@@ -26,6 +26,7 @@ from turberfield_twisted.errors import (
     DaemonStopping,
     Invalid,
     NoFreePort,
+    OverMaxInstances,
     ServiceConflict,
     SpawnFailed,
     StoreFailed,
@@ -89,9 +90,10 @@ class Services:
     def check(self, spec: ServiceSpec) -> None:
         """
         Raise unless ``spec`` makes a service: :class:`Invalid` for a bad
-        name or numbers (or a name that is a config section's),
-        :class:`ServiceConflict` for a name taken, and as the host's
-        ``admit`` does for its module and overrides.
+        name or numbers, :class:`OverMaxInstances` for too many,
+        :class:`ServiceConflict` for a name taken (a service's, or a config
+        section's), and as the host's ``admit`` does for its module and
+        overrides.
         """
         if not SERVICE_NAME.accepts(spec.name):
             raise Invalid("name must be 1 to 48 letters, digits, '_' or '-', starting with a"
@@ -102,11 +104,16 @@ class Services:
         self._host.admit(spec)
 
     def check_numbers(self, instances: int, surge: int, max_unavailable: int) -> None:
-        """Raise :class:`Invalid` unless these numbers make a service (see ``numbers_problem``)."""
-        problem = numbers_problem(instances, surge, max_unavailable,
-                                  self._settings().initiator.max_instances)
+        """
+        Raise :class:`Invalid` unless these numbers make a service (see
+        ``numbers_problem``), :class:`OverMaxInstances` for more instances
+        than the daemon's ``max_instances``.
+        """
+        most = self._settings().initiator.max_instances
+        problem = numbers_problem(instances, surge, max_unavailable, most)
         if problem is not None:
-            raise Invalid(f"{problem[0]} {problem[1]}")
+            error = OverMaxInstances if instances > most else Invalid
+            raise error(f"{problem[0]} {problem[1]}")
 
     # -- changes -----------------------------------------------------------
 
@@ -239,7 +246,8 @@ class Services:
     def _restore(self, spec: ServiceSpec, number: int) -> None:
         try:
             self.create(spec, number)
-        except (Invalid, ServiceConflict, StoreFailed, LookupError, ValueError) as exc:
+        except (Invalid, OverMaxInstances, ServiceConflict, StoreFailed, LookupError,
+                ValueError) as exc:
             self.log.error("service {service} could not be made: {error}", service=spec.name,
                            error=str(exc))
 
