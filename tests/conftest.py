@@ -13,18 +13,53 @@ import pytest
 import pytest_twisted
 
 from turberfield_twisted.testing.configs import initiator_config
-from turberfield_twisted.testing.ports import WINDOW_ENV, PortRange
+from turberfield_twisted.testing.ports import WINDOW_ENV, PortRange, free_ports
+from turberfield_twisted.testing.procs import children_of, kill_now
 
 pytest_plugins = ["turberfield_twisted.testing.pytest_plugin"]
 #: Trial's tests (``make test`` runs them with trial): not for pytest to collect.
 collect_ignore_glob = ["*_trial.py"]
 
-# The kit's free port ranges come from this window in our runs (the examples'
-# run under test_examples.py takes 27900-27999).
-os.environ.setdefault(WINDOW_ENV, "27500-27899")
+# Every port a test binds comes from the kit's free_ports, in this window:
+# up to the kernel's ephemeral ports (32768 on), and above the fixed ports
+# older versions of this suite bind, which may run beside this one.
+os.environ.setdefault(WINDOW_ENV, "27500-32767")
 
 #: Kept for modules that still import it from here: the kit's builder.
 __all__ = ["initiator_config"]
+
+
+@pytest.fixture(autouse=True)
+def _nothing_left() -> Any:
+    """
+    After each test and its fixtures, however they ended: a process of this
+    one's that the test started and left alive is killed (by pid) and the
+    test errors naming it, so one failure never turns into the "process
+    left" failures of the tests after it.
+    """
+    before = set(children_of(os.getpid()))
+    yield
+    left = kill_now(pid for pid in children_of(os.getpid()) if pid not in before)
+    if left:
+        pytest.fail(f"processes left behind by this test (now killed): {sorted(left)}",
+                    pytrace=False)
+
+
+@pytest.fixture
+def take_ports() -> Any:
+    """
+    ``take_ports(size=20)``: a block of at least ``size`` free loopback
+    ports (the kit's free_ports), held until the test is over.
+    """
+    held: list[PortRange] = []
+
+    def take(size: int = 20) -> PortRange:
+        held.append(free_ports(size))
+        return held[-1]
+
+    yield take
+    for block in held:
+        block.release()
 
 
 @pytest.fixture
@@ -50,21 +85,22 @@ def reactor() -> Any:
 async def initiator(reactor: Any, start_initiator: Any) -> Any:
     """
     A started Initiator on the real reactor with :func:`initiator_config`
-    (child ports 21200-21299); stopped after, and no process left.
+    (a hundred child ports from free_ports, held until it stops); stopped
+    after, and no process left.
     """
-    running = await start_initiator(initiator_config(), reactor=reactor,
-                                    ports=PortRange(21200, 21299))
+    running = await start_initiator(initiator_config(), reactor=reactor, ports=free_ports(100))
     return running.init
 
 
 @pytest_twisted.async_yield_fixture
 async def daemons(reactor: Any, tmp_path: Any) -> Any:
     """
-    ``await daemons(low, high, extra="")`` starts a ``twistd -n proactor``
-    on a free loopback port with that child port range (``extra`` more
-    lines for its ``[proactor]`` section) and returns it listening. After
-    the test, however it ended, every daemon and every worker it started
-    is gone.
+    ``await daemons(extra="", size=20)`` starts a ``twistd -n proactor``
+    on a free loopback port with ``size`` child ports from free_ports
+    (``daemon.ports``, held until it stops; ``daemons(low, high, ...)``:
+    a range the test holds), ``extra`` more lines for its ``[proactor]``
+    section, and returns it listening. After the test, however it ended,
+    every daemon and every worker it started is gone.
     """
     from turberfield_twisted.testing.daemon import Daemons
     from turberfield_twisted.testing.procs import children_of

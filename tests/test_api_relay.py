@@ -49,10 +49,10 @@ class Client:
 
 
 @pytest_twisted.async_yield_fixture
-async def serve(initiator: Any, reactor: Any) -> Any:
+async def serve(initiator: Any, reactor: Any, take_ports: Any) -> Any:
     """
-    ``serve(**kwargs)``: a ControlAPI on 127.0.0.1:0 and a Client of it (its
-    ``api`` too); ports and the relay's connections closed after.
+    ``serve(**kwargs)``: a ControlAPI on 127.0.0.1 (a port from free_ports) and a
+    Client of it (its ``api`` too); ports and the relay's connections closed after.
     """
     ports: list[Any] = []
     apis: list[ControlAPI] = []
@@ -60,8 +60,8 @@ async def serve(initiator: Any, reactor: Any) -> Any:
     async def start(**kwargs: Any) -> Client:
         api = ControlAPI(initiator, TOKEN, reactor, **kwargs)
         apis.append(api)
-        port = await endpoints.TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1").listen(
-            api.site())
+        port = await endpoints.TCP4ServerEndpoint(reactor, take_ports(1).low,
+                                                  interface="127.0.0.1").listen(api.site())
         ports.append(port)
         client = Client(reactor, f"http://127.0.0.1:{port.getHost().port}")
         client.api = api
@@ -116,13 +116,14 @@ class Recorder(Protocol):
         self.factory.waiting.clear()
 
 
-async def stand_in(reactor: Any, answer: bytes | None) -> tuple[Any, Any]:
-    """A Recorder factory listening on 127.0.0.1:0, and its port."""
+async def stand_in(reactor: Any, answer: bytes | None, port: int) -> tuple[Any, Any]:
+    """A Recorder factory listening on 127.0.0.1:``port`` (one the test holds), and its port."""
     factory = Factory.forProtocol(Recorder)
     factory.requests, factory.answer, factory.lost, factory.waiting = [], answer, 0, []
     factory.connections, factory.hold, factory.held = 0, 0, []
-    port = await endpoints.TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1").listen(factory)
-    return factory, port
+    listening = await endpoints.TCP4ServerEndpoint(reactor, port, interface="127.0.0.1").listen(
+        factory)
+    return factory, listening
 
 
 def fake_job(initiator: Any, guid: str, port: int) -> Callable[[], None]:
@@ -212,11 +213,12 @@ async def test_a_stopped_worker_is_502(serve, initiator, reactor):
 
 
 @pytest_twisted.ensureDeferred
-async def test_the_worker_sees_the_request_less_hop_and_auth_headers(serve, initiator, reactor):
+async def test_the_worker_sees_the_request_less_hop_and_auth_headers(
+        serve, initiator, reactor, take_ports):
     """On the wire: method, raw path and query, body, kept headers; no token, no hop headers."""
     answer = (b"HTTP/1.1 201 Created\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n"
               b"Set-Cookie: sid=from-worker\r\n\r\nok")
-    factory, port = await stand_in(reactor, answer)
+    factory, port = await stand_in(reactor, answer, take_ports(1).low)
     remove = fake_job(initiator, "stand-in", port.getHost().port)
     try:
         client = await serve()
@@ -243,11 +245,12 @@ async def test_the_worker_sees_the_request_less_hop_and_auth_headers(serve, init
 
 
 @pytest_twisted.ensureDeferred
-async def test_a_workers_cookie_is_not_sent_on_for_another_client(serve, initiator, reactor):
+async def test_a_workers_cookie_is_not_sent_on_for_another_client(
+        serve, initiator, reactor, take_ports):
     """The relay keeps no cookies: what one worker sets never goes out with another request."""
     answer = (b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n"
               b"Set-Cookie: sid=from-worker\r\n\r\nok")
-    factory, port = await stand_in(reactor, answer)
+    factory, port = await stand_in(reactor, answer, take_ports(1).low)
     remove = fake_job(initiator, "stand-in", port.getHost().port)
     try:
         client = await serve()
@@ -261,9 +264,9 @@ async def test_a_workers_cookie_is_not_sent_on_for_another_client(serve, initiat
 
 
 @pytest_twisted.ensureDeferred
-async def test_a_worker_that_never_answers_is_504(serve, initiator, reactor):
+async def test_a_worker_that_never_answers_is_504(serve, initiator, reactor, take_ports):
     """A worker that accepts and says nothing: 504 after relay_timeout, and the socket closed."""
-    factory, port = await stand_in(reactor, None)
+    factory, port = await stand_in(reactor, None, take_ports(1).low)
     remove = fake_job(initiator, "silent", port.getHost().port)
     try:
         client = await serve(relay_timeout=0.3)
@@ -302,7 +305,8 @@ async def test_unknown_guid_no_token_and_big_bodies(serve, initiator, reactor):
 
 
 @pytest_twisted.ensureDeferred
-async def test_a_long_answer_and_a_long_body_stream_through_whole(serve, initiator, reactor):
+async def test_a_long_answer_and_a_long_body_stream_through_whole(
+        serve, initiator, reactor, take_ports):
     """
     A 3 MiB answer (past what the relay holds) comes back whole and in order;
     a 2 MiB request body goes up whole.
@@ -310,7 +314,7 @@ async def test_a_long_answer_and_a_long_body_stream_through_whole(serve, initiat
     body = bytes(range(256)) * (3 * 1024 * 4)
     answer = (b"HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\n"
               b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
-    factory, port = await stand_in(reactor, answer)
+    factory, port = await stand_in(reactor, answer, take_ports(1).low)
     remove = fake_job(initiator, "stand-in", port.getHost().port)
     try:
         client = await serve(max_body=4 * 1024 * 1024)
@@ -327,12 +331,13 @@ async def test_a_long_answer_and_a_long_body_stream_through_whole(serve, initiat
 
 
 @pytest_twisted.ensureDeferred
-async def test_a_streamed_answer_past_the_bound_is_cut_off(serve, initiator, reactor):
+async def test_a_streamed_answer_past_the_bound_is_cut_off(
+        serve, initiator, reactor, take_ports):
     """An answer of no stated length that passes max_response once streaming: the caller's
     connection is cut (it can't become a 502 any more); the relay goes on serving."""
     answer = (b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nConnection: close\r\n\r\n"
               + b"x" * (300 * 1024))
-    _, port = await stand_in(reactor, answer)
+    _, port = await stand_in(reactor, answer, take_ports(1).low)
     remove = fake_job(initiator, "stand-in", port.getHost().port)
     try:
         client = await serve()
@@ -348,11 +353,12 @@ async def test_a_streamed_answer_past_the_bound_is_cut_off(serve, initiator, rea
 
 
 @pytest_twisted.ensureDeferred
-async def test_the_pool_grows_to_the_concurrency_seen(serve, initiator, reactor):
+async def test_the_pool_grows_to_the_concurrency_seen(
+        serve, initiator, reactor, take_ports):
     """Ten requests in flight to one worker at once: the relay keeps up to ten idle
     connections to it, so the next ten need no new connection."""
     answer = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
-    factory, port = await stand_in(reactor, answer)
+    factory, port = await stand_in(reactor, answer, take_ports(1).low)
     remove = fake_job(initiator, "stand-in", port.getHost().port)
     try:
         client = await serve()

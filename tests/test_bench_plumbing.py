@@ -4,7 +4,7 @@ own manager starts a real daemon, launches cold and warm workers, and its
 relay measure gets only 200s through ``/jobs/{guid}/proxy/``. Figures are
 not checked (performance is measured, not asserted): this catches a bench
 that no longer speaks the API, as when the relay moved under ``/proxy/``.
-Loopback ports 24220-24239; the load scenario's from the kit's free_ports.
+Loopback ports from the kit's free_ports (the load scenario takes its own).
 """
 
 from __future__ import annotations
@@ -21,29 +21,36 @@ from typing import Any
 
 import pytest
 
+from turberfield_twisted.testing.ports import PortRange
 from turberfield_twisted.testing.procs import children_of
 
 BENCH = Path(__file__).resolve().parent.parent / "benchmarks" / "bench.py"
-API, LOW, HIGH = 24220, 24221, 24239
 
 
 @pytest.fixture
-def bench(monkeypatch: pytest.MonkeyPatch) -> Any:
-    """``benchmarks/bench.py`` as a module; its path and modules are gone after."""
+def ports(take_ports: Any) -> PortRange:
+    """The bench's daemon's: its control API on the first, its workers on the others."""
+    return take_ports(20)
+
+
+@pytest.fixture
+def bench(monkeypatch: pytest.MonkeyPatch, ports: PortRange) -> Any:
+    """``benchmarks/bench.py`` as a module (its API port ours); its path and modules go after."""
     monkeypatch.setattr(sys, "path", list(sys.path))  # it puts benchmarks/ first
     spec = importlib.util.spec_from_file_location("_bench", BENCH)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    monkeypatch.setattr(module, "API", API)
+    monkeypatch.setattr(module, "API", ports.low)
     yield module
     for name in ("managers", "probe", "service_rows", "bare_worker"):
         sys.modules.pop(name, None)
 
 
-def test_the_bench_launches_and_relays_through_the_daemon(bench: Any, tmp_path: Path) -> None:
+def test_the_bench_launches_and_relays_through_the_daemon(bench: Any, tmp_path: Path,
+                                                           ports: PortRange) -> None:
     """Cold and warm launches answer; every relayed and direct request gets a 200."""
-    ours = bench.Proactor(tmp_path / "proactor", API, LOW, HIGH)
+    ours = bench.Proactor(tmp_path / "proactor", ports.low, ports.low + 1, ports.high)
     ours.start()
     try:
         samples: dict[str, list[float]] = defaultdict(list)
@@ -62,18 +69,17 @@ def test_the_bench_launches_and_relays_through_the_daemon(bench: Any, tmp_path: 
 
 
 def test_the_bench_serves_a_bare_worker_on_a_service_address_and_rolls_warm_ones_out(
-        bench: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        bench: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, ports: PortRange,
+        take_ports: Any) -> None:
     """
     The bare Klein worker, run as a service's instance (bare_service.py: the socket by
     systemd's convention, through Twisted's systemd: endpoint), answers on the service's
     address; the rollout measure of 4 warm instances counts its requests and losses.
     """
-    from turberfield_twisted.testing.ports import free_ports
-
     rows = sys.modules["service_rows"]
-    addresses = free_ports(10)
+    addresses = take_ports(10)
     monkeypatch.setattr(rows, "WARM_ADDRESS", addresses.low)
-    ours = bench.Proactor(tmp_path / "proactor", API, LOW, HIGH)
+    ours = bench.Proactor(tmp_path / "proactor", ports.low, ports.low + 1, ports.high)
     ours.start()
     try:
         measures = rows.ServiceRows(ours, tmp_path)
@@ -87,7 +93,6 @@ def test_the_bench_serves_a_bare_worker_on_a_service_address_and_rolls_warm_ones
             ours.call("DELETE", f"/services/{name}")
     finally:
         ours.close()
-        addresses.release()
     assert children_of(os.getpid()) == []
 
 

@@ -171,20 +171,22 @@ def test_help_exits_0(capsys):
 
 
 @pytest_twisted.async_yield_fixture
-async def daemon(reactor, tmp_path):
+async def daemon(reactor, tmp_path, take_ports):
     """
-    An Initiator and its ControlAPI on 127.0.0.1:0 in this process; the state
-    directory (``tmp_path / "state"``) says where and holds the admin token.
+    An Initiator and its ControlAPI on 127.0.0.1 in this process, on ports from
+    free_ports; the state directory (``tmp_path / "state"``) says where and holds
+    the admin token.
     """
     from twisted.internet.endpoints import TCP4ServerEndpoint
 
     from turberfield_twisted.http.api import ControlAPI
 
     slow = "[turberfield_twisted.testing.slow]\nready_delay = 3\n"
-    init = Initiator(None, guid="init", cfg=initiator_config(21450, 21499, extra=slow),
+    ports = take_ports(50)
+    init = Initiator(None, guid="init", cfg=initiator_config(ports.low, ports.high, extra=slow),
                      reactor=reactor)
     hooks = HookDispatcher(reactor, init.http)
-    port = await TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1").listen(
+    port = await TCP4ServerEndpoint(reactor, take_ports(1).low, interface="127.0.0.1").listen(
         ControlAPI(init, TOKEN, reactor, hooks=hooks).site())
     init.listening("127.0.0.1", port.getHost().port)
     state = tmp_path / "state"
@@ -300,7 +302,7 @@ async def test_failures_are_one_line_on_stderr_and_exit_1(daemon, reactor, tmp_p
     code, out, err = await proactor(reactor, "--url", url, "--token-file", str(wrong), "ls")
     assert (code, out) == (1, "")
     assert err == (f"proactor: error: unauthorized (HTTP 401): the daemon at {url} refused the"
-                   f" admin token in {wrong} (is it this daemon's? see --token-file,"
+                   f" token in {wrong} (is it this daemon's? see --token-file,"
                    " --state-dir)\n")
 
     at = ["--state-dir", str(state)]

@@ -45,10 +45,11 @@ if __name__ == "__main__":
 
 
 @pytest_twisted.async_yield_fixture
-async def served(reactor: Any, tmp_path: Path) -> Any:
+async def served(reactor: Any, tmp_path: Path, take_ports: Any) -> Any:
     """
     An Initiator (the demo, and :data:`ESCAPES` from ``tmp_path / "src"``) and its
-    ControlAPI on 127.0.0.1:0; ``tmp_path / "state"`` says where, and holds the token.
+    ControlAPI on 127.0.0.1, on ports from free_ports; ``tmp_path / "state"`` says
+    where, and holds the token.
     """
     src = tmp_path / "src"
     src.mkdir()
@@ -60,7 +61,7 @@ async def served(reactor: Any, tmp_path: Path) -> Any:
         hooks = HookDispatcher(reactor, init.http)
         from turberfield_twisted.http.api import ControlAPI
 
-        port = await TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1").listen(
+        port = await TCP4ServerEndpoint(reactor, take_ports(1).low, interface="127.0.0.1").listen(
             ControlAPI(init, TOKEN, reactor, hooks=hooks).site())
         init.listening("127.0.0.1", port.getHost().port)
         state = tmp_path / "state"
@@ -231,3 +232,35 @@ async def test_a_workers_terminal_sequences_are_shown_escaped_unless_raw(served,
         status = await run.ended.addTimeout(20, reactor)
         assert status.code == 0, run.lines
         assert not any("\x1b" in line or "\x07" in line for line in run.lines), run.lines
+
+
+# -- tokens and roles -------------------------------------------------------------------
+
+
+@pytest_twisted.ensureDeferred
+async def test_tokens_and_roles_from_the_command_line(served, reactor, tmp_path):
+    """
+    token add writes the secret to a 0600 file, never to ls; a viewer's token lists jobs but
+    is told which role a launch needs; whoami names it; rm revokes it at once.
+    """
+    _, at = served
+    secret_file = tmp_path / "eyes.token"
+    code, out, err = await proactor(reactor, *at, "token", "add", "eyes", "viewer", "--out",
+                                    str(secret_file))
+    assert code == 0 and out.strip() == f"token eyes written to {secret_file}", err
+    assert oct(secret_file.stat().st_mode & 0o777) == "0o600"
+    secret = secret_file.read_text().strip()
+    code, out, err = await proactor(reactor, *at, "token", "ls")
+    assert code == 0 and "eyes" in out and "viewer" in out and secret not in out + err
+    viewer = [*at, "--token-file", str(secret_file)]
+    code, out, err = await proactor(reactor, *viewer, "whoami")
+    assert (code, out.strip()) == (0, "eyes: viewer (any module or service)"), err
+    code, out, err = await proactor(reactor, *viewer, "ls")
+    assert code == 0, err
+    code, out, err = await proactor(reactor, *viewer, "launch", DEMO)
+    assert code == 1 and "POST /jobs needs the operator role" in err
+    assert "see proactor whoami" in err and secret not in err
+    code, out, err = await proactor(reactor, *at, "token", "rm", "eyes")
+    assert code == 0, err
+    code, out, err = await proactor(reactor, *viewer, "ls")
+    assert code == 1 and "401" in err

@@ -267,14 +267,9 @@ async def test_no_answer_in_time_is_a_transport_error():
 
 
 @pytest_twisted.ensureDeferred
-async def test_refused_connection_is_a_transport_error(reactor):
+async def test_refused_connection_is_a_transport_error(reactor, take_ports):
     """Nothing listening: TransportError naming the address, on a real pool."""
-    from twisted.internet.endpoints import TCP4ServerEndpoint
-    from twisted.internet.protocol import Factory
-
-    port = await TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1").listen(Factory())
-    number = port.getHost().port
-    await port.stopListening()  # a port that was just free: nothing listens there
+    number = take_ports(1).low  # held, and nothing listens there
     http, pool = make_http(reactor)
     try:
         client = ControlClient(http, f"http://127.0.0.1:{number}", TOKEN, reactor, timeout=5)

@@ -25,18 +25,10 @@ from turberfield_twisted.testing.procs import children_of, wait_gone
 DEMO = "turberfield_twisted.demo.hello"
 TOKENISH = re.compile(rb"[A-Za-z0-9_-]{43}")
 
-CONFIG = """
-[proactor]
-listen_port = 0
-child_port_min = 21600
-child_port_max = 21699
-"""
-
-
 @pytest_twisted.async_fixture
 async def daemon(daemons: Any) -> Any:
     """A running daemon on a free loopback port (stopped by ``daemons`` after)."""
-    return await daemons(21600, 21699)
+    return await daemons(size=100)
 
 
 async def call(reactor: Any, daemon: Daemon, method: str, path: str, body: Any = None,
@@ -85,7 +77,7 @@ async def test_launch_reach_list_and_stop_a_worker(daemon, reactor, tmp_path):
 @pytest_twisted.ensureDeferred
 async def test_sigterm_stops_every_job_and_exits_cleanly(daemons, reactor):
     """SIGTERM with two jobs running: both end, then the daemon exits cleanly."""
-    daemon = await daemons(21600, 21699)
+    daemon = await daemons(size=100)
     guids = []
     for _ in range(2):
         code, job = await call(reactor, daemon, "POST", "/jobs", {"module": DEMO})
@@ -225,7 +217,8 @@ async def test_other_reactor_gets_one_line_saying_how(reactor, tmp_path):
 
 
 @pytest_twisted.ensureDeferred
-async def test_own_code_reaches_workers_through_pythonpath_not_PYTHONPATH(reactor, tmp_path):
+async def test_own_code_reaches_workers_through_pythonpath_not_PYTHONPATH(reactor, tmp_path,
+                                                                          take_ports):
     """
     PYTHONPATH set for the daemon does not reach its workers: the launch is refused
     at once (404, saying where workers look) instead of a job that crash-loops; the
@@ -238,11 +231,12 @@ async def test_own_code_reaches_workers_through_pythonpath_not_PYTHONPATH(reacto
         "from turberfield_twisted.demo.hello import Hello\n"
         "from turberfield_twisted.worker import run_worker\n"
         "if __name__ == '__main__':\n    run_worker(Hello)\n")
+    ports = take_ports(10)
     for n, (key, env) in enumerate([("", {"PYTHONPATH": str(code)}),
                                      (f"pythonpath = {code}\n", {})]):
         config = tmp_path / f"p{n}.cfg"
-        config.write_text(f"[proactor]\nlisten_port = 0\nchild_port_min = 26200\n"
-                          f"child_port_max = 26209\n{key}\n[myapp.hello]\n")
+        config.write_text(f"[proactor]\nlisten_port = 0\nchild_port_min = {ports.low}\n"
+                          f"child_port_max = {ports.high}\n{key}\n[myapp.hello]\n")
         daemon = Daemon.start(reactor, tmp_path / f"state-{n}", config=config, cwd=tmp_path,
                               env=env)
         try:
@@ -258,10 +252,7 @@ async def test_own_code_reaches_workers_through_pythonpath_not_PYTHONPATH(reacto
                                       headers=daemon.headers(), timeout=40, reactor=reactor)
             assert json.loads(await response.content())["state"] == "ready"
         finally:
-            workers = children_of(daemon.pid or 0)
-            daemon.signal(signal.SIGTERM)
-            await daemon.ended.addTimeout(30, reactor)
-            await wait_gone(reactor, workers)
+            await daemon.stop(reactor)  # and its workers; killed if they do not end
     assert children_of(os.getpid()) == []
 
 

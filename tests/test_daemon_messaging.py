@@ -27,7 +27,7 @@ PROACTOR = str(Path(sys.executable).parent / "proactor")
 @pytest_twisted.async_fixture
 async def daemon(daemons: Any) -> Any:
     """A running daemon on a free loopback port (stopped by ``daemons`` after)."""
-    return await daemons(21950, 21999)
+    return await daemons(size=50)
 
 
 async def call(reactor: Any, daemon: Daemon, method: str, path: str, body: Any = None) -> Any:
@@ -40,16 +40,17 @@ async def call(reactor: Any, daemon: Daemon, method: str, path: str, body: Any =
     return response.code, json.loads(content) if content else None
 
 
-async def serve(reactor: Any, subscriber: Subscriber, port: int = 0) -> Any:
+async def serve(reactor: Any, subscriber: Subscriber, port: int) -> Any:
     endpoint = endpoints.TCP4ServerEndpoint(reactor, port, interface="127.0.0.1")
     return await endpoint.listen(Site(subscriber.app.resource()))
 
 
 @pytest_twisted.ensureDeferred
-async def test_subscriber_gets_a_jobs_states_and_events_in_order_signed(daemon, reactor):
+async def test_subscriber_gets_a_jobs_states_and_events_in_order_signed(daemon, reactor,
+                                                                         take_ports):
     """A hook on "*" gets starting, ready, the worker's event, stopping, exited: signed."""
     subscriber = Subscriber()
-    listening = await serve(reactor, subscriber)
+    listening = await serve(reactor, subscriber, take_ports(1).low)
     try:
         url = f"http://127.0.0.1:{listening.getHost().port}/hook"
         code, hook = await call(reactor, daemon, "POST", "/hooks", {"url": url, "events": ["*"]})
@@ -84,11 +85,11 @@ async def test_subscriber_gets_a_jobs_states_and_events_in_order_signed(daemon, 
 
 
 @pytest_twisted.ensureDeferred
-async def test_events_wait_for_a_subscriber_that_was_down(daemon, reactor):
+async def test_events_wait_for_a_subscriber_that_was_down(daemon, reactor, take_ports):
     """With the subscriber down, events queue; once it is back they arrive in order."""
     subscriber = Subscriber()
-    listening = await serve(reactor, subscriber)
-    port = listening.getHost().port
+    port = take_ports(1).low  # held while the subscriber is down too
+    listening = await serve(reactor, subscriber, port)
     url = f"http://127.0.0.1:{port}/hook"
     code, hook = await call(reactor, daemon, "POST", "/hooks",
                             {"url": url, "events": ["ready", "exited"]})
@@ -146,7 +147,7 @@ async def test_cli_against_a_real_daemon(daemon, reactor, tmp_path):
     assert code == 1
     [line] = err.splitlines()
     assert line.startswith("proactor: error: unauthorized (HTTP 401): the daemon at")
-    assert f"refused the admin token in {wrong} " in line
+    assert f"refused the token in {wrong} " in line
     assert "not-the-token" not in out + err
 
 
@@ -201,7 +202,7 @@ async def test_the_relay_shadows_no_worker_path(daemons, reactor):
     Through /jobs/{guid}/proxy/, a worker's own /logs, /config, /events and /restart
     answer as the worker does; the same paths without the prefix are the API's.
     """
-    daemon = await daemons(26100, 26109, extra="\n[turberfield_twisted.testing.echo_paths]\n")
+    daemon = await daemons(extra="\n[turberfield_twisted.testing.echo_paths]\n", size=10)
     code, job = await call(reactor, daemon, "POST", "/jobs",
                            {"module": "turberfield_twisted.testing.echo_paths"})
     guid = job["guid"]

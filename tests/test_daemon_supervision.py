@@ -61,7 +61,7 @@ class Api:
 @pytest_twisted.ensureDeferred
 async def test_sigkilled_daemon_leaves_no_worker(daemons, reactor):
     """SIGKILL the daemon with five ready workers: each sees its lifeline end and exits."""
-    daemon = await daemons(21800, 21849, "ready_timeout = 60\n")
+    daemon = await daemons(extra="ready_timeout = 60\n", size=50)
     api = Api(reactor, daemon)
     jobs = await defer.gatherResults(
         [defer.Deferred.fromCoroutine(api.launch_ready()) for _ in range(5)])
@@ -82,7 +82,7 @@ async def test_sigkilled_daemon_leaves_no_warm_worker(daemons, reactor):
     SIGKILL the daemon with three ready warm workers (forked by the
     template, not by the daemon): each sees its lifeline end and exits.
     """
-    daemon = await daemons(24200, 24209, f"ready_timeout = 60\n\n[{DEMO}]\nwarm = true\n")
+    daemon = await daemons(extra=f"ready_timeout = 60\n\n[{DEMO}]\nwarm = true\n", size=10)
     found = await daemon.logged(rf"template of {DEMO} ready \(pid \d+\)").addTimeout(
         60, reactor)
     template = int(re.search(r"\(pid (\d+)\)", daemon.lines[found]).group(1))  # type: ignore[union-attr]
@@ -107,7 +107,7 @@ async def test_sigkilled_daemon_leaves_no_warm_worker(daemons, reactor):
 @pytest_twisted.ensureDeferred
 async def test_fifty_jobs_at_once_all_ready_all_stopped_nothing_left(daemons, reactor):
     """Fifty launches (ten at a time) all get ready and all stop: no process, port or fd left."""
-    daemon = await daemons(21850, 21949, "ready_timeout = 60\n")
+    daemon = await daemons(extra="ready_timeout = 60\n", size=100)
     api = Api(reactor, daemon)
     assert daemon.pid is not None
 
@@ -153,7 +153,7 @@ async def test_hundred_launches_at_once_on_the_default_config_all_get_ready(daem
     A hundred launches at once on the default ready_timeout and max_starting: every job
     gets ready with no restart and no failed start (admission, not a restart storm).
     """
-    daemon = await daemons(22000, 22127)
+    daemon = await daemons(size=128)
     api = Api(reactor, daemon)
     launched = await defer.gatherResults([
         defer.Deferred.fromCoroutine(api("POST", "/jobs", {"module": DEMO}))

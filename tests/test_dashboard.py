@@ -23,8 +23,7 @@ from treq.testing import StubTreq
 from turberfield_twisted import Initiator, LocalLauncher
 from turberfield_twisted.dashboard import FILES, HEADERS, POLICY, Dashboard
 from turberfield_twisted.http import openapi
-from turberfield_twisted.http.api import ControlAPI
-from turberfield_twisted.http.hooks import HooksAPI
+from turberfield_twisted.http.api import ControlAPI, served_routes
 from turberfield_twisted.testing.configs import DEMO, initiator_config
 from turberfield_twisted.testing.fakes import FakeProcessReactor
 
@@ -203,9 +202,8 @@ async def test_modules_lists_what_a_launch_may_name_and_override():
 
 def test_the_description_has_modules_and_the_way_in_but_not_the_files():
     """GET /modules and GET / are described; /ui/ is a page, not part of the JSON API."""
-    document = openapi.document([*openapi.routes(ControlAPI.app),
-                                 *openapi.routes(HooksAPI.app, "/hooks")])
+    document = openapi.document(served_routes())
     paths = document["paths"]
-    assert paths["/modules"]["get"]["security"] == [{"admin": []}]
+    assert paths["/modules"]["get"]["security"] == [{"token": ["viewer"]}]
     assert "302" in paths["/"]["get"]["responses"]
     assert not [path for path in paths if path.startswith("/ui")]

@@ -136,8 +136,11 @@ def ports() -> Any:
 
 
 @pytest.fixture
-def browser(reactor: Any, tmp_path: Path, monkeypatch: Any) -> Any:
-    """A fresh headless Chromium through /usr/bin/chromedriver; quit after the test."""
+def browser(reactor: Any, tmp_path: Path, monkeypatch: Any, take_ports: Any) -> Any:
+    """
+    A fresh headless Chromium through /usr/bin/chromedriver (the driver and the
+    browser's DevTools on ports from free_ports); quit after the test.
+    """
     if not _PRESENT:  # skipped elsewhere; under .ci/run, which installs them, a failure
         absent(_MISSING)
     # Selenium Manager is never asked (the driver's path is given), and if it were, it
@@ -153,8 +156,11 @@ def browser(reactor: Any, tmp_path: Path, monkeypatch: Any) -> Any:
     profile = tempfile.mkdtemp(prefix="chromium-", dir=tmp_path)
     options.add_argument(f"--user-data-dir={profile}")
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    driver_port, devtools_port = take_ports(2).ports[:2]
+    options.add_argument(f"--remote-debugging-port={devtools_port}")
     # A path given to the Service: Selenium Manager is not asked for a driver.
-    driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
+    driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER), port=driver_port),
+                              options=options)
     try:
         yield Browser(driver, reactor, shots)
     finally:

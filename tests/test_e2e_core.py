@@ -76,7 +76,7 @@ async def test_five_at_once_get_distinct_ports_and_all_stop(initiator, reactor):
 
 
 @pytest_twisted.ensureDeferred
-async def test_the_seed_pattern_reads_its_config_from_a_stream_then_launches(reactor):
+async def test_the_seed_pattern_reads_its_config_from_a_stream_then_launches(reactor, take_ports):
     """
     Initiator(options, loop=loop), then read_config(stream), then launch(module): as the
     seed API is used. No config is needed to build it; a missing section is named.
@@ -90,11 +90,12 @@ async def test_the_seed_pattern_reads_its_config_from_a_stream_then_launches(rea
     init = Initiator(argparse.Namespace(guid="seed"), loop=loop)
     with pytest.raises(ConfigError, match=r"no \[seed\] section"):
         await init.launch(DEMO)
-    text = textwrap.dedent("""
+    ports = take_ports(10)
+    text = textwrap.dedent(f"""
         [seed]
         listen_port = 0
-        child_port_min = 21720
-        child_port_max = 21729
+        child_port_min = {ports.low}
+        child_port_max = {ports.high}
 
         [turberfield_twisted.demo.hello]
         greeting = from the seed

@@ -19,17 +19,21 @@ from twisted.internet.protocol import DatagramProtocol
 from twisted.internet.utils import getProcessOutputAndValue
 
 from turberfield_twisted.testing.daemon import Daemon
-from turberfield_twisted.testing.procs import children_of, pid_alive, wait_gone
+from turberfield_twisted.testing.ports import PortRange
+from turberfield_twisted.testing.procs import pid_alive, wait_gone
 
 SLOW = "turberfield_twisted.testing.slow"
 DEMO = "turberfield_twisted.demo.hello"
 PROACTOR = str(Path(sys.executable).parent / "proactor")
 
-CONFIG = f"""
+
+def declared(ports: PortRange) -> str:
+    """The config: two declared jobs, second requiring first, on child ``ports``."""
+    return f"""
 [proactor]
 listen_port = 0
-child_port_min = 24100
-child_port_max = 24149
+child_port_min = {ports.low}
+child_port_max = {ports.high}
 ready_timeout = 20
 
 [{SLOW}]
@@ -42,6 +46,8 @@ module = {SLOW}
 module = {DEMO}
 requires = first
 """
+
+
 THIRD = f"""
 [job:third]
 module = {DEMO}
@@ -99,7 +105,8 @@ async def jobs(reactor: Any, daemon: Daemon) -> dict[str, dict[str, Any]]:
 
 
 @pytest_twisted.ensureDeferred
-async def test_declared_jobs_start_in_order_and_sighup_reconciles_them(reactor, tmp_path):
+async def test_declared_jobs_start_in_order_and_sighup_reconciles_them(reactor, tmp_path,
+                                                                        take_ports):
     """
     second requires first, whose module takes two seconds to get ready: second is
     spawned only once first is ready, and systemd hears READY=1 after both. A third
@@ -108,7 +115,8 @@ async def test_declared_jobs_start_in_order_and_sighup_reconciles_them(reactor, 
     ``proactor reload`` reports what it did.
     """
     config = tmp_path / "proactor.cfg"
-    config.write_text(CONFIG)
+    text = declared(take_ports(50))
+    config.write_text(text)
     notified = Notified()
     socket_path = tmp_path / "notify"
     notify_port = reactor.listenUNIXDatagram(str(socket_path), notified)
@@ -129,7 +137,7 @@ async def test_declared_jobs_start_in_order_and_sighup_reconciles_them(reactor, 
         pids = {guid: job["pid"] for guid, job in found.items()}
 
         # A third section, then SIGHUP: it starts; the others keep their processes.
-        config.write_text(CONFIG + THIRD)
+        config.write_text(text + THIRD)
         seen = len(daemon.lines)
         daemon.signal(signal.SIGHUP)
         await logged(daemon, r"SIGHUP: reloading the config", after=seen)
@@ -141,7 +149,7 @@ async def test_declared_jobs_start_in_order_and_sighup_reconciles_them(reactor, 
         await notified.got("RELOADING=1").addTimeout(30, reactor)
 
         # Removed, then SIGHUP: it stops; the others still keep theirs.
-        config.write_text(CONFIG)
+        config.write_text(text)
         seen = len(daemon.lines)
         daemon.signal(signal.SIGHUP)
         await logged(daemon, r"config reloaded: started none; stopped third;", after=seen)
@@ -153,7 +161,7 @@ async def test_declared_jobs_start_in_order_and_sighup_reconciles_them(reactor, 
         assert all(pid_alive(pid) for pid in pids.values())
 
         # A bad file: POST /reload answers 400 with file, line and key; nothing changes.
-        config.write_text(CONFIG.replace("requires = first", "requires = nobody-s3cr3t"))
+        config.write_text(text.replace("requires = first", "requires = nobody-s3cr3t"))
         code, answer = await call(reactor, daemon, "POST", "/reload")
         assert code == 400, answer
         assert f"{config}, line 16: key 'requires' in [job:second]" in answer["error"]
@@ -167,19 +175,18 @@ async def test_declared_jobs_start_in_order_and_sighup_reconciles_them(reactor, 
         assert {guid: found[guid]["pid"] for guid in pids} == pids
 
         # The CLI: unchanged, nothing to restart for.
-        config.write_text(CONFIG)
+        config.write_text(text)
         out, err, code = await getProcessOutputAndValue(
             PROACTOR, ["--state-dir", str(tmp_path / "state"), "reload"], env={},
             reactor=reactor)
         assert code == 0, err
         assert out.decode().split("\n")[3].split() == ["unchanged:", "first,second"]
     finally:
-        workers = children_of(daemon.pid or 0)
-        daemon.signal(signal.SIGTERM)
-        await daemon.ended.addTimeout(30, reactor)
-        await wait_gone(reactor, workers)
-        await notified_stopping(notified, reactor)
-        await notify_port.stopListening()
+        try:
+            await daemon.stop(reactor)  # and its workers; killed if they do not end
+            await notified_stopping(notified, reactor)
+        finally:
+            await notify_port.stopListening()
 
 
 async def notified_stopping(notified: Notified, reactor: Any) -> None:

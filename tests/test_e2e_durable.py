@@ -26,7 +26,6 @@ from turberfield_twisted.testing.procs import children_of, wait_gone
 from turberfield_twisted.testing.subscriber import Subscriber, listen
 
 DEMO = "turberfield_twisted.demo.hello"
-RECEIVER = 24990
 
 
 async def call(reactor: Any, daemon: Daemon, method: str, path: str, body: Any = None,
@@ -46,15 +45,12 @@ def write_config(path: Path, low: int, extra: str = "") -> Path:
 
 
 async def end(reactor: Any, daemon: Daemon) -> None:
-    """Stop ``daemon`` (if it runs) and wait until it and its workers are gone."""
-    workers = children_of(daemon.pid or 0)
-    daemon.signal(signal.SIGTERM)
-    await daemon.ended.addTimeout(30, reactor)
-    await wait_gone(reactor, workers)
+    """Stop ``daemon`` (if it runs) and wait until it and its workers are gone (or kill them)."""
+    await daemon.stop(reactor)
 
 
 @pytest_twisted.ensureDeferred
-async def test_sigkill_then_restart_loses_no_job_hook_or_event(reactor, tmp_path):
+async def test_sigkill_then_restart_loses_no_job_hook_or_event(reactor, tmp_path, take_ports):
     """
     Jobs running, one stopped by its operator, a hook whose receiver is down with
     events queued; SIGKILL; a new daemon on the same state dir: the running jobs come
@@ -62,16 +58,17 @@ async def test_sigkill_then_restart_loses_no_job_hook_or_event(reactor, tmp_path
     the hook is there with its secret, and the receiver gets the queued events and the
     new ones, seq going on.
     """
-    config = write_config(tmp_path / "proactor.cfg", 24000)
+    config = write_config(tmp_path / "proactor.cfg", take_ports(50).low)
     state = tmp_path / "state"
+    hook_port = take_ports(1).low  # the receiver's, down and up again
     subscriber = Subscriber()
-    receiver = await listen(reactor, subscriber, RECEIVER)
+    receiver = await listen(reactor, subscriber, hook_port)
     first = Daemon.start(reactor, state, config=config, cwd=tmp_path)
     second = None
     try:
         await first.listening.addTimeout(30, reactor)
         code, hook = await call(reactor, first, "POST", "/hooks",
-                                {"url": f"http://127.0.0.1:{RECEIVER}/hook", "events": ["*"]})
+                                {"url": f"http://127.0.0.1:{hook_port}/hook", "events": ["*"]})
         assert code == 201
         guids = {}
         for name, session, overrides in (("a", "s1", {"greeting": "bonjour"}),
@@ -104,7 +101,7 @@ async def test_sigkill_then_restart_loses_no_job_hook_or_event(reactor, tmp_path
         await first.ended.addTimeout(30, reactor)
         await wait_gone(reactor, pids)  # their lifeline went with the daemon
 
-        receiver = await listen(reactor, subscriber, RECEIVER)
+        receiver = await listen(reactor, subscriber, hook_port)
         second = Daemon.start(reactor, state, config=config, cwd=tmp_path)
         await second.listening.addTimeout(30, reactor)
         for name in ("a", "b"):
@@ -152,10 +149,10 @@ def snapshot(path: Path) -> dict[str, tuple[int, int, bytes]]:
 
 @pytest_twisted.ensureDeferred
 async def test_a_second_daemon_on_a_live_state_dir_exits_at_once_changing_nothing(
-        reactor, tmp_path):
+        reactor, tmp_path, take_ports):
     """It exits 1 with one line naming the state dir and the first daemon's pid; no file
     of the state dir changes, and the first daemon's token still works."""
-    config = write_config(tmp_path / "proactor.cfg", 24050)
+    config = write_config(tmp_path / "proactor.cfg", take_ports(50).low)
     state = tmp_path / "state"
     first = Daemon.start(reactor, state, config=config, cwd=tmp_path)
     try:
@@ -180,12 +177,13 @@ async def test_a_second_daemon_on_a_live_state_dir_exits_at_once_changing_nothin
 
 
 @pytest_twisted.ensureDeferred
-async def test_a_world_writable_state_dir_is_refused_with_one_line(reactor, tmp_path):
+async def test_a_world_writable_state_dir_is_refused_with_one_line(reactor, tmp_path, take_ports):
     """A state dir anyone may write to stops the daemon at once, saying how to fix it."""
     state = tmp_path / "state"
     state.mkdir()
     state.chmod(0o777)
-    daemon = Daemon.start(reactor, state, config=write_config(tmp_path / "p.cfg", 24050),
+    daemon = Daemon.start(reactor, state,
+                          config=write_config(tmp_path / "p.cfg", take_ports(50).low),
                           cwd=tmp_path)
     daemon.listening.addErrback(lambda _: None)
     status = await daemon.ended.addTimeout(30, reactor)
@@ -196,25 +194,27 @@ async def test_a_world_writable_state_dir_is_refused_with_one_line(reactor, tmp_
 
 
 @pytest_twisted.ensureDeferred
-async def test_a_clean_stop_keeps_the_last_events_for_the_next_start(reactor, tmp_path):
+async def test_a_clean_stop_keeps_the_last_events_for_the_next_start(reactor, tmp_path,
+                                                                      take_ports):
     """SIGTERM while a hook's receiver is down: every job's stopping and exited are kept
     and delivered, in order, once a new daemon starts and the receiver is back."""
-    config = write_config(tmp_path / "proactor.cfg", 24000)
+    config = write_config(tmp_path / "proactor.cfg", take_ports(50).low)
     state = tmp_path / "state"
+    hook_port = take_ports(1).low  # the receiver's, not listening at first
     subscriber = Subscriber()
     first = Daemon.start(reactor, state, config=config, cwd=tmp_path)
     second = None
     try:
         await first.listening.addTimeout(30, reactor)
         code, _ = await call(reactor, first, "POST", "/hooks",
-                             {"url": f"http://127.0.0.1:{RECEIVER}/hook",
+                             {"url": f"http://127.0.0.1:{hook_port}/hook",
                               "events": ["stopping", "exited"]})
         assert code == 201
         code, job = await call(reactor, first, "POST", "/jobs", {"module": DEMO})
         code, job = await call(reactor, first, "GET", f"/jobs/{job['guid']}?wait=ready&timeout=30")
         assert job["state"] == "ready"
         await end(reactor, first)  # the receiver is not listening at all
-        receiver = await listen(reactor, subscriber, RECEIVER)
+        receiver = await listen(reactor, subscriber, hook_port)
         try:
             second = Daemon.start(reactor, state, config=config, cwd=tmp_path)
             await second.listening.addTimeout(30, reactor)

@@ -61,7 +61,7 @@ def proc_limits(pid: int) -> dict[str, list[str]]:
 @pytest_twisted.ensureDeferred
 async def test_a_worker_over_its_max_memory_is_restarted_saying_so(daemons, reactor):
     """It allocates 200 MiB under a 150 MiB limit: stopped, restarted, last_error says why."""
-    daemon = await daemons(24150, 24199, LIMITS)
+    daemon = await daemons(extra=LIMITS, size=50)
     job = await launch(reactor, daemon)
     guid, first_pid = job["guid"], job["pid"]
     seen = len(daemon.lines)
@@ -80,7 +80,7 @@ async def test_a_worker_over_its_max_memory_is_restarted_saying_so(daemons, reac
 @pytest_twisted.ensureDeferred
 async def test_open_files_and_cpu_time_are_the_workers_rlimits(daemons, reactor):
     """/proc shows the limits on the worker; one that spins is killed at its CPU limit."""
-    daemon = await daemons(24150, 24199, LIMITS)
+    daemon = await daemons(extra=LIMITS, size=50)
     job = await launch(reactor, daemon)
     limits = proc_limits(job["pid"])
     assert limits["Max open files"] == ["64", "64"]

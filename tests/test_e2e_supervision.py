@@ -26,12 +26,11 @@ from turberfield_twisted.launch.ports import next_port, port_in_use
 from turberfield_twisted.launch.protocol import MAX_LINE, LineSplitter
 from turberfield_twisted.testing import crash, flood, hang
 from turberfield_twisted.testing.configs import initiator_config
-from turberfield_twisted.testing.ports import PortRange
+from turberfield_twisted.testing.ports import free_ports
 from turberfield_twisted.testing.procs import group_members, pid_alive, wait_gone
 
 DEMO = "turberfield_twisted.demo.hello"
 T = "turberfield_twisted.testing."
-LOW, HIGH = 21500, 21599
 
 #: Small policy values for every module (DEFAULT), and a section per fault module.
 FAULTS = f"""
@@ -58,14 +57,15 @@ max_restarts = 0
 def make_initiator(start_initiator):
     """
     ``await make_initiator(extra="", **own)``: a started Initiator on the
-    real reactor with FAULTS and ``extra`` sections (the kit's
-    ``start_initiator``: after the test every job is stopped, and no
-    process it started is left).
+    real reactor with FAULTS and ``extra`` sections, on a hundred child
+    ports from free_ports (the kit's ``start_initiator``: after the test
+    every job is stopped, no process it started is left, and the ports
+    are let go).
     """
 
     async def make(extra="", **own):
-        cfg = initiator_config(LOW, HIGH, extra=FAULTS + textwrap.dedent(extra), **own)
-        running = await start_initiator(cfg, ports=PortRange(LOW, HIGH))
+        cfg = initiator_config(extra=FAULTS + textwrap.dedent(extra), **own)
+        running = await start_initiator(cfg, ports=free_ports(100))
         return running.init
 
     return make
@@ -384,11 +384,12 @@ class _Initiator(ProcessProtocol):
 
 
 @pytest_twisted.ensureDeferred
-async def test_workers_exit_when_their_initiator_is_killed(reactor):
+async def test_workers_exit_when_their_initiator_is_killed(reactor, take_ports):
     """SIGKILL to the initiator: its workers (even one that ignores SIGTERM) see the lifeline
     close and exit; one that never started blocks on the lifeline and ends too."""
     config = io.StringIO()
-    initiator_config(21700, 21709, extra=FAULTS, ready_timeout="60").write(config)
+    ports = take_ports(10)
+    initiator_config(ports.low, ports.high, extra=FAULTS, ready_timeout="60").write(config)
     modules = [DEMO, T + "hang", T + "deaf"]
     proto = _Initiator(config.getvalue(), len(modules))
     process = reactor.spawnProcess(proto, sys.executable,

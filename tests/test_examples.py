@@ -44,9 +44,12 @@ def copied(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def run(where: Path, *argv: str) -> dict[str, object]:
-    """Run ``python argv`` in ``where`` under the subreaper, with no trace of the repo."""
+    """
+    Run ``python argv`` in ``where`` under the subreaper, with no trace of the repo; its
+    tests take their ports from free_ports in this run's window, as every test here does.
+    """
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8",
-           "HOME": str(where), WINDOW_ENV: "27900-27999"}
+           "HOME": str(where), WINDOW_ENV: os.environ.get(WINDOW_ENV, "")}
     done = subprocess.run([sys.executable, "-c", SUBREAPER, sys.executable, *argv], cwd=where,
                           env=env, capture_output=True, text=True, timeout=300, check=True)
     return json.loads(done.stdout.splitlines()[-1])

@@ -485,7 +485,7 @@ def test_stub_treq_delivery() -> None:
 
 
 @pytest_twisted.ensureDeferred
-async def test_end_to_end_delivery_and_recovery(reactor: Any) -> None:
+async def test_end_to_end_delivery_and_recovery(reactor: Any, take_ports: Any) -> None:
     """Real HTTP: events arrive in order and signed; when the subscriber is down they
     are retried, and arrive in order once it is back on the same port."""
     from treq.client import HTTPClient
@@ -493,8 +493,8 @@ async def test_end_to_end_delivery_and_recovery(reactor: Any) -> None:
 
     subscriber = Subscriber()
     site = Site(subscriber.app.resource())
-    port = await endpoints.TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1").listen(site)
-    number = port.getHost().port
+    number = take_ports(1).low  # held while the subscriber is down too
+    port = await endpoints.TCP4ServerEndpoint(reactor, number, interface="127.0.0.1").listen(site)
     pool = HTTPConnectionPool(reactor, persistent=False)
     http = HTTPClient(Agent(reactor, pool=pool))
     hooks = HookDispatcher(reactor, http, timeout=5.0, backoff_initial=0.05,

@@ -11,6 +11,8 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
+from pathlib import Path
 
 import pytest
 import pytest_twisted
@@ -28,11 +30,14 @@ from turberfield_twisted.testing import (
     free_ports,
     group_members,
     initiator_on_clock,
+    kill_left,
+    kill_now,
+    pid_alive,
     processes,
     serve,
     wait_gone,
 )
-from turberfield_twisted.testing.ports import WINDOW_ENV, _window
+from turberfield_twisted.testing.ports import GRAIN, WINDOW_ENV, _window
 
 MOD = "my.worker"
 
@@ -107,37 +112,51 @@ async def test_a_worker_that_never_answers_is_not_ready_in_time():
     w.launcher.latest(guid).exit(0)
 
 
-def test_free_ports_are_free_in_the_window_and_held_until_released():
+def own_locks(monkeypatch: pytest.MonkeyPatch, where: Path) -> None:
+    """From now on in this test, free_ports keeps its lock files in ``where`` (under the
+    temp dir, as it keeps them), which no other test run looks in."""
+    monkeypatch.setattr(tempfile, "tempdir", str(where))
+
+
+def test_free_ports_are_free_in_the_window_and_held_until_released(monkeypatch, tmp_path):
     """A block in the window, every port bindable; held blocks and used ports are skipped."""
-    first = free_ports(size=10, window=(27800, 27819))
-    try:
-        assert first.ports == range(first.low, first.low + 10)
-        assert 27800 <= first.low and first.high <= 27819
-        second = free_ports(size=10, window=(27800, 27819))
-        assert {first.low, second.low} == {27800, 27810}
-        second.release()
-        with socket.socket() as sock:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as a listener would
-            sock.bind(("127.0.0.1", 27800 if first.low == 27810 else 27810))
-            sock.listen()
-            with pytest.raises(NoFreeRange, match="no 10 free ports in a row in 27800-27819"):
-                free_ports(size=10, window=(27800, 27819))
-    finally:
-        first.release()
-    with free_ports(size=11, window=(27800, 27819)) as both:
-        assert (both.low, both.high) == (27800, 27819)
+    with free_ports(size=20) as ours:  # a window no other run may take or bind meanwhile
+        window = (ours.low, ours.high)
+        with pytest.raises(NoFreeRange):  # held, as if by another run
+            free_ports(size=10, window=window)
+        own_locks(monkeypatch, tmp_path)
+        first = free_ports(size=10, window=window)
+        try:
+            assert first.ports == range(first.low, first.low + 10)
+            assert ours.low <= first.low and first.high <= ours.high
+            second = free_ports(size=10, window=window)
+            assert {first.low, second.low} == {ours.low, ours.low + 10}
+            second.release()
+            with socket.socket() as sock:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as a listener would
+                sock.bind(("127.0.0.1", ours.low if first.low == ours.low + 10 else ours.low + 10))
+                sock.listen()
+                with pytest.raises(NoFreeRange,
+                                   match=f"no 10 free ports in a row in {ours.low}-{ours.high}"):
+                    free_ports(size=10, window=window)
+        finally:
+            first.release()
+        with free_ports(size=11, window=window) as both:
+            assert (both.low, both.high) == window
 
 
-def test_the_window_comes_from_the_environment(monkeypatch):
+def test_the_window_comes_from_the_environment(monkeypatch, tmp_path):
     """TURBERFIELD_TWISTED_PORTS=LOW-HIGH; anything else is refused, saying how."""
     assert _window("27500-27599") == (27500, 27599)
     assert _window("") == (20000, 32767)
     for bad in ("27500", "a-b", "80-90", "30000-20000"):
         with pytest.raises(ValueError, match=WINDOW_ENV):
             _window(bad)
-    monkeypatch.setenv(WINDOW_ENV, "27820-27829")
-    with free_ports(size=5) as held:
-        assert (held.low, held.high) == (27820, 27829)
+    with free_ports(size=10) as ours:  # a window no other run may take or bind meanwhile
+        monkeypatch.setenv(WINDOW_ENV, f"{ours.low}-{ours.high}")
+        own_locks(monkeypatch, tmp_path)
+        with free_ports(size=5) as held:
+            assert (held.low, held.high) == (ours.low, ours.high)
 
 
 @pytest_twisted.ensureDeferred
@@ -162,6 +181,47 @@ async def test_serve_down_waits_until_every_connection_is_gone(reactor):
     await listening.down()
     assert listening.connections == 0
     await client.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_serve_listens_below_the_ephemeral_range_on_a_port_held_until_down(reactor):
+    """No port given: the first of a free_ports block of the window (below 32768, where
+    the kernel never picks a connection's own port), no other run's until down()."""
+    from twisted.web.resource import Resource
+    from twisted.web.server import Site
+
+    listening = await serve(reactor, Site(Resource()))
+    port = listening.address[1]
+    block = (port, port + GRAIN - 1)
+    try:
+        low, high = _window(os.environ.get(WINDOW_ENV))
+        assert low <= port <= high and port < 32768
+        with pytest.raises(NoFreeRange):
+            free_ports(size=1, window=block)
+    finally:
+        await listening.down()
+    with free_ports(size=1, window=block) as again:
+        assert again.low == port
+
+
+@pytest_twisted.ensureDeferred
+async def test_kill_left_and_kill_now_end_live_processes_by_pid_and_name_them(reactor):
+    """SIGKILL to each pid still alive, gone once they return; the ones that were alive
+    are named, not one that had already ended."""
+    ended = subprocess.Popen([sys.executable, "-c", "pass"])
+    ended.wait(timeout=10)
+    live = [subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"],
+                             stdin=subprocess.PIPE) for _ in range(2)]
+    try:
+        assert await kill_left(reactor, [live[0].pid, ended.pid]) == [live[0].pid]
+        assert not pid_alive(live[0].pid)
+        assert kill_now([live[1].pid, ended.pid]) == [live[1].pid]
+        assert not pid_alive(live[1].pid)
+    finally:
+        for child in live:
+            child.stdin.close()
+            child.wait(timeout=10)
+    assert [child.returncode for child in live] == [-signal.SIGKILL] * 2
 
 
 @pytest_twisted.ensureDeferred

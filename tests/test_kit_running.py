@@ -13,6 +13,8 @@ import sys
 
 import pytest
 import pytest_twisted
+from twisted.internet.defer import TimeoutError as DeferredTimeout
+from twisted.internet.defer import fail
 
 from turberfield_twisted import ConfigError, JobExited
 from turberfield_twisted.testing import (
@@ -25,6 +27,8 @@ from turberfield_twisted.testing import (
     running_initiator,
     running_worker,
 )
+from turberfield_twisted.testing.daemon import Daemons
+from turberfield_twisted.testing.ports import GRAIN
 
 SECTION = {"greeting": "hello", "overridable": "greeting"}
 T = "turberfield_twisted.testing."
@@ -72,6 +76,64 @@ async def test_a_process_left_behind_fails_the_test_and_is_killed():
             stray = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     assert stray is not None and str(stray.pid) in str(raised.value)
     assert stray.wait(timeout=10) == -signal.SIGKILL
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_stop_that_fails_still_ends_every_process_and_lets_the_ports_go():
+    """The initiator's stop fails: its worker is killed by pid all the same, ProcessesLeft
+    names it (the failure chained to it), and its ports are no longer held."""
+    with pytest.raises(ProcessesLeft) as raised:
+        async with running_worker(DEMO, {**SECTION, "restart": "never"}) as worker:
+            pid, block, init = worker.pid, worker.owner.ports, worker.owner.init
+            stop = init.stopService
+            init.stopService = lambda: fail(RuntimeError("the stop failed"))  # type: ignore[method-assign]
+    try:
+        assert str(pid) in str(raised.value)
+        assert isinstance(raised.value.__context__, RuntimeError)
+        assert pid is not None and not pid_alive(pid)
+        with free_ports(size=block.high - block.low + 1, window=(block.low, block.high)):
+            pass
+    finally:
+        await stop()  # the service itself, for good
+    assert children_of(os.getpid()) == []
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_daemon_that_does_not_end_is_killed_and_the_others_still_stopped(
+        reactor, tmp_path):
+    """Daemons.stop: one daemon does not end on SIGTERM in time: it is killed by pid, the
+    other is stopped all the same and every port let go, then the timeout is raised."""
+    started = Daemons(reactor, tmp_path)
+    stuck, other = await started.start(), await started.start()
+    blocks = [daemon.ports for daemon in (stuck, other)]
+    assert stuck.pid is not None and other.pid is not None
+    os.kill(stuck.pid, signal.SIGSTOP)  # a SIGTERM waits until it is continued; SIGKILL not
+    with pytest.raises(DeferredTimeout):
+        await started.stop(timeout=2)
+    assert not pid_alive(stuck.pid) and not pid_alive(other.pid)
+    for block in blocks:
+        assert block is not None
+        with free_ports(size=block.high - block.low + 1, window=(block.low, block.high)):
+            pass
+    assert children_of(os.getpid()) == []
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_daemons_api_port_is_below_the_ephemeral_range_and_held_until_it_ends(
+        reactor, tmp_path):
+    """Daemon.start told no address: its control API on a free_ports port (below 32768),
+    which no other run may take until the daemon has ended."""
+    started = Daemons(reactor, tmp_path)
+    try:
+        daemon = await started.start()
+        port = int(daemon.url.rsplit(":", 1)[1])
+        assert port < 32768
+        with pytest.raises(NoFreeRange):
+            free_ports(size=1, window=(port, port + GRAIN - 1))
+    finally:
+        await started.stop()
+    with free_ports(size=1, window=(port, port + GRAIN - 1)) as again:
+        assert again.low == port
 
 
 @pytest_twisted.ensureDeferred

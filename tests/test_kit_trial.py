@@ -33,7 +33,7 @@ from turberfield_twisted.testing import (
 from turberfield_twisted.testing.ports import WINDOW_ENV
 from turberfield_twisted.worker import Klein, WorkerContext
 
-os.environ.setdefault(WINDOW_ENV, "27500-27899")
+os.environ.setdefault(WINDOW_ENV, "27500-32767")  # as tests/conftest.py sets it
 
 SECTION = {"greeting": "hello", "overridable": "greeting"}
 

@@ -285,7 +285,7 @@ async def test_each_metrics_has_its_own_registry_and_close_stops_counting():
 @pytest_twisted.ensureDeferred
 async def test_a_real_daemon_serves_its_metrics(daemons, reactor):
     """twistd proactor: a ready demo job shows in /metrics; once stopped, as exited."""
-    daemon = await daemons(21300, 21349)
+    daemon = await daemons(size=50)
 
     async def call(method: str, path: str, body: Any = None) -> tuple[Any, bytes]:
         data = None if body is None else json.dumps(body).encode()

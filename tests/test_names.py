@@ -54,14 +54,14 @@ def test_a_name_has_no_match_to_misuse():
 
 
 @pytest_twisted.async_yield_fixture
-async def api(reactor: Any, start_initiator: Any) -> Any:
+async def api(reactor: Any, start_initiator: Any, take_ports: Any) -> Any:
     """A real initiator (the demo, greeting overridable) behind a ControlAPI on a real port."""
     running = await start_initiator({DEMO: {"greeting": "hello", "overridable": "greeting"}},
                                     reactor=reactor)
     hooks = HookDispatcher(reactor, running.init.http)
     served = ControlAPI(running.init, TOKEN, reactor, hooks=hooks)
-    port = await endpoints.TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1").listen(
-        served.site())
+    port = await endpoints.TCP4ServerEndpoint(reactor, take_ports(1).low,
+                                              interface="127.0.0.1").listen(served.site())
     pool = HTTPConnectionPool(reactor, persistent=False)
     http = HTTPClient(Agent(reactor, pool=pool))
     base = f"http://127.0.0.1:{port.getHost().port}"

@@ -25,9 +25,9 @@ from klein import Klein
 from twisted.internet.utils import getProcessOutputAndValue
 
 from turberfield_twisted.cli.locate import read_api
+from turberfield_twisted.contract import bearer_header
 from turberfield_twisted.http import openapi
-from turberfield_twisted.http.api import ControlAPI
-from turberfield_twisted.http.hooks import HooksAPI
+from turberfield_twisted.http.api import served_routes
 from turberfield_twisted.testing.ports import free_ports
 from turberfield_twisted.testing.procs import children_of
 
@@ -36,7 +36,7 @@ DEMO = "turberfield_twisted.demo.hello"
 
 
 def the_routes() -> list[tuple[str, str]]:
-    return [*openapi.routes(ControlAPI.app), *openapi.routes(HooksAPI.app, "/hooks")]
+    return served_routes()
 
 
 def test_every_route_is_described_and_every_description_has_a_route():
@@ -78,21 +78,24 @@ async def daemon_in_process(reactor: Any, where: Path, config: str) -> AsyncIter
     from turberfield_twisted.tap import Options, makeService
 
     (where / "proactor.cfg").write_text(config)
-    options = Options()
-    options.parseOptions(["--config", str(where / "proactor.cfg"), "--state-dir",
-                          str(where / "state"), "--listen", "tcp:0:interface=127.0.0.1"])
-    hangup = signal.getsignal(signal.SIGHUP)
-    top = makeService(options)
-    top.privilegedStartService()
-    top.startService()
-    try:
-        yield next(service for service in top if isinstance(service, Initiator))
-    finally:
-        await top.stopService()
-        signal.signal(signal.SIGHUP, hangup)
+    with free_ports(1) as api:  # its port, held until it has stopped
+        options = Options()
+        options.parseOptions(["--config", str(where / "proactor.cfg"), "--state-dir",
+                              str(where / "state"), "--listen",
+                              f"tcp:{api.low}:interface=127.0.0.1"])
+        hangup = signal.getsignal(signal.SIGHUP)
+        top = makeService(options)
+        top.privilegedStartService()
+        top.startService()
+        try:
+            yield next(service for service in top if isinstance(service, Initiator))
+        finally:
+            await top.stopService()
+            signal.signal(signal.SIGHUP, hangup)
 
 
-def st_config(url: str, admin: str, guid: str, job_token: str, relayed: str) -> str:
+def st_config(url: str, token: str, guid: str, job_token: str, relayed: str,
+              examples: int = 12, seconds: int = 60) -> str:
     """
     Schemathesis's config: every check, each token for its security scheme, ``guid`` (the
     job whose token that is) for the job-token routes' {guid}, ``relayed`` (a job nothing
@@ -102,20 +105,22 @@ def st_config(url: str, admin: str, guid: str, job_token: str, relayed: str) -> 
     503 is expected (the child port range is small: a launch past it finds no port). A
     job is not deleted by DELETE /jobs/{guid} but stopped (it stays, exited), so the check
     that a deleted resource is gone does not apply under /jobs/{guid}.
+    ``token`` is the one of the role the run is for (a lower one is answered 403, which
+    every operation that needs a role documents).
     """
     return textwrap.dedent(f"""
         workers = 1
-        max-time = 75
+        max-time = {seconds}
         request-timeout = 20
 
-        [auth.openapi.admin]
-        bearer = "{admin}"
+        [auth.openapi.token]
+        bearer = "{token}"
 
         [auth.openapi.job]
         bearer = "{job_token}"
 
         [generation]
-        max-examples = 12
+        max-examples = {examples}
 
         [checks]
         enabled = true
@@ -148,16 +153,19 @@ def st_config(url: str, admin: str, guid: str, job_token: str, relayed: str) -> 
         """)
 
 
+@pytest.mark.timeout(300)  # three runs: an admin's (60 s), an operator's and a viewer's (20 s each)
 @pytest_twisted.ensureDeferred
 async def test_schemathesis_finds_nothing_on_any_operation(reactor, tmp_path):
     """
     From the served document, against the whole daemon with real workers: every check on
-    every operation (the relay: status and content type), bounded in examples and time.
+    every operation (the relay: status and content type), bounded in examples and time; run
+    with an admin token, then (fewer examples) an operator's and a viewer's. The admin
+    token's rotation is left out (it would end the run's own token; tested end to end).
     """
     with free_ports() as ports:
         config = (f"[proactor]\nlisten_port = 0\nchild_port_min = {ports.low}\n"
                   f"child_port_max = {ports.high}\nready_timeout = 30\n"
-                  f"hook_allow = ::1/128\n")
+                  f"hook_allow = ::1/128\nauth_failures = 1000000\n")
         async with daemon_in_process(reactor, tmp_path, config) as initiator:
             url, admin = read_api(tmp_path / "state")
             response = await treq.get(url + "/openapi.json", timeout=10, reactor=reactor)
@@ -167,18 +175,27 @@ async def test_schemathesis_finds_nothing_on_any_operation(reactor, tmp_path):
             for guid in ("target", "relayed"):
                 await initiator.launch(DEMO, guid=guid)
                 await initiator.ready(guid, 30)
-            settings = tmp_path / "schemathesis.toml"
-            settings.touch(mode=0o600)
-            settings.write_text(st_config(url, admin, "target", initiator.job("target").token,
-                                          "relayed"))
-            env = {"PATH": os.environ.get("PATH", ""), "LANG": "C.UTF-8",
-                   "HOME": str(tmp_path), "SCHEMATHESIS_HOOKS": ""}
-            out, err, code = await getProcessOutputAndValue(ST, [
-                "--config-file", str(settings), "run", url + "/openapi.json",
-                "--no-color", "--report", "har", "--report-dir", str(tmp_path / "report"),
-            ], env=env, path=str(tmp_path), reactor=reactor)
-            text = out.decode("utf-8", "replace") + err.decode("utf-8", "replace")
-            (tmp_path / "st-output.txt").write_text(text)
-            assert code == 0, text[-6000:]
-            assert " passed" in text and "failed" not in text.split("Test cases:")[-1]
+            job_token = initiator.job("target").token
+            runs = [("admin", admin, 12, 60)]
+            for role in ("operator", "viewer"):
+                made = await treq.post(url + "/tokens", json={"name": role, "role": role},
+                                       headers=bearer_header(admin), timeout=10,
+                                       reactor=reactor)
+                runs.append((role, json.loads(await made.content())["secret"], 2, 20))
+            for role, token, examples, seconds in runs:
+                settings = tmp_path / f"schemathesis-{role}.toml"
+                settings.touch(mode=0o600)
+                settings.write_text(st_config(url, token, "target", job_token, "relayed",
+                                              examples, seconds))
+                env = {"PATH": os.environ.get("PATH", ""), "LANG": "C.UTF-8",
+                       "HOME": str(tmp_path), "SCHEMATHESIS_HOOKS": ""}
+                out, err, code = await getProcessOutputAndValue(ST, [
+                    "--config-file", str(settings), "run", url + "/openapi.json",
+                    "--exclude-path", "/tokens/admin/rotate", "--no-color", "--report", "har",
+                    "--report-dir", str(tmp_path / f"report-{role}"),
+                ], env=env, path=str(tmp_path), reactor=reactor)
+                text = out.decode("utf-8", "replace") + err.decode("utf-8", "replace")
+                (tmp_path / f"st-output-{role}.txt").write_text(text)
+                assert code == 0, f"{role}: " + text[-6000:]
+                assert " passed" in text and "failed" not in text.split("Test cases:")[-1]
     assert children_of(os.getpid()) == []

@@ -2,7 +2,7 @@
 Readiness: the worker says it listens (a line on fd 4) and one health check
 confirms it; a worker that never says so is polled at most 50 ms apart.
 Probe timing on a Clock; the ready fd, the config wait and a worker without
-the runtime through real processes on loopback ports 25100-25199.
+the runtime through real processes on loopback ports from free_ports.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from turberfield_twisted.launch.local import LocalLauncher
 from turberfield_twisted.launch.protocol import WorkerProtocol
 from turberfield_twisted.testing.configs import initiator_config
 from turberfield_twisted.testing.fakes import FakeHealth
-from turberfield_twisted.testing.procs import children_of, wait_gone
+from turberfield_twisted.testing.procs import children_of, kill_left, wait_gone
 
 DEMO = "turberfield_twisted.demo.hello"
 PLAIN = "turberfield_twisted.testing.plain"
@@ -87,20 +87,21 @@ def test_the_ready_line_on_fd_4_fires_listening():
 
 
 @pytest_twisted.ensureDeferred
-async def test_a_spawned_worker_says_it_listens_then_answers(reactor):
+async def test_a_spawned_worker_says_it_listens_then_answers(reactor, take_ports):
     """A real demo worker writes its ready line once it listens; its /health answers then."""
     launcher = LocalLauncher(reactor)
-    cfg = initiator_config(25100, 25109)
+    ports = take_ports(10)
+    cfg = initiator_config(ports.low, ports.high)
     cfg.add_section("rdy")
-    cfg.set("rdy", "listen_port", "25100")
+    cfg.set("rdy", "listen_port", str(ports.low))
     from turberfield_twisted.configtext import job_config_text
 
-    process = launcher.spawn(DEMO, "rdy", 25100, job_config_text(cfg, "rdy").encode(),
+    process = launcher.spawn(DEMO, "rdy", ports.low, job_config_text(cfg, "rdy").encode(),
                              lambda stream, text: None)
     try:
         await process.listening().addTimeout(15, reactor)
-        response = await treq.get("http://127.0.0.1:25100/health", timeout=5, reactor=reactor,
-                                  persistent=False)
+        response = await treq.get(f"http://127.0.0.1:{ports.low}/health", timeout=5,
+                                  reactor=reactor, persistent=False)
         assert response.code == 200
         await response.content()
     finally:
@@ -111,10 +112,11 @@ async def test_a_spawned_worker_says_it_listens_then_answers(reactor):
 
 
 @pytest_twisted.ensureDeferred
-async def test_a_worker_without_the_runtime_is_found_ready_by_polling(reactor):
+async def test_a_worker_without_the_runtime_is_found_ready_by_polling(reactor, take_ports):
     """A module that never writes the ready fd still gets ready (polled), answers, stops."""
     extra = f"\n[{PLAIN}]\n"
-    init = Initiator(None, guid="init", cfg=initiator_config(25110, 25119, extra=extra),
+    ports = take_ports(10)
+    init = Initiator(None, guid="init", cfg=initiator_config(ports.low, ports.high, extra=extra),
                      reactor=reactor)
     init.startService()
     try:
@@ -142,9 +144,11 @@ def _established_to(port: int) -> int:
 
 
 @pytest_twisted.ensureDeferred
-async def test_no_connection_is_kept_to_a_ready_worker(reactor):
+async def test_no_connection_is_kept_to_a_ready_worker(reactor, take_ports):
     """Once its health check has answered, the daemon holds no connection to the worker."""
-    init = Initiator(None, guid="init", cfg=initiator_config(25130, 25139), reactor=reactor)
+    ports = take_ports(10)
+    init = Initiator(None, guid="init", cfg=initiator_config(ports.low, ports.high),
+                     reactor=reactor)
     init.startService()
     try:
         guid = await init.launch(DEMO)
@@ -179,34 +183,39 @@ RUN = ("from turberfield_twisted.worker import Klein, run_worker;"
 
 
 @pytest_twisted.ensureDeferred
-async def test_with_a_lifeline_the_config_may_come_late(reactor):
+async def test_with_a_lifeline_the_config_may_come_late(reactor, take_ports):
     """Past config_timeout, a worker whose lifeline is open still waits for its config."""
+    late, control_port = take_ports(10).ports[:2]
     watch = _Watch()
-    args = [sys.executable, "-P", "-c", RUN, "--guid", "late", "--port", "25120"]
+    args = [sys.executable, "-P", "-c", RUN, "--guid", "late", "--port", str(late)]
     process = reactor.spawnProcess(watch, sys.executable, args, env=None,
                                    childFDs={0: "w", 1: "r", 2: "r", LIFELINE_FD: "w",
                                              READY_FD: "r"})
-    for turn in range(2):  # a worker without one, spawned after, times out: twice over
-        control = _Watch()
-        reactor.spawnProcess(control, sys.executable,
-                             [sys.executable, "-P", "-c", RUN, "--guid", f"control{turn}",
-                              "--port", "25122"],
-                             env=None, childFDs={0: "w", 1: "r", 2: "r"})
-        reason = await control.ended.addTimeout(15, reactor)
-        assert reason.exitCode == EXIT_NO_CONFIG
-    assert not watch.ended.called
-    process.write(b"[late]\nlisten_port = 25120\n")
-    process.closeStdin()
-    await watch.ready.addTimeout(15, reactor)
-    process.signalProcess("TERM")
-    await watch.ended.addTimeout(15, reactor)
+    try:  # it waits on its lifeline, which this process holds: ended here, however this goes
+        for turn in range(2):  # a worker without one, spawned after, times out: twice over
+            control = _Watch()
+            reactor.spawnProcess(control, sys.executable,
+                                 [sys.executable, "-P", "-c", RUN, "--guid", f"control{turn}",
+                                  "--port", str(control_port)],
+                                 env=None, childFDs={0: "w", 1: "r", 2: "r"})
+            reason = await control.ended.addTimeout(15, reactor)
+            assert reason.exitCode == EXIT_NO_CONFIG
+        assert not watch.ended.called
+        process.write(f"[late]\nlisten_port = {late}\n".encode())
+        process.closeStdin()
+        await watch.ready.addTimeout(15, reactor)
+        process.signalProcess("TERM")
+        await watch.ended.addTimeout(15, reactor)
+    finally:
+        await kill_left(reactor, [process.pid] if process.pid else [])
 
 
 @pytest_twisted.ensureDeferred
-async def test_without_a_lifeline_no_config_in_time_is_exit_66(reactor):
+async def test_without_a_lifeline_no_config_in_time_is_exit_66(reactor, take_ports):
     """Run by hand (no lifeline), a worker whose stdin stays open exits 66 after its timeout."""
     watch = _Watch()
-    args = [sys.executable, "-P", "-c", RUN, "--guid", "byhand", "--port", "25121"]
+    args = [sys.executable, "-P", "-c", RUN, "--guid", "byhand", "--port",
+            str(take_ports(1).low)]
     reactor.spawnProcess(watch, sys.executable, args, env=None,
                          childFDs={0: "w", 1: "r", 2: "r"})
     reason = await watch.ended.addTimeout(15, reactor)

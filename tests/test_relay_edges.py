@@ -67,13 +67,13 @@ async def logged() -> Any:
 
 
 @pytest_twisted.async_yield_fixture
-async def api(reactor: Any, start_initiator: Any) -> Any:
+async def api(reactor: Any, start_initiator: Any, take_ports: Any) -> Any:
     """``(init, base URL, metrics)``: a ControlAPI with metrics over a real initiator."""
     running = await start_initiator({REDIRECT: {}, STREAM: {}}, reactor=reactor)
     metrics = Metrics(running.init)
     served = ControlAPI(running.init, TOKEN, reactor, metrics=metrics)
-    port = await endpoints.TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1").listen(
-        served.site())
+    port = await endpoints.TCP4ServerEndpoint(reactor, take_ports(1).low,
+                                              interface="127.0.0.1").listen(served.site())
     yield running.init, f"http://127.0.0.1:{port.getHost().port}", port.getHost().port
     await port.stopListening()
     await served.close()

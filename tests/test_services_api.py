@@ -22,10 +22,8 @@ from turberfield_twisted.contract import API_FILE, TOKEN_FILE
 from turberfield_twisted.daemon.statedir import write_private
 from turberfield_twisted.hooks.dispatcher import HookDispatcher
 from turberfield_twisted.http import openapi
-from turberfield_twisted.http.api import ControlAPI
-from turberfield_twisted.http.hooks import HooksAPI
-from turberfield_twisted.http.openapi_services import SERVICE_OPERATIONS, SERVICE_SCHEMAS
-from turberfield_twisted.http.services_api import ServicesAPI
+from turberfield_twisted.http.api import ControlAPI, served_routes
+from turberfield_twisted.http.openapi_services import SERVICE_SCHEMAS
 from turberfield_twisted.testing.configs import initiator_config
 from turberfield_twisted.testing.ports import free_ports
 from turberfield_twisted.testing.procs import children_of, wait_gone
@@ -82,14 +80,19 @@ async def served(reactor, tmp_path):
 
 
 def test_the_services_routes_are_described_and_every_description_has_a_route():
-    """/services and below are in the OpenAPI document, each with its operation."""
-    routes = [*openapi.routes(ControlAPI.app), *openapi.routes(HooksAPI.app, "/hooks"),
-              *openapi.routes(ServicesAPI.app, "/services")]
-    document = openapi.document(routes, operations={**openapi.OPERATIONS, **SERVICE_OPERATIONS},
-                                schemas={**openapi.SCHEMAS, **SERVICE_SCHEMAS})
+    """/services and below are in the OpenAPI document, each with its operation and role."""
+    document = openapi.document(served_routes())
     assert {"/services", "/services/{name}", "/services/{name}/rollout",
             "/services/{name}/proxy/{path}"} <= set(document["paths"])
     assert set(document["paths"]["/services/{name}"]) == {"get", "patch", "delete"}
+    assert set(document["components"]["schemas"]) >= set(SERVICE_SCHEMAS)
+    roles = {(method, path): operation["x-role"]
+             for path, item in document["paths"].items() if path.startswith("/services")
+             for method, operation in item.items()}
+    assert roles[("get", "/services")] == roles[("get", "/services/{name}")] == "viewer"
+    assert {roles[("post", "/services")], roles[("patch", "/services/{name}")],
+            roles[("post", "/services/{name}/rollout")],
+            roles[("get", "/services/{name}/proxy/{path}")]} == {"operator"}
 
 
 @pytest_twisted.ensureDeferred
@@ -158,6 +161,7 @@ async def _through_the_api(served: Served, reactor: Any, subscriber: Subscriber)
     body = json.loads(await answer.content())
     assert body["guid"] in ("web.1", "web.2") and body["config"]["greeting"] == "hi"
     assert served.init.job("web.1").service == "web"
+    await _roles_and_scopes(served, reactor)
 
     code, answer = await served.call(reactor, "PATCH", "/services/web", {"instances": 0})
     assert code == 400 and "instances must be" in answer["error"]
@@ -196,6 +200,48 @@ async def _through_the_api(served: Served, reactor: Any, subscriber: Subscriber)
         "created", "scaled", "rollout_started", "rollout_done", "removed"]
     assert subscriber.all_signed(hook["secret"])
     socket.create_server(("127.0.0.1", port)).close()  # freed once its instances ended
+
+
+async def _roles_and_scopes(served: Served, reactor: Any) -> None:
+    """
+    A viewer reads services but may not change or relay to one (403 naming the role); a
+    token limited to other modules sees neither the service nor its instances (403 by
+    name); one limited to the service's name may act on it and its instances.
+    """
+
+    async def as_token(name: str, role: str, scope: list[str]) -> dict[str, str]:
+        code, made = await served.call(reactor, "POST", "/tokens",
+                                       {"name": name, "role": role, "scope": scope})
+        assert code == 201, made
+        return {"Authorization": f"Bearer {made['secret']}"}
+
+    async def call(headers: dict[str, str], method: str, path: str,
+                   body: Any = None) -> tuple[int, Any]:
+        response = await treq.request(method, served.url + path, headers=headers,
+                                      json=body, timeout=10, reactor=reactor)
+        text = await response.content()
+        return response.code, json.loads(text) if text.strip() else None
+
+    viewer = await as_token("viewer", "viewer", [])
+    code, listed = await call(viewer, "GET", "/services")
+    assert (code, [s["name"] for s in listed["services"]]) == (200, ["web"])
+    for method, path in (("POST", "/services/web/rollout"), ("PATCH", "/services/web"),
+                         ("GET", "/services/web/proxy/")):
+        code, answer = await call(viewer, method, path, {"instances": 2}
+                                  if method == "PATCH" else None)
+        assert (code, "needs the operator role" in answer["error"]) == (403, True), answer
+    elsewhere = await as_token("elsewhere", "operator", ["other.module"])
+    assert await call(elsewhere, "GET", "/services") == (200, {"services": []})
+    code, listed = await call(elsewhere, "GET", "/jobs")
+    assert listed["jobs"] == []
+    for method, path in (("GET", "/services/web"), ("GET", "/services/web/proxy/"),
+                         ("GET", "/jobs/web.1")):
+        assert (await call(elsewhere, method, path))[0] == 403, path
+    by_name = await as_token("web-only", "operator", ["web"])
+    assert (await call(by_name, "GET", "/services/web"))[0] == 200
+    assert (await call(by_name, "GET", "/jobs/web.1"))[0] == 200
+    code, relayed = await call(by_name, "GET", "/services/web/proxy/")
+    assert code == 200 and relayed["guid"] in ("web.1", "web.2")
 
 
 @pytest_twisted.ensureDeferred

@@ -1,10 +1,10 @@
 """
 Jobs as Slurm job steps, end to end: a real single-node Slurm cluster
-(munged, slurmctld and slurmd, on 127.0.0.1 only: Slurm's ports 27480
-and 27481, srun's 27400-27479), started by the ``cluster`` fixture (which
+(munged, slurmctld and slurmd, on 127.0.0.1 only, on ports from the kit's
+free_ports, as srun's are), started by the ``cluster`` fixture (which
 installs Debian's slurm-wlm and munge where they are missing, as root;
 skipped with the reason where it can't); a real daemon, real workers on
-ports 27000-27099, real HTTP.
+ports from free_ports, real HTTP.
 
 ``squeue`` has no event to wait on: where a test waits for Slurm's view to
 change, it asks ``squeue`` every 0.1 s for at most 30 s (``poll``), a
@@ -20,11 +20,13 @@ import signal
 import socket
 from typing import Any
 
+import pytest
 import pytest_twisted
 import treq
 from _system import absent
 
 from turberfield_twisted.testing.daemon import Daemon
+from turberfield_twisted.testing.ports import PortRange, free_ports
 from turberfield_twisted.testing.procs import children_of, processes, wait_gone
 from turberfield_twisted.testing.slurmcluster import SlurmCluster, poll, slurm_missing
 
@@ -32,11 +34,15 @@ DEMO = "turberfield_twisted.demo.hello"
 HANG = "turberfield_twisted.testing.hang"
 DEAF = "turberfield_twisted.testing.deaf"
 ECHO = "turberfield_twisted.testing.echo_paths"
-CONFIG = f"""
+
+
+def config_text(ports: PortRange) -> str:
+    """The daemon's config: its modules launched through Slurm, on child ``ports``."""
+    return f"""
 [proactor]
 listen_port = 0
-child_port_min = 27000
-child_port_max = 27099
+child_port_min = {ports.low}
+child_port_max = {ports.high}
 ready_timeout = 30
 stop_timeout = 2
 
@@ -67,28 +73,34 @@ async def cluster() -> Any:
     reason = slurm_missing()
     if reason is not None:
         absent(f"no Slurm cluster here: {reason}")
-    started = await SlurmCluster.start(reactor, 27480, 27481, range(27400, 27480))
-    yield started
-    await started.stop()
+    with free_ports(100) as ports:  # srun's the first 80, then slurmctld's and slurmd's
+        started = await SlurmCluster.start(reactor, ports.low + 80, ports.low + 81,
+                                           range(ports.low, ports.low + 80))
+        yield started
+        await started.stop()
+
+
+@pytest.fixture
+def child_ports(take_ports: Any) -> PortRange:
+    """The daemon's child ports: a hundred from free_ports, held for the test."""
+    return take_ports(100)
 
 
 @pytest_twisted.async_yield_fixture
-async def daemon(reactor: Any, tmp_path: Any, cluster: SlurmCluster) -> Any:
+async def daemon(reactor: Any, tmp_path: Any, cluster: SlurmCluster,
+                 child_ports: PortRange) -> Any:
     """
     A ``twistd -n proactor`` whose demo module runs on ``cluster``
     (``SLURM_CONF`` in its environment). After the test, however it ended,
     the daemon and every guard it started are gone.
     """
     config = tmp_path / "proactor.cfg"
-    config.write_text(CONFIG)
+    config.write_text(config_text(child_ports))
     started = Daemon.start(reactor, tmp_path / "state", config=config, cwd=tmp_path,
                            env={"SLURM_CONF": str(cluster.conf)})
     await started.listening.addTimeout(30, reactor)
     yield started
-    guards = children_of(started.pid or 0)
-    started.signal(signal.SIGTERM)
-    await started.ended.addTimeout(60, reactor)
-    await wait_gone(reactor, guards, 60)
+    await started.stop(reactor, 60)  # and its guards; killed if they do not end
     ours = {child.pid for child in cluster.children}
     assert set(children_of(os.getpid())) <= ours
 
@@ -205,19 +217,21 @@ async def test_a_job_slurm_refuses_fails_with_srun_saying_why(reactor, daemon, c
 
 
 @pytest_twisted.ensureDeferred
-async def test_a_port_taken_on_the_node_moves_the_job_to_the_next(reactor, daemon, cluster):
+async def test_a_port_taken_on_the_node_moves_the_job_to_the_next(reactor, daemon, cluster,
+                                                                   child_ports):
     """The port is not probed here: the worker can't bind it on its node, exits 75, and the
     job starts again on the next port."""
+    first = child_ports.low
     holder = socket.socket()
     holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # past an earlier TIME_WAIT
-    holder.bind(("127.0.0.1", 27000))
+    holder.bind(("127.0.0.1", first))
     holder.listen()
     try:
         job = await launch_ready(reactor, daemon)
     finally:
         holder.close()
-    assert job["port"] == 27001 and job["restarts"] == 0
-    await daemon.logged(rf"job {job['guid']} could not bind port 27000: trying the next")
+    assert job["port"] == first + 1 and job["restarts"] == 0
+    await daemon.logged(rf"job {job['guid']} could not bind port {first}: trying the next")
 
 
 @pytest_twisted.ensureDeferred
@@ -265,3 +279,46 @@ async def test_a_sigkilled_daemon_leaves_no_slurm_job(reactor, daemon, cluster):
     await wait_gone(reactor, [*guards, *tasks], 60)
     for guid in guids:
         await poll(reactor, lambda guid=guid: _gone(cluster, guid), 30)
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_slurm_worker_reaches_a_tls_daemon_with_the_ca_it_was_handed(
+        reactor: Any, tmp_path: Any, cluster: SlurmCluster, child_ports: PortRange) -> None:
+    """
+    The daemon on ssl: with tls_ca: a Slurm job step says where it listens over TLS,
+    checking the daemon against the CA in its config (stdin), and is then ready.
+    """
+    from _pki import make_pki
+
+    pki = make_pki(tmp_path / "pki")
+    config = tmp_path / "proactor.cfg"
+    config.write_text(config_text(child_ports).replace(
+        "[proactor]\n", f"[proactor]\ntls_ca = {pki.ca}\n", 1))
+    with free_ports(1) as api:
+        started = Daemon.start(reactor, tmp_path / "state", config=config, cwd=tmp_path,
+                               env={"SLURM_CONF": str(cluster.conf)},
+                               listen=f"ssl:{api.low}:privateKey={pki.key}:certKey={pki.cert}"
+                                      ":interface=127.0.0.1")
+        try:
+            url = await started.listening.addTimeout(30, reactor)
+            assert url.startswith("https://")
+            from twisted.internet.ssl import Certificate
+            from twisted.web.client import Agent, BrowserLikePolicyForHTTPS
+
+            agent = Agent(reactor, BrowserLikePolicyForHTTPS(
+                trustRoot=Certificate.loadPEM(pki.ca.read_bytes())))
+            response = await treq.post(url + "/jobs", json={"module": DEMO},
+                                       headers=started.headers(), agent=agent, timeout=40,
+                                       reactor=reactor)
+            job = json.loads(await response.content())
+            assert response.code == 201, job
+            response = await treq.get(f"{url}/jobs/{job['guid']}?wait=ready&timeout=40",
+                                      headers=started.headers(), agent=agent, timeout=50,
+                                      reactor=reactor)
+            job = json.loads(await response.content())
+            assert job["state"] == "ready", job
+            await started.logged(rf"job {job['guid']} says it listens on 127\.0\.0\.1:")
+        finally:
+            await started.stop(reactor, 60)
+    ours = {child.pid for child in cluster.children}
+    assert set(children_of(os.getpid())) <= ours

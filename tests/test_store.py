@@ -159,8 +159,8 @@ def test_a_write_that_fails_is_a_store_failure(store):
         store.put_job(JobRecord("g", "m", None, {}))
 
 
-#: The schema version 1 wrote (before services), as a store of then holds it.
-_SCHEMA_1 = """
+#: The tables a daemon wrote before services (and access), as a store of then holds them.
+_BEFORE_SERVICES = """
 CREATE TABLE jobs (guid TEXT PRIMARY KEY, module TEXT NOT NULL, session TEXT,
     overrides TEXT NOT NULL, wanted TEXT NOT NULL CHECK (wanted IN ('running', 'stopped')),
     declared INTEGER NOT NULL, port INTEGER NOT NULL);
@@ -173,16 +173,19 @@ PRAGMA user_version = 1;
 """
 
 
-def test_a_store_of_schema_1_is_brought_up_to_2_keeping_what_it_held(state):
-    """An existing store from before services gains their table; its jobs stay as they were."""
+def test_a_store_an_older_daemon_wrote_gains_the_services_table_keeping_what_it_held(state):
+    """
+    An existing store from before services gains their table (as it gains the access
+    tables: the schema's version stays 1); its jobs stay as they were.
+    """
     path = state.path / STORE_FILE
     os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
     db = sqlite3.connect(path)
-    db.executescript(_SCHEMA_1)
+    db.executescript(_BEFORE_SERVICES)
     db.close()
     store = Store.open(state)
     try:
-        assert store._db.execute("PRAGMA user_version").fetchone()[0] == 2
+        assert store._db.execute("PRAGMA user_version").fetchone()[0] == 1
         assert store.jobs() == [JobRecord("a", "m.one", "s1", {"greeting": "hi"}, port=24001)]
         assert store.services() == []
         store.put_service(ServiceRecord("web", "m.one", None, {}, "127.0.0.1", 8000, 4))

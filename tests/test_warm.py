@@ -1,6 +1,6 @@
 """
 Warm launch end to end: a real template process, real forked workers, real
-HTTP on loopback ports 25000-25099.
+HTTP on loopback ports from the kit's free_ports.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from turberfield_twisted import Initiator, JobState
 from turberfield_twisted.configtext import parse_config
 from turberfield_twisted.daemon.reconcile import Reconciler
 from turberfield_twisted.launch.warm.states import TemplateState
-from turberfield_twisted.testing.procs import children_of, pid_alive, wait_gone
+from turberfield_twisted.testing.procs import children_of, kill_left, pid_alive, wait_gone
 
 DEMO = "turberfield_twisted.demo.hello"
 THREADED = "turberfield_twisted.testing.threaded"
@@ -49,20 +49,28 @@ def warm_config(low: int, high: int) -> Any:
 
 
 @pytest_twisted.async_yield_fixture
-async def warm(reactor: Any) -> Any:
+async def warm(reactor: Any, take_ports: Any) -> Any:
     """A started Initiator whose demo module is warm; everything it started is gone after."""
-    init = Initiator(None, guid="init", cfg=warm_config(25000, 25099), reactor=reactor)
+    ports = take_ports(100)
+    init = Initiator(None, guid="init", cfg=warm_config(ports.low, ports.high), reactor=reactor)
     init.startService()
     yield init
     await _stop(init)
 
 
 async def _stop(init: Initiator) -> None:
-    """Stop ``init``; wait until its workers and templates are gone, and nothing else is left."""
+    """
+    Stop ``init``; wait until its workers and templates are gone, and nothing else is left.
+    If the stop or the wait fails, its workers and templates are killed (by pid) first.
+    """
     pids = [job.pid for job in init.workers.values() if job.pid]
     templates = [t.pid for t in init.launcher.launcher_of(DEMO).every_template() if t.pid]
-    await init.stopService()
-    await wait_gone(init.reactor, [*pids, *templates])
+    try:
+        await init.stopService()
+        await wait_gone(init.reactor, [*pids, *templates])
+    except BaseException:
+        await kill_left(init.reactor, [*pids, *templates])
+        raise
     assert children_of(os.getpid()) == []
 
 
@@ -266,7 +274,8 @@ if __name__ == "__main__":
 
 
 @pytest_twisted.ensureDeferred
-async def test_a_config_reload_restarts_the_templates_with_the_code_as_it_is_now(reactor, tmp_path):
+async def test_a_config_reload_restarts_the_templates_with_the_code_as_it_is_now(reactor, tmp_path,
+                                                                                   take_ports):
     """
     The code a warm module imports changes; the config is reloaded: a new
     template imports it afresh and a new job forked from it answers with
@@ -275,12 +284,13 @@ async def test_a_config_reload_restarts_the_templates_with_the_code_as_it_is_now
     """
     (tmp_path / "tf_warm_probe.py").write_text(PROBE)
     (tmp_path / "tf_warm_answer.py").write_text('ANSWER = "before"\n')
+    ports = take_ports(10)
     text = textwrap.dedent(f"""
         [init]
         listen_addr = 127.0.0.1
         listen_port = 0
-        child_port_min = 26900
-        child_port_max = 26909
+        child_port_min = {ports.low}
+        child_port_max = {ports.high}
         ready_timeout = 15
         stop_timeout = 5
         pythonpath = {tmp_path}
@@ -400,7 +410,8 @@ if __name__ == "__main__":
 
 
 @pytest_twisted.ensureDeferred
-async def test_a_warm_workers_last_output_is_read_before_its_exit_is_reported(reactor, tmp_path):
+async def test_a_warm_workers_last_output_is_read_before_its_exit_is_reported(reactor, tmp_path,
+                                                                                take_ports):
     """
     As for a cold worker, the exit of a warm one is reported once its stdout
     and stderr have closed (within OUTPUT_GRACE): the last line its group
@@ -409,12 +420,13 @@ async def test_a_warm_workers_last_output_is_read_before_its_exit_is_reported(re
     code = tmp_path / "code"
     code.mkdir()
     (code / "lastwords.py").write_text(LAST_WORDS)
+    ports = take_ports(10)
     cfg = parse_config(textwrap.dedent(f"""
         [init]
         listen_addr = 127.0.0.1
         listen_port = 0
-        child_port_min = 26800
-        child_port_max = 26809
+        child_port_min = {ports.low}
+        child_port_max = {ports.high}
         ready_timeout = 15
         stop_timeout = 5
         pythonpath = {code}
@@ -425,14 +437,14 @@ async def test_a_warm_workers_last_output_is_read_before_its_exit_is_reported(re
         """))
     init = Initiator(None, guid="init", cfg=cfg, reactor=reactor)
     init.startService()
-    template = await ready_template(init, "lastwords")
-    at_end: list[list[str]] = []
-    init.subscribe(lambda event: at_end.append(
-        [line["line"] for line in init.job(event.guid).tail.lines()])
-        if event.state is JobState.FAILED else None)
-    guid = await init.launch("lastwords")
-    job = init.job(guid)
-    try:
+    try:  # stopped however this goes: its template is not left to the tests after
+        template = await ready_template(init, "lastwords")
+        at_end: list[list[str]] = []
+        init.subscribe(lambda event: at_end.append(
+            [line["line"] for line in init.job(event.guid).tail.lines()])
+            if event.state is JobState.FAILED else None)
+        guid = await init.launch("lastwords")
+        job = init.job(guid)
         await init.wait_for_state(guid, [JobState.FAILED], timeout=15)
     finally:
         await init.stopService()

@@ -4,7 +4,7 @@ non-loopback address: in a network namespace this test makes (``ip netns
 add``; a veth pair inside it, one end holding 10.203.0.1/32) and deletes
 after. The test's own thread enters the namespace (``setns``) for the
 test, so the daemon it spawns, its worker and every connection it makes
-are in there: nothing is bound outside it. Ports 27100-27199.
+are in there: nothing is bound outside it. Ports from free_ports.
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ import ctypes
 import json
 import os
 import shutil
-import signal
 import subprocess
 from typing import Any
 
@@ -23,7 +22,7 @@ import treq
 from _system import absent
 
 from turberfield_twisted.testing.daemon import Daemon
-from turberfield_twisted.testing.procs import children_of, wait_gone
+from turberfield_twisted.testing.procs import children_of
 
 DEMO = "turberfield_twisted.demo.hello"
 ADDR = "10.203.0.1"
@@ -76,18 +75,16 @@ def netns() -> Any:
 
 
 @pytest_twisted.async_yield_fixture
-async def daemon(reactor: Any, tmp_path: Any, netns: str) -> Any:
+async def daemon(reactor: Any, tmp_path: Any, netns: str, take_ports: Any) -> Any:
     """A daemon in the namespace whose demo workers bind ADDR; it and they are gone after."""
+    ports = take_ports(100)
     config = tmp_path / "proactor.cfg"
-    config.write_text(f"[proactor]\nlisten_port = 0\nchild_port_min = 27100\n"
-                      f"child_port_max = 27199\n\n[{DEMO}]\nlisten_addr = {ADDR}\n")
+    config.write_text(f"[proactor]\nlisten_port = 0\nchild_port_min = {ports.low}\n"
+                      f"child_port_max = {ports.high}\n\n[{DEMO}]\nlisten_addr = {ADDR}\n")
     started = Daemon.start(reactor, tmp_path / "state", config=config, cwd=tmp_path)
     await started.listening.addTimeout(30, reactor)
     yield started
-    workers = children_of(started.pid or 0)
-    started.signal(signal.SIGTERM)
-    await started.ended.addTimeout(30, reactor)
-    await wait_gone(reactor, workers)
+    await started.stop(reactor)  # and its workers; killed if they do not end
     assert children_of(os.getpid()) == []
 
 

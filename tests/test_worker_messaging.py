@@ -30,7 +30,7 @@ from turberfield_twisted.errors import ApiError, ConfigPushFailed
 from turberfield_twisted.testing.configs import initiator_config
 from turberfield_twisted.testing.fakes import FakeProcessReactor
 from turberfield_twisted.testing.harness import worker_harness
-from turberfield_twisted.testing.ports import PortRange
+from turberfield_twisted.testing.ports import free_ports
 from turberfield_twisted.worker import Klein, WorkerContext, run_worker
 from turberfield_twisted.worker.parent import ParentClient
 
@@ -241,8 +241,7 @@ async def test_bad_changes_change_nothing_and_push_nothing():
 @pytest_twisted.async_fixture
 async def served(start_initiator):
     """An initiator whose control API its jobs reach (they import this module: it is a worker)."""
-    return await start_initiator(initiator_config(extra=f"[{ASKER}]\n"),
-                                 ports=PortRange(21400, 21449))
+    return await start_initiator(initiator_config(extra=f"[{ASKER}]\n"), ports=free_ports(50))
 
 
 @pytest_twisted.ensureDeferred

@@ -25,11 +25,12 @@ from typing import TYPE_CHECKING, cast
 from twisted.application.service import IService, MultiService, Service
 from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.defer import Deferred, succeed
-from twisted.internet.interfaces import IListeningPort
+from twisted.internet.interfaces import IListeningPort, IReactorSSL
 from twisted.logger import Logger
 from twisted.python import usage
 from twisted.python.failure import Failure
 
+from turberfield_twisted.access.tls import InsecureListen, check_listen, parse_endpoint
 from turberfield_twisted.config.settings import check_config
 from turberfield_twisted.configtext import make_config, parse_config
 from turberfield_twisted.contract import API_FILE, TOKEN_FILE, default_state_dir
@@ -99,6 +100,11 @@ class Options(usage.Options):
             kind = "tcp6" if ":" in own.listen_addr else "tcp"
             host = own.listen_addr.replace(":", "\\:")  # endpoint strings escape colons
             self["listen"] = f"{kind}:{own.listen_port}:interface={host}"
+        try:
+            self["listen_warning"] = check_listen(self["listen"], own.insecure_listen,
+                                                  own.tls_client_ca or None)
+        except InsecureListen as exc:
+            raise SystemExit(f"proactor: {exc}") from None
         self["state-dir"] = Path(self["state-dir"] or default_state_dir())
 
 
@@ -120,12 +126,28 @@ class _ControlService(Service):
     log = Logger()
 
     def __init__(self, reactor: IDaemonReactor, endpoint_text: str, api: ControlAPI,
-                 initiator: Initiator, state: StateDir, backlog: int):
+                 initiator: Initiator, state: StateDir, backlog: int,
+                 client_ca: str = "", worker_ca: bytes | None = None):
         from twisted.internet.endpoints import serverFromString
 
         self._reactor = reactor
         self._endpoint_text = endpoint_text  # as the operator gave it, for messages
-        self._endpoint = serverFromString(reactor, with_backlog(endpoint_text, backlog))
+        self._tls = parse_endpoint(endpoint_text).tls
+        self._worker_ca = worker_ca if worker_ca is not None else b""
+        try:
+            if client_ca:
+                from turberfield_twisted.access.tls import server_endpoint
+
+                self._endpoint = server_endpoint(cast(IReactorSSL, reactor),  # asyncio's has it
+                                                 with_backlog(endpoint_text, backlog), client_ca)
+            else:
+                self._endpoint = serverFromString(reactor, with_backlog(endpoint_text, backlog))
+        except Exception as exc:  # a file it names can't be read, a key that is no key ...
+            reason = str(exc) or type(exc).__name__
+            if isinstance(exc, OSError) and exc.strerror:
+                reason = f"{exc.filename}: {exc.strerror}" if exc.filename else exc.strerror
+            raise SystemExit(f"proactor: cannot serve the control API on {endpoint_text}:"
+                             f" {reason}") from None
         self._api = api
         self._initiator = initiator
         self._state = state
@@ -147,8 +169,9 @@ class _ControlService(Service):
         self._port = port
         host = cast(IPv4Address | IPv6Address, port.getHost())  # a tcp: or tcp6: endpoint
         addr = f"[{host.host}]" if ":" in host.host else host.host
-        url = f"http://{addr}:{host.port}"
-        self._initiator.listening(host.host, host.port)
+        url = f"{'https' if self._tls else 'http'}://{addr}:{host.port}"
+        self._initiator.listening(host.host, host.port,
+                                  self._worker_ca if self._tls else None)
         self._state.write_private(API_FILE, url + "\n")
         self.log.info("control API listening on {url}", url=url)
 
@@ -216,11 +239,12 @@ class _Kept(Service):
     """
 
     def __init__(self, state: StateDir, store: Store, hooks: HookDispatcher,
-                 kept: list[HookRecord]):
+                 kept: list[HookRecord], before_close: Callable[[], None] = lambda: None):
         self._state = state
         self._store = store
         self._hooks = hooks
         self._kept = kept
+        self._before_close = before_close
 
     def startService(self) -> None:
         Service.startService(self)
@@ -231,6 +255,7 @@ class _Kept(Service):
     def stopService(self) -> Deferred[None]:
         Service.stopService(self)
         d = self._hooks.close()
+        d.addBoth(lambda _: self._before_close())
         d.addBoth(lambda _: self._store.close())
         return d
 
@@ -308,6 +333,14 @@ def _open_state(path: Path, sync: str) -> tuple[StateDir, Store, list[HookRecord
     return state, store, hooks
 
 
+def _read_pem(path: str, key: str) -> bytes:
+    """The PEM file at ``path`` (the config's ``key``); SystemExit with one line if unreadable."""
+    try:
+        return Path(path).read_bytes()
+    except OSError as exc:
+        raise SystemExit(f"proactor: {key}: cannot read {path}: {exc.strerror}") from None
+
+
 def _asyncio_reactor() -> IDaemonReactor:
     """The asyncio reactor: installed here if none is yet; SystemExit if another one is."""
     if "twisted.internet.reactor" not in sys.modules:
@@ -344,25 +377,39 @@ def makeService(options: Options) -> IService:
     token = cfg.get(guid, "admin_token", fallback="") or secrets.token_urlsafe(32)
     state.write_private(TOKEN_FILE, token + "\n")
     Logger().info("admin token written to {path}", path=str(state.path / TOKEN_FILE))
-    hooks = HookDispatcher(reactor, initiator.http, allow=own.hook_allow, store=store)
+    if options["listen_warning"]:
+        Logger().warn("{warning}", warning=options["listen_warning"])
+    from turberfield_twisted.daemon.access_store import open_access
+
+    try:
+        gate, trail, book = open_access(reactor, state, store, token, own)
+    except (StateDirError, StoreFailed) as exc:
+        raise SystemExit(f"proactor: {exc}") from None
+    hooks_http = initiator.http
+    if own.hook_ca:
+        from turberfield_twisted.worker.parent import make_http
+
+        hooks_http, _ = make_http(reactor, ca_pem=_read_pem(own.hook_ca, "hook_ca"))
+    hooks = HookDispatcher(reactor, hooks_http, allow=own.hook_allow, store=store)
     initiator.subscribe(hooks.publish)
     reconciler = Reconciler(initiator, lambda: load_config(options["config"]),
                             kept_in=str(store.path))
     api = ControlAPI(initiator, token, reactor, hooks=hooks, max_body=own.max_body,
                      relay_timeout=own.relay_timeout, read_timeout=own.read_timeout,
                      metrics=Metrics(initiator, hooks, services=initiator.services),
-                     reload=reconciler.reload)
+                     reload=reconciler.reload, gate=gate, audit=trail)
     # Started in this order (the API listens first, before any of them
     # starts); stopped in reverse, one after another: the initiator refuses
     # every change from then on (503), systemd hears STOPPING=1, the API
     # stops listening, every job is stopped (their last events are queued
     # and kept), then the hooks close and the store.
     top = _InOrder()
-    _Kept(state, store, hooks, kept_hooks).setServiceParent(top)
+    _Kept(state, store, hooks, kept_hooks, book.stop).setServiceParent(top)
     _Closing(api.close).setServiceParent(top)
     initiator.setServiceParent(top)
-    _ControlService(reactor, options["listen"], api, initiator, state,
-                    own.listen_backlog).setServiceParent(top)
+    worker_ca = _read_pem(own.tls_ca, "tls_ca") if own.tls_ca else None
+    _ControlService(reactor, options["listen"], api, initiator, state, own.listen_backlog,
+                    own.tls_client_ca, worker_ca).setServiceParent(top)
     reconciler.setServiceParent(top)
     _Signals(reactor, reconciler).setServiceParent(top)
     _Refusing(initiator).setServiceParent(top)

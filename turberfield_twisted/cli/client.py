@@ -226,6 +226,34 @@ class ControlClient(JsonClient):
         """Drop a subscription."""
         await self._json("DELETE", f"/hooks/{_quote(hook_id)}")
 
+    async def whoami(self) -> dict[str, Any]:
+        """The caller's token: ``{"name", "role", "scope"}``."""
+        return await self._json("GET", "/whoami")
+
+    async def tokens(self) -> list[dict[str, Any]]:
+        """The named tokens (never a secret)."""
+        return (await self._json("GET", "/tokens"))["tokens"]
+
+    async def make_token(self, name: str, role: str, scope: list[str],
+                         expires_in: float | None = None) -> dict[str, Any]:
+        """A new named token, with its ``secret`` (shown this once)."""
+        body: dict[str, Any] = {"name": name, "role": role, "scope": scope}
+        if expires_in is not None:
+            body["expires_in"] = expires_in
+        return await self._json("POST", "/tokens", json=body)
+
+    async def revoke_token(self, name: str) -> None:
+        """Revoke a named token at once."""
+        await self._json("DELETE", f"/tokens/{_quote(name)}")
+
+    async def rotate_admin(self, grace: float = 0.0) -> dict[str, Any]:
+        """A new admin token (written by the daemon to admin.token); the old works ``grace`` s."""
+        return await self._json("POST", "/tokens/admin/rotate", json={"grace": grace})
+
+    async def audit(self, lines: int = 100) -> dict[str, Any]:
+        """The last ``lines`` audit records and how many were dropped."""
+        return await self._json("GET", "/audit", params={"lines": str(lines)})
+
     # -- services ----------------------------------------------------------
 
     async def services(self) -> list[dict[str, Any]]:

@@ -12,6 +12,7 @@ import sys
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from turberfield_twisted.cli import access
 from turberfield_twisted.cli.client import ControlClient
 from turberfield_twisted.cli.follow import logs, watch
 from turberfield_twisted.cli.format import error_line, format_job, format_jobs, printable
@@ -200,6 +201,7 @@ COMMANDS: dict[str, Command] = {
     "ls": _ls, "launch": _launch, "show": _show, "config": _config, "modules": _modules,
     "stop": _each("stop"), "restart": _each("restart"), "forget": _forget,
     "logs": logs, "watch": watch, "reload": _reload, "send": _send, "hooks": _hooks,
+    "whoami": access.whoami, "token": access.token, "audit": access.audit,
 }
 
 

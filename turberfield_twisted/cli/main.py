@@ -61,15 +61,21 @@ def locate(args: argparse.Namespace) -> Where:
 def explain(exc: Exception, where: Where) -> str:
     """One line for a failure, with what to do next: which token, which address, from where."""
     if isinstance(exc, ApiError) and exc.status == 401:
-        return (f"{exc}: the daemon at {where.url} refused the admin token in"
+        return (f"{exc}: the daemon at {where.url} refused the token in"
                 f" {where.token_file} (is it this daemon's? see --token-file, --state-dir)")
+    if isinstance(exc, ApiError) and exc.status == 403 and (
+            "role" in exc.message or "limited to" in exc.message):
+        return f"{exc} (the token in {where.token_file} may not: see proactor whoami)"
+    if isinstance(exc, TransportError) and where.url.startswith("https:"):
+        return (f"{exc} (the address {where.url_from}; over TLS, give the CA that signed its"
+                " certificate with --ca)")
     if isinstance(exc, TransportError):
         return f"{exc} (the address {where.url_from}; is the daemon running? {START_ONE})"
     return str(exc)
 
 
 async def _run(reactor: Any, args: argparse.Namespace, where: Where) -> None:
-    http, pool = make_http(reactor, persistent=False)
+    http, pool = make_http(reactor, persistent=False, ca_pem=args.ca_pem)
     client = ControlClient(http, where.url, where.token, reactor, timeout=args.timeout)
     code = EXIT_OK
     try:
@@ -89,6 +95,19 @@ async def _run(reactor: Any, args: argparse.Namespace, where: Where) -> None:
         raise SystemExit(code)
 
 
+def _read_ca(path: Path | None) -> bytes | None:
+    """The CA file given with ``--ca`` (None: the system's store)."""
+    if path is None:
+        return None
+    try:
+        pem = path.read_bytes()
+    except OSError as exc:
+        raise CliError(f"cannot read the CA {path}: {exc.strerror}") from None
+    if b"-----BEGIN CERTIFICATE-----" not in pem:
+        raise CliError(f"{path} holds no PEM certificate (--ca wants the CA's PEM file)")
+    return pem
+
+
 def _fail(message: str) -> int:
     line = message.splitlines()[0] if message else "failed"
     sys.stderr.write(f"{PROG}: error: {printable(line)}\n")
@@ -103,6 +122,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exc.code if isinstance(exc.code, int) else EXIT_USAGE
     try:
         where = locate(args)
+        args.ca_pem = _read_ca(args.ca)
     except CliError as exc:
         return _fail(str(exc))
     from twisted.internet.task import react

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from turberfield_twisted import __version__
+from turberfield_twisted.cli import access
 from turberfield_twisted.cli.services import add_parsers as add_service_parsers
 from turberfield_twisted.contract import JobState, default_state_dir
 
@@ -112,7 +113,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
     parser.add_argument("--url", help="the control API's base URL (default: from the state dir)")
     parser.add_argument("--token-file", type=Path,
-                        help="a file holding the admin token (default: from the state dir)")
+                        help="a file holding a token: the admin token, or a named one of any"
+                             " role (default: the state dir's admin.token)")
+    parser.add_argument("--ca", type=Path, default=None, metavar="FILE",
+                        help="a CA's PEM file to check an https daemon against (default: the"
+                             " system's store; never unchecked)")
     parser.add_argument("--state-dir", type=Path, default=None,
                         help=f"the daemon's state directory (default: {default_state_dir()})")
     parser.add_argument("--json", action="store_true", help="print the API's JSON as it is")
@@ -175,5 +180,6 @@ def build_parser() -> argparse.ArgumentParser:
                      help="*, a job state, worker:* or worker:NAME, service:* or service:EVENT")
     actions.add_parser("rm", help="drop a subscription").add_argument(
         "hook_id", metavar="ID", help="a hook's id, or any unique beginning of one")
+    access.add_parsers(commands, _positive, _count)
     add_service_parsers(commands)
     return parser

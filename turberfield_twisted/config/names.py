@@ -22,7 +22,7 @@ __all__ = ["EVENT_NAME", "GUID", "KEY", "MODULE", "RESERVED_KEYS", "SERVICE_NAME
 #: Keys the initiator writes into a job's section: never set by an override.
 RESERVED_KEYS = frozenset({
     "token", "admin_token", "listen_port", "listen_addr", "parent_addr", "parent_port",
-    "session", "module", "overridable",
+    "session", "module", "overridable", "parent_scheme", "parent_ca",
 })
 
 

@@ -109,6 +109,18 @@ class InitiatorSettings:
     max_starting: int = attrs.field(factory=_cpu_count)
     store_sync: str = "normal"
     limit_interval: float = 1.0
+    #: Serve plain HTTP off loopback all the same (logged at warn at each start).
+    insecure_listen: bool = False
+    #: A CA's PEM file: the API (on ssl:) requires a client certificate it signed.
+    tls_client_ca: str = ""
+    #: A CA's PEM file that signed the API's certificate: handed to workers to check it.
+    tls_ca: str = ""
+    #: A CA's PEM file that web-hook deliveries to https trust (default: the system's).
+    hook_ca: str = ""
+    #: Records the audit trail keeps (the oldest dropped, and counted).
+    audit_keep: int = 10000
+    #: Wrong tokens in a row from one address before it is made to wait (429).
+    auth_failures: int = 10
     #: The most instances a service may have.
     max_instances: int = 64
 
@@ -217,6 +229,12 @@ _INITIATOR_READERS: Mapping[str, Reader] = {
     "max_starting": whole(1),
     "store_sync": choice(*SYNC_MODES),
     "limit_interval": SECONDS,
+    "insecure_listen": boolean,
+    "tls_client_ca": str,
+    "tls_ca": str,
+    "hook_ca": str,
+    "audit_keep": whole(1, 10_000_000),
+    "auth_failures": whole(1, 1_000_000),
     "max_instances": whole(1, 4096),
 }
 

@@ -14,6 +14,7 @@ reads the config before it is used.
 from __future__ import annotations
 
 import asyncio
+import base64
 import random
 import secrets
 import uuid
@@ -145,9 +146,17 @@ class Initiator(JobTable, Proactor, Service):
         self.cfg, self._settings = cfg, settings
         self.launcher.reload(list(settings.modules))
 
-    def listening(self, host: str, port: int) -> None:
-        """The control API listens at ``host``:``port``: workers call back there."""
+    def listening(self, host: str, port: int, ca_pem: bytes | None = None) -> None:
+        """
+        The control API listens at ``host``:``port``: workers call back
+        there; over TLS if ``ca_pem`` is given (the CA they check it with:
+        empty for the system's store).
+        """
         self._configs.parent = (host, port)
+        if ca_pem is not None:
+            self._configs.parent_tls = {
+                "parent_scheme": "https",
+                "parent_ca": base64.b64encode(ca_pem).decode("ascii")}
         self._lifecycle.ports.reserved.add(port)
 
     @property

@@ -33,6 +33,8 @@ class JobConfigs:
         self._cfg = cfg
         self._settings = settings
         self.parent: tuple[str, int] | None = None
+        #: How workers reach it over TLS: ``parent_scheme`` and ``parent_ca`` keys.
+        self.parent_tls: dict[str, str] = {}
 
     def render(self, job: Job) -> bytes:
         """
@@ -55,10 +57,12 @@ class JobConfigs:
         if job.module_keys is None:
             return {}
         own = self._settings().initiator
-        return job_section(job.module_keys, job.module,
-                           job.overrides if overrides is None else overrides, port=job.port,
-                           session=job.session, token=job.token,
-                           parent=self.parent or (own.listen_addr, own.listen_port))
+        section = job_section(job.module_keys, job.module,
+                              job.overrides if overrides is None else overrides,
+                              port=job.port, session=job.session, token=job.token,
+                              parent=self.parent or (own.listen_addr, own.listen_port))
+        section.update(self.parent_tls)
+        return section
 
     def text(self, job: Job, overrides: Mapping[str, str] | None = None) -> str:
         """

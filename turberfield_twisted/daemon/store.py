@@ -8,7 +8,7 @@ in the config; each service (its module, address, instance count,
 rollout settings, session and overrides, and the number its next
 instance takes); each web-hook's id, URL, events, secret and last
 sequence number; and each hook's undelivered records, in order. A store
-of an older schema is brought up to this one when it is opened. Every
+an older daemon wrote gains the tables it lacks when it is opened. Every
 write is committed before the call returns, or raises
 :class:`~.errors.StoreFailed` having changed nothing: in WAL mode with
 ``synchronous=NORMAL``
@@ -48,18 +48,12 @@ from turberfield_twisted.errors import StateDirError, StoreFailed
 
 __all__ = ["HookRecord", "JobRecord", "QueuedRecord", "ServiceRecord", "Store"]
 
-#: The schema this code writes; a store with a higher one is refused, a lower
-#: one brought up to it (2: services).
-SCHEMA_VERSION = 2
+#: The schema this code writes; a store with a higher one is refused.
+SCHEMA_VERSION = 1
 
 
-#: The tables of the first schema: a store without one of them is refused.
+#: The tables of the schema: a store without one of them is refused.
 TABLES = ("jobs", "hooks", "deliveries")
-
-
-#: The tables each later schema adds, by its version: a store of that version
-#: or a later one without them is refused too.
-ADDED: Mapping[int, tuple[str, ...]] = {2: ("services",)}
 
 
 #: What an operator can do about a store that is refused.
@@ -98,7 +92,38 @@ CREATE TABLE IF NOT EXISTS deliveries (
 """
 
 
-_SERVICES = """
+#: The access tables (:mod:`.access_store`): made in a new store, and added to
+#: one an older daemon wrote when this one opens it (it reads on without them).
+ACCESS_SCHEMA = """
+CREATE TABLE IF NOT EXISTS tokens (
+    name TEXT PRIMARY KEY,
+    role TEXT NOT NULL,
+    digest TEXT NOT NULL,
+    scope TEXT NOT NULL,
+    created REAL NOT NULL,
+    expires REAL,
+    last_used REAL
+);
+CREATE TABLE IF NOT EXISTS audit (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    time REAL NOT NULL,
+    token TEXT NOT NULL,
+    role TEXT NOT NULL,
+    remote TEXT NOT NULL,
+    method TEXT NOT NULL,
+    path TEXT NOT NULL,
+    status INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS counters (
+    name TEXT PRIMARY KEY,
+    value INTEGER NOT NULL
+);
+"""
+
+
+#: The services' table: made in a new store, and added to one an older daemon
+#: wrote when this one opens it (an older one reads on without it).
+SERVICES_SCHEMA = """
 CREATE TABLE IF NOT EXISTS services (
     name TEXT PRIMARY KEY,
     module TEXT NOT NULL,
@@ -113,11 +138,6 @@ CREATE TABLE IF NOT EXISTS services (
     next_instance INTEGER NOT NULL
 );
 """
-
-
-#: What brings a store of schema N - 1 up to N, by N: run in one transaction
-#: with the version's own bump, so a store is at one version or the next.
-MIGRATIONS: Mapping[int, str] = {2: _SERVICES}
 
 
 def _run(db: sqlite3.Connection, script: str) -> None:
@@ -240,7 +260,7 @@ class Store:
         db = sqlite3.connect(str(state.path / _NEW), isolation_level=None)
         try:
             db.execute("BEGIN IMMEDIATE")
-            for script in (_SCHEMA, *MIGRATIONS.values()):
+            for script in (_SCHEMA, ACCESS_SCHEMA, SERVICES_SCHEMA):
                 _run(db, script)
             db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
             db.execute("COMMIT")
@@ -261,9 +281,7 @@ class Store:
                                   f" (schema {version}; this one reads {SCHEMA_VERSION})")
             tables = {name for (name,) in self._db.execute(
                 "SELECT name FROM sqlite_master WHERE type = 'table'")}
-            wanted = [*TABLES, *(table for step, added in ADDED.items() if step <= version
-                                 for table in added)]
-            missing = [table for table in wanted if table not in tables]
+            missing = [table for table in TABLES if table not in tables]
             if version < 1 or missing:
                 lacks = f"table {', '.join(missing)}" if version >= 1 else "schema version"
                 raise StoreFailed(f"the store {self.path} is not one this daemon wrote"
@@ -272,11 +290,9 @@ class Store:
             if str(mode).lower() != "wal":
                 raise StoreFailed(f"the store {self.path} can't use WAL mode ({mode})")
             self._db.execute(f"PRAGMA synchronous={sync.upper()}")
-            if version < SCHEMA_VERSION:  # an older store: brought up to this schema
-                with self._transaction():
-                    for step in range(version + 1, SCHEMA_VERSION + 1):
-                        _run(self._db, MIGRATIONS[step])
-                    self._db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            with self._transaction():  # the migration of a store an older daemon wrote
+                for script in (ACCESS_SCHEMA, SERVICES_SCHEMA):
+                    _run(self._db, script)
 
     @contextmanager
     def _errors(self, doing: str) -> Iterator[None]:
@@ -297,6 +313,15 @@ class Store:
             if self._db.in_transaction:  # SQLite may have rolled back already
                 self._db.execute("ROLLBACK")
             raise
+
+    def read(self, doing: str, sql: str, args: tuple[object, ...] = ()) -> list[tuple[object, ...]]:
+        """The rows of one query; :class:`StoreFailed` (saying it could not ``doing``)."""
+        with self._errors(doing):
+            return list(self._db.execute(sql, args).fetchall())
+
+    def write(self, doing: str, *statements: tuple[str, tuple[object, ...]]) -> None:
+        """Run ``statements`` as one committed transaction (see :meth:`_write`)."""
+        self._write(doing, *statements)
 
     def _write(self, doing: str, *statements: tuple[str, tuple[object, ...]]) -> None:
         """Run ``statements`` as one committed transaction."""

@@ -1,4 +1,4 @@
-// Calls to the control API, on this page's own origin, with the admin token as
+// Calls to the control API, on this page's own origin, with the tab's token as
 // a bearer header. The token is kept in this tab's sessionStorage only: never
 // in a URL or a cookie (and cookies are not sent: credentials "omit").
 
@@ -14,7 +14,7 @@ export class ApiError extends Error {
   }
 }
 
-/** The admin token of this tab. */
+/** The token of this tab (the admin token, or a named one of any role). */
 export const token = {
   get() {
     return sessionStorage.getItem(KEY);

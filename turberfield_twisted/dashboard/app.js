@@ -1,5 +1,7 @@
-// The dashboard: log in with the admin token, then the jobs, a job's page, the
-// services and the web-hooks, kept live by one event stream (GET /events).
+// The dashboard: log in with a token of any role, then the jobs, a job's page, the
+// services and the web-hooks, kept live by one event stream (GET /events). What the
+// token's role may not do is hidden (body[data-role], app.css); the API refuses it
+// all the same.
 
 import { call, token } from "./api.js";
 import { fill, say, setText } from "./dom.js";
@@ -39,16 +41,21 @@ class App {
     else this.leave("");
   }
 
-  /** Try `value` as the admin token; keep it in this tab if the daemon takes it. */
+  /** Try `value` as a token; keep it in this tab if the daemon takes it. */
   async enter(value) {
     if (!value) return;
     token.set(value);
     try {
+      this.who = await call("GET", "/whoami");
       this.modules = (await call("GET", "/modules")).modules;
     } catch (error) {
       this.leave(error.status === 401 ? "That token was refused." : error.message);
       return;
     }
+    document.body.dataset.role = this.who.role;
+    const role = document.getElementById("role");
+    setText(role, `${this.who.name} (${this.who.role})`);
+    role.hidden = false;
     this.login.hidden = true;
     this.nav.hidden = false;
     this.logoutButton.hidden = false;
@@ -68,6 +75,8 @@ class App {
     this.page?.unmount();
     this.page = null;
     fill(this.view);
+    delete document.body.dataset.role;
+    document.getElementById("role").hidden = true;
     this.nav.hidden = true;
     this.logoutButton.hidden = true;
     this.login.hidden = false;

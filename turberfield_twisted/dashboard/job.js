@@ -52,7 +52,7 @@ export class JobPage {
     });
     this.lastError = el("pre", { class: "last-error", id: "last-error" });
     this.config = el("tbody");
-    this.configForm = el("div", { id: "config-change" });
+    this.configForm = el("div", { id: "config-change", class: "needs-operator" });
     this.output = el("div", { class: "output", id: "output", role: "log", "aria-label": "output" });
     this.follow = el("input", { type: "checkbox", id: "follow", checked: true });
     fill(view,

@@ -35,11 +35,11 @@ export function stoppable(job) {
 /** The buttons of a job: stop (while it runs or waits) and restart. */
 export function actions(guid, box, store) {
   const stop = el("button", {
-    type: "button", class: "stop", dataset: { action: "stop" }, title: "SIGTERM, then SIGKILL",
+    type: "button", class: "stop needs-operator", dataset: { action: "stop" }, title: "SIGTERM, then SIGKILL",
     onclick: () => act("stop", guid, box, store),
   }, "Stop");
   const restart = el("button", {
-    type: "button", class: "restart", dataset: { action: "restart" },
+    type: "button", class: "restart needs-operator", dataset: { action: "restart" },
     onclick: () => act("restart", guid, box, store),
   }, "Restart");
   return { stop, restart };

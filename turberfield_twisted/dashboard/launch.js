@@ -68,5 +68,5 @@ export function launchForm(app) {
       submit.disabled = false;
     }
   });
-  return el("section", { class: "launch" }, el("h3", {}, "Launch a job"), form);
+  return el("section", { class: "launch needs-operator" }, el("h3", {}, "Launch a job"), form);
 }

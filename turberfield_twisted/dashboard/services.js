@@ -150,7 +150,7 @@ export class ServicesPage {
         el("dt", {}, "Module"), cells.module, el("dt", {}, "Address"), cells.listen,
         el("dt", {}, "Ready"), cells.ready, el("dt", {}, "Rollout"), cells.rollout,
         reasonTerm, cells.reason),
-      el("div", { class: "toolbar" }, form, rollout),
+      el("div", { class: "toolbar needs-operator" }, form, rollout),
       box,
       el("table", { class: "members" },
         el("thead", {}, el("tr", {}, ["Instance", "State", "Restarts", "Port"]

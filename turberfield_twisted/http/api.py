@@ -3,12 +3,15 @@ The initiator's control API: Klein routes, JSON in and out.
 
 Every error is ``{"error": "<message>"}`` with the status that
 :data:`turberfield_twisted.http.web.STATUSES` gives it; no traceback ever
-reaches a client. Admin calls need ``Authorization: Bearer <admin
-token>``; a job's own calls (``GET /config/{guid}``, ``POST
+reaches a client. Every call but the public ones needs ``Authorization:
+Bearer <token>`` of the role :data:`~.roles.ROLES` names for it (403
+naming the role if it is lower); a job's own calls (``GET /config/{guid}``, ``POST
 /jobs/{guid}/events`` and ``/listening``) need that job's token. A request
 under ``/jobs/{guid}/proxy/`` is relayed to the job's worker (so no worker
 path is shadowed by the API's own); ``/hooks`` is
-:class:`~turberfield_twisted.http.hooks.HooksAPI`; ``/ui/`` is the web
+:class:`~turberfield_twisted.http.hooks.HooksAPI`, ``/services``
+:class:`~.services_api.ServicesAPI`, ``/tokens`` (with
+``/audit`` and ``/whoami``) :class:`~.access_api.AccessAPI`; ``/ui/`` is the web
 dashboard (:mod:`turberfield_twisted.dashboard`), and ``/`` leads there.
 
 ``import klein`` imports the reactor: import this module only once the
@@ -27,6 +30,8 @@ from twisted.logger import Logger
 from twisted.web.iweb import IAgent
 from twisted.web.server import Request, Site
 
+from turberfield_twisted.access.audit import AuditTrail
+from turberfield_twisted.access.gate import Gate, caller_of, check_scope
 from turberfield_twisted.daemon.initiator import Initiator
 from turberfield_twisted.daemon.keeper import forget_ended
 from turberfield_twisted.daemon.metrics import Metrics
@@ -35,17 +40,19 @@ from turberfield_twisted.dashboard import Dashboard
 from turberfield_twisted.errors import ApiError, BadGuid, GuidTaken
 from turberfield_twisted.hooks.dispatcher import HookDispatcher
 from turberfield_twisted.http import openapi
+from turberfield_twisted.http.access_api import AccessAPI, default_gate
 from turberfield_twisted.http.args import event_args, launch_args, lines_arg, wait_args
-from turberfield_twisted.http.events import Entry, EventStream, Journal, parse_event_id
+from turberfield_twisted.http.events import Journal, parse_event_id
+from turberfield_twisted.http.gate import GatedKlein
 from turberfield_twisted.http.hooks import HooksAPI
-from turberfield_twisted.http.openapi_services import SERVICE_OPERATIONS, SERVICE_SCHEMAS
 from turberfield_twisted.http.placement import REPORT_KEYS, take_report
 from turberfield_twisted.http.relay import Relay
+from turberfield_twisted.http.roles import ROLES
 from turberfield_twisted.http.services_api import ServicesAPI
 from turberfield_twisted.http.site import ApiSite, RelayFirst
+from turberfield_twisted.http.streams import Streams
 from turberfield_twisted.http.views import change_view, job_views, module_views
 from turberfield_twisted.http.web import (
-    JsonKlein,
     Unauthorized,
     _LimitedRequest,
     check_body,
@@ -57,13 +64,25 @@ from turberfield_twisted.http.web import (
 from turberfield_twisted.jobs.job import ENDED, Job
 from turberfield_twisted.worker.reactor import IClientReactor
 
-__all__ = ["ControlAPI"]
+__all__ = ["ControlAPI", "served_routes"]
+
+
+def served_routes() -> list[tuple[str, str]]:
+    """``(method, OpenAPI path)`` of every route the control API serves, mounted apps too."""
+    return [*openapi.routes(ControlAPI.app), *openapi.routes(HooksAPI.app, "/hooks"),
+            *openapi.routes(AccessAPI.app, "/tokens"),
+            *openapi.routes(ServicesAPI.app, "/services")]
+
 
 class ControlAPI:
     """
-    The control API of ``initiator``: ``admin_token`` guards admin calls;
-    ``hooks`` (optional) manages web-hook subscriptions; request bodies
-    over ``max_body`` bytes are refused (413); ``relay`` passes other
+    The control API of ``initiator``: every route asks ``gate`` (a
+    :class:`~turberfield_twisted.access.gate.Gate`: the daemon's, with its
+    named tokens kept in the store; by default one that takes
+    ``admin_token`` and keeps named tokens in memory) for the role the
+    role table (:data:`~.roles.ROLES`) says it needs; ``audit`` (optional)
+    keeps each change and refusal; ``hooks`` (optional) manages web-hook
+    subscriptions; request bodies over ``max_body`` bytes are refused (413); ``relay`` passes other
     requests under a job to its worker (through ``relay_agent``, an
     ``IAgent``, if given; :meth:`close` closes the relay's own
     connections otherwise), giving each ``relay_timeout``
@@ -75,7 +94,7 @@ class ControlAPI:
     answers ``POST /reload``.
     """
 
-    app = JsonKlein()
+    app = GatedKlein(ROLES)
     log = Logger()
 
     def __init__(
@@ -90,14 +109,18 @@ class ControlAPI:
         reload: Callable[[], Reloaded] | None = None,
         relay_agent: IAgent | None = None,
         read_timeout: float | None = 60.0,
+        gate: Gate | None = None,
+        audit: AuditTrail | None = None,
     ):
         if not admin_token:
             raise ValueError("the admin token must not be empty")
         if max_body < 1 or relay_timeout <= 0:
             raise ValueError("max_body and relay_timeout must be positive")
         self.initiator = initiator
-        self._admin_token = admin_token.encode("utf-8")
         self.reactor = reactor
+        #: Who may call what: tokens, their roles, the throttle.
+        self.gate = gate if gate is not None else default_gate(admin_token, reactor)
+        self.audit = audit
         self.max_body = max_body
         self.relay_timeout = relay_timeout
         self.read_timeout = read_timeout
@@ -106,21 +129,24 @@ class ControlAPI:
         self.relay = Relay(reactor, relay_timeout, agent=relay_agent,
                            observe=metrics.relayed if metrics is not None else None)
         #: The ``/hooks`` routes.
-        self.hooks_api = HooksAPI(hooks, admin_token, max_body,
+        self.hooks_api = HooksAPI(hooks, self.gate, max_body,
                                   stopping=lambda: initiator.stopping)
         #: The ``/services`` routes (and their relay, through this one's).
-        self.services_api = ServicesAPI(initiator, admin_token, max_body, self.relay, reactor)
+        self.services_api = ServicesAPI(initiator, self.gate, max_body, self.relay, reactor)
+        #: ``/tokens``, ``/audit`` and ``/whoami``.
+        self.access_api = AccessAPI(self.gate, audit, max_body)
         self.dashboard = Dashboard()  #: The web dashboard's files, under ``/ui/``.
         #: ``GET /openapi.json``: built from the routing tables, so it can't drift.
-        self.description = openapi.document(
-            [*openapi.routes(self.app), *openapi.routes(HooksAPI.app, "/hooks"),
-             *openapi.routes(ServicesAPI.app, "/services")],
-            operations={**openapi.OPERATIONS, **SERVICE_OPERATIONS},
-            schemas={**openapi.SCHEMAS, **SERVICE_SCHEMAS})
+        self.description = openapi.document(served_routes())
         #: Recent job events and output lines, for ``GET /events``.
         self.journal = Journal()
         initiator.subscribe(self.journal.event)
         initiator.subscribe_output(self.journal.line)
+        if audit is not None:
+            audit.subscribe(self.journal.audit)
+        #: The callers' event streams, ended when their token stops working.
+        self.streams = Streams(self.journal, reactor, initiator.workers.get)
+        self.gate.book.on_revoked(self.streams.close)
 
     def __repr__(self) -> str:
         return f"<ControlAPI of {self.initiator.guid}>"
@@ -144,9 +170,11 @@ class ControlAPI:
         relayed requests take a short way past the router and are not in
         the access log (the relay's metrics count them).
         """
-        site = ApiSite(RelayFirst(self.relayed, self.log, self.app.resource(),
+        site = ApiSite(RelayFirst(self.relayed, self.log, self.app.resource(), self.gate,
                                   services=self.services_api.relayed),
                        requestFactory=_LimitedRequest)
+        site.gate = self.gate
+        site.audit = self.audit
         site.max_body = self.max_body  # type: ignore[attr-defined]
         site.read_timeout = self.read_timeout
         site.noisy = False
@@ -155,11 +183,16 @@ class ControlAPI:
 
     # -- auth --------------------------------------------------------------
 
-    def _admin(self, request: Request) -> None:
-        require_token(request, self._admin_token)
+    def _job(self, request: Request, guid: str) -> Job:
+        """Job ``guid``, if the caller's token may act on it (its module or service)."""
+        job = self.initiator.job(guid)
+        check_scope(request, job.module, job.service)
+        return job
 
     def _job_caller(self, request: Request, guid: str) -> Job:
         """The job, if the request carries that job's own token."""
+        self.gate.check_throttle(request)
+        request.job_caller = guid  # type: ignore[attr-defined]  # the audit skips its successes
         job = self.initiator.workers.get(guid)
         require_token(request, job.token if job is not None else b"")
         if job is None:
@@ -192,8 +225,7 @@ class ControlAPI:
 
     @app.route("/metrics", methods=["GET"])
     def scrape(self, request: Request) -> bytes:
-        """Prometheus text (admin token, as Prometheus' ``credentials_file``)."""
-        self._admin(request)
+        """Prometheus text (a viewer's token, as Prometheus' ``credentials_file``)."""
         if self.metrics is None:
             raise ApiError(404, "metrics are not enabled")
         body, content_type = self.metrics.render()
@@ -207,19 +239,15 @@ class ControlAPI:
         Every job event, and with ``?logs=GUID`` that job's output lines, as
         Server-Sent Events; ``Last-Event-ID`` (or ``?last_event_id=``) resumes.
         """
-        self._admin(request)
         logs = query_arg(request, b"logs")
         if logs is not None:
-            self.initiator.job(logs)
+            self._job(request, logs)
         given = request.getHeader(b"last-event-id")
         asked = query_arg(request, b"last_event_id")
         from_query = parse_event_id(asked) if asked else None  # checked even if not used
         last = parse_event_id(given.decode("latin-1")) if given else from_query
 
-        def wanted(entry: Entry) -> bool:
-            return entry.event != "log" or entry.guid == logs
-
-        return EventStream(self.journal, request, self.reactor, wanted).start(last)
+        return self.streams.open(request, logs, last)
 
     @app.route("/reload", methods=["POST"])
     def reload_config(self, request: Request) -> bytes:
@@ -228,7 +256,6 @@ class ControlAPI:
         started, stopped, restarted or is unchanged, and the keys that need
         a restart; 400 (file, line, key) and nothing changed if they are bad.
         """
-        self._admin(request)
         if self.reload is None:
             raise ApiError(404, "this initiator cannot reload its config")
         self.log.info("config reload asked by the control API")
@@ -237,8 +264,10 @@ class ControlAPI:
     @app.route("/modules", methods=["GET"])
     def modules(self, request: Request) -> bytes:
         """The modules a launch may name, with the keys it may override."""
-        self._admin(request)
         views = module_views(self.initiator.cfg, self.initiator.settings)
+        caller = caller_of(request)
+        if caller is not None:
+            views = [view for view in views if caller.may_touch(view["name"])]
         return json_response(request, 200, {"modules": views})
 
     # -- jobs --------------------------------------------------------------
@@ -246,17 +275,19 @@ class ControlAPI:
     @app.route("/jobs", methods=["GET"])
     def list_jobs(self, request: Request) -> bytes:
         """Every job the initiator knows, ended ones too."""
-        self._admin(request)
-        jobs = job_views(self.initiator.workers.values(), self.reactor.seconds())
+        caller = caller_of(request)
+        jobs = job_views([job for job in self.initiator.workers.values()
+                          if caller is None or caller.may_touch(job.module, job.service)],
+                         self.reactor.seconds())
         return json_response(request, 200, {"jobs": jobs})
 
     @app.route("/jobs", methods=["POST"])
     async def launch(self, request: Request) -> bytes:
         """``{"module", "session"?, "config"?, "guid"?}``: start a job; 201."""
-        self._admin(request)
         args = launch_args(request, self.max_body)
         module = args.pop("module")
         self.initiator.settings.allowed(module)  # or 404, naming those that are
+        check_scope(request, module)
         try:
             guid = await self.initiator.launch(module, **args)
         except BadGuid:
@@ -277,8 +308,7 @@ class ControlAPI:
         One job. With ``?wait=<state>`` (and ``timeout``, 0..60 s, default
         10), answer once it is in that state or has ended, or time is up.
         """
-        self._admin(request)
-        job = self.initiator.job(guid)
+        job = self._job(request, guid)
         wait = wait_args(request)
         if wait is not None:
             await self._until(job, *wait)
@@ -296,8 +326,7 @@ class ControlAPI:
     @app.route("/jobs/<guid>", methods=["DELETE"])
     def stop_job(self, request: Request, guid: str) -> bytes:
         """Ask the job to stop; answer at once (202) while it stops."""
-        self._admin(request)
-        job = self.initiator.job(guid)
+        job = self._job(request, guid)
         self.log.info("job {guid} stop asked by the control API", guid=guid)
         self.initiator.stop(guid).addErrback(
             lambda failure: self.log.failure("job {guid} did not stop cleanly",
@@ -311,7 +340,7 @@ class ControlAPI:
         Start a job again (a ``failed`` job stays down until this); one that
         runs is stopped first (TERM, then KILL) and started once it exited; 202.
         """
-        self._admin(request)
+        self._job(request, guid)
         job = self.initiator.restart(guid)
         self.log.info("job {guid} restart asked by the control API", guid=guid)
         return json_response(request, 202, job.as_json())
@@ -319,8 +348,7 @@ class ControlAPI:
     @app.route("/jobs/<guid>/logs", methods=["GET"])
     def logs(self, request: Request, guid: str) -> bytes:
         """The last ``lines`` (1..1000, default 100) lines of the job's output."""
-        self._admin(request)
-        job = self.initiator.job(guid)
+        job = self._job(request, guid)
         count = lines_arg(request)
         return json_response(request, 200, {"guid": guid, "lines": job.tail.lines()[-count:]})
 
@@ -332,8 +360,7 @@ class ControlAPI:
         is changed). Changes to one job run one at a time, in order. The
         answer says whether the change is ``kept`` for the daemon's next start.
         """
-        self._admin(request)
-        self.initiator.job(guid)
+        self._job(request, guid)
         changes = read_object(request, self.max_body)
         job = await self.initiator.update_config(guid, changes)
         self.log.info("job {guid} config changed by the control API: {keys}", guid=guid,
@@ -343,7 +370,7 @@ class ControlAPI:
     @app.route("/jobs/<guid>/forget", methods=["POST"])
     def forget_job(self, request: Request, guid: str) -> bytes:
         """Forget an ended job (not a declared one): gone from the list and the store."""
-        self._admin(request)
+        self._job(request, guid)
         job = forget_ended(self.initiator, guid, self.initiator.forget_kept)
         self.log.info("job {guid} forgotten by the control API", guid=guid)
         return json_response(request, 200, job.as_json())
@@ -390,6 +417,23 @@ class ControlAPI:
             request.postpath = [b""]  # ``/services`` itself is the mounted app's ``/``
         return self.services_api.app.resource()
 
+    @app.route("/tokens", branch=True)
+    def tokens_routes(self, request: Request) -> KleinResource:
+        """``/tokens`` and below: tokens and the rotation (:class:`AccessAPI`)."""
+        if not request.postpath:
+            request.postpath = [b""]
+        return self.access_api.app.resource()
+
+    @app.route("/audit", methods=["GET"])
+    def audit_trail(self, request: Request) -> bytes:
+        """The last ``limit`` (1..1000, default 100) audit records, and how many were dropped."""
+        return self.access_api.audit_trail(request)
+
+    @app.route("/whoami", methods=["GET"])
+    def whoami(self, request: Request) -> bytes:
+        """The caller's token: its name, role and scope (what the CLI and dashboard show)."""
+        return self.access_api.whoami(request)
+
     # -- the relay ---------------------------------------------------------
 
     @app.route("/jobs/<guid>/proxy")
@@ -399,9 +443,11 @@ class ControlAPI:
         return await self.relayed(request, guid)
 
     async def relayed(self, request: Request, guid: str) -> bytes:
-        """Relay ``request`` to job ``guid``'s worker (admin token, body bound checked)."""
-        self._admin(request)
-        job = self.initiator.job(guid)
+        """Relay ``request`` to job ``guid``'s worker (an operator's token, body bound checked)."""
+        if caller_of(request) is None:  # not through the route, which admitted it
+            self.gate.admit(request, ROLES[("*", "/jobs/{guid}/proxy/{path}")],
+                            "relaying to a worker")
+        job = self._job(request, guid)
         length = check_body(request, self.max_body)
         if isinstance(request, _LimitedRequest):
             request.relayed = True  # the site leaves it out of its access log

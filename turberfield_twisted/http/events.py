@@ -28,6 +28,7 @@ from twisted.logger import Logger
 from twisted.web.server import Request
 from zope.interface import implementer
 
+from turberfield_twisted.access.records import AuditRecord
 from turberfield_twisted.errors import Invalid
 from turberfield_twisted.jobs.job import JobEvent, OutputLine
 from turberfield_twisted.jobs.observers import Observers
@@ -38,7 +39,9 @@ __all__ = ["Entry", "EventStream", "Journal", "parse_event_id", "sse"]
 class Entry:
     """
     One numbered entry of the stream: its number ``id`` in the daemon's run
-    ``run``, SSE ``event`` name, ``guid`` and data.
+    ``run``, SSE ``event`` name, ``guid`` and data; ``names``: the module and
+    service (if any) an event is about, what a token's scope is checked
+    against (empty: look the job up by its guid).
     """
 
     run: str
@@ -46,6 +49,7 @@ class Entry:
     event: str
     guid: str
     data: bytes = attrs.field(repr=False)
+    names: tuple[str, ...] = ()
 
     def encode(self) -> bytes:
         """The entry as one Server-Sent Event, its id ``RUN-N``."""
@@ -91,23 +95,40 @@ class Journal:
         self.last_id = 0
         self._entries: deque[Entry] = deque()
         self._bytes = 0
+        #: The id of the last entry no longer kept (0: none dropped yet).
+        self._dropped = 0
         self._listeners: Observers[Entry] = Observers()
 
     def event(self, event: JobEvent) -> None:
-        """Record a job event (SSE event name: its kind, ``state`` or ``worker``)."""
-        self._add(event.kind.value, event.guid, _json(event.as_json()))
+        """Record a job event (SSE event name: its kind, ``state``, ``worker`` or ``service``)."""
+        names = (event.module, event.service) if event.service else (event.module,)
+        self._add(event.kind.value, event.guid, _json(event.as_json()), names=names)
 
     def line(self, line: OutputLine) -> None:
         """Record a line of a job's output (SSE event name ``log``)."""
         self._add("log", line.guid, _json(line.as_json()))
 
-    def _add(self, name: str, guid: str, data: bytes) -> None:
+    def audit(self, record: AuditRecord) -> None:
+        """
+        Pass on an audit record (SSE event name ``audit``: admins' streams
+        only), live only: it is not kept for a client that resumes (the
+        store keeps the trail), so a run of refusals can't push job events out.
+        """
+        self._add("audit", "", _json(record.as_json()), keep=False)
+
+    def _add(self, name: str, guid: str, data: bytes, keep: bool = True,
+             names: tuple[str, ...] = ()) -> None:
         self.last_id += 1
-        entry = Entry(self.run, self.last_id, name, guid, data)
+        entry = Entry(self.run, self.last_id, name, guid, data, names)
+        if not keep:
+            self._listeners.emit(entry)
+            return
         self._entries.append(entry)
         self._bytes += len(data)
         while len(self._entries) > self.keep or self._bytes > self.max_bytes:
-            self._bytes -= len(self._entries.popleft().data)
+            dropped = self._entries.popleft()
+            self._bytes -= len(dropped.data)
+            self._dropped = dropped.id
         self._listeners.emit(entry)
 
     def since(self, run: str, last_id: int) -> tuple[list[Entry], bool]:
@@ -118,8 +139,7 @@ class Journal:
         if run != self.run:
             last_id = 0
         kept = [entry for entry in self._entries if entry.id > last_id]
-        first = self._entries[0].id if self._entries else self.last_id + 1
-        return kept, run != self.run or last_id < min(first - 1, self.last_id)
+        return kept, run != self.run or last_id < self._dropped
 
     def listen(self, listener: Callable[[Entry], None]) -> Callable[[], None]:
         """Call ``listener(entry)`` for each new entry; return a function that stops it."""
@@ -178,6 +198,10 @@ class EventStream:
                 self._entry(entry)
         self._keepalive.start(self._every, now=False)
         return self.done
+
+    def close(self) -> None:
+        """End the stream now (its token was revoked): the response ends."""
+        self._close()
 
     def _entry(self, entry: Entry) -> None:
         if entry.id > self._sent and self._wanted(entry):

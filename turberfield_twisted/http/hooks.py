@@ -1,6 +1,6 @@
 """
 The control API's ``/hooks`` routes: list, add and remove web-hook
-subscriptions, behind the admin token.
+subscriptions, for admins.
 
 :class:`HooksAPI` is mounted under ``/hooks`` by
 :class:`~turberfield_twisted.http.api.ControlAPI`, so its routes are relative
@@ -15,10 +15,13 @@ from collections.abc import Callable
 from twisted.logger import Logger
 from twisted.web.server import Request
 
+from turberfield_twisted.access.gate import Gate
 from turberfield_twisted.configtext import redact
 from turberfield_twisted.errors import ApiError, DaemonStopping, Invalid
 from turberfield_twisted.hooks.dispatcher import HookDispatcher
-from turberfield_twisted.http.web import JsonKlein, json_response, read_object, require_token
+from turberfield_twisted.http.gate import GatedKlein
+from turberfield_twisted.http.roles import ROLES
+from turberfield_twisted.http.web import json_response, read_object
 
 __all__ = ["HooksAPI"]
 
@@ -29,23 +32,22 @@ class HooksAPI:
     """
     Web-hook subscriptions of ``hooks`` (a
     :class:`~turberfield_twisted.hooks.dispatcher.HookDispatcher`, or None: 404),
-    for callers with ``admin_token``; bodies over ``max_body`` bytes are
+    for admins (``gate`` admits each request); bodies over ``max_body`` bytes are
     refused (413). Once ``stopping()`` is true (the daemon stops), adding
     or removing one is refused (:class:`DaemonStopping`, 503).
     """
 
-    app = JsonKlein()
+    app = GatedKlein(ROLES, "/hooks")
     log = Logger()
 
-    def __init__(self, hooks: HookDispatcher | None, admin_token: str, max_body: int,
+    def __init__(self, hooks: HookDispatcher | None, gate: Gate, max_body: int,
                  stopping: Callable[[], bool] = lambda: False):
         self.hooks = hooks
-        self._admin_token = admin_token.encode("utf-8")
+        self.gate = gate
         self.max_body = max_body
         self._stopping = stopping
 
     def _dispatcher(self, request: Request, change: bool = False) -> HookDispatcher:
-        require_token(request, self._admin_token)
         if self.hooks is None:
             raise ApiError(404, "web-hooks are not enabled")
         if change and self._stopping():

@@ -20,6 +20,14 @@ from typing import Any
 from klein import Klein
 
 from turberfield_twisted import __version__
+from turberfield_twisted.access.roles import Role
+from turberfield_twisted.http.openapi_access import (
+    ACCESS_OPERATIONS,
+    ACCESS_SCHEMAS,
+    SECURITY_SCHEMES,
+)
+from turberfield_twisted.http.openapi_services import SERVICE_OPERATIONS, SERVICE_SCHEMAS
+from turberfield_twisted.http.roles import JOB, PUBLIC, ROLES, Needed
 from turberfield_twisted.http.schemas import JSON, SCHEMAS, SSE, ref
 from turberfield_twisted.jobs.job import JobState
 
@@ -31,10 +39,6 @@ _JSON = JSON
 _TEXT = "text/plain"
 
 
-_ADMIN: list[dict[str, list[str]]] = [{"admin": []}]
-
-
-_JOB_TOKEN: list[dict[str, list[str]]] = [{"job": []}]
 
 
 class UndocumentedRoute(LookupError):
@@ -68,12 +72,32 @@ _UNKEPT = {"503": _error("The daemon could not keep this in its state store, or 
                           " nothing changed.")}
 
 
-def _op(summary: str, responses: dict[str, Any], security: list[Any] | None = None,
-        **more: Any) -> dict[str, Any]:
-    operation: dict[str, Any] = {"summary": summary, "responses": responses}
-    operation["security"] = _ADMIN if security is None else security
-    operation.update(more)
-    return operation
+def _op(summary: str, responses: dict[str, Any], **more: Any) -> dict[str, Any]:
+    """An operation; its security comes from the role table (:func:`_secured`)."""
+    return {"summary": summary, "responses": responses, **more}
+
+
+def _secured(operation: dict[str, Any], needed: Needed) -> dict[str, Any]:
+    """``operation`` with the security ``needed`` says, and the answers of a refusal."""
+    if needed == PUBLIC:
+        return {**operation, "security": []}
+    if needed == JOB:
+        return {**operation, "security": [{"job": []}],
+                "responses": {**_DENIED, **operation["responses"]}}
+    assert isinstance(needed, Role)
+    responses = {**_DENIED, **operation["responses"],
+                 "429": _error("Too many wrong tokens from this address: retry after"
+                               " Retry-After seconds.")}
+    below = [role.value for role in Role if not role.allows(needed)]
+    if below:
+        refused = _error(f"The token's role is below {needed.value} ({', '.join(below)});"
+                         f" or it is limited to other modules or services.")
+        if "403" in responses:
+            refused["description"] = (responses["403"]["description"] + " Or: "
+                                      + refused["description"])
+        responses["403"] = refused
+    return {**operation, "security": [{"token": [needed.value]}], "x-role": needed.value,
+            "responses": responses}
 
 
 #: Where a new job's guid leads (OpenAPI links: clients and testers follow them).
@@ -116,14 +140,14 @@ _RELAY = {
 OPERATIONS: Mapping[tuple[str, str], dict[str, Any]] = {
     ("GET", "/health"): _op(
         "Liveness, and how many jobs have not ended.",
-        {"200": _json(ref("Health"), "The daemon runs.")}, security=[]),
+        {"200": _json(ref("Health"), "The daemon runs.")}),
     ("GET", "/"): _op(
         "A browser's way in: to the web dashboard at /ui/ (HTML, not part of this API).",
         {"302": {"description": "To /ui/.",
                  "headers": {"Location": {"schema": {"const": "/ui/"}}},
-                 "content": {_TEXT: {"schema": {"type": "string"}}}}}, security=[]),
+                 "content": {_TEXT: {"schema": {"type": "string"}}}}}),
     ("GET", "/openapi.json"): _op(
-        "This description.", {"200": _json({"type": "object"}, "OpenAPI 3.2.")}, security=[]),
+        "This description.", {"200": _json({"type": "object"}, "OpenAPI 3.2.")}),
     ("GET", "/metrics"): _op(
         "Prometheus text: jobs by module and state, transitions, restarts, hooks.",
         {"200": {"description": "The metrics.",
@@ -208,12 +232,12 @@ OPERATIONS: Mapping[tuple[str, str], dict[str, Any]] = {
     ("GET", "/config/{guid}"): _op(
         "A job's own config, less secrets (that job's token).",
         {"200": _json(ref("JobConfig"), "Its DEFAULT and its own section."), **_DENIED},
-        security=_JOB_TOKEN, parameters=[_GUID]),
+        parameters=[_GUID]),
     ("POST", "/jobs/{guid}/events"): _op(
         "An event from the job itself (that job's token).",
         {"202": _json(ref("Accepted"), "Passed on to observers and web-hooks."), **_BAD,
          **_DENIED, **_TOO_LARGE},
-        security=_JOB_TOKEN, parameters=[_GUID], requestBody=_body("WorkerEvent")),
+        parameters=[_GUID], requestBody=_body("WorkerEvent")),
     ("POST", "/jobs/{guid}/listening"): _op(
         "Where a job on a cluster node listens, from the job itself (that job's token).",
         {"202": _json(ref("Accepted"), "The daemon checks it there, then the job is ready."),
@@ -221,7 +245,7 @@ OPERATIONS: Mapping[tuple[str, str], dict[str, Any]] = {
          "409": _error("The job is not starting, runs on this host, or its launcher runs it"
                        " elsewhere (the step is not its, or the host not its node's)."),
          **_TOO_LARGE, "503": _error("Its launcher could not say where it runs.")},
-        security=_JOB_TOKEN, parameters=[_GUID], requestBody=_body("Listening")),
+        parameters=[_GUID], requestBody=_body("Listening")),
     ("GET", "/hooks"): _op(
         "The web-hook subscriptions (no secrets).",
         {"200": _json(ref("Hooks"), "Each with its delivery counts."), **_DENIED,
@@ -247,6 +271,8 @@ OPERATIONS: Mapping[tuple[str, str], dict[str, Any]] = {
         " the answer is the worker's, whatever its status and content type.", _RELAY,
         parameters=[_GUID, {"name": "path", "in": "path", "required": True,
                             "schema": {"type": "string"}}]),
+    **ACCESS_OPERATIONS,
+    **SERVICE_OPERATIONS,
 }
 
 
@@ -275,26 +301,28 @@ def routes(app: Klein, prefix: str = "") -> Iterable[tuple[str, str]]:
                 yield method, path
 
 
-def document(pairs: Iterable[tuple[str, str]], title: str = "turberfield-twisted proactor",
-             operations: Mapping[tuple[str, str], dict[str, Any]] = OPERATIONS,
-             schemas: Mapping[str, Any] = SCHEMAS) -> dict[str, Any]:
+def document(pairs: Iterable[tuple[str, str]], title: str = "turberfield-twisted proactor"
+             ) -> dict[str, Any]:
     """
-    The OpenAPI 3.2 document of the routes ``pairs`` (from :func:`routes`),
-    each described in ``operations`` (the shapes they name in ``schemas``).
+    The OpenAPI 3.2 document of the routes ``pairs`` (from :func:`routes`).
     Raise :class:`UndocumentedRoute` if a route has no operation or an
     operation no route.
     """
     found = set(pairs)
-    missing = sorted(found - set(operations))
-    unrouted = sorted(set(operations) - found)
+    missing = sorted(found - set(OPERATIONS))
+    unrouted = sorted(set(OPERATIONS) - found)
     if missing or unrouted:
         raise UndocumentedRoute(f"undocumented routes: {missing}; no route for: {unrouted}")
+    roleless = sorted(set(OPERATIONS) - set(ROLES))
+    if roleless:
+        raise UndocumentedRoute(f"operations without a role: {roleless}")
     paths: dict[str, dict[str, Any]] = {}
-    for (method, path), operation in sorted(operations.items()):
+    for (method, path), operation in sorted(OPERATIONS.items()):
         methods = _RELAYED if method == "*" else (method,)
+        secured = _secured(operation, ROLES[(method, path)])
         for one in methods:
             paths.setdefault(path, {})[one.lower()] = {
-                **operation, "operationId": _operation_id(one, path)}
+                **secured, "operationId": _operation_id(one, path)}
     return {
         "openapi": "3.2.0",
         "info": {"title": title, "version": __version__,
@@ -302,24 +330,10 @@ def document(pairs: Iterable[tuple[str, str]], title: str = "turberfield-twisted
                                 " JSON {\"error\": \"...\"}."},
         "paths": paths,
         "components": {
-            "schemas": dict(schemas),
-            "securitySchemes": {
-                "admin": {"type": "http", "scheme": "bearer",
-                          "description": "The admin token (state dir admin.token)."},
-                "job": {"type": "http", "scheme": "bearer",
-                        "description": "A job's own token (on its stdin)."},
-            },
+            "schemas": {**SCHEMAS, **ACCESS_SCHEMAS, **SERVICE_SCHEMAS},
+            "securitySchemes": dict(SECURITY_SCHEMES),
         },
     }
-
-
-#: The builders of operations, for the descriptions kept beside this module
-#: (:mod:`.openapi_services`): a JSON answer, an error answer, an operation
-#: (admin token by default), a JSON request body.
-json_answer, error_answer, operation, json_body = _json, _error, _op, _body
-
-#: The answers many operations share: 401, 400, 413, 503 (the store).
-DENIED, BAD, TOO_LARGE, UNKEPT = _DENIED, _BAD, _TOO_LARGE, _UNKEPT
 
 
 def _operation_id(method: str, path: str) -> str:

@@ -3,7 +3,8 @@ The OpenAPI description of the ``/services`` routes
 (:class:`~turberfield_twisted.http.services_api.ServicesAPI`): their
 operations and the shapes they answer with, which
 :func:`~turberfield_twisted.http.openapi.document` takes beside the rest
-(it refuses a route with no entry here, and an entry with no route).
+(it refuses a route with no entry here, and an entry with no route); the
+role each needs is :data:`~.roles.ROLES`'s.
 """
 
 from __future__ import annotations
@@ -12,16 +13,6 @@ from collections.abc import Mapping
 from typing import Any
 
 from turberfield_twisted.config.names import KEY, MAX_VALUE, SERVICE_NAME, SESSION
-from turberfield_twisted.http.openapi import (
-    BAD,
-    DENIED,
-    TOO_LARGE,
-    UNKEPT,
-    error_answer,
-    json_answer,
-    json_body,
-    operation,
-)
 from turberfield_twisted.http.schemas import JSON, ref
 from turberfield_twisted.http.service_args import SERVICE_WAITS
 from turberfield_twisted.services.model import RolloutState
@@ -122,6 +113,33 @@ SERVICE_SCHEMAS: Mapping[str, Any] = {
 }
 
 
+def json_answer(schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"description": description, "content": {JSON: {"schema": schema}}}
+
+
+def error_answer(description: str) -> dict[str, Any]:
+    return json_answer(ref("Error"), description)
+
+
+def operation(summary: str, responses: dict[str, Any], **more: Any) -> dict[str, Any]:
+    """An operation; its security (401, 403, 429 too) comes from the role table."""
+    return {"summary": summary, "responses": responses, **more}
+
+
+def json_body(schema: str) -> dict[str, Any]:
+    return {"required": True, "content": {JSON: {"schema": ref(schema)}}}
+
+
+BAD = {"400": error_answer("The request is malformed.")}
+
+
+TOO_LARGE = {"413": error_answer("The body is over max_body.")}
+
+
+UNKEPT = {"503": error_answer("The daemon could not keep this in its state store, or is"
+                              " stopping: nothing changed.")}
+
+
 _NAME = {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}
 
 
@@ -129,7 +147,7 @@ _NO_SERVICE = {"404": error_answer("No service has that name.")}
 
 
 _RELAYED = {"default": {"description": "The instance's own answer."},
-            **_NO_SERVICE, **DENIED, **TOO_LARGE,
+            **_NO_SERVICE, **TOO_LARGE,
             "502": error_answer("No instance is ready, or its answer is too large."),
             "504": error_answer("The instance did not answer in time.")}
 
@@ -138,12 +156,13 @@ _RELAYED = {"default": {"description": "The instance's own answer."},
 SERVICE_OPERATIONS: Mapping[tuple[str, str], dict[str, Any]] = {
     ("GET", "/services"): operation(
         "Every service, with its instances.",
-        {"200": json_answer(ref("Services"), "The services."), **DENIED}),
+        {"200": json_answer(ref("Services"), "The services.")}),
     ("POST", "/services"): operation(
         "Make a service: N instances of a module sharing one listening socket the daemon"
         " binds.",
         {"201": json_answer(ref("Service"), "The new service (its instances starting)."),
-         **BAD, **DENIED, "403": error_answer("An override the module does not allow."),
+         **BAD, "403": error_answer("An override the module does not allow, or more"
+                                    " instances than max_instances."),
          "404": error_answer("The module is not allowed or not found."),
          "409": error_answer("The name is taken, or another process holds the address."),
          **TOO_LARGE, **UNKEPT},
@@ -151,7 +170,7 @@ SERVICE_OPERATIONS: Mapping[tuple[str, str], dict[str, Any]] = {
     ("GET", "/services/{name}"): operation(
         "One service; with wait=ready (every instance ready, no rollout) or wait=rollout,"
         " once it is so (or timeout).",
-        {"200": json_answer(ref("Service"), "The service."), **BAD, **DENIED,
+        {"200": json_answer(ref("Service"), "The service."), **BAD,
          **_NO_SERVICE},
         parameters=[_NAME, {"name": "wait", "in": "query",
                             "schema": {"enum": list(SERVICE_WAITS)}},
@@ -159,12 +178,13 @@ SERVICE_OPERATIONS: Mapping[tuple[str, str], dict[str, Any]] = {
                      "schema": {"type": "number", "minimum": 0, "maximum": 60}}]),
     ("PATCH", "/services/{name}"): operation(
         "Scale live: more instances are started, the newest drained first.",
-        {"200": json_answer(ref("Service"), "The service, scaling."), **BAD, **DENIED,
-         **_NO_SERVICE, "409": error_answer("A rollout runs."), **TOO_LARGE, **UNKEPT},
+        {"200": json_answer(ref("Service"), "The service, scaling."), **BAD,
+         "403": error_answer("More instances than max_instances."), **_NO_SERVICE,
+         "409": error_answer("A rollout runs."), **TOO_LARGE, **UNKEPT},
         parameters=[_NAME], requestBody=json_body("Scale")),
     ("DELETE", "/services/{name}"): operation(
         "Remove a service: its instances drained, then its socket closed; at once.",
-        {"202": json_answer(ref("Service"), "The service as its removal begins."), **DENIED,
+        {"202": json_answer(ref("Service"), "The service as its removal begins."),
          **_NO_SERVICE, **UNKEPT},
         parameters=[_NAME]),
     ("POST", "/services/{name}/rollout"): operation(
@@ -172,7 +192,7 @@ SERVICE_OPERATIONS: Mapping[tuple[str, str], dict[str, Any]] = {
         " readiness, rolled back by itself if a new one fails; with module or config, to"
         " those.",
         {"202": json_answer(ref("Service"), "The service, its rollout running."), **BAD,
-         **DENIED, "403": error_answer("An override the module does not allow."),
+         "403": error_answer("An override the module does not allow."),
          "404": error_answer("No such service, or the module is not allowed."),
          "409": error_answer("A rollout runs already."), **TOO_LARGE},
         parameters=[_NAME],

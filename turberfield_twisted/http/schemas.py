@@ -245,12 +245,14 @@ SCHEMAS: Mapping[str, Any] = {
     "StreamEvent": {
         "type": "object", "required": ["event", "data"],
         "description": "One Server-Sent Event of GET /events: open (first), gap, state and"
-                       " worker (a JobEvent), log (a LogLine); its data is one line of JSON.",
-        "properties": {"event": {"enum": ["open", "gap", "state", "worker", "log"]},
+                       " worker (a JobEvent), log (a LogLine), audit (an AuditRecord, to"
+                       " admins only); its data is one line of JSON.",
+        "properties": {"event": {"enum": ["open", "gap", "state", "worker", "log", "audit"]},
                        "data": {"type": "string"},
                        "id": {"type": "string", "pattern": r"^[0-9a-f]{8}-[0-9]{1,18}$"}},
         "oneOf": [_event_item("open", "StreamOpen", with_id=False),
                   _event_item("gap", "StreamGap", with_id=False),
                   _event_item("state", "JobEvent"), _event_item("worker", "JobEvent"),
-                  _event_item("service", "ServiceEvent"), _event_item("log", "LogLine")]},
+                  _event_item("service", "ServiceEvent"), _event_item("log", "LogLine"),
+                  _event_item("audit", "AuditRecord")]},
 }

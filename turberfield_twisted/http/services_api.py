@@ -1,6 +1,9 @@
 """
 The control API's ``/services`` routes: make, show, scale, roll out and
-remove services, and relay to their instances, behind the admin token.
+remove services, and relay to their instances: reads for a viewer's token,
+changes and the relay for an operator's (:data:`~.roles.ROLES`); a token
+limited to some modules or services may touch a service if its scope names
+the service or its module.
 
 :class:`ServicesAPI` is mounted under ``/services`` by
 :class:`~turberfield_twisted.http.api.ControlAPI`, so its routes are
@@ -19,9 +22,12 @@ from twisted.internet import defer
 from twisted.logger import Logger
 from twisted.web.server import Request
 
+from turberfield_twisted.access.gate import Gate, caller_of, check_scope
 from turberfield_twisted.daemon.initiator import Initiator
 from turberfield_twisted.errors import ApiError
+from turberfield_twisted.http.gate import GatedKlein
 from turberfield_twisted.http.relay import Relay
+from turberfield_twisted.http.roles import ROLES
 from turberfield_twisted.http.service_args import (
     create_args,
     rollout_args,
@@ -29,13 +35,7 @@ from turberfield_twisted.http.service_args import (
     service_wait_args,
 )
 from turberfield_twisted.http.views import job_views
-from turberfield_twisted.http.web import (
-    JsonKlein,
-    _LimitedRequest,
-    check_body,
-    json_response,
-    require_token,
-)
+from turberfield_twisted.http.web import _LimitedRequest, check_body, json_response
 from turberfield_twisted.jobs.job import Job, JobEvent
 from turberfield_twisted.services.group import ServiceGroup
 from turberfield_twisted.worker.reactor import IClientReactor
@@ -50,25 +50,29 @@ def service_view(group: ServiceGroup, now: float) -> dict[str, Any]:
 
 class ServicesAPI:
     """
-    The services of ``initiator``, for callers with ``admin_token``; bodies
-    over ``max_body`` bytes are refused (413); ``relay`` passes requests
-    under a service to one of its ready instances.
+    The services of ``initiator``, for the callers ``gate`` admits (the
+    role table says which role each route needs); bodies over
+    ``max_body`` bytes are refused (413); ``relay`` passes requests under
+    a service to one of its ready instances.
     """
 
-    app = JsonKlein()
+    app = GatedKlein(ROLES, "/services")
     log = Logger()
 
-    def __init__(self, initiator: Initiator, admin_token: str, max_body: int, relay: Relay,
+    def __init__(self, initiator: Initiator, gate: Gate, max_body: int, relay: Relay,
                  reactor: IClientReactor):
         self.initiator = initiator
-        self._admin_token = admin_token.encode("utf-8")
+        self.gate = gate
         self.max_body = max_body
         self.relay = relay
         self.reactor = reactor
         self._turn = 0
 
-    def _admin(self, request: Request) -> None:
-        require_token(request, self._admin_token)
+    def _group(self, request: Request, name: str) -> ServiceGroup:
+        """Service ``name``, if the caller's token may touch it (its name or its module)."""
+        group = self.initiator.services.group(name)
+        check_scope(request, group.spec.module, name)
+        return group
 
     def _view(self, group: ServiceGroup) -> dict[str, Any]:
         return service_view(group, self.reactor.seconds())
@@ -76,15 +80,16 @@ class ServicesAPI:
     @app.route("/", methods=["GET"])
     def list_services(self, request: Request) -> bytes:
         """Every service, with its instances."""
-        self._admin(request)
-        services = self.initiator.services.groups.values()
+        caller = caller_of(request)
+        services = [group for group in self.initiator.services.groups.values()
+                    if caller is None or caller.may_touch(group.spec.module, group.name)]
         return json_response(request, 200, {"services": [self._view(g) for g in services]})
 
     @app.route("/", methods=["POST"])
     def create(self, request: Request) -> bytes:
         """``{"name", "module", "listen", "instances"?, ...}``: make a service; 201."""
-        self._admin(request)
         spec, config = create_args(request, self.max_body)
+        check_scope(request, spec.module, spec.name)
         _, overrides = self.initiator.admit(spec.module, config)
         group = self.initiator.services.create(attrs.evolve(spec, overrides=overrides))
         self.log.info("service {service} made by the control API", service=spec.name)
@@ -98,8 +103,7 @@ class ServicesAPI:
         running) or ``?wait=rollout`` (no rollout running), and ``timeout``
         (0..60 s, default 10), answer once it is so, or time is up.
         """
-        self._admin(request)
-        group = self.initiator.services.group(name)
+        group = self._group(request, name)
         wait = service_wait_args(request)
         if wait is not None:
             await self._until(group, *wait)
@@ -133,8 +137,7 @@ class ServicesAPI:
     @app.route("/<name>", methods=["PATCH"])
     def scale(self, request: Request, name: str) -> bytes:
         """``{"instances": N}``: scale live (the newest drained first); 200."""
-        self._admin(request)
-        self.initiator.services.group(name)
+        self._group(request, name)
         count = scale_args(request, self.max_body)
         group = self.initiator.services.scale(name, count)
         self.log.info("service {service} scaled to {count} by the control API", service=name,
@@ -144,8 +147,7 @@ class ServicesAPI:
     @app.route("/<name>", methods=["DELETE"])
     def remove(self, request: Request, name: str) -> bytes:
         """Remove a service: its instances drained, then its socket closed; 202."""
-        self._admin(request)
-        group = self.initiator.services.group(name)
+        group = self._group(request, name)
         self.initiator.services.remove(name).addErrback(
             lambda failure: self.log.failure("service {service} did not stop cleanly",
                                              failure=failure, service=name))
@@ -158,9 +160,10 @@ class ServicesAPI:
         ``{"module"?, "config"?}`` (or no body: a rolling restart): replace
         every instance, a step at a time; 202, or 409 if one runs.
         """
-        self._admin(request)
-        group = self.initiator.services.group(name)
+        group = self._group(request, name)
         module, config = rollout_args(request, self.max_body)
+        if module is not None:
+            check_scope(request, module, name)  # to another module: that one too
         overrides = None
         if module is not None or config is not None:
             _, overrides = self.initiator.admit(module or group.spec.module,
@@ -191,8 +194,11 @@ class ServicesAPI:
         return min(ready[start:] + ready[:start], key=lambda job: self.relay.in_flight(job.url()))
 
     async def relayed(self, request: Request, name: str) -> bytes:
-        """Relay ``request`` to one of service ``name``'s ready instances."""
-        self._admin(request)
+        """Relay ``request`` to one of service ``name``'s ready instances (an operator's token)."""
+        if caller_of(request) is None:  # not through the route, which admitted it
+            self.gate.admit(request, ROLES[("*", "/services/{name}/proxy/{path}")],
+                            "relaying to a service")
+        self._group(request, name)
         job = self.pick(name)
         length = check_body(request, self.max_body)
         if isinstance(request, _LimitedRequest):

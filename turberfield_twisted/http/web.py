@@ -31,6 +31,8 @@ from twisted.web.server import Request
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
 from werkzeug.routing import BaseConverter, RequestRedirect
 
+from turberfield_twisted.access.roles import Forbidden, OutOfScope, Throttled, Unauthorized
+from turberfield_twisted.access.tokens import TokenTaken, UnknownToken
 from turberfield_twisted.contract import authorized
 from turberfield_twisted.errors import (
     ApiError,
@@ -84,15 +86,6 @@ MAX_MESSAGE = 300
 _JOB_PATH = re.compile(rb"^/(?:jobs|config)/([^/?]{1,64})")
 
 
-
-
-class Unauthorized(Exception):
-    """The request lacks the bearer token its route needs."""
-
-    def __init__(self) -> None:
-        super().__init__("unauthorized")
-
-
 class BodyTooLarge(Exception):
     """The request body is longer than the API takes."""
 
@@ -111,7 +104,10 @@ STATUSES: Mapping[type[Exception], int] = MappingProxyType({
     OverrideNotAllowed: 403,
     OverMaxInstances: 403,
     HookNotAllowed: 403,
+    Forbidden: 403,
+    OutOfScope: 403,
     UnknownJob: 404,
+    UnknownToken: 404,
     UnknownModule: 404,
     UnknownHook: 404,
     UnknownService: 404,
@@ -123,7 +119,9 @@ STATUSES: Mapping[type[Exception], int] = MappingProxyType({
     PlacementRefused: 409,
     ServiceConflict: 409,
     CannotForget: 409,
+    TokenTaken: 409,
     BodyTooLarge: 413,
+    Throttled: 429,
     SpawnFailed: 500,
     ChangeRefused: 422,
     ConfigPushFailed: 502,
@@ -193,7 +191,7 @@ def _headers_of(exc: BaseException) -> dict[str, str]:
         return {"Allow": ", ".join(exc.valid_methods)}
     if isinstance(exc, ApiError):
         return exc.headers
-    if isinstance(exc, DaemonStopping):
+    if isinstance(exc, DaemonStopping | Throttled):
         return {"Retry-After": str(exc.retry_after)}
     return {}
 

@@ -18,8 +18,9 @@ launches them, under trial and pytest-twisted alike.
   :func:`initiator_on_clock`, to test launch, restart, backoff and stop
   logic with time moved by hand.
 - Builders and checks: :func:`initiator_config`, :func:`as_config`,
-  :func:`children_of`, :func:`processes`, :func:`wait_gone`, :class:`Daemon` (a ``twistd
-  proactor`` child), :func:`serve`.
+  :func:`children_of`, :func:`processes`, :func:`wait_gone`, :func:`kill_left`
+  (what a test left, ended by pid), :class:`Daemon` (a ``twistd proactor``
+  child), :func:`serve` (on a free port unless told).
 
 Names are imported on first use: the fault workers in this package are
 worker modules, and a worker loads none of the daemon's code.
@@ -56,6 +57,8 @@ _WHERE = {
     "free_ports": "ports",
     "children_of": "procs",
     "group_members": "procs",
+    "kill_left": "procs",
+    "kill_now": "procs",
     "pid_alive": "procs",
     "Proc": "procs",
     "processes": "procs",
@@ -96,6 +99,8 @@ __all__ = [
     "group_members",
     "initiator_config",
     "initiator_on_clock",
+    "kill_left",
+    "kill_now",
     "pid_alive",
     "processes",
     "running_initiator",
@@ -131,6 +136,8 @@ if TYPE_CHECKING:
         Proc,
         children_of,
         group_members,
+        kill_left,
+        kill_now,
         pid_alive,
         processes,
         wait_gone,

@@ -1,7 +1,10 @@
 """
 Run ``twistd -n proactor`` as a child process for end-to-end tests, and
 know when it listens (from its log line, not by polling) and when it ends;
-:class:`Daemons` starts several for a test and ends them all.
+:class:`Daemons` starts several for a test and ends them all. A daemon's
+control API listens on a port of a
+:func:`~turberfield_twisted.testing.ports.free_ports` block held until it
+ends, unless the test says where.
 """
 
 from __future__ import annotations
@@ -18,11 +21,12 @@ from twisted.internet.defer import Deferred
 from turberfield_twisted.cli.locate import read_api
 from turberfield_twisted.contract import bearer_header
 from turberfield_twisted.launch.protocol import ExitStatus
-from turberfield_twisted.testing.procs import Child, children_of, wait_gone
+from turberfield_twisted.testing.ports import PortRange, free_ports
+from turberfield_twisted.testing.procs import Child, children_of, kill_left, wait_gone
 
 __all__ = ["Daemon", "Daemons", "twistd_argv"]
 
-_LISTENING = re.compile(r"control API listening on (http://\S+)")
+_LISTENING = re.compile(r"control API listening on (https?://\S+)")
 
 
 def twistd_argv(state_dir: Path, config: Path | None = None,
@@ -40,7 +44,8 @@ class Daemon(Child):
     """
     A ``twistd -n proactor`` child. ``listening`` fires with the API's URL,
     ``ended`` with its :class:`ExitStatus`; ``lines`` is all it logged, and
-    :meth:`logged` waits for a line.
+    :meth:`logged` waits for a line. ``ports`` is the block of child ports
+    held for it, if :class:`Daemons` chose them.
     """
 
     def __init__(self) -> None:
@@ -49,20 +54,53 @@ class Daemon(Child):
         self.url = ""
         self.token = ""
         self.state_dir: Path | None = None
+        self.ports: PortRange | None = None
+        self._api_port: PortRange | None = None
 
     @classmethod
     def start(cls, reactor: Any, state_dir: Path, config: Path | None = None,
               cwd: Path | None = None, env: dict[str, str] | None = None,
-              **kwargs: Any) -> Daemon:
-        """Spawn the daemon (``env`` added to its environment); await ``listening``."""
+              listen: str | None = None) -> Daemon:
+        """
+        Spawn the daemon (``env`` added to its environment) with its API on
+        ``listen`` (an endpoint; by default 127.0.0.1 and a free port, held
+        until the daemon ends); await ``listening``.
+        """
         daemon = cls()
         daemon.state_dir = state_dir
-        argv = twistd_argv(state_dir, config, **kwargs)
+        if listen is None:
+            daemon._api_port = free_ports(1)
+            listen = f"tcp:{daemon._api_port.low}:interface=127.0.0.1"
+        argv = twistd_argv(state_dir, config, listen)
         env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8", **(env or {})}
-        transport = reactor.spawnProcess(daemon, argv[0], argv, env=env,
-                                         path=str(cwd or state_dir))
+        try:
+            transport = reactor.spawnProcess(daemon, argv[0], argv, env=env,
+                                             path=str(cwd or state_dir))
+        except BaseException:
+            daemon._let_port_go()
+            raise
         daemon.pid = transport.pid
         return daemon
+
+    def _let_port_go(self) -> None:
+        if self._api_port is not None:
+            self._api_port.release()
+            self._api_port = None
+
+    async def stop(self, reactor: Any, timeout: float = 30.0) -> None:
+        """
+        SIGTERM the daemon; wait (``timeout`` seconds for each) until it has
+        ended and then every worker it had. If either wait fails, what is
+        left of them is killed (SIGKILL, by pid) before the failure is raised.
+        """
+        workers = children_of(self.pid or 0)
+        try:
+            self.signal(signal.SIGTERM)
+            await self.ended.addTimeout(timeout, reactor)
+            await wait_gone(reactor, workers, timeout)
+        except BaseException:
+            await kill_left(reactor, [pid for pid in (self.pid, *workers) if pid])
+            raise
 
     def _line(self, line: str) -> None:
         super()._line(line)
@@ -74,6 +112,7 @@ class Daemon(Child):
             self.listening.callback(self.url)
 
     def _ending(self, status: ExitStatus) -> None:
+        self._let_port_go()
         if not self.listening.called:
             self.listening.errback(RuntimeError(
                 f"the daemon ended ({status.describe()}) before listening:\n"
@@ -101,27 +140,50 @@ class Daemons:
         self.where = where
         self.started: list[Daemon] = []
 
-    async def start(self, low: int, high: int, extra: str = "", listen: bool = True) -> Daemon:
+    async def start(self, low: int | None = None, high: int | None = None, extra: str = "",
+                    listen: bool = True, *, size: int = 20) -> Daemon:
         """
         A daemon on a free loopback port with child ports ``low`` to
-        ``high`` (``extra``: more lines for its ``[proactor]`` section),
-        listening unless ``listen`` is false (then await its ``listening``).
+        ``high`` or, if they are not given, a :func:`free_ports` block of
+        ``size`` (the daemon's ``ports``) held until :meth:`stop`
+        (``extra``: more lines for its ``[proactor]`` section), listening
+        unless ``listen`` is false (then await its ``listening``).
         """
+        held = free_ports(size) if low is None or high is None else None
+        if held is not None:
+            low, high = held.low, held.high
         n = len(self.started)
         config = self.where / f"proactor-{n}.cfg"
         config.write_text(f"[proactor]\nlisten_port = 0\nchild_port_min = {low}\n"
                           f"child_port_max = {high}\n{extra}")
-        daemon = Daemon.start(self.reactor, self.where / f"state-{n}", config=config,
-                              cwd=self.where)
+        try:
+            daemon = Daemon.start(self.reactor, self.where / f"state-{n}", config=config,
+                                  cwd=self.where)
+        except BaseException:
+            if held is not None:
+                held.release()
+            raise
+        daemon.ports = held
         self.started.append(daemon)
         if listen:
             await daemon.listening.addTimeout(30, self.reactor)
         return daemon
 
-    async def stop(self) -> None:
-        """SIGTERM each daemon; wait until it and every worker it had are gone."""
+    async def stop(self, timeout: float = 30.0) -> None:
+        """
+        SIGTERM each daemon; wait until it and every worker it had are gone
+        (one that does not end within ``timeout`` seconds is killed, and the
+        others are still stopped); let the ports go; then raise the first
+        failure, if any.
+        """
+        failures: list[BaseException] = []
         for daemon in self.started:
-            workers = children_of(daemon.pid or 0)
-            daemon.signal(signal.SIGTERM)
-            await daemon.ended.addTimeout(30, self.reactor)
-            await wait_gone(self.reactor, workers)
+            try:
+                await daemon.stop(self.reactor, timeout)
+            except Exception as failure:
+                failures.append(failure)
+            finally:
+                if daemon.ports is not None:
+                    daemon.ports.release()
+        if failures:
+            raise failures[0]

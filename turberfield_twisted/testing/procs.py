@@ -1,15 +1,19 @@
 """
 Process checks for end-to-end tests: wait for pids to exit (woken by a
-pidfd per process, never by polling) and list what is still alive (one
+pidfd per process, never by polling), list what is still alive (one
 walk of ``/proc``: :func:`processes`, and :func:`children_of` and
-:func:`group_members` on it); and
-:class:`Child`, a spawned process whose output lines a test can wait for.
+:func:`group_members` on it) and end what a test left (:func:`kill_left`,
+and :func:`kill_now` where no reactor runs); and :class:`Child`, a
+spawned process whose output lines a test can wait for.
 """
 
 from __future__ import annotations
 
 import os
 import re
+import select
+import signal
+import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -22,8 +26,8 @@ from zope.interface import implementer
 
 from turberfield_twisted.launch.protocol import ExitStatus, LineSplitter
 
-__all__ = ["Child", "Proc", "children_of", "group_members", "pid_alive", "processes",
-           "wait_gone"]
+__all__ = ["Child", "Proc", "children_of", "group_members", "kill_left", "kill_now",
+           "pid_alive", "processes", "wait_gone"]
 
 
 @attrs.frozen
@@ -136,6 +140,65 @@ def wait_gone(reactor: Any, pids: Iterable[int], timeout: float = 10.0) -> defer
     d = defer.gatherResults([_exit_of(reactor, pid) for pid in pids], consumeErrors=True)
     d.addErrback(_first)
     return d.addTimeout(timeout, reactor)
+
+
+def _kill(pids: Iterable[int]) -> list[int]:
+    """SIGKILL each of ``pids`` that is alive; those it was sent to."""
+    killed = []
+    for pid in pids:
+        if pid_alive(pid):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                continue
+            killed.append(pid)
+    return killed
+
+
+async def kill_left(reactor: Any, pids: Iterable[int], timeout: float = 10.0) -> list[int]:
+    """
+    SIGKILL each of ``pids`` still alive (by pid) and wait until they have
+    exited, at most ``timeout`` seconds (then give up waiting: a killed
+    process is gone in a moment). Return the ones that were alive: what a
+    test left behind, ended so that the tests after it start clean.
+    """
+    killed = _kill(pids)
+    try:
+        await wait_gone(reactor, killed, timeout)
+    except defer.TimeoutError:
+        pass
+    return killed
+
+
+def kill_now(pids: Iterable[int], timeout: float = 10.0) -> list[int]:
+    """
+    As :func:`kill_left`, for where no reactor runs (a test's teardown
+    outside it): the wait blocks on the pidfds, at most ``timeout``
+    seconds in all.
+    """
+    killed = _kill(pids)
+    poll = select.poll()
+    fds = []
+    for pid in killed:
+        try:
+            fds.append(os.pidfd_open(pid))
+        except ProcessLookupError:
+            continue
+        poll.register(fds[-1], select.POLLIN)
+    deadline = time.monotonic() + timeout
+    try:
+        left = len(fds)
+        while left:
+            ready = poll.poll(max(0.0, deadline - time.monotonic()) * 1000)
+            if not ready:
+                break  # given up waiting, as kill_left does
+            for fd, _ in ready:
+                poll.unregister(fd)
+                left -= 1
+    finally:
+        for fd in fds:
+            os.close(fd)
+    return killed
 
 
 def _first(failure: Failure) -> Failure:

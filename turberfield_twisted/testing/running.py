@@ -28,10 +28,9 @@ from __future__ import annotations
 import importlib.util
 import os
 import secrets
-import signal
 import sysconfig
 from collections.abc import AsyncIterator, Mapping
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -46,7 +45,7 @@ from turberfield_twisted.testing.client import WorkerClient, real_client
 from turberfield_twisted.testing.configs import ConfigLike, as_config, sections_config
 from turberfield_twisted.testing.events import EventLog
 from turberfield_twisted.testing.ports import PortRange, free_ports
-from turberfield_twisted.testing.procs import children_of, group_members, wait_gone
+from turberfield_twisted.testing.procs import children_of, group_members, kill_left, wait_gone
 from turberfield_twisted.testing.serving import Listening, serve
 
 __all__ = ["ProcessesLeft", "RunningInitiator", "RunningWorker", "running_initiator",
@@ -173,24 +172,33 @@ class RunningInitiator:
     async def stop(self) -> None:
         """
         Stop every job and close everything; raise :class:`ProcessesLeft`
-        (having killed them) if a process the test started is alive.
+        (having killed them) if a process the test started is alive. Each
+        step is taken even if one before it failed: whatever went wrong,
+        no process, port or connection of this initiator is left.
         """
         try:
-            await self.init.stopService()
             try:
-                await wait_gone(self.reactor, self.pids, timeout=30)
-            except DeferredTimeout:
-                pass  # reported below
+                await self.init.stopService()
+                try:
+                    await wait_gone(self.reactor, self.pids, timeout=30)
+                except DeferredTimeout:
+                    pass  # reported below
+            finally:
+                await self._close()
         finally:
-            for client in self._clients:
-                await client.close()
-            if self.client is not None:
-                await self.client.close()
-            await self.api.close()
+            await self._check_gone()
+
+    async def _close(self) -> None:
+        """Close the clients and the API, stop listening, let the ports go: every one."""
+        async with AsyncExitStack() as closing:  # run last to first, each whatever the others do
+            closing.callback(self.ports.release)
             if self._listening is not None:
-                await self._listening.down()
-            self.ports.release()
-        await self._check_gone()
+                closing.push_async_callback(self._listening.down)
+            closing.push_async_callback(self.api.close)
+            if self.client is not None:
+                closing.push_async_callback(self.client.close)
+            for client in self._clients:
+                closing.push_async_callback(client.close)
 
     async def _check_gone(self) -> None:
         left = {pid for pid in children_of(os.getpid()) if pid not in self._before}
@@ -198,15 +206,7 @@ class RunningInitiator:
             left.update(group_members(pid))
         if not left:
             return
-        for pid in left:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        try:
-            await wait_gone(self.reactor, left, timeout=10)
-        except DeferredTimeout:
-            pass  # killed: gone in a moment, whatever the wait says
+        await kill_left(self.reactor, left)
         raise ProcessesLeft(f"processes left behind (now killed): {sorted(left)}")
 
 

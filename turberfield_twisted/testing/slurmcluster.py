@@ -29,7 +29,7 @@ from typing import Any
 from twisted.internet.defer import Deferred
 from twisted.internet.task import deferLater
 
-from turberfield_twisted.testing.procs import Child, wait_gone
+from turberfield_twisted.testing.procs import Child, kill_left, wait_gone
 
 __all__ = ["Child", "SlurmCluster", "SlurmJob", "poll", "slurm_missing"]
 
@@ -203,21 +203,31 @@ class SlurmCluster:
         return [job for job in await self.jobs() if job.name == name]
 
     async def stop(self, timeout: float = 30.0) -> None:
-        """Cancel every job left, stop the daemons (by pid) and remove the directory."""
+        """
+        Cancel every job left, stop the daemons (by pid: SIGTERM, and
+        SIGKILL for one still there after ``timeout``) and remove the
+        directory, whatever fails on the way.
+        """
         running = {child.name for child in self.children if not child.ended.called}
-        if {"slurmctld", "slurmd"} <= running:
-            try:
-                await self.run("scancel", "--full", "--user=root")
-                await poll(self.reactor, lambda: self._drained(), timeout)
-            except (RuntimeError, TimeoutError):
-                pass  # stopped below anyway
         pids = []
-        for child in reversed(self.children):
-            if child.pid is not None and not child.ended.called:
-                os.kill(child.pid, signal.SIGTERM)
-                pids.append(child.pid)
-        await wait_gone(self.reactor, pids, timeout)
-        shutil.rmtree(self.root, ignore_errors=True)
+        try:
+            if {"slurmctld", "slurmd"} <= running:
+                try:
+                    await self.run("scancel", "--full", "--user=root")
+                    await poll(self.reactor, lambda: self._drained(), timeout)
+                except (RuntimeError, TimeoutError):
+                    pass  # stopped below anyway
+            for child in reversed(self.children):
+                if child.pid is not None and not child.ended.called:
+                    os.kill(child.pid, signal.SIGTERM)
+                    pids.append(child.pid)
+            await wait_gone(self.reactor, pids, timeout)
+        except BaseException:
+            await kill_left(self.reactor, [child.pid for child in self.children
+                                           if child.pid is not None and not child.ended.called])
+            raise
+        finally:
+            shutil.rmtree(self.root, ignore_errors=True)
 
     async def _drained(self) -> bool:
         return not await self.jobs()

@@ -64,6 +64,6 @@ class Subscriber:
                    for body, headers in self.received)
 
 
-async def listen(reactor: Any, subscriber: Subscriber, port: int = 0) -> Listening:
-    """Serve ``subscriber`` on ``127.0.0.1:port`` (0: any free port)."""
+async def listen(reactor: Any, subscriber: Subscriber, port: int | None = None) -> Listening:
+    """Serve ``subscriber`` on ``127.0.0.1:port`` (none: a free port, as :func:`.serve` chooses)."""
     return await serve(reactor, Site(subscriber.app.resource()), port)

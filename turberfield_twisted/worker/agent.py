@@ -15,6 +15,7 @@ load it until its app calls the initiator.
 from __future__ import annotations
 
 import ipaddress
+import re
 from typing import TYPE_CHECKING
 
 from twisted.internet.defer import Deferred
@@ -84,9 +85,11 @@ class LiteralIPEndpoints:
     for ``http``, the same wrapped in TLS (checked as a browser would) for ``https``.
     """
 
-    def __init__(self, reactor: IClientReactor, timeout: float = CONNECT_TIMEOUT):
+    def __init__(self, reactor: IClientReactor, timeout: float = CONNECT_TIMEOUT,
+                 ca_pem: bytes | None = None):
         self._reactor = reactor
         self._timeout = timeout
+        self._ca_pem = ca_pem
         self._tls: BrowserLikePolicyForHTTPS | None = None
 
     def endpointForURI(self, uri: URI) -> IStreamClientEndpoint:
@@ -100,16 +103,36 @@ class LiteralIPEndpoints:
             return QuietEndpoint(endpoint)
         if uri.scheme == b"https":
             if self._tls is None:
-                self._tls = BrowserLikePolicyForHTTPS()
+                self._tls = _policy(self._ca_pem)
             bare = uri.host.strip(b"[]")
             return QuietEndpoint(wrapClientTLS(self._tls.creatorForNetloc(bare, uri.port),
                                                endpoint))
         raise SchemeNotSupported(f"unsupported scheme: {uri.scheme!r}")
 
 
-def make_agent(reactor: IClientReactor, pool: HTTPConnectionPool | None = None) -> IAgent:
-    """An :class:`Agent` on ``pool`` that connects to IP addresses directly."""
-    return Agent.usingEndpointFactory(reactor, LiteralIPEndpoints(reactor), pool=pool)
+def _policy(ca_pem: bytes | None) -> BrowserLikePolicyForHTTPS:
+    """Check servers as a browser does: against the CA(s) in ``ca_pem``, else the system's."""
+    if not ca_pem:
+        return BrowserLikePolicyForHTTPS()
+    from twisted.internet.ssl import Certificate, trustRootFromCertificates
+
+    found = re.findall(rb"-----BEGIN CERTIFICATE-----.+?-----END CERTIFICATE-----", ca_pem,
+                       flags=re.DOTALL)
+    if not found:
+        raise ValueError("the CA given holds no PEM certificate")
+    return BrowserLikePolicyForHTTPS(
+        trustRoot=trustRootFromCertificates([Certificate.loadPEM(pem) for pem in found]))
+
+
+def make_agent(reactor: IClientReactor, pool: HTTPConnectionPool | None = None,
+               ca_pem: bytes | None = None) -> IAgent:
+    """
+    An :class:`Agent` on ``pool`` that connects to IP addresses directly;
+    https servers are checked against the CA(s) in ``ca_pem`` (PEM), else
+    against the system's store.
+    """
+    return Agent.usingEndpointFactory(reactor, LiteralIPEndpoints(reactor, ca_pem=ca_pem),
+                                      pool=pool)
 
 
 def quiet_pool(reactor: IReactorTime, persistent: bool = True,

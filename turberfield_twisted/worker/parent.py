@@ -81,7 +81,7 @@ class HttpClient(Protocol):
     def get(self, url: str, **kwargs: Any) -> Deferred[HttpResponse]: ...
 
 
-def make_http(reactor: IClientReactor, persistent: bool = True
+def make_http(reactor: IClientReactor, persistent: bool = True, ca_pem: bytes | None = None
               ) -> tuple[HttpClient, HTTPConnectionPool]:
     """
     A treq ``HTTPClient`` on one ``HTTPConnectionPool`` of ``reactor``,
@@ -90,6 +90,8 @@ def make_http(reactor: IClientReactor, persistent: bool = True
     jar that keeps nothing: the daemon shares this client between
     callers, so a cookie one worker sets must never go out again. Return
     the client and the pool (close it with ``closeCachedConnections``).
+    An https server is checked against the CA(s) in ``ca_pem`` (PEM) if
+    given, else against the system's store; never not checked.
     """
     from http.cookiejar import DefaultCookiePolicy
 
@@ -101,7 +103,8 @@ def make_http(reactor: IClientReactor, persistent: bool = True
     pool = quiet_pool(reactor, persistent)
     jar = IndexableCookieJar(policy=DefaultCookiePolicy(allowed_domains=[]))
     # treq types each keyword its methods take; callers here pass them through.
-    return cast(HttpClient, HTTPClient(make_agent(reactor, pool), cookiejar=jar)), pool
+    agent = make_agent(reactor, pool, ca_pem=ca_pem)
+    return cast(HttpClient, HTTPClient(agent, cookiejar=jar)), pool
 
 
 def error_message(body: bytes, status: int) -> str:
@@ -159,14 +162,16 @@ class JsonClient:
     """
     A JSON API at ``url`` called with ``token``: what every client here
     shares. ``http`` is a treq-like object; None builds one with
-    :func:`make_http` on first use, whose connections :meth:`close` closes.
+    :func:`make_http` on first use (checking an https server against
+    ``ca_pem``, if given), whose connections :meth:`close` closes.
     """
 
     log = Logger()
 
     def __init__(self, http: HttpClient | None, url: str, token: str, reactor: IClientReactor,
-                 timeout: float = 10.0):
+                 timeout: float = 10.0, ca_pem: bytes | None = None):
         self._http = http
+        self._ca_pem = ca_pem
         self._pool: HTTPConnectionPool | None = None
         self.url = url.rstrip("/")
         self._token = token
@@ -180,7 +185,7 @@ class JsonClient:
     def http(self) -> HttpClient:
         """The treq-like client: the one given, or one built now on first use."""
         if self._http is None:
-            self._http, self._pool = make_http(self.reactor)
+            self._http, self._pool = make_http(self.reactor, ca_pem=self._ca_pem)
         return self._http
 
     def close(self) -> Deferred[None]:
@@ -242,8 +247,8 @@ class ParentClient(JsonClient):
     """
 
     def __init__(self, http: HttpClient | None, url: str, guid: str, token: str,
-                 reactor: IClientReactor, timeout: float = 10.0):
-        super().__init__(http, url, token, reactor, timeout)
+                 reactor: IClientReactor, timeout: float = 10.0, ca_pem: bytes | None = None):
+        super().__init__(http, url, token, reactor, timeout, ca_pem)
         self.guid = guid
 
     async def post_event(self, name: str, data: object = None) -> None:

@@ -238,7 +238,10 @@ class _Runtime:
             self.reactor.stop()
 
     def _parent_client(self, cfg: Any, token: str) -> ParentClient | None:
-        """A client of the initiator at ``parent_addr``:``parent_port`` (None if port 0)."""
+        """
+        A client of the initiator at ``parent_addr``:``parent_port`` (None
+        if port 0), over TLS checked against ``parent_ca`` if ``parent_scheme`` is https.
+        """
         guid = self.args.guid
         try:
             port = cfg.getint(guid, "parent_port", fallback=0)
@@ -249,9 +252,14 @@ class _Runtime:
         addr = cfg.get(guid, "parent_addr", fallback="") or "127.0.0.1"
         addr = reachable(addr)
         host = f"[{addr}]" if ":" in addr else addr
+        # Over TLS, the daemon hands its CA (base64 PEM; empty: the system's store).
+        scheme = "https" if cfg.get(guid, "parent_scheme", fallback="") == "https" else "http"
+        ca = cfg.get(guid, "parent_ca", fallback="")
+        ca_pem = _from_base64(ca) if ca else None
         # No http object: the client builds its own on its first request, so
         # only a worker that calls its initiator loads treq.
-        parent = ParentClient(None, f"http://{host}:{port}", guid, token, self.reactor)
+        parent = ParentClient(None, f"{scheme}://{host}:{port}", guid, token, self.reactor,
+                              ca_pem=ca_pem)
         self.reactor.addSystemEventTrigger("before", "shutdown", parent.close)
         return parent
 
@@ -359,3 +367,10 @@ def run_worker(
     reactor.callWhenRunning(runtime.start)
     reactor.run()
     raise SystemExit(runtime.exit_code)
+
+
+def _from_base64(text: str) -> bytes:
+    """The bytes of base64 ``text`` (the daemon's CA, as its config hands it)."""
+    import base64
+
+    return base64.b64decode(text)
