@@ -256,6 +256,10 @@ class Relay:
             return _Bytes(content.read())
         return FileBodyProducer(content, cooperator=self._cooperator)
 
+    def in_flight(self, base: str) -> int:
+        """Requests relayed to the worker at ``base`` (``http://ADDR:PORT``) now in flight."""
+        return self._inflight.get(base.encode("ascii"), 0)
+
     def _sized(self, base: bytes, delta: int) -> None:
         """Count a request to ``base`` starting (+1) or ending (-1); size the pool to it."""
         self._inflight[base] += delta
@@ -267,13 +271,16 @@ class Relay:
                 self.pool.maxPersistentPerHost = max(MIN_PER_HOST,
                                                      min(self.peak, MAX_PER_HOST))
 
-    async def forward(self, request: Any, job: Any, base: str, length: int) -> bytes:
+    async def forward(self, request: Any, job: Any, base: str, length: int,
+                      mount: str | None = None) -> bytes:
         """
         Send ``request`` (its method, path under the job, query, headers and
         body, ``length`` bytes) to ``job``'s worker at ``base``
         (``http://ADDR:PORT``) and write its answer into ``request``; raise
         :class:`RelayError` (400, 502, 504) if it can't before any of the
-        answer is sent.
+        answer is sent. ``mount`` is where the worker's paths are here (its
+        ``Location`` is rewritten under it): ``/jobs/{guid}/proxy`` unless
+        given (a service's relay gives its own).
         """
         guid = job.guid
         target = upstream_path(request)
@@ -285,8 +292,10 @@ class Relay:
         started = self.reactor.seconds()
         self._sized(origin, +1)
         status: int | str = 502
+        where = mount.encode("ascii") if mount is not None else None
         try:
-            status = await self._exchange(request, guid, origin + target, job.token, length)
+            status = await self._exchange(request, guid, origin + target, job.token, length,
+                                          where)
         except RelayError as exc:
             status = exc.status
             raise
@@ -297,7 +306,7 @@ class Relay:
         return b""
 
     async def _exchange(self, request: Any, guid: str, url: bytes, token: str,
-                        length: int) -> int | str:
+                        length: int, mount: bytes | None) -> int | str:
         method = request.method
         headers = relay_headers(request)
         if token:
@@ -314,7 +323,7 @@ class Relay:
             waiting.append(self.agent.request(method, url, headers,
                                               self.body(request, length)))
             response = await waiting[-1]
-            location = self._location(response, guid, url)
+            location = self._location(response, guid, url, mount)
             answer = _Answer(request, self.max_response, HOLD, response.length,
                              lambda: self._head(request, response, location))
             response.deliverBody(answer)
@@ -361,16 +370,17 @@ class Relay:
         return int(response.code)
 
     @staticmethod
-    def _location(response: Any, guid: str, url: bytes) -> bytes | None:
+    def _location(response: Any, guid: str, url: bytes, mount: bytes | None) -> bytes | None:
         """
         The worker's ``Location`` (if any) for the caller: under job
-        ``guid``'s proxy; raise :class:`_LeavesOrigin` (the body taken and
-        dropped) if it leaves the worker's origin, that of ``url``.
+        ``guid``'s proxy (or ``mount``, a service's); raise
+        :class:`_LeavesOrigin` (the body taken and dropped) if it leaves the
+        worker's origin, that of ``url``.
         """
         given = response.headers.getRawHeaders(b"location")
         if not given:
             return None
-        where = under_proxy(given[-1], guid, url)
+        where = under_proxy(given[-1], guid, url, mount)
         if where is None:
             response.deliverBody(_Discard())
             raise _LeavesOrigin(given[-1])

@@ -59,11 +59,13 @@ def relay_headers(request: Any) -> Headers:
 _URL_SAFE = "!#$%&'()*+,/:;=?@[]~"
 
 
-def under_proxy(location: bytes, guid: str, url: bytes) -> bytes | None:
+def under_proxy(location: bytes, guid: str, url: bytes,
+                mount: bytes | None = None) -> bytes | None:
     """
     ``location``, from the worker asked for ``url``, as a path under job
-    ``guid``'s proxy, or None if it leaves the worker's origin (scheme,
-    host and port of ``url``) or holds an escaped ``.`` or ``..`` segment.
+    ``guid``'s proxy (or under ``mount``, if given: a service's), or None
+    if it leaves the worker's origin (scheme, host and port of ``url``) or
+    holds an escaped ``.`` or ``..`` segment.
     """
     asked = url.decode("ascii")
     try:
@@ -83,4 +85,6 @@ def under_proxy(location: bytes, guid: str, url: bytes) -> bytes | None:
         rest += "?" + quote(found.query, safe=_URL_SAFE)
     if found.fragment:
         rest += "#" + quote(found.fragment, safe=_URL_SAFE)
+    if mount is not None:
+        return mount + rest.encode("ascii")
     return f"/jobs/{quote(guid, safe='')}/{PREFIX.decode()}{rest}".encode("ascii")

@@ -1,6 +1,7 @@
 """
-The control API's site: relayed requests skip Klein's router (and the
-access log), everything else is the Klein app's.
+The control API's site: relayed requests (to a job, or to a service's
+instance) skip Klein's router (and the access log), everything else is
+the Klein app's.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from twisted.web.server import NOT_DONE_YET, Site
 from turberfield_twisted.access.audit import AuditTrail
 from turberfield_twisted.access.gate import Gate, caller_of, remote_of
 from turberfield_twisted.access.roles import Throttled
-from turberfield_twisted.config.names import GUID
+from turberfield_twisted.config.names import GUID, SERVICE_NAME
 from turberfield_twisted.http.channel import ApiChannel
 from turberfield_twisted.http.web import answer_error, log_error
 
@@ -29,22 +30,33 @@ _RELAYED = re.compile(
     rb"/jobs/(" + GUID.core.encode("ascii") + rb")/proxy(?:/|\Z)")
 
 
+#: A path relayed to a service's instance.
+_RELAYED_SERVICE = re.compile(
+    rb"/services/(" + SERVICE_NAME.core.encode("ascii") + rb")/proxy(?:/|\Z)")
+
+#: ``relayed(request, name)``: relay a request to a job or a service.
+Relayed = Callable[[Any, str], Coroutine[Any, Any, bytes]]
+
+
 class RelayFirst(Resource):
     """
     The API's root: a request for a worker (``/jobs/{guid}/proxy/...``)
-    goes straight to ``relayed(request, guid)``; everything else to
-    ``routes`` (the Klein app, which would route it there too). Errors are
-    answered from the one table, logged on ``log``. A request carrying a
-    token from an address the ``gate`` makes wait is answered 429 here,
-    before any routing: a run of wrong tokens costs the daemon little.
+    goes straight to ``relayed(request, guid)``, one for a service's
+    (``/services/{name}/proxy/...``) to ``services(request, name)``;
+    everything else to ``routes`` (the Klein app, which would route them
+    there too). Errors are answered from the one table, logged on ``log``.
+    A request carrying a token from an address the ``gate`` makes wait is
+    answered 429 here, before any routing: a run of wrong tokens costs the
+    daemon little.
     """
 
     isLeaf = True
 
-    def __init__(self, relayed: Callable[[Any, str], Coroutine[Any, Any, bytes]], log: Logger,
-                 routes: Resource, gate: Gate | None = None):
+    def __init__(self, relayed: Relayed, log: Logger, routes: Resource,
+                 gate: Gate | None = None, services: Relayed | None = None):
         super().__init__()
         self.relayed = relayed
+        self.services = services
         self.log = log
         self.routes = routes
         self.gate = gate
@@ -55,7 +67,9 @@ class RelayFirst(Resource):
                 self.gate.check_throttle(request)
             except Throttled as exc:
                 return answer_error(request, exc)
-        match = _RELAYED.match(request.path)
+        relayed, match = self.relayed, _RELAYED.match(request.path)
+        if match is None and self.services is not None:
+            relayed, match = self.services, _RELAYED_SERVICE.match(request.path)
         if match is None or getattr(request, "too_large", False):
             return self.routes.render(request)
         gone = False
@@ -65,7 +79,7 @@ class RelayFirst(Resource):
             gone = True  # the caller went away: nothing is written to it
             d.cancel()
 
-        d = defer.Deferred.fromCoroutine(self.relayed(request, match.group(1).decode()))
+        d = defer.Deferred.fromCoroutine(relayed(request, match.group(1).decode()))
         d.addErrback(lambda failure: _answered_error(self.log, request, failure))
         d.addCallback(lambda body: None if gone else _finish(request, body))
         request.notifyFinish().addErrback(lost)
