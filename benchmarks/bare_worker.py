@@ -3,10 +3,12 @@ The floor, and the worker the peers supervise: a bare Klein app on the
 default reactor, with no runtime and no config. ``GET /health`` and ``GET
 /`` answer at once; ``GET /pid`` gives its pid.
 
-``python -P bare_worker.py --port P``
+``python -P bare_worker.py --port P``, or ``--fd N`` to serve a listening
+socket it inherited as fd N (circus's ``$(circus.sockets.NAME)``).
 """
 
 import os
+import socket
 import sys
 
 from klein import Klein
@@ -33,9 +35,17 @@ def pid(request):
     return str(os.getpid()).encode()
 
 
+def site():
+    made = Site(app.resource())
+    made.noisy = False
+    return made
+
+
 if __name__ == "__main__":
-    port = int(sys.argv[sys.argv.index("--port") + 1])
-    site = Site(app.resource())
-    site.noisy = False
-    endpoints.TCP4ServerEndpoint(reactor, port, interface="127.0.0.1").listen(site)
+    if "--fd" in sys.argv:
+        fd = int(sys.argv[sys.argv.index("--fd") + 1])
+        endpoints.AdoptedStreamServerEndpoint(reactor, fd, socket.AF_INET).listen(site())
+    else:
+        port = int(sys.argv[sys.argv.index("--port") + 1])
+        endpoints.TCP4ServerEndpoint(reactor, port, interface="127.0.0.1").listen(site())
     reactor.run()

@@ -10,7 +10,8 @@ Run from the repository root (``make bench`` installs the ``bench`` extra)::
 Every figure is a median over rounds, and every ratio divides two medians
 taken in the same run, so that a noisy shared machine slows both alike.
 Loopback only, ports 22500-22999; every load loop is bounded in count and
-time, and no round starts that might end after ``--budget`` seconds.
+time, and no round starts that might end after ``--budget`` seconds. The
+services rows are ``service_rows.py``'s.
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ from managers import (
     Supervisor,
 )
 from probe import answers, rss_kib, uss_kib, wait_answering
+from service_rows import SERVICE_ROWS, ServiceRows
 
 HERE = Path(__file__).resolve().parent
 API = 22500
@@ -160,10 +162,12 @@ def run(options: argparse.Namespace) -> dict[str, Any]:
     supervisor = Supervisor(work / "supervisor", [*PEERS, ONE], SUPERVISOR_CONTROL)
     procmon, floor = Procmon(), Floor()
     managers: list[Manager] = [ours, circus, supervisor, procmon, floor]
+    services = ServiceRows(ours, work)
     began = _now()
     try:
         for manager in managers:
             manager.start()
+        services.start()
         samples["rss idle proactor"].append(rss_kib(ours.pid or 0))
         samples["rss idle circus"].append(rss_kib(circus.pid or 0))
         samples["rss idle supervisord"].append(rss_kib(supervisor.pid or 0))
@@ -210,6 +214,7 @@ def run(options: argparse.Namespace) -> dict[str, Any]:
                 step()
             for connections in (1, 10):
                 relay(ours, samples, relay_guid, relay_port, connections, options.load_seconds)
+            services.round(samples, number, options.load_seconds)
             if number in fan_rounds:
                 fans: list[Callable[[], None]] = [
                     lambda: fan_out(ours, samples, "fan-out proactor", options.fanout, COLD),
@@ -228,6 +233,10 @@ def run(options: argparse.Namespace) -> dict[str, Any]:
                               capture_output=True, text=True, timeout=300, check=True)
         samples.update(json.loads(done.stdout))
     finally:
+        try:
+            services.close()
+        except Exception as exc:  # the managers must still be closed
+            print(f"closing the services: {exc!r}", file=sys.stderr)
         for manager in managers:
             try:
                 manager.close()
@@ -290,6 +299,7 @@ ROWS: list[tuple[str, str, str | None, str, str, float | None, str]] = [
      "ratio", "us", 1.2, "max"),
     ("spawn() blocks the reactor, p90 under fan-out (ms)", "spawn p90", None, "value", "ms",
      10.0, "max"),
+    *SERVICE_ROWS,
 ]
 
 

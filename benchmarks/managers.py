@@ -27,6 +27,8 @@ HERE = Path(__file__).resolve().parent
 BARE = str(HERE / "bare_worker.py")
 PYTHON = sys.executable
 COLD, WARM = "turberfield_twisted.demo.hello", "bench_hello"
+#: The bare worker as a service's instance (``bare_service.py``).
+BARE_SERVICE = "bare_service"
 
 
 def _env() -> dict[str, str]:
@@ -99,6 +101,7 @@ class Proactor(Manager):
             child_port_max = {self.high}
             ready_timeout = 60
             pythonpath = {HERE}
+            max_instances = 16
 
             [{COLD}]
             greeting = hello
@@ -106,6 +109,8 @@ class Proactor(Manager):
             [{WARM}]
             greeting = hello
             warm = true
+
+            [{BARE_SERVICE}]
             """))
         twistd = str(Path(PYTHON).parent / "twistd")
         self.process = subprocess.Popen(

@@ -43,7 +43,7 @@ def bench(monkeypatch: pytest.MonkeyPatch, ports: PortRange) -> Any:
     spec.loader.exec_module(module)
     monkeypatch.setattr(module, "API", ports.low)
     yield module
-    for name in ("managers", "probe"):
+    for name in ("managers", "probe", "service_rows", "bare_worker"):
         sys.modules.pop(name, None)
 
 
@@ -65,6 +65,34 @@ def test_the_bench_launches_and_relays_through_the_daemon(bench: Any, tmp_path: 
     finally:
         ours.close()
     assert ours.process.returncode == -signal.SIGTERM  # twistd ends by the signal it got
+    assert children_of(os.getpid()) == []
+
+
+def test_the_bench_serves_a_bare_worker_on_a_service_address_and_rolls_warm_ones_out(
+        bench: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, ports: PortRange,
+        take_ports: Any) -> None:
+    """
+    The bare Klein worker, run as a service's instance (bare_service.py: the socket by
+    systemd's convention, through Twisted's systemd: endpoint), answers on the service's
+    address; the rollout measure of 4 warm instances counts its requests and losses.
+    """
+    rows = sys.modules["service_rows"]
+    addresses = take_ports(10)
+    monkeypatch.setattr(rows, "WARM_ADDRESS", addresses.low)
+    ours = bench.Proactor(tmp_path / "proactor", ports.low, ports.low + 1, ports.high)
+    ours.start()
+    try:
+        measures = rows.ServiceRows(ours, tmp_path)
+        measures._service("bare", rows.BARE_SERVICE, addresses.low + 1, 2)
+        assert bench.answers(addresses.low + 1)
+        measures._service("warm", rows.WARM, addresses.low, 4)
+        samples: dict[str, list[float]] = defaultdict(list)
+        measures._rollout(samples)
+        assert samples["rollout lost"] == [0.0] and samples["rollout requests"][0] > 0
+        for name in ("bare", "warm"):
+            ours.call("DELETE", f"/services/{name}")
+    finally:
+        ours.close()
     assert children_of(os.getpid()) == []
 
 

@@ -408,3 +408,48 @@ async def test_the_page_reads_server_sent_events_itself_and_resumes(daemons, por
     assert got["seen"][0][0] == "open"
     assert got["lastId"] == got["seen"][-1][2]  # where it would resume from
     assert await b.do(b.trouble) == []
+
+
+def _service_cell(name: str, cell: str) -> Callable[[Any], str]:
+    """What the services page shows of service ``name`` in its ``cell`` (a class)."""
+    return lambda d: d.find_element(
+        By.CSS_SELECTOR, f'section[data-service="{name}"] .{cell}').text
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_services_page_scales_rolls_out_and_says_why_a_rollout_failed(
+        daemons, ports, browser, reactor):
+    """
+    The services page shows a service's address and its instances ready; its scale
+    control takes it to 3 and its rollout button replaces all three (progress "done
+    3/3"), live from the event stream; a rollout to a module that fails at import shows
+    "failed" and the ImportError.
+    """
+    broken = "turberfield_twisted.testing.broken"
+    daemon = await daemons(ports.low, ports.high - 2,
+                           extra=f"\n[{broken}]\noverridable = greeting\n")
+    listen = f"127.0.0.1:{ports.high}"
+    await api(reactor, daemon, "POST", "/services",
+              {"name": "web", "module": DEMO, "listen": listen, "instances": 2})
+    b = browser
+    await b.log_in(daemon.url, daemon.token)
+    await b.click('#nav a[data-page="services"]')
+    ready, rollout = _service_cell("web", "ready"), _service_cell("web", "rollout-state")
+    await b.until("two instances ready", lambda d: ready(d) == "2/2")
+    assert await b.do(_service_cell("web", "listen"), b.driver) == listen
+    await b.type('section[data-service="web"] input.instances', "3")
+    await b.click('section[data-service="web"] button.scale')
+    await b.until("three instances ready", lambda d: ready(d) == "3/3")
+    await b.click('section[data-service="web"] button.rollout')
+    await b.until("the rollout done", lambda d: rollout(d) == "done 3/3", timeout=60)
+    shot = await b.shot("services")
+    members = await b.run("return [...document.querySelectorAll("
+                          "'section[data-service=\"web\"] tbody tr')].map(tr => tr.dataset.guid)")
+    assert members == ["web.4", "web.5", "web.6"], shot
+    await api(reactor, daemon, "POST", "/services/web/rollout", {"module": broken})
+    await b.until("the rollout failed", lambda d: rollout(d).startswith("failed"), timeout=60)
+    reason = await b.do(_service_cell("web", "rollout-reason"), b.driver)
+    shot = await b.shot("rolled-back")
+    assert "ImportError: broken" in reason, shot
+    assert await b.do(ready, b.driver) == "3/3", shot
+    assert await b.do(b.trouble) == [], shot

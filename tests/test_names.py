@@ -30,6 +30,7 @@ SAMPLES = {
     "KEY": "greeting",
     "MODULE": DEMO,
     "STEP": "12.0",
+    "SERVICE_NAME": "web",
 }
 
 

@@ -420,3 +420,53 @@ def test_an_unknown_key_of_the_initiator_or_a_declared_job_says_which_it_is_like
     with pytest.raises(ConfigError, match=r"'requries' in \[job:a\] is not one its module lists"
                                           r" .* \(did you mean 'requires'\?\)"):
         check_config(cfg, "proactor")
+
+
+def test_declared_services_are_read_as_records():
+    """[service:NAME] sections are services (not modules): listen, counts, overrides, limits."""
+    from turberfield_twisted.config.services import DeclaredService
+
+    cfg = _user_config(f"[service:web]\nmodule = {HELLO}\ninstances = 4\nlisten = 8000\n"
+                       "surge = 2\nmax_unavailable = 1\ngreeting = hi\nmax_memory = 1M\n"
+                       f"[service:v6]\nmodule = {HELLO}\nlisten = [::1]:8001\n")
+    settings = check_config(cfg, "proactor")
+    assert set(settings.modules) == {HELLO} and set(settings.services) == {"web", "v6"}
+    web = settings.services["web"]
+    assert web == DeclaredService(name="web", module=HELLO, host="127.0.0.1", port=8000,
+                                  instances=4, surge=2, max_unavailable=1,
+                                  overrides={"greeting": "hi"},
+                                  limits=Limits(max_memory=1024 ** 2))
+    assert (web.source, web.line) == ("user.cfg", 1)
+    assert (settings.services["v6"].host, settings.services["v6"].instances) == ("::1", 1)
+    assert settings.limits_for(HELLO, service="web").max_memory == 1024 ** 2
+
+
+@pytest.mark.parametrize(("lines", "line", "reason"), [
+    ("[service:a.b]\nmodule = m\nlisten = 8000\n", 4, "names a service whose name is not"),
+    ("[service:m]\nmodule = m\nlisten = 8000\n", 4, "is the name of section [m]"),
+    ("[service:p]\nmodule = m\nlisten = 8000\n", 4, "is the name of section [p]"),
+    ("[service:w]\nlisten = 8000\n", 4, "has no 'module' key"),
+    ("[service:w]\nmodule = n\nlisten = 8000\n", 5, "names a module that has no config section"),
+    ("[service:w]\nmodule = m\n", 4, "has no 'listen' key"),
+    ("[service:w]\nmodule = m\nlisten = 70000\n", 6, "must end with a port from 1 to 65535"),
+    ("[service:w]\nmodule = m\nlisten = ::1:80\n", 6, "IPv6 address (only) in brackets"),
+    ("[service:w]\nmodule = m\nlisten = host:80\n", 6, "its host an IP address"),
+    ("[service:w]\nmodule = m\nlisten = 80\ninstances = 0\n", 7, "must be a whole number of 1"),
+    ("[service:w]\nmodule = m\nlisten = 80\ninstances = 9\n", 7, "at most 8 (the daemon's"),
+    ("[service:w]\nmodule = m\nlisten = 80\nsurge = 0\n", 7, "can't both be 0"),
+    ("[service:w]\nmodule = m\nlisten = 80\nsecret = x\n", 7, "is not one its module lists"),
+])
+def test_a_bad_service_section_is_refused_at_its_line(lines, line, reason):
+    """Each bad [service:NAME] is refused at the line of its header or its bad key."""
+    cfg = parse_config(f"[p]\nmax_instances = 8\n[m]\n{lines}", source="f.cfg")
+    with pytest.raises(ConfigError) as caught:
+        check_config(cfg, "p")
+    assert (caught.value.line, reason in str(caught.value)) == (line, True), str(caught.value)
+
+
+def test_a_service_of_a_slurm_module_is_refused():
+    """A service's instances share a socket of this host: not a module that Slurm runs."""
+    cfg = parse_config("[p]\n[m]\nlauncher = slurm\n[service:w]\nmodule = m\nlisten = 80\n",
+                       source="f.cfg")
+    with pytest.raises(ConfigError, match=r"line 5: .*launcher = slurm"):
+        check_config(cfg, "p")

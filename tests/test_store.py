@@ -12,7 +12,13 @@ import textwrap
 import pytest
 
 from turberfield_twisted.daemon.statedir import STORE_FILE, StateDir
-from turberfield_twisted.daemon.store import HookRecord, JobRecord, QueuedRecord, Store
+from turberfield_twisted.daemon.store import (
+    HookRecord,
+    JobRecord,
+    QueuedRecord,
+    ServiceRecord,
+    Store,
+)
 from turberfield_twisted.errors import StoreFailed
 
 
@@ -151,6 +157,58 @@ def test_a_write_that_fails_is_a_store_failure(store):
     store.close()
     with pytest.raises(StoreFailed, match="could not keep a job"):
         store.put_job(JobRecord("g", "m", None, {}))
+
+
+#: The tables a daemon wrote before services (and access), as a store of then holds them.
+_BEFORE_SERVICES = """
+CREATE TABLE jobs (guid TEXT PRIMARY KEY, module TEXT NOT NULL, session TEXT,
+    overrides TEXT NOT NULL, wanted TEXT NOT NULL CHECK (wanted IN ('running', 'stopped')),
+    declared INTEGER NOT NULL, port INTEGER NOT NULL);
+CREATE TABLE hooks (id TEXT PRIMARY KEY, url TEXT NOT NULL, events TEXT NOT NULL,
+    secret TEXT NOT NULL, seq INTEGER NOT NULL);
+CREATE TABLE deliveries (hook TEXT NOT NULL, seq INTEGER NOT NULL, event TEXT NOT NULL,
+    body BLOB NOT NULL, PRIMARY KEY (hook, seq)) WITHOUT ROWID;
+INSERT INTO jobs VALUES ('a', 'm.one', 's1', '{"greeting": "hi"}', 'running', 0, 24001);
+PRAGMA user_version = 1;
+"""
+
+
+def test_a_store_an_older_daemon_wrote_gains_the_services_table_keeping_what_it_held(state):
+    """
+    An existing store from before services gains their table (as it gains the access
+    tables: the schema's version stays 1); its jobs stay as they were.
+    """
+    path = state.path / STORE_FILE
+    os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
+    db = sqlite3.connect(path)
+    db.executescript(_BEFORE_SERVICES)
+    db.close()
+    store = Store.open(state)
+    try:
+        assert store._db.execute("PRAGMA user_version").fetchone()[0] == 1
+        assert store.jobs() == [JobRecord("a", "m.one", "s1", {"greeting": "hi"}, port=24001)]
+        assert store.services() == []
+        store.put_service(ServiceRecord("web", "m.one", None, {}, "127.0.0.1", 8000, 4))
+        assert [s.name for s in store.services()] == ["web"]
+    finally:
+        store.close()
+
+
+def test_services_are_kept_in_order_with_their_counter_and_forgotten(store):
+    """put_service inserts or replaces in place (its next instance number too); forget deletes."""
+    store.put_service(ServiceRecord("web", "m.one", "s", {"greeting": "hi"}, "::1", 8000, 4,
+                                    surge=2, max_unavailable=1, next_instance=5))
+    store.put_service(ServiceRecord("api", "m.two", None, {}, "127.0.0.1", 8001,
+                                    declared=True))
+    store.put_service(ServiceRecord("web", "m.one", "s", {"greeting": "ho"}, "::1", 8000, 6,
+                                    next_instance=9))
+    assert store.services() == [
+        ServiceRecord("web", "m.one", "s", {"greeting": "ho"}, "::1", 8000, 6, next_instance=9),
+        ServiceRecord("api", "m.two", None, {}, "127.0.0.1", 8001, declared=True),
+    ]
+    store.forget_service("web")
+    store.forget_service("never-there")
+    assert [s.name for s in store.services()] == ["api"]
 
 
 def test_an_empty_store_file_is_refused_saying_what_to_do(state):

@@ -55,3 +55,39 @@ def test_audit_records_are_live_only_and_push_no_job_event_out():
     kept, lost = journal.since(journal.run, 1)
     assert [entry.event for entry in kept] == ["state"] and not lost
     assert heard.count("audit") == 5
+
+
+def test_a_scoped_stream_gets_the_events_of_the_services_and_modules_it_names():
+    """
+    A token limited to service "web" gets web's own events and its instances' (their
+    output too), not another job's of the same module; one limited to the module gets
+    all three; one limited elsewhere gets none.
+    """
+    from types import SimpleNamespace
+
+    from turberfield_twisted.jobs.job import EventKind, JobEvent, JobState, OutputLine
+
+    jobs = {"web.1": SimpleNamespace(module="m", service="web"),
+            "lone": SimpleNamespace(module="m", service=None)}
+    journal = Journal()
+    streams = Streams(journal, Clock(), jobs.get)
+    requests = {}
+    for scope in ("web", "m", "other"):
+        request = _Request([b"events"])
+        request.caller = Caller(scope, Role.VIEWER, (scope,), f"digest-{scope}")
+        streams.open(request, "web.1", None)
+        requests[scope] = request
+    journal.event(JobEvent(EventKind.SERVICE, "scaled", "web", "m", 1.0, None, service="web"))
+    journal.event(JobEvent(EventKind.STATE, "ready", "web.1", "m", 1.0, JobState.READY,
+                           service="web"))
+    journal.event(JobEvent(EventKind.STATE, "ready", "lone", "m", 1.0, JobState.READY))
+    journal.line(OutputLine("web.1", 1.0, "stdout", "hello"))
+
+    def heard(scope: str) -> list[str]:
+        return [frame.split(b"\nevent: ")[1].split(b"\n")[0].decode() + ":"
+                + ("lone" if b"lone" in frame else "web")
+                for frame in requests[scope].written[1:]]
+
+    assert heard("web") == ["service:web", "state:web", "log:web"]
+    assert heard("m") == ["service:web", "state:web", "state:lone", "log:web"]
+    assert heard("other") == []

@@ -20,10 +20,12 @@ WORKER_SIDE = {
     "turberfield_twisted.worker",
     "turberfield_twisted.worker._asyncio",
     "turberfield_twisted.worker.app",
+    "turberfield_twisted.worker.drain",
     "turberfield_twisted.worker.group",
     "turberfield_twisted.worker.parent",
     "turberfield_twisted.worker.proactor",
     "turberfield_twisted.worker.runtime",
+    "turberfield_twisted.worker.sockets",
     "turberfield_twisted.worker.stdin",
 }
 HTTP_CLIENT = ["treq", "twisted.web.client"]

@@ -40,6 +40,13 @@ _WHERE = {
     "Proactor": "worker.proactor",
     "RestartPolicy": "config.policy",
     "run_worker": "worker.runtime",
+    "ServiceConflict": "errors",
+    "UnknownService": "errors",
+    "RolloutState": "services.model",
+    "RolloutView": "services.model",
+    "ServiceSpec": "services.model",
+    "ServiceGroup": "services.group",
+    "Services": "services.registry",
 }
 
 __all__ = [
@@ -61,9 +68,16 @@ __all__ = [
     "OverrideNotAllowed",
     "Proactor",
     "RestartPolicy",
+    "RolloutState",
+    "RolloutView",
+    "ServiceConflict",
+    "ServiceGroup",
+    "ServiceSpec",
+    "Services",
     "SpawnFailed",
     "UnknownJob",
     "UnknownModule",
+    "UnknownService",
     "Worker",
     "__version__",
     "run_worker",
@@ -82,13 +96,18 @@ if TYPE_CHECKING:
         NoFreePort,
         NotReady,
         OverrideNotAllowed,
+        ServiceConflict,
         SpawnFailed,
         UnknownJob,
         UnknownModule,
+        UnknownService,
     )
     from turberfield_twisted.jobs.job import EventKind, Job, JobEvent, Worker
     from turberfield_twisted.launch.interfaces import ILauncher, IWorkerProcess
     from turberfield_twisted.launch.local import LocalLauncher
+    from turberfield_twisted.services.group import ServiceGroup
+    from turberfield_twisted.services.model import RolloutState, RolloutView, ServiceSpec
+    from turberfield_twisted.services.registry import Services
     from turberfield_twisted.worker.proactor import Proactor
     from turberfield_twisted.worker.runtime import run_worker
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hmac
 import ipaddress
 import os
+from collections.abc import Mapping
 from enum import StrEnum
 from pathlib import Path
 from typing import Protocol  # loaded already: the package's __init__ imports typing
@@ -29,6 +30,10 @@ __all__ = [
     "EXIT_USAGE",
     "HEALTH_PATH",
     "LIFELINE_FD",
+    "LISTEN_FDNAMES_ENV",
+    "LISTEN_FDS_ENV",
+    "LISTEN_FDS_START",
+    "LISTEN_PID_ENV",
     "READY_FD",
     "READY_LINE",
     "TOKEN_FILE",
@@ -39,9 +44,13 @@ __all__ = [
     "config_path",
     "default_state_dir",
     "events_path",
+    "inherited_sockets",
     "is_loopback",
+    "lifeline_fd",
     "listening_path",
     "reachable",
+    "ready_fd",
+    "socket_env",
     "token_matches",
 ]
 
@@ -93,6 +102,48 @@ LIFELINE_FD = 3
 #: confirms with one health check instead of polling (as s6's
 #: notification-fd). A worker that never writes it is polled.
 READY_FD = 4
+
+
+#: The first of the listening sockets a service's instance inherits, as
+#: systemd's socket activation hands them (``SD_LISTEN_FDS_START``): fds 3
+#: to 3 + LISTEN_FDS - 1. The lifeline and the ready fd follow them.
+LISTEN_FDS_START = 3
+
+
+#: systemd's socket activation variables: how many listening sockets a
+#: process inherits, the pid they are for, and their names (``:``-separated).
+LISTEN_FDS_ENV, LISTEN_PID_ENV, LISTEN_FDNAMES_ENV = "LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES"
+
+
+def lifeline_fd(listen_fds: int = 0) -> int:
+    """The lifeline of a worker that inherits ``listen_fds`` listening sockets: 3 + that."""
+    return LIFELINE_FD + listen_fds
+
+
+def ready_fd(listen_fds: int = 0) -> int:
+    """The ready fd of a worker that inherits ``listen_fds`` listening sockets: 4 + that."""
+    return READY_FD + listen_fds
+
+
+def socket_env(names: list[str]) -> dict[str, str]:
+    """
+    The environment that hands a worker listening sockets named ``names``
+    (at fds 3, 4 ...): ``LISTEN_FDS`` and ``LISTEN_FDNAMES``. ``LISTEN_PID``
+    is the worker's own pid, set where it is known (as the worker starts).
+    """
+    return {LISTEN_FDS_ENV: str(len(names)), LISTEN_FDNAMES_ENV: ":".join(names)}
+
+
+def inherited_sockets(environ: Mapping[str, str], pid: int) -> int:
+    """
+    How many listening sockets process ``pid`` inherited, as systemd says
+    it (``LISTEN_FDS``, if ``LISTEN_PID`` is ``pid``); 0 if none, or if they
+    were meant for another process (a parent's, passed on by mistake).
+    """
+    count, owner = environ.get(LISTEN_FDS_ENV, ""), environ.get(LISTEN_PID_ENV, "")
+    if not (count.isascii() and count.isdigit() and owner.isascii() and owner.isdigit()):
+        return 0
+    return int(count) if int(owner) == pid else 0
 
 
 #: What the runtime writes on :data:`READY_FD` once it listens.

@@ -26,9 +26,11 @@ __all__ = [
     "JobExited",
     "NoFreePort",
     "NotReady",
+    "OverMaxInstances",
     "OverrideNotAllowed",
     "PlacementRefused",
     "PlacementUnchecked",
+    "ServiceConflict",
     "SpawnFailed",
     "StateDirBusy",
     "StateDirError",
@@ -39,6 +41,7 @@ __all__ = [
     "UnknownHook",
     "UnknownJob",
     "UnknownModule",
+    "UnknownService",
 ]
 
 class ConfigError(ValueError):
@@ -133,6 +136,12 @@ class UnknownHook(Unknown):
     what = "hook"
 
 
+class UnknownService(Unknown):
+    """No service has that name."""
+
+    what = "service"
+
+
 class UnknownModule(LookupError):
     """The module named for a job can't be found, isn't allowed, or isn't a valid name."""
 
@@ -193,6 +202,17 @@ class PlacementRefused(Exception):
 
 class PlacementUnchecked(Exception):
     """Where a worker runs could not be asked of its launcher (say, Slurm did not answer)."""
+
+
+class OverMaxInstances(Exception):
+    """More instances of a service are asked for than the daemon's ``max_instances``."""
+
+
+class ServiceConflict(Exception):
+    """
+    A service can't be made or changed as asked, as things are: its name is
+    taken, its address is held by another process, a rollout is running.
+    """
 
 
 class CannotForget(Exception):

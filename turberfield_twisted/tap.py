@@ -412,7 +412,7 @@ def makeService(options: Options) -> IService:
                             kept_in=str(store.path))
     api = ControlAPI(initiator, token, reactor, hooks=hooks, max_body=own.max_body,
                      relay_timeout=own.relay_timeout, read_timeout=own.read_timeout,
-                     metrics=Metrics(initiator, hooks),
+                     metrics=Metrics(initiator, hooks, services=initiator.services),
                      reload=reconciler.reload, gate=gate, audit=trail)
     # Started in this order (the API listens first, before any of them
     # starts); stopped in reverse, one after another: the initiator refuses

@@ -253,3 +253,54 @@ class ControlClient(JsonClient):
     async def audit(self, lines: int = 100) -> dict[str, Any]:
         """The last ``lines`` audit records and how many were dropped."""
         return await self._json("GET", "/audit", params={"lines": str(lines)})
+
+    # -- services ----------------------------------------------------------
+
+    async def services(self) -> list[dict[str, Any]]:
+        """Every service, with its instances."""
+        return (await self._json("GET", "/services"))["services"]
+
+    async def service(self, name: str, wait: str | None = None,
+                      timeout: float = 10.0) -> dict[str, Any]:
+        """
+        One service; with ``wait`` (``ready`` or ``rollout``), once it is so
+        or after ``timeout`` (up to 60) s.
+        """
+        if wait is None:
+            return await self._json("GET", f"/services/{_quote(name)}")
+        return await self._json("GET", f"/services/{_quote(name)}",
+                                params={"wait": wait, "timeout": f"{timeout:g}"},
+                                timeout=timeout + WAIT_MARGIN)
+
+    async def create_service(self, name: str, module: str, listen: str, instances: int = 1,
+                             surge: int = 1, max_unavailable: int = 0,
+                             session: str | None = None,
+                             config: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Make a service: ``instances`` of ``module`` sharing ``listen``."""
+        body: dict[str, Any] = {"name": name, "module": module, "listen": listen,
+                                "instances": instances, "surge": surge,
+                                "max_unavailable": max_unavailable}
+        if session is not None:
+            body["session"] = session
+        if config:
+            body["config"] = config
+        return await self._json("POST", "/services", json=body)
+
+    async def scale(self, name: str, instances: int) -> dict[str, Any]:
+        """Run ``instances`` of service ``name`` from now on."""
+        return await self._json("PATCH", f"/services/{_quote(name)}",
+                                json={"instances": instances})
+
+    async def rollout(self, name: str, module: str | None = None,
+                      config: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Roll service ``name`` out (to ``module`` and ``config``, if given)."""
+        body: dict[str, Any] = {}
+        if module is not None:
+            body["module"] = module
+        if config:
+            body["config"] = config
+        return await self._json("POST", f"/services/{_quote(name)}/rollout", json=body)
+
+    async def remove_service(self, name: str) -> dict[str, Any]:
+        """Remove service ``name`` (its instances drained)."""
+        return await self._json("DELETE", f"/services/{_quote(name)}")

@@ -58,7 +58,7 @@ async def watch(client: ControlClient, args: argparse.Namespace) -> Any:
     """``watch``: every job event as it happens."""
 
     def event(event: ServerEvent) -> None:
-        if event.event in ("state", "worker", "gap"):
+        if event.event in ("state", "worker", "service", "gap"):
             _print(json.dumps({"event": event.event, "data": event.data}) if args.json
                    else format_event(event.event, event.data, args.raw))
 

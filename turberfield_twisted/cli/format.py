@@ -156,6 +156,9 @@ def format_event(name: str, data: Any, raw: bool = False) -> str:
 def _event_line(name: str, data: Any) -> str:
     if not isinstance(data, dict):
         return f"{name} {data}"
+    if data.get("kind") == "service":
+        return (f"{_when(data.get('time'))} service:{data.get('service', '-')}"
+                f" {data.get('module', '-')} {data.get('event')} {json.dumps(data.get('data'))}")
     head = (f"{_when(data.get('time'))} {str(data.get('guid', '-'))[:12]}"
             f" {data.get('module', '-')}")
     if data.get("kind") == "worker":

@@ -22,6 +22,7 @@ from turberfield_twisted.cli.commands import COMMANDS, FAILURES, CliError
 from turberfield_twisted.cli.format import printable
 from turberfield_twisted.cli.locate import read_api
 from turberfield_twisted.cli.parser import EXIT_FAILED, EXIT_OK, EXIT_USAGE, PROG, build_parser
+from turberfield_twisted.cli.services import SERVICE_COMMANDS
 from turberfield_twisted.contract import API_FILE, TOKEN_FILE, default_state_dir
 from turberfield_twisted.errors import ApiError, StateDirError, StateFileError, TransportError
 from turberfield_twisted.worker.parent import make_http
@@ -78,7 +79,7 @@ async def _run(reactor: Any, args: argparse.Namespace, where: Where) -> None:
     client = ControlClient(http, where.url, where.token, reactor, timeout=args.timeout)
     code = EXIT_OK
     try:
-        result = await COMMANDS[args.command](client, args)
+        result = await {**COMMANDS, **SERVICE_COMMANDS}[args.command](client, args)
     except FAILURES as exc:
         code = _fail(explain(exc, where))
     except Exception as exc:

@@ -14,6 +14,7 @@ from typing import Any, NoReturn
 
 from turberfield_twisted import __version__
 from turberfield_twisted.cli import access
+from turberfield_twisted.cli.services import add_parsers as add_service_parsers
 from turberfield_twisted.contract import JobState, default_state_dir
 
 __all__ = ["EXIT_FAILED", "EXIT_OK", "EXIT_USAGE", "PROG", "build_parser"]
@@ -176,8 +177,9 @@ def build_parser() -> argparse.ArgumentParser:
     add = actions.add_parser("add", help="subscribe URL to events")
     add.add_argument("hook_url", metavar="URL")
     add.add_argument("events", nargs="+", metavar="EVENT",
-                     help="*, a job state, worker:* or worker:NAME")
+                     help="*, a job state, worker:* or worker:NAME, service:* or service:EVENT")
     actions.add_parser("rm", help="drop a subscription").add_argument(
         "hook_id", metavar="ID", help="a hook's id, or any unique beginning of one")
     access.add_parsers(commands, _positive, _count)
+    add_service_parsers(commands)
     return parser

@@ -1,6 +1,7 @@
 """
 What names may look like: a job's guid, a session, a config key, a
-worker's event name, a module's dotted name, a Slurm job step.
+worker's event name, a module's dotted name, a Slurm job step, a
+service's name.
 
 Each is a :class:`Name`, whose only test is :meth:`Name.accepts`: the whole
 string must match (``re.fullmatch``), so a trailing newline is not a name
@@ -15,7 +16,8 @@ from typing import TypeGuard
 
 import attrs
 
-__all__ = ["EVENT_NAME", "GUID", "KEY", "MODULE", "RESERVED_KEYS", "SESSION", "STEP", "Name"]
+__all__ = ["EVENT_NAME", "GUID", "KEY", "MODULE", "RESERVED_KEYS", "SERVICE_NAME", "SESSION",
+           "STEP", "Name"]
 
 #: Keys the initiator writes into a job's section: never set by an override.
 RESERVED_KEYS = frozenset({
@@ -54,6 +56,11 @@ KEY = Name(r"[A-Za-z_][A-Za-z0-9_.-]{0,63}")
 
 #: A job's guid: given at launch, or a declared job's name.
 GUID = Name(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+
+
+#: A service's name: its instances' guids are ``NAME.N`` (N counting up from 1,
+#: never used twice), so it holds no dot.
+SERVICE_NAME = Name(r"[A-Za-z0-9][A-Za-z0-9_-]{0,47}")
 
 
 #: A worker's own event name (``POST /jobs/{guid}/events``; a hook's ``worker:NAME``).

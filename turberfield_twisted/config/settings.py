@@ -43,6 +43,11 @@ from turberfield_twisted.config.readers import (
     srun_args,
     whole,
 )
+from turberfield_twisted.config.services import (
+    SERVICE_PREFIX,
+    DeclaredService,
+    check_declared_services,
+)
 from turberfield_twisted.config.typos import did_you_mean, other_names, typo_warnings
 from turberfield_twisted.errors import (
     BadOverride,
@@ -116,6 +121,8 @@ class InitiatorSettings:
     audit_keep: int = 10000
     #: Wrong tokens in a row from one address before it is made to wait (429).
     auth_failures: int = 10
+    #: The most instances a service may have.
+    max_instances: int = 64
 
 
 @attrs.frozen
@@ -166,6 +173,7 @@ class Settings:
     initiator: InitiatorSettings
     modules: Mapping[str, ModuleSettings] = attrs.field(factory=dict, converter=frozen_map)
     declared: Mapping[str, DeclaredJob] = attrs.field(factory=dict, converter=frozen_map)
+    services: Mapping[str, DeclaredService] = attrs.field(factory=dict, converter=frozen_map)
     #: Keys of module sections that look like typos of the daemon's own (file, line, key).
     warnings: tuple[str, ...] = attrs.field(default=(), eq=False)
 
@@ -181,12 +189,19 @@ class Settings:
                                 + (other_names(name, self.modules, "allowed") or " (none is)"))
         return found
 
-    def limits_for(self, module: str, declared: str | None = None) -> Limits:
-        """The limits of a job of ``module`` (declared as ``declared``: its own win)."""
+    def limits_for(self, module: str, declared: str | None = None,
+                   service: str | None = None) -> Limits:
+        """
+        The limits of a job of ``module`` (declared as ``declared``, or an
+        instance of declared service ``service``: their own win).
+        """
         found = self.modules.get(module)
         base = found.limits if found is not None else Limits()
         job = self.declared.get(declared) if declared is not None else None
-        return job.limits.over(base) if job is not None else base
+        own = job.limits if job is not None else None
+        if own is None and service is not None and service in self.services:
+            own = self.services[service].limits
+        return own.over(base) if own is not None else base
 
 
 def _open_files(text: str) -> int:
@@ -220,6 +235,7 @@ _INITIATOR_READERS: Mapping[str, Reader] = {
     "hook_ca": str,
     "audit_keep": whole(1, 10_000_000),
     "auth_failures": whole(1, 1_000_000),
+    "max_instances": whole(1, 4096),
 }
 
 
@@ -385,7 +401,8 @@ def check_config(cfg: configparser.ConfigParser, guid: str) -> Settings:
 
     ``[guid]`` is the initiator's section: only its own keys count (not
     DEFAULT's), and each must be known. ``[job:NAME]`` sections declare
-    jobs (see :class:`DeclaredJob`); every other section is a module's,
+    jobs (see :class:`DeclaredJob`), ``[service:NAME]`` sections services
+    (:class:`~.services.DeclaredService`); every other section is a module's,
     where the restart policy, ``listen_addr``, ``overridable`` and the
     limits are checked, DEFAULT's included.
     Raise :class:`ConfigError` naming the file, line, section and key of
@@ -395,7 +412,7 @@ def check_config(cfg: configparser.ConfigParser, guid: str) -> Settings:
     modules = {
         name: _check_module(cfg, name)
         for name in cfg.sections()
-        if name != guid and not name.startswith(JOB_PREFIX)
+        if name != guid and not name.startswith((JOB_PREFIX, SERVICE_PREFIX))
     }
     declared = {
         job.name: job
@@ -403,8 +420,11 @@ def check_config(cfg: configparser.ConfigParser, guid: str) -> Settings:
                     for name in cfg.sections() if name.startswith(JOB_PREFIX))
     }
     _check_requires(cfg, declared)
+    services = check_declared_services(cfg, guid, {n: m.launcher for n, m in modules.items()},
+                                       _LIMIT_READERS, initiator.max_instances)
     warnings = typo_warnings(cfg, {name: found.overridable for name, found in modules.items()},
                              MODULE_KEYS, guid, set(_INITIATOR_READERS))
-    return Settings(initiator=initiator, modules=modules, declared=declared, warnings=warnings)
+    return Settings(initiator=initiator, modules=modules, declared=declared, services=services,
+                    warnings=warnings)
 
 

@@ -5,8 +5,10 @@ events. Each job's life (ports, admission, spawn, readiness, exits,
 restarts, stop) is :class:`~turberfield_twisted.jobs.lifecycle.Lifecycle`'s
 work; where a worker runs is its :class:`~turberfield_twisted.launch.interfaces.ILauncher`'s;
 what the operator wants of each job is kept by its
-:class:`~turberfield_twisted.daemon.keeper.Keeper`. All three are made
-when the Initiator is; none reads the config before it is used.
+:class:`~turberfield_twisted.daemon.keeper.Keeper`; its services
+(:class:`~turberfield_twisted.services.registry.Services`) start their
+instances as its jobs. All four are made when the Initiator is; none
+reads the config before it is used.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from turberfield_twisted.config.job_section import check_overrides
 from turberfield_twisted.config.names import GUID
 from turberfield_twisted.config.settings import Settings, check_config
 from turberfield_twisted.contract import CONFIG_PATH, HEALTH_PATH
+from turberfield_twisted.daemon.instances import Instances
 from turberfield_twisted.daemon.job_config import JobConfigs
 from turberfield_twisted.daemon.keeper import Keeper
 from turberfield_twisted.daemon.live_config import push_config, update_config
@@ -52,6 +55,7 @@ from turberfield_twisted.launch.ports import next_port
 from turberfield_twisted.launch.protocol import ExitStatus
 from turberfield_twisted.launch.reactor import IDaemonReactor
 from turberfield_twisted.launch.router import default_launcher
+from turberfield_twisted.services.registry import Services
 from turberfield_twisted.worker.parent import HttpClient, LazyHttp
 from turberfield_twisted.worker.proactor import Proactor
 
@@ -108,6 +112,8 @@ class Initiator(JobTable, Proactor, Service):
             output=self._output.emit)
         self._watch = MemoryWatch(self.reactor, self.workers.values, self._lifecycle.over_limit,
                                   lambda: self._checked().initiator.limit_interval)
+        #: Its services: groups of jobs of one module on one shared socket.
+        self.services = Services(Instances(self), self._keeper, self._checked)
 
     # -- config ------------------------------------------------------------
 
@@ -342,6 +348,10 @@ class Initiator(JobTable, Proactor, Service):
         return Deferred.fromCoroutine(update_config(self, self.cfg, guid, changes, push=push,
                                                     keep=self._keeper.keep, timeout=timeout))
 
+    def announce(self, event: JobEvent) -> None:
+        """Tell every observer of ``event`` (a service's own, say)."""
+        self._emit(event)
+
     def _emit(self, event: JobEvent) -> None:
         job = self.workers.get(event.guid)
         if job is not None and event.kind is EventKind.STATE and event.state in ENDED:
@@ -365,9 +375,11 @@ class Initiator(JobTable, Proactor, Service):
         """
         The daemon has begun to stop: from now on every change asked of it
         (a launch, an operator's stop or restart, a config change) raises
-        :class:`DaemonStopping`. :meth:`stopService` says so first too.
+        :class:`DaemonStopping`, and of every service too (a rollout that
+        runs stops where it is). :meth:`stopService` says so first too.
         """
         self._stopping = True
+        self.services.close()
 
     def stopService(self) -> Deferred[None]:
         """Stop every job (TERM, then KILL after ``stop_timeout``), then the pools."""
@@ -379,6 +391,7 @@ class Initiator(JobTable, Proactor, Service):
                  if job.state not in ENDED]
 
         def close(_: object) -> Deferred[list[tuple[bool, None]]]:  # pools, templates
+            self.services.release()  # their instances have ended: their sockets close
             own = [self._own_http.close()] if self._own_http is not None else []
             return DeferredList([self.launcher.close(), *own])
 

@@ -1,12 +1,17 @@
 """
-What an operator wants of each job, kept in the durable store.
+What an operator wants of each job and each service, kept in the durable
+store.
 
 The Initiator tells its :class:`Keeper` of every launch, stop, restart and
-config change before it acts on it, and of each job it forgets; the keeper
-writes it to the :class:`~turberfield_twisted.daemon.store.Store` (if there is
-one), so that a restarted daemon restores each job as its operator left
-it. The state a job is in is not kept: only what was asked. A write the
-store refuses raises :class:`StoreFailed` and the change is not made.
+config change before it acts on it, and of each job it forgets; its
+services tell it of each one made, scaled, rolled out or removed (it is
+their :class:`~turberfield_twisted.services.interfaces.IServiceKeeper`).
+The keeper writes it to the :class:`~turberfield_twisted.daemon.store.Store`
+(if there is one), so that a restarted daemon restores each job and
+service as its operator left it. The state a job is in is not kept: only
+what was asked. A service's instances are not kept as jobs: the service
+starts its count of them afresh. A write the store refuses raises
+:class:`StoreFailed` and the change is not made.
 """
 
 from __future__ import annotations
@@ -14,26 +19,32 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 
 import attrs
+from zope.interface import implementer
 
-from turberfield_twisted.daemon.store import JobRecord, Store
+from turberfield_twisted.daemon.store import JobRecord, ServiceRecord, Store
 from turberfield_twisted.errors import CannotForget, StoreFailed
 from turberfield_twisted.jobs.job import ENDED, Job, Wanted
 from turberfield_twisted.jobs.table import JobTable
+from turberfield_twisted.services.interfaces import IServiceKeeper, KeptService
+from turberfield_twisted.services.model import ServiceSpec
 
 __all__ = ["Keeper", "forget_ended"]
 
+
+@implementer(IServiceKeeper)
 @attrs.define
 class Keeper:
-    """Writes each job's record to ``store``; with no store, keeps nothing."""
+    """Writes each job's and service's record to ``store``; with no store, keeps nothing."""
 
     store: Store | None = None
 
     def keep(self, job: Job, overrides: Mapping[str, str] | None = None) -> None:
         """
         Keep ``job`` as it is now (with ``overrides`` in place of its own,
-        if given); raise :class:`StoreFailed` if it can't be.
+        if given; a service's instance is not kept); raise
+        :class:`StoreFailed` if it can't be.
         """
-        if self.store is not None:
+        if self.store is not None and job.service is None:
             self.store.put_job(JobRecord(
                 job.guid, job.module, job.session,
                 job.overrides if overrides is None else overrides, job.wanted.value,
@@ -56,6 +67,30 @@ class Keeper:
         """The job ``guid`` is gone from the table: forget it too."""
         if self.store is not None:
             self.store.forget_job(guid)
+
+    # -- services (IServiceKeeper) -------------------------------------------
+
+    def keep_service(self, spec: ServiceSpec, next_instance: int) -> None:
+        """See :meth:`IServiceKeeper.keep_service`."""
+        if self.store is not None:
+            self.store.put_service(ServiceRecord(
+                spec.name, spec.module, spec.session, spec.overrides, spec.host, spec.port,
+                spec.instances, spec.surge, spec.max_unavailable, spec.declared, next_instance))
+
+    def forget_service(self, name: str) -> None:
+        """See :meth:`IServiceKeeper.forget_service`."""
+        if self.store is not None:
+            self.store.forget_service(name)
+
+    def kept_services(self) -> list[KeptService]:
+        """See :meth:`IServiceKeeper.kept_services`."""
+        if self.store is None:
+            return []
+        return [(ServiceSpec(name=r.name, module=r.module, host=r.host, port=r.port,
+                             instances=r.instances, surge=r.surge,
+                             max_unavailable=r.max_unavailable, session=r.session,
+                             overrides=r.overrides, declared=r.declared), r.next_instance)
+                for r in self.store.services()]
 
 
 def forget_ended(table: JobTable, guid: str, forget_kept: Callable[[str], None]) -> Job:

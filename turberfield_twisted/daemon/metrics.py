@@ -1,13 +1,15 @@
 """
 Prometheus metrics of an initiator: its jobs, their transitions, how long
-a launch takes to be ready, the relay's requests and their latency, and
-its web-hooks, as the text that ``GET /metrics`` serves.
+a launch takes to be ready, the relay's requests and their latency, its
+web-hooks, and its services (instances ready, rollouts), as the text that
+``GET /metrics`` serves.
 
 Each :class:`Metrics` owns its own ``CollectorRegistry``: nothing goes to
 ``prometheus_client``'s global registry. Labels are the job state and
-module only (modules are bounded by the config's allow-list); a guid is
-never a label. What is counted is counted here; ``prometheus_client`` is
-loaded at the first scrape (a daemon nobody scrapes never loads it).
+module (modules are bounded by the config's allow-list), and a service's
+name (services are few, each made by an operator); a guid is never a
+label. What is counted is counted here; ``prometheus_client`` is loaded
+at the first scrape (a daemon nobody scrapes never loads it).
 """
 
 from __future__ import annotations
@@ -27,7 +29,8 @@ if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
     from prometheus_client.core import Metric
 
-__all__ = ["HOOK_FIELDS", "READY_BUCKETS", "RELAY_BUCKETS", "Histogram", "Metrics"]
+__all__ = ["HOOK_FIELDS", "READY_BUCKETS", "RELAY_BUCKETS", "ROLLOUT_OUTCOMES", "Histogram",
+           "Metrics", "ServiceCounts"]
 
 #: Bucket bounds (seconds) of the spawn -> ready histogram.
 READY_BUCKETS = (0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 2.0, 5.0, 10.0, 30.0)
@@ -79,6 +82,18 @@ class HookCounts(Protocol):
         ...
 
 
+class ServiceCounts(Protocol):
+    """What the metrics read of the services (a ``Services``): each one's instance counts."""
+
+    def ready_counts(self) -> dict[str, tuple[int, int]]:
+        """Each service's (ready instances, instances asked for), by name."""
+        ...
+
+
+#: The rollout outcomes counted, by the service event that says so.
+ROLLOUT_OUTCOMES = {"done": "rollout_done", "failed": "rollout_failed"}
+
+
 class Metrics:
     """
     The metrics of ``initiator``'s job table (and of ``hooks``, a
@@ -88,11 +103,15 @@ class Metrics:
     collector.
     """
 
-    def __init__(self, initiator: JobTable, hooks: HookCounts | None = None):
+    def __init__(self, initiator: JobTable, hooks: HookCounts | None = None,
+                 services: ServiceCounts | None = None):
         self.initiator = initiator
         self.hooks = hooks
+        self.services = services
         self.transitions: Counter[tuple[str, JobState]] = Counter()
         self.worker_events: Counter[str] = Counter()
+        #: What happened to services (service, event): rollouts, by how they ended.
+        self.service_events: Counter[tuple[str, str]] = Counter()
         #: Spawn -> ready, by module; when each starting job was spawned.
         self.ready_seconds: dict[str, Histogram] = {}
         self._spawned: dict[str, float] = {}
@@ -133,8 +152,11 @@ class Metrics:
         self.relay_seconds.observe(seconds)
 
     def _observe(self, event: JobEvent) -> None:
+        if event.kind is EventKind.SERVICE:
+            self.service_events[(event.guid, event.name)] += 1
+            return
         self._modules.add(event.module)
-        if event.kind is not EventKind.STATE:
+        if event.kind is not EventKind.STATE or event.state is None:
             self.worker_events[event.module] += 1
             return
         self.transitions[(event.module, event.state)] += 1
@@ -194,6 +216,31 @@ class Metrics:
 
         if self.hooks is not None:
             yield from self._hook_families(self.hooks)
+        if self.services is not None:
+            yield from self._service_families(self.services)
+
+    def _service_families(self, services: ServiceCounts) -> Iterator[Metric]:
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+        counts = services.ready_counts()
+        names = sorted(set(counts) | {name for name, _ in self.service_events})
+        ready = GaugeMetricFamily("proactor_service_instances_ready",
+                                  "Instances ready, by service.", labels=["service"])
+        wanted = GaugeMetricFamily("proactor_service_instances",
+                                   "Instances each service is asked to run.",
+                                   labels=["service"])
+        for name, (up, asked) in sorted(counts.items()):
+            ready.add_metric([name], up)
+            wanted.add_metric([name], asked)
+        yield ready
+        yield wanted
+        rollouts = CounterMetricFamily("proactor_service_rollouts",
+                                       "Rollouts that ended, by service and outcome.",
+                                       labels=["service", "outcome"])
+        for name in names:
+            for outcome, event in ROLLOUT_OUTCOMES.items():
+                rollouts.add_metric([name, outcome], self.service_events[(name, event)])
+        yield rollouts
 
     def _latency_families(self) -> Iterator[Metric]:
         from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily

@@ -16,12 +16,14 @@ from __future__ import annotations
 import secrets
 from collections.abc import Callable, Mapping
 from configparser import ConfigParser
+from typing import Any
 
 import attrs
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
+from turberfield_twisted.config.services import SERVICE_PREFIX
 from turberfield_twisted.config.settings import (
     JOB_PREFIX,
     DeclaredJob,
@@ -29,7 +31,7 @@ from turberfield_twisted.config.settings import (
     Settings,
     check_config,
 )
-from turberfield_twisted.configtext import origin
+from turberfield_twisted.configtext import origin, section_items
 from turberfield_twisted.daemon.initiator import Initiator
 from turberfield_twisted.daemon.store import JobRecord
 from turberfield_twisted.errors import (
@@ -63,7 +65,11 @@ class ConfigRefused(ConfigError, Invalid):
 
 @attrs.frozen
 class Reloaded:
-    """What a reload did to the declared jobs, by name, and what it could not apply."""
+    """
+    What a reload did to the declared jobs, by name, and what it could not
+    apply; what it did to the services (``services``: created, removed,
+    scaled, rolled_out, unchanged), shown if there are any.
+    """
 
     started: tuple[str, ...] = ()
     stopped: tuple[str, ...] = ()
@@ -72,10 +78,15 @@ class Reloaded:
     restart_needed: tuple[str, ...] = ()
     #: Keys of module sections that look like typos (file, line, key): see ``Settings``.
     warnings: tuple[str, ...] = ()
+    services: Mapping[str, tuple[str, ...]] = attrs.field(factory=dict, eq=False)
 
-    def as_json(self) -> dict[str, list[str]]:
+    def as_json(self) -> dict[str, Any]:
         """The answer of ``POST /reload``."""
-        return {key: list(value) for key, value in attrs.asdict(self).items()}
+        out: dict[str, Any] = {key: list(value) for key, value in attrs.asdict(self).items()
+                               if key != "services"}
+        if any(self.services.values()):
+            out["services"] = {key: list(value) for key, value in self.services.items()}
+        return out
 
 
 class Reconciler(Service):
@@ -138,6 +149,7 @@ class Reconciler(Service):
                       kept=len([r for r in kept.values() if not r.declared]),
                       store=self._kept_in,
                       declared=len(init.settings.declared))
+        init.services.restore()
 
     def _restore(self, record: JobRecord) -> None:
         wanted = Wanted(record.wanted)
@@ -221,19 +233,23 @@ class Reconciler(Service):
         except ConfigError as exc:
             raise ConfigRefused(exc.reason, exc.source, exc.line) from None
         running, running_token = self._runs_on()
-        old = init.settings
+        old, old_cfg = init.settings, init.cfg
         init.reconfigure(cfg, settings)
         for job in init.workers.values():
             module = settings.module(job.module)
             if job.tracker is not None and module is not None:
                 job.tracker.policy = module.policy  # from its next restart
         done = self._reconcile(old.declared, settings.declared)
+        changed = frozenset(name for name in settings.modules
+                            if section_items(old_cfg, name) != section_items(cfg, name))
+        services = init.services.reload(old, settings, changed)
         # Compared with what the daemon runs on, not with the last reload.
         needed = tuple(key for key in RESTART_KEYS
                        if getattr(running, key) != getattr(settings.initiator, key))
         if running_token != _token(cfg, guid):
             needed += ("admin_token",)
-        result = attrs.evolve(done, restart_needed=needed, warnings=settings.warnings)
+        result = attrs.evolve(done, restart_needed=needed, warnings=settings.warnings,
+                              services={key: tuple(names) for key, names in services.items()})
         for warning in settings.warnings:
             self.log.warn("config reloaded: {warning}", warning=warning)
         self.log.info("config reloaded: started {started}; stopped {stopped}; restarted"
@@ -257,6 +273,11 @@ class Reconciler(Service):
             if job is not None and not job.declared and job.state not in ENDED:
                 raise ConfigError(f"[{JOB_PREFIX}{name}] names a job launched through the API,"
                                   " which runs", decl.source, decl.line)
+        groups = self._initiator.services.groups
+        for name, service in settings.services.items():
+            if name in groups and not groups[name].spec.declared:
+                raise ConfigError(f"[{SERVICE_PREFIX}{name}] names a service made through the"
+                                  " API", service.source, service.line)
 
     def _reconcile(self, old: Mapping[str, DeclaredJob],
                    new: Mapping[str, DeclaredJob]) -> Reloaded:

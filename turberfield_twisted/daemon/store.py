@@ -4,10 +4,14 @@ The durable store: what the daemon keeps across its restarts, in SQLite
 
 It holds each job's guid, module, session, overrides, last port and the
 state its operator wants (running or stopped), and whether it is declared
-in the config; each web-hook's id, URL, events, secret and last sequence
-number; and each hook's undelivered records, in order. Every write is
-committed before the call returns, or raises :class:`~.errors.StoreFailed`
-having changed nothing: in WAL mode with ``synchronous=NORMAL``
+in the config; each service (its module, address, instance count,
+rollout settings, session and overrides, and the number its next
+instance takes); each web-hook's id, URL, events, secret and last
+sequence number; and each hook's undelivered records, in order. A store
+an older daemon wrote gains the tables it lacks when it is opened. Every
+write is committed before the call returns, or raises
+:class:`~.errors.StoreFailed` having changed nothing: in WAL mode with
+``synchronous=NORMAL``
 (the default) a commit survives a crash of the daemon (SIGKILL included)
 the instant after; with ``full`` it also survives a power cut, at the cost
 of an ``fsync`` per commit.
@@ -42,7 +46,7 @@ from turberfield_twisted.config.settings import SYNC_MODES
 from turberfield_twisted.daemon.statedir import STORE_FILE, StateDir
 from turberfield_twisted.errors import StateDirError, StoreFailed
 
-__all__ = ["HookRecord", "JobRecord", "QueuedRecord", "Store"]
+__all__ = ["HookRecord", "JobRecord", "QueuedRecord", "ServiceRecord", "Store"]
 
 #: The schema this code writes; a store with a higher one is refused.
 SCHEMA_VERSION = 1
@@ -117,6 +121,32 @@ CREATE TABLE IF NOT EXISTS counters (
 """
 
 
+#: The services' table: made in a new store, and added to one an older daemon
+#: wrote when this one opens it (an older one reads on without it).
+SERVICES_SCHEMA = """
+CREATE TABLE IF NOT EXISTS services (
+    name TEXT PRIMARY KEY,
+    module TEXT NOT NULL,
+    session TEXT,
+    overrides TEXT NOT NULL,
+    host TEXT NOT NULL,
+    port INTEGER NOT NULL,
+    instances INTEGER NOT NULL,
+    surge INTEGER NOT NULL,
+    max_unavailable INTEGER NOT NULL,
+    declared INTEGER NOT NULL,
+    next_instance INTEGER NOT NULL
+);
+"""
+
+
+def _run(db: sqlite3.Connection, script: str) -> None:
+    """Each statement of ``script``, in the transaction ``db`` has open."""
+    for statement in script.split(";"):
+        if statement.strip():
+            db.execute(statement)
+
+
 @attrs.frozen
 class JobRecord:
     """A job as the store keeps it. ``wanted`` is ``running`` or ``stopped``."""
@@ -128,6 +158,23 @@ class JobRecord:
     wanted: str = "running"
     declared: bool = False
     port: int = 0
+
+
+@attrs.frozen
+class ServiceRecord:
+    """A service as the store keeps it, and the number its next instance takes."""
+
+    name: str
+    module: str
+    session: str | None
+    overrides: Mapping[str, str] = attrs.field(converter=frozen_map, repr=False)
+    host: str = "127.0.0.1"
+    port: int = 0
+    instances: int = 1
+    surge: int = 1
+    max_unavailable: int = 0
+    declared: bool = False
+    next_instance: int = 1
 
 
 @attrs.frozen
@@ -213,9 +260,8 @@ class Store:
         db = sqlite3.connect(str(state.path / _NEW), isolation_level=None)
         try:
             db.execute("BEGIN IMMEDIATE")
-            for statement in (_SCHEMA + ACCESS_SCHEMA).split(";"):
-                if statement.strip():
-                    db.execute(statement)
+            for script in (_SCHEMA, ACCESS_SCHEMA, SERVICES_SCHEMA):
+                _run(db, script)
             db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
             db.execute("COMMIT")
         finally:
@@ -245,9 +291,8 @@ class Store:
                 raise StoreFailed(f"the store {self.path} can't use WAL mode ({mode})")
             self._db.execute(f"PRAGMA synchronous={sync.upper()}")
             with self._transaction():  # the migration of a store an older daemon wrote
-                for statement in ACCESS_SCHEMA.split(";"):
-                    if statement.strip():
-                        self._db.execute(statement)
+                for script in (ACCESS_SCHEMA, SERVICES_SCHEMA):
+                    _run(self._db, script)
 
     @contextmanager
     def _errors(self, doing: str) -> Iterator[None]:
@@ -315,6 +360,40 @@ class Store:
     def forget_job(self, guid: str) -> None:
         """Forget the job ``guid`` (nothing if it is not kept)."""
         self._write("forget a job", ("DELETE FROM jobs WHERE guid = ?", (guid,)))
+
+    # -- services ----------------------------------------------------------
+
+    def services(self) -> list[ServiceRecord]:
+        """Every service kept, in the order each was first kept."""
+        with self._errors("read its services"):
+            rows = self._db.execute(
+                "SELECT name, module, session, overrides, host, port, instances, surge,"
+                " max_unavailable, declared, next_instance FROM services ORDER BY rowid"
+            ).fetchall()
+        return [ServiceRecord(name, module, session, json.loads(overrides), host, port,
+                              instances, surge, max_unavailable, bool(declared), next_instance)
+                for name, module, session, overrides, host, port, instances, surge,
+                max_unavailable, declared, next_instance in rows]
+
+    def put_service(self, record: ServiceRecord) -> None:
+        """Keep ``record`` (replacing the one of its name; its place in order stays)."""
+        self._write("keep a service", (
+            "INSERT INTO services (name, module, session, overrides, host, port, instances,"
+            " surge, max_unavailable, declared, next_instance)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (name) DO UPDATE SET"
+            " module = excluded.module, session = excluded.session,"
+            " overrides = excluded.overrides, host = excluded.host, port = excluded.port,"
+            " instances = excluded.instances, surge = excluded.surge,"
+            " max_unavailable = excluded.max_unavailable, declared = excluded.declared,"
+            " next_instance = excluded.next_instance",
+            (record.name, record.module, record.session,
+             json.dumps(dict(record.overrides), sort_keys=True), record.host, record.port,
+             record.instances, record.surge, record.max_unavailable, int(record.declared),
+             record.next_instance)))
+
+    def forget_service(self, name: str) -> None:
+        """Forget service ``name`` (nothing if it is not kept)."""
+        self._write("forget a service", ("DELETE FROM services WHERE name = ?", (name,)))
 
     # -- web-hooks ---------------------------------------------------------
 

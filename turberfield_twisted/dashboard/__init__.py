@@ -48,6 +48,7 @@ FILES: Mapping[str, str] = MappingProxyType({
     "launch.js": _JS,
     "job.js": _JS,
     "hooks.js": _JS,
+    "services.js": _JS,
 })
 
 #: The Content-Security-Policy of every dashboard answer.

@@ -1,12 +1,14 @@
-// The dashboard: log in with a token of any role, then the jobs, a job's page and
-// the web-hooks, kept live by one event stream (GET /events). What the token's role
-// may not do is hidden (body[data-role], app.css); the API refuses it all the same.
+// The dashboard: log in with a token of any role, then the jobs, a job's page, the
+// services and the web-hooks, kept live by one event stream (GET /events). What the
+// token's role may not do is hidden (body[data-role], app.css); the API refuses it
+// all the same.
 
 import { call, token } from "./api.js";
 import { fill, say, setText } from "./dom.js";
 import { HooksPage } from "./hooks.js";
 import { JobPage } from "./job.js";
 import { JobsPage } from "./jobs.js";
+import { ServicesPage } from "./services.js";
 import { JobStore } from "./store.js";
 import { EventStream } from "./stream.js";
 
@@ -120,6 +122,7 @@ class App {
     if (name === "open" && this.stream?.opened) this.store.refresh(); // back after a drop
     if (name === "open" && this.stream) this.stream.opened = true;
     this.store.event(name, data);
+    this.page?.event?.(name, data);
   }
 
   setStatus(status) {
@@ -143,11 +146,14 @@ class App {
       page = new JobPage(this, rest.join("/"));
     } else if (section === "hooks") {
       page = new HooksPage(this);
+    } else if (section === "services") {
+      page = new ServicesPage(this);
     } else {
       page = new JobsPage(this);
     }
+    const current = ["hooks", "services"].includes(section) ? section : "jobs";
     for (const link of this.nav.querySelectorAll("a")) {
-      if (link.dataset.page === (section === "hooks" ? "hooks" : "jobs")) link.setAttribute("aria-current", "page");
+      if (link.dataset.page === current) link.setAttribute("aria-current", "page");
       else link.removeAttribute("aria-current");
     }
     this.page = page;

@@ -19,6 +19,7 @@ from turberfield_twisted.config.names import EVENT_NAME
 from turberfield_twisted.config.readers import Network, networks
 from turberfield_twisted.errors import Invalid
 from turberfield_twisted.jobs.job import EventKind, JobEvent, JobState
+from turberfield_twisted.services.model import SERVICE_EVENTS
 
 __all__ = [
     "Address",
@@ -120,23 +121,40 @@ def check_url(url: Any, allow: Iterable[Network]) -> str:
 
 
 #: What a hook may subscribe to besides a job state's name.
-EVERYTHING, WORKER_PREFIX = "*", "worker:"
+EVERYTHING, WORKER_PREFIX, SERVICE_PREFIX = "*", "worker:", "service:"
 
 
 def event_filter_matches(name: str, event: JobEvent) -> bool:
-    """Whether filter ``name`` (a state, ``*``, ``worker:*`` or ``worker:NAME``) takes ``event``."""
+    """
+    Whether filter ``name`` (a state, ``*``, ``worker:*``, ``worker:NAME``,
+    ``service:*`` or ``service:EVENT``) takes ``event``.
+    """
     if name == EVERYTHING:
         return True
     if event.kind is EventKind.WORKER:
         return name in (f"{WORKER_PREFIX}*", WORKER_PREFIX + event.name)
+    if event.kind is EventKind.SERVICE:
+        return name in (f"{SERVICE_PREFIX}*", SERVICE_PREFIX + event.name)
     return name == event.name
+
+
+def _allowed(event: Any, states: builtins.list[str]) -> bool:
+    if not isinstance(event, str):
+        return False
+    if event in (EVERYTHING, *states, f"{SERVICE_PREFIX}*"):
+        return True
+    if event.startswith(SERVICE_PREFIX):
+        return event[len(SERVICE_PREFIX):] in SERVICE_EVENTS
+    name = event[len(WORKER_PREFIX):] if event.startswith(WORKER_PREFIX) else None
+    return name is not None and (name == "*" or EVENT_NAME.accepts(name))
 
 
 def check_events(events: Any) -> builtins.list[str]:
     """
     ``events`` without repeats, if it is a list of up to 32 filters: ``*``,
-    a job state's name, ``worker:*`` or ``worker:NAME``; else HookRejected
-    saying what is allowed.
+    a job state's name, ``worker:*``, ``worker:NAME``, ``service:*`` or
+    ``service:EVENT`` (one of :data:`~.services.model.SERVICE_EVENTS`);
+    else HookRejected saying what is allowed.
     """
     if not isinstance(events, builtins.list | tuple) or not events:
         raise HookRejected("events must be a non-empty list of event names")
@@ -144,13 +162,11 @@ def check_events(events: Any) -> builtins.list[str]:
         raise HookRejected(f"at most {_MAX_EVENTS} events per hook")
     states = [state.value for state in JobState]
     for event in events:
-        worker = isinstance(event, str) and event.startswith(WORKER_PREFIX)
-        name = event[len(WORKER_PREFIX):] if worker else None
-        if not (event in (EVERYTHING, *states)
-                or (name is not None and (name == "*" or EVENT_NAME.accepts(name)))):
+        if not _allowed(event, states):
             shown = repr(event[:40]) if isinstance(event, str) else "a non-string"
             raise HookRejected(
                 f"unknown event {shown}: allowed are '*', the job states"
                 f" ({', '.join(states)}), 'worker:*' and 'worker:NAME' for a worker's"
-                " own events")
+                f" own events, 'service:*' and 'service:EVENT'"
+                f" ({', '.join(sorted(SERVICE_EVENTS))})")
     return builtins.list(dict.fromkeys(events))

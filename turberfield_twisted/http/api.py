@@ -9,7 +9,8 @@ naming the role if it is lower); a job's own calls (``GET /config/{guid}``, ``PO
 /jobs/{guid}/events`` and ``/listening``) need that job's token. A request
 under ``/jobs/{guid}/proxy/`` is relayed to the job's worker (so no worker
 path is shadowed by the API's own); ``/hooks`` is
-:class:`~turberfield_twisted.http.hooks.HooksAPI`, ``/tokens`` (with
+:class:`~turberfield_twisted.http.hooks.HooksAPI`, ``/services``
+:class:`~.services_api.ServicesAPI`, ``/tokens`` (with
 ``/audit`` and ``/whoami``) :class:`~.access_api.AccessAPI`; ``/ui/`` is the web
 dashboard (:mod:`turberfield_twisted.dashboard`), and ``/`` leads there.
 
@@ -49,6 +50,7 @@ from turberfield_twisted.http.mounts import Mounts
 from turberfield_twisted.http.placement import REPORT_KEYS, take_report
 from turberfield_twisted.http.relay import Relay
 from turberfield_twisted.http.roles import ROLES
+from turberfield_twisted.http.services_api import ServicesAPI
 from turberfield_twisted.http.site import ApiSite, RelayFirst, relay_request
 from turberfield_twisted.http.streams import Streams
 from turberfield_twisted.http.upstream import Choose, Upstream, upstream_of
@@ -72,7 +74,8 @@ def served_routes() -> list[tuple[str, str]]:
     from turberfield_twisted.http import openapi
 
     return [*openapi.routes(ControlAPI.app), *openapi.routes(HooksAPI.app, "/hooks"),
-            *openapi.routes(AccessAPI.app, "/tokens")]
+            *openapi.routes(AccessAPI.app, "/tokens"),
+            *openapi.routes(ServicesAPI.app, "/services")]
 
 
 class ControlAPI:
@@ -134,6 +137,8 @@ class ControlAPI:
         #: The ``/hooks`` routes.
         self.hooks_api = HooksAPI(hooks, self.gate, max_body,
                                   stopping=lambda: initiator.stopping)
+        #: The ``/services`` routes (and their relay, mounted on this one's).
+        self.services_api = ServicesAPI(initiator, self.gate, max_body, self.mounts, reactor)
         #: ``/tokens``, ``/audit`` and ``/whoami``.
         self.access_api = AccessAPI(self.gate, audit, max_body)
         self.dashboard = Dashboard()  #: The web dashboard's files, under ``/ui/``.
@@ -191,7 +196,7 @@ class ControlAPI:
     def _job(self, request: Request, guid: str) -> Job:
         """Job ``guid``, if the caller's token may act on it (its module or service)."""
         job = self.initiator.job(guid)
-        check_scope(request, job.module)
+        check_scope(request, job.module, job.service)
         return job
 
     def _job_caller(self, request: Request, guid: str) -> Job:
@@ -294,7 +299,7 @@ class ControlAPI:
         """Every job the initiator knows, ended ones too."""
         caller = caller_of(request)
         jobs = job_views([job for job in self.initiator.workers.values()
-                          if caller is None or caller.may_touch(job.module)],
+                          if caller is None or caller.may_touch(job.module, job.service)],
                          self.reactor.seconds())
         return json_response(request, 200, {"jobs": jobs})
 
@@ -427,6 +432,13 @@ class ControlAPI:
             request.postpath = [b""]  # ``/hooks`` itself is the mounted app's ``/``
         return self.hooks_api.app.resource()
 
+    @app.route("/services", branch=True)
+    def services_routes(self, request: Request) -> KleinResource:
+        """``/services`` and below: the services' routes, answered by :class:`ServicesAPI`."""
+        if not request.postpath:
+            request.postpath = [b""]  # ``/services`` itself is the mounted app's ``/``
+        return self.services_api.app.resource()
+
     @app.route("/tokens", branch=True)
     def tokens_routes(self, request: Request) -> KleinResource:
         """``/tokens`` and below: tokens and the rotation (:class:`AccessAPI`)."""
@@ -468,6 +480,11 @@ class ControlAPI:
         """Job ``guid``'s worker, if the caller's token may act on the job."""
         return upstream_of(self._job(request, guid))
 
-    def mount(self, pattern: re.Pattern[bytes], choose: Choose) -> None:
-        """Relay the paths ``pattern`` matches as ``choose`` says: see :meth:`.Mounts.mount`."""
-        self.mounts.mount(pattern, choose)
+    def mount(self, pattern: re.Pattern[bytes], choose: Choose,
+              admit: Callable[[Any], None] | None = None) -> None:
+        """
+        Relay the paths ``pattern`` matches as ``choose`` says, admitting
+        callers as ``admit`` does (by default as a job's relay does): see
+        :meth:`.Mounts.mount`.
+        """
+        self.mounts.mount(pattern, choose, admit or self._relay_admit)

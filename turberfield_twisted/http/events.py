@@ -39,7 +39,9 @@ __all__ = ["Entry", "EventStream", "Journal", "parse_event_id", "sse"]
 class Entry:
     """
     One numbered entry of the stream: its number ``id`` in the daemon's run
-    ``run``, SSE ``event`` name, ``guid`` and data.
+    ``run``, SSE ``event`` name, ``guid`` and data; ``names``: the module and
+    service (if any) an event is about, what a token's scope is checked
+    against (empty: look the job up by its guid).
     """
 
     run: str
@@ -47,6 +49,7 @@ class Entry:
     event: str
     guid: str
     data: bytes = attrs.field(repr=False)
+    names: tuple[str, ...] = ()
 
     def encode(self) -> bytes:
         """The entry as one Server-Sent Event, its id ``RUN-N``."""
@@ -97,8 +100,9 @@ class Journal:
         self._listeners: Observers[Entry] = Observers()
 
     def event(self, event: JobEvent) -> None:
-        """Record a job event (SSE event name: its kind, ``state`` or ``worker``)."""
-        self._add(event.kind.value, event.guid, _json(event.as_json()))
+        """Record a job event (SSE event name: its kind, ``state``, ``worker`` or ``service``)."""
+        names = (event.module, event.service) if event.service else (event.module,)
+        self._add(event.kind.value, event.guid, _json(event.as_json()), names=names)
 
     def line(self, line: OutputLine) -> None:
         """Record a line of a job's output (SSE event name ``log``)."""
@@ -112,9 +116,10 @@ class Journal:
         """
         self._add("audit", "", _json(record.as_json()), keep=False)
 
-    def _add(self, name: str, guid: str, data: bytes, keep: bool = True) -> None:
+    def _add(self, name: str, guid: str, data: bytes, keep: bool = True,
+             names: tuple[str, ...] = ()) -> None:
         self.last_id += 1
-        entry = Entry(self.run, self.last_id, name, guid, data)
+        entry = Entry(self.run, self.last_id, name, guid, data, names)
         if not keep:
             self._listeners.emit(entry)
             return

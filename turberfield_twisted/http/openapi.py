@@ -26,6 +26,7 @@ from turberfield_twisted.http.openapi_access import (
     ACCESS_SCHEMAS,
     SECURITY_SCHEMES,
 )
+from turberfield_twisted.http.openapi_services import SERVICE_OPERATIONS, SERVICE_SCHEMAS
 from turberfield_twisted.http.roles import JOB, PUBLIC, ROLES, Needed
 from turberfield_twisted.http.schemas import JSON, SCHEMAS, SSE, ref
 from turberfield_twisted.jobs.job import JobState
@@ -271,6 +272,7 @@ OPERATIONS: Mapping[tuple[str, str], dict[str, Any]] = {
         parameters=[_GUID, {"name": "path", "in": "path", "required": True,
                             "schema": {"type": "string"}}]),
     **ACCESS_OPERATIONS,
+    **SERVICE_OPERATIONS,
 }
 
 
@@ -328,7 +330,7 @@ def document(pairs: Iterable[tuple[str, str]], title: str = "turberfield-twisted
                                 " JSON {\"error\": \"...\"}."},
         "paths": paths,
         "components": {
-            "schemas": {**SCHEMAS, **ACCESS_SCHEMAS},
+            "schemas": {**SCHEMAS, **ACCESS_SCHEMAS, **SERVICE_SCHEMAS},
             "securitySchemes": dict(SECURITY_SCHEMES),
         },
     }

@@ -15,8 +15,15 @@ from collections.abc import Mapping
 from typing import Any
 
 from turberfield_twisted.config.names import EVENT_NAME, GUID, KEY, MAX_VALUE, SESSION, STEP
-from turberfield_twisted.hooks.rules import _MAX_EVENTS, _MAX_URL, EVERYTHING, WORKER_PREFIX
+from turberfield_twisted.hooks.rules import (
+    _MAX_EVENTS,
+    _MAX_URL,
+    EVERYTHING,
+    SERVICE_PREFIX,
+    WORKER_PREFIX,
+)
 from turberfield_twisted.jobs.job import JobState
+from turberfield_twisted.services.model import SERVICE_EVENTS
 
 __all__ = ["JSON", "SCHEMAS", "SSE", "ref"]
 
@@ -64,7 +71,8 @@ _IPV4_HOST = rf"^(22[0-3]|2[01][0-9]|1[0-9]{{2}}|[1-9][0-9]?)(\.{_OCTET}){{3}}$"
 
 
 _HOOK_EVENT = {"anyOf": [
-    {"enum": [EVERYTHING, f"{WORKER_PREFIX}*", *_STATES]},
+    {"enum": [EVERYTHING, f"{WORKER_PREFIX}*", *_STATES, f"{SERVICE_PREFIX}*",
+              *sorted(SERVICE_PREFIX + event for event in SERVICE_EVENTS)]},
     {"type": "string", "pattern": f"^{WORKER_PREFIX}{EVENT_NAME.core}$"},
 ]}
 
@@ -105,6 +113,8 @@ SCHEMAS: Mapping[str, Any] = {
             "wanted": {"enum": ["running", "stopped"]},
             "declared": {"type": "boolean"},
             "requires": {"type": "array", "items": {"type": "string"}},
+            "service": {"type": ["string", "null"],
+                        "description": "The service it is an instance of, if one."},
             "uptime": {"type": ["number", "null"], "description": "Seconds since its spawn."},
             "rss": {"type": ["integer", "null"], "description": "Its process group's RSS, bytes."},
             "cpu": {"type": ["number", "null"], "description": "Its group's CPU seconds."},
@@ -160,9 +170,14 @@ SCHEMAS: Mapping[str, Any] = {
                                    "data": {}}},
     "Reloaded": {"type": "object",
                  "required": ["started", "stopped", "restarted", "unchanged", "restart_needed"],
-                 "properties": {key: {"type": "array", "items": {"type": "string"}} for key in
-                                ("started", "stopped", "restarted", "unchanged",
-                                 "restart_needed", "warnings")}},
+                 "properties": {**{key: {"type": "array", "items": {"type": "string"}} for key in
+                                   ("started", "stopped", "restarted", "unchanged",
+                                    "restart_needed", "warnings")},
+                                "services": {"type": "object", "description": "The services"
+                                             " made, removed, scaled, rolled out, unchanged.",
+                                             "additionalProperties": {
+                                                 "type": "array",
+                                                 "items": {"type": "string"}}}}},
     "Listening": {"type": "object", "required": ["host", "port"],
                   "additionalProperties": False,
                   "properties": {
@@ -210,7 +225,17 @@ SCHEMAS: Mapping[str, Any] = {
                        "guid": {"type": "string"}, "module": {"type": "string"},
                        "time": {"type": "number"}, "port": {"type": "integer"},
                        "pid": {"type": ["integer", "null"]}, "restarts": {"type": "integer"},
-                       "last_error": {"type": ["string", "null"]}, "data": {}}},
+                       "last_error": {"type": ["string", "null"]}, "data": {},
+                       "service": {"type": "string",
+                                   "description": "The service it is an instance of."}}},
+    "ServiceEvent": {
+        "type": "object", "required": ["kind", "event", "service", "module", "time"],
+        "description": "Something happened to a service (made, scaled, removed, a rollout"
+                       " started, done or failed): as web-hooks and the event stream send it.",
+        "properties": {"kind": {"const": "service"},
+                       "event": {"enum": sorted(SERVICE_EVENTS)},
+                       "service": {"type": "string"}, "module": {"type": "string"},
+                       "time": {"type": "number"}, "data": {}}},
     "StreamOpen": {"type": "object", "required": ["last"],
                    "properties": {"last": {"type": "string", "description": "The id of the"
                                            " last entry so far (RUN-N)."}}},
@@ -228,5 +253,6 @@ SCHEMAS: Mapping[str, Any] = {
         "oneOf": [_event_item("open", "StreamOpen", with_id=False),
                   _event_item("gap", "StreamGap", with_id=False),
                   _event_item("state", "JobEvent"), _event_item("worker", "JobEvent"),
-                  _event_item("log", "LogLine"), _event_item("audit", "AuditRecord")]},
+                  _event_item("service", "ServiceEvent"), _event_item("log", "LogLine"),
+                  _event_item("audit", "AuditRecord")]},
 }

@@ -1,8 +1,9 @@
 """
 The event streams of the control API's callers: each opened with what the
-caller's token may see (audit records: admins only; a scoped token: its
-modules' jobs only), and ended at once when that token stops working
-(revoked, the admin token rotated out, or expired).
+caller's token may see (audit records: admins only; a scoped token: the
+jobs and services its scope names, by module or service name), and ended
+at once when that token stops working (revoked, the admin token rotated
+out, or expired).
 """
 
 from __future__ import annotations
@@ -45,9 +46,13 @@ class Streams:
             if entry.event == "audit":
                 return admin
             if caller is not None and caller.scope:
-                job = self._job_of(entry.guid)
-                if job is None or not caller.may_touch(job.module):
-                    return False
+                if entry.names:  # an event: of a module, and a service's
+                    if not caller.may_touch(*entry.names):
+                        return False
+                else:  # a line of output: its job's
+                    job = self._job_of(entry.guid)
+                    if job is None or not caller.may_touch(job.module, job.service):
+                        return False
             return entry.event != "log" or entry.guid == logs
 
         stream = EventStream(self._journal, request, self._reactor, wanted)

@@ -90,24 +90,28 @@ Choose = Callable[[str, Relayed], Upstream]
 class Mount:
     """
     Relayed paths: ``pattern`` matches a request's path and its first
-    group is the name ``choose`` is given.
+    group is the name ``choose`` is given; ``admit(request)`` checks the
+    caller first (its token: raise what the API answers).
     """
 
     pattern: re.Pattern[bytes]
     choose: Choose
+    admit: Callable[[Relayed], None]
 
 
-def upstream_of(job: Job) -> Upstream:
+def upstream_of(job: Job, mount: bytes | None = None) -> Upstream:
     """
-    ``job``'s worker, under ``/jobs/{guid}/proxy`` (RelayError 502 if it is
-    not running or has not said where it listens).
+    ``job``'s worker, its paths under ``mount`` (by default its own,
+    ``/jobs/{guid}/proxy``); RelayError 502 if it is not running or has not
+    said where it listens.
     """
     guid = job.guid
     if job.state not in RELAY_STATES:
         raise RelayError(502, f"job {guid} is {job.state.value}, not running")
     if not job.host:
         raise RelayError(502, f"job {guid} has not said where it listens yet")
-    mount = f"/jobs/{guid}/proxy".encode("ascii")  # a guid is ASCII (config.names.GUID)
+    if mount is None:
+        mount = f"/jobs/{guid}/proxy".encode("ascii")  # a guid is ASCII (config.names.GUID)
     return Upstream(job.host, job.port, job.token, mount, guid)
 
 

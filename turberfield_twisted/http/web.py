@@ -45,13 +45,16 @@ from turberfield_twisted.errors import (
     Invalid,
     NoFreePort,
     NotReady,
+    OverMaxInstances,
     OverrideNotAllowed,
     PlacementRefused,
     PlacementUnchecked,
+    ServiceConflict,
     SpawnFailed,
     StoreFailed,
     UnknownJob,
     UnknownModule,
+    UnknownService,
 )
 from turberfield_twisted.hooks.dispatcher import UnknownHook
 from turberfield_twisted.hooks.rules import HookNotAllowed
@@ -100,6 +103,7 @@ STATUSES: Mapping[type[Exception], int] = MappingProxyType({
     Invalid: 400,  # BadGuid, BadOverride, HookRejected, a route's own checks
     Unauthorized: 401,
     OverrideNotAllowed: 403,
+    OverMaxInstances: 403,
     HookNotAllowed: 403,
     Forbidden: 403,
     OutOfScope: 403,
@@ -107,12 +111,14 @@ STATUSES: Mapping[type[Exception], int] = MappingProxyType({
     UnknownToken: 404,
     UnknownModule: 404,
     UnknownHook: 404,
+    UnknownService: 404,
     NotFound: 404,
     RequestRedirect: 404,  # werkzeug's slash redirect: no such route here
     MethodNotAllowed: 405,
     NotReady: 409,
     GuidTaken: 409,
     PlacementRefused: 409,
+    ServiceConflict: 409,
     CannotForget: 409,
     TokenTaken: 409,
     BodyTooLarge: 413,

@@ -22,7 +22,7 @@ from turberfield_twisted.config.policy import Limits, explain_exit
 from turberfield_twisted.configtext import redact
 from turberfield_twisted.contract import ENDED, JobState
 from turberfield_twisted.jobs.supervision import RestartTracker
-from turberfield_twisted.launch.interfaces import IWorkerProcess
+from turberfield_twisted.launch.interfaces import IWorkerProcess, ListenSocket
 from turberfield_twisted.launch.protocol import ExitStatus, OutputTail
 
 if TYPE_CHECKING:
@@ -62,6 +62,9 @@ class EventKind(StrEnum):
     STATE = "state"
     #: The job's worker posted an event (``name`` is the worker's name for it).
     WORKER = "worker"
+    #: Something happened to a service (``name`` says what, ``guid`` is the service's
+    #: name): made, scaled, removed, a rollout started, done or failed.
+    SERVICE = "service"
 
 
 @attrs.frozen
@@ -69,7 +72,10 @@ class JobEvent:
     """
     One thing that happened to a job: it entered ``state`` (``kind``
     STATE), or its worker posted event ``name`` with ``data`` (``kind``
-    WORKER). The other fields are the job as it was then.
+    WORKER). The other fields are the job as it was then; ``service`` is
+    the service it is an instance of, if it is one. An event of a service
+    itself (``kind`` SERVICE) names the service in ``guid`` and ``service``,
+    what happened in ``name`` and the rest in ``data``.
     """
 
     kind: EventKind
@@ -77,17 +83,24 @@ class JobEvent:
     guid: str
     module: str
     time: float
-    state: JobState
+    #: None in a service's own event.
+    state: JobState | None
     port: int = 0
     pid: int | None = None
     restarts: int = 0
     last_error: str | None = None
     data: Any = None
+    service: str | None = None
 
     def as_json(self) -> dict[str, Any]:
         """The event as web-hooks and the event stream send it."""
+        if self.kind is EventKind.SERVICE:
+            return {"kind": self.kind.value, "event": self.name, "service": self.service,
+                    "module": self.module, "time": self.time, "data": self.data}
         out: dict[str, Any] = {"kind": self.kind.value, "event": self.name, "guid": self.guid,
                                "module": self.module, "time": self.time}
+        if self.service is not None:
+            out["service"] = self.service
         if self.kind is EventKind.STATE:
             out.update(port=self.port, pid=self.pid, restarts=self.restarts,
                        last_error=self.last_error)
@@ -157,6 +170,10 @@ class Job:
     config_lock: DeferredLock = attrs.field(factory=DeferredLock, repr=False)
     #: The last reading of its process group's memory and CPU time (:func:`~.procstat.job_stats`).
     usage: Reading | None = attrs.field(default=None, repr=False)
+    #: The service it is an instance of (None: a job of its own).
+    service: str | None = None
+    #: The listening sockets its worker is handed at each start (its service's).
+    sockets: tuple[ListenSocket, ...] = attrs.field(default=(), repr=False)
 
     def url(self, path: str = "") -> str:
         """``http://HOST:PORT`` + ``path``: where this job's worker listens (IPv6 bracketed)."""
@@ -174,7 +191,7 @@ class Job:
         return JobEvent(kind=kind, name=self.state.value if name is None else name,
                         guid=self.guid, module=self.module, time=time, state=self.state,
                         port=self.port, pid=self.pid, restarts=self.restarts,
-                        last_error=self.last_error, data=data)
+                        last_error=self.last_error, data=data, service=self.service)
 
     def failure(self, status: ExitStatus, ready_timeout: float) -> str:
         """Why this run failed, with its last stderr lines (else its stdout)."""
@@ -203,6 +220,7 @@ class Job:
             "wanted": self.wanted.value,
             "declared": self.declared,
             "requires": list(self.requires),
+            "service": self.service,
         }
 
 

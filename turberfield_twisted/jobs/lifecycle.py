@@ -248,12 +248,13 @@ class Lifecycle:
     def _spawn(self, job: Job) -> SpawnFailed | None:
         """Spawn ``job``; if it can't be, it is failed, and the error is returned."""
         addr = self._listen_addr(job.module)
-        limits = self._settings().limits_for(job.module, job.guid if job.declared else None)
+        limits = self._settings().limits_for(job.module, job.guid if job.declared else None,
+                                             job.service)
         try:
             config = self._render(job)
             process = self.launcher.spawn(job.module, job.guid, job.port, config,
                                           lambda stream, text: self.line(job, stream, text),
-                                          limits)
+                                          limits, job.sockets)
         except SpawnFailed as exc:
             job.last_error = str(exc)
             self.log.error("job {guid} ({module}) could not be spawned: {error}",

@@ -14,8 +14,9 @@ launcher (:mod:`.local`), warm forks (:mod:`.warm`) and Slurm job steps
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
+import attrs
 from twisted.internet.defer import Deferred
 from zope.interface import Attribute, Interface
 
@@ -25,7 +26,21 @@ from turberfield_twisted.launch.protocol import ExitStatus
 #: ``on_line(stream, text)``: one line of a worker's output ("stdout" or "stderr").
 LineSink = Callable[[str, str], None]
 
-__all__ = ["ILauncher", "ILocalProcess", "IRemoteProcess", "IWorkerProcess", "LineSink"]
+__all__ = ["ILauncher", "ILocalProcess", "IRemoteProcess", "IWorkerProcess", "LineSink",
+           "ListenSocket"]
+
+
+@attrs.frozen
+class ListenSocket:
+    """
+    A listening socket a worker inherits (a service's shared socket): its
+    ``name`` (``LISTEN_FDNAMES``) and the daemon's ``fd`` of it, which the
+    daemon keeps open for as long as the worker may be started with it.
+    """
+
+    name: str
+    fd: int
+
 
 class IWorkerProcess(Interface):
     """One running worker, as its launcher started it."""
@@ -103,14 +118,24 @@ class ILauncher(Interface):
 
     def spawn(
         module: str, guid: str, port: int, config: bytes, on_line: LineSink,
-        limits: Limits | None = None,
+        limits: Limits | None = None, sockets: Sequence[ListenSocket] = (),
     ) -> IWorkerProcess:
         """
         Start ``python -P -m module --guid guid --port port`` in a session
         of its own, ``config`` written to its stdin, each output line given
         to ``on_line``, under ``limits``' rlimits where the launcher sets
-        them (each launcher says when, and whether). Raise
-        :class:`SpawnFailed` if it can't.
+        them (each launcher says when, and whether), ``sockets`` handed
+        down as systemd's socket activation does (fds 3 on, ``LISTEN_FDS``,
+        ``LISTEN_PID``; its lifeline and ready fd after them). Raise
+        :class:`SpawnFailed` if it can't (a launcher that can't hand down
+        sockets says so).
+        """
+
+    def renew(module: str) -> Deferred[None]:
+        """
+        The next workers of ``module`` must run its code as it is now (a
+        rollout): drop what holds the old code (a warm template); fire once
+        what replaces it is ready, or is not going to be.
         """
 
     def prepare(modules: list[str]) -> None:

@@ -35,9 +35,15 @@ from zope.interface import implementer
 
 from turberfield_twisted.config.names import MODULE
 from turberfield_twisted.config.policy import Limits
-from turberfield_twisted.contract import LIFELINE_FD, READY_FD, reachable
+from turberfield_twisted.contract import (
+    LISTEN_FDS_START,
+    lifeline_fd,
+    reachable,
+    ready_fd,
+    socket_env,
+)
 from turberfield_twisted.errors import SpawnFailed, UnknownModule
-from turberfield_twisted.launch.interfaces import ILauncher, ILocalProcess, LineSink
+from turberfield_twisted.launch.interfaces import ILauncher, ILocalProcess, LineSink, ListenSocket
 from turberfield_twisted.launch.ports import port_in_use
 from turberfield_twisted.launch.protocol import ExitStatus, WorkerProtocol
 from turberfield_twisted.launch.reactor import IDaemonReactor
@@ -47,6 +53,8 @@ __all__ = [
     "LocalProcess",
     "ProtocolProcess",
     "rlimit_command",
+    "socket_argv",
+    "socket_fds",
     "spawn_in_session",
     "valid_module_name",
     "worker_argv",
@@ -61,6 +69,29 @@ def valid_module_name(module: str) -> bool:
 def worker_argv(python: str, module: str, guid: str, port: int) -> list[str]:
     """The worker command line: ``python -P -m MODULE --guid G --port P``."""
     return [python, "-P", "-m", module, "--guid", guid, "--port", str(port)]
+
+
+#: Sets ``LISTEN_PID`` to the worker's own pid, then runs it (``sh -c SCRIPT ARGV...``):
+#: posix_spawn sets a child's environment before its pid is known.
+_LISTEN_PID = 'export LISTEN_PID=$$; exec "$0" "$@"'
+
+
+def socket_argv(argv: list[str], sockets: Sequence[ListenSocket]) -> list[str]:
+    """``argv``, run so that it is handed ``sockets`` with its own pid in ``LISTEN_PID``."""
+    return ["/bin/sh", "-c", _LISTEN_PID, *argv] if sockets else argv
+
+
+def socket_fds(sockets: Sequence[ListenSocket]) -> dict[int, int | str]:
+    """
+    A worker's ``childFDs``: stdin, stdout, stderr, ``sockets`` from fd 3
+    on, then its lifeline and its ready fd.
+    """
+    fds: dict[int, int | str] = {0: "w", 1: "r", 2: "r"}
+    for n, sock in enumerate(sockets):
+        fds[LISTEN_FDS_START + n] = sock.fd
+    fds[lifeline_fd(len(sockets))] = "w"
+    fds[ready_fd(len(sockets))] = "r"
+    return fds
 
 
 def minimal_env(pythonpath: str = "", extra: Mapping[str, str] = {}) -> dict[str, str]:
@@ -292,23 +323,31 @@ class LocalLauncher:
 
     def spawn(
         self, module: str, guid: str, port: int, config: bytes, on_line: LineSink,
-        limits: Limits | None = None,
+        limits: Limits | None = None, sockets: Sequence[ListenSocket] = (),
     ) -> LocalProcess:
         """
         See :meth:`ILauncher.spawn`: fd 3 of the worker is its lifeline, fd
-        4 the pipe where it says it listens; ``limits``' rlimits are its own
-        before its interpreter starts (see the class).
+        4 the pipe where it says it listens; with ``sockets``, those are
+        fds 3 on and the lifeline and ready fd follow (run through ``sh``,
+        which sets ``LISTEN_PID`` to its pid and execs the worker);
+        ``limits``' rlimits are its own before its interpreter starts (see
+        the class).
         """
         rlimits = limits.rlimits() if limits is not None else {}
         through = rlimit_command(self.prlimit, rlimits) if rlimits and self.prlimit else ()
-        protocol = WorkerProtocol(guid, config, on_line, reactor=self._reactor)
-        transport = spawn_in_session(
-            self._reactor, protocol, worker_argv(self.python, module, guid, port), self.setsid,
-            self.env, {0: "w", 1: "r", 2: "r", LIFELINE_FD: "w", READY_FD: "r"}, module,
-            through)
+        protocol = WorkerProtocol(guid, config, on_line, reactor=self._reactor,
+                                  ready_fd=ready_fd(len(sockets)))
+        env = {**self.env, **socket_env([sock.name for sock in sockets])} if sockets else self.env
+        argv = socket_argv(worker_argv(self.python, module, guid, port), sockets)
+        transport = spawn_in_session(self._reactor, protocol, argv, self.setsid, env,
+                                     socket_fds(sockets), module, through)
         if rlimits and not through:
             _set_rlimits(transport, rlimits, module)
         return LocalProcess(protocol, transport, self.process_groups)
+
+    def renew(self, module: str) -> Deferred[None]:
+        """See :meth:`ILauncher.renew`: a cold worker imports its code as it starts."""
+        return succeed(None)
 
 
 def _set_rlimits(transport: IProcessTransport, rlimits: Mapping[int, int], module: str) -> None:

@@ -13,14 +13,14 @@ start). The lifecycle never knows which one runs a job.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 
 from twisted.internet.defer import Deferred, gatherResults
 from zope.interface import implementer
 
 from turberfield_twisted.config.policy import Limits
 from turberfield_twisted.config.settings import Settings
-from turberfield_twisted.launch.interfaces import ILauncher, IWorkerProcess, LineSink
+from turberfield_twisted.launch.interfaces import ILauncher, IWorkerProcess, LineSink, ListenSocket
 from turberfield_twisted.launch.local import LocalLauncher
 from turberfield_twisted.launch.reactor import IDaemonReactor
 from turberfield_twisted.launch.warm.launcher import WarmLauncher
@@ -79,9 +79,15 @@ class ModuleLaunchers:
         return self.launcher_of(module).address(module, listen_addr)
 
     def spawn(self, module: str, guid: str, port: int, config: bytes,
-              on_line: LineSink, limits: Limits | None = None) -> IWorkerProcess:
+              on_line: LineSink, limits: Limits | None = None,
+              sockets: Sequence[ListenSocket] = ()) -> IWorkerProcess:
         """See :meth:`ILauncher.spawn`."""
-        return self.launcher_of(module).spawn(module, guid, port, config, on_line, limits)
+        return self.launcher_of(module).spawn(module, guid, port, config, on_line, limits,
+                                              sockets)
+
+    def renew(self, module: str) -> Deferred[None]:
+        """See :meth:`ILauncher.renew`."""
+        return self.launcher_of(module).renew(module)
 
     def prepare(self, modules: list[str]) -> None:
         """

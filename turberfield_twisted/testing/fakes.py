@@ -32,7 +32,7 @@ from __future__ import annotations
 import itertools
 import json
 import signal
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -50,7 +50,12 @@ from zope.interface.verify import verifyClass
 
 from turberfield_twisted.config.policy import Limits
 from turberfield_twisted.errors import SpawnFailed, UnknownModule
-from turberfield_twisted.launch.interfaces import ILauncher, IRemoteProcess, IWorkerProcess
+from turberfield_twisted.launch.interfaces import (
+    ILauncher,
+    IRemoteProcess,
+    IWorkerProcess,
+    ListenSocket,
+)
 from turberfield_twisted.launch.local import reachable
 from turberfield_twisted.launch.protocol import ExitStatus, Once, Outcomes
 
@@ -161,6 +166,8 @@ class FakeWorker(Outcomes):
     signals: list[int] = attrs.field(factory=list)
     dies_on: frozenset[int] = frozenset({signal.SIGTERM, signal.SIGKILL})
     limits: Limits | None = None
+    #: The listening sockets it was handed (a service's instance).
+    sockets: tuple[ListenSocket, ...] = ()
     _exit: Once[ExitStatus] = attrs.field(factory=Once, repr=False)
     _ready: Once[str | None] = attrs.field(factory=Once, repr=False)
 
@@ -234,14 +241,24 @@ class FakeLauncher:
         return None if module in self.remote else reachable(listen_addr)
 
     def spawn(self, module: str, guid: str, port: int, config: bytes,
-              on_line: Callable[[str, str], None], limits: Limits | None = None) -> FakeWorker:
-        """See :meth:`ILauncher.spawn` (``limits`` are kept on the worker: no process)."""
+              on_line: Callable[[str, str], None], limits: Limits | None = None,
+              sockets: Sequence[ListenSocket] = ()) -> FakeWorker:
+        """
+        See :meth:`ILauncher.spawn` (``limits`` and ``sockets`` are kept on
+        the worker: no process).
+        """
         if self.fail_spawn is not None:
             raise SpawnFailed(f"could not start {module}: {self.fail_spawn}")
         kind = FakeRemoteWorker if module in self.remote else FakeWorker
-        worker = kind(module, guid, port, config, on_line, limits=limits)
+        worker = kind(module, guid, port, config, on_line, limits=limits,
+                      sockets=tuple(sockets))
         self.spawned.append(worker)
         return worker
+
+    def renew(self, module: str) -> Deferred[None]:
+        """See :meth:`ILauncher.renew`: recorded in ``calls``; fires at once."""
+        self.calls.append(("renew", [module]))
+        return succeed(None)
 
     def prepare(self, modules: list[str]) -> None:
         """See :meth:`ILauncher.prepare`: recorded in ``calls``."""

@@ -2,11 +2,24 @@
 Importing this installs the asyncio reactor, on a new event loop, unless a
 reactor is installed already: the worker runtime imports it before Klein,
 whose import would install the default reactor.
+
+It first notes systemd's socket activation variables as the process
+started with them (:data:`STARTED_WITH`): importing
+``twisted.internet.endpoints`` (Klein does) takes ``LISTEN_FDS`` and
+``LISTEN_PID`` out of ``os.environ`` for its ``systemd:`` endpoint, before
+the runtime can read them.
 """
 
 import asyncio
+import os
 import sys
 from typing import Any
+
+from turberfield_twisted.contract import LISTEN_FDNAMES_ENV, LISTEN_FDS_ENV, LISTEN_PID_ENV
+
+#: The socket activation variables of this process's environment when it started.
+STARTED_WITH = {name: os.environ[name] for name in (LISTEN_FDS_ENV, LISTEN_PID_ENV,
+                                                    LISTEN_FDNAMES_ENV) if name in os.environ}
 
 
 def install(loop: asyncio.AbstractEventLoop | None = None) -> Any:

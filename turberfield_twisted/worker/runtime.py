@@ -26,11 +26,16 @@ The runtime reads ``--guid`` and ``--port``, reads the config from stdin,
 serves the app on the section's ``listen_addr`` (default 127.0.0.1) and
 port, adds ``GET /health``, tells the initiator it listens (a line on fd
 4, if that is a pipe; else, as on a cluster node, ``POST
-/jobs/{guid}/listening``), exits on SIGTERM, and exits when its lifeline
-(fd 3, held by the initiator) reaches EOF, after it has ended the rest of
-its process group, what it started (SIGTERM, then SIGKILL after
+/jobs/{guid}/listening``), drains and exits on SIGTERM (:mod:`.drain`: it
+stops listening, closes idle keep-alive connections, answers what it
+holds with ``Connection: close``), and exits when its lifeline (fd 3,
+held by the initiator) reaches EOF, after it has ended the rest of its
+process group, what it started (SIGTERM, then SIGKILL after
 :data:`~.group.GRACE` seconds: :func:`~.group.end_group`), which no one
-else would now. Bound beyond loopback, every
+else would now. An instance of a service also serves the service's
+shared socket, handed down as systemd's socket activation does
+(``LISTEN_FDS``, ``LISTEN_PID``: fds 3 on; its lifeline and ready fd
+follow them). Bound beyond loopback, every
 route but ``GET /health`` needs this job's token (the relay sends it).
 While it has a lifeline it waits for its config as long as it takes (the
 initiator writes it at spawn, and a dead initiator ends the lifeline);
@@ -61,6 +66,7 @@ import argparse
 import asyncio
 import gc
 import os
+import signal
 import stat
 import sys
 from collections.abc import Callable
@@ -70,8 +76,8 @@ from klein import Klein
 from twisted.internet import endpoints
 from twisted.internet.defer import Deferred
 from twisted.internet.error import CannotListenError
+from twisted.internet.interfaces import IListeningPort
 from twisted.logger import Logger, globalLogBeginner, textFileLogObserver
-from twisted.web.server import Site
 
 from turberfield_twisted.contract import (
     EXIT_APP,
@@ -79,17 +85,19 @@ from turberfield_twisted.contract import (
     EXIT_NO_CONFIG,
     EXIT_PORT_IN_USE,
     EXIT_USAGE,
-    LIFELINE_FD,
-    READY_FD,
     READY_LINE,
     is_loopback,
+    lifeline_fd,
     reachable,
+    ready_fd,
 )
 from turberfield_twisted.errors import ApiError, ConfigError, TransportError
 from turberfield_twisted.worker.app import WorkerApp, WorkerContext
+from turberfield_twisted.worker.drain import DrainingSite
 from turberfield_twisted.worker.group import end_group
 from turberfield_twisted.worker.parent import ParentClient
 from turberfield_twisted.worker.proactor import Proactor
+from turberfield_twisted.worker.sockets import NotASocket, adopt, take_inherited
 from turberfield_twisted.worker.stdin import NoConfigStream
 
 __all__ = ["run_worker"]
@@ -116,7 +124,7 @@ class _Runtime:
     """Reads the config, builds the :class:`WorkerApp`, serves it, and exits."""
 
     def __init__(self, reactor: Any, args: argparse.Namespace,
-                 factory: Callable[..., Any] | Klein, config_timeout: float):
+                 factory: Callable[..., Any] | Klein, config_timeout: float, sockets: int = 0):
         self.reactor = reactor
         self.args = args
         self.factory = factory
@@ -124,6 +132,12 @@ class _Runtime:
         self.exit_code = 0
         self.proactor = Proactor(args, reactor=reactor)
         self.served = WorkerApp(args.guid, args.port, reactor, self.proactor)
+        #: How many listening sockets it inherited (a service's instance: one).
+        self.sockets = sockets
+        self.lifeline = lifeline_fd(sockets)
+        self.site: DrainingSite | None = None
+        self.ports: list[IListeningPort] = []
+        self.draining = False
 
     def fail(self, code: int, message: str, with_traceback: bool = False, **fields: Any) -> None:
         """Log ``message`` (with the exception handled, if ``with_traceback``); exit ``code``."""
@@ -133,6 +147,8 @@ class _Runtime:
             self.reactor.stop()
 
     def start(self) -> Deferred[None]:
+        # Twisted's SIGTERM handler stops the reactor at once: this one drains first.
+        signal.signal(signal.SIGTERM, lambda *_: self.reactor.callFromThread(self.drain))
         timeout = None if self._watch_lifeline() else self.config_timeout
         future = asyncio.ensure_future(
             self.proactor.read_config(sys.stdin, timeout), loop=self.proactor.loop
@@ -165,24 +181,61 @@ class _Runtime:
         addr = cfg.get(guid, "listen_addr", fallback="127.0.0.1")
         self.served.guarded = not is_loopback(addr)
         kind = endpoints.TCP6ServerEndpoint if ":" in addr else endpoints.TCP4ServerEndpoint
-        site = Site(self.served.app.resource())
+        self.site = site = DrainingSite(self.served.app.resource())
         site.noisy = False
         site.log = lambda request: None  # type: ignore[method-assign]
         try:
-            await kind(self.reactor, self.args.port, interface=addr).listen(site)
+            self.ports.extend(adopt(self.reactor, self.sockets, site))
+        except NotASocket as exc:
+            return self.fail(EXIT_APP, "job {guid}: {why}", why=str(exc))
+        try:
+            self.ports.append(await kind(self.reactor, self.args.port, interface=addr).listen(site))
         except CannotListenError as exc:
             return self.fail(EXIT_PORT_IN_USE, "job {guid}: cannot listen on {addr}:{port}: {why}",
                              addr=addr, port=self.args.port, why=str(exc.socketError))
         log.info("job {guid} listening on {addr}:{port}", guid=guid, addr=addr,
-                 port=self.args.port)
+                 port=self.args.port, shared=self.sockets)
+        if self.draining:  # asked to stop while it started listening
+            self.draining = False
+            self.drain()
+            return None
         parent = self.served.ctx.parent if self.served.ctx is not None else None
-        if not _say_ready() and parent is not None:  # on a cluster node: no ready fd
+        if not _say_ready(ready_fd(self.sockets)) and parent is not None:  # on a cluster node
             try:
                 await parent.listening(addr, self.args.port, os.environ)
             except (OSError, ApiError, TransportError) as exc:
                 log.error("job {guid}: could not tell the initiator where it listens: {why}",
                           guid=guid, why=str(exc))
         return None
+
+    def drain(self) -> None:
+        """
+        SIGTERM: stop listening (a service's other instances take what waits
+        on the shared socket), drain the connections (see :mod:`.drain`),
+        then stop. Before it serves, it stops at once.
+        """
+        if self.draining:
+            return
+        self.draining = True
+        site = self.site
+        if site is None:
+            log.info("job {guid}: SIGTERM before serving: exiting", guid=self.args.guid)
+            if self.reactor.running:
+                self.reactor.stop()
+            return
+        if not self.ports:
+            return  # still binding: _serve drains once it has
+        log.info("job {guid}: SIGTERM: draining {count} connections", guid=self.args.guid,
+                 count=len(site.channels))
+        ports, self.ports = self.ports, []
+        for port in ports:
+            port.stopListening()
+        site.drain().addCallback(self._drained)
+
+    def _drained(self, _: None) -> None:
+        log.info("job {guid}: drained: exiting", guid=self.args.guid)
+        if self.reactor.running:
+            self.reactor.stop()
 
     def _parent_client(self, cfg: Any, token: str) -> ParentClient | None:
         """
@@ -212,21 +265,22 @@ class _Runtime:
 
     def _watch_lifeline(self) -> bool:
         """Exit when the lifeline reaches EOF; False if there is none."""
-        if not _is_pipe(LIFELINE_FD):
+        lifeline = self.lifeline
+        if not _is_pipe(lifeline):
             return False
-        os.set_inheritable(LIFELINE_FD, False)
+        os.set_inheritable(lifeline, False)
         loop = self.proactor.loop
         assert loop is not None
 
         def readable() -> None:
             try:
-                data = os.read(LIFELINE_FD, 1)
+                data = os.read(lifeline, 1)
             except BlockingIOError:
                 return
             except OSError:
                 data = b""
             if not data:
-                loop.remove_reader(LIFELINE_FD)
+                loop.remove_reader(lifeline)
                 log.warn("job {guid}: lifeline lost, the initiator is gone; ending its"
                          " process group and exiting", guid=self.args.guid)
                 self.exit_code = 0
@@ -237,8 +291,8 @@ class _Runtime:
                     guid=self.args.guid))
                 ending.addBoth(lambda _: self.reactor.stop() if self.reactor.running else None)
 
-        os.set_blocking(LIFELINE_FD, False)
-        loop.add_reader(LIFELINE_FD, readable)
+        os.set_blocking(lifeline, False)
+        loop.add_reader(lifeline, readable)
         return True
 
     def _group_ended(self, killed: list[int]) -> None:
@@ -255,19 +309,19 @@ def _is_pipe(fd: int) -> bool:
         return False
 
 
-def _say_ready() -> bool:
+def _say_ready(fd: int) -> bool:
     """
-    Tell the initiator this worker listens: one line on the ready fd, then
-    close it. False if there is no ready fd.
+    Tell the initiator this worker listens: one line on the ready fd
+    ``fd``, then close it. False if there is no ready fd.
     """
-    if not _is_pipe(READY_FD):
+    if not _is_pipe(fd):
         return False
     try:
-        os.write(READY_FD, READY_LINE)
+        os.write(fd, READY_LINE)
     except OSError:
         pass  # the initiator polls instead
     finally:
-        os.close(READY_FD)
+        os.close(fd)
     return True
 
 
@@ -302,9 +356,10 @@ def run_worker(
     observer: Any = textFileLogObserver(sys.stderr)
     globalLogBeginner.beginLoggingTo([observer], redirectStandardIO=False)
     _become_group_leader()
-    if _is_pipe(READY_FD):
-        os.set_inheritable(READY_FD, False)  # what the app spawns does not hold it
-    runtime = _Runtime(reactor, args, factory, config_timeout)
+    sockets = take_inherited(os.environ, os.getpid())
+    if _is_pipe(ready_fd(sockets)):
+        os.set_inheritable(ready_fd(sockets), False)  # what the app spawns does not hold it
+    runtime = _Runtime(reactor, args, factory, config_timeout, sockets)
     # Everything imported so far lives as long as the worker: keep it out of
     # the collector's reach, so that no full collection over hundreds of
     # modules' objects falls between listening and the first answer.

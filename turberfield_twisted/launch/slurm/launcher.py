@@ -29,7 +29,7 @@ import os
 import shutil
 import signal
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.error import ProcessExitedAlready
@@ -41,7 +41,12 @@ from zope.interface import implementer
 from turberfield_twisted.config.policy import Limits
 from turberfield_twisted.contract import LIFELINE_FD
 from turberfield_twisted.errors import PlacementRefused, SpawnFailed, UnknownModule
-from turberfield_twisted.launch.interfaces import ILauncher, IRemoteProcess, LineSink
+from turberfield_twisted.launch.interfaces import (
+    ILauncher,
+    IRemoteProcess,
+    LineSink,
+    ListenSocket,
+)
 from turberfield_twisted.launch.local import (
     ProtocolProcess,
     minimal_env,
@@ -245,12 +250,17 @@ class SlurmLauncher:
         return None
 
     def spawn(self, module: str, guid: str, port: int, config: bytes,
-              on_line: LineSink, limits: Limits | None = None) -> SlurmProcess:
+              on_line: LineSink, limits: Limits | None = None,
+              sockets: Sequence[ListenSocket] = ()) -> SlurmProcess:
         """
         See :meth:`ILauncher.spawn`: the guard holds the lifeline; srun has no
         fd 4. ``limits``' rlimits are not set on a Slurm task (Slurm's own
-        limits apply there).
+        limits apply there), and no socket of this host reaches a node
+        (SpawnFailed).
         """
+        if sockets:
+            raise SpawnFailed(f"could not start {module}: a worker on a Slurm node can't be"
+                              " handed a listening socket of this host")
         if self.srun is None or self.scancel is None or self.squeue is None:
             raise SpawnFailed(f"could not start {module}: srun, scancel or squeue is not on"
                               " the PATH")
@@ -262,6 +272,10 @@ class SlurmLauncher:
                                      {0: "w", 1: "r", 2: "r", LIFELINE_FD: "w"}, module)
         return SlurmProcess(protocol, transport, self.scancel, self.run, self.squeue,
                             self.resolve)
+
+    def renew(self, module: str) -> Deferred[None]:
+        """See :meth:`ILauncher.renew`: each step imports its code on its node."""
+        return succeed(None)
 
     def prepare(self, modules: list[str]) -> None:
         """See :meth:`ILauncher.prepare`: nothing to do (the node imports the module)."""

@@ -26,10 +26,10 @@ from __future__ import annotations
 import json
 import os
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
-from twisted.internet.defer import Deferred, gatherResults
+from twisted.internet.defer import Deferred, gatherResults, succeed
 from twisted.internet.interfaces import IDelayedCall
 from twisted.internet.protocol import ProcessProtocol
 from twisted.logger import Logger
@@ -37,7 +37,8 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from turberfield_twisted.config.policy import Limits
-from turberfield_twisted.launch.interfaces import ILauncher, IWorkerProcess, LineSink
+from turberfield_twisted.contract import ready_fd
+from turberfield_twisted.launch.interfaces import ILauncher, IWorkerProcess, LineSink, ListenSocket
 from turberfield_twisted.launch.local import LocalLauncher, SpawnFailed, spawn_in_session
 from turberfield_twisted.launch.protocol import ExitStatus, LineSplitter, Once
 from turberfield_twisted.launch.reactor import IDaemonReactor
@@ -178,21 +179,26 @@ class Template:
     # -- spawning ----------------------------------------------------------
 
     def spawn(self, guid: str, port: int, config: bytes, on_line: LineSink,
-              limits: Limits | None = None) -> WarmProcess:
+              limits: Limits | None = None,
+              sockets: Sequence[ListenSocket] = ()) -> WarmProcess:
         """
-        Ask the template to fork a worker, which sets ``limits``' rlimits on
-        itself before it runs the module; raise OSError if it can't be asked.
+        Ask the template to fork a worker (handed ``sockets``), which sets
+        ``limits``' rlimits on itself before it runs the module; raise
+        OSError if it can't be asked.
         """
-        process = WarmProcess(self._reactor, guid, config, on_line)
+        process = WarmProcess(self._reactor, guid, config, on_line, ready_fd(len(sockets)))
         stdin, stdout, stderr = os.pipe(), os.pipe(), os.pipe()
         lifeline, ready = os.pipe(), os.pipe()
         theirs = [stdin[0], stdout[1], stderr[1], lifeline[0], ready[1]]
         self._ids += 1
+        request = {"spawn": self._ids, "guid": guid, "port": port,
+                   "sockets": [sock.name for sock in sockets]}
         try:
+            # The template's fds are closed when they are sent: the sockets' are the daemon's.
             rlimits = limits.rlimits() if limits is not None else {}
-            send(self._sock, {"spawn": self._ids, "guid": guid, "port": port,
-                              "rlimits": {RLIMIT_NAMES[which]: value
-                                          for which, value in rlimits.items()}}, theirs)
+            request["rlimits"] = {RLIMIT_NAMES[which]: value for which, value in rlimits.items()}
+            send(self._sock, request, [*theirs[:3], *(sock.fd for sock in sockets),
+                                       *theirs[3:]])
         except OSError:
             for fd in (stdin[1], stdout[0], stderr[0], lifeline[1], ready[0]):
                 os.close(fd)
@@ -289,7 +295,8 @@ class WarmLauncher:
         return self.cold.address(module, listen_addr)
 
     def spawn(self, module: str, guid: str, port: int, config: bytes,
-              on_line: LineSink, limits: Limits | None = None) -> IWorkerProcess:
+              on_line: LineSink, limits: Limits | None = None,
+              sockets: Sequence[ListenSocket] = ()) -> IWorkerProcess:
         """
         See :meth:`ILauncher.spawn`: forked if the module's template is ready
         (the fork sets ``limits``' rlimits on itself before it runs the
@@ -298,11 +305,30 @@ class WarmLauncher:
         template = self.template(module) if self._is_warm(module) else None
         if template is not None and template.state is TemplateState.READY:
             try:
-                return template.spawn(guid, port, config, on_line, limits)
+                return template.spawn(guid, port, config, on_line, limits, sockets)
             except OSError as exc:
                 self.log.warn("job {guid}: the template of {module} could not fork it ({why});"
                               " it starts cold", guid=guid, module=module, why=str(exc))
-        return self.cold.spawn(module, guid, port, config, on_line, limits)
+        return self.cold.spawn(module, guid, port, config, on_line, limits, sockets)
+
+    def renew(self, module: str) -> Deferred[None]:
+        """
+        See :meth:`ILauncher.renew`: a warm module's template is retired (its
+        workers run on) and a new one imports the module as it is now; fire
+        once that one is ready, refused or dead (its workers start cold until
+        it is ready).
+        """
+        if not self._is_warm(module):
+            return succeed(None)
+        old = self.templates.pop(module, None)
+        if old is not None:
+            old.retire()
+            if old.state is TemplateState.RETIRED:
+                self._retired.add(old)
+        fresh = self.template(module)
+        if fresh is None:
+            return succeed(None)
+        return fresh.settled().addCallback(lambda _: None)
 
     # -- templates ---------------------------------------------------------
 

@@ -61,9 +61,11 @@ class WarmProcess(ProtocolProcess):
 
     log = Logger()
 
-    def __init__(self, reactor: IDaemonReactor, guid: str, config: bytes, on_line: LineSink):
+    def __init__(self, reactor: IDaemonReactor, guid: str, config: bytes, on_line: LineSink,
+                 ready_fd: int = READY_FD):
         self._reactor = reactor
-        self.protocol = WorkerProtocol(guid, config, on_line, reactor=reactor)
+        self._ready_fd = ready_fd
+        self.protocol = WorkerProtocol(guid, config, on_line, reactor=reactor, ready_fd=ready_fd)
         self._group: int | None = None
         self._pending: list[int] = []
         self._pipes: dict[int, ProcessReader | ProcessWriter] = {}
@@ -81,7 +83,7 @@ class WarmProcess(ProtocolProcess):
             0: ProcessWriter(self._reactor, self, 0, stdin),
             1: ProcessReader(self._reactor, self, 1, stdout),
             2: ProcessReader(self._reactor, self, 2, stderr),
-            READY_FD: ProcessReader(self._reactor, self, READY_FD, ready),
+            self._ready_fd: ProcessReader(self._reactor, self, self._ready_fd, ready),
         }
         self.protocol.makeConnection(self)
 

@@ -8,10 +8,11 @@ runtime, Klein and the module, and forks each new worker of it, as
 On it the template says ``{"ready": pid}`` (or ``{"refused": why}`` and
 exits: a module that starts threads at import, or that keeps the reactor
 it was imported with, can't be forked safely), then for each
-``{"spawn": n, "guid": G, "port": P, "rlimits": {"nofile": N, "cpu": S}}``
-that comes with five fds (the new
-worker's stdin, stdout, stderr, lifeline and ready fd) it forks a child
-and answers ``{"spawned": n, "pid": pid}``; it tells
+``{"spawn": n, "guid": G, "port": P, "sockets": [NAME ...], "rlimits":
+{"nofile": N, "cpu": S}}`` that comes with five fds and one more per
+socket (the new worker's stdin, stdout, stderr, the listening sockets it
+is handed, lifeline and ready fd) it forks a child and answers
+``{"spawned": n, "pid": pid}``; it tells
 ``{"exit": pid, "code": c, "signal": s}`` for each child it reaps. After
 ``{"retire": true}`` it forks no more and exits once its last child has.
 EOF on the socket (the daemon is gone) ends it at once; the workers have
@@ -21,11 +22,13 @@ The template never runs a reactor and never sees a job's config or
 token: the reactor it imports the runtime with sits on a ``select()``
 loop that holds no kernel object, so nothing of it is shared with a
 child. Each child: leads a session of its own; closes the template's
-reactor's fds; takes the five fds as 0, 1, 2, 3 and 4; sets its
-rlimits (soft and hard); builds a fresh asyncio loop and reactor (its fds
-above those); reseeds ``random``; and runs the module as ``__main__``
-with ``--guid G --port P``, as ``python -m`` would, so that it reads its
-config from its own stdin like a cold worker.
+reactor's fds; takes the fds as 0, 1, 2, 3 ... (with sockets, sets
+``LISTEN_FDS``, ``LISTEN_PID`` and ``LISTEN_FDNAMES`` as systemd's socket
+activation does: the sockets are fds 3 on); sets its rlimits (soft and
+hard); builds a fresh asyncio loop and reactor (its fds above those);
+reseeds ``random``; and runs the module as ``__main__`` with ``--guid G
+--port P``, as ``python -m`` would, so that it reads its config from its
+own stdin like a cold worker.
 """
 
 from __future__ import annotations
@@ -49,19 +52,25 @@ from typing import TYPE_CHECKING, Any, NoReturn, cast
 
 import attrs
 
+from turberfield_twisted.contract import LISTEN_PID_ENV, socket_env
 from turberfield_twisted.launch.slurm.guard import drain
 
 if TYPE_CHECKING:
     from twisted.internet.asyncioreactor import AsyncioSelectorReactor
 
-__all__ = ["CONTROL_FD", "MAX_MESSAGE", "RLIMIT_NAMES", "SPAWN_FDS", "main"]
+__all__ = ["CONTROL_FD", "MAX_MESSAGE", "MAX_SOCKETS", "RLIMIT_NAMES", "SPAWN_FDS", "main"]
 
 #: The template's fd of its socket to the daemon.
 CONTROL_FD = 3
 
 
-#: How many fds a spawn request carries: stdin, stdout, stderr, lifeline, ready.
+#: How many fds a spawn request carries: stdin, stdout, stderr, lifeline, ready
+#: (and one more per listening socket it hands down, up to :data:`MAX_SOCKETS`).
 SPAWN_FDS = 5
+
+
+#: The most listening sockets one worker is handed.
+MAX_SOCKETS = 8
 
 
 #: Largest message either side sends.
@@ -151,7 +160,7 @@ def _drop_reactor(old: _Installed) -> None:
 
 
 def _take_fds(fds: list[int]) -> None:
-    """Make ``fds`` the fds 0..4 of this process (whatever numbers they came with)."""
+    """Make ``fds`` the fds 0, 1 ... of this process (whatever numbers they came with)."""
     high = [fcntl.fcntl(fd, fcntl.F_DUPFD, 10) for fd in fds]
     for fd in fds:
         os.close(fd)
@@ -161,10 +170,11 @@ def _take_fds(fds: list[int]) -> None:
 
 
 def _child(module: str, guid: str, port: int, fds: list[int], reactor: _Installed,
-           closing: list[int], rlimits: dict[str, int]) -> NoReturn:
+           closing: list[int], sockets: list[str], rlimits: dict[str, int]) -> NoReturn:
     """
-    In the forked child: become a cold-looking worker of ``module`` under
-    ``rlimits`` (by name), run it, exit.
+    In the forked child: become a cold-looking worker of ``module`` (handed
+    the listening sockets named ``sockets``) under ``rlimits`` (by name),
+    run it, exit.
     """
     code: int = 70
     try:
@@ -176,6 +186,8 @@ def _child(module: str, guid: str, port: int, fds: list[int], reactor: _Installe
             os.close(fd)
         _drop_reactor(reactor)
         _take_fds(fds)
+        if sockets:
+            os.environ.update({**socket_env(sockets), LISTEN_PID_ENV: str(os.getpid())})
         by_name = {name: which for which, name in RLIMIT_NAMES.items()}
         for name, value in rlimits.items():
             resource.setrlimit(by_name[name], (int(value), int(value)))
@@ -231,14 +243,15 @@ def serve(sock: socket.socket, module: str, reactor: _Installed) -> None:
             send(sock, {"exit": pid, **_status(wait)})
         if sock not in readable:
             continue
-        data, fds, _, _ = socket.recv_fds(sock, MAX_MESSAGE, SPAWN_FDS)
+        data, fds, _, _ = socket.recv_fds(sock, MAX_MESSAGE, SPAWN_FDS + MAX_SOCKETS)
         if not data:
             return  # the daemon is gone
         message = json.loads(data)
         if message.get("retire"):
             retiring = True
             continue
-        if len(fds) != SPAWN_FDS or retiring:
+        names = [str(name) for name in message.get("sockets") or []]
+        if len(fds) != SPAWN_FDS + len(names) or retiring:
             for fd in fds:
                 os.close(fd)
             send(sock, {"failed": message.get("spawn"), "error": "bad spawn request"})
@@ -248,7 +261,7 @@ def serve(sock: socket.socket, module: str, reactor: _Installed) -> None:
         pid = os.fork()
         if pid == 0:
             _child(module, str(message["guid"]), int(message["port"]), fds, reactor,
-                   [sock.detach(), wake_r, wake_w], dict(message.get("rlimits") or {}))
+                   [sock.detach(), wake_r, wake_w], names, dict(message.get("rlimits") or {}))
         for fd in fds:
             os.close(fd)
         children.add(pid)

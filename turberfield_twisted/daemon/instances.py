@@ -1,0 +1,89 @@
+"""
+The Initiator's job table as its services see it: :class:`Instances`
+provides :class:`~turberfield_twisted.services.interfaces.IInstanceHost`,
+so that the services layer, below the daemon, starts, stops and watches
+its instances through the same lifecycle as every other job.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable, Sequence
+from configparser import DEFAULTSECT
+from typing import TYPE_CHECKING
+
+from twisted.internet.defer import Deferred
+from zope.interface import implementer
+
+from turberfield_twisted.config.names import GUID
+from turberfield_twisted.errors import ServiceConflict, UnknownModule
+from turberfield_twisted.jobs.job import Job, JobEvent
+from turberfield_twisted.launch.interfaces import ListenSocket
+from turberfield_twisted.launch.protocol import ExitStatus
+from turberfield_twisted.launch.router import LOCAL
+from turberfield_twisted.services.interfaces import IInstanceHost
+from turberfield_twisted.services.model import ServiceSpec
+
+if TYPE_CHECKING:
+    from turberfield_twisted.daemon.initiator import Initiator
+
+__all__ = ["Instances"]
+
+
+@implementer(IInstanceHost)
+class Instances:
+    """Service instances as jobs of ``initiator``."""
+
+    def __init__(self, initiator: Initiator):
+        self._init = initiator
+
+    def admit(self, spec: ServiceSpec) -> None:
+        """See :meth:`IInstanceHost.admit`."""
+        init = self._init
+        if spec.name == DEFAULTSECT or init.cfg.has_section(spec.name):
+            raise ServiceConflict(f"service name {spec.name!r} is taken: a config section has"
+                                  " it")
+        module = init.settings.module(spec.module)
+        if module is not None and module.launcher != LOCAL:
+            raise UnknownModule(spec.module, "its workers run on a Slurm node, and a"
+                                             " service's instances share a socket of this host")
+        init.admit(spec.module, dict(spec.overrides))
+
+    def start_instance(self, spec: ServiceSpec, guid: str,
+                       sockets: Sequence[ListenSocket]) -> Job:
+        """See :meth:`IInstanceHost.start_instance`."""
+        tracker, overrides = self._init.admit(spec.module, dict(spec.overrides))
+        job = Job(guid=guid, port=0, session=spec.session, module=spec.module,
+                  token=secrets.token_urlsafe(32), overrides=overrides, tracker=tracker,
+                  service=spec.name, sockets=tuple(sockets))
+        return self._init.add(job)
+
+    def stop_instance(self, guid: str) -> Deferred[ExitStatus | None]:
+        """See :meth:`IInstanceHost.stop_instance`."""
+        return self._init.stop(guid, operator=False)
+
+    def job(self, guid: str) -> Job:
+        """See :meth:`IInstanceHost.job`."""
+        return self._init.job(guid)
+
+    def guid_free(self, guid: str) -> bool:
+        """See :meth:`IInstanceHost.guid_free`."""
+        init = self._init
+        return (GUID.accepts(guid) and guid not in init.workers and guid != DEFAULTSECT
+                and not init.cfg.has_section(guid))
+
+    def subscribe(self, observer: Callable[[JobEvent], None]) -> Callable[[], None]:
+        """See :meth:`IInstanceHost.subscribe`."""
+        return self._init.subscribe(observer)
+
+    def announce(self, event: JobEvent) -> None:
+        """See :meth:`IInstanceHost.announce`."""
+        self._init.announce(event)
+
+    def renew(self, module: str) -> Deferred[None]:
+        """See :meth:`IInstanceHost.renew`."""
+        return self._init.launcher.renew(module)
+
+    def seconds(self) -> float:
+        """See :meth:`IInstanceHost.seconds`."""
+        return self._init.reactor.seconds()
