@@ -2,11 +2,10 @@
 ``twistd proactor``: Options and makeService.
 
 Run it as ``twistd -n proactor``: the asyncio reactor is installed here if
-twistd has not installed one yet (and, unless the config asks for TLS,
-with pyOpenSSL kept out until a client meets an ``https`` URL). Before
-anything is written to the state directory its lock is taken: a second
-daemon on it exits 1 at once, naming the pid of the one that holds it.
-SIGHUP reloads the config; under systemd (``NOTIFY_SOCKET``) the daemon
+twistd has not installed one yet (pyOpenSSL kept out unless TLS is asked
+for). Before anything is written to the state directory its lock is taken:
+a second daemon on it exits 1 at once, naming the pid of the one that holds
+it. SIGHUP reloads the config; under systemd (``NOTIFY_SOCKET``) the daemon
 says READY=1 once its API listens and its declared jobs have started.
 """
 
@@ -31,7 +30,7 @@ from twisted.logger import Logger
 from twisted.python import usage
 from twisted.python.failure import Failure
 
-from turberfield_twisted.access.tls import InsecureListen, check_listen, parse_endpoint
+from turberfield_twisted.access.tls import InsecureListen, check_listen, parse_endpoint, tls_wanted
 from turberfield_twisted.config.settings import check_config
 from turberfield_twisted.configtext import make_config, parse_config
 from turberfield_twisted.contract import API_FILE, TOKEN_FILE, default_state_dir
@@ -48,7 +47,7 @@ if TYPE_CHECKING:  # imported when the service is made (http's import installs t
     from turberfield_twisted.hooks.dispatcher import HookDispatcher
     from turberfield_twisted.http.api import ControlAPI
 
-__all__ = ["Options", "makeService", "tls_wanted", "with_backlog"]
+__all__ = ["Options", "makeService", "with_backlog"]
 
 HOW_TO_RUN = "run it on the asyncio reactor: twistd --reactor=asyncio -n proactor"
 
@@ -357,23 +356,12 @@ def _asyncio_reactor() -> IDaemonReactor:
     return cast(IDaemonReactor, reactor)  # it provides each interface that one extends
 
 
-def tls_wanted(options: Options) -> bool:
-    """
-    Whether the daemon's config asks for TLS: an ``ssl:`` endpoint, or a CA
-    for web-hook receivers (``hook_ca``) or to hand workers (``tls_ca``,
-    ``tls_client_ca``). Without, TLS is not loaded until a client meets an
-    ``https`` URL (:mod:`~turberfield_twisted.worker.tlsgate`).
-    """
-    own = options["settings"].initiator
-    return parse_endpoint(options["listen"]).tls or bool(
-        own.hook_ca or own.tls_ca or own.tls_client_ca)
-
-
 def makeService(options: Options) -> IService:
     """The initiator with its control API, on the asyncio reactor."""
     import secrets
 
-    if not tls_wanted(options):
+    own = options["settings"].initiator
+    if not tls_wanted(options["listen"], own.hook_ca, own.tls_ca, own.tls_client_ca):
         defer_tls()  # before the reactor (twisted.internet.tcp) is imported
     reactor = _asyncio_reactor()
     from turberfield_twisted.daemon.initiator import Initiator

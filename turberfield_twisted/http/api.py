@@ -23,6 +23,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from configparser import DEFAULTSECT
+from functools import cached_property
 from typing import Any
 
 from klein.resource import KleinResource
@@ -46,18 +47,17 @@ from turberfield_twisted.http.args import event_args, launch_args, lines_arg, wa
 from turberfield_twisted.http.events import Journal, parse_event_id
 from turberfield_twisted.http.gate import GatedKlein
 from turberfield_twisted.http.hooks import HooksAPI
-from turberfield_twisted.http.mounts import Mounts
+from turberfield_twisted.http.mounts import Mounts, admit_operator
 from turberfield_twisted.http.placement import REPORT_KEYS, take_report
 from turberfield_twisted.http.relay import Relay
 from turberfield_twisted.http.roles import ROLES
 from turberfield_twisted.http.services_api import ServicesAPI
-from turberfield_twisted.http.site import ApiSite, RelayFirst, relay_request
+from turberfield_twisted.http.site import relay_request
 from turberfield_twisted.http.streams import Streams
 from turberfield_twisted.http.upstream import Choose, Upstream, upstream_of
 from turberfield_twisted.http.views import change_view, job_views, module_views
 from turberfield_twisted.http.web import (
     Unauthorized,
-    _LimitedRequest,
     json_response,
     query_arg,
     read_object,
@@ -133,7 +133,9 @@ class ControlAPI:
         self.relay = Relay(reactor, relay_timeout, agent=relay_agent,
                            observe=metrics.relayed if metrics is not None else None)
         #: The relayed paths (a job's first) and the way in to the relay.
-        self.mounts = Mounts(self.relay, self._relay_admit, self._job_upstream)
+        self.mounts = Mounts(self.relay, admit_operator(self.gate, "/jobs/{guid}/proxy/{path}",
+                                                        "relaying to a worker"),
+                             self._job_upstream)
         #: The ``/hooks`` routes.
         self.hooks_api = HooksAPI(hooks, self.gate, max_body,
                                   stopping=lambda: initiator.stopping)
@@ -142,8 +144,6 @@ class ControlAPI:
         #: ``/tokens``, ``/audit`` and ``/whoami``.
         self.access_api = AccessAPI(self.gate, audit, max_body)
         self.dashboard = Dashboard()  #: The web dashboard's files, under ``/ui/``.
-        #: ``GET /openapi.json``: built from the routing tables, so it can't drift.
-        self._description: dict[str, Any] | None = None
         #: Recent job events and output lines, for ``GET /events``.
         self.journal = Journal()
         initiator.subscribe(self.journal.event)
@@ -171,25 +171,9 @@ class ControlAPI:
         return self.relay.close()
 
     def site(self) -> Site:
-        """
-        A Site for this API: quiet, no tracebacks, bodies bounded early;
-        relayed requests are read by the site's front as bytes (or, on a
-        connection that asked something else before, take a short way past
-        the router), and are not in the access log (the relay's metrics
-        count them).
-        """
-        mounts = self.mounts
-        root = RelayFirst(mounts.relay_to, mounts.mounts, self.log, self.app.resource(),
-                          self.max_body, self.gate)
-        site = ApiSite(root, mounts.relay_to, mounts.mounts, requestFactory=_LimitedRequest,
-                       reactor=self.reactor)
-        site.gate = self.gate
-        site.audit = self.audit
-        site.max_body = self.max_body
-        site.read_timeout = self.read_timeout
-        site.noisy = False
-        site.displayTracebacks = False
-        return site
+        """A Site for this API, bodies bounded early, relayed requests read as bytes."""
+        return self.mounts.site(self.app.resource(), self.log, self.max_body, self.gate,
+                                self.audit, self.read_timeout, self.reactor)
 
     # -- auth --------------------------------------------------------------
 
@@ -233,17 +217,12 @@ class ControlAPI:
         """This API's OpenAPI 3.1 description; no token needed."""
         return json_response(request, 200, self.description)
 
-    @property
+    @cached_property
     def description(self) -> dict[str, Any]:
-        """
-        This API's OpenAPI description, built from the routing tables (so it
-        can't drift) when it is first asked for.
-        """
-        if self._description is None:
-            from turberfield_twisted.http import openapi
+        """The OpenAPI description, from the routing tables (it can't drift), when first asked."""
+        from turberfield_twisted.http import openapi
 
-            self._description = openapi.document(served_routes())
-        return self._description
+        return openapi.document(served_routes())
 
     @app.route("/metrics", methods=["GET"])
     def scrape(self, request: Request) -> bytes:
@@ -462,19 +441,9 @@ class ControlAPI:
     @app.route("/jobs/<guid>/proxy/<rest:path>")
     async def relay_request(self, request: Request, guid: str, path: str = "") -> bytes:
         """``/jobs/{guid}/proxy/{path}``: passed to the worker's ``/{path}`` and back."""
-        return await self.relayed(request, guid)
-
-    async def relayed(self, request: Request, guid: str) -> bytes:
-        """Relay a Twisted ``request`` to job ``guid``'s worker (see :meth:`.Mounts.relay_to`)."""
-        mounts = self.mounts
+        mounts = self.mounts  # (the site's front and RelayFirst take most such requests)
         return await relay_request(mounts.relay_to, request, mounts.mounts[0], guid,
                                    self.max_body)
-
-    def _relay_admit(self, request: Any) -> None:
-        """A relayed request needs an operator's token (unless its route admitted it)."""
-        if caller_of(request) is None:
-            self.gate.admit(request, ROLES[("*", "/jobs/{guid}/proxy/{path}")],
-                            "relaying to a worker")
 
     def _job_upstream(self, guid: str, request: Any) -> Upstream:
         """Job ``guid``'s worker, if the caller's token may act on the job."""
@@ -482,9 +451,5 @@ class ControlAPI:
 
     def mount(self, pattern: re.Pattern[bytes], choose: Choose,
               admit: Callable[[Any], None] | None = None) -> None:
-        """
-        Relay the paths ``pattern`` matches as ``choose`` says, admitting
-        callers as ``admit`` does (by default as a job's relay does): see
-        :meth:`.Mounts.mount`.
-        """
-        self.mounts.mount(pattern, choose, admit or self._relay_admit)
+        """Relay the paths ``pattern`` matches as ``choose`` says (:meth:`.Mounts.mount`)."""
+        self.mounts.mount(pattern, choose, admit or self.mounts.mounts[0].admit)

@@ -9,15 +9,22 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from typing import Any
 
 from twisted.internet.defer import Deferred
+from twisted.logger import Logger
+from twisted.web.resource import Resource
 
+from turberfield_twisted.access.audit import AuditTrail
+from turberfield_twisted.access.gate import Gate, caller_of
 from turberfield_twisted.config.names import GUID, SERVICE_NAME
 from turberfield_twisted.http.relay import Answer, Relay, Relayed
-from turberfield_twisted.http.site import Take
+from turberfield_twisted.http.roles import ROLES
+from turberfield_twisted.http.site import ApiSite, RelayFirst, Take
 from turberfield_twisted.http.upstream import Choose, Mount
+from turberfield_twisted.http.web import _LimitedRequest
 
-__all__ = ["JOB_PROXY", "SERVICE_PROXY", "Mounts"]
+__all__ = ["JOB_PROXY", "SERVICE_PROXY", "Mounts", "admit_operator"]
 
 #: A job's relayed paths: ``/jobs/{guid}/proxy`` and below (the guid is group 1).
 JOB_PROXY = re.compile(rb"/jobs/(" + GUID.core.encode("ascii") + rb")/proxy(?:/|\Z)")
@@ -25,6 +32,21 @@ JOB_PROXY = re.compile(rb"/jobs/(" + GUID.core.encode("ascii") + rb")/proxy(?:/|
 #: A service's relayed paths: ``/services/{name}/proxy`` and below (the name is group 1).
 SERVICE_PROXY = re.compile(
     rb"/services/(" + SERVICE_NAME.core.encode("ascii") + rb")/proxy(?:/|\Z)")
+
+
+def admit_operator(gate: Gate, route: str, doing: str) -> Callable[[Relayed], None]:
+    """
+    A mount's admit step: a relayed request needs the role ``route`` (a
+    path of the role table) needs, an operator's (unless the route it came
+    by admitted it); ``doing`` says what for, in a refusal.
+    """
+    role = ROLES[("*", route)]
+
+    def admit(request: Any) -> None:  # a Twisted request, or the front's
+        if caller_of(request) is None:
+            gate.admit(request, role, doing)
+
+    return admit
 
 
 class Mounts:
@@ -64,3 +86,21 @@ class Mounts:
         upstream = mount.choose(name, request)
         headers, body, length = take()
         return self.relay.forward(request, headers, body, length, upstream, answer)
+
+    def site(self, routes: Resource, log: Logger, max_body: int, gate: Gate,
+             audit: AuditTrail | None, read_timeout: float | None, reactor: object) -> ApiSite:
+        """
+        A quiet Site (no tracebacks) relaying these mounts, everything else
+        ``routes``'s: relayed requests are read by its front as bytes (or, on
+        a connection that asked something else before, take a short way past
+        the router) and left out of its access log (the relay's metrics count
+        them); requests are bounded by ``max_body`` and ``read_timeout``.
+        """
+        root = RelayFirst(self.relay_to, self.mounts, log, routes, max_body, gate)
+        site = ApiSite(root, self.relay_to, self.mounts, requestFactory=_LimitedRequest,
+                       reactor=reactor)
+        site.gate, site.audit, site.max_body = gate, audit, max_body
+        site.read_timeout = read_timeout
+        site.noisy = False
+        site.displayTracebacks = False
+        return site

@@ -135,6 +135,9 @@ class WireAnswer:
 
     def error(self, exc: BaseException) -> None:
         """Answer ``exc`` from the API's one error table, as JSON."""
-        status, headers, body = error_parts(exc)
+        status, extra, body = error_parts(exc)
+        headers = [(b"Content-Type", b"application/json"),
+                   *((name.encode("ascii"), value.encode("ascii"))
+                     for name, value in extra.items())]
         self.headless = False
         self.whole(status, headers, body)

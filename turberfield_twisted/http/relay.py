@@ -22,14 +22,9 @@ caller's connection as its flow control. The whole answer is bounded in
 time (``timeout``, 504, given at most a tenth of it late) and size
 (``max_response``, 502; past the bound, a streamed answer is cut off).
 
-A worker's ``Location`` is resolved against the URL it was asked for. One
-on the worker's own origin (a path, a relative reference, or an absolute
-URL naming the worker's own address and port) becomes the same path under
-its mount, ``/jobs/{guid}/proxy/...``. One that leaves it (another host or
-port, ``//host/...``, ``https:host``, another scheme) is not passed on:
-the whole answer is refused as 502, logged with the job's guid, since a
-redirect without its target is no answer, and the API's origin must not
-send its callers elsewhere.
+A worker's ``Location`` on its own origin becomes the same path under its
+mount (``/jobs/{guid}/proxy/...``); one that leaves it refuses the whole
+answer as 502, logged with the job's guid (:func:`.rewrite.under_proxy`).
 """
 
 from __future__ import annotations

@@ -213,15 +213,9 @@ def answer_error(request: IRequest, exc: BaseException) -> bytes:
                          _headers_of(exc))
 
 
-def error_parts(exc: BaseException) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
-    """
-    ``exc`` as :func:`answer_error` answers it, for a writer of raw HTTP:
-    its status, its headers (``Content-Type`` first) and its JSON body.
-    """
-    headers = [(b"Content-Type", b"application/json"),
-               *((name.encode("ascii"), value.encode("ascii"))
-                 for name, value in _headers_of(exc).items())]
-    return status_of(exc), headers, json.dumps({"error": _message_of(exc)}).encode("utf-8")
+def error_parts(exc: BaseException) -> tuple[int, Mapping[str, str], bytes]:
+    """``exc`` as :func:`answer_error` answers it: status, headers (not the type), JSON body."""
+    return status_of(exc), _headers_of(exc), json.dumps({"error": _message_of(exc)}).encode()
 
 
 def guid_of(request: IRequest) -> str | None:
