@@ -9,7 +9,7 @@ Run from the repository root (``make bench`` installs the ``bench`` extra)::
 
 Every figure is a median over rounds, and every ratio divides two medians
 taken in the same run, so that a noisy shared machine slows both alike.
-Loopback only, ports 22500-22999; every load loop is bounded in count and
+Loopback only, ports 22400-22999; every load loop is bounded in count and
 time, and no round starts that might end after ``--budget`` seconds. The
 services rows are ``service_rows.py``'s.
 """
