@@ -113,7 +113,7 @@ def declared(kind: str, work: Path, ports: list[int], control: int, samples: Sam
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait(30)
-        wait_closed(ports)
+        wait_closed(ports, 120)  # a hundred workers may take a while to go on a busy machine
 
 
 def _launch_and_wait(ours: Proactor, module: str) -> tuple[int, str]:
