@@ -51,16 +51,23 @@ class Runner:
     """
     A fake runner of commands: records each scancel (``commands``) and squeue
     (``asked``); scancel exits 0 unless told (``answer``); squeue shows Slurm
-    job JOBID as ``slurm[JOBID]`` (``NAME|NODE``), g1's on node7 unless told.
+    job JOBID as ``slurm[JOBID]`` (``NAME|NODE|STATE``), g1's running on node7
+    unless told; scontrol shows each node's NodeAddr (``ADDRS``).
     """
 
     def __init__(self) -> None:
         self.commands: list[list[str]] = []
         self.asked: list[list[str]] = []
         self.answer = Ran(0, "", "")
-        self.slurm = {"12": "g1|node7", "13": "g1|node7"}
+        self.slurm = {"12": "g1|node7|RUNNING", "13": "g1|node7|RUNNING"}
 
     def __call__(self, argv: list[str]) -> Deferred[Ran]:
+        if argv[0].endswith("scontrol"):
+            addr = ADDRS.get(argv[-1])
+            if addr is None:
+                return succeed(Ran(1, "", f"Node {argv[-1]} not found\n"))
+            return succeed(Ran(0, f"NodeName={argv[-1]} Arch=x86_64 NodeAddr={addr}"
+                                  f" NodeHostName={argv[-1]}\n", ""))
         if argv[0].endswith("squeue"):
             self.asked.append(argv)
             [slurm_job] = [arg.split("=")[1] for arg in argv if arg.startswith("--jobs=")]
@@ -73,6 +80,8 @@ class Runner:
 
 #: What node names resolve to here.
 HOSTS = {"node7": frozenset({"127.0.0.1"}), "node8": frozenset({"10.0.0.8"})}
+#: Each node's NodeAddr, as Slurm has it.
+ADDRS = {"node7": "127.0.0.1", "node8": "10.0.0.8", "node9": "node9.cluster"}
 
 
 def resolve(name: str) -> Deferred[frozenset[str]]:
@@ -116,7 +125,7 @@ class World:
             "slurm": lambda: SlurmLauncher(
                 self.reactor, lambda m: holder[0].settings.module(m).slurm_args, python="/py",
                 srun="/usr/bin/srun", scancel="/usr/bin/scancel", setsid=None, run=self.runner,
-                squeue="/usr/bin/squeue", resolve=resolve)})
+                squeue="/usr/bin/squeue", resolve=resolve, scontrol="/usr/bin/scontrol")})
         self.init = Initiator(None, guid="init", cfg=cfg, reactor=self.reactor,
                               launcher=launchers, http=self.http)
         holder.append(self.init)
@@ -339,7 +348,7 @@ async def test_a_step_that_is_not_the_jobs_is_refused_and_slurm_not_answering_is
     503, since where the worker runs can't be known."""
     w = World()
     guid = await w.init.launch(DEMO, guid="g1")
-    w.runner.slurm["14"] = "another-job|node7"
+    w.runner.slurm["14"] = "another-job|node7|RUNNING"
     code, body = await w.report(guid, step="14.0")
     assert code == 409 and body["error"] == "Slurm job 14 is not job g1's"
     code, body = await w.report(guid, step=None)
@@ -347,7 +356,7 @@ async def test_a_step_that_is_not_the_jobs_is_refused_and_slurm_not_answering_is
     code, body = await w.report(guid, step="99.0")
     assert code == 503 and "Invalid job id" in body["error"]
     assert [argv[1:] for argv in w.runner.asked] == [
-        ["--noheader", f"--jobs={n}", "--format=%j|%N"] for n in ("14", "99")]
+        ["--noheader", f"--jobs={n}", "--format=%j|%N|%T"] for n in ("14", "99")]
     assert w.init.job(guid).host == "" and w.http.asked == []
 
 

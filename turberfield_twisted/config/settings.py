@@ -123,6 +123,11 @@ class InitiatorSettings:
     auth_failures: int = 10
     #: The most instances a service may have.
     max_instances: int = 64
+    #: Jobs failed by a Slurm node within ``node_failure_window`` seconds that
+    #: exclude it for every job for ``node_exclude_for`` seconds.
+    node_failures: int = 3
+    node_failure_window: float = 600.0
+    node_exclude_for: float = 600.0
 
 
 @attrs.frozen
@@ -236,6 +241,9 @@ _INITIATOR_READERS: Mapping[str, Reader] = {
     "audit_keep": whole(1, 10_000_000),
     "auth_failures": whole(1, 1_000_000),
     "max_instances": whole(1, 4096),
+    "node_failures": whole(1, 1_000_000),
+    "node_failure_window": SECONDS,
+    "node_exclude_for": SECONDS,
 }
 
 
