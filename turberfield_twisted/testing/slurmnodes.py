@@ -22,7 +22,9 @@ every process of its namespace: ``slurmd``, its ``slurmstepd``\\ s and their
 tasks), cuts its link (:meth:`SlurmNodes.cut`, the bridge's end of its
 veth pair down, the worker living on) and mends it (:meth:`SlurmNodes.mend`),
 and brings a killed node back (:meth:`SlurmNodes.revive`).
-``SlurmdTimeout`` is :data:`SLURMD_TIMEOUT` seconds: Slurm declares a
+Slurm places each job on the least loaded node (``CR_LLN``), so jobs
+started one after another spread over the nodes. ``SlurmdTimeout`` is
+:data:`SLURMD_TIMEOUT` seconds: Slurm declares a
 silent node down, and tells the ``srun`` of each of its steps, within a
 few times that.
 """
@@ -30,17 +32,17 @@ few times that.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
 import shutil
 import signal
-import subprocess
 import tempfile
 from pathlib import Path
 from typing import Any
 
 import attrs
+from twisted.internet import defer
 
+from turberfield_twisted.testing.netns import PATH, Bridge, Member, Subnet
 from turberfield_twisted.testing.procs import Child, kill_left, wait_gone
 from turberfield_twisted.testing.slurmcluster import SlurmJob, poll, slurm_missing
 
@@ -50,12 +52,8 @@ __all__ = ["NODES", "SLURMD_TIMEOUT", "SlurmNode", "SlurmNodes", "nodes_missing"
 NODES = 3
 #: Seconds of silence after which Slurm sets a node down (``SlurmdTimeout``).
 SLURMD_TIMEOUT = 5
-_PATH = "/usr/sbin:/usr/bin:/sbin:/bin"
-
-
-def _ip(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["ip", *args], capture_output=True, text=True, timeout=30,
-                          check=False, env={"PATH": _PATH})
+#: ``sinfo``'s states (``%t``) of a node that takes jobs.
+_UP = frozenset({"idle", "mix", "alloc"})
 
 
 def nodes_missing() -> str | None:
@@ -65,7 +63,7 @@ def nodes_missing() -> str | None:
     if reason is not None:
         return reason
     for tool in ("ip", "nsenter"):
-        if shutil.which(tool, path=_PATH) is None:
+        if shutil.which(tool, path=PATH) is None:
             return f"no {tool} for network namespaces: apt-get install iproute2 util-linux"
     return None
 
@@ -82,38 +80,6 @@ class SlurmNode:
     slurmd: Child | None = None
 
 
-class _Subnet:
-    """``10.77.K.0/24`` held through a lock file, with the names made from K."""
-
-    def __init__(self, k: int, lock: int):
-        self.k, self.lock = k, lock
-        self.prefix = f"tfs{k}"
-        self.bridge = f"{self.prefix}b"
-        self.head = f"{self.prefix}h"
-
-    def addr(self, host: int) -> str:
-        return f"10.77.{self.k}.{host}"
-
-    @classmethod
-    def take(cls) -> _Subnet:
-        taken = _ip("-4", "-o", "addr").stdout
-        for k in range(256):
-            if f" 10.77.{k}." in taken:
-                continue
-            path = Path(tempfile.gettempdir()) / f"tf-slurmnodes-10.77.{k}.lock"
-            fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o600)
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except OSError:
-                os.close(fd)
-                continue
-            return cls(k, fd)
-        raise RuntimeError("no subnet 10.77.K.0/24 free for a test cluster")
-
-    def release(self) -> None:
-        os.close(self.lock)
-
-
 class SlurmNodes:
     """
     The cluster in ``root`` (made 0755 for ``munged``'s checks), on the
@@ -123,18 +89,22 @@ class SlurmNodes:
     host (``slurmctld`` listens on ``head_addr``).
     """
 
-    def __init__(self, reactor: Any, root: Path, ports: range, net: _Subnet):
+    def __init__(self, reactor: Any, root: Path, ports: range, net: Subnet):
         self.reactor = reactor
         self.root = root
         self.net = net
         self.conf = root / "slurm.conf"
-        self.env = {"PATH": _PATH, "LANG": "C.UTF-8", "SLURM_CONF": str(self.conf)}
+        self.env = {"PATH": PATH, "LANG": "C.UTF-8", "SLURM_CONF": str(self.conf)}
         self.head = net.head
         self.head_addr = net.addr(2)
         self.ctld_port = ports[0]
         self.nodes = [SlurmNode(f"node{i}", f"{net.prefix}n{i}", net.addr(10 + i), ports[i],
                                 f"{net.prefix}v{i}") for i in range(1, NODES + 1)]
         self.srun_ports = range(ports[NODES + 1], ports[-1] + 1)
+        self.network = Bridge(net, [Member(self.head, f"{net.prefix}vh", f"{net.prefix}eh",
+                                           self.head_addr),
+                                    *(Member(node.netns, node.link, f"{net.prefix}e{i}",
+                                             node.addr) for i, node in enumerate(self.nodes, 1))])
         self.children: list[Child] = []
         self.ctld: Child | None = None
 
@@ -155,13 +125,13 @@ class SlurmNodes:
         directory; return it once every node is idle. On failure, everything
         made is removed before the error is raised.
         """
-        net = _Subnet.take()
+        net = Subnet.take()
         root = Path(tempfile.mkdtemp(prefix="tf-slurmnodes-", dir="/tmp"))
         root.chmod(0o755)
         cluster = cls(reactor, root, ports, net)
         try:
-            cluster._unmake()  # what a run that held K before and died may have left
-            cluster._network()
+            cluster.network.unmake()  # what a run that held K before and died may have left
+            cluster.network.make()
             cluster._write()
             await cluster._run(timeout)
         except BaseException:
@@ -171,50 +141,13 @@ class SlurmNodes:
 
     # -- the network -------------------------------------------------------
 
-    def _must(self, *args: str) -> None:
-        done = _ip(*args)
-        if done.returncode != 0:
-            raise RuntimeError(f"ip {' '.join(args)}: {done.stderr.strip()}")
-
-    def _joined(self, netns: str, host_end: str, inner: str, addr: str) -> None:
-        """Namespace ``netns`` with ``addr`` on a veth pair whose other end is on the bridge."""
-        self._must("netns", "add", netns)
-        self._must("link", "add", host_end, "type", "veth", "peer", "name", inner)
-        self._must("link", "set", inner, "netns", netns)
-        self._must("link", "set", host_end, "master", self.net.bridge)
-        self._must("link", "set", host_end, "up")
-        self._must("-n", netns, "addr", "add", f"{addr}/24", "dev", inner)
-        self._must("-n", netns, "link", "set", inner, "up")
-        self._must("-n", netns, "link", "set", "lo", "up")
-
-    def _network(self) -> None:
-        net = self.net
-        self._must("link", "add", net.bridge, "type", "bridge")
-        self._must("addr", "add", f"{net.addr(1)}/24", "dev", net.bridge)
-        self._must("link", "set", net.bridge, "up")
-        self._joined(self.head, f"{net.prefix}vh", f"{net.prefix}eh", self.head_addr)
-        for i, node in enumerate(self.nodes, 1):
-            self._joined(node.netns, node.link, f"{net.prefix}e{i}", node.addr)
-
-    def _unmake(self) -> None:
-        """Remove every namespace and link named for this subnet (nothing else is touched)."""
-        for netns in (self.head, *(node.netns for node in self.nodes)):
-            pids = _ip("netns", "pids", netns).stdout.split()
-            for pid in pids:
-                with contextlib.suppress(ProcessLookupError, ValueError):
-                    os.kill(int(pid), signal.SIGKILL)
-            _ip("netns", "del", netns)  # its veth ends go with it, and their peers
-        for link in (f"{self.net.prefix}vh", *(node.link for node in self.nodes),
-                     self.net.bridge):
-            _ip("link", "del", link)
-
     def cut(self, name: str) -> None:
         """Cut node ``name`` off: the bridge's end of its link down (its processes live on)."""
-        self._must("link", "set", self.node(name).link, "down")
+        self.network.set_link(self.node(name).link, "down")
 
     def mend(self, name: str) -> None:
         """Bring node ``name``'s link back up."""
-        self._must("link", "set", self.node(name).link, "up")
+        self.network.set_link(self.node(name).link, "up")
 
     # -- the daemons -------------------------------------------------------
 
@@ -235,7 +168,7 @@ class SlurmNodes:
             "AuthType=auth/munge", "CredType=cred/munge",
             f"AuthInfo=socket={root}/run/munge.sock",
             "ProctrackType=proctrack/linuxproc", "TaskPlugin=task/none",
-            "SelectType=select/cons_tres", "SelectTypeParameters=CR_Core",
+            "SelectType=select/cons_tres", "SelectTypeParameters=CR_Core,CR_LLN",
             "SlurmUser=root", "SlurmdUser=root",
             f"StateSaveLocation={root}/state", f"SlurmdSpoolDir={root}/spool/%n",
             f"SlurmctldPidFile={root}/run/slurmctld.pid",
@@ -253,9 +186,12 @@ class SlurmNodes:
             "",
         ]))
 
-    def _spawn(self, name: str, argv: list[str], netns: str | None = None) -> Child:
+    def _spawn(self, name: str, argv: list[str], netns: str | None = None,
+               detached: bool = False) -> Child:
         if netns is not None:
             argv = ["/usr/bin/nsenter", f"--net=/run/netns/{netns}", *argv]
+        if detached:  # not this process's child: its pid is set once it has started
+            argv = ["/usr/bin/setsid", "-f", *argv]
         child = Child(name)
         transport = self.reactor.spawnProcess(child, argv[0], argv, env=self.env,
                                               path=str(self.root))
@@ -263,9 +199,10 @@ class SlurmNodes:
         self.children.append(child)
         return child
 
-    def _slurmd(self, node: SlurmNode) -> Child:
+    def _slurmd(self, node: SlurmNode, detached: bool = False) -> Child:
         node.slurmd = self._spawn(f"slurmd {node.name}", [
-            "/usr/sbin/slurmd", "-D", "-N", node.name, "-f", str(self.conf)], node.netns)
+            "/usr/sbin/slurmd", "-D", "-N", node.name, "-f", str(self.conf)], node.netns,
+            detached)
         return node.slurmd
 
     async def _run(self, timeout: float) -> None:
@@ -290,7 +227,7 @@ class SlurmNodes:
         """Run a Slurm command (``squeue``, ``scontrol``...) on this cluster: its stdout."""
         from twisted.internet.utils import getProcessOutputAndValue
 
-        path = shutil.which(argv[0], path=_PATH) or argv[0]
+        path = shutil.which(argv[0], path=PATH) or argv[0]
         out, err, code = await getProcessOutputAndValue(path, argv[1:], env=self.env,
                                                         reactor=self.reactor)
         if code != 0:
@@ -307,6 +244,15 @@ class SlurmNodes:
         states = await self.states()
         return len(states) == NODES and set(states.values()) == {"idle"}
 
+    async def up(self, name: str) -> bool:
+        """Whether node ``name`` takes jobs (idle, or running some)."""
+        return (await self.states()).get(name) in _UP
+
+    async def all_up(self) -> bool:
+        """Whether every node takes jobs (idle, or running some)."""
+        states = await self.states()
+        return len(states) == NODES and set(states.values()) <= _UP
+
     async def jobs(self) -> list[SlurmJob]:
         """Every job ``squeue`` shows (pending, running or completing), with its node."""
         out = await self.run("squeue", "-h", "-o", "%i|%j|%T|%l|%N")
@@ -318,14 +264,17 @@ class SlurmNodes:
 
     async def steps(self, name: str) -> list[str]:
         """The steps (``JOBID.STEP``) of the jobs named ``name`` that ``squeue`` shows."""
-        out = await self.run("squeue", "-h", "--steps", f"--name={name}", "-o", "%i")
+        jobs = [job.id for job in await self.named(name)]
+        if not jobs:
+            return []
+        out = await self.run("squeue", "-h", "--steps", f"--jobs={','.join(jobs)}", "-o", "%i")
         return out.split()
 
     # -- failures ----------------------------------------------------------
 
     def pids(self, name: str) -> list[int]:
         """Every process in node ``name``'s namespace: its slurmd, slurmstepds and tasks."""
-        return [int(pid) for pid in _ip("netns", "pids", self.node(name).netns).stdout.split()]
+        return self.network.pids(self.node(name).netns)
 
     async def kill_node(self, name: str) -> list[int]:
         """SIGKILL every process of node ``name``; return their pids once they are gone."""
@@ -337,17 +286,25 @@ class SlurmNodes:
         return pids
 
     async def revive(self, name: str, timeout: float = 60.0) -> None:
-        """Start node ``name``'s ``slurmd`` again (after :meth:`kill_node`); fire once idle."""
+        """
+        Start node ``name``'s ``slurmd`` again (after :meth:`kill_node`); fire
+        once it takes jobs. It is detached (``setsid -f``), so that it is not
+        a process of the test that revives it, and stopped by pid with the rest.
+        """
         node = self.node(name)
-        await self._slurmd(node).logged("slurmd started on").addTimeout(timeout, self.reactor)
-        await poll(self.reactor, self.all_idle, timeout)
+        slurmd = self._slurmd(node, detached=True)
+        await slurmd.logged("slurmd started on").addTimeout(timeout, self.reactor)
+        [slurmd.pid] = [pid for pid in self.pids(name)
+                        if Path(f"/proc/{pid}/comm").read_text().strip() == "slurmd"]
+        await poll(self.reactor, lambda: self.up(name), timeout)
 
     # -- the end -----------------------------------------------------------
 
-    async def stop(self, timeout: float = 30.0) -> None:
+    async def stop(self, timeout: float = 30.0, grace: float = 10.0) -> None:
         """
-        Cancel every job left, stop the daemons (by pid: SIGTERM, and
-        SIGKILL for one still there after ``timeout``), remove the
+        Cancel every job left (waiting ``timeout`` seconds at most), stop
+        the daemons (by pid: SIGTERM, and SIGKILL for one still there after
+        ``grace`` seconds), remove the
         namespaces, links and directory, and let the subnet go, whatever
         fails on the way.
         """
@@ -356,7 +313,7 @@ class SlurmNodes:
             if self.ctld is not None and not self.ctld.ended.called:
                 with contextlib.suppress(RuntimeError, TimeoutError):
                     for node in self.nodes:
-                        _ip("link", "set", node.link, "up")
+                        self.network.set_link(node.link, "up")
                     await self.run("scancel", "--full", "--user=root")
                     await poll(self.reactor, self._drained, timeout)
             pids = []
@@ -364,14 +321,17 @@ class SlurmNodes:
                 if child.pid is not None and not child.ended.called:
                     os.kill(child.pid, signal.SIGTERM)
                     pids.append(child.pid)
-            await wait_gone(self.reactor, pids, timeout)
+            try:
+                await wait_gone(self.reactor, pids, grace)
+            except defer.TimeoutError:  # a slurmd whose node was cut off may wait on a step
+                await kill_left(self.reactor, pids, timeout)
         except BaseException:
             await kill_left(self.reactor, [child.pid for child in self.children
                                            if child.pid is not None and not child.ended.called])
             raise
         finally:
             try:
-                self._unmake()
+                self.network.unmake()
             finally:
                 shutil.rmtree(self.root, ignore_errors=True)
                 self.net.release()
