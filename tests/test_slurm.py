@@ -71,7 +71,8 @@ def test_loopback_is_told_from_everything_else():
 
 
 def test_a_worker_reports_its_own_address_or_its_nodes():
-    """A worker bound to one address reports it; bound to all, what its node's name resolves to."""
+    """A worker bound to one address reports it; bound to all, its address on the route toward
+    the daemon if it knows the daemon's, else what its node's name resolves to."""
     asked = []
 
     def resolve(name: str, *args: Any) -> list[Any]:
@@ -82,6 +83,7 @@ def test_a_worker_reports_its_own_address_or_its_nodes():
     assert listening_host("10.9.9.9", env, resolve) == "10.9.9.9"
     assert listening_host("0.0.0.0", env, resolve) == "10.1.2.3"
     assert listening_host("localhost", env, resolve) == "10.1.2.3"
+    assert listening_host("0.0.0.0", env, resolve, toward="127.0.0.1") == "127.0.0.1"
     assert [name for name, _ in asked] == ["node7", "localhost"]
     assert slurm_step({"SLURM_JOB_ID": "12", "SLURM_STEP_ID": "0"}) == "12.0"
     assert slurm_step({"SLURM_JOB_ID": "12"}) is None
