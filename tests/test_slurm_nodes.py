@@ -220,9 +220,11 @@ async def test_a_node_killed_whole_has_its_job_ready_again_on_another_node(
         await cluster.kill_node(dead)
         await daemon.logged(rf"job {guid}: Slurm node {dead} failed", after=seen
                             ).addTimeout(60, reactor)
+        told = reactor.seconds()
         await daemon.logged(rf"job {guid}: fenced: scancel \d+", after=seen)
         await daemon.logged(rf"job {guid} \(.*\) ready", after=seen).addTimeout(80, reactor)
         measured("node death to ready elsewhere", reactor.seconds() - killed)
+        measured("(srun's word of it to ready elsewhere)", reactor.seconds() - told)
         code, job = await call(reactor, daemon, "GET", f"/jobs/{guid}")
         assert (job["state"], job["restarts"]) == ("ready", 1)
         assert job["node"] not in (dead, None) and f"Slurm node {dead} failed" in job["last_error"]
@@ -257,9 +259,11 @@ async def test_a_node_cut_off_has_its_job_restarted_elsewhere_and_one_copy_after
         cluster.cut(cut)
         await daemon.logged(rf"job {guid}: fenced: scancel \d+", after=seen
                             ).addTimeout(60, reactor)
-        measured("partition to fence", reactor.seconds() - cut_at)
+        fenced = reactor.seconds()
+        measured("partition to fence", fenced - cut_at)
         await daemon.logged(rf"job {guid} \(.*\) ready", after=seen).addTimeout(80, reactor)
         measured("partition to ready elsewhere", reactor.seconds() - cut_at)
+        measured("(fence to ready elsewhere)", reactor.seconds() - fenced)
         assert old_task in task_pids(guid)  # cut off, not dead
     finally:
         cluster.mend(cut)
