@@ -144,3 +144,19 @@ def test_a_bad_node_policy_is_refused_naming_its_key(line):
     cfg.set("init", key, value)
     with pytest.raises(ConfigError, match=key):
         check_config(cfg, "init")
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_forgotten_job_no_longer_excludes_its_failed_node():
+    """The job that node7 failed is stopped and forgotten: GET /slurm/nodes no longer lists
+    it for node7 (the node's failure within the window stays)."""
+    w = World()
+    guid = await ready_on_node7(w)
+    lose_node7(w)
+    w.reactor.advance(0)
+    w.init.stop(guid)
+    w.reactor.spawned[1].exit(0)
+    assert (await w.call("POST", f"/jobs/{guid}/forget"))[0] == 200
+    _, body = await w.call("GET", "/slurm/nodes")
+    [node] = body["nodes"]
+    assert node["excluded_for"] == [] and [f["guid"] for f in node["failures"]] == ["g1"]

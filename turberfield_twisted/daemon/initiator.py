@@ -279,8 +279,10 @@ class Initiator(JobTable, Proactor, Service):
         self._keeper.keep(job)
 
     def forget_kept(self, guid: str) -> None:
-        """The store forgets job ``guid`` (the table is left as it is)."""
+        """The store forgets job ``guid`` (the table is left as it is), as do the Slurm nodes
+        excluded for it."""
         self._keeper.forget(guid)
+        self.slurm_nodes.forget(guid)
 
     # -- asking jobs (queries: see JobTable) ---------------------------------
 

@@ -58,6 +58,11 @@ class NodeBook:
 
         return cls(seconds, policy)
 
+    def forget(self, guid: str) -> None:
+        """Job ``guid`` is forgotten: the nodes excluded for it and its fences go too."""
+        self.by_job.pop(guid, None)
+        self.fences.pop(guid, None)
+
     def fence(self, guid: str, slurm_job: str) -> None:
         """Slurm job ``slurm_job`` of job ``guid`` is cancelled: no report from it holds."""
         self.fences.setdefault(guid, set()).add(slurm_job)
