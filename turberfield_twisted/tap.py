@@ -36,7 +36,8 @@ from turberfield_twisted.configtext import make_config, parse_config
 from turberfield_twisted.contract import API_FILE, TOKEN_FILE, default_state_dir
 from turberfield_twisted.daemon.notify import sd_notify
 from turberfield_twisted.daemon.statedir import StateDir
-from turberfield_twisted.daemon.store import HookRecord, Store
+from turberfield_twisted.daemon.store import Store
+from turberfield_twisted.daemon.store_records import HookRecord
 from turberfield_twisted.errors import ConfigError, DaemonStopping, StateDirError, StoreFailed
 from turberfield_twisted.launch.reactor import IDaemonReactor
 

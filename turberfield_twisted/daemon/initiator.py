@@ -34,7 +34,8 @@ from turberfield_twisted.daemon.instances import Instances
 from turberfield_twisted.daemon.job_config import JobConfigs
 from turberfield_twisted.daemon.keeper import Keeper
 from turberfield_twisted.daemon.live_config import push_config, update_config
-from turberfield_twisted.daemon.store import JobRecord, Store
+from turberfield_twisted.daemon.store import Store
+from turberfield_twisted.daemon.store_records import JobRecord
 from turberfield_twisted.errors import (
     BadGuid,
     ConfigError,

@@ -33,7 +33,7 @@ from turberfield_twisted.config.settings import (
 )
 from turberfield_twisted.configtext import origin, section_items
 from turberfield_twisted.daemon.initiator import Initiator
-from turberfield_twisted.daemon.store import JobRecord
+from turberfield_twisted.daemon.store_records import JobRecord
 from turberfield_twisted.errors import (
     BadOverride,
     ConfigError,
