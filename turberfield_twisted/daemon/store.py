@@ -39,7 +39,7 @@ import stat
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from turberfield_twisted.config.settings import SYNC_MODES
+from turberfield_twisted.config.section_keys import SYNC_MODES
 from turberfield_twisted.daemon.statedir import STORE_FILE, StateDir
 from turberfield_twisted.daemon.store_records import (
     HookRecord,
