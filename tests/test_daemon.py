@@ -17,7 +17,8 @@ import treq
 from _system import absent
 from twisted.internet import defer
 
-from turberfield_twisted.tap import Options, with_backlog
+from turberfield_twisted.tap import Options
+from turberfield_twisted.tap_services import Kept, with_backlog
 from turberfield_twisted.testing.daemon import Daemon
 from turberfield_twisted.testing.ports import free_ports
 from turberfield_twisted.testing.procs import children_of, wait_gone
@@ -271,7 +272,7 @@ def test_the_settings_checked_at_start_are_the_initiators(tmp_path, monkeypatch)
     monkeypatch.setattr(initiator, "check_config", again)
     top = tap.makeService(options)
     services = list(top)
-    kept = next(s for s in services if isinstance(s, tap._Kept))
+    kept = next(s for s in services if isinstance(s, Kept))
     try:
         init = next(s for s in services if isinstance(s, initiator.Initiator))
         assert init.settings is options["settings"]
