@@ -2,7 +2,7 @@
 The initiator's control API: Klein routes, JSON in and out.
 
 Every error is ``{"error": "<message>"}`` with the status that
-:data:`turberfield_twisted.http.web.STATUSES` gives it; no traceback ever
+:data:`turberfield_twisted.http.statuses.STATUSES` gives it; no traceback ever
 reaches a client. Every call but the public ones needs ``Authorization:
 Bearer <token>`` of the role :data:`~.roles.ROLES` names for it (403
 naming the role if it is lower); a job's own calls (``GET /config/{guid}``, ``POST
