@@ -260,7 +260,7 @@ async def test_own_code_reaches_workers_through_pythonpath_not_PYTHONPATH(reacto
 def test_the_settings_checked_at_start_are_the_initiators(tmp_path, monkeypatch):
     """makeService hands the initiator the settings postOptions checked: none are checked again."""
     from turberfield_twisted import tap
-    from turberfield_twisted.daemon import initiator
+    from turberfield_twisted.daemon import initiator, initiator_config
 
     options = Options()
     options.parseOptions(["--state-dir", str(tmp_path / "state"),
@@ -269,7 +269,7 @@ def test_the_settings_checked_at_start_are_the_initiators(tmp_path, monkeypatch)
     def again(*args: Any, **kwargs: Any) -> None:
         raise AssertionError("the config is checked again")
 
-    monkeypatch.setattr(initiator, "check_config", again)
+    monkeypatch.setattr(initiator_config, "check_config", again)
     top = tap.makeService(options)
     services = list(top)
     kept = next(s for s in services if isinstance(s, Kept))
