@@ -56,6 +56,7 @@ from turberfield_twisted.launch.protocol import ExitStatus
 from turberfield_twisted.launch.reactor import IDaemonReactor
 from turberfield_twisted.launch.router import default_launcher
 from turberfield_twisted.launch.slurm.nodes import NodeBook
+from turberfield_twisted.launch.slurm.spread import Spread
 from turberfield_twisted.services.registry import Services
 from turberfield_twisted.worker.parent import HttpClient, make_http
 from turberfield_twisted.worker.proactor import Proactor
@@ -110,9 +111,11 @@ class Initiator(InitiatorConfig, JobTable, Proactor, Service):
         self._pools.extend([probe_pool] if probe_pool is not None else [])
         #: Slurm nodes that failed jobs, and what each excludes (``GET /slurm/nodes``).
         self.slurm_nodes = nodes or NodeBook.of(self.reactor.seconds, self._checked)
+        #: Which Slurm node each instance of a service that spreads is sent to.
+        self.slurm_spread = Spread(siblings=lambda guid: self.services.spread_siblings(guid))
         #: Where workers run.
         self.launcher: ILauncher = launcher or default_launcher(
-            self.reactor, self._checked, self.slurm_nodes)
+            self.reactor, self._checked, self.slurm_nodes, self.slurm_spread)
         self._configs = JobConfigs(lambda: self.cfg, self._checked)
         self._lifecycle = Lifecycle(
             self.reactor, self.launcher, self._checked,

@@ -1,0 +1,148 @@
+"""
+Spreading a service's instances over Slurm's nodes (``spread = nodes``):
+:class:`Spread` chooses the node each instance's step runs on.
+
+Each instance is its own Slurm job, and Slurm places separate jobs as its
+scheduler likes (``select/cons_tres`` fills the first nodes first unless
+the cluster says ``CR_LLN``); no ``srun`` option spreads separate jobs
+(``--distribution`` and ``--spread-job`` act within one job). So the
+daemon chooses: an instance's step is started with ``--nodelist=NODE``,
+NODE the usable node (up and responding, as ``sinfo`` last said, and not
+excluded for the job: :class:`.nodes.NodeBook`, ``--exclude`` of the
+module's ``slurm_args``) on which fewest of its siblings run or were sent,
+ties broken by fewest steps of this launcher, then by name. The siblings
+started in the same moment are counted by where they were sent, before
+any has reported where it runs. With more instances than nodes, nodes
+take a second instance each, and so on. A step that fails with its node
+is started again the same way, its node excluded: it goes to the least
+used node left.
+
+While ``sinfo`` has not answered yet (just after the daemon starts), or
+the module's ``slurm_args`` name nodes itself (``--nodelist``, ``-w``),
+no node is chosen and Slurm places the step.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection, Sequence
+
+import attrs
+from twisted.internet.defer import Deferred
+from twisted.logger import Logger
+
+from turberfield_twisted.launch.slurm.placement import CommandRunner, Ran
+
+__all__ = ["Siblings", "Spread", "choose_node", "usable_nodes"]
+
+#: Given a job's guid: the guids of the other instances of its service if that
+#: service spreads its instances over nodes, else None.
+Siblings = Callable[[str], Sequence[str] | None]
+
+#: The states (``sinfo %t``, its suffix dropped) of a node a step can be sent to.
+_USABLE = frozenset({"idle", "mix", "mixed", "alloc", "allocated", "comp", "completing"})
+
+
+def usable_nodes(sinfo_out: str) -> frozenset[str]:
+    """
+    The nodes that can run a step, from ``sinfo --noheader --Node --responding
+    --format=%N %t``: one whose state is idle, mixed, allocated or
+    completing (a ``*``, not responding, or drained or down one is not).
+    """
+    found = set()
+    for line in sinfo_out.splitlines():
+        parts = line.split()
+        if len(parts) == 2 and not parts[1].endswith("*"):
+            if parts[1].rstrip("~#!%$@^-+") in _USABLE:
+                found.add(parts[0])
+    return frozenset(found)
+
+
+def choose_node(usable: Collection[str], excluded: Collection[str],
+                siblings_on: Sequence[str], load: dict[str, int]) -> str | None:
+    """
+    The node for an instance: of ``usable`` less ``excluded``, the one on
+    which fewest of ``siblings_on`` (its siblings' nodes, one entry a
+    sibling) are, then the least ``load`` (steps of any job), then the
+    first by name; None if no node is left.
+    """
+    left = sorted(set(usable) - set(excluded))
+    if not left:
+        return None
+    return min(left, key=lambda node: (siblings_on.count(node), load.get(node, 0), node))
+
+
+def names_nodes(args: Sequence[str]) -> bool:
+    """Whether ``srun`` options ``args`` choose nodes themselves (``--nodelist``, ``-w``)."""
+    return any(a == "-w" or a.startswith(("-w", "--nodelist")) for a in args)
+
+
+@attrs.define(eq=False)
+class Spread:
+    """
+    Which node each step of this launcher was sent to or runs on (by the
+    job's guid), the usable nodes as ``sinfo`` last said (None: not yet),
+    and ``siblings``, each job's siblings that spread with it.
+    """
+
+    log = Logger()
+
+    siblings: Siblings = attrs.field(default=lambda guid: None)
+    usable: frozenset[str] | None = None
+    #: Each running step's node, by its job's guid: where it was sent, then where it runs.
+    where: dict[str, str] = attrs.field(factory=dict)
+    _asking: bool = False
+
+    def refresh(self, run: CommandRunner, sinfo: str) -> None:
+        """Ask ``sinfo`` (run by ``run``) again which nodes are usable (once at a time)."""
+        if self._asking:
+            return
+        self._asking = True
+        argv = [sinfo, "--noheader", "--Node", "--responding", "--format=%N %t"]
+        asked: Deferred[Ran] = run(argv)
+        asked.addCallback(self._answered).addBoth(self._asked)
+
+    def _answered(self, ran: Ran) -> None:
+        if ran.code != 0:
+            self.log.warn("spread: sinfo failed: {why}", why=ran.err.strip()[:300])
+            return
+        self.usable = usable_nodes(ran.out)
+
+    def _asked(self, result: object) -> None:
+        self._asking = False
+
+    def node_for(self, guid: str, excluded: Collection[str], args: Sequence[str]) -> str | None:
+        """
+        The node job ``guid``'s next step is sent to (kept as where it is), or
+        None: it does not spread, its ``args`` name nodes, no node is known
+        or left.
+        """
+        self.where.pop(guid, None)
+        siblings = self.siblings(guid)
+        if siblings is None or names_nodes(args):
+            return None
+        if self.usable is None:
+            self.log.info("job {guid}: not spread: Slurm's nodes are not known yet",
+                          guid=guid)
+            return None
+        on = [self.where[g] for g in siblings if g in self.where]
+        load: dict[str, int] = {}
+        for node in self.where.values():
+            load[node] = load.get(node, 0) + 1
+        chosen = choose_node(self.usable, excluded, on, load)
+        if chosen is None:
+            self.log.info("job {guid}: not spread: no usable node is left", guid=guid)
+            return None
+        self.where[guid] = chosen
+        self.log.info("job {guid}: spread to Slurm node {node} (its siblings are on"
+                      " {on})", guid=guid, node=chosen, on=",".join(sorted(on)) or "none")
+        return chosen
+
+    def placed(self, guid: str, node: str | None) -> None:
+        """Job ``guid``'s step runs on ``node``, as Slurm says."""
+        if node is not None:
+            self.where[guid] = node
+
+    def ended(self, guid: str, node: str | None) -> None:
+        """Job ``guid``'s step sent to (or run on) ``node`` has ended."""
+        if node is not None and self.where.get(guid) == node:
+            del self.where[guid]
