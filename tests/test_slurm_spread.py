@@ -1,0 +1,175 @@
+"""
+A service of a module Slurm runs, on a Clock: accepted without ``listen``
+(no shared socket: a socket can't span hosts), shown with ``listen: null``
+and its relay, and its instances spread over the nodes ``sinfo`` says are
+usable (``spread = nodes``: each step's ``srun --nodelist`` is the node
+fewest of its siblings use), after a node loss and a scale too. No process,
+no port, no sleep: the real three-node cluster is in test_slurm_nodes.py.
+"""
+
+from __future__ import annotations
+
+import pytest
+import pytest_twisted
+from _slurm_world import DEMO, World
+
+from turberfield_twisted.config.settings import check_config
+from turberfield_twisted.configtext import parse_config
+from turberfield_twisted.errors import ConfigError
+from turberfield_twisted.launch.slurm.spread import Spread, choose_node, usable_nodes
+
+FAILURE = b"srun: error: Node failure on node7\n"
+
+
+def nodelist(w: World, spawned: int) -> str | None:
+    """The node the ``spawned``-th step was sent to (``--nodelist=``), if one was."""
+    found = [a[11:] for a in w.reactor.spawned[spawned].args if a.startswith("--nodelist=")]
+    return found[0] if found else None
+
+
+def world_with_nodes() -> World:
+    """A World whose Slurm launcher has asked sinfo (as it does when the daemon starts)."""
+    w = World()
+    w.init.launcher.launcher_of(DEMO).prepare([DEMO])
+    assert w.init.slurm_spread.usable == {"node7", "node8", "node9"}
+    return w
+
+
+async def ready_on_node7(w: World) -> None:
+    """grid.1 (sent to node7) reports: Slurm runs it there as step 12.0."""
+    w.runner.slurm["12"] = "grid.1|node7|RUNNING"
+    assert (await w.report("grid.1", step="12.0"))[0] == 202
+    w.reactor.advance(0)
+
+
+def test_usable_nodes_are_those_up_and_responding():
+    """sinfo's idle, mixed, allocated and completing nodes are usable; a down, drained or
+    not responding (``*``) one is not."""
+    out = "a idle\nb mix\nc alloc\nd comp\ne down*\nf drain\ng idle*\nh mix~\n\n"
+    assert usable_nodes(out) == {"a", "b", "c", "d", "h"}
+
+
+def test_the_node_chosen_has_fewest_siblings_then_least_load_then_first_name():
+    """Fewest siblings first, then fewest steps of any job, then the name; excluded nodes
+    never; none left: None."""
+    nodes = ["n1", "n2", "n3"]
+    assert choose_node(nodes, [], [], {}) == "n1"
+    assert choose_node(nodes, [], ["n1"], {}) == "n2"
+    assert choose_node(nodes, [], ["n1"], {"n2": 4}) == "n3"
+    assert choose_node(nodes, ["n3"], ["n1", "n2", "n1"], {}) == "n2"
+    assert choose_node(nodes, nodes, [], {}) is None
+
+
+def test_siblings_started_at_once_go_to_different_nodes_then_round_again():
+    """Instances sent before any reports where it runs are counted where they were sent:
+    three go to three nodes, the fourth to a node with one; a job that does not spread,
+    or whose slurm_args name nodes, is not given a node."""
+    members = ["s.1", "s.2", "s.3", "s.4"]
+    spread = Spread(siblings=lambda guid: [m for m in members if m != guid]
+                    if guid in members else None,
+                    usable=frozenset({"n1", "n2", "n3"}))
+    chosen = [spread.node_for(guid, [], ()) for guid in members]
+    assert chosen[:3] == ["n1", "n2", "n3"] and chosen[3] in {"n1", "n2", "n3"}
+    assert spread.node_for("other", [], ()) is None
+    assert spread.node_for("s.1", [], ("--nodelist=n9",)) is None
+    assert "s.1" not in spread.where
+
+
+def test_nodes_not_known_yet_leave_the_step_to_slurm():
+    """Before sinfo has answered, no node is chosen (Slurm places the step)."""
+    spread = Spread(siblings=lambda guid: [])
+    assert spread.node_for("s.1", [], ()) is None
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_slurm_service_has_no_listen_and_its_instances_go_one_a_node():
+    """POST /services of a Slurm module without listen: 201, shown with listen null, its
+    relay and spread nodes; its three steps are sent to node7, node8 and node9."""
+    w = world_with_nodes()
+    code, body = await w.call("POST", "/services", {"name": "grid", "module": DEMO,
+                                                   "instances": 3})
+    assert code == 201, body
+    code, view = await w.call("GET", "/services/grid")
+    assert (view["listen"], view["relay"], view["spread"]) == (
+        None, "/services/grid/proxy/", "nodes")
+    await ready_on_node7(w)  # the third waits for a starting slot
+    assert [nodelist(w, i) for i in range(3)] == ["node7", "node8", "node9"]
+    assert w.runner.sinfo_asked >= 2  # asked again for the next steps
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_slurm_service_with_listen_or_a_bad_spread_is_refused():
+    """A socket can't span hosts: listen for a Slurm module is 400; so is a spread that is
+    not nodes or none; nothing is made."""
+    w = world_with_nodes()
+    code, body = await w.call("POST", "/services", {"name": "grid", "module": DEMO,
+                                                   "listen": 8000})
+    assert code == 400 and "can't span hosts" in body["error"]
+    code, body = await w.call("POST", "/services", {"name": "grid", "module": DEMO,
+                                                   "spread": "racks"})
+    assert code == 400 and "spread must be one of: nodes, none" in body["error"]
+    assert (await w.call("GET", "/services"))[1]["services"] == []
+
+
+@pytest_twisted.ensureDeferred
+async def test_spread_none_leaves_placement_to_slurm():
+    """spread = none: no step is given a node."""
+    w = world_with_nodes()
+    code, _ = await w.call("POST", "/services", {"name": "grid", "module": DEMO,
+                                                "instances": 2, "spread": "none"})
+    assert code == 201
+    assert [nodelist(w, i) for i in range(2)] == [None, None]
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_replacement_after_a_node_loss_goes_to_the_node_its_siblings_do_not_use():
+    """Two instances on node7 and node8; node7 fails under grid.1: it is started again
+    excluding node7 and sent to node9, where no sibling runs (not node8)."""
+    w = world_with_nodes()
+    await w.call("POST", "/services", {"name": "grid", "module": DEMO, "instances": 2})
+    assert [nodelist(w, 0), nodelist(w, 1)] == ["node7", "node8"]
+    await ready_on_node7(w)
+    proc = w.reactor.spawned[0]
+    proc.protocol.childDataReceived(2, FAILURE)
+    proc.exit(1)
+    w.reactor.advance(0)
+    assert len(w.reactor.spawned) == 3
+    assert "--exclude=node7" in w.reactor.spawned[2].args
+    assert nodelist(w, 2) == "node9"
+
+
+@pytest_twisted.ensureDeferred
+async def test_scaling_down_frees_a_node_and_scaling_up_fills_it():
+    """Scale 3 -> 2 drains grid.3 (node9); once its step has ended, scale back to 3 sends
+    grid.4 to node9 again."""
+    w = world_with_nodes()
+    await w.call("POST", "/services", {"name": "grid", "module": DEMO, "instances": 3})
+    await ready_on_node7(w)
+    assert nodelist(w, 2) == "node9"
+    assert (await w.call("PATCH", "/services/grid", {"instances": 2}))[0] == 200
+    w.reactor.spawned[2].exit(0)
+    w.reactor.advance(0)
+    assert w.init.slurm_spread.where == {"grid.1": "node7", "grid.2": "node8"}
+    assert (await w.call("PATCH", "/services/grid", {"instances": 3}))[0] == 200
+    assert nodelist(w, 3) == "node9"
+
+
+@pytest.mark.parametrize(("lines", "line", "reason"), [
+    ("[service:w]\nmodule = m\nspread = racks\n", 7, "must be one of: nodes, none"),
+    ("[service:w]\nmodule = l\nlisten = 80\nspread = nodes\n", 8, "applies only to a service"),
+    ("[service:w]\nmodule = l\n", 5, "has no 'listen' key"),
+])
+def test_a_bad_slurm_service_section_is_refused_at_its_line(lines, line, reason):
+    """spread is nodes or none, and only for a module Slurm runs; a local one needs listen."""
+    cfg = parse_config(f"[p]\n[m]\nlauncher = slurm\n[l]\n{lines}", source="f.cfg")
+    with pytest.raises(ConfigError) as caught:
+        check_config(cfg, "p")
+    assert (caught.value.line, reason in str(caught.value)) == (line, True), str(caught.value)
+
+
+def test_a_slurm_service_section_without_listen_spreads_on_nodes_by_default():
+    """[service:w] of a Slurm module, no listen: accepted, no address, spread nodes."""
+    cfg = parse_config("[p]\n[m]\nlauncher = slurm\n[service:w]\nmodule = m\ninstances = 3\n")
+    service = check_config(cfg, "p").services["w"]
+    assert (service.host, service.port, service.spread, service.instances) == (
+        None, None, "nodes", 3)
