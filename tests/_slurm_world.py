@@ -54,6 +54,8 @@ class Runner:
         #: What sinfo answers (``NODE STATE`` lines), and how often it was asked.
         self.nodes = "node7 idle\nnode8 mix\nnode9 idle\nnode6 down*\n"
         self.sinfo_asked = 0
+        #: What the next sinfo answers with instead, if set (a Deferred the test fires).
+        self.sinfo_held: Deferred[Ran] | None = None
 
     def __call__(self, argv: list[str]) -> Deferred[Ran]:
         if argv[0].endswith("scontrol"):
@@ -64,7 +66,8 @@ class Runner:
                                   f" NodeHostName={argv[-1]}\n", ""))
         if argv[0].endswith("sinfo"):
             self.sinfo_asked += 1
-            return succeed(Ran(0, self.nodes, ""))
+            held, self.sinfo_held = self.sinfo_held, None
+            return held if held is not None else succeed(Ran(0, self.nodes, ""))
         if argv[0].endswith("squeue"):
             self.asked.append(argv)
             [slurm_job] = [arg.split("=")[1] for arg in argv if arg.startswith("--jobs=")]

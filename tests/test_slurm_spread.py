@@ -12,10 +12,14 @@ from __future__ import annotations
 import pytest
 import pytest_twisted
 from _slurm_world import DEMO, World
+from twisted.internet.defer import Deferred
+
+from turberfield_twisted import JobState
 
 from turberfield_twisted.config.settings import check_config
 from turberfield_twisted.configtext import parse_config
 from turberfield_twisted.errors import ConfigError
+from turberfield_twisted.launch.slurm.placement import Ran
 from turberfield_twisted.launch.slurm.spread import Spread, choose_node, usable_nodes
 
 FAILURE = b"srun: error: Node failure on node7\n"
@@ -95,6 +99,21 @@ async def test_a_slurm_service_has_no_listen_and_its_instances_go_one_a_node():
     await ready_on_node7(w)  # the third waits for a starting slot
     assert [nodelist(w, i) for i in range(3)] == ["node7", "node8", "node9"]
     assert w.runner.sinfo_asked >= 2  # asked again for the next steps
+
+
+@pytest_twisted.ensureDeferred
+async def test_instances_that_spread_wait_for_the_first_sinfo_then_go_one_a_node():
+    """While the sinfo asked at the start has not answered, no instance is spawned (each
+    waits); once it answers, they start, each sent to its own node."""
+    w = World()
+    w.runner.sinfo_held = held = Deferred()
+    w.init.launcher.launcher_of(DEMO).prepare([DEMO])
+    code, _ = await w.call("POST", "/services", {"name": "grid", "module": DEMO,
+                                                "instances": 2})
+    assert code == 201 and w.reactor.spawned == []
+    assert w.init.job("grid.1").state is JobState.WAITING
+    held.callback(Ran(0, w.runner.nodes, ""))
+    assert [nodelist(w, 0), nodelist(w, 1)] == ["node7", "node8"]
 
 
 @pytest_twisted.ensureDeferred

@@ -120,12 +120,17 @@ class Initiator(InitiatorConfig, JobTable, Proactor, Service):
         self._lifecycle = Lifecycle(
             self.reactor, self.launcher, self._checked,
             probe=lambda job: probe.wait(job.guid, job.url(HEALTH_PATH), _listening(job)),
-            render=self._configs.render, emit=self._emit, gate=self.required_ready,
+            render=self._configs.render, emit=self._emit, gate=self._may_start,
             output=self._output.emit)
+        self.slurm_spread.opened = self._lifecycle.gate_opened
         self._watch = MemoryWatch(self.reactor, self.workers.values, self._lifecycle.over_limit,
                                   lambda: self._checked().initiator.limit_interval)
         #: Its services: groups of jobs of one module on one shared socket.
         self.services = Services(Instances(self), self._keeper, self._checked)
+
+    def _may_start(self, job: Job) -> bool:
+        """Whether ``job``'s required jobs are ready, and the nodes it spreads over known."""
+        return self.required_ready(job) and self.slurm_spread.known_for(job.guid)
 
     # -- config ------------------------------------------------------------
 

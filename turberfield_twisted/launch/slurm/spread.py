@@ -17,9 +17,11 @@ take a second instance each, and so on. A step that fails with its node
 is started again the same way, its node excluded: it goes to the least
 used node left.
 
-While ``sinfo`` has not answered yet (just after the daemon starts), or
-the module's ``slurm_args`` name nodes itself (``--nodelist``, ``-w``),
-no node is chosen and Slurm places the step.
+While the first ``sinfo`` (asked as the daemon starts) has not answered,
+an instance that spreads waits to start (:meth:`Spread.known_for`, the
+daemon's gate on starting, opened again by ``opened``). If ``sinfo``
+failed, or the module's ``slurm_args`` name nodes itself (``--nodelist``,
+``-w``), no node is chosen and Slurm places the step.
 """
 
 from __future__ import annotations
@@ -90,6 +92,8 @@ class Spread:
     usable: frozenset[str] | None = None
     #: Each running step's node, by its job's guid: where it was sent, then where it runs.
     where: dict[str, str] = attrs.field(factory=dict)
+    #: Called once ``sinfo`` has answered (the jobs waiting for it may start).
+    opened: Callable[[], None] = attrs.field(default=lambda: None)
     _asking: bool = False
 
     def refresh(self, run: CommandRunner, sinfo: str) -> None:
@@ -98,8 +102,9 @@ class Spread:
             return
         self._asking = True
         argv = [sinfo, "--noheader", "--Node", "--responding", "--format=%N %t"]
+        first = self.usable is None
         asked: Deferred[Ran] = run(argv)
-        asked.addCallback(self._answered).addBoth(self._asked)
+        asked.addCallback(self._answered).addBoth(self._asked, first)
 
     def _answered(self, ran: Ran) -> None:
         if ran.code != 0:
@@ -107,8 +112,17 @@ class Spread:
             return
         self.usable = usable_nodes(ran.out)
 
-    def _asked(self, result: object) -> None:
+    def _asked(self, result: object, first: bool) -> None:
         self._asking = False
+        if first:  # instances may wait for it (never a spawn's own refresh)
+            self.opened()
+
+    def known_for(self, guid: str) -> bool:
+        """
+        Whether job ``guid`` may start: it does not spread, or the usable
+        nodes are known, or no ``sinfo`` is being asked (it failed, or none runs).
+        """
+        return self.usable is not None or not self._asking or self.siblings(guid) is None
 
     def node_for(self, guid: str, excluded: Collection[str], args: Sequence[str]) -> str | None:
         """
