@@ -15,7 +15,6 @@ from _slurm_world import DEMO, World
 from twisted.internet.defer import Deferred
 
 from turberfield_twisted import JobState
-
 from turberfield_twisted.config.settings import check_config
 from turberfield_twisted.configtext import parse_config
 from turberfield_twisted.errors import ConfigError
