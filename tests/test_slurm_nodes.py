@@ -330,7 +330,8 @@ async def test_a_slurm_service_of_three_lands_one_a_node_its_relay_reaches_each_
     A service of three instances of a module Slurm runs (no listen: its address is its
     relay): one instance on each node (squeue and GET /services agree); the relay answers
     from every instance; scaled to 2, the drained one leaves squeue, and back to 3 the new
-    one goes to the node left free; removed, squeue has none of it.
+    one goes to the node left free; rolled out (no shared socket to drain), the new three
+    are one a node too; removed, squeue has none of it.
     """
     code, service = await call(reactor, daemon, "POST", "/services",
                                {"name": "grid", "module": DEMO, "instances": 3})
@@ -356,8 +357,18 @@ async def test_a_slurm_service_of_three_lands_one_a_node_its_relay_reaches_each_
     three = await service_on_nodes(reactor, daemon, cluster, 3)
     [(new, node)] = [(guid, node) for guid, node in three.items() if guid not in two]
     assert node == freed, (new, three)
-    tasks = [pid for guid in three for pid in task_pids(guid)]
+    old_tasks = [pid for guid in three for pid in task_pids(guid)]
+    code, _ = await call(reactor, daemon, "POST", "/services/grid/rollout")
+    assert code == 202
+    code, service = await call(reactor, daemon, "GET",
+                               "/services/grid?wait=rollout&timeout=60")
+    assert service["rollout"]["state"] == "done", service
+    rolled = await service_on_nodes(reactor, daemon, cluster, 3)
+    assert not set(rolled) & set(three)
+    assert sorted(rolled.values()) == [node.name for node in cluster.nodes]
+    await wait_gone(reactor, old_tasks, 60)
+    tasks = [pid for guid in rolled for pid in task_pids(guid)]
     code, _ = await call(reactor, daemon, "DELETE", "/services/grid")
     assert code == 202
-    await poll(reactor, lambda: _empty(cluster, set(three)), 60)
+    await poll(reactor, lambda: _empty(cluster, set(rolled)), 60)
     await wait_gone(reactor, tasks, 60)

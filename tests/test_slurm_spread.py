@@ -52,15 +52,27 @@ def test_usable_nodes_are_those_up_and_responding():
     assert usable_nodes(out) == {"a", "b", "c", "d", "h"}
 
 
-def test_the_node_chosen_has_fewest_siblings_then_least_load_then_first_name():
-    """Fewest siblings first, then fewest steps of any job, then the name; excluded nodes
-    never; none left: None."""
+def test_the_node_chosen_has_fewest_siblings_then_the_oldest_then_least_load_then_first_name():
+    """Fewest siblings first, then the node of the oldest sibling, then fewest steps of any
+    job, then the name; excluded nodes never; none left: None."""
     nodes = ["n1", "n2", "n3"]
     assert choose_node(nodes, [], [], {}) == "n1"
     assert choose_node(nodes, [], ["n1"], {}) == "n2"
     assert choose_node(nodes, [], ["n1"], {"n2": 4}) == "n3"
     assert choose_node(nodes, ["n3"], ["n1", "n2", "n1"], {}) == "n2"
+    assert choose_node(nodes, [], ["n2", "n3", "n1"], {}) == "n2"
     assert choose_node(nodes, nodes, [], {}) is None
+
+
+def test_a_rollout_of_three_on_three_nodes_ends_one_a_node():
+    """Old a, b, c on n1, n2, n3, drained oldest first as each new one comes: the new ones
+    take n1, n2, n3 in turn."""
+    on = {"a": "n1", "b": "n2", "c": "n3"}
+    members = ["a", "b", "c"]
+    for new, old in (("x", "a"), ("y", "b"), ("z", "c")):
+        on[new] = choose_node(["n1", "n2", "n3"], [], [on[m] for m in members], {}) or ""
+        members = [m for m in members if m != old] + [new]
+    assert [on["x"], on["y"], on["z"]] == ["n1", "n2", "n3"]
 
 
 def test_siblings_started_at_once_go_to_different_nodes_then_round_again():

@@ -10,7 +10,8 @@ daemon chooses: an instance's step is started with ``--nodelist=NODE``,
 NODE the usable node (up and responding, as ``sinfo`` last said, and not
 excluded for the job: :class:`.nodes.NodeBook`, ``--exclude`` of the
 module's ``slurm_args``) on which fewest of its siblings run or were sent,
-ties broken by fewest steps of this launcher, then by name. The siblings
+ties broken by the oldest sibling (a rollout drains the oldest first),
+then by fewest steps of this launcher, then by name. The siblings
 started in the same moment are counted by where they were sent, before
 any has reported where it runs. With more instances than nodes, nodes
 take a second instance each, and so on. A step that fails with its node
@@ -63,14 +64,22 @@ def choose_node(usable: Collection[str], excluded: Collection[str],
                 siblings_on: Sequence[str], load: dict[str, int]) -> str | None:
     """
     The node for an instance: of ``usable`` less ``excluded``, the one on
-    which fewest of ``siblings_on`` (its siblings' nodes, one entry a
-    sibling) are, then the least ``load`` (steps of any job), then the
-    first by name; None if no node is left.
+    which fewest of ``siblings_on`` (its siblings' nodes, oldest sibling
+    first) are; of those even, the one whose oldest sibling is oldest (a
+    rollout drains the oldest first: its new instances take the nodes in
+    the order they are freed), then the least ``load`` (steps of any job),
+    then the first by name; None if no node is left.
     """
     left = sorted(set(usable) - set(excluded))
     if not left:
         return None
-    return min(left, key=lambda node: (siblings_on.count(node), load.get(node, 0), node))
+
+    def rank(node: str) -> tuple[int, int, int, str]:
+        count = siblings_on.count(node)
+        oldest = siblings_on.index(node) if count else 0
+        return count, oldest, load.get(node, 0), node
+
+    return min(left, key=rank)
 
 
 def names_nodes(args: Sequence[str]) -> bool:
