@@ -129,12 +129,12 @@ async def test_instances_that_spread_wait_for_the_first_sinfo_then_go_one_a_node
 
 @pytest_twisted.ensureDeferred
 async def test_a_slurm_service_with_listen_or_a_bad_spread_is_refused():
-    """A socket can't span hosts: listen for a Slurm module is 400; so is a spread that is
-    not nodes or none; nothing is made."""
+    """A socket can't span hosts: listen for a Slurm module is 409 (it conflicts with the
+    module's launcher); a spread that is not nodes or none is 400; nothing is made."""
     w = world_with_nodes()
     code, body = await w.call("POST", "/services", {"name": "grid", "module": DEMO,
                                                    "listen": 8000})
-    assert code == 400 and "can't span hosts" in body["error"]
+    assert code == 409 and "can't span hosts" in body["error"]
     code, body = await w.call("POST", "/services", {"name": "grid", "module": DEMO,
                                                    "spread": "racks"})
     assert code == 400 and "spread must be one of: nodes, none" in body["error"]

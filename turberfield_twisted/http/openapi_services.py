@@ -91,6 +91,7 @@ SERVICE_SCHEMAS: Mapping[str, Any] = {
                  "properties": {"services": {"type": "array", "items": ref("Service")}}},
     "NewService": {
         "type": "object", "required": ["name", "module"], "additionalProperties": False,
+        "not": {"required": ["listen", "spread"]},  # spread: only without listen
         # both surge and max_unavailable 0 would leave a rollout no step to take
         "anyOf": [{"properties": {"surge": {"minimum": 1}}},
                   {"required": ["max_unavailable"],
@@ -104,7 +105,7 @@ SERVICE_SCHEMAS: Mapping[str, Any] = {
                                  {"type": "string", "pattern": LISTEN}],
                        "description": "PORT (on 127.0.0.1), HOST:PORT or [IPV6]:PORT; 409 if"
                                       " it can't be bound there. Required for a module that"
-                                      " runs on this host, refused (400) for one Slurm"
+                                      " runs on this host, refused (409) for one Slurm"
                                       " runs."},
             "spread": {"enum": ["nodes", "none"], "default": "nodes",
                        "description": "Only for a module Slurm runs: nodes sends each"
@@ -179,7 +180,9 @@ SERVICE_OPERATIONS: Mapping[tuple[str, str], dict[str, Any]] = {
          **BAD, "403": error_answer("An override the module does not allow, or more"
                                     " instances than max_instances."),
          "404": error_answer("The module is not allowed or not found."),
-         "409": error_answer("The name is taken, or another process holds the address."),
+         "409": error_answer("The name is taken, another process holds the address, or"
+                             " listen does not suit the module: required for one that runs"
+                             " here, refused for one Slurm runs."),
          **TOO_LARGE, **UNKEPT},
         requestBody=json_body("NewService")),
     ("GET", "/services/{name}"): operation(
