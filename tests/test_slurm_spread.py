@@ -17,9 +17,12 @@ from twisted.internet.defer import Deferred
 from turberfield_twisted import JobState
 from turberfield_twisted.config.settings import check_config
 from turberfield_twisted.configtext import parse_config
+from turberfield_twisted.daemon.keeper import Keeper
+from turberfield_twisted.daemon.store import Store
 from turberfield_twisted.errors import ConfigError
 from turberfield_twisted.launch.slurm.placement import Ran
 from turberfield_twisted.launch.slurm.spread import Spread, choose_node, usable_nodes
+from turberfield_twisted.services.model import ServiceSpec
 
 FAILURE = b"srun: error: Node failure on node7\n"
 
@@ -203,3 +206,19 @@ def test_a_slurm_service_section_without_listen_spreads_on_nodes_by_default():
     service = check_config(cfg, "p").services["w"]
     assert (service.host, service.port, service.spread, service.instances) == (
         None, None, "nodes", 3)
+
+
+def test_a_slurm_service_is_kept_without_an_address(state):
+    """Kept and read back from the store, a service with no listen still has none (its
+    host and port columns hold "" and 0)."""
+    keeper = Keeper(Store.open(state))
+    try:
+        keeper.keep_service(ServiceSpec("grid", DEMO, None, None, instances=3), 4)
+        keeper.keep_service(ServiceSpec("web", DEMO, "::1", 8000), 1)
+        [(grid, number), (web, _)] = keeper.kept_services()
+        assert (grid.host, grid.port, grid.listen, grid.instances, number) == (
+            None, None, None, 3, 4)
+        assert web.listen == "[::1]:8000"
+    finally:
+        assert keeper.store is not None
+        keeper.store.close()
