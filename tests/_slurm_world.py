@@ -52,7 +52,8 @@ class Runner:
         self.held: Deferred[Ran] | None = None
         self.slurm = {"12": "g1|node7|RUNNING", "13": "g1|node7|RUNNING"}
         #: What sinfo answers (``NODE STATE`` lines), and how often it was asked.
-        self.nodes = "node7 idle\nnode8 mix\nnode9 idle\nnode6 down*\n"
+        self.nodes = ("node7 idle batch*\nnode8 mix batch*\nnode9 idle batch*\n"
+                      "node6 down* batch*\nnode5 idle gpu\n")
         self.sinfo_asked = 0
         #: What the next sinfo answers with instead, if set (a Deferred the test fires).
         self.sinfo_held: Deferred[Ran] | None = None

@@ -21,7 +21,13 @@ from turberfield_twisted.daemon.keeper import Keeper
 from turberfield_twisted.daemon.store import Store
 from turberfield_twisted.errors import ConfigError
 from turberfield_twisted.launch.slurm.placement import Ran
-from turberfield_twisted.launch.slurm.spread import Spread, choose_node, usable_nodes
+from turberfield_twisted.launch.slurm.spread import (
+    DEFAULT,
+    Spread,
+    choose_node,
+    partitions,
+    usable_nodes,
+)
 from turberfield_twisted.services.model import ServiceSpec
 
 FAILURE = b"srun: error: Node failure on node7\n"
@@ -37,7 +43,9 @@ def world_with_nodes() -> World:
     """A World whose Slurm launcher has asked sinfo (as it does when the daemon starts)."""
     w = World()
     w.init.launcher.launcher_of(DEMO).prepare([DEMO])
-    assert w.init.slurm_spread.usable == {"node7", "node8", "node9"}
+    assert w.init.slurm_spread.usable == {"batch": {"node7", "node8", "node9"},
+                                          DEFAULT: {"node7", "node8", "node9"},
+                                          "gpu": {"node5"}}
     return w
 
 
@@ -48,11 +56,30 @@ async def ready_on_node7(w: World) -> None:
     w.reactor.advance(0)
 
 
-def test_usable_nodes_are_those_up_and_responding():
+def test_usable_nodes_are_those_up_and_responding_by_partition():
     """sinfo's idle, mixed, allocated and completing nodes are usable; a down, drained or
-    not responding (``*``) one is not."""
-    out = "a idle\nb mix\nc alloc\nd comp\ne down*\nf drain\ng idle*\nh mix~\n\n"
-    assert usable_nodes(out) == {"a", "b", "c", "d", "h"}
+    not responding (``*``) one is not; by partition, the default one (``*``) also as such."""
+    out = ("a idle p*\nb mix p*\nc alloc p*\nd comp p*\ne down* p*\nf drain p*\n"
+           "g idle* p*\nh mix~ p*\na idle q\nx idle q\n\n")
+    assert usable_nodes(out) == {"p": {"a", "b", "c", "d", "h"}, DEFAULT: {"a", "b", "c", "d", "h"},
+                                 "q": {"a", "x"}}
+
+
+def test_the_partitions_a_step_names_or_the_default():
+    """--partition=, --partition X, -p X and -pX (a list too); none named: the default."""
+    assert partitions(["--time=5"]) == [DEFAULT]
+    assert partitions(["--partition=a,b"]) == ["a", "b"]
+    assert partitions(["--partition", "a"]) == partitions(["-p", "a"]) == ["a"]
+    assert partitions(["-pgpu", "--qos=low"]) == ["gpu"]
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_step_is_sent_only_to_a_node_of_its_partition():
+    """slurm_args --partition=gpu: the only usable node of gpu, node5, for both instances."""
+    w = World("launcher = slurm\nslurm_args = --partition=gpu\n")
+    w.init.launcher.launcher_of(DEMO).prepare([DEMO])
+    await w.call("POST", "/services", {"name": "grid", "module": DEMO, "instances": 2})
+    assert [nodelist(w, 0), nodelist(w, 1)] == ["node5", "node5"]
 
 
 def test_the_node_chosen_has_fewest_siblings_then_the_oldest_then_least_load_then_first_name():
@@ -85,7 +112,7 @@ def test_siblings_started_at_once_go_to_different_nodes_then_round_again():
     members = ["s.1", "s.2", "s.3", "s.4"]
     spread = Spread(siblings=lambda guid: [m for m in members if m != guid]
                     if guid in members else None,
-                    usable=frozenset({"n1", "n2", "n3"}))
+                    usable={DEFAULT: frozenset({"n1", "n2", "n3"})})
     chosen = [spread.node_for(guid, [], ()) for guid in members]
     assert chosen[:3] == ["n1", "n2", "n3"] and chosen[3] in {"n1", "n2", "n3"}
     assert spread.node_for("other", [], ()) is None

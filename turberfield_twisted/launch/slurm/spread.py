@@ -7,9 +7,10 @@ scheduler likes (``select/cons_tres`` fills the first nodes first unless
 the cluster says ``CR_LLN``); no ``srun`` option spreads separate jobs
 (``--distribution`` and ``--spread-job`` act within one job). So the
 daemon chooses: an instance's step is started with ``--nodelist=NODE``,
-NODE the usable node (up and responding, as ``sinfo`` last said, and not
-excluded for the job: :class:`.nodes.NodeBook`, ``--exclude`` of the
-module's ``slurm_args``) on which fewest of its siblings run or were sent,
+NODE the usable node (of the step's partition, up and responding, as
+``sinfo`` last said, and not excluded for the job: :class:`.nodes.NodeBook`,
+``--exclude`` of the module's ``slurm_args``) on which fewest of its
+siblings run or were sent,
 ties broken by the oldest sibling (a rollout drains the oldest first),
 then by fewest steps of this launcher, then by name. The siblings
 started in the same moment are counted by where they were sent, before
@@ -35,7 +36,7 @@ from twisted.logger import Logger
 
 from turberfield_twisted.launch.slurm.placement import CommandRunner, Ran
 
-__all__ = ["Siblings", "Spread", "choose_node", "usable_nodes"]
+__all__ = ["DEFAULT", "Siblings", "Spread", "choose_node", "partitions", "usable_nodes"]
 
 #: Given a job's guid: the guids of the other instances of its service if that
 #: service spreads its instances over nodes, else None.
@@ -45,19 +46,45 @@ Siblings = Callable[[str], Sequence[str] | None]
 _USABLE = frozenset({"idle", "mix", "mixed", "alloc", "allocated", "comp", "completing"})
 
 
-def usable_nodes(sinfo_out: str) -> frozenset[str]:
+#: The partition of a step that names none: Slurm's default (``sinfo`` marks it ``*``).
+DEFAULT = "*"
+
+
+def usable_nodes(sinfo_out: str) -> dict[str, frozenset[str]]:
     """
-    The nodes that can run a step, from ``sinfo --noheader --Node --responding
-    --format=%N %t``: one whose state is idle, mixed, allocated or
+    The nodes that can run a step, by partition (the default one under
+    :data:`DEFAULT` too), from ``sinfo --noheader --Node --responding
+    --format=%N %t %P``: one whose state is idle, mixed, allocated or
     completing (a ``*``, not responding, or drained or down one is not).
     """
-    found = set()
+    found: dict[str, set[str]] = {}
     for line in sinfo_out.splitlines():
         parts = line.split()
-        if len(parts) == 2 and not parts[1].endswith("*"):
-            if parts[1].rstrip("~#!%$@^-+") in _USABLE:
-                found.add(parts[0])
-    return frozenset(found)
+        if len(parts) != 3 or parts[1].endswith("*"):
+            continue
+        if parts[1].rstrip("~#!%$@^-+") in _USABLE:
+            partition = parts[2]
+            if partition.endswith("*"):
+                found.setdefault(DEFAULT, set()).add(parts[0])
+                partition = partition[:-1]
+            found.setdefault(partition, set()).add(parts[0])
+    return {partition: frozenset(nodes) for partition, nodes in found.items()}
+
+
+def partitions(args: Sequence[str]) -> list[str]:
+    """The partitions ``srun`` options ``args`` name (``--partition``, ``-p``), or the default."""
+    named: list[str] = []
+    for i, arg in enumerate(args):
+        value = None
+        if arg.startswith("--partition="):
+            value = arg[12:]
+        elif arg in ("--partition", "-p") and i + 1 < len(args):
+            value = args[i + 1]
+        elif arg.startswith("-p") and len(arg) > 2 and not arg.startswith("--"):
+            value = arg[2:]
+        if value is not None:
+            named = [p for p in value.split(",") if p]
+    return named or [DEFAULT]
 
 
 def choose_node(usable: Collection[str], excluded: Collection[str],
@@ -98,7 +125,7 @@ class Spread:
     log = Logger()
 
     siblings: Siblings = attrs.field(default=lambda guid: None)
-    usable: frozenset[str] | None = None
+    usable: dict[str, frozenset[str]] | None = None
     #: Each running step's node, by its job's guid: where it was sent, then where it runs.
     where: dict[str, str] = attrs.field(factory=dict)
     #: Called once ``sinfo`` has answered (the jobs waiting for it may start).
@@ -110,7 +137,7 @@ class Spread:
         if self._asking:
             return
         self._asking = True
-        argv = [sinfo, "--noheader", "--Node", "--responding", "--format=%N %t"]
+        argv = [sinfo, "--noheader", "--Node", "--responding", "--format=%N %t %P"]
         first = self.usable is None
         asked: Deferred[Ran] = run(argv)
         asked.addCallback(self._answered).addBoth(self._asked, first)
@@ -151,7 +178,8 @@ class Spread:
         load: dict[str, int] = {}
         for node in self.where.values():
             load[node] = load.get(node, 0) + 1
-        chosen = choose_node(self.usable, excluded, on, load)
+        usable = {n for p in partitions(args) for n in self.usable.get(p, ())}
+        chosen = choose_node(usable, excluded, on, load)
         if chosen is None:
             self.log.info("job {guid}: not spread: no usable node is left", guid=guid)
             return None
