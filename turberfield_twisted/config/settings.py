@@ -21,6 +21,7 @@ import attrs
 
 from turberfield_twisted.config.job_section import check_overrides
 from turberfield_twisted.config.names import GUID, RESERVED_KEYS, SESSION
+from turberfield_twisted.config.operations import OPERATIONS_READERS, Operations, read_operations
 from turberfield_twisted.config.policy import LIMIT_KEYS, Limits, RestartPolicy
 from turberfield_twisted.config.readers import (
     DELAY,
@@ -145,6 +146,7 @@ class ModuleSettings:
     launcher: str = "local"
     #: More options for ``srun`` (a ``slurm`` module's only).
     slurm_args: tuple[str, ...] = ()
+    operations: Operations = attrs.field(factory=Operations)  # liveness, recycling
 
 
 @attrs.frozen
@@ -275,7 +277,8 @@ assert tuple(_LIMIT_READERS) == LIMIT_KEYS
 
 
 #: The keys of a module's section that the daemon reads: the rest are its worker's own.
-MODULE_KEYS = frozenset({*_POLICY_READERS, *_MODULE_READERS, *_LIMIT_READERS})
+MODULE_KEYS = frozenset({*_POLICY_READERS, *_MODULE_READERS, *_LIMIT_READERS,
+                         *OPERATIONS_READERS})
 
 
 #: The keys of a ``[job:NAME]`` section that are not overrides.
@@ -308,6 +311,7 @@ def _check_module(cfg: configparser.ConfigParser, name: str) -> ModuleSettings:
     policy = RestartPolicy(**section.read(_POLICY_READERS))
     found = ModuleSettings(name=name, policy=policy,
                            limits=Limits(**section.read(_LIMIT_READERS)),
+                           operations=read_operations(section),
                            **section.read(_MODULE_READERS))
     if found.launcher == "slurm":
         if found.warm:

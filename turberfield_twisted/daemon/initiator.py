@@ -35,6 +35,7 @@ from turberfield_twisted.daemon.job_config import JobConfigs
 from turberfield_twisted.daemon.keeper import Keeper
 from turberfield_twisted.daemon.live_config import push_config, update_config
 from turberfield_twisted.daemon.store import JobRecord, Store
+from turberfield_twisted.daemon.upkeep import Upkeep
 from turberfield_twisted.errors import (
     BadGuid,
     ConfigError,
@@ -116,6 +117,7 @@ class Initiator(JobTable, Proactor, Service):
                                   lambda: self._checked().initiator.limit_interval)
         #: Its services: groups of jobs of one module on one shared socket.
         self.services = Services(Instances(self), self._keeper, self._checked)
+        self.upkeep = Upkeep(self, self._lifecycle, http)  # liveness, recycling
 
     # -- config ------------------------------------------------------------
 
@@ -388,6 +390,7 @@ class Initiator(JobTable, Proactor, Service):
         self.begin_stopping()
         Service.stopService(self)
         self._watch.stop()
+        self.upkeep.close()
         self._lifecycle.close()  # nothing new starts from now on
         stops = [self.stop(guid, operator=False) for guid, job in list(self.workers.items())
                  if job.state not in ENDED]

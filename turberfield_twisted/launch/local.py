@@ -43,7 +43,13 @@ from turberfield_twisted.contract import (
     socket_env,
 )
 from turberfield_twisted.errors import SpawnFailed, UnknownModule
-from turberfield_twisted.launch.interfaces import ILauncher, ILocalProcess, LineSink, ListenSocket
+from turberfield_twisted.launch.interfaces import (
+    ILauncher,
+    ILocalProcess,
+    IWatchdog,
+    LineSink,
+    ListenSocket,
+)
 from turberfield_twisted.launch.ports import port_in_use
 from turberfield_twisted.launch.protocol import ExitStatus, WorkerProtocol
 from turberfield_twisted.launch.reactor import IDaemonReactor
@@ -167,6 +173,11 @@ class ProtocolProcess:
         """See :meth:`IWorkerProcess.listening`."""
         return self.protocol.listening()
 
+    @property
+    def pings(self) -> int:
+        """See :attr:`IWatchdog.pings`."""
+        return self.protocol.pings
+
     def _signal_group(self, sig: int) -> bool:
         """Send ``sig`` to its group; False if there is no such group (yet)."""
         try:
@@ -178,7 +189,7 @@ class ProtocolProcess:
         return True
 
 
-@implementer(ILocalProcess)
+@implementer(ILocalProcess, IWatchdog)
 class LocalProcess(ProtocolProcess):
     """
     A worker spawned on this host: its :class:`WorkerProtocol` and

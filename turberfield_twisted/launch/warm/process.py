@@ -22,7 +22,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from turberfield_twisted.contract import READY_FD
-from turberfield_twisted.launch.interfaces import ILocalProcess, LineSink
+from turberfield_twisted.launch.interfaces import ILocalProcess, IWatchdog, LineSink
 from turberfield_twisted.launch.local import ProtocolProcess
 from turberfield_twisted.launch.protocol import ExitStatus, WorkerProtocol
 from turberfield_twisted.launch.reactor import IDaemonReactor
@@ -51,7 +51,7 @@ class Reader:
         return "warm"
 
 
-@implementer(ILocalProcess)
+@implementer(ILocalProcess, IWatchdog)
 class WarmProcess(ProtocolProcess):
     """
     A worker forked by a template: its :class:`WorkerProtocol` sees it as
