@@ -17,7 +17,7 @@ counts as a failure, restarted as its policy says, ``last_error`` giving
 the reason), then SIGKILL to its group at once (a worker that does not
 answer can't drain). The reason is a :class:`LivenessFailed`, a typed
 record (``str()`` of it is what ``last_error`` says) that
-``failures(job)`` keeps until the job is ready again. A job that stops
+``failure(guid)`` gives until the job table forgets the job. A job that stops
 answering is so restarted within ``live_interval * live_failures +
 live_timeout`` seconds of its last good answer.
 """
@@ -132,13 +132,12 @@ class Liveness:
         if event.state is JobState.READY:
             job = self._job(event.guid)
             if job is not None:
-                self._failed.pop(job.guid, None)
                 self.begin(job)
         else:
             self.end(event.guid)
 
     def failure(self, guid: str) -> LivenessFailed | None:
-        """Why job ``guid`` was last restarted by its liveness checks (None: it was not)."""
+        """Why job ``guid`` was last restarted by its liveness checks (None: never)."""
         return self._failed.get(guid)
 
     def checking(self, guid: str) -> bool:
@@ -231,15 +230,17 @@ class Liveness:
 
     async def _ask(self, check: _Check) -> str | None:
         """One ``GET live_path``: None if it answered well, else how it did not."""
-        job = check.job
+        job, timeout = check.job, check.ops.live_timeout
+        began = self._reactor.seconds()
         try:
-            response = await self._http.get(job.url(check.ops.live_path),
-                                            timeout=check.ops.live_timeout,
+            response = await self._http.get(job.url(check.ops.live_path), timeout=timeout,
                                             reactor=self._reactor)
             body = await response.content()
         except CancelledError:
             raise
         except Exception as exc:
+            if self._reactor.seconds() - began >= timeout:  # the client's own timeout
+                return f"no answer within {timeout:g}s"
             return f"GET {check.ops.live_path} failed: {type(exc).__name__}"
         if response.code != 200:
             return f"GET {check.ops.live_path} answered {response.code}"
@@ -271,6 +272,8 @@ class Liveness:
         now = self._reactor.seconds()
         failed = LivenessFailed(check.by, check.failures, check.since, now - check.since, why)
         self.end(job.guid)
+        for gone in [guid for guid in self._failed if self._job(guid) is None]:
+            del self._failed[gone]  # forgotten by the job table
         self._failed[job.guid] = failed
         self.log.error("job {guid}: {reason}: restarting it", guid=job.guid, reason=str(failed))
         self._emit(job.event(now, EventKind.WORKER, LIVENESS_EVENT, failed.as_json()))
