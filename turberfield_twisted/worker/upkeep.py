@@ -105,23 +105,24 @@ class Upkeep:
 
     def wrap(self, resource: IResource) -> IResource:
         """``resource``, its requests counted if it has a ``max_requests``."""
-        return resource if self.max_requests is None else _Counted(resource, self._count)
+        return resource if self.max_requests is None else _Counted(resource, self.count)
 
-    def _count(self, path: bytes) -> None:
+    def count(self, path: bytes) -> None:
+        """A request for ``path`` is served: count it (unless it is a health check)."""
         if path in self._exempt:
             return
         self.served += 1
         if self.served == self.max_requests:
-            self._reactor.callLater(0, self._recycle)
+            self._reactor.callLater(0, self._recycle, self.served)
 
-    def _recycle(self) -> None:
+    def _recycle(self, served: int) -> None:
         log.info("job {guid}: served {count} requests (max_requests): asking to be recycled",
-                 guid=self._guid, count=self.served)
+                 guid=self._guid, count=served)
         if self._parent is None:
             self._drain()
             return
         asked = self._parent.post_event(MAX_REQUESTS_EVENT, {
-            "requests": self.served, "max_requests": self.max_requests})
+            "requests": served, "max_requests": self.max_requests})
         def failed(failure: Any) -> None:
             failure.trap(OSError, ApiError, TransportError)
             log.error("job {guid}: could not ask to be recycled ({why}): draining",
