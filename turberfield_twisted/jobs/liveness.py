@@ -4,8 +4,9 @@ Liveness: once a job is ready, is it still well?
 Readiness (:mod:`.readiness`) asks once, at start; :class:`Liveness` asks
 again every ``live_interval`` seconds for as long as the job is ready,
 one :class:`~twisted.internet.task.LoopingCall` per job on the injected
-reactor, each started at a phase of its own drawn in ``[0, interval)`` so
-that a hundred jobs are not all asked at once. A check is one ``GET
+reactor, each started at a phase drawn from :data:`PHASES` of the
+interval, so that a hundred jobs are not all asked at once (nor wake the
+daemon a hundred times a second). A check is one ``GET
 live_path`` that must answer 200 within ``live_timeout`` (and, if its
 body is JSON naming a guid, name the job's); or, with ``live_watchdog``,
 at least one ``WATCHDOG=1`` ping on the job's ready fd since the last
@@ -42,6 +43,11 @@ from turberfield_twisted.launch.interfaces import IWatchdog
 from turberfield_twisted.worker.parent import HttpClient
 
 __all__ = ["LIVENESS_EVENT", "CheckBy", "Liveness", "LivenessFailed"]
+
+#: How many phases of an interval jobs' checks are spread over: each wakes the daemon
+#: once per interval, however many jobs share it (a wakeup of the asyncio reactor costs
+#: about 150 us of CPU: 100 phases of 100 jobs at 1 s cost 1.5% of a core, 10 cost 0.15%).
+PHASES = 10
 
 #: The name of the event emitted (kind ``worker``, ``data`` the failure's JSON) as a
 #: job is restarted for failing its liveness checks.
@@ -93,6 +99,8 @@ class _Check:
     failures: int = 0
     since: float | None = None
     pings: int = 0
+    #: Its first check is still to come (it may come sooner than a watchdog ping).
+    first: bool = True
     #: How many checks passed (the tests wait on it).
     passed: int = 0
 
@@ -172,7 +180,7 @@ class Liveness:
         check = self._checks[job.guid] = _Check(job, ops, by, loop)
         if by is CheckBy.WATCHDOG:
             check.pings = IWatchdog(job.process).pings
-        phase = self._random() * ops.live_interval
+        phase = int(self._random() * PHASES) / PHASES * ops.live_interval
         check.begin = self._reactor.callLater(phase, self._start, check)
 
     def end(self, guid: str) -> None:
@@ -211,6 +219,10 @@ class Liveness:
         if check.by is CheckBy.WATCHDOG:
             pings = IWatchdog(check.job.process).pings if check.job.process else check.pings
             fresh, check.pings = pings > check.pings, pings
+            if not fresh and check.first:  # its phase may be shorter than a ping's period
+                check.first = False
+                return
+            check.first = False
             self._result(check, started, None if fresh else
                          f"no WATCHDOG=1 ping in {check.ops.live_interval:g}s")
             return

@@ -6,7 +6,9 @@ daemon checked the keys; see :mod:`turberfield_twisted.config.operations`):
   a :class:`~twisted.internet.task.LoopingCall` on the worker's reactor
   writes :data:`~turberfield_twisted.contract.WATCHDOG_LINE` on it every
   ``live_interval / 2`` seconds (as ``sd_notify`` pings at half
-  ``WATCHDOG_USEC``): a reactor that is stuck stops pinging.
+  ``WATCHDOG_USEC``), on the wall clock's grid of that period (so that
+  the daemon's workers ping together, and it reads them all in one
+  wakeup): a reactor that is stuck stops pinging.
 - ``max_requests = N``: the requests it serves (not its health checks nor
   the daemon's config pushes) are counted; at the N-th it asks the daemon
   to recycle it (event :data:`~turberfield_twisted.contract.MAX_REQUESTS_EVENT`):
@@ -149,7 +151,11 @@ class Upkeep:
         os.set_blocking(fd, False)
         self._pinger = LoopingCall(self._ping, fd)
         self._pinger.clock = self._reactor
-        self._pinger.start(self.ping_every, now=False)
+        # On the wall clock's grid of ping_every: every worker pings at the same
+        # instants, so the daemon reads a hundred pings in one wakeup, not a hundred.
+        period = self.ping_every
+        first = period - self._reactor.seconds() % period
+        self._reactor.callLater(first, self._pinger.start, period, True)
 
     def _ping(self, fd: int) -> None:
         try:
