@@ -34,6 +34,7 @@ from turberfield_twisted.testing.ports import WINDOW_ENV, free_ports
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))  # run with -P: the script's own folder is not on the path
 from jobs_load import WARM, Daemon, start_jobs  # noqa: E402
+
 WINDOW = (22500, 22999)
 
 
@@ -77,7 +78,7 @@ def run(by: str, jobs: int, seconds: float) -> dict[str, float | str | int]:
         before, t0 = cpu_seconds(pid), time.monotonic()
         time.sleep(seconds)
         used, wall = cpu_seconds(pid) - before, time.monotonic() - t0
-        status, listed = daemon.call("GET", "/jobs")
+        _, listed = daemon.call("GET", "/jobs")
         ready = sum(1 for job in listed["jobs"] if job["state"] == "ready")
         restarts = sum(job["restarts"] for job in listed["jobs"])
         return {"by": by, "jobs": jobs, "ready": ready, "restarts": restarts,
