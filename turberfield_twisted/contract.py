@@ -100,7 +100,8 @@ LIFELINE_FD = 3
 
 
 #: The worker's fd (a pipe the daemon reads) where the runtime writes
-#: :data:`READY_LINE` once it listens, then closes it: the daemon then
+#: :data:`READY_LINE` once it listens, then closes it (or keeps it open for
+#: watchdog pings, :data:`WATCHDOG_LINE`): the daemon then
 #: confirms with one health check instead of polling (as s6's
 #: notification-fd). A worker that never writes it is polled.
 READY_FD = 4
