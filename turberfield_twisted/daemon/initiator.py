@@ -14,7 +14,6 @@ reads the config before it is used.
 from __future__ import annotations
 
 import asyncio
-import base64
 import random
 import secrets
 import uuid
@@ -28,17 +27,18 @@ from twisted.logger import Logger
 
 from turberfield_twisted.config.job_section import check_overrides
 from turberfield_twisted.config.names import GUID
-from turberfield_twisted.config.settings import Settings, check_config
+from turberfield_twisted.config.settings import Settings
 from turberfield_twisted.contract import CONFIG_PATH, HEALTH_PATH
+from turberfield_twisted.daemon.initiator_config import InitiatorConfig
 from turberfield_twisted.daemon.instances import Instances
 from turberfield_twisted.daemon.job_config import JobConfigs
 from turberfield_twisted.daemon.keeper import Keeper
 from turberfield_twisted.daemon.live_config import push_config, update_config
-from turberfield_twisted.daemon.store import JobRecord, Store
+from turberfield_twisted.daemon.store import Store
+from turberfield_twisted.daemon.store_records import JobRecord
 from turberfield_twisted.daemon.upkeep import Upkeep
 from turberfield_twisted.errors import (
     BadGuid,
-    ConfigError,
     DaemonStopping,
     NoFreePort,
     StoreFailed,
@@ -63,7 +63,7 @@ from turberfield_twisted.worker.proactor import Proactor
 __all__ = ["Initiator"]
 
 
-class Initiator(JobTable, Proactor, Service):
+class Initiator(InitiatorConfig, JobTable, Proactor, Service):
     """
     Launch modules as worker processes and look after them.
 
@@ -126,56 +126,6 @@ class Initiator(JobTable, Proactor, Service):
         cfg = await Proactor.read_config(self, fObj, timeout)
         self._settings = None
         return cfg
-
-    @property
-    def settings(self) -> Settings:
-        """The checked config; raise :class:`ConfigError` saying what is missing or wrong."""
-        return self._checked()
-
-    def _checked(self) -> Settings:
-        if self._settings is None:
-            if not self.guid:
-                raise ConfigError("the initiator has no guid: pass guid= or options.guid")
-            self._settings = check_config(self.cfg, self.guid)
-        return self._settings
-
-    def reconfigure(self, cfg: ConfigParser, settings: Settings) -> None:
-        """
-        Run on ``cfg`` (checked as ``settings``) from now on: a reload. The
-        launcher reloads too (warm templates start afresh, importing the
-        modules as they are now).
-        """
-        self.cfg, self._settings = cfg, settings
-        self.launcher.reload(list(settings.modules))
-
-    def listening(self, host: str, port: int, ca_pem: bytes | None = None) -> None:
-        """
-        The control API listens at ``host``:``port``: workers call back
-        there; over TLS if ``ca_pem`` is given (the CA they check it with:
-        empty for the system's store).
-        """
-        self._configs.parent = (host, port)
-        if ca_pem is not None:
-            self._configs.parent_tls = {
-                "parent_scheme": "https",
-                "parent_ca": base64.b64encode(ca_pem).decode("ascii")}
-        self._lifecycle.ports.reserved.add(port)
-
-    @property
-    def api_address(self) -> tuple[str, int] | None:
-        """Where the control API listens, once it does: what workers call back."""
-        return self._configs.parent
-
-    def config_text(self, guid: str) -> str:
-        """
-        The config job ``guid``'s worker reads (on stdin at its start, and
-        when its config changes live): see :meth:`.JobConfigs.text`.
-        """
-        return self._configs.text(self.job(guid))
-
-    def config_view(self, guid: str) -> dict[str, dict[str, str]]:
-        """What ``GET /config/{guid}`` shows of the job's config: see :meth:`.JobConfigs.view`."""
-        return self._configs.view(self.job(guid))
 
     # -- the seed API ------------------------------------------------------
 
