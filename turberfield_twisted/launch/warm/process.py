@@ -26,6 +26,7 @@ from turberfield_twisted.launch.interfaces import ILocalProcess, IWatchdog, Line
 from turberfield_twisted.launch.local import ProtocolProcess
 from turberfield_twisted.launch.protocol import ExitStatus, WorkerProtocol
 from turberfield_twisted.launch.reactor import IDaemonReactor
+from turberfield_twisted.launch.readyfd import ReadyPipe
 
 __all__ = ["Reader", "WarmProcess"]
 
@@ -83,8 +84,11 @@ class WarmProcess(ProtocolProcess):
             0: ProcessWriter(self._reactor, self, 0, stdin),
             1: ProcessReader(self._reactor, self, 1, stdout),
             2: ProcessReader(self._reactor, self, 2, stderr),
-            self._ready_fd: ProcessReader(self._reactor, self, self._ready_fd, ready),
         }
+        at = self._ready_fd
+        pipe = self._ready_pipe = ReadyPipe(
+            self._reactor, ready, lambda data: self.protocol.childDataReceived(at, data))
+        self.protocol.exited().addBoth(pipe.close_with)
         self.protocol.makeConnection(self)
 
     def write(self, data: bytes) -> None:
