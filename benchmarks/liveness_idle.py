@@ -49,7 +49,7 @@ def live_keys(by: str) -> str:
     if by == "none":
         return ""
     watchdog = "true" if by == "watchdog" else "false"
-    return (f"live_interval = 1\nlive_timeout = 0.5\nlive_failures = 3\n"
+    return (f"live_interval = 1\nlive_timeout = 0.9\nlive_failures = 3\n"
             f"live_watchdog = {watchdog}\n")
 
 
@@ -89,7 +89,10 @@ def run(by: str, jobs: int, seconds: float) -> dict[str, float | str | int]:
             daemon.stop()
         api.release()
         children.release()
-        shutil.rmtree(work, ignore_errors=True)
+        if os.environ.get("LIVENESS_IDLE_KEEP"):
+            print(f"kept: {work}")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
 
 
 def _start(daemon: Daemon, work: Path, api_port: int, config_text: str) -> None:

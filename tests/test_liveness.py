@@ -244,3 +244,15 @@ def test_events_name_the_liveness_failure():
     (event,) = r.emitted
     assert event.kind is EventKind.WORKER and event.data["reason"] == "liveness"
     assert event.data["by"] == "http" and event.data["last"].startswith("no answer")
+
+
+def test_jobs_that_draw_the_same_phase_are_checked_together():
+    """Phases are points of the clock's grid of the interval: jobs ready apart share them."""
+    r = rig(phase=0.35)  # the fourth of 10 phases: 0.3 s past each whole second
+    r.clock.advance(10.05)
+    r.ready("a")
+    r.clock.advance(0.25)  # a's first check, at 10.3
+    r.clock.advance(0.25)
+    r.ready("b")
+    r.clock.pump([0.75, 1, 1])  # 11.3, 12.3, 13.3: a's and b's
+    assert [round(t, 6) for _, t in r.http.asked] == [10.3, 11.3, 11.3, 12.3, 12.3, 13.3, 13.3]
