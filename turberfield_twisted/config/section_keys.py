@@ -78,6 +78,9 @@ INITIATOR_READERS: Mapping[str, Reader] = {
     "audit_keep": whole(1, 10_000_000),
     "auth_failures": whole(1, 1_000_000),
     "max_instances": whole(1, 4096),
+    "node_failures": whole(1, 1_000_000),
+    "node_failure_window": SECONDS,
+    "node_exclude_for": SECONDS,
 }
 
 

@@ -107,6 +107,11 @@ class InitiatorSettings:
     auth_failures: int = 10
     #: The most instances a service may have.
     max_instances: int = 64
+    #: Jobs failed by a Slurm node within ``node_failure_window`` seconds that
+    #: exclude it for every job for ``node_exclude_for`` seconds.
+    node_failures: int = 3
+    node_failure_window: float = 600.0
+    node_exclude_for: float = 600.0
 
 
 @attrs.frozen

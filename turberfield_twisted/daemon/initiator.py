@@ -56,6 +56,7 @@ from turberfield_twisted.launch.ports import next_port
 from turberfield_twisted.launch.protocol import ExitStatus
 from turberfield_twisted.launch.reactor import IDaemonReactor
 from turberfield_twisted.launch.router import default_launcher
+from turberfield_twisted.launch.slurm.nodes import NodeBook
 from turberfield_twisted.services.registry import Services
 from turberfield_twisted.worker.parent import HttpClient, make_http
 from turberfield_twisted.worker.proactor import Proactor
@@ -76,7 +77,9 @@ class Initiator(InitiatorConfig, JobTable, Proactor, Service):
     :func:`~turberfield_twisted.launch.router.default_launcher`'s), ``http``
     (a treq-like client), ``random`` (draws restart jitter), ``store`` (a
     :class:`~.store.Store`, where what the operator wants of each job is
-    kept before a launch, stop, restart or config change returns).
+    kept before a launch, stop, restart or config change returns),
+    ``slurm_nodes`` (the :class:`NodeBook` its Slurm launcher keeps node
+    failures in; a new one if not given).
     """
 
     log = Logger()
@@ -91,6 +94,7 @@ class Initiator(InitiatorConfig, JobTable, Proactor, Service):
         http: HttpClient | None = kwargs.pop("http", None)
         self._random: Callable[[], float] = kwargs.pop("random", None) or random.random
         store: Store | None = kwargs.pop("store", None)
+        nodes: NodeBook | None = kwargs.pop("slurm_nodes", None)
         self._settings: Settings | None = kwargs.pop("settings", None)
         Proactor.__init__(self, options, loop, **kwargs)
         JobTable.__init__(self)
@@ -105,8 +109,11 @@ class Initiator(InitiatorConfig, JobTable, Proactor, Service):
         self.http: HttpClient = http
         probe, probe_pool = make_probe(self.reactor, None if self._pools else http)
         self._pools.extend([probe_pool] if probe_pool is not None else [])
+        #: Slurm nodes that failed jobs, and what each excludes (``GET /slurm/nodes``).
+        self.slurm_nodes = nodes or NodeBook.of(self.reactor.seconds, self._checked)
         #: Where workers run.
-        self.launcher: ILauncher = launcher or default_launcher(self.reactor, self._checked)
+        self.launcher: ILauncher = launcher or default_launcher(
+            self.reactor, self._checked, self.slurm_nodes)
         self._configs = JobConfigs(lambda: self.cfg, self._checked)
         self._lifecycle = Lifecycle(
             self.reactor, self.launcher, self._checked,
@@ -224,8 +231,10 @@ class Initiator(InitiatorConfig, JobTable, Proactor, Service):
         self._keeper.keep(job)
 
     def forget_kept(self, guid: str) -> None:
-        """The store forgets job ``guid`` (the table is left as it is)."""
+        """The store forgets job ``guid`` (the table is left as it is), as do the Slurm nodes
+        excluded for it."""
         self._keeper.forget(guid)
+        self.slurm_nodes.forget(guid)
 
     # -- asking jobs (queries: see JobTable) ---------------------------------
 

@@ -245,6 +245,11 @@ class ControlAPI(JobRoutes):
             views = [view for view in views if caller.may_touch(view["name"])]
         return json_response(request, 200, {"modules": views})
 
+    @app.route("/slurm/nodes", methods=["GET"])
+    def slurm_nodes(self, request: Request) -> bytes:
+        """The Slurm nodes that failed jobs lately or are excluded, and why."""
+        return json_response(request, 200, {"nodes": self.initiator.slurm_nodes.view()})
+
     # -- composition -------------------------------------------------------
 
     @app.route("/hooks", branch=True)

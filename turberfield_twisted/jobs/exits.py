@@ -94,7 +94,8 @@ class Exits:
 
     def _unasked(self, job: Job, status: ExitStatus) -> None:
         """An exit nobody asked for: back off and start again, or give up."""
-        failed = status.code != 0 or job.state is _S or job.limit_hit is not None
+        failed = (status.code != 0 or status.lost is not None or job.state is _S
+                  or job.limit_hit is not None)
         if failed:
             job.last_error = job.failure(status, self._settings().initiator.ready_timeout)
         tracker = job.tracker
