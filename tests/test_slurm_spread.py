@@ -214,6 +214,19 @@ async def test_scaling_down_frees_a_node_and_scaling_up_fills_it():
     assert nodelist(w, 3) == "node9"
 
 
+@pytest_twisted.ensureDeferred
+async def test_an_instance_replaced_alone_is_replaced_on_its_own_node():
+    """A rollout of grid.2 alone (as recycling does) on three nodes: its siblings are given
+    it first, so the new instance goes to grid.2's node8, which its drain frees."""
+    w = world_with_nodes()
+    await w.call("POST", "/services", {"name": "grid", "module": DEMO, "instances": 3})
+    await ready_on_node7(w)
+    group = w.init.services.group("grid")
+    group.roll_out(group.spec, replace=["grid.2"])
+    assert w.init.services.spread_siblings("grid.4") == ["grid.2", "grid.1", "grid.3"]
+    assert w.init.slurm_spread.node_for("grid.4", [], ()) == "node8"
+
+
 @pytest.mark.parametrize(("lines", "line", "reason"), [
     ("[service:w]\nmodule = m\nspread = racks\n", 7, "must be one of: nodes, none"),
     ("[service:w]\nmodule = l\nlisten = 80\nspread = nodes\n", 8, "applies only to a service"),

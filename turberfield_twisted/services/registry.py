@@ -229,7 +229,8 @@ class Services:
     def spread_siblings(self, guid: str) -> list[str] | None:
         """
         The other instances of job ``guid``'s service if that service spreads
-        its instances over nodes (a Slurm service, ``spread = nodes``), else None.
+        its instances over nodes (a Slurm service, ``spread = nodes``), else
+        None; oldest first, those a rollout running replaces before the others.
         """
         try:
             group = self.of_job(self._host.job(guid))
@@ -237,7 +238,10 @@ class Services:
             return None
         if group is None or group.socket is not None or group.spec.spread != "nodes":
             return None
-        return [member for member in group.members if member != guid]
+        others = [member for member in group.members if member != guid]
+        # those a rollout (or a recycling) replaces first: the next drained, the first freed
+        going = [old for old in group.rollout.old if old in others] if group.rollout else []
+        return going + [member for member in others if member not in going]
 
     # -- start, reload, stop -----------------------------------------------
 
