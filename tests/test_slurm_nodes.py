@@ -333,12 +333,14 @@ async def test_a_slurm_service_of_three_lands_one_a_node_its_relay_reaches_each_
     one goes to the node left free; rolled out (no shared socket to drain), the new three
     are one a node too; removed, squeue has none of it.
     """
+    asked = reactor.seconds()
     code, service = await call(reactor, daemon, "POST", "/services",
                                {"name": "grid", "module": DEMO, "instances": 3})
     assert code == 201, service
     assert (service["listen"], service["relay"], service["spread"]) == (
         None, "/services/grid/proxy/", "nodes")
     members = await service_on_nodes(reactor, daemon, cluster, 3)
+    measured("Slurm service of 3, POST to all ready one a node", reactor.seconds() - asked)
     assert sorted(members.values()) == [node.name for node in cluster.nodes]
     answered = set()
     for _ in range(30):  # bounded: the relay takes each ready instance in turn
@@ -358,11 +360,13 @@ async def test_a_slurm_service_of_three_lands_one_a_node_its_relay_reaches_each_
     [(new, node)] = [(guid, node) for guid, node in three.items() if guid not in two]
     assert node == freed, (new, three)
     old_tasks = [pid for guid in three for pid in task_pids(guid)]
+    asked = reactor.seconds()
     code, _ = await call(reactor, daemon, "POST", "/services/grid/rollout")
     assert code == 202
     code, service = await call(reactor, daemon, "GET",
                                "/services/grid?wait=rollout&timeout=60")
     assert service["rollout"]["state"] == "done", service
+    measured("rollout of the Slurm service of 3", reactor.seconds() - asked)
     rolled = await service_on_nodes(reactor, daemon, cluster, 3)
     assert not set(rolled) & set(three)
     assert sorted(rolled.values()) == [node.name for node in cluster.nodes]
