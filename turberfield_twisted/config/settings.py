@@ -25,6 +25,7 @@ from turberfield_twisted.config.declared import (
     check_requires,
     no_limits_on_slurm,
 )
+from turberfield_twisted.config.operations import Operations, read_operations
 from turberfield_twisted.config.policy import Limits, RestartPolicy
 from turberfield_twisted.config.readers import Network, Section, frozen_map
 from turberfield_twisted.config.section_keys import (
@@ -133,6 +134,7 @@ class ModuleSettings:
     launcher: str = "local"
     #: More options for ``srun`` (a ``slurm`` module's only).
     slurm_args: tuple[str, ...] = ()
+    operations: Operations = attrs.field(factory=Operations)  # liveness, recycling
 
 
 @attrs.frozen
@@ -199,6 +201,7 @@ def _check_module(cfg: configparser.ConfigParser, name: str) -> ModuleSettings:
     policy = RestartPolicy(**section.read(POLICY_READERS))
     found = ModuleSettings(name=name, policy=policy,
                            limits=Limits(**section.read(LIMIT_READERS)),
+                           operations=read_operations(section),
                            **section.read(MODULE_READERS))
     if found.launcher == "slurm":
         if found.warm:
