@@ -20,6 +20,7 @@ from collections.abc import Mapping
 import attrs
 
 from turberfield_twisted.config.job_section import check_overrides
+from turberfield_twisted.config.logs import LOG_READERS, WATCH_READERS, LogSettings, log_settings
 from turberfield_twisted.config.names import GUID, RESERVED_KEYS, SESSION
 from turberfield_twisted.config.policy import LIMIT_KEYS, Limits, RestartPolicy
 from turberfield_twisted.config.readers import (
@@ -123,6 +124,7 @@ class InitiatorSettings:
     auth_failures: int = 10
     #: The most instances a service may have.
     max_instances: int = 64
+    logs: LogSettings = attrs.field(factory=LogSettings)  #: Logs on disk (:mod:`.logs`).
 
 
 @attrs.frozen
@@ -145,6 +147,7 @@ class ModuleSettings:
     launcher: str = "local"
     #: More options for ``srun`` (a ``slurm`` module's only).
     slurm_args: tuple[str, ...] = ()
+    watch: bool = False  #: Restart its jobs when its source changes (:mod:`.logs`).
 
 
 @attrs.frozen
@@ -261,6 +264,7 @@ _MODULE_READERS: Mapping[str, Reader] = {
     "warm": boolean,
     "launcher": choice("local", "slurm"),
     "slurm_args": srun_args,
+    **WATCH_READERS,
 }
 
 
@@ -286,12 +290,13 @@ def _check_initiator(cfg: configparser.ConfigParser, guid: str) -> InitiatorSett
     if not cfg.has_section(guid):
         raise ConfigError(f"there is no [{guid}] section for the initiator")
     section = Section.of(cfg, guid, inherit=False)
-    known = {*_INITIATOR_READERS, *_INITIATOR_SECRETS}
+    known = {*_INITIATOR_READERS, *LOG_READERS, *_INITIATOR_SECRETS}
     unknown = sorted(section.own - known)
     if unknown:
         raise ConfigError(f"unknown key {unknown[0]!r} in [{guid}]"
                           f"{did_you_mean(unknown[0], known)}", *section.origin(unknown[0]))
-    settings = InitiatorSettings(**section.read(_INITIATOR_READERS))
+    settings = InitiatorSettings(**section.read(_INITIATOR_READERS),
+                                 logs=log_settings(section.read(LOG_READERS)))
     if settings.child_port_min > settings.child_port_max:
         blamed, other = "child_port_min", "child_port_max"
         if not section.has(blamed):
@@ -423,7 +428,7 @@ def check_config(cfg: configparser.ConfigParser, guid: str) -> Settings:
     services = check_declared_services(cfg, guid, {n: m.launcher for n, m in modules.items()},
                                        _LIMIT_READERS, initiator.max_instances)
     warnings = typo_warnings(cfg, {name: found.overridable for name, found in modules.items()},
-                             MODULE_KEYS, guid, set(_INITIATOR_READERS))
+                             MODULE_KEYS, guid, {*_INITIATOR_READERS, *LOG_READERS})
     return Settings(initiator=initiator, modules=modules, declared=declared, services=services,
                     warnings=warnings)
 

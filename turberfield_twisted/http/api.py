@@ -33,6 +33,7 @@ from twisted.web.server import Request, Site
 from turberfield_twisted.access.audit import AuditTrail
 from turberfield_twisted.access.gate import Gate, caller_of, check_scope
 from turberfield_twisted.daemon.initiator import Initiator
+from turberfield_twisted.daemon.joblogs import JobLogs
 from turberfield_twisted.daemon.keeper import forget_ended
 from turberfield_twisted.daemon.metrics import Metrics
 from turberfield_twisted.daemon.reconcile import Reloaded
@@ -41,10 +42,11 @@ from turberfield_twisted.errors import ApiError, BadGuid, GuidTaken
 from turberfield_twisted.hooks.dispatcher import HookDispatcher
 from turberfield_twisted.http import openapi
 from turberfield_twisted.http.access_api import AccessAPI, default_gate
-from turberfield_twisted.http.args import event_args, launch_args, lines_arg, wait_args
+from turberfield_twisted.http.args import event_args, launch_args, wait_args
 from turberfield_twisted.http.events import Journal, parse_event_id
 from turberfield_twisted.http.gate import GatedKlein
 from turberfield_twisted.http.hooks import HooksAPI
+from turberfield_twisted.http.logs_api import LogsAPI
 from turberfield_twisted.http.placement import REPORT_KEYS, take_report
 from turberfield_twisted.http.relay import Relay
 from turberfield_twisted.http.roles import ROLES
@@ -71,7 +73,7 @@ def served_routes() -> list[tuple[str, str]]:
     """``(method, OpenAPI path)`` of every route the control API serves, mounted apps too."""
     return [*openapi.routes(ControlAPI.app), *openapi.routes(HooksAPI.app, "/hooks"),
             *openapi.routes(AccessAPI.app, "/tokens"),
-            *openapi.routes(ServicesAPI.app, "/services")]
+            *openapi.routes(ServicesAPI.app, "/services"), *openapi.routes(LogsAPI.app, "/logs")]
 
 
 class ControlAPI:
@@ -111,6 +113,7 @@ class ControlAPI:
         read_timeout: float | None = 60.0,
         gate: Gate | None = None,
         audit: AuditTrail | None = None,
+        logs: JobLogs | None = None,
     ):
         if not admin_token:
             raise ValueError("the admin token must not be empty")
@@ -135,6 +138,7 @@ class ControlAPI:
         self.services_api = ServicesAPI(initiator, self.gate, max_body, self.relay, reactor)
         #: ``/tokens``, ``/audit`` and ``/whoami``.
         self.access_api = AccessAPI(self.gate, audit, max_body)
+        self.logs_api = LogsAPI(logs, self.gate)  #: Logs on disk: ``/jobs/{guid}/logs``, ``/logs``.
         self.dashboard = Dashboard()  #: The web dashboard's files, under ``/ui/``.
         #: ``GET /openapi.json``: built from the routing tables, so it can't drift.
         self.description = openapi.document(served_routes())
@@ -346,11 +350,9 @@ class ControlAPI:
         return json_response(request, 202, job.as_json())
 
     @app.route("/jobs/<guid>/logs", methods=["GET"])
-    def logs(self, request: Request, guid: str) -> bytes:
-        """The last ``lines`` (1..1000, default 100) lines of the job's output."""
-        job = self._job(request, guid)
-        count = lines_arg(request)
-        return json_response(request, 200, {"guid": guid, "lines": job.tail.lines()[-count:]})
+    async def logs(self, request: Request, guid: str) -> bytes:
+        """The last ``lines`` (1..1000, default 100) of its output (``since``): :class:`LogsAPI`."""
+        return await self.logs_api.read(request, self._job(request, guid))
 
     @app.route("/jobs/<guid>/config", methods=["PATCH"])
     async def update_config(self, request: Request, guid: str) -> bytes:
@@ -416,6 +418,11 @@ class ControlAPI:
         if not request.postpath:
             request.postpath = [b""]  # ``/services`` itself is the mounted app's ``/``
         return self.services_api.app.resource()
+
+    @app.route("/logs", branch=True)
+    def logs_routes(self, request: Request) -> KleinResource:
+        """``/logs`` and below: logs on disk (:class:`LogsAPI`)."""
+        return self.logs_api.app.resource()
 
     @app.route("/tokens", branch=True)
     def tokens_routes(self, request: Request) -> KleinResource:
