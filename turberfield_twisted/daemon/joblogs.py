@@ -70,7 +70,7 @@ class JobLogs:
         self._max_queued = max_queued
         self._queued: list[tuple[str, bytes]] = []
         self._queued_bytes = 0
-        self._busy = False
+        self._in_flight = 0  # batches handed to the thread, not yet written
         self._files: dict[str, SizedLogFile] = {}  # the writer thread's alone
         self._failing: set[str] = set()
         #: Lines dropped, by guid: the disk refused them, or the queue was full.
@@ -97,7 +97,7 @@ class JobLogs:
 
     def event(self, event: JobEvent) -> None:
         """A job that ended has its file closed (once its lines are written)."""
-        if event.kind is EventKind.STATE and event.state in ENDED:
+        if event.kind is EventKind.STATE and event.state in ENDED and not self._closed:
             self._in_thread(self._close_file, event.guid)
 
     def read(self, guid: str, count: int, since: float | None = None
@@ -113,6 +113,8 @@ class JobLogs:
 
     def forget(self, guid: str) -> None:
         """Job ``guid`` is forgotten: its files go too (a failure is logged)."""
+        if self._closed:
+            return
         self._in_thread(self._forget, guid).addErrback(
             lambda failure: self.log.error("job {guid}: its log files stay: {error}",
                                            guid=guid, error=str(failure.value)))
@@ -128,16 +130,17 @@ class JobLogs:
 
         return d.addBoth(stop).addCallback(lambda _: None)
 
-    def _flush(self) -> None:
-        if self._busy or not self._queued:
+    def _flush(self, now: bool = False) -> None:
+        """Hand the queue to the thread: when it is idle (or ``now``: the thread keeps order)."""
+        if not self._queued or (self._in_flight and not now):
             return
         batch, self._queued, self._queued_bytes = self._queued, [], 0
-        self._busy = True
+        self._in_flight += 1
         deferToThreadPool(self._reactor, self._pool, self._write, batch).addCallbacks(
             self._written, self._not_written, errbackArgs=(batch,))
 
     def _written(self, outcome: tuple[int, dict[str, tuple[int, str]]]) -> None:
-        self._busy = False
+        self._in_flight -= 1
         written, lost = outcome
         self.written += written
         for guid, (count, reason) in lost.items():
@@ -148,7 +151,7 @@ class JobLogs:
         self._flush()
 
     def _not_written(self, failure: object, batch: list[tuple[str, bytes]]) -> None:
-        self._busy = False
+        self._in_flight -= 1
         self.log.error("the log writer failed: {failure}", failure=failure)
         for guid in {guid for guid, _ in batch}:
             self._drop(guid, sum(1 for g, _ in batch if g == guid), "the writer failed")
@@ -166,7 +169,7 @@ class JobLogs:
 
     def _in_thread(self, work: Callable[..., _T], *args: object) -> Deferred[_T]:
         """Run ``work`` on the writer thread after everything queued before it."""
-        self._flush()
+        self._flush(now=True)
         if self._pool.joined:
             raise RuntimeError("the job logs are closed")
         return deferToThreadPool(self._reactor, self._pool, work, *args)

@@ -48,9 +48,12 @@ def format_line(line: OutputLine, as_json: bool, max_bytes: int) -> bytes:
         data = json.dumps(record, ensure_ascii=False).encode("utf-8") + b"\n"
         if len(data) <= max_bytes:
             return data
-        room = max(0, max_bytes - (len(data) - len(line.line.encode("utf-8"))) - 64)
-        record["line"] = line.line.encode("utf-8")[:room].decode("utf-8", "ignore")
-        return json.dumps(record, ensure_ascii=True)[: max_bytes - 1].encode("ascii") + b"\n"
+        text = line.line
+        while len(data) > max_bytes and text:  # escapes grow a line: cut by what is over
+            text = text[: max(0, len(text) - (len(data) - max_bytes) - 1)]
+            record["line"] = text
+            data = json.dumps(record, ensure_ascii=False).encode("utf-8") + b"\n"
+        return data
     stamp = datetime.fromtimestamp(line.time, UTC).isoformat(timespec="microseconds")
     data = f"{stamp} {line.stream} {line.line}".encode()
     return data[: max_bytes - 1] + b"\n"
