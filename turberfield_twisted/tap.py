@@ -364,6 +364,7 @@ def makeService(options: Options) -> IService:
     from turberfield_twisted.daemon.logservice import disk_logs
     from turberfield_twisted.daemon.metrics import Metrics
     from turberfield_twisted.daemon.reconcile import Reconciler
+    from turberfield_twisted.daemon.watch import watch_service
     from turberfield_twisted.hooks.dispatcher import HookDispatcher
     from turberfield_twisted.http.api import ControlAPI
 
@@ -418,5 +419,8 @@ def makeService(options: Options) -> IService:
                     own.tls_client_ca, worker_ca).setServiceParent(top)
     reconciler.setServiceParent(top)
     _Signals(reactor, reconciler).setServiceParent(top)
+    watcher = watch_service(reactor, initiator)  # None: no module says watch = true
+    if watcher is not None:
+        watcher.setServiceParent(top)
     _Refusing(initiator).setServiceParent(top)
     return top

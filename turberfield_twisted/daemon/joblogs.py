@@ -77,8 +77,7 @@ class JobLogs:
         self.dropped: Counter[str] = Counter()
         #: Lines written, over all jobs.
         self.written = 0
-        self._pool = ThreadPool(1, 1, name="proactor-logs")
-        self._pool.start()
+        self._pool = ThreadPool(1, 1, name="proactor-logs")  # started on first use
         self._closed = False
 
     # -- the reactor's side ---------------------------------------------------
@@ -125,7 +124,8 @@ class JobLogs:
         d = self._in_thread(self._close_all)
 
         def stop(result: object) -> object:
-            self._pool.stop()
+            if self._pool.started:
+                self._pool.stop()
             return result
 
         return d.addBoth(stop).addCallback(lambda _: None)
@@ -136,6 +136,7 @@ class JobLogs:
             return
         batch, self._queued, self._queued_bytes = self._queued, [], 0
         self._in_flight += 1
+        self._start()
         deferToThreadPool(self._reactor, self._pool, self._write, batch).addCallbacks(
             self._written, self._not_written, errbackArgs=(batch,))
 
@@ -172,7 +173,12 @@ class JobLogs:
         self._flush(now=True)
         if self._pool.joined:
             raise RuntimeError("the job logs are closed")
+        self._start()
         return deferToThreadPool(self._reactor, self._pool, work, *args)
+
+    def _start(self) -> None:
+        if not self._pool.started:
+            self._pool.start()
 
     # -- the writer thread's side ---------------------------------------------
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import signal
 from pathlib import Path
 from types import FrameType
+from typing import TYPE_CHECKING
 
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred
@@ -19,8 +20,9 @@ from twisted.logger import Logger
 
 from turberfield_twisted.config.logs import LogSettings
 from turberfield_twisted.daemon.initiator import Initiator
-from turberfield_twisted.daemon.joblogs import JobLogs
-from turberfield_twisted.daemon.logfiles import make_root
+
+if TYPE_CHECKING:  # imported when logs on disk are on (the writer thread, LogFile)
+    from turberfield_twisted.daemon.joblogs import JobLogs
 
 __all__ = ["LOGS_DIR", "LogService", "disk_logs"]
 
@@ -65,6 +67,9 @@ def disk_logs(reactor: IReactorFromThreads, initiator: Initiator, state_dir: Pat
     """
     if settings.off:
         return None
+    from turberfield_twisted.daemon.joblogs import JobLogs
+    from turberfield_twisted.daemon.logfiles import make_root
+
     try:
         root = make_root(Path(settings.dir) if settings.dir else state_dir / LOGS_DIR)
     except OSError as exc:
