@@ -44,3 +44,26 @@ def test_a_log_key_in_a_module_section_is_warned_of() -> None:
     warnings = "\n".join(check_config(cfg, "proactor").warnings)
     assert "'log_dir' in [my.mod] is read in [proactor] only" in warnings
     assert "'wacth' in [my.mod] is not one the daemon reads (did you mean 'watch'?)" in warnings
+
+
+LAZY = ("twisted.python.logfile", "twisted.internet.inotify", "turberfield_twisted.daemon.joblogs",
+        "turberfield_twisted.daemon.logfiles", "turberfield_twisted.daemon.watch",
+        "turberfield_twisted.daemon.importcheck")
+
+
+def test_log_machinery_and_the_watcher_are_not_imported_when_off(tmp_path) -> None:
+    """With log_dir = off and no module watched, the daemon loads none of their modules."""
+    import subprocess
+    import sys
+
+    (tmp_path / "p.cfg").write_text("[proactor]\nlisten_port = 0\nlog_dir = off\n[my.mod]\n")
+    script = (
+        "import sys\nfrom turberfield_twisted.tap import Options, makeService\n"
+        "o = Options()\n"
+        f"o.parseOptions(['--config', {str(tmp_path / 'p.cfg')!r}, '--state-dir',"
+        f" {str(tmp_path / 'state')!r}, '--listen', 'tcp:0:interface=127.0.0.1'])\n"
+        "makeService(o)\n"
+        f"print(sorted(m for m in {LAZY!r} if m in sys.modules))\n")
+    done = subprocess.run([sys.executable, "-P", "-c", script], capture_output=True, text=True,
+                          timeout=60, check=True)
+    assert done.stdout.strip() == "[]", done.stderr

@@ -31,6 +31,7 @@ from twisted.python import usage
 from twisted.python.failure import Failure
 
 from turberfield_twisted.access.tls import InsecureListen, check_listen, parse_endpoint
+from turberfield_twisted.config.logs import watched
 from turberfield_twisted.config.settings import check_config
 from turberfield_twisted.configtext import make_config, parse_config
 from turberfield_twisted.contract import API_FILE, TOKEN_FILE, default_state_dir
@@ -364,7 +365,6 @@ def makeService(options: Options) -> IService:
     from turberfield_twisted.daemon.logservice import disk_logs
     from turberfield_twisted.daemon.metrics import Metrics
     from turberfield_twisted.daemon.reconcile import Reconciler
-    from turberfield_twisted.daemon.watch import watch_service
     from turberfield_twisted.hooks.dispatcher import HookDispatcher
     from turberfield_twisted.http.api import ControlAPI
 
@@ -419,8 +419,9 @@ def makeService(options: Options) -> IService:
                     own.tls_client_ca, worker_ca).setServiceParent(top)
     reconciler.setServiceParent(top)
     _Signals(reactor, reconciler).setServiceParent(top)
-    watcher = watch_service(reactor, initiator)  # None: no module says watch = true
-    if watcher is not None:
-        watcher.setServiceParent(top)
+    if watched(options["settings"].modules):  # a module says watch = true
+        from turberfield_twisted.daemon.watch import Watcher
+
+        Watcher(reactor, initiator).setServiceParent(top)
     _Refusing(initiator).setServiceParent(top)
     return top

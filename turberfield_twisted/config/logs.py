@@ -19,7 +19,8 @@ import attrs
 
 from turberfield_twisted.config.readers import BadValue, Reader, boolean, choice, size, whole
 
-__all__ = ["LOG_MIN_BYTES", "LOG_READERS", "WATCH_READERS", "LogSettings", "log_settings"]
+__all__ = ["LOG_MIN_BYTES", "LOG_READERS", "WATCH_READERS", "LogSettings", "log_settings",
+           "watched"]
 
 #: The least ``log_max_bytes``: room for a stamp and a line's first few KB.
 LOG_MIN_BYTES = 4096
@@ -69,3 +70,8 @@ def log_settings(read: Mapping[str, Any]) -> LogSettings:
 
 #: A module's key of the watch mode: restart its jobs when its source changes.
 WATCH_READERS: Mapping[str, Reader] = {"watch": boolean}
+
+
+def watched(modules: Mapping[str, Any]) -> list[str]:
+    """The names of ``modules`` (ModuleSettings by name) whose section says ``watch = true``."""
+    return sorted(name for name, module in modules.items() if module.watch)

@@ -31,6 +31,7 @@ from twisted.internet.interfaces import IDelayedCall
 from twisted.logger import Logger
 from twisted.python.filepath import FilePath
 
+from turberfield_twisted.config.logs import watched
 from turberfield_twisted.config.settings import Settings
 from turberfield_twisted.daemon.importcheck import Source, check_import, source_of, worker_path
 from turberfield_twisted.daemon.initiator import Initiator
@@ -38,8 +39,7 @@ from turberfield_twisted.jobs.job import Wanted
 from turberfield_twisted.launch.local import minimal_env
 from turberfield_twisted.launch.reactor import IDaemonReactor
 
-__all__ = ["DEBOUNCE", "EVENT_FAILED", "EVENT_RESTART", "Watcher", "watch_service",
-           "watched_modules"]
+__all__ = ["DEBOUNCE", "EVENT_FAILED", "EVENT_RESTART", "Watcher", "watched_modules"]
 
 #: Quiet seconds after a change before the module is checked.
 DEBOUNCE = 0.5
@@ -50,7 +50,7 @@ EVENT_RESTART, EVENT_FAILED = "watch:restart", "watch:import-failed"
 
 def watched_modules(settings: Settings) -> list[str]:
     """The modules whose section says ``watch = true``."""
-    return sorted(name for name, module in settings.modules.items() if module.watch)
+    return watched(settings.modules)
 
 
 @attrs.define
@@ -211,14 +211,9 @@ class Watcher(Service):
 
     def stopService(self) -> None:
         Service.stopService(self)
-        for watched in self._watched.values():
-            if watched.debounce is not None and watched.debounce.active():
-                watched.debounce.cancel()
+        for one in self._watched.values():
+            if one.debounce is not None and one.debounce.active():
+                one.debounce.cancel()
         if self._notifier is not None:
             self._notifier.loseConnection()
             self._notifier = None
-
-
-def watch_service(reactor: IDaemonReactor, initiator: Initiator) -> Watcher | None:
-    """The watch mode's service for ``initiator``, if a module says ``watch = true``."""
-    return Watcher(reactor, initiator) if watched_modules(initiator.settings) else None

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from configparser import DEFAULTSECT
+from typing import TYPE_CHECKING
 
 from klein.resource import KleinResource
 from twisted.internet import defer
@@ -33,7 +34,6 @@ from twisted.web.server import Request, Site
 from turberfield_twisted.access.audit import AuditTrail
 from turberfield_twisted.access.gate import Gate, caller_of, check_scope
 from turberfield_twisted.daemon.initiator import Initiator
-from turberfield_twisted.daemon.joblogs import JobLogs
 from turberfield_twisted.daemon.keeper import forget_ended
 from turberfield_twisted.daemon.metrics import Metrics
 from turberfield_twisted.daemon.reconcile import Reloaded
@@ -65,6 +65,9 @@ from turberfield_twisted.http.web import (
 )
 from turberfield_twisted.jobs.job import ENDED, Job
 from turberfield_twisted.worker.reactor import IClientReactor
+
+if TYPE_CHECKING:  # imported only where logs on disk are on
+    from turberfield_twisted.daemon.joblogs import JobLogs
 
 __all__ = ["ControlAPI", "served_routes"]
 

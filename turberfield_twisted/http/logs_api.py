@@ -13,19 +13,22 @@ the reads of ``/jobs/{guid}/logs``.
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 from twisted.logger import Logger
 from twisted.web.iweb import IRequest
 from twisted.web.server import Request
 
 from turberfield_twisted.access.gate import Gate
-from turberfield_twisted.daemon.joblogs import JobLogs
 from turberfield_twisted.errors import ApiError, Invalid
 from turberfield_twisted.http.args import lines_arg
 from turberfield_twisted.http.gate import GatedKlein
 from turberfield_twisted.http.roles import ROLES
 from turberfield_twisted.http.web import json_response, query_arg
 from turberfield_twisted.jobs.job import Job
+
+if TYPE_CHECKING:  # imported only where logs on disk are on
+    from turberfield_twisted.daemon.joblogs import JobLogs
 
 __all__ = ["MAX_SINCE", "LogsAPI", "since_arg"]
 
