@@ -163,3 +163,43 @@ async def test_edit_restarts_once_a_syntax_error_restarts_nothing_and_a_fix_rest
             assert len(starts) == 3  # the launch, the edit's restart, the fix's: nothing more
     finally:
         globalLogPublisher.removeObserver(seen.log)
+
+
+@pytest.mark.timeout(180)
+@pytest_twisted.ensureDeferred
+async def test_an_edit_rolls_a_service_out_one_instance_at_a_time(reactor, tmp_path):
+    """
+    Watch: a service of the edited module is rolled out (new instances started and ready
+    before old ones stop), not restarted all at once.
+    """
+    from turberfield_twisted.daemon.initiator import Initiator
+    from turberfield_twisted.services.model import ServiceSpec
+
+    src = tmp_path / "src"
+    src.mkdir()
+    source = src / f"{MODULE}.py"
+    source.write_text(SOURCE.format(version="version 1"))
+    seen = Seen()
+    with free_ports(1) as address:
+        async with watching_daemon(reactor, tmp_path, src) as top:
+            initiator = next(s for s in top if isinstance(s, Initiator))
+            watcher = next(s for s in top if isinstance(s, Watcher))
+            await watcher.watching.addTimeout(30, reactor)
+            initiator.subscribe(seen.event)
+            ready = [seen.next(lambda e, n=n: isinstance(e, JobEvent) and e.guid == f"dev.{n}"
+                               and e.state is JobState.READY) for n in (1, 2)]
+            group = initiator.services.create(ServiceSpec(
+                name="dev", module=MODULE, host="127.0.0.1", port=address.low, instances=2))
+            for d in ready:
+                await d.addTimeout(60, reactor)
+            done = seen.next(lambda e: isinstance(e, JobEvent) and e.kind is EventKind.SERVICE
+                             and e.name in ("rollout_done", "rollout_failed"))
+            save(source, SOURCE.format(version="version 2"))
+            assert (await done.addTimeout(120, reactor)).name == "rollout_done"
+            assert sorted(group.members) == ["dev.3", "dev.4"]
+            order = [(e.guid, e.state) for e in seen.events if e.kind is EventKind.STATE
+                     and e.state in (JobState.READY, JobState.STOPPING)
+                     and e.guid in ("dev.1", "dev.2", "dev.3", "dev.4")]
+            first_stop = order.index(next(o for o in order if o[1] is JobState.STOPPING))
+            assert ("dev.3", JobState.READY) in order[:first_stop]  # a new one first
+            assert seen.named(EVENT_RESTART) == []  # instances are not restarted one by one
