@@ -37,7 +37,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from turberfield_twisted.daemon.statedir import StateDir
-from turberfield_twisted.daemon.store import HookRecord, JobRecord, QueuedRecord, Store
+from turberfield_twisted.daemon.store import Store
+from turberfield_twisted.daemon.store_records import HookRecord, JobRecord, QueuedRecord
 from turberfield_twisted.jobs.procstat import group_stats
 
 

@@ -15,7 +15,8 @@ from zope.interface.verify import verifyObject
 from turberfield_twisted.access.records import AuditRecord, IAuditStore, ITokenStore, TokenRecord
 from turberfield_twisted.daemon.access_store import KEY_FILE, AccessRecords, token_key
 from turberfield_twisted.daemon.statedir import STORE_FILE
-from turberfield_twisted.daemon.store import JobRecord, Store
+from turberfield_twisted.daemon.store import Store
+from turberfield_twisted.daemon.store_records import JobRecord
 
 
 def test_tokens_and_the_audit_trail_survive_a_reopen_bounded(state):

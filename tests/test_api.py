@@ -144,6 +144,7 @@ async def test_list_and_get_jobs():
     assert [job["guid"] for job in body["jobs"]] == guids
     response, body = await t.call("GET", f"/jobs/{guids[1]}")
     assert (response.code, body) == (200, {**t.init.job(guids[1]).as_json(), "uptime": 0,
+                                           "host": "127.0.0.1", "node": None,  # not Slurm's
                                            "rss": None, "cpu": None})  # a fake process
 
 

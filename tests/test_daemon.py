@@ -17,7 +17,8 @@ import treq
 from _system import absent
 from twisted.internet import defer
 
-from turberfield_twisted.tap import Options, with_backlog
+from turberfield_twisted.tap import Options
+from turberfield_twisted.tap_services import Kept, with_backlog
 from turberfield_twisted.testing.daemon import Daemon
 from turberfield_twisted.testing.ports import free_ports
 from turberfield_twisted.testing.procs import children_of, wait_gone
@@ -259,7 +260,7 @@ async def test_own_code_reaches_workers_through_pythonpath_not_PYTHONPATH(reacto
 def test_the_settings_checked_at_start_are_the_initiators(tmp_path, monkeypatch):
     """makeService hands the initiator the settings postOptions checked: none are checked again."""
     from turberfield_twisted import tap
-    from turberfield_twisted.daemon import initiator
+    from turberfield_twisted.daemon import initiator, initiator_config
 
     options = Options()
     options.parseOptions(["--state-dir", str(tmp_path / "state"),
@@ -268,10 +269,10 @@ def test_the_settings_checked_at_start_are_the_initiators(tmp_path, monkeypatch)
     def again(*args: Any, **kwargs: Any) -> None:
         raise AssertionError("the config is checked again")
 
-    monkeypatch.setattr(initiator, "check_config", again)
+    monkeypatch.setattr(initiator_config, "check_config", again)
     top = tap.makeService(options)
     services = list(top)
-    kept = next(s for s in services if isinstance(s, tap._Kept))
+    kept = next(s for s in services if isinstance(s, Kept))
     try:
         init = next(s for s in services if isinstance(s, initiator.Initiator))
         assert init.settings is options["settings"]

@@ -38,6 +38,7 @@ from turberfield_twisted.testing import (
     wait_gone,
 )
 from turberfield_twisted.testing.ports import GRAIN, WINDOW_ENV, _window
+from turberfield_twisted.testing.procs import idle
 
 MOD = "my.worker"
 
@@ -230,7 +231,7 @@ async def test_wait_gone_fires_on_exit_and_times_out_on_a_live_process(reactor):
     from twisted.internet.defer import TimeoutError as DeferredTimeout
 
     quick = subprocess.Popen([sys.executable, "-c", "pass"])
-    slow = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    slow = idle()
     await wait_gone(reactor, [quick.pid], timeout=10)
     with pytest.raises(DeferredTimeout):
         await wait_gone(reactor, [slow.pid], timeout=0.2)

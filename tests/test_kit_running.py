@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
 
 import pytest
 import pytest_twisted
@@ -29,6 +27,7 @@ from turberfield_twisted.testing import (
 )
 from turberfield_twisted.testing.daemon import Daemons
 from turberfield_twisted.testing.ports import GRAIN
+from turberfield_twisted.testing.procs import idle
 
 SECTION = {"greeting": "hello", "overridable": "greeting"}
 T = "turberfield_twisted.testing."
@@ -73,7 +72,7 @@ async def test_a_process_left_behind_fails_the_test_and_is_killed():
     stray = None
     with pytest.raises(ProcessesLeft, match="processes left behind") as raised:
         async with running_initiator({DEMO: SECTION}):
-            stray = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+            stray = idle()
     assert stray is not None and str(stray.pid) in str(raised.value)
     assert stray.wait(timeout=10) == -signal.SIGKILL
 

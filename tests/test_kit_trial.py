@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from typing import Any
 
 from twisted.internet.defer import Deferred
@@ -31,6 +29,7 @@ from turberfield_twisted.testing import (
     worker_harness,
 )
 from turberfield_twisted.testing.ports import WINDOW_ENV
+from turberfield_twisted.testing.procs import idle
 from turberfield_twisted.worker import Klein, WorkerContext
 
 os.environ.setdefault(WINDOW_ENV, "27500-32767")  # as tests/conftest.py sets it
@@ -99,7 +98,7 @@ class InAProcess(TestCase):
         stray = None
         with self.assertRaises(ProcessesLeft):
             async with running_initiator({DEMO: SECTION}):
-                stray = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+                stray = idle()
         assert stray is not None
         self.assertEqual(stray.wait(timeout=10), -9)
 

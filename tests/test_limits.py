@@ -56,19 +56,21 @@ def test_a_kill_under_a_cpu_limit_is_explained():
 
 
 GROUP = textwrap.dedent("""
-    import os, subprocess, sys, time
+    import subprocess, sys
     block = bytearray(40 * 1024 * 1024)
     for i in range(0, len(block), 4096):
         block[i] = 1
-    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    child = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"],
+                             stdin=subprocess.PIPE)
     print(child.pid, flush=True)
-    time.sleep(60)
+    sys.stdin.read()
     """)
 
 
 def test_a_groups_rss_is_summed_over_its_members():
     """group_stats reads every live member of the group a pid leads, once through /proc."""
-    proc = subprocess.Popen([sys.executable, "-c", GROUP], stdout=subprocess.PIPE,
+    proc = subprocess.Popen([sys.executable, "-c", GROUP], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE,
                             start_new_session=True, text=True)
     try:
         child = int(proc.stdout.readline())

@@ -9,7 +9,6 @@ directory listing of this process), not timed.
 from __future__ import annotations
 
 import re
-import subprocess
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -26,6 +25,7 @@ from turberfield_twisted.jobs.job import Job, JobState
 from turberfield_twisted.jobs.limits import MemoryWatch
 from turberfield_twisted.jobs.procstat import job_stats
 from turberfield_twisted.testing import running_worker
+from turberfield_twisted.testing.procs import idle
 
 SPAWNER = "turberfield_twisted.testing.spawner"
 
@@ -68,8 +68,7 @@ def pids_read(reads: list[str]) -> set[int]:
 @pytest.fixture
 def bystanders() -> Iterator[list[int]]:
     """Twenty sleeping processes that belong to no job."""
-    procs = [subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"],
-                              start_new_session=True) for _ in range(20)]
+    procs = [idle(start_new_session=True) for _ in range(20)]
     yield [proc.pid for proc in procs]
     for proc in procs:
         proc.kill()
@@ -99,10 +98,8 @@ async def test_a_job_view_reads_its_own_group_and_no_other_process(bystanders):
 def test_a_reading_is_kept_a_second_and_shared_by_the_views_and_the_watch():
     """Views at 0 and 0.5 s and the memory watch at 0.9 s share one reading of the group;
     at 1 s, or for the job's next worker, it is read again."""
-    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"],
-                               start_new_session=True)
-    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"],
-                             start_new_session=True)
+    sleeper = idle(start_new_session=True)
+    other = idle(start_new_session=True)
     try:
         job = Job(guid="g", port=1, session=None, module="m", process=Local(sleeper.pid),
                   state=JobState.READY, limits=Limits(max_memory=10 ** 12))

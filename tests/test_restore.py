@@ -18,7 +18,8 @@ from turberfield_twisted import Initiator
 from turberfield_twisted.configtext import parse_config
 from turberfield_twisted.daemon.reconcile import Reconciler
 from turberfield_twisted.daemon.statedir import StateDir
-from turberfield_twisted.daemon.store import JobRecord, Store
+from turberfield_twisted.daemon.store import Store
+from turberfield_twisted.daemon.store_records import JobRecord
 from turberfield_twisted.errors import ConfigError, StoreFailed
 from turberfield_twisted.jobs.job import EventKind, JobState, Wanted
 from turberfield_twisted.testing.fakes import FakeHealth, FakeLauncher

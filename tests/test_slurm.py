@@ -8,137 +8,28 @@ process, no port, no sleep; the real cluster is in test_slurm_e2e.py.
 
 from __future__ import annotations
 
-import json
 import socket
 from typing import Any
 
 import pytest
 import pytest_twisted
-from treq.testing import StubTreq
-from twisted.internet.defer import Deferred, succeed
+from _slurm_world import DEMO, TOKEN, Runner, World, config
+from twisted.internet.defer import Deferred
 from twisted.internet.testing import EventLoggingObserver
 from twisted.logger import globalLogPublisher
 
-from turberfield_twisted import Initiator, JobState
+from turberfield_twisted import JobState
 from turberfield_twisted.config.settings import check_config
 from turberfield_twisted.configtext import parse_config
 from turberfield_twisted.contract import is_loopback
 from turberfield_twisted.errors import ConfigError
-from turberfield_twisted.http.api import ControlAPI
-from turberfield_twisted.launch.local import LocalLauncher
 from turberfield_twisted.launch.ports import PortBook
 from turberfield_twisted.launch.router import ModuleLaunchers
 from turberfield_twisted.launch.slurm.launcher import SlurmLauncher, SlurmProcess
 from turberfield_twisted.launch.slurm.placement import Ran
-from turberfield_twisted.launch.warm.launcher import WarmLauncher
 from turberfield_twisted.testing.fakes import FakeProcessReactor
 from turberfield_twisted.testing.ports import free_ports
 from turberfield_twisted.worker.parent import listening_host, slurm_step
-
-DEMO = "turberfield_twisted.demo.hello"
-TOKEN = "admin-token-0123456789-abcdefghijklmnopqrstuvwxyz"
-SLURM = "launcher = slurm\nslurm_args = --time=5 --qos=low\n"
-
-
-def config(module: str = SLURM) -> Any:
-    """An initiator ``init`` (child ports 27200-27209) and the demo's section, with ``module``."""
-    return parse_config(f"[init]\nlisten_port = 0\nchild_port_min = 27200\n"
-                        f"child_port_max = 27209\nready_timeout = 10\nstop_timeout = 5\n"
-                        f"\n[{DEMO}]\ngreeting = hello\n{module}")
-
-
-class Runner:
-    """
-    A fake runner of commands: records each scancel (``commands``) and squeue
-    (``asked``); scancel exits 0 unless told (``answer``); squeue shows Slurm
-    job JOBID as ``slurm[JOBID]`` (``NAME|NODE``), g1's on node7 unless told.
-    """
-
-    def __init__(self) -> None:
-        self.commands: list[list[str]] = []
-        self.asked: list[list[str]] = []
-        self.answer = Ran(0, "", "")
-        self.slurm = {"12": "g1|node7", "13": "g1|node7"}
-
-    def __call__(self, argv: list[str]) -> Deferred[Ran]:
-        if argv[0].endswith("squeue"):
-            self.asked.append(argv)
-            [slurm_job] = [arg.split("=")[1] for arg in argv if arg.startswith("--jobs=")]
-            if slurm_job not in self.slurm:
-                return succeed(Ran(1, "", "slurm_load_jobs error: Invalid job id specified\n"))
-            return succeed(Ran(0, self.slurm[slurm_job] + "\n", ""))
-        self.commands.append(argv)
-        return succeed(self.answer)
-
-
-#: What node names resolve to here.
-HOSTS = {"node7": frozenset({"127.0.0.1"}), "node8": frozenset({"10.0.0.8"})}
-
-
-def resolve(name: str) -> Deferred[frozenset[str]]:
-    return succeed(HOSTS.get(name, frozenset()))
-
-
-class Response:
-    def __init__(self, code: int, body: bytes):
-        self.code, self._body = code, body
-
-    def content(self) -> Deferred[bytes]:
-        return succeed(self._body)
-
-
-class Healthy:
-    """Health checks: each URL asked is kept; every worker answers 200 in its own name."""
-
-    def __init__(self, init: Any = None) -> None:
-        self.asked: list[str] = []
-        self.init = init
-
-    def get(self, url: str, **kwargs: Any) -> Deferred[Response]:
-        self.asked.append(url)
-        port = int(url.split(":")[2].split("/")[0])
-        [guid] = [job.guid for job in self.init.workers.values() if job.port == port]
-        return succeed(Response(200, json.dumps({"status": "ok", "guid": guid}).encode()))
-
-
-class World:
-    """An Initiator and its API on a fake process reactor; the demo module runs on Slurm."""
-
-    def __init__(self, module: str = SLURM):
-        self.reactor = FakeProcessReactor()
-        self.runner = Runner()
-        self.http = Healthy()
-        cfg = config(module)
-        holder: list[Initiator] = []
-        cold = LocalLauncher(self.reactor, python="/py", setsid=None, process_groups=False)
-        launchers = ModuleLaunchers(lambda: holder[0].settings, {
-            "local": lambda: WarmLauncher(self.reactor, cold, lambda module: False),
-            "slurm": lambda: SlurmLauncher(
-                self.reactor, lambda m: holder[0].settings.module(m).slurm_args, python="/py",
-                srun="/usr/bin/srun", scancel="/usr/bin/scancel", setsid=None, run=self.runner,
-                squeue="/usr/bin/squeue", resolve=resolve)})
-        self.init = Initiator(None, guid="init", cfg=cfg, reactor=self.reactor,
-                              launcher=launchers, http=self.http)
-        holder.append(self.init)
-        self.http.init = self.init
-        self.api = ControlAPI(self.init, TOKEN, self.reactor)
-        self.stub = StubTreq(self.api.app.resource())
-
-    async def call(self, method: str, path: str, body: Any = None,
-                   token: str = TOKEN) -> tuple[int, Any]:
-        response = await self.stub.request(
-            method, "http://127.0.0.1" + path, data=None if body is None else json.dumps(body),
-            headers={b"Authorization": [b"Bearer " + token.encode()]}, timeout=5,
-            reactor=self.reactor)
-        content = await response.content()
-        return response.code, json.loads(content) if content else None
-
-    async def report(self, guid: str, **body: Any) -> tuple[int, Any]:
-        job = self.init.job(guid)
-        return await self.call("POST", f"/jobs/{guid}/listening",
-                               {"host": "127.0.0.1", "port": job.port, "step": "12.0", **body},
-                               job.token)
-
 
 # -- config ------------------------------------------------------------------
 
@@ -180,7 +71,8 @@ def test_loopback_is_told_from_everything_else():
 
 
 def test_a_worker_reports_its_own_address_or_its_nodes():
-    """A worker bound to one address reports it; bound to all, what its node's name resolves to."""
+    """A worker bound to one address reports it; bound to all, its address on the route toward
+    the daemon if it knows the daemon's, else what its node's name resolves to."""
     asked = []
 
     def resolve(name: str, *args: Any) -> list[Any]:
@@ -191,6 +83,7 @@ def test_a_worker_reports_its_own_address_or_its_nodes():
     assert listening_host("10.9.9.9", env, resolve) == "10.9.9.9"
     assert listening_host("0.0.0.0", env, resolve) == "10.1.2.3"
     assert listening_host("localhost", env, resolve) == "10.1.2.3"
+    assert listening_host("0.0.0.0", env, resolve, toward="127.0.0.1") == "127.0.0.1"
     assert [name for name, _ in asked] == ["node7", "localhost"]
     assert slurm_step({"SLURM_JOB_ID": "12", "SLURM_STEP_ID": "0"}) == "12.0"
     assert slurm_step({"SLURM_JOB_ID": "12"}) is None
@@ -306,7 +199,7 @@ async def test_a_local_job_can_not_report_an_address():
 @pytest_twisted.ensureDeferred
 async def test_an_address_that_is_not_its_nodes_is_refused_and_never_reached():
     """
-    A report of an address its Slurm node's name does not resolve to (the cloud
+    A report of an address that is not its Slurm node's NodeAddr (the cloud
     metadata address, another node's): 409 and a log line with the guid; the job
     stays starting with no address, nothing is asked there; a true report then holds.
     """
@@ -339,7 +232,7 @@ async def test_a_step_that_is_not_the_jobs_is_refused_and_slurm_not_answering_is
     503, since where the worker runs can't be known."""
     w = World()
     guid = await w.init.launch(DEMO, guid="g1")
-    w.runner.slurm["14"] = "another-job|node7"
+    w.runner.slurm["14"] = "another-job|node7|RUNNING"
     code, body = await w.report(guid, step="14.0")
     assert code == 409 and body["error"] == "Slurm job 14 is not job g1's"
     code, body = await w.report(guid, step=None)
@@ -347,7 +240,7 @@ async def test_a_step_that_is_not_the_jobs_is_refused_and_slurm_not_answering_is
     code, body = await w.report(guid, step="99.0")
     assert code == 503 and "Invalid job id" in body["error"]
     assert [argv[1:] for argv in w.runner.asked] == [
-        ["--noheader", f"--jobs={n}", "--format=%j|%N"] for n in ("14", "99")]
+        ["--noheader", f"--jobs={n}", "--format=%j|%N|%T"] for n in ("14", "99")]
     assert w.init.job(guid).host == "" and w.http.asked == []
 
 

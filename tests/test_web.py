@@ -28,7 +28,8 @@ from turberfield_twisted.errors import (
 from turberfield_twisted.hooks.dispatcher import HookRejected, UnknownHook
 from turberfield_twisted.hooks.rules import HookNotAllowed
 from turberfield_twisted.http.relay import RelayError
-from turberfield_twisted.http.web import STATUSES, BodyTooLarge, JsonKlein, Unauthorized, status_of
+from turberfield_twisted.http.statuses import STATUSES, BodyTooLarge, status_of
+from turberfield_twisted.http.web import JsonKlein, Unauthorized
 
 EXPECTED: list[tuple[Exception, int]] = [
     (Invalid("x"), 400),

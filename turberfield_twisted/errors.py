@@ -2,7 +2,7 @@
 What can go wrong with a job, as exceptions that say what happened.
 
 The control API maps each to one HTTP status in one table
-(:data:`turberfield_twisted.http.web.STATUSES`); only :class:`Invalid` and its
+(:data:`turberfield_twisted.http.statuses.STATUSES`); only :class:`Invalid` and its
 kind are the caller's fault (400). No message here ever quotes a config
 value or a token.
 """

@@ -14,35 +14,28 @@ from __future__ import annotations
 import configparser
 import ipaddress
 import os
-import resource
 from collections.abc import Mapping
 
 import attrs
 
-from turberfield_twisted.config.job_section import check_overrides
-from turberfield_twisted.config.logs import LOG_READERS, WATCH_READERS, LogSettings, log_settings
-from turberfield_twisted.config.names import GUID, RESERVED_KEYS, SESSION
-from turberfield_twisted.config.policy import LIMIT_KEYS, Limits, RestartPolicy
-from turberfield_twisted.config.readers import (
-    DELAY,
-    PORT,
-    SECONDS,
-    BadValue,
-    Network,
-    Reader,
-    Section,
-    address,
-    boolean,
-    choice,
-    frozen_map,
-    names,
-    networks,
-    number,
-    overridable,
-    restart,
-    size,
-    srun_args,
-    whole,
+from turberfield_twisted.config.declared import (
+    JOB_PREFIX,
+    DeclaredJob,
+    check_declared,
+    check_requires,
+    no_limits_on_slurm,
+)
+from turberfield_twisted.config.logs import LOG_READERS, LogSettings, log_settings
+from turberfield_twisted.config.policy import Limits, RestartPolicy
+from turberfield_twisted.config.readers import Network, Section, frozen_map
+from turberfield_twisted.config.section_keys import (
+    INITIATOR_READERS,
+    INITIATOR_SECRETS,
+    LIMIT_READERS,
+    MODULE_KEYS,
+    MODULE_READERS,
+    POLICY_READERS,
+    SYNC_MODES,
 )
 from turberfield_twisted.config.services import (
     SERVICE_PREFIX,
@@ -50,16 +43,10 @@ from turberfield_twisted.config.services import (
     check_declared_services,
 )
 from turberfield_twisted.config.typos import did_you_mean, other_names, typo_warnings
-from turberfield_twisted.errors import (
-    BadOverride,
-    ConfigError,
-    OverrideNotAllowed,
-    UnknownModule,
-)
+from turberfield_twisted.errors import ConfigError, UnknownModule
 
-#: ``store_sync`` values: SQLite's ``synchronous`` setting in WAL mode.
-SYNC_MODES = ("normal", "full")
-
+# JOB_PREFIX, MODULE_KEYS, SYNC_MODES and DeclaredJob are re-exported: their homes
+# are :mod:`.declared` and :mod:`.section_keys`.
 __all__ = [
     "JOB_PREFIX",
     "MODULE_KEYS",
@@ -76,10 +63,6 @@ _LOOPBACK: tuple[Network, ...] = (
     ipaddress.ip_network("127.0.0.0/8"),
     ipaddress.ip_network("::1/128"),
 )
-
-
-#: The prefix of a declared job's section: ``[job:NAME]``.
-JOB_PREFIX = "job:"
 
 
 def _cpu_count() -> int:
@@ -124,6 +107,11 @@ class InitiatorSettings:
     auth_failures: int = 10
     #: The most instances a service may have.
     max_instances: int = 64
+    #: Jobs failed by a Slurm node within ``node_failure_window`` seconds that
+    #: exclude it for every job for ``node_exclude_for`` seconds.
+    node_failures: int = 3
+    node_failure_window: float = 600.0
+    node_exclude_for: float = 600.0
     logs: LogSettings = attrs.field(factory=LogSettings)  #: Logs on disk (:mod:`.logs`).
 
 
@@ -148,25 +136,6 @@ class ModuleSettings:
     #: More options for ``srun`` (a ``slurm`` module's only).
     slurm_args: tuple[str, ...] = ()
     watch: bool = False  #: Restart its jobs when its source changes (:mod:`.logs`).
-
-
-@attrs.frozen
-class DeclaredJob:
-    """
-    A ``[job:NAME]`` section: a job started with the daemon, whose guid is
-    ``name``. ``overrides`` are its other keys (each one its module lists as
-    ``overridable``); ``limits`` only those the section sets. ``source``
-    and ``line`` say where its header is (they are not compared).
-    """
-
-    name: str
-    module: str
-    session: str | None = None
-    overrides: Mapping[str, str] = attrs.field(factory=dict, converter=frozen_map)
-    requires: tuple[str, ...] = ()
-    limits: Limits = attrs.field(factory=Limits)
-    source: str = attrs.field(default="<config>", eq=False)
-    line: int | None = attrs.field(default=None, eq=False)
 
 
 @attrs.frozen
@@ -207,95 +176,16 @@ class Settings:
         return own.over(base) if own is not None else base
 
 
-def _open_files(text: str) -> int:
-    value: int = whole(1)(text)
-    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
-    if os.geteuid() != 0 and hard != resource.RLIM_INFINITY and value > hard:
-        raise BadValue(f"must not be above the daemon's own hard limit ({hard})")
-    return value
-
-
-_INITIATOR_READERS: Mapping[str, Reader] = {
-    "listen_addr": address,
-    "listen_port": whole(0, 65535),
-    "listen_backlog": whole(1, 65535),
-    "child_port_min": PORT,
-    "child_port_max": PORT,
-    "ready_timeout": SECONDS,
-    "stop_timeout": SECONDS,
-    "max_exited": whole(0),
-    "max_body": whole(1),
-    "relay_timeout": SECONDS,
-    "read_timeout": SECONDS,
-    "hook_allow": networks,
-    "pythonpath": str,
-    "max_starting": whole(1),
-    "store_sync": choice(*SYNC_MODES),
-    "limit_interval": SECONDS,
-    "insecure_listen": boolean,
-    "tls_client_ca": str,
-    "tls_ca": str,
-    "hook_ca": str,
-    "audit_keep": whole(1, 10_000_000),
-    "auth_failures": whole(1, 1_000_000),
-    "max_instances": whole(1, 4096),
-}
-
-
-#: Keys the initiator's section may hold that are not kept in its settings.
-_INITIATOR_SECRETS = frozenset({"admin_token"})
-
-
-_POLICY_READERS: Mapping[str, Reader] = {
-    "restart": restart,
-    "backoff_initial": DELAY,
-    "backoff_factor": number("must be a number of 0 or more", 0),
-    "backoff_cap": DELAY,
-    "jitter": number("must be a number from 0 to 1", 0, 1),
-    "max_restarts": whole(0),
-    "restart_window": DELAY,
-    "reset_after": DELAY,
-}
-
-
-_MODULE_READERS: Mapping[str, Reader] = {
-    "listen_addr": address,
-    "overridable": overridable,
-    "warm": boolean,
-    "launcher": choice("local", "slurm"),
-    "slurm_args": srun_args,
-    **WATCH_READERS,
-}
-
-
-_LIMIT_READERS: Mapping[str, Reader] = {
-    "max_memory": size,
-    "max_open_files": _open_files,
-    "max_cpu_seconds": whole(1),
-}
-
-
-assert tuple(_LIMIT_READERS) == LIMIT_KEYS
-
-
-#: The keys of a module's section that the daemon reads: the rest are its worker's own.
-MODULE_KEYS = frozenset({*_POLICY_READERS, *_MODULE_READERS, *_LIMIT_READERS})
-
-
-#: The keys of a ``[job:NAME]`` section that are not overrides.
-_JOB_KEYS = frozenset({"module", "session", "requires", *LIMIT_KEYS})
-
-
 def _check_initiator(cfg: configparser.ConfigParser, guid: str) -> InitiatorSettings:
     if not cfg.has_section(guid):
         raise ConfigError(f"there is no [{guid}] section for the initiator")
     section = Section.of(cfg, guid, inherit=False)
-    known = {*_INITIATOR_READERS, *LOG_READERS, *_INITIATOR_SECRETS}
+    known = {*INITIATOR_READERS, *LOG_READERS, *INITIATOR_SECRETS}
     unknown = sorted(section.own - known)
     if unknown:
         raise ConfigError(f"unknown key {unknown[0]!r} in [{guid}]"
                           f"{did_you_mean(unknown[0], known)}", *section.origin(unknown[0]))
-    settings = InitiatorSettings(**section.read(_INITIATOR_READERS),
+    settings = InitiatorSettings(**section.read(INITIATOR_READERS),
                                  logs=log_settings(section.read(LOG_READERS)))
     if settings.child_port_min > settings.child_port_max:
         blamed, other = "child_port_min", "child_port_max"
@@ -310,94 +200,18 @@ def _check_initiator(cfg: configparser.ConfigParser, guid: str) -> InitiatorSett
 
 def _check_module(cfg: configparser.ConfigParser, name: str) -> ModuleSettings:
     section = Section.of(cfg, name, inherit=True)
-    policy = RestartPolicy(**section.read(_POLICY_READERS))
+    policy = RestartPolicy(**section.read(POLICY_READERS))
     found = ModuleSettings(name=name, policy=policy,
-                           limits=Limits(**section.read(_LIMIT_READERS)),
-                           **section.read(_MODULE_READERS))
+                           limits=Limits(**section.read(LIMIT_READERS)),
+                           **section.read(MODULE_READERS))
     if found.launcher == "slurm":
         if found.warm:
             raise section.error("warm", "can't be true for a module whose workers Slurm runs"
                                         " (they are not forked here): set launcher = local")
-        _no_limits_on_slurm(section, found.limits)
+        no_limits_on_slurm(section, found.limits)
     elif found.slurm_args:
         raise section.error("slurm_args", "is set, but the module's launcher is not slurm")
     return found
-
-
-def _no_limits_on_slurm(section: Section, limits: Limits) -> None:
-    """A worker on a cluster node is not this host's process: Slurm limits it."""
-    for key in LIMIT_KEYS:
-        if getattr(limits, key) is not None:
-            raise section.error(key, "can't be set on the workers of a module that Slurm runs"
-                                     " (on a cluster node): use slurm_args, such as --mem=,"
-                                     " --time=")
-
-
-def _check_declared(cfg: configparser.ConfigParser, header: str, guid: str,
-                    modules: Mapping[str, ModuleSettings]) -> DeclaredJob:
-    """A ``[job:NAME]`` section, checked as a launch of its module would be."""
-    section = Section.of(cfg, header, inherit=False)
-    name = header[len(JOB_PREFIX):]
-    if not GUID.accepts(name):
-        raise section.error(None, "names a job whose guid is not 1 to 64 letters, digits,"
-                                  " '_', '.' or '-' (starting with a letter or digit)")
-    if name == guid or cfg.has_section(name):
-        raise section.error(None, f"names a job whose guid is the name of section [{name}]")
-    if not section.has("module"):
-        raise section.error(None, "has no 'module' key")
-    module = section.text("module")
-    if module not in modules:
-        raise section.error("module", "names a module that has no config section")
-    session = section.text("session") if section.has("session") else None
-    if session is not None and not SESSION.accepts(session):
-        raise section.error("session", "must be at most 256 characters, without control"
-                                       " characters or '$'")
-    overrides = {}
-    for key in sorted(section.own - _JOB_KEYS):
-        try:
-            overrides.update(check_overrides(cfg, module, {key: section.text(key)}))
-        except OverrideNotAllowed:
-            reason = ("is one the initiator sets" if key in RESERVED_KEYS else
-                      "is not one its module lists as overridable (nor module, session,"
-                      " requires or a limit)"
-                      + did_you_mean(key, {*_JOB_KEYS, *modules[module].overridable}))
-            raise section.error(key, reason) from None
-        except BadOverride:
-            raise section.error(key, "must be a short key name with a one-line value of at"
-                                     " most 4096 characters") from None
-    requires = names(section.text("requires")) if section.has("requires") else ()
-    limits = Limits(**section.read(_LIMIT_READERS))
-    if modules[module].launcher == "slurm":
-        _no_limits_on_slurm(section, limits)
-    return DeclaredJob(name=name, module=module, session=session, overrides=overrides,
-                       requires=requires, limits=limits,
-                       source=section.origin()[0], line=section.origin()[1])
-
-
-def _check_requires(cfg: configparser.ConfigParser, declared: Mapping[str, DeclaredJob]) -> None:
-    """Every job a declared job requires is declared; no job requires itself, however far."""
-
-    def section(name: str) -> Section:
-        return Section.of(cfg, JOB_PREFIX + name, inherit=False)
-
-    for name, job in declared.items():
-        if any(other not in declared for other in job.requires):
-            raise section(name).error("requires", "lists a job that no [job:NAME] section"
-                                                  " declares")
-    done: set[str] = set()
-
-    def visit(name: str, path: list[str]) -> None:
-        for other in declared[name].requires:
-            if other in path:
-                cycle = " -> ".join([*path[path.index(other):], other])
-                raise section(name).error("requires", f"makes a cycle: {cycle}")
-            if other not in done:
-                visit(other, [*path, other])
-        done.add(name)
-
-    for name in declared:
-        if name not in done:
-            visit(name, [name])
 
 
 def check_config(cfg: configparser.ConfigParser, guid: str) -> Settings:
@@ -421,14 +235,14 @@ def check_config(cfg: configparser.ConfigParser, guid: str) -> Settings:
     }
     declared = {
         job.name: job
-        for job in (_check_declared(cfg, name, guid, modules)
+        for job in (check_declared(cfg, name, guid, modules)
                     for name in cfg.sections() if name.startswith(JOB_PREFIX))
     }
-    _check_requires(cfg, declared)
+    check_requires(cfg, declared)
     services = check_declared_services(cfg, guid, {n: m.launcher for n, m in modules.items()},
-                                       _LIMIT_READERS, initiator.max_instances)
+                                       LIMIT_READERS, initiator.max_instances)
     warnings = typo_warnings(cfg, {name: found.overridable for name, found in modules.items()},
-                             MODULE_KEYS, guid, {*_INITIATOR_READERS, *LOG_READERS})
+                             MODULE_KEYS, guid, {*INITIATOR_READERS, *LOG_READERS})
     return Settings(initiator=initiator, modules=modules, declared=declared, services=services,
                     warnings=warnings)
 

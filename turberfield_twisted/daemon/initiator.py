@@ -14,7 +14,6 @@ reads the config before it is used.
 from __future__ import annotations
 
 import asyncio
-import base64
 import random
 import secrets
 import uuid
@@ -28,16 +27,17 @@ from twisted.logger import Logger
 
 from turberfield_twisted.config.job_section import check_overrides
 from turberfield_twisted.config.names import GUID
-from turberfield_twisted.config.settings import Settings, check_config
+from turberfield_twisted.config.settings import Settings
 from turberfield_twisted.contract import CONFIG_PATH, HEALTH_PATH
+from turberfield_twisted.daemon.initiator_config import InitiatorConfig
 from turberfield_twisted.daemon.instances import Instances
 from turberfield_twisted.daemon.job_config import JobConfigs
 from turberfield_twisted.daemon.keeper import Keeper
 from turberfield_twisted.daemon.live_config import push_config, update_config
-from turberfield_twisted.daemon.store import JobRecord, Store
+from turberfield_twisted.daemon.store import Store
+from turberfield_twisted.daemon.store_records import JobRecord
 from turberfield_twisted.errors import (
     BadGuid,
-    ConfigError,
     DaemonStopping,
     NoFreePort,
     StoreFailed,
@@ -55,6 +55,7 @@ from turberfield_twisted.launch.ports import next_port
 from turberfield_twisted.launch.protocol import ExitStatus
 from turberfield_twisted.launch.reactor import IDaemonReactor
 from turberfield_twisted.launch.router import default_launcher
+from turberfield_twisted.launch.slurm.nodes import NodeBook
 from turberfield_twisted.services.registry import Services
 from turberfield_twisted.worker.parent import HttpClient, make_http
 from turberfield_twisted.worker.proactor import Proactor
@@ -62,7 +63,7 @@ from turberfield_twisted.worker.proactor import Proactor
 __all__ = ["Initiator"]
 
 
-class Initiator(JobTable, Proactor, Service):
+class Initiator(InitiatorConfig, JobTable, Proactor, Service):
     """
     Launch modules as worker processes and look after them.
 
@@ -75,7 +76,9 @@ class Initiator(JobTable, Proactor, Service):
     :func:`~turberfield_twisted.launch.router.default_launcher`'s), ``http``
     (a treq-like client), ``random`` (draws restart jitter), ``store`` (a
     :class:`~.store.Store`, where what the operator wants of each job is
-    kept before a launch, stop, restart or config change returns).
+    kept before a launch, stop, restart or config change returns),
+    ``slurm_nodes`` (the :class:`NodeBook` its Slurm launcher keeps node
+    failures in; a new one if not given).
     """
 
     log = Logger()
@@ -90,6 +93,7 @@ class Initiator(JobTable, Proactor, Service):
         http: HttpClient | None = kwargs.pop("http", None)
         self._random: Callable[[], float] = kwargs.pop("random", None) or random.random
         store: Store | None = kwargs.pop("store", None)
+        nodes: NodeBook | None = kwargs.pop("slurm_nodes", None)
         self._settings: Settings | None = kwargs.pop("settings", None)
         Proactor.__init__(self, options, loop, **kwargs)
         JobTable.__init__(self)
@@ -105,8 +109,11 @@ class Initiator(JobTable, Proactor, Service):
         self.http: HttpClient = http
         probe, probe_pool = make_probe(self.reactor, None if self._pools else http)
         self._pools.extend([probe_pool] if probe_pool is not None else [])
+        #: Slurm nodes that failed jobs, and what each excludes (``GET /slurm/nodes``).
+        self.slurm_nodes = nodes or NodeBook.of(self.reactor.seconds, self._checked)
         #: Where workers run.
-        self.launcher: ILauncher = launcher or default_launcher(self.reactor, self._checked)
+        self.launcher: ILauncher = launcher or default_launcher(
+            self.reactor, self._checked, self.slurm_nodes)
         self._configs = JobConfigs(lambda: self.cfg, self._checked)
         self._lifecycle = Lifecycle(
             self.reactor, self.launcher, self._checked,
@@ -125,56 +132,6 @@ class Initiator(JobTable, Proactor, Service):
         cfg = await Proactor.read_config(self, fObj, timeout)
         self._settings = None
         return cfg
-
-    @property
-    def settings(self) -> Settings:
-        """The checked config; raise :class:`ConfigError` saying what is missing or wrong."""
-        return self._checked()
-
-    def _checked(self) -> Settings:
-        if self._settings is None:
-            if not self.guid:
-                raise ConfigError("the initiator has no guid: pass guid= or options.guid")
-            self._settings = check_config(self.cfg, self.guid)
-        return self._settings
-
-    def reconfigure(self, cfg: ConfigParser, settings: Settings) -> None:
-        """
-        Run on ``cfg`` (checked as ``settings``) from now on: a reload. The
-        launcher reloads too (warm templates start afresh, importing the
-        modules as they are now).
-        """
-        self.cfg, self._settings = cfg, settings
-        self.launcher.reload(list(settings.modules))
-
-    def listening(self, host: str, port: int, ca_pem: bytes | None = None) -> None:
-        """
-        The control API listens at ``host``:``port``: workers call back
-        there; over TLS if ``ca_pem`` is given (the CA they check it with:
-        empty for the system's store).
-        """
-        self._configs.parent = (host, port)
-        if ca_pem is not None:
-            self._configs.parent_tls = {
-                "parent_scheme": "https",
-                "parent_ca": base64.b64encode(ca_pem).decode("ascii")}
-        self._lifecycle.ports.reserved.add(port)
-
-    @property
-    def api_address(self) -> tuple[str, int] | None:
-        """Where the control API listens, once it does: what workers call back."""
-        return self._configs.parent
-
-    def config_text(self, guid: str) -> str:
-        """
-        The config job ``guid``'s worker reads (on stdin at its start, and
-        when its config changes live): see :meth:`.JobConfigs.text`.
-        """
-        return self._configs.text(self.job(guid))
-
-    def config_view(self, guid: str) -> dict[str, dict[str, str]]:
-        """What ``GET /config/{guid}`` shows of the job's config: see :meth:`.JobConfigs.view`."""
-        return self._configs.view(self.job(guid))
 
     # -- the seed API ------------------------------------------------------
 
@@ -273,8 +230,10 @@ class Initiator(JobTable, Proactor, Service):
         self._keeper.keep(job)
 
     def forget_kept(self, guid: str) -> None:
-        """The store forgets job ``guid`` (the table is left as it is)."""
+        """The store forgets job ``guid`` (the table is left as it is), as do the Slurm nodes
+        excluded for it."""
         self._keeper.forget(guid)
+        self.slurm_nodes.forget(guid)
 
     # -- asking jobs (queries: see JobTable) ---------------------------------
 

@@ -21,7 +21,8 @@ from collections.abc import Callable, Mapping
 import attrs
 from zope.interface import implementer
 
-from turberfield_twisted.daemon.store import JobRecord, ServiceRecord, Store
+from turberfield_twisted.daemon.store import Store
+from turberfield_twisted.daemon.store_records import JobRecord, ServiceRecord
 from turberfield_twisted.errors import CannotForget, StoreFailed
 from turberfield_twisted.jobs.job import ENDED, Job, Wanted
 from turberfield_twisted.jobs.table import JobTable

@@ -23,17 +23,12 @@ from twisted.application.service import Service
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
+from turberfield_twisted.config.declared import JOB_PREFIX, DeclaredJob
 from turberfield_twisted.config.services import SERVICE_PREFIX
-from turberfield_twisted.config.settings import (
-    JOB_PREFIX,
-    DeclaredJob,
-    InitiatorSettings,
-    Settings,
-    check_config,
-)
+from turberfield_twisted.config.settings import InitiatorSettings, Settings, check_config
 from turberfield_twisted.configtext import origin, section_items
 from turberfield_twisted.daemon.initiator import Initiator
-from turberfield_twisted.daemon.store import JobRecord
+from turberfield_twisted.daemon.store_records import JobRecord
 from turberfield_twisted.errors import (
     BadOverride,
     ConfigError,

@@ -36,166 +36,29 @@ import json
 import os
 import sqlite3
 import stat
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from contextlib import contextmanager
 
-import attrs
-
-from turberfield_twisted.config.readers import frozen_map
-from turberfield_twisted.config.settings import SYNC_MODES
+from turberfield_twisted.config.section_keys import SYNC_MODES
 from turberfield_twisted.daemon.statedir import STORE_FILE, StateDir
+from turberfield_twisted.daemon.store_records import (
+    HookRecord,
+    JobRecord,
+    QueuedRecord,
+    ServiceRecord,
+)
+from turberfield_twisted.daemon.store_schema import (
+    MIGRATIONS,
+    SCHEMA_VERSION,
+    TABLES,
+    WHAT_TO_DO,
+    create_store,
+    run_script,
+)
 from turberfield_twisted.errors import StateDirError, StoreFailed
 
+# The records are re-exported: their home is :mod:`.store_records`.
 __all__ = ["HookRecord", "JobRecord", "QueuedRecord", "ServiceRecord", "Store"]
-
-#: The schema this code writes; a store with a higher one is refused.
-SCHEMA_VERSION = 1
-
-
-#: The tables of the schema: a store without one of them is refused.
-TABLES = ("jobs", "hooks", "deliveries")
-
-
-#: What an operator can do about a store that is refused.
-_WHAT_TO_DO = ("move it away (or put back a good copy) to start the daemon without the"
-               " jobs and hooks it kept")
-
-
-#: Where a new store is made before it is renamed into place.
-_NEW = STORE_FILE + ".new"
-
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS jobs (
-    guid TEXT PRIMARY KEY,
-    module TEXT NOT NULL,
-    session TEXT,
-    overrides TEXT NOT NULL,
-    wanted TEXT NOT NULL CHECK (wanted IN ('running', 'stopped')),
-    declared INTEGER NOT NULL,
-    port INTEGER NOT NULL
-);
-CREATE TABLE IF NOT EXISTS hooks (
-    id TEXT PRIMARY KEY,
-    url TEXT NOT NULL,
-    events TEXT NOT NULL,
-    secret TEXT NOT NULL,
-    seq INTEGER NOT NULL
-);
-CREATE TABLE IF NOT EXISTS deliveries (
-    hook TEXT NOT NULL,
-    seq INTEGER NOT NULL,
-    event TEXT NOT NULL,
-    body BLOB NOT NULL,
-    PRIMARY KEY (hook, seq)
-) WITHOUT ROWID;
-"""
-
-
-#: The access tables (:mod:`.access_store`): made in a new store, and added to
-#: one an older daemon wrote when this one opens it (it reads on without them).
-ACCESS_SCHEMA = """
-CREATE TABLE IF NOT EXISTS tokens (
-    name TEXT PRIMARY KEY,
-    role TEXT NOT NULL,
-    digest TEXT NOT NULL,
-    scope TEXT NOT NULL,
-    created REAL NOT NULL,
-    expires REAL,
-    last_used REAL
-);
-CREATE TABLE IF NOT EXISTS audit (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    time REAL NOT NULL,
-    token TEXT NOT NULL,
-    role TEXT NOT NULL,
-    remote TEXT NOT NULL,
-    method TEXT NOT NULL,
-    path TEXT NOT NULL,
-    status INTEGER NOT NULL
-);
-CREATE TABLE IF NOT EXISTS counters (
-    name TEXT PRIMARY KEY,
-    value INTEGER NOT NULL
-);
-"""
-
-
-#: The services' table: made in a new store, and added to one an older daemon
-#: wrote when this one opens it (an older one reads on without it).
-SERVICES_SCHEMA = """
-CREATE TABLE IF NOT EXISTS services (
-    name TEXT PRIMARY KEY,
-    module TEXT NOT NULL,
-    session TEXT,
-    overrides TEXT NOT NULL,
-    host TEXT NOT NULL,
-    port INTEGER NOT NULL,
-    instances INTEGER NOT NULL,
-    surge INTEGER NOT NULL,
-    max_unavailable INTEGER NOT NULL,
-    declared INTEGER NOT NULL,
-    next_instance INTEGER NOT NULL
-);
-"""
-
-
-def _run(db: sqlite3.Connection, script: str) -> None:
-    """Each statement of ``script``, in the transaction ``db`` has open."""
-    for statement in script.split(";"):
-        if statement.strip():
-            db.execute(statement)
-
-
-@attrs.frozen
-class JobRecord:
-    """A job as the store keeps it. ``wanted`` is ``running`` or ``stopped``."""
-
-    guid: str
-    module: str
-    session: str | None
-    overrides: Mapping[str, str] = attrs.field(converter=frozen_map, repr=False)
-    wanted: str = "running"
-    declared: bool = False
-    port: int = 0
-
-
-@attrs.frozen
-class ServiceRecord:
-    """A service as the store keeps it, and the number its next instance takes."""
-
-    name: str
-    module: str
-    session: str | None
-    overrides: Mapping[str, str] = attrs.field(converter=frozen_map, repr=False)
-    host: str = "127.0.0.1"
-    port: int = 0
-    instances: int = 1
-    surge: int = 1
-    max_unavailable: int = 0
-    declared: bool = False
-    next_instance: int = 1
-
-
-@attrs.frozen
-class QueuedRecord:
-    """One undelivered web-hook record: its ``seq``, event name and exact body."""
-
-    seq: int
-    event: str
-    body: bytes = attrs.field(repr=False)
-
-
-@attrs.frozen
-class HookRecord:
-    """A web-hook as the store keeps it, with its undelivered records in order."""
-
-    id: str
-    url: str
-    events: tuple[str, ...]
-    secret: str = attrs.field(repr=False)
-    seq: int = 0
-    queued: tuple[QueuedRecord, ...] = ()
 
 
 class Store:
@@ -225,7 +88,7 @@ class Store:
                 if found is not None and not stat.S_ISREG(found.st_mode):
                     raise StateDirError(f"{path}{suffix} is not a regular file: remove it")
             if state.lstat(STORE_FILE) is None:
-                cls._create(state)
+                create_store(state)
             fd = state.open_private(STORE_FILE, os.O_RDWR)
             size = os.fstat(fd).st_size
             os.close(fd)
@@ -235,11 +98,11 @@ class Store:
             raise StoreFailed(f"cannot make a new store at {path}: {exc}") from None
         if size == 0:
             raise StoreFailed(f"the store {path} is empty (0 bytes), so its kept jobs are"
-                              f" lost or it was never written: {_WHAT_TO_DO}")
+                              f" lost or it was never written: {WHAT_TO_DO}")
         try:
             db = sqlite3.connect(path, isolation_level=None)
         except sqlite3.Error as exc:
-            raise StoreFailed(f"cannot open the store {path}: {exc}: {_WHAT_TO_DO}") from None
+            raise StoreFailed(f"cannot open the store {path}: {exc}: {WHAT_TO_DO}") from None
         store = cls(db, path)
         try:
             store._setup(sync)
@@ -247,26 +110,6 @@ class Store:
             db.close()
             raise
         return store
-
-    @staticmethod
-    def _create(state: StateDir) -> None:
-        """
-        Make a new, empty store of ``state``: written whole (schema and
-        version) under another name, then renamed to :data:`STORE_FILE`.
-        """
-        for suffix in ("", "-journal", "-wal", "-shm"):
-            state.remove(_NEW + suffix)  # left by a start that died making one
-        os.close(state.open_private(_NEW, os.O_RDWR | os.O_CREAT | os.O_EXCL))
-        db = sqlite3.connect(str(state.path / _NEW), isolation_level=None)
-        try:
-            db.execute("BEGIN IMMEDIATE")
-            for script in (_SCHEMA, ACCESS_SCHEMA, SERVICES_SCHEMA):
-                _run(db, script)
-            db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-            db.execute("COMMIT")
-        finally:
-            db.close()
-        state.replace(_NEW, STORE_FILE)
 
     def _setup(self, sync: str) -> None:
         with self._errors("open"):
@@ -285,21 +128,21 @@ class Store:
             if version < 1 or missing:
                 lacks = f"table {', '.join(missing)}" if version >= 1 else "schema version"
                 raise StoreFailed(f"the store {self.path} is not one this daemon wrote"
-                                  f" (it has no {lacks}): {_WHAT_TO_DO}")
+                                  f" (it has no {lacks}): {WHAT_TO_DO}")
             mode = self._db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
             if str(mode).lower() != "wal":
                 raise StoreFailed(f"the store {self.path} can't use WAL mode ({mode})")
             self._db.execute(f"PRAGMA synchronous={sync.upper()}")
             with self._transaction():  # the migration of a store an older daemon wrote
-                for script in (ACCESS_SCHEMA, SERVICES_SCHEMA):
-                    _run(self._db, script)
+                for script in MIGRATIONS:
+                    run_script(self._db, script)
 
     @contextmanager
     def _errors(self, doing: str) -> Iterator[None]:
         try:
             yield
         except sqlite3.Error as exc:
-            advice = f": {_WHAT_TO_DO}" if doing == "open" else ""
+            advice = f": {WHAT_TO_DO}" if doing == "open" else ""
             raise StoreFailed(f"the store {self.path} could not {doing}: {exc}{advice}") from None
 
     @contextmanager

@@ -40,14 +40,10 @@ from twisted.python.failure import Failure
 
 from turberfield_twisted.config.policy import backoff
 from turberfield_twisted.config.readers import BadValue, Network, networks
-from turberfield_twisted.daemon.store import HookRecord, QueuedRecord, Store
+from turberfield_twisted.daemon.store import Store
+from turberfield_twisted.daemon.store_records import HookRecord, QueuedRecord
 from turberfield_twisted.errors import DaemonStopping, StoreFailed, UnknownHook
-from turberfield_twisted.hooks.rules import (
-    HookRejected,
-    check_events,
-    check_url,
-    sign,
-)
+from turberfield_twisted.hooks.rules import HookRejected, check_events, check_url, sign
 from turberfield_twisted.hooks.subscription import Delivery, Subscription
 from turberfield_twisted.jobs.job import JobEvent
 

@@ -2,7 +2,7 @@
 The initiator's control API: Klein routes, JSON in and out.
 
 Every error is ``{"error": "<message>"}`` with the status that
-:data:`turberfield_twisted.http.web.STATUSES` gives it; no traceback ever
+:data:`turberfield_twisted.http.statuses.STATUSES` gives it; no traceback ever
 reaches a client. Every call but the public ones needs ``Authorization:
 Bearer <token>`` of the role :data:`~.roles.ROLES` names for it (403
 naming the role if it is lower); a job's own calls (``GET /config/{guid}``, ``POST
@@ -21,7 +21,6 @@ asyncio reactor is installed (``tap.makeService`` does so lazily).
 from __future__ import annotations
 
 from collections.abc import Callable
-from configparser import DEFAULTSECT
 from typing import TYPE_CHECKING
 
 from klein.resource import KleinResource
@@ -32,38 +31,32 @@ from twisted.web.iweb import IAgent
 from twisted.web.server import Request, Site
 
 from turberfield_twisted.access.audit import AuditTrail
-from turberfield_twisted.access.gate import Gate, caller_of, check_scope
+from turberfield_twisted.access.gate import Gate, caller_of
 from turberfield_twisted.daemon.initiator import Initiator
-from turberfield_twisted.daemon.keeper import forget_ended
 from turberfield_twisted.daemon.metrics import Metrics
 from turberfield_twisted.daemon.reconcile import Reloaded
 from turberfield_twisted.dashboard import Dashboard
-from turberfield_twisted.errors import ApiError, BadGuid, GuidTaken
+from turberfield_twisted.errors import ApiError
 from turberfield_twisted.hooks.dispatcher import HookDispatcher
 from turberfield_twisted.http import openapi
 from turberfield_twisted.http.access_api import AccessAPI, default_gate
-from turberfield_twisted.http.args import event_args, launch_args, wait_args
 from turberfield_twisted.http.events import Journal, parse_event_id
-from turberfield_twisted.http.gate import GatedKlein
 from turberfield_twisted.http.hooks import HooksAPI
+from turberfield_twisted.http.job_routes import JobRoutes
 from turberfield_twisted.http.logs_api import LogsAPI
-from turberfield_twisted.http.placement import REPORT_KEYS, take_report
 from turberfield_twisted.http.relay import Relay
 from turberfield_twisted.http.roles import ROLES
 from turberfield_twisted.http.services_api import ServicesAPI
 from turberfield_twisted.http.site import ApiSite, RelayFirst
 from turberfield_twisted.http.streams import Streams
-from turberfield_twisted.http.views import change_view, job_views, module_views
+from turberfield_twisted.http.views import module_views
 from turberfield_twisted.http.web import (
-    Unauthorized,
     _LimitedRequest,
     check_body,
     json_response,
     query_arg,
-    read_object,
-    require_token,
 )
-from turberfield_twisted.jobs.job import ENDED, Job
+from turberfield_twisted.jobs.job import ENDED
 from turberfield_twisted.worker.reactor import IClientReactor
 
 if TYPE_CHECKING:  # imported only where logs on disk are on
@@ -79,7 +72,7 @@ def served_routes() -> list[tuple[str, str]]:
             *openapi.routes(ServicesAPI.app, "/services"), *openapi.routes(LogsAPI.app, "/logs")]
 
 
-class ControlAPI:
+class ControlAPI(JobRoutes):
     """
     The control API of ``initiator``: every route asks ``gate`` (a
     :class:`~turberfield_twisted.access.gate.Gate`: the daemon's, with its
@@ -99,7 +92,7 @@ class ControlAPI:
     answers ``POST /reload``.
     """
 
-    app = GatedKlein(ROLES)
+    app = JobRoutes.app  # the job routes' table: this class's routes join them
     log = Logger()
 
     def __init__(
@@ -188,24 +181,6 @@ class ControlAPI:
         site.displayTracebacks = False
         return site
 
-    # -- auth --------------------------------------------------------------
-
-    def _job(self, request: Request, guid: str) -> Job:
-        """Job ``guid``, if the caller's token may act on it (its module or service)."""
-        job = self.initiator.job(guid)
-        check_scope(request, job.module, job.service)
-        return job
-
-    def _job_caller(self, request: Request, guid: str) -> Job:
-        """The job, if the request carries that job's own token."""
-        self.gate.check_throttle(request)
-        request.job_caller = guid  # type: ignore[attr-defined]  # the audit skips its successes
-        job = self.initiator.workers.get(guid)
-        require_token(request, job.token if job is not None else b"")
-        if job is None:
-            raise Unauthorized()
-        return job
-
     # -- public ------------------------------------------------------------
 
     @app.route("/health", methods=["GET"])
@@ -277,134 +252,10 @@ class ControlAPI:
             views = [view for view in views if caller.may_touch(view["name"])]
         return json_response(request, 200, {"modules": views})
 
-    # -- jobs --------------------------------------------------------------
-
-    @app.route("/jobs", methods=["GET"])
-    def list_jobs(self, request: Request) -> bytes:
-        """Every job the initiator knows, ended ones too."""
-        caller = caller_of(request)
-        jobs = job_views([job for job in self.initiator.workers.values()
-                          if caller is None or caller.may_touch(job.module, job.service)],
-                         self.reactor.seconds())
-        return json_response(request, 200, {"jobs": jobs})
-
-    @app.route("/jobs", methods=["POST"])
-    async def launch(self, request: Request) -> bytes:
-        """``{"module", "session"?, "config"?, "guid"?}``: start a job; 201."""
-        args = launch_args(request, self.max_body)
-        module = args.pop("module")
-        self.initiator.settings.allowed(module)  # or 404, naming those that are
-        check_scope(request, module)
-        try:
-            guid = await self.initiator.launch(module, **args)
-        except BadGuid:
-            given = args["guid"]
-            if given in self.initiator.workers or given == DEFAULTSECT or (
-                    self.initiator.cfg.has_section(given)):
-                raise GuidTaken(f"guid {given!r} is taken: a job has it, or it names a"
-                                " section of the config") from None
-            raise
-        job = self.initiator.job(guid)
-        self.log.info("job {guid} launched ({module}) by the control API", guid=guid,
-                      module=module)
-        return json_response(request, 201, job.as_json(), {"Location": f"/jobs/{guid}"})
-
-    @app.route("/jobs/<guid>", methods=["GET"])
-    async def get_job(self, request: Request, guid: str) -> bytes:
-        """
-        One job. With ``?wait=<state>`` (and ``timeout``, 0..60 s, default
-        10), answer once it is in that state or has ended, or time is up.
-        """
-        job = self._job(request, guid)
-        wait = wait_args(request)
-        if wait is not None:
-            await self._until(job, *wait)
-        return json_response(request, 200, job_views([job], self.reactor.seconds())[0])
-
-    async def _until(self, job: Job, wanted: str, timeout: float) -> None:
-        """Return once ``job`` is ``wanted`` or has ended, or after ``timeout``."""
-        if timeout <= 0:
-            return
-        try:
-            await self.initiator.wait_for_state(job.guid, {wanted, *ENDED}, timeout)
-        except defer.TimeoutError:
-            pass
-
-    @app.route("/jobs/<guid>", methods=["DELETE"])
-    def stop_job(self, request: Request, guid: str) -> bytes:
-        """Ask the job to stop; answer at once (202) while it stops."""
-        job = self._job(request, guid)
-        self.log.info("job {guid} stop asked by the control API", guid=guid)
-        self.initiator.stop(guid).addErrback(
-            lambda failure: self.log.failure("job {guid} did not stop cleanly",
-                                             failure=failure, guid=guid)
-        )
-        return json_response(request, 202, job.as_json())
-
-    @app.route("/jobs/<guid>/restart", methods=["POST"])
-    def restart_job(self, request: Request, guid: str) -> bytes:
-        """
-        Start a job again (a ``failed`` job stays down until this); one that
-        runs is stopped first (TERM, then KILL) and started once it exited; 202.
-        """
-        self._job(request, guid)
-        job = self.initiator.restart(guid)
-        self.log.info("job {guid} restart asked by the control API", guid=guid)
-        return json_response(request, 202, job.as_json())
-
-    @app.route("/jobs/<guid>/logs", methods=["GET"])
-    async def logs(self, request: Request, guid: str) -> bytes:
-        """The last ``lines`` (1..1000, default 100) of its output (``since``): :class:`LogsAPI`."""
-        return await self.logs_api.read(request, self._job(request, guid))
-
-    @app.route("/jobs/<guid>/config", methods=["PATCH"])
-    async def update_config(self, request: Request, guid: str) -> bytes:
-        """
-        ``{key: value}``: change a job's overrides; a running job is sent its
-        new config (422 if it refused it, 502 if it was not reached: nothing
-        is changed). Changes to one job run one at a time, in order. The
-        answer says whether the change is ``kept`` for the daemon's next start.
-        """
-        self._job(request, guid)
-        changes = read_object(request, self.max_body)
-        job = await self.initiator.update_config(guid, changes)
-        self.log.info("job {guid} config changed by the control API: {keys}", guid=guid,
-                      keys=sorted(changes))
-        return json_response(request, 200, change_view(job, self.initiator.settings))
-
-    @app.route("/jobs/<guid>/forget", methods=["POST"])
-    def forget_job(self, request: Request, guid: str) -> bytes:
-        """Forget an ended job (not a declared one): gone from the list and the store."""
-        self._job(request, guid)
-        job = forget_ended(self.initiator, guid, self.initiator.forget_kept)
-        self.log.info("job {guid} forgotten by the control API", guid=guid)
-        return json_response(request, 200, job.as_json())
-
-    # -- a job's own calls -------------------------------------------------
-
-    @app.route("/config/<guid>", methods=["GET"])
-    def job_config(self, request: Request, guid: str) -> bytes:
-        """A job's own config, less secrets; that job's token only."""
-        self._job_caller(request, guid)
-        return json_response(request, 200, {"guid": guid, **self.initiator.config_view(guid)})
-
-    @app.route("/jobs/<guid>/events", methods=["POST"])
-    def worker_event(self, request: Request, guid: str) -> bytes:
-        """``{"event": name, "data"?: any}`` from the job itself; 202."""
-        self._job_caller(request, guid)
-        event, data = event_args(request, self.max_body)
-        self.initiator.worker_event(guid, event, data)
-        return json_response(request, 202, {"accepted": True})
-
-    @app.route("/jobs/<guid>/listening", methods=["POST"])
-    async def worker_listening(self, request: Request, guid: str) -> bytes:
-        """
-        ``{"host", "port", "step"?}`` from a job on a cluster node: where it
-        listens; 202 once its launcher agrees, 409 if it does not.
-        """
-        job = self._job_caller(request, guid)
-        await take_report(job, read_object(request, self.max_body, REPORT_KEYS))
-        return json_response(request, 202, {"accepted": True})
+    @app.route("/slurm/nodes", methods=["GET"])
+    def slurm_nodes(self, request: Request) -> bytes:
+        """The Slurm nodes that failed jobs lately or are excluded, and why."""
+        return json_response(request, 200, {"nodes": self.initiator.slurm_nodes.view()})
 
     # -- composition -------------------------------------------------------
 

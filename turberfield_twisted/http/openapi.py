@@ -180,6 +180,10 @@ OPERATIONS: Mapping[tuple[str, str], dict[str, Any]] = {
     ("GET", "/modules"): _op(
         "The modules a launch may name, the keys each lets a launch override, their defaults.",
         {"200": _json(ref("Modules"), "By name."), **_DENIED}),
+    ("GET", "/slurm/nodes"): _op(
+        "The Slurm nodes that failed a job within node_failure_window or are excluded:"
+        " for every job (until when, why) or for some jobs.",
+        {"200": _json(ref("SlurmNodes"), "By name."), **_DENIED}),
     ("GET", "/jobs"): _op(
         "Every job, ended ones too.", {"200": _json(ref("Jobs"), "The jobs."), **_DENIED}),
     ("POST", "/jobs"): _op(

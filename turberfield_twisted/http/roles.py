@@ -33,6 +33,7 @@ ROLES: Mapping[tuple[str, str], Needed] = MappingProxyType({
     ("GET", "/metrics"): _V,
     ("GET", "/events"): _V,
     ("GET", "/modules"): _V,
+    ("GET", "/slurm/nodes"): _V,
     ("GET", "/jobs"): _V,
     ("GET", "/jobs/{guid}"): _V,
     ("GET", "/jobs/{guid}/logs"): _V,

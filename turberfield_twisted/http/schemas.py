@@ -115,6 +115,11 @@ SCHEMAS: Mapping[str, Any] = {
             "requires": {"type": "array", "items": {"type": "string"}},
             "service": {"type": ["string", "null"],
                         "description": "The service it is an instance of, if one."},
+            "host": {"type": ["string", "null"],
+                     "description": "The address the daemon reaches it at, once known (a"
+                                    " Slurm job's: its node's NodeAddr, as Slurm says)."},
+            "node": {"type": ["string", "null"],
+                     "description": "The Slurm node its step runs on, once Slurm said so."},
             "uptime": {"type": ["number", "null"], "description": "Seconds since its spawn."},
             "rss": {"type": ["integer", "null"], "description": "Its process group's RSS, bytes."},
             "cpu": {"type": ["number", "null"], "description": "Its group's CPU seconds."},
@@ -132,6 +137,23 @@ SCHEMAS: Mapping[str, Any] = {
                               "warm": {"type": "boolean"}}},
     "Modules": {"type": "object", "required": ["modules"],
                 "properties": {"modules": {"type": "array", "items": ref("Module")}}},
+    "SlurmNodes": {"type": "object", "required": ["nodes"], "properties": {"nodes": {
+        "type": "array", "items": {
+            "type": "object",
+            "required": ["name", "excluded", "until", "reason", "failures", "excluded_for"],
+            "properties": {
+                "name": {"type": "string"},
+                "excluded": {"type": "boolean",
+                             "description": "Excluded for every job (too many failures)."},
+                "until": {"type": ["number", "null"], "description": "Until when (epoch s)."},
+                "reason": {"type": ["string", "null"]},
+                "failures": {"type": "array", "items": {
+                    "type": "object", "required": ["guid", "time", "reason"],
+                    "properties": {"guid": {"type": "string"}, "time": {"type": "number"},
+                                   "reason": {"type": "string"}}}},
+                "excluded_for": {"type": "array", "items": {"type": "string"},
+                                 "description": "The jobs it is excluded for (it failed them)."},
+            }}}}},
     "Jobs": {"type": "object", "required": ["jobs"],
              "properties": {"jobs": {"type": "array", "items": ref("Job")}}},
     "Launch": {

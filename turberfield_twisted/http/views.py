@@ -14,6 +14,7 @@ from turberfield_twisted.config.settings import Settings
 from turberfield_twisted.configtext import redact
 from turberfield_twisted.jobs.job import Job
 from turberfield_twisted.jobs.procstat import job_stats
+from turberfield_twisted.launch.interfaces import IRemoteProcess
 
 __all__ = ["change_view", "job_views", "module_views"]
 
@@ -22,13 +23,17 @@ def job_views(jobs: Iterable[Job], now: float) -> list[dict[str, Any]]:
     Each job's JSON with ``uptime`` (seconds since its spawn, at ``now``),
     ``rss`` (bytes) and ``cpu`` (seconds) of its process group (its reading
     of the last second, shared with other callers: :func:`~.procstat.job_stats`);
-    None where it has no process on this host.
+    None where it has no process on this host; ``host``, where the daemon
+    reaches it (None until known), and ``node``, its Slurm node.
     """
     views = []
     for job in jobs:
         found = job_stats(job, now)
         running = job.process is not None and job.started is not None
+        remote = IRemoteProcess(job.process, None)
         views.append({**job.as_json(),
+                      "host": job.host or None if job.process is not None else None,
+                      "node": remote.node if remote is not None else None,
                       "uptime": round(now - (job.started or 0.0), 3) if running else None,
                       "rss": found.rss if found else None,
                       "cpu": round(found.cpu_seconds, 2) if found else None})

@@ -1,7 +1,7 @@
 """
 The JSON Klein base of the control API: bounded request bodies, JSON
-answers, bearer auth, and ONE table (:data:`STATUSES`) from the errors
-routes raise to HTTP statuses.
+answers, bearer auth, and errors answered from ONE table
+(:data:`~.statuses.STATUSES`) from the errors routes raise to HTTP statuses.
 
 Routes do not catch domain errors: they raise, and the handler that
 :func:`json_errors` registers on every app answers ``{"error": "..."}``
@@ -19,7 +19,6 @@ import io
 import json
 import re
 from collections.abc import Mapping
-from types import MappingProxyType
 from typing import Any, NoReturn, cast
 
 from klein import Klein, KleinErrorHandler
@@ -28,38 +27,29 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.iweb import IRequest
 from twisted.web.server import Request
-from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
-from werkzeug.routing import BaseConverter, RequestRedirect
+from werkzeug.routing import BaseConverter
 
-from turberfield_twisted.access.roles import Forbidden, OutOfScope, Throttled, Unauthorized
-from turberfield_twisted.access.tokens import TokenTaken, UnknownToken
+from turberfield_twisted.access.roles import Unauthorized
 from turberfield_twisted.contract import authorized
 from turberfield_twisted.errors import (
-    ApiError,
-    CannotForget,
-    ChangeRefused,
     ConfigError,
     ConfigPushFailed,
-    DaemonStopping,
-    GuidTaken,
     Invalid,
     NoFreePort,
-    NotReady,
-    OverMaxInstances,
-    OverrideNotAllowed,
-    PlacementRefused,
-    PlacementUnchecked,
-    ServiceConflict,
-    SpawnFailed,
     StoreFailed,
-    UnknownJob,
-    UnknownModule,
-    UnknownService,
 )
-from turberfield_twisted.hooks.dispatcher import UnknownHook
-from turberfield_twisted.hooks.rules import HookNotAllowed
-from turberfield_twisted.http.relay import RelayError
+from turberfield_twisted.http.statuses import (
+    MESSAGES,
+    STATUSES,
+    BodyTooLarge,
+    headers_of,
+    message_of,
+    status_of,
+    table_entry,
+)
 
+# MESSAGES, STATUSES, BodyTooLarge and status_of are re-exported: their home is
+# :mod:`.statuses`.
 __all__ = [
     "MESSAGES",
     "STATUSES",
@@ -79,121 +69,7 @@ __all__ = [
     "status_of",
 ]
 
-#: The longest error message an answer carries.
-MAX_MESSAGE = 300
-
-
 _JOB_PATH = re.compile(rb"^/(?:jobs|config)/([^/?]{1,64})")
-
-
-class BodyTooLarge(Exception):
-    """The request body is longer than the API takes."""
-
-    def __init__(self) -> None:
-        super().__init__("the request body is too large")
-
-
-#: Each error a route may raise, and its HTTP status. The most specific
-#: class along an exception's MRO wins (``HookNotAllowed`` is a
-#: ``HookRejected``, an ``Invalid``, but 403). :class:`ApiError`,
-#: ``RelayError`` and werkzeug's other ``HTTPException``s carry their own
-#: status; their entry here is used only if theirs is not an error status.
-STATUSES: Mapping[type[Exception], int] = MappingProxyType({
-    Invalid: 400,  # BadGuid, BadOverride, HookRejected, a route's own checks
-    Unauthorized: 401,
-    OverrideNotAllowed: 403,
-    OverMaxInstances: 403,
-    HookNotAllowed: 403,
-    Forbidden: 403,
-    OutOfScope: 403,
-    UnknownJob: 404,
-    UnknownToken: 404,
-    UnknownModule: 404,
-    UnknownHook: 404,
-    UnknownService: 404,
-    NotFound: 404,
-    RequestRedirect: 404,  # werkzeug's slash redirect: no such route here
-    MethodNotAllowed: 405,
-    NotReady: 409,
-    GuidTaken: 409,
-    PlacementRefused: 409,
-    ServiceConflict: 409,
-    CannotForget: 409,
-    TokenTaken: 409,
-    BodyTooLarge: 413,
-    Throttled: 429,
-    SpawnFailed: 500,
-    ChangeRefused: 422,
-    ConfigPushFailed: 502,
-    RelayError: 502,
-    NoFreePort: 503,
-    PlacementUnchecked: 503,
-    StoreFailed: 503,
-    DaemonStopping: 503,
-    ApiError: 500,
-    HTTPException: 500,
-    Exception: 500,
-})
-
-
-#: Fixed messages: for these, the exception's own text is for the log only
-#: (it may hold an OS error, a worker's answer or a config value).
-MESSAGES: Mapping[type[Exception], str] = MappingProxyType({
-    SpawnFailed: "the worker process could not be started",
-    NoFreePort: "no free port for the job; try again later",
-    StoreFailed: "the daemon could not keep this in its state store; see its log",
-    ConfigPushFailed: "the job's worker could not be reached: nothing was changed",
-    NotReady: "the job did not get ready in time: nothing was changed",
-    NotFound: "not found",
-    RequestRedirect: "not found",
-    MethodNotAllowed: "method not allowed",
-    Exception: "internal error",
-})
-
-
-#: Classes whose instances carry their own status, and its attribute.
-_OWN_STATUS: Mapping[type[Exception], str] = MappingProxyType({
-    ApiError: "status", RelayError: "status", HTTPException: "code"})
-
-
-def _entry(exc: BaseException) -> type[Exception]:
-    """The most specific class of ``exc``'s MRO that :data:`STATUSES` names."""
-    for cls in type(exc).__mro__:
-        if cls in STATUSES:
-            return cls
-    return Exception
-
-
-def status_of(exc: BaseException) -> int:
-    """The HTTP status that answers ``exc`` (see :data:`STATUSES`)."""
-    cls = _entry(exc)
-    own = getattr(exc, _OWN_STATUS[cls], None) if cls in _OWN_STATUS else None
-    if isinstance(own, int) and 400 <= own <= 599:
-        return own
-    return STATUSES[cls]
-
-
-def _message_of(exc: BaseException) -> str:
-    cls = _entry(exc)
-    if cls in MESSAGES:
-        return MESSAGES[cls]
-    if isinstance(exc, ApiError | RelayError):
-        return exc.message[:MAX_MESSAGE]
-    if isinstance(exc, HTTPException):
-        return (exc.name or "bad request").lower()
-    return str(exc)[:MAX_MESSAGE] or MESSAGES[Exception]
-
-
-def _headers_of(exc: BaseException) -> dict[str, str]:
-    if isinstance(exc, Unauthorized):
-        return {"WWW-Authenticate": "Bearer"}
-    if isinstance(exc, MethodNotAllowed) and exc.valid_methods:
-        return {"Allow": ", ".join(exc.valid_methods)}
-    if isinstance(exc, ApiError):
-        return exc.headers
-    if isinstance(exc, DaemonStopping | Throttled):
-        return {"Retry-After": str(exc.retry_after)}
-    return {}
 
 
 def json_response(request: IRequest, status: int, body: Any,
@@ -208,8 +84,8 @@ def json_response(request: IRequest, status: int, body: Any,
 
 def answer_error(request: IRequest, exc: BaseException) -> bytes:
     """Answer ``exc`` on ``request`` from the table: its status, headers and message."""
-    return json_response(request, status_of(exc), {"error": _message_of(exc)},
-                         _headers_of(exc))
+    return json_response(request, status_of(exc), {"error": message_of(exc)},
+                         headers_of(exc))
 
 
 def guid_of(request: IRequest) -> str | None:
@@ -237,7 +113,7 @@ def log_error(log: Logger, request: IRequest, failure: Failure) -> None:
         log.warn(head + ": {error}", error=str(exc), guid=guid, method=method, path=path)
     elif isinstance(exc, StoreFailed):
         log.error(head + ": {error}", error=str(exc), guid=guid, method=method, path=path)
-    elif _entry(exc) is Exception:
+    elif table_entry(exc) is Exception:
         log.failure(head + ": control API request failed", failure=failure, guid=guid,
                     method=method, path=path)
 

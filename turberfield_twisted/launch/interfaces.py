@@ -82,6 +82,8 @@ class IRemoteProcess(IWorkerProcess):
     is None.
     """
 
+    node = Attribute("The cluster node it runs on, once its launcher knows (else None).")
+
     def located(host: str, port: int, step: str | None) -> Deferred[None]:
         """
         The worker said it listens on ``host``:``port`` (``step``: its

@@ -42,10 +42,15 @@ OUTPUT_GRACE = 0.5
 
 @attrs.frozen
 class ExitStatus:
-    """How a process ended: an exit ``code`` or a ``signal`` (one is None)."""
+    """
+    How a process ended: an exit ``code`` or a ``signal`` (one is None);
+    ``lost``: why its run was lost whatever it exited with (its Slurm node
+    failed), which makes the exit a failure.
+    """
 
     code: int | None
     signal: int | None
+    lost: str | None = None
 
     @classmethod
     def from_reason(cls, reason: Failure) -> ExitStatus:
@@ -64,12 +69,12 @@ class ExitStatus:
         return Failure(ProcessTerminated(self.code, self.signal))
 
     def describe(self) -> str:
-        """'exit 1', 'signal 9' or 'unknown'."""
+        """'exit 1', 'signal 9' or 'unknown'; after why it was lost, if it was."""
         if self.signal is not None:
-            return f"signal {self.signal}"
-        if self.code is not None:
-            return f"exit {self.code}"
-        return "unknown"
+            how = f"signal {self.signal}"
+        else:
+            how = f"exit {self.code}" if self.code is not None else "unknown"
+        return how if self.lost is None else f"{self.lost} ({how})"
 
 
 _T = TypeVar("_T")

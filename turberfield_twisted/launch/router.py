@@ -14,6 +14,7 @@ start). The lifecycle never knows which one runs a job.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING
 
 from twisted.internet.defer import Deferred, gatherResults
 from zope.interface import implementer
@@ -24,6 +25,9 @@ from turberfield_twisted.launch.interfaces import ILauncher, IWorkerProcess, Lin
 from turberfield_twisted.launch.local import LocalLauncher
 from turberfield_twisted.launch.reactor import IDaemonReactor
 from turberfield_twisted.launch.warm.launcher import WarmLauncher
+
+if TYPE_CHECKING:
+    from turberfield_twisted.launch.slurm.nodes import NodeBook
 
 __all__ = ["LOCAL", "SLURM", "ModuleLaunchers", "default_launcher"]
 
@@ -110,14 +114,16 @@ class ModuleLaunchers:
         return gatherResults(closing).addCallback(lambda _: None)
 
 
-def default_launcher(reactor: IDaemonReactor, settings: Callable[[], Settings]) -> ModuleLaunchers:
+def default_launcher(reactor: IDaemonReactor, settings: Callable[[], Settings],
+                     nodes: NodeBook | None = None) -> ModuleLaunchers:
     """
     An Initiator's launcher, reading the config in force through
     ``settings()`` (so a reload changes it from each job's next start): a
     :class:`WarmLauncher` over a cold :class:`LocalLauncher` for local
     modules (those whose section says ``warm`` are forked from a
     template), a :class:`~.slurm.launcher.SlurmLauncher` for ``launcher =
-    slurm`` ones; both with the initiator's ``pythonpath``.
+    slurm`` ones (keeping node failures in ``nodes``); both with the
+    initiator's ``pythonpath``.
     """
     from turberfield_twisted.launch.slurm.launcher import SlurmLauncher
 
@@ -134,6 +140,7 @@ def default_launcher(reactor: IDaemonReactor, settings: Callable[[], Settings]) 
         return found.slurm_args if found is not None else ()
 
     def slurm() -> ILauncher:
-        return SlurmLauncher(reactor, slurm_args, pythonpath=settings().initiator.pythonpath)
+        return SlurmLauncher(reactor, slurm_args, pythonpath=settings().initiator.pythonpath,
+                             nodes=nodes)
 
     return ModuleLaunchers(settings, {LOCAL: local, SLURM: slurm})

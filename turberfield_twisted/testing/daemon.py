@@ -13,6 +13,7 @@ import os
 import re
 import signal
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -60,18 +61,20 @@ class Daemon(Child):
     @classmethod
     def start(cls, reactor: Any, state_dir: Path, config: Path | None = None,
               cwd: Path | None = None, env: dict[str, str] | None = None,
-              listen: str | None = None) -> Daemon:
+              listen: str | None = None, prefix: Sequence[str] = ()) -> Daemon:
         """
         Spawn the daemon (``env`` added to its environment) with its API on
         ``listen`` (an endpoint; by default 127.0.0.1 and a free port, held
-        until the daemon ends); await ``listening``.
+        until the daemon ends); await ``listening``. ``prefix`` goes before
+        its command line: a program that execs the rest (``nsenter
+        --net=...``, so that its pid is the daemon's).
         """
         daemon = cls()
         daemon.state_dir = state_dir
         if listen is None:
             daemon._api_port = free_ports(1)
             listen = f"tcp:{daemon._api_port.low}:interface=127.0.0.1"
-        argv = twistd_argv(state_dir, config, listen)
+        argv = [*prefix, *twistd_argv(state_dir, config, listen)]
         env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8", **(env or {})}
         try:
             transport = reactor.spawnProcess(daemon, argv[0], argv, env=env,

@@ -198,6 +198,7 @@ class FakeRemoteWorker(FakeWorker):
     """A :class:`FakeWorker` that runs elsewhere: :meth:`located` says where it listens."""
 
     step: str | None = None
+    node: str | None = None
 
     def located(self, host: str, port: int, step: str | None) -> Deferred[None]:
         """See :meth:`IRemoteProcess.located`: any place is believed."""

@@ -13,6 +13,8 @@ import os
 import re
 import select
 import signal
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -26,7 +28,7 @@ from zope.interface import implementer
 
 from turberfield_twisted.launch.protocol import ExitStatus, LineSplitter
 
-__all__ = ["Child", "Proc", "children_of", "group_members", "kill_left", "kill_now",
+__all__ = ["Child", "Proc", "children_of", "group_members", "idle", "kill_left", "kill_now",
            "pid_alive", "processes", "wait_gone"]
 
 
@@ -55,6 +57,19 @@ def _argv(pid: str) -> tuple[str, ...]:
     except (FileNotFoundError, ProcessLookupError):
         return ()
     return tuple(part.decode("utf-8", "replace") for part in raw.split(b"\0")[:-1])
+
+
+#: A Python process that does nothing until its standard input closes.
+IDLE_ARGV = (sys.executable, "-c", "import sys; sys.stdin.read()")
+
+
+def idle(**popen: Any) -> subprocess.Popen[bytes]:
+    """Start a stand-in process that idles until the test ends it by pid.
+
+    It waits on its stdin, a pipe only the test holds, so one the test forgets
+    ends with the test's own process rather than after a fixed time.
+    """
+    return subprocess.Popen(IDLE_ARGV, stdin=subprocess.PIPE, **popen)
 
 
 def pid_alive(pid: int) -> bool:

@@ -86,13 +86,15 @@ async def poll(reactor: Any, check: Callable[[], Any], timeout: float,
 
 
 class SlurmJob:
-    """One line of ``squeue``: the job's id, name, state and time limit."""
+    """One line of ``squeue``: the job's id, name, state, time limit and, if asked, node."""
 
     def __init__(self, line: str):
-        self.id, self.name, self.state, self.time_limit = line.split("|", 3)
+        self.id, self.name, self.state, self.time_limit, *node = line.split("|", 4)
+        self.node = node[0] if node else ""
 
     def __repr__(self) -> str:
-        return f"SlurmJob({self.id}, {self.name!r}, {self.state}, {self.time_limit})"
+        return (f"SlurmJob({self.id}, {self.name!r}, {self.state}, {self.time_limit},"
+                f" {self.node!r})")
 
 
 class SlurmCluster:

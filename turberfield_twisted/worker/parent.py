@@ -21,6 +21,7 @@ import json as _json
 import socket
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Protocol, cast
+from urllib.parse import urlsplit
 
 from twisted.internet.defer import CancelledError, Deferred, succeed
 from twisted.internet.defer import TimeoutError as DeferredTimeout
@@ -262,7 +263,7 @@ class ParentClient(JsonClient):
         node): at :func:`listening_host`, in the Slurm step that ``env``
         names. Return that host; raise OSError if it can't be found.
         """
-        host = listening_host(addr, env)
+        host = listening_host(addr, env, toward=urlsplit(self.url).hostname)
         body: dict[str, str | int] = {"host": host, "port": port}
         step = slurm_step(env)
         if step is not None:
@@ -277,14 +278,27 @@ class ParentClient(JsonClient):
         return await self._json("GET", config_path(self.guid))
 
 
+def _route_from(toward: str, family: int) -> str | None:
+    """This host's address on its route to ``toward`` (a UDP connect: nothing is sent)."""
+    try:
+        with socket.socket(family, socket.SOCK_DGRAM) as probe:
+            probe.connect((toward, 9))
+            return str(probe.getsockname()[0])
+    except OSError:
+        return None
+
+
 def listening_host(listen_addr: str, env: Mapping[str, str],
-                   resolve: Callable[..., Any] = socket.getaddrinfo) -> str:
+                   resolve: Callable[..., Any] = socket.getaddrinfo,
+                   toward: str | None = None) -> str:
     """
     The IP address where a worker bound to ``listen_addr`` is reached from
-    elsewhere: ``listen_addr`` itself if it is one address, else what this
-    node's name resolves to here (Slurm's ``SLURMD_NODENAME`` in ``env``,
-    else the host name), in the family of ``listen_addr``. Raise OSError if
-    the name does not resolve.
+    elsewhere: ``listen_addr`` itself if it is one address; bound to all,
+    this host's address on its route to ``toward`` (the daemon's host) if
+    given, else what this node's name resolves to here (Slurm's
+    ``SLURMD_NODENAME`` in ``env``, else the host name); a name, what it
+    resolves to; in the family of ``listen_addr``. Raise OSError if the
+    name does not resolve.
     """
     try:
         ip = ipaddress.ip_address(listen_addr)
@@ -292,8 +306,11 @@ def listening_host(listen_addr: str, env: Mapping[str, str],
         ip = None  # a name, such as localhost: resolved below
     if ip is not None and not ip.is_unspecified:
         return str(ip)
-    name = listen_addr if ip is None else (env.get("SLURMD_NODENAME") or socket.gethostname())
     family = socket.AF_INET6 if ip is not None and ip.version == 6 else socket.AF_INET
+    routed = _route_from(toward, family) if ip is not None and toward else None
+    if routed is not None:
+        return routed
+    name = listen_addr if ip is None else (env.get("SLURMD_NODENAME") or socket.gethostname())
     found = resolve(name, None, family, socket.SOCK_STREAM)
     if not found:
         raise OSError(f"{name} does not resolve")

@@ -27,42 +27,30 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import sys
 from collections.abc import Callable, Sequence
 
-from twisted.internet.defer import Deferred, fail, succeed
-from twisted.internet.error import ProcessExitedAlready
-from twisted.internet.interfaces import IProcessTransport, IReactorProcess
+from twisted.internet.defer import Deferred, succeed
+from twisted.internet.interfaces import IReactorProcess
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from turberfield_twisted.config.policy import Limits
 from turberfield_twisted.contract import LIFELINE_FD
-from turberfield_twisted.errors import PlacementRefused, SpawnFailed, UnknownModule
-from turberfield_twisted.launch.interfaces import (
-    ILauncher,
-    IRemoteProcess,
-    LineSink,
-    ListenSocket,
-)
+from turberfield_twisted.errors import SpawnFailed, UnknownModule
+from turberfield_twisted.launch.interfaces import ILauncher, LineSink, ListenSocket
 from turberfield_twisted.launch.local import (
-    ProtocolProcess,
     minimal_env,
     spawn_in_session,
     valid_module_name,
     worker_argv,
 )
-from turberfield_twisted.launch.protocol import Once, WorkerProtocol
+from turberfield_twisted.launch.protocol import WorkerProtocol
 from turberfield_twisted.launch.reactor import IDaemonReactor
-from turberfield_twisted.launch.slurm.placement import (
-    CommandRunner,
-    Ran,
-    Resolver,
-    check_place,
-    resolver,
-)
+from turberfield_twisted.launch.slurm.nodes import NodeBook, merge_options
+from turberfield_twisted.launch.slurm.placement import CommandRunner, Ran, Resolver, resolver
+from turberfield_twisted.launch.slurm.process import SlurmCommands, SlurmProcess
 
 __all__ = ["CommandRunner", "SlurmLauncher", "SlurmProcess", "run_command", "srun_argv"]
 
@@ -93,105 +81,6 @@ def run_command(reactor: IReactorProcess, env: dict[str, str]) -> CommandRunner:
     return run
 
 
-@implementer(IRemoteProcess)
-class SlurmProcess(ProtocolProcess):
-    """
-    A worker that Slurm runs, as the daemon sees it: its guard's
-    :class:`WorkerProtocol` (config to stdin, output, exit), the host and
-    step its worker says it runs at (:meth:`located`, once ``squeue``
-    through ``run`` and ``resolve`` agree), and signals turned into
-    ``scancel`` (through ``run``) or, before the step is known, SIGTERM to
-    the guard.
-    """
-
-    log = Logger()
-
-    def __init__(self, protocol: WorkerProtocol, transport: IProcessTransport,
-                 scancel: str, run: CommandRunner, squeue: str, resolve: Resolver):
-        self.protocol = protocol
-        self.transport = transport
-        self._group = protocol.pid or getattr(transport, "pid", None)
-        self.scancel = scancel
-        self.run = run
-        self.squeue = squeue
-        self.resolve = resolve
-        #: ``JOBID.STEP``, once the worker has said so and Slurm agreed.
-        self.step: str | None = None
-        self._where = Once[str | None]()
-        self._checking = False
-
-    def listening(self) -> Deferred[str | None]:
-        """See :meth:`IWorkerProcess.listening`: fires with the host the worker reported."""
-        return self._where.wait()
-
-    def located(self, host: str, port: int, step: str | None) -> Deferred[None]:
-        """
-        See :meth:`IRemoteProcess.located`: believed only if Slurm runs
-        ``step`` for this job on a node whose name resolves to ``host``;
-        else :class:`PlacementRefused` (logged with the guid).
-        """
-        if self._where.fired:
-            return succeed(None)
-        if self._checking:
-            return fail(PlacementRefused(f"job {self.protocol.guid}: a report of where it"
-                                         " listens is being checked already"))
-        self._checking = True
-        checked = Deferred.fromCoroutine(check_place(self.run, self.squeue, self.resolve,
-                                                     self.protocol.guid, host, step))
-        return checked.addBoth(self._checked, host, step)
-
-    def _checked(self, node: str | Failure, host: str, step: str | None) -> None:
-        self._checking = False
-        if isinstance(node, Failure):
-            self.log.warn("job {guid}: its report of where it listens is refused: {why}",
-                          guid=self.protocol.guid, why=node.getErrorMessage())
-            node.raiseException()
-        if self._where.fired or self.protocol.status is not None:
-            return
-        self.step = step
-        self.log.info("job {guid} runs as Slurm step {step} on {host} ({node})",
-                      guid=self.protocol.guid, step=step, host=host, node=node)
-        self._where.fire(host)
-
-    def signal(self, sig: int) -> None:
-        """
-        See :meth:`IWorkerProcess.signal`: ``scancel --signal=NAME STEP``,
-        or ``scancel STEP`` for SIGKILL; SIGTERM to the guard (its ``srun``
-        cancels the step) if the step is not known yet, or ``scancel``
-        failed. Nothing once ``srun`` has ended: its step ended first.
-        """
-        if self.protocol.status is not None:
-            return
-        if self.step is None:
-            if sig in (signal.SIGTERM, signal.SIGKILL, signal.SIGINT):
-                self._to_guard()
-            return
-        name = signal.Signals(sig).name[3:]
-        args = [] if sig == signal.SIGKILL else [f"--signal={name}"]
-        argv = [self.scancel, *args, self.step]
-        self.log.info("job {guid}: scancel {args}", guid=self.protocol.guid,
-                      args=" ".join(argv[1:]))
-        self.run(argv).addCallback(self._cancelled, name)
-
-    def _cancelled(self, result: Ran, name: str) -> None:
-        if result.code == 0:
-            return
-        self.log.warn("job {guid}: scancel ({signal}) of step {step} failed: {why}",
-                      guid=self.protocol.guid, signal=name, step=self.step,
-                      why=result.err.strip()[:300] or f"exit {result.code}")
-        if self.protocol.status is None:
-            self._to_guard()
-
-    def _to_guard(self) -> None:
-        """SIGTERM to the guard: its ``srun`` cancels the step (or the pending job)."""
-        if self.protocol.status is not None:
-            return
-        try:
-            self.transport.signalProcess("TERM")
-        except ProcessExitedAlready:
-            pass
-
-
 @implementer(ILauncher)
 class SlurmLauncher:
     """
@@ -199,9 +88,11 @@ class SlurmLauncher:
     through :mod:`.guard`, in a session of their own (``setsid``),
     with the environment a local worker gets plus the daemon's
     ``SLURM_CONF`` (``srun`` passes it on to the task). ``slurm_args(module)``
-    gives a module's extra ``srun`` options; ``run`` runs ``scancel`` and
-    ``squeue``; ``resolve`` resolves a node's name (default: ``getaddrinfo``
-    in the reactor's thread pool).
+    gives a module's extra ``srun`` options; ``run`` runs ``scancel``,
+    ``squeue`` and ``scontrol``; ``resolve`` resolves a node's address if
+    it is a name (default: ``getaddrinfo`` in the reactor's thread pool).
+    ``nodes`` keeps the nodes excluded after failures (a new book with the
+    default policy if not given).
     """
 
     log = Logger()
@@ -218,13 +109,18 @@ class SlurmLauncher:
         run: CommandRunner | None = None,
         squeue: str | None = shutil.which("squeue"),
         resolve: Resolver | None = None,
+        scontrol: str | None = shutil.which("scontrol"),
+        nodes: NodeBook | None = None,
     ):
         self._reactor, self.slurm_args, self.python = reactor, slurm_args, python
         self.srun, self.scancel, self.setsid, self.squeue = srun, scancel, setsid, squeue
+        self.scontrol = scontrol
         conf = {"SLURM_CONF": os.environ["SLURM_CONF"]} if "SLURM_CONF" in os.environ else {}
         self.env = minimal_env(pythonpath, conf)
         self.run = run if run is not None else run_command(reactor, self.env)
         self.resolve = resolve if resolve is not None else resolver(reactor)
+        self.nodes = nodes if nodes is not None else NodeBook(
+            reactor.seconds, lambda: (3, 600.0, 600.0))
 
     def check(self, module: str) -> None:
         """
@@ -234,9 +130,9 @@ class SlurmLauncher:
         """
         if not valid_module_name(module):
             raise UnknownModule(module, "not a dotted module name")
-        if self.srun is None or self.scancel is None or self.squeue is None:
-            raise UnknownModule(module, "its launcher is slurm, and srun, scancel or squeue is"
-                                        " not on the daemon's PATH")
+        if None in (self.srun, self.scancel, self.squeue, self.scontrol):
+            raise UnknownModule(module, "its launcher is slurm, and srun, scancel, squeue or"
+                                        " scontrol is not on the daemon's PATH")
 
     def port_in_use(self, module: str, listen_addr: str, port: int) -> bool:
         """
@@ -261,24 +157,42 @@ class SlurmLauncher:
         if sockets:
             raise SpawnFailed(f"could not start {module}: a worker on a Slurm node can't be"
                               " handed a listening socket of this host")
-        if self.srun is None or self.scancel is None or self.squeue is None:
-            raise SpawnFailed(f"could not start {module}: srun, scancel or squeue is not on"
-                              " the PATH")
-        protocol = WorkerProtocol(guid, config, on_line, reactor=self._reactor)
+        if (self.srun is None or self.scancel is None or self.squeue is None
+                or self.scontrol is None):
+            raise SpawnFailed(f"could not start {module}: srun, scancel, squeue or scontrol is"
+                              " not on the PATH")
+        protocol = WorkerProtocol(guid, config, lambda stream, text: sink(stream, text),
+                                  reactor=self._reactor)
         task = worker_argv(self.python, module, guid, port)
+        args = merge_options(self.slurm_args(module), self.excluded(guid))
         argv = [self.python, "-P", "-m", "turberfield_twisted.launch.slurm.guard",
-                *srun_argv(self.srun, guid, self.slurm_args(module), task)]
+                *srun_argv(self.srun, guid, args, task)]
         transport = spawn_in_session(self._reactor, protocol, argv, self.setsid, self.env,
                                      {0: "w", 1: "r", 2: "r", LIFELINE_FD: "w"}, module)
-        return SlurmProcess(protocol, transport, self.scancel, self.run, self.squeue,
-                            self.resolve)
+        commands = SlurmCommands(self.scancel, self.squeue, self.scontrol, self.run,
+                                 self.resolve)
+        process = SlurmProcess(protocol, transport, commands, self.nodes, self._reactor)
+        sink = process.sink(on_line)
+        return process
+
+    def excluded(self, guid: str) -> list[str]:
+        """
+        The nodes job ``guid``'s next step must not run on (``srun
+        --exclude``): those that failed it, or failed too often
+        (:class:`.nodes.NodeBook`).
+        """
+        excluded = self.nodes.excluded(guid)
+        if excluded:
+            self.log.info("job {guid}: its step avoids {nodes}", guid=guid,
+                          nodes=",".join(excluded))
+        return excluded
+
+    def prepare(self, modules: list[str]) -> None:
+        """See :meth:`ILauncher.prepare`: nothing to do (the node imports the module)."""
 
     def renew(self, module: str) -> Deferred[None]:
         """See :meth:`ILauncher.renew`: each step imports its code on its node."""
         return succeed(None)
-
-    def prepare(self, modules: list[str]) -> None:
-        """See :meth:`ILauncher.prepare`: nothing to do (the node imports the module)."""
 
     def reload(self, modules: list[str]) -> None:
         """See :meth:`ILauncher.reload`: nothing is kept between jobs."""

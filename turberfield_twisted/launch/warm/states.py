@@ -10,7 +10,7 @@ A warm template's states, and every move between them, declared once in
     starting, ready, retired --ended--> dead (its process ended)
 
 The launcher starts a new template in place of a dead one after a delay.
-Only :meth:`~turberfield_twisted.launch.warm.launcher.Template.move`
+Only :meth:`~turberfield_twisted.launch.warm.template_handle.Template.move`
 changes a template's state.
 """
 
