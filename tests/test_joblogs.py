@@ -132,3 +132,19 @@ async def test_ending_closes_and_forgetting_removes(reactor: Any, tmp_path: Path
         await logs.close()
     assert not (tmp_path / "a").exists()
     assert read_lines(tmp_path / "a", 2, 10) == []
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_read_spans_rotated_files_in_order(reactor: Any, tmp_path: Path) -> None:
+    """A read across the current file and its backups gives the lines still kept, in order."""
+    logs = _logs(reactor, tmp_path, {})
+    try:
+        for n in range(400):  # about 45 bytes a line: 4096-byte files, 2 backups
+            logs.line(OutputLine("a", 1000.0 + n, "stdout", f"line {n}"))
+        every = [record["line"] for record in await logs.read("a", 1000)]
+        some = [record["line"] for record in await logs.read("a", 150)]
+    finally:
+        await logs.close()
+    first = int(str(every[0]).split()[1])
+    assert 0 < first and every == [f"line {n}" for n in range(first, 400)]
+    assert len(every) > 150 and some == every[-150:]

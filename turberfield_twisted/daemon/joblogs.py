@@ -195,9 +195,10 @@ class JobLogs:
                 try:
                     self._file(guid).write(data)
                     written += count
-                except OSError as exc:
+                except (OSError, ValueError) as exc:  # ValueError: a rotation left it closed
                     before = lost.get(guid, (0, ""))[0]
-                    lost[guid] = (before + count, exc.strerror or str(exc))
+                    lost[guid] = (before + count, getattr(exc, "strerror", None) or str(exc))
+                    self._discard(guid)  # opened afresh for the next line
         return written, lost
 
     def _file(self, guid: str) -> SizedLogFile:
@@ -208,6 +209,12 @@ class JobLogs:
             found = SizedLogFile(directory, self.settings.max_bytes, self.settings.backups)
             self._files[guid] = found
         return found
+
+    def _discard(self, guid: str) -> None:
+        try:
+            self._close_file(guid)
+        except (OSError, ValueError, AttributeError):  # closed already, or its close failed
+            pass
 
     def _close_file(self, guid: str) -> None:
         found = self._files.pop(guid, None)

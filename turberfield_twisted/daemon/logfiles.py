@@ -124,13 +124,18 @@ def read_lines(directory: Path, backups: int, count: int,
                since: float | None = None) -> list[dict[str, object]]:
     """
     The last ``count`` lines of a job's files (at ``since`` or later, if
-    given), oldest first; a file last written before ``since`` is not read.
+    given), oldest first: the newest file first, and no older one once
+    ``count`` are found; a file last written before ``since`` is not read.
     """
-    kept: deque[dict[str, object]] = deque(maxlen=count)
-    for path in _files(directory, backups):
+    found: list[list[dict[str, object]]] = []
+    total = 0
+    for path in reversed(_files(directory, backups)):
+        if total >= count:
+            break
+        kept: deque[dict[str, object]] = deque(maxlen=count - total)
         try:
             if since is not None and path.stat().st_mtime < since:
-                continue
+                break  # it and every older one were written before since
             with path.open("rb") as lines:
                 for raw in lines:
                     record = parse_line(raw)
@@ -139,7 +144,9 @@ def read_lines(directory: Path, backups: int, count: int,
                         kept.append(record)
         except FileNotFoundError:  # rotated away as it was read: by an outside tool
             continue
-    return list(kept)
+        found.append(list(kept))
+        total += len(kept)
+    return [record for lines in reversed(found) for record in lines]
 
 
 def forget_files(directory: Path) -> None:
