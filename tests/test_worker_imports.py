@@ -27,6 +27,7 @@ WORKER_SIDE = {
     "turberfield_twisted.worker.runtime",
     "turberfield_twisted.worker.sockets",
     "turberfield_twisted.worker.stdin",
+    "turberfield_twisted.worker.upkeep",
 }
 HTTP_CLIENT = ["treq", "twisted.web.client"]
 

@@ -34,9 +34,11 @@ __all__ = [
     "LISTEN_FDS_ENV",
     "LISTEN_FDS_START",
     "LISTEN_PID_ENV",
+    "MAX_REQUESTS_EVENT",
     "READY_FD",
     "READY_LINE",
     "TOKEN_FILE",
+    "WATCHDOG_LINE",
     "JobState",
     "authorized",
     "bearer",
@@ -98,7 +100,8 @@ LIFELINE_FD = 3
 
 
 #: The worker's fd (a pipe the daemon reads) where the runtime writes
-#: :data:`READY_LINE` once it listens, then closes it: the daemon then
+#: :data:`READY_LINE` once it listens, then closes it (or keeps it open for
+#: watchdog pings, :data:`WATCHDOG_LINE`): the daemon then
 #: confirms with one health check instead of polling (as s6's
 #: notification-fd). A worker that never writes it is polled.
 READY_FD = 4
@@ -148,6 +151,20 @@ def inherited_sockets(environ: Mapping[str, str], pid: int) -> int:
 
 #: What the runtime writes on :data:`READY_FD` once it listens.
 READY_LINE = b"READY=1\n"
+
+
+#: A watchdog ping, as ``sd_notify`` sends it. With ``live_watchdog = true``
+#: in its section, a worker keeps its ready fd open after :data:`READY_LINE`
+#: and writes this on it at least every ``live_interval / 2`` seconds, from
+#: its reactor (the runtime does it for Klein workers), so a stuck reactor
+#: stops pinging; ``live_failures`` intervals in a row without one restart it.
+WATCHDOG_LINE = b"WATCHDOG=1\n"
+
+
+#: The event a worker posts (``POST /jobs/{guid}/events``) once it has served its
+#: section's ``max_requests`` requests: the daemon recycles it (a new instance first,
+#: for a service's). Its data: ``{"requests": N, "max_requests": M}``.
+MAX_REQUESTS_EVENT = "max_requests"
 
 
 #: Served by every worker: ``{"status": "ok", "guid": G}``.

@@ -12,6 +12,7 @@ import resource
 from collections.abc import Mapping
 
 from turberfield_twisted.config.logs import WATCH_READERS
+from turberfield_twisted.config.operations import OPERATIONS_READERS
 from turberfield_twisted.config.policy import LIMIT_KEYS
 from turberfield_twisted.config.readers import (
     DELAY,
@@ -121,7 +122,8 @@ assert tuple(LIMIT_READERS) == LIMIT_KEYS
 
 
 #: The keys of a module's section that the daemon reads: the rest are its worker's own.
-MODULE_KEYS = frozenset({*POLICY_READERS, *MODULE_READERS, *LIMIT_READERS})
+MODULE_KEYS = frozenset({*POLICY_READERS, *MODULE_READERS, *LIMIT_READERS,
+                         *OPERATIONS_READERS})
 
 
 #: The keys of a ``[job:NAME]`` section that are not overrides.

@@ -28,6 +28,7 @@ import attrs
 
 from turberfield_twisted.config.job_section import check_overrides
 from turberfield_twisted.config.names import RESERVED_KEYS, SERVICE_NAME, SESSION
+from turberfield_twisted.config.operations import OPERATIONS_KEYS, read_operations
 from turberfield_twisted.config.policy import LIMIT_KEYS, Limits
 from turberfield_twisted.config.readers import BadValue, Reader, Section, frozen_map, whole
 from turberfield_twisted.errors import BadOverride, OverrideNotAllowed
@@ -115,6 +116,8 @@ class DeclaredService:
     limits: Limits = attrs.field(factory=Limits)
     source: str = attrs.field(default="<config>", eq=False)
     line: int | None = attrs.field(default=None, eq=False)
+    #: Its own operations keys (liveness, recycling: :mod:`.operations`), as text.
+    operations: Mapping[str, str] = attrs.field(factory=dict, converter=frozen_map)
 
 
 _NUMBERS: Mapping[str, Reader] = {
@@ -125,7 +128,8 @@ _NUMBERS: Mapping[str, Reader] = {
 
 
 #: The keys of a ``[service:NAME]`` section that are not overrides.
-_SERVICE_KEYS = frozenset({"module", "session", "listen", *_NUMBERS, *LIMIT_KEYS})
+_SERVICE_KEYS = frozenset({"module", "session", "listen", *_NUMBERS, *LIMIT_KEYS,
+                           *OPERATIONS_KEYS})
 
 
 def check_declared_service(cfg: configparser.ConfigParser, header: str, guid: str,
@@ -179,8 +183,11 @@ def check_declared_service(cfg: configparser.ConfigParser, header: str, guid: st
         except BadOverride:
             raise section.error(key, "must be a short key name with a one-line value of at"
                                      " most 4096 characters") from None
+    read_operations(section)  # checked: raises naming the key (its module's are too)
+    operations = {key: section.text(key) for key in sorted(OPERATIONS_KEYS) if section.has(key)}
     return DeclaredService(name=name, module=module, host=host, port=port, session=session,
                            overrides=overrides, limits=Limits(**section.read(limits)),
+                           operations=operations,
                            source=section.origin()[0], line=section.origin()[1], **numbers)
 
 

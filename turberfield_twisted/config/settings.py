@@ -26,6 +26,7 @@ from turberfield_twisted.config.declared import (
     no_limits_on_slurm,
 )
 from turberfield_twisted.config.logs import LOG_READERS, LogSettings, log_settings
+from turberfield_twisted.config.operations import Operations, read_operations
 from turberfield_twisted.config.policy import Limits, RestartPolicy
 from turberfield_twisted.config.readers import Network, Section, frozen_map
 from turberfield_twisted.config.section_keys import (
@@ -136,6 +137,7 @@ class ModuleSettings:
     #: More options for ``srun`` (a ``slurm`` module's only).
     slurm_args: tuple[str, ...] = ()
     watch: bool = False  #: Restart its jobs when its source changes (:mod:`.logs`).
+    operations: Operations = attrs.field(factory=Operations)  # liveness, recycling
 
 
 @attrs.frozen
@@ -203,6 +205,7 @@ def _check_module(cfg: configparser.ConfigParser, name: str) -> ModuleSettings:
     policy = RestartPolicy(**section.read(POLICY_READERS))
     found = ModuleSettings(name=name, policy=policy,
                            limits=Limits(**section.read(LIMIT_READERS)),
+                           operations=read_operations(section),
                            **section.read(MODULE_READERS))
     if found.launcher == "slurm":
         if found.warm:

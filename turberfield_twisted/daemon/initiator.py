@@ -36,6 +36,7 @@ from turberfield_twisted.daemon.keeper import Keeper
 from turberfield_twisted.daemon.live_config import push_config, update_config
 from turberfield_twisted.daemon.store import Store
 from turberfield_twisted.daemon.store_records import JobRecord
+from turberfield_twisted.daemon.upkeep import Upkeep
 from turberfield_twisted.errors import (
     BadGuid,
     DaemonStopping,
@@ -124,6 +125,7 @@ class Initiator(InitiatorConfig, JobTable, Proactor, Service):
                                   lambda: self._checked().initiator.limit_interval)
         #: Its services: groups of jobs of one module on one shared socket.
         self.services = Services(Instances(self), self._keeper, self._checked)
+        self.upkeep = Upkeep(self, self._lifecycle, http)  # liveness, recycling
 
     # -- config ------------------------------------------------------------
 
@@ -348,6 +350,7 @@ class Initiator(InitiatorConfig, JobTable, Proactor, Service):
         self.begin_stopping()
         Service.stopService(self)
         self._watch.stop()
+        self.upkeep.close()
         self._lifecycle.close()  # nothing new starts from now on
         stops = [self.stop(guid, operator=False) for guid, job in list(self.workers.items())
                  if job.state not in ENDED]

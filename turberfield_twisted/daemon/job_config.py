@@ -14,6 +14,7 @@ from collections.abc import Callable, Mapping
 from configparser import ConfigParser
 
 from turberfield_twisted.config.job_section import job_section
+from turberfield_twisted.config.operations import service_keys
 from turberfield_twisted.config.settings import Settings
 from turberfield_twisted.configtext import job_config_text, job_config_view, section_items
 from turberfield_twisted.jobs.job import Job
@@ -40,9 +41,11 @@ class JobConfigs:
         """
         ``job`` is about to be spawned: note its module section's keys as
         they are now (a reload changes them from its next start) and give
-        the config its worker reads on stdin.
+        the config its worker reads on stdin (a declared service's operations
+        keys over its module's).
         """
-        job.module_keys = section_items(self._cfg(), job.module)
+        job.module_keys = {**section_items(self._cfg(), job.module),
+                           **service_keys(self._settings(), job.service)}  # its service's win
         return self.text(job).encode("utf-8")
 
     def ended(self, job: Job) -> None:

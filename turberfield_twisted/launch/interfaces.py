@@ -26,8 +26,8 @@ from turberfield_twisted.launch.protocol import ExitStatus
 #: ``on_line(stream, text)``: one line of a worker's output ("stdout" or "stderr").
 LineSink = Callable[[str, str], None]
 
-__all__ = ["ILauncher", "ILocalProcess", "IRemoteProcess", "IWorkerProcess", "LineSink",
-           "ListenSocket"]
+__all__ = ["ILauncher", "ILocalProcess", "IRemoteProcess", "IWatchdog", "IWorkerProcess",
+           "LineSink", "ListenSocket"]
 
 
 @attrs.frozen
@@ -72,6 +72,16 @@ class ILocalProcess(IWorkerProcess):
     leads the worker's process group, so that the daemon may set its
     resource limits and read its memory and CPU time from ``/proc``.
     """
+
+
+class IWatchdog(Interface):
+    """
+    A worker whose ready fd the daemon reads: it counts the watchdog pings
+    (``WATCHDOG=1`` lines, as ``sd_notify`` sends them) the worker wrote
+    there after it said it was ready.
+    """
+
+    pings = Attribute("How many WATCHDOG=1 lines the worker has written on its ready fd.")
 
 
 class IRemoteProcess(IWorkerProcess):

@@ -43,10 +43,17 @@ from turberfield_twisted.contract import (
     socket_env,
 )
 from turberfield_twisted.errors import SpawnFailed, UnknownModule
-from turberfield_twisted.launch.interfaces import ILauncher, ILocalProcess, LineSink, ListenSocket
+from turberfield_twisted.launch.interfaces import (
+    ILauncher,
+    ILocalProcess,
+    IWatchdog,
+    LineSink,
+    ListenSocket,
+)
 from turberfield_twisted.launch.ports import port_in_use
 from turberfield_twisted.launch.protocol import ExitStatus, WorkerProtocol
 from turberfield_twisted.launch.reactor import IDaemonReactor
+from turberfield_twisted.launch.readyfd import ReadyPipe
 
 __all__ = [
     "LocalLauncher",
@@ -153,6 +160,8 @@ class ProtocolProcess:
 
     protocol: WorkerProtocol
     _group: int | None
+    #: The daemon's end of its ready fd, if it reads it itself.
+    _ready_pipe: ReadyPipe | None = None
 
     @property
     def pid(self) -> int | None:
@@ -167,6 +176,13 @@ class ProtocolProcess:
         """See :meth:`IWorkerProcess.listening`."""
         return self.protocol.listening()
 
+    @property
+    def pings(self) -> int:
+        """See :attr:`IWatchdog.pings` (what came on its ready fd is read now)."""
+        if self._ready_pipe is not None:
+            self._ready_pipe.poll()
+        return self.protocol.pings
+
     def _signal_group(self, sig: int) -> bool:
         """Send ``sig`` to its group; False if there is no such group (yet)."""
         try:
@@ -178,7 +194,7 @@ class ProtocolProcess:
         return True
 
 
-@implementer(ILocalProcess)
+@implementer(ILocalProcess, IWatchdog)
 class LocalProcess(ProtocolProcess):
     """
     A worker spawned on this host: its :class:`WorkerProtocol` and
@@ -187,11 +203,14 @@ class LocalProcess(ProtocolProcess):
     """
 
     def __init__(self, protocol: WorkerProtocol, transport: IProcessTransport,
-                 process_groups: bool = True):
+                 process_groups: bool = True, ready: ReadyPipe | None = None):
         self.protocol = protocol
         self.transport = transport
         self.process_groups = process_groups
         self._group = protocol.pid or getattr(transport, "pid", None)
+        self._ready_pipe = ready
+        if ready is not None:
+            protocol.exited().addBoth(ready.close_with)
 
     def signal(self, sig: int) -> None:
         """See :meth:`IWorkerProcess.signal`."""
@@ -331,11 +350,21 @@ class LocalLauncher:
                                   ready_fd=ready_fd(len(sockets)))
         env = {**self.env, **socket_env([sock.name for sock in sockets])} if sockets else self.env
         argv = socket_argv(worker_argv(self.python, module, guid, port), sockets)
-        transport = spawn_in_session(self._reactor, protocol, argv, self.setsid, env,
-                                     socket_fds(sockets), module, through)
+        fds, at = socket_fds(sockets), ready_fd(len(sockets))
+        ours, fds[at] = os.pipe()  # its ready fd: read as readyfd says
+        try:
+            transport = spawn_in_session(self._reactor, protocol, argv, self.setsid, env,
+                                         fds, module, through)
+        except BaseException:
+            os.close(ours)
+            raise
+        finally:
+            os.close(fds[at])  # type: ignore[arg-type]
+        ready = ReadyPipe(self._reactor, ours, lambda data: protocol.childDataReceived(at, data))
+        process = LocalProcess(protocol, transport, self.process_groups, ready)
         if rlimits and not through:
             _set_rlimits(transport, rlimits, module)
-        return LocalProcess(protocol, transport, self.process_groups)
+        return process
 
     def renew(self, module: str) -> Deferred[None]:
         """See :meth:`ILauncher.renew`: a cold worker imports its code as it starts."""

@@ -18,7 +18,7 @@ from twisted.internet.protocol import ProcessProtocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from turberfield_twisted.contract import READY_FD
+from turberfield_twisted.contract import READY_FD, WATCHDOG_LINE
 
 __all__ = [
     "MAX_LINE",
@@ -268,6 +268,8 @@ class WorkerProtocol(Outcomes, ProcessProtocol):
         self._exit = Once[ExitStatus]()
         self._ready_fd = ready_fd
         self._ready = Once[str | None]()
+        #: How many watchdog pings (``WATCHDOG=1``) came on the ready fd.
+        self.pings = 0
         self.transport: IProcessTransport | None = None
 
     @property
@@ -285,6 +287,8 @@ class WorkerProtocol(Outcomes, ProcessProtocol):
         if childFD == self._ready_fd:
             if b"\n" in data:
                 self._ready.fire(None)
+            # Each ping is one write of a few bytes (atomic on a pipe): never split.
+            self.pings += data.count(WATCHDOG_LINE)
             return
         splitter = self._splitters.get(childFD)
         if splitter is not None:

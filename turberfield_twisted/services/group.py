@@ -147,14 +147,15 @@ class ServiceGroup:
 
     # -- rollouts ----------------------------------------------------------
 
-    def roll_out(self, target: ServiceSpec) -> Rollout:
+    def roll_out(self, target: ServiceSpec, replace: list[str] | None = None) -> Rollout:
         """
-        Replace every instance with one of ``target`` (see :class:`Rollout`);
-        raise :class:`ServiceConflict` if a rollout runs.
+        Replace every instance (or those of ``replace``) with one of
+        ``target`` (see :class:`Rollout`); raise :class:`ServiceConflict`
+        if a rollout runs.
         """
         if self.rollout is not None:
             raise ServiceConflict(f"a rollout of service {self.name} is running")
-        rollout = self.rollout = Rollout(self, target, self._host, self._rolled_out)
+        rollout = self.rollout = Rollout(self, target, self._host, self._rolled_out, replace)
         rollout.start()
         return rollout
 

@@ -60,13 +60,16 @@ class Rollout:
     log = Logger()
 
     def __init__(self, group: ServiceGroup, target: ServiceSpec, host: IInstanceHost,
-                 ended: Callable[[Rollout], None]):
+                 ended: Callable[[Rollout], None], replace: list[str] | None = None):
         self.group = group
         self.target = target
         self._host = host
         self._ended = ended
-        #: The instances it replaces, oldest first, and those it started.
-        self.old: list[str] = list(group.members)
+        #: The instances it replaces, oldest first (``replace``: only those, one new
+        #: instance for each, as recycling does), and those it started.
+        self.old: list[str] = list(group.members if replace is None else replace)
+        #: How many new instances it starts.
+        self.count = target.instances if replace is None else len(self.old)
         self.new: list[str] = []
         self.draining: set[str] = set()
         self.state = RolloutState.RUNNING
@@ -85,17 +88,17 @@ class Rollout:
     def view(self) -> RolloutView:
         """Where it is."""
         replaced = sum(1 for guid in self.new if self.group.state_of(guid) is JobState.READY)
-        return RolloutView(self.state, self.started, self.target.instances,
-                           self.target.instances if self.succeeded else replaced,
+        return RolloutView(self.state, self.started, self.count,
+                           self.count if self.succeeded else replaced,
                            self.finished, self.reason)
 
     def start(self) -> None:
         """Begin: the module's code renewed (a warm template), then the first step."""
         self.log.info("service {service}: rollout of {count} instances to {module} begins",
-                      service=self.group.name, count=self.target.instances,
+                      service=self.group.name, count=self.count,
                       module=self.target.module)
         self.group.announce(ServiceEvent.ROLLOUT_STARTED,
-                            {"total": self.target.instances, "module": self.target.module})
+                            {"total": self.count, "module": self.target.module})
         self._unsubscribe = self._host.subscribe(self._heard)
         self._host.renew(self.target.module).addBoth(lambda _: self.step())
 
@@ -120,7 +123,7 @@ class Rollout:
             self._stepping = False
 
     def _step(self) -> None:
-        count, surge = self.target.instances, self.target.surge
+        count, surge = self.count, self.target.surge
         floor = count - self.target.max_unavailable
         state = self.group.state_of
         for guid in self.new:
@@ -182,7 +185,7 @@ class Rollout:
             self.log.info("service {service}: rollout done in {seconds}s", service=self.group.name,
                           seconds=seconds)
             self.group.announce(ServiceEvent.ROLLOUT_DONE,
-                                {"total": self.target.instances, "seconds": seconds})
+                                {"total": self.count, "seconds": seconds})
         else:
             self.log.error("service {service}: rollout failed, rolled back: {reason}",
                            service=self.group.name, reason=self.reason)

@@ -85,7 +85,6 @@ from turberfield_twisted.contract import (
     EXIT_NO_CONFIG,
     EXIT_PORT_IN_USE,
     EXIT_USAGE,
-    READY_LINE,
     is_loopback,
     lifeline_fd,
     reachable,
@@ -99,6 +98,7 @@ from turberfield_twisted.worker.parent import ParentClient
 from turberfield_twisted.worker.proactor import Proactor
 from turberfield_twisted.worker.sockets import NotASocket, adopt, take_inherited
 from turberfield_twisted.worker.stdin import NoConfigStream
+from turberfield_twisted.worker.upkeep import Upkeep
 
 __all__ = ["run_worker"]
 
@@ -181,7 +181,9 @@ class _Runtime:
         addr = cfg.get(guid, "listen_addr", fallback="127.0.0.1")
         self.served.guarded = not is_loopback(addr)
         kind = endpoints.TCP6ServerEndpoint if ":" in addr else endpoints.TCP4ServerEndpoint
-        self.site = site = DrainingSite(self.served.app.resource())
+        parent = self.served.ctx.parent if self.served.ctx is not None else None
+        upkeep = Upkeep(self.reactor, guid, cfg[guid], parent, self.drain)  # watchdog, recycling
+        self.site = site = DrainingSite(upkeep.wrap(self.served.app.resource()))
         site.noisy = False
         site.log = lambda request: None  # type: ignore[method-assign]
         try:
@@ -199,8 +201,7 @@ class _Runtime:
             self.draining = False
             self.drain()
             return None
-        parent = self.served.ctx.parent if self.served.ctx is not None else None
-        if not _say_ready(ready_fd(self.sockets)) and parent is not None:  # on a cluster node
+        if not _say_ready(ready_fd(self.sockets), upkeep) and parent is not None:  # off this host
             try:
                 await parent.listening(addr, self.args.port, os.environ)
             except (OSError, ApiError, TransportError) as exc:
@@ -309,19 +310,15 @@ def _is_pipe(fd: int) -> bool:
         return False
 
 
-def _say_ready(fd: int) -> bool:
+def _say_ready(fd: int, upkeep: Upkeep) -> bool:
     """
     Tell the initiator this worker listens: one line on the ready fd
-    ``fd``, then close it. False if there is no ready fd.
+    ``fd``, then close it, or keep it for watchdog pings (:meth:`.Upkeep.say_ready`).
+    False if there is no ready fd.
     """
     if not _is_pipe(fd):
         return False
-    try:
-        os.write(fd, READY_LINE)
-    except OSError:
-        pass  # the initiator polls instead
-    finally:
-        os.close(fd)
+    upkeep.say_ready(fd)
     return True
 
 

@@ -22,10 +22,11 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from turberfield_twisted.contract import READY_FD
-from turberfield_twisted.launch.interfaces import ILocalProcess, LineSink
+from turberfield_twisted.launch.interfaces import ILocalProcess, IWatchdog, LineSink
 from turberfield_twisted.launch.local import ProtocolProcess
 from turberfield_twisted.launch.protocol import ExitStatus, WorkerProtocol
 from turberfield_twisted.launch.reactor import IDaemonReactor
+from turberfield_twisted.launch.readyfd import ReadyPipe
 
 __all__ = ["Reader", "WarmProcess"]
 
@@ -51,7 +52,7 @@ class Reader:
         return "warm"
 
 
-@implementer(ILocalProcess)
+@implementer(ILocalProcess, IWatchdog)
 class WarmProcess(ProtocolProcess):
     """
     A worker forked by a template: its :class:`WorkerProtocol` sees it as
@@ -83,8 +84,11 @@ class WarmProcess(ProtocolProcess):
             0: ProcessWriter(self._reactor, self, 0, stdin),
             1: ProcessReader(self._reactor, self, 1, stdout),
             2: ProcessReader(self._reactor, self, 2, stderr),
-            self._ready_fd: ProcessReader(self._reactor, self, self._ready_fd, ready),
         }
+        at = self._ready_fd
+        pipe = self._ready_pipe = ReadyPipe(
+            self._reactor, ready, lambda data: self.protocol.childDataReceived(at, data))
+        self.protocol.exited().addBoth(pipe.close_with)
         self.protocol.makeConnection(self)
 
     def write(self, data: bytes) -> None:

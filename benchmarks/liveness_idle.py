@@ -1,0 +1,140 @@
+"""
+What liveness costs the daemon when nothing else happens (issue 23): a
+daemon with 100 ready jobs (warm ``bench_hello`` workers, so that 100
+start quickly on 2 cores), each checked every second, by ``GET /health``
+(``--by http``) or by watchdog pings on its ready fd (``--by watchdog``),
+or not at all (``--by none``, the baseline). Once every job is ready and
+one interval has passed, it reads the daemon's CPU time (user + system,
+``/proc/PID/stat``) at the start and the end of ``--seconds`` (60) with
+no request made, and prints it as a share of one core::
+
+    .venv/bin/python -P benchmarks/liveness_idle.py [--jobs 100] [--seconds 60]
+        [--by http|watchdog|none ...] [--json PATH]
+
+Bounded: at most 200 jobs and 600 s a run; the jobs get 300 s to be ready.
+Loopback only, ports from the kit's ``free_ports`` in 22500-22999 (the
+benchmarks' window). The daemon is this interpreter's ``twistd``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from pathlib import Path
+
+from turberfield_twisted.testing.ports import WINDOW_ENV, free_ports
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))  # run with -P: the script's own folder is not on the path
+from jobs_load import WARM, Daemon, start_jobs  # noqa: E402
+
+WINDOW = (22500, 22999)
+
+
+def cpu_seconds(pid: int) -> float:
+    """The CPU time (user + system) process ``pid`` has used, from ``/proc/PID/stat``."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def live_keys(by: str) -> str:
+    """The operations keys of the workers' section for ``by``."""
+    if by == "none":
+        return ""
+    watchdog = "true" if by == "watchdog" else "false"
+    return (f"live_interval = 1\nlive_timeout = 0.9\nlive_failures = 3\n"
+            f"live_watchdog = {watchdog}\n")
+
+
+def run(by: str, jobs: int, seconds: float) -> dict[str, float | str | int]:
+    """One daemon, ``jobs`` jobs checked ``by`` one way: its share of a core over ``seconds``."""
+    work = Path(tempfile.mkdtemp(prefix="liveness-idle-"))
+    api, children = free_ports(1), free_ports(jobs + 10)
+    daemon = Daemon.__new__(Daemon)
+    daemon.process = None
+    try:
+        _start(daemon, work, api.low, textwrap.dedent(f"""
+            [proactor]
+            listen_port = {api.low}
+            child_port_min = {children.low}
+            child_port_max = {children.high}
+            ready_timeout = 120
+            pythonpath = {HERE}
+
+            [{WARM}]
+            greeting = hello
+            warm = true
+            """) + live_keys(by))
+        start_jobs(daemon, jobs, WARM)
+        time.sleep(2)  # a benchmark's settle time: every job's checks have begun
+        pid = daemon.process.pid
+        before, t0 = cpu_seconds(pid), time.monotonic()
+        time.sleep(seconds)
+        used, wall = cpu_seconds(pid) - before, time.monotonic() - t0
+        _, listed = daemon.call("GET", "/jobs")
+        ready = sum(1 for job in listed["jobs"] if job["state"] == "ready")
+        restarts = sum(job["restarts"] for job in listed["jobs"])
+        return {"by": by, "jobs": jobs, "ready": ready, "restarts": restarts,
+                "cpu_seconds": round(used, 3), "wall_seconds": round(wall, 1),
+                "cpu_percent": round(100 * used / wall, 2)}
+    finally:
+        if daemon.process is not None:
+            daemon.stop()
+        api.release()
+        children.release()
+        if os.environ.get("LIVENESS_IDLE_KEEP"):
+            print(f"kept: {work}")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+def _start(daemon: Daemon, work: Path, api_port: int, config_text: str) -> None:
+    """Start ``daemon`` (a bare ``jobs_load.Daemon``) on ``config_text``, as its __init__ does."""
+    daemon.work, daemon.api_port = work, api_port
+    (work / "proactor.cfg").write_text(config_text)
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8"}
+    if os.environ.get("PYTHONPATH"):
+        env["PYTHONPATH"] = os.environ["PYTHONPATH"]
+    twistd = str(Path(sys.executable).parent / "twistd")
+    daemon.process = subprocess.Popen(
+        [twistd, "--pidfile=", "-n", "--logfile", str(work / "proactor.log"), "proactor",
+         "--config", str(work / "proactor.cfg"), "--state-dir", str(work / "state")],
+        env=env, stdin=subprocess.DEVNULL, cwd=work)
+    token = work / "state" / "admin.token"
+    deadline = time.monotonic() + 30
+    while not (token.exists() and daemon._up()):
+        if time.monotonic() > deadline or daemon.process.poll() is not None:
+            raise RuntimeError(f"the daemon did not start: see {work / 'proactor.log'}")
+        time.sleep(0.05)
+    daemon.token = token.read_text().strip()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--jobs", type=int, default=100)
+    parser.add_argument("--seconds", type=float, default=60.0)
+    parser.add_argument("--by", action="append", choices=("http", "watchdog", "none"))
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+    if not 1 <= args.jobs <= 200 or not 1 <= args.seconds <= 600:
+        parser.error("at most 200 jobs and 600 seconds")
+    os.environ.setdefault(WINDOW_ENV, f"{WINDOW[0]}-{WINDOW[1]}")
+    rows = [run(by, args.jobs, args.seconds) for by in (args.by or ["none", "http", "watchdog"])]
+    print(f"{'checks':<10} {'jobs':>5} {'ready':>6} {'restarts':>9} {'cpu s':>8} {'wall s':>7}"
+          f" {'% core':>7}")
+    for row in rows:
+        print(f"{row['by']:<10} {row['jobs']:>5} {row['ready']:>6} {row['restarts']:>9}"
+              f" {row['cpu_seconds']:>8} {row['wall_seconds']:>7} {row['cpu_percent']:>7}")
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()

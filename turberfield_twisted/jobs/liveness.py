@@ -1,0 +1,306 @@
+"""
+Liveness: once a job is ready, is it still well?
+
+Readiness (:mod:`.readiness`) asks once, at start; :class:`Liveness` asks
+again every ``live_interval`` seconds for as long as the job is ready,
+one :class:`~twisted.internet.task.LoopingCall` per job on the injected
+reactor, each started at a phase drawn from :data:`PHASES` of the
+interval, so that a hundred jobs are not all asked at once (nor wake the
+daemon a hundred times a second). A check is one ``GET
+live_path`` that must answer 200 within ``live_timeout`` (and, if its
+body is JSON naming a guid, name the job's); or, with ``live_watchdog``,
+at least one ``WATCHDOG=1`` ping on the job's ready fd since the last
+check (:class:`~turberfield_twisted.launch.interfaces.IWatchdog`).
+
+After ``live_failures`` failed checks in a row the job is restarted like a
+crash: ``over(job, reason)`` (the lifecycle's ``over_limit``: its exit
+counts as a failure, restarted as its policy says, ``last_error`` giving
+the reason), then SIGKILL to its group at once (a worker that does not
+answer can't drain). The reason is a :class:`LivenessFailed`, a typed
+record (``str()`` of it is what ``last_error`` says) that
+``failure(guid)`` gives until the job table forgets the job. A job that stops
+answering is so restarted within ``live_interval * live_failures +
+live_timeout`` seconds of its last good answer.
+"""
+
+from __future__ import annotations
+
+import random
+import signal
+from collections.abc import Callable
+from enum import StrEnum
+
+import attrs
+from twisted.internet.defer import CancelledError, Deferred, succeed
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.internet.task import LoopingCall
+from twisted.logger import Logger
+
+from turberfield_twisted.config.operations import Operations
+from turberfield_twisted.jobs.job import EventKind, Job, JobEvent, JobState
+from turberfield_twisted.jobs.readiness import answer_is_from
+from turberfield_twisted.launch.interfaces import IWatchdog
+from turberfield_twisted.worker.parent import HttpClient
+
+__all__ = ["LIVENESS_EVENT", "CheckBy", "Liveness", "LivenessFailed"]
+
+#: How many phases of an interval (on the clock's grid of it) jobs' checks are spread
+#: over: each wakes the daemon once per interval, however many jobs share it (a wakeup
+#: of the asyncio reactor costs about 150 us of CPU: 100 phases of 100 jobs at 1 s cost
+#: 1.5% of a core, 10 cost 0.15%).
+PHASES = 10
+
+#: The name of the event emitted (kind ``worker``, ``data`` the failure's JSON) as a
+#: job is restarted for failing its liveness checks.
+LIVENESS_EVENT = "liveness_failed"
+
+
+class CheckBy(StrEnum):
+    """How a job's liveness is checked."""
+
+    HTTP = "http"  #: ``GET live_path``
+    WATCHDOG = "watchdog"  #: ``WATCHDOG=1`` pings on its ready fd
+
+
+@attrs.frozen
+class LivenessFailed:
+    """
+    Why a ready job was restarted: ``failures`` checks ``by`` one way failed
+    in a row, the first at ``since``, over ``failing_for`` seconds; ``last``
+    says how the last one failed. What a cluster launcher may act on (a
+    worker that does not answer may be on a partitioned node).
+    """
+
+    by: CheckBy
+    failures: int
+    since: float
+    failing_for: float
+    last: str
+
+    def __str__(self) -> str:
+        return (f"liveness failed: {self.failures} {self.by.value} checks in a row over"
+                f" {self.failing_for:.1f}s ({self.last})")
+
+    def as_json(self) -> dict[str, object]:
+        """As the ``liveness_failed`` event's data gives it."""
+        return {"reason": "liveness", "by": self.by.value, "failures": self.failures,
+                "failing_for": round(self.failing_for, 3), "last": self.last}
+
+
+@attrs.define(eq=False)
+class _Check:
+    """One ready job's checks: its loop, the check in flight and the failures in a row."""
+
+    job: Job
+    ops: Operations
+    by: CheckBy
+    loop: LoopingCall
+    begin: IDelayedCall | None = None
+    pending: Deferred[str | None] | None = None
+    failures: int = 0
+    since: float | None = None
+    pings: int = 0
+    #: Its first check is still to come (it may come sooner than a watchdog ping).
+    first: bool = True
+    #: How many checks passed (the tests wait on it).
+    passed: int = 0
+
+
+class Liveness:
+    """
+    Check each ready job of ``job(guid)`` as ``operations(job)`` says
+    (:class:`~turberfield_twisted.config.operations.Operations`), through
+    ``http`` (a treq-like client) on ``reactor``; ``over(job, reason)``
+    stops one that failed, ``emit`` is told of it. ``random`` draws each
+    job's phase. :meth:`observe` is subscribed to every job event.
+    """
+
+    log = Logger()
+
+    def __init__(self, reactor: IReactorTime, http: HttpClient,
+                 job: Callable[[str], Job | None], operations: Callable[[Job], Operations],
+                 over: Callable[[Job, str], None], emit: Callable[[JobEvent], None],
+                 random: Callable[[], float] = random.random):
+        self._reactor = reactor
+        self._http = http
+        self._job = job
+        self._operations = operations
+        self._over = over
+        self._emit = emit
+        self._random = random
+        self._checks: dict[str, _Check] = {}
+        self._failed: dict[str, LivenessFailed] = {}
+        self._passed: dict[str, list[tuple[int, Deferred[None]]]] = {}
+
+    # -- asked from outside -------------------------------------------------
+
+    def observe(self, event: JobEvent) -> None:
+        """A job event: checks begin as a job is ready, and end as it leaves ``ready``."""
+        if event.kind is not EventKind.STATE:
+            return
+        if event.state is JobState.READY:
+            job = self._job(event.guid)
+            if job is not None:
+                self.begin(job)
+        else:
+            self.end(event.guid)
+
+    def failure(self, guid: str) -> LivenessFailed | None:
+        """Why job ``guid`` was last restarted by its liveness checks (None: never)."""
+        return self._failed.get(guid)
+
+    def checking(self, guid: str) -> bool:
+        """Whether job ``guid`` is being checked."""
+        return guid in self._checks
+
+    def passed(self, guid: str, count: int) -> Deferred[None]:
+        """Fire once job ``guid`` has passed ``count`` checks in its run (cancel to stop)."""
+        check = self._checks.get(guid)
+        if check is not None and check.passed >= count:
+            return succeed(None)
+        waiting: list[tuple[int, Deferred[None]]] = self._passed.setdefault(guid, [])
+        d: Deferred[None] = Deferred(lambda d: waiting.remove((count, d)))
+        waiting.append((count, d))
+        return d
+
+    def begin(self, job: Job) -> None:
+        """Check ``job`` (ready) from a phase of its own on, if its operations say to."""
+        self.end(job.guid)
+        ops = self._operations(job)
+        if ops.live_interval is None:
+            return
+        by = CheckBy.HTTP
+        if ops.live_watchdog:
+            if IWatchdog.providedBy(job.process):
+                by = CheckBy.WATCHDOG
+            else:
+                self.log.warn("job {guid}: its launcher reads no ready fd: liveness by HTTP,"
+                              " not watchdog pings", guid=job.guid)
+        loop = LoopingCall(self._tick, job.guid)
+        loop.clock = self._reactor
+        check = self._checks[job.guid] = _Check(job, ops, by, loop)
+        if by is CheckBy.WATCHDOG:
+            check.pings = IWatchdog(job.process).pings
+        # One of PHASES points of the interval on the clock's own grid, shared by every
+        # job that draws it: their checks wake the daemon once between them.
+        slot = int(self._random() * PHASES) / PHASES * ops.live_interval
+        phase = (slot - self._reactor.seconds()) % ops.live_interval
+        check.begin = self._reactor.callLater(phase, self._start, check)
+
+    def end(self, guid: str) -> None:
+        """Check job ``guid`` no more (it left ``ready``, or the daemon stops)."""
+        check = self._checks.pop(guid, None)
+        if check is None:
+            return
+        if check.begin is not None and check.begin.active():
+            check.begin.cancel()
+        if check.loop.running:
+            check.loop.stop()
+        if check.pending is not None:
+            check.pending.cancel()
+        for _, d in self._passed.pop(guid, []):
+            d.cancel()
+
+    def close(self) -> None:
+        """End every job's checks."""
+        for guid in list(self._checks):
+            self.end(guid)
+
+    # -- the checks -----------------------------------------------------------
+
+    def _start(self, check: _Check) -> None:
+        check.begin = None
+        assert check.ops.live_interval is not None
+        check.loop.start(check.ops.live_interval, now=True).addErrback(
+            lambda failure: self.log.failure("job {guid}: its liveness checks stopped",
+                                             failure=failure, guid=check.job.guid))
+
+    def _tick(self, guid: str) -> None:
+        check = self._checks.get(guid)
+        if check is None or check.pending is not None:
+            return  # ended, or the last check is still waiting for its answer
+        started = self._reactor.seconds()
+        if check.by is CheckBy.WATCHDOG:
+            pings = IWatchdog(check.job.process).pings if check.job.process else check.pings
+            fresh, check.pings = pings > check.pings, pings
+            if not fresh and check.first:  # its phase may be shorter than a ping's period
+                check.first = False
+                return
+            check.first = False
+            self._result(check, started, None if fresh else
+                         f"no WATCHDOG=1 ping in {check.ops.live_interval:g}s")
+            return
+        pending = check.pending = Deferred.fromCoroutine(self._ask(check))
+        pending.addTimeout(check.ops.live_timeout, self._reactor)
+
+        def answered(why: str | None) -> None:
+            check.pending = None
+            self._result(check, started, why)
+
+        def failed(failure: object) -> None:
+            check.pending = None
+            if self._checks.get(guid) is check:  # not cancelled by end()
+                self._result(check, started, f"no answer within {check.ops.live_timeout:g}s")
+
+        pending.addCallbacks(answered, failed)
+
+    async def _ask(self, check: _Check) -> str | None:
+        """One ``GET live_path``: None if it answered well, else how it did not."""
+        job, timeout = check.job, check.ops.live_timeout
+        began = self._reactor.seconds()
+        try:
+            response = await self._http.get(job.url(check.ops.live_path), timeout=timeout,
+                                            reactor=self._reactor)
+            body = await response.content()
+        except CancelledError:
+            raise
+        except Exception as exc:
+            if self._reactor.seconds() - began >= timeout:  # the client's own timeout
+                return f"no answer within {timeout:g}s"
+            return f"GET {check.ops.live_path} failed: {type(exc).__name__}"
+        if response.code != 200:
+            return f"GET {check.ops.live_path} answered {response.code}"
+        if not answer_is_from(job.guid, body):
+            return f"GET {check.ops.live_path} was answered by another job"
+        return None
+
+    def _result(self, check: _Check, started: float, why: str | None) -> None:
+        """One check's result (``why`` it failed, or None)."""
+        job = check.job
+        if self._checks.get(job.guid) is not check:
+            return
+        if why is None:
+            check.failures, check.since = 0, None
+            check.passed += 1
+            self._wake(job.guid, check.passed)
+            return
+        check.failures += 1
+        if check.since is None:
+            check.since = started
+        self.log.warn("job {guid}: liveness check {n} of {of} failed: {why}", guid=job.guid,
+                      n=check.failures, of=check.ops.live_failures, why=why)
+        if check.failures >= check.ops.live_failures:
+            self._restart(check, why)
+
+    def _restart(self, check: _Check, why: str) -> None:
+        job = check.job
+        assert check.since is not None
+        now = self._reactor.seconds()
+        failed = LivenessFailed(check.by, check.failures, check.since, now - check.since, why)
+        self.end(job.guid)
+        for gone in [guid for guid in self._failed if self._job(guid) is None]:
+            del self._failed[gone]  # forgotten by the job table
+        self._failed[job.guid] = failed
+        self.log.error("job {guid}: {reason}: restarting it", guid=job.guid, reason=str(failed))
+        self._emit(job.event(now, EventKind.WORKER, LIVENESS_EVENT, failed.as_json()))
+        process = job.process
+        self._over(job, str(failed))
+        if process is not None and job.process is process:
+            process.signal(signal.SIGKILL)
+
+    def _wake(self, guid: str, passed: int) -> None:
+        waiting = self._passed.get(guid, [])
+        for entry in [entry for entry in waiting if entry[0] <= passed]:
+            waiting.remove(entry)
+            entry[1].callback(None)
+
