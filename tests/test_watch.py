@@ -101,3 +101,32 @@ def test_the_same_error_is_shown_once_and_a_fix_restarts_once(
         checks[-1].callback(error)
     assert initiator.events == [("a", EVENT_FAILED), ("a", EVENT_RESTART)]
     assert initiator.restarted == ["a"]
+
+
+def test_a_same_size_edit_within_a_second_runs_the_new_code(tmp_path) -> None:
+    """
+    Python trusts a .pyc whose source has the same size and whole second of mtime:
+    drop_bytecode (run before a watch restart) makes the next run compile the new source.
+    """
+    import os
+    import py_compile
+    import subprocess
+    import sys
+
+    from turberfield_twisted.daemon.importcheck import drop_bytecode
+
+    source = tmp_path / "quick.py"
+    source.write_text('print("version 1")\n')
+    py_compile.compile(str(source), invalidation_mode=py_compile.PycInvalidationMode.TIMESTAMP)
+    stamp = source.stat().st_mtime_ns
+    source.write_text('print("version 2")\n')
+    os.utime(source, ns=(stamp, stamp))  # the same second, as a quick save can be
+
+    def run() -> str:
+        return subprocess.run([sys.executable, "-P", "-m", "quick"], capture_output=True,
+                              text=True, timeout=30, check=True,
+                              env={"PYTHONPATH": str(tmp_path)}).stdout.strip()
+
+    assert run() == "version 1"  # the stale bytecode: what a restart would have run
+    drop_bytecode([str(source)])
+    assert run() == "version 2"

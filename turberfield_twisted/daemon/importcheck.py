@@ -8,8 +8,11 @@ time (killed past it) and in what of its stderr is kept.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.machinery
+import importlib.util
 import json
+import os
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -21,7 +24,7 @@ from twisted.internet.interfaces import IDelayedCall, IReactorProcess, IReactorT
 from twisted.internet.protocol import ProcessProtocol
 from twisted.python.failure import Failure
 
-__all__ = ["MAX_ERROR", "Source", "check_import", "source_of", "worker_path"]
+__all__ = ["MAX_ERROR", "Source", "check_import", "drop_bytecode", "source_of", "worker_path"]
 
 #: The most of a failed import's stderr that is kept (its end: the error itself).
 MAX_ERROR = 16 * 1024
@@ -50,6 +53,17 @@ def source_of(module: str, path: Sequence[str]) -> Source | None:
     if spec.origin is None:
         return None
     return Source(Path(spec.origin).parent, False)
+
+
+def drop_bytecode(paths: Sequence[str]) -> None:
+    """
+    Remove the cached bytecode of each source file of ``paths``: Python
+    trusts a ``.pyc`` whose source has the same size and the same whole
+    second of mtime, so a quick edit of the same size would run the old code.
+    """
+    for path in paths:
+        with contextlib.suppress(OSError, ValueError, NotImplementedError):
+            os.unlink(importlib.util.cache_from_source(path))
 
 
 class _Run(ProcessProtocol):

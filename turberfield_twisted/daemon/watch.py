@@ -33,7 +33,13 @@ from twisted.python.filepath import FilePath
 
 from turberfield_twisted.config.logs import watched
 from turberfield_twisted.config.settings import Settings
-from turberfield_twisted.daemon.importcheck import Source, check_import, source_of, worker_path
+from turberfield_twisted.daemon.importcheck import (
+    Source,
+    check_import,
+    drop_bytecode,
+    source_of,
+    worker_path,
+)
 from turberfield_twisted.daemon.initiator import Initiator
 from turberfield_twisted.jobs.job import Wanted
 from turberfield_twisted.launch.local import minimal_env
@@ -62,6 +68,8 @@ class _Watched:
     checking: bool = False
     again: bool = False
     changed: set[str] = attrs.field(factory=set)
+    #: Every file changed since its jobs last restarted (failed checks' files too).
+    unrestarted: set[str] = attrs.field(factory=set)
     shown: str | None = None
 
 
@@ -161,8 +169,11 @@ class Watcher(Service):
             watched.checking = False
         if not self.running:
             return
+        watched.unrestarted.update(changed)
         if error is None:
             watched.shown = None
+            changed, watched.unrestarted = sorted(watched.unrestarted), set()
+            drop_bytecode(changed)  # a same-size edit within a second: not the old .pyc
             self._restart(watched.module, changed)
         elif error != watched.shown:
             watched.shown = error
