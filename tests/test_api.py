@@ -30,7 +30,8 @@ from turberfield_twisted.daemon.reconcile import Reconciler
 from turberfield_twisted.errors import ConfigPushFailed
 from turberfield_twisted.hooks.dispatcher import HookDispatcher, UnknownHook
 from turberfield_twisted.hooks.rules import check_events, check_url
-from turberfield_twisted.http.api import ControlAPI, _LimitedRequest
+from turberfield_twisted.http.api import ControlAPI
+from turberfield_twisted.http.web import _LimitedRequest
 from turberfield_twisted.testing.configs import initiator_config
 from turberfield_twisted.testing.fakes import FakeProcessReactor
 
@@ -957,6 +958,30 @@ async def test_relay_errors():
     response, body = await t.call("GET", f"/jobs/{guid}/proxy/x")
     is_error(response, body, 502)
     assert "exited" in body["error"] and len(http.calls) == calls
+
+
+@pytest_twisted.ensureDeferred
+async def test_relayed_requests_in_flight_share_one_clock():
+    """Ten relayed requests waiting on a worker hold one timer between them, not one each;
+    each is 504 once relay_timeout has passed (a tenth of it late at most)."""
+    http = FakeAgent(None)
+    t = make(relay_agent=http, relay_timeout=4)
+
+    def timers() -> int:  # the daemon's, not the test client's own (Deferred.cancel)
+        return sum("Deferred.cancel" not in repr(call) for call in t.reactor.getDelayedCalls())
+
+    guid = await t.launch()
+    before = timers()
+    waiting = [Deferred.fromCoroutine(t.call("GET", f"/jobs/{guid}/proxy/{n}")) for n in range(10)]
+    t.stub.flush()
+    assert len(http.calls) == 10 and timers() == before + 1
+    t.reactor.advance(3.5)
+    t.stub.flush()
+    assert not any(d.called for d in waiting)
+    t.reactor.advance(0.9)
+    t.stub.flush()
+    for d in waiting:
+        is_error(*await d, 504)
 
 
 @pytest_twisted.ensureDeferred
