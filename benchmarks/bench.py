@@ -9,7 +9,7 @@ Run from the repository root (``make bench`` installs the ``bench`` extra)::
 
 Every figure is a median over rounds, and every ratio divides two medians
 taken in the same run, so that a noisy shared machine slows both alike.
-Loopback only, ports 22500-22999; every load loop is bounded in count and
+Loopback only, ports 22400-22999; every load loop is bounded in count and
 time, and no round starts that might end after ``--budget`` seconds. The
 services rows are ``service_rows.py``'s.
 """
@@ -22,7 +22,6 @@ import os
 import platform
 import shutil
 import signal
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -34,6 +33,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from cold_start import DECLARED_KINDS, clients, declared, templates
 from managers import (
     COLD,
     WARM,
@@ -44,8 +44,9 @@ from managers import (
     Procmon,
     Supervisor,
 )
-from probe import answers, rss_kib, uss_kib, wait_answering
-from service_rows import SERVICE_ROWS, ServiceRows
+from probe import answers, cpu_seconds, rss_kib, uss_kib, wait_answering
+from report import summarize, table
+from service_rows import ServiceRows
 
 HERE = Path(__file__).resolve().parent
 API = 22500
@@ -53,6 +54,9 @@ OURS = (22600, 22799)
 PEERS = list(range(22800, 22900))
 ONE = 22950  # the single worker of the launch and restart rows
 CIRCUS_CONTROL, SUPERVISOR_CONTROL = 22990, 22995
+#: The daemons started with their workers declared: their workers' ports, their control's.
+DECLARED = {"proactor": (list(range(22400, 22500)), 22975), "circus": (PEERS, 22980),
+            "supervisord": (PEERS, 22985)}
 RUNTIME = "turberfield_twisted.worker"
 
 Samples = dict[str, list[float]]
@@ -117,9 +121,14 @@ def restart_one(manager: Manager, samples: Samples, key: str, module: str | None
 
 def fan_out(manager: Manager, samples: Samples, key: str, count: int,
             module: str | None = None) -> None:
-    """``count`` workers asked for at once; time until all answer; daemon RSS before/after."""
-    if manager.pid:
-        samples[f"rss0 {key}"].append(rss_kib(manager.pid))
+    """
+    ``count`` workers asked for at once; time until all answer; daemon RSS
+    before and after, and its CPU meanwhile.
+    """
+    pid = manager.pid
+    if pid:
+        samples[f"rss0 {key}"].append(rss_kib(pid))
+        cpu = cpu_seconds(pid)
     start = _now()
     if isinstance(manager, Proactor):
         ports = manager.launch([0] * count, module)
@@ -127,8 +136,9 @@ def fan_out(manager: Manager, samples: Samples, key: str, count: int,
         ports = manager.launch(PEERS[:count])
     seen = wait_answering(ports, 180, 0.02)
     samples[key].append(max(seen.values()) - start)
-    if manager.pid:
-        samples[f"rss {key}"].append(rss_kib(manager.pid))
+    if pid:
+        samples[f"cpu {key}"].append(cpu_seconds(pid) - cpu)
+        samples[f"rss {key}"].append(rss_kib(pid))
     if isinstance(manager, Proactor) and module == WARM:
         samples["uss warm worker, at fan-out"].append(uss_kib(manager.pid_on(ports[-1])))
     manager.stop(ports)
@@ -180,11 +190,12 @@ def run(options: argparse.Namespace) -> dict[str, Any]:
         wait_answering([relay_port], 60, 0.01)
         relay_guid = ours.jobs[relay_port]
         assert answers(relay_port)
+        templates(ours, samples)  # the warm module's, launched from above
         fan_rounds = {i * options.rounds // max(1, options.fanout_rounds)
                       for i in range(min(options.fanout_rounds, options.rounds))}
-        longest = 0.0
+        longest = {True: 0.0, False: 0.0}  # of the rounds with fan-outs, and of the others
         for number in range(options.rounds):
-            if _now() - began + longest > options.budget:
+            if _now() - began + longest[number in fan_rounds] > options.budget:
                 print(f"budget of {options.budget:g}s reached after {number} rounds",
                       file=sys.stderr)
                 break
@@ -223,10 +234,16 @@ def run(options: argparse.Namespace) -> dict[str, Any]:
                     lambda: fan_out(circus, samples, "fan-out circus", options.fanout),
                     lambda: fan_out(supervisor, samples, "fan-out supervisord", options.fanout),
                     lambda: fan_out(procmon, samples, "fan-out procmon", options.fanout),
+                    lambda: clients(ours, samples, "clients proactor", options.fanout, COLD),
+                    lambda: clients(ours, samples, "clients proactor warm", options.fanout,
+                                    WARM),
+                    *(lambda kind=kind: declared(kind, work, DECLARED[kind][0][:options.fanout],
+                                                 DECLARED[kind][1], samples)
+                      for kind in DECLARED_KINDS),
                 ]
                 for step in fans[rotate:] + fans[:rotate]:
                     step()
-            longest = max(longest, _now() - started)
+            longest[number in fan_rounds] = max(longest[number in fan_rounds], _now() - started)
             print(f"round {number + 1} done in {_now() - started:.0f}s", file=sys.stderr)
         ours.stop([relay_port])
         done = subprocess.run([sys.executable, "-P", str(HERE / "inprocess.py")],
@@ -253,136 +270,17 @@ def run(options: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-def _median(samples: Samples, key: str) -> float | None:
-    values = samples.get(key)
-    return statistics.median(values) if values else None
-
-
-#: (label, ours key, baseline key or None, how ours compares: "ratio", "diff" or "value",
-#:  unit, target (a bound), "max" or "min": the bound is an upper or a lower one)
-ROWS: list[tuple[str, str, str | None, str, str, float | None, str]] = [
-    ("launch -> answering, one job (p50)", "launch proactor", "launch bare", "ratio", "ms",
-     1.05, "max"),
-    ("warm launch -> answering, one job (p50)", "launch proactor warm", "launch bare",
-     "ratio", "ms", 0.10, "max"),
-    ("import of the runtime - import klein (paired)", "import diff", None, "value", "ms",
-     10.0, "max"),
-    ("N at once, all answering: cold vs circus", "fan-out proactor", "fan-out circus",
-     "ratio", "ms", 0.90, "max"),
-    ("N at once, all answering: warm vs circus", "fan-out proactor warm", "fan-out circus",
-     "ratio", "ms", 0.15, "max"),
-    ("N at once: supervisord vs circus", "fan-out supervisord", "fan-out circus", "ratio",
-     "ms", None, "max"),
-    ("N at once: procmon (from its start) vs circus", "fan-out procmon", "fan-out circus",
-     "ratio", "ms", None, "max"),
-    ("kill -9 -> answering again vs procmon", "restart proactor", "restart procmon", "ratio",
-     "ms", 1.05, "max"),
-    ("kill -9 -> answering again, warm, vs procmon", "restart proactor warm",
-     "restart procmon", "ratio", "ms", None, "max"),
-    ("kill -9 -> answering again: circus vs procmon", "restart circus", "restart procmon",
-     "ratio", "ms", None, "max"),
-    ("kill -9 -> answering again: supervisord vs procmon", "restart supervisord",
-     "restart procmon", "ratio", "ms", None, "max"),
-    ("relay GET req/s, 1 connection, vs direct", "relay 1", "direct 1", "ratio", "req/s",
-     0.70, "min"),
-    ("relay GET req/s, 10 connections, vs direct", "relay 10", "direct 10", "ratio", "req/s",
-     0.70, "min"),
-    ("daemon RSS with N jobs vs circus", "rss fan-out proactor", "rss fan-out circus",
-     "ratio", "KiB", 1.0, "max"),
-    ("daemon RSS with N jobs: supervisord vs circus", "rss fan-out supervisord",
-     "rss fan-out circus", "ratio", "KiB", None, "max"),
-    ("daemon RSS growth per job (KiB)", "growth proactor", None, "value", "KiB", 50.0, "max"),
-    ("warm worker USS (MiB)", "uss launch proactor warm", None, "value", "MiB", 10.0, "max"),
-    ("cold worker USS vs bare worker", "uss launch proactor", "uss launch bare", "ratio",
-     "KiB", None, "max"),
-    ("daemon CPU per launch with N jobs vs with none", "launch cost at N", "launch cost at 0",
-     "ratio", "us", 1.2, "max"),
-    ("spawn() blocks the reactor, p90 under fan-out (ms)", "spawn p90", None, "value", "ms",
-     10.0, "max"),
-    *SERVICE_ROWS,
-]
-
-
-#: Samples are seconds; a unit of time shows them so.
-_SCALE = {"ms": 1e3, "us": 1e6}
-
-
-def summarize(result: dict[str, Any]) -> list[dict[str, Any]]:
-    """One record per row: medians, the comparison, its target and whether it is met."""
-    samples: Samples = result["samples"]
-    if samples.get("rss fan-out proactor") and samples.get("rss0 fan-out proactor"):
-        count = result["options"]["fanout"]
-        samples["growth proactor"] = [
-            (after - before) / count for before, after in
-            zip(samples["rss0 fan-out proactor"], samples["rss fan-out proactor"], strict=False)]
-    rows = []
-    for label, key, base, how, unit, target, bound in ROWS:
-        ours, other = _median(samples, key), _median(samples, base) if base else None
-        if ours is None or (base and other is None):
-            rows.append({"measure": label, "missing": True})
-            continue
-        scale = _SCALE.get(unit, 1.0)
-        if unit == "MiB":
-            ours = ours / 1024
-        if how == "ratio":
-            value = ours / other if other else float("nan")
-        elif how == "diff":
-            value = (ours - other) * scale
-        else:
-            value = ours * scale
-        met = None if target is None else (value <= target if bound == "max" else value >= target)
-        rows.append({"measure": label, "ours": ours, "baseline": other, "unit": unit,
-                     "n": len(samples[key]), "value": value, "how": how,
-                     "target": target, "bound": bound, "met": met})
-    return rows
-
-
-def _show(x: float | None, unit: str) -> str:
-    if x is None:
-        return "-"
-    if unit == "MiB":
-        return f"{x:,.2f} MiB"
-    return f"{x * _SCALE.get(unit, 1.0):,.1f} {unit}"
-
-
-def table(result: dict[str, Any], rows: list[dict[str, Any]]) -> str:
-    """The rows as one plain-text table."""
-    header = ("measure", "n", "this daemon", "baseline", "ratio/value", "target", "met")
-    lines = []
-    for row in rows:
-        if row.get("missing"):
-            lines.append((row["measure"], "0", "-", "-", "-", "-", "-"))
-            continue
-        unit = row["unit"]
-        ours, base = _show(row["ours"], unit), _show(row["baseline"], unit)
-        target = "-" if row["target"] is None else (
-            ("<= " if row["bound"] == "max" else ">= ") + f"{row['target']:g}")
-        met = {None: "", True: "yes", False: "NO"}[row["met"]]
-        lines.append((row["measure"], str(row["n"]), ours, base, f"{row['value']:.2f}",
-                      target, met))
-    widths = [max(len(r[i]) for r in [header, *lines]) for i in range(len(header))]
-
-    def render(r: tuple[str, ...]) -> str:
-        return "  ".join([r[0].ljust(widths[0]),
-                          *(c.rjust(w) for c, w in zip(r[1:], widths[1:], strict=True))])
-
-    title = (f"turberfield-twisted benchmark: {result['date']}, {result['machine']}, "
-             f"{result['seconds']:.0f}s, N = {result['options']['fanout']}")
-    return "\n".join([title, "", render(header), "  ".join("-" * w for w in widths),
-                      *map(render, lines)])
-
-
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0].strip())
     parser.add_argument("--rounds", type=int, default=3, help="rounds (default 3)")
     parser.add_argument("--fanout", type=int, default=100,
                         help="workers asked for at once (default 100)")
-    parser.add_argument("--fanout-rounds", type=int, default=2,
-                        help="how many rounds include the fan-outs (default 2)")
+    parser.add_argument("--fanout-rounds", type=int, default=1,
+                        help="how many rounds include the fan-outs (default 1)")
     parser.add_argument("--load-seconds", type=float, default=1.5,
                         help="seconds of each relay load run (default 1.5)")
-    parser.add_argument("--budget", type=float, default=480.0,
-                        help="no round starts that might end after this (default 480 s)")
+    parser.add_argument("--budget", type=float, default=720.0,
+                        help="no round starts that might end after this (default 720 s)")
     parser.add_argument("--json", default="benchmarks/results.json",
                         help="where the samples and the table go as JSON")
     options = parser.parse_args(argv)

@@ -335,8 +335,15 @@ class Procmon(Manager):
         self.pid = None
 
 
+#: The config the floor reads on stdin: a job's section, as a worker of the daemon gets.
+FLOOR_CONFIG = b"[bare]\ngreeting = hello\nguid = bare\n"
+
+
 class Floor(Manager):
-    """No manager: the bare worker spawned directly (and killed) by the benchmark."""
+    """
+    No manager: the bare worker spawned directly (and killed) by the
+    benchmark, its config on stdin.
+    """
 
     name = "bare"
 
@@ -348,8 +355,12 @@ class Floor(Manager):
 
     def launch(self, ports: list[int]) -> list[int]:
         for port in ports:
-            self.children[port] = subprocess.Popen(_bare(port), env=_env(),
-                                                   stdin=subprocess.DEVNULL)
+            child = subprocess.Popen([*_bare(port), "--config-stdin"], env=_env(),
+                                     stdin=subprocess.PIPE)
+            assert child.stdin is not None
+            child.stdin.write(FLOOR_CONFIG)  # as the daemon hands a worker its config
+            child.stdin.close()
+            self.children[port] = child
         return ports
 
     def stop(self, ports: list[int]) -> None:

@@ -1,15 +1,16 @@
 """
 What the benchmark looks at from outside: which loopback ports listen, whether
-a worker answers, and how much memory a process holds.
+a worker answers, and how much memory and CPU a process holds and has used.
 """
 
 from __future__ import annotations
 
 import http.client
+import os
 import time
 from collections.abc import Iterable
 
-__all__ = ["answers", "listening_ports", "rss_kib", "uss_kib", "wait_answering",
+__all__ = ["answers", "cpu_seconds", "listening_ports", "rss_kib", "uss_kib", "wait_answering",
            "wait_closed", "wait_gone"]
 
 
@@ -110,3 +111,10 @@ def rss_kib(pid: int) -> float:
 def uss_kib(pid: int) -> float:
     """Unique set size (private clean + dirty pages) of ``pid`` in KiB."""
     return _field(f"/proc/{pid}/smaps_rollup", ("Private_Clean:", "Private_Dirty:"))
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) of process ``pid`` itself so far, from ``/proc/PID/stat``."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")

@@ -960,6 +960,30 @@ async def test_relay_errors():
 
 
 @pytest_twisted.ensureDeferred
+async def test_relayed_requests_in_flight_share_one_clock():
+    """Ten relayed requests waiting on a worker hold one timer between them, not one each;
+    each is 504 once relay_timeout has passed (a tenth of it late at most)."""
+    http = FakeAgent(None)
+    t = make(relay_agent=http, relay_timeout=4)
+
+    def timers() -> int:  # the daemon's, not the test client's own (Deferred.cancel)
+        return sum("Deferred.cancel" not in repr(call) for call in t.reactor.getDelayedCalls())
+
+    guid = await t.launch()
+    before = timers()
+    waiting = [Deferred.fromCoroutine(t.call("GET", f"/jobs/{guid}/proxy/{n}")) for n in range(10)]
+    t.stub.flush()
+    assert len(http.calls) == 10 and timers() == before + 1
+    t.reactor.advance(3.5)
+    t.stub.flush()
+    assert not any(d.called for d in waiting)
+    t.reactor.advance(0.9)
+    t.stub.flush()
+    for d in waiting:
+        is_error(*await d, 504)
+
+
+@pytest_twisted.ensureDeferred
 async def test_relay_checks_come_before_the_worker_is_called():
     """Unknown job 404, no token 401, too big 413, dot segments 400: nothing is sent."""
     http = FakeAgent(answer())

@@ -362,7 +362,7 @@ async def test_the_pool_grows_to_the_concurrency_seen(
     remove = fake_job(initiator, "stand-in", port.getHost().port)
     try:
         client = await serve()
-        assert client.api.relay.pool.maxPersistentPerHost == 4
+        assert client.api.relay.pool.per_host == 4
         factory.hold = 10  # all ten are in flight before any is answered
         for _ in range(2):
             results = await gatherResults([
@@ -370,7 +370,7 @@ async def test_the_pool_grows_to_the_concurrency_seen(
                 for n in range(10)])
             assert [status for status, _, _ in results] == [200] * 10
         assert client.api.relay.peak == 10
-        assert client.api.relay.pool.maxPersistentPerHost == 10
+        assert client.api.relay.pool.per_host == 10
         assert factory.connections <= 12  # the second round reused the first's
     finally:
         remove()

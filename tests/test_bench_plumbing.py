@@ -43,7 +43,7 @@ def bench(monkeypatch: pytest.MonkeyPatch, ports: PortRange) -> Any:
     spec.loader.exec_module(module)
     monkeypatch.setattr(module, "API", ports.low)
     yield module
-    for name in ("managers", "probe", "service_rows", "bare_worker"):
+    for name in ("managers", "probe", "service_rows", "bare_worker", "cold_start", "report"):
         sys.modules.pop(name, None)
 
 
@@ -65,6 +65,43 @@ def test_the_bench_launches_and_relays_through_the_daemon(bench: Any, tmp_path: 
     finally:
         ours.close()
     assert ours.process.returncode == -signal.SIGTERM  # twistd ends by the signal it got
+    assert children_of(os.getpid()) == []
+
+
+def test_the_bench_starts_a_daemon_with_its_workers_declared(bench: Any, tmp_path: Path,
+                                                            ports: PortRange) -> None:
+    """
+    A daemon started with 3 jobs declared in its config is timed until all 3 answer,
+    its own CPU and RSS read from /proc; once stopped, nothing it started is left.
+    """
+    samples: dict[str, list[float]] = defaultdict(list)
+    workers = list(ports.ports)[1:4]
+    sys.modules["cold_start"].declared("proactor", tmp_path, workers, ports.low, samples)
+    assert [len(samples[key]) for key in ("start proactor", "start cpu proactor",
+                                          "start rss proactor")] == [1, 1, 1]
+    assert samples["start cpu proactor"][0] > 0 and samples["start rss proactor"][0] > 0
+    assert not set(workers) & sys.modules["probe"].listening_ports()
+    assert children_of(os.getpid()) == []
+
+
+def test_the_bench_launches_and_waits_from_many_clients_at_once(bench: Any, tmp_path: Path,
+                                                                ports: PortRange) -> None:
+    """
+    Clients at once each launch a job and wait for it to be ready (POST /jobs, then
+    ?wait=ready); the daemon's CPU meanwhile is read, and a warm template's memory.
+    """
+    cold_start = sys.modules["cold_start"]
+    ours = bench.Proactor(tmp_path / "proactor", ports.low, ports.low + 1, ports.high)
+    ours.start()
+    try:
+        samples: dict[str, list[float]] = defaultdict(list)
+        cold_start.clients(ours, samples, "clients", 4, bench.WARM)
+        assert len(samples["clients"]) == len(samples["cpu clients"]) == 1
+        assert ours.jobs == {}  # each stopped
+        cold_start.templates(ours, samples)
+        assert len(samples["rss template"]) == len(samples["uss template"]) == 1
+    finally:
+        ours.close()
     assert children_of(os.getpid()) == []
 
 

@@ -2,6 +2,7 @@
 
 import pytest
 import pytest_twisted
+from twisted.internet.defer import CancelledError
 from twisted.internet.defer import TimeoutError as DeferredTimeout
 from twisted.logger import capturedLogs, formatEvent
 
@@ -246,6 +247,68 @@ async def test_wait_for_state_fires_on_the_state_or_times_out():
     reactor.spawned[0].exit(0)
     assert (await waiting).state == "exited"
     assert len(init._observers) == standing
+
+
+class _Counting(frozenset):
+    """States whose every membership test is counted in ``looks``."""
+
+    looks = 0
+
+    def __contains__(self, item):
+        _Counting.looks += 1
+        return frozenset.__contains__(self, item)
+
+
+@pytest_twisted.ensureDeferred
+async def test_an_event_is_looked_at_only_by_the_waits_on_its_own_job():
+    """
+    A hundred waits on a hundred jobs add nothing to what every event goes
+    through (the observers stay as many): one job's event is held against its
+    own job's waits alone (one look).
+    """
+    reactor, init = make(23000, 23199)
+    guids = [await init.launch(DEMO) for _ in range(100)]  # two starting, the rest waiting
+    observers = len(init._observers._observers)
+    waits = [init._observers.entered(guid, _Counting({"ready"})) for guid in guids]
+    assert len(init._observers._observers) == observers
+    _Counting.looks = 0
+    init.stop(guids[50])  # a waiting job ends at once: one event
+    assert _Counting.looks == 1 and init.job(guids[50]).state == "exited"
+    for wait in waits:
+        wait.addErrback(lambda failure: failure.trap(CancelledError))
+        wait.cancel()
+    assert len(init._observers) == 0
+    for guid in guids:
+        init.stop(guid)
+    for proc in reactor.spawned:
+        if proc.pid is not None:
+            proc.exit(0)
+
+
+def test_a_module_found_is_looked_for_once_until_a_reload(monkeypatch):
+    """A hundred launches of one module look for it once; a reload looks again."""
+    import turberfield_twisted.launch.local as launcher_module
+
+    looked: list[str] = []
+    findable = launcher_module._findable
+
+    def counted(module, path):
+        looked.append(module)
+        return findable(module, path)
+
+    monkeypatch.setattr(launcher_module, "_findable", counted)
+    launcher = LocalLauncher(FakeProcessReactor(), python="/py")
+    launcher.prepare()
+    for _ in range(100):
+        launcher.check(DEMO)
+    assert looked == [DEMO]
+    with pytest.raises(UnknownModule):
+        launcher.check("no.such.module")
+    with pytest.raises(UnknownModule):
+        launcher.check("no.such.module")  # not found is not remembered
+    launcher.reload()
+    launcher.check(DEMO)
+    assert looked == [DEMO, "no.such.module", "no.such.module", DEMO]
 
 
 @pytest.mark.parametrize("session", ["a$b", "${turberfield_twisted.demo.hello:secret}", "5$$"])

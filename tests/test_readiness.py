@@ -1,6 +1,7 @@
 """
 Readiness: the worker says it listens (a line on fd 4) and one health check
-confirms it; a worker that never says so is polled at most 50 ms apart.
+confirms it; a worker that never says so is polled: at its spawn, 0.1 s after,
+then at pauses that double, at most 1 s apart.
 Probe timing on a Clock; the ready fd, the config wait and a worker without
 the runtime through real processes on loopback ports from free_ports.
 """
@@ -15,7 +16,7 @@ from typing import Any
 import pytest
 import pytest_twisted
 import treq
-from twisted.internet.defer import CancelledError, Deferred
+from twisted.internet.defer import CancelledError, Deferred, succeed
 from twisted.internet.protocol import ProcessProtocol
 from twisted.internet.task import Clock, deferLater
 
@@ -58,17 +59,42 @@ def test_a_worker_that_says_it_listens_is_checked_at_once():
     assert clock.getDelayedCalls() == []
 
 
-def test_a_worker_that_never_says_so_is_polled_at_most_50_ms_apart():
-    """No signal: checks at 0, then pauses growing from 10 ms by 1.5 to a cap of 50 ms."""
+def test_a_worker_that_said_so_already_is_checked_at_once():
+    """A worker heard before the wait begins (a Slurm job's report) is checked at once."""
+    clock = Clock()
+    http = FakeHealth()
+    done = HealthProbe(http, clock).wait("g", "http://127.0.0.1:1/health", succeed(None))
+    assert done.called and times(http) == [0.0]
+
+
+def test_a_failed_check_after_the_signal_is_tried_again_soon():
+    """Heard, but its check fails: the next check comes 0.1 s later, then pauses double."""
     clock = Clock()
     http = refusing()
     listening: Deferred[None] = Deferred()
     done = HealthProbe(http, clock).wait("g", "http://127.0.0.1:1/health", listening)
-    clock.pump([0.00125] * 400)  # the clock's steps blur each time by up to one step
+    clock.advance(0.05)
+    listening.callback(None)
+    clock.pump([0.01] * 80)
+    assert times(http) == pytest.approx([0.0, 0.05, 0.15, 0.35, 0.75], abs=0.025)
+    done.addErrback(lambda failure: failure.trap(CancelledError))
+    done.cancel()
+
+
+def test_a_worker_that_never_says_so_is_polled_at_most_1_s_apart():
+    """
+    No signal: a check at once, then 0.1 s after, then pauses doubling to a cap of
+    1 s (a hundred workers that take seconds to start cost a few checks each).
+    """
+    clock = Clock()
+    http = refusing()
+    listening: Deferred[None] = Deferred()
+    done = HealthProbe(http, clock).wait("g", "http://127.0.0.1:1/health", listening)
+    clock.pump([0.01] * 800)  # the clock's steps blur each time by up to one step
     asked = times(http)
     pauses = [b - a for a, b in itertools.pairwise(asked)]
-    assert pauses[:6] == pytest.approx([0.01, 0.015, 0.0225, 0.03375, 0.05, 0.05], abs=0.0013)
-    assert len(pauses) > 10 and max(pauses) <= 0.05 + 0.0013
+    assert pauses[:6] == pytest.approx([0.1, 0.2, 0.4, 0.8, 1.0, 1.0], abs=0.011)
+    assert len(asked) == 11 and max(pauses) <= 1.0 + 0.011  # in 8 s
     done.addErrback(lambda failure: failure.trap(CancelledError))
     done.cancel()
     assert listening.called  # the wait gave up on the signal too

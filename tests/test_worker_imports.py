@@ -111,5 +111,7 @@ assert parent is not None and parent.url == "http://127.0.0.1:8080", parent
 assert not {"treq", "twisted.web.client"} & set(sys.modules), "loaded too soon"
 parent.http
 """)
-    assert ours == WORKER_SIDE | {"turberfield_twisted.worker.agent"}
+    assert ours == WORKER_SIDE | {"turberfield_twisted.worker.agent",
+                                  "turberfield_twisted.worker.endpoint",
+                                  "turberfield_twisted.worker.tlsgate"}
     assert http == HTTP_CLIENT

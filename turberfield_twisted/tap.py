@@ -2,11 +2,11 @@
 ``twistd proactor``: Options and makeService.
 
 Run it as ``twistd -n proactor``: the asyncio reactor is installed here if
-twistd has not installed one yet. Before anything is written to the state
-directory its lock is taken: a second daemon on it exits 1 at once, naming
-the pid of the one that holds it. SIGHUP reloads the config; under
-systemd (``NOTIFY_SOCKET``) the daemon says READY=1 once its API listens
-and its declared jobs have started.
+twistd has not installed one yet (pyOpenSSL kept out unless TLS is asked
+for). Before anything is written to the state directory its lock is taken:
+a second daemon on it exits 1 at once, naming the pid of the one that holds
+it. SIGHUP reloads the config; under systemd (``NOTIFY_SOCKET``) the daemon
+says READY=1 once its API listens and its declared jobs have started.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from twisted.application.service import IService
 from twisted.logger import Logger
 from twisted.python import usage
 
-from turberfield_twisted.access.tls import InsecureListen, check_listen
+from turberfield_twisted.access.tls import InsecureListen, check_listen, tls_wanted
 from turberfield_twisted.config.settings import check_config
 from turberfield_twisted.configtext import make_config, parse_config
 from turberfield_twisted.contract import TOKEN_FILE, default_state_dir
@@ -39,6 +39,7 @@ from turberfield_twisted.tap_services import (
     Signals,
     with_backlog,
 )
+from turberfield_twisted.worker.tlsgate import defer_tls
 
 if TYPE_CHECKING:  # imported when the service is made (http's import installs the reactor)
     pass
@@ -158,6 +159,9 @@ def makeService(options: Options) -> IService:
     """The initiator with its control API, on the asyncio reactor."""
     import secrets
 
+    own = options["settings"].initiator
+    if not tls_wanted(options["listen"], own.hook_ca, own.tls_ca, own.tls_client_ca):
+        defer_tls()  # before the reactor (twisted.internet.tcp) is imported
     reactor = _asyncio_reactor()
     from turberfield_twisted.daemon.initiator import Initiator
     from turberfield_twisted.daemon.metrics import Metrics

@@ -36,6 +36,7 @@ __all__ = [
     "load_ca",
     "parse_endpoint",
     "server_endpoint",
+    "tls_wanted",
 ]
 
 
@@ -61,6 +62,16 @@ class Endpoint:
         """The address it binds: every one (``''`` or ``::``) unless it says ``interface=``."""
         default = "::" if self.kind == "tcp6" else ""
         return self.options.get("interface", default)
+
+
+def tls_wanted(listen: str, *cas: str | None) -> bool:
+    """
+    Whether a daemon listening on endpoint ``listen`` with these CAs (for
+    web-hook receivers, to hand workers: ``hook_ca``, ``tls_ca``,
+    ``tls_client_ca``) asks for TLS. Without, TLS is not loaded until a
+    client meets an ``https`` URL (:mod:`~turberfield_twisted.worker.tlsgate`).
+    """
+    return parse_endpoint(listen).tls or any(cas)
 
 
 def parse_endpoint(text: str) -> Endpoint:

@@ -58,7 +58,7 @@ from turberfield_twisted.launch.reactor import IDaemonReactor
 from turberfield_twisted.launch.router import default_launcher
 from turberfield_twisted.launch.slurm.nodes import NodeBook
 from turberfield_twisted.services.registry import Services
-from turberfield_twisted.worker.parent import HttpClient, make_http
+from turberfield_twisted.worker.parent import HttpClient, LazyHttp
 from turberfield_twisted.worker.proactor import Proactor
 
 __all__ = ["Initiator"]
@@ -101,14 +101,12 @@ class Initiator(InitiatorConfig, JobTable, Proactor, Service):
         self.guid: str | None = guid
         self._keeper = Keeper(store)
         self._stopping = False
-        self._pools = []
+        probe = make_probe(self.reactor, http)
+        self._own_http: LazyHttp | None = None
         if http is None:
-            http, pool = make_http(self.reactor)
-            self._pools.append(pool)
-        #: The treq-like client it reaches workers with.
+            http = self._own_http = LazyHttp(self.reactor)
+        #: The treq-like client it reaches workers with (built on first use, unless given).
         self.http: HttpClient = http
-        probe, probe_pool = make_probe(self.reactor, None if self._pools else http)
-        self._pools.extend([probe_pool] if probe_pool is not None else [])
         #: Slurm nodes that failed jobs, and what each excludes (``GET /slurm/nodes``).
         self.slurm_nodes = nodes or NodeBook.of(self.reactor.seconds, self._checked)
         #: Where workers run.
@@ -356,8 +354,8 @@ class Initiator(InitiatorConfig, JobTable, Proactor, Service):
 
         def close(_: object) -> Deferred[list[tuple[bool, None]]]:  # pools, templates
             self.services.release()  # their instances have ended: their sockets close
-            return DeferredList([self.launcher.close(),
-                                 *(pool.closeCachedConnections() for pool in self._pools)])
+            own = [self._own_http.close()] if self._own_http is not None else []
+            return DeferredList([self.launcher.close(), *own])
 
         return DeferredList(stops, consumeErrors=True).addBoth(close).addCallback(
             lambda _: None)

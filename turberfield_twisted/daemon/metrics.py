@@ -8,7 +8,8 @@ Each :class:`Metrics` owns its own ``CollectorRegistry``: nothing goes to
 ``prometheus_client``'s global registry. Labels are the job state and
 module (modules are bounded by the config's allow-list), and a service's
 name (services are few, each made by an operator); a guid is never a
-label.
+label. What is counted is counted here; ``prometheus_client`` is loaded
+at the first scrape (a daemon nobody scrapes never loads it).
 """
 
 from __future__ import annotations
@@ -16,21 +17,17 @@ from __future__ import annotations
 import bisect
 from collections import Counter
 from collections.abc import Iterator, Sequence
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import attrs
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
-from prometheus_client.core import (
-    CounterMetricFamily,
-    GaugeMetricFamily,
-    HistogramMetricFamily,
-    InfoMetricFamily,
-    Metric,
-)
 
 from turberfield_twisted import __version__
 from turberfield_twisted.jobs.job import EventKind, JobEvent, JobState
 from turberfield_twisted.jobs.table import JobTable
+
+if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry
+    from prometheus_client.core import Metric
 
 __all__ = ["HOOK_FIELDS", "READY_BUCKETS", "RELAY_BUCKETS", "ROLLOUT_OUTCOMES", "Histogram",
            "Metrics", "ServiceCounts"]
@@ -123,9 +120,18 @@ class Metrics:
         self.relay_requests: Counter[str] = Counter()
         self.relay_seconds = Histogram(RELAY_BUCKETS)
         self._modules: set[str] = set()
-        self.registry = CollectorRegistry()
-        self.registry.register(self)
+        self._registry: CollectorRegistry | None = None
         self._unsubscribe = initiator.subscribe(self._observe)
+
+    @property
+    def registry(self) -> CollectorRegistry:
+        """Its own registry (made, and prometheus_client loaded, on first use)."""
+        if self._registry is None:
+            from prometheus_client import CollectorRegistry
+
+            self._registry = CollectorRegistry()
+            self._registry.register(self)
+        return self._registry
 
     def close(self) -> None:
         """Stop counting the initiator's events (what was counted stays)."""
@@ -133,6 +139,8 @@ class Metrics:
 
     def render(self) -> tuple[bytes, str]:
         """The Prometheus text of every metric, and its content type."""
+        from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
         return generate_latest(self.registry), CONTENT_TYPE_LATEST
 
     def relayed(self, seconds: float, status: int | str) -> None:
@@ -162,6 +170,12 @@ class Metrics:
 
     def collect(self) -> Iterator[Metric]:
         """Every family, read now (``CollectorRegistry`` calls this on each scrape)."""
+        from prometheus_client.core import (
+            CounterMetricFamily,
+            GaugeMetricFamily,
+            InfoMetricFamily,
+        )
+
         workers = list(self.initiator.workers.values())
         modules = sorted(self._modules | {job.module for job in workers})
 
@@ -206,6 +220,8 @@ class Metrics:
             yield from self._service_families(self.services)
 
     def _service_families(self, services: ServiceCounts) -> Iterator[Metric]:
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
         counts = services.ready_counts()
         names = sorted(set(counts) | {name for name, _ in self.service_events})
         ready = GaugeMetricFamily("proactor_service_instances_ready",
@@ -227,6 +243,8 @@ class Metrics:
         yield rollouts
 
     def _latency_families(self) -> Iterator[Metric]:
+        from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily
+
         ready = HistogramMetricFamily(
             "proactor_job_ready_seconds",
             "Seconds from a worker's spawn to its being ready, by module.", labels=["module"])
@@ -247,6 +265,8 @@ class Metrics:
 
     @staticmethod
     def _hook_families(counts: HookCounts) -> Iterator[Metric]:
+        from prometheus_client.core import GaugeMetricFamily
+
         hooks = counts.list()
         count = GaugeMetricFamily("proactor_hooks", "Web-hook subscriptions.")
         count.add_metric([], len(hooks))

@@ -333,8 +333,10 @@ class Reconciler(Service):
         d: Deferred[None] = Deferred()
 
         def check(event: JobEvent | None = None) -> None:
-            if event is not None and event.kind is EventKind.STATE and event.state not in (
-                    JobState.WAITING, JobState.STARTING):
+            if event is not None:
+                if event.kind is not EventKind.STATE or event.state in (
+                        JobState.WAITING, JobState.STARTING):
+                    return  # one on its way to ready settles nothing
                 seen.add(event.guid)
             if not d.called and _settled(init.workers, init.settings.declared, seen):
                 unsubscribe()

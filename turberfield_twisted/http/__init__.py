@@ -8,8 +8,13 @@ The control API: JSON over HTTP, Klein routes.
 - :mod:`.hooks`: the ``/hooks`` routes; :mod:`.placement`: a remote
   worker's "I listen here";
 - :mod:`.events`: ``GET /events``, Server-Sent Events;
-- :mod:`.relay`, :mod:`.site`: ``/jobs/{guid}/proxy/`` and the site that
-  routes relayed requests past Klein;
+- :mod:`.relay`: ``/jobs/{guid}/proxy/``, each relayed exchange;
+  :mod:`.upstream`, where a relayed request goes (and the seam for other
+  mounts); :mod:`.pool`, the kept connections it goes on (:mod:`.agentclient`
+  through an ``IAgent``); :mod:`.rewrite`, what it changes on the way;
+- :mod:`.site`, :mod:`.front`, :mod:`.channel`: the API's connections: relayed
+  requests read as bytes by the front, anything else handed to Twisted's
+  channel (bounded) and past Klein where relayed;
 - :mod:`.openapi`: the description of all of it.
 
 ``import klein`` imports the reactor: import these only once the asyncio

@@ -20,7 +20,10 @@ asyncio reactor is installed (``tap.makeService`` does so lazily).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
+from functools import cached_property
+from typing import Any
 
 from klein.resource import KleinResource
 from twisted.internet import defer
@@ -37,20 +40,18 @@ from turberfield_twisted.daemon.reconcile import Reloaded
 from turberfield_twisted.dashboard import Dashboard
 from turberfield_twisted.errors import ApiError
 from turberfield_twisted.hooks.dispatcher import HookDispatcher
-from turberfield_twisted.http import openapi
 from turberfield_twisted.http.access_api import AccessAPI, default_gate
 from turberfield_twisted.http.events import Journal, parse_event_id
 from turberfield_twisted.http.hooks import HooksAPI
 from turberfield_twisted.http.job_routes import JobRoutes
+from turberfield_twisted.http.mounts import Mounts, admit_operator
 from turberfield_twisted.http.relay import Relay
-from turberfield_twisted.http.roles import ROLES
 from turberfield_twisted.http.services_api import ServicesAPI
-from turberfield_twisted.http.site import ApiSite, RelayFirst
+from turberfield_twisted.http.site import relay_request
 from turberfield_twisted.http.streams import Streams
+from turberfield_twisted.http.upstream import Choose, Upstream, upstream_of
 from turberfield_twisted.http.views import module_views
 from turberfield_twisted.http.web import (
-    _LimitedRequest,
-    check_body,
     json_response,
     query_arg,
 )
@@ -62,6 +63,8 @@ __all__ = ["ControlAPI", "served_routes"]
 
 def served_routes() -> list[tuple[str, str]]:
     """``(method, OpenAPI path)`` of every route the control API serves, mounted apps too."""
+    from turberfield_twisted.http import openapi
+
     return [*openapi.routes(ControlAPI.app), *openapi.routes(HooksAPI.app, "/hooks"),
             *openapi.routes(AccessAPI.app, "/tokens"),
             *openapi.routes(ServicesAPI.app, "/services")]
@@ -121,16 +124,18 @@ class ControlAPI(JobRoutes):
         self.reload = reload
         self.relay = Relay(reactor, relay_timeout, agent=relay_agent,
                            observe=metrics.relayed if metrics is not None else None)
+        #: The relayed paths (a job's first) and the way in to the relay.
+        self.mounts = Mounts(self.relay, admit_operator(self.gate, "/jobs/{guid}/proxy/{path}",
+                                                        "relaying to a worker"),
+                             self._job_upstream)
         #: The ``/hooks`` routes.
         self.hooks_api = HooksAPI(hooks, self.gate, max_body,
                                   stopping=lambda: initiator.stopping)
-        #: The ``/services`` routes (and their relay, through this one's).
-        self.services_api = ServicesAPI(initiator, self.gate, max_body, self.relay, reactor)
+        #: The ``/services`` routes (and their relay, mounted on this one's).
+        self.services_api = ServicesAPI(initiator, self.gate, max_body, self.mounts, reactor)
         #: ``/tokens``, ``/audit`` and ``/whoami``.
         self.access_api = AccessAPI(self.gate, audit, max_body)
         self.dashboard = Dashboard()  #: The web dashboard's files, under ``/ui/``.
-        #: ``GET /openapi.json``: built from the routing tables, so it can't drift.
-        self.description = openapi.document(served_routes())
         #: Recent job events and output lines, for ``GET /events``.
         self.journal = Journal()
         initiator.subscribe(self.journal.event)
@@ -158,21 +163,9 @@ class ControlAPI(JobRoutes):
         return self.relay.close()
 
     def site(self) -> Site:
-        """
-        A Site for this API: quiet, no tracebacks, bodies bounded early;
-        relayed requests take a short way past the router and are not in
-        the access log (the relay's metrics count them).
-        """
-        site = ApiSite(RelayFirst(self.relayed, self.log, self.app.resource(), self.gate,
-                                  services=self.services_api.relayed),
-                       requestFactory=_LimitedRequest)
-        site.gate = self.gate
-        site.audit = self.audit
-        site.max_body = self.max_body  # type: ignore[attr-defined]
-        site.read_timeout = self.read_timeout
-        site.noisy = False
-        site.displayTracebacks = False
-        return site
+        """A Site for this API, bodies bounded early, relayed requests read as bytes."""
+        return self.mounts.site(self.app.resource(), self.log, self.max_body, self.gate,
+                                self.audit, self.read_timeout, self.reactor)
 
     # -- public ------------------------------------------------------------
 
@@ -197,6 +190,13 @@ class ControlAPI(JobRoutes):
     def describe(self, request: Request) -> bytes:
         """This API's OpenAPI 3.1 description; no token needed."""
         return json_response(request, 200, self.description)
+
+    @cached_property
+    def description(self) -> dict[str, Any]:
+        """The OpenAPI description, from the routing tables (it can't drift), when first asked."""
+        from turberfield_twisted.http import openapi
+
+        return openapi.document(served_routes())
 
     @app.route("/metrics", methods=["GET"])
     def scrape(self, request: Request) -> bytes:
@@ -289,15 +289,15 @@ class ControlAPI(JobRoutes):
     @app.route("/jobs/<guid>/proxy/<rest:path>")
     async def relay_request(self, request: Request, guid: str, path: str = "") -> bytes:
         """``/jobs/{guid}/proxy/{path}``: passed to the worker's ``/{path}`` and back."""
-        return await self.relayed(request, guid)
+        mounts = self.mounts  # (the site's front and RelayFirst take most such requests)
+        return await relay_request(mounts.relay_to, request, mounts.mounts[0], guid,
+                                   self.max_body)
 
-    async def relayed(self, request: Request, guid: str) -> bytes:
-        """Relay ``request`` to job ``guid``'s worker (an operator's token, body bound checked)."""
-        if caller_of(request) is None:  # not through the route, which admitted it
-            self.gate.admit(request, ROLES[("*", "/jobs/{guid}/proxy/{path}")],
-                            "relaying to a worker")
-        job = self._job(request, guid)
-        length = check_body(request, self.max_body)
-        if isinstance(request, _LimitedRequest):
-            request.relayed = True  # the site leaves it out of its access log
-        return await self.relay.forward(request, job, self.initiator.worker_url(job), length)
+    def _job_upstream(self, guid: str, request: Any) -> Upstream:
+        """Job ``guid``'s worker, if the caller's token may act on the job."""
+        return upstream_of(self._job(request, guid))
+
+    def mount(self, pattern: re.Pattern[bytes], choose: Choose,
+              admit: Callable[[Any], None] | None = None) -> None:
+        """Relay the paths ``pattern`` matches as ``choose`` says (:meth:`.Mounts.mount`)."""
+        self.mounts.mount(pattern, choose, admit or self.mounts.mounts[0].admit)

@@ -113,6 +113,14 @@ class ApiChannel(HTTPChannel):
 
     # -- refusing ----------------------------------------------------------
 
+    def refuse(self, status: int, message: str) -> None:
+        """
+        Answer ``status`` (408, 414 or 431) with ``{"error": message}``, then
+        drain and close (what the API's front asks of a connection it hands
+        over with a request too slow to arrive).
+        """
+        self._refuse(status, message)
+
     def _refuse(self, status: int, message: str) -> None:
         """Answer ``status`` with ``{"error": message}``, then drain and close."""
         if self._refused or self.transport is None:

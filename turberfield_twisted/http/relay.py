@@ -1,60 +1,57 @@
 """
-The relay: a request to ``/jobs/{guid}/proxy/<path>`` on the control API goes to
-that job's worker, and the worker's answer comes back.
+The relay: a request to ``/jobs/{guid}/proxy/<path>`` on the control API
+goes to that job's worker, and the worker's answer comes back.
 
-It talks to workers through a plain Twisted ``Agent`` (no treq, so no
-per-request URL object) whose connections go straight to the worker's IP
-address (:mod:`turberfield_twisted.worker.agent`), on a pool that keeps as many idle connections
-per worker as the relay has seen requests in flight to one at once. The
-request body goes up from the file the server kept it in; the answer
-comes back as it arrives: a short one (up to :data:`HOLD` bytes) whole,
-so that an error or a timeout can still be answered as 502 or 504, a
-longer one streamed, with the caller's connection as its flow control.
+Where it goes is an :class:`~.upstream.Upstream` (chosen by the mount
+the path is under: :mod:`.upstream`); how it gets there is the relay's
+:class:`~.upstream.UpstreamClient`: by default a
+:class:`~.pool.WirePool`, which writes the request's head and body as
+bytes on a kept-alive connection to the worker and reads the answer
+with httptools. Who asked is an :class:`Answer`: the caller's own
+connection, read by the API's front (:mod:`.front`, most relayed
+requests), or a Twisted request (:mod:`.site`, a connection that has
+asked the API something else before).
 
 Hop-by-hop headers, ``Host`` and the caller's ``Authorization`` are not
 passed on: the job's own token goes in its place (a worker that listens
-beyond loopback asks for it); redirects are not followed; the whole answer is bounded in
-time and size (past the bound, a streamed answer is cut off).
+beyond loopback asks for it); redirects are not followed. Of the answer,
+its status, ``Content-Type`` and ``Location`` come back. An answer up to
+:data:`HOLD` bytes is held and sent whole, so that an error or a timeout
+can still be answered as 502 or 504; a longer one is streamed, with the
+caller's connection as its flow control. The whole answer is bounded in
+time (``timeout``, 504, given at most a tenth of it late) and size
+(``max_response``, 502; past the bound, a streamed answer is cut off).
 
-A worker's ``Location`` is resolved against the URL it was asked for. One
-on the worker's own origin (a path, a relative reference, or an absolute
-URL naming the worker's own address and port) becomes the same path under
-the job's proxy, ``/jobs/{guid}/proxy/...``. One that leaves it (another
-host or port, ``//host/...``, ``https:host``, another scheme) is not passed
-on: the whole answer is refused as 502, logged with the job's guid, since a
-redirect without its target is no answer, and the API's origin must not
-send its callers elsewhere.
+A worker's ``Location`` on its own origin becomes the same path under its
+mount (``/jobs/{guid}/proxy/...``); one that leaves it refuses the whole
+answer as 502, logged with the job's guid (:func:`.rewrite.under_proxy`).
 """
 
 from __future__ import annotations
 
 import collections
-from typing import Any
+from typing import IO, Any, Protocol
 
 from twisted.internet import defer, error
-from twisted.internet.defer import CancelledError, Deferred, succeed
-from twisted.internet.protocol import Protocol, connectionDone
-from twisted.internet.task import Cooperator
+from twisted.internet.defer import CancelledError, Deferred
+from twisted.internet.interfaces import IPushProducer
+from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
-from twisted.python.failure import Failure
-from twisted.web.client import (
-    FileBodyProducer,
-    RequestGenerationFailed,
-    RequestTransmissionFailed,
-    ResponseDone,
-    ResponseFailed,
+
+from turberfield_twisted.http.rewrite import relay_header_pairs, under_proxy, upstream_path
+from turberfield_twisted.http.upstream import (
+    MIN_PER_HOST,
+    RELAY_STATES,
+    Relayed,
+    RelayError,
+    RequestHead,
+    Sending,
+    Upstream,
+    UpstreamClient,
 )
-from twisted.web.http import PotentialDataLoss
-from twisted.web.iweb import UNKNOWN_LENGTH, IBodyProducer
-from zope.interface import implementer
+from turberfield_twisted.worker.wire import RawHeaders
 
-from turberfield_twisted.http.rewrite import relay_headers, under_proxy, upstream_path
-from turberfield_twisted.jobs.job import JobState
-
-__all__ = ["CLOSED", "HOLD", "RELAY_STATES", "Relay", "RelayError"]
-
-#: Job states in which a worker may answer a relayed request.
-RELAY_STATES = frozenset({JobState.STARTING, JobState.READY})
+__all__ = ["CLOSED", "HOLD", "RELAY_STATES", "Answer", "Relay", "RelayError", "Relayed"]
 
 
 #: How much of an answer is held before it is streamed: an answer up to this
@@ -62,137 +59,30 @@ RELAY_STATES = frozenset({JobState.STARTING, JobState.READY})
 HOLD = 64 * 1024
 
 
-#: Idle connections kept per worker: at least this, at most ``MAX_PER_HOST``.
-MIN_PER_HOST, MAX_PER_HOST = 4, 64
-
-
-#: A request body up to this long is sent in one write.
-_ONE_WRITE = 256 * 1024
-
-
 #: What a relayed request is counted as when its caller went away before its answer ended.
 CLOSED = "closed"
 
 
-class RelayError(Exception):
-    """The relay could not pass an answer back: ``status`` and a readable ``message``."""
+class Answer(Protocol):
+    """Where a relayed answer goes: the caller's connection, or a Twisted request."""
 
-    def __init__(self, status: int, message: str):
-        self.status = status
-        self.message = message
-        super().__init__(status, message)
+    def whole(self, status: int, headers: RawHeaders, body: bytes) -> None:
+        """The answer, whole (its length known): status, headers and body in one go."""
 
+    def start(self, status: int, headers: RawHeaders, length: int | None) -> None:
+        """The answer's head; its body follows (``length`` bytes, or None: until it ends)."""
 
-class _TooLarge(Exception):
-    """A worker's answer is longer than the relay takes."""
+    def write(self, data: bytes) -> None:
+        """A piece of the body."""
 
+    def finish(self) -> None:
+        """The body has ended."""
 
-class _LeavesOrigin(Exception):
-    """A worker's ``Location`` points away from the worker's own origin."""
+    def abort(self) -> None:
+        """Cut it off: part of it is sent, so it can't become an error answer now."""
 
-    def __init__(self, location: bytes):
-        self.location = location
-        super().__init__(location)
-
-
-class _Discard(Protocol):
-    """Take no answer body: stop the worker's connection at once (it is not reused)."""
-
-    def connectionMade(self) -> None:
-        if self.transport is not None:
-            self.transport.stopProducing()  # type: ignore[attr-defined]
-
-
-@implementer(IBodyProducer)
-class _Bytes:
-    """A request body already in memory, written whole at once (nothing to pause)."""
-
-    def __init__(self, data: bytes):
-        self._data = data
-        self.length = len(data)
-
-    def startProducing(self, consumer: Any) -> Deferred[None]:
-        consumer.write(self._data)
-        return succeed(None)
-
-    def _idle(self) -> None:
-        """Written whole already: pausing, resuming or stopping changes nothing."""
-
-    pauseProducing = resumeProducing = stopProducing = _idle
-
-
-class _Answer(Protocol):
-    """
-    Pass a worker's answer body into ``request``: hold up to ``hold`` bytes,
-    then write what it holds and stream the rest (``committed``), pausing
-    the worker while the caller is slow. ``done`` fires when the body has
-    ended; it fails with :class:`_TooLarge` past ``limit`` bytes.
-    """
-
-    def __init__(self, request: Any, limit: int, hold: int, expected: Any,
-                 commit: Any):
-        self.request = request
-        self.limit = limit
-        self.hold = hold
-        self.expected = expected
-        self._commit = commit
-        self.held: list[bytes] = []
-        self.size = 0
-        self.committed = False
-        self.done: Deferred[None] = Deferred(lambda _: self._stop())
-
-    def _stop(self) -> None:
-        if self.transport is not None:
-            self.transport.stopProducing()  # type: ignore[attr-defined]
-        self._unregister()
-
-    def _unregister(self) -> None:
-        # A caller that went away has no channel left (Twisted clears it first).
-        if self.committed and self.request.channel is not None \
-                and self.request.producer is not None:
-            self.request.unregisterProducer()
-
-    def _fail(self, reason: Any) -> None:
-        self._stop()
-        if not self.done.called:
-            self.done.errback(reason)
-
-    def connectionMade(self) -> None:
-        if self.expected is not UNKNOWN_LENGTH and self.expected > self.limit:
-            self._fail(_TooLarge())
-
-    def dataReceived(self, data: bytes) -> None:
-        if self.done.called:
-            return
-        self.size += len(data)
-        if self.size > self.limit:
-            self._fail(_TooLarge())
-            return
-        if self.committed:
-            self.request.write(data)
-            return
-        self.held.append(data)
-        if self.size > self.hold:
-            self.committed = True
-            self._commit()
-            self.request.registerProducer(self.transport, True)
-            for chunk in self.held:
-                self.request.write(chunk)
-            self.held = []
-
-    def connectionLost(self, reason: Failure = connectionDone) -> None:
-        if self.done.called:
-            return
-        self._unregister()
-        if reason.check(ResponseDone, PotentialDataLoss):
-            self.done.callback(None)
-        else:
-            self.done.errback(reason)
-
-
-def _printable(data: bytes) -> str:
-    """``data`` as text for the log: printable ASCII as it is, anything else escaped."""
-    return "".join(c if " " <= c <= "~" else f"\\x{ord(c):02x}" for c in data.decode("latin-1"))
+    def stream_from(self, producer: IPushProducer | None) -> None:
+        """Pause ``producer`` while the caller is slow (None: no more)."""
 
 
 def _timed_out(exc: BaseException) -> bool:
@@ -200,200 +90,308 @@ def _timed_out(exc: BaseException) -> bool:
     if isinstance(exc, CancelledError | error.ConnectingCancelledError | error.TimeoutError
                   | defer.TimeoutError | TimeoutError):
         return True
-    if isinstance(exc, ResponseFailed | RequestGenerationFailed | RequestTransmissionFailed):
-        return any(_timed_out(reason.value) for reason in exc.reasons)
-    return False
+    reasons = getattr(exc, "reasons", None) or []  # twisted.web.client's wrapped failures
+    return any(reason.value is not None and _timed_out(reason.value) for reason in reasons)
+
+
+def _printable(data: bytes) -> str:
+    """``data`` as text for the log: printable ASCII as it is, anything else escaped."""
+    return "".join(c if " " <= c <= "~" else f"\\x{ord(c):02x}" for c in data.decode("latin-1"))
+
+
+def _kind_and_location(headers: RawHeaders) -> tuple[bytes | None, bytes | None]:
+    """The last ``Content-Type`` and ``Location`` of an answer's ``headers``."""
+    kind = location = None
+    for name, value in headers:
+        if len(name) == 12 and name.lower() == b"content-type":
+            kind = value
+        elif len(name) == 8 and name.lower() == b"location":
+            location = value
+    return kind, location
 
 
 class Relay:
     """
-    Forward requests to workers through ``agent`` (an ``IAgent``; by
-    default one of its own, on a pool of its own that :meth:`close`
-    closes), giving each ``timeout`` seconds for its whole answer and at
-    most ``max_response`` bytes of it. ``observe(seconds, status)`` (if
-    given) hears of each relayed request once it is answered: ``status``
-    is the answer's code, or :data:`CLOSED` if its caller went away first.
+    Forward requests to workers through ``client`` (an
+    :class:`~.upstream.UpstreamClient`; by default a
+    :class:`~.pool.WirePool` of its own, which :meth:`close` closes),
+    giving each ``timeout`` seconds for its whole answer and at most
+    ``max_response`` bytes of it; or through ``agent`` (an ``IAgent``), if
+    given. ``observe(seconds, status)`` (if given) hears of each relayed
+    request once it is answered: ``status`` is the answer's code, or
+    :data:`CLOSED` if its caller went away first.
     """
 
     log = Logger()
 
     def __init__(self, reactor: Any, timeout: float = 30.0,
                  max_response: int = 16 * 1024 * 1024, agent: Any = None,
-                 observe: Any = None):
+                 observe: Any = None, client: UpstreamClient | None = None):
         self.reactor = reactor
         self.timeout = timeout
         self.max_response = max_response
         self.observe = observe
-        self.pool: Any = None
-        if agent is None:
-            from turberfield_twisted.worker.agent import make_agent, quiet_pool
+        if client is None and agent is not None:
+            from turberfield_twisted.http.agentclient import AgentClient
 
-            self.pool = quiet_pool(reactor, persistent=True, per_host=MIN_PER_HOST)
-            agent = make_agent(reactor, self.pool)
-        self.agent = agent
-        self._cooperator = Cooperator(scheduler=lambda work: reactor.callLater(0, work))
-        self._inflight: collections.Counter[bytes] = collections.Counter()
+            client = AgentClient(agent, reactor)
+        if client is None:
+            from turberfield_twisted.http.pool import WirePool
+
+            client = WirePool(reactor, MIN_PER_HOST)
+        #: How requests reach workers (``per_host``: the idle connections it keeps to each).
+        self.pool: UpstreamClient = client
+        self._inflight: collections.Counter[str] = collections.Counter()
         #: The most requests seen in flight to one worker at once.
         self.peak = 0
+        #: Requests in flight, looked at every tick for those past ``timeout``.
+        self._timed: set[_Exchange] = set()
+        self._sweep: LoopingCall | None = None
 
     def close(self) -> Deferred[None]:
-        """Close the idle connections of the relay's own pool."""
-        self._cooperator.stop()
-        if self.pool is None:
-            return succeed(None)
-        return self.pool.closeCachedConnections()
+        """Close the relay's connections to workers (and stop its clock)."""
+        if self._sweep is not None and self._sweep.running:
+            self._sweep.stop()
+        return self.pool.close()
 
-    def body(self, request: Any, length: int) -> IBodyProducer | None:
+    def _time(self, exchange: _Exchange) -> None:
         """
-        The request's body, ``length`` bytes (as the API measured it), read
-        from where the server kept it (None if empty).
+        Give ``exchange`` ``timeout`` seconds: one clock for all of them, which
+        ticks every tenth of ``timeout`` (at most every second) while any is in
+        flight, so that an answer is given up at most a tick late, and no
+        request costs a timer of its own.
         """
-        content = request.content
-        if content is None or length == 0:
-            return None
-        content.seek(0)
-        if length <= _ONE_WRITE:
-            return _Bytes(content.read())
-        return FileBodyProducer(content, cooperator=self._cooperator)
+        self._timed.add(exchange)
+        if self._sweep is None or not self._sweep.running:
+            self._sweep = LoopingCall(self._expire)
+            self._sweep.clock = self.reactor
+            self._sweep.start(min(1.0, self.timeout / 10), now=False)
+
+    def _expire(self) -> None:
+        if not self._timed:
+            assert self._sweep is not None
+            self._sweep.stop()  # nothing in flight: it starts again with the next
+            return
+        due = self.reactor.seconds() - self.timeout
+        for exchange in [exchange for exchange in self._timed if exchange.started <= due]:
+            exchange.too_late()
 
     def in_flight(self, base: str) -> int:
         """Requests relayed to the worker at ``base`` (``http://ADDR:PORT``) now in flight."""
-        return self._inflight.get(base.encode("ascii"), 0)
+        return self._inflight.get(base, 0)
 
-    def _sized(self, base: bytes, delta: int) -> None:
-        """Count a request to ``base`` starting (+1) or ending (-1); size the pool to it."""
-        self._inflight[base] += delta
+    def forward(self, request: Relayed, headers: RawHeaders, body: bytes | IO[bytes],
+                length: int, upstream: Upstream, answer: Answer) -> Deferred[int | str]:
+        """
+        Send ``request`` (its method, path under the mount, query, ``headers``
+        and ``body`` of ``length`` bytes) to ``upstream`` and pass its answer
+        to ``answer``. Raise :class:`~.errors.Invalid` (a path the relay does
+        not pass) before anything is sent. The Deferred fires with the status
+        once the answer has ended (or :data:`CLOSED`, or 502 if it was cut
+        off), or fails with :class:`RelayError` (502, 504) before any of it is
+        sent; cancel it if the caller goes away.
+        """
+        target = upstream_path(request)
+        pairs = relay_header_pairs(headers)
+        if upstream.token:
+            pairs.append((b"Authorization", b"Bearer " + upstream.token.encode("utf-8")))
+        exchange = _Exchange(self, upstream, request.method, target, answer)
+        return exchange.send(RequestHead(request.method, target, pairs), body, length)
+
+    def _begin(self, base: str) -> None:
+        self._inflight[base] += 1
+        if self._inflight[base] > self.peak:
+            self.peak = self._inflight[base]
+            self.pool.grow(self.peak)
+
+    def _end(self, base: str) -> None:
+        self._inflight[base] -= 1
         if self._inflight[base] <= 0:
             del self._inflight[base]
-        elif self._inflight[base] > self.peak:
-            self.peak = self._inflight[base]
-            if self.pool is not None:
-                self.pool.maxPersistentPerHost = max(MIN_PER_HOST,
-                                                     min(self.peak, MAX_PER_HOST))
 
-    async def forward(self, request: Any, job: Any, base: str, length: int,
-                      mount: str | None = None) -> bytes:
-        """
-        Send ``request`` (its method, path under the job, query, headers and
-        body, ``length`` bytes) to ``job``'s worker at ``base``
-        (``http://ADDR:PORT``) and write its answer into ``request``; raise
-        :class:`RelayError` (400, 502, 504) if it can't before any of the
-        answer is sent. ``mount`` is where the worker's paths are here (its
-        ``Location`` is rewritten under it): ``/jobs/{guid}/proxy`` unless
-        given (a service's relay gives its own).
-        """
-        guid = job.guid
-        target = upstream_path(request)
-        if job.state not in RELAY_STATES:
-            raise RelayError(502, f"job {guid} is {job.state.value}, not running")
-        if not job.host:
-            raise RelayError(502, f"job {guid} has not said where it listens yet")
-        origin = base.encode("ascii")
-        started = self.reactor.seconds()
-        self._sized(origin, +1)
-        status: int | str = 502
-        where = mount.encode("ascii") if mount is not None else None
-        try:
-            status = await self._exchange(request, guid, origin + target, job.token, length,
-                                          where)
-        except RelayError as exc:
-            status = exc.status
-            raise
-        finally:
-            self._sized(origin, -1)
-            if self.observe is not None:
-                self.observe(self.reactor.seconds() - started, status)
-        return b""
 
-    async def _exchange(self, request: Any, guid: str, url: bytes, token: str,
-                        length: int, mount: bytes | None) -> int | str:
-        method = request.method
-        headers = relay_headers(request)
-        if token:
-            headers.setRawHeaders(b"Authorization", [b"Bearer " + token.encode("utf-8")])
-        answer: _Answer | None = None
-        waiting: list[Deferred[Any]] = []
+class _TooLarge(Exception):
+    """A worker's answer is longer than the relay takes."""
 
-        def too_late() -> None:  # one timer for the whole answer, whatever it waits for
-            if waiting:
-                waiting[-1].cancel()
 
-        timer = self.reactor.callLater(self.timeout, too_late)
-        try:
-            waiting.append(self.agent.request(method, url, headers,
-                                              self.body(request, length)))
-            response = await waiting[-1]
-            location = self._location(response, guid, url, mount)
-            answer = _Answer(request, self.max_response, HOLD, response.length,
-                             lambda: self._head(request, response, location))
-            response.deliverBody(answer)
-            waiting.append(answer.done)
-            await answer.done
-        except Exception as exc:
-            verb = method.decode("ascii", "replace")
-            if request.channel is None:  # the caller went away: no one to answer
-                self.log.info("job {guid}: the caller of a relayed {method} went away",
-                              guid=guid, method=verb)
-                return CLOSED
-            if answer is not None and answer.committed:
-                # Part of it is sent: it can't become an error answer now.
-                self.log.warn("job {guid}: relayed {method} cut off: {why}", guid=guid,
-                              method=verb, why=type(exc).__name__)
-                answer.request.channel.transport.abortConnection()
-                return 502
-            if isinstance(exc, _LeavesOrigin):
-                self.log.warn("job {guid}: its answer to a relayed {method} redirects off its"
-                              " origin, to {location}: answered 502", guid=guid, method=verb,
-                              location=_printable(exc.location[:200]))
-                raise RelayError(502, f"job {guid} answered with a Location off its own"
-                                      " origin; the answer is not relayed") from None
-            if isinstance(exc, _TooLarge):
-                self.log.warn("job {guid}: relayed answer over {limit} bytes", guid=guid,
-                              limit=self.max_response)
-                raise RelayError(502, "the worker's answer is too large") from None
-            if _timed_out(exc):
-                self.log.warn("job {guid}: no answer to a relayed {method} in {timeout}s",
-                              guid=guid, method=verb, timeout=self.timeout)
-                raise RelayError(504, f"job {guid} did not answer in time") from None
-            self.log.warn("job {guid}: relayed {method} failed: {why}", guid=guid, method=verb,
-                          why=type(exc).__name__)
-            raise RelayError(502, f"job {guid} could not be reached") from None
-        finally:
-            if timer.active():
-                timer.cancel()
-        if not answer.committed:  # whole: one write, its length known (no chunked framing)
-            self._head(request, response, location)
-            body = b"".join(answer.held)
-            if request.method != b"HEAD" and response.code not in (204, 304):
-                request.setHeader(b"Content-Length", b"%d" % len(body))
-            request.write(body)
-        return int(response.code)
+class _Exchange:
+    """One relayed request: sent to ``upstream``, its answer passed to ``answer``."""
 
-    @staticmethod
-    def _location(response: Any, guid: str, url: bytes, mount: bytes | None) -> bytes | None:
-        """
-        The worker's ``Location`` (if any) for the caller: under job
-        ``guid``'s proxy (or ``mount``, a service's); raise
-        :class:`_LeavesOrigin` (the body taken and dropped) if it leaves the
-        worker's origin, that of ``url``.
-        """
-        given = response.headers.getRawHeaders(b"location")
-        if not given:
-            return None
-        where = under_proxy(given[-1], guid, url, mount)
-        if where is None:
-            response.deliverBody(_Discard())
-            raise _LeavesOrigin(given[-1])
-        return where
+    def __init__(self, relay: Relay, upstream: Upstream, method: bytes, target: bytes,
+                 answer: Answer):
+        self.relay = relay
+        self.upstream = upstream
+        self.method = method
+        self.target = target
+        self.answer = answer
+        self.done: Deferred[int | str] = Deferred(lambda _: self._caller_gone())
+        #: When it was sent, on the reactor's clock.
+        self.started = 0.0
+        self._sending: Sending | None = None
+        self._status = 0
+        self._headers: RawHeaders = []
+        self._held: list[bytes] = []
+        self._size = 0
+        self._committed = False
+        self._over = False
+        self._dropped = False
 
-    @staticmethod
-    def _head(request: Any, response: Any, location: bytes | None) -> None:
-        """The worker's status, content type and ``location`` (as relayed) on ``request``."""
-        request.setResponseCode(response.code)
-        kind = response.headers.getRawHeaders(b"content-type")
-        if kind:
-            request.setHeader(b"Content-Type", kind[-1])
+    def send(self, head: RequestHead, body: bytes | IO[bytes], length: int
+             ) -> Deferred[int | str]:
+        relay = self.relay
+        self.started = relay.reactor.seconds()
+        relay._begin(self.upstream.base)
+        relay._time(self)
+        sending = relay.pool.send(self.upstream, head, body, length, self,
+                                  headless=self.method == b"HEAD")
+        self._sending = sending
+        if self._dropped:  # given up while it was being sent (an agent that answers at once)
+            sending.cancel()
+        return self.done
+
+    # -- the end, whichever way ---------------------------------------------
+
+    def _over_with(self, status: int | str) -> bool:
+        """Count it as answered ``status``; False if it was over already."""
+        if self._over:
+            return False
+        self._over = True
+        relay = self.relay
+        relay._timed.discard(self)
+        relay._end(self.upstream.base)
+        if relay.observe is not None:
+            relay.observe(relay.reactor.seconds() - self.started, status)
+        return True
+
+    def _drop(self) -> None:
+        """Give the request up: its connection can't carry another."""
+        self._dropped = True
+        if self._sending is not None:
+            self._sending.cancel()
+
+    def _refuse(self, status: int, message: str) -> None:
+        """Nothing of the answer is sent: the caller gets ``status`` (from the front)."""
+        if self._committed:
+            self._cut()
+            return
+        self._drop()
+        if self._over_with(status):
+            self.done.errback(RelayError(status, message))
+
+    def _cut(self) -> None:
+        """Part of the answer is sent: cut the caller off (counted 502)."""
+        self._drop()
+        if self._over_with(502):
+            self.answer.stream_from(None)
+            self.answer.abort()
+            self.done.callback(502)
+
+    def _caller_gone(self) -> None:
+        self._drop()
+        if self._over_with(CLOSED):
+            self.answer.stream_from(None)
+            self.relay.log.info("job {guid}: the caller of a relayed {method} went away",
+                                guid=self.upstream.guid, method=self._verb)
+
+    @property
+    def _verb(self) -> str:
+        return self.method.decode("ascii", "replace")
+
+    def too_late(self) -> None:
+        """Its ``timeout`` is up: 504, or cut off if part of the answer is sent."""
+        guid, relay = self.upstream.guid, self.relay
+        if self._committed:
+            relay.log.warn("job {guid}: relayed {method} cut off: {why}", guid=guid,
+                           method=self._verb, why="TimeoutError")
+            self._cut()
+            return
+        relay.log.warn("job {guid}: no answer to a relayed {method} in {timeout}s", guid=guid,
+                       method=self._verb, timeout=relay.timeout)
+        self._refuse(504, f"job {guid} did not answer in time")
+
+    # -- the worker's answer (the client's sink) ------------------------------
+
+    def head(self, status: int, headers: RawHeaders, length: int | None) -> None:
+        if self._over:
+            return
+        guid = self.upstream.guid
+        out: RawHeaders = []
+        kind, given = _kind_and_location(headers)
+        if kind is not None:
+            out.append((b"Content-Type", kind))
+        if given is not None:
+            url = self.upstream.base.encode("ascii") + self.target
+            where = under_proxy(given, guid, url, self.upstream.mount)
+            if where is None:
+                self.relay.log.warn(
+                    "job {guid}: its answer to a relayed {method} redirects off its origin,"
+                    " to {location}: answered 502", guid=guid, method=self._verb,
+                    location=_printable(given[:200]))
+                self._refuse(502, f"job {guid} answered with a Location off its own origin;"
+                                  " the answer is not relayed")
+                return
+            out.append((b"Location", where))
+        self._status, self._headers = status, out
+        if length is not None and length > self.relay.max_response:
+            self._too_large()
+        elif length is not None and length > HOLD:
+            self._commit(length)
+
+    def body(self, data: bytes) -> None:
+        if self._over:
+            return
+        self._size += len(data)
+        if self._size > self.relay.max_response:
+            self._too_large()
+        elif self._committed:
+            self.answer.write(data)
         else:
-            request.defaultContentType = None
-        if location is not None:
-            request.setHeader(b"Location", location)
+            self._held.append(data)
+            if self._size > HOLD:
+                self._commit(None)
+
+    def end(self, reusable: bool) -> None:
+        if self._over:
+            return
+        if self._committed:
+            self.answer.stream_from(None)
+            self.answer.finish()
+        else:
+            self.answer.whole(self._status, self._headers, b"".join(self._held))
+        if self._over_with(self._status):
+            self.done.callback(self._status)
+
+    def failed(self, reason: Exception) -> None:
+        if self._over:
+            return
+        guid, relay = self.upstream.guid, self.relay
+        if self._committed:
+            relay.log.warn("job {guid}: relayed {method} cut off: {why}", guid=guid,
+                           method=self._verb, why=type(reason).__name__)
+            self._cut()
+        elif _timed_out(reason):
+            relay.log.warn("job {guid}: no answer to a relayed {method} in {timeout}s",
+                           guid=guid, method=self._verb, timeout=relay.timeout)
+            self._refuse(504, f"job {guid} did not answer in time")
+        else:
+            relay.log.warn("job {guid}: relayed {method} failed: {why}", guid=guid,
+                           method=self._verb, why=type(reason).__name__)
+            self._refuse(502, f"job {guid} could not be reached")
+
+    def _commit(self, length: int | None) -> None:
+        """Send the head and what is held; stream the rest as it comes."""
+        self._committed = True
+        answer = self.answer
+        answer.start(self._status, self._headers, length)
+        answer.stream_from(self._sending.producer if self._sending is not None else None)
+        held, self._held = self._held, []
+        for chunk in held:
+            answer.write(chunk)
+
+    def _too_large(self) -> None:
+        self.relay.log.warn("job {guid}: relayed answer over {limit} bytes",
+                            guid=self.upstream.guid, limit=self.relay.max_response)
+        if self._committed:
+            self._cut()
+        else:
+            self._refuse(502, "the worker's answer is too large")

@@ -1,19 +1,19 @@
 """
 What the relay changes on the way through: the path and headers of a
-request going to a worker (:func:`upstream_path`, :func:`relay_headers`),
+request going to a worker (:func:`upstream_path`, :func:`relay_header_pairs`),
 and the ``Location`` of its answer coming back (:func:`under_proxy`).
 """
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterable
 from typing import Any
 from urllib.parse import quote, unquote, unquote_to_bytes, urljoin, urlsplit
 
-from twisted.web.http_headers import Headers
-
 from turberfield_twisted.errors import Invalid
 
-__all__ = ["NOT_RELAYED", "PREFIX", "relay_headers", "under_proxy", "upstream_path"]
+__all__ = ["NOT_RELAYED", "PREFIX", "relay_header_pairs", "under_proxy", "upstream_path"]
 
 #: Request headers never relayed to a worker (lower case): hop-by-hop ones, the
 #: caller's credentials and what the relay's own client sets.
@@ -28,6 +28,10 @@ NOT_RELAYED = frozenset({
 PREFIX = b"proxy"
 
 
+#: A byte that is not printable ASCII (nor a space).
+_NOT_PLAIN = re.compile(rb"[^\x21-\x7e]")
+
+
 def upstream_path(request: Any) -> bytes:
     """The raw path after ``/jobs/{guid}/proxy``, with its query string."""
     path: bytes = request.path
@@ -37,22 +41,26 @@ def upstream_path(request: Any) -> bytes:
         for segment in rest.split(b"/"):
             if unquote_to_bytes(segment) in (b".", b".."):
                 raise Invalid("the path may not hold . or .. segments")
-    if any(c < 0x21 or c > 0x7E for c in rest + query):
+    if _NOT_PLAIN.search(rest) or _NOT_PLAIN.search(query):
         raise Invalid("the path or query is not plain ASCII")
     return b"/" + rest + (b"?" + query if query else b"")
 
 
-def relay_headers(request: Any) -> Headers:
-    """The request's headers less those never relayed and those named in Connection."""
-    connection = request.requestHeaders.getRawHeaders(b"connection") or []
-    named = {token.strip().lower() for value in connection for token in value.split(b",")}
-    out = Headers()
-    for name, values in request.requestHeaders.getAllRawHeaders():
+def relay_header_pairs(headers: Iterable[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    """
+    A request's ``headers`` (raw ``(name, value)`` pairs, in order) less
+    those never relayed and those its Connection header names.
+    """
+    pairs = list(headers)
+    named = {token.strip().lower() for name, value in pairs if name.lower() == b"connection"
+             for token in value.split(b",")}
+    kept = []
+    for name, value in pairs:
         lower = name.lower()
         if lower in NOT_RELAYED or lower in named or lower.startswith(b"proxy-"):
             continue
-        out.setRawHeaders(name, values)
-    return out
+        kept.append((name, value))
+    return kept
 
 
 #: What stays as it is in a relayed Location: reserved and unreserved ASCII, and escapes.
@@ -63,9 +71,10 @@ def under_proxy(location: bytes, guid: str, url: bytes,
                 mount: bytes | None = None) -> bytes | None:
     """
     ``location``, from the worker asked for ``url``, as a path under job
-    ``guid``'s proxy (or under ``mount``, if given: a service's), or None
-    if it leaves the worker's origin (scheme, host and port of ``url``) or
-    holds an escaped ``.`` or ``..`` segment.
+    ``guid``'s proxy (or under ``mount``, if given: where the worker's
+    paths are on the API), or None if it leaves the worker's origin
+    (scheme, host and port of ``url``) or holds an escaped ``.`` or ``..``
+    segment.
     """
     asked = url.decode("ascii")
     try:

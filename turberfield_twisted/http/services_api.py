@@ -26,7 +26,7 @@ from turberfield_twisted.access.gate import Gate, caller_of, check_scope
 from turberfield_twisted.daemon.initiator import Initiator
 from turberfield_twisted.errors import ApiError
 from turberfield_twisted.http.gate import GatedKlein
-from turberfield_twisted.http.relay import Relay
+from turberfield_twisted.http.mounts import SERVICE_PROXY, Mounts
 from turberfield_twisted.http.roles import ROLES
 from turberfield_twisted.http.service_args import (
     create_args,
@@ -34,8 +34,10 @@ from turberfield_twisted.http.service_args import (
     scale_args,
     service_wait_args,
 )
+from turberfield_twisted.http.site import relay_request
+from turberfield_twisted.http.upstream import Upstream, upstream_of
 from turberfield_twisted.http.views import job_views
-from turberfield_twisted.http.web import _LimitedRequest, check_body, json_response
+from turberfield_twisted.http.web import json_response
 from turberfield_twisted.jobs.job import Job, JobEvent
 from turberfield_twisted.services.group import ServiceGroup
 from turberfield_twisted.worker.reactor import IClientReactor
@@ -52,21 +54,25 @@ class ServicesAPI:
     """
     The services of ``initiator``, for the callers ``gate`` admits (the
     role table says which role each route needs); bodies over
-    ``max_body`` bytes are refused (413); ``relay`` passes requests under
-    a service to one of its ready instances.
+    ``max_body`` bytes are refused (413); requests under a service
+    (``/services/{name}/proxy/``) are relayed to one of its ready
+    instances, through ``mounts`` (the control API's: the services' mount
+    is added to it).
     """
 
     app = GatedKlein(ROLES, "/services")
     log = Logger()
 
-    def __init__(self, initiator: Initiator, gate: Gate, max_body: int, relay: Relay,
+    def __init__(self, initiator: Initiator, gate: Gate, max_body: int, mounts: Mounts,
                  reactor: IClientReactor):
         self.initiator = initiator
         self.gate = gate
         self.max_body = max_body
-        self.relay = relay
+        self.mounts = mounts
+        self.relay = mounts.relay
         self.reactor = reactor
         self._turn = 0
+        self._mount = mounts.mount(SERVICE_PROXY, self.choose, self.admit_relayed)
 
     def _group(self, request: Request, name: str) -> ServiceGroup:
         """Service ``name``, if the caller's token may touch it (its name or its module)."""
@@ -194,14 +200,22 @@ class ServicesAPI:
         return min(ready[start:] + ready[:start], key=lambda job: self.relay.in_flight(job.url()))
 
     async def relayed(self, request: Request, name: str) -> bytes:
-        """Relay ``request`` to one of service ``name``'s ready instances (an operator's token)."""
-        if caller_of(request) is None:  # not through the route, which admitted it
+        """Relay a Twisted ``request`` to one of service ``name``'s ready instances."""
+        return await relay_request(self.mounts.relay_to, request, self._mount, name,
+                                   self.max_body)
+
+    def admit_relayed(self, request: Any) -> None:
+        """A relayed request needs an operator's token (unless its route admitted it)."""
+        if caller_of(request) is None:
             self.gate.admit(request, ROLES[("*", "/services/{name}/proxy/{path}")],
                             "relaying to a service")
+
+    def choose(self, name: str, request: Any) -> Upstream:
+        """
+        The upstream of a request under service ``name`` (one its caller may
+        touch): the instance :meth:`pick` picks, its paths under
+        ``/services/{name}/proxy``.
+        """
         self._group(request, name)
-        job = self.pick(name)
-        length = check_body(request, self.max_body)
-        if isinstance(request, _LimitedRequest):
-            request.relayed = True  # the site leaves it out of its access log
-        mount = f"/services/{name}/proxy"
-        return await self.relay.forward(request, job, job.url(), length, mount=mount)
+        mount = f"/services/{name}/proxy".encode("ascii")  # a name is ASCII (config.names)
+        return upstream_of(self.pick(name), mount)

@@ -30,7 +30,7 @@ from twisted.web.server import Request
 from werkzeug.routing import BaseConverter
 
 from turberfield_twisted.access.roles import Unauthorized
-from turberfield_twisted.contract import authorized
+from turberfield_twisted.contract import HasHeaders, authorized
 from turberfield_twisted.errors import (
     ConfigError,
     ConfigPushFailed,
@@ -58,6 +58,7 @@ __all__ = [
     "Unauthorized",
     "answer_error",
     "check_body",
+    "error_parts",
     "guid_of",
     "json_errors",
     "json_response",
@@ -86,6 +87,11 @@ def answer_error(request: IRequest, exc: BaseException) -> bytes:
     """Answer ``exc`` on ``request`` from the table: its status, headers and message."""
     return json_response(request, status_of(exc), {"error": message_of(exc)},
                          headers_of(exc))
+
+
+def error_parts(exc: BaseException) -> tuple[int, Mapping[str, str], bytes]:
+    """``exc`` as :func:`answer_error` answers it: status, headers (not the type), JSON body."""
+    return status_of(exc), headers_of(exc), json.dumps({"error": message_of(exc)}).encode()
 
 
 def guid_of(request: IRequest) -> str | None:
@@ -215,7 +221,7 @@ class JsonKlein(Klein):
         return _JsonKleinResource(self)
 
 
-def require_token(request: IRequest, expected: bytes | str) -> None:
+def require_token(request: HasHeaders, expected: bytes | str) -> None:
     """Raise :class:`Unauthorized` unless the request's bearer token is ``expected``."""
     if not authorized(request, expected):
         raise Unauthorized()

@@ -4,17 +4,21 @@ Readiness: how the daemon learns that a new worker answers.
 A worker run by the runtime says when it listens (a line on its ready fd,
 :data:`~turberfield_twisted.contract.READY_FD`); :class:`HealthProbe`
 then confirms with one ``GET /health`` that answers 200 in the job's own
-name. Until it hears that, it polls, at most ``cap`` (50 ms) apart, so
-that a worker that never says so (one not built on the runtime) is seen
-ready soon too. Its HTTP client should reach IP addresses directly (see
-:mod:`turberfield_twisted.worker.agent`), keep no connection open (see :func:`make_probe`) and the
-lifecycle cancels the wait when the job ends or is asked to stop.
+name. Until it hears that, it polls: at the spawn, ``first`` (0.1 s)
+after, then each pause twice the last, at most ``cap`` (1 s) apart, so that a
+worker that never says so (one not built on the runtime) is seen ready
+within about a second too, while a hundred workers starting at once cost
+the daemon a few checks each, not one every 50 ms for as long as they
+take. Each check is one plain ``GET`` on a connection of its own,
+straight to the worker's IP address, closed after its answer
+(:class:`~turberfield_twisted.worker.wire.HealthGet`: no treq, no
+connection pool); the lifecycle cancels the wait when the job ends or is
+asked to stop.
 """
 
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING
 
 import attrs
 from twisted.internet.defer import CancelledError, Deferred
@@ -25,10 +29,8 @@ from twisted.python.failure import Failure
 from turberfield_twisted.errors import JobExited, NotReady
 from turberfield_twisted.jobs.job import Job, JobState
 from turberfield_twisted.launch.reactor import IDaemonReactor
-from turberfield_twisted.worker.parent import HttpClient, make_http
-
-if TYPE_CHECKING:
-    from twisted.web.client import HTTPConnectionPool
+from turberfield_twisted.worker.parent import HttpClient
+from turberfield_twisted.worker.wire import HealthGet
 
 __all__ = ["HealthProbe", "answer_is_from", "make_probe", "only_ready"]
 
@@ -51,14 +53,15 @@ class HealthProbe:
     Ask ``GET /health`` through ``http`` (a treq-like client) on
     ``reactor``: at once, then after ``first`` seconds, each pause
     ``growth`` times the last, at most ``cap``, and at once when the
-    worker says it listens; each try gets ``timeout``.
+    worker says it listens (then, if that check fails, ``first`` later
+    again, and so on); each try gets ``timeout``.
     """
 
-    http: HttpClient
+    http: HttpClient | HealthGet
     reactor: IReactorTime
-    first: float = 0.01
-    growth: float = 1.5
-    cap: float = 0.05
+    first: float = 0.1
+    growth: float = 2.0
+    cap: float = 1.0
     timeout: float = 1.0
 
     def wait(self, guid: str, url: str,
@@ -80,16 +83,19 @@ class HealthProbe:
 
         if listening is not None:
             listening.addCallbacks(heard, lambda failure: failure.trap(CancelledError))
-        delay = self.first
+        delay, checked_heard = self.first, False
         try:
             while True:
                 if await self._answers(guid, url):
                     return
-                if listening is not None and listening.called:
-                    delay = self.cap  # it said so: one more check is all it should take
+                if listening is not None and listening.called and not checked_heard:
+                    checked_heard, delay = True, self.first  # it said so: soon again
                 pause = self._sleep(delay)
                 await pause
-                delay = min(delay * self.growth, self.cap)
+                if listening is not None and listening.called and not checked_heard:
+                    checked_heard, delay = True, self.first  # woken by it: check now
+                else:
+                    delay = min(delay * self.growth, self.cap)
         finally:
             if listening is not None and not listening.called:
                 listening.cancel()
@@ -125,18 +131,14 @@ class HealthProbe:
         return bool(response.code == 200 and answer_is_from(guid, body))
 
 
-def make_probe(reactor: IDaemonReactor, http: HttpClient | None = None
-               ) -> tuple[HealthProbe, HTTPConnectionPool | None]:
+def make_probe(reactor: IDaemonReactor, http: HttpClient | None = None) -> HealthProbe:
     """
-    A :class:`HealthProbe` through ``http`` if given, else through a treq
-    client of its own that reaches IP addresses directly and closes each
-    connection after its answer (the daemon holds no idle connection to a
-    ready worker); and that client's pool (None if ``http`` was given).
+    A :class:`HealthProbe` through ``http`` if given, else through a
+    :class:`~turberfield_twisted.worker.wire.HealthGet` of its own (one
+    connection a check, straight to the worker's IP address: the daemon
+    holds no idle connection to a ready worker).
     """
-    pool = None
-    if http is None:
-        http, pool = make_http(reactor, persistent=False)
-    return HealthProbe(http, reactor), pool
+    return HealthProbe(http if http is not None else HealthGet(reactor), reactor)
 
 
 def only_ready(guid: str, waiting: Deferred[Job]) -> Deferred[Job]:

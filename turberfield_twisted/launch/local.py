@@ -289,6 +289,8 @@ class LocalLauncher:
         self.prlimit = prlimit
         self.process_groups = process_groups
         self._path: list[str] | None = None
+        #: Modules found on the workers' path: each looked for once (until a reload).
+        self._found: set[str] = set()
         self.env = minimal_env(pythonpath)
 
     def prepare(self, modules: Iterable[str] = ()) -> None:
@@ -300,9 +302,11 @@ class LocalLauncher:
 
     def reload(self, modules: Iterable[str] = ()) -> None:
         """
-        See :meth:`ILauncher.reload`: nothing to drop (the workers' path
-        depends on ``pythonpath``, which takes a restart of the daemon).
+        See :meth:`ILauncher.reload`: the modules found are looked for again
+        (the workers' path itself depends on ``pythonpath``, which takes a
+        restart of the daemon).
         """
+        self._found.clear()
 
     def close(self) -> Deferred[None]:
         """See :meth:`ILauncher.close`: a cold launcher holds nothing open."""
@@ -313,8 +317,11 @@ class LocalLauncher:
         See :meth:`ILauncher.check`: the module is found where its worker will
         look: ``pythonpath``, then the interpreter's own path (not the
         daemon's ``PYTHONPATH`` or working directory, which workers don't
-        get). Nothing is imported.
+        get). Nothing is imported. A module found is not looked for again
+        until a reload (a hundred jobs of one module: one look).
         """
+        if module in self._found:
+            return
         if not valid_module_name(module):
             raise UnknownModule(module, "not a dotted module name")
         if self._path is None:  # not prepared: ask now
@@ -323,6 +330,7 @@ class LocalLauncher:
         if not _findable(module, self._path):
             raise UnknownModule(module, "not found on the workers' path (their pythonpath"
                                         " key and the interpreter's own; not PYTHONPATH)")
+        self._found.add(module)
 
     def port_in_use(self, module: str, listen_addr: str, port: int) -> bool:
         """See :meth:`ILauncher.port_in_use`: a bind probe on ``listen_addr``."""

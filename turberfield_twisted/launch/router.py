@@ -125,8 +125,6 @@ def default_launcher(reactor: IDaemonReactor, settings: Callable[[], Settings],
     slurm`` ones (keeping node failures in ``nodes``); both with the
     initiator's ``pythonpath``.
     """
-    from turberfield_twisted.launch.slurm.launcher import SlurmLauncher
-
     def is_warm(module: str) -> bool:
         found = settings().module(module)
         return bool(found is not None and found.warm)
@@ -139,7 +137,9 @@ def default_launcher(reactor: IDaemonReactor, settings: Callable[[], Settings],
         found = settings().module(module)
         return found.slurm_args if found is not None else ()
 
-    def slurm() -> ILauncher:
+    def slurm() -> ILauncher:  # loaded only if a module runs on Slurm
+        from turberfield_twisted.launch.slurm.launcher import SlurmLauncher
+
         return SlurmLauncher(reactor, slurm_args, pythonpath=settings().initiator.pythonpath,
                              nodes=nodes)
 

@@ -4,9 +4,8 @@ HTTP agents that reach a literal IP address directly.
 Twisted's default :class:`~twisted.web.client.Agent` connects through a
 ``HostnameEndpoint`` even when the host is an IP address; that endpoint
 takes about 300 ms to give up on a refused connection (against well under
-1 ms for a ``TCP4ClientEndpoint``), which made every readiness poll of a
-worker that did not listen yet cost a third of a second. Workers, the
-daemon and web-hook receivers are almost always reached by IP address.
+1 ms for a ``TCP4ClientEndpoint``). The agents here connect through
+:func:`~turberfield_twisted.worker.endpoint.client_endpoint` instead.
 
 Imported only when a client is first built: the worker runtime does not
 load it until its app calls the initiator.
@@ -14,52 +13,33 @@ load it until its app calls the initiator.
 
 from __future__ import annotations
 
-import ipaddress
 import re
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from twisted.internet.defer import Deferred
-from twisted.internet.endpoints import (
-    HostnameEndpoint,
-    TCP4ClientEndpoint,
-    TCP6ClientEndpoint,
-    wrapClientTLS,
-)
 from twisted.internet.interfaces import (
+    IOpenSSLClientConnectionCreator,
     IProtocol,
     IProtocolFactory,
     IReactorTime,
     IStreamClientEndpoint,
 )
 from twisted.internet.protocol import Factory
-from twisted.web.client import URI, Agent, BrowserLikePolicyForHTTPS, HTTPConnectionPool
+from twisted.web.client import URI, Agent, HTTPConnectionPool
 from twisted.web.error import SchemeNotSupported
 from twisted.web.iweb import IAgent, IAgentEndpointFactory
 from zope.interface import implementer
 
-if TYPE_CHECKING:
+from turberfield_twisted.worker.endpoint import CONNECT_TIMEOUT, client_endpoint
+from turberfield_twisted.worker.tlsgate import allow_tls
+
+if TYPE_CHECKING:  # for the type checker only (twisted.internet.ssl does not name it)
+    from twisted.internet._sslverify import IOpenSSLTrustRoot
+
     from turberfield_twisted.worker.reactor import IClientReactor
 
-__all__ = ["LiteralIPEndpoints", "QuietEndpoint", "client_endpoint", "make_agent", "quiet_pool"]
-
-#: Seconds a connection may take to be accepted.
-CONNECT_TIMEOUT = 10.0
-
-
-def client_endpoint(reactor: IClientReactor, host: str, port: int,
-                    timeout: float = CONNECT_TIMEOUT) -> IStreamClientEndpoint:
-    """
-    An endpoint to ``host``:``port``: straight TCP (v4 or v6) for an IP
-    address (brackets allowed), a ``HostnameEndpoint`` for a name.
-    """
-    bare = host[1:-1] if host.startswith("[") and host.endswith("]") else host
-    try:
-        ip = ipaddress.ip_address(bare)
-    except ValueError:
-        return HostnameEndpoint(reactor, host, port, timeout=timeout)
-    kind = TCP6ClientEndpoint if ip.version == 6 else TCP4ClientEndpoint
-    return kind(reactor, bare, port, timeout=timeout)
-
+__all__ = ["LiteralIPEndpoints", "QuietEndpoint", "TLSEndpoint", "client_endpoint", "make_agent",
+           "quiet_pool"]
 
 @implementer(IStreamClientEndpoint)
 class QuietEndpoint:
@@ -78,11 +58,40 @@ class QuietEndpoint:
         return self._endpoint.connect(protocolFactory)
 
 
+@implementer(IStreamClientEndpoint)
+class TLSEndpoint:
+    """
+    ``endpoint`` wrapped in TLS, the server checked by ``creator`` (from
+    ``optionsForClientTLS``), as ``twisted.internet.endpoints.wrapClientTLS``
+    wraps one. Built here, as that function can't be used in a process
+    that deferred TLS (:mod:`.tlsgate`): ``endpoints`` was imported without
+    its TLS parts, and ``twisted.protocols.tls`` is loaded only now.
+    """
+
+    def __init__(self, creator: IOpenSSLClientConnectionCreator,
+                 endpoint: IStreamClientEndpoint):
+        self._creator = creator
+        self._endpoint = endpoint
+
+    def connect(self, protocolFactory: IProtocolFactory) -> Deferred[IProtocol]:
+        """Connect as ``endpoint`` does, through TLS; fire with ``protocolFactory``'s protocol."""
+        from twisted.protocols.tls import TLSMemoryBIOFactory, TLSMemoryBIOProtocol
+
+        wrapped = TLSMemoryBIOFactory(self._creator, True, protocolFactory)
+
+        def inner(protocol: IProtocol) -> IProtocol:
+            return cast(TLSMemoryBIOProtocol, protocol).wrappedProtocol
+
+        return self._endpoint.connect(wrapped).addCallback(inner)
+
+
 @implementer(IAgentEndpointFactory)
 class LiteralIPEndpoints:
     """
     Endpoints for an Agent, each a :class:`QuietEndpoint`: :func:`client_endpoint`
-    for ``http``, the same wrapped in TLS (checked as a browser would) for ``https``.
+    for ``http``, the same in TLS (a :class:`TLSEndpoint`, the server checked
+    as a browser would) for ``https``: TLS is loaded then, if this process
+    deferred it.
     """
 
     def __init__(self, reactor: IClientReactor, timeout: float = CONNECT_TIMEOUT,
@@ -90,7 +99,7 @@ class LiteralIPEndpoints:
         self._reactor = reactor
         self._timeout = timeout
         self._ca_pem = ca_pem
-        self._tls: BrowserLikePolicyForHTTPS | None = None
+        self._trust: tuple[IOpenSSLTrustRoot | None] | None = None
 
     def endpointForURI(self, uri: URI) -> IStreamClientEndpoint:
         """The endpoint for ``uri``'s host and port."""
@@ -102,26 +111,31 @@ class LiteralIPEndpoints:
         if uri.scheme == b"http":
             return QuietEndpoint(endpoint)
         if uri.scheme == b"https":
-            if self._tls is None:
-                self._tls = _policy(self._ca_pem)
-            bare = uri.host.strip(b"[]")
-            return QuietEndpoint(wrapClientTLS(self._tls.creatorForNetloc(bare, uri.port),
-                                               endpoint))
+            allow_tls()
+            from twisted.internet.ssl import optionsForClientTLS
+
+            if self._trust is None:
+                self._trust = (_trust_root(self._ca_pem),)
+            bare = uri.host.strip(b"[]").decode("ascii")
+            creator = optionsForClientTLS(bare, trustRoot=self._trust[0])
+            return QuietEndpoint(TLSEndpoint(creator, endpoint))
         raise SchemeNotSupported(f"unsupported scheme: {uri.scheme!r}")
 
 
-def _policy(ca_pem: bytes | None) -> BrowserLikePolicyForHTTPS:
-    """Check servers as a browser does: against the CA(s) in ``ca_pem``, else the system's."""
+def _trust_root(ca_pem: bytes | None) -> IOpenSSLTrustRoot | None:
+    """
+    What servers are checked against: the CA(s) in ``ca_pem``, else (None)
+    the system's store, as a browser would (``BrowserLikePolicyForHTTPS``).
+    """
     if not ca_pem:
-        return BrowserLikePolicyForHTTPS()
+        return None
     from twisted.internet.ssl import Certificate, trustRootFromCertificates
 
     found = re.findall(rb"-----BEGIN CERTIFICATE-----.+?-----END CERTIFICATE-----", ca_pem,
                        flags=re.DOTALL)
     if not found:
         raise ValueError("the CA given holds no PEM certificate")
-    return BrowserLikePolicyForHTTPS(
-        trustRoot=trustRootFromCertificates([Certificate.loadPEM(pem) for pem in found]))
+    return trustRootFromCertificates([Certificate.loadPEM(pem) for pem in found])
 
 
 def make_agent(reactor: IClientReactor, pool: HTTPConnectionPool | None = None,

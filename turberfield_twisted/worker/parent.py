@@ -43,6 +43,7 @@ __all__ = [
     "HttpClient",
     "HttpResponse",
     "JsonClient",
+    "LazyHttp",
     "ParentClient",
     "error_message",
     "exchange",
@@ -106,6 +107,55 @@ def make_http(reactor: IClientReactor, persistent: bool = True, ca_pem: bytes | 
     # treq types each keyword its methods take; callers here pass them through.
     agent = make_agent(reactor, pool, ca_pem=ca_pem)
     return cast(HttpClient, HTTPClient(agent, cookiejar=jar)), pool
+
+
+class LazyHttp:
+    """
+    A treq-like client built with :func:`make_http` on its first request
+    (treq and ``twisted.web.client`` are loaded then, not before); :meth:`close`
+    closes its connections, if it was built.
+    """
+
+    def __init__(self, reactor: IClientReactor):
+        self.reactor = reactor
+        self._http: HttpClient | None = None
+        self._pool: HTTPConnectionPool | None = None
+
+    @property
+    def built(self) -> bool:
+        """Whether it has been used (and treq loaded)."""
+        return self._http is not None
+
+    def _client(self) -> HttpClient:
+        if self._http is None:
+            self._http, self._pool = make_http(self.reactor)
+        return self._http
+
+    def request(self, method: str, url: str, **kwargs: Any) -> Deferred[HttpResponse]:
+        """treq's ``request``."""
+        return self._client().request(method, url, **kwargs)
+
+    def get(self, url: str, **kwargs: Any) -> Deferred[HttpResponse]:
+        """treq's ``get``."""
+        return self._client().get(url, **kwargs)
+
+    def post(self, url: str, **kwargs: Any) -> Deferred[HttpResponse]:
+        """treq's ``post``."""
+        return self._client().request("POST", url, **kwargs)
+
+    def put(self, url: str, **kwargs: Any) -> Deferred[HttpResponse]:
+        """treq's ``put``."""
+        return self._client().request("PUT", url, **kwargs)
+
+    def delete(self, url: str, **kwargs: Any) -> Deferred[HttpResponse]:
+        """treq's ``delete``."""
+        return self._client().request("DELETE", url, **kwargs)
+
+    def close(self) -> Deferred[None]:
+        """Close its idle connections (nothing to do if it was never used)."""
+        if self._pool is None:
+            return succeed(None)
+        return self._pool.closeCachedConnections()
 
 
 def error_message(body: bytes, status: int) -> str:

@@ -151,8 +151,10 @@ class WarmLauncher:
         The config was read again: retire every template (it forks no more;
         its workers run on, are still reported, and it exits after the
         last) and start one for each warm module of ``modules``, which
-        imports the module afresh. A refused module gets another chance.
+        imports the module afresh. A refused module gets another chance,
+        and the cold launcher looks for modules afresh.
         """
+        self.cold.reload(modules)
         for old in self.templates.values():
             old.retire()
             if old.state is TemplateState.RETIRED:
