@@ -102,6 +102,7 @@ class Initiator(InitiatorConfig, JobTable, Proactor, Service):
         self._keeper = Keeper(store)
         self._stopping = False
         probe = make_probe(self.reactor, http)
+        given = http
         self._own_http: LazyHttp | None = None
         if http is None:
             http = self._own_http = LazyHttp(self.reactor)
@@ -122,7 +123,7 @@ class Initiator(InitiatorConfig, JobTable, Proactor, Service):
                                   lambda: self._checked().initiator.limit_interval)
         #: Its services: groups of jobs of one module on one shared socket.
         self.services = Services(Instances(self), self._keeper, self._checked)
-        self.upkeep = Upkeep(self, self._lifecycle, http)  # liveness, recycling
+        self.upkeep = Upkeep(self, self._lifecycle, given)  # liveness, recycling
 
     # -- config ------------------------------------------------------------
 
