@@ -20,10 +20,11 @@ again.
 
 from __future__ import annotations
 
+import socket
 from typing import TYPE_CHECKING, Protocol
 
 from twisted.internet.defer import CancelledError, Deferred
-from twisted.internet.interfaces import IReactorTime
+from twisted.internet.interfaces import IReactorTime, ISystemHandle
 from twisted.internet.protocol import Factory, connectionDone
 from twisted.internet.protocol import Protocol as TwistedProtocol
 from twisted.python.failure import Failure
@@ -103,6 +104,9 @@ class _Kept(TwistedProtocol):
         self.closed = False
         #: How many requests it has carried.
         self.asked = 0
+        #: Whether a request went through the transport's buffer (none is sent directly since).
+        self.buffered = False
+        self._socket: socket.socket | None = None
         self._heard = False
         self._code = 0
         self._body: list[bytes] | None = []
@@ -121,8 +125,32 @@ class _Kept(TwistedProtocol):
         self._heard, self._code, self._body, self._size = False, 0, [], 0
         self.asked += 1
         self.reader.expect()
-        self.transport.write(request)
+        self._send(request)
         return self.answer
+
+    def _send(self, request: bytes) -> None:
+        """
+        Send ``request`` on the socket at once if it takes it whole (it does, on
+        a connection idle since its last answer): no write event, no writer
+        registered and unregistered with the reactor. Else, and from then on,
+        through the transport's buffer.
+        """
+        assert self.transport is not None
+        if self._socket is not None and not self.buffered:
+            try:
+                sent = self._socket.send(request)
+            except OSError:
+                sent = 0  # the transport's write meets the error too, and closes
+            if sent == len(request):
+                return
+            request, self.buffered = request[sent:], True
+        self.transport.write(request)
+
+    def connectionMade(self) -> None:
+        system = ISystemHandle(self.transport, None)
+        handle = None if system is None else system.getHandle()
+        if isinstance(handle, socket.socket):  # a real TCP connection (not a test's fake)
+            self._socket = handle
 
     def _cancel(self, answer: Deferred[tuple[int, bytes | None]]) -> None:
         self.answer = None
@@ -200,7 +228,25 @@ class WireProbe:
 
     def check(self, job: Job, path: str, timeout: float) -> Deferred[str | None]:
         """``GET path`` of ``job`` (see :class:`Prober`)."""
-        return Deferred.fromCoroutine(self._ask(job, path, timeout))
+        request = self._request(job, path)
+        kept = self._kept.get(job.guid)
+        if kept is None or kept.closed:
+            return Deferred.fromCoroutine(self._ask(job, path, request, timeout))
+        guid = job.guid
+
+        def answered(answer: tuple[int, bytes | None]) -> str | None:
+            return _judge(guid, path, answer[0], answer[1])
+
+        def failed(failure: Failure) -> Failure | str | Deferred[str | None]:
+            if failure.check(CancelledError):
+                return failure
+            if failure.check(Unanswered) and self._kept.get(guid) is kept:
+                # It had closed while idle: once more, on a new connection.
+                return Deferred.fromCoroutine(self._ask(job, path, request, timeout))
+            kept.abort()
+            return f"GET {path} failed: {failure.type.__name__}"  # type: ignore[union-attr]
+
+        return kept.ask(request).addCallbacks(answered, failed)
 
     def forget(self, guid: str) -> None:
         """Close job ``guid``'s connection and forget its request."""
@@ -231,21 +277,12 @@ class WireProbe:
         self._kept[job.guid] = kept
         return kept
 
-    async def _ask(self, job: Job, path: str, timeout: float) -> str | None:
-        request = self._request(job, path)
-        kept = self._kept.get(job.guid)
+    async def _ask(self, job: Job, path: str, request: bytes, timeout: float) -> str | None:
+        """The check on a new connection."""
+        kept: _Kept | None = None
         try:
-            if kept is not None and kept.closed:
-                kept = None
-            if kept is None:
-                kept = await self._connect(job, timeout)
-            try:
-                code, body = await kept.ask(request)
-            except Unanswered:
-                if kept.asked < 2 or self._kept.get(job.guid) is not kept:
-                    raise
-                kept = await self._connect(job, timeout)  # it had closed while idle
-                code, body = await kept.ask(request)
+            kept = await self._connect(job, timeout)
+            code, body = await kept.ask(request)
         except CancelledError:
             if kept is not None:
                 kept.abort()
