@@ -8,7 +8,9 @@ connection from the daemon is read from ``/proc/net/tcp``.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -18,9 +20,11 @@ import pytest_twisted
 from twisted.internet.address import IPv4Address
 from twisted.internet.defer import Deferred, TimeoutError
 from twisted.internet.error import ConnectionDone
+from twisted.internet.interfaces import ISystemHandle
 from twisted.internet.protocol import Protocol
 from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.python.failure import Failure
+from zope.interface import implementer
 
 from turberfield_twisted.jobs.job import Job, JobState
 from turberfield_twisted.jobs.liveprobe import GUID_LIMIT, WireProbe
@@ -186,6 +190,54 @@ def test_forget_closes_the_jobs_connection():
     protocol.dataReceived(answer())
     r.probe.forget(GUID)
     assert transport.disconnecting
+
+
+@implementer(ISystemHandle)
+class SocketTransport(StringTransport):
+    """A StringTransport over one end of a socketpair, as a TCP transport gives its socket."""
+
+    def __init__(self, sock: socket.socket):
+        super().__init__()
+        self.sock = sock
+
+    def getHandle(self) -> socket.socket:
+        return self.sock
+
+
+def test_a_request_the_socket_takes_whole_is_sent_at_once():
+    """On an idle connection the request goes on the socket itself, not the transport's buffer."""
+    r = rig()
+    r.check()
+    host, port, factory, _, _ = r.reactor.tcpClients[-1]
+    near, far = socket.socketpair()
+    with near, far:
+        near.setblocking(False)
+        transport = SocketTransport(near)
+        protocol = factory.buildProtocol(IPv4Address("TCP", host, port))
+        protocol.makeConnection(transport)
+        assert far.recv(4096) == REQUEST and transport.value() == b""
+        protocol.dataReceived(answer())
+        assert r.results == [None]
+
+
+def test_a_request_the_socket_cannot_take_goes_through_the_transport():
+    """A socket whose buffer is full leaves the request to the transport, from then on."""
+    r = rig()
+    r.check()
+    host, port, factory, _, _ = r.reactor.tcpClients[-1]
+    near, far = socket.socketpair()
+    with near, far:
+        near.setblocking(False)
+        with contextlib.suppress(BlockingIOError):
+            for _ in range(1000):  # a socketpair's buffer fills long before
+                near.send(b"x" * 65536)
+        transport = SocketTransport(near)
+        protocol = factory.buildProtocol(IPv4Address("TCP", host, port))
+        protocol.makeConnection(transport)
+        assert transport.value() == REQUEST
+        protocol.dataReceived(answer())
+        r.check()
+        assert transport.value() == REQUEST * 2 and r.results == [None]
 
 
 def _connections_to(port: int) -> set[int]:
