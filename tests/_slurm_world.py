@@ -41,7 +41,7 @@ class Runner:
     A fake runner of commands: records each scancel (``commands``) and squeue
     (``asked``); scancel exits 0 unless told (``answer``, or ``held``); squeue shows Slurm
     job JOBID as ``slurm[JOBID]`` (``NAME|NODE|STATE``), g1's running on node7
-    unless told; scontrol shows each node's NodeAddr (``ADDRS``).
+    unless told; scontrol shows each node's NodeAddr (``ADDRS``); sinfo shows ``nodes``.
     """
 
     def __init__(self) -> None:
@@ -51,6 +51,12 @@ class Runner:
         #: What scancel answers with instead, if set (a Deferred the test fires).
         self.held: Deferred[Ran] | None = None
         self.slurm = {"12": "g1|node7|RUNNING", "13": "g1|node7|RUNNING"}
+        #: What sinfo answers (``NODE STATE`` lines), and how often it was asked.
+        self.nodes = ("node7 idle batch*\nnode8 mix batch*\nnode9 idle batch*\n"
+                      "node6 down* batch*\nnode5 idle gpu\n")
+        self.sinfo_asked = 0
+        #: What the next sinfo answers with instead, if set (a Deferred the test fires).
+        self.sinfo_held: Deferred[Ran] | None = None
 
     def __call__(self, argv: list[str]) -> Deferred[Ran]:
         if argv[0].endswith("scontrol"):
@@ -59,6 +65,10 @@ class Runner:
                 return succeed(Ran(1, "", f"Node {argv[-1]} not found\n"))
             return succeed(Ran(0, f"NodeName={argv[-1]} Arch=x86_64 NodeAddr={addr}"
                                   f" NodeHostName={argv[-1]}\n", ""))
+        if argv[0].endswith("sinfo"):
+            self.sinfo_asked += 1
+            held, self.sinfo_held = self.sinfo_held, None
+            return held if held is not None else succeed(Ran(0, self.nodes, ""))
         if argv[0].endswith("squeue"):
             self.asked.append(argv)
             [slurm_job] = [arg.split("=")[1] for arg in argv if arg.startswith("--jobs=")]
@@ -119,7 +129,7 @@ class World:
                 self.reactor, lambda m: holder[0].settings.module(m).slurm_args, python="/py",
                 srun="/usr/bin/srun", scancel="/usr/bin/scancel", setsid=None, run=self.runner,
                 squeue="/usr/bin/squeue", resolve=resolve, scontrol="/usr/bin/scontrol",
-                nodes=self.nodes)})
+                nodes=self.nodes, spread=holder[0].slurm_spread, sinfo="/usr/bin/sinfo")})
         self.init = Initiator(None, guid="init", cfg=cfg, reactor=self.reactor,
                               launcher=launchers, http=self.http, slurm_nodes=self.nodes)
         holder.append(self.init)

@@ -30,7 +30,8 @@ from turberfield_twisted.daemon.reconcile import Reconciler
 from turberfield_twisted.errors import ConfigPushFailed
 from turberfield_twisted.hooks.dispatcher import HookDispatcher, UnknownHook
 from turberfield_twisted.hooks.rules import check_events, check_url
-from turberfield_twisted.http.api import ControlAPI, _LimitedRequest
+from turberfield_twisted.http.api import ControlAPI
+from turberfield_twisted.http.web import _LimitedRequest
 from turberfield_twisted.testing.configs import initiator_config
 from turberfield_twisted.testing.fakes import FakeProcessReactor
 

@@ -99,7 +99,8 @@ def test_the_services_routes_are_described_and_every_description_has_a_route():
 async def test_bad_input_is_a_clear_4xx_and_changes_nothing(served, reactor):
     """
     instances 0 or negative (400) or over max_instances (403), an address another process
-    holds or a name that is a config section's (409), a malformed listen (400), scaling a
+    holds, a name that is a config section's or no listen for a module that runs here (409),
+    a malformed listen or a spread with a listen (400), scaling a
     service that does not exist (404): each a 4xx with a JSON error saying why; no
     service, job or socket left.
     """
@@ -117,6 +118,8 @@ async def test_bad_input_is_a_clear_4xx_and_changes_nothing(served, reactor):
             ({**base, "name": "init"}, 409, "is taken: a config section has it"),
             ({**base, "listen": "localhost:80"}, 400, "listen must be"),
             ({**base, "module": "no.such.module"}, 404, "no.such.module"),
+            ({"name": "web", "module": DEMO}, 409, "listen is required"),
+            ({**base, "spread": "nodes"}, 400, "spread applies only to a service of a module"),
             ({**base, "config": {"secret": "x"}}, 403, "does not allow 'secret'"),
         ]
         for body, status, says in cases:

@@ -464,9 +464,9 @@ def test_a_bad_service_section_is_refused_at_its_line(lines, line, reason):
     assert (caught.value.line, reason in str(caught.value)) == (line, True), str(caught.value)
 
 
-def test_a_service_of_a_slurm_module_is_refused():
-    """A service's instances share a socket of this host: not a module that Slurm runs."""
+def test_a_service_of_a_slurm_module_that_says_listen_is_refused():
+    """A socket can't span hosts: a service of a module Slurm runs has no listen key."""
     cfg = parse_config("[p]\n[m]\nlauncher = slurm\n[service:w]\nmodule = m\nlisten = 80\n",
                        source="f.cfg")
-    with pytest.raises(ConfigError, match=r"line 5: .*launcher = slurm"):
+    with pytest.raises(ConfigError, match=r"line 6: key 'listen' .*span hosts"):
         check_config(cfg, "p")

@@ -301,3 +301,78 @@ async def _empty(cluster: SlurmNodes, names: Any) -> bool:
 def measured(what: str, seconds: float) -> None:
     """Print a measurement (``pytest -s`` shows it; README's numbers come from there)."""
     print(f"\nmeasured: {what}: {seconds:.2f} s")
+
+
+async def service_on_nodes(reactor: Any, daemon: Daemon, cluster: SlurmNodes,
+                           count: int) -> dict[str, str]:
+    """Service grid, once its ``count`` instances are ready: each instance's node, which the
+    daemon sent it to (its log), squeue and GET /services all say."""
+    code, service = await call(reactor, daemon, "GET", "/services/grid?wait=ready&timeout=60")
+    assert (code, service["ready"], len(service["members"])) == (200, count, count), service
+    members = {job["guid"]: job["node"] for job in service["members"]}
+    squeue = await poll(reactor, lambda: _running_of(cluster, set(members)), 30)
+    assert squeue == members
+    for guid, node in members.items():
+        await daemon.logged(rf"job {guid}: spread to Slurm node {node} ").addTimeout(5, reactor)
+    return members
+
+
+async def _running_of(cluster: SlurmNodes, guids: set[str]) -> dict[str, str] | None:
+    found = {name: node for name, node in (await running_on(cluster)).items()
+             if name.startswith("grid.")}
+    return found if set(found) == guids else None
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_slurm_service_of_three_lands_one_a_node_its_relay_reaches_each_and_it_scales(
+        reactor, daemon, cluster):
+    """
+    A service of three instances of a module Slurm runs (no listen: its address is its
+    relay): one instance on each node (squeue and GET /services agree); the relay answers
+    from every instance; scaled to 2, the drained one leaves squeue, and back to 3 the new
+    one goes to the node left free; rolled out (no shared socket to drain), the new three
+    are one a node too; removed, squeue has none of it.
+    """
+    asked = reactor.seconds()
+    code, service = await call(reactor, daemon, "POST", "/services",
+                               {"name": "grid", "module": DEMO, "instances": 3})
+    assert code == 201, service
+    assert (service["listen"], service["relay"], service["spread"]) == (
+        None, "/services/grid/proxy/", "nodes")
+    members = await service_on_nodes(reactor, daemon, cluster, 3)
+    measured("Slurm service of 3, POST to all ready one a node", reactor.seconds() - asked)
+    assert sorted(members.values()) == [node.name for node in cluster.nodes]
+    answered = set()
+    for _ in range(30):  # bounded: the relay takes each ready instance in turn
+        code, answer = await call(reactor, daemon, "GET", "/services/grid/proxy/")
+        assert code == 200, answer
+        answered.add(answer["guid"])
+        if answered == set(members):
+            break
+    assert answered == set(members)
+    code, _ = await call(reactor, daemon, "PATCH", "/services/grid", {"instances": 2})
+    assert code == 200
+    two = await service_on_nodes(reactor, daemon, cluster, 2)
+    [freed] = set(members.values()) - set(two.values())
+    code, _ = await call(reactor, daemon, "PATCH", "/services/grid", {"instances": 3})
+    assert code == 200
+    three = await service_on_nodes(reactor, daemon, cluster, 3)
+    [(new, node)] = [(guid, node) for guid, node in three.items() if guid not in two]
+    assert node == freed, (new, three)
+    old_tasks = [pid for guid in three for pid in task_pids(guid)]
+    asked = reactor.seconds()
+    code, _ = await call(reactor, daemon, "POST", "/services/grid/rollout")
+    assert code == 202
+    code, service = await call(reactor, daemon, "GET",
+                               "/services/grid?wait=rollout&timeout=60")
+    assert service["rollout"]["state"] == "done", service
+    measured("rollout of the Slurm service of 3", reactor.seconds() - asked)
+    rolled = await service_on_nodes(reactor, daemon, cluster, 3)
+    assert not set(rolled) & set(three)
+    assert sorted(rolled.values()) == [node.name for node in cluster.nodes]
+    await wait_gone(reactor, old_tasks, 60)
+    tasks = [pid for guid in rolled for pid in task_pids(guid)]
+    code, _ = await call(reactor, daemon, "DELETE", "/services/grid")
+    assert code == 202
+    await poll(reactor, lambda: _empty(cluster, set(rolled)), 60)
+    await wait_gone(reactor, tasks, 60)

@@ -272,14 +272,22 @@ class ControlClient(JsonClient):
                                 params={"wait": wait, "timeout": f"{timeout:g}"},
                                 timeout=timeout + WAIT_MARGIN)
 
-    async def create_service(self, name: str, module: str, listen: str, instances: int = 1,
-                             surge: int = 1, max_unavailable: int = 0,
+    async def create_service(self, name: str, module: str, listen: str | None,
+                             instances: int = 1, surge: int = 1, max_unavailable: int = 0,
                              session: str | None = None,
-                             config: dict[str, Any] | None = None) -> dict[str, Any]:
-        """Make a service: ``instances`` of ``module`` sharing ``listen``."""
-        body: dict[str, Any] = {"name": name, "module": module, "listen": listen,
+                             config: dict[str, Any] | None = None,
+                             spread: str | None = None) -> dict[str, Any]:
+        """
+        Make a service: ``instances`` of ``module`` sharing ``listen`` (None:
+        a module Slurm runs, its instances spread as ``spread`` says).
+        """
+        body: dict[str, Any] = {"name": name, "module": module,
                                 "instances": instances, "surge": surge,
                                 "max_unavailable": max_unavailable}
+        if listen is not None:
+            body["listen"] = listen
+        if spread is not None:
+            body["spread"] = spread
         if session is not None:
             body["session"] = session
         if config:

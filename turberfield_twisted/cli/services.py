@@ -49,8 +49,11 @@ def add_parsers(commands: Any) -> None:
     create = actions.add_parser("create", help="make a service")
     create.add_argument("name")
     create.add_argument("module")
-    create.add_argument("--listen", required=True, metavar="ADDR",
-                        help="PORT (on 127.0.0.1), HOST:PORT or [IPV6]:PORT")
+    create.add_argument("--listen", metavar="ADDR",
+                        help="PORT (on 127.0.0.1), HOST:PORT or [IPV6]:PORT (none for a"
+                             " module Slurm runs: reached through its relay)")
+    create.add_argument("--spread", choices=("nodes", "none"),
+                        help="a Slurm service's instances on different nodes (default nodes)")
     create.add_argument("--instances", type=_count, default=1)
     create.add_argument("--surge", type=_count, default=1,
                         help="new instances a rollout starts at once (default 1)")
@@ -87,15 +90,16 @@ def _rollout_cell(service: dict[str, Any]) -> str:
 def format_services(services: list[dict[str, Any]]) -> str:
     """The ``service ls`` table."""
     return format_table(["NAME", "MODULE", "LISTEN", "READY", "ROLLOUT"],
-                        [[s.get("name"), s.get("module"), s.get("listen"),
+                        [[s.get("name"), s.get("module"), s.get("listen") or "relay only",
                           f"{s.get('ready')}/{s.get('instances')}", _rollout_cell(s)]
                          for s in services])
 
 
 def format_service(service: dict[str, Any]) -> str:
     """One service as ``key  value`` lines, its rollout's reason, then its instances."""
-    rows = [[key, service.get(key)] for key in ("name", "module", "listen", "instances",
-                                                 "ready", "surge", "max_unavailable",
+    rows = [[key, service.get(key)] for key in ("name", "module", "listen", "relay", "spread",
+                                                 "instances", "ready", "surge",
+                                                 "max_unavailable",
                                                  "session", "declared", "last_error")]
     rows.append(["rollout", _rollout_cell(service)])
     rollout = service.get("rollout") or {}
@@ -138,7 +142,7 @@ async def _service(client: ControlClient, args: argparse.Namespace) -> Any:
     if args.action == "create":
         service = await client.create_service(
             args.name, args.module, args.listen, args.instances, args.surge,
-            args.max_unavailable, args.session, _config(args))
+            args.max_unavailable, args.session, _config(args), args.spread)
         if args.wait:
             service = await _waited(client, args.name, "ready", args)
     else:

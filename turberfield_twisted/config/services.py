@@ -14,6 +14,11 @@ the API shares with them (its name, its ``listen`` address, its numbers).
     greeting = hi             ; an override, as a declared job's
     max_memory = 200M         ; a limit of each instance
 
+    [service:grid]            ; its module says launcher = slurm
+    module = my.worker
+    instances = 3             ; no listen: reached through the service relay only
+    spread = nodes            ; one a node where it can (the default), or none
+
 No reactor and nothing of the services layer here: the daemon checks its
 config before it starts one.
 """
@@ -35,6 +40,7 @@ from turberfield_twisted.errors import BadOverride, OverrideNotAllowed
 
 __all__ = [
     "SERVICE_PREFIX",
+    "SPREADS",
     "DeclaredService",
     "check_declared_service",
     "check_declared_services",
@@ -98,7 +104,8 @@ def numbers_problem(instances: int, surge: int, max_unavailable: int,
 class DeclaredService:
     """
     A ``[service:NAME]`` section: ``instances`` workers of ``module``
-    sharing a socket bound at ``host``:``port`` (see
+    sharing a socket bound at ``host``:``port`` (both None for a module
+    Slurm runs: its instances spread as ``spread`` says; see
     :class:`~turberfield_twisted.services.model.ServiceSpec`); ``overrides``
     are its other keys, ``limits`` each instance's. ``source`` and ``line``
     say where its header is (they are not compared).
@@ -106,8 +113,8 @@ class DeclaredService:
 
     name: str
     module: str
-    host: str
-    port: int
+    host: str | None
+    port: int | None
     instances: int = 1
     surge: int = 1
     max_unavailable: int = 0
@@ -118,6 +125,7 @@ class DeclaredService:
     line: int | None = attrs.field(default=None, eq=False)
     #: Its own operations keys (liveness, recycling: :mod:`.operations`), as text.
     operations: Mapping[str, str] = attrs.field(factory=dict, converter=frozen_map)
+    spread: str = "nodes"
 
 
 _NUMBERS: Mapping[str, Reader] = {
@@ -128,8 +136,12 @@ _NUMBERS: Mapping[str, Reader] = {
 
 
 #: The keys of a ``[service:NAME]`` section that are not overrides.
-_SERVICE_KEYS = frozenset({"module", "session", "listen", *_NUMBERS, *LIMIT_KEYS,
+_SERVICE_KEYS = frozenset({"module", "session", "listen", "spread", *_NUMBERS, *LIMIT_KEYS,
                            *OPERATIONS_KEYS})
+
+#: What ``spread`` may be: ``nodes`` (a Slurm service's instances on different
+#: nodes where it can) or ``none`` (where Slurm places them).
+SPREADS = ("nodes", "none")
 
 
 def check_declared_service(cfg: configparser.ConfigParser, header: str, guid: str,
@@ -153,15 +165,7 @@ def check_declared_service(cfg: configparser.ConfigParser, header: str, guid: st
     module = section.text("module")
     if module not in modules:
         raise section.error("module", "names a module that has no config section")
-    if modules[module] != "local":
-        raise section.error("module", "names a module whose workers do not run on this host"
-                                      " (launcher = slurm): a service's share its socket")
-    if not section.has("listen"):
-        raise section.error(None, "has no 'listen' key (PORT, HOST:PORT or [IPV6]:PORT)")
-    try:
-        host, port = listen_address(section.text("listen"))
-    except BadValue as exc:
-        raise section.error("listen", str(exc)) from None
+    host, port, spread = _address(section, modules[module] != "local")
     numbers = {"instances": 1, "surge": 1, "max_unavailable": 0, **section.read(_NUMBERS)}
     problem = numbers_problem(numbers["instances"], numbers["surge"],
                               numbers["max_unavailable"], max_instances)
@@ -178,7 +182,7 @@ def check_declared_service(cfg: configparser.ConfigParser, header: str, guid: st
         except OverrideNotAllowed:
             reason = ("is one the initiator sets" if key in RESERVED_KEYS else
                       "is not one its module lists as overridable (nor module, session,"
-                      " listen, instances, surge, max_unavailable or a limit)")
+                      " listen, spread, instances, surge, max_unavailable or a limit)")
             raise section.error(key, reason) from None
         except BadOverride:
             raise section.error(key, "must be a short key name with a one-line value of at"
@@ -188,7 +192,35 @@ def check_declared_service(cfg: configparser.ConfigParser, header: str, guid: st
     return DeclaredService(name=name, module=module, host=host, port=port, session=session,
                            overrides=overrides, limits=Limits(**section.read(limits)),
                            operations=operations,
-                           source=section.origin()[0], line=section.origin()[1], **numbers)
+                           source=section.origin()[0], line=section.origin()[1],
+                           spread=spread, **numbers)
+
+
+def _address(section: Section, remote: bool) -> tuple[str | None, int | None, str]:
+    """
+    ``(host, port, spread)`` of a service section: a service of a module
+    Slurm runs (``remote``) has no ``listen`` (a socket can't span hosts)
+    and may say ``spread``; one of a local module must say ``listen``.
+    """
+    spread = section.text("spread") if section.has("spread") else "nodes"
+    if remote:
+        if section.has("listen"):
+            raise section.error("listen", "can't be given: its module's workers run on"
+                                          " Slurm nodes, and a socket can't span hosts"
+                                          " (its instances are reached through the relay)")
+        if spread not in SPREADS:
+            raise section.error("spread", f"must be one of: {', '.join(SPREADS)}")
+        return None, None, spread
+    if section.has("spread"):
+        raise section.error("spread", "applies only to a service whose module Slurm runs"
+                                      " (launcher = slurm)")
+    if not section.has("listen"):
+        raise section.error(None, "has no 'listen' key (PORT, HOST:PORT or [IPV6]:PORT)")
+    try:
+        host, port = listen_address(section.text("listen"))
+    except BadValue as exc:
+        raise section.error("listen", str(exc)) from None
+    return host, port, spread
 
 
 def check_declared_services(cfg: configparser.ConfigParser, guid: str,

@@ -57,6 +57,7 @@ from turberfield_twisted.launch.protocol import ExitStatus
 from turberfield_twisted.launch.reactor import IDaemonReactor
 from turberfield_twisted.launch.router import default_launcher
 from turberfield_twisted.launch.slurm.nodes import NodeBook
+from turberfield_twisted.launch.slurm.spread import Spread
 from turberfield_twisted.services.registry import Services
 from turberfield_twisted.worker.parent import HttpClient, LazyHttp
 from turberfield_twisted.worker.proactor import Proactor
@@ -110,20 +111,27 @@ class Initiator(InitiatorConfig, JobTable, Proactor, Service):
         self.http: HttpClient = http
         #: Slurm nodes that failed jobs, and what each excludes (``GET /slurm/nodes``).
         self.slurm_nodes = nodes or NodeBook.of(self.reactor.seconds, self._checked)
+        #: Which Slurm node each instance of a service that spreads is sent to.
+        self.slurm_spread = Spread(siblings=lambda guid: self.services.spread_siblings(guid))
         #: Where workers run.
         self.launcher: ILauncher = launcher or default_launcher(
-            self.reactor, self._checked, self.slurm_nodes)
+            self.reactor, self._checked, self.slurm_nodes, self.slurm_spread)
         self._configs = JobConfigs(lambda: self.cfg, self._checked)
         self._lifecycle = Lifecycle(
             self.reactor, self.launcher, self._checked,
             probe=lambda job: probe.wait(job.guid, job.url(HEALTH_PATH), _listening(job)),
-            render=self._configs.render, emit=self._emit, gate=self.required_ready,
+            render=self._configs.render, emit=self._emit, gate=self._may_start,
             output=self._output.emit)
+        self.slurm_spread.opened = self._lifecycle.gate_opened
         self._watch = MemoryWatch(self.reactor, self.workers.values, self._lifecycle.over_limit,
                                   lambda: self._checked().initiator.limit_interval)
         #: Its services: groups of jobs of one module on one shared socket.
         self.services = Services(Instances(self), self._keeper, self._checked)
         self.upkeep = Upkeep(self, self._lifecycle, given)  # liveness, recycling
+
+    def _may_start(self, job: Job) -> bool:
+        """Whether ``job``'s required jobs are ready, and the nodes it spreads over known."""
+        return self.required_ready(job) and self.slurm_spread.known_for(job.guid)
 
     # -- config ------------------------------------------------------------
 

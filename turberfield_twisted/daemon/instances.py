@@ -16,7 +16,7 @@ from twisted.internet.defer import Deferred
 from zope.interface import implementer
 
 from turberfield_twisted.config.names import GUID
-from turberfield_twisted.errors import ServiceConflict, UnknownModule
+from turberfield_twisted.errors import ServiceConflict
 from turberfield_twisted.jobs.job import Job, JobEvent
 from turberfield_twisted.launch.interfaces import ListenSocket
 from turberfield_twisted.launch.protocol import ExitStatus
@@ -43,11 +43,16 @@ class Instances:
         if spec.name == DEFAULTSECT or init.cfg.has_section(spec.name):
             raise ServiceConflict(f"service name {spec.name!r} is taken: a config section has"
                                   " it")
-        module = init.settings.module(spec.module)
-        if module is not None and module.launcher != LOCAL:
-            raise UnknownModule(spec.module, "its workers run on a Slurm node, and a"
-                                             " service's instances share a socket of this host")
         init.admit(spec.module, dict(spec.overrides))
+        module = init.settings.module(spec.module)
+        remote = module is not None and module.launcher != LOCAL
+        if remote and spec.listen is not None:
+            raise ServiceConflict(f"listen can't be given for module {spec.module}: Slurm runs"
+                                  " its workers on other hosts, and a socket can't span hosts"
+                                  " (its instances are reached through the service relay)")
+        if not remote and spec.listen is None:
+            raise ServiceConflict("listen is required: the instances of a module that runs on"
+                                  " this host share a socket (PORT, HOST:PORT or [IPV6]:PORT)")
 
     def start_instance(self, spec: ServiceSpec, guid: str,
                        sockets: Sequence[ListenSocket]) -> Job:

@@ -73,9 +73,10 @@ class Keeper:
 
     def keep_service(self, spec: ServiceSpec, next_instance: int) -> None:
         """See :meth:`IServiceKeeper.keep_service`."""
-        if self.store is not None:
+        if self.store is not None:  # no shared socket: host "" and port 0
             self.store.put_service(ServiceRecord(
-                spec.name, spec.module, spec.session, spec.overrides, spec.host, spec.port,
+                spec.name, spec.module, spec.session, spec.overrides, spec.host or "",
+                spec.port or 0,
                 spec.instances, spec.surge, spec.max_unavailable, spec.declared, next_instance))
 
     def forget_service(self, name: str) -> None:
@@ -87,7 +88,8 @@ class Keeper:
         """See :meth:`IServiceKeeper.kept_services`."""
         if self.store is None:
             return []
-        return [(ServiceSpec(name=r.name, module=r.module, host=r.host, port=r.port,
+        return [(ServiceSpec(name=r.name, module=r.module, host=r.host or None,
+                             port=r.port if r.host else None,
                              instances=r.instances, surge=r.surge,
                              max_unavailable=r.max_unavailable, session=r.session,
                              overrides=r.overrides, declared=r.declared), r.next_instance)

@@ -161,7 +161,8 @@ export class ServicesPage {
 
   update(card, service) {
     setText(card.cells.module, service.module);
-    setText(card.cells.listen, service.listen);
+    // A Slurm service has no shared address: only its relay reaches it.
+    setText(card.cells.listen, service.listen ?? `relay only: ${service.relay ?? ""}`);
     setText(card.cells.ready, `${service.ready}/${service.instances}`);
     setText(card.cells.rollout, progress(service.rollout));
     card.cells.rollout.dataset.state = service.rollout?.state ?? "none";

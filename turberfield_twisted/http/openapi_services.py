@@ -63,11 +63,20 @@ SERVICE_SCHEMAS: Mapping[str, Any] = {
                                   "description": "Why it failed (the instance's error)."}}},
     "Service": {
         "type": "object",
-        "required": ["name", "module", "listen", "instances", "surge", "max_unavailable",
-                     "session", "config", "declared", "ready", "rollout", "members"],
+        "required": ["name", "module", "listen", "relay", "spread", "instances", "surge",
+                     "max_unavailable", "session", "config", "declared", "ready", "rollout",
+                     "members"],
         "properties": {
             "name": {"type": "string"}, "module": {"type": "string"},
-            "listen": {"type": "string", "description": "The shared address, HOST:PORT."},
+            "listen": {"type": ["string", "null"],
+                       "description": "The shared address, HOST:PORT; null for a module"
+                                      " Slurm runs (a socket can't span hosts: each"
+                                      " instance listens on its own node)."},
+            "relay": {"type": "string", "description": "Its relay on this API,"
+                      " /services/NAME/proxy/: the only address of a Slurm service."},
+            "spread": {"enum": ["nodes", "none", None],
+                       "description": "A Slurm service's: nodes (its instances on different"
+                                      " nodes where it can) or none; null for a local one."},
             "instances": {"type": "integer", "description": "How many it runs."},
             "surge": {"type": "integer"}, "max_unavailable": {"type": "integer"},
             "session": {"type": ["string", "null"]}, "config": _STRINGS,
@@ -81,7 +90,8 @@ SERVICE_SCHEMAS: Mapping[str, Any] = {
     "Services": {"type": "object", "required": ["services"],
                  "properties": {"services": {"type": "array", "items": ref("Service")}}},
     "NewService": {
-        "type": "object", "required": ["name", "module", "listen"], "additionalProperties": False,
+        "type": "object", "required": ["name", "module"], "additionalProperties": False,
+        "not": {"required": ["listen", "spread"]},  # spread: only without listen
         # both surge and max_unavailable 0 would leave a rollout no step to take
         "anyOf": [{"properties": {"surge": {"minimum": 1}}},
                   {"required": ["max_unavailable"],
@@ -94,7 +104,12 @@ SERVICE_SCHEMAS: Mapping[str, Any] = {
             "listen": {"anyOf": [{"type": "integer", "minimum": 1, "maximum": 65535},
                                  {"type": "string", "pattern": LISTEN}],
                        "description": "PORT (on 127.0.0.1), HOST:PORT or [IPV6]:PORT; 409 if"
-                                      " it can't be bound there."},
+                                      " it can't be bound there. Required for a module that"
+                                      " runs on this host, refused (409) for one Slurm"
+                                      " runs."},
+            "spread": {"enum": ["nodes", "none"], "default": "nodes",
+                       "description": "Only for a module Slurm runs: nodes sends each"
+                                      " instance to the node fewest of its siblings use."},
             "instances": {"type": "integer", "minimum": 1,
                           "description": "403 over the daemon's max_instances."},
             "surge": {"type": "integer", "minimum": 0},
@@ -159,12 +174,15 @@ SERVICE_OPERATIONS: Mapping[tuple[str, str], dict[str, Any]] = {
         {"200": json_answer(ref("Services"), "The services.")}),
     ("POST", "/services"): operation(
         "Make a service: N instances of a module sharing one listening socket the daemon"
-        " binds.",
+        " binds; or, for a module Slurm runs, N instances each on its own node's port,"
+        " reached through the service's relay only.",
         {"201": json_answer(ref("Service"), "The new service (its instances starting)."),
          **BAD, "403": error_answer("An override the module does not allow, or more"
                                     " instances than max_instances."),
          "404": error_answer("The module is not allowed or not found."),
-         "409": error_answer("The name is taken, or another process holds the address."),
+         "409": error_answer("The name is taken, another process holds the address, or"
+                             " listen does not suit the module: required for one that runs"
+                             " here, refused for one Slurm runs."),
          **TOO_LARGE, **UNKEPT},
         requestBody=json_body("NewService")),
     ("GET", "/services/{name}"): operation(

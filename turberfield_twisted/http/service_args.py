@@ -14,7 +14,7 @@ from twisted.web.iweb import IRequest
 
 from turberfield_twisted.config.names import SESSION
 from turberfield_twisted.config.readers import BadValue
-from turberfield_twisted.config.services import listen_address
+from turberfield_twisted.config.services import SPREADS, listen_address
 from turberfield_twisted.errors import Invalid
 from turberfield_twisted.http.args import MAX_WAIT
 from turberfield_twisted.http.web import query_arg, read_object
@@ -24,7 +24,7 @@ __all__ = ["SERVICE_WAITS", "create_args", "rollout_args", "scale_args", "servic
            "whole"]
 
 _CREATE_KEYS = frozenset({"name", "module", "instances", "listen", "surge", "max_unavailable",
-                          "session", "config"})
+                          "session", "config", "spread"})
 
 
 _SCALE_KEYS = frozenset({"instances"})
@@ -59,9 +59,11 @@ def _config(value: Any) -> dict[str, Any] | None:
 
 def create_args(request: IRequest, max_body: int) -> tuple[ServiceSpec, dict[str, Any] | None]:
     """
-    ``POST /services``: ``{"name", "module", "listen", "instances"?, "surge"?,
-    "max_unavailable"?, "session"?, "config"?}``, as a spec (its overrides
-    still to be checked against the module: the second value).
+    ``POST /services``: ``{"name", "module", "listen"?, "instances"?, "surge"?,
+    "max_unavailable"?, "session"?, "config"?, "spread"?}``, as a spec (its
+    overrides still to be checked against the module: the second value).
+    No ``listen``: a service of a module Slurm runs (the host says whether
+    its module may have one).
     """
     body = read_object(request, max_body, _CREATE_KEYS)
     name, module, listen = body.get("name"), body.get("module"), body.get("listen")
@@ -71,19 +73,28 @@ def create_args(request: IRequest, max_body: int) -> tuple[ServiceSpec, dict[str
         raise Invalid("module must be a non-empty string")
     if isinstance(listen, float) and listen.is_integer():
         listen = int(listen)  # JSON's 8000.0 is a whole number
-    if not isinstance(listen, str | int) or isinstance(listen, bool):
-        raise Invalid("listen must be PORT, HOST:PORT or [IPV6]:PORT")
-    try:
-        host, port = listen_address(str(listen))
-    except BadValue as exc:
-        raise Invalid(f"listen {exc}") from None
+    host: str | None = None
+    port: int | None = None
+    if listen is not None:
+        if not isinstance(listen, str | int) or isinstance(listen, bool):
+            raise Invalid("listen must be PORT, HOST:PORT or [IPV6]:PORT")
+        try:
+            host, port = listen_address(str(listen))
+        except BadValue as exc:
+            raise Invalid(f"listen {exc}") from None
+    spread = body.get("spread", "nodes")
+    if spread not in SPREADS:
+        raise Invalid(f"spread must be one of: {', '.join(SPREADS)}")
+    if listen is not None and "spread" in body:
+        raise Invalid("spread applies only to a service of a module Slurm runs (no listen)")
     session = body.get("session")
     if session is not None and not (isinstance(session, str) and SESSION.accepts(session)):
         raise Invalid("session must be null or a string of at most 256 characters,"
                       " without control characters or '$'")
     spec = ServiceSpec(name=name, module=module, host=host, port=port,
                        instances=_whole(body, "instances", 1), surge=_whole(body, "surge", 1),
-                       max_unavailable=_whole(body, "max_unavailable", 0), session=session)
+                       max_unavailable=_whole(body, "max_unavailable", 0), session=session,
+                       spread=spread)
     return spec, _config(body.get("config"))
 
 

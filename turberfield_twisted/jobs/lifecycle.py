@@ -227,6 +227,10 @@ class Lifecycle(Exits):
         self.fire(job, event)
         return self._spawn(job) if self.admission.request(job) else None
 
+    def gate_opened(self) -> None:
+        """A gate may have opened (not on a job's change): spawn what it held, as slots allow."""
+        self._drain()
+
     def _drain(self) -> None:
         """Spawn waiting jobs while starting slots are free."""
         if self._draining:

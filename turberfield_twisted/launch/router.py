@@ -28,6 +28,7 @@ from turberfield_twisted.launch.warm.launcher import WarmLauncher
 
 if TYPE_CHECKING:
     from turberfield_twisted.launch.slurm.nodes import NodeBook
+    from turberfield_twisted.launch.slurm.spread import Spread
 
 __all__ = ["LOCAL", "SLURM", "ModuleLaunchers", "default_launcher"]
 
@@ -115,14 +116,16 @@ class ModuleLaunchers:
 
 
 def default_launcher(reactor: IDaemonReactor, settings: Callable[[], Settings],
-                     nodes: NodeBook | None = None) -> ModuleLaunchers:
+                     nodes: NodeBook | None = None,
+                     spread: Spread | None = None) -> ModuleLaunchers:
     """
     An Initiator's launcher, reading the config in force through
     ``settings()`` (so a reload changes it from each job's next start): a
     :class:`WarmLauncher` over a cold :class:`LocalLauncher` for local
     modules (those whose section says ``warm`` are forked from a
     template), a :class:`~.slurm.launcher.SlurmLauncher` for ``launcher =
-    slurm`` ones (keeping node failures in ``nodes``); both with the
+    slurm`` ones (keeping node failures in ``nodes``, spreading services'
+    instances with ``spread``); both with the
     initiator's ``pythonpath``.
     """
     def is_warm(module: str) -> bool:
@@ -141,6 +144,6 @@ def default_launcher(reactor: IDaemonReactor, settings: Callable[[], Settings],
         from turberfield_twisted.launch.slurm.launcher import SlurmLauncher
 
         return SlurmLauncher(reactor, slurm_args, pythonpath=settings().initiator.pythonpath,
-                             nodes=nodes)
+                             nodes=nodes, spread=spread)
 
     return ModuleLaunchers(settings, {LOCAL: local, SLURM: slurm})

@@ -27,7 +27,8 @@ __all__ = ["ServiceGroup"]
 @attrs.define(eq=False)
 class ServiceGroup:
     """
-    Service ``spec.name``: its instances share ``socket``; they are jobs of
+    Service ``spec.name``: its instances share ``socket`` (None: a Slurm
+    service's instances each listen on their own node); they are jobs of
     ``host``'s table; ``keeper`` keeps the spec and the number the next
     instance takes (``next_instance``).
     """
@@ -35,7 +36,7 @@ class ServiceGroup:
     log = Logger()
 
     spec: ServiceSpec
-    socket: SharedSocket
+    socket: SharedSocket | None
     _host: IInstanceHost = attrs.field(alias="host")
     _keeper: IServiceKeeper = attrs.field(alias="keeper")
     next_instance: int = 1
@@ -84,7 +85,8 @@ class ServiceGroup:
         """
         guid = self._new_guid()
         try:
-            self._host.start_instance(spec, guid, [self.socket.handed()])
+            shared = [self.socket.handed()] if self.socket is not None else []
+            self._host.start_instance(spec, guid, shared)
         except SpawnFailed:
             self.members.append(guid)  # it is in the table, failed
             raise

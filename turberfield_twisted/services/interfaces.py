@@ -31,8 +31,9 @@ class IInstanceHost(Interface):
         """
         Raise if ``spec`` can't run here: its name is a config section's
         (:class:`~turberfield_twisted.errors.ServiceConflict`), its module is not
-        allowed or can't run on this host (``UnknownModule``), its
-        overrides are not allowed (``OverrideNotAllowed``, ``BadOverride``).
+        allowed (``UnknownModule``), its overrides are not allowed
+        (``OverrideNotAllowed``, ``BadOverride``), it has no address for a
+        module that runs here or one for a module Slurm runs (``ServiceConflict``).
         """
 
     def start_instance(spec: ServiceSpec, guid: str, sockets: Sequence[ListenSocket]) -> Job:

@@ -80,7 +80,9 @@ def format_listen(host: str, port: int) -> str:
 class ServiceSpec:
     """
     A service as its operator asked for it: ``instances`` workers of
-    ``module`` sharing a socket bound at ``host``:``port``. A rollout starts
+    ``module`` sharing a socket bound at ``host``:``port``, or (both None:
+    a module Slurm runs) each on its own port on its node, reached through
+    the service relay only, spread over nodes as ``spread`` says. A rollout starts
     up to ``surge`` new instances at once and never lets fewer than
     ``instances - max_unavailable`` be ready. Every instance starts with
     ``session`` and ``overrides`` (keys its module lists as overridable).
@@ -89,18 +91,21 @@ class ServiceSpec:
 
     name: str
     module: str
-    host: str
-    port: int
+    host: str | None
+    port: int | None
     instances: int = 1
     surge: int = 1
     max_unavailable: int = 0
     session: str | None = None
     overrides: Mapping[str, str] = attrs.field(factory=dict, converter=frozen_map)
     declared: bool = False
+    spread: str = "nodes"
 
     @property
-    def listen(self) -> str:
-        """Its address, ``HOST:PORT``."""
+    def listen(self) -> str | None:
+        """Its shared address, ``HOST:PORT``; None if it has no shared socket."""
+        if self.host is None or self.port is None:
+            return None
         return format_listen(self.host, self.port)
 
     def code(self) -> tuple[str, str | None, Mapping[str, str]]:
@@ -109,7 +114,10 @@ class ServiceSpec:
 
     def as_json(self) -> dict[str, Any]:
         """Its keys as the API shows them (overrides as ``config``)."""
+        shared = self.listen is not None
         return {"name": self.name, "module": self.module, "listen": self.listen,
+                "relay": f"/services/{self.name}/proxy/",
+                "spread": None if shared else self.spread,
                 "instances": self.instances, "surge": self.surge,
                 "max_unavailable": self.max_unavailable, "session": self.session,
                 "config": redact(self.overrides), "declared": self.declared}

@@ -30,6 +30,7 @@ from turberfield_twisted.errors import (
     ServiceConflict,
     SpawnFailed,
     StoreFailed,
+    UnknownJob,
     UnknownService,
 )
 from turberfield_twisted.jobs.job import Job, JobState
@@ -49,7 +50,8 @@ def declared_spec(declared: DeclaredService) -> ServiceSpec:
     return ServiceSpec(name=declared.name, module=declared.module, host=declared.host,
                        port=declared.port, instances=declared.instances,
                        surge=declared.surge, max_unavailable=declared.max_unavailable,
-                       session=declared.session, overrides=declared.overrides, declared=True)
+                       session=declared.session, overrides=declared.overrides, declared=True,
+                       spread=declared.spread)
 
 
 class Services:
@@ -127,18 +129,20 @@ class Services:
         """
         self._refuse_while_closed()
         self.check(spec)
-        sock = SharedSocket(spec.name, spec.host, spec.port)
+        sock = (SharedSocket(spec.name, spec.host, spec.port)
+                if spec.host is not None and spec.port is not None else None)
         try:
             self._keeper.keep_service(spec, next_instance)
         except StoreFailed:
-            sock.close()
+            if sock is not None:
+                sock.close()
             raise
         group = ServiceGroup(spec, sock, host=self._host, keeper=self._keeper,
                              next_instance=next_instance)
         self.groups[spec.name] = group
         self.log.info("service {service} listens on {listen}: {count} instances of {module}",
-                      service=spec.name, listen=spec.listen, count=spec.instances,
-                      module=spec.module)
+                      service=spec.name, listen=spec.listen or "its instances' nodes (relay"
+                      f" only, spread {spec.spread})", count=spec.instances, module=spec.module)
         group.announce(ServiceEvent.CREATED, {"listen": spec.listen,
                                               "instances": spec.instances})
         self._fill(group)
@@ -168,7 +172,7 @@ class Services:
         self.log.info("service {service} removed: {count} instances drained", service=name,
                       count=len(stops))
         done: Deferred[Any] = DeferredList(stops, consumeErrors=True)
-        return done.addBoth(lambda _: group.socket.close())
+        return done.addBoth(lambda _: group.socket.close() if group.socket else None)
 
     def scale(self, name: str, count: object) -> ServiceGroup:
         """
@@ -221,6 +225,23 @@ class Services:
     def ready_instances(self, name: str) -> list[Job]:
         """Service ``name``'s ready instances (raise :class:`UnknownService`)."""
         return self.group(name).ready()
+
+    def spread_siblings(self, guid: str) -> list[str] | None:
+        """
+        The other instances of job ``guid``'s service if that service spreads
+        its instances over nodes (a Slurm service, ``spread = nodes``), else
+        None; oldest first, those a rollout running replaces before the others.
+        """
+        try:
+            group = self.of_job(self._host.job(guid))
+        except UnknownJob:
+            return None
+        if group is None or group.socket is not None or group.spec.spread != "nodes":
+            return None
+        others = [member for member in group.members if member != guid]
+        # those a rollout (or a recycling) replaces first: the next drained, the first freed
+        going = [old for old in group.rollout.old if old in others] if group.rollout else []
+        return going + [member for member in others if member not in going]
 
     # -- start, reload, stop -----------------------------------------------
 
@@ -327,7 +348,8 @@ class Services:
     def release(self) -> None:
         """Close every service's socket (once their instances have ended)."""
         for group in self.groups.values():
-            group.socket.close()
+            if group.socket is not None:
+                group.socket.close()
 
     def ready_counts(self) -> dict[str, tuple[int, int]]:
         """Each service's (ready instances, instances asked for), by name."""

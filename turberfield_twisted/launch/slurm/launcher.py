@@ -51,6 +51,7 @@ from turberfield_twisted.launch.reactor import IDaemonReactor
 from turberfield_twisted.launch.slurm.nodes import NodeBook, merge_options
 from turberfield_twisted.launch.slurm.placement import CommandRunner, Ran, Resolver, resolver
 from turberfield_twisted.launch.slurm.process import SlurmCommands, SlurmProcess
+from turberfield_twisted.launch.slurm.spread import Spread
 
 __all__ = ["CommandRunner", "SlurmLauncher", "SlurmProcess", "run_command", "srun_argv"]
 
@@ -92,7 +93,9 @@ class SlurmLauncher:
     ``squeue`` and ``scontrol``; ``resolve`` resolves a node's address if
     it is a name (default: ``getaddrinfo`` in the reactor's thread pool).
     ``nodes`` keeps the nodes excluded after failures (a new book with the
-    default policy if not given).
+    default policy if not given); ``spread`` chooses the node of each
+    instance of a service that spreads over nodes (:mod:`.spread`; it asks
+    ``sinfo`` which nodes are usable).
     """
 
     log = Logger()
@@ -111,6 +114,8 @@ class SlurmLauncher:
         resolve: Resolver | None = None,
         scontrol: str | None = shutil.which("scontrol"),
         nodes: NodeBook | None = None,
+        spread: Spread | None = None,
+        sinfo: str | None = shutil.which("sinfo"),
     ):
         self._reactor, self.slurm_args, self.python = reactor, slurm_args, python
         self.srun, self.scancel, self.setsid, self.squeue = srun, scancel, setsid, squeue
@@ -121,6 +126,8 @@ class SlurmLauncher:
         self.resolve = resolve if resolve is not None else resolver(reactor)
         self.nodes = nodes if nodes is not None else NodeBook(
             reactor.seconds, lambda: (3, 600.0, 600.0))
+        self.spread = spread if spread is not None else Spread()
+        self.sinfo = sinfo
 
     def check(self, module: str) -> None:
         """
@@ -165,6 +172,9 @@ class SlurmLauncher:
                                   reactor=self._reactor)
         task = worker_argv(self.python, module, guid, port)
         args = merge_options(self.slurm_args(module), self.excluded(guid))
+        node = self._spread_to(guid, args)
+        if node is not None:
+            args = (*args, f"--nodelist={node}")
         argv = [self.python, "-P", "-m", "turberfield_twisted.launch.slurm.guard",
                 *srun_argv(self.srun, guid, args, task)]
         transport = spawn_in_session(self._reactor, protocol, argv, self.setsid, self.env,
@@ -173,7 +183,17 @@ class SlurmLauncher:
                                  self.resolve)
         process = SlurmProcess(protocol, transport, commands, self.nodes, self._reactor)
         sink = process.sink(on_line)
+        process.listening().addCallback(lambda _: self.spread.placed(guid, process.node))
+        process.exited().addCallback(lambda _: self.spread.ended(guid, process.node or node))
         return process
+
+    def _spread_to(self, guid: str, args: tuple[str, ...]) -> str | None:
+        """The node job ``guid``'s step is sent to, if it spreads (see :mod:`.spread`)."""
+        excluded = [n for a in args if a.startswith("--exclude=") for n in a[10:].split(",")]
+        node = self.spread.node_for(guid, excluded, args)
+        if self.sinfo is not None and self.spread.siblings(guid) is not None:
+            self.spread.refresh(self.run, self.sinfo)  # for the next step
+        return node
 
     def excluded(self, guid: str) -> list[str]:
         """
@@ -188,7 +208,12 @@ class SlurmLauncher:
         return excluded
 
     def prepare(self, modules: list[str]) -> None:
-        """See :meth:`ILauncher.prepare`: nothing to do (the node imports the module)."""
+        """
+        See :meth:`ILauncher.prepare`: ask ``sinfo`` which nodes are usable
+        (for :mod:`.spread`); the node imports the module.
+        """
+        if self.sinfo is not None:
+            self.spread.refresh(self.run, self.sinfo)
 
     def renew(self, module: str) -> Deferred[None]:
         """See :meth:`ILauncher.renew`: each step imports its code on its node."""
