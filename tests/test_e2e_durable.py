@@ -142,9 +142,10 @@ async def test_sigkill_then_restart_loses_no_job_hook_or_event(reactor, tmp_path
 
 
 def snapshot(path: Path) -> dict[str, tuple[int, int, bytes]]:
-    """Every file of a directory: its mode, mtime and bytes."""
-    return {p.name: (p.stat().st_mode, p.stat().st_mtime_ns, p.read_bytes())
-            for p in sorted(path.iterdir())}
+    """Every file and directory under a directory (logs/ too): its mode, mtime and bytes."""
+    return {str(p.relative_to(path)): (p.stat().st_mode, p.stat().st_mtime_ns,
+                                       b"" if p.is_dir() else p.read_bytes())
+            for p in sorted(path.rglob("*"))}
 
 
 @pytest_twisted.ensureDeferred

@@ -22,6 +22,7 @@ from twisted.logger import Logger
 from twisted.python import usage
 
 from turberfield_twisted.access.tls import InsecureListen, check_listen, tls_wanted
+from turberfield_twisted.config.logs import watched
 from turberfield_twisted.config.settings import check_config
 from turberfield_twisted.configtext import make_config, parse_config
 from turberfield_twisted.contract import TOKEN_FILE, default_state_dir
@@ -164,6 +165,7 @@ def makeService(options: Options) -> IService:
         defer_tls()  # before the reactor (twisted.internet.tcp) is imported
     reactor = _asyncio_reactor()
     from turberfield_twisted.daemon.initiator import Initiator
+    from turberfield_twisted.daemon.logservice import disk_logs
     from turberfield_twisted.daemon.metrics import Metrics
     from turberfield_twisted.daemon.reconcile import Reconciler
     from turberfield_twisted.hooks.dispatcher import HookDispatcher
@@ -175,6 +177,8 @@ def makeService(options: Options) -> IService:
     state, store, kept_hooks = _open_state(options["state-dir"], own.store_sync)
     initiator = Initiator(options, cfg=cfg, settings=options["settings"],  # checked already
                           guid=guid, reactor=reactor, store=store)
+    disk = disk_logs(reactor, initiator, state.path, own.logs)  # None: log_dir = off
+    job_logs = disk.logs if disk is not None else None
     for warning in options["settings"].warnings:  # keys that look like typos
         Logger().warn("config: {warning}", warning=warning)
     token = cfg.get(guid, "admin_token", fallback="") or secrets.token_urlsafe(32)
@@ -199,8 +203,9 @@ def makeService(options: Options) -> IService:
                             kept_in=str(store.path))
     api = ControlAPI(initiator, token, reactor, hooks=hooks, max_body=own.max_body,
                      relay_timeout=own.relay_timeout, read_timeout=own.read_timeout,
-                     metrics=Metrics(initiator, hooks, services=initiator.services),
-                     reload=reconciler.reload, gate=gate, audit=trail)
+                     metrics=Metrics(initiator, hooks, services=initiator.services,
+                                     logs=job_logs),
+                     reload=reconciler.reload, gate=gate, audit=trail, logs=job_logs)
     # Started in this order (the API listens first, before any of them
     # starts); stopped in reverse, one after another: the initiator refuses
     # every change from then on (503), systemd hears STOPPING=1, the API
@@ -209,11 +214,17 @@ def makeService(options: Options) -> IService:
     top = InOrder()
     Kept(state, store, hooks, kept_hooks, book.stop).setServiceParent(top)
     Closing(api.close).setServiceParent(top)
+    if disk is not None:  # its files close once the jobs have stopped
+        disk.setServiceParent(top)
     initiator.setServiceParent(top)
     worker_ca = _read_pem(own.tls_ca, "tls_ca") if own.tls_ca else None
     ControlService(reactor, options["listen"], api, initiator, state, own.listen_backlog,
                     own.tls_client_ca, worker_ca).setServiceParent(top)
     reconciler.setServiceParent(top)
     Signals(reactor, reconciler).setServiceParent(top)
+    if watched(options["settings"].modules):  # a module says watch = true
+        from turberfield_twisted.daemon.watch import Watcher
+
+        Watcher(reactor, initiator).setServiceParent(top)
     Refusing(initiator).setServiceParent(top)
     return top

@@ -164,10 +164,14 @@ class ControlClient(JsonClient):
         """
         return await self._json("PATCH", f"/jobs/{_quote(guid)}/config", json=changes)
 
-    async def logs(self, guid: str, lines: int = 100) -> list[dict[str, Any]]:
-        """The last ``lines`` output lines of a job: ``{"time", "stream", "line"}`` each."""
-        answer = await self._json("GET", f"/jobs/{_quote(guid)}/logs",
-                                  params={"lines": str(lines)})
+    async def logs(self, guid: str, lines: int = 100,
+                   since: str | None = None) -> list[dict[str, Any]]:
+        """
+        The last ``lines`` output lines of a job (written at ``since`` or
+        later: seconds since the epoch or ISO 8601): ``{"time", "stream", "line"}`` each.
+        """
+        params = {"lines": str(lines), **({"since": since} if since is not None else {})}
+        answer = await self._json("GET", f"/jobs/{_quote(guid)}/logs", params=params)
         return answer["lines"]
 
     async def send(

@@ -32,7 +32,7 @@ async def logs(client: ControlClient, args: argparse.Namespace) -> Any:
     """``logs``: a job's recent output; with ``-f``, and what follows."""
     guid = await resolve(client, args.guid)
     if not args.follow:
-        lines = await client.logs(guid, lines=args.lines)
+        lines = await client.logs(guid, lines=args.lines, since=args.since)
         return {"guid": guid, "lines": lines} if args.json else format_logs(lines, args.raw)
     seen: list[tuple[float, str]] = []
 
@@ -47,7 +47,7 @@ async def logs(client: ControlClient, args: argparse.Namespace) -> Any:
         _print(json.dumps(data) if args.json else format_event("log", data, args.raw))
 
     async def backlog() -> None:
-        for entry in await client.logs(guid, lines=args.lines):
+        for entry in await client.logs(guid, lines=args.lines, since=args.since):
             line(ServerEvent(None, "log", entry))
 
     await _Following(client, line, guid, backlog).run()

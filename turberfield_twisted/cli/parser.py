@@ -9,6 +9,8 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -61,6 +63,29 @@ def _count(text: str) -> int:
     if not text.isdigit() or int(text) < 1:
         raise argparse.ArgumentTypeError(f"expected a whole number above 0, not {text[:80]!r}")
     return int(text)
+
+
+_AGO = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def _since(text: str) -> str:
+    """
+    ``--since``: ``30s``, ``5m``, ``2h``, ``1d`` ago, seconds since the
+    epoch, or an ISO 8601 date and time (UTC unless it says): as seconds
+    since the epoch, which the API takes.
+    """
+    unit = _AGO.get(text[-1:])
+    try:
+        if unit is not None and text[:-1].replace(".", "", 1).isdigit():
+            return f"{time.time() - float(text[:-1]) * unit:.6f}"
+        if text.replace(".", "", 1).isdigit():
+            return text
+        when = datetime.fromisoformat(text)
+        return f"{(when if when.tzinfo else when.replace(tzinfo=UTC)).timestamp():.6f}"
+    except (ValueError, OverflowError):
+        raise argparse.ArgumentTypeError(
+            f"expected 30s, 5m, 2h, 1d, seconds since the epoch or an ISO 8601 time,"
+            f" not {text[:80]!r}") from None
 
 
 _STATES = [state.value for state in JobState]
@@ -157,6 +182,10 @@ def build_parser() -> argparse.ArgumentParser:
     logs = commands.add_parser("logs", help="a job's recent output (-f: and what follows)")
     logs.add_argument("guid", metavar="GUID")
     logs.add_argument("--lines", type=_count, default=100)
+    logs.add_argument("--since", type=_since, default=None, metavar="TIME",
+                      help="only lines written since TIME: 30s, 5m, 2h, 1d ago, seconds since"
+                           " the epoch or ISO 8601 (UTC unless it says); read from the log"
+                           " files, so from before a daemon restart too")
     logs.add_argument("-f", "--follow", action="store_true",
                       help="go on printing new lines as the worker writes them")
     _raw(logs)

@@ -11,6 +11,7 @@ import os
 import resource
 from collections.abc import Mapping
 
+from turberfield_twisted.config.logs import WATCH_READERS
 from turberfield_twisted.config.operations import OPERATIONS_READERS
 from turberfield_twisted.config.policy import LIMIT_KEYS
 from turberfield_twisted.config.readers import (
@@ -106,6 +107,7 @@ MODULE_READERS: Mapping[str, Reader] = {
     "warm": boolean,
     "launcher": choice("local", "slurm"),
     "slurm_args": srun_args,
+    **WATCH_READERS,
 }
 
 

@@ -25,6 +25,7 @@ from turberfield_twisted.config.declared import (
     check_requires,
     no_limits_on_slurm,
 )
+from turberfield_twisted.config.logs import LOG_READERS, LogSettings, log_settings
 from turberfield_twisted.config.operations import Operations, read_operations
 from turberfield_twisted.config.policy import Limits, RestartPolicy
 from turberfield_twisted.config.readers import Network, Section, frozen_map
@@ -112,6 +113,7 @@ class InitiatorSettings:
     node_failures: int = 3
     node_failure_window: float = 600.0
     node_exclude_for: float = 600.0
+    logs: LogSettings = attrs.field(factory=LogSettings)  #: Logs on disk (:mod:`.logs`).
 
 
 @attrs.frozen
@@ -134,6 +136,7 @@ class ModuleSettings:
     launcher: str = "local"
     #: More options for ``srun`` (a ``slurm`` module's only).
     slurm_args: tuple[str, ...] = ()
+    watch: bool = False  #: Restart its jobs when its source changes (:mod:`.logs`).
     operations: Operations = attrs.field(factory=Operations)  # liveness, recycling
 
 
@@ -179,12 +182,13 @@ def _check_initiator(cfg: configparser.ConfigParser, guid: str) -> InitiatorSett
     if not cfg.has_section(guid):
         raise ConfigError(f"there is no [{guid}] section for the initiator")
     section = Section.of(cfg, guid, inherit=False)
-    known = {*INITIATOR_READERS, *INITIATOR_SECRETS}
+    known = {*INITIATOR_READERS, *LOG_READERS, *INITIATOR_SECRETS}
     unknown = sorted(section.own - known)
     if unknown:
         raise ConfigError(f"unknown key {unknown[0]!r} in [{guid}]"
                           f"{did_you_mean(unknown[0], known)}", *section.origin(unknown[0]))
-    settings = InitiatorSettings(**section.read(INITIATOR_READERS))
+    settings = InitiatorSettings(**section.read(INITIATOR_READERS),
+                                 logs=log_settings(section.read(LOG_READERS)))
     if settings.child_port_min > settings.child_port_max:
         blamed, other = "child_port_min", "child_port_max"
         if not section.has(blamed):
@@ -241,7 +245,7 @@ def check_config(cfg: configparser.ConfigParser, guid: str) -> Settings:
     services = check_declared_services(cfg, guid, {n: m.launcher for n, m in modules.items()},
                                        LIMIT_READERS, initiator.max_instances)
     warnings = typo_warnings(cfg, {name: found.overridable for name, found in modules.items()},
-                             MODULE_KEYS, guid, set(INITIATOR_READERS))
+                             MODULE_KEYS, guid, {*INITIATOR_READERS, *LOG_READERS})
     return Settings(initiator=initiator, modules=modules, declared=declared, services=services,
                     warnings=warnings)
 

@@ -101,6 +101,7 @@ class Initiator(InitiatorConfig, JobTable, Proactor, Service):
         JobTable.__init__(self)
         self.guid: str | None = guid
         self._keeper = Keeper(store)
+        self.forgotten = self._keeper.forgotten  #: Called with each guid it forgets.
         self._stopping = False
         probe = make_probe(self.reactor, http)
         given = http

@@ -38,6 +38,8 @@ class Keeper:
     """Writes each job's and service's record to ``store``; with no store, keeps nothing."""
 
     store: Store | None = None
+    #: Called with each guid forgotten (logs on disk remove its files).
+    forgotten: list[Callable[[str], None]] = attrs.field(factory=list)
 
     def keep(self, job: Job, overrides: Mapping[str, str] | None = None) -> None:
         """
@@ -68,6 +70,8 @@ class Keeper:
         """The job ``guid`` is gone from the table: forget it too."""
         if self.store is not None:
             self.store.forget_job(guid)
+        for forgotten in self.forgotten:
+            forgotten(guid)
 
     # -- services (IServiceKeeper) -------------------------------------------
 

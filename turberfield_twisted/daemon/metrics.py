@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from prometheus_client.core import Metric
 
 __all__ = ["HOOK_FIELDS", "READY_BUCKETS", "RELAY_BUCKETS", "ROLLOUT_OUTCOMES", "Histogram",
-           "Metrics", "ServiceCounts"]
+           "LogCounts", "Metrics", "ServiceCounts"]
 
 #: Bucket bounds (seconds) of the spawn -> ready histogram.
 READY_BUCKETS = (0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 2.0, 5.0, 10.0, 30.0)
@@ -90,6 +90,13 @@ class ServiceCounts(Protocol):
         ...
 
 
+class LogCounts(Protocol):
+    """What the metrics read of logs on disk (a ``JobLogs``): lines written and dropped."""
+
+    written: int
+    dropped: Counter[str]
+
+
 #: The rollout outcomes counted, by the service event that says so.
 ROLLOUT_OUTCOMES = {"done": "rollout_done", "failed": "rollout_failed"}
 
@@ -104,8 +111,9 @@ class Metrics:
     """
 
     def __init__(self, initiator: JobTable, hooks: HookCounts | None = None,
-                 services: ServiceCounts | None = None):
+                 services: ServiceCounts | None = None, logs: LogCounts | None = None):
         self.initiator = initiator
+        self.logs = logs
         self.hooks = hooks
         self.services = services
         self.transitions: Counter[tuple[str, JobState]] = Counter()
@@ -218,6 +226,16 @@ class Metrics:
             yield from self._hook_families(self.hooks)
         if self.services is not None:
             yield from self._service_families(self.services)
+        if self.logs is not None:
+            for name, text, value in (
+                    ("written", "Lines of job output written to the log files.",
+                     self.logs.written),
+                    ("dropped", "Lines of job output dropped, not written to the log files"
+                                " (the disk full, or the writer behind).",
+                     sum(self.logs.dropped.values()))):
+                lines = CounterMetricFamily(f"proactor_log_lines_{name}", text)
+                lines.add_metric([], value)
+                yield lines
 
     def _service_families(self, services: ServiceCounts) -> Iterator[Metric]:
         from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily

@@ -23,7 +23,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from functools import cached_property
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from klein.resource import KleinResource
 from twisted.internet import defer
@@ -44,6 +44,7 @@ from turberfield_twisted.http.access_api import AccessAPI, default_gate
 from turberfield_twisted.http.events import Journal, parse_event_id
 from turberfield_twisted.http.hooks import HooksAPI
 from turberfield_twisted.http.job_routes import JobRoutes
+from turberfield_twisted.http.logs_api import LogsAPI
 from turberfield_twisted.http.mounts import Mounts, admit_operator
 from turberfield_twisted.http.relay import Relay
 from turberfield_twisted.http.services_api import ServicesAPI
@@ -58,6 +59,9 @@ from turberfield_twisted.http.web import (
 from turberfield_twisted.jobs.job import ENDED
 from turberfield_twisted.worker.reactor import IClientReactor
 
+if TYPE_CHECKING:  # imported only where logs on disk are on
+    from turberfield_twisted.daemon.joblogs import JobLogs
+
 __all__ = ["ControlAPI", "served_routes"]
 
 
@@ -67,7 +71,7 @@ def served_routes() -> list[tuple[str, str]]:
 
     return [*openapi.routes(ControlAPI.app), *openapi.routes(HooksAPI.app, "/hooks"),
             *openapi.routes(AccessAPI.app, "/tokens"),
-            *openapi.routes(ServicesAPI.app, "/services")]
+            *openapi.routes(ServicesAPI.app, "/services"), *openapi.routes(LogsAPI.app, "/logs")]
 
 
 class ControlAPI(JobRoutes):
@@ -107,6 +111,7 @@ class ControlAPI(JobRoutes):
         read_timeout: float | None = 60.0,
         gate: Gate | None = None,
         audit: AuditTrail | None = None,
+        logs: JobLogs | None = None,
     ):
         if not admin_token:
             raise ValueError("the admin token must not be empty")
@@ -135,6 +140,7 @@ class ControlAPI(JobRoutes):
         self.services_api = ServicesAPI(initiator, self.gate, max_body, self.mounts, reactor)
         #: ``/tokens``, ``/audit`` and ``/whoami``.
         self.access_api = AccessAPI(self.gate, audit, max_body)
+        self.logs_api = LogsAPI(logs, self.gate)  #: Logs on disk: ``/jobs/{guid}/logs``, ``/logs``.
         self.dashboard = Dashboard()  #: The web dashboard's files, under ``/ui/``.
         #: Recent job events and output lines, for ``GET /events``.
         self.journal = Journal()
@@ -265,6 +271,11 @@ class ControlAPI(JobRoutes):
         if not request.postpath:
             request.postpath = [b""]  # ``/services`` itself is the mounted app's ``/``
         return self.services_api.app.resource()
+
+    @app.route("/logs", branch=True)
+    def logs_routes(self, request: Request) -> KleinResource:
+        """``/logs`` and below: logs on disk (:class:`LogsAPI`)."""
+        return self.logs_api.app.resource()
 
     @app.route("/tokens", branch=True)
     def tokens_routes(self, request: Request) -> KleinResource:

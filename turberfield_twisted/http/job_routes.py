@@ -19,8 +19,9 @@ from turberfield_twisted.access.gate import Gate, caller_of, check_scope
 from turberfield_twisted.daemon.initiator import Initiator
 from turberfield_twisted.daemon.keeper import forget_ended
 from turberfield_twisted.errors import BadGuid, GuidTaken
-from turberfield_twisted.http.args import event_args, launch_args, lines_arg, wait_args
+from turberfield_twisted.http.args import event_args, launch_args, wait_args
 from turberfield_twisted.http.gate import GatedKlein
+from turberfield_twisted.http.logs_api import LogsAPI
 from turberfield_twisted.http.placement import REPORT_KEYS, take_report
 from turberfield_twisted.http.roles import ROLES
 from turberfield_twisted.http.views import change_view, job_views
@@ -47,6 +48,7 @@ class JobRoutes:
     reactor: IClientReactor
     gate: Gate
     max_body: int
+    logs_api: LogsAPI
 
     # -- auth --------------------------------------------------------------
 
@@ -142,11 +144,9 @@ class JobRoutes:
         return json_response(request, 202, job.as_json())
 
     @app.route("/jobs/<guid>/logs", methods=["GET"])
-    def logs(self, request: Request, guid: str) -> bytes:
-        """The last ``lines`` (1..1000, default 100) lines of the job's output."""
-        job = self._job(request, guid)
-        count = lines_arg(request)
-        return json_response(request, 200, {"guid": guid, "lines": job.tail.lines()[-count:]})
+    async def logs(self, request: Request, guid: str) -> bytes:
+        """The last ``lines`` (1..1000, default 100) of its output (``since``): :class:`LogsAPI`."""
+        return await self.logs_api.read(request, self._job(request, guid))
 
     @app.route("/jobs/<guid>/config", methods=["PATCH"])
     async def update_config(self, request: Request, guid: str) -> bytes:

@@ -26,6 +26,7 @@ from turberfield_twisted.http.openapi_access import (
     ACCESS_SCHEMAS,
     SECURITY_SCHEMES,
 )
+from turberfield_twisted.http.openapi_logs import LOG_OPERATIONS
 from turberfield_twisted.http.openapi_services import SERVICE_OPERATIONS, SERVICE_SCHEMAS
 from turberfield_twisted.http.roles import JOB, PUBLIC, ROLES, Needed
 from turberfield_twisted.http.schemas import JSON, SCHEMAS, SSE, ref
@@ -216,11 +217,6 @@ OPERATIONS: Mapping[tuple[str, str], dict[str, Any]] = {
          "503": _error("No free port, the state store failed, or the daemon is stopping:"
                        " nothing changed.")},
         parameters=[_GUID]),
-    ("GET", "/jobs/{guid}/logs"): _op(
-        "The job's recent output lines.",
-        {"200": _json(ref("Logs"), "Oldest first."), **_BAD, **_DENIED, **_NO_JOB},
-        parameters=[_GUID, {"name": "lines", "in": "query",
-                            "schema": {"type": "integer", "minimum": 1, "maximum": 1000}}]),
     ("PATCH", "/jobs/{guid}/config"): _op(
         "Change a job's overridable keys; a running job is sent its new config.",
         {"200": _json(ref("Changed"), "The job, changed."), **_BAD, **_DENIED,
@@ -277,6 +273,7 @@ OPERATIONS: Mapping[tuple[str, str], dict[str, Any]] = {
                             "schema": {"type": "string"}}]),
     **ACCESS_OPERATIONS,
     **SERVICE_OPERATIONS,
+    **LOG_OPERATIONS,
 }
 
 

@@ -44,6 +44,7 @@ ROLES: Mapping[tuple[str, str], Needed] = MappingProxyType({
     ("POST", "/jobs/{guid}/forget"): _O,
     ("*", "/jobs/{guid}/proxy"): _O,
     ("*", "/jobs/{guid}/proxy/{path}"): _O,
+    ("POST", "/logs/reopen"): _O,
     ("POST", "/reload"): _A,
     ("GET", "/hooks"): _A,
     ("POST", "/hooks"): _A,

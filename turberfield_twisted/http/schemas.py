@@ -123,6 +123,8 @@ SCHEMAS: Mapping[str, Any] = {
             "uptime": {"type": ["number", "null"], "description": "Seconds since its spawn."},
             "rss": {"type": ["integer", "null"], "description": "Its process group's RSS, bytes."},
             "cpu": {"type": ["number", "null"], "description": "Its group's CPU seconds."},
+            "log_dropped": {"type": "integer", "description": "Lines of its output not"
+                            " written to its log file (the disk full, or the writer behind)."},
         },
     },
     "Module": {"type": "object", "required": ["name", "overridable", "defaults", "launcher",

@@ -174,6 +174,8 @@ class Job:
     service: str | None = None
     #: The listening sockets its worker is handed at each start (its service's).
     sockets: tuple[ListenSocket, ...] = attrs.field(default=(), repr=False)
+    #: Lines of its output that logs on disk dropped (the disk full, or the writer behind).
+    log_dropped: int = 0
 
     def url(self, path: str = "") -> str:
         """``http://HOST:PORT`` + ``path``: where this job's worker listens (IPv6 bracketed)."""
@@ -221,6 +223,7 @@ class Job:
             "declared": self.declared,
             "requires": list(self.requires),
             "service": self.service,
+            "log_dropped": self.log_dropped,
         }
 
 
