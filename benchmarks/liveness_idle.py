@@ -6,7 +6,8 @@ start quickly on 2 cores), each checked every second, by ``GET /health``
 or not at all (``--by none``, the baseline). Once every job is ready and
 one interval has passed, it reads the daemon's CPU time (user + system,
 ``/proc/PID/stat``) at the start and the end of ``--seconds`` (60) with
-no request made, and prints it as a share of one core::
+no request made, and prints it as a share of one core (and its user and
+system parts)::
 
     .venv/bin/python -P benchmarks/liveness_idle.py [--jobs 100] [--seconds 60]
         [--by http|watchdog|none ...] [--json PATH]
@@ -38,10 +39,11 @@ from jobs_load import WARM, Daemon, start_jobs  # noqa: E402
 WINDOW = (22500, 22999)
 
 
-def cpu_seconds(pid: int) -> float:
-    """The CPU time (user + system) process ``pid`` has used, from ``/proc/PID/stat``."""
+def cpu_seconds(pid: int) -> tuple[float, float]:
+    """The CPU time (user, system) process ``pid`` has used, from ``/proc/PID/stat``."""
     fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    tick = os.sysconf("SC_CLK_TCK")
+    return int(fields[11]) / tick, int(fields[12]) / tick
 
 
 def live_keys(by: str) -> str:
@@ -77,13 +79,17 @@ def run(by: str, jobs: int, seconds: float) -> dict[str, float | str | int]:
         pid = daemon.process.pid
         before, t0 = cpu_seconds(pid), time.monotonic()
         time.sleep(seconds)
-        used, wall = cpu_seconds(pid) - before, time.monotonic() - t0
+        after, wall = cpu_seconds(pid), time.monotonic() - t0
+        user, system = after[0] - before[0], after[1] - before[1]
+        used = user + system
         _, listed = daemon.call("GET", "/jobs")
         ready = sum(1 for job in listed["jobs"] if job["state"] == "ready")
         restarts = sum(job["restarts"] for job in listed["jobs"])
         return {"by": by, "jobs": jobs, "ready": ready, "restarts": restarts,
                 "cpu_seconds": round(used, 3), "wall_seconds": round(wall, 1),
-                "cpu_percent": round(100 * used / wall, 2)}
+                "cpu_percent": round(100 * used / wall, 2),
+                "user_percent": round(100 * user / wall, 2),
+                "system_percent": round(100 * system / wall, 2)}
     finally:
         if daemon.process is not None:
             daemon.stop()
@@ -128,10 +134,11 @@ def main() -> None:
     os.environ.setdefault(WINDOW_ENV, f"{WINDOW[0]}-{WINDOW[1]}")
     rows = [run(by, args.jobs, args.seconds) for by in (args.by or ["none", "http", "watchdog"])]
     print(f"{'checks':<10} {'jobs':>5} {'ready':>6} {'restarts':>9} {'cpu s':>8} {'wall s':>7}"
-          f" {'% core':>7}")
+          f" {'% core':>7} {'% user':>7} {'% sys':>7}")
     for row in rows:
         print(f"{row['by']:<10} {row['jobs']:>5} {row['ready']:>6} {row['restarts']:>9}"
-              f" {row['cpu_seconds']:>8} {row['wall_seconds']:>7} {row['cpu_percent']:>7}")
+              f" {row['cpu_seconds']:>8} {row['wall_seconds']:>7} {row['cpu_percent']:>7}"
+              f" {row['user_percent']:>7} {row['system_percent']:>7}")
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2) + "\n")
 

@@ -22,6 +22,7 @@ from turberfield_twisted.config.settings import check_config
 from turberfield_twisted.errors import ConfigError
 from turberfield_twisted.jobs.job import EventKind, Job, JobEvent, JobState
 from turberfield_twisted.jobs.liveness import LIVENESS_EVENT, CheckBy, Liveness
+from turberfield_twisted.jobs.liveprobe import TreqProbe
 from turberfield_twisted.launch.interfaces import IWatchdog
 from turberfield_twisted.testing.fakes import FakeWorker
 
@@ -86,7 +87,7 @@ def rig(ops: Operations = OPS, code: int | None = 200, phase: float = 0.0) -> Ri
     jobs: dict[str, Job] = {}
     over: list[tuple[str, str]] = []
     emitted: list[JobEvent] = []
-    liveness = Liveness(clock, http, jobs.get, lambda job: ops,
+    liveness = Liveness(clock, TreqProbe(http, clock), jobs.get, lambda job: ops,
                         lambda job, why: over.append((job.guid, why)), emitted.append,
                         random=lambda: phase)
     return Rig(clock, http, liveness, jobs, over, emitted)

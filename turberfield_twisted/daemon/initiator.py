@@ -104,6 +104,7 @@ class Initiator(InitiatorConfig, JobTable, Proactor, Service):
         self.forgotten = self._keeper.forgotten  #: Called with each guid it forgets.
         self._stopping = False
         probe = make_probe(self.reactor, http)
+        given = http
         self._own_http: LazyHttp | None = None
         if http is None:
             http = self._own_http = LazyHttp(self.reactor)
@@ -127,7 +128,7 @@ class Initiator(InitiatorConfig, JobTable, Proactor, Service):
                                   lambda: self._checked().initiator.limit_interval)
         #: Its services: groups of jobs of one module on one shared socket.
         self.services = Services(Instances(self), self._keeper, self._checked)
-        self.upkeep = Upkeep(self, self._lifecycle, http)  # liveness, recycling
+        self.upkeep = Upkeep(self, self._lifecycle, given)  # liveness, recycling
 
     def _may_start(self, job: Job) -> bool:
         """Whether ``job``'s required jobs are ready, and the nodes it spreads over known."""

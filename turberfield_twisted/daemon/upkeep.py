@@ -24,6 +24,7 @@ from turberfield_twisted.contract import MAX_REQUESTS_EVENT
 from turberfield_twisted.errors import NoFreePort, SpawnFailed, StoreFailed, UnknownService
 from turberfield_twisted.jobs.job import EventKind, Job, JobEvent, JobState
 from turberfield_twisted.jobs.liveness import Liveness
+from turberfield_twisted.jobs.liveprobe import Prober, TreqProbe, WireProbe
 from turberfield_twisted.jobs.recycle import RECYCLE_EVENT, MaxAge, Recycled, RecycledBy
 from turberfield_twisted.worker.parent import HttpClient
 
@@ -37,17 +38,19 @@ __all__ = ["Upkeep"]
 class Upkeep:
     """
     The liveness checks and recycling of ``initiator``'s jobs, whose
-    ``lifecycle`` restarts them; ``http`` reaches the workers.
+    ``lifecycle`` restarts them; liveness checks reach the workers through
+    ``http`` (treq-like) if given, else on a kept connection per job.
     """
 
     log = Logger()
 
-    def __init__(self, initiator: Initiator, lifecycle: Lifecycle, http: HttpClient):
+    def __init__(self, initiator: Initiator, lifecycle: Lifecycle, http: HttpClient | None):
         self._init = initiator
         self._lifecycle = lifecycle
         reactor = initiator.reactor
         #: The liveness checks of ready jobs.
-        self.liveness = Liveness(reactor, http, initiator.workers.get, self.operations,
+        probe: Prober = WireProbe(reactor) if http is None else TreqProbe(http, reactor)
+        self.liveness = Liveness(reactor, probe, initiator.workers.get, self.operations,
                                  lifecycle.over_limit, initiator.announce)
         #: The timers that recycle jobs by age.
         self.max_age = MaxAge(reactor, initiator.workers.get, self.operations, self.recycle)

@@ -8,7 +8,10 @@ reactor, each started at a phase drawn from :data:`PHASES` of the
 interval, so that a hundred jobs are not all asked at once (nor wake the
 daemon a hundred times a second). A check is one ``GET
 live_path`` that must answer 200 within ``live_timeout`` (and, if its
-body is JSON naming a guid, name the job's); or, with ``live_watchdog``,
+body is JSON naming a guid, name the job's), asked through a
+:class:`~turberfield_twisted.jobs.liveprobe.Prober` (the daemon's keeps
+one connection per job: :class:`~turberfield_twisted.jobs.liveprobe.WireProbe`);
+or, with ``live_watchdog``,
 at least one ``WATCHDOG=1`` ping on the job's ready fd since the last
 check (:class:`~turberfield_twisted.launch.interfaces.IWatchdog`).
 
@@ -31,16 +34,15 @@ from collections.abc import Callable
 from enum import StrEnum
 
 import attrs
-from twisted.internet.defer import CancelledError, Deferred, succeed
+from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
 from turberfield_twisted.config.operations import Operations
 from turberfield_twisted.jobs.job import EventKind, Job, JobEvent, JobState
-from turberfield_twisted.jobs.readiness import answer_is_from
+from turberfield_twisted.jobs.liveprobe import Prober
 from turberfield_twisted.launch.interfaces import IWatchdog
-from turberfield_twisted.worker.parent import HttpClient
 
 __all__ = ["LIVENESS_EVENT", "CheckBy", "Liveness", "LivenessFailed"]
 
@@ -110,19 +112,19 @@ class Liveness:
     """
     Check each ready job of ``job(guid)`` as ``operations(job)`` says
     (:class:`~turberfield_twisted.config.operations.Operations`), through
-    ``http`` (a treq-like client) on ``reactor``; ``over(job, reason)``
-    stops one that failed, ``emit`` is told of it. ``random`` draws each
-    job's phase. :meth:`observe` is subscribed to every job event.
+    ``probe`` (:class:`~turberfield_twisted.jobs.liveprobe.Prober`) on
+    ``reactor``; ``over(job, reason)`` stops one that failed, ``emit`` is
+    told of it. ``random`` draws each job's phase. :meth:`observe` is subscribed to every job event.
     """
 
     log = Logger()
 
-    def __init__(self, reactor: IReactorTime, http: HttpClient,
+    def __init__(self, reactor: IReactorTime, probe: Prober,
                  job: Callable[[str], Job | None], operations: Callable[[Job], Operations],
                  over: Callable[[Job, str], None], emit: Callable[[JobEvent], None],
                  random: Callable[[], float] = random.random):
         self._reactor = reactor
-        self._http = http
+        self._probe = probe
         self._job = job
         self._operations = operations
         self._over = over
@@ -198,6 +200,7 @@ class Liveness:
             check.loop.stop()
         if check.pending is not None:
             check.pending.cancel()
+        self._probe.forget(guid)
         for _, d in self._passed.pop(guid, []):
             d.cancel()
 
@@ -230,7 +233,8 @@ class Liveness:
             self._result(check, started, None if fresh else
                          f"no WATCHDOG=1 ping in {check.ops.live_interval:g}s")
             return
-        pending = check.pending = Deferred.fromCoroutine(self._ask(check))
+        pending = check.pending = self._probe.check(check.job, check.ops.live_path,
+                                                    check.ops.live_timeout)
         pending.addTimeout(check.ops.live_timeout, self._reactor)
 
         def answered(why: str | None) -> None:
@@ -243,26 +247,6 @@ class Liveness:
                 self._result(check, started, f"no answer within {check.ops.live_timeout:g}s")
 
         pending.addCallbacks(answered, failed)
-
-    async def _ask(self, check: _Check) -> str | None:
-        """One ``GET live_path``: None if it answered well, else how it did not."""
-        job, timeout = check.job, check.ops.live_timeout
-        began = self._reactor.seconds()
-        try:
-            response = await self._http.get(job.url(check.ops.live_path), timeout=timeout,
-                                            reactor=self._reactor)
-            body = await response.content()
-        except CancelledError:
-            raise
-        except Exception as exc:
-            if self._reactor.seconds() - began >= timeout:  # the client's own timeout
-                return f"no answer within {timeout:g}s"
-            return f"GET {check.ops.live_path} failed: {type(exc).__name__}"
-        if response.code != 200:
-            return f"GET {check.ops.live_path} answered {response.code}"
-        if not answer_is_from(job.guid, body):
-            return f"GET {check.ops.live_path} was answered by another job"
-        return None
 
     def _result(self, check: _Check, started: float, why: str | None) -> None:
         """One check's result (``why`` it failed, or None)."""
