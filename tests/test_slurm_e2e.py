@@ -107,14 +107,7 @@ async def daemon(reactor: Any, tmp_path: Any, cluster: SlurmCluster,
 
 async def call(reactor: Any, daemon: Daemon, method: str, path: str,
                body: Any = None) -> tuple[int, Any]:
-    response = await treq.request(method, daemon.url + path, headers=daemon.headers(),
-                                  data=None if body is None else json.dumps(body).encode(),
-                                  timeout=40, reactor=reactor, persistent=False)
-    content = await response.content()
-    try:
-        return response.code, json.loads(content)
-    except ValueError:
-        return response.code, content
+    return await daemon.call(reactor, method, path, body, timeout=40)
 
 
 async def launch_ready(reactor: Any, daemon: Daemon, module: str = DEMO) -> dict[str, Any]:

@@ -14,14 +14,12 @@ pidfds.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import signal
 from typing import Any
 
 import pytest_twisted
-import treq
 from _system import absent
 
 from turberfield_twisted.testing.daemon import Daemon
@@ -94,14 +92,7 @@ async def daemon(reactor: Any, tmp_path: Any, cluster: SlurmNodes, take_ports: A
 
 async def call(reactor: Any, daemon: Daemon, method: str, path: str,
                body: Any = None) -> tuple[int, Any]:
-    response = await treq.request(method, daemon.url + path, headers=daemon.headers(),
-                                  data=None if body is None else json.dumps(body).encode(),
-                                  timeout=90, reactor=reactor, persistent=False)
-    content = await response.content()
-    try:
-        return response.code, json.loads(content)
-    except ValueError:
-        return response.code, content
+    return await daemon.call(reactor, method, path, body, timeout=90)
 
 
 def task_pids(guid: str, module: str = DEMO) -> list[int]:
