@@ -52,11 +52,25 @@ REQUEST_TIMEOUT, LOAD_DEADLINE, START_DEADLINE = 60.0, 300.0, 300.0
 
 
 class Daemon:
-    """``twistd -n proactor`` with a config of its own in ``work``, on ``api_port``."""
+    """
+    ``twistd -n proactor`` with a config of its own in ``work``, on
+    ``api_port``: the workers' sections are ``sections`` (by default the cold
+    and the warm hello, each saying ``greeting = hello``).
+    """
 
-    def __init__(self, work: Path, api_port: int, low: int, high: int):
+    def __init__(self, work: Path, api_port: int, low: int, high: int,
+                 sections: str | None = None):
         self.work, self.api_port = work, api_port
         config = work / "proactor.cfg"
+        if sections is None:
+            sections = textwrap.dedent(f"""
+                [{COLD}]
+                greeting = hello
+
+                [{WARM}]
+                greeting = hello
+                warm = true
+                """)
         config.write_text(textwrap.dedent(f"""
             [proactor]
             listen_port = {api_port}
@@ -65,14 +79,7 @@ class Daemon:
             ready_timeout = 120
             max_exited = 1000
             pythonpath = {HERE}
-
-            [{COLD}]
-            greeting = hello
-
-            [{WARM}]
-            greeting = hello
-            warm = true
-            """))
+            """) + sections)
         env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8"}
         if os.environ.get("PYTHONPATH"):
             env["PYTHONPATH"] = os.environ["PYTHONPATH"]

@@ -23,7 +23,6 @@ import argparse
 import json
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import textwrap
@@ -35,15 +34,9 @@ from turberfield_twisted.testing.ports import WINDOW_ENV, free_ports
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))  # run with -P: the script's own folder is not on the path
 from jobs_load import WARM, Daemon, start_jobs  # noqa: E402
+from probe import cpu_times  # noqa: E402
 
 WINDOW = (22500, 22999)
-
-
-def cpu_seconds(pid: int) -> tuple[float, float]:
-    """The CPU time (user, system) process ``pid`` has used, from ``/proc/PID/stat``."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-    tick = os.sysconf("SC_CLK_TCK")
-    return int(fields[11]) / tick, int(fields[12]) / tick
 
 
 def live_keys(by: str) -> str:
@@ -59,17 +52,9 @@ def run(by: str, jobs: int, seconds: float) -> dict[str, float | str | int]:
     """One daemon, ``jobs`` jobs checked ``by`` one way: its share of a core over ``seconds``."""
     work = Path(tempfile.mkdtemp(prefix="liveness-idle-"))
     api, children = free_ports(1), free_ports(jobs + 10)
-    daemon = Daemon.__new__(Daemon)
-    daemon.process = None
+    daemon: Daemon | None = None
     try:
-        _start(daemon, work, api.low, textwrap.dedent(f"""
-            [proactor]
-            listen_port = {api.low}
-            child_port_min = {children.low}
-            child_port_max = {children.high}
-            ready_timeout = 120
-            pythonpath = {HERE}
-
+        daemon = Daemon(work, api.low, children.low, children.high, textwrap.dedent(f"""
             [{WARM}]
             greeting = hello
             warm = true
@@ -77,9 +62,9 @@ def run(by: str, jobs: int, seconds: float) -> dict[str, float | str | int]:
         start_jobs(daemon, jobs, WARM)
         time.sleep(2)  # a benchmark's settle time: every job's checks have begun
         pid = daemon.process.pid
-        before, t0 = cpu_seconds(pid), time.monotonic()
+        before, t0 = cpu_times(pid), time.monotonic()
         time.sleep(seconds)
-        after, wall = cpu_seconds(pid), time.monotonic() - t0
+        after, wall = cpu_times(pid), time.monotonic() - t0
         user, system = after[0] - before[0], after[1] - before[1]
         used = user + system
         _, listed = daemon.call("GET", "/jobs")
@@ -91,7 +76,7 @@ def run(by: str, jobs: int, seconds: float) -> dict[str, float | str | int]:
                 "user_percent": round(100 * user / wall, 2),
                 "system_percent": round(100 * system / wall, 2)}
     finally:
-        if daemon.process is not None:
+        if daemon is not None:
             daemon.stop()
         api.release()
         children.release()
@@ -99,27 +84,6 @@ def run(by: str, jobs: int, seconds: float) -> dict[str, float | str | int]:
             print(f"kept: {work}")
         else:
             shutil.rmtree(work, ignore_errors=True)
-
-
-def _start(daemon: Daemon, work: Path, api_port: int, config_text: str) -> None:
-    """Start ``daemon`` (a bare ``jobs_load.Daemon``) on ``config_text``, as its __init__ does."""
-    daemon.work, daemon.api_port = work, api_port
-    (work / "proactor.cfg").write_text(config_text)
-    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8"}
-    if os.environ.get("PYTHONPATH"):
-        env["PYTHONPATH"] = os.environ["PYTHONPATH"]
-    twistd = str(Path(sys.executable).parent / "twistd")
-    daemon.process = subprocess.Popen(
-        [twistd, "--pidfile=", "-n", "--logfile", str(work / "proactor.log"), "proactor",
-         "--config", str(work / "proactor.cfg"), "--state-dir", str(work / "state")],
-        env=env, stdin=subprocess.DEVNULL, cwd=work)
-    token = work / "state" / "admin.token"
-    deadline = time.monotonic() + 30
-    while not (token.exists() and daemon._up()):
-        if time.monotonic() > deadline or daemon.process.poll() is not None:
-            raise RuntimeError(f"the daemon did not start: see {work / 'proactor.log'}")
-        time.sleep(0.05)
-    daemon.token = token.read_text().strip()
 
 
 def main() -> None:

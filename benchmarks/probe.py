@@ -113,8 +113,14 @@ def uss_kib(pid: int) -> float:
     return _field(f"/proc/{pid}/smaps_rollup", ("Private_Clean:", "Private_Dirty:"))
 
 
-def cpu_seconds(pid: int) -> float:
-    """CPU time (user + system) of process ``pid`` itself so far, from ``/proc/PID/stat``."""
+def cpu_times(pid: int) -> tuple[float, float]:
+    """CPU time (user, system) of process ``pid`` itself so far, from ``/proc/PID/stat``."""
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    tick = os.sysconf("SC_CLK_TCK")
+    return int(fields[11]) / tick, int(fields[12]) / tick
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) of process ``pid`` itself so far, from ``/proc/PID/stat``."""
+    return sum(cpu_times(pid))
