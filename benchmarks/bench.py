@@ -55,7 +55,8 @@ PEERS = list(range(22800, 22900))
 ONE = 22950  # the single worker of the launch and restart rows
 CIRCUS_CONTROL, SUPERVISOR_CONTROL = 22990, 22995
 #: The daemons started with their workers declared: their workers' ports, their control's.
-DECLARED = {"proactor": (list(range(22400, 22500)), 22975), "circus": (PEERS, 22980),
+DECLARED = {"proactor": (list(range(22400, 22500)), 22975),
+            "twistd": (list(range(22400, 22500)), 22970), "circus": (PEERS, 22980),
             "supervisord": (PEERS, 22985)}
 RUNTIME = "turberfield_twisted.worker"
 
