@@ -17,6 +17,8 @@ The control API: JSON over HTTP, routed by :mod:`.router` (Klein's decorators, w
   channel (bounded) and past the router where relayed;
 - :mod:`.openapi`: the description of all of it.
 
-``import klein`` imports the reactor: import these only once the asyncio
-reactor is installed.
+Twisted's web imports the reactor: import these only once the asyncio
+reactor is installed. Nothing here imports Klein or werkzeug (a contract
+of ``.importlinter``): workers are Klein's, the daemon's routes are
+:mod:`.router`'s.
 """
