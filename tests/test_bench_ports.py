@@ -26,8 +26,9 @@ def benchmarks(monkeypatch: pytest.MonkeyPatch) -> Any:
     """``benchmarks/`` first on the path; the modules imported from it go after."""
     monkeypatch.setattr(sys, "path", [str(BENCHMARKS), *sys.path])
     yield
-    for name in ("bench_ports", "service_rows", "managers", "probe"):
-        sys.modules.pop(name, None)
+    for name, module in list(sys.modules.items()):
+        if Path(getattr(module, "__file__", None) or "/").parent == BENCHMARKS:
+            del sys.modules[name]
 
 
 def _docstrings(tree: ast.AST) -> set[int]:
@@ -101,14 +102,9 @@ def test_benchs_layout_serves_its_largest_fan_out(benchmarks: None) -> None:
     import bench  # benchmarks/bench.py
     from service_rows import SERVICE_PORTS
 
-    try:
-        largest = 100
-        bench.parse_args(["--fanout", str(largest)])
-        with pytest.raises(SystemExit):
-            bench.parse_args(["--fanout", str(largest + 1)])
-        assert bench.PORTS["peers"] >= largest and bench.PORTS["declared"] >= largest
-        assert bench.PORTS["services"] == SERVICE_PORTS
-    finally:
-        sys.modules.pop("bench", None)
-        for name in ("cold_start", "report", "bare_worker"):
-            sys.modules.pop(name, None)
+    largest = 100
+    bench.parse_args(["--fanout", str(largest)])
+    with pytest.raises(SystemExit):
+        bench.parse_args(["--fanout", str(largest + 1)])
+    assert bench.PORTS["peers"] >= largest and bench.PORTS["declared"] >= largest
+    assert bench.PORTS["services"] == SERVICE_PORTS
