@@ -152,5 +152,5 @@ def test_floats_are_written_as_go_writes_them(value, text):
 def test_a_bad_name_or_sample_is_refused_by_name(make):
     """A name outside Prometheus's character set, label values that do not fit the
     label names, buckets without +Inf: ValueError, naming what is wrong."""
-    with pytest.raises(ValueError, match="not a Prometheus|label values|buckets"):
+    with pytest.raises(ValueError, match=r"not a Prometheus|label values|buckets"):
         make()
