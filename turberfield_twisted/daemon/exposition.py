@@ -39,11 +39,15 @@ def _metric_name(instance: Family, attribute: attrs.Attribute[str], name: str) -
         raise ValueError(f"not a Prometheus metric name: {name!r}")
 
 
-def _label_names(instance: Family, attribute: attrs.Attribute[tuple[str, ...]],
-                 names: tuple[str, ...]) -> None:
+def _check_label_names(names: Iterable[str]) -> None:
     for name in names:
         if not _LABEL_NAME.fullmatch(name) or name.startswith("__"):
             raise ValueError(f"not a Prometheus label name: {name!r}")
+
+
+def _label_names(instance: Family, attribute: attrs.Attribute[tuple[str, ...]],
+                 names: tuple[str, ...]) -> None:
+    _check_label_names(names)
 
 
 def go_float(value: float) -> str:
@@ -117,7 +121,7 @@ class Family:
 
 @attrs.define
 class GaugeFamily(Family):
-    """A value that goes up and down, one a set of label values."""
+    """A value that goes up and down: a sample for each set of label values."""
 
     kind: ClassVar[str] = "gauge"
     samples: list[tuple[dict[str, str], float]] = attrs.field(factory=list, init=False)
@@ -149,7 +153,7 @@ class InfoFamily(Family):
 
     def add(self, values: Sequence[str], info: Mapping[str, str]) -> None:
         """One sample: label ``values``, and the facts ``info`` as more labels."""
-        _label_names(self, attrs.fields(InfoFamily).labels, tuple(info))
+        _check_label_names(info)
         self.samples.append({**self._labelled(values), **info})
 
     def lines(self) -> Iterator[str]:
@@ -161,8 +165,9 @@ class InfoFamily(Family):
 class HistogramFamily(Family):
     """
     Observations counted into buckets: ``NAME_bucket`` with ``le``, then
-    ``NAME_count`` and ``NAME_sum``, for each set of label values. Bounds
-    are not negative (``prometheus_client`` writes no count or sum then).
+    ``NAME_count`` and ``NAME_sum``, for each set of label values. The
+    first bound is 0 or more (with a negative one ``prometheus_client``
+    writes no count or sum; :meth:`add` refuses it).
     """
 
     kind: ClassVar[str] = "histogram"
