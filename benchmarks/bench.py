@@ -57,11 +57,12 @@ HERE = Path(__file__).resolve().parent
 #: control API and its workers' range; the peers' workers (circus, supervisord and procmon:
 #: for the fan-outs, and for the peers started with theirs declared); the single worker of
 #: the launch and restart rows; circus's control (and pubsub), supervisord's; this daemon's
-#: workers when started declared; the controls of the daemons started so (circus's two);
-#: the services rows'.
+#: workers when started declared (by proactord, then by twistd); the controls of the daemons
+#: started so (circus's two); the services rows'.
 PORTS = {"api": 1, "ours": 200, "peers": 100, "one": 1, "circus_control": 2,
          "supervisor_control": 1, "declared": 100, "declared_proactor": 1,
-         "declared_circus": 2, "declared_supervisord": 1, "services": SERVICE_PORTS}
+         "declared_twistd": 1, "declared_circus": 2, "declared_supervisord": 1,
+         "services": SERVICE_PORTS}
 RUNTIME = "turberfield_twisted.worker"
 
 Samples = dict[str, list[float]]
@@ -190,7 +191,8 @@ def measure(options: argparse.Namespace, ports: BenchPorts) -> dict[str, Any]:
     managers: list[Manager] = [ours, circus, supervisor, procmon, floor]
     services = ServiceRows(ours, work, ports["services"])
     #: The daemons started with their workers declared: their workers' ports, their control's.
-    declared_on = {"proactor": list(ports["declared"]), "circus": peers, "supervisord": peers}
+    declared_on = {"proactor": list(ports["declared"]), "twistd": list(ports["declared"]),
+                   "circus": peers, "supervisord": peers}
     began = _now()
     try:
         for manager in managers:
