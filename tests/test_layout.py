@@ -80,3 +80,17 @@ def test_the_cli_importing_the_daemon_is_refused(scratch):
     result = lint(scratch)
     assert result.returncode == 1
     assert "turberfield_twisted.cli.format -> turberfield_twisted.jobs.job" in result.stdout
+
+
+@pytest.mark.parametrize("line", [
+    "import werkzeug.routing  # noqa",
+    "def _late():\n    from klein import Klein  # noqa\n",
+    "def _late():\n    import turberfield_twisted.worker.runtime  # noqa\n",
+])
+def test_the_daemon_importing_klein_werkzeug_or_the_worker_runtime_is_refused(scratch, line):
+    """The daemon's side routes with http.router: Klein, werkzeug and Klein's runtime stay out."""
+    add_line(scratch / "turberfield_twisted" / "http" / "views.py", line)
+    result = lint(scratch)
+    assert result.returncode == 1
+    assert "The daemon's side loads neither Klein nor werkzeug" in result.stdout
+    assert "turberfield_twisted.http.views -> " in result.stdout

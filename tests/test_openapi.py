@@ -21,13 +21,13 @@ from typing import Any
 import pytest
 import pytest_twisted
 import treq
-from klein import Klein
 from twisted.internet.utils import getProcessOutputAndValue
 
 from turberfield_twisted.cli.locate import read_api
 from turberfield_twisted.contract import bearer_header
 from turberfield_twisted.http import openapi
 from turberfield_twisted.http.api import served_routes
+from turberfield_twisted.http.router import Router
 from turberfield_twisted.testing.ports import free_ports
 from turberfield_twisted.testing.procs import children_of
 
@@ -55,7 +55,7 @@ def test_a_route_with_no_description_or_a_description_with_no_route_is_refused()
     """Add a route and forget its description, or describe a gone route: an error."""
 
     class More:
-        app = Klein()
+        app = Router()
 
         @app.route("/undescribed", methods=["GET"])
         def undescribed(self, request: Any) -> bytes:

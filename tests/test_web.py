@@ -1,4 +1,4 @@
-"""The JSON Klein base: one table of errors to statuses, applied to every app."""
+"""The JSON router base: one table of errors to statuses, applied to every app."""
 
 from __future__ import annotations
 
@@ -10,8 +10,6 @@ import pytest_twisted
 from treq.testing import StubTreq
 from twisted.internet.task import Clock
 from twisted.logger import capturedLogs, formatEvent
-from werkzeug.exceptions import MethodNotAllowed, NotFound
-from werkzeug.routing import RequestRedirect
 
 from turberfield_twisted.errors import (
     ApiError,
@@ -19,8 +17,10 @@ from turberfield_twisted.errors import (
     BadOverride,
     ConfigPushFailed,
     Invalid,
+    MethodNotAllowed,
     NoFreePort,
     OverrideNotAllowed,
+    RouteNotFound,
     SpawnFailed,
     UnknownJob,
     UnknownModule,
@@ -29,7 +29,7 @@ from turberfield_twisted.hooks.dispatcher import HookRejected, UnknownHook
 from turberfield_twisted.hooks.rules import HookNotAllowed
 from turberfield_twisted.http.relay import RelayError
 from turberfield_twisted.http.statuses import STATUSES, BodyTooLarge, status_of
-from turberfield_twisted.http.web import JsonKlein, Unauthorized
+from turberfield_twisted.http.web import JsonRouter, Unauthorized
 
 EXPECTED: list[tuple[Exception, int]] = [
     (Invalid("x"), 400),
@@ -42,9 +42,9 @@ EXPECTED: list[tuple[Exception, int]] = [
     (UnknownJob("g"), 404),
     (UnknownModule("m"), 404),
     (UnknownHook("h"), 404),
-    (NotFound(), 404),
-    (RequestRedirect("http://x/y/"), 404),
-    (MethodNotAllowed(valid_methods=["GET"]), 405),
+    (RouteNotFound(), 404),
+    (RouteNotFound("only with a trailing slash"), 404),
+    (MethodNotAllowed(["GET"]), 405),
     (BodyTooLarge(), 413),
     (SpawnFailed("could not start m: No such file"), 500),
     (ConfigPushFailed("g", "HTTP 500", 500), 502),
@@ -86,9 +86,9 @@ def test_only_validation_errors_are_400() -> None:
 
 
 class _Raiser:
-    """Routes that raise what they are told, on a JsonKlein app."""
+    """Routes that raise what they are told, on a JsonRouter app."""
 
-    app = JsonKlein()
+    app = JsonRouter()
 
     def __init__(self, exc: Exception):
         self.exc = exc
@@ -155,7 +155,7 @@ async def test_headers_of_401_405_and_a_routes_own_answer() -> None:
     response, body, _ = await _call(Unauthorized())
     assert (response.code, body) == (401, {"error": "unauthorized"})
     assert response.headers.getRawHeaders(b"www-authenticate") == [b"Bearer"]
-    response, body, _ = await _call(MethodNotAllowed(valid_methods=["GET", "HEAD"]))
+    response, body, _ = await _call(MethodNotAllowed(["GET", "HEAD"]))
     assert (response.code, body) == (405, {"error": "method not allowed"})
     assert response.headers.getRawHeaders(b"allow") == [b"GET, HEAD"]
     response, body, _ = await _call(ApiError(501, "not here", {"X-Why": "because"}))

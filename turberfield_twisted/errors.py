@@ -9,7 +9,7 @@ value or a token.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 __all__ = [
@@ -24,12 +24,14 @@ __all__ = [
     "GuidTaken",
     "Invalid",
     "JobExited",
+    "MethodNotAllowed",
     "NoFreePort",
     "NotReady",
     "OverMaxInstances",
     "OverrideNotAllowed",
     "PlacementRefused",
     "PlacementUnchecked",
+    "RouteNotFound",
     "ServiceConflict",
     "SpawnFailed",
     "StateDirBusy",
@@ -253,6 +255,21 @@ class ApiError(Exception):
         self.headers = dict(headers or {})
         suffix = f"HTTP {status}"
         super().__init__(message if message == suffix else f"{message} ({suffix})")
+
+
+class RouteNotFound(Exception):
+    """No route of the control API answers the request's path (404 ``not found``)."""
+
+
+class MethodNotAllowed(Exception):
+    """
+    Routes answer the request's path, but not its method: they answer
+    ``allowed`` (405 ``method not allowed``, with ``Allow``).
+    """
+
+    def __init__(self, allowed: Sequence[str]):
+        self.allowed = tuple(allowed)
+        super().__init__(f"only {', '.join(self.allowed)}")
 
 
 class TransportError(Exception):

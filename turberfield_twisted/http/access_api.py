@@ -20,7 +20,7 @@ from turberfield_twisted.access.throttle import Throttle
 from turberfield_twisted.access.tokens import TokenBook
 from turberfield_twisted.errors import ApiError, Invalid
 from turberfield_twisted.http.args import lines_arg
-from turberfield_twisted.http.gate import GatedKlein
+from turberfield_twisted.http.gate import GatedRouter
 from turberfield_twisted.http.roles import ROLES
 from turberfield_twisted.http.web import check_body, json_response, read_object
 
@@ -38,7 +38,7 @@ def default_gate(admin_token: str, reactor: IReactorTime) -> Gate:
 class AccessAPI:
     """Tokens of ``gate``'s book and the ``audit`` trail (None: 404), for admins."""
 
-    app = GatedKlein(ROLES, "/tokens")
+    app = GatedRouter(ROLES, "/tokens")
     log = Logger()
 
     def __init__(self, gate: Gate, audit: AuditTrail | None, max_body: int):

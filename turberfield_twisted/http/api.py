@@ -1,5 +1,5 @@
 """
-The initiator's control API: Klein routes, JSON in and out.
+The initiator's control API: routes (:mod:`.router`), JSON in and out.
 
 Every error is ``{"error": "<message>"}`` with the status that
 :data:`turberfield_twisted.http.statuses.STATUSES` gives it; no traceback ever
@@ -14,7 +14,7 @@ path is shadowed by the API's own); ``/hooks`` is
 ``/audit`` and ``/whoami``) :class:`~.access_api.AccessAPI`; ``/ui/`` is the web
 dashboard (:mod:`turberfield_twisted.dashboard`), and ``/`` leads there.
 
-``import klein`` imports the reactor: import this module only once the
+Twisted's web imports the reactor: import this module only once the
 asyncio reactor is installed (``tap.makeService`` does so lazily).
 """
 
@@ -25,7 +25,6 @@ from collections.abc import Callable
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
-from klein.resource import KleinResource
 from twisted.internet import defer
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
@@ -47,6 +46,7 @@ from turberfield_twisted.http.job_routes import JobRoutes
 from turberfield_twisted.http.logs_api import LogsAPI
 from turberfield_twisted.http.mounts import Mounts, admit_operator
 from turberfield_twisted.http.relay import Relay
+from turberfield_twisted.http.router import RouterResource
 from turberfield_twisted.http.services_api import ServicesAPI
 from turberfield_twisted.http.site import relay_request
 from turberfield_twisted.http.streams import Streams
@@ -259,26 +259,26 @@ class ControlAPI(JobRoutes):
     # -- composition -------------------------------------------------------
 
     @app.route("/hooks", branch=True)
-    def hooks_routes(self, request: Request) -> KleinResource:
+    def hooks_routes(self, request: Request) -> RouterResource:
         """``/hooks`` and below: the web-hook routes, answered by :class:`HooksAPI`."""
         if not request.postpath:
             request.postpath = [b""]  # ``/hooks`` itself is the mounted app's ``/``
         return self.hooks_api.app.resource()
 
     @app.route("/services", branch=True)
-    def services_routes(self, request: Request) -> KleinResource:
+    def services_routes(self, request: Request) -> RouterResource:
         """``/services`` and below: the services' routes, answered by :class:`ServicesAPI`."""
         if not request.postpath:
             request.postpath = [b""]  # ``/services`` itself is the mounted app's ``/``
         return self.services_api.app.resource()
 
     @app.route("/logs", branch=True)
-    def logs_routes(self, request: Request) -> KleinResource:
+    def logs_routes(self, request: Request) -> RouterResource:
         """``/logs`` and below: logs on disk (:class:`LogsAPI`)."""
         return self.logs_api.app.resource()
 
     @app.route("/tokens", branch=True)
-    def tokens_routes(self, request: Request) -> KleinResource:
+    def tokens_routes(self, request: Request) -> RouterResource:
         """``/tokens`` and below: tokens and the rotation (:class:`AccessAPI`)."""
         if not request.postpath:
             request.postpath = [b""]

@@ -217,7 +217,7 @@ class EventStream:
         self._backlog.append(data)
         if len(self._backlog) > self._max_backlog:
             self.log.warn("event stream client too slow: ended after entry {id}", id=self._sent)
-            self._close()  # the route's Deferred fires: Klein ends the response
+            self._close()  # the route's Deferred fires: the router ends the response
 
     def _close(self) -> None:
         if self._closed:

@@ -1,7 +1,7 @@
 """
 The control API's connections: relayed requests are read here, and the
 first request of any other kind hands the connection to Twisted's HTTP
-server (the site's :class:`~.channel.ApiChannel`, Klein's routes).
+server (the site's :class:`~.channel.ApiChannel`, the router's routes).
 
 Most of what the API carries is relayed requests, and a front end that
 routes its users to their workers keeps its connections for them alone:

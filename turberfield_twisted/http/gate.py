@@ -1,5 +1,5 @@
 """
-:class:`GatedKlein` gates every route of an app by :data:`~.roles.ROLES`
+:class:`GatedRouter` gates every route of an app by :data:`~.roles.ROLES`
 (through its owner's :class:`~turberfield_twisted.access.gate.Gate`), so
 no route can be added without saying what it needs.
 """
@@ -14,9 +14,9 @@ from typing import Any
 from twisted.web.iweb import IRequest
 
 from turberfield_twisted.access.gate import Needed
-from turberfield_twisted.http.web import JsonKlein
+from turberfield_twisted.http.web import JsonRouter
 
-__all__ = ["GatedKlein", "UngatedRoute"]
+__all__ = ["GatedRouter", "UngatedRoute"]
 
 _CONVERTER = re.compile(r"<(?:[a-z]+:)?([A-Za-z_][A-Za-z0-9_]*)>")
 
@@ -25,9 +25,9 @@ class UngatedRoute(LookupError):
     """A route has no entry in the role table."""
 
 
-class GatedKlein(JsonKlein):
+class GatedRouter(JsonRouter):
     """
-    A :class:`JsonKlein` whose every route (but a branch mount: its own
+    A :class:`JsonRouter` whose every route (but a branch mount: its own
     app is gated) first asks the owner's ``gate`` (a :class:`Gate`) to
     admit the request for what ``roles`` says its operation needs; the
     app is mounted under ``prefix``. A route not in ``roles`` is refused
@@ -36,20 +36,20 @@ class GatedKlein(JsonKlein):
 
     def __init__(self, roles: Mapping[tuple[str, str], Needed] | None = None,
                  prefix: str = ""):
-        super().__init__()  # Klein binds a copy made with no arguments, its routes copied
+        super().__init__()
         self.roles = roles
         self.prefix = prefix
 
-    def route(self, url: str, *args: Any, branch: bool = False,
-              **kwargs: Any) -> Callable[[Any], Any]:
-        register = super().route(url, *args, branch=branch, **kwargs)
+    def route(self, url: str, methods: list[str] | None = None, *, branch: bool = False,
+              endpoint: str | None = None) -> Callable[[Any], Any]:
+        register = super().route(url, methods, branch=branch, endpoint=endpoint)
         if branch or self.roles is None:
             return register
         path = self.prefix + _CONVERTER.sub(r"{\1}", url)
         path = path[:-1] if path.endswith("/") and path != "/" else path
-        methods = kwargs.get("methods") or ["*"]
+        named = methods or ["*"]
         needs: dict[str, Needed] = {}
-        for method in methods:
+        for method in named:
             if (method, path) not in self.roles:
                 raise UngatedRoute(f"{method} {path} has no entry in the role table")
             needs[method] = self.roles[(method, path)]
@@ -58,7 +58,7 @@ class GatedKlein(JsonKlein):
             @functools.wraps(f)
             def gated(instance: Any, request: IRequest, *a: Any, **kw: Any) -> Any:
                 method = (request.method or b"").decode("ascii", "replace")
-                needed = needs.get(method) or needs.get("*") or needs[methods[0]]
+                needed = needs.get(method) or needs.get("*") or needs[named[0]]
                 instance.gate.admit(request, needed, f"{method} {path}")
                 return f(instance, request, *a, **kw)
 

@@ -19,7 +19,7 @@ from turberfield_twisted.access.gate import Gate
 from turberfield_twisted.configtext import redact
 from turberfield_twisted.errors import ApiError, DaemonStopping, Invalid
 from turberfield_twisted.hooks.dispatcher import HookDispatcher
-from turberfield_twisted.http.gate import GatedKlein
+from turberfield_twisted.http.gate import GatedRouter
 from turberfield_twisted.http.roles import ROLES
 from turberfield_twisted.http.web import json_response, read_object
 
@@ -37,7 +37,7 @@ class HooksAPI:
     or removing one is refused (:class:`DaemonStopping`, 503).
     """
 
-    app = GatedKlein(ROLES, "/hooks")
+    app = GatedRouter(ROLES, "/hooks")
     log = Logger()
 
     def __init__(self, hooks: HookDispatcher | None, gate: Gate, max_body: int,

@@ -20,7 +20,7 @@ from turberfield_twisted.daemon.initiator import Initiator
 from turberfield_twisted.daemon.keeper import forget_ended
 from turberfield_twisted.errors import BadGuid, GuidTaken
 from turberfield_twisted.http.args import event_args, launch_args, wait_args
-from turberfield_twisted.http.gate import GatedKlein
+from turberfield_twisted.http.gate import GatedRouter
 from turberfield_twisted.http.logs_api import LogsAPI
 from turberfield_twisted.http.placement import REPORT_KEYS, take_report
 from turberfield_twisted.http.roles import ROLES
@@ -41,7 +41,7 @@ class JobRoutes:
     """
 
     #: The control API's routing table: :class:`~.api.ControlAPI` adds its own routes to it.
-    app = GatedKlein(ROLES)
+    app = GatedRouter(ROLES)
     log = Logger()
 
     initiator: Initiator

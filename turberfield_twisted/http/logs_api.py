@@ -22,7 +22,7 @@ from twisted.web.server import Request
 from turberfield_twisted.access.gate import Gate
 from turberfield_twisted.errors import ApiError, Invalid
 from turberfield_twisted.http.args import lines_arg
-from turberfield_twisted.http.gate import GatedKlein
+from turberfield_twisted.http.gate import GatedRouter
 from turberfield_twisted.http.roles import ROLES
 from turberfield_twisted.http.web import json_response, query_arg
 from turberfield_twisted.jobs.job import Job
@@ -54,7 +54,7 @@ def since_arg(request: IRequest) -> float | None:
 class LogsAPI:
     """The logs routes, for the callers ``gate`` admits; ``logs`` None: logs on disk are off."""
 
-    app = GatedKlein(ROLES, "/logs")
+    app = GatedRouter(ROLES, "/logs")
     log = Logger()
 
     def __init__(self, logs: JobLogs | None, gate: Gate):

@@ -2,7 +2,7 @@
 The OpenAPI 3.2 description of the control API, served at ``GET /openapi.json``
 (3.2 for ``itemSchema``: each event of ``GET /events`` is described).
 
-Paths and methods come from the Klein apps' own routing tables; what each
+Paths and methods come from the routers' own tables; what each
 operation takes and answers comes from :data:`OPERATIONS`, keyed by method
 and path, and the shapes from :data:`~.schemas.SCHEMAS`. What the relay
 passes back is the worker's own answer, of any status and any content
@@ -15,9 +15,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
-from typing import Any
-
-from klein import Klein
+from typing import TYPE_CHECKING, Any
 
 from turberfield_twisted import __version__
 from turberfield_twisted.access.roles import Role
@@ -31,6 +29,9 @@ from turberfield_twisted.http.openapi_services import SERVICE_OPERATIONS, SERVIC
 from turberfield_twisted.http.roles import JOB, PUBLIC, ROLES, Needed
 from turberfield_twisted.http.schemas import JSON, SCHEMAS, SSE, ref
 from turberfield_twisted.jobs.job import JobState
+
+if TYPE_CHECKING:
+    from turberfield_twisted.http.router import Router
 
 __all__ = ["OPERATIONS", "SCHEMAS", "UndocumentedRoute", "document", "routes"]
 
@@ -284,12 +285,12 @@ _CONVERTER = re.compile(r"<(?:[a-z]+:)?([A-Za-z_][A-Za-z0-9_]*)>")
 _RELAYED = ("GET", "PUT", "POST", "DELETE", "OPTIONS", "HEAD", "PATCH", "TRACE")
 
 
-def routes(app: Klein, prefix: str = "") -> Iterable[tuple[str, str]]:
+def routes(app: Router, prefix: str = "") -> Iterable[tuple[str, str]]:
     """
     ``(method, OpenAPI path)`` of each route of ``app`` (``*`` for a route
     of any method), less HEAD and branch mounts.
     """
-    rules = list(app.url_map.iter_rules())
+    rules = list(app.iter_rules())
     mounts = {rule.endpoint.removesuffix("_branch") for rule in rules
               if rule.endpoint.endswith("_branch")}
     for rule in rules:

@@ -1,7 +1,7 @@
 """
 The role each operation of the control API needs: ONE table, keyed as
 :data:`~.openapi.OPERATIONS` is, read by the routes (every route of a
-:class:`~.web.JsonKlein` app given this table is gated by it, and a route
+:class:`~.gate.GatedRouter` app given this table is gated by it, and a route
 without an entry is refused when its class is made) and by the OpenAPI
 document (each operation's ``security`` and ``x-role``).
 

@@ -25,7 +25,7 @@ from twisted.web.server import Request
 from turberfield_twisted.access.gate import Gate, caller_of, check_scope
 from turberfield_twisted.daemon.initiator import Initiator
 from turberfield_twisted.errors import ApiError
-from turberfield_twisted.http.gate import GatedKlein
+from turberfield_twisted.http.gate import GatedRouter
 from turberfield_twisted.http.mounts import SERVICE_PROXY, Mounts
 from turberfield_twisted.http.roles import ROLES
 from turberfield_twisted.http.service_args import (
@@ -60,7 +60,7 @@ class ServicesAPI:
     is added to it).
     """
 
-    app = GatedKlein(ROLES, "/services")
+    app = GatedRouter(ROLES, "/services")
     log = Logger()
 
     def __init__(self, initiator: Initiator, gate: Gate, max_body: int, mounts: Mounts,

@@ -2,8 +2,8 @@
 The control API's site: each connection starts with the API's front
 (:class:`~.front.ApiFront`, which reads relayed requests itself), and
 is handed to an :class:`~.channel.ApiChannel` at its first other request.
-On a channel, relayed requests skip Klein's router (and the access log),
-everything else is the Klein app's.
+On a channel, relayed requests skip the router (and the access log),
+everything else is the router's.
 """
 
 from __future__ import annotations
@@ -128,7 +128,7 @@ class RelayFirst(Resource):
     """
     The API's root on a channel: a request under one of ``mounts``
     (``/jobs/{guid}/proxy/...``) goes straight to ``relay_to``;
-    everything else to ``routes`` (the Klein app, which would route the
+    everything else to ``routes`` (the router, which would route the
     jobs' there too). Errors are answered from the one table, logged on
     ``log``. A request carrying a token from an address the ``gate``
     makes wait is answered 429 here, before any routing: a run of wrong

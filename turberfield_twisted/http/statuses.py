@@ -10,9 +10,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from types import MappingProxyType
 
-from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
-from werkzeug.routing import RequestRedirect
-
 from turberfield_twisted.access.roles import Forbidden, OutOfScope, Throttled, Unauthorized
 from turberfield_twisted.access.tokens import TokenTaken, UnknownToken
 from turberfield_twisted.errors import (
@@ -23,12 +20,14 @@ from turberfield_twisted.errors import (
     DaemonStopping,
     GuidTaken,
     Invalid,
+    MethodNotAllowed,
     NoFreePort,
     NotReady,
     OverMaxInstances,
     OverrideNotAllowed,
     PlacementRefused,
     PlacementUnchecked,
+    RouteNotFound,
     ServiceConflict,
     SpawnFailed,
     StoreFailed,
@@ -64,9 +63,9 @@ class BodyTooLarge(Exception):
 
 #: Each error a route may raise, and its HTTP status. The most specific
 #: class along an exception's MRO wins (``HookNotAllowed`` is a
-#: ``HookRejected``, an ``Invalid``, but 403). :class:`ApiError`,
-#: ``RelayError`` and werkzeug's other ``HTTPException``s carry their own
-#: status; their entry here is used only if theirs is not an error status.
+#: ``HookRejected``, an ``Invalid``, but 403). :class:`ApiError` and
+#: ``RelayError`` carry their own status; their entry here is used only if
+#: theirs is not an error status.
 STATUSES: Mapping[type[Exception], int] = MappingProxyType({
     Invalid: 400,  # BadGuid, BadOverride, HookRejected, a route's own checks
     Unauthorized: 401,
@@ -80,8 +79,7 @@ STATUSES: Mapping[type[Exception], int] = MappingProxyType({
     UnknownModule: 404,
     UnknownHook: 404,
     UnknownService: 404,
-    NotFound: 404,
-    RequestRedirect: 404,  # werkzeug's slash redirect: no such route here
+    RouteNotFound: 404,  # a path with a slash more or less than a route's, too
     MethodNotAllowed: 405,
     NotReady: 409,
     GuidTaken: 409,
@@ -100,7 +98,6 @@ STATUSES: Mapping[type[Exception], int] = MappingProxyType({
     StoreFailed: 503,
     DaemonStopping: 503,
     ApiError: 500,
-    HTTPException: 500,
     Exception: 500,
 })
 
@@ -113,8 +110,7 @@ MESSAGES: Mapping[type[Exception], str] = MappingProxyType({
     StoreFailed: "the daemon could not keep this in its state store; see its log",
     ConfigPushFailed: "the job's worker could not be reached: nothing was changed",
     NotReady: "the job did not get ready in time: nothing was changed",
-    NotFound: "not found",
-    RequestRedirect: "not found",
+    RouteNotFound: "not found",
     MethodNotAllowed: "method not allowed",
     Exception: "internal error",
 })
@@ -122,7 +118,7 @@ MESSAGES: Mapping[type[Exception], str] = MappingProxyType({
 
 #: Classes whose instances carry their own status, and its attribute.
 _OWN_STATUS: Mapping[type[Exception], str] = MappingProxyType({
-    ApiError: "status", RelayError: "status", HTTPException: "code"})
+    ApiError: "status", RelayError: "status"})
 
 
 def table_entry(exc: BaseException) -> type[Exception]:
@@ -149,8 +145,6 @@ def message_of(exc: BaseException) -> str:
         return MESSAGES[cls]
     if isinstance(exc, ApiError | RelayError):
         return exc.message[:MAX_MESSAGE]
-    if isinstance(exc, HTTPException):
-        return (exc.name or "bad request").lower()
     return str(exc)[:MAX_MESSAGE] or MESSAGES[Exception]
 
 
@@ -158,8 +152,8 @@ def headers_of(exc: BaseException) -> dict[str, str]:
     """The headers an answer to ``exc`` carries (``WWW-Authenticate``, ``Allow``, ...)."""
     if isinstance(exc, Unauthorized):
         return {"WWW-Authenticate": "Bearer"}
-    if isinstance(exc, MethodNotAllowed) and exc.valid_methods:
-        return {"Allow": ", ".join(exc.valid_methods)}
+    if isinstance(exc, MethodNotAllowed) and exc.allowed:
+        return {"Allow": ", ".join(exc.allowed)}
     if isinstance(exc, ApiError):
         return exc.headers
     if isinstance(exc, DaemonStopping | Throttled):

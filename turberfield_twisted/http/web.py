@@ -1,5 +1,5 @@
 """
-The JSON Klein base of the control API: bounded request bodies, JSON
+The JSON router base of the control API: bounded request bodies, JSON
 answers, bearer auth, and errors answered from ONE table
 (:data:`~.statuses.STATUSES`) from the errors routes raise to HTTP statuses.
 
@@ -9,8 +9,8 @@ with the status of the most specific class along the exception's MRO.
 Only validation errors (:class:`~.errors.Invalid`) are 400; anything the
 table does not name is a 500 ``{"error": "internal error"}``, logged.
 
-``import klein`` imports the reactor: import this module only once the
-asyncio reactor is installed.
+Import this module only once the asyncio reactor is installed (what it
+imports of Twisted's web may import the reactor).
 """
 
 from __future__ import annotations
@@ -21,13 +21,10 @@ import re
 from collections.abc import Mapping
 from typing import Any, NoReturn, cast
 
-from klein import Klein, KleinErrorHandler
-from klein.resource import KleinResource
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.iweb import IRequest
 from twisted.web.server import Request
-from werkzeug.routing import BaseConverter
 
 from turberfield_twisted.access.roles import Unauthorized
 from turberfield_twisted.contract import HasHeaders, authorized
@@ -38,6 +35,7 @@ from turberfield_twisted.errors import (
     NoFreePort,
     StoreFailed,
 )
+from turberfield_twisted.http.router import ErrorHandler, Router, RouterResource
 from turberfield_twisted.http.statuses import (
     MESSAGES,
     STATUSES,
@@ -54,7 +52,7 @@ __all__ = [
     "MESSAGES",
     "STATUSES",
     "BodyTooLarge",
-    "JsonKlein",
+    "JsonRouter",
     "Unauthorized",
     "answer_error",
     "check_body",
@@ -124,14 +122,14 @@ def log_error(log: Logger, request: IRequest, failure: Failure) -> None:
                     method=method, path=path)
 
 
-def json_errors(app: Klein) -> None:
+def json_errors(app: Router) -> None:
     """
     Register on ``app`` the one handler that answers every error from
     :data:`STATUSES`; once per app. It logs with the route class's own
     ``log`` where it has one.
     """
 
-    # Klein passes the instance the app is bound to first, when there is one.
+    # The router passes the instance it is bound to first, when there is one.
     def answer(*args: Any) -> bytes:
         request, failure = args[-2:]
         owner = args[0] if len(args) == 3 else None
@@ -139,7 +137,7 @@ def json_errors(app: Klein) -> None:
         log_error(log if isinstance(log, Logger) else _log, request, failure)
         return answer_error(request, failure.value)
 
-    app.handle_errors(Exception)(cast(KleinErrorHandler, answer))
+    app.handle_errors(Exception)(cast(ErrorHandler, answer))
 
 
 class _LimitedRequest(Request):
@@ -184,9 +182,9 @@ class _LimitedRequest(Request):
         super().handleContentChunk(data)
 
 
-class _JsonKleinResource(KleinResource):
+class _JsonResource(RouterResource):
     """
-    Klein's resource, but a URL that is not UTF-8 gets a JSON 400 too, and
+    The router's resource, but a URL that is not UTF-8 gets a JSON 400 too, and
     a body the site dropped for its size a 413 before any route runs.
     """
 
@@ -201,24 +199,16 @@ class _JsonKleinResource(KleinResource):
         return super().render(request)
 
 
-class _Rest(BaseConverter):
-    """The rest of a path, possibly empty (werkzeug's ``path`` needs a character)."""
-
-    regex = ".*"
-    part_isolating = False
-
-
-class JsonKlein(Klein):
-    """Klein answering every error as JSON (:func:`json_errors`); a ``<rest:...>`` converter."""
+class JsonRouter(Router):
+    """A :class:`~.router.Router` answering every error as JSON (:func:`json_errors`)."""
 
     def __init__(self) -> None:
         super().__init__()
-        self.url_map.converters["rest"] = _Rest
         json_errors(self)
 
-    def resource(self) -> _JsonKleinResource:
+    def resource(self) -> _JsonResource:
         """The app as a resource that also answers bad URLs and big bodies as JSON."""
-        return _JsonKleinResource(self)
+        return _JsonResource(self)
 
 
 def require_token(request: HasHeaders, expected: bytes | str) -> None:
