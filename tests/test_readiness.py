@@ -101,6 +101,55 @@ def test_a_worker_that_never_says_so_is_polled_at_most_1_s_apart():
     assert clock.getDelayedCalls() == []
 
 
+def test_a_module_that_said_it_listens_is_not_polled_before_its_next_says_so():
+    """Once a module's worker has said it listens, its next worker is first checked
+    when it says so: no check at its spawn nor at the early pauses."""
+    clock = Clock()
+    http = refusing()
+    probe = HealthProbe(http, clock)
+    first: Deferred[None] = Deferred()
+    probe.wait("a", "http://127.0.0.1:1/health", first, "mod")
+    http.healthy = True
+    first.callback(None)  # the module's first worker says it listens: noted
+    asked = len(http.asked)
+    clock.advance(0.5)
+    second: Deferred[None] = Deferred()
+    done = probe.wait("b", "http://127.0.0.1:2/health", second, "mod")
+    clock.advance(0.7)
+    assert len(http.asked) == asked and not done.called  # 0.7 s: no check yet
+    second.callback(None)
+    assert done.called and times(http)[asked:] == [1.2]
+    assert clock.getDelayedCalls() == []
+
+
+def test_a_worker_of_such_a_module_that_never_says_so_is_checked_from_cap_on():
+    """If the next worker of such a module never says it listens, it is checked
+    ``cap`` (1 s) after its spawn, then polled as any other."""
+    clock = Clock()
+    http = refusing()
+    probe = HealthProbe(http, clock, says_listening={"mod"})
+    done = probe.wait("b", "http://127.0.0.1:2/health", Deferred(), "mod")
+    clock.advance(0.999)
+    assert times(http) == []
+    clock.advance(0.001)
+    assert times(http) == [1.0]
+    clock.pump([0.01] * 120)  # the clock's steps blur each time by up to one step
+    pauses = [b - a for a, b in itertools.pairwise(times(http))]
+    assert pauses == pytest.approx([0.1, 0.2, 0.4], abs=0.011)
+    http.healthy = True
+    clock.advance(1.0)
+    assert done.called
+
+
+def test_a_module_never_heard_is_checked_at_once():
+    """A module none of whose workers has said it listens is checked at the spawn."""
+    clock = Clock()
+    http = refusing()
+    probe = HealthProbe(http, clock, says_listening={"other"})
+    probe.wait("b", "http://127.0.0.1:2/health", Deferred(), "mod").cancel()
+    assert times(http) == [0.0]
+
+
 def test_the_ready_line_on_fd_4_fires_listening():
     """WorkerProtocol: a line on the ready fd fires listening(); output fds are unaffected."""
     lines: list[tuple[str, str]] = []

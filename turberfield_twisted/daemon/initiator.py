@@ -120,7 +120,8 @@ class Initiator(InitiatorConfig, JobTable, Proactor, Service):
         self._configs = JobConfigs(lambda: self.cfg, self._checked)
         self._lifecycle = Lifecycle(
             self.reactor, self.launcher, self._checked,
-            probe=lambda job: probe.wait(job.guid, job.url(HEALTH_PATH), _listening(job)),
+            probe=lambda job: probe.wait(job.guid, job.url(HEALTH_PATH), _listening(job),
+                                         job.module),
             render=self._configs.render, emit=self._emit, gate=self._may_start,
             output=self._output.emit)
         self.slurm_spread.opened = self._lifecycle.gate_opened

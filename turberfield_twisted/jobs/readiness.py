@@ -9,7 +9,11 @@ after, then each pause twice the last, at most ``cap`` (1 s) apart, so that a
 worker that never says so (one not built on the runtime) is seen ready
 within about a second too, while a hundred workers starting at once cost
 the daemon a few checks each, not one every 50 ms for as long as they
-take. Each check is one plain ``GET`` on a connection of its own,
+take. A module whose worker once said it listens is taken to say so
+again: its next workers are not polled before they say so (only every
+``cap`` seconds, in case one does not), which spares the daemon the
+checks a worker starting under load refuses (four or five of each
+hundred's first checks). Each check is one plain ``GET`` on a connection of its own,
 straight to the worker's IP address, closed after its answer
 (:class:`~turberfield_twisted.worker.wire.HealthGet`: no treq, no
 connection pool); the lifecycle cancels the wait when the job ends or is
@@ -54,7 +58,9 @@ class HealthProbe:
     ``reactor``: at once, then after ``first`` seconds, each pause
     ``growth`` times the last, at most ``cap``, and at once when the
     worker says it listens (then, if that check fails, ``first`` later
-    again, and so on); each try gets ``timeout``.
+    again, and so on); each try gets ``timeout``. A worker of a module
+    in ``says_listening`` (each module whose worker said so, noted as it
+    did) is first checked when it says so, or ``cap`` after the spawn.
     """
 
     http: HttpClient | HealthGet
@@ -63,21 +69,24 @@ class HealthProbe:
     growth: float = 2.0
     cap: float = 1.0
     timeout: float = 1.0
+    says_listening: set[str] = attrs.field(factory=set, eq=False)
 
-    def wait(self, guid: str, url: str,
-             listening: Deferred[str | None] | None = None) -> Deferred[None]:
+    def wait(self, guid: str, url: str, listening: Deferred[str | None] | None = None,
+             module: str | None = None) -> Deferred[None]:
         """
         Fire once the worker at ``url`` answers 200 as ``guid``; ``listening``
-        fires when the worker says it listens (it is cancelled once the
-        wait is over). Cancel to give up.
+        fires when the worker (of ``module``) says it listens (it is
+        cancelled once the wait is over). Cancel to give up.
         """
-        return Deferred.fromCoroutine(self._poll(guid, url, listening))
+        return Deferred.fromCoroutine(self._poll(guid, url, listening, module))
 
-    async def _poll(self, guid: str, url: str,
-                    listening: Deferred[str | None] | None) -> None:
+    async def _poll(self, guid: str, url: str, listening: Deferred[str | None] | None,
+                    module: str | None) -> None:
         pause: Deferred[None] | None = None
 
         def heard(_: object) -> None:
+            if module is not None:
+                self.says_listening.add(module)
             if pause is not None and not pause.called:
                 pause.callback(None)
 
@@ -85,6 +94,10 @@ class HealthProbe:
             listening.addCallbacks(heard, lambda failure: failure.trap(CancelledError))
         delay, checked_heard = self.first, False
         try:
+            if listening is not None and not listening.called and module in self.says_listening:
+                pause = self._sleep(self.cap)  # it will say so: no check before (or cap after)
+                await pause
+                checked_heard = listening.called
             while True:
                 if await self._answers(guid, url):
                     return
