@@ -2,18 +2,25 @@
 Liveness: once a job is ready, is it still well?
 
 Readiness (:mod:`.readiness`) asks once, at start; :class:`Liveness` asks
-again every ``live_interval`` seconds for as long as the job is ready,
-one :class:`~twisted.internet.task.LoopingCall` per job on the injected
-reactor, each started at a phase drawn from :data:`PHASES` of the
-interval, so that a hundred jobs are not all asked at once (nor wake the
-daemon a hundred times a second). A check is one ``GET
-live_path`` that must answer 200 within ``live_timeout`` (and, if its
-body is JSON naming a guid, name the job's), asked through a
-:class:`~turberfield_twisted.jobs.liveprobe.Prober` (the daemon's keeps
-one connection per job: :class:`~turberfield_twisted.jobs.liveprobe.WireProbe`);
-or, with ``live_watchdog``,
-at least one ``WATCHDOG=1`` ping on the job's ready fd since the last
-check (:class:`~turberfield_twisted.launch.interfaces.IWatchdog`).
+again every ``live_interval`` seconds for as long as the job is ready.
+Each job has one timer on the injected reactor (a ``DelayedCall``,
+armed again at each of its moments), first set at a phase drawn from
+:data:`PHASES` points of the interval on the clock's grid of it, so that
+a hundred jobs are not all asked at once, nor wake the daemon a hundred
+times a second: jobs that drew the same phase share its wakeups.
+
+A check by HTTP is two moments of that timer: at the phase, ``GET
+live_path`` is sent; ``live_timeout`` later the answer is judged: it must
+have come, be 200 and (if its body is JSON naming a guid) name the job's.
+The judge moment is the check's timeout (there is no other timer), and
+what the worker answered waits in the socket until then: the daemon is
+not woken by each answer (see :mod:`.liveprobe`, whose
+:class:`~turberfield_twisted.jobs.liveprobe.Prober` asks and judges; the
+daemon's keeps one connection per job:
+:class:`~turberfield_twisted.jobs.liveprobe.WireProbe`). A check by
+watchdog (``live_watchdog``) is one moment: at least one ``WATCHDOG=1``
+ping on the job's ready fd since the last check
+(:class:`~turberfield_twisted.launch.interfaces.IWatchdog`).
 
 After ``live_failures`` failed checks in a row the job is restarted like a
 crash: ``over(job, reason)`` (the lifecycle's ``over_limit``: its exit
@@ -23,11 +30,13 @@ answer can't drain). The reason is a :class:`LivenessFailed`, a typed
 record (``str()`` of it is what ``last_error`` says) that
 ``failure(guid)`` gives until the job table forgets the job. A job that stops
 answering is so restarted within ``live_interval * live_failures +
-live_timeout`` seconds of its last good answer.
+live_timeout`` seconds of the start of its last good check (the judge of
+the ``live_failures``-th failed check after it).
 """
 
 from __future__ import annotations
 
+import math
 import random
 import signal
 from collections.abc import Callable
@@ -36,7 +45,6 @@ from enum import StrEnum
 import attrs
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
-from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
 from turberfield_twisted.config.operations import Operations
@@ -91,14 +99,19 @@ class LivenessFailed:
 
 @attrs.define(eq=False)
 class _Check:
-    """One ready job's checks: its loop, the check in flight and the failures in a row."""
+    """One ready job's checks: its timer, its place on the grid, the failures in a row."""
 
     job: Job
     ops: Operations
     by: CheckBy
-    loop: LoopingCall
-    begin: IDelayedCall | None = None
-    pending: Deferred[str | None] | None = None
+    #: Its phase: where on the interval its checks are asked.
+    slot: float
+    #: Which interval of the grid its next (or current) check is in.
+    count: int
+    #: Its one timer: the next moment (an ask, or the judge of the check asked).
+    timer: IDelayedCall | None = None
+    #: When the check being judged was asked.
+    asked: float = 0.0
     failures: int = 0
     since: float | None = None
     pings: int = 0
@@ -178,28 +191,26 @@ class Liveness:
             else:
                 self.log.warn("job {guid}: its launcher reads no ready fd: liveness by HTTP,"
                               " not watchdog pings", guid=job.guid)
-        loop = LoopingCall(self._tick, job.guid)
-        loop.clock = self._reactor
-        check = self._checks[job.guid] = _Check(job, ops, by, loop)
-        if by is CheckBy.WATCHDOG:
-            check.pings = IWatchdog(job.process).pings
         # One of PHASES points of the interval on the clock's own grid, shared by every
         # job that draws it: their checks wake the daemon once between them.
-        slot = int(self._random() * PHASES) / PHASES * ops.live_interval
-        phase = (slot - self._reactor.seconds()) % ops.live_interval
-        check.begin = self._reactor.callLater(phase, self._start, check)
+        interval = ops.live_interval
+        slot = int(self._random() * PHASES) / PHASES * interval
+        now = self._reactor.seconds()
+        count = math.ceil((now - slot) / interval)
+        check = self._checks[job.guid] = _Check(job, ops, by, slot, count)
+        if by is CheckBy.WATCHDOG:
+            check.pings = IWatchdog(job.process).pings
+        check.timer = self._reactor.callLater(max(0.0, slot + count * interval - now),
+                                              self._ask, check)
 
     def end(self, guid: str) -> None:
         """Check job ``guid`` no more (it left ``ready``, or the daemon stops)."""
         check = self._checks.pop(guid, None)
         if check is None:
             return
-        if check.begin is not None and check.begin.active():
-            check.begin.cancel()
-        if check.loop.running:
-            check.loop.stop()
-        if check.pending is not None:
-            check.pending.cancel()
+        if check.timer is not None and check.timer.active():
+            check.timer.cancel()
+        check.timer = None
         self._probe.forget(guid)
         for _, d in self._passed.pop(guid, []):
             d.cancel()
@@ -211,42 +222,39 @@ class Liveness:
 
     # -- the checks -----------------------------------------------------------
 
-    def _start(self, check: _Check) -> None:
-        check.begin = None
-        assert check.ops.live_interval is not None
-        check.loop.start(check.ops.live_interval, now=True).addErrback(
-            lambda failure: self.log.failure("job {guid}: its liveness checks stopped",
-                                             failure=failure, guid=check.job.guid))
-
-    def _tick(self, guid: str) -> None:
-        check = self._checks.get(guid)
-        if check is None or check.pending is not None:
-            return  # ended, or the last check is still waiting for its answer
-        started = self._reactor.seconds()
+    def _ask(self, check: _Check) -> None:
+        """A check's first moment (its phase): ask, or (watchdog) judge the pings at once."""
+        ops = check.ops
+        now = check.asked = self._reactor.seconds()
         if check.by is CheckBy.WATCHDOG:
-            pings = IWatchdog(check.job.process).pings if check.job.process else check.pings
+            job = check.job
+            pings = IWatchdog(job.process).pings if job.process else check.pings
             fresh, check.pings = pings > check.pings, pings
+            self._next(check, now)
             if not fresh and check.first:  # its phase may be shorter than a ping's period
                 check.first = False
                 return
             check.first = False
-            self._result(check, started, None if fresh else
-                         f"no WATCHDOG=1 ping in {check.ops.live_interval:g}s")
+            self._result(check, now, None if fresh else
+                         f"no WATCHDOG=1 ping in {ops.live_interval:g}s")
             return
-        pending = check.pending = self._probe.check(check.job, check.ops.live_path,
-                                                    check.ops.live_timeout)
-        pending.addTimeout(check.ops.live_timeout, self._reactor)
+        # Armed before asking: on a clock, the judge comes before what the ask set for then.
+        check.timer = self._reactor.callLater(ops.live_timeout, self._judge, check)
+        self._probe.ask(check.job, ops.live_path, ops.live_timeout)
 
-        def answered(why: str | None) -> None:
-            check.pending = None
-            self._result(check, started, why)
+    def _judge(self, check: _Check) -> None:
+        """A check's second moment (``live_timeout`` after it was asked): its verdict."""
+        why = self._probe.judge(check.job.guid)
+        self._next(check, self._reactor.seconds())
+        self._result(check, check.asked, why)
 
-        def failed(failure: object) -> None:
-            check.pending = None
-            if self._checks.get(guid) is check:  # not cancelled by end()
-                self._result(check, started, f"no answer within {check.ops.live_timeout:g}s")
-
-        pending.addCallbacks(answered, failed)
+    def _next(self, check: _Check, now: float) -> None:
+        """Set ``check``'s timer for its next phase on the grid (skipping those missed)."""
+        interval = check.ops.live_interval
+        assert interval is not None
+        check.count = max(check.count + 1, math.ceil((now - check.slot) / interval))
+        check.timer = self._reactor.callLater(
+            max(0.0, check.slot + check.count * interval - now), self._ask, check)
 
     def _result(self, check: _Check, started: float, why: str | None) -> None:
         """One check's result (``why`` it failed, or None)."""
