@@ -238,8 +238,14 @@ class Liveness:
             self._result(check, now, None if fresh else
                          f"no WATCHDOG=1 ping in {ops.live_interval:g}s")
             return
+        # Judged live_timeout after its moment on the grid, as every job of its phase is (one
+        # wakeup between them); asked late (the daemon was busy), live_timeout from now.
+        assert ops.live_interval is not None
+        judge = check.slot + check.count * ops.live_interval + ops.live_timeout
+        if judge - now < ops.live_timeout - ops.live_interval / PHASES:
+            judge = now + ops.live_timeout
         # Armed before asking: on a clock, the judge comes before what the ask set for then.
-        check.timer = self._reactor.callLater(ops.live_timeout, self._judge, check)
+        check.timer = self._reactor.callLater(judge - now, self._judge, check)
         self._probe.ask(check.job, ops.live_path, ops.live_timeout)
 
     def _judge(self, check: _Check) -> None:
