@@ -213,6 +213,20 @@ def test_an_answer_is_judged_by_its_status_and_a_small_json_bodys_guid(data, why
     assert r.judge() == why
 
 
+def test_each_answer_is_judged_even_after_one_like_it_passed():
+    """The body of the last good answer passes unread again; any other body is judged anew."""
+    r = rig()
+    r.ask()
+    protocol, _ = r.accept()
+    for data, why in [(answer(), None), (answer(), None), (answer(503), "GET /health answered 503"),
+                      (answer(body=b'{"guid": "' + b"b" * 32 + b'"}'),
+                       "GET /health was answered by another job"), (answer(), None)]:
+        protocol.dataReceived(data)
+        assert r.judge() == why
+        r.ask()
+    assert len(r.reactor.tcpClients) == 1
+
+
 def test_an_answer_that_closes_its_connection_is_read_and_the_next_reconnects():
     """``Connection: close`` ends the kept connection after its answer; the next check reopens."""
     r = rig()
