@@ -81,15 +81,18 @@ class Rig:
         return job
 
 
-def rig(ops: Operations = OPS, code: int | None = 200, phase: float = 0.0) -> Rig:
+def rig(ops: Operations = OPS, code: int | None = 200, phase: float = 0.0,
+        phases: list[float] | None = None) -> Rig:
+    """Liveness on a clock; each job's phase drawn from ``phases`` in turn, else ``phase``."""
     clock = Clock()
+    draws = iter(phases or [])
     http = FakeHttp(code, clock=clock)
     jobs: dict[str, Job] = {}
     over: list[tuple[str, str]] = []
     emitted: list[JobEvent] = []
     liveness = Liveness(clock, TreqProbe(http, clock), jobs.get, lambda job: ops,
                         lambda job, why: over.append((job.guid, why)), emitted.append,
-                        random=lambda: phase)
+                        random=lambda: next(draws, phase))
     return Rig(clock, http, liveness, jobs, over, emitted)
 
 
@@ -158,18 +161,22 @@ def test_an_answer_is_judged_at_the_judge_moment_not_as_it_comes():
     assert d.called
 
 
-def test_each_job_has_one_timer_and_a_check_adds_none():
+def test_jobs_of_a_phase_share_its_one_timer_and_a_check_adds_none():
     """
-    A job's checks run on one timer of its own, armed again for each moment (ask, judge):
-    three ready jobs hold three delayed calls between and during their checks.
+    A phase's checks run on one timer, armed again for each moment (ask, judge): jobs that
+    drew it share it, a job of another phase has its own, and no check adds a timer.
     """
-    r = rig()
-    for guid in "abc":
+    r = rig(phases=[0.05, 0.05, 0.05, 0.55])
+    for guid in "abcd":
         r.ready(guid)
     for _ in range(8):
-        assert len(r.clock.getDelayedCalls()) == 3
+        assert len(r.clock.getDelayedCalls()) == 2
         r.clock.advance(0.25)
-    assert len(r.http.asked) == 9 and all(r.liveness.checking(g) for g in "abc")
+    assert len(r.http.asked) == 3 + 1 + 3 + 1 + 3  # a, b and c at 0, 1 and 2; d at 0.5, 1.5
+    assert all(r.liveness.checking(g) for g in "abcd") and r.over == []
+    for guid in "abc":
+        r.liveness.end(guid)
+    assert len(r.clock.getDelayedCalls()) == 1
 
 
 def test_checks_begin_at_a_phase_of_each_job_and_end_as_it_leaves_ready():

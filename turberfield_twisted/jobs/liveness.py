@@ -36,7 +36,6 @@ the ``live_failures``-th failed check after it).
 
 from __future__ import annotations
 
-import math
 import random
 import signal
 from collections.abc import Callable
@@ -44,11 +43,12 @@ from enum import StrEnum
 
 import attrs
 from twisted.internet.defer import Deferred, succeed
-from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
 from turberfield_twisted.config.operations import Operations
 from turberfield_twisted.jobs.job import EventKind, Job, JobEvent, JobState
+from turberfield_twisted.jobs.livephase import Phase
 from turberfield_twisted.jobs.liveprobe import Prober
 from turberfield_twisted.launch.interfaces import IWatchdog
 
@@ -97,19 +97,18 @@ class LivenessFailed:
                 "failing_for": round(self.failing_for, 3), "last": self.last}
 
 
+#: Jobs that share a phase: by, interval, timeout (None: watchdog) and which of PHASES.
+_PhaseKey = tuple[CheckBy, float, float | None, int]
+
+
 @attrs.define(eq=False)
 class _Check:
-    """One ready job's checks: its timer, its place on the grid, the failures in a row."""
+    """One ready job's checks: its phase, the failures in a row."""
 
     job: Job
     ops: Operations
     by: CheckBy
-    #: Its phase: where on the interval its checks are asked.
-    slot: float
-    #: Which interval of the grid its next (or current) check is in.
-    count: int
-    #: Its one timer: the next moment (an ask, or the judge of the check asked).
-    timer: IDelayedCall | None = None
+    phase: _PhaseKey
     #: When the check being judged was asked.
     asked: float = 0.0
     failures: int = 0
@@ -144,6 +143,7 @@ class Liveness:
         self._emit = emit
         self._random = random
         self._checks: dict[str, _Check] = {}
+        self._phases: dict[_PhaseKey, Phase[_Check]] = {}
         self._failed: dict[str, LivenessFailed] = {}
         self._passed: dict[str, list[tuple[int, Deferred[None]]]] = {}
 
@@ -194,23 +194,27 @@ class Liveness:
         # One of PHASES points of the interval on the clock's own grid, shared by every
         # job that draws it: their checks wake the daemon once between them.
         interval = ops.live_interval
-        slot = int(self._random() * PHASES) / PHASES * interval
-        now = self._reactor.seconds()
-        count = math.ceil((now - slot) / interval)
-        check = self._checks[job.guid] = _Check(job, ops, by, slot, count)
+        index = int(self._random() * PHASES)
+        timeout = ops.live_timeout if by is CheckBy.HTTP else None
+        key = (by, interval, timeout, index)
+        check = self._checks[job.guid] = _Check(job, ops, by, key)
         if by is CheckBy.WATCHDOG:
             check.pings = IWatchdog(job.process).pings
-        check.timer = self._reactor.callLater(max(0.0, slot + count * interval - now),
-                                              self._ask, check)
+        phase = self._phases.get(key)
+        if phase is None:
+            phase = self._phases[key] = Phase(self._reactor, interval, index / PHASES * interval,
+                                              timeout, self._ask, self._judge,
+                                              interval / PHASES)
+        phase.join(job.guid, check)
 
     def end(self, guid: str) -> None:
         """Check job ``guid`` no more (it left ``ready``, or the daemon stops)."""
         check = self._checks.pop(guid, None)
         if check is None:
             return
-        if check.timer is not None and check.timer.active():
-            check.timer.cancel()
-        check.timer = None
+        phase = self._phases.get(check.phase)
+        if phase is not None and phase.leave(guid):
+            del self._phases[check.phase]
         self._probe.forget(guid)
         for _, d in self._passed.pop(guid, []):
             d.cancel()
@@ -222,45 +226,28 @@ class Liveness:
 
     # -- the checks -----------------------------------------------------------
 
-    def _ask(self, check: _Check) -> None:
-        """A check's first moment (its phase): ask, or (watchdog) judge the pings at once."""
-        ops = check.ops
-        now = check.asked = self._reactor.seconds()
-        if check.by is CheckBy.WATCHDOG:
+    def _ask(self, checks: list[_Check], now: float) -> None:
+        """A phase's moment: ask each of its jobs, or (watchdog) judge their pings at once."""
+        for check in checks:
+            check.asked = now
+            if check.by is CheckBy.HTTP:
+                self._probe.ask(check.job, check.ops.live_path, check.ops.live_timeout)
+                continue
             job = check.job
             pings = IWatchdog(job.process).pings if job.process else check.pings
             fresh, check.pings = pings > check.pings, pings
-            self._next(check, now)
             if not fresh and check.first:  # its phase may be shorter than a ping's period
                 check.first = False
-                return
+                continue
             check.first = False
             self._result(check, now, None if fresh else
-                         f"no WATCHDOG=1 ping in {ops.live_interval:g}s")
-            return
-        # Judged live_timeout after its moment on the grid, as every job of its phase is (one
-        # wakeup between them); asked late (the daemon was busy), live_timeout from now.
-        assert ops.live_interval is not None
-        judge = check.slot + check.count * ops.live_interval + ops.live_timeout
-        if judge - now < ops.live_timeout - ops.live_interval / PHASES:
-            judge = now + ops.live_timeout
-        # Armed before asking: on a clock, the judge comes before what the ask set for then.
-        check.timer = self._reactor.callLater(judge - now, self._judge, check)
-        self._probe.ask(check.job, ops.live_path, ops.live_timeout)
+                         f"no WATCHDOG=1 ping in {check.ops.live_interval:g}s")
 
-    def _judge(self, check: _Check) -> None:
-        """A check's second moment (``live_timeout`` after it was asked): its verdict."""
-        why = self._probe.judge(check.job.guid)
-        self._next(check, self._reactor.seconds())
-        self._result(check, check.asked, why)
-
-    def _next(self, check: _Check, now: float) -> None:
-        """Set ``check``'s timer for its next phase on the grid (skipping those missed)."""
-        interval = check.ops.live_interval
-        assert interval is not None
-        check.count = max(check.count + 1, math.ceil((now - check.slot) / interval))
-        check.timer = self._reactor.callLater(
-            max(0.0, check.slot + check.count * interval - now), self._ask, check)
+    def _judge(self, checks: list[_Check]) -> None:
+        """``live_timeout`` after a phase's moment: the verdict on each check it asked."""
+        for check in checks:
+            if self._checks.get(check.job.guid) is check:  # not ended since
+                self._result(check, check.asked, self._probe.judge(check.job.guid))
 
     def _result(self, check: _Check, started: float, why: str | None) -> None:
         """One check's result (``why`` it failed, or None)."""
