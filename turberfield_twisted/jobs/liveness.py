@@ -3,13 +3,19 @@ Liveness: once a job is ready, is it still well?
 
 Readiness (:mod:`.readiness`) asks once, at start; :class:`Liveness` asks
 again every ``live_interval`` seconds for as long as the job is ready.
-Each job has one timer on the injected reactor (a ``DelayedCall``,
-armed again at each of its moments), first set at a phase drawn from
-:data:`PHASES` points of the interval on the clock's grid of it, so that
-a hundred jobs are not all asked at once, nor wake the daemon a hundred
-times a second: jobs that drew the same phase share its wakeups.
+Each job draws one of :data:`PHASES` points of the interval on the
+clock's grid of it, so that a hundred jobs are not all asked at once, nor
+wake the daemon a hundred times a second. The jobs that drew a point
+share one timer on the injected reactor
+(:class:`~turberfield_twisted.jobs.livephase.Phase`, a ``DelayedCall``
+armed again at each moment): the issue asked for a timer per job, but a
+check is two moments and a timer per job cost the daemon two
+``callLater`` per check, a fifth of what a check cost it, enough to keep
+100 jobs at 1 s over the 1% of a core they may cost (the numbers are in
+:mod:`.livephase`). Each job still keeps its own phase, checks, counts and
+restart.
 
-A check by HTTP is two moments of that timer: at the phase, ``GET
+A check by HTTP is two moments of its phase: at the phase, ``GET
 live_path`` is sent; ``live_timeout`` later the answer is judged: it must
 have come, be 200 and (if its body is JSON naming a guid) name the job's.
 The judge moment is the check's timeout (there is no other timer), and
@@ -17,9 +23,11 @@ what the worker answered waits in the socket until then: the daemon is
 not woken by each answer (see :mod:`.liveprobe`, whose
 :class:`~turberfield_twisted.jobs.liveprobe.Prober` asks and judges; the
 daemon's keeps one connection per job:
-:class:`~turberfield_twisted.jobs.liveprobe.WireProbe`). A check by
-watchdog (``live_watchdog``) is one moment: at least one ``WATCHDOG=1``
-ping on the job's ready fd since the last check
+:class:`~turberfield_twisted.jobs.liveprobe.WireProbe`). With a
+``live_timeout`` that is a whole number of phases, the judge moments of
+one phase are the asks of another: a wakeup each. A check by watchdog
+(``live_watchdog``) is one moment: at least one ``WATCHDOG=1`` ping on
+the job's ready fd since the last check
 (:class:`~turberfield_twisted.launch.interfaces.IWatchdog`).
 
 After ``live_failures`` failed checks in a row the job is restarted like a
@@ -55,9 +63,9 @@ from turberfield_twisted.launch.interfaces import IWatchdog
 __all__ = ["LIVENESS_EVENT", "CheckBy", "Liveness", "LivenessFailed"]
 
 #: How many phases of an interval (on the clock's grid of it) jobs' checks are spread
-#: over: each wakes the daemon once per interval, however many jobs share it (a wakeup
-#: of the asyncio reactor costs about 150 us of CPU: 100 phases of 100 jobs at 1 s cost
-#: 1.5% of a core, 10 cost 0.15%).
+#: over: each wakes the daemon twice per interval (ask, judge), however many jobs share
+#: it (a wakeup of the asyncio reactor costs about 150 us of CPU: 100 phases of 100 jobs
+#: at 1 s would cost 3% of a core, 10 cost 0.15 to 0.3%).
 PHASES = 10
 
 #: The name of the event emitted (kind ``worker``, ``data`` the failure's JSON) as a
