@@ -227,6 +227,15 @@ def test_each_answer_is_judged_even_after_one_like_it_passed():
     assert len(r.reactor.tcpClients) == 1
 
 
+def test_an_answer_nobody_asked_for_after_the_awaited_one_closes_the_connection():
+    """Two answers to one request: the first is judged, the second closes the connection."""
+    r = rig()
+    r.ask()
+    protocol, transport = r.accept()
+    protocol.dataReceived(answer() + answer(503))
+    assert r.judge() is None and transport.disconnecting
+
+
 def test_an_answer_that_closes_its_connection_is_read_and_the_next_reconnects():
     """``Connection: close`` ends the kept connection after its answer; the next check reopens."""
     r = rig()

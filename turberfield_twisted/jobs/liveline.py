@@ -204,9 +204,10 @@ class KeptLine(Protocol):
                 self._body.append(data)
 
     def end(self, reusable: bool) -> None:
-        self._waiting = False
-        body = self._body
-        self.result = (self._code, None if body is None else b"".join(body))
+        if self._waiting:  # else an answer nobody asked for (not reusable): it closes
+            self._waiting = False
+            body = self._body
+            self.result = (self._code, None if body is None else b"".join(body))
         if not reusable:
             self.closed = True
             assert self.transport is not None
