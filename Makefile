@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/twistd --pidfile= -n proactor $(ARGS)
+	$(BIN)/proactord --pidfile= -n proactor $(ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -9,9 +9,12 @@ Run from the repository root (``make bench`` installs the ``bench`` extra)::
 
 Every figure is a median over rounds, and every ratio divides two medians
 taken in the same run, so that a noisy shared machine slows both alike.
-Loopback only, ports 22400-22999; every load loop is bounded in count and
-time, and no round starts that might end after ``--budget`` seconds. The
-services rows are ``service_rows.py``'s.
+Loopback only, on one block of ports held for the whole run through the
+test kit's ``free_ports`` (``bench_ports.py``; :data:`PORTS` says which
+part is whose), so that another bench or a test run beside it never
+shares one; every load loop is bounded in count and time, and no round
+starts that might end after ``--budget`` seconds. The services rows are
+``service_rows.py``'s.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from bench_ports import BenchPorts, bench_ports
 from cold_start import DECLARED_KINDS, clients, declared, templates
 from managers import (
     COLD,
@@ -46,17 +50,19 @@ from managers import (
 )
 from probe import answers, cpu_seconds, rss_kib, uss_kib, wait_answering
 from report import summarize, table
-from service_rows import ServiceRows
+from service_rows import SERVICE_PORTS, ServiceRows
 
 HERE = Path(__file__).resolve().parent
-API = 22500
-OURS = (22600, 22799)
-PEERS = list(range(22800, 22900))
-ONE = 22950  # the single worker of the launch and restart rows
-CIRCUS_CONTROL, SUPERVISOR_CONTROL = 22990, 22995
-#: The daemons started with their workers declared: their workers' ports, their control's.
-DECLARED = {"proactor": (list(range(22400, 22500)), 22975), "circus": (PEERS, 22980),
-            "supervisord": (PEERS, 22985)}
+#: The parts of the run's ports (bench_ports), in order, and their sizes: this daemon's
+#: control API and its workers' range; the peers' workers (circus, supervisord and procmon:
+#: for the fan-outs, and for the peers started with theirs declared); the single worker of
+#: the launch and restart rows; circus's control (and pubsub), supervisord's; this daemon's
+#: workers when started declared (by proactord, then by twistd); the controls of the daemons
+#: started so (circus's two); the services rows'.
+PORTS = {"api": 1, "ours": 200, "peers": 100, "one": 1, "circus_control": 2,
+         "supervisor_control": 1, "declared": 100, "declared_proactor": 1,
+         "declared_twistd": 1, "declared_circus": 2, "declared_supervisord": 1,
+         "services": SERVICE_PORTS}
 RUNTIME = "turberfield_twisted.worker"
 
 Samples = dict[str, list[float]]
@@ -102,9 +108,12 @@ def _bare_pid(port: int) -> int:
     return pid
 
 
-def restart_one(manager: Manager, samples: Samples, key: str, module: str | None = None) -> None:
-    """One worker up for over a second; kill -9; time until it answers again."""
-    port = ONE
+def restart_one(manager: Manager, samples: Samples, key: str, port: int,
+                module: str | None = None) -> None:
+    """
+    One worker up for over a second (on ``port``; ours on the port it
+    chooses); kill -9; time until it answers again.
+    """
     if isinstance(manager, Proactor):
         [port] = manager.launch([0], module)
     else:
@@ -119,11 +128,12 @@ def restart_one(manager: Manager, samples: Samples, key: str, module: str | None
     manager.stop([port])
 
 
-def fan_out(manager: Manager, samples: Samples, key: str, count: int,
+def fan_out(manager: Manager, samples: Samples, key: str, count: int, peers: list[int],
             module: str | None = None) -> None:
     """
-    ``count`` workers asked for at once; time until all answer; daemon RSS
-    before and after, and its CPU meanwhile.
+    ``count`` workers asked for at once (on the first of ``peers``; ours on
+    the ports it chooses); time until all answer; daemon RSS before and
+    after, and its CPU meanwhile.
     """
     pid = manager.pid
     if pid:
@@ -133,7 +143,7 @@ def fan_out(manager: Manager, samples: Samples, key: str, count: int,
     if isinstance(manager, Proactor):
         ports = manager.launch([0] * count, module)
     else:
-        ports = manager.launch(PEERS[:count])
+        ports = manager.launch(peers[:count])
     seen = wait_answering(ports, 180, 0.02)
     samples[key].append(max(seen.values()) - start)
     if pid:
@@ -148,7 +158,7 @@ def relay(ours: Proactor, samples: Samples, guid: str, port: int, connections: i
           seconds: float) -> None:
     """Requests per second through the relay and directly, interleaved."""
     urls = {"direct": (f"http://127.0.0.1:{port}/", []),
-            "relay": (f"http://127.0.0.1:{API}/jobs/{guid}/proxy/",
+            "relay": (f"http://127.0.0.1:{ours.api_port}/jobs/{guid}/proxy/",
                       [f"Authorization: Bearer {ours.token}"])}
     for kind in (["direct", "relay"] if len(samples[f"direct {connections}"]) % 2 == 0
                  else ["relay", "direct"]):
@@ -164,15 +174,25 @@ def relay(ours: Proactor, samples: Samples, guid: str, port: int, connections: i
 
 
 def run(options: argparse.Namespace) -> dict[str, Any]:
-    """Every measurement, in rounds; the samples and what the run was."""
+    """Every measurement, in rounds, on ports held for the run; the samples and what it was."""
+    with bench_ports(**PORTS) as ports:
+        return measure(options, ports)
+
+
+def measure(options: argparse.Namespace, ports: BenchPorts) -> dict[str, Any]:
+    """Every measurement, in rounds, on ``ports`` (:data:`PORTS`'s parts)."""
     work = Path(tempfile.mkdtemp(prefix="proactor-bench-"))
     samples: Samples = defaultdict(list)
-    ours = Proactor(work / "proactor", API, *OURS)
-    circus = Circus(work / "circus", [*PEERS, ONE], CIRCUS_CONTROL)
-    supervisor = Supervisor(work / "supervisor", [*PEERS, ONE], SUPERVISOR_CONTROL)
+    one, peers = ports.port("one"), list(ports["peers"])
+    ours = Proactor(work / "proactor", ports.port("api"), ports["ours"][0], ports["ours"][-1])
+    circus = Circus(work / "circus", [*peers, one], ports.port("circus_control"))
+    supervisor = Supervisor(work / "supervisor", [*peers, one], ports.port("supervisor_control"))
     procmon, floor = Procmon(), Floor()
     managers: list[Manager] = [ours, circus, supervisor, procmon, floor]
-    services = ServiceRows(ours, work)
+    services = ServiceRows(ours, work, ports["services"])
+    #: The daemons started with their workers declared: their workers' ports, their control's.
+    declared_on = {"proactor": list(ports["declared"]), "twistd": list(ports["declared"]),
+                   "circus": peers, "supervisord": peers}
     began = _now()
     try:
         for manager in managers:
@@ -183,7 +203,7 @@ def run(options: argparse.Namespace) -> dict[str, Any]:
         samples["rss idle supervisord"].append(rss_kib(supervisor.pid or 0))
         # warm-up: every path once, not counted
         scratch: Samples = defaultdict(list)
-        launch_one(floor, scratch, "x", ONE)
+        launch_one(floor, scratch, "x", one)
         launch_one(ours, scratch, "x", 0, COLD)
         launch_one(ours, scratch, "x", 0, WARM)
         [relay_port] = ours.launch([0])
@@ -208,18 +228,18 @@ def run(options: argparse.Namespace) -> dict[str, Any]:
                     samples[f"import {module}"].append(seconds)
                 samples["import diff"].append(took[RUNTIME] - took["klein"])
             singles: list[Callable[[], None]] = [
-                lambda: launch_one(floor, samples, "launch bare", ONE),
+                lambda: launch_one(floor, samples, "launch bare", one),
                 lambda: launch_one(ours, samples, "launch proactor", 0, COLD),
                 lambda: launch_one(ours, samples, "launch proactor warm", 0, WARM),
             ]
             for step in (singles[rotate:] + singles[:rotate]) * 2:
                 step()
             restarts: list[Callable[[], None]] = [
-                lambda: restart_one(ours, samples, "restart proactor"),
-                lambda: restart_one(ours, samples, "restart proactor warm", WARM),
-                lambda: restart_one(procmon, samples, "restart procmon"),
-                lambda: restart_one(circus, samples, "restart circus"),
-                lambda: restart_one(supervisor, samples, "restart supervisord"),
+                lambda: restart_one(ours, samples, "restart proactor", 0),
+                lambda: restart_one(ours, samples, "restart proactor warm", 0, WARM),
+                lambda: restart_one(procmon, samples, "restart procmon", one),
+                lambda: restart_one(circus, samples, "restart circus", one),
+                lambda: restart_one(supervisor, samples, "restart supervisord", one),
             ]
             for step in restarts[rotate:] + restarts[:rotate]:
                 step()
@@ -228,17 +248,19 @@ def run(options: argparse.Namespace) -> dict[str, Any]:
             services.round(samples, number, options.load_seconds)
             if number in fan_rounds:
                 fans: list[Callable[[], None]] = [
-                    lambda: fan_out(ours, samples, "fan-out proactor", options.fanout, COLD),
+                    lambda: fan_out(ours, samples, "fan-out proactor", options.fanout, peers,
+                                    COLD),
                     lambda: fan_out(ours, samples, "fan-out proactor warm", options.fanout,
-                                    WARM),
-                    lambda: fan_out(circus, samples, "fan-out circus", options.fanout),
-                    lambda: fan_out(supervisor, samples, "fan-out supervisord", options.fanout),
-                    lambda: fan_out(procmon, samples, "fan-out procmon", options.fanout),
+                                    peers, WARM),
+                    lambda: fan_out(circus, samples, "fan-out circus", options.fanout, peers),
+                    lambda: fan_out(supervisor, samples, "fan-out supervisord", options.fanout,
+                                    peers),
+                    lambda: fan_out(procmon, samples, "fan-out procmon", options.fanout, peers),
                     lambda: clients(ours, samples, "clients proactor", options.fanout, COLD),
                     lambda: clients(ours, samples, "clients proactor warm", options.fanout,
                                     WARM),
-                    *(lambda kind=kind: declared(kind, work, DECLARED[kind][0][:options.fanout],
-                                                 DECLARED[kind][1], samples)
+                    *(lambda kind=kind: declared(kind, work, declared_on[kind][:options.fanout],
+                                                 ports.port(f"declared_{kind}"), samples)
                       for kind in DECLARED_KINDS),
                 ]
                 for step in fans[rotate:] + fans[:rotate]:

@@ -30,7 +30,8 @@ from probe import cpu_seconds, rss_kib, uss_kib, wait_answering, wait_closed
 __all__ = ["DECLARED_KINDS", "clients", "declared", "templates"]
 
 #: The daemons started with their workers declared, as their samples name them.
-DECLARED_KINDS = ("proactor", "circus", "supervisord")
+#: ``twistd`` is the daemon under ``twistd proactor`` rather than ``proactord``.
+DECLARED_KINDS = ("proactor", "twistd", "circus", "supervisord")
 
 Samples = dict[str, list[float]]
 
@@ -39,8 +40,12 @@ def _now() -> float:
     return time.perf_counter()
 
 
-def _proactor(work: Path, ports: list[int], control: int) -> list[str]:
-    """``twistd -n proactor`` with a cold demo worker declared for each of ``ports`` (in a row)."""
+def _proactor(work: Path, ports: list[int], control: int, command: str = "proactord"
+              ) -> list[str]:
+    """
+    ``proactord -n proactor`` (as ``make run``; or ``command``: ``twistd``) with a cold
+    demo worker declared for each of ``ports`` (in a row).
+    """
     jobs = "".join(f"\n[job:j{n:03d}]\nmodule = {COLD}\n" for n in range(len(ports)))
     config = work / "proactor.cfg"
     config.write_text(textwrap.dedent(f"""
@@ -53,8 +58,8 @@ def _proactor(work: Path, ports: list[int], control: int) -> list[str]:
         [{COLD}]
         greeting = hello
         """) + jobs)
-    twistd = str(Path(PYTHON).parent / "twistd")
-    return [twistd, "--pidfile=", "-n", "--logfile", str(work / "proactor.log"), "proactor",
+    program = str(Path(PYTHON).parent / command)
+    return [program, "--pidfile=", "-n", "--logfile", str(work / "proactor.log"), "proactor",
             "--config", str(config), "--state-dir", str(work / "state")]
 
 
@@ -96,7 +101,9 @@ def declared(kind: str, work: Path, ports: list[int], control: int, samples: Sam
     """
     work = work / f"declared-{kind}"
     work.mkdir(parents=True, exist_ok=True)
-    make = {"proactor": _proactor, "circus": _circus, "supervisord": _supervisord}[kind]
+    make = {"proactor": _proactor, "circus": _circus, "supervisord": _supervisord,
+            "twistd": lambda work, ports, control: _proactor(work, ports, control, "twistd")
+            }[kind]
     argv = make(work, ports, control)
     start = _now()
     process = subprocess.Popen(argv, env=_env(), stdin=subprocess.DEVNULL,

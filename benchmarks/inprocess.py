@@ -2,7 +2,9 @@
 What the daemon itself spends, measured inside one process: its CPU per
 launch with no jobs and with 100 (port choice, config, bookkeeping: no
 process is started), and how long ``spawn()`` holds the reactor while
-workers start around it. Prints the samples (seconds) as JSON.
+workers start around it. Prints the samples (seconds) as JSON. Its
+ports (the fake daemon's child range, and the real one's) are held for
+the run through the test kit's ``free_ports`` (``bench_ports.py``).
 
 ``python -P inprocess.py``
 """
@@ -13,6 +15,7 @@ import json
 import statistics
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 from twisted.internet.defer import Deferred, gatherResults, succeed
@@ -23,8 +26,13 @@ from turberfield_twisted.configtext import parse_config
 from turberfield_twisted.testing.fakes import FakeLauncher, FakeProcessReactor
 from turberfield_twisted.worker import _asyncio  # noqa: F401  (installs the asyncio reactor)
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # with -P: this folder is not on it
+from bench_ports import bench_ports
+
 MODULE = "turberfield_twisted.demo.hello"
 JOBS = 100
+#: The child ranges of the launches with no process started, and of the real spawns.
+PORTS = {"launch": 300, "spawn": 100}
 
 
 def _config(low: int, high: int, starting: int = 2) -> Any:
@@ -45,13 +53,16 @@ class _Healthy:
         return succeed(_Ok())
 
 
-def launch_costs() -> dict[str, list[float]]:
-    """Seconds of one launch (no process) with 0..9 jobs and with 100..109, 5 times."""
+def launch_costs(ports: range) -> dict[str, list[float]]:
+    """
+    Seconds of one launch (no process; its port of ``ports``) with 0..9 jobs
+    and with 100..109, 5 times.
+    """
     at0, atn = [], []
     for _ in range(5):
         reactor = FakeProcessReactor()
         launcher = FakeLauncher()
-        init = Initiator(None, guid="bench", cfg=_config(26500, 26799, JOBS + 20),
+        init = Initiator(None, guid="bench", cfg=_config(ports[0], ports[-1], JOBS + 20),
                          reactor=reactor, launcher=launcher, http=_Healthy())
         times = []
         for _ in range(JOBS + 10):
@@ -64,9 +75,12 @@ def launch_costs() -> dict[str, list[float]]:
     return {"launch cost at 0": at0, "launch cost at N": atn}
 
 
-async def spawn_block(reactor: Any, count: int = 20) -> dict[str, list[float]]:
-    """How long each real spawn() call takes while other workers start (max_starting 2)."""
-    init = Initiator(None, guid="bench", cfg=_config(26800, 26899), reactor=reactor)
+async def spawn_block(reactor: Any, ports: range, count: int = 20) -> dict[str, list[float]]:
+    """
+    How long each real spawn() call takes while other workers start
+    (max_starting 2), on ``ports``.
+    """
+    init = Initiator(None, guid="bench", cfg=_config(ports[0], ports[-1]), reactor=reactor)
     init.startService()
     cold = init.launcher.launcher_of(MODULE).cold  # type: ignore[attr-defined]
     spawn, took = cold.spawn, []
@@ -90,16 +104,17 @@ async def spawn_block(reactor: Any, count: int = 20) -> dict[str, list[float]]:
 
 
 def main() -> None:
-    result = launch_costs()
+    with bench_ports(**PORTS) as ports:
+        result = launch_costs(ports["launch"])
 
-    async def measure(reactor: Any) -> None:
-        result.update(await spawn_block(reactor))
+        async def measure(reactor: Any) -> None:
+            result.update(await spawn_block(reactor, ports["spawn"]))
 
-    try:
-        react(lambda reactor: Deferred.fromCoroutine(measure(reactor)))
-    except SystemExit as exc:
-        if exc.code:
-            raise
+        try:
+            react(lambda reactor: Deferred.fromCoroutine(measure(reactor)))
+        except SystemExit as exc:
+            if exc.code:
+                raise
     json.dump(result, sys.stdout)
 
 

@@ -17,9 +17,10 @@ with them.
 Bounded: at most 200 jobs, 500 clients, 5,000 requests and 2,000
 bystanders; each request
 times out after 60 s, the load after 300 s, the start of the jobs after
-300 s. Loopback only, ports from the kit's ``free_ports`` in 22500-22999
-(the benchmarks' window), or where ``TURBERFIELD_TWISTED_PORTS`` says
-(as the test suite, which runs it small, says). The daemon is this interpreter's ``twistd``; a
+300 s. Loopback only, on ports held for the run through the test kit's
+``free_ports`` (``bench_ports.py``: in ``TURBERFIELD_TWISTED_PORTS``'s
+window, as the test suite, which runs it small, sets it, else
+20000-32767). The daemon is this interpreter's ``twistd``; a
 ``PYTHONPATH`` set for the script is passed on to it (to measure another
 checkout of the package).
 """
@@ -43,11 +44,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from turberfield_twisted.testing.ports import WINDOW_ENV, free_ports
-
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))  # run with -P: the script's own folder is not on the path
+from bench_ports import bench_ports  # noqa: E402
+
 COLD, WARM = "turberfield_twisted.demo.hello", "bench_hello"
-WINDOW = (22500, 22999)
 REQUEST_TIMEOUT, LOAD_DEADLINE, START_DEADLINE = 60.0, 300.0, 300.0
 
 
@@ -251,14 +252,14 @@ def main() -> int:
     if not (1 <= args.jobs <= 200 and 1 <= args.clients <= 500 and 1 <= args.requests <= 5000
             and 0 <= args.bystanders <= 2000):
         parser.error("at most 200 jobs, 500 clients, 5000 requests and 2000 bystanders")
-    ports = free_ports(args.jobs + 20, window=None if os.environ.get(WINDOW_ENV) else WINDOW)
+    ports = bench_ports(api=1, children=args.jobs + 19)
     work = Path(tempfile.mkdtemp(prefix="jobs-load-"))
     bystanders = [subprocess.Popen(["sleep", "600"], stdin=subprocess.DEVNULL)
                   for _ in range(args.bystanders)]
     daemon = None
     result: dict[str, Any] | None = None
     try:
-        daemon = Daemon(work, ports.low, ports.low + 1, ports.high)
+        daemon = Daemon(work, ports.port("api"), ports["children"][0], ports["children"][-1])
         began = time.perf_counter()
         start_jobs(daemon, args.jobs, COLD if args.cold else WARM)
         print(f"{args.jobs} jobs ready in {time.perf_counter() - began:.1f}s", flush=True)

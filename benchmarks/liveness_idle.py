@@ -13,8 +13,9 @@ system parts)::
         [--by http|watchdog|none ...] [--json PATH]
 
 Bounded: at most 200 jobs and 600 s a run; the jobs get 300 s to be ready.
-Loopback only, ports from the kit's ``free_ports`` in 22500-22999 (the
-benchmarks' window). The daemon is this interpreter's ``twistd``.
+Loopback only, on ports held for each run through the test kit's
+``free_ports`` (``bench_ports.py``: in ``TURBERFIELD_TWISTED_PORTS``'s
+window, else 20000-32767). The daemon is this interpreter's ``twistd``.
 """
 
 from __future__ import annotations
@@ -29,14 +30,11 @@ import textwrap
 import time
 from pathlib import Path
 
-from turberfield_twisted.testing.ports import WINDOW_ENV, free_ports
-
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))  # run with -P: the script's own folder is not on the path
+from bench_ports import bench_ports  # noqa: E402
 from jobs_load import WARM, Daemon, start_jobs  # noqa: E402
 from probe import cpu_times  # noqa: E402
-
-WINDOW = (22500, 22999)
 
 
 def live_keys(by: str) -> str:
@@ -51,10 +49,11 @@ def live_keys(by: str) -> str:
 def run(by: str, jobs: int, seconds: float) -> dict[str, float | str | int]:
     """One daemon, ``jobs`` jobs checked ``by`` one way: its share of a core over ``seconds``."""
     work = Path(tempfile.mkdtemp(prefix="liveness-idle-"))
-    api, children = free_ports(1), free_ports(jobs + 10)
+    ports = bench_ports(api=1, children=jobs + 10)
     daemon: Daemon | None = None
     try:
-        daemon = Daemon(work, api.low, children.low, children.high, textwrap.dedent(f"""
+        daemon = Daemon(work, ports.port("api"), ports["children"][0], ports["children"][-1],
+                        textwrap.dedent(f"""
             [{WARM}]
             greeting = hello
             warm = true
@@ -78,8 +77,7 @@ def run(by: str, jobs: int, seconds: float) -> dict[str, float | str | int]:
     finally:
         if daemon is not None:
             daemon.stop()
-        api.release()
-        children.release()
+        ports.release()
         if os.environ.get("LIVENESS_IDLE_KEEP"):
             print(f"kept: {work}")
         else:
@@ -95,7 +93,6 @@ def main() -> None:
     args = parser.parse_args()
     if not 1 <= args.jobs <= 200 or not 1 <= args.seconds <= 600:
         parser.error("at most 200 jobs and 600 seconds")
-    os.environ.setdefault(WINDOW_ENV, f"{WINDOW[0]}-{WINDOW[1]}")
     rows = [run(by, args.jobs, args.seconds) for by in (args.by or ["none", "http", "watchdog"])]
     print(f"{'checks':<10} {'jobs':>5} {'ready':>6} {'restarts':>9} {'cpu s':>8} {'wall s':>7}"
           f" {'% core':>7} {'% user':>7} {'% sys':>7}")

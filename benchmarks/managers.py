@@ -112,9 +112,9 @@ class Proactor(Manager):
 
             [{BARE_SERVICE}]
             """))
-        twistd = str(Path(PYTHON).parent / "twistd")
+        proactord = str(Path(PYTHON).parent / "proactord")  # as make run starts it
         self.process = subprocess.Popen(
-            [twistd, "--pidfile=", "-n", "--logfile", str(self.work / "proactor.log"),
+            [proactord, "--pidfile=", "-n", "--logfile", str(self.work / "proactor.log"),
              "proactor", "--config", str(config), "--state-dir", str(self.work / "state")],
             env=_env(), stdin=subprocess.DEVNULL, cwd=self.work)
         self.pid = self.process.pid

@@ -29,21 +29,23 @@ from probe import wait_answering, wait_closed
 
 HERE = Path(__file__).resolve().parent
 
-#: The service addresses, circus's socket and the direct bare worker (bench.py's range).
-BARE_ADDRESS, WARM_ADDRESS, SCALE_ADDRESS = 22960, 22961, 22962
-CIRCUS_SOCKET, DIRECT = 22965, 22966
-CIRCUS_CONTROL = 22970
+#: The ports these rows bind, in :class:`ServiceRows`' order: the bare, warm and scaled
+#: services' addresses, circus's socket, the direct bare worker, circus's control and pubsub.
+SERVICE_PORTS = 7
 
 Samples = dict[str, list[float]]
 
 
 class CircusSocket:
-    """circusd with one watcher of 2 bare workers sharing a ``[socket:]`` it binds."""
+    """
+    circusd with one watcher of 2 bare workers sharing a ``[socket:]`` it binds
+    on ``socket``, controlled on ``control`` (and its pubsub on the next port).
+    """
 
     name = "circus socket"
 
-    def __init__(self, work: Path):
-        self.work = work
+    def __init__(self, work: Path, socket: int, control: int):
+        self.work, self.socket, self.control = work, socket, control
         self.process: subprocess.Popen[bytes] | None = None
         self.client: Any = None
 
@@ -51,19 +53,19 @@ class CircusSocket:
         self.work.mkdir(parents=True, exist_ok=True)
         config = self.work / "circus.ini"
         config.write_text("\n".join([
-            "[circus]", f"endpoint = tcp://127.0.0.1:{CIRCUS_CONTROL}",
-            f"pubsub_endpoint = tcp://127.0.0.1:{CIRCUS_CONTROL + 1}", "statsd = False", "",
-            "[socket:web]", "host = 127.0.0.1", f"port = {CIRCUS_SOCKET}", "",
+            "[circus]", f"endpoint = tcp://127.0.0.1:{self.control}",
+            f"pubsub_endpoint = tcp://127.0.0.1:{self.control + 1}", "statsd = False", "",
+            "[socket:web]", "host = 127.0.0.1", f"port = {self.socket}", "",
             "[watcher:web]", f"cmd = {PYTHON} -P {BARE} --fd $(circus.sockets.web)",
             "numprocesses = 2", "use_sockets = True", "copy_env = True", "",
         ]))
         from circus.client import CircusClient
 
-        self.client = CircusClient(endpoint=f"tcp://127.0.0.1:{CIRCUS_CONTROL}", timeout=60)
+        self.client = CircusClient(endpoint=f"tcp://127.0.0.1:{self.control}", timeout=60)
         self.process = _daemon([str(Path(PYTHON).parent / "circusd"), str(config)], self.work,
                                lambda: self.client.call({"command": "list",
                                                          "properties": {}})["status"] == "ok")
-        wait_answering([CIRCUS_SOCKET], 60, 0.01)
+        wait_answering([self.socket], 60, 0.01)
 
     def close(self) -> None:
         if self.process is not None and self.process.poll() is None:
@@ -88,11 +90,18 @@ def _load(url: str, seconds: float, headers: list[str] = ()) -> float:
 
 
 class ServiceRows:
-    """The services measures against ``ours`` (started), each round."""
+    """
+    The services measures against ``ours`` (started), each round, on ``ports``
+    (:data:`SERVICE_PORTS` of them, held by the caller).
+    """
 
-    def __init__(self, ours: Proactor, work: Path):
+    def __init__(self, ours: Proactor, work: Path, ports: range):
+        if len(ports) != SERVICE_PORTS:
+            raise ValueError(f"the services rows take {SERVICE_PORTS} ports, not {len(ports)}")
         self.ours = ours
-        self.circus = CircusSocket(work / "circus-socket")
+        (self.bare_address, self.warm_address, self.scale_address, circus_socket,
+         self.direct_port, circus_control, _pubsub) = ports
+        self.circus = CircusSocket(work / "circus-socket", circus_socket, circus_control)
         self.direct: subprocess.Popen[bytes] | None = None
 
     def _service(self, name: str, module: str, port: int, instances: int) -> None:
@@ -109,12 +118,12 @@ class ServiceRows:
         return view
 
     def start(self) -> None:
-        self._service("bare", BARE_SERVICE, BARE_ADDRESS, 2)
-        self._service("warm", WARM, WARM_ADDRESS, 4)
+        self._service("bare", BARE_SERVICE, self.bare_address, 2)
+        self._service("warm", WARM, self.warm_address, 4)
         self.circus.start()
-        self.direct = subprocess.Popen([PYTHON, "-P", BARE, "--port", str(DIRECT)], env=_env(),
-                                       stdin=subprocess.DEVNULL)
-        wait_answering([BARE_ADDRESS, WARM_ADDRESS, DIRECT], 60, 0.01)
+        self.direct = subprocess.Popen([PYTHON, "-P", BARE, "--port", str(self.direct_port)],
+                                       env=_env(), stdin=subprocess.DEVNULL)
+        wait_answering([self.bare_address, self.warm_address, self.direct_port], 60, 0.01)
 
     def round(self, samples: Samples, number: int, seconds: float, repeats: int = 3) -> None:
         """
@@ -122,9 +131,9 @@ class ServiceRows:
         over, side by side, the order rotating each time.
         """
         auth = [f"Authorization: Bearer {self.ours.token}"]
-        runs = [("service address", f"http://127.0.0.1:{BARE_ADDRESS}/", []),
-                ("circus socket", f"http://127.0.0.1:{CIRCUS_SOCKET}/", []),
-                ("one direct", f"http://127.0.0.1:{DIRECT}/", []),
+        runs = [("service address", f"http://127.0.0.1:{self.bare_address}/", []),
+                ("circus socket", f"http://127.0.0.1:{self.circus.socket}/", []),
+                ("one direct", f"http://127.0.0.1:{self.direct_port}/", []),
                 ("services relay", f"http://127.0.0.1:{self.ours.api_port}/services/bare/proxy/",
                  auth)]
         for repeat in range(repeats):
@@ -138,7 +147,7 @@ class ServiceRows:
         """Roll the 4 warm instances out under a 300 req/s loop: time to done, requests lost."""
         loop = subprocess.Popen(
             [sys.executable, "-P", "-m", "turberfield_twisted.testing.loadloop", "127.0.0.1",
-             str(WARM_ADDRESS), "--rate", "300", "--count", "60000", "--seconds", "120",
+             str(self.warm_address), "--rate", "300", "--count", "60000", "--seconds", "120",
              "--until-eof", "--progress", "0"],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=_env())
         assert loop.stdout is not None and loop.stdin is not None
@@ -162,7 +171,7 @@ class ServiceRows:
 
     def _scale_up(self, samples: Samples) -> None:
         """A warm service of 1 scaled to 16: time until all 16 are ready; then removed."""
-        self._service("scale", WARM, SCALE_ADDRESS, 1)
+        self._service("scale", WARM, self.scale_address, 1)
         start = time.perf_counter()
         status, answer = self.ours.call("PATCH", "/services/scale", {"instances": 16})
         if status != 200:
@@ -170,7 +179,7 @@ class ServiceRows:
         self._ready("scale")
         samples["scale 1 to 16 warm"].append(time.perf_counter() - start)
         self.ours.call("DELETE", "/services/scale")
-        wait_closed([SCALE_ADDRESS])
+        wait_closed([self.scale_address])
 
     def close(self) -> None:
         for name in ("bare", "warm", "scale"):

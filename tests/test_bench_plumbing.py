@@ -34,16 +34,16 @@ def ports(take_ports: Any) -> PortRange:
 
 
 @pytest.fixture
-def bench(monkeypatch: pytest.MonkeyPatch, ports: PortRange) -> Any:
-    """``benchmarks/bench.py`` as a module (its API port ours); its path and modules go after."""
+def bench(monkeypatch: pytest.MonkeyPatch) -> Any:
+    """``benchmarks/bench.py`` as a module; its path and modules go after."""
     monkeypatch.setattr(sys, "path", list(sys.path))  # it puts benchmarks/ first
     spec = importlib.util.spec_from_file_location("_bench", BENCH)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    monkeypatch.setattr(module, "API", ports.low)
     yield module
-    for name in ("managers", "probe", "service_rows", "bare_worker", "cold_start", "report"):
+    for name in ("managers", "probe", "service_rows", "bare_worker", "cold_start", "report",
+                 "bench_ports"):
         sys.modules.pop(name, None)
 
 
@@ -106,23 +106,21 @@ def test_the_bench_launches_and_waits_from_many_clients_at_once(bench: Any, tmp_
 
 
 def test_the_bench_serves_a_bare_worker_on_a_service_address_and_rolls_warm_ones_out(
-        bench: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, ports: PortRange,
-        take_ports: Any) -> None:
+        bench: Any, tmp_path: Path, ports: PortRange, take_ports: Any) -> None:
     """
     The bare Klein worker, run as a service's instance (bare_service.py: the socket by
     systemd's convention, through Twisted's systemd: endpoint), answers on the service's
     address; the rollout measure of 4 warm instances counts its requests and losses.
     """
     rows = sys.modules["service_rows"]
-    addresses = take_ports(10)
-    monkeypatch.setattr(rows, "WARM_ADDRESS", addresses.low)
+    addresses = take_ports(rows.SERVICE_PORTS)
     ours = bench.Proactor(tmp_path / "proactor", ports.low, ports.low + 1, ports.high)
     ours.start()
     try:
-        measures = rows.ServiceRows(ours, tmp_path)
-        measures._service("bare", rows.BARE_SERVICE, addresses.low + 1, 2)
-        assert bench.answers(addresses.low + 1)
-        measures._service("warm", rows.WARM, addresses.low, 4)
+        measures = rows.ServiceRows(ours, tmp_path, addresses.ports[:rows.SERVICE_PORTS])
+        measures._service("bare", rows.BARE_SERVICE, measures.bare_address, 2)
+        assert bench.answers(measures.bare_address)
+        measures._service("warm", rows.WARM, measures.warm_address, 4)
         samples: dict[str, list[float]] = defaultdict(list)
         measures._rollout(samples)
         assert samples["rollout lost"] == [0.0] and samples["rollout requests"][0] > 0

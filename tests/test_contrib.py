@@ -1,4 +1,4 @@
-"""contrib/: the systemd unit is valid for systemd and for twistd proactor."""
+"""contrib/: the systemd unit is valid for systemd and for proactord (twistd) proactor."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from turberfield_twisted.tap import Options
 
 UNIT = Path(__file__).parent.parent / "contrib" / "turberfield-proactor.service"
 #: Where the unit expects the package's venv; the test puts this one's there instead.
-INSTALLED = "/opt/turberfield-proactor/bin/twistd"
+INSTALLED = "/opt/turberfield-proactor/bin/proactord"
 
 
 def unit_keys(name: str) -> list[str]:
@@ -23,11 +23,11 @@ def unit_keys(name: str) -> list[str]:
 
 
 def test_systemd_analyze_verify_passes_on_the_unit(tmp_path):
-    """systemd-analyze verify finds nothing to say (ExecStart pointed at this venv's twistd)."""
+    """systemd-analyze verify finds nothing to say (ExecStart pointed at this venv's proactord)."""
     tool = shutil.which("systemd-analyze")
     if tool is None:
         absent("systemd-analyze is not installed here: apt-get install systemd")
-    twistd = Path(sys.executable).parent / "twistd"
+    twistd = Path(sys.executable).parent / "proactord"
     unit = tmp_path / UNIT.name
     unit.write_text(UNIT.read_text().replace(INSTALLED, str(twistd)))
     done = subprocess.run([tool, "verify", "--man=no", str(unit)], capture_output=True,
@@ -40,7 +40,7 @@ def test_the_units_command_line_is_one_twistd_proactor_takes(tmp_path):
     assert unit_keys("Type") == ["notify"]
     [command] = unit_keys("ExecStart")
     argv = shlex.split(command)
-    assert argv[0] == INSTALLED and "--nodaemon" in argv and "--reactor=asyncio" in argv
+    assert argv[0] == INSTALLED and "--nodaemon" in argv  # proactor installs asyncio itself
     options = argv[argv.index("proactor") + 1:]
     config = tmp_path / "proactor.cfg"
     config.write_text("[proactor]\n")

@@ -1,6 +1,7 @@
 """
-TLS is not loaded until it is used (worker/tlsgate.py): a real ``twistd proactor`` on
-plain loopback maps none of pyOpenSSL's and cryptography's native libraries, even
+TLS is not loaded until it is used (tlsgate.py): a real daemon (``proactord`` or
+``twistd proactor``) on plain loopback maps none of pyOpenSSL's and cryptography's
+native libraries (and under ``proactord`` none of the standard library's ssl), even
 after it has launched a job, relayed a request to it, been scraped and delivered a
 web-hook over plain HTTP; one that serves TLS maps them; a process that deferred TLS
 still speaks https once a client of it meets an https URL.
@@ -20,6 +21,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
 import pytest_twisted
 from _pki import make_pki
 from treq.client import HTTPClient
@@ -29,35 +31,41 @@ from twisted.web.client import Agent, HTTPConnectionPool
 from twisted.web.server import Site
 
 from turberfield_twisted.testing.configs import DEMO
-from turberfield_twisted.testing.daemon import Daemon
+from turberfield_twisted.testing.daemon import COMMANDS, Daemon
 from turberfield_twisted.testing.ports import free_ports
 from turberfield_twisted.testing.subscriber import Subscriber, listen
 
 #: The native parts of pyOpenSSL (through cffi) and of cryptography.
 NATIVE = ("/_cffi_backend", "/cryptography/hazmat/bindings/_rust")
 
+#: The standard library's TLS and hashes, and the OpenSSL they link.
+STDLIB_NATIVE = ("/_ssl.", "/_hashlib.", "/libssl.so", "/libcrypto.so")
 
-def tls_libraries(pid: int) -> set[str]:
+
+def tls_libraries(pid: int, names: tuple[str, ...] = NATIVE) -> set[str]:
     """The native TLS libraries ``pid`` has mapped (paths from its maps)."""
     with open(f"/proc/{pid}/maps") as maps:
-        return {line.split()[-1] for line in maps if any(name in line for name in NATIVE)}
+        return {line.split()[-1] for line in maps if any(name in line for name in names)}
 
 
 def client(reactor: Any) -> HTTPClient:
     return HTTPClient(Agent(reactor, pool=HTTPConnectionPool(reactor, persistent=False)))
 
 
+@pytest.mark.parametrize("command", COMMANDS)
 @pytest_twisted.ensureDeferred
-async def test_a_loopback_daemon_maps_no_tls_library_however_used(reactor, tmp_path):
+async def test_a_loopback_daemon_maps_no_tls_library_however_used(reactor, tmp_path, command):
     """A job launched, a request relayed, /metrics scraped, a hook delivered over plain
-    HTTP: the daemon's process has mapped neither pyOpenSSL's nor cryptography's code."""
+    HTTP: the daemon's process has mapped neither pyOpenSSL's nor cryptography's code;
+    run by proactord, not the standard library's ssl and hashes (OpenSSL) either."""
     subscriber = Subscriber()
     with free_ports() as ports:
         receiver = await listen(reactor, subscriber, ports.low)
         config = tmp_path / "proactor.cfg"
         config.write_text(f"[proactor]\nlisten_port = 0\nchild_port_min = {ports.low + 1}\n"
                           f"child_port_max = {ports.high}\n[{DEMO}]\n")
-        daemon = Daemon.start(reactor, tmp_path / "state", config=config, cwd=tmp_path)
+        daemon = Daemon.start(reactor, tmp_path / "state", config=config, cwd=tmp_path,
+                              command=command)
         try:
             url = await daemon.listening.addTimeout(30, reactor)
             http, auth = client(reactor), daemon.headers()
@@ -85,15 +93,19 @@ async def test_a_loopback_daemon_maps_no_tls_library_however_used(reactor, tmp_p
                 print("\n".join(daemon.lines[-30:]))
                 raise
             assert tls_libraries(daemon.pid) == set()
+            stdlib = tls_libraries(daemon.pid, STDLIB_NATIVE)
+            assert stdlib == set() if command == "proactord" else stdlib, stdlib
         finally:
             await daemon.stop(reactor)
             await receiver.down()
 
 
+@pytest.mark.parametrize("command", COMMANDS)
 @pytest_twisted.ensureDeferred
-async def test_a_daemon_serving_tls_maps_it(reactor, tmp_path):
+async def test_a_daemon_serving_tls_maps_it(reactor, tmp_path, command):
     """With an ssl: endpoint the daemon loads pyOpenSSL and cryptography (the check above
-    would see them)."""
+    would see them) and answers over TLS, run by proactord (the standard library's ssl
+    kept out) as by twistd."""
     pki = make_pki(tmp_path / "pki")
     with free_ports() as ports:
         config = tmp_path / "proactor.cfg"
@@ -102,19 +114,33 @@ async def test_a_daemon_serving_tls_maps_it(reactor, tmp_path):
         listen_tls = (f"ssl:{ports.low}:privateKey={pki.key}:certKey={pki.cert}"
                       ":interface=127.0.0.1")
         daemon = Daemon.start(reactor, tmp_path / "state", config=config, cwd=tmp_path,
-                              listen=listen_tls)
+                              listen=listen_tls, command=command)
         try:
-            await daemon.listening.addTimeout(30, reactor)
+            url = await daemon.listening.addTimeout(30, reactor)
             assert tls_libraries(daemon.pid)
+            env = {"PATH": os.environ.get("PATH", ""), "LANG": "C.UTF-8"}
+            done = await reactor_run(reactor, [sys.executable, "-P", "-c", _GET_HTTPS,
+                                               url + "/health", str(pki.ca)], env)
+            assert done.returncode == 0, done.stderr
+            assert done.stdout.split()[0] == "200", done.stdout
         finally:
             await daemon.stop(reactor)
+
+
+#: GET argv[1] over TLS checked against the CA in argv[2]; print the status.
+_GET_HTTPS = """
+import ssl, sys, urllib.request
+context = ssl.create_default_context(cafile=sys.argv[2])
+with urllib.request.urlopen(sys.argv[1], context=context, timeout=20) as answer:
+    print(answer.status)
+"""
 
 
 #: A process that deferred TLS as the daemon does (its reactor, endpoints, Twisted's
 #: HTTP client and treq loaded without it), then asks an https URL (the CA in argv[2]).
 _DEFERRED_THEN_HTTPS = """
 import sys
-from turberfield_twisted.worker.tlsgate import defer_tls, tls_deferred
+from turberfield_twisted.tlsgate import defer_tls, tls_deferred
 assert defer_tls()
 from twisted.internet import asyncioreactor
 asyncioreactor.install()

@@ -113,5 +113,5 @@ parent.http
 """)
     assert ours == WORKER_SIDE | {"turberfield_twisted.worker.agent",
                                   "turberfield_twisted.worker.endpoint",
-                                  "turberfield_twisted.worker.tlsgate"}
+                                  "turberfield_twisted.tlsgate"}
     assert http == HTTP_CLIENT

@@ -40,7 +40,7 @@ from turberfield_twisted.tap_services import (
     Signals,
     with_backlog,
 )
-from turberfield_twisted.worker.tlsgate import defer_tls
+from turberfield_twisted.tlsgate import defer_tls
 
 if TYPE_CHECKING:  # imported when the service is made (http's import installs the reactor)
     pass

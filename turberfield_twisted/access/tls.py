@@ -69,7 +69,7 @@ def tls_wanted(listen: str, *cas: str | None) -> bool:
     Whether a daemon listening on endpoint ``listen`` with these CAs (for
     web-hook receivers, to hand workers: ``hook_ca``, ``tls_ca``,
     ``tls_client_ca``) asks for TLS. Without, TLS is not loaded until a
-    client meets an ``https`` URL (:mod:`~turberfield_twisted.worker.tlsgate`).
+    client meets an ``https`` URL (:mod:`~turberfield_twisted.tlsgate`).
     """
     return parse_endpoint(listen).tls or any(cas)
 

@@ -9,7 +9,8 @@ The daemon: the Initiator and what it keeps across restarts.
 - :mod:`.live_config`: a live change of a job's config, sent to its worker;
 - :mod:`.statedir`, :mod:`.store`, :mod:`.keeper`: the state directory, the
   SQLite store, and what the operator wants of each job, kept in it;
-- :mod:`.metrics`: Prometheus metrics; :mod:`.notify`: ``sd_notify``.
+- :mod:`.metrics`: Prometheus metrics, and :mod:`.exposition` their text;
+  :mod:`.notify`: ``sd_notify``.
 
 The edge that puts it together under ``twistd`` is :mod:`turberfield_twisted.tap`.
 """

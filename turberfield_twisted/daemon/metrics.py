@@ -4,12 +4,11 @@ a launch takes to be ready, the relay's requests and their latency, its
 web-hooks, and its services (instances ready, rollouts), as the text that
 ``GET /metrics`` serves.
 
-Each :class:`Metrics` owns its own ``CollectorRegistry``: nothing goes to
-``prometheus_client``'s global registry. Labels are the job state and
-module (modules are bounded by the config's allow-list), and a service's
-name (services are few, each made by an operator); a guid is never a
-label. What is counted is counted here; ``prometheus_client`` is loaded
-at the first scrape (a daemon nobody scrapes never loads it).
+Labels are the job state and module (modules are bounded by the config's
+allow-list), and a service's name (services are few, each made by an
+operator); a guid is never a label. What is counted is counted here, and
+the text is written by :mod:`.exposition` (the daemon never loads
+``prometheus_client``, nor through it the standard library's ``ssl``).
 """
 
 from __future__ import annotations
@@ -17,17 +16,22 @@ from __future__ import annotations
 import bisect
 from collections import Counter
 from collections.abc import Iterator, Sequence
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 import attrs
 
 from turberfield_twisted import __version__
+from turberfield_twisted.daemon.exposition import (
+    CONTENT_TYPE,
+    CounterFamily,
+    Family,
+    GaugeFamily,
+    HistogramFamily,
+    InfoFamily,
+    render,
+)
 from turberfield_twisted.jobs.job import EventKind, JobEvent, JobState
 from turberfield_twisted.jobs.table import JobTable
-
-if TYPE_CHECKING:
-    from prometheus_client import CollectorRegistry
-    from prometheus_client.core import Metric
 
 __all__ = ["HOOK_FIELDS", "READY_BUCKETS", "RELAY_BUCKETS", "ROLLOUT_OUTCOMES", "Histogram",
            "LogCounts", "Metrics", "ServiceCounts"]
@@ -106,8 +110,7 @@ class Metrics:
     The metrics of ``initiator``'s job table (and of ``hooks``, a
     ``HookDispatcher``, if given). Job counts, restarts and hook counts are
     read at scrape time; transitions and worker events are counted from
-    ``initiator.subscribe`` until :meth:`close`. It is its registry's one
-    collector.
+    ``initiator.subscribe`` until :meth:`close`.
     """
 
     def __init__(self, initiator: JobTable, hooks: HookCounts | None = None,
@@ -128,18 +131,7 @@ class Metrics:
         self.relay_requests: Counter[str] = Counter()
         self.relay_seconds = Histogram(RELAY_BUCKETS)
         self._modules: set[str] = set()
-        self._registry: CollectorRegistry | None = None
         self._unsubscribe = initiator.subscribe(self._observe)
-
-    @property
-    def registry(self) -> CollectorRegistry:
-        """Its own registry (made, and prometheus_client loaded, on first use)."""
-        if self._registry is None:
-            from prometheus_client import CollectorRegistry
-
-            self._registry = CollectorRegistry()
-            self._registry.register(self)
-        return self._registry
 
     def close(self) -> None:
         """Stop counting the initiator's events (what was counted stays)."""
@@ -147,9 +139,7 @@ class Metrics:
 
     def render(self) -> tuple[bytes, str]:
         """The Prometheus text of every metric, and its content type."""
-        from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-
-        return generate_latest(self.registry), CONTENT_TYPE_LATEST
+        return render(self.families()), CONTENT_TYPE
 
     def relayed(self, seconds: float, status: int | str) -> None:
         """
@@ -176,25 +166,19 @@ class Metrics:
             histogram = self.ready_seconds.setdefault(event.module, Histogram(READY_BUCKETS))
             histogram.observe(event.time - spawned)
 
-    def collect(self) -> Iterator[Metric]:
-        """Every family, read now (``CollectorRegistry`` calls this on each scrape)."""
-        from prometheus_client.core import (
-            CounterMetricFamily,
-            GaugeMetricFamily,
-            InfoMetricFamily,
-        )
-
+    def families(self) -> Iterator[Family]:
+        """Every family, read now (:meth:`render` calls this on each scrape)."""
         workers = list(self.initiator.workers.values())
         modules = sorted(self._modules | {job.module for job in workers})
 
-        info = InfoMetricFamily("proactor", "The proactor package.")
-        info.add_metric([], {"version": __version__})
+        info = InfoFamily("proactor", "The proactor package.")
+        info.add([], {"version": __version__})
         yield info
 
         by_state = Counter((job.module, job.state) for job in workers)
-        jobs = GaugeMetricFamily("proactor_jobs", "Jobs in the job table, by module and state.",
-                                 labels=["module", "state"])
-        restarts = GaugeMetricFamily(
+        jobs = GaugeFamily("proactor_jobs", "Jobs in the job table, by module and state.",
+                     labels=["module", "state"])
+        restarts = GaugeFamily(
             "proactor_job_restarts",
             "Restarts after an unasked exit, summed over the jobs in the job table.",
             labels=["module"])
@@ -203,21 +187,21 @@ class Metrics:
             restart_sums[job.module] += job.restarts
         for module in modules:
             for state in JobState:
-                jobs.add_metric([module, state.value], by_state[(module, state)])
-            restarts.add_metric([module], restart_sums[module])
+                jobs.add([module, state.value], by_state[(module, state)])
+            restarts.add([module], restart_sums[module])
         yield jobs
         yield restarts
 
-        transitions = CounterMetricFamily(
+        transitions = CounterFamily(
             "proactor_job_transitions", "Jobs entering a state, by module and state.",
             labels=["module", "state"])
-        events = CounterMetricFamily(
+        events = CounterFamily(
             "proactor_worker_events", "Events posted by workers, by module.",
             labels=["module"])
         for module in modules:
             for state in JobState:
-                transitions.add_metric([module, state.value], self.transitions[(module, state)])
-            events.add_metric([module], self.worker_events[module])
+                transitions.add([module, state.value], self.transitions[(module, state)])
+            events.add([module], self.worker_events[module])
         yield transitions
         yield events
         yield from self._latency_families()
@@ -233,63 +217,56 @@ class Metrics:
                     ("dropped", "Lines of job output dropped, not written to the log files"
                                 " (the disk full, or the writer behind).",
                      sum(self.logs.dropped.values()))):
-                lines = CounterMetricFamily(f"proactor_log_lines_{name}", text)
-                lines.add_metric([], value)
+                lines = CounterFamily(f"proactor_log_lines_{name}", text)
+                lines.add([], value)
                 yield lines
 
-    def _service_families(self, services: ServiceCounts) -> Iterator[Metric]:
-        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
-
+    def _service_families(self, services: ServiceCounts) -> Iterator[Family]:
         counts = services.ready_counts()
         names = sorted(set(counts) | {name for name, _ in self.service_events})
-        ready = GaugeMetricFamily("proactor_service_instances_ready",
-                                  "Instances ready, by service.", labels=["service"])
-        wanted = GaugeMetricFamily("proactor_service_instances",
-                                   "Instances each service is asked to run.",
-                                   labels=["service"])
+        ready = GaugeFamily("proactor_service_instances_ready",
+                      "Instances ready, by service.", labels=["service"])
+        wanted = GaugeFamily("proactor_service_instances",
+                       "Instances each service is asked to run.", labels=["service"])
         for name, (up, asked) in sorted(counts.items()):
-            ready.add_metric([name], up)
-            wanted.add_metric([name], asked)
+            ready.add([name], up)
+            wanted.add([name], asked)
         yield ready
         yield wanted
-        rollouts = CounterMetricFamily("proactor_service_rollouts",
-                                       "Rollouts that ended, by service and outcome.",
-                                       labels=["service", "outcome"])
+        rollouts = CounterFamily("proactor_service_rollouts",
+                           "Rollouts that ended, by service and outcome.",
+                           labels=["service", "outcome"])
         for name in names:
             for outcome, event in ROLLOUT_OUTCOMES.items():
-                rollouts.add_metric([name, outcome], self.service_events[(name, event)])
+                rollouts.add([name, outcome], self.service_events[(name, event)])
         yield rollouts
 
-    def _latency_families(self) -> Iterator[Metric]:
-        from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily
-
-        ready = HistogramMetricFamily(
+    def _latency_families(self) -> Iterator[Family]:
+        ready = HistogramFamily(
             "proactor_job_ready_seconds",
             "Seconds from a worker's spawn to its being ready, by module.", labels=["module"])
         for module, histogram in sorted(self.ready_seconds.items()):
-            ready.add_metric([module], histogram.buckets(), histogram.total)
+            ready.add([module], histogram.buckets(), histogram.total)
         yield ready
-        requests = CounterMetricFamily(
+        requests = CounterFamily(
             "proactor_relay_requests",
             "Requests relayed to workers, by status class (closed: the caller went away).",
             labels=["code"])
         for code in ("2xx", "3xx", "4xx", "5xx", "closed"):
-            requests.add_metric([code], self.relay_requests[code])
+            requests.add([code], self.relay_requests[code])
         yield requests
-        latency = HistogramMetricFamily(
+        latency = HistogramFamily(
             "proactor_relay_seconds", "Seconds from a relayed request to the worker's answer.")
-        latency.add_metric([], self.relay_seconds.buckets(), self.relay_seconds.total)
+        latency.add([], self.relay_seconds.buckets(), self.relay_seconds.total)
         yield latency
 
     @staticmethod
-    def _hook_families(counts: HookCounts) -> Iterator[Metric]:
-        from prometheus_client.core import GaugeMetricFamily
-
+    def _hook_families(counts: HookCounts) -> Iterator[Family]:
         hooks = counts.list()
-        count = GaugeMetricFamily("proactor_hooks", "Web-hook subscriptions.")
-        count.add_metric([], len(hooks))
+        count = GaugeFamily("proactor_hooks", "Web-hook subscriptions.")
+        count.add([], len(hooks))
         yield count
         for field, text in HOOK_FIELDS.items():
-            family = GaugeMetricFamily(f"proactor_hook_{field}", text)
-            family.add_metric([], sum(int(hook.get(field) or 0) for hook in hooks))
+            family = GaugeFamily(f"proactor_hook_{field}", text)
+            family.add([], sum(int(hook.get(field) or 0) for hook in hooks))
             yield family

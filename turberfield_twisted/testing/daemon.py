@@ -1,6 +1,7 @@
 """
-Run ``twistd -n proactor`` as a child process for end-to-end tests, and
-know when it listens (from its log line, not by polling) and when it ends;
+Run ``proactord -n proactor`` (as ``make run`` does; or ``twistd -n
+proactor``) as a child process for end-to-end tests, and know when it
+listens (from its log line, not by polling) and when it ends;
 :class:`Daemons` starts several for a test and ends them all. A daemon's
 control API listens on a port of a
 :func:`~turberfield_twisted.testing.ports.free_ports` block held until it
@@ -26,16 +27,26 @@ from turberfield_twisted.launch.protocol import ExitStatus
 from turberfield_twisted.testing.ports import PortRange, free_ports
 from turberfield_twisted.testing.procs import Child, children_of, kill_left, wait_gone
 
-__all__ = ["Daemon", "Daemons", "twistd_argv"]
+__all__ = ["COMMANDS", "Daemon", "Daemons", "twistd_argv"]
 
 _LISTENING = re.compile(r"control API listening on (https?://\S+)")
 
 
+#: The commands that run the daemon: ``proactord`` (what ``make run`` runs) and ``twistd``.
+COMMANDS = ("proactord", "twistd")
+
+
 def twistd_argv(state_dir: Path, config: Path | None = None,
-                listen: str = "tcp:0:interface=127.0.0.1") -> list[str]:
-    """The command line of a foreground daemon on a free loopback port."""
-    twistd = str(Path(sys.executable).parent / "twistd")
-    argv = [twistd, "--pidfile=", "-n", "proactor", "--listen", listen,
+                listen: str = "tcp:0:interface=127.0.0.1",
+                command: str = "proactord") -> list[str]:
+    """
+    The command line of a foreground daemon on a free loopback port, run
+    by ``command`` (one of :data:`COMMANDS`, with twistd's options).
+    """
+    if command not in COMMANDS:
+        raise ValueError(f"command {command!r} is not one of {COMMANDS}")
+    program = str(Path(sys.executable).parent / command)
+    argv = [program, "--pidfile=", "-n", "proactor", "--listen", listen,
             "--state-dir", str(state_dir)]
     if config is not None:
         argv += ["--config", str(config)]
@@ -44,7 +55,7 @@ def twistd_argv(state_dir: Path, config: Path | None = None,
 
 class Daemon(Child):
     """
-    A ``twistd -n proactor`` child. ``listening`` fires with the API's URL,
+    A ``proactord -n proactor`` child (or ``twistd``'s). ``listening`` fires with the API's URL,
     ``ended`` with its :class:`ExitStatus`; ``lines`` is all it logged, and
     :meth:`logged` waits for a line. ``ports`` is the block of child ports
     held for it, if :class:`Daemons` chose them.
@@ -62,20 +73,22 @@ class Daemon(Child):
     @classmethod
     def start(cls, reactor: Any, state_dir: Path, config: Path | None = None,
               cwd: Path | None = None, env: dict[str, str] | None = None,
-              listen: str | None = None, prefix: Sequence[str] = ()) -> Daemon:
+              listen: str | None = None, prefix: Sequence[str] = (),
+              command: str = "proactord") -> Daemon:
         """
         Spawn the daemon (``env`` added to its environment) with its API on
         ``listen`` (an endpoint; by default 127.0.0.1 and a free port, held
         until the daemon ends); await ``listening``. ``prefix`` goes before
         its command line: a program that execs the rest (``nsenter
-        --net=...``, so that its pid is the daemon's).
+        --net=...``, so that its pid is the daemon's). ``command`` runs it
+        (:data:`COMMANDS`: ``proactord`` as ``make run`` does, or ``twistd``).
         """
         daemon = cls()
         daemon.state_dir = state_dir
         if listen is None:
             daemon._api_port = free_ports(1)
             listen = f"tcp:{daemon._api_port.low}:interface=127.0.0.1"
-        argv = [*prefix, *twistd_argv(state_dir, config, listen)]
+        argv = [*prefix, *twistd_argv(state_dir, config, listen, command)]
         env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8", **(env or {})}
         try:
             transport = reactor.spawnProcess(daemon, argv[0], argv, env=env,

@@ -30,8 +30,8 @@ from twisted.web.error import SchemeNotSupported
 from twisted.web.iweb import IAgent, IAgentEndpointFactory
 from zope.interface import implementer
 
+from turberfield_twisted.tlsgate import allow_tls
 from turberfield_twisted.worker.endpoint import CONNECT_TIMEOUT, client_endpoint
-from turberfield_twisted.worker.tlsgate import allow_tls
 
 if TYPE_CHECKING:  # for the type checker only (twisted.internet.ssl does not name it)
     from twisted.internet._sslverify import IOpenSSLTrustRoot
@@ -64,7 +64,7 @@ class TLSEndpoint:
     ``endpoint`` wrapped in TLS, the server checked by ``creator`` (from
     ``optionsForClientTLS``), as ``twisted.internet.endpoints.wrapClientTLS``
     wraps one. Built here, as that function can't be used in a process
-    that deferred TLS (:mod:`.tlsgate`): ``endpoints`` was imported without
+    that deferred TLS (:mod:`~turberfield_twisted.tlsgate`): ``endpoints`` was imported without
     its TLS parts, and ``twisted.protocols.tls`` is loaded only now.
     """
 

@@ -17,6 +17,18 @@ does so as it builds its TLS from ``twisted.internet.ssl`` and
 ``twisted.protocols.tls``, loaded then. ``twistd proactor`` defers TLS
 unless its config asks for TLS (an ``ssl:`` endpoint, ``hook_ca``,
 ``tls_ca``, ``tls_client_ca``); workers never do.
+
+:func:`keep_out_stdlib_tls` keeps the standard library's TLS out for good:
+``ssl``, ``_ssl`` and ``_hashlib`` (OpenSSL's libssl and libcrypto, 4.7 MiB
+of a daemon's memory), which ``twisted.python.compat`` reaches through
+``http.cookiejar`` and ``urllib.request``, each written to go on without
+them (``hashlib`` then uses its own SHA-2 and MD5, ``hmac.compare_digest``
+the interpreter's). The daemon's TLS is pyOpenSSL's, never the standard
+library's. ``proactord`` calls it first, before Twisted is imported
+(:mod:`turberfield_twisted.proactord`).
+
+This module loads nothing but the import system: it is imported before
+anything else of a daemon.
 """
 
 from __future__ import annotations
@@ -27,10 +39,14 @@ import sys
 from collections.abc import Sequence
 from types import ModuleType
 
-__all__ = ["TLS_PACKAGE", "allow_tls", "defer_tls", "tls_deferred"]
+__all__ = ["STDLIB_TLS", "TLS_PACKAGE", "allow_tls", "defer_tls", "keep_out_stdlib_tls",
+           "stdlib_tls_kept_out", "tls_deferred"]
 
-#: The package kept out: pyOpenSSL (which brings cryptography with it).
+#: The package kept out until TLS is used: pyOpenSSL (which brings cryptography with it).
 TLS_PACKAGE = "OpenSSL"
+
+#: The standard library's TLS and OpenSSL hashes, kept out of a daemon for good.
+STDLIB_TLS = frozenset({"ssl", "_ssl", "_hashlib"})
 
 
 class _NotYet(importlib.abc.MetaPathFinder):
@@ -41,6 +57,17 @@ class _NotYet(importlib.abc.MetaPathFinder):
         if fullname == TLS_PACKAGE or fullname.startswith(TLS_PACKAGE + "."):
             raise ModuleNotFoundError(f"{fullname} is not loaded until TLS is used",
                                       name=fullname)
+        return None
+
+
+class _Never(importlib.abc.MetaPathFinder):
+    """Refuses to find the modules of :data:`STDLIB_TLS`: as on a Python built without them."""
+
+    def find_spec(self, fullname: str, path: Sequence[str] | None,
+                  target: ModuleType | None = None) -> importlib.machinery.ModuleSpec | None:
+        if fullname in STDLIB_TLS:
+            raise ModuleNotFoundError(f"{fullname} is kept out of this daemon (its TLS is"
+                                      " pyOpenSSL's)", name=fullname)
         return None
 
 
@@ -70,3 +97,21 @@ def allow_tls() -> None:
     finder = _finder()
     if finder is not None:
         sys.meta_path.remove(finder)
+
+
+def keep_out_stdlib_tls() -> bool:
+    """
+    Keep :data:`STDLIB_TLS` out of this process for good; False if one of
+    them is loaded already (then nothing changes). Call it before Twisted
+    is imported.
+    """
+    if STDLIB_TLS & set(sys.modules):
+        return False
+    if not stdlib_tls_kept_out():
+        sys.meta_path.insert(0, _Never())
+    return True
+
+
+def stdlib_tls_kept_out() -> bool:
+    """Whether :data:`STDLIB_TLS` is kept out of this process."""
+    return any(isinstance(finder, _Never) for finder in sys.meta_path)
