@@ -81,15 +81,18 @@ class Rig:
         return job
 
 
-def rig(ops: Operations = OPS, code: int | None = 200, phase: float = 0.0) -> Rig:
+def rig(ops: Operations = OPS, code: int | None = 200, phase: float = 0.0,
+        phases: list[float] | None = None) -> Rig:
+    """Liveness on a clock; each job's phase drawn from ``phases`` in turn, else ``phase``."""
     clock = Clock()
+    draws = iter(phases or [])
     http = FakeHttp(code, clock=clock)
     jobs: dict[str, Job] = {}
     over: list[tuple[str, str]] = []
     emitted: list[JobEvent] = []
     liveness = Liveness(clock, TreqProbe(http, clock), jobs.get, lambda job: ops,
                         lambda job, why: over.append((job.guid, why)), emitted.append,
-                        random=lambda: phase)
+                        random=lambda: next(draws, phase))
     return Rig(clock, http, liveness, jobs, over, emitted)
 
 
@@ -123,15 +126,13 @@ def test_a_good_answer_resets_the_count_of_failures():
     """Failures count only in a row: one good answer between them and none restarts the job."""
     r = rig(code=500)
     r.ready()
-    r.clock.advance(0)
-    r.clock.advance(1)
-    r.http.code = 200
-    r.clock.advance(1)
-    r.http.code = 500
-    r.clock.advance(1)
-    r.clock.advance(1)
-    assert r.over == []
-    r.clock.advance(1)
+    r.clock.advance(0)  # asked at its phase, 0: answered 500
+    for code in (500, 200, 500, 500, 500):  # what the next check is answered
+        r.http.code = code
+        r.clock.advance(0.5)  # the last check asked is judged
+        assert r.over == []
+        r.clock.advance(0.5)  # the next is asked
+    r.clock.advance(0.5)  # the third 500 in a row since the 200
     assert r.over and "answered 500" in r.over[0][1]
 
 
@@ -140,9 +141,42 @@ def test_an_answer_from_another_job_is_a_failure():
     r = rig()
     r.http.body = b'{"guid": "other"}'
     r.ready()
-    for _ in range(3):
-        r.clock.advance(1)
+    r.clock.pump([0] + [0.5] * 6)  # asked at 0, 1 and 2, judged half a second later
     assert r.over and "another job" in r.over[0][1]
+
+
+def test_an_answer_is_judged_at_the_judge_moment_not_as_it_comes():
+    """
+    A check's answer counts live_timeout after it was asked, however soon it came: the
+    judge moment is its timeout, and nothing is told of it before.
+    """
+    r = rig()
+    r.ready()
+    d = r.liveness.passed("g", 1)
+    r.clock.advance(0)
+    assert len(r.http.asked) == 1 and not d.called  # answered at once, not yet judged
+    r.clock.advance(OPS.live_timeout - 0.01)
+    assert not d.called
+    r.clock.advance(0.01)
+    assert d.called
+
+
+def test_jobs_of_a_phase_share_its_one_timer_and_a_check_adds_none():
+    """
+    A phase's checks run on one timer, armed again for each moment (ask, judge): jobs that
+    drew it share it, a job of another phase has its own, and no check adds a timer.
+    """
+    r = rig(phases=[0.05, 0.05, 0.05, 0.55])
+    for guid in "abcd":
+        r.ready(guid)
+    for _ in range(8):
+        assert len(r.clock.getDelayedCalls()) == 2
+        r.clock.advance(0.25)
+    assert len(r.http.asked) == 3 + 1 + 3 + 1 + 3  # a, b and c at 0, 1 and 2; d at 0.5, 1.5
+    assert all(r.liveness.checking(g) for g in "abcd") and r.over == []
+    for guid in "abc":
+        r.liveness.end(guid)
+    assert len(r.clock.getDelayedCalls()) == 1
 
 
 def test_checks_begin_at_a_phase_of_each_job_and_end_as_it_leaves_ready():
@@ -191,10 +225,9 @@ def test_passed_fires_once_that_many_checks_passed():
     r = rig()
     r.ready()
     d = r.liveness.passed("g", 3)
-    r.clock.advance(0)
-    r.clock.advance(1)
+    r.clock.pump([0, 0.5, 0.5, 0.5, 0.5])  # asked at 0, 1 and 2; judged at 0.5 and 1.5
     assert not d.called
-    r.clock.advance(1)
+    r.clock.advance(0.5)
     assert d.called
 
 

@@ -1,9 +1,12 @@
 """
 The liveness checks' own client (:class:`WireProbe`): one kept-alive
 connection per job reused for every check, reopened when the worker closed
-it, the timeout the caller's. On a MemoryReactorClock, each connection a
-StringTransport the test answers on; then once through a real worker, whose
-connection from the daemon is read from ``/proc/net/tcp``.
+it, not read by the reactor between a check's ask and its judge moment
+(when what came is taken off the socket). On a MemoryReactorClock, each
+connection a StringTransport the test answers on (or one over a
+socketpair, as a TCP transport gives its socket); then once through a
+real worker, whose connection from the daemon is read from
+``/proc/net/tcp``.
 """
 
 from __future__ import annotations
@@ -18,8 +21,7 @@ import attrs
 import pytest
 import pytest_twisted
 from twisted.internet.address import IPv4Address
-from twisted.internet.defer import Deferred, TimeoutError
-from twisted.internet.error import ConnectionDone
+from twisted.internet.error import ConnectionDone, ConnectionRefusedError
 from twisted.internet.interfaces import ISystemHandle
 from twisted.internet.protocol import Protocol
 from twisted.internet.testing import MemoryReactorClock, StringTransport
@@ -33,6 +35,7 @@ from turberfield_twisted.testing.fakes import FakeWorker
 
 GUID = "a" * 32
 REQUEST = b"GET /health HTTP/1.1\r\nHost: 127.0.0.1:28000\r\n\r\n"
+LATE = "no answer within 0.5s"
 
 
 def answer(code: int = 200, body: bytes = b'{"status": "ok", "guid": "' + GUID.encode() + b'"}',
@@ -42,24 +45,36 @@ def answer(code: int = 200, body: bytes = b'{"status": "ok", "guid": "' + GUID.e
     return (head + ("Connection: close\r\n" if close else "") + "\r\n").encode() + body
 
 
+@implementer(ISystemHandle)
+class SocketTransport(StringTransport):
+    """A StringTransport over one end of a socketpair, as a TCP transport gives its socket."""
+
+    def __init__(self, sock: socket.socket):
+        super().__init__()
+        self.sock = sock
+
+    def getHandle(self) -> socket.socket:
+        return self.sock
+
+
 @attrs.define
 class Rig:
     reactor: MemoryReactorClock
     probe: WireProbe
     job: Job
-    results: list[str | None] = attrs.field(factory=list)
 
-    def check(self, timeout: float = 0.5) -> Deferred[str | None]:
-        d = self.probe.check(self.job, "/health", timeout).addTimeout(timeout, self.reactor)
-        d.addCallback(self.results.append)
-        return d
+    def ask(self) -> None:
+        self.probe.ask(self.job, "/health", 0.5)
 
-    def accept(self) -> tuple[Protocol, StringTransport]:
+    def judge(self) -> str | None:
+        return self.probe.judge(GUID)
+
+    def accept(self, transport: StringTransport | None = None) -> tuple[Protocol, StringTransport]:
         """Make the last connection asked for; its protocol and transport."""
         host, port, factory, _, _ = self.reactor.tcpClients[-1]
         assert (host, port) == ("127.0.0.1", 28000)
         protocol = factory.buildProtocol(IPv4Address("TCP", host, port))
-        transport = StringTransport()
+        transport = transport or StringTransport()
         protocol.makeConnection(transport)
         return protocol, transport
 
@@ -75,83 +90,111 @@ def rig() -> Rig:
 def test_every_check_goes_on_the_one_kept_connection():
     """A job's checks reuse one kept-alive connection, each the same request bytes."""
     r = rig()
-    r.check()
+    r.ask()
     protocol, transport = r.accept()
     for n in range(1, 4):
         assert transport.value() == REQUEST * n
         protocol.dataReceived(answer())
-        assert r.results == [None] * n
-        r.check()
+        assert r.judge() is None
+        r.ask()
     assert len(r.reactor.tcpClients) == 1 and r.probe.opened == 1
 
 
 def test_a_connection_the_worker_closed_while_idle_is_opened_again_unfailed():
     """A kept connection closed between checks is replaced by the next check, which passes."""
     r = rig()
-    r.check()
+    r.ask()
     protocol, transport = r.accept()
     protocol.dataReceived(answer())
+    assert r.judge() is None
     protocol.connectionLost(Failure(ConnectionDone()))
-    r.check()
+    r.ask()
     assert len(r.reactor.tcpClients) == 2
     again, transport = r.accept()
     assert transport.value() == REQUEST
     again.dataReceived(answer())
-    assert r.results == [None, None]
+    assert r.judge() is None
 
 
 def test_a_request_the_kept_connection_dropped_unanswered_is_sent_again_once():
     """A request on a kept connection closed before any byte of answer goes once more, anew."""
     r = rig()
-    r.check()
+    r.ask()
     protocol, _ = r.accept()
     protocol.dataReceived(answer())
-    r.check()
+    assert r.judge() is None
+    r.ask()
     protocol.connectionLost(Failure(ConnectionDone()))  # the worker had closed it
-    assert r.results == [None] and len(r.reactor.tcpClients) == 2
+    assert len(r.reactor.tcpClients) == 2
     again, transport = r.accept()
     assert transport.value() == REQUEST
     again.dataReceived(answer())
-    assert r.results == [None, None]
+    assert r.judge() is None
 
 
 def test_a_new_connection_closed_unanswered_fails_the_check():
     """On a connection of its own, a check the worker closes unanswered fails (no retry)."""
     r = rig()
-    r.check()
+    r.ask()
     protocol, _ = r.accept()
     protocol.connectionLost(Failure(ConnectionDone()))
-    assert r.results == ["GET /health failed: Unanswered"]
+    assert r.judge() == "GET /health failed: Unanswered"
     assert len(r.reactor.tcpClients) == 1
 
 
-def test_a_check_past_its_timeout_aborts_its_connection_and_the_next_opens_one():
-    """The caller's timeout cancels the check and aborts its connection; the next reconnects."""
+def test_a_check_unanswered_at_its_judge_moment_aborts_its_connection():
+    """Judged unanswered, a check fails and its connection is aborted; the next reconnects."""
     r = rig()
-    failed: list[Failure] = []
-    r.check().addErrback(failed.append)
+    r.ask()
     protocol, transport = r.accept()
-    r.reactor.advance(0.5)
-    assert failed and failed[0].check(TimeoutError) and transport.disconnecting
+    assert r.judge() == LATE and transport.disconnecting
     protocol.connectionLost(Failure(ConnectionDone()))  # the abort, as the reactor does it
-    r.check()
+    r.ask()
     assert len(r.reactor.tcpClients) == 2
     again, _ = r.accept()
     again.dataReceived(answer())
-    assert r.results == [None]
+    assert r.judge() is None
+
+
+def test_a_half_answer_at_the_judge_moment_is_no_answer():
+    """Part of an answer by the judge moment fails as no answer (the rest would be late)."""
+    r = rig()
+    r.ask()
+    protocol, transport = r.accept()
+    protocol.dataReceived(answer()[:20])
+    assert r.judge() == LATE and transport.disconnecting
 
 
 def test_a_late_answer_on_an_aborted_connection_is_not_taken_for_the_next():
-    """The next check after a timeout is answered on its own connection, not the late one."""
+    """The next check after one judged unanswered is answered on its own connection."""
     r = rig()
-    r.check().addErrback(lambda _: None)
+    r.ask()
     protocol, _ = r.accept()
-    r.reactor.advance(0.5)
-    r.check()
+    assert r.judge() == LATE
+    r.ask()
     protocol.dataReceived(answer(body=b'{"guid": "' + b"b" * 32 + b'"}'))  # late, ignored
     again, _ = r.accept()
     again.dataReceived(answer())
-    assert r.results == [None] and len(r.reactor.tcpClients) == 2
+    assert r.judge() is None and len(r.reactor.tcpClients) == 2
+
+
+def test_a_connection_not_made_by_the_judge_moment_is_given_up():
+    """A connection still being opened at the judge moment is cancelled; the check fails."""
+    r = rig()
+    r.ask()
+    connector = r.reactor.connectors[-1]
+    assert r.judge() == LATE
+    assert connector.stoppedConnecting
+
+
+def test_a_refused_connection_fails_the_check_naming_it():
+    """A worker that refuses the connection fails the check with the reason, when judged."""
+    r = rig()
+    r.ask()
+    _, _, factory, _, _ = r.reactor.tcpClients[-1]
+    factory.clientConnectionFailed(r.reactor.connectors[-1],
+                                   Failure(ConnectionRefusedError()))
+    assert r.judge() == "GET /health failed: ConnectionRefusedError"
 
 
 @pytest.mark.parametrize(("data", "why"), [
@@ -164,80 +207,131 @@ def test_a_late_answer_on_an_aborted_connection_is_not_taken_for_the_next():
 def test_an_answer_is_judged_by_its_status_and_a_small_json_bodys_guid(data, why):
     """200 passes unless a small JSON body names another guid; a non-HTTP answer fails."""
     r = rig()
-    r.check()
+    r.ask()
     protocol, _ = r.accept()
     protocol.dataReceived(data)
-    assert r.results == [why]
+    assert r.judge() == why
+
+
+def test_each_answer_is_judged_even_after_one_like_it_passed():
+    """The body of the last good answer passes unread again; any other body is judged anew."""
+    r = rig()
+    r.ask()
+    protocol, _ = r.accept()
+    for data, why in [(answer(), None), (answer(), None), (answer(503), "GET /health answered 503"),
+                      (answer(body=b'{"guid": "' + b"b" * 32 + b'"}'),
+                       "GET /health was answered by another job"), (answer(), None)]:
+        protocol.dataReceived(data)
+        assert r.judge() == why
+        r.ask()
+    assert len(r.reactor.tcpClients) == 1
+
+
+def test_an_answer_nobody_asked_for_after_the_awaited_one_closes_the_connection():
+    """Two answers to one request: the first is judged, the second closes the connection."""
+    r = rig()
+    r.ask()
+    protocol, transport = r.accept()
+    protocol.dataReceived(answer() + answer(503))
+    assert r.judge() is None and transport.disconnecting
 
 
 def test_an_answer_that_closes_its_connection_is_read_and_the_next_reconnects():
     """``Connection: close`` ends the kept connection after its answer; the next check reopens."""
     r = rig()
-    r.check()
+    r.ask()
     protocol, transport = r.accept()
     protocol.dataReceived(answer(close=True))
-    assert r.results == [None] and transport.disconnecting
+    assert r.judge() is None and transport.disconnecting
     protocol.connectionLost(Failure(ConnectionDone()))
-    r.check()
+    r.ask()
     assert len(r.reactor.tcpClients) == 2
 
 
 def test_forget_closes_the_jobs_connection():
     """A job checked no more has its kept connection closed."""
     r = rig()
-    r.check()
+    r.ask()
     protocol, transport = r.accept()
     protocol.dataReceived(answer())
     r.probe.forget(GUID)
     assert transport.disconnecting
 
 
-@implementer(ISystemHandle)
-class SocketTransport(StringTransport):
-    """A StringTransport over one end of a socketpair, as a TCP transport gives its socket."""
-
-    def __init__(self, sock: socket.socket):
-        super().__init__()
-        self.sock = sock
-
-    def getHandle(self) -> socket.socket:
-        return self.sock
-
-
-def test_a_request_the_socket_takes_whole_is_sent_at_once():
-    """On an idle connection the request goes on the socket itself, not the transport's buffer."""
-    r = rig()
-    r.check()
-    host, port, factory, _, _ = r.reactor.tcpClients[-1]
+@contextlib.contextmanager
+def pair():
+    """A connected socketpair, the near end non-blocking as Twisted's sockets are."""
     near, far = socket.socketpair()
     with near, far:
         near.setblocking(False)
-        transport = SocketTransport(near)
-        protocol = factory.buildProtocol(IPv4Address("TCP", host, port))
-        protocol.makeConnection(transport)
-        assert far.recv(4096) == REQUEST and transport.value() == b""
-        protocol.dataReceived(answer())
-        assert r.results == [None]
+        yield near, far
+
+
+def test_the_answer_waits_in_the_socket_until_the_judge_moment():
+    """
+    The reactor does not read a connection with a socket (it is paused once connected):
+    its answer is taken off the socket, without waiting, at the judge moment.
+    """
+    r = rig()
+    r.ask()
+    with pair() as (near, far):
+        _, transport = r.accept(SocketTransport(near))
+        assert transport.producerState == "paused"
+        assert far.recv(4096) == REQUEST
+        far.sendall(answer())
+        assert r.judge() is None
+        r.ask()  # the next goes on it too
+        assert far.recv(4096) == REQUEST and r.probe.opened == 1
+        far.sendall(answer(503))
+        assert r.judge() == "GET /health answered 503"
+
+
+def test_a_socket_the_worker_closed_while_idle_is_seen_as_the_next_check_is_sent():
+    """The end of a kept socket closed while idle is found before sending; the check reopens."""
+    r = rig()
+    r.ask()
+    with pair() as (near, far):
+        _, transport = r.accept(SocketTransport(near))
+        far.recv(4096)
+        far.sendall(answer())
+        assert r.judge() is None
+        far.shutdown(socket.SHUT_WR)  # the worker closes it while idle
+        r.ask()
+        assert transport.disconnecting and len(r.reactor.tcpClients) == 2
+        again, _ = r.accept()
+        again.dataReceived(answer())
+        assert r.judge() is None
+
+
+def test_a_socket_that_ends_unanswered_by_the_judge_moment_fails_the_check():
+    """A kept socket found closed at the judge moment, no byte of answer come, fails the check."""
+    r = rig()
+    r.ask()
+    with pair() as (near, far):
+        _, transport = r.accept(SocketTransport(near))
+        far.recv(4096)
+        far.sendall(answer())
+        assert r.judge() is None
+        r.ask()
+        far.recv(4096)
+        far.shutdown(socket.SHUT_WR)  # read, then closed unanswered
+        assert r.judge() == "GET /health failed: Unanswered" and transport.disconnecting
 
 
 def test_a_request_the_socket_cannot_take_goes_through_the_transport():
     """A socket whose buffer is full leaves the request to the transport, from then on."""
     r = rig()
-    r.check()
-    host, port, factory, _, _ = r.reactor.tcpClients[-1]
-    near, far = socket.socketpair()
-    with near, far:
-        near.setblocking(False)
+    r.ask()
+    with pair() as (near, _far):
         with contextlib.suppress(BlockingIOError):
             for _ in range(1000):  # a socketpair's buffer fills long before
                 near.send(b"x" * 65536)
-        transport = SocketTransport(near)
-        protocol = factory.buildProtocol(IPv4Address("TCP", host, port))
-        protocol.makeConnection(transport)
+        protocol, transport = r.accept(SocketTransport(near))
         assert transport.value() == REQUEST
         protocol.dataReceived(answer())
-        r.check()
-        assert transport.value() == REQUEST * 2 and r.results == [None]
+        assert r.judge() is None
+        r.ask()
+        assert transport.value() == REQUEST * 2
 
 
 def _connections_to(port: int) -> set[int]:

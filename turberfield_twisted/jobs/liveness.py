@@ -2,18 +2,33 @@
 Liveness: once a job is ready, is it still well?
 
 Readiness (:mod:`.readiness`) asks once, at start; :class:`Liveness` asks
-again every ``live_interval`` seconds for as long as the job is ready,
-one :class:`~twisted.internet.task.LoopingCall` per job on the injected
-reactor, each started at a phase drawn from :data:`PHASES` of the
-interval, so that a hundred jobs are not all asked at once (nor wake the
-daemon a hundred times a second). A check is one ``GET
-live_path`` that must answer 200 within ``live_timeout`` (and, if its
-body is JSON naming a guid, name the job's), asked through a
-:class:`~turberfield_twisted.jobs.liveprobe.Prober` (the daemon's keeps
-one connection per job: :class:`~turberfield_twisted.jobs.liveprobe.WireProbe`);
-or, with ``live_watchdog``,
-at least one ``WATCHDOG=1`` ping on the job's ready fd since the last
-check (:class:`~turberfield_twisted.launch.interfaces.IWatchdog`).
+again every ``live_interval`` seconds for as long as the job is ready.
+Each job draws one of :data:`PHASES` points of the interval on the
+clock's grid of it, so that a hundred jobs are not all asked at once, nor
+wake the daemon a hundred times a second. The jobs that drew a point
+share one timer on the injected reactor
+(:class:`~turberfield_twisted.jobs.livephase.Phase`, a ``DelayedCall``
+armed again at each moment): the issue asked for a timer per job, but a
+check is two moments and a timer per job cost the daemon two
+``callLater`` per check, a fifth of what a check cost it, enough to keep
+100 jobs at 1 s over the 1% of a core they may cost (the numbers are in
+:mod:`.livephase`). Each job still keeps its own phase, checks, counts and
+restart.
+
+A check by HTTP is two moments of its phase: at the phase, ``GET
+live_path`` is sent; ``live_timeout`` later the answer is judged: it must
+have come, be 200 and (if its body is JSON naming a guid) name the job's.
+The judge moment is the check's timeout (there is no other timer), and
+what the worker answered waits in the socket until then: the daemon is
+not woken by each answer (see :mod:`.liveprobe`, whose
+:class:`~turberfield_twisted.jobs.liveprobe.Prober` asks and judges; the
+daemon's keeps one connection per job:
+:class:`~turberfield_twisted.jobs.liveprobe.WireProbe`). With a
+``live_timeout`` that is a whole number of phases, the judge moments of
+one phase are the asks of another: a wakeup each. A check by watchdog
+(``live_watchdog``) is one moment: at least one ``WATCHDOG=1`` ping on
+the job's ready fd since the last check
+(:class:`~turberfield_twisted.launch.interfaces.IWatchdog`).
 
 After ``live_failures`` failed checks in a row the job is restarted like a
 crash: ``over(job, reason)`` (the lifecycle's ``over_limit``: its exit
@@ -23,7 +38,8 @@ answer can't drain). The reason is a :class:`LivenessFailed`, a typed
 record (``str()`` of it is what ``last_error`` says) that
 ``failure(guid)`` gives until the job table forgets the job. A job that stops
 answering is so restarted within ``live_interval * live_failures +
-live_timeout`` seconds of its last good answer.
+live_timeout`` seconds of the start of its last good check (the judge of
+the ``live_failures``-th failed check after it).
 """
 
 from __future__ import annotations
@@ -35,21 +51,21 @@ from enum import StrEnum
 
 import attrs
 from twisted.internet.defer import Deferred, succeed
-from twisted.internet.interfaces import IDelayedCall, IReactorTime
-from twisted.internet.task import LoopingCall
+from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
 from turberfield_twisted.config.operations import Operations
 from turberfield_twisted.jobs.job import EventKind, Job, JobEvent, JobState
+from turberfield_twisted.jobs.livephase import Phase
 from turberfield_twisted.jobs.liveprobe import Prober
 from turberfield_twisted.launch.interfaces import IWatchdog
 
 __all__ = ["LIVENESS_EVENT", "CheckBy", "Liveness", "LivenessFailed"]
 
 #: How many phases of an interval (on the clock's grid of it) jobs' checks are spread
-#: over: each wakes the daemon once per interval, however many jobs share it (a wakeup
-#: of the asyncio reactor costs about 150 us of CPU: 100 phases of 100 jobs at 1 s cost
-#: 1.5% of a core, 10 cost 0.15%).
+#: over: each wakes the daemon twice per interval (ask, judge), however many jobs share
+#: it (a wakeup of the asyncio reactor costs about 150 us of CPU: 100 phases of 100 jobs
+#: at 1 s would cost 3% of a core, 10 cost 0.15 to 0.3%).
 PHASES = 10
 
 #: The name of the event emitted (kind ``worker``, ``data`` the failure's JSON) as a
@@ -89,16 +105,20 @@ class LivenessFailed:
                 "failing_for": round(self.failing_for, 3), "last": self.last}
 
 
+#: Jobs that share a phase: by, interval, timeout (None: watchdog) and which of PHASES.
+_PhaseKey = tuple[CheckBy, float, float | None, int]
+
+
 @attrs.define(eq=False)
 class _Check:
-    """One ready job's checks: its loop, the check in flight and the failures in a row."""
+    """One ready job's checks: its phase, the failures in a row."""
 
     job: Job
     ops: Operations
     by: CheckBy
-    loop: LoopingCall
-    begin: IDelayedCall | None = None
-    pending: Deferred[str | None] | None = None
+    phase: _PhaseKey
+    #: When the check being judged was asked.
+    asked: float = 0.0
     failures: int = 0
     since: float | None = None
     pings: int = 0
@@ -131,6 +151,7 @@ class Liveness:
         self._emit = emit
         self._random = random
         self._checks: dict[str, _Check] = {}
+        self._phases: dict[_PhaseKey, Phase[_Check]] = {}
         self._failed: dict[str, LivenessFailed] = {}
         self._passed: dict[str, list[tuple[int, Deferred[None]]]] = {}
 
@@ -178,28 +199,30 @@ class Liveness:
             else:
                 self.log.warn("job {guid}: its launcher reads no ready fd: liveness by HTTP,"
                               " not watchdog pings", guid=job.guid)
-        loop = LoopingCall(self._tick, job.guid)
-        loop.clock = self._reactor
-        check = self._checks[job.guid] = _Check(job, ops, by, loop)
-        if by is CheckBy.WATCHDOG:
-            check.pings = IWatchdog(job.process).pings
         # One of PHASES points of the interval on the clock's own grid, shared by every
         # job that draws it: their checks wake the daemon once between them.
-        slot = int(self._random() * PHASES) / PHASES * ops.live_interval
-        phase = (slot - self._reactor.seconds()) % ops.live_interval
-        check.begin = self._reactor.callLater(phase, self._start, check)
+        interval = ops.live_interval
+        index = int(self._random() * PHASES)
+        timeout = ops.live_timeout if by is CheckBy.HTTP else None
+        key = (by, interval, timeout, index)
+        check = self._checks[job.guid] = _Check(job, ops, by, key)
+        if by is CheckBy.WATCHDOG:
+            check.pings = IWatchdog(job.process).pings
+        phase = self._phases.get(key)
+        if phase is None:
+            phase = self._phases[key] = Phase(self._reactor, interval, index / PHASES * interval,
+                                              timeout, self._ask, self._judge,
+                                              interval / PHASES)
+        phase.join(job.guid, check)
 
     def end(self, guid: str) -> None:
         """Check job ``guid`` no more (it left ``ready``, or the daemon stops)."""
         check = self._checks.pop(guid, None)
         if check is None:
             return
-        if check.begin is not None and check.begin.active():
-            check.begin.cancel()
-        if check.loop.running:
-            check.loop.stop()
-        if check.pending is not None:
-            check.pending.cancel()
+        phase = self._phases.get(check.phase)
+        if phase is not None and phase.leave(guid):
+            del self._phases[check.phase]
         self._probe.forget(guid)
         for _, d in self._passed.pop(guid, []):
             d.cancel()
@@ -211,42 +234,28 @@ class Liveness:
 
     # -- the checks -----------------------------------------------------------
 
-    def _start(self, check: _Check) -> None:
-        check.begin = None
-        assert check.ops.live_interval is not None
-        check.loop.start(check.ops.live_interval, now=True).addErrback(
-            lambda failure: self.log.failure("job {guid}: its liveness checks stopped",
-                                             failure=failure, guid=check.job.guid))
-
-    def _tick(self, guid: str) -> None:
-        check = self._checks.get(guid)
-        if check is None or check.pending is not None:
-            return  # ended, or the last check is still waiting for its answer
-        started = self._reactor.seconds()
-        if check.by is CheckBy.WATCHDOG:
-            pings = IWatchdog(check.job.process).pings if check.job.process else check.pings
+    def _ask(self, checks: list[_Check], now: float) -> None:
+        """A phase's moment: ask each of its jobs, or (watchdog) judge their pings at once."""
+        for check in checks:
+            check.asked = now
+            if check.by is CheckBy.HTTP:
+                self._probe.ask(check.job, check.ops.live_path, check.ops.live_timeout)
+                continue
+            job = check.job
+            pings = IWatchdog(job.process).pings if job.process else check.pings
             fresh, check.pings = pings > check.pings, pings
             if not fresh and check.first:  # its phase may be shorter than a ping's period
                 check.first = False
-                return
+                continue
             check.first = False
-            self._result(check, started, None if fresh else
+            self._result(check, now, None if fresh else
                          f"no WATCHDOG=1 ping in {check.ops.live_interval:g}s")
-            return
-        pending = check.pending = self._probe.check(check.job, check.ops.live_path,
-                                                    check.ops.live_timeout)
-        pending.addTimeout(check.ops.live_timeout, self._reactor)
 
-        def answered(why: str | None) -> None:
-            check.pending = None
-            self._result(check, started, why)
-
-        def failed(failure: object) -> None:
-            check.pending = None
-            if self._checks.get(guid) is check:  # not cancelled by end()
-                self._result(check, started, f"no answer within {check.ops.live_timeout:g}s")
-
-        pending.addCallbacks(answered, failed)
+    def _judge(self, checks: list[_Check]) -> None:
+        """``live_timeout`` after a phase's moment: the verdict on each check it asked."""
+        for check in checks:
+            if self._checks.get(check.job.guid) is check:  # not ended since
+                self._result(check, check.asked, self._probe.judge(check.job.guid))
 
     def _result(self, check: _Check, started: float, why: str | None) -> None:
         """One check's result (``why`` it failed, or None)."""

@@ -1,55 +1,61 @@
 """
 How a liveness check asks a job's worker ``GET live_path``
-(:class:`Prober`): :class:`WireProbe` holds one kept-alive connection
-per job and reuses it for every check, the request's bytes built once
-per job, the answer read by
-:class:`~turberfield_twisted.worker.wire.ResponseReader` (no request,
-response or header objects of an HTTP client on the way: a check costs
-the daemon a write and a read). :class:`TreqProbe` asks through a
-treq-like client (what tests and an initiator given a client use).
+(:class:`Prober`), in two moments the caller chooses: :meth:`~Prober.ask`
+sends the question, :meth:`~Prober.judge` (``live_timeout`` later) says
+how it went, and whatever has not answered by then has failed.
+
+:class:`WireProbe` holds one kept-alive connection per job
+(:class:`~turberfield_twisted.jobs.liveline.KeptLine`) and reuses it for
+every check, the request's bytes built once per job; the reactor does
+not read it: the answer waits in the socket until the judge moment takes
+it (no wakeup of the daemon per answer, no timer per check).
+:class:`TreqProbe` asks through a treq-like client (what tests and an
+initiator given a client use).
 
 A check passes if the answer is 200 and, when its body is small JSON
-naming a guid, names the job's. A kept connection the worker closed is
-opened again by the next check; a check whose request went out on a
-kept connection that closed before any byte of answer came is sent once
-more on a new one (it is a GET), so it fails only if that one does too.
-The check's timeout is the caller's (``Deferred.addTimeout``):
-cancelling a check aborts its connection, which the next check opens
-again.
+naming a guid, names the job's. A kept connection the worker closed
+while idle is seen as the next check is sent (a non-blocking ``recv``
+finds its end) and opened again, without a failure; a request whose
+kept connection is known to close before any byte of answer came (the
+transport says so before the judge moment) is sent once more on a new
+one (it is a GET). A check unanswered at its judge moment aborts its
+connection: the next check opens another, so a late answer is never
+taken for it.
 """
 
 from __future__ import annotations
 
-import socket
 from typing import TYPE_CHECKING, Protocol
 
+import attrs
 from twisted.internet.defer import CancelledError, Deferred
-from twisted.internet.interfaces import IReactorTime, ISystemHandle
-from twisted.internet.protocol import Factory, connectionDone
-from twisted.internet.protocol import Protocol as TwistedProtocol
+from twisted.internet.interfaces import IProtocol, IReactorTime
+from twisted.internet.protocol import Factory
 from twisted.python.failure import Failure
 
 from turberfield_twisted.jobs.job import Job
+from turberfield_twisted.jobs.liveline import GUID_LIMIT, KeptLine, Unanswered
 from turberfield_twisted.jobs.readiness import answer_is_from
 from turberfield_twisted.worker.endpoint import client_endpoint
 from turberfield_twisted.worker.parent import HttpClient
-from turberfield_twisted.worker.wire import RawHeaders, ResponseReader, WireError
 
 if TYPE_CHECKING:
     from turberfield_twisted.worker.reactor import IClientReactor
 
-__all__ = ["Prober", "TreqProbe", "WireProbe"]
-
-#: The largest body whose guid is read (a worker's /health answer is a few dozen bytes):
-#: a longer one is read through and passes on its status alone.
-GUID_LIMIT = 4096
+__all__ = ["GUID_LIMIT", "Prober", "TreqProbe", "Unanswered", "WireProbe"]
 
 
 class Prober(Protocol):
-    """Asks a job's worker one liveness question at a time."""
+    """Asks a job's worker one liveness question at a time, and judges its answer later."""
 
-    def check(self, job: Job, path: str, timeout: float) -> Deferred[str | None]:
-        """``GET path`` of ``job``: None if it answered well, else how it did not."""
+    def ask(self, job: Job, path: str, timeout: float) -> None:
+        """Send ``GET path`` to ``job``'s worker; :meth:`judge` says how it went."""
+
+    def judge(self, guid: str) -> str | None:
+        """
+        The last question's verdict now: None if it was answered well, else how
+        it was not (unanswered yet: ``no answer within {timeout}s``, and given up).
+        """
 
     def forget(self, guid: str) -> None:
         """Job ``guid`` is checked no more: let go of what is held for it."""
@@ -64,15 +70,47 @@ def _judge(guid: str, path: str, code: int, body: bytes | None) -> str | None:
     return None
 
 
+def _late(timeout: float) -> str:
+    return f"no answer within {timeout:g}s"
+
+
+@attrs.define(eq=False)
+class _Pending:
+    """A question asked through a client: its Deferred, and its verdict once it came."""
+
+    asked: Deferred[str | None]
+    timeout: float
+    answered: bool = False
+    verdict: str | None = None
+
+
 class TreqProbe:
     """Checks through ``http`` (treq-like), a request and a connection each, on ``reactor``."""
 
     def __init__(self, http: HttpClient, reactor: IReactorTime):
         self.http, self.reactor = http, reactor
+        self._pending: dict[str, _Pending] = {}
 
-    def check(self, job: Job, path: str, timeout: float) -> Deferred[str | None]:
+    def ask(self, job: Job, path: str, timeout: float) -> None:
         """``GET path`` of ``job`` (see :class:`Prober`)."""
-        return Deferred.fromCoroutine(self._ask(job, path, timeout))
+        self.forget(job.guid)
+        asked = Deferred.fromCoroutine(self._ask(job, path, timeout))
+        pending = self._pending[job.guid] = _Pending(asked, timeout)
+
+        def came(verdict: str | None) -> None:
+            pending.answered, pending.verdict = True, verdict
+
+        asked.addCallback(came).addErrback(lambda failure: failure.trap(CancelledError))
+
+    def judge(self, guid: str) -> str | None:
+        """The verdict on job ``guid``'s question (see :class:`Prober`)."""
+        pending = self._pending.pop(guid, None)
+        if pending is None:
+            return "not asked"
+        if pending.answered:
+            return pending.verdict
+        pending.asked.cancel()
+        return _late(pending.timeout)
 
     async def _ask(self, job: Job, path: str, timeout: float) -> str | None:
         began = self.reactor.seconds()
@@ -83,133 +121,35 @@ class TreqProbe:
             raise
         except Exception as exc:
             if self.reactor.seconds() - began >= timeout:  # the client's own timeout
-                return f"no answer within {timeout:g}s"
+                return _late(timeout)
             return f"GET {path} failed: {type(exc).__name__}"
         return _judge(job.guid, path, response.code, body)
 
     def forget(self, guid: str) -> None:
-        """Nothing is held per job."""
+        """Cancel job ``guid``'s question, if one is out."""
+        pending = self._pending.pop(guid, None)
+        if pending is not None and not pending.answered:
+            pending.asked.cancel()
 
 
-class Unanswered(Exception):
-    """A kept connection closed before any byte of the answer came."""
+@attrs.define(eq=False)
+class _Asking:
+    """One job's checks on the wire: where they go, its connection, the question out."""
 
-
-class _Kept(TwistedProtocol):
-    """One job's kept-alive connection to its worker: one check at a time."""
-
-    def __init__(self) -> None:
-        self.reader = ResponseReader(self)
-        self.answer: Deferred[tuple[int, bytes | None]] | None = None
-        self.closed = False
-        #: How many requests it has carried.
-        self.asked = 0
-        #: Whether a request went through the transport's buffer (none is sent directly since).
-        self.buffered = False
-        self._socket: socket.socket | None = None
-        self._heard = False
-        self._code = 0
-        self._body: list[bytes] | None = []
-        self._size = 0
-
-    def abort(self) -> None:
-        """Close it at once (a check was cancelled, or its answer was not HTTP)."""
-        self.closed = True
-        if self.transport is not None:
-            self.transport.abortConnection()  # type: ignore[attr-defined]
-
-    def ask(self, request: bytes) -> Deferred[tuple[int, bytes | None]]:
-        """Send ``request``: fires with its answer's status and body (None: too long to read)."""
-        assert self.transport is not None and self.answer is None
-        self.answer = Deferred(self._cancel)
-        self._heard, self._code, self._body, self._size = False, 0, [], 0
-        self.asked += 1
-        self.reader.expect()
-        self._send(request)
-        return self.answer
-
-    def _send(self, request: bytes) -> None:
-        """
-        Send ``request`` on the socket at once if it takes it whole (it does, on
-        a connection idle since its last answer): no write event, no writer
-        registered and unregistered with the reactor. Else, and from then on,
-        through the transport's buffer.
-        """
-        assert self.transport is not None
-        if self._socket is not None and not self.buffered:
-            try:
-                sent = self._socket.send(request)
-            except OSError:
-                sent = 0  # the transport's write meets the error too, and closes
-            if sent == len(request):
-                return
-            request, self.buffered = request[sent:], True
-        self.transport.write(request)
-
-    def connectionMade(self) -> None:
-        system = ISystemHandle(self.transport, None)
-        handle = None if system is None else system.getHandle()
-        if isinstance(handle, socket.socket):  # a real TCP connection (not a test's fake)
-            self._socket = handle
-
-    def _cancel(self, answer: Deferred[tuple[int, bytes | None]]) -> None:
-        self.answer = None
-        self.abort()
-
-    def dataReceived(self, data: bytes) -> None:
-        if self.answer is None:  # unasked: this connection's answers can't be told apart
-            self.abort()
-            return
-        self._heard = True
-        try:
-            self.reader.feed(data)
-        except WireError as exc:
-            self._fail(exc)
-
-    def connectionLost(self, reason: Failure = connectionDone) -> None:
-        self.closed = True
-        if self.answer is None:
-            return
-        if not self._heard:
-            self._fail(Unanswered("the connection closed before an answer"))
-            return
-        try:
-            self.reader.eof()
-        except WireError as exc:
-            self._fail(exc)
-            return
-        self._fail(WireError("the connection closed before an answer"))
-
-    def _fail(self, exc: Exception) -> None:
-        answer, self.answer = self.answer, None
-        self.abort()
-        if answer is not None:
-            answer.errback(exc)
-
-    # -- the reader's sink ---------------------------------------------------
-
-    def head(self, status: int, headers: RawHeaders, length: int | None) -> None:
-        self._code = status
-        if length is not None and length > GUID_LIMIT:
-            self._body = None
-
-    def body(self, data: bytes) -> None:
-        if self._body is not None:
-            self._size += len(data)
-            if self._size > GUID_LIMIT:
-                self._body = None
-            else:
-                self._body.append(data)
-
-    def end(self, reusable: bool) -> None:
-        answer, self.answer = self.answer, None
-        if not reusable:
-            self.closed = True
-            assert self.transport is not None
-            self.transport.loseConnection()
-        if answer is not None:
-            body = self._body
-            answer.callback((self._code, None if body is None else b"".join(body)))
+    host: str
+    port: int
+    path: str
+    request: bytes
+    timeout: float = 1.0
+    line: KeptLine | None = None
+    #: A connection being opened for the question.
+    connecting: Deferred[IProtocol] | None = None
+    #: How the question failed before its judge moment (its connection was refused).
+    failed: str | None = None
+    #: The question went out on a connection of its own (it is not sent again).
+    fresh: bool = False
+    #: The body of the last answer that passed.
+    good: bytes | None = None
 
 
 class WireProbe:
@@ -220,75 +160,92 @@ class WireProbe:
 
     def __init__(self, reactor: IClientReactor):
         self.reactor = reactor
-        self._kept: dict[str, _Kept] = {}
-        #: Per job: where it listens, the path, and the request's bytes.
-        self._requests: dict[str, tuple[str, int, str, bytes]] = {}
+        self._asking: dict[str, _Asking] = {}
         #: How many connections were opened (the tests read it).
         self.opened = 0
 
-    def check(self, job: Job, path: str, timeout: float) -> Deferred[str | None]:
+    def ask(self, job: Job, path: str, timeout: float) -> None:
         """``GET path`` of ``job`` (see :class:`Prober`)."""
-        request = self._request(job, path)
-        kept = self._kept.get(job.guid)
-        if kept is None or kept.closed:
-            return Deferred.fromCoroutine(self._ask(job, path, request, timeout))
-        guid = job.guid
+        asking = self._asking.get(job.guid)
+        if asking is None or (asking.host, asking.port, asking.path) != (job.host, job.port, path):
+            asking = self._prepare(job, path)
+        asking.timeout, asking.failed = timeout, None
+        line = asking.line
+        if line is not None and line.idle():
+            asking.fresh = False
+            line.ask(asking.request)
+        else:
+            self._open(asking)
 
-        def answered(answer: tuple[int, bytes | None]) -> str | None:
-            return _judge(guid, path, answer[0], answer[1])
-
-        def failed(failure: Failure) -> Failure | str | Deferred[str | None]:
-            if failure.check(CancelledError):
-                return failure
-            if failure.check(Unanswered) and self._kept.get(guid) is kept:
-                # It had closed while idle: once more, on a new connection.
-                return Deferred.fromCoroutine(self._ask(job, path, request, timeout))
-            kept.abort()
-            return f"GET {path} failed: {failure.type.__name__}"  # type: ignore[union-attr]
-
-        return kept.ask(request).addCallbacks(answered, failed)
+    def judge(self, guid: str) -> str | None:
+        """The verdict on job ``guid``'s question, read off its connection now."""
+        asking = self._asking.get(guid)
+        if asking is None:
+            return "not asked"
+        if asking.connecting is not None:  # not even connected: given up
+            connecting, asking.connecting = asking.connecting, None
+            connecting.cancel()
+            return _late(asking.timeout)
+        if asking.failed is not None or asking.line is None:
+            return asking.failed or _late(asking.timeout)
+        line = asking.line
+        result = line.pull()
+        if result is None:
+            line.abort()  # its answer, if it comes, is nobody's
+            return _late(asking.timeout)
+        if isinstance(result, Exception):
+            return f"GET {asking.path} failed: {type(result).__name__}"
+        code, body = result
+        if code == 200 and body is not None and body == asking.good:
+            return None  # what it answered last time, and passed (its guid is read once)
+        why = _judge(guid, asking.path, code, body)
+        asking.good = body if why is None else None
+        return why
 
     def forget(self, guid: str) -> None:
         """Close job ``guid``'s connection and forget its request."""
-        self._requests.pop(guid, None)
-        kept = self._kept.pop(guid, None)
-        if kept is not None and not kept.closed:
-            kept.closed = True
-            if kept.transport is not None:
-                kept.transport.loseConnection()
+        asking = self._asking.pop(guid, None)
+        if asking is None:
+            return
+        if asking.connecting is not None:
+            asking.connecting.cancel()
+        line, asking.line = asking.line, None  # so a drop now opens nothing
+        if line is not None and not line.closed:
+            line.closed = True
+            if line.transport is not None:
+                line.transport.loseConnection()
 
-    def _request(self, job: Job, path: str) -> bytes:
-        cached = self._requests.get(job.guid)
-        if cached is not None and cached[:3] == (job.host, job.port, path):
-            return cached[3]
-        self.forget(job.guid)  # it listens elsewhere now
+    def _prepare(self, job: Job, path: str) -> _Asking:
+        """Job ``job``'s record, its request built (anew if it listens elsewhere now)."""
+        self.forget(job.guid)
         netloc = job.url()[len("http://"):]
         request = (f"GET {path} HTTP/1.1\r\nHost: {netloc}\r\n\r\n").encode("ascii")
-        self._requests[job.guid] = (job.host, job.port, path, request)
-        return request
+        asking = self._asking[job.guid] = _Asking(job.host, job.port, path, request)
+        return asking
 
-    async def _connect(self, job: Job, timeout: float) -> _Kept:
-        kept = _Kept()
-        factory = Factory.forProtocol(lambda: kept)
+    def _open(self, asking: _Asking) -> None:
+        """Send the question on a new connection."""
+        asking.fresh, asking.line = True, None
+
+        def dropped(gone: KeptLine) -> None:
+            if asking.line is gone and not asking.fresh:  # it had closed: once more, anew
+                self._open(asking)
+
+        line = KeptLine(dropped)
+        factory = Factory.forProtocol(lambda: line)
         factory.noisy = False
-        endpoint = client_endpoint(self.reactor, job.host, job.port, timeout)
+        endpoint = client_endpoint(self.reactor, asking.host, asking.port, asking.timeout)
         self.opened += 1
-        await endpoint.connect(factory)  # fires once it is made
-        self._kept[job.guid] = kept
-        return kept
+        connecting = asking.connecting = endpoint.connect(factory)
 
-    async def _ask(self, job: Job, path: str, request: bytes, timeout: float) -> str | None:
-        """The check on a new connection."""
-        kept: _Kept | None = None
-        try:
-            kept = await self._connect(job, timeout)
-            code, body = await kept.ask(request)
-        except CancelledError:
-            if kept is not None:
-                kept.abort()
-            raise
-        except Exception as exc:
-            if kept is not None:
-                kept.abort()
-            return f"GET {path} failed: {type(exc).__name__}"
-        return _judge(job.guid, path, code, body)
+        def made(_: object) -> None:
+            asking.connecting, asking.line = None, line
+            line.ask(asking.request)
+
+        def refused(failure: Failure) -> None:
+            if failure.check(CancelledError):
+                return
+            asking.connecting = None
+            asking.failed = f"GET {asking.path} failed: {failure.type.__name__}"  # type: ignore[union-attr]
+
+        connecting.addCallbacks(made, refused)
