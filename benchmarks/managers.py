@@ -78,7 +78,7 @@ class Manager:
 
 
 class Proactor(Manager):
-    """This project's daemon (``twistd -n proactor``), driven over its control API."""
+    """This project's daemon (``proactord -n proactor``), driven over its control API."""
 
     def __init__(self, work: Path, api_port: int, low: int, high: int, module: str = COLD):
         self.name = "proactor" if module == COLD else "proactor warm"
@@ -179,6 +179,8 @@ class Proactor(Manager):
             self.call("DELETE", f"/jobs/{guid}")
         for guid in guids:
             self.call("GET", f"/jobs/{guid}?wait=exited&timeout=30")
+        for guid in guids:  # as a client that is done with them: no ended job is kept
+            self.call("POST", f"/jobs/{guid}/forget")
         wait_closed(ports)
 
     def close(self) -> None:
