@@ -95,7 +95,7 @@ async def initiator(reactor: Any, start_initiator: Any) -> Any:
 @pytest_twisted.async_yield_fixture
 async def daemons(reactor: Any, tmp_path: Any) -> Any:
     """
-    ``await daemons(extra="", size=20)`` starts a ``twistd -n proactor``
+    ``await daemons(extra="", size=20)`` starts a ``proactord -n proactor``
     on a free loopback port with ``size`` child ports from free_ports
     (``daemon.ports``, held until it stops; ``daemons(low, high, ...)``:
     a range the test holds), ``extra`` more lines for its ``[proactor]``

@@ -230,3 +230,31 @@ async def test_a_real_daemon_streams_states_kills_restarts_and_output(daemons, r
     finally:
         follower.stop()
         await pool.closeCachedConnections()
+
+
+@pytest.mark.parametrize("keep, gap", [(3, True), (None, False)])
+@pytest_twisted.ensureDeferred
+async def test_a_resume_past_events_keep_gets_a_gap(daemons, reactor, keep, gap):
+    """
+    With ``events_keep = 3`` a client resuming from a job's first event (a launch and a
+    stop later) is told of the gap; with the default it misses nothing.
+    """
+    daemon = await daemons(size=10, extra="" if keep is None else f"events_keep = {keep}\n")
+    http, pool = make_http(reactor)
+    client = ControlClient(http, daemon.url, daemon.token, reactor, timeout=10)
+    follower = Follower(client)
+    await follower.until(lambda e: e.event == "open", reactor)
+    try:
+        guid = (await client.launch(DEMO))["guid"]
+        first = await follower.until(state_of(guid, "waiting"), reactor)
+        ready = await follower.until(state_of(guid, "ready"), reactor)
+        await client.stop(guid)
+        await follower.until(state_of(guid, "exited"), reactor)
+        resumed = Follower(client, last_id=first.id)
+        await resumed.until(state_of(guid, "exited"), reactor)
+        assert any(e.event == "gap" for e in resumed.seen) is gap
+        resumed.stop()
+        await wait_gone(reactor, [ready.data["pid"]])
+    finally:
+        follower.stop()
+        await pool.closeCachedConnections()

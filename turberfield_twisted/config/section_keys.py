@@ -77,6 +77,7 @@ INITIATOR_READERS: Mapping[str, Reader] = {
     "tls_ca": str,
     "hook_ca": str,
     "audit_keep": whole(1, 10_000_000),
+    "events_keep": whole(1, 10_000_000),
     "auth_failures": whole(1, 1_000_000),
     "max_instances": whole(1, 4096),
     "node_failures": whole(1, 1_000_000),

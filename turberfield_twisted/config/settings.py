@@ -104,6 +104,8 @@ class InitiatorSettings:
     hook_ca: str = ""
     #: Records the audit trail keeps (the oldest dropped, and counted).
     audit_keep: int = 10000
+    #: Job events and output lines ``GET /events`` keeps for a client that resumes.
+    events_keep: int = 2000
     #: Wrong tokens in a row from one address before it is made to wait (429).
     auth_failures: int = 10
     #: The most instances a service may have.

@@ -87,7 +87,7 @@ class Journal:
     ``initiator.subscribe_output(journal.line)``.
     """
 
-    def __init__(self, keep: int = 10000, max_bytes: int = 8 * 1024 * 1024):
+    def __init__(self, keep: int = 2000, max_bytes: int = 8 * 1024 * 1024):
         #: This daemon run's name: ids of another run (before a restart) resume nothing.
         self.run = secrets.token_hex(4)
         self.keep = keep
