@@ -190,6 +190,15 @@ def state_of(guid: str, state: str) -> Callable[[ServerEvent], bool]:
     return lambda e: e.event == "state" and e.data["guid"] == guid and e.data["event"] == state
 
 
+async def follow(daemon: Any, reactor: Any) -> tuple[ControlClient, Follower, Any]:
+    """A client of ``daemon``, a follower of its stream (open), and the client's pool."""
+    http, pool = make_http(reactor)
+    client = ControlClient(http, daemon.url, daemon.token, reactor, timeout=10)
+    follower = Follower(client)
+    await follower.until(lambda e: e.event == "open", reactor)
+    return client, follower, pool
+
+
 @pytest_twisted.ensureDeferred
 async def test_a_real_daemon_streams_states_kills_restarts_and_output(daemons, reactor):
     """
@@ -197,10 +206,7 @@ async def test_a_real_daemon_streams_states_kills_restarts_and_output(daemons, r
     (asking for that job's logs) a line the worker printed; a resume misses nothing.
     """
     daemon = await daemons(size=10)
-    http, pool = make_http(reactor)
-    client = ControlClient(http, daemon.url, daemon.token, reactor, timeout=10)
-    follower = Follower(client)
-    await follower.until(lambda e: e.event == "open", reactor)
+    client, follower, pool = await follow(daemon, reactor)
     try:
         guid = (await client.launch(DEMO))["guid"]
         ready = await follower.until(state_of(guid, "ready"), reactor)
@@ -240,10 +246,7 @@ async def test_a_resume_past_events_keep_gets_a_gap(daemons, reactor, keep, gap)
     stop later) is told of the gap; with the default it misses nothing.
     """
     daemon = await daemons(size=10, extra="" if keep is None else f"events_keep = {keep}\n")
-    http, pool = make_http(reactor)
-    client = ControlClient(http, daemon.url, daemon.token, reactor, timeout=10)
-    follower = Follower(client)
-    await follower.until(lambda e: e.event == "open", reactor)
+    client, follower, pool = await follow(daemon, reactor)
     try:
         guid = (await client.launch(DEMO))["guid"]
         first = await follower.until(state_of(guid, "waiting"), reactor)
