@@ -206,6 +206,7 @@ def makeService(options: Options) -> IService:
                      metrics=Metrics(initiator, hooks, services=initiator.services,
                                      logs=job_logs),
                      reload=reconciler.reload, gate=gate, audit=trail, logs=job_logs)
+    api.journal.keep = own.events_keep  # what GET /events keeps for a client that resumes
     # Started in this order (the API listens first, before any of them
     # starts); stopped in reverse, one after another: the initiator refuses
     # every change from then on (503), systemd hears STOPPING=1, the API

@@ -143,7 +143,7 @@ class ControlAPI(JobRoutes):
         self.logs_api = LogsAPI(logs, self.gate)  #: Logs on disk: ``/jobs/{guid}/logs``, ``/logs``.
         self.dashboard = Dashboard()  #: The web dashboard's files, under ``/ui/``.
         #: Recent job events and output lines, for ``GET /events``.
-        self.journal = Journal(keep=initiator.settings.initiator.events_keep)
+        self.journal = Journal()
         initiator.subscribe(self.journal.event)
         initiator.subscribe_output(self.journal.line)
         if audit is not None:
