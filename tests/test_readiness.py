@@ -122,6 +122,21 @@ def test_a_module_that_said_it_listens_is_not_polled_before_its_next_says_so():
     assert clock.getDelayedCalls() == []
 
 
+def test_a_failed_check_after_such_a_workers_signal_is_tried_again_soon():
+    """As for any worker: if the check its signal brought fails, the next is ``first``
+    (0.1 s) later, not a doubled pause."""
+    clock = Clock()
+    http = refusing()
+    probe = HealthProbe(http, clock, says_listening={"mod"})
+    listening: Deferred[None] = Deferred()
+    done = probe.wait("b", "http://127.0.0.1:2/health", listening, "mod")
+    clock.advance(0.5)
+    listening.callback(None)  # refused: the worker was not quite answering yet
+    http.healthy = True
+    clock.advance(0.1)
+    assert done.called and times(http) == pytest.approx([0.5, 0.6])
+
+
 def test_a_worker_of_such_a_module_that_never_says_so_is_checked_from_cap_on():
     """If the next worker of such a module never says it listens, it is checked
     ``cap`` (1 s) after its spawn, then polled as any other."""

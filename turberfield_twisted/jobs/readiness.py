@@ -96,8 +96,7 @@ class HealthProbe:
         try:
             if listening is not None and not listening.called and module in self.says_listening:
                 pause = self._sleep(self.cap)  # it will say so: no check before (or cap after)
-                await pause
-                checked_heard = listening.called
+                await pause  # then as any other: checked now, "first" later if that fails
             while True:
                 if await self._answers(guid, url):
                     return
