@@ -49,26 +49,38 @@ TLS_PACKAGE = "OpenSSL"
 STDLIB_TLS = frozenset({"ssl", "_ssl", "_hashlib"})
 
 
-class _NotYet(importlib.abc.MetaPathFinder):
-    """Refuses to find :data:`TLS_PACKAGE` (and its modules): as if it were not installed."""
+class _Refusal(importlib.abc.MetaPathFinder):
+    """Refuses to find the modules it :meth:`refuses`, saying ``why``: as if not installed."""
+
+    why = ""
+
+    def refuses(self, fullname: str) -> bool:
+        """Whether module ``fullname`` is kept out."""
+        raise NotImplementedError
 
     def find_spec(self, fullname: str, path: Sequence[str] | None,
                   target: ModuleType | None = None) -> importlib.machinery.ModuleSpec | None:
-        if fullname == TLS_PACKAGE or fullname.startswith(TLS_PACKAGE + "."):
-            raise ModuleNotFoundError(f"{fullname} is not loaded until TLS is used",
-                                      name=fullname)
+        if self.refuses(fullname):
+            raise ModuleNotFoundError(f"{fullname} {self.why}", name=fullname)
         return None
 
 
-class _Never(importlib.abc.MetaPathFinder):
-    """Refuses to find the modules of :data:`STDLIB_TLS`: as on a Python built without them."""
+class _NotYet(_Refusal):
+    """Keeps :data:`TLS_PACKAGE` (and its modules) out until :func:`allow_tls`."""
 
-    def find_spec(self, fullname: str, path: Sequence[str] | None,
-                  target: ModuleType | None = None) -> importlib.machinery.ModuleSpec | None:
-        if fullname in STDLIB_TLS:
-            raise ModuleNotFoundError(f"{fullname} is kept out of this daemon (its TLS is"
-                                      " pyOpenSSL's)", name=fullname)
-        return None
+    why = "is not loaded until TLS is used"
+
+    def refuses(self, fullname: str) -> bool:
+        return fullname == TLS_PACKAGE or fullname.startswith(TLS_PACKAGE + ".")
+
+
+class _Never(_Refusal):
+    """Keeps the modules of :data:`STDLIB_TLS` out: as on a Python built without them."""
+
+    why = "is kept out of this daemon (its TLS is pyOpenSSL's)"
+
+    def refuses(self, fullname: str) -> bool:
+        return fullname in STDLIB_TLS
 
 
 def _finder() -> _NotYet | None:
