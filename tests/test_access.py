@@ -57,8 +57,9 @@ def test_bad_names_roles_and_taken_names_are_refused():
     for name, role in (("", "viewer"), ("a b", "viewer"), ("x", "root")):
         with pytest.raises(Invalid):
             tokens.create(name, role)
-    with pytest.raises(Invalid):
-        tokens.create("x", "viewer", expires_in=-1)
+    for expires_in in (-1, True):  # JSON true is no number of seconds (bool is an int)
+        with pytest.raises(Invalid):
+            tokens.create("x", "viewer", expires_in=expires_in)
     tokens.create("x", "viewer")
     for name in ("x", ADMIN):
         with pytest.raises(TokenTaken):

@@ -153,8 +153,8 @@ class TokenBook:
         if not all(isinstance(item, str) and 0 < len(item) <= 256 for item in scope) or (
                 len(scope) > 64):
             raise Invalid("scope must be a list of at most 64 module or service names")
-        if expires_in is not None and not (isinstance(expires_in, int | float)
-                                           and 0 < expires_in <= 10 * 365 * 86400):
+        if expires_in is not None and (isinstance(expires_in, bool) or not (
+                isinstance(expires_in, int | float) and 0 < expires_in <= 10 * 365 * 86400)):
             raise Invalid("expires_in must be a number of seconds above 0")
         if name == ADMIN or name in self._named:
             raise TokenTaken(f"a token named {name!r} exists already")
