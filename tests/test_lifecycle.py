@@ -5,8 +5,10 @@ no process, no port, no sleep. Each test's docstring states its rule.
 
 from __future__ import annotations
 
+import gc
 import itertools
 import signal
+import weakref
 from typing import Any
 
 import pytest
@@ -205,6 +207,31 @@ def test_stop_sends_term_then_the_exit_ends_it():
     assert w.worker(job).signals[0] == signal.SIGTERM
     assert w.states(job)[-2:] == ["stopping", "exited"]
     assert job.status.signal == signal.SIGTERM and w.pending() == []
+
+
+def test_a_workers_process_does_not_keep_its_ended_job():
+    """
+    A job's process reaches its job only weakly (its output lines): a job
+    let go of is freed at once, not kept by its process, nor (as when the
+    process held it strongly) in a cycle through it until the garbage
+    collector's next full pass. Its lines until then are the job's.
+    """
+    w = World()
+    job = w.new()
+    w.healthy(job)
+    worker = w.worker(job)
+    worker.say("hello")
+    assert [line["line"] for line in job.tail.lines()] == ["hello"]
+    w.lifecycle.stop(job)
+    assert job.state in ENDED
+    gc.disable()
+    try:
+        gone = weakref.ref(job)
+        del job
+        assert gone() is None
+        worker.say("after the job is gone")  # nobody keeps it: dropped, no error
+    finally:
+        gc.enable()
 
 
 def test_a_worker_that_ignores_term_is_killed_after_stop_timeout():

@@ -5,9 +5,11 @@ Klein's decorator surface, werkzeug's matching, no Klein or werkzeug loaded.
 
 from __future__ import annotations
 
+import gc
 import json
 import subprocess
 import sys
+import weakref
 from typing import Any
 
 import pytest
@@ -207,6 +209,31 @@ def test_a_client_that_goes_away_cancels_the_handlers_deferred() -> None:
     assert not cancelled
     request.processingFailed(Failure(ConnectionDone("the client went away")))
     assert len(cancelled) == 1 and request.written == [] and not request.finished
+
+
+@pytest.mark.parametrize("path", [b"name", b"later", b"broken", b"nope"])
+def test_an_answered_request_is_freed_by_reference_counting(path: bytes) -> None:
+    """
+    Once answered (at once, later, by an error handler, as not found), nothing
+    of the routing holds the request in a cycle: it is freed as soon as the
+    last reference goes, not at the garbage collector's next full pass (a
+    burst of long-polls otherwise grows the daemon's heap for good).
+    """
+    pending: Deferred[bytes] = Deferred()
+    owner = _Owner("o", pending)
+    gc.disable()
+    try:
+        request = DummyRequest([path])
+        request.method = b"GET"
+        request.render(owner.app.resource())
+        pending.callback(b"at last")
+        assert request.finished
+        owner.failures.clear()
+        gone = weakref.ref(request)
+        del request
+        assert gone() is None
+    finally:
+        gc.enable()
 
 
 def test_importing_the_control_api_loads_neither_klein_nor_werkzeug() -> None:

@@ -5,20 +5,24 @@ HTTP on loopback ports from the kit's free_ports.
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import signal
 import textwrap
+import weakref
 from typing import Any
 
 import pytest
 import pytest_twisted
 import treq
 from twisted.internet.defer import Deferred
+from twisted.internet.task import deferLater
 from twisted.logger import globalLogPublisher
 
 from turberfield_twisted import Initiator, JobState
 from turberfield_twisted.configtext import parse_config
+from turberfield_twisted.daemon.keeper import forget_ended
 from turberfield_twisted.daemon.reconcile import Reconciler
 from turberfield_twisted.launch.warm.states import TemplateState
 from turberfield_twisted.testing.procs import children_of, kill_left, pid_alive, wait_gone
@@ -171,6 +175,28 @@ def _link(path: str) -> str | None:
         return os.readlink(path)
     except OSError:  # the fd listing /proc/self/fd itself is gone
         return None
+
+
+@pytest_twisted.ensureDeferred
+async def test_an_ended_warm_worker_is_freed_with_its_job(warm, reactor):
+    """
+    Once its exit is reported, a warm worker's process lets go of its ready
+    pipe and of its protocol's hold on it: forgotten, the job and its
+    process are freed at once, by reference counting, not left in cycles
+    for the garbage collector's next full pass.
+    """
+    await ready_template(warm)
+    guid = await warm.launch(DEMO)
+    job = await warm.ready(guid, timeout=15)
+    held_job, held_process = weakref.ref(job), weakref.ref(job.process)
+    del job
+    try:
+        assert (await warm.stop(guid)).code == 0
+        await deferLater(reactor, 0, lambda: None)  # out of the exit's callbacks, which hold it
+        forget_ended(warm, guid, warm.forget_kept)
+        assert (held_job(), held_process()) == (None, None)
+    finally:
+        gc.enable()
 
 
 @pytest_twisted.ensureDeferred

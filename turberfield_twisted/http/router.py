@@ -164,59 +164,81 @@ class RouterResource(Resource):
         return self._route(cast(Request, request))  # a Site's requests are Requests
 
     def _route(self, request: Request) -> Any:
-        router = self.router
-        path = self.path_of(request)
-        method = (request.method or b"").decode("ascii", "replace")
-        finished = False
-
-        def on_finish(_: object) -> None:
-            nonlocal finished
-            finished = True
-
-        def execute() -> Deferred[Any]:
-            rule, values = router.match(path, method)
-            rest = request.postpath or []
-            request.prepath = [*(request.prepath or []), *rest[:rule.segments]]
-            request.postpath = rest[rule.segments:]
-            request.notifyFinish().addBoth(on_finish)
-            d = maybeDeferred(router.execute, rule, request, values)
-            request.notifyFinish().addErrback(lambda _: d.cancel())
-            return d
-
-        def process(result: object) -> object:
-            if IResource.providedBy(result):
-                request.render(getChildForRequest(result, request))
-                return _RENDERED
-            return result
-
-        def failed(failure: Failure, handlers: list[tuple[Any, ErrorHandler]]) -> Any:
-            if finished:  # nobody to answer: a cancelled handler is no error
-                if not failure.check(CancelledError):
-                    _log.failure("routing {path} after the client went away",
-                                 failure=failure, path=path[:200])
-                return None
-            for at, (types, handler) in enumerate(handlers):
-                if failure.check(*types):
-                    d = maybeDeferred(router.execute_error_handler, handler, request, failure)
-                    d.addCallback(process)
-                    return d.addErrback(failed, handlers[at + 1:])
-            request.processingFailed(failure)
-            return _RENDERED
-
-        def write(result: object) -> None:
-            if result is _RENDERED:
-                return
-            if isinstance(result, str):
-                result = result.encode("utf-8")
-            if isinstance(result, bytes):
-                request.write(result)
-            if not finished:
-                request.finish()
-
-        d = maybeDeferred(execute)
-        d.addCallback(process)
-        d.addErrback(failed, router.error_handlers)
-        d.addCallback(write)
-        d.addErrback(lambda failure: _log.failure("writing the answer to {path}",
-                                                  failure=failure, path=path[:200]))
+        maybeDeferred(_Routing(self.router, request, self.path_of(request)).start)
         return NOT_DONE_YET
+
+
+class _Routing:
+    """
+    One request on its way through a :class:`Router`: an object rather than
+    nested closures, since a closure that adds itself as an errback (as
+    ``failed`` does, for the next error handler) is a cycle, and a cycle
+    holding the request kept every answered request's memory until the
+    garbage collector's next full pass (a burst of 100 long-polls grew the
+    daemon's heap by a megabyte that it then kept).
+    """
+
+    def __init__(self, router: Router, request: Request, path: str):
+        self.router = router
+        self.request = request
+        self.path = path
+        self.method = (request.method or b"").decode("ascii", "replace")
+        #: The client went away or the answer was written: nothing more to write.
+        self.finished = False
+
+    def start(self) -> Deferred[Any]:
+        """Route the request; answer it when the handler's result comes."""
+        d = maybeDeferred(self.execute)
+        d.addCallback(self.process)
+        d.addErrback(self.failed, self.router.error_handlers)
+        d.addCallback(self.write)
+        d.addErrback(self.unwritten)
+        return d
+
+    def on_finish(self, _: object) -> None:
+        self.finished = True
+
+    def execute(self) -> Deferred[Any]:
+        request = self.request
+        rule, values = self.router.match(self.path, self.method)
+        rest = request.postpath or []
+        request.prepath = [*(request.prepath or []), *rest[:rule.segments]]
+        request.postpath = rest[rule.segments:]
+        request.notifyFinish().addBoth(self.on_finish)
+        d = maybeDeferred(self.router.execute, rule, request, values)
+        request.notifyFinish().addErrback(lambda _: d.cancel())
+        return d
+
+    def process(self, result: object) -> object:
+        if IResource.providedBy(result):
+            self.request.render(getChildForRequest(result, self.request))
+            return _RENDERED
+        return result
+
+    def failed(self, failure: Failure, handlers: list[tuple[Any, ErrorHandler]]) -> Any:
+        if self.finished:  # nobody to answer: a cancelled handler is no error
+            if not failure.check(CancelledError):
+                _log.failure("routing {path} after the client went away",
+                             failure=failure, path=self.path[:200])
+            return None
+        for at, (types, handler) in enumerate(handlers):
+            if failure.check(*types):
+                d = maybeDeferred(self.router.execute_error_handler, handler, self.request,
+                                  failure)
+                d.addCallback(self.process)
+                return d.addErrback(self.failed, handlers[at + 1:])
+        self.request.processingFailed(failure)
+        return _RENDERED
+
+    def write(self, result: object) -> None:
+        if result is _RENDERED:
+            return
+        if isinstance(result, str):
+            result = result.encode("utf-8")
+        if isinstance(result, bytes):
+            self.request.write(result)
+        if not self.finished:
+            self.request.finish()
+
+    def unwritten(self, failure: Failure) -> None:
+        _log.failure("writing the answer to {path}", failure=failure, path=self.path[:200])

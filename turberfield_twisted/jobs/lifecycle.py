@@ -9,6 +9,7 @@ The states and every transition between them are drawn and declared in
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable
 
 import attrs
@@ -181,6 +182,22 @@ class Lifecycle(Exits):
                       reason=reason)
         self._terminate(job, process, self._settings().initiator.stop_timeout)
 
+    def _line_sink(self, job: Job) -> Callable[[str, str], None]:
+        """
+        What ``job``'s process calls with each line: ``job`` held weakly, since
+        the job holds the process (a strong reference back made every ended job
+        a cycle that only the garbage collector's full pass freed). A job the
+        table has let go of has no one to keep its lines for.
+        """
+        held = weakref.ref(job)
+
+        def sink(stream: str, text: str) -> None:
+            found = held()
+            if found is not None:
+                self.line(found, stream, text)
+
+        return sink
+
     def line(self, job: Job, stream: str, text: str) -> None:
         """Keep one line of ``job``'s output, log it under its guid and pass it on."""
         now = self._reactor.seconds()
@@ -252,8 +269,7 @@ class Lifecycle(Exits):
         try:
             config = self._render(job)
             process = self.launcher.spawn(job.module, job.guid, job.port, config,
-                                          lambda stream, text: self.line(job, stream, text),
-                                          limits, job.sockets)
+                                          self._line_sink(job), limits, job.sockets)
         except SpawnFailed as exc:
             job.last_error = str(exc)
             self.log.error("job {guid} ({module}) could not be spawned: {error}",

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from twisted.internet.error import ConnectionDone
 from twisted.internet.interfaces import IReadDescriptor
@@ -29,6 +29,9 @@ from turberfield_twisted.launch.reactor import IDaemonReactor
 from turberfield_twisted.launch.readyfd import ReadyPipe
 
 __all__ = ["Reader", "WarmProcess"]
+
+_T = TypeVar("_T")
+
 
 @implementer(IReadDescriptor)
 class Reader:
@@ -86,10 +89,23 @@ class WarmProcess(ProtocolProcess):
             2: ProcessReader(self._reactor, self, 2, stderr),
         }
         at = self._ready_fd
-        pipe = self._ready_pipe = ReadyPipe(
+        self._ready_pipe = ReadyPipe(
             self._reactor, ready, lambda data: self.protocol.childDataReceived(at, data))
-        self.protocol.exited().addBoth(pipe.close_with)
+        self.protocol.exited().addBoth(self._let_go)
         self.protocol.makeConnection(self)
+
+    def _let_go(self, result: _T) -> _T:
+        """
+        Its exit is reported: close the ready pipe and let go of what points
+        back here (the pipe's reader, the protocol's transport), so that an
+        ended job's worker is freed when the job is, not by the garbage
+        collector's next full pass.
+        """
+        pipe, self._ready_pipe = self._ready_pipe, None
+        if pipe is not None:
+            pipe.close()
+        self.protocol.transport = None
+        return result
 
     def write(self, data: bytes) -> None:
         self._pipes[0].write(data)
