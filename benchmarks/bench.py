@@ -232,7 +232,9 @@ def measure(options: argparse.Namespace, ports: BenchPorts) -> dict[str, Any]:
                 lambda: launch_one(ours, samples, "launch proactor", 0, COLD),
                 lambda: launch_one(ours, samples, "launch proactor warm", 0, WARM),
             ]
-            for step in (singles[rotate:] + singles[:rotate]) * 2:
+            # Four of each a round (twelve in three): a single start moves by tens of ms
+            # with what else runs, and six samples left the launch row's median noise.
+            for step in (singles[rotate:] + singles[:rotate]) * 4:
                 step()
             restarts: list[Callable[[], None]] = [
                 lambda: restart_one(ours, samples, "restart proactor", 0),
@@ -241,7 +243,7 @@ def measure(options: argparse.Namespace, ports: BenchPorts) -> dict[str, Any]:
                 lambda: restart_one(circus, samples, "restart circus", one),
                 lambda: restart_one(supervisor, samples, "restart supervisord", one),
             ]
-            for step in restarts[rotate:] + restarts[:rotate]:
+            for step in (restarts[rotate:] + restarts[:rotate]) * 2:
                 step()
             for connections in (1, 10):
                 relay(ours, samples, relay_guid, relay_port, connections, options.load_seconds)
