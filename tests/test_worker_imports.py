@@ -119,8 +119,11 @@ parent.http
 
 #: Imports the runtime after what comes before it, counting the collector's passes meanwhile.
 COLLECTIONS = """
-import gc, json
+import compileall, gc, importlib.util, json
 import turberfield_twisted.worker, turberfield_twisted.errors, turberfield_twisted.contract
+# Compiled first (a fresh clone has no .pyc): compiling it is no part of its import's work.
+compileall.compile_file(importlib.util.find_spec("turberfield_twisted.worker.runtime").origin,
+                        quiet=2)
 passes = []
 gc.callbacks.append(lambda phase, info: passes.append(info) if phase == "start" else None)
 import turberfield_twisted.worker.runtime
