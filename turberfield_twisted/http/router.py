@@ -164,7 +164,7 @@ class RouterResource(Resource):
         return self._route(cast(Request, request))  # a Site's requests are Requests
 
     def _route(self, request: Request) -> Any:
-        maybeDeferred(_Routing(self.router, request, self.path_of(request)).start)
+        _Routing(self.router, request, self.path_of(request)).start()
         return NOT_DONE_YET
 
 
