@@ -28,6 +28,10 @@ _T = TypeVar("_T")
 _CHUNK = 65536
 
 
+def _fed_to_nobody(data: bytes) -> None:
+    """A closed pipe's ``feed``: nothing is read from it any more."""
+
+
 @implementer(IReadDescriptor)
 class ReadyPipe:
     """
@@ -90,13 +94,14 @@ class ReadyPipe:
                 return
 
     def close(self) -> None:
-        """Read no more, and close the fd."""
+        """Read no more, close the fd, and let go of ``feed`` (which may hold its owner)."""
         if self._reading:
             self._reactor.removeReader(self)
             self._reading = False
         if self.fd >= 0:
             fd, self.fd = self.fd, -1
             os.close(fd)
+        self._feed = _fed_to_nobody
 
     def close_with(self, result: _T) -> _T:
         """:meth:`close`, and pass ``result`` on (a callback of the worker's end)."""

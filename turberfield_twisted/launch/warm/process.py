@@ -89,21 +89,19 @@ class WarmProcess(ProtocolProcess):
             2: ProcessReader(self._reactor, self, 2, stderr),
         }
         at = self._ready_fd
-        self._ready_pipe = ReadyPipe(
+        pipe = self._ready_pipe = ReadyPipe(
             self._reactor, ready, lambda data: self.protocol.childDataReceived(at, data))
+        self.protocol.exited().addBoth(pipe.close_with)  # which lets go of its feed
         self.protocol.exited().addBoth(self._let_go)
         self.protocol.makeConnection(self)
 
     def _let_go(self, result: _T) -> _T:
         """
-        Its exit is reported: close the ready pipe and let go of what points
-        back here (the pipe's reader, the protocol's transport), so that an
-        ended job's worker is freed when the job is, not by the garbage
-        collector's next full pass.
+        Its exit is reported: its protocol lets go of it (this is the
+        protocol's transport, as Twisted's Process lets go of its protocol
+        once it has ended), so that an ended job's worker is freed when the
+        job is, not by the garbage collector's next full pass.
         """
-        pipe, self._ready_pipe = self._ready_pipe, None
-        if pipe is not None:
-            pipe.close()
         self.protocol.transport = None
         return result
 
